@@ -1,0 +1,116 @@
+//! Addresses that no public service lives at: private, loopback, link-local, reserved
+//! and documentation ranges (after netxlite's bogon list).
+//!
+//! A DNS answer in one of them is a lie, and the probe never connects to one: a
+//! censor's answer of 192.168.1.1 must not make a volunteer's probe poke at their own
+//! router. Labs, whose hosts live in such ranges, exempt them with `treat_as_public`.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use ipnet::IpNet;
+
+static BOGONS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
+    [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/3",
+        "::/127",
+        "100::/64",
+        "2001:2::/48",
+        "2001:10::/28",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    ]
+    .iter()
+    .map(|net| net.parse().expect("bogon table holds valid CIDRs"))
+    .collect()
+});
+
+/// Decides whether an address is a bogon, given the lab ranges to treat as public.
+#[derive(Debug, Clone, Default)]
+pub struct AddressPolicy {
+    treat_as_public: Vec<IpNet>,
+}
+
+impl AddressPolicy {
+    pub fn new(treat_as_public: Vec<IpNet>) -> AddressPolicy {
+        AddressPolicy { treat_as_public }
+    }
+
+    pub fn is_bogon(&self, ip: IpAddr) -> bool {
+        let ip = embedded_v4(ip).unwrap_or(ip);
+        if self.treat_as_public.iter().any(|net| net.contains(&ip)) {
+            return false;
+        }
+        BOGONS.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// The IPv4 address inside an IPv4-mapped, 6to4 or Teredo IPv6 address, which is where
+/// packets to it really go.
+fn embedded_v4(ip: IpAddr) -> Option<IpAddr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4.into());
+    }
+    let s = v6.segments();
+    let from =
+        |hi: u16, lo: u16| IpAddr::from([(hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8]);
+    match s[0] {
+        0x2002 => Some(from(s[1], s[2])),
+        0x2001 if s[1] == 0 => Some(from(!s[6], !s[7])),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_addresses() {
+        let policy = AddressPolicy::default();
+        for bogon in [
+            "10.10.34.34",
+            "127.0.0.1",
+            "192.168.1.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "2002:0a00:0001::1",
+            "198.18.0.1",
+        ] {
+            assert!(policy.is_bogon(bogon.parse().unwrap()), "{bogon}");
+        }
+        for public in [
+            "149.154.167.51",
+            "8.8.8.8",
+            "2a03:2880:f12f:83:face:b00c:0:25de",
+            "2002:959a:a733::1",
+        ] {
+            assert!(!policy.is_bogon(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn lab_ranges_can_be_treated_as_public() {
+        let policy = AddressPolicy::new(vec!["198.18.0.0/15".parse().unwrap()]);
+        assert!(!policy.is_bogon("198.19.0.7".parse().unwrap()));
+        assert!(policy.is_bogon("10.10.34.34".parse().unwrap()));
+    }
+}

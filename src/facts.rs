@@ -1,0 +1,257 @@
+//! The facts a measurement records: what was sent, what came back, how long it took,
+//! and how it failed. No opinions live here; `analyse` reads these records, from
+//! memory during a run or from `measurements.jsonl` long after it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::failure::{Failure, StepError};
+
+/// Which side of the comparison a measurement was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vantage {
+    Probe,
+    Control,
+}
+
+impl Vantage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vantage::Probe => "probe",
+            Vantage::Control => "control",
+        }
+    }
+}
+
+/// One measurement: a vantage point, a target, and one step against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub vantage: Vantage,
+    pub service: String,
+    /// The target this measurement was made for (its verdict row's `target`).
+    pub target: String,
+    pub measured_at: DateTime<Utc>,
+    pub runtime_ms: f64,
+    #[serde(flatten)]
+    pub step: Step,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    Dns(DnsFacts),
+    TcpConnect(TcpFacts),
+    TlsHandshake(TlsFacts),
+    Http(HttpFacts),
+}
+
+impl Step {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Dns(_) => "dns",
+            Step::TcpConnect(_) => "tcp_connect",
+            Step::TlsHandshake(_) => "tls_handshake",
+            Step::Http(_) => "http",
+        }
+    }
+
+    pub fn error(&self) -> Option<&StepError> {
+        match self {
+            Step::Dns(f) => f.error.as_ref(),
+            Step::TcpConnect(f) => f.error.as_ref(),
+            Step::TlsHandshake(f) => f.error.as_ref(),
+            Step::Http(f) => f.error.as_ref(),
+        }
+    }
+}
+
+/// One query (a name and a record type) to one resolver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsFacts {
+    /// The resolver as configured (`system`, `udp://8.8.8.8:53`, ...).
+    pub resolver: String,
+    /// The server actually asked, when there is one address to name.
+    pub resolver_address: Option<String>,
+    pub hostname: String,
+    pub query_type: QueryType,
+    /// Every reply that arrived for this query, in arrival order, including late ones
+    /// (an injector's forged answer usually wins the race; the real one follows).
+    pub replies: Vec<DnsReply>,
+    /// The addresses of the first reply that matched the query, which is what an
+    /// ordinary client would have used.
+    pub addresses: Vec<IpAddr>,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+impl DnsFacts {
+    /// Every address in every matching reply, without repeats.
+    pub fn all_addresses(&self) -> Vec<IpAddr> {
+        let mut all: Vec<IpAddr> = Vec::new();
+        for reply in self.replies.iter().filter(|r| r.matches_query) {
+            for ip in reply.addresses() {
+                if !all.contains(&ip) {
+                    all.push(ip);
+                }
+            }
+        }
+        all
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum QueryType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+impl QueryType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryType::A => "A",
+            QueryType::Aaaa => "AAAA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsReply {
+    /// Who the datagram came from (for UDP; the server for TCP and DoH).
+    pub source: String,
+    /// Milliseconds from sending the query to this reply's arrival.
+    pub arrival_ms: f64,
+    pub id: u16,
+    /// The ID and question match the query: a reply an ordinary client would accept.
+    pub matches_query: bool,
+    pub rcode: String,
+    pub answers: Vec<DnsAnswer>,
+}
+
+impl DnsReply {
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.answers.iter().filter_map(|a| a.address())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsAnswer {
+    /// A, AAAA, CNAME, ...
+    pub answer_type: String,
+    /// The address or name the record carries.
+    pub data: String,
+    pub ttl: u32,
+    /// The ASN of an address answer, when an ASN database was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+}
+
+impl DnsAnswer {
+    pub fn address(&self) -> Option<IpAddr> {
+        match self.answer_type.as_str() {
+            "A" | "AAAA" => self.data.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TcpFacts {
+    pub address: SocketAddr,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+/// A TLS handshake. A certificate that does not verify does not abort the handshake:
+/// it is recorded (as the `ssl_*` failure) with the chain, so that interception can be
+/// shown rather than only suspected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsFacts {
+    pub address: SocketAddr,
+    pub server_name: String,
+    /// True when this handshake used the control SNI (the canary's name) instead of the
+    /// target's, to tell SNI filtering from IP blocking.
+    pub control_sni: bool,
+    /// The handshake finished, whether or not the certificate is valid for the name.
+    pub handshake_done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateFacts>,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+impl TlsFacts {
+    /// The server spoke TLS back to us: the handshake finished, or it refused with a
+    /// TLS alert. Either way nothing tore the connection down.
+    pub fn server_answered(&self) -> bool {
+        self.handshake_done
+            || matches!(&self.error, Some(e) if e.failure == Failure::SslFailedHandshake)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertificateFacts {
+    pub subject: String,
+    pub issuer: String,
+    pub san: Vec<String>,
+    pub not_after: String,
+    pub sha256: String,
+    /// The peer's chain as base64 DER, leaf first (kept for target-SNI handshakes only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+}
+
+/// An HTTP GET, following redirects hop by hop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpFacts {
+    pub url: String,
+    pub hops: Vec<HttpHop>,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+impl HttpFacts {
+    /// The last hop that produced a response.
+    pub fn final_response(&self) -> Option<&HttpHop> {
+        self.hops.iter().rev().find(|h| h.status.is_some())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpHop {
+    pub url: String,
+    pub address: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFacts>,
+    pub status: Option<u16>,
+    /// Response headers as sent, in order (names lower-cased).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes read (up to the cap).
+    pub body_length: u64,
+    pub body_truncated: bool,
+    pub title: Option<String>,
+    /// The start of the body, as text, for blockpage fingerprints.
+    pub body_prefix: String,
+    /// Milliseconds from the first body byte to the last one read, for transfer rates.
+    pub transfer_ms: f64,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+impl HttpHop {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,253 @@
+//! One error taxonomy for every step, printed as OONI's strings (ooni/spec df-007)
+//! so that our data can be compared with the largest public data set.
+//!
+//! Classification works from what the OS and rustls actually said (the error kind
+//! and errno, the rustls error variant), never from message text, because telling
+//! a reset from a timeout from an EOF is the evidence itself.
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a step failed, in OONI's vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Failure {
+    ConnectionRefused,
+    ConnectionReset,
+    ConnectionAborted,
+    GenericTimeout,
+    Eof,
+    NetworkUnreachable,
+    HostUnreachable,
+    DnsNxdomain,
+    DnsNoAnswer,
+    DnsServfail,
+    DnsRefused,
+    DnsBogon,
+    SslInvalidHostname,
+    SslUnknownAuthority,
+    SslInvalidCertificate,
+    SslFailedHandshake,
+    /// Anything else, with the error text (printed as `unknown_failure: <text>`).
+    Unknown(String),
+}
+
+impl Failure {
+    const NAMED: [(Failure, &'static str); 16] = [
+        (Failure::ConnectionRefused, "connection_refused"),
+        (Failure::ConnectionReset, "connection_reset"),
+        (Failure::ConnectionAborted, "connection_aborted"),
+        (Failure::GenericTimeout, "generic_timeout_error"),
+        (Failure::Eof, "eof_error"),
+        (Failure::NetworkUnreachable, "network_unreachable"),
+        (Failure::HostUnreachable, "host_unreachable"),
+        (Failure::DnsNxdomain, "dns_nxdomain_error"),
+        (Failure::DnsNoAnswer, "dns_no_answer"),
+        (Failure::DnsServfail, "dns_servfail_error"),
+        (Failure::DnsRefused, "dns_refused_error"),
+        (Failure::DnsBogon, "dns_bogon_error"),
+        (Failure::SslInvalidHostname, "ssl_invalid_hostname"),
+        (Failure::SslUnknownAuthority, "ssl_unknown_authority"),
+        (Failure::SslInvalidCertificate, "ssl_invalid_certificate"),
+        (Failure::SslFailedHandshake, "ssl_failed_handshake"),
+    ];
+
+    /// Classifies an I/O error from a socket or from tokio-rustls.
+    pub fn from_io(err: &io::Error) -> Failure {
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Failure::from_tls(tls);
+        }
+        use io::ErrorKind as K;
+        match err.kind() {
+            K::ConnectionRefused => Failure::ConnectionRefused,
+            K::ConnectionReset | K::BrokenPipe => Failure::ConnectionReset,
+            K::ConnectionAborted => Failure::ConnectionAborted,
+            K::TimedOut => Failure::GenericTimeout,
+            K::UnexpectedEof => Failure::Eof,
+            K::NetworkUnreachable => Failure::NetworkUnreachable,
+            K::HostUnreachable => Failure::HostUnreachable,
+            _ => Failure::unknown(err),
+        }
+    }
+
+    /// Classifies a rustls error: certificate problems get their own strings, an alert or
+    /// a protocol error from the peer is a failed handshake.
+    pub fn from_tls(err: &rustls::Error) -> Failure {
+        use rustls::CertificateError as C;
+        match err {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    Failure::SslInvalidHostname
+                }
+                C::UnknownIssuer => Failure::SslUnknownAuthority,
+                _ => Failure::SslInvalidCertificate,
+            },
+            _ => Failure::SslFailedHandshake,
+        }
+    }
+
+    pub fn unknown(err: impl fmt::Display) -> Failure {
+        Failure::Unknown(err.to_string())
+    }
+
+    /// True when the peer (or a middlebox) tore the connection down: the signature of
+    /// RST injection.
+    pub fn is_reset_or_eof(&self) -> bool {
+        matches!(
+            self,
+            Failure::ConnectionReset | Failure::ConnectionAborted | Failure::Eof
+        )
+    }
+
+    pub fn is_certificate_error(&self) -> bool {
+        matches!(
+            self,
+            Failure::SslInvalidHostname
+                | Failure::SslUnknownAuthority
+                | Failure::SslInvalidCertificate
+        )
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Failure::Unknown(text) = self {
+            return write!(f, "unknown_failure: {text}");
+        }
+        let name = Failure::NAMED
+            .iter()
+            .find(|(failure, _)| failure == self)
+            .map(|(_, name)| *name)
+            .expect("every variant but Unknown is in NAMED");
+        f.write_str(name)
+    }
+}
+
+impl FromStr for Failure {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(text) = s.strip_prefix("unknown_failure: ") {
+            return Ok(Failure::Unknown(text.to_string()));
+        }
+        Failure::NAMED
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(failure, _)| failure.clone())
+            .ok_or_else(|| format!("unknown failure string {s:?}"))
+    }
+}
+
+impl From<Failure> for String {
+    fn from(f: Failure) -> String {
+        f.to_string()
+    }
+}
+
+impl TryFrom<String> for Failure {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// The operation that failed, as OONI's `failed_operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Resolve,
+    Connect,
+    TlsHandshake,
+    HttpRoundTrip,
+    Read,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Resolve => "resolve",
+            Operation::Connect => "connect",
+            Operation::TlsHandshake => "tls_handshake",
+            Operation::HttpRoundTrip => "http_round_trip",
+            Operation::Read => "read",
+        })
+    }
+}
+
+/// A failure together with the operation it happened in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    pub failure: Failure,
+    pub failed_operation: Operation,
+}
+
+impl StepError {
+    pub fn new(failed_operation: Operation, failure: Failure) -> StepError {
+        StepError {
+            failure,
+            failed_operation,
+        }
+    }
+
+    pub fn io(failed_operation: Operation, err: &io::Error) -> StepError {
+        StepError::new(failed_operation, Failure::from_io(err))
+    }
+
+    pub fn timeout(failed_operation: Operation) -> StepError {
+        StepError::new(failed_operation, Failure::GenericTimeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_round_trip() {
+        for (failure, name) in Failure::NAMED.iter() {
+            assert_eq!(failure.to_string(), *name);
+            assert_eq!(name.parse::<Failure>().unwrap(), *failure);
+        }
+        let odd = Failure::Unknown("weird thing".into());
+        assert_eq!(odd.to_string(), "unknown_failure: weird thing");
+        assert_eq!(odd.to_string().parse::<Failure>().unwrap(), odd);
+    }
+
+    #[test]
+    fn io_kinds_map_to_ooni_strings() {
+        let cases = [
+            (io::ErrorKind::ConnectionRefused, "connection_refused"),
+            (io::ErrorKind::ConnectionReset, "connection_reset"),
+            (io::ErrorKind::UnexpectedEof, "eof_error"),
+            (io::ErrorKind::NetworkUnreachable, "network_unreachable"),
+            (io::ErrorKind::HostUnreachable, "host_unreachable"),
+        ];
+        for (kind, name) in cases {
+            assert_eq!(Failure::from_io(&io::Error::from(kind)).to_string(), name);
+        }
+        // errno values as the kernel reports them on Linux
+        assert_eq!(
+            Failure::from_io(&io::Error::from_raw_os_error(104)),
+            Failure::ConnectionReset
+        );
+        assert_eq!(
+            Failure::from_io(&io::Error::from_raw_os_error(111)),
+            Failure::ConnectionRefused
+        );
+    }
+
+    #[test]
+    fn rustls_errors_inside_io_errors_are_found() {
+        let err = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(Failure::from_io(&err), Failure::SslUnknownAuthority);
+    }
+}

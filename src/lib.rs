@@ -1,0 +1,16 @@
+//! censorprobe: a network censorship measurement probe.
+//!
+//! The modules follow the flow of a run: `targets` (the input file) → `plan` (targets
+//! to measure) → `measure` (facts, one protocol per file) → `analyse` (verdicts, one
+//! layer per file) → `report` (files on disk and the summary). `run` drives them.
+
+pub mod analyse;
+pub mod asn;
+pub mod bogon;
+pub mod facts;
+pub mod failure;
+pub mod measure;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod targets;

@@ -1,0 +1,503 @@
+//! DNS lookups over UDP, TCP and HTTPS, recording every reply.
+//!
+//! We build the exchange ourselves on hickory-proto messages instead of using a
+//! resolver library: resolvers keep the first acceptable datagram and drop the rest,
+//! and on a censored network the first datagram is often the censor's. Over UDP we
+//! keep listening for a short window after the first reply, so that a forged answer
+//! racing the real one is seen, with each reply's source, arrival time, ID, rcode and
+//! TTLs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::limits::Limits;
+use super::tls::TlsContext;
+use super::{http, tcp};
+use crate::facts::{DnsAnswer, DnsFacts, DnsReply, QueryType};
+use crate::failure::{Failure, Operation, StepError};
+use crate::targets::ResolverSpec;
+
+/// Where the system's stub resolver sends its queries.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// The largest DNS message we read over TCP or DoH.
+const MAX_MESSAGE: usize = 65_535;
+
+/// A configured resolver, ready to be asked.
+pub struct Resolver {
+    spec: ResolverSpec,
+    transport: Transport,
+}
+
+enum Transport {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+    Doh {
+        url: Url,
+        /// The DoH server's address, found once (a name is looked up by the system).
+        address: OnceCell<Result<SocketAddr, StepError>>,
+    },
+}
+
+/// What one exchange gives back before it is judged.
+struct Exchange {
+    server: String,
+    replies: Vec<DnsReply>,
+}
+
+impl Resolver {
+    pub fn new(spec: &ResolverSpec) -> anyhow::Result<Resolver> {
+        let transport = match spec {
+            ResolverSpec::System => Transport::Udp(system_nameserver(Path::new(RESOLV_CONF))?),
+            ResolverSpec::Udp(addr) => Transport::Udp(*addr),
+            ResolverSpec::Tcp(addr) => Transport::Tcp(*addr),
+            ResolverSpec::Doh(url) => Transport::Doh {
+                url: url.clone(),
+                address: OnceCell::new(),
+            },
+        };
+        Ok(Resolver {
+            spec: spec.clone(),
+            transport,
+        })
+    }
+
+    /// One query for `hostname` and `qtype`.
+    pub async fn query(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> DnsFacts {
+        let mut facts = DnsFacts {
+            resolver: self.spec.to_string(),
+            resolver_address: None,
+            hostname: hostname.to_string(),
+            query_type: qtype,
+            replies: Vec::new(),
+            addresses: Vec::new(),
+            error: None,
+        };
+        let name = match Name::from_ascii(format!("{hostname}.")) {
+            Ok(name) => name,
+            Err(e) => {
+                facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
+                return facts;
+            }
+        };
+        let record_type = match qtype {
+            QueryType::A => RecordType::A,
+            QueryType::Aaaa => RecordType::AAAA,
+        };
+        let mut message = Message::query();
+        message.metadata.id = rand::random();
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(name.clone(), record_type));
+        let question = Question {
+            id: message.metadata.id,
+            name,
+            record_type,
+        };
+        let bytes = match message.to_vec() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
+                return facts;
+            }
+        };
+        let exchange = match &self.transport {
+            Transport::Udp(server) => udp_exchange(io, *server, &bytes, &question).await,
+            Transport::Tcp(server) => tcp_exchange(io, *server, &bytes, &question).await,
+            Transport::Doh { url, address } => {
+                doh_exchange(io, url, address, bytes, &question).await
+            }
+        };
+        match exchange {
+            Err((server, e)) => {
+                facts.resolver_address = server;
+                facts.error = Some(e);
+            }
+            Ok(exchange) => {
+                facts.resolver_address = Some(exchange.server);
+                facts.replies = exchange.replies;
+                judge(&mut facts, record_type);
+            }
+        }
+        facts
+    }
+}
+
+/// What the measurement needs from its surroundings.
+pub struct DnsIo<'a> {
+    pub limits: &'a Limits,
+    pub tls: &'a TlsContext,
+    pub timeout: Duration,
+    /// How long to keep listening after the first matching UDP reply.
+    pub window: Duration,
+}
+
+struct Question {
+    id: u16,
+    name: Name,
+    record_type: RecordType,
+}
+
+/// Sets the addresses and the failure from the first reply that matches the query,
+/// which is the one an ordinary client would have believed.
+fn judge(facts: &mut DnsFacts, record_type: RecordType) {
+    let Some(reply) = facts.replies.iter().find(|r| r.matches_query) else {
+        facts.error = Some(StepError::timeout(Operation::Resolve));
+        return;
+    };
+    let failure = match reply.rcode.as_str() {
+        "NoError" => None,
+        "NXDomain" => Some(Failure::DnsNxdomain),
+        "ServFail" => Some(Failure::DnsServfail),
+        "Refused" => Some(Failure::DnsRefused),
+        other => Some(Failure::unknown(format!("dns rcode {other}"))),
+    };
+    let addresses: Vec<IpAddr> = reply
+        .answers
+        .iter()
+        .filter(|a| a.answer_type == record_type.to_string())
+        .filter_map(|a| a.address())
+        .collect();
+    facts.error = match failure {
+        Some(f) => Some(StepError::new(Operation::Resolve, f)),
+        None if addresses.is_empty() => {
+            Some(StepError::new(Operation::Resolve, Failure::DnsNoAnswer))
+        }
+        None => None,
+    };
+    facts.addresses = addresses;
+}
+
+/// Reads a datagram or stream message into a reply record.
+fn reply_of(bytes: &[u8], source: String, started: Instant, question: &Question) -> DnsReply {
+    let arrival_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let Ok(message) = Message::from_vec(bytes) else {
+        return DnsReply {
+            source,
+            arrival_ms,
+            id: u16::from_be_bytes([
+                bytes.first().copied().unwrap_or(0),
+                bytes.get(1).copied().unwrap_or(0),
+            ]),
+            matches_query: false,
+            rcode: "malformed".into(),
+            answers: Vec::new(),
+        };
+    };
+    let matches_query = message.metadata.id == question.id
+        && message.metadata.message_type == MessageType::Response
+        && message.queries.len() == 1
+        // Name equality is case-insensitive, as DNS is (0x20 randomisation aside).
+        && message.queries[0].name() == &question.name
+        && message.queries[0].query_type() == question.record_type;
+    let answers = message
+        .answers
+        .iter()
+        .map(|record| DnsAnswer {
+            answer_type: record.record_type().to_string(),
+            data: match &record.data {
+                RData::A(a) => a.0.to_string(),
+                RData::AAAA(a) => a.0.to_string(),
+                RData::CNAME(name) => name.0.to_string(),
+                other => other.to_string(),
+            },
+            ttl: record.ttl,
+            asn: None,
+        })
+        .collect();
+    DnsReply {
+        source,
+        arrival_ms,
+        id: message.metadata.id,
+        matches_query,
+        rcode: rcode_name(message.metadata.response_code),
+        answers,
+    }
+}
+
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NoError".into(),
+        ResponseCode::NXDomain => "NXDomain".into(),
+        ResponseCode::ServFail => "ServFail".into(),
+        ResponseCode::Refused => "Refused".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Sends the query (again every third of the deadline, as stub resolvers do on lossy
+/// links) and records every datagram until the window after the first matching reply
+/// closes, or the deadline passes.
+async fn udp_exchange(
+    io: &DnsIo<'_>,
+    server: SocketAddr,
+    query: &[u8],
+    question: &Question,
+) -> Result<Exchange, (Option<String>, StepError)> {
+    let fail = |e: std::io::Error| {
+        (
+            Some(server.to_string()),
+            StepError::io(Operation::Resolve, &e),
+        )
+    };
+    let bind: SocketAddr = match server {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let permit = io.limits.acquire_global().await;
+    let socket = UdpSocket::bind(bind).await.map_err(fail)?;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + io.timeout;
+    let resend_every = io.timeout / 3;
+    let mut next_send = tokio::time::Instant::now();
+    let mut window_end: Option<tokio::time::Instant> = None;
+    let mut permit = Some(permit);
+    let mut replies = Vec::new();
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let now = tokio::time::Instant::now();
+        let stop = window_end.unwrap_or(deadline).min(deadline);
+        if now >= stop {
+            break;
+        }
+        if window_end.is_none() && now >= next_send {
+            socket.send_to(query, server).await.map_err(fail)?;
+            next_send = now + resend_every;
+        }
+        let wake = if window_end.is_none() {
+            stop.min(next_send)
+        } else {
+            stop
+        };
+        match tokio::time::timeout_at(wake, socket.recv_from(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Err(e)) => {
+                // ICMP errors (port or network unreachable) surface here on Linux.
+                if replies.is_empty() {
+                    return Err(fail(e));
+                }
+                break;
+            }
+            Ok(Ok((len, source))) => {
+                let reply = reply_of(&buf[..len], source.to_string(), started, question);
+                if reply.matches_query && window_end.is_none() {
+                    window_end = Some(tokio::time::Instant::now() + io.window);
+                    permit.take();
+                }
+                replies.push(reply);
+            }
+        }
+    }
+    Ok(Exchange {
+        server: server.to_string(),
+        replies,
+    })
+}
+
+/// DNS over TCP: two-byte length framing on a connection of our own, so that resets
+/// are seen as resets.
+async fn tcp_exchange(
+    io: &DnsIo<'_>,
+    server: SocketAddr,
+    query: &[u8],
+    question: &Question,
+) -> Result<Exchange, (Option<String>, StepError)> {
+    let name = Some(server.to_string());
+    let _permit = io.limits.acquire(server.ip()).await;
+    let started = Instant::now();
+    let mut stream = tcp::connect(server, io.timeout)
+        .await
+        .map_err(|e| (name.clone(), e))?;
+    let exchange = async {
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(query);
+        stream.write_all(&framed).await?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await?;
+        let mut message = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut message).await?;
+        Ok::<_, std::io::Error>(message)
+    };
+    match tokio::time::timeout(io.timeout, exchange).await {
+        Err(_) => Err((name, StepError::timeout(Operation::Resolve))),
+        Ok(Err(e)) => Err((name, StepError::io(Operation::Resolve, &e))),
+        Ok(Ok(message)) => Ok(Exchange {
+            server: server.to_string(),
+            replies: vec![reply_of(&message, server.to_string(), started, question)],
+        }),
+    }
+}
+
+/// DNS over HTTPS (RFC 8484, POST), over a connection whose certificate must verify:
+/// an answer from an impostor resolver is worth nothing.
+async fn doh_exchange(
+    io: &DnsIo<'_>,
+    url: &Url,
+    address: &OnceCell<Result<SocketAddr, StepError>>,
+    query: Vec<u8>,
+    question: &Question,
+) -> Result<Exchange, (Option<String>, StepError)> {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let server = address
+        .get_or_init(|| async {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                return Ok(SocketAddr::new(ip, port));
+            }
+            match tokio::net::lookup_host((host.as_str(), port)).await {
+                Ok(mut addrs) => addrs
+                    .next()
+                    .ok_or_else(|| StepError::new(Operation::Resolve, Failure::DnsNoAnswer)),
+                Err(e) => Err(StepError::new(Operation::Resolve, Failure::unknown(e))),
+            }
+        })
+        .await
+        .clone()
+        .map_err(|e| (None, e))?;
+    let name = Some(url.to_string());
+    let _permit = io.limits.acquire(server.ip()).await;
+    let started = Instant::now();
+    let tcp = tcp::connect(server, io.timeout)
+        .await
+        .map_err(|e| (name.clone(), e))?;
+    let tls = io
+        .tls
+        .connect_strict(tcp, &host, io.timeout)
+        .await
+        .map_err(|e| (name.clone(), e))?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let request = hyper::Request::post(url.as_str())
+        .header("content-type", "application/dns-message")
+        .header("accept", "application/dns-message")
+        .body(Full::new(Bytes::from(query)))
+        .map_err(|e| {
+            (
+                name.clone(),
+                StepError::new(Operation::Resolve, Failure::unknown(e)),
+            )
+        })?;
+    let exchange = async {
+        let (response, _connection) = http::send(tls, h2, request).await?;
+        let status = response.status();
+        let body = http::read_to_cap(response.into_body(), MAX_MESSAGE, io.timeout).await;
+        if let Some(e) = body.error {
+            return Err(e);
+        }
+        if !status.is_success() {
+            return Err(StepError::new(
+                Operation::Resolve,
+                Failure::unknown(format!("DoH server answered HTTP {status}")),
+            ));
+        }
+        Ok(body.bytes)
+    };
+    match tokio::time::timeout(io.timeout, exchange).await {
+        Err(_) => Err((name, StepError::timeout(Operation::Resolve))),
+        Ok(Err(e)) => Err((name, e)),
+        Ok(Ok(message)) => Ok(Exchange {
+            server: server.to_string(),
+            replies: vec![reply_of(&message, server.to_string(), started, question)],
+        }),
+    }
+}
+
+/// The first nameserver of resolv.conf: what the system's own lookups would ask.
+fn system_nameserver(path: &Path) -> anyhow::Result<SocketAddr> {
+    let text = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "system resolver: cannot read {}: {e}; give a --resolver",
+            path.display()
+        )
+    })?;
+    let config = resolv_conf::Config::parse(&text)
+        .map_err(|e| anyhow::anyhow!("system resolver: {}: {e}", path.display()))?;
+    let ip: IpAddr = config
+        .nameservers
+        .first()
+        .map(|ns| ns.into())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "system resolver: {} lists no nameserver; give a --resolver",
+                path.display()
+            )
+        })?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_first_nameserver() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# comment\nsearch lan\nnameserver 198.18.0.53\nnameserver 9.9.9.9\n",
+        )
+        .unwrap();
+        assert_eq!(
+            system_nameserver(&path).unwrap(),
+            "198.18.0.53:53".parse().unwrap()
+        );
+        std::fs::write(&path, "search lan\n").unwrap();
+        assert!(
+            system_nameserver(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("lists no nameserver")
+        );
+    }
+
+    #[test]
+    fn replies_are_judged_by_the_first_matching_one() {
+        let question = Question {
+            id: 7,
+            name: Name::from_ascii("a.test.").unwrap(),
+            record_type: RecordType::A,
+        };
+        let mut response = Message::response(7, hickory_proto::op::OpCode::Query);
+        response.add_query(Query::query(question.name.clone(), RecordType::A));
+        response.add_answer(hickory_proto::rr::Record::from_rdata(
+            question.name.clone(),
+            60,
+            RData::A("10.10.34.34".parse::<std::net::Ipv4Addr>().unwrap().into()),
+        ));
+        let bytes = response.to_vec().unwrap();
+        let started = Instant::now();
+        let mut wrong_id = Message::response(8, hickory_proto::op::OpCode::Query);
+        wrong_id.add_query(Query::query(question.name.clone(), RecordType::A));
+        let mut facts = DnsFacts {
+            resolver: "udp://127.0.0.1:53".into(),
+            resolver_address: None,
+            hostname: "a.test".into(),
+            query_type: QueryType::A,
+            replies: vec![
+                reply_of(&wrong_id.to_vec().unwrap(), "x".into(), started, &question),
+                reply_of(b"\x00\x07garbage", "x".into(), started, &question),
+                reply_of(&bytes, "x".into(), started, &question),
+            ],
+            addresses: vec![],
+            error: None,
+        };
+        assert!(!facts.replies[0].matches_query);
+        assert_eq!(facts.replies[1].rcode, "malformed");
+        judge(&mut facts, RecordType::A);
+        assert_eq!(facts.addresses, ["10.10.34.34".parse::<IpAddr>().unwrap()]);
+        assert_eq!(facts.replies[2].answers[0].ttl, 60);
+        assert!(facts.error.is_none());
+    }
+}

@@ -1,0 +1,368 @@
+//! HTTP GET over connections we make ourselves (hyper on our own TCP and TLS streams),
+//! so that the request goes to the address DNS gave us, the TLS facts of that very
+//! connection are kept, and each redirect hop is recorded with its own address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use regex::Regex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::{Measurer, tcp};
+use crate::facts::{HttpFacts, HttpHop};
+use crate::failure::{Failure, Operation, StepError};
+
+/// How much of a body is read: enough for any blockpage and a stable length comparison
+/// (OONI's websteps reads the same), little enough for a slow link.
+pub const BODY_CAP: usize = 512 * 1024;
+/// How much of the body is kept in the facts, for blockpage fingerprints.
+const BODY_PREFIX: usize = 16 * 1024;
+const MAX_REDIRECTS: usize = 10;
+/// Addresses tried per hop before giving up (each may cost a whole timeout).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Headers of an ordinary browser, so that a fetch does not stand out.
+const BROWSER_HEADERS: [(&str, &str); 3] = [
+    (
+        "user-agent",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    ),
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ),
+    ("accept-language", "en-US,en;q=0.9"),
+];
+
+/// Aborts the task driving a connection when the exchange is over, so that a server
+/// that keeps sending cannot keep it alive.
+pub struct Connection(JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends one request on a stream, over HTTP/2 when ALPN chose it.
+pub async fn send<S>(
+    io: S,
+    h2: bool,
+    request: Request<Full<Bytes>>,
+) -> Result<(Response<Incoming>, Connection), StepError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let fail = |e: hyper::Error| classify(&e, Operation::HttpRoundTrip);
+    if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(fail)?;
+        let guard = Connection(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        Ok((sender.send_request(request).await.map_err(fail)?, guard))
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(fail)?;
+        let guard = Connection(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        Ok((sender.send_request(request).await.map_err(fail)?, guard))
+    }
+}
+
+/// A hyper error as one of our failures: the I/O error underneath when there is one.
+fn classify(err: &hyper::Error, operation: Operation) -> StepError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return StepError::io(operation, io);
+        }
+        source = e.source();
+    }
+    let failure = if err.is_incomplete_message() {
+        Failure::Eof
+    } else if err.is_timeout() {
+        Failure::GenericTimeout
+    } else {
+        Failure::unknown(err)
+    };
+    StepError::new(operation, failure)
+}
+
+pub struct Body {
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+    pub transfer_ms: f64,
+    pub error: Option<StepError>,
+}
+
+/// Reads a body up to `cap` bytes within `timeout`; what arrived before a failure is
+/// kept, because a page cut short by a reset is evidence too.
+pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> Body {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Body {
+        bytes: Vec::new(),
+        truncated: false,
+        transfer_ms: 0.0,
+        error: None,
+    };
+    let mut first_byte: Option<Instant> = None;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                out.error = Some(StepError::timeout(Operation::Read));
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                out.error = Some(classify(&e, Operation::Read));
+                break;
+            }
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                first_byte.get_or_insert_with(Instant::now);
+                let room = cap - out.bytes.len();
+                out.bytes.extend_from_slice(&data[..data.len().min(room)]);
+                if data.len() > room {
+                    out.truncated = true;
+                    break;
+                }
+            }
+        }
+    }
+    out.transfer_ms = first_byte.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+    out
+}
+
+static TITLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(.*?)</title>").expect("title regex is valid"));
+
+/// The page title with white space folded, at most 256 characters.
+pub fn title_of(body: &str) -> Option<String> {
+    let raw = TITLE.captures(body)?.get(1)?.as_str();
+    let folded = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(folded.chars().take(256).collect())
+}
+
+impl Measurer {
+    /// GETs `url` from the first of `addresses` that connects, then follows redirects,
+    /// each hop to the addresses our own DNS found for its host.
+    pub(super) async fn fetch(
+        &self,
+        url: &Url,
+        addresses: Result<Vec<IpAddr>, StepError>,
+    ) -> HttpFacts {
+        let mut facts = HttpFacts {
+            url: url.to_string(),
+            hops: Vec::new(),
+            error: None,
+        };
+        let mut current = url.clone();
+        let mut addresses = addresses;
+        for _ in 0..=MAX_REDIRECTS {
+            let (hop, next) = match addresses {
+                Ok(list) => self.fetch_hop(&current, &list).await,
+                Err(e) => (empty_hop(&current, None, Some(e)), None),
+            };
+            facts.hops.push(hop);
+            let Some(next) = next else { break };
+            addresses = if next.host() == current.host() {
+                Ok(facts
+                    .hops
+                    .last()
+                    .and_then(|h| h.address)
+                    .map(|a| vec![a.ip()])
+                    .unwrap_or_default())
+            } else {
+                self.addresses_for(&next).await
+            };
+            current = next;
+        }
+        let last = facts.hops.last().expect("at least one hop");
+        facts.error = if last.status.is_some_and(is_redirect) && facts.hops.len() > MAX_REDIRECTS {
+            Some(StepError::new(
+                Operation::HttpRoundTrip,
+                Failure::unknown("too many redirects"),
+            ))
+        } else {
+            last.error.clone().or_else(|| {
+                facts
+                    .hops
+                    .iter()
+                    .find_map(|h| h.tls.as_ref().and_then(|t| t.error.clone()))
+            })
+        };
+        facts
+    }
+
+    async fn fetch_hop(&self, url: &Url, addresses: &[IpAddr]) -> (HttpHop, Option<Url>) {
+        let port = url.port_or_known_default().unwrap_or(80);
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
+        let timeout = self.options.timeout;
+        let mut connected = None;
+        let mut last = SocketAddr::new(
+            addresses
+                .first()
+                .copied()
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port,
+        );
+        let mut error = StepError::new(Operation::Connect, Failure::DnsNoAnswer);
+        for ip in addresses.iter().take(MAX_ATTEMPTS) {
+            last = SocketAddr::new(*ip, port);
+            let permit = self.limits.acquire(*ip).await;
+            match tcp::connect(last, timeout).await {
+                Ok(stream) => {
+                    connected = Some((stream, permit));
+                    break;
+                }
+                Err(e) => error = e,
+            }
+        }
+        let Some((tcp, _permit)) = connected else {
+            return (
+                empty_hop(url, addresses.first().map(|_| last), Some(error)),
+                None,
+            );
+        };
+        let mut hop = empty_hop(url, Some(last), None);
+        let request = |absolute: bool| {
+            let target = if absolute {
+                url.to_string()
+            } else {
+                url[url::Position::BeforePath..url::Position::AfterQuery].to_string()
+            };
+            let mut builder = Request::get(target);
+            if !absolute {
+                builder = builder.header(
+                    "host",
+                    &url[url::Position::BeforeHost..url::Position::AfterPort],
+                );
+            }
+            for (name, value) in BROWSER_HEADERS {
+                builder = builder.header(name, value);
+            }
+            builder.body(Full::new(Bytes::new()))
+        };
+        let exchange = if url.scheme() == "https" {
+            let (tls_facts, stream) = self.tls.handshake(tcp, last, &host, false, timeout).await;
+            let tls_error = tls_facts.error.clone();
+            hop.tls = Some(tls_facts);
+            let Some(stream) = stream else {
+                hop.error = tls_error;
+                return (hop, None);
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            match request(h2) {
+                Ok(req) => tokio::time::timeout(timeout, send(stream, h2, req)).await,
+                Err(e) => Ok(Err(StepError::new(
+                    Operation::HttpRoundTrip,
+                    Failure::unknown(e),
+                ))),
+            }
+        } else {
+            match request(false) {
+                Ok(req) => tokio::time::timeout(timeout, send(tcp, false, req)).await,
+                Err(e) => Ok(Err(StepError::new(
+                    Operation::HttpRoundTrip,
+                    Failure::unknown(e),
+                ))),
+            }
+        };
+        let (response, _connection) = match exchange {
+            Err(_) => {
+                hop.error = Some(StepError::timeout(Operation::HttpRoundTrip));
+                return (hop, None);
+            }
+            Ok(Err(e)) => {
+                hop.error = Some(e);
+                return (hop, None);
+            }
+            Ok(Ok(pair)) => pair,
+        };
+        let status = response.status().as_u16();
+        hop.status = Some(status);
+        hop.headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        if is_redirect(status) {
+            let next = hop.header("location").and_then(|loc| url.join(loc).ok());
+            if next
+                .as_ref()
+                .is_some_and(|n| matches!(n.scheme(), "http" | "https"))
+            {
+                return (hop, next);
+            }
+        }
+        let body = read_to_cap(response.into_body(), BODY_CAP, timeout).await;
+        let text = String::from_utf8_lossy(&body.bytes);
+        hop.title = title_of(&text);
+        hop.body_prefix = text.chars().take(BODY_PREFIX).collect();
+        hop.body_length = body.bytes.len() as u64;
+        hop.body_truncated = body.truncated;
+        hop.transfer_ms = body.transfer_ms;
+        hop.error = body.error;
+        (hop, None)
+    }
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -> HttpHop {
+    HttpHop {
+        url: url.to_string(),
+        address,
+        tls: None,
+        status: None,
+        headers: Vec::new(),
+        body_length: 0,
+        body_truncated: false,
+        title: None,
+        body_prefix: String::new(),
+        transfer_ms: 0.0,
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_found_and_folded() {
+        assert_eq!(
+            title_of("<html><HEAD><Title lang=en>\n  Telegram  Web\n</TITLE>").as_deref(),
+            Some("Telegram Web")
+        );
+        assert_eq!(title_of("<html>no title</html>"), None);
+        let long = format!("<title>{}</title>", "x".repeat(1000));
+        assert_eq!(title_of(&long).unwrap().len(), 256);
+    }
+}

@@ -1,0 +1,378 @@
+//! Measurement: facts about each target, gathered concurrently within bounds, each step
+//! with its own deadline. One file per protocol; this one plans the steps of a target.
+//!
+//! The same code measures from the probe and, later, from the control vantage point,
+//! so that the two sides differ only in where they stand.
+
+pub mod dns;
+pub mod http;
+pub mod limits;
+pub mod tcp;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::asn::AsnDb;
+use crate::bogon::AddressPolicy;
+use crate::facts::{DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Vantage};
+use crate::failure::{Failure, Operation, StepError};
+use crate::plan::{Target, TargetKind};
+use crate::targets::ResolverSpec;
+use dns::{DnsIo, Resolver};
+use limits::Limits;
+use tls::TlsContext;
+
+/// How long a UDP query keeps listening after its first reply, for racing answers.
+pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub vantage: Vantage,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub per_host: usize,
+    pub resolvers: Vec<ResolverSpec>,
+    /// The SNI of the control handshakes (the canary's name).
+    pub control_sni: Option<String>,
+    pub policy: AddressPolicy,
+    pub dns_window: Duration,
+}
+
+/// Everything measured for one target.
+#[derive(Debug, Clone)]
+pub struct TargetFacts {
+    pub target: Target,
+    /// The measurements made for this target, to be written to disk.
+    pub measurements: Vec<Measurement>,
+    /// The DNS measurements of the target's host, which a URL shares with the domain
+    /// target of the same host (measured once, written once, read by both verdicts).
+    pub dns: Arc<Vec<Measurement>>,
+}
+
+/// The DNS of one host, measured once per run.
+struct HostDns {
+    measurements: Arc<Vec<Measurement>>,
+    /// Addresses we may connect to, or why there are none.
+    usable: Result<Vec<IpAddr>, StepError>,
+}
+
+pub struct Measurer {
+    options: Options,
+    limits: Limits,
+    tls: TlsContext,
+    asn: Option<Arc<AsnDb>>,
+    resolvers: Vec<Resolver>,
+    hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<HostDns>>>>>,
+}
+
+impl Measurer {
+    pub fn new(
+        options: Options,
+        tls: TlsContext,
+        asn: Option<Arc<AsnDb>>,
+    ) -> anyhow::Result<Measurer> {
+        anyhow::ensure!(
+            !options.resolvers.is_empty(),
+            "no resolver to measure DNS with"
+        );
+        let resolvers = options
+            .resolvers
+            .iter()
+            .map(Resolver::new)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Measurer {
+            limits: Limits::new(options.concurrency, options.per_host),
+            options,
+            tls,
+            asn,
+            resolvers,
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Measures one target: its DNS, then TCP and TLS to every address found, or the
+    /// connect to a fixed endpoint, or the fetch of a URL.
+    pub async fn measure(&self, target: &Target) -> TargetFacts {
+        let mut measurements = Vec::new();
+        let mut dns = Arc::new(Vec::new());
+        let usable = match target.hostname() {
+            Some(host) => {
+                let (host_dns, first) = self.resolve(target, host).await;
+                if first {
+                    measurements.extend(host_dns.measurements.iter().cloned());
+                }
+                dns = host_dns.measurements.clone();
+                host_dns.usable.clone()
+            }
+            None => Ok(Vec::new()),
+        };
+        match &target.kind {
+            TargetKind::Domain(domain) => {
+                let addresses = usable.unwrap_or_default();
+                let on = |ports: &[u16]| -> Vec<SocketAddr> {
+                    addresses
+                        .iter()
+                        .flat_map(|ip| ports.iter().map(|port| SocketAddr::new(*ip, *port)))
+                        .collect()
+                };
+                let tls = on(&target.tls_ports)
+                    .into_iter()
+                    .map(|addr| self.tls_chain(target, domain, addr));
+                let tcp = on(&target.tcp_ports)
+                    .into_iter()
+                    .map(|addr| self.connect_only(target, addr));
+                let (tls, tcp) = tokio::join!(join_all(tls), join_all(tcp));
+                measurements.extend(tls.into_iter().flatten());
+                measurements.extend(tcp);
+            }
+            TargetKind::Endpoint(addr) => measurements.push(self.connect_only(target, *addr).await),
+            TargetKind::Url(url) => {
+                let addresses = match url.host() {
+                    Some(url::Host::Domain(_)) => usable,
+                    _ => self.addresses_for(url).await,
+                };
+                let started = (Utc::now(), Instant::now());
+                let facts = self.fetch(url, addresses).await;
+                measurements.push(self.record(target, started, Step::Http(facts)));
+            }
+        }
+        TargetFacts {
+            target: target.clone(),
+            measurements,
+            dns,
+        }
+    }
+
+    fn record(
+        &self,
+        target: &Target,
+        started: (chrono::DateTime<Utc>, Instant),
+        step: Step,
+    ) -> Measurement {
+        Measurement {
+            vantage: self.options.vantage,
+            service: target.service.clone(),
+            target: target.to_string(),
+            measured_at: started.0,
+            runtime_ms: started.1.elapsed().as_secs_f64() * 1000.0,
+            step,
+        }
+    }
+
+    /// The DNS of `host`, measured the first time it is asked for; the flag says
+    /// whether this call measured it (and so must write it).
+    async fn resolve(&self, target: &Target, host: &str) -> (Arc<HostDns>, bool) {
+        let cell = self.host_cell(host);
+        let mut first = false;
+        let host_dns = cell
+            .get_or_init(|| {
+                first = true;
+                async { Arc::new(self.measure_dns(target, host).await) }
+            })
+            .await
+            .clone();
+        (host_dns, first)
+    }
+
+    fn host_cell(&self, host: &str) -> Arc<OnceCell<Arc<HostDns>>> {
+        let mut hosts = self.hosts.lock().expect("host cache lock poisoned");
+        hosts.entry(host.to_string()).or_default().clone()
+    }
+
+    async fn measure_dns(&self, target: &Target, host: &str) -> HostDns {
+        let io = DnsIo {
+            limits: &self.limits,
+            tls: &self.tls,
+            timeout: self.options.timeout,
+            window: self.options.dns_window,
+        };
+        let queries = self.resolvers.iter().flat_map(|resolver| {
+            [QueryType::A, QueryType::Aaaa].map(|qtype| {
+                let io = &io;
+                async move {
+                    let started = (Utc::now(), Instant::now());
+                    let mut facts = resolver.query(io, host, qtype).await;
+                    self.annotate_asns(&mut facts);
+                    self.record(target, started, Step::Dns(facts))
+                }
+            })
+        });
+        let measurements: Vec<Measurement> = join_all(queries).await;
+        let usable = self.usable_addresses(&measurements);
+        HostDns {
+            measurements: Arc::new(measurements),
+            usable,
+        }
+    }
+
+    fn annotate_asns(&self, facts: &mut DnsFacts) {
+        let Some(db) = &self.asn else { return };
+        for answer in facts.replies.iter_mut().flat_map(|r| r.answers.iter_mut()) {
+            answer.asn = answer
+                .address()
+                .and_then(|ip| db.lookup(ip))
+                .map(|info| info.asn);
+        }
+    }
+
+    /// Every address any resolver gave, bogons excepted; when there are none, why.
+    fn usable_addresses(&self, measurements: &[Measurement]) -> Result<Vec<IpAddr>, StepError> {
+        let mut all = Vec::new();
+        for m in measurements {
+            if let Step::Dns(facts) = &m.step {
+                for ip in facts.all_addresses() {
+                    if !all.contains(&ip) {
+                        all.push(ip);
+                    }
+                }
+            }
+        }
+        let usable: Vec<IpAddr> = all
+            .iter()
+            .copied()
+            .filter(|ip| !self.options.policy.is_bogon(*ip))
+            .collect();
+        if !usable.is_empty() {
+            return Ok(usable);
+        }
+        if !all.is_empty() {
+            return Err(StepError::new(Operation::Resolve, Failure::DnsBogon));
+        }
+        let first_failure = measurements.iter().find_map(|m| m.step.error().cloned());
+        Err(first_failure.unwrap_or(StepError::new(Operation::Resolve, Failure::DnsNoAnswer)))
+    }
+
+    /// The addresses to fetch a URL's host from: the literal address, or its DNS.
+    async fn addresses_for(&self, url: &Url) -> Result<Vec<IpAddr>, StepError> {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.public_only(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.public_only(IpAddr::V6(ip)),
+            Some(url::Host::Domain(host)) => {
+                if let Some(known) = self.host_cell(host).get() {
+                    return known.usable.clone();
+                }
+                // A redirect to a host outside the plan: its DNS is part of this fetch,
+                // not a measurement of its own.
+                let io = DnsIo {
+                    limits: &self.limits,
+                    tls: &self.tls,
+                    timeout: self.options.timeout,
+                    window: Duration::ZERO,
+                };
+                let resolver = &self.resolvers[0];
+                let (a, aaaa) = tokio::join!(
+                    resolver.query(&io, host, QueryType::A),
+                    resolver.query(&io, host, QueryType::Aaaa)
+                );
+                let mut addresses = a.addresses.clone();
+                addresses.extend(aaaa.addresses);
+                addresses.retain(|ip| !self.options.policy.is_bogon(*ip));
+                if addresses.is_empty() {
+                    return Err(a
+                        .error
+                        .unwrap_or(StepError::new(Operation::Resolve, Failure::DnsBogon)));
+                }
+                Ok(addresses)
+            }
+            None => Err(StepError::new(
+                Operation::Resolve,
+                Failure::unknown("URL without a host"),
+            )),
+        }
+    }
+
+    fn public_only(&self, ip: IpAddr) -> Result<Vec<IpAddr>, StepError> {
+        if self.options.policy.is_bogon(ip) {
+            Err(StepError::new(Operation::Resolve, Failure::DnsBogon))
+        } else {
+            Ok(vec![ip])
+        }
+    }
+
+    async fn connect_only(&self, target: &Target, address: SocketAddr) -> Measurement {
+        let _permit = self.limits.acquire(address.ip()).await;
+        let started = (Utc::now(), Instant::now());
+        let error = tcp::connect(address, self.options.timeout).await.err();
+        self.record(
+            target,
+            started,
+            Step::TcpConnect(TcpFacts { address, error }),
+        )
+    }
+
+    /// TCP connect, a handshake with the control SNI on that connection, then a
+    /// handshake with the target's SNI on a second one. The control SNI goes first:
+    /// some censors punish a forbidden SNI by blocking the address for minutes, which
+    /// would otherwise make the control handshake fail too and hide SNI filtering.
+    async fn tls_chain(
+        &self,
+        target: &Target,
+        server_name: &str,
+        address: SocketAddr,
+    ) -> Vec<Measurement> {
+        let timeout = self.options.timeout;
+        let _permit = self.limits.acquire(address.ip()).await;
+        let started = (Utc::now(), Instant::now());
+        let first = tcp::connect(address, timeout).await;
+        let connect = self.record(
+            target,
+            started,
+            Step::TcpConnect(TcpFacts {
+                address,
+                error: first.as_ref().err().cloned(),
+            }),
+        );
+        let Ok(first) = first else {
+            return vec![connect];
+        };
+        let mut out = vec![connect];
+        let control = self
+            .options
+            .control_sni
+            .as_deref()
+            .filter(|sni| *sni != server_name);
+        let target_stream = match control {
+            Some(sni) => {
+                let started = (Utc::now(), Instant::now());
+                let (facts, _) = self.tls.handshake(first, address, sni, true, timeout).await;
+                out.push(self.record(target, started, Step::TlsHandshake(facts)));
+                tcp::connect(address, timeout).await
+            }
+            None => Ok(first),
+        };
+        let started = (Utc::now(), Instant::now());
+        let facts = match target_stream {
+            Ok(stream) => {
+                self.tls
+                    .handshake(stream, address, server_name, false, timeout)
+                    .await
+                    .0
+            }
+            Err(error) => TlsFacts {
+                address,
+                server_name: server_name.to_string(),
+                control_sni: false,
+                handshake_done: false,
+                tls_version: None,
+                cipher_suite: None,
+                alpn: None,
+                certificate: None,
+                error: Some(error),
+            },
+        };
+        out.push(self.record(target, started, Step::TlsHandshake(facts)));
+        out
+    }
+}

@@ -1,0 +1,286 @@
+//! TLS handshakes with a recording verifier.
+//!
+//! The verifier lets every handshake finish, whatever the certificate, and the
+//! certificate is then checked against webpki's roots (plus `--ca-file`) after the
+//! fact. That way an intercepting censor's certificate is kept as evidence instead of
+//! being an opaque handshake error. Handshake signatures are still verified, so the
+//! peer did prove it holds the key of the certificate it showed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::facts::{CertificateFacts, TlsFacts};
+use crate::failure::{Failure, Operation, StepError};
+
+/// The one crypto provider of the program (two would make rustls refuse to choose).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Root store: Mozilla's roots from webpki-roots (the same on every probe, versioned
+/// in Cargo.lock, so verdicts are reproducible), plus the roots of `--ca-file`.
+pub fn root_store(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("cannot read --ca-file {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("{}: bad PEM certificate", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("{}: not a usable CA certificate", path.display()))?;
+            added += 1;
+        }
+        anyhow::ensure!(
+            added > 0,
+            "{}: no certificates in --ca-file",
+            path.display()
+        );
+    }
+    Ok(roots)
+}
+
+/// Everything a handshake needs, built once per run.
+#[derive(Clone)]
+pub struct TlsContext {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// Records instead of refusing; used for measurements.
+    recording: Arc<ClientConfig>,
+    /// Refuses invalid certificates; used where we must trust the peer (DoH).
+    strict: Arc<ClientConfig>,
+}
+
+impl TlsContext {
+    pub fn new(roots: RootCertStore) -> anyhow::Result<TlsContext> {
+        let provider = provider();
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .context("cannot build the certificate verifier")?;
+        let builder = || {
+            ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .context("cannot configure TLS")
+        };
+        let mut recording = builder()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+                webpki: webpki.clone(),
+            }))
+            .with_no_client_auth();
+        // What a browser offers, so that a handshake looks like one.
+        recording.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut strict = builder()?
+            .with_webpki_verifier(webpki.clone())
+            .with_no_client_auth();
+        strict.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsContext {
+            webpki,
+            recording: Arc::new(recording),
+            strict: Arc::new(strict),
+        })
+    }
+
+    /// A handshake on `tcp` with `server_name` as SNI (none for an IP address). Returns
+    /// the facts, and the stream when the handshake finished.
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+        timeout: Duration,
+    ) -> (TlsFacts, Option<TlsStream<TcpStream>>) {
+        let mut facts = TlsFacts {
+            address,
+            server_name: server_name.to_string(),
+            control_sni,
+            handshake_done: false,
+            tls_version: None,
+            cipher_suite: None,
+            alpn: None,
+            certificate: None,
+            error: None,
+        };
+        let name = match server_name_of(server_name) {
+            Ok(name) => name,
+            Err(e) => {
+                facts.error = Some(e);
+                return (facts, None);
+            }
+        };
+        let connector = TlsConnector::from(self.recording.clone());
+        let stream = match tokio::time::timeout(timeout, connector.connect(name.clone(), tcp)).await
+        {
+            Err(_) => {
+                facts.error = Some(StepError::timeout(Operation::TlsHandshake));
+                return (facts, None);
+            }
+            Ok(Err(e)) => {
+                facts.error = Some(StepError::io(Operation::TlsHandshake, &e));
+                return (facts, None);
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let (_, conn) = stream.get_ref();
+        facts.handshake_done = true;
+        facts.tls_version = conn
+            .protocol_version()
+            .map(|v| format!("{v:?}").replace('_', "."));
+        facts.cipher_suite = conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()));
+        facts.alpn = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let chain = conn.peer_certificates().unwrap_or_default();
+        facts.certificate = chain
+            .first()
+            .map(|leaf| describe(leaf, if control_sni { &[] } else { chain }));
+        if let Err(failure) = self.verify(chain, &name) {
+            facts.error = Some(StepError::new(Operation::TlsHandshake, failure));
+        }
+        (facts, Some(stream))
+    }
+
+    /// Checks a chain for a name, as a browser would have before going on.
+    fn verify(&self, chain: &[CertificateDer<'_>], name: &ServerName<'_>) -> Result<(), Failure> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(Failure::SslInvalidCertificate);
+        };
+        self.webpki
+            .verify_server_cert(leaf, intermediates, name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| Failure::from_tls(&e))
+    }
+
+    /// A handshake that refuses invalid certificates, for talking to a resolver.
+    pub async fn connect_strict(
+        &self,
+        tcp: TcpStream,
+        server_name: &str,
+        timeout: Duration,
+    ) -> Result<TlsStream<TcpStream>, StepError> {
+        let name = server_name_of(server_name)?;
+        let connector = TlsConnector::from(self.strict.clone());
+        match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+            Err(_) => Err(StepError::timeout(Operation::TlsHandshake)),
+            Ok(Err(e)) => Err(StepError::io(Operation::TlsHandshake, &e)),
+            Ok(Ok(stream)) => Ok(stream),
+        }
+    }
+}
+
+fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(name.to_string()).map_err(|e| {
+        StepError::new(
+            Operation::TlsHandshake,
+            Failure::unknown(format!("bad server name: {e}")),
+        )
+    })
+}
+
+/// Subject, issuer, names and fingerprint of the leaf, and the chain as base64 when
+/// one is given.
+fn describe(leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> CertificateFacts {
+    let sha256 = Sha256::digest(leaf.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let chain = chain
+        .iter()
+        .map(|c| base64::engine::general_purpose::STANDARD.encode(c.as_ref()))
+        .collect();
+    let mut facts = CertificateFacts {
+        subject: String::new(),
+        issuer: String::new(),
+        san: Vec::new(),
+        not_after: String::new(),
+        sha256,
+        chain,
+    };
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+        facts.subject = cert.subject().to_string();
+        facts.issuer = cert.issuer().to_string();
+        facts.not_after = cert.validity().not_after.to_string();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            facts.san = san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                    x509_parser::extensions::GeneralName::IPAddress(bytes) => match bytes.len() {
+                        4 => Some(IpAddr::from(<[u8; 4]>::try_from(*bytes).ok()?).to_string()),
+                        16 => Some(IpAddr::from(<[u8; 16]>::try_from(*bytes).ok()?).to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+    facts
+}
+
+/// Accepts any certificate for the handshake to go on; the chain is judged afterwards
+/// by `TlsContext::verify`.
+#[derive(Debug)]
+struct RecordingVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,149 @@
+//! The flat rows of the CSV files. The CSV crate cannot write nested values, and
+//! researchers want one flat table anyway; every detail stays in measurements.jsonl.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analyse::TargetVerdict;
+use crate::facts::{Measurement, Step};
+
+/// A row of verdicts.csv. The first nine columns are DESIGN.md's contract.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRow {
+    pub run_id: String,
+    pub measured_at: String,
+    pub probe_cc: String,
+    pub probe_asn: String,
+    pub service: String,
+    pub target: String,
+    pub verdict: String,
+    pub blocking: String,
+    pub evidence: String,
+}
+
+impl VerdictRow {
+    pub fn new(run: &RunColumns, measured_at: &str, v: &TargetVerdict) -> VerdictRow {
+        VerdictRow {
+            run_id: run.run_id.clone(),
+            measured_at: measured_at.to_string(),
+            probe_cc: run.probe_cc.clone(),
+            probe_asn: run.probe_asn.clone(),
+            service: v.service.clone(),
+            target: v.target.clone(),
+            verdict: v.verdict.to_string(),
+            blocking: v.blocking.map(|b| b.to_string()).unwrap_or_default(),
+            evidence: v.evidence.clone(),
+        }
+    }
+}
+
+/// The columns every row of a run shares.
+#[derive(Debug, Clone)]
+pub struct RunColumns {
+    pub run_id: String,
+    pub probe_cc: String,
+    pub probe_asn: String,
+}
+
+/// A row of measurements.csv: one measurement, the columns of its step filled in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementRow {
+    pub run_id: String,
+    pub measured_at: String,
+    pub vantage: String,
+    pub service: String,
+    pub target: String,
+    pub step: String,
+    /// The resolver (dns) as configured.
+    pub resolver: String,
+    /// The name looked up (dns) or sent as SNI (tls_handshake), or the URL (http).
+    pub hostname: String,
+    pub query_type: String,
+    /// The address connected to (tcp, tls, http) or the resolver asked (dns).
+    pub address: String,
+    pub control_sni: String,
+    pub failure: String,
+    pub failed_operation: String,
+    pub runtime_ms: String,
+    pub rcode: String,
+    /// Space-separated addresses of the first matching reply.
+    pub answers: String,
+    /// Number of replies to the query (more than one: a racing answer).
+    pub replies: String,
+    pub tls_version: String,
+    pub cert_issuer: String,
+    pub http_status: String,
+    pub body_length: String,
+    pub title: String,
+}
+
+impl MeasurementRow {
+    pub fn new(run_id: &str, m: &Measurement) -> MeasurementRow {
+        let mut row = MeasurementRow {
+            run_id: run_id.to_string(),
+            measured_at: m
+                .measured_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            vantage: m.vantage.as_str().to_string(),
+            service: m.service.clone(),
+            target: m.target.clone(),
+            step: m.step.name().to_string(),
+            runtime_ms: format!("{:.1}", m.runtime_ms),
+            ..MeasurementRow::default()
+        };
+        if let Some(e) = m.step.error() {
+            row.failure = e.failure.to_string();
+            row.failed_operation = e.failed_operation.to_string();
+        }
+        match &m.step {
+            Step::Dns(d) => {
+                row.resolver = d.resolver.clone();
+                row.hostname = d.hostname.clone();
+                row.query_type = d.query_type.as_str().to_string();
+                row.address = d.resolver_address.clone().unwrap_or_default();
+                row.rcode = d
+                    .replies
+                    .iter()
+                    .find(|r| r.matches_query)
+                    .map(|r| r.rcode.clone())
+                    .unwrap_or_default();
+                row.answers = d
+                    .addresses
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                row.replies = d.replies.len().to_string();
+            }
+            Step::TcpConnect(t) => row.address = t.address.to_string(),
+            Step::TlsHandshake(t) => {
+                row.address = t.address.to_string();
+                row.hostname = t.server_name.clone();
+                row.control_sni = t.control_sni.to_string();
+                row.tls_version = t.tls_version.clone().unwrap_or_default();
+                row.cert_issuer = t
+                    .certificate
+                    .as_ref()
+                    .map(|c| c.issuer.clone())
+                    .unwrap_or_default();
+            }
+            Step::Http(h) => {
+                row.hostname = h.url.clone();
+                if let Some(hop) = h.final_response().or(h.hops.last()) {
+                    row.address = hop.address.map(|a| a.to_string()).unwrap_or_default();
+                    row.http_status = hop.status.map(|s| s.to_string()).unwrap_or_default();
+                    row.body_length = hop
+                        .status
+                        .map(|_| hop.body_length.to_string())
+                        .unwrap_or_default();
+                    row.title = hop.title.clone().unwrap_or_default();
+                    row.tls_version = hop
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.tls_version.clone())
+                        .unwrap_or_default();
+                }
+            }
+        }
+        row
+    }
+}
