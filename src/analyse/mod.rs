@@ -235,6 +235,11 @@ fn ok_evidence(measurements: &[Measurement]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::{DnsAnswer, DnsFacts, DnsReply, QueryType, TcpFacts, TlsFacts, Vantage};
+    use crate::failure::{Failure, Operation, StepError};
+    use crate::plan::Target;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
 
     #[test]
     fn blocking_names_round_trip() {
@@ -243,5 +248,195 @@ mod tests {
             assert_eq!(name.parse::<Blocking>().unwrap(), kind);
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
         }
+    }
+
+    fn domain(asns: &[u32]) -> Target {
+        Target {
+            service: "facebook".into(),
+            kind: TargetKind::Domain("facebook.com".into()),
+            tls_ports: vec![443],
+            tcp_ports: vec![],
+            asns: asns.to_vec(),
+        }
+    }
+
+    fn measurement(step: Step) -> Measurement {
+        Measurement {
+            vantage: Vantage::Probe,
+            service: "facebook".into(),
+            target: "facebook.com".into(),
+            measured_at: chrono::Utc::now(),
+            runtime_ms: 1.0,
+            step,
+        }
+    }
+
+    fn lookup(answers: &[(&str, Option<u32>)]) -> Measurement {
+        let answers: Vec<DnsAnswer> = answers
+            .iter()
+            .map(|(ip, asn)| DnsAnswer {
+                answer_type: "A".into(),
+                data: ip.to_string(),
+                ttl: 60,
+                asn: *asn,
+            })
+            .collect();
+        measurement(Step::Dns(DnsFacts {
+            resolver: "system".into(),
+            resolver_address: None,
+            hostname: "facebook.com".into(),
+            query_type: QueryType::A,
+            addresses: answers.iter().filter_map(|a| a.address()).collect(),
+            replies: vec![DnsReply {
+                source: "198.18.0.53:53".into(),
+                arrival_ms: 3.0,
+                id: 1,
+                matches_query: true,
+                rcode: "NoError".into(),
+                answers,
+            }],
+            error: None,
+        }))
+    }
+
+    fn tcp(address: &str, failure: Option<Failure>) -> Measurement {
+        measurement(Step::TcpConnect(TcpFacts {
+            address: address.parse().unwrap(),
+            error: failure.map(|f| StepError::new(Operation::Connect, f)),
+        }))
+    }
+
+    fn tls(address: &str, control_sni: bool, failure: Option<Failure>) -> Measurement {
+        measurement(Step::TlsHandshake(TlsFacts {
+            address: address.parse::<SocketAddr>().unwrap(),
+            server_name: if control_sni {
+                "example.com"
+            } else {
+                "facebook.com"
+            }
+            .into(),
+            control_sni,
+            handshake_done: failure.is_none(),
+            tls_version: None,
+            cipher_suite: None,
+            alpn: None,
+            certificate: None,
+            error: failure.map(|f| StepError::new(Operation::TlsHandshake, f)),
+        }))
+    }
+
+    fn judge(target: Target, dns: Vec<Measurement>, rest: Vec<Measurement>) -> Outcome {
+        let mut measurements = dns.clone();
+        measurements.extend(rest);
+        let facts = TargetFacts {
+            target,
+            measurements,
+            dns: Arc::new(dns),
+        };
+        probe_only(&facts, &Context::default())
+    }
+
+    fn kind(outcome: &Outcome) -> (Verdict, Option<Blocking>) {
+        (outcome.verdict.verdict, outcome.verdict.blocking)
+    }
+
+    #[test]
+    fn answers_outside_the_expected_asns_are_a_hijack() {
+        let ok = judge(
+            domain(&[32934]),
+            vec![lookup(&[("157.240.1.35", Some(32934))])],
+            vec![tcp("157.240.1.35:443", None)],
+        );
+        assert_eq!(kind(&ok), (Verdict::Ok, None));
+        let bad = judge(
+            domain(&[32934]),
+            vec![lookup(&[("93.184.216.34", Some(15133))])],
+            vec![],
+        );
+        assert_eq!(kind(&bad), (Verdict::Anomaly, Some(Blocking::DnsHijack)));
+        assert!(
+            bad.verdict.evidence.contains("AS15133"),
+            "{}",
+            bad.verdict.evidence
+        );
+        // Without an ASN database the answers carry no ASN, and nothing is concluded.
+        let unknown = judge(
+            domain(&[32934]),
+            vec![lookup(&[("93.184.216.34", None)])],
+            vec![],
+        );
+        assert_eq!(unknown.verdict.verdict, Verdict::Ok);
+    }
+
+    #[test]
+    fn a_probe_without_ipv6_is_not_blocked_on_ipv6() {
+        let outcome = judge(
+            domain(&[]),
+            vec![lookup(&[("157.240.1.35", None)])],
+            vec![
+                tcp("157.240.1.35:443", None),
+                tcp("[2a03:2880::1]:443", Some(Failure::NetworkUnreachable)),
+            ],
+        );
+        assert_eq!(kind(&outcome), (Verdict::Ok, None));
+        let v4 = judge(
+            domain(&[]),
+            vec![lookup(&[("157.240.1.35", None)])],
+            vec![tcp("157.240.1.35:443", Some(Failure::NetworkUnreachable))],
+        );
+        assert_eq!(kind(&v4), (Verdict::Anomaly, Some(Blocking::TcpBlackhole)));
+        assert!(!v4.reached);
+    }
+
+    #[test]
+    fn sni_filtering_needs_the_control_sni_to_succeed() {
+        let a = "157.240.1.35:443";
+        let sni = judge(
+            domain(&[]),
+            vec![lookup(&[("157.240.1.35", None)])],
+            vec![
+                tcp(a, None),
+                tls(a, true, None),
+                tls(a, false, Some(Failure::ConnectionReset)),
+            ],
+        );
+        assert_eq!(kind(&sni), (Verdict::Anomaly, Some(Blocking::TlsReset)));
+        assert!(sni.verdict.evidence.contains("example.com"));
+        let both = judge(
+            domain(&[]),
+            vec![lookup(&[("157.240.1.35", None)])],
+            vec![
+                tcp(a, None),
+                tls(a, true, Some(Failure::ConnectionReset)),
+                tls(a, false, Some(Failure::ConnectionReset)),
+            ],
+        );
+        assert_eq!(kind(&both), (Verdict::Anomaly, Some(Blocking::TlsFailure)));
+        let stall = judge(
+            domain(&[]),
+            vec![lookup(&[("157.240.1.35", None)])],
+            vec![
+                tcp(a, None),
+                tls(a, true, None),
+                tls(a, false, Some(Failure::GenericTimeout)),
+            ],
+        );
+        assert_eq!(kind(&stall), (Verdict::Anomaly, Some(Blocking::TlsTimeout)));
+        assert!(stall.reached);
+    }
+
+    #[test]
+    fn no_network_is_inconclusive_and_says_why() {
+        let outcome = judge(
+            domain(&[]),
+            vec![lookup(&[("157.240.1.35", None)])],
+            vec![tcp("157.240.1.35:443", Some(Failure::GenericTimeout))],
+        );
+        let verdict = no_network(&outcome);
+        assert_eq!(
+            (verdict.verdict, verdict.blocking),
+            (Verdict::Inconclusive, None)
+        );
+        assert!(verdict.evidence.starts_with("no network"));
     }
 }
