@@ -1,0 +1,186 @@
+//! Runs the real `censorprobe` binary against the lab and reads back its results.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tempfile::TempDir;
+
+/// The leading columns of verdicts.csv, in the order DESIGN.md fixes.
+const VERDICT_COLUMNS: [&str; 9] = [
+    "run_id",
+    "measured_at",
+    "probe_cc",
+    "probe_asn",
+    "service",
+    "target",
+    "verdict",
+    "blocking",
+    "evidence",
+];
+
+/// A run's whole time budget: a probe that hangs fails its test instead of the suite.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Deserialize)]
+pub struct VerdictRow {
+    pub service: String,
+    pub target: String,
+    pub verdict: String,
+    pub blocking: String,
+    pub evidence: String,
+}
+
+pub struct ProbeRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The targets file the probe was given.
+    pub targets: PathBuf,
+    /// The `--out` directory; it need not exist.
+    pub out: PathBuf,
+    /// verdicts.csv, or nothing if the probe wrote none.
+    pub verdicts: Vec<VerdictRow>,
+    /// The working directory of the run, holding `targets` and `out`.
+    pub dir: TempDir,
+}
+
+/// Runs `censorprobe run` on `targets_toml` with results in a fresh temporary directory
+/// (also its working directory), loopback treated as public and a 2 s step timeout.
+///
+/// It runs as a child process under tokio, so that the test's servers, which are tasks
+/// of the same runtime, keep serving it. Tests must pass a `--resolver`: the default is
+/// the system resolver.
+pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(&targets, targets_toml).unwrap();
+    let out = dir.path().join("out");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+        .arg("run")
+        .arg("--targets")
+        .arg(&targets)
+        .arg("--out")
+        .arg(&out)
+        .args(["--treat-as-public", "127.0.0.0/8", "--timeout", "2"])
+        .args(extra_args)
+        .current_dir(dir.path())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(RUN_DEADLINE, child)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("censorprobe ran longer than {RUN_DEADLINE:?} on:\n{targets_toml}")
+        })
+        .unwrap();
+    let mut run = ProbeRun {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        targets,
+        out,
+        verdicts: Vec::new(),
+        dir,
+    };
+    let verdicts = run.out.join("verdicts.csv");
+    if verdicts.exists() {
+        run.verdicts = read_verdicts(&verdicts, &run);
+    }
+    run
+}
+
+fn read_verdicts(path: &Path, run: &ProbeRun) -> Vec<VerdictRow> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader.headers().unwrap().clone();
+    assert!(
+        header
+            .iter()
+            .take(VERDICT_COLUMNS.len())
+            .eq(VERDICT_COLUMNS),
+        "verdicts.csv must start with {VERDICT_COLUMNS:?}, has {header:?}\n{run}"
+    );
+    reader
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|error| panic!("verdicts.csv: {error}\n{run}"))
+}
+
+impl ProbeRun {
+    /// The (verdict, blocking) of `target`; panics with the whole run if it has no row.
+    pub fn verdict_of(&self, target: &str) -> (&str, &str) {
+        let row = self.row(target);
+        (&row.verdict, &row.blocking)
+    }
+
+    pub fn row(&self, target: &str) -> &VerdictRow {
+        let rows: Vec<_> = self
+            .verdicts
+            .iter()
+            .filter(|row| row.target == target)
+            .collect();
+        match rows[..] {
+            [row] => row,
+            [] => panic!("no verdict for target {target}\n{self}"),
+            _ => panic!("{} verdicts for target {target}\n{self}", rows.len()),
+        }
+    }
+
+    pub fn assert_verdict(&self, target: &str, verdict: &str, blocking: &str) {
+        assert_eq!(
+            self.verdict_of(target),
+            (verdict, blocking),
+            "verdict for target {target}\n{self}"
+        );
+        assert!(
+            !self.row(target).evidence.is_empty(),
+            "no evidence for target {target}\n{self}"
+        );
+    }
+
+    /// The rows of measurements.csv whose `target` column is `target`; panics if the
+    /// file or the column is missing.
+    pub fn measurements_of(&self, target: &str) -> Vec<csv::StringRecord> {
+        let path = self.out.join("measurements.csv");
+        let mut reader = csv::Reader::from_path(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}\n{self}", path.display()));
+        let header = reader.headers().unwrap().clone();
+        let column = header
+            .iter()
+            .position(|name| name == "target")
+            .unwrap_or_else(|| panic!("measurements.csv has no target column: {header:?}\n{self}"));
+        reader
+            .records()
+            .map(|record| record.unwrap())
+            .filter(|record| record.get(column) == Some(target))
+            .collect()
+    }
+
+    pub fn assert_measured(&self, target: &str) {
+        assert!(
+            !self.measurements_of(target).is_empty(),
+            "no row in measurements.csv for target {target}\n{self}"
+        );
+    }
+}
+
+impl fmt::Display for ProbeRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "--- censorprobe exited with {}", self.status)?;
+        writeln!(f, "--- stdout:\n{}", self.stdout)?;
+        writeln!(f, "--- stderr:\n{}", self.stderr)?;
+        if !self.out.join("verdicts.csv").exists() {
+            return writeln!(f, "--- no verdicts.csv in {}", self.out.display());
+        }
+        writeln!(f, "--- verdicts:")?;
+        for row in &self.verdicts {
+            writeln!(
+                f,
+                "{} {} {} {} | {}",
+                row.service, row.target, row.verdict, row.blocking, row.evidence
+            )?;
+        }
+        Ok(())
+    }
+}

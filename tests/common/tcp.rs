@@ -1,0 +1,54 @@
+//! TCP ports that misbehave: one that swallows SYNs and one that refuses them.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub struct TcpBlackhole;
+
+impl TcpBlackhole {
+    /// A port of 127.0.0.1 on which connects hang until the client gives up, as when a
+    /// censor drops SYNs; made without root by filling a listener's accept queue.
+    ///
+    /// The listener has a backlog of 0 and never accepts; we connect to it until a
+    /// connect of our own hangs, at which point Linux drops every further SYN. The
+    /// sockets stay open for as long as the runtime runs.
+    pub fn spawn() -> SocketAddr {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        listener
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        let mut queue_full = false;
+        for _ in 0..8 {
+            let filler = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+            let connected = filler.connect_timeout(&addr.into(), Duration::from_millis(200));
+            fillers.push(filler);
+            if let Err(error) = connected {
+                assert_eq!(
+                    error.kind(),
+                    std::io::ErrorKind::TimedOut,
+                    "filling the blackhole's accept queue"
+                );
+                queue_full = true;
+                break;
+            }
+        }
+        assert!(queue_full, "the blackhole's accept queue never filled");
+        tokio::spawn(async move {
+            let _held = (listener, fillers);
+            std::future::pending::<()>().await
+        });
+        addr
+    }
+}
+
+/// An address on 127.0.0.1 with nothing listening, so connects are refused. The port
+/// was free a moment ago; another process taking it meanwhile is unlikely.
+pub fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

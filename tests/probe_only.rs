@@ -1,0 +1,386 @@
+//! The probe alone (no control) against a censor played on loopback: each test builds
+//! one kind of interference and checks the verdict the probe writes for its target.
+//!
+//! Every run but the no-network one has a healthy canary, so that the probe's
+//! "no network" rule never explains a result by accident.
+
+#[allow(dead_code)]
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tempfile::TempDir;
+
+use common::probe::{ProbeRun, run_probe};
+use common::*;
+
+const CANARY: &str = "canary.test";
+
+/// What every run leaves in its `--out` directory.
+const RESULT_FILES: [&str; 4] = [
+    "verdicts.csv",
+    "measurements.csv",
+    "measurements.jsonl",
+    "run.json",
+];
+
+/// A resolver, a test CA the probe trusts, and a healthy HTTPS server for the canary
+/// and every name in the zone; the healthy server's port is the default TLS port.
+struct Lab {
+    ca: TestCa,
+    ca_file: PathBuf,
+    healthy: SocketAddr,
+    resolver: SocketAddr,
+    _ca_dir: TempDir,
+}
+
+fn localhost() -> DnsBehaviour {
+    DnsBehaviour::Answer(vec![LOCALHOST])
+}
+
+impl Lab {
+    /// `zone` is served besides the canary, which resolves to 127.0.0.1.
+    async fn new(zone: &[(&str, DnsBehaviour)]) -> Lab {
+        let ca = TestCa::new();
+        let ca_dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write_pem(ca_dir.path());
+        let mut names = vec![CANARY];
+        names.extend(zone.iter().map(|(name, _)| *name));
+        let (chain, key) = ca.issue(&names);
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let mut zone = zone.to_vec();
+        zone.push((CANARY, localhost()));
+        let resolver = DnsServer::spawn(&zone);
+        Lab {
+            ca,
+            ca_file,
+            healthy,
+            resolver,
+            _ca_dir: ca_dir,
+        }
+    }
+
+    /// Runs the probe on `services` (TOML `[[service]]` tables) with the lab's
+    /// resolver and CA, and checks that the canary came out healthy.
+    async fn run(&self, services: &str) -> ProbeRun {
+        let targets = format!(
+            "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n{services}",
+            self.healthy.port()
+        );
+        let resolver = format!("udp://{}", self.resolver);
+        let ca_file = self.ca_file.to_str().unwrap();
+        let run = run_probe(&targets, &["--resolver", &resolver, "--ca-file", ca_file]).await;
+        assert_eq!(
+            run.row(CANARY).service,
+            "canary",
+            "service of target {CANARY}\n{run}"
+        );
+        expect(&run, CANARY, "ok", "");
+        for file in RESULT_FILES {
+            assert!(run.out.join(file).is_file(), "no {file}\n{run}");
+        }
+        run
+    }
+}
+
+/// Asserts the verdict of `target` and that measurements.csv has rows for it.
+fn expect(run: &ProbeRun, target: &str, verdict: &str, blocking: &str) {
+    run.assert_verdict(target, verdict, blocking);
+    run.assert_measured(target);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn honest_dns_and_valid_certificate_are_ok() {
+    let lab = Lab::new(&[("good.test", localhost())]).await;
+    let run = lab
+        .run(
+            r#"
+[[service]]
+name = "good"
+domains = ["good.test"]
+"#,
+        )
+        .await;
+    expect(&run, "good.test", "ok", "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bogon_answer_is_dns_hijack() {
+    let hijacked = DnsBehaviour::Answer(vec![IRAN_BLOCKPAGE_IP]);
+    let lab = Lab::new(&[("hijack.test", hijacked)]).await;
+    let run = lab
+        .run(
+            r#"
+[[service]]
+name = "hijacked"
+domains = ["hijack.test"]
+"#,
+        )
+        .await;
+    expect(&run, "hijack.test", "anomaly", "dns-hijack");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_fake_answer_is_dns_injection() {
+    let injected = DnsBehaviour::Inject {
+        fake: IRAN_BLOCKPAGE_IP,
+        real: LOCALHOST,
+    };
+    let lab = Lab::new(&[("inject.test", injected)]).await;
+    let run = lab
+        .run(
+            r#"
+[[service]]
+name = "injected"
+domains = ["inject.test"]
+"#,
+        )
+        .await;
+    expect(&run, "inject.test", "anomaly", "dns-injection");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nxdomain_is_dns_nxdomain() {
+    let lab = Lab::new(&[("nx.test", DnsBehaviour::NxDomain)]).await;
+    let run = lab
+        .run(
+            r#"
+[[service]]
+name = "nx"
+domains = ["nx.test"]
+"#,
+        )
+        .await;
+    expect(&run, "nx.test", "anomaly", "dns-nxdomain");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolver_silence_is_dns_failure() {
+    let lab = Lab::new(&[("silent.test", DnsBehaviour::Silent)]).await;
+    let run = lab
+        .run(
+            r#"
+[[service]]
+name = "silent"
+domains = ["silent.test"]
+"#,
+        )
+        .await;
+    expect(&run, "silent.test", "anomaly", "dns-failure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_for_other_names_is_tls_mitm() {
+    let lab = Lab::new(&[("wrongname.test", localhost())]).await;
+    let (chain, key) = lab.ca.issue(&["other.test"]);
+    let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "wrongname"
+domains = ["wrongname.test"]
+tls_ports = [{}]
+"#,
+            mitm.port()
+        ))
+        .await;
+    expect(&run, "wrongname.test", "anomaly", "tls-mitm");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_from_unknown_ca_is_tls_mitm() {
+    let lab = Lab::new(&[("unknownca.test", localhost())]).await;
+    let (chain, key) = TestCa::new().issue(&["unknownca.test", CANARY]);
+    let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "unknownca"
+domains = ["unknownca.test"]
+tls_ports = [{}]
+"#,
+            mitm.port()
+        ))
+        .await;
+    expect(&run, "unknownca.test", "anomaly", "tls-mitm");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_on_sni_is_tls_reset() {
+    let lab = Lab::new(&[("blocked.test", localhost())]).await;
+    let (chain, key) = lab.ca.issue(&["blocked.test", CANARY]);
+    let behaviour = TlsBehaviour::ResetOnSni("blocked.test".into());
+    let dpi = TlsServer::spawn(chain, key, behaviour).await;
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "blocked"
+domains = ["blocked.test"]
+tls_ports = [{}]
+"#,
+            dpi.port()
+        ))
+        .await;
+    expect(&run, "blocked.test", "anomaly", "tls-reset");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_syns_are_tcp_blackhole() {
+    let lab = Lab::new(&[("dropped.test", localhost())]).await;
+    let blackhole = TcpBlackhole::spawn();
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "dropped"
+domains = ["dropped.test"]
+tls_ports = [{}]
+"#,
+            blackhole.port()
+        ))
+        .await;
+    expect(&run, "dropped.test", "anomaly", "tcp-blackhole");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_port_is_tcp_refused() {
+    let lab = Lab::new(&[("refused.test", localhost())]).await;
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "refused"
+domains = ["refused.test"]
+tls_ports = [{}]
+"#,
+            closed_port().port()
+        ))
+        .await;
+    expect(&run, "refused.test", "anomaly", "tcp-refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iran_blockpage_is_http_blockpage() {
+    let lab = Lab::new(&[("blockpage.test", localhost())]).await;
+    let server = HttpServer::spawn(403, IRAN_BLOCKPAGE).await;
+    let url = format!("http://blockpage.test:{}/", server.port());
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "blockpage"
+urls = ["{url}"]
+"#
+        ))
+        .await;
+    expect(&run, &url, "anomaly", "http-blockpage");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ordinary_page_is_ok() {
+    let lab = Lab::new(&[("plain.test", localhost())]).await;
+    let server = HttpServer::spawn(200, &test_page("plain.test", "<p>News.</p>")).await;
+    let url = format!("http://plain.test:{}/", server.port());
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "plain"
+urls = ["{url}"]
+"#
+        ))
+        .await;
+    expect(&run, &url, "ok", "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_are_ok_when_listening_and_blackhole_when_dropped() {
+    let lab = Lab::new(&[]).await;
+    let listening = lab.healthy.to_string();
+    let dropped = TcpBlackhole::spawn().to_string();
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "fixed"
+endpoints = ["{listening}", "{dropped}"]
+"#
+        ))
+        .await;
+    expect(&run, &listening, "ok", "");
+    expect(&run, &dropped, "anomaly", "tcp-blackhole");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_network_is_inconclusive_and_said_once() {
+    let resolver = DnsServer::spawn(&[
+        (CANARY, DnsBehaviour::Silent),
+        ("offline.test", DnsBehaviour::Silent),
+    ]);
+    let closed = closed_port();
+    let targets = format!(
+        r#"[settings]
+canary = "{CANARY}"
+tls_ports = [{port}]
+tcp_ports = []
+
+[[service]]
+name = "offline"
+domains = ["offline.test"]
+endpoints = ["{closed}"]
+"#,
+        port = closed.port()
+    );
+    let resolver = format!("udp://{resolver}");
+    let run = run_probe(&targets, &["--resolver", &resolver]).await;
+
+    let endpoint = closed.to_string();
+    for target in [CANARY, "offline.test", endpoint.as_str()] {
+        run.assert_verdict(target, "inconclusive", "");
+    }
+    assert_eq!(run.verdicts.len(), 3, "one row per target\n{run}");
+    let said = format!("{}\n{}", run.stdout, run.stderr)
+        .to_lowercase()
+        .matches("no network")
+        .count();
+    assert_eq!(said, 1, "times \"no network\" was said\n{run}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_key_is_an_error_naming_file_line_and_key() {
+    // Nothing should be measured, but if it were, every name is NXDOMAIN here.
+    let resolver = format!("udp://{}", DnsServer::spawn(&[]));
+    let targets = r#"[settings]
+canary = "canary.test"
+tls_ports = [443]
+tcp_ports = []
+
+[[service]]
+name = "typo"
+domains = ["typo.test"]
+colour = "blue"
+"#;
+    let run = run_probe(targets, &["--resolver", &resolver]).await;
+
+    assert!(!run.status.success(), "a bad targets file must fail\n{run}");
+    let file = run.targets.display().to_string();
+    assert!(run.stderr.contains(&file), "stderr must name {file}\n{run}");
+    assert!(
+        run.stderr.contains("line 9") || run.stderr.contains(":9:"),
+        "stderr must name line 9\n{run}"
+    );
+    assert!(
+        run.stderr.contains("colour"),
+        "stderr must name the key\n{run}"
+    );
+    assert!(!run.out.exists(), "a results dir was created\n{run}");
+    let left: Vec<_> = std::fs::read_dir(run.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["targets.toml"], "files left by a failed run\n{run}");
+}
