@@ -68,6 +68,21 @@ impl Step {
     }
 }
 
+/// Every address any DNS measurement among `measurements` was answered, without repeats.
+pub fn answered_addresses(measurements: &[Measurement]) -> Vec<IpAddr> {
+    let mut all: Vec<IpAddr> = Vec::new();
+    for m in measurements {
+        if let Step::Dns(facts) = &m.step {
+            for ip in facts.all_addresses() {
+                if !all.contains(&ip) {
+                    all.push(ip);
+                }
+            }
+        }
+    }
+    all
+}
+
 /// One query (a name and a record type) to one resolver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsFacts {

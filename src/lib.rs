@@ -7,9 +7,11 @@
 pub mod analyse;
 pub mod asn;
 pub mod bogon;
+pub mod control;
 pub mod facts;
 pub mod failure;
 pub mod measure;
+pub mod offline;
 pub mod plan;
 pub mod report;
 pub mod run;

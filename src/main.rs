@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use censorprobe::control::server::{self, ServeArgs};
+use censorprobe::offline;
 use censorprobe::report::summary;
 use censorprobe::run::{self, InputError, RunArgs};
 use censorprobe::targets::{self, ResolverSpec};
@@ -33,6 +35,65 @@ struct Cli {
 enum Command {
     /// Measure every target of a targets file and write the results.
     Run(RunCommand),
+    /// The control vantage point, run on an uncensored host.
+    #[command(subcommand)]
+    Control(ControlCommand),
+    /// Compare a probe run with a run made at a control site (both without --control).
+    Compare {
+        probe_run: PathBuf,
+        control_run: PathBuf,
+        /// Where to write the verdicts (default: PROBE_RUN/verdicts.compared.csv).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Recompute a run's verdicts from its recorded facts alone.
+    Analyse {
+        run_dir: PathBuf,
+        /// Where to write the verdicts (default: RUN_DIR/verdicts.analysed.csv).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControlCommand {
+    /// Serve measurements to probes.
+    Serve(ServeCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeCommand {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+    /// Require this bearer token from probes.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CENSORPROBE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    measure: MeasureFlags,
+    /// The deadline of a whole request, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "60")]
+    request_deadline: std::time::Duration,
+    /// Requests measured at once; beyond this, probes get 503 at once.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
+    /// Targets in one request.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    max_targets: u32,
+    /// Size of a request body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    max_body: u32,
 }
 
 #[derive(clap::Args)]
@@ -43,8 +104,27 @@ struct RunCommand {
     /// Write the run into DIR (default: results/<run_id>/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    measure: MeasureFlags,
+    /// A control server to ask for every target (http:// or https:// URL).
+    #[arg(long, value_name = "URL")]
+    control: Option<url::Url>,
+    /// The control server's bearer token.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CENSORPROBE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    control_token: Option<String>,
+}
+
+/// How measurements are made, by the probe and by the control alike.
+#[derive(clap::Args)]
+struct MeasureFlags {
     /// A resolver to measure DNS with: system, udp://IP:PORT, tcp://IP:PORT or
-    /// doh://HOST/PATH. Repeatable; replaces the targets file's list.
+    /// doh://HOST/PATH. Repeatable; replaces the default list (the targets file's, or
+    /// system).
     #[arg(long = "resolver", value_name = "SPEC", value_parser = parse_resolver)]
     resolvers: Vec<ResolverSpec>,
     /// Extra CA certificates (PEM) to trust, e.g. a lab's test CA.
@@ -56,15 +136,18 @@ struct RunCommand {
     /// A CIDR block exempt from the bogon check (a lab network). Repeatable.
     #[arg(long = "treat-as-public", value_name = "CIDR", value_parser = targets::parse_cidr)]
     treat_as_public: Vec<IpNet>,
-    /// Measurement operations in flight at once.
+    /// Network operations in flight at once [run: 64, control: 256].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: Option<u32>,
-    /// Operations in flight at once against one server address.
+    /// Operations in flight at once against one server address [run: 4, control: 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     per_host: Option<u32>,
-    /// The deadline of every step, in seconds.
+    /// The deadline of every step, in seconds [10].
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
+    /// Measure from this local address (a multi-homed host, a lab).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<std::net::IpAddr>,
 }
 
 fn parse_resolver(s: &str) -> Result<ResolverSpec, String> {
@@ -123,6 +206,21 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(cmd) => run_command(cmd, &progress).await,
+            Command::Control(ControlCommand::Serve(cmd)) => serve_command(cmd).await,
+            Command::Compare {
+                probe_run,
+                control_run,
+                out,
+            } => {
+                let report = offline::compare(&probe_run, &control_run, out.as_deref())?;
+                print_report(&report);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Analyse { run_dir, out } => {
+                let report = offline::analyse(&run_dir, out.as_deref())?;
+                print_report(&report);
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {
@@ -138,19 +236,51 @@ fn main() -> ExitCode {
 }
 
 async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
+    let flags = cmd.measure;
     let args = RunArgs {
         targets: cmd.targets,
         out: cmd.out,
-        resolvers: cmd.resolvers,
-        ca_file: cmd.ca_file,
-        asn_db: cmd.asn_db,
-        treat_as_public: cmd.treat_as_public,
-        concurrency: cmd.concurrency.map(|n| n as usize),
-        per_host: cmd.per_host.map(|n| n as usize),
-        timeout: cmd.timeout,
+        resolvers: flags.resolvers,
+        ca_file: flags.ca_file,
+        asn_db: flags.asn_db,
+        treat_as_public: flags.treat_as_public,
+        concurrency: flags.concurrency.map(|n| n as usize),
+        per_host: flags.per_host.map(|n| n as usize),
+        timeout: flags.timeout,
+        control: cmd.control,
+        control_token: cmd.control_token,
+        bind: flags.bind,
     };
     let report = run::run(args, progress).await?;
+    print_report(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &run::RunReport) {
     print!("{}", summary::render(&report.verdicts, report.no_network));
     println!("\nResults: {}", report.dir.display());
+}
+
+async fn serve_command(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
+    let flags = cmd.measure;
+    server::serve(ServeArgs {
+        listen: cmd.listen,
+        token: cmd.token,
+        tls_cert: cmd.tls_cert,
+        tls_key: cmd.tls_key,
+        ca_file: flags.ca_file,
+        asn_db: flags.asn_db,
+        treat_as_public: flags.treat_as_public,
+        resolvers: flags.resolvers,
+        timeout: flags.timeout.unwrap_or(std::time::Duration::from_secs(10)),
+        request_deadline: cmd.request_deadline,
+        max_in_flight: cmd.max_in_flight as usize,
+        max_targets: cmd.max_targets as usize,
+        max_body_bytes: cmd.max_body as usize,
+        concurrency: flags.concurrency.map_or(256, |n| n as usize),
+        per_host: flags.per_host.map_or(8, |n| n as usize),
+        bind: flags.bind,
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,12 +7,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::targets::{Service, Settings};
+use crate::targets::{self, Service, Settings};
 
 pub const CANARY_SERVICE: &str = "canary";
 const DEFAULT_TLS_PORTS: [u16; 1] = [443];
@@ -40,6 +40,20 @@ pub struct Target {
     pub asns: Vec<u32>,
 }
 
+impl TargetKind {
+    /// Reads a target as it is named in result rows: a URL, an `IP:PORT` endpoint, or a
+    /// domain.
+    pub fn parse(name: &str) -> Result<TargetKind, String> {
+        if name.contains("://") {
+            return targets::parse_url(name).map(TargetKind::Url);
+        }
+        if let Ok(endpoint) = name.parse::<SocketAddr>() {
+            return targets::parse_endpoint(name).map(|_| TargetKind::Endpoint(endpoint));
+        }
+        targets::parse_domain(name).map(TargetKind::Domain)
+    }
+}
+
 impl Target {
     /// The host name a target's DNS is about, if it has one.
     pub fn hostname(&self) -> Option<&str> {
@@ -50,6 +64,19 @@ impl Target {
                 _ => None,
             },
             TargetKind::Endpoint(_) => None,
+        }
+    }
+
+    /// The address a target names itself, if it does: an endpoint, or a URL's host.
+    pub fn literal_address(&self) -> Option<IpAddr> {
+        match &self.kind {
+            TargetKind::Endpoint(address) => Some(address.ip()),
+            TargetKind::Url(url) => match url.host()? {
+                url::Host::Ipv4(ip) => Some(ip.into()),
+                url::Host::Ipv6(ip) => Some(ip.into()),
+                url::Host::Domain(_) => None,
+            },
+            TargetKind::Domain(_) => None,
         }
     }
 
@@ -155,5 +182,13 @@ tls_ports = [8443]
         assert_eq!(targets[1].tls_ports, [8443]);
         assert!(targets[1].tcp_ports.is_empty());
         assert_eq!(targets[3].hostname(), Some("a.test"));
+        for target in &targets {
+            assert_eq!(TargetKind::parse(&target.to_string()).unwrap(), target.kind);
+        }
+        assert!(
+            TargetKind::parse("1.2.3.4")
+                .unwrap_err()
+                .contains("endpoints")
+        );
     }
 }

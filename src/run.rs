@@ -16,10 +16,12 @@ use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ipnet::IpNet;
 
-use crate::analyse::{self, Outcome, TargetVerdict, Verdict};
+use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
-use crate::facts::Vantage;
+use crate::control::client::{ControlClient, ControlClientError};
+use crate::control::protocol::{ControlRequest, ControlTarget};
+use crate::facts::{Measurement, Step, Vantage, answered_addresses};
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer, TargetFacts};
 use crate::plan::{self, Target};
@@ -47,6 +49,9 @@ pub struct RunArgs {
     pub concurrency: Option<usize>,
     pub per_host: Option<usize>,
     pub timeout: Option<Duration>,
+    pub control: Option<url::Url>,
+    pub control_token: Option<String>,
+    pub bind: Option<std::net::IpAddr>,
 }
 
 pub struct RunReport {
@@ -57,6 +62,7 @@ pub struct RunReport {
 
 struct Prepared {
     measurer: Measurer,
+    control: Option<ControlClient>,
     targets: Vec<Target>,
     info: RunInfo,
     context: analyse::Context,
@@ -85,6 +91,11 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     treat_as_public.extend(args.treat_as_public.iter().copied());
     let policy = AddressPolicy::new(treat_as_public.clone());
     let tls = TlsContext::new(root_store(args.ca_file.as_deref())?)?;
+    let control = args
+        .control
+        .as_ref()
+        .map(|url| ControlClient::new(url, args.control_token.clone(), tls.clone(), timeout))
+        .transpose()?;
     let asn = args
         .asn_db
         .as_deref()
@@ -101,11 +112,13 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             control_sni: settings.canary.clone(),
             policy: policy.clone(),
             dns_window: measure::DNS_WINDOW.min(timeout),
+            source: args.bind,
         },
         tls,
         asn,
     )?;
     let targets = plan::plan(settings, &file.services);
+    refuse_bogon_targets(&targets, &policy, &args.targets)?;
     let started_at = Utc::now();
     let info = RunInfo {
         schema_version: SCHEMA_VERSION,
@@ -130,25 +143,51 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             treat_as_public,
             ca_file: args.ca_file.as_ref().map(|p| p.display().to_string()),
             asn_db: args.asn_db.as_ref().map(|p| p.display().to_string()),
+            control: control.as_ref().map(ControlClient::url),
         },
         targets: targets.clone(),
         no_network: false,
     };
     Ok(Prepared {
         measurer,
+        control,
         targets,
         info,
         context: analyse::Context { policy },
     })
 }
 
+/// A fixed address in a private or reserved range is almost always a mistake (and the
+/// probe would refuse to connect to it anyway): say so before anything runs.
+fn refuse_bogon_targets(
+    targets: &[Target],
+    policy: &AddressPolicy,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    for target in targets {
+        let ip = target.literal_address();
+        if let Some(ip) = ip.filter(|ip| policy.is_bogon(*ip)) {
+            anyhow::bail!(
+                "{}: service {:?}: {target} is a private or reserved address ({ip}); add its range to treat_as_public (or --treat-as-public) to measure it",
+                file.display(),
+                target.service
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunReport> {
     let Prepared {
         measurer,
+        control,
         targets,
         mut info,
         context,
     } = prepare(&args).map_err(InputError)?;
+    if let Some(client) = &control {
+        locate(client, &mut info).await?;
+    }
     let dir = args
         .out
         .clone()
@@ -164,6 +203,7 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     bar.set_message("0 anomalies");
 
     let measurer = Arc::new(measurer);
+    let control = control.map(Arc::new);
     let in_flight = measurer.options().concurrency.saturating_mul(4).max(1);
     let mut sink = Sink {
         writer: &mut writer,
@@ -177,17 +217,18 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     let (canary, rest): (Vec<Target>, Vec<Target>) =
         targets.into_iter().partition(Target::is_canary);
     for target in canary {
-        let facts = measurer.measure(&target).await;
-        sink.take(facts)?;
+        let (probe, control) = measure_both(&measurer, control.as_deref(), target).await;
+        sink.take(probe, control)?;
     }
     let mut results = futures_util::stream::iter(rest)
         .map(|target| {
-            let measurer = measurer.clone();
-            tokio::spawn(async move { measurer.measure(&target).await })
+            let (measurer, control) = (measurer.clone(), control.clone());
+            tokio::spawn(async move { measure_both(&measurer, control.as_deref(), target).await })
         })
         .buffer_unordered(in_flight);
     while let Some(joined) = results.next().await {
-        sink.take(joined.context("a measurement task failed")?)?;
+        let (probe, control) = joined.context("a measurement task failed")?;
+        sink.take(probe, control)?;
     }
     let no_network = !sink.network_seen;
     if no_network {
@@ -207,6 +248,74 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     })
 }
 
+/// Asks the control where the probe is (its ASN and country) with an empty request,
+/// which also finds a wrong token before anything is measured.
+async fn locate(client: &ControlClient, info: &mut RunInfo) -> anyhow::Result<()> {
+    let request = ControlRequest {
+        targets: Vec::new(),
+        control_sni: None,
+    };
+    match client.measure(&request).await {
+        Ok(response) => {
+            info.probe_asn = response.probe_asn.unwrap_or(info.probe_asn.clone());
+            info.probe_cc = response.probe_cc.unwrap_or(info.probe_cc.clone());
+            Ok(())
+        }
+        Err(e @ ControlClientError::Unauthorized(_)) => Err(InputError(e.into()).into()),
+        Err(e) => {
+            tracing::warn!(
+                "{e}; going on, targets the control cannot confirm will be inconclusive"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Measures a target at the probe, then asks the control for the same target and the
+/// addresses the probe's DNS gave.
+async fn measure_both(
+    measurer: &Measurer,
+    control: Option<&ControlClient>,
+    target: Target,
+) -> (TargetFacts, Option<Result<TargetFacts, String>>) {
+    let probe = measurer.measure(&target).await;
+    let Some(client) = control else {
+        return (probe, None);
+    };
+    let addresses = answered_addresses(&probe.dns);
+    let request = ControlRequest {
+        targets: vec![ControlTarget::new(&target, addresses)],
+        control_sni: measurer.options().control_sni.clone(),
+    };
+    let theirs = match client.measure(&request).await {
+        Ok(response) => match response.results.into_iter().next() {
+            Some(result) => Ok(control_facts(&target, result.measurements)),
+            None => Err("the control answered without a result".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    (probe, Some(theirs))
+}
+
+/// The control's measurements as facts about our target.
+pub fn control_facts(target: &Target, mut measurements: Vec<Measurement>) -> TargetFacts {
+    for m in &mut measurements {
+        m.vantage = Vantage::Control;
+        m.service = target.service.clone();
+        m.target = target.to_string();
+    }
+    let dns = measurements
+        .iter()
+        .filter(|m| matches!(m.step, Step::Dns(_)))
+        .cloned()
+        .collect();
+    TargetFacts {
+        target: target.clone(),
+        measurements,
+        dns: Arc::new(dns),
+    }
+}
+
 /// Where finished targets go: their measurements to disk at once, their verdicts to
 /// disk at once or, until the probe has shown it has a network, held back.
 struct Sink<'a> {
@@ -220,9 +329,21 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn take(&mut self, facts: TargetFacts) -> anyhow::Result<()> {
+    fn take(
+        &mut self,
+        facts: TargetFacts,
+        control: Option<Result<TargetFacts, String>>,
+    ) -> anyhow::Result<()> {
         self.writer.write_measurements(&facts.measurements)?;
-        let outcome = analyse::probe_only(&facts, self.context);
+        if let Some(Ok(theirs)) = &control {
+            self.writer.write_measurements(&theirs.measurements)?;
+        }
+        let control = match &control {
+            None => Control::None,
+            Some(Ok(theirs)) => Control::Measured(theirs),
+            Some(Err(why)) => Control::Unavailable(why),
+        };
+        let outcome = analyse::judge(&facts, control, self.context);
         let measured_at = facts
             .measurements
             .iter()

@@ -1,31 +1,65 @@
-//! DNS evidence without a control: answers that cannot be true (bogons, known
-//! blockpage addresses, addresses outside the service's networks), several differing
-//! answers to one query, and lookups that failed.
+//! DNS: answers that cannot be true (bogons, known blockpage addresses), several
+//! differing answers to one query, answers consistent with nothing the control knows,
+//! and lookups that failed where the control's succeeded.
+//!
+//! Consistency follows OONI's Web Connectivity v0.5: an answer is consistent when it
+//! shares an address or an ASN with the control's answers, when the address completed
+//! a TLS handshake valid for the name (from either side), or when it lies in the
+//! service's expected networks. A CDN that answers differently in different countries
+//! is therefore not a censor.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{Blocking, Context, Finding, fingerprints};
+use super::{Blocking, ControlSaw, Finding, Problem, fingerprints};
 use crate::facts::{DnsFacts, Measurement, QueryType, Step};
 use crate::failure::Failure;
-use crate::plan::Target;
+use crate::measure::TargetFacts;
 
-/// The strongest DNS evidence of interference, in order: injection, a forged answer,
-/// an answer outside the expected networks, NXDOMAIN, any other failure.
-pub fn finding(dns: &[Measurement], target: &Target, context: &Context) -> Option<Finding> {
-    let lookups: Vec<&DnsFacts> = dns
-        .iter()
-        .filter_map(|m| match &m.step {
-            Step::Dns(f) => Some(f),
-            _ => None,
-        })
-        .collect();
-    lookups
-        .iter()
-        .find_map(|f| injection(f))
-        .or_else(|| lookups.iter().find_map(|f| forged(f, context)))
-        .or_else(|| lookups.iter().find_map(|f| outside_asns(f, &target.asns)))
-        .or_else(|| failed(&lookups))
+fn lookups(measurements: &[Measurement]) -> impl Iterator<Item = &DnsFacts> {
+    measurements.iter().filter_map(|m| match &m.step {
+        Step::Dns(f) => Some(f),
+        _ => None,
+    })
+}
+
+pub fn problems(
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+    policy: &crate::bogon::AddressPolicy,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for f in lookups(&probe.dns) {
+        if let Some(finding) = injection(f).or_else(|| forged(f, policy)) {
+            out.push(Problem::proven(finding));
+        } else if let Some(e) = &f.error {
+            // An AAAA query without an answer is normal: many names have no IPv6 address.
+            if !(e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa) {
+                let blocking = match e.failure {
+                    Failure::DnsNxdomain => Blocking::DnsNxdomain,
+                    _ => Blocking::DnsFailure,
+                };
+                let finding = Finding::new(
+                    blocking,
+                    format!(
+                        "{} {} lookup of {} failed: {}",
+                        f.resolver,
+                        f.query_type.as_str(),
+                        f.hostname,
+                        e.failure
+                    ),
+                );
+                out.push(Problem::weak(finding, control.map(|c| same_lookup(f, c))));
+            }
+        } else if let Some(control) = control {
+            if let Some(problem) = inconsistent(f, probe, control) {
+                out.push(problem);
+            }
+        } else if let Some(finding) = outside_asns(f, &probe.target.asns) {
+            out.push(Problem::proven(finding));
+        }
+    }
+    out
 }
 
 /// More than one matching reply to one query, with different addresses.
@@ -40,11 +74,7 @@ fn injection(f: &DnsFacts) -> Option<Finding> {
     let other = sets.iter().find(|s| *s != first)?;
     let show = |s: &BTreeSet<IpAddr>| match s.is_empty() {
         true => "no address".to_string(),
-        false => s
-            .iter()
-            .map(|ip| ip.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
+        false => join(s.iter()),
     };
     Some(Finding::new(
         Blocking::DnsInjection,
@@ -60,12 +90,12 @@ fn injection(f: &DnsFacts) -> Option<Finding> {
     ))
 }
 
-/// An answer that is a known blockpage address or a bogon.
-fn forged(f: &DnsFacts, context: &Context) -> Option<Finding> {
+/// An answer that is a known blockpage address or a bogon: never consistent.
+fn forged(f: &DnsFacts, policy: &crate::bogon::AddressPolicy) -> Option<Finding> {
     f.all_addresses().into_iter().find_map(|ip| {
         let why = match fingerprints::dns_blockpage(ip) {
             Some(name) => format!("the address of {name}"),
-            None if context.policy.is_bogon(ip) => "a bogon (private or reserved) address".into(),
+            None if policy.is_bogon(ip) => "a bogon (private or reserved) address".into(),
             None => return None,
         };
         Some(Finding::new(
@@ -75,7 +105,7 @@ fn forged(f: &DnsFacts, context: &Context) -> Option<Finding> {
     })
 }
 
-/// An answer whose ASN (from --asn-db) is not one of the service's.
+/// Without a control: an answer whose ASN (from --asn-db) is not one of the service's.
 fn outside_asns(f: &DnsFacts, expected: &[u32]) -> Option<Finding> {
     if expected.is_empty() {
         return None;
@@ -94,37 +124,83 @@ fn outside_asns(f: &DnsFacts, expected: &[u32]) -> Option<Finding> {
             answer.data,
             f.hostname,
             answer.asn.unwrap_or_default(),
-            expected
-                .iter()
-                .map(|a| format!("AS{a}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            join(expected.iter().map(|a| format!("AS{a}")))
         ),
     ))
 }
 
-/// A lookup that failed. An AAAA query without an answer is normal (many names have
-/// no IPv6 address); a name with no address at all is a failure.
-fn failed(lookups: &[&DnsFacts]) -> Option<Finding> {
-    let failure = lookups.iter().find_map(|f| {
-        let e = f.error.as_ref()?;
-        (!(e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa)).then_some((f, e))
-    });
-    if let Some((f, e)) = failure {
-        let blocking = match e.failure {
-            Failure::DnsNxdomain => Blocking::DnsNxdomain,
-            _ => Blocking::DnsFailure,
-        };
-        return Some(Finding::new(
-            blocking,
-            format!(
-                "{} {} lookup of {} failed: {}",
-                f.resolver,
-                f.query_type.as_str(),
-                f.hostname,
-                e.failure
-            ),
+/// What the control's lookup of the same name and type gave.
+fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
+    let theirs: Vec<&DnsFacts> = lookups(&control.dns)
+        .filter(|c| c.hostname == f.hostname && c.query_type == f.query_type)
+        .collect();
+    if let Some(ok) = theirs.iter().find(|c| c.error.is_none()) {
+        return ControlSaw::Success(format!(
+            "the control resolved it to {}",
+            join(ok.addresses.iter())
         ));
     }
-    None
+    match theirs.first().and_then(|c| c.error.as_ref()) {
+        Some(e) => ControlSaw::Failure(format!("the control's lookup failed too ({})", e.failure)),
+        None => ControlSaw::NotMeasured("the control did not look it up".into()),
+    }
+}
+
+/// An answer consistent with nothing the control knows.
+fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Option<Problem> {
+    let ours = f.all_addresses();
+    let theirs: Vec<&DnsFacts> = lookups(&control.dns)
+        .filter(|c| c.hostname == f.hostname)
+        .collect();
+    let their_addresses: Vec<IpAddr> = theirs.iter().flat_map(|c| c.all_addresses()).collect();
+    let asns = |facts: &[&DnsFacts]| -> BTreeSet<u32> {
+        facts
+            .iter()
+            .flat_map(|c| c.replies.iter().filter(|r| r.matches_query))
+            .flat_map(|r| r.answers.iter().filter_map(|a| a.asn))
+            .filter(|asn| *asn != 0)
+            .collect()
+    };
+    let consistent = ours.iter().any(|ip| their_addresses.contains(ip))
+        || !asns(&[f]).is_disjoint(&asns(&theirs))
+        || asns(&[f]).iter().any(|asn| probe.target.asns.contains(asn))
+        || ours
+            .iter()
+            .any(|ip| valid_tls(*ip, &f.hostname, probe) || valid_tls(*ip, &f.hostname, control));
+    if consistent {
+        return None;
+    }
+    let finding = Finding::new(
+        Blocking::DnsHijack,
+        format!(
+            "{} answered {} for {}, consistent with neither the control's answers ({}), their networks, nor a valid certificate",
+            f.resolver,
+            join(ours.iter()),
+            f.hostname,
+            if their_addresses.is_empty() {
+                "none".into()
+            } else {
+                join(their_addresses.iter())
+            }
+        ),
+    );
+    let saw = match their_addresses.is_empty() {
+        false => ControlSaw::Success("the control resolved it".into()),
+        true => ControlSaw::NotMeasured("the control could not resolve it to compare".into()),
+    };
+    Some(Problem::weak(finding, Some(saw)))
+}
+
+/// True when `ip` completed a TLS handshake with a certificate valid for `name`.
+fn valid_tls(ip: IpAddr, name: &str, facts: &TargetFacts) -> bool {
+    facts.measurements.iter().any(|m| match &m.step {
+        Step::TlsHandshake(t) => {
+            t.address.ip() == ip && t.server_name == name && t.handshake_done && t.error.is_none()
+        }
+        _ => false,
+    })
+}
+
+fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
 }

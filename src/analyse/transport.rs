@@ -1,40 +1,57 @@
-//! TCP and TLS evidence without a control.
+//! TCP and TLS.
 //!
 //! A TLS handshake that is reset or stalls with the target's name, while a handshake
-//! with the control name to the same address goes through, is SNI filtering; the same
-//! failure with both names says only that the address misbehaves. A certificate that
-//! does not verify for the name is interception. IPv6 addresses the probe cannot route
-//! to are the probe's network, not the censor's, and are left out.
+//! with the control name to the same address goes through, is SNI filtering: that is
+//! proven at the probe alone. Any other failure is blocking only if the control
+//! succeeded at the same step on the same address, and an outage if it failed there
+//! too. IPv6 addresses the probe (or the control) cannot route to say something about
+//! that vantage point's network, not about the censor, and are left out.
 
-use super::{Blocking, Finding};
-use crate::facts::{Measurement, Step, TlsFacts};
+use std::net::SocketAddr;
+
+use super::{Blocking, ControlSaw, Finding, Problem};
+use crate::facts::{Measurement, Step, TcpFacts, TlsFacts};
 use crate::failure::{Failure, Operation, StepError};
+use crate::measure::TargetFacts;
 
-pub fn finding(measurements: &[Measurement]) -> Option<Finding> {
-    let tls: Vec<&TlsFacts> = measurements
+pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
+    let tls = handshakes(&probe.measurements);
+    let mut out = Vec::new();
+    for m in &probe.measurements {
+        match &m.step {
+            Step::TcpConnect(TcpFacts {
+                address,
+                error: Some(e),
+            }) if !no_route(*address, e) => {
+                out.push(Problem::weak(
+                    tcp_finding(&address.to_string(), e),
+                    control.map(|c| connect_at(c, *address)),
+                ));
+            }
+            Step::TlsHandshake(t) if !t.control_sni => {
+                if let Some(problem) = tls_problem(t, &tls, control) {
+                    out.push(problem);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn handshakes(measurements: &[Measurement]) -> Vec<&TlsFacts> {
+    measurements
         .iter()
         .filter_map(|m| match &m.step {
             Step::TlsHandshake(t) => Some(t),
             _ => None,
         })
-        .collect();
-    let tcp = measurements.iter().find_map(|m| match &m.step {
-        Step::TcpConnect(t) => t
-            .error
-            .as_ref()
-            .filter(|e| !no_ipv6(t.address.is_ipv6(), e))
-            .map(|e| tcp_finding(&t.address.to_string(), e)),
-        _ => None,
-    });
-    tcp.or_else(|| {
-        tls.iter()
-            .filter(|t| !t.control_sni)
-            .find_map(|t| tls_finding(t, &tls))
-    })
+        .collect()
 }
 
-fn no_ipv6(is_ipv6: bool, e: &StepError) -> bool {
-    is_ipv6 && e.failure == Failure::NetworkUnreachable
+/// An IPv6 address with no route: the vantage point has no IPv6.
+fn no_route(address: SocketAddr, e: &StepError) -> bool {
+    address.is_ipv6() && e.failure == Failure::NetworkUnreachable
 }
 
 /// A failed connect: a timeout is a blackhole, a reset or refusal says so.
@@ -50,36 +67,100 @@ pub fn tcp_finding(address: &str, e: &StepError) -> Finding {
     )
 }
 
-fn tls_finding(t: &TlsFacts, all: &[&TlsFacts]) -> Option<Finding> {
-    let e = t.error.as_ref()?;
-    if e.failed_operation == Operation::Connect {
-        return (!no_ipv6(t.address.is_ipv6(), e)).then(|| tcp_finding(&t.address.to_string(), e));
+/// What the control's connect to the same address and port gave.
+fn connect_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
+    let theirs = control.measurements.iter().find_map(|m| match &m.step {
+        Step::TcpConnect(t) if t.address == address => Some(t),
+        _ => None,
+    });
+    match theirs {
+        Some(t) => match &t.error {
+            None => ControlSaw::Success(format!("the control connected to {address}")),
+            Some(e) if no_route(address, e) => {
+                ControlSaw::NotMeasured("the control has no IPv6 route".into())
+            }
+            Some(e) => ControlSaw::Failure(format!(
+                "the control's connect to {address} failed too ({})",
+                e.failure
+            )),
+        },
+        None => ControlSaw::NotMeasured(format!("the control did not connect to {address}")),
     }
-    let name = &t.server_name;
-    let address = t.address;
+}
+
+/// What the control's handshake with the same name to the same address gave; for a
+/// certificate, any address of the control's will do (CDNs hand out different ones).
+fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> ControlSaw {
+    let theirs = handshakes(&control.measurements);
+    let same = |c: &&&TlsFacts| !c.control_sni && c.server_name == t.server_name;
+    let at = theirs.iter().filter(same).find(|c| c.address == t.address);
+    let valid = |c: &&TlsFacts| c.handshake_done && c.error.is_none();
+    match at {
+        Some(c) if valid(c) => ControlSaw::Success(format!(
+            "the control's handshake with {} to {} succeeded",
+            c.server_name, c.address
+        )),
+        _ if any_address && theirs.iter().filter(same).any(valid) => ControlSaw::Success(format!(
+            "the control got a valid certificate for {}",
+            t.server_name
+        )),
+        Some(c) if !any_address && c.server_answered() => ControlSaw::Success(format!(
+            "the control's handshake with {} to {} succeeded",
+            c.server_name, c.address
+        )),
+        Some(c) => ControlSaw::Failure(format!(
+            "the control's handshake with {} to {} failed too ({})",
+            c.server_name,
+            c.address,
+            c.error
+                .as_ref()
+                .map_or("no error".into(), |e| e.failure.to_string())
+        )),
+        None => ControlSaw::NotMeasured(format!(
+            "the control did not try {} at {}",
+            t.server_name, t.address
+        )),
+    }
+}
+
+fn tls_problem(t: &TlsFacts, all: &[&TlsFacts], control: Option<&TargetFacts>) -> Option<Problem> {
+    let e = t.error.as_ref()?;
+    let (name, address) = (&t.server_name, t.address);
+    if e.failed_operation == Operation::Connect {
+        return (!no_route(address, e)).then(|| {
+            Problem::weak(
+                tcp_finding(&address.to_string(), e),
+                control.map(|c| connect_at(c, address)),
+            )
+        });
+    }
     if t.handshake_done && e.failure.is_certificate_error() {
         let issuer = t
             .certificate
             .as_ref()
             .map_or("unknown", |c| c.issuer.as_str());
-        return Some(Finding::new(
+        let finding = Finding::new(
             Blocking::TlsMitm,
             format!(
                 "the certificate {address} presented for {name} is not valid for it ({}), issuer: {issuer}",
                 e.failure
             ),
+        );
+        return Some(Problem::strong(
+            finding,
+            control.map(|c| handshake_at(c, t, true)),
         ));
     }
-    let control = all
+    let control_sni = all
         .iter()
         .find(|c| c.control_sni && c.address == address)
         .filter(|c| c.server_answered());
-    let blocking = match (&e.failure, control) {
-        (f, Some(_)) if f.is_reset_or_eof() => Blocking::TlsReset,
-        (Failure::GenericTimeout, Some(_)) => Blocking::TlsTimeout,
-        _ => Blocking::TlsFailure,
+    let (blocking, strong) = match (&e.failure, control_sni) {
+        (f, Some(_)) if f.is_reset_or_eof() => (Blocking::TlsReset, true),
+        (Failure::GenericTimeout, Some(_)) => (Blocking::TlsTimeout, true),
+        _ => (Blocking::TlsFailure, false),
     };
-    let evidence = match control {
+    let evidence = match control_sni {
         Some(c) => format!(
             "TLS handshake with {name} to {address} failed ({}) while a handshake with the control name {} to the same address succeeded",
             e.failure, c.server_name
@@ -89,5 +170,10 @@ fn tls_finding(t: &TlsFacts, all: &[&TlsFacts]) -> Option<Finding> {
             e.failure
         ),
     };
-    Some(Finding::new(blocking, evidence))
+    let saw = control.map(|c| handshake_at(c, t, false));
+    let finding = Finding::new(blocking, evidence);
+    Some(match strong {
+        true => Problem::strong(finding, saw),
+        false => Problem::weak(finding, saw),
+    })
 }

@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
-use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::http;
 use super::limits::Limits;
+use super::tcp::Dialer;
 use super::tls::TlsContext;
-use super::{http, tcp};
 use crate::facts::{DnsAnswer, DnsFacts, DnsReply, QueryType};
 use crate::failure::{Failure, Operation, StepError};
 use crate::targets::ResolverSpec;
@@ -135,6 +135,7 @@ impl Resolver {
 pub struct DnsIo<'a> {
     pub limits: &'a Limits,
     pub tls: &'a TlsContext,
+    pub dialer: Dialer,
     pub timeout: Duration,
     /// How long to keep listening after the first matching UDP reply.
     pub window: Duration,
@@ -248,12 +249,10 @@ async fn udp_exchange(
             StepError::io(Operation::Resolve, &e),
         )
     };
-    let bind: SocketAddr = match server {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
     let permit = io.limits.acquire_global().await;
-    let socket = UdpSocket::bind(bind).await.map_err(fail)?;
+    let socket = UdpSocket::bind(io.dialer.local_for(server))
+        .await
+        .map_err(fail)?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + io.timeout;
     let resend_every = io.timeout / 3;
@@ -313,7 +312,9 @@ async fn tcp_exchange(
     let name = Some(server.to_string());
     let _permit = io.limits.acquire(server.ip()).await;
     let started = Instant::now();
-    let mut stream = tcp::connect(server, io.timeout)
+    let mut stream = io
+        .dialer
+        .connect(server)
         .await
         .map_err(|e| (name.clone(), e))?;
     let exchange = async {
@@ -369,7 +370,9 @@ async fn doh_exchange(
     let name = Some(url.to_string());
     let _permit = io.limits.acquire(server.ip()).await;
     let started = Instant::now();
-    let tcp = tcp::connect(server, io.timeout)
+    let tcp = io
+        .dialer
+        .connect(server)
         .await
         .map_err(|e| (name.clone(), e))?;
     let tls = io
@@ -378,10 +381,11 @@ async fn doh_exchange(
         .await
         .map_err(|e| (name.clone(), e))?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let request = hyper::Request::post(url.as_str())
-        .header("content-type", "application/dns-message")
-        .header("accept", "application/dns-message")
-        .body(Full::new(Bytes::from(query)))
+    let headers = [
+        ("content-type", "application/dns-message"),
+        ("accept", "application/dns-message"),
+    ];
+    let request = http::request(hyper::Method::POST, url, h2, &headers, Bytes::from(query))
         .map_err(|e| {
             (
                 name.clone(),

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use regex::Regex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::{Measurer, tcp};
+use super::Measurer;
 use crate::facts::{HttpFacts, HttpHop};
 use crate::failure::{Failure, Operation, StepError};
 
@@ -50,6 +50,31 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A request for `url`: in origin form with a Host header for HTTP/1.1, in absolute
+/// form for HTTP/2 (whose :authority hyper takes from the URI).
+pub fn request(
+    method: Method,
+    url: &Url,
+    h2: bool,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+    let mut builder = Request::builder().method(method);
+    builder = match h2 {
+        true => builder.uri(url.as_str()),
+        false => builder
+            .uri(&url[url::Position::BeforePath..url::Position::AfterQuery])
+            .header(
+                "host",
+                &url[url::Position::BeforeHost..url::Position::AfterPort],
+            ),
+    };
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(body))
 }
 
 /// Sends one request on a stream, over HTTP/2 when ALPN chose it.
@@ -229,7 +254,7 @@ impl Measurer {
         for ip in addresses.iter().take(MAX_ATTEMPTS) {
             last = SocketAddr::new(*ip, port);
             let permit = self.limits.acquire(*ip).await;
-            match tcp::connect(last, timeout).await {
+            match self.dialer().connect(last).await {
                 Ok(stream) => {
                     connected = Some((stream, permit));
                     break;
@@ -244,23 +269,9 @@ impl Measurer {
             );
         };
         let mut hop = empty_hop(url, Some(last), None);
-        let request = |absolute: bool| {
-            let target = if absolute {
-                url.to_string()
-            } else {
-                url[url::Position::BeforePath..url::Position::AfterQuery].to_string()
-            };
-            let mut builder = Request::get(target);
-            if !absolute {
-                builder = builder.header(
-                    "host",
-                    &url[url::Position::BeforeHost..url::Position::AfterPort],
-                );
-            }
-            for (name, value) in BROWSER_HEADERS {
-                builder = builder.header(name, value);
-            }
-            builder.body(Full::new(Bytes::new()))
+        let request = |h2: bool| {
+            request(Method::GET, url, h2, &BROWSER_HEADERS, Bytes::new())
+                .map_err(|e| StepError::new(Operation::HttpRoundTrip, Failure::unknown(e)))
         };
         let exchange = if url.scheme() == "https" {
             let (tls_facts, stream) = self.tls.handshake(tcp, last, &host, false, timeout).await;
@@ -273,18 +284,12 @@ impl Measurer {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             match request(h2) {
                 Ok(req) => tokio::time::timeout(timeout, send(stream, h2, req)).await,
-                Err(e) => Ok(Err(StepError::new(
-                    Operation::HttpRoundTrip,
-                    Failure::unknown(e),
-                ))),
+                Err(e) => Ok(Err(e)),
             }
         } else {
             match request(false) {
                 Ok(req) => tokio::time::timeout(timeout, send(tcp, false, req)).await,
-                Err(e) => Ok(Err(StepError::new(
-                    Operation::HttpRoundTrip,
-                    Failure::unknown(e),
-                ))),
+                Err(e) => Ok(Err(e)),
             }
         };
         let (response, _connection) = match exchange {

@@ -22,13 +22,18 @@ use url::Url;
 
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
-use crate::facts::{DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Vantage};
+use crate::facts::{
+    DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Vantage, answered_addresses,
+};
 use crate::failure::{Failure, Operation, StepError};
 use crate::plan::{Target, TargetKind};
 use crate::targets::ResolverSpec;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
 use tls::TlsContext;
+
+/// The failure text of a connection the address policy forbids.
+pub const REFUSED_BOGON: &str = "refused: a private or reserved address";
 
 /// How long a UDP query keeps listening after its first reply, for racing answers.
 pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
@@ -44,6 +49,8 @@ pub struct Options {
     pub control_sni: Option<String>,
     pub policy: AddressPolicy,
     pub dns_window: Duration,
+    /// The source address of every measurement, if not the system's choice.
+    pub source: Option<IpAddr>,
 }
 
 /// Everything measured for one target.
@@ -66,7 +73,7 @@ struct HostDns {
 
 pub struct Measurer {
     options: Options,
-    limits: Limits,
+    limits: Arc<Limits>,
     tls: TlsContext,
     asn: Option<Arc<AsnDb>>,
     resolvers: Vec<Resolver>,
@@ -74,10 +81,23 @@ pub struct Measurer {
 }
 
 impl Measurer {
+    /// A measurer with its own limits, built from `options.concurrency` and `per_host`.
     pub fn new(
         options: Options,
         tls: TlsContext,
         asn: Option<Arc<AsnDb>>,
+    ) -> anyhow::Result<Measurer> {
+        let limits = Arc::new(Limits::new(options.concurrency, options.per_host));
+        Measurer::with_limits(options, tls, asn, limits)
+    }
+
+    /// A measurer sharing `limits` with others (the control server makes one per
+    /// request, and all of them together must stay within one set of bounds).
+    pub fn with_limits(
+        options: Options,
+        tls: TlsContext,
+        asn: Option<Arc<AsnDb>>,
+        limits: Arc<Limits>,
     ) -> anyhow::Result<Measurer> {
         anyhow::ensure!(
             !options.resolvers.is_empty(),
@@ -89,7 +109,7 @@ impl Measurer {
             .map(Resolver::new)
             .collect::<anyhow::Result<_>>()?;
         Ok(Measurer {
-            limits: Limits::new(options.concurrency, options.per_host),
+            limits,
             options,
             tls,
             asn,
@@ -102,9 +122,20 @@ impl Measurer {
         &self.options
     }
 
+    fn dialer(&self) -> tcp::Dialer {
+        tcp::Dialer::new(self.options.timeout, self.options.source)
+    }
+
     /// Measures one target: its DNS, then TCP and TLS to every address found, or the
     /// connect to a fixed endpoint, or the fetch of a URL.
     pub async fn measure(&self, target: &Target) -> TargetFacts {
+        self.measure_with(target, &[]).await
+    }
+
+    /// Measures a target, connecting to `extra` addresses as well as those our own DNS
+    /// found: the control tests the probe's answers from where it stands, so that an
+    /// answer can be shown valid (or not) even when the two resolvers disagree.
+    pub async fn measure_with(&self, target: &Target, extra: &[IpAddr]) -> TargetFacts {
         let mut measurements = Vec::new();
         let mut dns = Arc::new(Vec::new());
         let usable = match target.hostname() {
@@ -118,6 +149,7 @@ impl Measurer {
             }
             None => Ok(Vec::new()),
         };
+        let usable = self.with_extra(usable, extra);
         match &target.kind {
             TargetKind::Domain(domain) => {
                 let addresses = usable.unwrap_or_default();
@@ -137,7 +169,20 @@ impl Measurer {
                 measurements.extend(tls.into_iter().flatten());
                 measurements.extend(tcp);
             }
-            TargetKind::Endpoint(addr) => measurements.push(self.connect_only(target, *addr).await),
+            TargetKind::Endpoint(addr) => {
+                let started = (Utc::now(), Instant::now());
+                let step = match self.public_only(addr.ip()) {
+                    Ok(_) => self.connect(*addr).await,
+                    Err(_) => TcpFacts {
+                        address: *addr,
+                        error: Some(StepError::new(
+                            Operation::Connect,
+                            Failure::unknown(REFUSED_BOGON),
+                        )),
+                    },
+                };
+                measurements.push(self.record(target, started, Step::TcpConnect(step)));
+            }
             TargetKind::Url(url) => {
                 let addresses = match url.host() {
                     Some(url::Host::Domain(_)) => usable,
@@ -195,6 +240,7 @@ impl Measurer {
         let io = DnsIo {
             limits: &self.limits,
             tls: &self.tls,
+            dialer: self.dialer(),
             timeout: self.options.timeout,
             window: self.options.dns_window,
         };
@@ -229,16 +275,7 @@ impl Measurer {
 
     /// Every address any resolver gave, bogons excepted; when there are none, why.
     fn usable_addresses(&self, measurements: &[Measurement]) -> Result<Vec<IpAddr>, StepError> {
-        let mut all = Vec::new();
-        for m in measurements {
-            if let Step::Dns(facts) = &m.step {
-                for ip in facts.all_addresses() {
-                    if !all.contains(&ip) {
-                        all.push(ip);
-                    }
-                }
-            }
-        }
+        let all = answered_addresses(measurements);
         let usable: Vec<IpAddr> = all
             .iter()
             .copied()
@@ -268,6 +305,7 @@ impl Measurer {
                 let io = DnsIo {
                     limits: &self.limits,
                     tls: &self.tls,
+                    dialer: self.dialer(),
                     timeout: self.options.timeout,
                     window: Duration::ZERO,
                 };
@@ -302,14 +340,38 @@ impl Measurer {
     }
 
     async fn connect_only(&self, target: &Target, address: SocketAddr) -> Measurement {
-        let _permit = self.limits.acquire(address.ip()).await;
         let started = (Utc::now(), Instant::now());
-        let error = tcp::connect(address, self.options.timeout).await.err();
-        self.record(
-            target,
-            started,
-            Step::TcpConnect(TcpFacts { address, error }),
-        )
+        let facts = self.connect(address).await;
+        self.record(target, started, Step::TcpConnect(facts))
+    }
+
+    async fn connect(&self, address: SocketAddr) -> TcpFacts {
+        let _permit = self.limits.acquire(address.ip()).await;
+        let error = self.dialer().connect(address).await.err();
+        TcpFacts { address, error }
+    }
+
+    /// Our addresses plus the public ones among `extra`, without repeats.
+    fn with_extra(
+        &self,
+        usable: Result<Vec<IpAddr>, StepError>,
+        extra: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, StepError> {
+        let extra: Vec<IpAddr> = extra
+            .iter()
+            .copied()
+            .filter(|ip| !self.options.policy.is_bogon(*ip))
+            .collect();
+        if extra.is_empty() {
+            return usable;
+        }
+        let mut all = usable.unwrap_or_default();
+        for ip in extra {
+            if !all.contains(&ip) {
+                all.push(ip);
+            }
+        }
+        Ok(all)
     }
 
     /// TCP connect, a handshake with the control SNI on that connection, then a
@@ -325,7 +387,7 @@ impl Measurer {
         let timeout = self.options.timeout;
         let _permit = self.limits.acquire(address.ip()).await;
         let started = (Utc::now(), Instant::now());
-        let first = tcp::connect(address, timeout).await;
+        let first = self.dialer().connect(address).await;
         let connect = self.record(
             target,
             started,
@@ -348,7 +410,7 @@ impl Measurer {
                 let started = (Utc::now(), Instant::now());
                 let (facts, _) = self.tls.handshake(first, address, sni, true, timeout).await;
                 out.push(self.record(target, started, Step::TlsHandshake(facts)));
-                tcp::connect(address, timeout).await
+                self.dialer().connect(address).await
             }
             None => Ok(first),
         };

@@ -56,6 +56,8 @@ pub struct RunSettings {
     pub treat_as_public: Vec<ipnet::IpNet>,
     pub ca_file: Option<String>,
     pub asn_db: Option<String>,
+    /// The control server asked during the run, if any.
+    pub control: Option<String>,
 }
 
 /// One JSON line of measurements.jsonl.
@@ -68,10 +70,58 @@ pub struct JsonlRecord {
 
 pub struct ResultsWriter {
     dir: PathBuf,
-    columns: RunColumns,
+    run_id: String,
     measurements_csv: csv::Writer<File>,
     measurements_jsonl: BufWriter<File>,
-    verdicts_csv: csv::Writer<File>,
+    verdicts: VerdictsWriter,
+}
+
+/// verdicts.csv, or a file of recomputed verdicts.
+pub struct VerdictsWriter {
+    columns: RunColumns,
+    csv: csv::Writer<File>,
+}
+
+impl VerdictsWriter {
+    /// Writes to `file`, which must be new unless `replace` is set.
+    pub fn create(path: &Path, info: &RunInfo, replace: bool) -> anyhow::Result<VerdictsWriter> {
+        let file = open(path, replace)?;
+        let mut writer = VerdictsWriter {
+            columns: RunColumns {
+                run_id: info.run_id.clone(),
+                probe_cc: info.probe_cc.clone(),
+                probe_asn: info.probe_asn.clone(),
+            },
+            csv: headerless(file),
+        };
+        writer.csv.write_record(csv_header::<VerdictRow>())?;
+        writer.csv.flush()?;
+        Ok(writer)
+    }
+
+    pub fn write(&mut self, measured_at: &str, verdict: &TargetVerdict) -> anyhow::Result<()> {
+        self.csv
+            .serialize(VerdictRow::new(&self.columns, measured_at, verdict))?;
+        self.csv.flush().context("cannot write verdicts")?;
+        Ok(())
+    }
+}
+
+fn open(path: &Path, replace: bool) -> anyhow::Result<File> {
+    let mut options = OpenOptions::new();
+    match replace {
+        true => options.write(true).create(true).truncate(true),
+        false => options.write(true).create_new(true),
+    };
+    options
+        .open(path)
+        .with_context(|| match !replace && path.exists() {
+            true => format!(
+                "{} already exists: choose another --out, results are never overwritten",
+                path.display()
+            ),
+            false => format!("cannot create {}", path.display()),
+        })
 }
 
 impl ResultsWriter {
@@ -79,40 +129,18 @@ impl ResultsWriter {
     pub fn create(dir: &Path, info: &RunInfo) -> anyhow::Result<ResultsWriter> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create results directory {}", dir.display()))?;
-        let open = |name: &str| {
-            let path = dir.join(name);
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .with_context(|| match path.exists() {
-                    true => format!(
-                        "{} already exists: choose another --out, a run is never overwritten",
-                        path.display()
-                    ),
-                    false => format!("cannot create {}", path.display()),
-                })
-        };
         let mut writer = ResultsWriter {
             dir: dir.to_path_buf(),
-            columns: RunColumns {
-                run_id: info.run_id.clone(),
-                probe_cc: info.probe_cc.clone(),
-                probe_asn: info.probe_asn.clone(),
-            },
-            measurements_csv: headerless(open(MEASUREMENTS_CSV)?),
-            measurements_jsonl: BufWriter::new(open(MEASUREMENTS_JSONL)?),
-            verdicts_csv: headerless(open(VERDICTS_CSV)?),
+            run_id: info.run_id.clone(),
+            measurements_csv: headerless(open(&dir.join(MEASUREMENTS_CSV), false)?),
+            measurements_jsonl: BufWriter::new(open(&dir.join(MEASUREMENTS_JSONL), false)?),
+            verdicts: VerdictsWriter::create(&dir.join(VERDICTS_CSV), info, false)?,
         };
-        // Headers go out even if nothing is ever measured.
+        // The header goes out even if nothing is ever measured.
         writer
             .measurements_csv
             .write_record(csv_header::<MeasurementRow>())?;
-        writer
-            .verdicts_csv
-            .write_record(csv_header::<VerdictRow>())?;
         writer.measurements_csv.flush()?;
-        writer.verdicts_csv.flush()?;
         writer.write_info(info)?;
         Ok(writer)
     }
@@ -125,11 +153,11 @@ impl ResultsWriter {
     pub fn write_measurements(&mut self, measurements: &[Measurement]) -> anyhow::Result<()> {
         for m in measurements {
             self.measurements_csv
-                .serialize(MeasurementRow::new(&self.columns.run_id, m))?;
+                .serialize(MeasurementRow::new(&self.run_id, m))?;
             serde_json::to_writer(
                 &mut self.measurements_jsonl,
                 &JsonlRecord {
-                    run_id: self.columns.run_id.clone(),
+                    run_id: self.run_id.clone(),
                     measurement: m.clone(),
                 },
             )?;
@@ -149,12 +177,7 @@ impl ResultsWriter {
         measured_at: &str,
         verdict: &TargetVerdict,
     ) -> anyhow::Result<()> {
-        self.verdicts_csv
-            .serialize(VerdictRow::new(&self.columns, measured_at, verdict))?;
-        self.verdicts_csv
-            .flush()
-            .context("cannot write verdicts.csv")?;
-        Ok(())
+        self.verdicts.write(measured_at, verdict)
     }
 
     pub fn write_info(&self, info: &RunInfo) -> anyhow::Result<()> {

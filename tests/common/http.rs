@@ -35,6 +35,30 @@ impl HttpServer {
     }
 }
 
+impl HttpServer {
+    /// Answers `censored` to requests from `peer` (the probe's path) and `body` to
+    /// everyone else, with status 200.
+    pub async fn spawn_censoring(peer: std::net::IpAddr, censored: &str, body: &str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (censored, body): (Arc<str>, Arc<str>) = (censored.into(), body.into());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, from)) = listener.accept().await else {
+                    continue;
+                };
+                let page = if from.ip() == peer {
+                    censored.clone()
+                } else {
+                    body.clone()
+                };
+                tokio::spawn(respond(stream, 200, page));
+            }
+        });
+        addr
+    }
+}
+
 /// Reads one request head, whatever it asks, and answers it, then closes the connection.
 pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,

@@ -6,7 +6,10 @@
 //! Each test crate uses a different part of this module, so the crates declare it with
 //! `#[allow(dead_code)]`.
 
+#![allow(unused_imports)]
+
 pub mod ca;
+pub mod control;
 pub mod dns;
 pub mod http;
 pub mod probe;
@@ -14,6 +17,7 @@ pub mod tcp;
 pub mod tls;
 
 pub use ca::TestCa;
+pub use control::ControlServer;
 pub use dns::{DnsBehaviour, DnsServer};
 pub use http::{HttpServer, IRAN_BLOCKPAGE, test_page};
 pub use tcp::{TcpBlackhole, closed_port};

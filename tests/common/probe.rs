@@ -26,6 +26,8 @@ const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize)]
 pub struct VerdictRow {
+    pub probe_cc: String,
+    pub probe_asn: String,
     pub service: String,
     pub target: String,
     pub verdict: String,
@@ -89,6 +91,23 @@ pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
         run.verdicts = read_verdicts(&verdicts, &run);
     }
     run
+}
+
+/// Runs another `censorprobe` command (`analyse`, `compare`) in the run's directory and
+/// reads the verdicts file it wrote into the run.
+pub async fn run_offline(run: &mut ProbeRun, args: &[&str], written: &Path) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+        .args(args)
+        .current_dir(run.dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    run.status = output.status;
+    run.stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    run.stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(run.status.success(), "censorprobe {args:?} failed\n{run}");
+    run.verdicts = read_verdicts(written, run);
 }
 
 fn read_verdicts(path: &Path, run: &ProbeRun) -> Vec<VerdictRow> {

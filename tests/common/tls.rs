@@ -1,6 +1,10 @@
 //! An HTTPS server, honest or resetting handshakes for one SNI like a DPI box does.
+//!
+//! A censor sits on the probe's path only; on loopback, where probe and control reach
+//! the same sockets, "the probe's path" is the probe's source address, so a behaviour
+//! can be limited to one peer with [`TlsBehaviour::ForPeer`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +23,14 @@ pub enum TlsBehaviour {
     /// Resets the TCP connection once the ClientHello names this SNI; other SNIs are
     /// served normally, so the probe's control-SNI handshake to the same address works.
     ResetOnSni(String),
+    /// Completes the handshake with this (rogue) certificate chain instead, as an
+    /// intercepting middlebox does.
+    Intercept(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>),
+    /// Behaves as `then` for connections from `peer`, normally for everyone else.
+    ForPeer {
+        peer: IpAddr,
+        then: Box<TlsBehaviour>,
+    },
 }
 
 pub struct TlsServer;
@@ -41,30 +53,43 @@ impl TlsServer {
         behaviour: TlsBehaviour,
         body: &str,
     ) -> SocketAddr {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        // http/1.1 only, so that clients offering h2 fall back to it.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let config = Arc::new(config);
+        Self::spawn_at(
+            SocketAddr::new(super::LOCALHOST, 0),
+            chain,
+            key,
+            behaviour,
+            body,
+        )
+        .await
+    }
+
+    /// As [`TlsServer::spawn_with_body`], listening on `addr` (another loopback
+    /// address, a port shared with a server on another address).
+    pub async fn spawn_at(
+        addr: SocketAddr,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        behaviour: TlsBehaviour,
+        body: &str,
+    ) -> SocketAddr {
+        let config = server_config(chain, key);
         let body: Arc<str> = body.into();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
-                tokio::spawn(serve(
-                    stream,
-                    config.clone(),
-                    behaviour.clone(),
-                    body.clone(),
-                ));
+                let behaviour = match &behaviour {
+                    TlsBehaviour::ForPeer {
+                        peer: censored,
+                        then,
+                    } if *censored == peer.ip() => (**then).clone(),
+                    TlsBehaviour::ForPeer { .. } => TlsBehaviour::Normal,
+                    other => other.clone(),
+                };
+                tokio::spawn(serve(stream, config.clone(), behaviour, body.clone()));
             }
         });
         addr
@@ -91,8 +116,28 @@ async fn serve(
             .unwrap();
         return;
     }
+    let config = match behaviour {
+        TlsBehaviour::Intercept(chain, key) => server_config(chain, key.clone_key()),
+        _ => config,
+    };
     let Ok(tls) = start.into_stream(config).await else {
         return;
     };
     respond(tls, 200, test_page(&sni, &body).into()).await;
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    // http/1.1 only, so that clients offering h2 fall back to it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }

@@ -1,0 +1,168 @@
+//! The probe's side of the control protocol.
+//!
+//! A busy control answers 503 at once rather than queueing; the client backs off and
+//! tries again a few times (backon), and bounds its own requests in flight so that one
+//! probe does not fill a control that serves many.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use hyper::Method;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::protocol::{ControlError, ControlRequest, ControlResponse, MEASURE_PATH};
+use crate::measure::http;
+use crate::measure::tcp::Dialer;
+use crate::measure::tls::TlsContext;
+
+/// The largest control answer we read (certificate chains make answers large).
+const MAX_RESPONSE: usize = 64 << 20;
+/// Control requests one probe keeps in flight.
+const MAX_IN_FLIGHT: usize = 16;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlClientError {
+    #[error("the control refused our token ({0})")]
+    Unauthorized(String),
+    #[error("the control refused the request: HTTP {0}: {1}")]
+    Rejected(u16, String),
+    #[error("the control is busy")]
+    Busy,
+    #[error("cannot reach the control: {0}")]
+    Transport(String),
+}
+
+impl ControlClientError {
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ControlClientError::Busy | ControlClientError::Transport(_)
+        )
+    }
+}
+
+pub struct ControlClient {
+    endpoint: Url,
+    token: Option<String>,
+    tls: TlsContext,
+    /// How long to wait for one answer: the control measures with the same step
+    /// deadlines as we do, several steps in a row.
+    deadline: Duration,
+    timeout: Duration,
+    slots: Semaphore,
+}
+
+impl ControlClient {
+    pub fn new(
+        base: &Url,
+        token: Option<String>,
+        tls: TlsContext,
+        timeout: Duration,
+    ) -> anyhow::Result<ControlClient> {
+        anyhow::ensure!(
+            matches!(base.scheme(), "http" | "https") && base.host().is_some(),
+            "--control {base}: expected an http:// or https:// URL"
+        );
+        Ok(ControlClient {
+            endpoint: base.join(MEASURE_PATH)?,
+            token,
+            tls,
+            deadline: timeout * 8 + Duration::from_secs(10),
+            timeout,
+            slots: Semaphore::new(MAX_IN_FLIGHT),
+        })
+    }
+
+    /// The control's base URL, without credentials, for run.json.
+    pub fn url(&self) -> String {
+        self.endpoint
+            .join("/")
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Asks the control to measure, retrying while it is busy or unreachable.
+    pub async fn measure(
+        &self,
+        request: &ControlRequest,
+    ) -> Result<ControlResponse, ControlClientError> {
+        let body = Bytes::from(serde_json::to_vec(request).expect("requests serialize"));
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(4))
+            .with_max_times(4)
+            .with_jitter();
+        (|| self.post(body.clone()))
+            .retry(policy)
+            .when(ControlClientError::retryable)
+            .await
+    }
+
+    async fn post(&self, body: Bytes) -> Result<ControlResponse, ControlClientError> {
+        let _slot = self.slots.acquire().await.expect("never closed");
+        let transport = |e: String| ControlClientError::Transport(e);
+        let host = self
+            .endpoint
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = self.endpoint.port_or_known_default().unwrap_or(80);
+        let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
+            .next()
+            .ok_or_else(|| transport(format!("{host} has no address")))?;
+        let tcp = Dialer::new(self.timeout, None)
+            .connect(address)
+            .await
+            .map_err(|e| transport(format!("connect to {address}: {}", e.failure)))?;
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ];
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        let exchange = async {
+            let sent = if self.endpoint.scheme() == "https" {
+                let tls = self.tls.connect_strict(tcp, &host, self.timeout).await?;
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let request = http::request(Method::POST, &self.endpoint, h2, &headers, body)
+                    .expect("valid request");
+                http::send(tls, h2, request).await?
+            } else {
+                let request = http::request(Method::POST, &self.endpoint, false, &headers, body)
+                    .expect("valid request");
+                http::send(tcp, false, request).await?
+            };
+            let (response, _connection) = sent;
+            let status = response.status().as_u16();
+            let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, self.deadline).await;
+            match body.error {
+                Some(e) => Err(e),
+                None => Ok((status, body.bytes)),
+            }
+        };
+        let (status, bytes) = tokio::time::timeout(self.deadline, exchange)
+            .await
+            .map_err(|_| transport(format!("no answer within {:?}", self.deadline)))?
+            .map_err(|e| transport(format!("{} ({})", e.failure, e.failed_operation)))?;
+        let message = || {
+            serde_json::from_slice::<ControlError>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect())
+        };
+        match status {
+            200 => serde_json::from_slice(&bytes)
+                .map_err(|e| ControlClientError::Rejected(200, format!("unreadable answer: {e}"))),
+            401 | 403 => Err(ControlClientError::Unauthorized(message())),
+            503 => Err(ControlClientError::Busy),
+            other => Err(ControlClientError::Rejected(other, message())),
+        }
+    }
+}

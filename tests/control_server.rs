@@ -1,0 +1,499 @@
+//! `censorprobe control serve`, run as the real binary on loopback and spoken to over
+//! HTTP(S): what a probe (or someone abusing the server) sees.
+//!
+//! Every server is given a `--resolver` on loopback, so that nothing it does can reach
+//! past this machine.
+
+#[allow(dead_code)]
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, RETRY_AFTER};
+use hyper::{Method, Request};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+
+use censorprobe::control::protocol::{
+    ControlError, ControlResponse, ControlResult, HEALTH_PATH, MEASURE_PATH,
+};
+use censorprobe::facts::{Step, Vantage};
+use censorprobe::failure::Failure;
+use censorprobe::measure::http::send;
+use common::{ControlServer, DnsBehaviour, DnsServer, TcpBlackhole, TestCa, closed_port};
+
+const TOKEN: &str = "s3cret-token";
+
+/// A running `control serve` and the requests a probe (or an abuser) sends it.
+struct Control {
+    server: ControlServer,
+    address: SocketAddr,
+}
+
+impl Control {
+    /// Starts a server on a free port of 127.0.0.1 that resolves names with a loopback
+    /// DNS server serving `zone`.
+    async fn start(zone: &[(&str, DnsBehaviour)], args: &[&str]) -> Control {
+        let resolver = format!("udp://{}", DnsServer::spawn(zone));
+        let mut all = vec!["--resolver", resolver.as_str()];
+        all.extend_from_slice(args);
+        let server = ControlServer::spawn(&all).await;
+        Control {
+            address: server.address,
+            server,
+        }
+    }
+
+    /// POSTs `body` as JSON to the measure endpoint.
+    async fn post(&self, token: Option<&str>, body: impl Into<Bytes>) -> Reply {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(MEASURE_PATH)
+            .header(HOST, self.address.to_string())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.exchange(request.body(Full::new(body.into())).unwrap())
+            .await
+    }
+
+    /// POSTs a request for `targets` with the right token.
+    async fn measure(&self, targets: Value) -> Reply {
+        self.post(Some(TOKEN), json!({ "targets": targets }).to_string())
+            .await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.exchange(get(self.address, path)).await
+    }
+
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Reply {
+        let stream = TcpStream::connect(self.address).await.unwrap();
+        exchange(stream, request).await
+    }
+}
+
+fn get(address: SocketAddr, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(path)
+        .header(HOST, address.to_string())
+        .body(Full::default())
+        .unwrap()
+}
+
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    /// The measurement results; panics with the reply unless it is a 200.
+    fn results(&self) -> ControlResponse {
+        assert_eq!(self.status, 200, "{}", self.text);
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+    }
+
+    /// The error message; panics with the reply unless it has `status`.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
+        let error: ControlError =
+            serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text));
+        error.error
+    }
+}
+
+async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Reply
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (response, _connection) = send(io, false, request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+/// A port on `ip` whose connects succeed (the kernel completes them into the backlog);
+/// it never accepts, so `accepted_nothing` can tell whether anyone connected.
+fn listener_on(ip: &str) -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+fn accepted_nothing(listener: &TcpListener) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// The addresses a result's TCP connects and TLS handshakes went to, with their failures.
+fn connects(result: &ControlResult) -> Vec<(SocketAddr, Option<Failure>)> {
+    result
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.step {
+            Step::TcpConnect(tcp) => Some((tcp.address, tcp.error.clone().map(|e| e.failure))),
+            Step::TlsHandshake(tls) => Some((tls.address, tls.error.clone().map(|e| e.failure))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn measures_only_for_holders_of_the_token() {
+    let (_listener, open) = listener_on("127.0.0.1");
+    let refused = closed_port();
+    let control =
+        Control::start(&[], &["--token", TOKEN, "--treat-as-public", "127.0.0.0/8"]).await;
+    let body = json!({ "targets": [
+        { "service": "lab", "target": open.to_string() },
+        { "service": "lab", "target": refused.to_string() },
+    ]})
+    .to_string();
+
+    for token in [None, Some("wrong"), Some("s3cret-token-and-more"), Some("")] {
+        let reply = control.post(token, body.clone()).await;
+        assert!(reply.error(401).contains("token"), "{}", reply.text);
+        assert_eq!(reply.headers["www-authenticate"], "Bearer");
+    }
+
+    let response = control.post(Some(TOKEN), body).await.results();
+    let targets: Vec<&str> = response.results.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, [open.to_string(), refused.to_string()]);
+    assert_eq!(connects(&response.results[0]), [(open, None)]);
+    assert_eq!(
+        connects(&response.results[1]),
+        [(refused, Some(Failure::ConnectionRefused))]
+    );
+    let vantages = response.results.iter().flat_map(|r| &r.measurements);
+    assert!(vantages.into_iter().all(|m| m.vantage == Vantage::Control));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_private_addresses_unless_treated_as_public() {
+    let (listener, port) = listener_on("127.0.0.1");
+    let zone = [("lab.test", DnsBehaviour::Answer(vec![port.ip()]))];
+    let control = Control::start(&zone, &["--token", TOKEN]).await;
+
+    for target in [port.to_string(), format!("http://{port}/")] {
+        let reply = control
+            .measure(json!([{ "service": "lab", "target": target }]))
+            .await;
+        let error = reply.error(400);
+        assert!(error.contains(&target), "{error}");
+    }
+
+    // The probe's address and the control's own DNS answer are both 127.0.0.1.
+    let response = control
+        .measure(json!([
+            {
+                "service": "lab",
+                "target": "lab.test",
+                "tls_ports": [port.port()],
+                "tcp_ports": [port.port()],
+                "addresses": [port.ip()],
+            },
+            { "service": "lab", "target": format!("http://lab.test:{}/", port.port()) },
+        ]))
+        .await
+        .results();
+    let domain = &response.results[0];
+    assert_eq!(domain.refused_addresses, [port.ip()]);
+    let answered = domain.measurements.iter().any(|m| match &m.step {
+        Step::Dns(dns) => dns.addresses.contains(&port.ip()),
+        _ => false,
+    });
+    assert!(answered, "no DNS answer of {}: {domain:?}", port.ip());
+    assert_eq!(connects(domain), []);
+    let url = &response.results[1];
+    let fetched = url.measurements.iter().find_map(|m| match &m.step {
+        Step::Http(http) => Some(http),
+        _ => None,
+    });
+    let fetched = fetched.unwrap_or_else(|| panic!("no HTTP measurement: {url:?}"));
+    assert!(
+        fetched.hops.iter().all(|hop| hop.address.is_none()),
+        "{fetched:?}"
+    );
+    assert!(
+        accepted_nothing(&listener),
+        "the server connected to loopback"
+    );
+
+    let lab = Control::start(&[], &["--token", TOKEN, "--treat-as-public", "127.0.0.0/8"]).await;
+    let response = lab
+        .measure(json!([{ "service": "lab", "target": port.to_string() }]))
+        .await
+        .results();
+    assert_eq!(connects(&response.results[0]), [(port, None)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explains_what_is_wrong_with_a_request() {
+    let control = Control::start(
+        &[],
+        &["--token", TOKEN, "--max-body", "2000", "--max-targets", "2"],
+    )
+    .await;
+    let target = |name: &str| json!({ "service": "s", "target": name });
+
+    let padding = "a".repeat(3000);
+    let reply = control.measure(json!([target(&padding)])).await;
+    assert!(reply.error(413).contains("2000 bytes"), "{}", reply.text);
+
+    let three = json!([target("a.test"), target("b.test"), target("c.test")]);
+    let error = control.measure(three).await.error(413);
+    assert!(
+        error.contains("--max-targets") && error.contains(" 2 "),
+        "{error}"
+    );
+
+    let error = control
+        .post(Some(TOKEN), "{\"targets\": [")
+        .await
+        .error(400);
+    assert!(error.contains("line 1 column"), "{error}");
+
+    let unknown = json!([{ "service": "s", "target": "a.test", "colour": "red" }]);
+    let error = control.measure(unknown).await.error(400);
+    assert!(error.contains("unknown field `colour`"), "{error}");
+
+    let error = control
+        .measure(json!([target("not a target")]))
+        .await
+        .error(400);
+    assert!(error.contains("\"not a target\""), "{error}");
+
+    let mut plain = Request::builder()
+        .method(Method::POST)
+        .uri(MEASURE_PATH)
+        .header(HOST, control.address.to_string())
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::from("targets=a.test")))
+        .unwrap();
+    plain
+        .headers_mut()
+        .insert(CONTENT_TYPE, "text/plain".parse().unwrap());
+    let error = control.exchange(plain).await.error(415);
+    assert!(error.contains("application/json"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_quickly_when_busy_and_stays_up() {
+    let blackhole = TcpBlackhole::spawn();
+    let control = Control::start(
+        &[],
+        &[
+            "--token",
+            TOKEN,
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--max-in-flight",
+            "2",
+            "--timeout",
+            "3",
+        ],
+    )
+    .await;
+    let control = Arc::new(control);
+    let hang = json!([{ "service": "lab", "target": blackhole.to_string() }]);
+    let first: Vec<_> = (0..2)
+        .map(|_| {
+            let (control, hang) = (control.clone(), hang.clone());
+            tokio::spawn(async move { control.measure(hang).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let extra = (0..3).map(|_| control.measure(hang.clone()));
+    for reply in futures_util::future::join_all(extra).await {
+        assert!(reply.error(503).contains("busy"), "{}", reply.text);
+        assert_eq!(reply.headers[RETRY_AFTER], "1");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "refusals took {:?}",
+        started.elapsed()
+    );
+    let health = control.get(HEALTH_PATH).await;
+    assert_eq!((health.status, health.text.as_str()), (200, "ok"));
+
+    for reply in first {
+        let response = reply.await.unwrap().results();
+        assert_eq!(
+            connects(&response.results[0]),
+            [(blackhole, Some(Failure::GenericTimeout))]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tells_the_probe_its_network_but_never_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let asn_db = dir.path().join("asn.csv");
+    std::fs::write(&asn_db, "127.0.0.0,127.255.255.255,64500,Lab,XX\n").unwrap();
+    // The client is 127.0.0.1; the target is elsewhere, so that 127.0.0.1 has no
+    // honest reason to appear in the response.
+    let (_listener, target) = listener_on("127.0.0.2");
+    let control = Control::start(
+        &[],
+        &[
+            "--token",
+            TOKEN,
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--asn-db",
+            asn_db.to_str().unwrap(),
+        ],
+    )
+    .await;
+
+    // An empty request is how a probe asks where it is.
+    let located = control.measure(json!([])).await.results();
+    assert_eq!(located.probe_asn.as_deref(), Some("AS64500"));
+    assert!(located.results.is_empty());
+
+    let reply = control
+        .measure(json!([{ "service": "lab", "target": target.to_string() }]))
+        .await;
+    let response = reply.results();
+    assert_eq!(response.probe_asn.as_deref(), Some("AS64500"));
+    assert_eq!(response.probe_cc.as_deref(), Some("XX"));
+    assert_eq!(connects(&response.results[0]), [(target, None)]);
+    assert!(!reply.text.contains("127.0.0.1"), "{}", reply.text);
+    for (name, value) in &reply.headers {
+        assert!(!value.to_str().unwrap().contains("127.0.0.1"), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let ca_pem = ca.write_pem(dir.path());
+    let (chain, key) = ca.issue(&["control.test"]);
+    let cert_pem = dir.path().join("cert.pem");
+    let key_pem = dir.path().join("key.pem");
+    std::fs::write(&cert_pem, pem("CERTIFICATE", &chain[0])).unwrap();
+    std::fs::write(&key_pem, pem("PRIVATE KEY", key.secret_der())).unwrap();
+    let control = Control::start(
+        &[],
+        &[
+            "--tls-cert",
+            cert_pem.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        control.server.announced,
+        format!("listening on https://{}", control.address)
+    );
+
+    let tcp = TcpStream::connect(control.address).await.unwrap();
+    let name = ServerName::try_from("control.test").unwrap();
+    let tls = tls_client(&ca_pem).connect(name, tcp).await.unwrap();
+    let health = exchange(tls, get(control.address, HEALTH_PATH)).await;
+    assert_eq!((health.status, health.text.as_str()), (200, "ok"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exits_cleanly_on_sigterm() {
+    let mut control = Control::start(&[], &[]).await;
+    let pid = control.server.child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = timeout(Duration::from_secs(5), control.server.child.wait())
+        .await
+        .expect("the server was still running 5 s after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_errors_name_the_file_or_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let missing = "/nonexistent/censorprobe-test.pem";
+    let cases: [(&[&str], &str); 3] = [
+        (&["--listen", &address], &address),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                missing,
+                "--tls-key",
+                missing,
+            ],
+            missing,
+        ),
+        (&["--listen", "127.0.0.1:0", "--asn-db", missing], missing),
+    ];
+    for (args, culprit) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+            .args(["control", "serve", "--resolver", "udp://127.0.0.1:53"])
+            .args(args)
+            .kill_on_drop(true)
+            .output();
+        let output = timeout(Duration::from_secs(10), output)
+            .await
+            .unwrap_or_else(|_| panic!("the server started with {args:?}"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(culprit), "{args:?}: {stderr}");
+    }
+}
+
+/// A TLS client that trusts only the CA in `ca_pem`.
+fn tls_client(ca_pem: &Path) -> TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca_pem).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let base64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = base64
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}

@@ -1,0 +1,403 @@
+//! The probe with a control server, both real processes, on loopback.
+//!
+//! The censor acts on the probe's path only. On loopback both vantage points reach the
+//! same sockets, so "the probe's path" is the probe's source address: censoring servers
+//! misbehave for 127.0.0.1 and serve the control, which measures from 127.0.0.2
+//! (`--bind`), honestly. The probe's resolver lies where the test says; the control's
+//! does not. Each rule is tested with its negative twin: the same failure at the
+//! control gives `down`, legitimately different answers give `ok`.
+
+#[allow(dead_code)]
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+
+use common::probe::{ProbeRun, run_offline, run_probe};
+use common::*;
+
+const CANARY: &str = "canary.test";
+/// The probe's source address: the censor's servers misbehave for it only.
+const PROBE: IpAddr = LOCALHOST;
+/// The control's source address.
+const CONTROL_SOURCE: &str = "127.0.0.2";
+
+fn at(ip: [u8; 4]) -> DnsBehaviour {
+    DnsBehaviour::Answer(vec![IpAddr::V4(Ipv4Addr::from(ip))])
+}
+
+fn localhost() -> DnsBehaviour {
+    at([127, 0, 0, 1])
+}
+
+/// A censored probe and an honest control.
+struct Lab {
+    ca: TestCa,
+    ca_file: PathBuf,
+    /// A healthy HTTPS server for every name of the lab: the default TLS port.
+    healthy: SocketAddr,
+    probe_dns: SocketAddr,
+    control_dns: SocketAddr,
+    control: ControlServer,
+    _dir: TempDir,
+}
+
+impl Lab {
+    /// `probe_zone` and `control_zone` are what each side's resolver answers (besides
+    /// the canary, 127.0.0.1 for both); `names` are the names certificates carry.
+    async fn new(
+        probe_zone: &[(&str, DnsBehaviour)],
+        control_zone: &[(&str, DnsBehaviour)],
+    ) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new();
+        let ca_file = ca.write_pem(dir.path());
+        let asn_db = dir.path().join("asn.csv");
+        std::fs::write(&asn_db, "127.0.0.0,127.255.255.255,64500,Lab network,XX\n").unwrap();
+        let mut names: Vec<&str> = probe_zone.iter().map(|(n, _)| *n).collect();
+        names.push(CANARY);
+        let (chain, key) = ca.issue(&names);
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let with_canary = |zone: &[(&str, DnsBehaviour)]| {
+            let mut zone = zone.to_vec();
+            zone.push((CANARY, localhost()));
+            DnsServer::spawn(&zone)
+        };
+        let (probe_dns, control_dns) = (with_canary(probe_zone), with_canary(control_zone));
+        let control = ControlServer::spawn(&[
+            "--resolver",
+            &format!("udp://{control_dns}"),
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+            "--asn-db",
+            asn_db.to_str().unwrap(),
+            "--bind",
+            CONTROL_SOURCE,
+            "--timeout",
+            "2",
+        ])
+        .await;
+        Lab {
+            ca,
+            ca_file,
+            healthy,
+            probe_dns,
+            control_dns,
+            control,
+            _dir: dir,
+        }
+    }
+
+    fn targets(&self, services: &str) -> String {
+        format!(
+            "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n{services}",
+            self.healthy.port()
+        )
+    }
+
+    /// The probe, asking `control` (the lab's server unless another URL is given).
+    async fn run(&self, services: &str, control: Option<&str>) -> ProbeRun {
+        let resolver = format!("udp://{}", self.probe_dns);
+        let control = control.unwrap_or(&self.control.url);
+        let args = [
+            "--resolver",
+            &resolver,
+            "--ca-file",
+            self.ca_file.to_str().unwrap(),
+            "--control",
+            control,
+        ];
+        let run = run_probe(&self.targets(services), &args).await;
+        run.assert_verdict(CANARY, "ok", "");
+        run
+    }
+
+    /// A run made at the control site, without a control: honest DNS, control source.
+    async fn control_site_run(&self, services: &str) -> ProbeRun {
+        let resolver = format!("udp://{}", self.control_dns);
+        let args = [
+            "--resolver",
+            &resolver,
+            "--ca-file",
+            self.ca_file.to_str().unwrap(),
+            "--bind",
+            CONTROL_SOURCE,
+        ];
+        run_probe(&self.targets(services), &args).await
+    }
+
+    /// A TLS server for `names`, listening on 127.0.0.1, behaving as told.
+    async fn tls_server(&self, names: &[&str], behaviour: TlsBehaviour) -> SocketAddr {
+        let (chain, key) = self.ca.issue(names);
+        TlsServer::spawn(chain, key, behaviour).await
+    }
+}
+
+fn service(name: &str, domain: &str, port: u16) -> String {
+    format!("[[service]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\ntls_ports = [{port}]\n\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_lies_are_blocked_and_names_gone_everywhere_are_down() {
+    let lab = Lab::new(
+        &[
+            ("good.test", localhost()),
+            ("hijack.test", DnsBehaviour::Answer(vec![IRAN_BLOCKPAGE_IP])),
+            ("nx.test", DnsBehaviour::NxDomain),
+            ("gone.test", DnsBehaviour::NxDomain),
+        ],
+        &[
+            ("good.test", localhost()),
+            ("hijack.test", localhost()),
+            ("nx.test", localhost()),
+            ("gone.test", DnsBehaviour::NxDomain),
+        ],
+    )
+    .await;
+    let services = r#"
+[[service]]
+name = "dns"
+domains = ["good.test", "hijack.test", "nx.test", "gone.test"]
+"#;
+    let mut run = lab.run(services, None).await;
+    run.assert_verdict("good.test", "ok", "");
+    run.assert_verdict("hijack.test", "blocked", "dns-hijack");
+    run.assert_verdict("nx.test", "blocked", "dns-nxdomain");
+    run.assert_verdict("gone.test", "down", "");
+    // The control told the probe its network, from its ASN database.
+    let row = run.row("good.test");
+    assert_eq!(
+        (row.probe_asn.as_str(), row.probe_cc.as_str()),
+        ("AS64500", "XX"),
+        "{run}"
+    );
+    // The control's facts are stored beside the probe's.
+    let vantages: Vec<String> = run
+        .measurements_of("nx.test")
+        .iter()
+        .map(|r| r[2].to_string())
+        .collect();
+    assert!(
+        vantages.contains(&"probe".into()) && vantages.contains(&"control".into()),
+        "{vantages:?}"
+    );
+
+    // The same verdicts again, from the recorded facts alone.
+    let before: Vec<(String, String, String)> = run
+        .verdicts
+        .iter()
+        .map(|v| (v.target.clone(), v.verdict.clone(), v.blocking.clone()))
+        .collect();
+    let out = run.out.clone();
+    run_offline(
+        &mut run,
+        &["analyse", out.to_str().unwrap()],
+        &out.join("verdicts.analysed.csv"),
+    )
+    .await;
+    let after: Vec<(String, String, String)> = run
+        .verdicts
+        .iter()
+        .map(|v| (v.target.clone(), v.verdict.clone(), v.blocking.clone()))
+        .collect();
+    assert_eq!(before.len(), after.len(), "{run}");
+    for verdict in &before {
+        assert!(
+            after.contains(verdict),
+            "analyse changed {verdict:?}\n{run}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
+    let names = ["sni.test", "broken.test"];
+    let lab = Lab::new(
+        &[("sni.test", localhost()), ("broken.test", localhost())],
+        &[("sni.test", localhost()), ("broken.test", localhost())],
+    )
+    .await;
+    let on_path = TlsBehaviour::ForPeer {
+        peer: PROBE,
+        then: Box::new(TlsBehaviour::ResetOnSni("sni.test".into())),
+    };
+    let censored = lab.tls_server(&names, on_path).await;
+    let broken = lab
+        .tls_server(&names, TlsBehaviour::ResetOnSni("broken.test".into()))
+        .await;
+    let services = service("sni", "sni.test", censored.port())
+        + &service("broken", "broken.test", broken.port());
+    let run = lab.run(&services, None).await;
+    run.assert_verdict("sni.test", "blocked", "tls-reset");
+    run.assert_verdict("broken.test", "down", "");
+
+    // The same pair, compared offline: a probe run and a run at the control site.
+    let mut probe_run = run_probe(
+        &lab.targets(&services),
+        &[
+            "--resolver",
+            &format!("udp://{}", lab.probe_dns),
+            "--ca-file",
+            lab.ca_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    probe_run.assert_verdict("sni.test", "anomaly", "tls-reset");
+    let control_run = lab.control_site_run(&services).await;
+    control_run.assert_verdict("sni.test", "ok", "");
+    let (probe_out, control_out) = (probe_run.out.clone(), control_run.out.clone());
+    let written = probe_out.join("verdicts.compared.csv");
+    run_offline(
+        &mut probe_run,
+        &[
+            "compare",
+            probe_out.to_str().unwrap(),
+            control_out.to_str().unwrap(),
+        ],
+        &written,
+    )
+    .await;
+    probe_run.assert_verdict("sni.test", "blocked", "tls-reset");
+    probe_run.assert_verdict("broken.test", "down", "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywhere_is_down() {
+    let lab = Lab::new(
+        &[("mitm.test", localhost()), ("badcert.test", localhost())],
+        &[("mitm.test", localhost()), ("badcert.test", localhost())],
+    )
+    .await;
+    let rogue = TestCa::new();
+    let (rogue_chain, rogue_key) = rogue.issue(&["mitm.test", "badcert.test", CANARY]);
+    let intercept = TlsBehaviour::ForPeer {
+        peer: PROBE,
+        then: Box::new(TlsBehaviour::Intercept(
+            rogue_chain.clone(),
+            Arc::new(rogue_key.clone_key()),
+        )),
+    };
+    let mitm = lab.tls_server(&["mitm.test", CANARY], intercept).await;
+    let bad = TlsServer::spawn(rogue_chain, rogue_key, TlsBehaviour::Normal).await;
+    let services =
+        service("mitm", "mitm.test", mitm.port()) + &service("badcert", "badcert.test", bad.port());
+    let run = lab.run(&services, None).await;
+    run.assert_verdict("mitm.test", "blocked", "tls-mitm");
+    run.assert_verdict("badcert.test", "down", "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blockpage_on_the_probe_path_is_blocked_and_a_dead_server_is_down() {
+    let lab = Lab::new(
+        &[
+            ("page.test", localhost()),
+            ("fine.test", localhost()),
+            ("dead.test", localhost()),
+        ],
+        &[
+            ("page.test", localhost()),
+            ("fine.test", localhost()),
+            ("dead.test", localhost()),
+        ],
+    )
+    .await;
+    let page = test_page("a site", "<p>news</p>");
+    let censored = HttpServer::spawn_censoring(PROBE, IRAN_BLOCKPAGE, &page).await;
+    let fine = HttpServer::spawn(200, &page).await;
+    let dead = closed_port();
+    let services = format!(
+        "[[service]]\nname = \"web\"\nurls = [\"http://page.test:{}/\", \"http://fine.test:{}/\", \"http://dead.test:{}/\"]\n",
+        censored.port(),
+        fine.port(),
+        dead.port()
+    );
+    let run = lab.run(&services, None).await;
+    run.assert_verdict(
+        &format!("http://page.test:{}/", censored.port()),
+        "blocked",
+        "http-blockpage",
+    );
+    run.assert_verdict(&format!("http://fine.test:{}/", fine.port()), "ok", "");
+    run.assert_verdict(&format!("http://dead.test:{}/", dead.port()), "down", "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() {
+    let lab = Lab::new(
+        &[
+            ("cdn.test", at([127, 0, 0, 3])),
+            ("fake.test", at([127, 0, 0, 5])),
+        ],
+        &[
+            ("cdn.test", at([127, 0, 0, 4])),
+            ("fake.test", at([127, 0, 0, 4])),
+        ],
+    )
+    .await;
+    let names = ["cdn.test", "fake.test", CANARY];
+    let (chain, key) = lab.ca.issue(&names);
+    let edge = |ip: [u8; 4], port| SocketAddr::new(IpAddr::from(ip), port);
+    let probe_edge = TlsServer::spawn_at(
+        edge([127, 0, 0, 3], 0),
+        chain.clone(),
+        key.clone_key(),
+        TlsBehaviour::Normal,
+        "",
+    )
+    .await;
+    let port = probe_edge.port();
+    TlsServer::spawn_at(
+        edge([127, 0, 0, 4], port),
+        chain,
+        key,
+        TlsBehaviour::Normal,
+        "",
+    )
+    .await;
+    let (wrong_chain, wrong_key) = lab.ca.issue(&["elsewhere.test"]);
+    TlsServer::spawn_at(
+        edge([127, 0, 0, 5], port),
+        wrong_chain,
+        wrong_key,
+        TlsBehaviour::Normal,
+        "",
+    )
+    .await;
+    let services = service("cdn", "cdn.test", port) + &service("fake", "fake.test", port);
+    let run = lab.run(&services, None).await;
+    run.assert_verdict("cdn.test", "ok", "");
+    run.assert_verdict("fake.test", "blocked", "dns-hijack");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_reachable_control_only_strong_evidence_stands() {
+    let lab = Lab::new(
+        &[("good.test", localhost()), ("sni.test", localhost())],
+        &[],
+    )
+    .await;
+    let on_path = TlsBehaviour::ForPeer {
+        peer: PROBE,
+        then: Box::new(TlsBehaviour::ResetOnSni("sni.test".into())),
+    };
+    let censored = lab.tls_server(&["sni.test", CANARY], on_path).await;
+    let closed = closed_port();
+    let services = format!(
+        "[[service]]\nname = \"good\"\ndomains = [\"good.test\"]\n\n{}[[service]]\nname = \"fixed\"\nendpoints = [\"{closed}\"]\n",
+        service("sni", "sni.test", censored.port())
+    );
+    let nobody = format!("http://{}", closed_port());
+    let run = lab.run(&services, Some(&nobody)).await;
+    run.assert_verdict("good.test", "ok", "");
+    run.assert_verdict("sni.test", "anomaly", "tls-reset");
+    run.assert_verdict(&closed.to_string(), "inconclusive", "");
+    assert!(
+        run.row(&closed.to_string()).evidence.contains("control"),
+        "{run}"
+    );
+}
