@@ -1,4 +1,5 @@
-//! A scriptable UDP DNS server, to play an honest resolver and a censoring one.
+//! A scriptable DNS server, to play an honest resolver and a censoring one, over UDP,
+//! TCP (two-byte length framing) and HTTPS (RFC 8484 POST).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,7 +9,9 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
-use tokio::net::UdpSocket;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 
 const TTL: u32 = 60;
 
@@ -39,11 +42,7 @@ impl DnsServer {
     /// Serves `zone` (lowercase names without the trailing dot) on a UDP port of
     /// 127.0.0.1; names not in the zone get NXDOMAIN.
     pub fn spawn(zone: &[(&str, DnsBehaviour)]) -> SocketAddr {
-        let zone: Arc<HashMap<String, DnsBehaviour>> = Arc::new(
-            zone.iter()
-                .map(|(name, behaviour)| (name.to_string(), behaviour.clone()))
-                .collect(),
-        );
+        let zone = zone_map(zone);
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
@@ -63,6 +62,130 @@ impl DnsServer {
             }
         });
         addr
+    }
+}
+
+impl DnsServer {
+    /// Serves `zone` over TCP on a port of 127.0.0.1, one query per connection.
+    pub async fn spawn_tcp(zone: &[(&str, DnsBehaviour)]) -> SocketAddr {
+        let zone = zone_map(zone);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let zone = zone.clone();
+                tokio::spawn(async move {
+                    let mut len = [0u8; 2];
+                    if stream.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if stream.read_exact(&mut query).await.is_err() {
+                        return;
+                    }
+                    if let Some(reply) = Message::from_vec(&query)
+                        .ok()
+                        .and_then(|q| single_reply(&q, &zone))
+                    {
+                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                        framed.extend(reply);
+                        let _ = stream.write_all(&framed).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Serves `zone` as DNS over HTTPS (POST /dns-query) on a port of 127.0.0.1, with
+    /// `chain` as its certificate.
+    pub async fn spawn_doh(
+        zone: &[(&str, DnsBehaviour)],
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> SocketAddr {
+        let zone = zone_map(zone);
+        let acceptor = tokio_rustls::TlsAcceptor::from(super::tls::server_config(chain, key));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, zone) = (acceptor.clone(), zone.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Some(query) = read_post_body(&mut tls).await else {
+                        return;
+                    };
+                    let Some(reply) = Message::from_vec(&query)
+                        .ok()
+                        .and_then(|q| single_reply(&q, &zone))
+                    else {
+                        return;
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        reply.len()
+                    );
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let _ = tls.write_all(&reply).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+}
+
+/// Reads an HTTP/1.1 request and returns its body (by Content-Length).
+async fn read_post_body<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())?;
+            while data.len() < end + 4 + length {
+                let n = stream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
+                data.extend_from_slice(&buf[..n]);
+            }
+            return Some(data[end + 4..end + 4 + length].to_vec());
+        }
+        let n = stream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn zone_map(zone: &[(&str, DnsBehaviour)]) -> Arc<HashMap<String, DnsBehaviour>> {
+    Arc::new(
+        zone.iter()
+            .map(|(name, behaviour)| (name.to_string(), behaviour.clone()))
+            .collect(),
+    )
+}
+
+/// The one reply a stream transport gives (no racing on a connection of its own):
+/// `None` for a silent name.
+fn single_reply(query: &Message, zone: &HashMap<String, DnsBehaviour>) -> Option<Vec<u8>> {
+    let question = query.queries.first()?;
+    let name = question.name().to_lowercase().to_ascii();
+    match zone.get(name.trim_end_matches('.')) {
+        None | Some(DnsBehaviour::NxDomain) => Some(reply(query, ResponseCode::NXDomain, &[])),
+        Some(DnsBehaviour::Silent) => None,
+        Some(DnsBehaviour::Answer(ips)) => Some(reply(query, ResponseCode::NoError, ips)),
+        Some(DnsBehaviour::Inject { real, .. }) => {
+            Some(reply(query, ResponseCode::NoError, &[*real]))
+        }
     }
 }
 

@@ -126,7 +126,7 @@ async fn serve(
     respond(tls, 200, test_page(&sni, &body).into()).await;
 }
 
-fn server_config(
+pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Arc<ServerConfig> {
