@@ -8,6 +8,7 @@ pub mod analyse;
 pub mod asn;
 pub mod bogon;
 pub mod control;
+pub mod expect;
 pub mod facts;
 pub mod failure;
 pub mod measure;

@@ -11,12 +11,14 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use censorprobe::control::server::{self, ServeArgs};
+use censorprobe::expect;
 use censorprobe::offline;
 use censorprobe::report::summary;
 use censorprobe::run::{self, InputError, RunArgs};
 use censorprobe::targets::{self, ResolverSpec};
 
 /// Exit codes, as documented in the README.
+const EXIT_DIFFERENCES: u8 = 1;
 const EXIT_INPUT_ERROR: u8 = 2;
 const EXIT_INTERNAL_ERROR: u8 = 3;
 
@@ -117,6 +119,13 @@ struct RunCommand {
         hide_env_values = true
     )]
     control_token: Option<String>,
+    /// Compare the verdicts with these (a previous verdicts.csv, or a TOML file of
+    /// "target" = "verdict[/blocking]") and exit 1 listing each difference.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// Write the verdicts as JUnit XML, one test case per target.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 /// How measurements are made, by the probe and by the control alike.
@@ -251,9 +260,31 @@ async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         control_token: cmd.control_token,
         bind: flags.bind,
     };
+    let expected = cmd
+        .expect
+        .as_deref()
+        .map(expect::load)
+        .transpose()
+        .map_err(InputError)?;
     let report = run::run(args, progress).await?;
     print_report(&report);
-    Ok(ExitCode::SUCCESS)
+    let differences = expected.map(|e| expect::compare(&e, &report.verdicts));
+    if let Some(path) = &cmd.junit {
+        expect::write_junit(path, &report.verdicts, differences.as_deref())?;
+    }
+    match differences {
+        Some(differences) if !differences.is_empty() => {
+            println!(
+                "\n{} targets differ from the expectation:",
+                differences.len()
+            );
+            for d in &differences {
+                println!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
+            }
+            Ok(ExitCode::from(EXIT_DIFFERENCES))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn print_report(report: &run::RunReport) {

@@ -1,0 +1,313 @@
+//! CI regression mode: the verdicts a run should give (`--expect FILE`), the
+//! differences from them, and JUnit XML for CI systems to display (`--junit FILE`).
+//!
+//! An expectation is a previous `verdicts.csv`, or a small TOML file of
+//! `"target" = "verdict"` or `"target" = "verdict/blocking"`. It may be partial: targets
+//! it does not name are not compared.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use quick_xml::Writer;
+use quick_xml::events::BytesText;
+
+use crate::analyse::{Blocking, TargetVerdict, Verdict};
+
+/// What one target should come out as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected {
+    pub verdict: Verdict,
+    /// `None`: any blocking kind will do.
+    pub blocking: Option<Option<Blocking>>,
+}
+
+pub type Expectations = BTreeMap<String, Expected>;
+
+/// One target that did not come out as expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub target: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Expectations> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --expect {}", path.display()))?;
+    let looks_like_csv = text
+        .lines()
+        .next()
+        .is_some_and(|l| l.split(',').any(|c| c.trim() == "target"));
+    match looks_like_csv {
+        true => from_verdicts_csv(&text, path),
+        false => from_toml(&text, path),
+    }
+}
+
+fn from_verdicts_csv(text: &str, path: &Path) -> anyhow::Result<Expectations> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        target: String,
+        verdict: String,
+        blocking: String,
+    }
+    let mut out = Expectations::new();
+    for (index, row) in csv::Reader::from_reader(text.as_bytes())
+        .deserialize::<Row>()
+        .enumerate()
+    {
+        let line = index + 2;
+        let row =
+            row.with_context(|| format!("{}:{line}: not a verdicts.csv row", path.display()))?;
+        let expected = parse(&row.verdict, Some(&row.blocking))
+            .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
+        out.insert(row.target, expected);
+    }
+    Ok(out)
+}
+
+fn from_toml(text: &str, path: &Path) -> anyhow::Result<Expectations> {
+    let table: BTreeMap<String, String> = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim())
+    })?;
+    let mut out = Expectations::new();
+    for (target, value) in table {
+        let (verdict, blocking) = match value.split_once('/') {
+            Some((v, b)) => (v, Some(b)),
+            None => (value.as_str(), None),
+        };
+        let expected = parse(verdict, blocking)
+            .map_err(|e| anyhow::anyhow!("{}: target {target:?}: {e}", path.display()))?;
+        out.insert(target, expected);
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: no expectations (write lines like \"telegram.org\" = \"blocked/dns-hijack\")",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+fn parse(verdict: &str, blocking: Option<&str>) -> Result<Expected, String> {
+    let verdict = Verdict::ALL
+        .into_iter()
+        .find(|v| v.as_str() == verdict.trim())
+        .ok_or_else(|| {
+            format!("{verdict:?} is not a verdict (ok, blocked, anomaly, down, inconclusive)")
+        })?;
+    let blocking = match blocking.map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(kind) => Some(Some(kind.parse::<Blocking>()?)),
+    };
+    Ok(Expected { verdict, blocking })
+}
+
+fn show(verdict: Verdict, blocking: Option<Blocking>) -> String {
+    match blocking {
+        Some(b) => format!("{verdict}/{b}"),
+        None => verdict.to_string(),
+    }
+}
+
+/// The targets whose verdict differs from what was expected, and expected targets the
+/// run did not measure.
+pub fn compare(expected: &Expectations, verdicts: &[TargetVerdict]) -> Vec<Difference> {
+    let mut differences = Vec::new();
+    for (target, want) in expected {
+        let actual = verdicts.iter().find(|v| &v.target == target);
+        let matches = actual.is_some_and(|v| {
+            v.verdict == want.verdict && want.blocking.is_none_or(|b| b == v.blocking)
+        });
+        if !matches {
+            differences.push(Difference {
+                target: target.clone(),
+                expected: match want.blocking {
+                    Some(b) => show(want.verdict, b),
+                    None => want.verdict.to_string(),
+                },
+                actual: actual.map_or("not measured".into(), |v| show(v.verdict, v.blocking)),
+            });
+        }
+    }
+    differences
+}
+
+/// JUnit XML, one test case per target (class = service). With expectations, a case
+/// fails when its target differs from them; without, when it is blocked or anomalous.
+pub fn write_junit(
+    path: &Path,
+    verdicts: &[TargetVerdict],
+    differences: Option<&[Difference]>,
+) -> anyhow::Result<()> {
+    let failure_of = |v: &TargetVerdict| -> Option<String> {
+        match differences {
+            Some(diffs) => diffs
+                .iter()
+                .find(|d| d.target == v.target)
+                .map(|d| format!("expected {}, got {}: {}", d.expected, d.actual, v.evidence)),
+            None => matches!(v.verdict, Verdict::Blocked | Verdict::Anomaly)
+                .then(|| format!("{}: {}", show(v.verdict, v.blocking), v.evidence)),
+        }
+    };
+    let failures = verdicts.iter().filter(|v| failure_of(v).is_some()).count();
+    let mut xml = Writer::new_with_indent(Vec::new(), b' ', 2);
+    xml.get_mut()
+        .write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+    xml.create_element("testsuite")
+        .with_attributes([
+            ("name", "censorprobe"),
+            ("tests", verdicts.len().to_string().as_str()),
+            ("failures", failures.to_string().as_str()),
+        ])
+        .write_inner_content(|xml| {
+            for v in verdicts {
+                let case = xml.create_element("testcase").with_attributes([
+                    ("classname", v.service.as_str()),
+                    ("name", v.target.as_str()),
+                ]);
+                match failure_of(v) {
+                    Some(message) => {
+                        case.write_inner_content(|xml| {
+                            xml.create_element("failure")
+                                .with_attribute(("message", message.as_str()))
+                                .write_text_content(BytesText::new(&message))?;
+                            Ok(())
+                        })?;
+                    }
+                    None => {
+                        case.write_inner_content(|xml| {
+                            xml.create_element("system-out")
+                                .write_text_content(BytesText::new(&format!(
+                                    "{}: {}",
+                                    show(v.verdict, v.blocking),
+                                    v.evidence
+                                )))?;
+                            Ok(())
+                        })?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    let mut bytes = xml.into_inner();
+    bytes.push(b'\n');
+    std::fs::write(path, bytes).with_context(|| format!("cannot write --junit {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(target: &str, verdict: Verdict, blocking: Option<Blocking>) -> TargetVerdict {
+        TargetVerdict {
+            service: "svc".into(),
+            target: target.into(),
+            verdict,
+            blocking,
+            evidence: "why <it> & so".into(),
+        }
+    }
+
+    fn expectations(toml: &str) -> Expectations {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("expect.toml");
+        std::fs::write(&path, toml).unwrap();
+        load(&path).unwrap()
+    }
+
+    #[test]
+    fn toml_expectations_compare_verdict_and_kind() {
+        let expected = expectations(
+            "\"a.test\" = \"blocked/dns-hijack\"\n\"b.test\" = \"ok\"\n\"c.test\" = \"down\"\n\"d.test\" = \"blocked\"\n",
+        );
+        let run = [
+            verdict("a.test", Verdict::Blocked, Some(Blocking::TlsReset)),
+            verdict("b.test", Verdict::Ok, None),
+            verdict("d.test", Verdict::Blocked, Some(Blocking::TcpReset)),
+            verdict("e.test", Verdict::Anomaly, None),
+        ];
+        let diffs = compare(&expected, &run);
+        assert_eq!(
+            diffs,
+            [
+                Difference {
+                    target: "a.test".into(),
+                    expected: "blocked/dns-hijack".into(),
+                    actual: "blocked/tls-reset".into()
+                },
+                Difference {
+                    target: "c.test".into(),
+                    expected: "down".into(),
+                    actual: "not measured".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_previous_verdicts_csv_is_an_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verdicts.csv");
+        std::fs::write(
+            &path,
+            "run_id,measured_at,probe_cc,probe_asn,service,target,verdict,blocking,evidence\n\
+             r,t,ZZ,AS0,s,a.test,ok,,fine\nr,t,ZZ,AS0,s,b.test,blocked,tls-reset,bad\n",
+        )
+        .unwrap();
+        let expected = load(&path).unwrap();
+        let run = [
+            verdict("a.test", Verdict::Ok, None),
+            verdict("b.test", Verdict::Blocked, None),
+        ];
+        let diffs = compare(&expected, &run);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(
+            (diffs[0].expected.as_str(), diffs[0].actual.as_str()),
+            ("blocked/tls-reset", "blocked")
+        );
+    }
+
+    #[test]
+    fn bad_expectations_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.toml");
+        std::fs::write(&path, "\"a.test\" = \"blocked/dns-lie\"\n").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("dns-lie"));
+        std::fs::write(&path, "\"a.test\" = \"fine\"\n").unwrap();
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a verdict")
+        );
+    }
+
+    #[test]
+    fn junit_has_a_case_per_target_and_escapes_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let run = [
+            verdict("a.test", Verdict::Ok, None),
+            verdict("b.test", Verdict::Blocked, Some(Blocking::TlsReset)),
+        ];
+        write_junit(&path, &run, None).unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            xml.contains(r#"<testsuite name="censorprobe" tests="2" failures="1">"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase classname="svc" name="b.test">"#),
+            "{xml}"
+        );
+        assert!(xml.contains("why &lt;it&gt; &amp; so"), "{xml}");
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    }
+}
