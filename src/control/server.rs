@@ -89,25 +89,55 @@ pub struct ServeArgs {
 /// Serves probes until SIGINT or SIGTERM. Prints `listening on URL` once ready, with
 /// the port actually bound, so that `--listen 127.0.0.1:0` can be used.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let server = Arc::new(Server::new(&args)?);
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
-        _ => None,
-    };
+    let control = ControlServer::new(&args)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // Watch for signals before announcing, so that a signal sent as soon as the line
     // is read still ends the server cleanly.
     let shutdown = shutdown_signal()?;
-    announce(&listener, tls.is_some())?;
-    // Long enough for one request's headers and its whole measurement.
-    let lifetime = args.request_deadline + CLIENT_TIMEOUT;
-    tokio::select! {
-        () = accept_loop(listener, tls, router(server), lifetime) => {}
-        () = shutdown => tracing::info!("signal received, shutting down"),
-    }
+    announce(&listener, control.tls.is_some())?;
+    control
+        .serve_on(listener, async {
+            shutdown.await;
+            tracing::info!("signal received, shutting down");
+        })
+        .await;
     Ok(())
+}
+
+/// A control server with its arguments checked, ready to serve on a listener it is
+/// given: `serve` runs one, and so does the demo, in-process on a loopback port.
+pub struct ControlServer {
+    server: Arc<Server>,
+    tls: Option<TlsAcceptor>,
+    /// Long enough for one request's headers and its whole measurement.
+    lifetime: Duration,
+}
+
+impl ControlServer {
+    /// Checks `args` and sets up all but the listener: binding `args.listen` is the
+    /// caller's part.
+    pub fn new(args: &ServeArgs) -> anyhow::Result<ControlServer> {
+        let server = Arc::new(Server::new(args)?);
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        Ok(ControlServer {
+            server,
+            tls,
+            lifetime: args.request_deadline + CLIENT_TIMEOUT,
+        })
+    }
+
+    /// Serves probes on `listener` until `shutdown` completes.
+    pub async fn serve_on(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::select! {
+            () = accept_loop(listener, self.tls, router(self.server), self.lifetime) => {}
+            () = shutdown => {}
+        }
+    }
 }
 
 fn announce(listener: &TcpListener, https: bool) -> anyhow::Result<()> {

@@ -1,0 +1,308 @@
+//! `censorprobe demo`: the whole job, on a censored network simulated on loopback,
+//! without root and without the internet.
+//!
+//! The probe stands at 127.0.0.1 behind a censor; a control server, in-process, stands
+//! at 127.0.0.2 outside it. Both reach the same loopback sockets, so the censor's "path"
+//! is the probe's source address: each censoring server misbehaves for 127.0.0.1 only.
+//! The run itself is the real one: `run::run` on the lab's targets file, asking the
+//! real control server, with the real analysis.
+
+pub mod blackhole;
+pub mod ca;
+pub mod dns;
+pub mod http;
+pub mod tls;
+
+use std::fmt::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::MultiProgress;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+
+use crate::control::server::{ControlServer, ServeArgs};
+use crate::run::{self, RunArgs, RunReport};
+use crate::targets::ResolverSpec;
+use blackhole::Blackholed;
+use tls::SniFilter;
+
+const PROBE: Ipv4Addr = Ipv4Addr::LOCALHOST;
+const CONTROL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Loopback, which the bogon check would otherwise refuse to measure.
+const LAB_NETWORK: &str = "127.0.0.0/8";
+/// What Iran's resolvers answer for a blocked name: its blockpage server.
+const BLOCKPAGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 10, 34, 34);
+/// Short, so that the blackholed connects give up soon; loopback answers in microseconds.
+const STEP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The lab's services (`<name>.demo.test`): the verdict an honest probe gives, and what
+/// the censor does to each.
+const SERVICES: [(&str, &str, &str); 7] = [
+    (
+        "canary",
+        "ok",
+        "nothing: it shows the probe has a network at all",
+    ),
+    ("news", "ok", "nothing"),
+    (
+        "chat",
+        "blocked, tls-reset",
+        "resets TLS handshakes naming chat.demo.test (SNI filter)",
+    ),
+    (
+        "video",
+        "blocked, tcp-blackhole",
+        "drops the probe's packets to video's server (blackhole)",
+    ),
+    (
+        "social",
+        "blocked, dns-hijack",
+        "its resolver answers 10.10.34.34, Iran's blockpage server",
+    ),
+    (
+        "wiki",
+        "blocked, http-blockpage",
+        "serves Iran's blockpage instead of the wiki's page",
+    ),
+    (
+        "forum",
+        "down",
+        "nothing, but its server is down for everyone. Alone,\n\
+         the probe would take the timeout for a tcp-blackhole;\n\
+         the control times out too: an outage, not censorship",
+    ),
+];
+
+/// The lab's servers, which serve as long as it lives, and the files of its run.
+pub struct Lab {
+    /// Where the lab's files are, and the results unless told otherwise.
+    dir: PathBuf,
+    targets: PathBuf,
+    ca_file: PathBuf,
+    control: url::Url,
+    _servers: JoinSet<()>,
+}
+
+impl Lab {
+    /// Starts every server of the lab, and the control, on loopback ports.
+    pub async fn start() -> anyhow::Result<Lab> {
+        let dir =
+            std::env::temp_dir().join(format!("censorprobe-demo-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut servers = JoinSet::new();
+
+        let ca = ca::Ca::new()?;
+        let ca_file = dir.join("demo-ca.pem");
+        std::fs::write(&ca_file, ca.pem())
+            .with_context(|| format!("cannot write {}", ca_file.display()))?;
+        let (chain, key) = ca.issue("*.demo.test")?;
+        let site = tls::server_config(chain, key)?;
+
+        let honest: dns::Zone = SERVICES
+            .iter()
+            .map(|(name, ..)| (format!("{name}.demo.test"), PROBE))
+            .collect();
+        let mut censored = honest.clone();
+        censored.insert("social.demo.test".into(), BLOCKPAGE_ADDRESS);
+        let probe_dns = udp().await?;
+        let probe_resolver = probe_dns.local_addr()?;
+        dns::spawn(&mut servers, probe_dns, censored);
+        let control_dns = udp().await?;
+        let control_resolver = control_dns.local_addr()?;
+        dns::spawn(&mut servers, control_dns, honest);
+
+        // canary, news and chat share an address, as sites behind a CDN do: the DPI box
+        // tells chat apart by its SNI alone.
+        let https = tcp().await?;
+        let https_port = https.local_addr()?.port();
+        let filter = SniFilter {
+            source: PROBE.into(),
+            sni: "chat.demo.test".into(),
+        };
+        tls::spawn(&mut servers, https, site.clone(), Some(filter));
+        let video = blackhole::listener(Blackholed::Source(PROBE))?;
+        let video_port = video.local_addr()?.port();
+        tls::spawn(&mut servers, video, site.clone(), None);
+        let forum = blackhole::listener(Blackholed::Everyone)?;
+        let forum_port = forum.local_addr()?.port();
+        // A site nobody reaches.
+        tls::spawn(&mut servers, forum, site, None);
+        let wiki = tcp().await?;
+        let wiki_port = wiki.local_addr()?.port();
+        http::spawn_blockpage(
+            &mut servers,
+            wiki,
+            PROBE.into(),
+            http::page("wiki.demo.test"),
+        );
+
+        let targets = dir.join("targets.toml");
+        let file = targets_file(
+            probe_resolver,
+            https_port,
+            video_port,
+            forum_port,
+            wiki_port,
+        );
+        std::fs::write(&targets, file)
+            .with_context(|| format!("cannot write {}", targets.display()))?;
+        let control = control(&mut servers, control_resolver, &ca_file).await?;
+        Ok(Lab {
+            dir,
+            targets,
+            ca_file,
+            control,
+            _servers: servers,
+        })
+    }
+
+    /// What the lab simulates, to print before the run.
+    pub fn intro(&self) -> String {
+        let mut out = String::from(
+            "censorprobe demo: a censored network, simulated on this machine's loopback.\n\
+             Nothing leaves the machine; nothing needs root.\n\n\
+             The probe measures from 127.0.0.1, behind a censor, asking the censor's resolver.\n\
+             A control server measures the same targets from 127.0.0.2, outside the censor,\n\
+             with an honest resolver. The services of the lab, and what the censor does:\n\n",
+        );
+        let _ = writeln!(
+            out,
+            "  {:9}{:25}what the censor does",
+            "service", "honest verdict"
+        );
+        for (name, verdict, technique) in SERVICES {
+            let mut lines = technique.lines();
+            let first = lines.next().unwrap_or_default();
+            let _ = writeln!(out, "  {name:9}{verdict:25}{first}");
+            for line in lines {
+                let _ = writeln!(out, "{:36}{line}", "");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nMeasuring (a blackholed connect waits out the {} s step timeout)...\n",
+            STEP_TIMEOUT.as_secs()
+        );
+        out
+    }
+
+    /// The real run on the lab's targets, with the lab's control, into `out` or the
+    /// lab's directory.
+    pub async fn run(
+        &self,
+        out: Option<PathBuf>,
+        progress: &MultiProgress,
+    ) -> anyhow::Result<RunReport> {
+        let args = RunArgs {
+            targets: self.targets.clone(),
+            out: Some(out.unwrap_or_else(|| self.dir.join("results"))),
+            ca_file: Some(self.ca_file.clone()),
+            control: Some(self.control.clone()),
+            ..RunArgs::default()
+        };
+        run::run(args, progress).await
+    }
+
+    /// Where to look next, to print after the summary.
+    pub fn outro(&self) -> String {
+        format!(
+            "There, verdicts.csv gives each verdict with its evidence, and measurements.csv\n\
+             every measurement, the probe's beside the control's (in full: measurements.jsonl).\n\
+             The lab's targets file: {}\n",
+            self.targets.display()
+        )
+    }
+}
+
+async fn udp() -> anyhow::Result<UdpSocket> {
+    UdpSocket::bind((PROBE, 0))
+        .await
+        .context("cannot bind a UDP port on loopback")
+}
+
+async fn tcp() -> anyhow::Result<TcpListener> {
+    TcpListener::bind((PROBE, 0))
+        .await
+        .context("cannot listen on loopback")
+}
+
+/// The lab's targets.toml: every name through the censor's resolver, on the lab's ports.
+fn targets_file(resolver: SocketAddr, https: u16, video: u16, forum: u16, wiki: u16) -> String {
+    format!(
+        r#"# The lab of `censorprobe demo`: every name is served on loopback.
+[settings]
+timeout_secs = {timeout}
+resolvers = ["udp://{resolver}"]
+canary = "canary.demo.test"
+treat_as_public = ["{LAB_NETWORK}"]
+tls_ports = [{https}]
+tcp_ports = []
+
+[[service]]
+name = "news"
+domains = ["news.demo.test"]
+urls = ["https://news.demo.test:{https}/"]
+
+[[service]]
+name = "chat"
+domains = ["chat.demo.test"]
+
+[[service]]
+name = "video"
+domains = ["video.demo.test"]
+tls_ports = [{video}]
+
+[[service]]
+name = "social"
+domains = ["social.demo.test"]
+
+[[service]]
+name = "wiki"
+urls = ["http://wiki.demo.test:{wiki}/"]
+
+[[service]]
+name = "forum"
+domains = ["forum.demo.test"]
+tls_ports = [{forum}]
+"#,
+        timeout = STEP_TIMEOUT.as_secs()
+    )
+}
+
+/// Starts the control server in-process, listening at 127.0.0.2 and measuring from
+/// there with the honest resolver, and returns its URL.
+async fn control(
+    servers: &mut JoinSet<()>,
+    resolver: SocketAddr,
+    ca_file: &Path,
+) -> anyhow::Result<url::Url> {
+    let listener = TcpListener::bind((CONTROL, 0)).await.with_context(|| {
+        format!("the demo needs a second loopback address, {CONTROL}, for its control (Linux has all of 127.0.0.0/8)")
+    })?;
+    let address = listener.local_addr()?;
+    // `control serve`'s defaults, but for the lab's resolver, CA, network and timeout.
+    let args = ServeArgs {
+        listen: address,
+        token: None,
+        tls_cert: None,
+        tls_key: None,
+        ca_file: Some(ca_file.to_path_buf()),
+        asn_db: None,
+        treat_as_public: vec![LAB_NETWORK.parse()?],
+        resolvers: vec![ResolverSpec::Udp(resolver)],
+        timeout: STEP_TIMEOUT,
+        request_deadline: Duration::from_secs(60),
+        max_in_flight: 32,
+        max_targets: 100,
+        max_body_bytes: 1 << 20,
+        concurrency: 256,
+        per_host: 8,
+        bind: Some(CONTROL.into()),
+    };
+    let server = ControlServer::new(&args)?;
+    servers.spawn(server.serve_on(listener, std::future::pending()));
+    Ok(format!("http://{address}").parse()?)
+}
