@@ -4,11 +4,14 @@
 //! to measure) → `measure` (facts, one protocol per file) → `analyse` (verdicts, one
 //! layer per file) → `report` (files on disk and the summary). `run` drives them.
 
+pub mod aggregate;
 pub mod analyse;
 pub mod asn;
 pub mod bogon;
 pub mod control;
+pub mod demo;
 pub mod expect;
+pub mod export;
 pub mod facts;
 pub mod failure;
 pub mod measure;
@@ -17,3 +20,4 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod targets;
+pub mod testlist;

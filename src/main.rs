@@ -10,10 +10,13 @@ use ipnet::IpNet;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use censorprobe::aggregate;
 use censorprobe::control::server::{self, ServeArgs};
+use censorprobe::demo;
 use censorprobe::expect;
+use censorprobe::export;
 use censorprobe::offline;
-use censorprobe::report::summary;
+use censorprobe::report::{html, summary};
 use censorprobe::run::{self, InputError, RunArgs};
 use censorprobe::targets::{self, ResolverSpec};
 
@@ -37,6 +40,13 @@ struct Cli {
 enum Command {
     /// Measure every target of a targets file and write the results.
     Run(RunCommand),
+    /// Show the whole job on a censored network simulated on loopback (no root, no
+    /// internet): the real measurement and analysis, with a control.
+    Demo {
+        /// Write the run into DIR (default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// The control vantage point, run on an uncensored host.
     #[command(subcommand)]
     Control(ControlCommand),
@@ -48,12 +58,43 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Merge the verdicts of many runs into counts and shares per group.
+    Aggregate {
+        /// Run directories, directories holding runs, or verdicts CSV files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Group by these columns: service, probe_cc, probe_asn, day.
+        #[arg(long, value_name = "COLUMNS", value_delimiter = ',', default_value = "service,probe_cc,probe_asn,day", value_parser = aggregate::GroupBy::parse)]
+        by: Vec<aggregate::GroupBy>,
+        /// Write the table here (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Recompute a run's verdicts from its recorded facts alone.
     Analyse {
         run_dir: PathBuf,
         /// Where to write the verdicts (default: RUN_DIR/verdicts.analysed.csv).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Write a run in another tool's format.
+    Export {
+        /// Write the run in RUN_DIR as OONI measurements (JSON Lines), one per target.
+        #[arg(long, value_name = "RUN_DIR")]
+        ooni: PathBuf,
+        /// Where to write them (default: RUN_DIR/ooni.jsonl).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Write one self-contained HTML page over runs: a heatmap of services by network
+    /// and day, the blocked targets with their evidence, and the runs' metadata.
+    Report {
+        /// Run directories, or directories holding runs one or two levels down.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
     },
 }
 
@@ -103,6 +144,13 @@ struct RunCommand {
     /// The targets file.
     #[arg(long, default_value = "targets.toml")]
     targets: PathBuf,
+    /// A Citizen Lab test list (CSV: url,category_code,...) whose URLs are measured
+    /// too, each under its category code.
+    #[arg(long, value_name = "FILE")]
+    test_list: Option<PathBuf>,
+    /// Measure only the test list's rows of this category (e.g. NEWS). Repeatable.
+    #[arg(long = "category", value_name = "CODE", requires = "test_list")]
+    categories: Vec<String>,
     /// Write the run into DIR (default: results/<run_id>/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -126,6 +174,17 @@ struct RunCommand {
     /// Write the verdicts as JUnit XML, one test case per target.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Also write the measurement and verdict tables as Parquet at the end of the run.
+    #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+    format: TableFormat,
+}
+
+/// The format of the result tables. CSV is always written (it is the run's crash-safe
+/// record); Parquet is a copy made at the end.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TableFormat {
+    Csv,
+    Parquet,
 }
 
 /// How measurements are made, by the probe and by the control alike.
@@ -215,6 +274,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(cmd) => run_command(cmd, &progress).await,
+            Command::Demo { out } => demo_command(out, &progress).await,
             Command::Control(ControlCommand::Serve(cmd)) => serve_command(cmd).await,
             Command::Compare {
                 probe_run,
@@ -225,9 +285,25 @@ fn main() -> ExitCode {
                 print_report(&report);
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Aggregate { inputs, by, out } => {
+                aggregate_command(&inputs, &by, out.as_deref())
+            }
             Command::Analyse { run_dir, out } => {
                 let report = offline::analyse(&run_dir, out.as_deref())?;
                 print_report(&report);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Export { ooni: run_dir, out } => {
+                let exported = export::ooni::export(&run_dir, out.as_deref())?;
+                println!(
+                    "{} OONI measurements: {}",
+                    exported.measurements,
+                    exported.path.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Report { dirs, html } => {
+                println!("{}", html::write(&dirs, &html)?);
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -259,6 +335,8 @@ async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         control: cmd.control,
         control_token: cmd.control_token,
         bind: flags.bind,
+        test_list: cmd.test_list,
+        categories: cmd.categories,
     };
     let expected = cmd
         .expect
@@ -267,6 +345,9 @@ async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         .transpose()
         .map_err(InputError)?;
     let report = run::run(args, progress).await?;
+    if cmd.format == TableFormat::Parquet {
+        censorprobe::report::parquet::write_run(&report.dir)?;
+    }
     print_report(&report);
     let differences = expected.map(|e| expect::compare(&e, &report.verdicts));
     if let Some(path) = &cmd.junit {
@@ -285,6 +366,43 @@ async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+fn aggregate_command(
+    inputs: &[PathBuf],
+    by: &[aggregate::GroupBy],
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let result = aggregate::aggregate(inputs, by).map_err(InputError)?;
+    for (path, why) in &result.skipped {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    if result.runs == 0 {
+        return Err(InputError(anyhow::anyhow!("no readable run in {inputs:?}")).into());
+    }
+    match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            aggregate::write_csv(&result.groups, by, file)?;
+        }
+        None => aggregate::write_csv(&result.groups, by, io::stdout().lock())?,
+    }
+    eprintln!(
+        "merged {} runs into {} groups",
+        result.runs,
+        result.groups.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo_command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
+    let lab = demo::Lab::start().await?;
+    print!("{}", lab.intro());
+    let report = lab.run(out, progress).await?;
+    print_report(&report);
+    print!("\n{}", lab.outro());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(report: &run::RunReport) {

@@ -27,6 +27,7 @@ use crate::measure::{self, Measurer, TargetFacts};
 use crate::plan::{self, Target};
 use crate::report::{ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION};
 use crate::targets::{ResolverSpec, TargetsFile};
+use crate::testlist;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 64;
@@ -52,6 +53,10 @@ pub struct RunArgs {
     pub control: Option<url::Url>,
     pub control_token: Option<String>,
     pub bind: Option<std::net::IpAddr>,
+    /// A Citizen Lab test list whose URLs are measured besides the targets file's.
+    pub test_list: Option<PathBuf>,
+    /// The test list's categories to measure; all when empty.
+    pub categories: Vec<String>,
 }
 
 pub struct RunReport {
@@ -117,7 +122,27 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         tls,
         asn,
     )?;
-    let targets = plan::plan(settings, &file.services);
+    let mut services = file.services.clone();
+    if let Some(list) = &args.test_list {
+        services.extend(testlist::load(list, &args.categories, &policy)?);
+    }
+    let targets = plan::plan(settings, &services);
+    // Checked once the test list is merged: a targets file may hold [settings] alone.
+    if targets.iter().all(Target::is_canary) {
+        let list = match (&args.test_list, args.categories.is_empty()) {
+            (None, _) => String::new(),
+            (Some(list), true) => format!(", and {} has no rows", list.display()),
+            (Some(list), false) => format!(
+                ", and {} has no rows in categories {}",
+                list.display(),
+                args.categories.join(", ")
+            ),
+        };
+        anyhow::bail!(
+            "{}: nothing to measure: no [[service]] entries{list}",
+            args.targets.display()
+        );
+    }
     refuse_bogon_targets(&targets, &policy, &args.targets)?;
     let started_at = Utc::now();
     let info = RunInfo {

@@ -78,7 +78,8 @@ pub enum Blocking {
 }
 
 impl Blocking {
-    const NAMES: [(Blocking, &'static str); 15] = [
+    pub const COUNT: usize = 15;
+    const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
         (Blocking::DnsFailure, "dns-failure"),
@@ -95,6 +96,19 @@ impl Blocking {
         (Blocking::HttpFailure, "http-failure"),
         (Blocking::Throttled, "throttled"),
     ];
+
+    /// Every kind, in DESIGN.md's order.
+    pub fn all() -> impl Iterator<Item = Blocking> {
+        Blocking::NAMES.iter().map(|(b, _)| *b)
+    }
+
+    /// The kind's place in [`Blocking::all`].
+    pub fn index(self) -> usize {
+        Blocking::NAMES
+            .iter()
+            .position(|(b, _)| *b == self)
+            .expect("every kind is named")
+    }
 
     pub fn as_str(self) -> &'static str {
         Blocking::NAMES

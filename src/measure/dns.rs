@@ -154,13 +154,7 @@ fn judge(facts: &mut DnsFacts, record_type: RecordType) {
         facts.error = Some(StepError::timeout(Operation::Resolve));
         return;
     };
-    let failure = match reply.rcode.as_str() {
-        "NoError" => None,
-        "NXDomain" => Some(Failure::DnsNxdomain),
-        "ServFail" => Some(Failure::DnsServfail),
-        "Refused" => Some(Failure::DnsRefused),
-        other => Some(Failure::unknown(format!("dns rcode {other}"))),
-    };
+    let failure = rcode_failure(&reply.rcode);
     let addresses: Vec<IpAddr> = reply
         .answers
         .iter()
@@ -175,6 +169,17 @@ fn judge(facts: &mut DnsFacts, record_type: RecordType) {
         None => None,
     };
     facts.addresses = addresses;
+}
+
+/// The failure a reply's rcode (as recorded) stands for, if any.
+pub fn rcode_failure(rcode: &str) -> Option<Failure> {
+    match rcode {
+        "NoError" => None,
+        "NXDomain" => Some(Failure::DnsNxdomain),
+        "ServFail" => Some(Failure::DnsServfail),
+        "Refused" => Some(Failure::DnsRefused),
+        other => Some(Failure::unknown(format!("dns rcode {other}"))),
+    }
 }
 
 /// Reads a datagram or stream message into a reply record.

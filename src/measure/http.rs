@@ -30,7 +30,7 @@ const MAX_REDIRECTS: usize = 10;
 const MAX_ATTEMPTS: usize = 3;
 
 /// Headers of an ordinary browser, so that a fetch does not stand out.
-const BROWSER_HEADERS: [(&str, &str); 3] = [
+pub const BROWSER_HEADERS: [(&str, &str); 3] = [
     (
         "user-agent",
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",

@@ -3,6 +3,8 @@
 //! Every row is flushed when its target is done, so a run that is killed keeps all it
 //! measured; run.json is rewritten atomically (write, then rename) so it is never torn.
 
+pub mod html;
+pub mod parquet;
 pub mod rows;
 pub mod summary;
 

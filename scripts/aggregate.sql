@@ -1,0 +1,43 @@
+-- censorprobe's aggregation (`censorprobe aggregate --by service,probe_cc,probe_asn,day`)
+-- in DuckDB SQL, for researchers who keep their runs in a lake of files.
+--
+-- Input: a view or table named `verdicts` with the columns of verdicts.csv, e.g.
+--   CREATE VIEW verdicts AS SELECT * FROM read_csv('runs/**/verdicts.csv', union_by_name = true, all_varchar = true);
+--   CREATE VIEW verdicts AS SELECT * FROM read_parquet('runs/**/verdicts.parquet', union_by_name = true);
+-- then `.read scripts/aggregate.sql` (CLI) or con.execute(open('scripts/aggregate.sql').read()) (Python).
+-- Output: the same columns and rows as `censorprobe aggregate`. Unlike the binary, it
+-- does not check schema versions: check run.json yourself when mixing software versions.
+SELECT
+    service,
+    probe_cc,
+    probe_asn,
+    substr(measured_at, 1, 10) AS day,
+    count(*) AS targets,
+    count(*) FILTER (WHERE verdict = 'ok') AS ok,
+    count(*) FILTER (WHERE verdict = 'blocked') AS blocked,
+    count(*) FILTER (WHERE verdict = 'anomaly') AS anomaly,
+    count(*) FILTER (WHERE verdict = 'down') AS down,
+    count(*) FILTER (WHERE verdict = 'inconclusive') AS inconclusive,
+    round(ok / targets, 4) AS ok_share,
+    round(blocked / targets, 4) AS blocked_share,
+    round(anomaly / targets, 4) AS anomaly_share,
+    round(down / targets, 4) AS down_share,
+    round(inconclusive / targets, 4) AS inconclusive_share,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'dns-hijack') AS blocked_dns_hijack,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'dns-nxdomain') AS blocked_dns_nxdomain,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'dns-failure') AS blocked_dns_failure,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'dns-injection') AS blocked_dns_injection,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tcp-blackhole') AS blocked_tcp_blackhole,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tcp-reset') AS blocked_tcp_reset,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tcp-refused') AS blocked_tcp_refused,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-reset') AS blocked_tls_reset,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-timeout') AS blocked_tls_timeout,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-mitm') AS blocked_tls_mitm,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-failure') AS blocked_tls_failure,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-blockpage') AS blocked_http_blockpage,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-diff') AS blocked_http_diff,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-failure') AS blocked_http_failure,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'throttled') AS blocked_throttled
+FROM verdicts
+GROUP BY ALL
+ORDER BY service, probe_cc, probe_asn, day;

@@ -1,0 +1,691 @@
+//! `censorprobe report DIR... --html FILE` on run directories written by hand: the page
+//! is checked as text, then as headless Chromium parses and lays it out, and a
+//! screenshot is kept in target/test-artifacts/ for a person to look at.
+//!
+//! Chromium loads the page from a file:// URL with its background networking off: no
+//! test sends anything anywhere.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use tempfile::TempDir;
+
+use censorprobe::report::rows::VerdictRow;
+use censorprobe::report::{RunInfo, RunSettings, SCHEMA_VERSION};
+
+/// A verdict row of a fixture: service, target, verdict, blocking, evidence.
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// A blocked target whose name and evidence would break the page if not escaped.
+const HOSTILE_TARGET: &str = "https://x.com/?q=<script>alert(1)</script>&a=\"b\"";
+const HOSTILE_EVIDENCE: &str =
+    "the body holds Iran's blockpage <iframe src=\"http://10.10.34.34\"> & 'more'";
+
+const IR_DAY1: [Row; 7] = [
+    (
+        "telegram",
+        "telegram.org",
+        "blocked",
+        "dns-hijack",
+        "answer 10.10.34.35 is a known blockpage address",
+    ),
+    (
+        "telegram",
+        "web.telegram.org",
+        "blocked",
+        "tls-reset",
+        "handshake reset with SNI web.telegram.org",
+    ),
+    (
+        "telegram",
+        "149.154.175.50:443",
+        "ok",
+        "",
+        "connected as the control did",
+    ),
+    (
+        "youtube",
+        "youtube.com",
+        "ok",
+        "",
+        "reached as the control did",
+    ),
+    (
+        "youtube",
+        "https://www.youtube.com/",
+        "ok",
+        "",
+        "same status, body and title as the control",
+    ),
+    (
+        "twitter",
+        "x.com",
+        "down",
+        "",
+        "the control failed the same way",
+    ),
+    (
+        "twitter",
+        "twitter.com",
+        "inconclusive",
+        "",
+        "the control did not measure IPv6",
+    ),
+];
+const IR_DAY2: [Row; 7] = [
+    (
+        "telegram",
+        "telegram.org",
+        "blocked",
+        "dns-hijack",
+        "answer 10.10.34.35 is a known blockpage address",
+    ),
+    (
+        "telegram",
+        "web.telegram.org",
+        "blocked",
+        "tls-reset",
+        "handshake reset with SNI web.telegram.org",
+    ),
+    (
+        "telegram",
+        "149.154.175.50:443",
+        "blocked",
+        "tcp-blackhole",
+        "connect timed out; the control connected",
+    ),
+    (
+        "youtube",
+        "youtube.com",
+        "ok",
+        "",
+        "reached as the control did",
+    ),
+    (
+        "youtube",
+        "https://www.youtube.com/",
+        "blocked",
+        "http-blockpage",
+        HOSTILE_EVIDENCE,
+    ),
+    ("twitter", "x.com", "ok", "", "reached as the control did"),
+    (
+        "twitter",
+        "twitter.com",
+        "ok",
+        "",
+        "reached as the control did",
+    ),
+];
+const TR_DAY2: [Row; 4] = [
+    ("telegram", "telegram.org", "ok", "", "reached"),
+    ("telegram", "web.telegram.org", "ok", "", "reached"),
+    (
+        "twitter",
+        "x.com",
+        "anomaly",
+        "dns-nxdomain",
+        "NXDOMAIN for x.com",
+    ),
+    (
+        "twitter",
+        HOSTILE_TARGET,
+        "anomaly",
+        "http-failure",
+        "connection_reset in http_round_trip",
+    ),
+];
+
+/// The heatmap the fixture must give: service, network, day, blocked or anomalous,
+/// total, and the cell's text.
+const CELLS: [(&str, &str, &str, usize, usize, &str); 8] = [
+    ("telegram", "IR AS58224", "2026-11-24", 2, 3, "67%"),
+    ("telegram", "IR AS58224", "2026-11-25", 3, 3, "100%"),
+    ("telegram", "TR AS9121", "2026-11-25", 0, 2, "0%"),
+    ("twitter", "IR AS58224", "2026-11-24", 0, 2, "n/a"),
+    ("twitter", "IR AS58224", "2026-11-25", 0, 2, "0%"),
+    ("twitter", "TR AS9121", "2026-11-25", 2, 2, "100%"),
+    ("youtube", "IR AS58224", "2026-11-24", 0, 2, "0%"),
+    ("youtube", "IR AS58224", "2026-11-25", 1, 2, "50%"),
+];
+
+/// Writes a run directory: run.json and verdicts.csv, as `censorprobe run` would.
+fn write_run(dir: &Path, run_id: &str, cc: &str, asn: &str, started: &str, rows: &[Row]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let started_at: DateTime<Utc> = started.parse().unwrap();
+    let info = RunInfo {
+        schema_version: SCHEMA_VERSION,
+        software_name: "censorprobe".into(),
+        software_version: "0.1.0".into(),
+        run_id: run_id.into(),
+        started_at,
+        finished_at: Some(started_at + chrono::Duration::minutes(3)),
+        probe_cc: cc.into(),
+        probe_asn: asn.into(),
+        settings: RunSettings {
+            targets_file: "targets.toml".into(),
+            timeout_secs: 10.0,
+            concurrency: 64,
+            per_host: 4,
+            resolvers: vec!["system".parse().unwrap()],
+            canary: Some("example.com".into()),
+            treat_as_public: Vec::new(),
+            ca_file: None,
+            asn_db: None,
+            control: Some("https://control.example:8443/".into()),
+        },
+        targets: Vec::new(),
+        no_network: false,
+    };
+    std::fs::write(
+        dir.join("run.json"),
+        serde_json::to_vec_pretty(&info).unwrap(),
+    )
+    .unwrap();
+    let mut csv = csv::Writer::from_path(dir.join("verdicts.csv")).unwrap();
+    for (i, (service, target, verdict, blocking, evidence)) in rows.iter().enumerate() {
+        let measured_at = started_at + chrono::Duration::seconds(i as i64);
+        csv.serialize(VerdictRow {
+            run_id: run_id.into(),
+            measured_at: measured_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            probe_cc: cc.into(),
+            probe_asn: asn.into(),
+            service: (*service).into(),
+            target: (*target).into(),
+            verdict: (*verdict).into(),
+            blocking: (*blocking).into(),
+            evidence: (*evidence).into(),
+        })
+        .unwrap();
+    }
+    csv.flush().unwrap();
+}
+
+/// Three runs: two days of one Iranian network in `results/`, and a Turkish one two
+/// levels down in `tr/`. Returns the directory and the two DIR arguments.
+fn fixture() -> (TempDir, Vec<PathBuf>) {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("results");
+    write_run(
+        &results.join("ir-1"),
+        "ir-1",
+        "IR",
+        "AS58224",
+        "2026-11-24T10:00:00Z",
+        &IR_DAY1,
+    );
+    write_run(
+        &results.join("ir-2"),
+        "ir-2",
+        "IR",
+        "AS58224",
+        "2026-11-25T10:00:00Z",
+        &IR_DAY2,
+    );
+    let tr = root.path().join("tr");
+    write_run(
+        &tr.join("probe-tr").join("tr-1"),
+        "tr-1",
+        "TR",
+        "AS9121",
+        "2026-11-25T12:00:00Z",
+        &TR_DAY2,
+    );
+    (root, vec![results, tr])
+}
+
+fn report(dirs: &[PathBuf], html: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+        .arg("report")
+        .args(dirs)
+        .arg("--html")
+        .arg(html)
+        .output()
+        .unwrap()
+}
+
+/// A heatmap cell as the page (or Chromium's DOM) has it.
+#[derive(Debug, PartialEq)]
+struct Cell {
+    service: String,
+    network: String,
+    day: String,
+    blocked: usize,
+    total: usize,
+    text: String,
+}
+
+/// The cells with data attributes, in document order.
+fn cells(html: &str) -> Vec<Cell> {
+    let td = Regex::new(r#"(?s)<td class="cell[^"]*"([^>]*)>(.*?)</td>"#).unwrap();
+    let attribute = Regex::new(r#"(data-[a-z]+)="([^"]*)""#).unwrap();
+    let b = Regex::new(r"<b>(.*?)</b>").unwrap();
+    td.captures_iter(html)
+        .filter_map(|c| {
+            let attributes: BTreeMap<&str, &str> = attribute
+                .captures_iter(c.get(1).unwrap().as_str())
+                .map(|a| (a.get(1).unwrap().as_str(), a.get(2).unwrap().as_str()))
+                .collect();
+            Some(Cell {
+                service: attributes.get("data-service")?.to_string(),
+                network: attributes.get("data-network")?.to_string(),
+                day: attributes.get("data-day")?.to_string(),
+                blocked: attributes.get("data-blocked")?.parse().unwrap(),
+                total: attributes.get("data-total")?.parse().unwrap(),
+                text: b.captures(c.get(2).unwrap().as_str())?[1].to_string(),
+            })
+        })
+        .collect()
+}
+
+fn expected_cells() -> Vec<Cell> {
+    CELLS
+        .iter()
+        .map(|(service, network, day, blocked, total, text)| Cell {
+            service: service.to_string(),
+            network: network.to_string(),
+            day: day.to_string(),
+            blocked: *blocked,
+            total: *total,
+            text: text.to_string(),
+        })
+        .collect()
+}
+
+fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "censorprobe report failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn page_has_the_heatmap_the_blocked_targets_and_the_runs() {
+    let (root, dirs) = fixture();
+    let html_path = root.path().join("report.html");
+    let output = report(&dirs, &html_path);
+    assert_ok(&output);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("3 runs, 2 networks, 2 days"));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+
+    assert_eq!(cells(&html), expected_cells());
+    // TR measured no youtube: an empty cell, with no data to claim.
+    assert_eq!(html.matches("class=\"cell empty\"").count(), 1);
+    // Two days: a row of day headers under the networks.
+    assert!(html.contains("<th class=\"network\" colspan=\"2\">IR AS58224</th>"));
+    assert_eq!(html.matches("<th class=\"day\">").count(), 3);
+
+    // Blocked or anomalous rows: 2 + 4 + 2, each with its evidence, escaped.
+    assert!(html.contains("Blocked or anomalous targets (8)"));
+    assert_eq!(html.matches("<span class=\"badge blocked\">").count(), 6);
+    assert_eq!(html.matches("<span class=\"badge anomaly\">").count(), 2);
+    assert!(
+        html.contains("https://x.com/?q=&lt;script&gt;alert(1)&lt;/script&gt;&amp;a=&quot;b&quot;")
+    );
+    assert!(html.contains(
+        "blockpage &lt;iframe src=&quot;http://10.10.34.34&quot;&gt; &amp; &#39;more&#39;"
+    ));
+    assert!(!html.contains("<script") && !html.contains("<iframe"));
+
+    // Run metadata.
+    for run_id in ["ir-1", "ir-2", "tr-1"] {
+        assert!(
+            html.contains(&format!(">{run_id}</td>")),
+            "{run_id} not listed"
+        );
+    }
+    assert!(html.contains("censorprobe 0.1.0 (3 runs)"));
+    assert!(html.contains("2026-11-24 10:00:00Z to 2026-11-25 12:03:00Z"));
+
+    // Self-contained: nothing to fetch, and a policy that forbids fetching anyway.
+    let remote = Regex::new(
+        r#"(?i)<(script|link|img|iframe)\b|@import|@font-face|url\(|(src|href)="?https?:"#,
+    )
+    .unwrap();
+    assert!(
+        remote.find(&html).is_none(),
+        "remote reference: {:?}",
+        remote.find(&html)
+    );
+    assert!(html.contains("Content-Security-Policy\" content=\"default-src 'none'"));
+}
+
+#[test]
+fn corrupt_newer_and_foreign_dirs_are_named_and_skipped() {
+    let (root, dirs) = fixture();
+    let results = &dirs[0];
+    let broken = results.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("run.json"),
+        "{\"schema_version\": 1, \"run_id\": ",
+    )
+    .unwrap();
+    let future = results.join("future");
+    write_run(
+        &future,
+        "future",
+        "IR",
+        "AS58224",
+        "2026-11-26T10:00:00Z",
+        &IR_DAY2,
+    );
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(future.join("run.json")).unwrap()).unwrap();
+    info["schema_version"] = (SCHEMA_VERSION + 1).into();
+    std::fs::write(future.join("run.json"), info.to_string()).unwrap();
+    let bad_rows = results.join("bad-rows");
+    write_run(
+        &bad_rows,
+        "bad-rows",
+        "IR",
+        "AS58224",
+        "2026-11-26T10:00:00Z",
+        &IR_DAY2,
+    );
+    let verdicts = std::fs::read_to_string(bad_rows.join("verdicts.csv")).unwrap();
+    std::fs::write(
+        bad_rows.join("verdicts.csv"),
+        verdicts.replacen(",ok,", ",fine,", 1),
+    )
+    .unwrap();
+    let notes = results.join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+
+    let html_path = root.path().join("report.html");
+    let output = report(&dirs, &html_path);
+    assert_ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (dir, why) in [
+        (&broken, "run.json is not valid JSON"),
+        (
+            &future,
+            "schema version 2, newer than this censorprobe reads (1)",
+        ),
+        (&bad_rows, "unknown verdict \"fine\""),
+        (&notes, "not a run"),
+    ] {
+        let line = format!("skipped {}: ", dir.display());
+        let said = stderr.lines().find(|l| l.starts_with(&line));
+        assert!(
+            said.is_some_and(|l| l.contains(why)),
+            "{line}{why} not in:\n{stderr}"
+        );
+    }
+    // Nothing of the skipped runs is counted: the page is the fixture's alone.
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert_eq!(cells(&html), expected_cells());
+    assert!(html.contains("Skipped, and not counted here"));
+}
+
+#[test]
+fn nothing_readable_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    let broken = root.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("run.json"), "not json").unwrap();
+    let html_path = root.path().join("report.html");
+    let output = report(&[broken.clone(), root.path().join("missing")], &html_path);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!(
+        "skipped {}: run.json is not valid JSON",
+        broken.display()
+    )));
+    assert!(stderr.contains("no such directory"));
+    assert!(stderr.contains("error: no readable run in"), "{stderr}");
+    assert!(!html_path.exists());
+}
+
+#[test]
+fn long_lists_are_capped_and_a_torn_last_row_is_left_out() {
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("big");
+    let rows: Vec<Row> = (0..620)
+        .map(|_| ("telegram", "t.me", "blocked", "tcp-reset", "reset"))
+        .collect();
+    write_run(&run, "big", "IR", "AS58224", "2026-11-24T10:00:00Z", &rows);
+    // A run killed mid-write: the last row stops halfway.
+    let mut verdicts = std::fs::read_to_string(run.join("verdicts.csv")).unwrap();
+    verdicts.push_str("big,2026-11-24T10:20:00.000Z,IR,AS58224,tele");
+    std::fs::write(run.join("verdicts.csv"), verdicts).unwrap();
+    let html_path = root.path().join("report.html");
+    let output = report(&[run], &html_path);
+    assert_ok(&output);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("torn last row left out"));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("data-blocked=\"620\" data-total=\"620\""));
+    assert_eq!(html.matches("<span class=\"badge blocked\">").count(), 500);
+    assert!(html.contains("And 120 more blocked or anomalous rows"));
+}
+
+/// Headless Chromium, or None (outside CI) if it is not installed. Under CI=true a
+/// missing browser fails the test: .ci/run installs it.
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("chromium"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "chromium is not installed (apt-get install chromium); CI must run the browser test"
+        );
+        eprintln!("skipped: chromium is not installed, so the page is not rendered");
+    }
+    found
+}
+
+/// How long one Chromium run may take before the test fails instead of hanging.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs Chromium headless on `url` with a fresh profile and no network of its own;
+/// returns what it printed (the DOM, with --dump-dom).
+fn browse(chromium: &Path, url: &str, extra: &[&str]) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let profile = scratch.path().join("profile");
+    let stdout_path = scratch.path().join("stdout");
+    let stderr_path = scratch.path().join("stderr");
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // Debian's launcher sets Google API keys and remote extensions, and Chromium
+            // then looks up accounts.google.com and clients2.google.com despite the
+            // flags above (seen with strace): no name resolves, no proxy, no extension.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--no-proxy-server",
+            "--disable-extensions",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .env("HOME", scratch.path())
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).unwrap())
+        .stderr(File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > BROWSER_DEADLINE {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("chromium ran longer than {BROWSER_DEADLINE:?} on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "chromium failed on {url}: {status}\n{stderr}"
+    );
+    std::fs::read_to_string(&stdout_path).unwrap()
+}
+
+fn file_url(path: &Path) -> String {
+    url::Url::from_file_path(path).unwrap().to_string()
+}
+
+/// Appended to copies of the page: lists each cell's box and colours as laid out.
+const PROBE_SCRIPT: &str = r#"<script>
+const cells = [...document.querySelectorAll("td.cell[data-service]")].map(td => {
+  const box = td.getBoundingClientRect(), style = getComputedStyle(td);
+  return {service: td.dataset.service, network: td.dataset.network, day: td.dataset.day,
+          left: box.left, right: box.right, width: box.width, height: box.height,
+          background: style.backgroundColor, color: style.color};
+});
+const pre = document.createElement("pre");
+pre.id = "layout";
+pre.textContent = JSON.stringify(cells);
+document.body.append(pre);
+</script>"#;
+
+/// What PROBE_SCRIPT wrote into the DOM, or None if it did not run.
+fn layout(dom: &str) -> Option<Vec<serde_json::Value>> {
+    let json = Regex::new(r#"(?s)<pre id="layout">(.*?)</pre>"#)
+        .unwrap()
+        .captures(dom)?[1]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    Some(serde_json::from_str(&json).unwrap())
+}
+
+fn rgb(css: &str) -> [u8; 3] {
+    let numbers: Vec<u8> = Regex::new(r"\d+")
+        .unwrap()
+        .find_iter(css)
+        .take(3)
+        .map(|m| m.as_str().parse().unwrap())
+        .collect();
+    numbers
+        .try_into()
+        .unwrap_or_else(|_| panic!("not a colour: {css}"))
+}
+
+#[test]
+fn chromium_renders_the_heatmap() {
+    let Some(chromium) = chromium() else { return };
+    let (root, dirs) = fixture();
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let html_path = artifacts.join("html_report.html");
+    assert_ok(&report(&dirs, &html_path));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+
+    // The DOM as Chromium parsed it: a cell misplaced by broken markup would be lost.
+    let dom = browse(&chromium, &file_url(&html_path), &["--dump-dom"]);
+    assert_eq!(cells(&dom), expected_cells());
+
+    // The page's policy forbids scripts: one slipped into it would not run.
+    let scripted = root.path().join("scripted.html");
+    std::fs::write(
+        &scripted,
+        html.replace("</body>", &format!("{PROBE_SCRIPT}</body>")),
+    )
+    .unwrap();
+    let dom = browse(&chromium, &file_url(&scripted), &["--dump-dom"]);
+    assert!(
+        layout(&dom).is_none(),
+        "a script ran despite the page's policy"
+    );
+
+    // Without the policy, a script measures the laid-out cells: each is visible inside
+    // a 1280-pixel window, and coloured by its share.
+    let policy = Regex::new(r#"<meta http-equiv="Content-Security-Policy"[^>]*>"#).unwrap();
+    std::fs::write(
+        &scripted,
+        policy
+            .replace(
+                &html.replace("</body>", &format!("{PROBE_SCRIPT}</body>")),
+                "",
+            )
+            .as_ref(),
+    )
+    .unwrap();
+    let dom = browse(
+        &chromium,
+        &file_url(&scripted),
+        &["--dump-dom", "--window-size=1280,1000"],
+    );
+    let laid_out = layout(&dom).expect("the layout script did not run");
+    assert_eq!(laid_out.len(), CELLS.len());
+    for (cell, (service, network, day, blocked, total, text)) in laid_out.iter().zip(CELLS) {
+        let what = format!("{service} {network} {day}: {cell}");
+        assert_eq!(
+            (
+                cell["service"].as_str(),
+                cell["network"].as_str(),
+                cell["day"].as_str()
+            ),
+            (Some(service), Some(network), Some(day))
+        );
+        assert!(
+            cell["width"].as_f64().unwrap() >= 40.0 && cell["height"].as_f64().unwrap() >= 30.0,
+            "{what}"
+        );
+        assert!(
+            cell["left"].as_f64().unwrap() >= 0.0 && cell["right"].as_f64().unwrap() <= 1280.0,
+            "{what}"
+        );
+        let [r, g, b] = rgb(cell["background"].as_str().unwrap());
+        match (text, blocked * 2 > total) {
+            ("n/a", _) => assert!(r.abs_diff(g) < 16 && g.abs_diff(b) < 16, "not grey: {what}"),
+            ("0%", _) => assert!(g > r + 60, "not green: {what}"),
+            (_, true) => assert!(r > g + 60, "not red: {what}"),
+            _ => assert!(r > 150 && g > 150, "not amber: {what}"),
+        }
+    }
+
+    // The screenshot, for a person to look at.
+    let png = artifacts.join("html_report.png");
+    let _ = std::fs::remove_file(&png);
+    browse(
+        &chromium,
+        &file_url(&html_path),
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1280,1000",
+        ],
+    );
+    let bytes = std::fs::read(&png).expect("chromium wrote no screenshot");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let size = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!((size(16), size(20)), (1280, 1000), "IHDR width and height");
+    assert!(
+        bytes.len() > 20_000,
+        "a {}-byte screenshot is blank",
+        bytes.len()
+    );
+    eprintln!("screenshot: {}", png.display());
+}
