@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
-use crate::analyse::Verdict;
 use super::rows::VerdictRow;
 use super::{RUN_JSON, RunInfo, SCHEMA_VERSION, VERDICTS_CSV};
+use crate::analyse::Verdict;
 use crate::run::InputError;
 
 /// Blocked or anomalous rows listed on the page; beyond this they are only counted,
