@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{Blocking, ControlSaw, Finding, Problem, fingerprints};
-use crate::facts::{DnsFacts, Measurement, QueryType, Step};
+use crate::facts::{DnsFacts, Measurement, QueryType, Step, TlsFacts};
 use crate::failure::Failure;
 use crate::measure::TargetFacts;
 
@@ -192,11 +192,15 @@ fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Opt
 }
 
 /// True when `ip` completed a TLS handshake with a certificate valid for `name`.
+/// The handshake of a URL's fetch counts as much as a domain's own handshakes: a URL
+/// target's measurements hold no `TlsHandshake` step, only the TLS of its hops.
 fn valid_tls(ip: IpAddr, name: &str, facts: &TargetFacts) -> bool {
+    let valid = |t: &TlsFacts| {
+        t.address.ip() == ip && t.server_name == name && t.handshake_done && t.error.is_none()
+    };
     facts.measurements.iter().any(|m| match &m.step {
-        Step::TlsHandshake(t) => {
-            t.address.ip() == ip && t.server_name == name && t.handshake_done && t.error.is_none()
-        }
+        Step::TlsHandshake(t) => valid(t),
+        Step::Http(h) => h.hops.iter().filter_map(|hop| hop.tls.as_ref()).any(valid),
         _ => false,
     })
 }

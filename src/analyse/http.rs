@@ -18,6 +18,10 @@ use crate::measure::TargetFacts;
 const MIN_RATE_BYTES: u64 = 64 * 1024;
 /// A probe transfer slower than the control's divided by this is throttled.
 const THROTTLE_RATIO: f64 = 4.0;
+/// A transfer faster than this (bytes per second, 8 Mbit/s) throttles no one: the
+/// control usually sits on a faster network than the probe, and a busy probe reads a
+/// fast transfer more slowly, so the ratio alone would flag every large page.
+const THROTTLE_CEILING: f64 = 1_000_000.0;
 const BODY_PROPORTION: f64 = 0.7;
 /// Headers every site sends, left out of the header comparison (OONI's list).
 const COMMON_HEADERS: [&str; 25] = [
@@ -158,7 +162,7 @@ fn rate(hop: &HttpHop) -> Option<f64> {
 fn throttled(h: &HttpFacts, theirs: &HttpHop) -> Option<Finding> {
     let ours = h.hops.last()?;
     let (our_rate, their_rate) = (rate(ours)?, rate(theirs)?);
-    (our_rate * THROTTLE_RATIO < their_rate).then(|| {
+    (our_rate * THROTTLE_RATIO < their_rate && our_rate < THROTTLE_CEILING).then(|| {
         Finding::new(
             Blocking::Throttled,
             format!(

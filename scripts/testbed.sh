@@ -1,0 +1,716 @@
+#!/usr/bin/env bash
+# censorprobe's testbed: a censored network in network namespaces (see docs/testbed.md).
+#
+#   scripts/testbed.sh up                 build the lab (idempotent: clears leftovers first)
+#   scripts/testbed.sh down               remove every cp- namespace, process and file
+#   scripts/testbed.sh status             what is up, and which scenarios are on
+#   scripts/testbed.sh scenario NAME...   switch the censor to exactly these scenarios
+#   scripts/testbed.sh scenarios          list the scenarios
+#   scripts/testbed.sh probe [ARGS]...    run censorprobe in the probe namespace
+#   scripts/testbed.sh check              can this machine run the lab? (root, tools, kernel)
+#
+# Nothing here routes anywhere but the lab: no namespace has a default route, nothing
+# is attached to the host's own interfaces, and every address is in 198.18.0.0/15.
+set -Eeuo pipefail
+
+SELF=testbed.sh
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+LAB=$HERE/testbed
+STATE=${CP_TESTBED_STATE:-/run/cp-testbed}
+LOCK=/run/cp-testbed.lock
+
+# --- The address plan (docs/testbed.md draws it) -----------------------------------
+
+NS_PROBE=cp-probe       # the volunteer's machine
+NS_CENSOR=cp-censor     # the ISP's router, the censor, and the ISP's resolver
+NS_INJECT=cp-inject     # an on-path DNS injector hanging off the censor
+NS_NET=cp-net           # "the internet": authoritative DNS and the web servers
+NS_CONTROL=cp-control   # the control vantage point, outside the censor
+NS_ISOLATED=cp-isolated # a machine with no network at all (only loopback)
+NAMESPACES=("$NS_PROBE" "$NS_CENSOR" "$NS_INJECT" "$NS_NET" "$NS_CONTROL" "$NS_ISOLATED")
+
+PROBE_IP=198.18.1.2     # probe LAN 198.18.1.0/24
+RESOLVER_IP=198.18.1.1  # the censor on the LAN: gateway, ISP resolver, blockpage, MITM
+CENSOR_WAN_IP=198.18.0.1 # censor <-> internet 198.18.0.0/24
+NET_WAN_IP=198.18.0.2
+NET_CTL_IP=198.18.2.1   # internet <-> control 198.18.2.0/24
+CONTROL_IP=198.18.2.2
+CONTROL_PORT=8080
+CENSOR_INJ_IP=198.18.3.1 # censor <-> injector 198.18.3.0/24
+INJECT_IP=198.18.3.2
+AUTH_WORLD=198.19.0.53  # authoritative DNS, the view the rest of the world gets
+AUTH_LOCAL=198.19.0.54  # authoritative DNS, the view the probe's country gets (CDN)
+BLOCKPAGE_PORT=8080     # the censor's blockpage server, on RESOLVER_IP
+MITM_PORT=8443          # the censor's intercepting TLS server, on RESOLVER_IP
+FORGED_IP=198.19.255.1  # what the injector answers: a public-looking host running nothing
+LAN_IF=to-probe         # the censor's interface toward the probe
+CONTROL_URL=http://$CONTROL_IP:$CONTROL_PORT
+
+# Every name of the lab's internet: "name address [address in the probe's country]".
+HOSTS=(
+    "canary.test 198.19.0.10"
+    "telegram.test 198.19.1.10"
+    "web.telegram.test 198.19.1.11"
+    "instagram.test 198.19.2.10"
+    "www.instagram.test 198.19.2.10"
+    "twitter.test 198.19.3.10"
+    "www.twitter.test 198.19.3.10"
+    "youtube.test 198.19.4.10"
+    "www.youtube.test 198.19.4.10"
+    "facebook.test 198.19.5.10"
+    "www.facebook.test 198.19.5.10"
+    "whatsapp.test 198.19.6.10"
+    "web.whatsapp.test 198.19.6.10"
+    "signal.test 198.19.7.10"
+    "www.signal.test 198.19.7.10"
+    "google.test 198.19.8.10"
+    "www.google.test 198.19.8.10"
+    "bbc.test 198.19.9.10"
+    "twimg.test 198.19.10.10"
+    "pbs.twimg.test 198.19.10.11"
+    "smallsite.test 198.19.11.10"
+    "cdn.test 198.19.12.1 198.19.12.2"
+)
+# Telegram's data centres, measured as endpoints (IP:443), with no name.
+TELEGRAM_DCS=(198.19.1.1 198.19.1.2 198.19.1.3 198.19.1.4)
+# The site that really goes down (scenario "down"): its own web server.
+SMALLSITE_IP=198.19.11.10
+
+REQUIRED_TOOLS=(ip iptables tc dnsmasq nginx openssl flock setsid)
+
+# --- Helpers ----------------------------------------------------------------------
+
+say() { printf '%s: %s\n' "$SELF" "$*"; }
+die() {
+    printf '%s: error: %s\n' "$SELF" "$*" >&2
+    exit 1
+}
+in_ns() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+censor() { in_ns "$NS_CENSOR" "$@"; }
+
+# The address of a lab name; with "local", its address in the probe's country.
+addr_of() {
+    local name=$1 view=${2:-world} entry
+    for entry in "${HOSTS[@]}"; do
+        read -r n a l <<<"$entry"
+        if [[ $n == "$name" ]]; then
+            if [[ $view == local && -n ${l:-} ]]; then echo "$l"; else echo "$a"; fi
+            return 0
+        fi
+    done
+    die "no lab host named $name"
+}
+
+# Every address a web server of the internet listens on, but the small site's.
+web_addresses() {
+    local entry
+    {
+        for entry in "${HOSTS[@]}"; do
+            read -r _ a l <<<"$entry"
+            echo "$a"
+            [[ -n ${l:-} ]] && echo "$l"
+        done
+        printf '%s\n' "${TELEGRAM_DCS[@]}"
+    } | sort -u -t . -k1,1n -k2,2n -k3,3n -k4,4n | grep -vx "$SMALLSITE_IP"
+}
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root: it creates network namespaces, links and firewall rules (try: sudo $0 ${COMMAND_LINE[*]})"
+}
+
+missing_tools() {
+    local tool missing=()
+    for tool in "${REQUIRED_TOOLS[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    echo "${missing[*]}"
+}
+
+require_tools() {
+    local missing
+    missing=$(missing_tools)
+    [[ -z $missing ]] || die "missing tools: $missing (Debian/Ubuntu: apt-get install iproute2 iptables dnsmasq-base nginx openssl util-linux)"
+}
+
+censorprobe_bin() {
+    local bin=${CENSORPROBE:-}
+    if [[ -z $bin ]]; then
+        for bin in "$REPO/target/debug/censorprobe" "$REPO/target/release/censorprobe"; do
+            [[ -x $bin ]] && break
+        done
+    fi
+    [[ -x $bin ]] || die "no censorprobe binary: build it (cargo build) or set CENSORPROBE=/path/to/censorprobe"
+    echo "$bin"
+}
+
+# The kernel features the scenarios need, tried in a throwaway namespace.
+check_kernel() {
+    local ns=cp-check out
+    ip netns del "$ns" 2>/dev/null || true
+    if ! out=$(ip netns add "$ns" 2>&1); then
+        die "cannot create a network namespace ($out): this machine (or container) does not allow it"
+    fi
+    local probes=(
+        "ip link add to-a type veth peer name to-b"
+        "iptables -w -A FORWARD -p tcp -m string --string x --algo bm -j REJECT --reject-with tcp-reset"
+        "iptables -w -t mangle -A PREROUTING -p udp -j TEE --gateway 198.18.255.1"
+        "iptables -w -t nat -A PREROUTING -p tcp -j DNAT --to-destination 198.18.255.1:80"
+        "iptables -w -t mangle -A POSTROUTING -j CLASSIFY --set-class 1:20"
+        "tc qdisc add dev to-a root handle 1: htb default 10"
+        "tc class add dev to-a parent 1: classid 1:20 htb rate 1gbit"
+        "tc qdisc add dev to-a parent 1:20 handle 20: tbf rate 1mbit burst 32kb latency 1s"
+    )
+    local p failed=""
+    for p in "${probes[@]}"; do
+        # shellcheck disable=SC2086 # each probe is a command line, split on purpose
+        if ! out=$(in_ns "$ns" $p 2>&1); then
+            failed="$p: $out"
+            break
+        fi
+    done
+    ip netns del "$ns"
+    [[ -z $failed ]] || die "the kernel or iptables lacks a feature the scenarios need: $failed"
+}
+
+check() {
+    require_root
+    require_tools
+    take_lock # cp-check must not meet another command's check, nor an up's teardown
+    check_kernel
+}
+
+# --- Tear down --------------------------------------------------------------------
+
+lab_namespaces() {
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^cp-' || true
+}
+
+# Ends every process of the lab: those in its namespaces (all started by this script).
+kill_lab_processes() {
+    local ns pids=() round
+    for ns in $(lab_namespaces); do
+        mapfile -t -O "${#pids[@]}" pids < <(ip netns pids "$ns" 2>/dev/null || true)
+    done
+    ((${#pids[@]})) || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for round in $(seq 1 30); do
+        local alive=()
+        local pid
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+        done
+        ((${#alive[@]})) || return 0
+        ((round < 30)) && sleep 0.1
+        pids=("${alive[@]}")
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
+teardown() {
+    kill_lab_processes
+    local ns
+    for ns in $(lab_namespaces); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    rm -rf /etc/netns/cp-*
+    rmdir /etc/netns 2>/dev/null || true # only if nothing else uses it
+    # The lab's links are made inside its namespaces and die with them; none is ever
+    # in the host's namespace. Should one named cp-* be there all the same, it goes.
+    local link
+    for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^cp-' || true); do
+        ip link del "$link" 2>/dev/null || true
+    done
+    if [[ -d $STATE ]]; then
+        # Only ever remove a directory this script made.
+        if [[ -f $STATE/.cp-testbed ]]; then
+            rm -rf "$STATE"
+        else
+            say "warning: $STATE is not the testbed's directory; left in place"
+        fi
+    fi
+}
+
+down() {
+    require_root
+    take_lock
+    teardown
+    say "down: no cp- namespace, process or state left"
+}
+
+# Serialises the commands that change the lab. Everything the lab starts closes fd 9,
+# so that no server holds the lock after the command that started it.
+take_lock() {
+    [[ -n ${LOCKED:-} ]] && return 0
+    exec 9>"$LOCK"
+    flock -w 120 9 || die "another testbed.sh holds $LOCK"
+    LOCKED=1
+}
+
+# --- Building ---------------------------------------------------------------------
+
+# A veth link between two namespaces, made directly inside them.
+link() {
+    local ns1=$1 if1=$2 ip1=$3 ns2=$4 if2=$5 ip2=$6
+    ip link add "$if1" netns "$ns1" type veth peer name "$if2" netns "$ns2"
+    ip -n "$ns1" addr add "$ip1" dev "$if1"
+    ip -n "$ns2" addr add "$ip2" dev "$if2"
+    ip -n "$ns1" link set "$if1" up
+    ip -n "$ns2" link set "$if2" up
+}
+
+build_network() {
+    local ns
+    for ns in "${NAMESPACES[@]}"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        in_ns "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    done
+    link "$NS_PROBE" to-censor "$PROBE_IP/24" "$NS_CENSOR" "$LAN_IF" "$RESOLVER_IP/24"
+    link "$NS_CENSOR" to-net "$CENSOR_WAN_IP/24" "$NS_NET" to-censor "$NET_WAN_IP/24"
+    link "$NS_NET" to-control "$NET_CTL_IP/24" "$NS_CONTROL" to-net "$CONTROL_IP/24"
+    link "$NS_CENSOR" to-inject "$CENSOR_INJ_IP/24" "$NS_INJECT" to-censor "$INJECT_IP/24"
+
+    # Routes: only the lab's range, never a default route.
+    ip -n "$NS_PROBE" route add 198.18.0.0/15 via "$RESOLVER_IP"
+    ip -n "$NS_CENSOR" route add 198.18.0.0/15 via "$NET_WAN_IP"
+    ip -n "$NS_NET" route add "${PROBE_IP%.*}.0/24" via "$CENSOR_WAN_IP"
+    ip -n "$NS_CONTROL" route add 198.18.0.0/15 via "$NET_CTL_IP"
+    ip -n "$NS_INJECT" route add "${PROBE_IP%.*}.0/24" via "$CENSOR_INJ_IP"
+    in_ns "$NS_CENSOR" sysctl -qw net.ipv4.ip_forward=1
+    in_ns "$NS_NET" sysctl -qw net.ipv4.ip_forward=1
+    # The injector answers as the ISP resolver: the censor must accept packets from
+    # its own address arriving on that link, and forward them to the probe.
+    ip -n "$NS_INJECT" addr add "$RESOLVER_IP/32" dev lo
+    in_ns "$NS_CENSOR" sysctl -qw net.ipv4.conf.to-inject.accept_local=1
+
+    # The internet's hosts live on its loopback.
+    local a
+    ip -n "$NS_NET" addr add "$AUTH_WORLD/32" dev lo
+    ip -n "$NS_NET" addr add "$AUTH_LOCAL/32" dev lo
+    ip -n "$NS_NET" addr add "$SMALLSITE_IP/32" dev lo
+    ip -n "$NS_NET" addr add "$FORGED_IP/32" dev lo
+    for a in $(web_addresses); do
+        ip -n "$NS_NET" addr add "$a/32" dev lo
+    done
+
+    # The probe's system resolver is the ISP's; the isolated host's has no route.
+    mkdir -p "/etc/netns/$NS_PROBE" "/etc/netns/$NS_ISOLATED"
+    echo "nameserver $RESOLVER_IP" >"/etc/netns/$NS_PROBE/resolv.conf"
+    echo "nameserver 198.18.255.53" >"/etc/netns/$NS_ISOLATED/resolv.conf"
+}
+
+PKI_LOG=$STATE/log/pki.log
+
+# issue CA_PREFIX OUT_PREFIX NAME... : a server certificate for the names.
+issue() {
+    local ca=$1 out=$2
+    shift 2
+    local san
+    san=$(printf 'DNS:%s,' "$@")
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$out.key" -out "$out.csr" -subj "/CN=$1" 2>>"$PKI_LOG" || pki_failed
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" "subjectAltName=${san%,}" >"$out.ext"
+    openssl x509 -req -in "$out.csr" -CA "$ca.pem" -CAkey "$ca.key" \
+        -set_serial "0x$(openssl rand -hex 8)" -days 30 -sha256 -extfile "$out.ext" \
+        -out "$out.pem" 2>>"$PKI_LOG" || pki_failed
+}
+
+new_ca() {
+    local out=$1 name=$2
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$out.key" -out "$out.pem" -days 30 -subj "$name" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>>"$PKI_LOG" || pki_failed
+}
+
+pki_failed() { die "openssl failed: $(tail -n 5 "$PKI_LOG")"; }
+
+make_pki() {
+    local d=$STATE/pki names=() entry
+    mkdir -p "$d"
+    chmod 700 "$d"
+    for entry in "${HOSTS[@]}"; do
+        read -r n _ <<<"$entry"
+        names+=("$n")
+    done
+    new_ca "$d/ca" "/O=censorprobe testbed/CN=censorprobe testbed CA"
+    issue "$d/ca" "$d/sites" "${names[@]}"
+    # The censor's own CA, which no probe trusts: the interception certificates.
+    new_ca "$d/rogue-ca" "/O=Ministry of Lab Security/CN=Lab Interception CA"
+    issue "$d/rogue-ca" "$d/mitm" google.test www.google.test
+    cp "$d/ca.pem" "$STATE/ca.pem"
+    chmod 644 "$STATE/ca.pem"
+}
+
+# --- Servers ----------------------------------------------------------------------
+
+# nginx_conf NAME BODY: a whole nginx configuration with its own pid, logs and temp.
+nginx_conf() {
+    local name=$1 body=$2 dir=$STATE/nginx/$1
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+# Generated by scripts/testbed.sh; lives in $STATE and goes with "down".
+worker_processes 1;
+pid $STATE/run/nginx-$name.pid;
+error_log $STATE/log/nginx-$name.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    sendfile on;
+$body
+}
+EOF
+}
+
+start_nginx() {
+    local ns=$1 name=$2 dir=$STATE/nginx/$2
+    local log=$STATE/log/nginx-$name.log
+    in_ns "$ns" nginx -p "$dir" -c "$dir/nginx.conf" -e "$log" </dev/null >>"$log.start" 2>&1 9>&- ||
+        die "nginx $name did not start: $(tail -n 5 "$log" "$log.start")"
+}
+
+stop_pidfile() {
+    local file=$1 pid round
+    [[ -f $file ]] || return 0
+    pid=$(cat "$file")
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for round in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    fi
+    rm -f "$file"
+}
+
+# The page every site serves: its own name as title ($host is nginx's).
+# shellcheck disable=SC2016
+SITE_PAGE='default_type text/html; return 200 "<!doctype html><html><head><title>$host: a site of the censorprobe testbed</title></head><body><h1>$host</h1><p>This page is served by the testbed internet (scripts/testbed.sh).</p></body></html>\n";'
+
+write_web_servers() {
+    local listens="" a
+    for a in $(web_addresses); do
+        listens+="        listen $a:80; listen $a:443 ssl;"$'\n'
+    done
+    local tls="ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $STATE/pki/sites.pem; ssl_certificate_key $STATE/pki/sites.key;"
+    mkdir -p "$STATE/www/media"
+    # A large file (1 MiB, more than the 512 KiB the probe reads) for the throttling test.
+    head -c 1048576 /dev/urandom >"$STATE/www/media/large.jpg"
+    chmod -R a+rX "$STATE/www"
+    nginx_conf web "    server {
+$listens        $tls
+        location / { $SITE_PAGE }
+        location /media/ { root $STATE/www; default_type image/jpeg; }
+    }"
+    nginx_conf smallsite "    server {
+        listen $SMALLSITE_IP:80; listen $SMALLSITE_IP:443 ssl;
+        $tls
+        location / { $SITE_PAGE }
+    }"
+    # The censor's servers: Iran's blockpage (OONI fingerprint: an iframe to
+    # 10.10.34.34, served with 403), and TLS interception with the rogue CA.
+    nginx_conf censor "    server {
+        listen $RESOLVER_IP:$BLOCKPAGE_PORT;
+        location / {
+            default_type text/html;
+            return 403 '<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1256\"><title>M1-6
+</title></head><body><iframe src=\"http://10.10.34.34?type=Invalid Site&policy=MainPolicy \" style=\"width: 100%; height: 100%\" scrolling=\"no\" marginwidth=\"0\" marginheight=\"0\" frameborder=\"0\" vspace=\"0\" hspace=\"0\"></iframe></body></html>\n';
+        }
+    }
+    server {
+        listen $RESOLVER_IP:$MITM_PORT ssl;
+        ssl_certificate $STATE/pki/mitm.pem; ssl_certificate_key $STATE/pki/mitm.key;
+        location / { $SITE_PAGE }
+    }"
+}
+
+# dnsmasq_conf NAME LISTEN LINES...: a dnsmasq that reads nothing of the host's.
+dnsmasq_conf() {
+    local name=$1 listen=$2
+    shift 2
+    mkdir -p "$STATE/dns"
+    {
+        echo "# Generated by scripts/testbed.sh."
+        echo "listen-address=$listen"
+        echo "bind-interfaces"
+        echo "no-resolv"
+        echo "no-hosts"
+        echo "no-poll"
+        echo "log-queries"
+        echo "user=root"
+        echo "pid-file=$STATE/run/dnsmasq-$name.pid"
+        echo "log-facility=$STATE/log/dnsmasq-$name.log"
+        printf '%s\n' "$@"
+    } >"$STATE/dns/$name.conf"
+}
+
+start_dnsmasq() {
+    local ns=$1 name=$2
+    in_ns "$ns" dnsmasq --conf-file="$STATE/dns/$name.conf" </dev/null >>"$STATE/log/dnsmasq-$name.log" 2>&1 9>&- ||
+        die "dnsmasq $name did not start: $(tail -n 5 "$STATE/log/dnsmasq-$name.log")"
+}
+
+# The authoritative zone of the lab's internet, in one view.
+zone() {
+    local view=$1 entry
+    echo "local=/test/"
+    for entry in "${HOSTS[@]}"; do
+        read -r n _ <<<"$entry"
+        echo "host-record=$n,$(addr_of "$n" "$view")"
+    done
+}
+
+write_dns() {
+    mapfile -t world < <(zone world)
+    mapfile -t local_view < <(zone local)
+    dnsmasq_conf auth-world "$AUTH_WORLD" "${world[@]}"
+    dnsmasq_conf auth-local "$AUTH_LOCAL" "${local_view[@]}"
+    # The injector knows one lie, for facebook's names; it only ever sees the queries
+    # the censor copies to it (scenario dns-injection).
+    dnsmasq_conf injector "$RESOLVER_IP" "address=/facebook.test/$FORGED_IP"
+    write_isp_dns
+}
+
+# The ISP resolver: asks the in-country view, never caches (so that a scenario switch
+# takes effect at once), plus the lines scenarios add.
+write_isp_dns() {
+    local extra=()
+    [[ -f $STATE/isp-scenario.conf ]] && mapfile -t extra <"$STATE/isp-scenario.conf"
+    dnsmasq_conf isp "$RESOLVER_IP" "server=$AUTH_LOCAL" "cache-size=0" "${extra[@]}"
+}
+
+start_control() {
+    local bin
+    bin=$(censorprobe_bin)
+    # Its own session, its output to a file: it outlives this script.
+    in_ns "$NS_CONTROL" setsid "$bin" control serve --listen "$CONTROL_IP:$CONTROL_PORT" \
+        --resolver "udp://$AUTH_WORLD:53" --treat-as-public 198.18.0.0/15 \
+        --ca-file "$STATE/ca.pem" --timeout 3 --max-in-flight 128 \
+        </dev/null >"$STATE/log/control.log" 2>&1 9>&- &
+    local round
+    for round in $(seq 1 100); do
+        grep -q '^listening on' "$STATE/log/control.log" 2>/dev/null && break
+        ((round == 100)) && die "the control server did not start: $(tail -n 5 "$STATE/log/control.log")"
+        sleep 0.1
+    done
+    ip netns pids "$NS_CONTROL" | head -n 1 >"$STATE/run/control.pid"
+}
+
+# Waits until a TCP port answers from inside a namespace.
+wait_tcp() {
+    local ns=$1 address=$2 port=$3 round
+    for round in $(seq 1 50); do
+        if in_ns "$ns" timeout 1 bash -c "exec 3<>/dev/tcp/$address/$port" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$address:$port does not answer from $ns"
+}
+
+# On any failure of up: leave nothing half-built behind.
+up_failed() {
+    local rc=$?
+    trap - EXIT
+    if ((rc != 0)); then
+        say "up failed; tearing the half-built lab down"
+        teardown
+    fi
+    exit "$rc"
+}
+
+up() {
+    require_root
+    take_lock
+    check
+    local bin
+    bin=$(censorprobe_bin)
+    teardown
+    trap up_failed EXIT
+    trap 'exit 130' INT TERM
+    mkdir -p "$STATE/run" "$STATE/log"
+    touch "$STATE/.cp-testbed"
+    chmod 755 "$STATE"
+    build_network
+    make_pki
+    write_web_servers
+    write_dns
+    start_nginx "$NS_NET" web
+    start_nginx "$NS_NET" smallsite
+    start_nginx "$NS_CENSOR" censor
+    start_dnsmasq "$NS_NET" auth-world
+    start_dnsmasq "$NS_NET" auth-local
+    start_dnsmasq "$NS_INJECT" injector
+    start_dnsmasq "$NS_CENSOR" isp
+    start_control
+    apply_scenarios none
+    # The paths the probe needs, tried from the probe.
+    wait_tcp "$NS_PROBE" "$(addr_of canary.test)" 443
+    wait_tcp "$NS_PROBE" "$CONTROL_IP" "$CONTROL_PORT"
+    trap - EXIT INT TERM
+    say "up: probe $PROBE_IP in $NS_PROBE, resolver $RESOLVER_IP, control $CONTROL_URL ($bin)"
+    say "lab CA: $STATE/ca.pem; targets: $LAB/targets.toml; scenario: none"
+    say "try: $0 scenario dns-hijack && $0 probe"
+}
+
+# --- Scenarios --------------------------------------------------------------------
+#
+# A scenario is scripts/testbed/scenarios/NAME.sh, sourced with these helpers at hand:
+#   censor CMD...         run CMD in the censor's namespace (iptables, tc)
+#   isp_dns LINE          add a dnsmasq line to the ISP resolver's configuration
+#   throttle ADDRESS RATE shape what ADDRESS sends to the probe to RATE (tc tbf)
+#   stop_server NAME      stop one of the internet's web servers (smallsite)
+#   include NAME...       apply other scenarios too
+#   addr_of NAME          the address of a lab name
+# and the address plan's variables ($LAN_IF, $RESOLVER_IP, $TELEGRAM_DCS, ...).
+
+isp_dns() { printf '%s\n' "$@" >>"$STATE/isp-scenario.conf"; }
+
+throttle() {
+    local address=$1 rate=$2
+    if ! censor tc qdisc show dev "$LAN_IF" | grep -q 'htb 1:'; then
+        censor tc qdisc add dev "$LAN_IF" root handle 1: htb default 10 r2q 100000
+        censor tc class add dev "$LAN_IF" parent 1: classid 1:10 htb rate 10gbit
+        censor tc class add dev "$LAN_IF" parent 1: classid 1:20 htb rate 10gbit
+        censor tc qdisc add dev "$LAN_IF" parent 1:20 handle 20: tbf rate "$rate" burst 32kb latency 1s
+    fi
+    censor iptables -w -t mangle -A POSTROUTING -o "$LAN_IF" -s "$address" -j CLASSIFY --set-class 1:20
+}
+
+stop_server() {
+    local name=$1
+    stop_pidfile "$STATE/run/nginx-$name.pid"
+}
+
+scenario_file() { echo "$LAB/scenarios/$1.sh"; }
+
+scenario_names() {
+    local f
+    for f in "$LAB"/scenarios/*.sh; do
+        basename "$f" .sh
+    done
+}
+
+declare -A APPLIED=()
+include() {
+    local name file
+    for name in "$@"; do
+        [[ -n ${APPLIED[$name]:-} ]] && continue
+        file=$(scenario_file "$name")
+        [[ -f $file ]] || die "no scenario named $name (see: $SELF scenarios)"
+        APPLIED[$name]=1
+        # shellcheck disable=SC1090 # scenarios are chosen at run time
+        source "$file"
+    done
+}
+
+# Back to an honest network, then the named scenarios.
+apply_scenarios() {
+    local name
+    for name in "$@"; do
+        [[ -f $(scenario_file "$name") ]] || die "no scenario named $name; scenarios: $(scenario_names | tr '\n' ' ')"
+    done
+    local table
+    for table in filter nat mangle; do
+        censor iptables -w -t "$table" -F
+    done
+    censor tc qdisc del dev "$LAN_IF" root 2>/dev/null || true
+    : >"$STATE/isp-scenario.conf"
+    [[ -f $STATE/run/nginx-smallsite.pid ]] || start_nginx "$NS_NET" smallsite
+    APPLIED=()
+    include "$@"
+    write_isp_dns
+    stop_pidfile "$STATE/run/dnsmasq-isp.pid"
+    start_dnsmasq "$NS_CENSOR" isp
+    printf '%s\n' "$@" >"$STATE/scenarios"
+}
+
+scenario() {
+    require_root
+    (($#)) || die "usage: $SELF scenario NAME... (see: $SELF scenarios)"
+    [[ -f $STATE/.cp-testbed ]] || die "the lab is not up: run $SELF up first"
+    take_lock
+    apply_scenarios "$@"
+    say "scenario: $*"
+}
+
+scenarios() {
+    local name
+    for name in $(scenario_names); do
+        # The scenario's leading comment says what it does and what to expect.
+        echo "$name"
+        sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}/    /p}' "$(scenario_file "$name")"
+    done
+}
+
+# --- Status, and running the probe ------------------------------------------------
+
+status() {
+    local ns missing=0 present=0
+    for ns in "${NAMESPACES[@]}"; do
+        if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
+            present=$((present + 1))
+            local procs
+            # shellcheck disable=SC2016 # $0 is for the inner sh
+            procs=$(ip netns pids "$ns" 2>/dev/null | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | sort | uniq -c | awk '{printf "%s%s", sep, $2 "×" $1; sep=", "}')
+            printf '%-12s up    %s\n' "$ns" "${procs:-no process}"
+        else
+            missing=$((missing + 1))
+            printf '%-12s down\n' "$ns"
+        fi
+    done
+    if ((present == 0)); then
+        echo "the lab is down"
+        return 3
+    fi
+    [[ -f $STATE/scenarios ]] && echo "scenarios: $(tr '\n' ' ' <"$STATE/scenarios")"
+    echo "control: $CONTROL_URL   lab CA: $STATE/ca.pem   state: $STATE"
+    local default
+    default=$(for ns in "${NAMESPACES[@]}"; do ip -n "$ns" route show default 2>/dev/null; done)
+    [[ -z $default ]] || echo "warning: a default route exists in the lab: $default"
+    ((missing == 0)) || return 1
+}
+
+probe() {
+    require_root
+    [[ -f $STATE/.cp-testbed ]] || die "the lab is not up: run $SELF up first"
+    local bin
+    bin=$(censorprobe_bin)
+    exec ip netns exec "$NS_PROBE" "$bin" run --targets "$LAB/targets.toml" \
+        --control "$CONTROL_URL" --ca-file "$STATE/ca.pem" "$@"
+}
+
+usage() {
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+main() {
+    COMMAND_LINE=("$@")
+    local command=${1:-}
+    (($#)) && shift
+    case $command in
+    up) up "$@" ;;
+    down) down "$@" ;;
+    status) status ;;
+    scenario) scenario "$@" ;;
+    scenarios) scenarios ;;
+    probe) probe "$@" ;;
+    check) check && say "check: this machine can run the lab" ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"
