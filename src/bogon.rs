@@ -26,6 +26,9 @@ static BOGONS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
         "203.0.113.0/24",
         "224.0.0.0/3",
         "::/127",
+        // NAT64 for a network's own use (RFC 8215): where the IPv4 address sits depends
+        // on the network's prefix length, so it cannot be told whether it is a bogon.
+        "64:ff9b:1::/48",
         "100::/64",
         "2001:2::/48",
         "2001:10::/28",
@@ -60,8 +63,9 @@ impl AddressPolicy {
     }
 }
 
-/// The IPv4 address inside an IPv4-mapped, 6to4 or Teredo IPv6 address, which is where
-/// packets to it really go.
+/// The IPv4 address inside an IPv4-mapped or -compatible, 6to4, Teredo or NAT64 IPv6
+/// address, which is where packets to it really go (a NAT64 gateway forwards
+/// `64:ff9b::10.0.0.1` to 10.0.0.1, on the gateway's network).
 fn embedded_v4(ip: IpAddr) -> Option<IpAddr> {
     let IpAddr::V6(v6) = ip else { return None };
     if let Some(v4) = v6.to_ipv4_mapped() {
@@ -70,9 +74,12 @@ fn embedded_v4(ip: IpAddr) -> Option<IpAddr> {
     let s = v6.segments();
     let from =
         |hi: u16, lo: u16| IpAddr::from([(hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8]);
-    match s[0] {
-        0x2002 => Some(from(s[1], s[2])),
-        0x2001 if s[1] == 0 => Some(from(!s[6], !s[7])),
+    match s[..6] {
+        // IPv4-compatible (deprecated); `::` and `::1` are IPv6's own.
+        [0, 0, 0, 0, 0, 0] if v6.to_bits() > 1 => Some(from(s[6], s[7])),
+        [0x2002, ..] => Some(from(s[1], s[2])),
+        [0x2001, 0, ..] => Some(from(!s[6], !s[7])),
+        [0x64, 0xff9b, 0, 0, 0, 0] => Some(from(s[6], s[7])),
         _ => None,
     }
 }
@@ -92,7 +99,12 @@ mod tests {
             "::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
             "2002:0a00:0001::1",
+            "2001:0:a0b:c0d::80ff:fffe",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::8.8.8.8",
             "198.18.0.1",
         ] {
             assert!(policy.is_bogon(bogon.parse().unwrap()), "{bogon}");
@@ -102,6 +114,7 @@ mod tests {
             "8.8.8.8",
             "2a03:2880:f12f:83:face:b00c:0:25de",
             "2002:959a:a733::1",
+            "64:ff9b::149.154.167.51",
         ] {
             assert!(!policy.is_bogon(public.parse().unwrap()), "{public}");
         }

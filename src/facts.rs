@@ -93,8 +93,13 @@ pub struct DnsFacts {
     pub hostname: String,
     pub query_type: QueryType,
     /// Every reply that arrived for this query, in arrival order, including late ones
-    /// (an injector's forged answer usually wins the race; the real one follows).
+    /// (an injector's forged answer usually wins the race; the real one follows), up to
+    /// `measure::dns::MAX_REPLIES` that match the query and as many that do not.
     pub replies: Vec<DnsReply>,
+    /// Replies beyond those bounds, counted but not kept: a flood of forged datagrams
+    /// must not grow the probe's memory, nor push the real answer out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_replies: u64,
     /// The addresses of the first reply that matched the query, which is what an
     /// ordinary client would have used.
     pub addresses: Vec<IpAddr>,
@@ -115,6 +120,10 @@ impl DnsFacts {
         }
         all
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scrub::scrub_addresses;
+
 /// Why a step failed, in OONI's vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
@@ -92,8 +94,11 @@ impl Failure {
         }
     }
 
+    /// An error we have no name for, its text scrubbed of addresses as OONI scrubs
+    /// unknown failures: an OS or library message can name the probe's own address,
+    /// and the text goes into files that are shared.
     pub fn unknown(err: impl fmt::Display) -> Failure {
-        Failure::Unknown(err.to_string())
+        Failure::Unknown(scrub_addresses(&err.to_string()))
     }
 
     /// True when the peer (or a middlebox) tore the connection down: the signature of
@@ -239,6 +244,15 @@ mod tests {
         assert_eq!(
             Failure::from_io(&io::Error::from_raw_os_error(111)),
             Failure::ConnectionRefused
+        );
+    }
+
+    #[test]
+    fn unknown_failure_texts_lose_their_addresses() {
+        let err = io::Error::other("bind 192.0.2.1:0 to [2001:db8::1]:443 failed");
+        assert_eq!(
+            Failure::from_io(&err).to_string(),
+            "unknown_failure: bind [scrubbed] to [scrubbed] failed"
         );
     }
 

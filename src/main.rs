@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use censorprobe::aggregate;
+use censorprobe::consent;
 use censorprobe::control::server::{self, ServeArgs};
 use censorprobe::demo;
 use censorprobe::expect;
@@ -137,6 +138,12 @@ struct ServeCommand {
     /// Size of a request body, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
     max_body: u32,
+    /// Connections open at once; beyond this, new ones are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Connections open at once from one client (an IPv4 address or an IPv6 /64).
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_client: u32,
 }
 
 #[derive(clap::Args)]
@@ -144,6 +151,17 @@ struct RunCommand {
     /// The targets file.
     #[arg(long, default_value = "targets.toml")]
     targets: PathBuf,
+    /// Finish the run in DIR that was killed: measure only its targets without a
+    /// verdict, with its own targets and settings (DIR/run.json), appending to its files.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "targets", "test_list", "out", "resolvers", "ca_file", "asn_db", "treat_as_public",
+        "concurrency", "per_host", "timeout", "control",
+    ])]
+    resume: Option<PathBuf>,
+    /// I have read the informed-consent notice (README, "Safety") and agree: for batch
+    /// and CI use, where it cannot be asked.
+    #[arg(long, env = "CENSORPROBE_YES", value_parser = clap::builder::BoolishValueParser::new())]
+    yes: bool,
     /// A Citizen Lab test list (CSV: url,category_code,...) whose URLs are measured
     /// too, each under its category code.
     #[arg(long, value_name = "FILE")]
@@ -261,6 +279,11 @@ fn main() -> ExitCode {
         .with_writer(LogWriter(progress.clone()))
         .with_target(false)
         .init();
+    // Thousands of targets in flight each hold a socket or two: the default soft limit
+    // of open files (often 1024) would fail them, the hard limit rarely does.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-files limit: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -321,6 +344,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
+    consent::ensure(cmd.yes).map_err(InputError)?;
     let flags = cmd.measure;
     let args = RunArgs {
         targets: cmd.targets,
@@ -337,6 +361,7 @@ async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         bind: flags.bind,
         test_list: cmd.test_list,
         categories: cmd.categories,
+        resume: cmd.resume,
     };
     let expected = cmd
         .expect
@@ -424,6 +449,8 @@ async fn serve_command(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
         timeout: flags.timeout.unwrap_or(std::time::Duration::from_secs(10)),
         request_deadline: cmd.request_deadline,
         max_in_flight: cmd.max_in_flight as usize,
+        max_connections: cmd.max_connections as usize,
+        max_connections_per_client: cmd.max_connections_per_client as usize,
         max_targets: cmd.max_targets as usize,
         max_body_bytes: cmd.max_body as usize,
         concurrency: flags.concurrency.map_or(256, |n| n as usize),

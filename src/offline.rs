@@ -31,28 +31,33 @@ pub struct RecordedRun {
     dns_by_host: HashMap<(Vantage, String), Vec<Measurement>>,
 }
 
+/// A run's run.json, refused when a newer censorprobe wrote it.
+pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
+    let info_path = dir.join(RUN_JSON);
+    let text = std::fs::read_to_string(&info_path).with_context(|| {
+        format!(
+            "{} is not a run: cannot read {}",
+            dir.display(),
+            info_path.display()
+        )
+    })?;
+    let version: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", info_path.display()))?;
+    if let Some(v) = version.get("schema_version").and_then(|v| v.as_u64())
+        && v > u64::from(SCHEMA_VERSION)
+    {
+        bail!(
+            "{}: schema version {v} is newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe",
+            info_path.display()
+        );
+    }
+    serde_json::from_value(version)
+        .with_context(|| format!("{}: not a run description", info_path.display()))
+}
+
 impl RecordedRun {
     pub fn load(dir: &Path) -> anyhow::Result<RecordedRun> {
-        let info_path = dir.join(RUN_JSON);
-        let text = std::fs::read_to_string(&info_path).with_context(|| {
-            format!(
-                "{} is not a run: cannot read {}",
-                dir.display(),
-                info_path.display()
-            )
-        })?;
-        let version: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", info_path.display()))?;
-        if let Some(v) = version.get("schema_version").and_then(|v| v.as_u64())
-            && v > u64::from(SCHEMA_VERSION)
-        {
-            bail!(
-                "{}: schema version {v} is newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe",
-                info_path.display()
-            );
-        }
-        let info: RunInfo = serde_json::from_value(version)
-            .with_context(|| format!("{}: not a run description", info_path.display()))?;
+        let info = read_info(dir)?;
         let mut run = RecordedRun {
             dir: dir.to_path_buf(),
             info,

@@ -2,11 +2,12 @@
 //!
 //! Everything that can be wrong with the input is checked before the results
 //! directory exists. Then the canary is measured first, so that each later verdict
-//! can be written the moment its target is done; only while no connection at all has
-//! got through are verdicts held back, because if none ever does, the honest verdict
-//! for every target is "no network", not a page of anomalies.
+//! can be written the moment its target is done (the others follow in a random
+//! order); only while no connection at all has got through are verdicts held back,
+//! because if none ever does, the honest verdict for every target is "no network",
+//! not a page of anomalies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,23 +16,27 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ipnet::IpNet;
+use rand::seq::SliceRandom;
 
 use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
-use crate::control::client::{ControlClient, ControlClientError};
+use crate::control::client::{Batcher, ControlClient, ControlClientError};
 use crate::control::protocol::{ControlRequest, ControlTarget};
-use crate::facts::{Measurement, Step, Vantage, answered_addresses};
+use crate::facts::{Measurement, Step, Vantage};
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer, TargetFacts};
 use crate::plan::{self, Target};
-use crate::report::{ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION};
+use crate::report::{RUN_JSON, ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION};
+use crate::resume;
 use crate::targets::{ResolverSpec, TargetsFile};
 use crate::testlist;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 64;
 const DEFAULT_PER_HOST: usize = 4;
+/// Targets in flight per network operation allowed at once (`--concurrency`).
+const TARGETS_PER_OPERATION: usize = 16;
 
 /// A mistake in what the user gave us (as opposed to a failure while running).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,10 @@ pub struct RunArgs {
     pub test_list: Option<PathBuf>,
     /// The test list's categories to measure; all when empty.
     pub categories: Vec<String>,
+    /// Finish the killed run in this directory instead, with its own targets and
+    /// settings (from its run.json): every field above but `bind` and
+    /// `control_token` is then ignored.
+    pub resume: Option<PathBuf>,
 }
 
 pub struct RunReport {
@@ -68,12 +77,85 @@ pub struct RunReport {
 struct Prepared {
     measurer: Measurer,
     control: Option<ControlClient>,
+    /// The targets to measure, in the order to measure them.
     targets: Vec<Target>,
     info: RunInfo,
     context: analyse::Context,
+    /// What a resumed run had done before it was killed.
+    earlier: Option<Earlier>,
+}
+
+/// The verdicts of a resumed run written before it was killed.
+struct Earlier {
+    verdicts: Vec<TargetVerdict>,
+    network_seen: bool,
+}
+
+/// What a run measures and how: planned from the targets file and the command line,
+/// or, for `--resume`, what the killed run had planned, read back from its run.json.
+struct Plan {
+    info: RunInfo,
+    /// The targets still to measure, in plan order.
+    targets: Vec<Target>,
+    ca_file: Option<PathBuf>,
+    asn_db: Option<PathBuf>,
+    control: Option<url::Url>,
+    earlier: Option<Earlier>,
 }
 
 fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
+    let Plan {
+        mut info,
+        targets,
+        ca_file,
+        asn_db,
+        control,
+        earlier,
+    } = match &args.resume {
+        None => plan_run(args)?,
+        Some(dir) => plan_resume(dir)?,
+    };
+    let settings = &info.settings;
+    let timeout = Duration::from_secs_f64(settings.timeout_secs);
+    let policy = AddressPolicy::new(settings.treat_as_public.clone());
+    let tls = TlsContext::new(root_store(ca_file.as_deref())?)?;
+    let control = control
+        .map(|url| ControlClient::new(&url, args.control_token.clone(), tls.clone(), timeout))
+        .transpose()?;
+    let asn = asn_db
+        .as_deref()
+        .map(AsnDb::open)
+        .transpose()?
+        .map(Arc::new);
+    let measurer = Measurer::new(
+        measure::Options {
+            vantage: Vantage::Probe,
+            timeout,
+            concurrency: settings.concurrency,
+            per_host: settings.per_host,
+            resolvers: settings.resolvers.clone(),
+            control_sni: settings.canary.clone(),
+            policy: policy.clone(),
+            dns_window: measure::DNS_WINDOW.min(timeout),
+            // Never written to run.json: it is the probe's own address.
+            source: args.bind,
+        },
+        tls,
+        asn,
+    )?;
+    info.settings.control = control.as_ref().map(ControlClient::url);
+    Ok(Prepared {
+        measurer,
+        control,
+        targets: measuring_order(targets, &mut rand::rng()),
+        info,
+        context: analyse::Context { policy },
+        earlier,
+    })
+}
+
+/// A new run: the targets file's services and settings, the command line over them.
+fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
     let file = TargetsFile::load(&args.targets)?;
     let settings = &file.settings;
     let timeout = args.timeout.or(settings.timeout).unwrap_or(DEFAULT_TIMEOUT);
@@ -95,33 +177,6 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     let mut treat_as_public = settings.treat_as_public.clone();
     treat_as_public.extend(args.treat_as_public.iter().copied());
     let policy = AddressPolicy::new(treat_as_public.clone());
-    let tls = TlsContext::new(root_store(args.ca_file.as_deref())?)?;
-    let control = args
-        .control
-        .as_ref()
-        .map(|url| ControlClient::new(url, args.control_token.clone(), tls.clone(), timeout))
-        .transpose()?;
-    let asn = args
-        .asn_db
-        .as_deref()
-        .map(AsnDb::open)
-        .transpose()?
-        .map(Arc::new);
-    let measurer = Measurer::new(
-        measure::Options {
-            vantage: Vantage::Probe,
-            timeout,
-            concurrency,
-            per_host,
-            resolvers: resolvers.clone(),
-            control_sni: settings.canary.clone(),
-            policy: policy.clone(),
-            dns_window: measure::DNS_WINDOW.min(timeout),
-            source: args.bind,
-        },
-        tls,
-        asn,
-    )?;
     let mut services = file.services.clone();
     if let Some(list) = &args.test_list {
         services.extend(testlist::load(list, &args.categories, &policy)?);
@@ -168,18 +223,77 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             treat_as_public,
             ca_file: args.ca_file.as_ref().map(|p| p.display().to_string()),
             asn_db: args.asn_db.as_ref().map(|p| p.display().to_string()),
-            control: control.as_ref().map(ControlClient::url),
+            control: None,
         },
         targets: targets.clone(),
         no_network: false,
     };
-    Ok(Prepared {
-        measurer,
-        control,
-        targets,
+    Ok(Plan {
         info,
-        context: analyse::Context { policy },
+        targets,
+        ca_file: args.ca_file.clone(),
+        asn_db: args.asn_db.clone(),
+        control: args.control.clone(),
+        earlier: None,
     })
+}
+
+/// A killed run to finish: its files repaired, its own targets and settings.
+fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
+    let resumed = resume::repair(dir)?;
+    let settings = &resumed.info.settings;
+    let control = settings
+        .control
+        .as_deref()
+        .map(|url| url.parse::<url::Url>())
+        .transpose()
+        .with_context(|| format!("{}: the control's URL", dir.join(RUN_JSON).display()))?;
+    eprintln!(
+        "Resuming run {} in {}: {} of {} targets are done, measuring the other {} with the run's own targets and settings (its run.json)",
+        resumed.info.run_id,
+        dir.display(),
+        resumed.verdicts.len(),
+        resumed.info.targets.len(),
+        resumed.remaining.len()
+    );
+    Ok(Plan {
+        ca_file: settings.ca_file.as_ref().map(PathBuf::from),
+        asn_db: settings.asn_db.as_ref().map(PathBuf::from),
+        control,
+        targets: resumed.remaining,
+        earlier: Some(Earlier {
+            verdicts: resumed.verdicts,
+            network_seen: resumed.network_seen,
+        }),
+        info: resumed.info,
+    })
+}
+
+/// The canary first, the rest shuffled: a run that always asks for the same services
+/// in the same order is easy to fingerprint on the wire.
+fn measuring_order(targets: Vec<Target>, rng: &mut impl rand::Rng) -> Vec<Target> {
+    let (mut order, mut rest): (Vec<Target>, Vec<Target>) =
+        targets.into_iter().partition(Target::is_canary);
+    rest.shuffle(rng);
+    order.append(&mut rest);
+    order
+}
+
+/// The results directory and its writer: a new run's, or the resumed run's files to
+/// append to.
+fn open_results(args: &RunArgs, info: &RunInfo) -> anyhow::Result<(PathBuf, ResultsWriter)> {
+    let (dir, writer) = match &args.resume {
+        Some(dir) => (dir.clone(), ResultsWriter::append(dir, info)),
+        None => {
+            let dir = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(&info.run_id));
+            let writer = ResultsWriter::create(&dir, info);
+            (dir, writer)
+        }
+    };
+    Ok((dir, writer?))
 }
 
 /// A fixed address in a private or reserved range is almost always a mistake (and the
@@ -209,15 +323,12 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         targets,
         mut info,
         context,
+        earlier,
     } = prepare(&args).map_err(InputError)?;
     if let Some(client) = &control {
         locate(client, &mut info).await?;
     }
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(&info.run_id));
-    let mut writer = ResultsWriter::create(&dir, &info).map_err(InputError)?;
+    let (dir, mut writer) = open_results(&args, &info).map_err(InputError)?;
     let bar = progress.add(ProgressBar::new(targets.len() as u64));
     bar.set_style(
         ProgressStyle::with_template(
@@ -225,30 +336,29 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         )
         .expect("progress template is valid"),
     );
-    bar.set_message("0 anomalies");
 
+    measurer.expect(&targets);
     let measurer = Arc::new(measurer);
-    let control = control.map(Arc::new);
-    let in_flight = measurer.options().concurrency.saturating_mul(4).max(1);
-    let mut sink = Sink {
-        writer: &mut writer,
-        context: &context,
-        bar: &bar,
-        network_seen: false,
-        held: Vec::new(),
-        verdicts: Vec::new(),
-        flagged: 0,
-    };
+    let control = control
+        .map(|client| Batcher::start(Arc::new(client), measurer.options().control_sni.clone()));
+    // Targets spend most of their time waiting (for a DNS window to close, for the
+    // control): many may be in flight while `concurrency` bounds the work itself.
+    let in_flight = measurer
+        .options()
+        .concurrency
+        .saturating_mul(TARGETS_PER_OPERATION)
+        .max(1);
+    let mut sink = Sink::new(&mut writer, &context, &bar, earlier);
     let (canary, rest): (Vec<Target>, Vec<Target>) =
         targets.into_iter().partition(Target::is_canary);
     for target in canary {
-        let (probe, control) = measure_both(&measurer, control.as_deref(), target).await;
+        let (probe, control) = measure_both(&measurer, control.as_ref(), target).await;
         sink.take(probe, control)?;
     }
     let mut results = futures_util::stream::iter(rest)
         .map(|target| {
             let (measurer, control) = (measurer.clone(), control.clone());
-            tokio::spawn(async move { measure_both(&measurer, control.as_deref(), target).await })
+            tokio::spawn(async move { measure_both(&measurer, control.as_ref(), target).await })
         })
         .buffer_unordered(in_flight);
     while let Some(joined) = results.next().await {
@@ -296,30 +406,27 @@ async fn locate(client: &ControlClient, info: &mut RunInfo) -> anyhow::Result<()
     }
 }
 
-/// Measures a target at the probe, then asks the control for the same target and the
-/// addresses the probe's DNS gave.
+/// Measures a target at the probe and, as soon as the probe's DNS has answered, asks
+/// the control about the same target and the addresses the probe was given.
 async fn measure_both(
     measurer: &Measurer,
-    control: Option<&ControlClient>,
+    control: Option<&Batcher>,
     target: Target,
 ) -> (TargetFacts, Option<Result<TargetFacts, String>>) {
-    let probe = measurer.measure(&target).await;
-    let Some(client) = control else {
-        return (probe, None);
+    let Some(batcher) = control else {
+        return (measurer.measure(&target).await, None);
     };
-    let addresses = answered_addresses(&probe.dns);
-    let request = ControlRequest {
-        targets: vec![ControlTarget::new(&target, addresses)],
-        control_sni: measurer.options().control_sni.clone(),
+    let (tell, answers) = tokio::sync::oneshot::channel();
+    let ours = measurer.measure_telling(&target, &[], Some(tell));
+    let theirs = async {
+        let addresses = answers.await.unwrap_or_default();
+        let result = batcher
+            .measure(ControlTarget::new(&target, addresses))
+            .await?;
+        Ok(control_facts(&target, result.measurements))
     };
-    let theirs = match client.measure(&request).await {
-        Ok(response) => match response.results.into_iter().next() {
-            Some(result) => Ok(control_facts(&target, result.measurements)),
-            None => Err("the control answered without a result".into()),
-        },
-        Err(e) => Err(e.to_string()),
-    };
-    (probe, Some(theirs))
+    let (ours, theirs) = tokio::join!(ours, theirs);
+    (ours, Some(theirs))
 }
 
 /// The control's measurements as facts about our target.
@@ -353,16 +460,51 @@ struct Sink<'a> {
     flagged: usize,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    /// A sink for a new run, or for a resumed one that goes on from its earlier
+    /// verdicts (a target reached before the kill showed the network).
+    fn new(
+        writer: &'a mut ResultsWriter,
+        context: &'a analyse::Context,
+        bar: &'a ProgressBar,
+        earlier: Option<Earlier>,
+    ) -> Sink<'a> {
+        let Earlier {
+            verdicts,
+            network_seen,
+        } = earlier.unwrap_or(Earlier {
+            verdicts: Vec::new(),
+            network_seen: false,
+        });
+        let flagged = verdicts
+            .iter()
+            .filter(|v| matches!(v.verdict, Verdict::Anomaly | Verdict::Blocked))
+            .count();
+        bar.set_message(format!("{flagged} anomalies"));
+        Sink {
+            writer,
+            context,
+            bar,
+            network_seen,
+            held: Vec::new(),
+            verdicts,
+            flagged,
+        }
+    }
+
     fn take(
         &mut self,
         facts: TargetFacts,
         control: Option<Result<TargetFacts, String>>,
     ) -> anyhow::Result<()> {
-        self.writer.write_measurements(&facts.measurements)?;
-        if let Some(Ok(theirs)) = &control {
-            self.writer.write_measurements(&theirs.measurements)?;
-        }
+        // The probe's and the control's rows in one write per file, so that a kill
+        // leaves a target's rows whole or absent.
+        let theirs = match &control {
+            Some(Ok(theirs)) => theirs.measurements.as_slice(),
+            _ => &[],
+        };
+        self.writer
+            .write_measurements(facts.measurements.iter().chain(theirs))?;
         let control = match &control {
             None => Control::None,
             Some(Ok(theirs)) => Control::Measured(theirs),
@@ -395,5 +537,40 @@ impl Sink<'_> {
         }
         self.verdicts.push(verdict);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{CANARY_SERVICE, TargetKind};
+
+    fn target(service: &str, domain: &str) -> Target {
+        Target {
+            service: service.into(),
+            kind: TargetKind::Domain(domain.into()),
+            tls_ports: vec![443],
+            tcp_ports: Vec::new(),
+            asns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_canary_goes_first_and_the_rest_is_shuffled() {
+        let mut planned = vec![target(CANARY_SERVICE, "canary.test")];
+        planned.extend((0..50).map(|i| target("s", &format!("t{i}.test"))));
+        let first = measuring_order(planned.clone(), &mut rand::rng());
+        let second = measuring_order(planned.clone(), &mut rand::rng());
+        for order in [&first, &second] {
+            assert!(order[0].is_canary());
+            let mut sorted: Vec<String> = order.iter().map(Target::to_string).collect();
+            sorted.sort();
+            let mut expected: Vec<String> = planned.iter().map(Target::to_string).collect();
+            expected.sort();
+            assert_eq!(sorted, expected, "every target once");
+        }
+        // 50! orders: the same one twice, or the plan's, is not chance.
+        assert_ne!(first, planned);
+        assert_ne!(first, second);
     }
 }

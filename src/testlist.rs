@@ -7,6 +7,7 @@
 //! file, the line and what is wrong.
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,18 @@ pub fn load(
     categories: &[String],
     policy: &AddressPolicy,
 ) -> anyhow::Result<Vec<Service>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read test list {}: {e}", path.display()))?;
+    parse(file, path, categories, policy)
+}
+
+/// As [`load`], from any reader; `path` only names the list in errors.
+pub fn parse(
+    input: impl Read,
+    path: &Path,
+    categories: &[String],
+    policy: &AddressPolicy,
+) -> anyhow::Result<Vec<Service>> {
     let error = |line: u64, message: String| TestListError {
         file: path.to_path_buf(),
         line,
@@ -39,8 +52,7 @@ pub fn load(
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| anyhow::anyhow!("cannot read test list {}: {e}", path.display()))?;
+        .from_reader(input);
     let header = reader
         .headers()
         .map_err(|e| error(1, e.to_string()))?

@@ -454,6 +454,7 @@ mod tests {
             hostname: "facebook.com".into(),
             query_type: QueryType::A,
             addresses: answers.iter().filter_map(|a| a.address()).collect(),
+            dropped_replies: 0,
             replies: vec![DnsReply {
                 source: "198.18.0.53:53".into(),
                 arrival_ms: 3.0,
@@ -696,6 +697,25 @@ mod tests {
             (vec![lookup(&[(FB, None)])], vec![]),
         );
         assert_eq!(kind(&cdn), (Verdict::Ok, None), "{}", cdn.verdict.evidence);
+        // The same CDN through a URL, whose only handshake is the fetch's own.
+        let mut fetched = fetch(200, 5000, "Facebook", 5.0, None);
+        if let (Step::Http(h), Step::TlsHandshake(t)) =
+            (&mut fetched.step, tls("157.240.9.9:443", false, None).step)
+        {
+            h.hops[0].address = Some(t.address);
+            h.hops[0].tls = Some(t);
+        }
+        let cdn_url = compare(
+            url(),
+            (vec![lookup(&[("157.240.9.9", None)])], vec![fetched]),
+            (vec![lookup(&[(FB, None)])], vec![]),
+        );
+        assert_eq!(
+            kind(&cdn_url),
+            (Verdict::Ok, None),
+            "{}",
+            cdn_url.verdict.evidence
+        );
         // Different addresses in a common ASN: consistent.
         let asn = compare(
             domain(&[]),
@@ -879,6 +899,18 @@ mod tests {
             slow.verdict.evidence.contains("kB/s"),
             "{}",
             slow.verdict.evidence
+        );
+        // Fast at the probe, only faster at the control: not throttling.
+        let fast = compare(
+            url(),
+            (dns(), vec![page(200, 400_000, "Video", 40.0)]),
+            (dns(), vec![page(200, 400_000, "Video", 1.0)]),
+        );
+        assert_eq!(
+            kind(&fast),
+            (Verdict::Ok, None),
+            "{}",
+            fast.verdict.evidence
         );
         // Cut off by the deadline while crawling: throttling, not a failure.
         let cut = fetch(

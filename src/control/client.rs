@@ -2,7 +2,8 @@
 //!
 //! A busy control answers 503 at once rather than queueing; the client backs off and
 //! tries again a few times (backon), and bounds its own requests in flight so that one
-//! probe does not fill a control that serves many.
+//! probe does not fill a control that serves many. Targets are sent in batches: one
+//! request per target would cost the control a connection and a request each.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,10 +11,12 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use hyper::Method;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use url::Url;
 
-use super::protocol::{ControlError, ControlRequest, ControlResponse, MEASURE_PATH};
+use super::protocol::{
+    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, MEASURE_PATH,
+};
 use crate::measure::http;
 use crate::measure::tcp::Dialer;
 use crate::measure::tls::TlsContext;
@@ -22,6 +25,10 @@ use crate::measure::tls::TlsContext;
 const MAX_RESPONSE: usize = 64 << 20;
 /// Control requests one probe keeps in flight.
 const MAX_IN_FLIGHT: usize = 16;
+/// Targets in one request (the server's default limit is 100).
+const BATCH: usize = 50;
+/// How long a batch waits for more targets before it goes.
+const LINGER: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlClientError {
@@ -163,6 +170,85 @@ impl ControlClient {
             401 | 403 => Err(ControlClientError::Unauthorized(message())),
             503 => Err(ControlClientError::Busy),
             other => Err(ControlClientError::Rejected(other, message())),
+        }
+    }
+}
+
+/// A target waiting for its batch, and where its result goes.
+struct Queued {
+    target: ControlTarget,
+    reply: oneshot::Sender<Result<ControlResult, String>>,
+}
+
+/// Gathers targets into batches for one control.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<Queued>,
+}
+
+impl Batcher {
+    /// Starts gathering for `client`; every batch carries `control_sni`.
+    pub fn start(client: std::sync::Arc<ControlClient>, control_sni: Option<String>) -> Batcher {
+        let (queue, mut incoming) = mpsc::channel::<Queued>(BATCH * MAX_IN_FLIGHT);
+        tokio::spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while batch.len() < BATCH {
+                    match tokio::time::timeout_at(deadline, incoming.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        _ => break,
+                    }
+                }
+                tokio::spawn(send_batch(client.clone(), control_sni.clone(), batch));
+            }
+        });
+        Batcher { queue }
+    }
+
+    /// The control's result for one target.
+    pub async fn measure(&self, target: ControlTarget) -> Result<ControlResult, String> {
+        let (reply, result) = oneshot::channel();
+        let closed = || "the control batcher stopped".to_string();
+        self.queue
+            .send(Queued { target, reply })
+            .await
+            .map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
+    }
+}
+
+async fn send_batch(
+    client: std::sync::Arc<ControlClient>,
+    control_sni: Option<String>,
+    batch: Vec<Queued>,
+) {
+    let (targets, replies): (Vec<ControlTarget>, Vec<_>) =
+        batch.into_iter().map(|q| (q.target, q.reply)).unzip();
+    let request = ControlRequest {
+        targets,
+        control_sni,
+    };
+    match client.measure(&request).await {
+        Ok(response) if response.results.len() == replies.len() => {
+            for (reply, result) in replies.into_iter().zip(response.results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Ok(response) => {
+            let why = format!(
+                "the control answered {} results for {} targets",
+                response.results.len(),
+                replies.len()
+            );
+            for reply in replies {
+                let _ = reply.send(Err(why.clone()));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
+            }
         }
     }
 }

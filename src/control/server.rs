@@ -4,14 +4,16 @@
 //! stands, with the probe's own measurement code, and answers with the facts.
 //!
 //! The server faces the internet, and its token ships with every probe, so it must be
-//! assumed known to anyone. Hence every request is bounded (body, targets, ports, time,
-//! requests at once) and nothing private or reserved is ever measured: the server must
+//! assumed known to anyone. Hence every connection is bounded (in number, in all and per
+//! client; in time; in buffers), so is every request (body, targets, ports, time,
+//! requests at once), and nothing private or reserved is ever measured: the server must
 //! not become a way into its own network, nor a port scanner for hire.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,9 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::future::join_all;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::Request;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -36,8 +38,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::protocol::{
@@ -53,9 +56,32 @@ use crate::measure::{self, Measurer, TargetFacts};
 use crate::plan::Target;
 use crate::targets::{ResolverSpec, parse_domain};
 
-/// How long a client may take over a TLS handshake, or over the headers of an HTTP/1
-/// request (an idle keep-alive connection included).
+/// Connections the kernel may hold for the server before it accepts them (Linux caps
+/// this at net.core.somaxconn, 4096 by default). Tokio's 128 overflows in a burst of
+/// connects (probes retrying after a restart, a flood), and an overflowing queue drops
+/// the last packet of handshakes that the clients believe complete: they then wait
+/// seconds, even minutes, for an answer.
+const BACKLOG: u32 = 4096;
+/// How long a client may take from connecting to the headers of its first request (a TLS
+/// handshake included), over the headers of a later HTTP/1 request (an idle keep-alive
+/// connection included), and over a request's body.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most an HTTP/1 connection buffers (hyper's least): a probe's request head is a few
+/// hundred bytes, and hyper's default of 400 KiB times thousands of connections is
+/// gigabytes. A longer head is refused with 431.
+const HTTP1_BUFFER: usize = 8192;
+/// HTTP/2 requests at once on one connection: a probe sends one per connection.
+const HTTP2_STREAMS: u32 = 16;
+/// What an HTTP/2 client may send before the server reads it, per request and per
+/// connection (hyper's default is 1 MiB each, which thousands of connections multiply).
+const HTTP2_STREAM_WINDOW: u32 = 128 * 1024;
+const HTTP2_CONNECTION_WINDOW: u32 = 256 * 1024;
+/// The most an HTTP/2 response buffers before the client takes it.
+const HTTP2_SEND_BUFFER: usize = 64 * 1024;
+/// Request bodies being read at once hold at most this much memory (or one `--max-body`,
+/// if larger); beyond it the server answers 503. Bytes are counted as they arrive, so a
+/// slow client holds only what it has sent.
+const BODY_BUDGET: usize = 64 << 20;
 /// Ports one target may name: plenty for a service, too few for a port scan.
 const MAX_PORTS: usize = 16;
 /// Probe-supplied addresses one target may name: more than any honest DNS answer.
@@ -78,6 +104,10 @@ pub struct ServeArgs {
     pub request_deadline: Duration,
     /// Requests measured at once; beyond, the server answers 503 at once.
     pub max_in_flight: usize,
+    /// Connections open at once; beyond, new connections are closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one client (see [`client_network`]).
+    pub max_connections_per_client: usize,
     pub max_targets: usize,
     pub max_body_bytes: usize,
     pub concurrency: usize,
@@ -90,9 +120,8 @@ pub struct ServeArgs {
 /// the port actually bound, so that `--listen 127.0.0.1:0` can be used.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let control = ControlServer::new(&args)?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     // Watch for signals before announcing, so that a signal sent as soon as the line
     // is read still ends the server cleanly.
     let shutdown = shutdown_signal()?;
@@ -106,12 +135,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A listening socket with room for [`BACKLOG`] connections not yet accepted.
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's own bind: a restarted server can listen again at once. (On Windows it
+    // would let another process take the port.)
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(BACKLOG)
+}
+
 /// A control server with its arguments checked, ready to serve on a listener it is
 /// given: `serve` runs one, and so does the demo, in-process on a loopback port.
 pub struct ControlServer {
     server: Arc<Server>,
     tls: Option<TlsAcceptor>,
-    /// Long enough for one request's headers and its whole measurement.
+    admission: Admission,
+    /// Long enough for one request's headers and body, and its whole measurement.
     lifetime: Duration,
 }
 
@@ -127,14 +171,22 @@ impl ControlServer {
         Ok(ControlServer {
             server,
             tls,
-            lifetime: args.request_deadline + CLIENT_TIMEOUT,
+            admission: Admission::new(args.max_connections, args.max_connections_per_client),
+            lifetime: args.request_deadline + CLIENT_TIMEOUT * 2,
         })
     }
 
     /// Serves probes on `listener` until `shutdown` completes.
     pub async fn serve_on(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let accepting = accept_loop(
+            listener,
+            self.tls,
+            router(self.server),
+            Arc::new(self.admission),
+            self.lifetime,
+        );
         tokio::select! {
-            () = accept_loop(listener, self.tls, router(self.server), self.lifetime) => {}
+            () = accepting => {}
             () = shutdown => {}
         }
     }
@@ -211,13 +263,20 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
+    admission: Arc<Admission>,
     lifetime: Duration,
 ) {
     let mut http = Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_TIMEOUT);
-    http.http2().timer(TokioTimer::new());
+        .header_read_timeout(CLIENT_TIMEOUT)
+        .max_buf_size(HTTP1_BUFFER);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_STREAMS)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_send_buf_size(HTTP2_SEND_BUFFER);
     let app = TowerToHyperService::new(app);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -229,12 +288,20 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Closed at once (dropped) when full: a connection waiting in the kernel's
+        // queue would hang its client, and one served would cost a descriptor.
+        let Some(place) = admission.admit(peer.ip()) else {
+            tracing::debug!("too many connections: one closed at once");
+            continue;
+        };
         let service = WithPeer {
             app: app.clone(),
             peer,
+            requested: Arc::new(Notify::new()),
         };
         let (http, tls) = (http.clone(), tls.clone());
         tokio::spawn(async move {
+            let _place = place;
             if let Err(e) = connection(stream, tls, &http, service, lifetime).await {
                 // Clients misbehave all the time on the internet; not worth a warning.
                 tracing::debug!("connection ended: {e}");
@@ -243,8 +310,9 @@ async fn accept_loop(
     }
 }
 
-/// One connection: the TLS handshake when serving HTTPS, within [`CLIENT_TIMEOUT`],
-/// then HTTP/1 or HTTP/2, whichever the client speaks.
+/// One connection: the TLS handshake when serving HTTPS, then HTTP/1 or HTTP/2,
+/// whichever the client speaks; all before [`CLIENT_TIMEOUT`] has passed since it
+/// connected.
 async fn connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
@@ -252,34 +320,47 @@ async fn connection(
     service: WithPeer,
     lifetime: Duration,
 ) -> anyhow::Result<()> {
+    let connected = Instant::now();
     match tls {
-        None => drive(http, TokioIo::new(stream), service, lifetime).await,
+        None => drive(http, TokioIo::new(stream), service, connected, lifetime).await,
         Some(acceptor) => {
-            let stream = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream))
-                .await
-                .context("TLS handshake timed out")?
-                .context("TLS handshake failed")?;
-            drive(http, TokioIo::new(stream), service, lifetime).await
+            let stream =
+                tokio::time::timeout_at(connected + CLIENT_TIMEOUT, acceptor.accept(stream))
+                    .await
+                    .context("TLS handshake timed out")?
+                    .context("TLS handshake failed")?;
+            drive(http, TokioIo::new(stream), service, connected, lifetime).await
         }
     }
 }
 
-/// Serves HTTP on `io` until the client is done, or `lifetime` is up. Then the
-/// connection is closed gracefully (the request in progress still gets its answer),
-/// so that no client holds a connection for ever, in any phase: hyper has no read
-/// timeout while it sniffs for HTTP/2's preface, nor on an HTTP/2 connection.
+/// Serves HTTP on `io` until the client is done, or `lifetime` since `connected` is up.
+/// Then the connection is closed gracefully (the request in progress still gets its
+/// answer), so that no client holds a connection for ever, in any phase. A connection
+/// with no request by [`CLIENT_TIMEOUT`] is closed at once: hyper has no read timeout
+/// while it sniffs for HTTP/2's preface, nor on HTTP/2 at all, so an idle or trickling
+/// client would otherwise keep its place for the whole lifetime.
 async fn drive<I>(
     http: &Builder<TokioExecutor>,
     io: I,
     service: WithPeer,
+    connected: Instant,
     lifetime: Duration,
 ) -> anyhow::Result<()>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let requested = service.requested.clone();
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
-    let result = match tokio::time::timeout(lifetime, connection.as_mut()).await {
+    tokio::select! {
+        result = connection.as_mut() => return result.map_err(|e| anyhow::anyhow!(e)),
+        first = tokio::time::timeout_at(connected + CLIENT_TIMEOUT, requested.notified()) => {
+            first.map_err(|_| anyhow::anyhow!("no request within {CLIENT_TIMEOUT:?}"))?;
+        }
+    }
+    let end = connected + lifetime;
+    let result = match tokio::time::timeout_at(end, connection.as_mut()).await {
         Ok(result) => result,
         Err(_) => {
             connection.as_mut().graceful_shutdown();
@@ -296,6 +377,8 @@ where
 struct WithPeer {
     app: TowerToHyperService<Router>,
     peer: SocketAddr,
+    /// Told when the connection's first request has arrived (its headers, at least).
+    requested: Arc<Notify>,
 }
 
 impl Service<Request<Incoming>> for WithPeer {
@@ -304,8 +387,78 @@ impl Service<Request<Incoming>> for WithPeer {
     type Future = TowerToHyperServiceFuture<Router, Request<Incoming>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        self.requested.notify_one();
         request.extensions_mut().insert(ConnectInfo(self.peer));
         self.app.call(request)
+    }
+}
+
+/// The places for connections: a cap in all, so that file descriptors and the memory of
+/// connections stay bounded, and one per client, so that no one client (a slowloris,
+/// thousands of idle connections) can take every place from the probes.
+struct Admission {
+    max: usize,
+    per_client: usize,
+    open: Mutex<OpenConnections>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place, given back when the connection ends.
+struct Place {
+    admission: Arc<Admission>,
+    client: IpAddr,
+}
+
+impl Admission {
+    fn new(max: usize, per_client: usize) -> Admission {
+        Admission {
+            max,
+            per_client,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A place for a connection from `peer`, if there is one.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Place> {
+        let client = client_network(peer);
+        let mut open = self.open.lock().expect("admission lock poisoned");
+        let from_client = open.per_client.get(&client).copied().unwrap_or(0);
+        if open.total >= self.max || from_client >= self.per_client {
+            return None;
+        }
+        open.total += 1;
+        open.per_client.insert(client, from_client + 1);
+        Some(Place {
+            admission: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = self.admission.open.lock().expect("admission lock poisoned");
+        open.total -= 1;
+        if let Some(count) = open.per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Whose connections count together: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// network, whose every address a client may well have).
+fn client_network(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) => Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX)).into(),
+        v4 => v4,
     }
 }
 
@@ -331,6 +484,8 @@ async fn measure(
 ) -> Result<Json<ControlResponse>, ApiError> {
     server.authorize(&headers)?;
     require_json(&headers)?;
+    // The body before a place in flight: a client sending slowly must not hold one.
+    let request = server.read_request(body).await?;
     // Refuse at once rather than queue: a probe would rather retry than hang.
     let _place = server.in_flight.try_acquire().map_err(|_| {
         ApiError::new(
@@ -338,7 +493,8 @@ async fn measure(
             "busy: this server is measuring as many requests as it can (--max-in-flight); retry later",
         )
     })?;
-    match tokio::time::timeout(server.request_deadline, server.answer(client.ip(), body)).await {
+    let answer = server.answer(client.ip(), &request);
+    match tokio::time::timeout(server.request_deadline, answer).await {
         Ok(answer) => answer.map(Json),
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -371,6 +527,8 @@ struct Server {
     /// lengths, so timing tells an attacker nothing about the token.
     token: Option<[u8; 32]>,
     in_flight: Semaphore,
+    /// Bytes of the request bodies being read, within [`BODY_BUDGET`].
+    body_budget: Semaphore,
     limits: Arc<Limits>,
     tls: TlsContext,
     asn: Option<Arc<AsnDb>>,
@@ -393,6 +551,7 @@ impl Server {
         let server = Server {
             token: args.token.as_deref().map(digest),
             in_flight: Semaphore::new(args.max_in_flight),
+            body_budget: Semaphore::new(BODY_BUDGET.max(args.max_body_bytes)),
             limits: Arc::new(Limits::new(args.concurrency, args.per_host)),
             tls: TlsContext::new(root_store(args.ca_file.as_deref())?)?,
             asn: args
@@ -445,7 +604,7 @@ impl Server {
             .and_then(|value| value.as_bytes().split_at_checked(b"Bearer ".len()))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
             .map_or(&b""[..], |(_, token)| token);
-        if bool::from(digest(given).ct_eq(expected)) {
+        if token_matches(expected, given) {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -455,9 +614,12 @@ impl Server {
         }
     }
 
-    async fn answer(&self, client: IpAddr, body: Body) -> Result<ControlResponse, ApiError> {
-        let request = self.read_request(body).await?;
-        let jobs = self.jobs(&request)?;
+    async fn answer(
+        &self,
+        client: IpAddr,
+        request: &ControlRequest,
+    ) -> Result<ControlResponse, ApiError> {
+        let jobs = self.jobs(request)?;
         let control_sni = request
             .control_sni
             .as_deref()
@@ -484,24 +646,59 @@ impl Server {
         })
     }
 
-    async fn read_request(&self, body: Body) -> Result<ControlRequest, ApiError> {
-        let bytes = match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the request body is larger than this server's limit of {} bytes (--max-body): send fewer targets at once",
-                        self.max_body_bytes
-                    ),
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "cannot read the request body: {e}"
-                )));
-            }
+    /// Reads the body within [`CLIENT_TIMEOUT`], refusing at once one that says it is too
+    /// large, and parses it. Its bytes count against the body budget until parsed.
+    async fn read_request(&self, mut body: Body) -> Result<ControlRequest, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than this server's limit of {} bytes (--max-body): send fewer targets at once",
+                    self.max_body_bytes
+                ),
+            )
         };
+        if body.size_hint().lower() > self.max_body_bytes as u64 {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        let mut held = None;
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    ApiError::bad_request(format!("cannot read the request body: {e}"))
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if bytes.len() + data.len() > self.max_body_bytes {
+                    return Err(too_large());
+                }
+                let permit = u32::try_from(data.len())
+                    .ok()
+                    .and_then(|n| self.body_budget.try_acquire_many(n).ok())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "busy: this server is reading as many request bodies as it can; retry later",
+                        )
+                    })?;
+                match &mut held {
+                    None => held = Some(permit),
+                    Some(held) => held.merge(permit),
+                }
+                bytes.extend_from_slice(&data);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(CLIENT_TIMEOUT, read)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {CLIENT_TIMEOUT:?}"),
+                )
+            })??;
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("not a valid measure request: {e}")))
     }
@@ -566,6 +763,15 @@ impl Server {
 
 fn digest(token: impl AsRef<[u8]>) -> [u8; 32] {
     Sha256::digest(token).into()
+}
+
+/// Whether `given` is the token whose digest is `expected`. The secret never meets the
+/// guess byte by byte: their fixed-size digests are compared, in constant time (subtle),
+/// so the time taken depends only on the guess's own length, which its sender knows.
+/// A comparison of the tokens themselves would stop at the first differing byte, or at
+/// a differing length, and tell an attacker timing many guesses how much they got right.
+fn token_matches(expected: &[u8; 32], given: &[u8]) -> bool {
+    digest(given).ct_eq(expected).into()
 }
 
 /// One requested target, checked: what to measure, with which of the probe's addresses.
@@ -641,5 +847,115 @@ impl IntoResponse for ApiError {
                 .insert(name, HeaderValue::from_static(value));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(token: Option<&str>) -> ServeArgs {
+        ServeArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: token.map(str::to_string),
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
+            asn_db: None,
+            treat_as_public: Vec::new(),
+            // Never queried: a unit test measures nothing.
+            resolvers: vec![ResolverSpec::Udp(SocketAddr::from(([127, 0, 0, 1], 53)))],
+            timeout: Duration::from_secs(1),
+            request_deadline: Duration::from_secs(1),
+            max_in_flight: 1,
+            max_connections: 1,
+            max_connections_per_client: 1,
+            max_targets: 1,
+            max_body_bytes: 1,
+            concurrency: 1,
+            per_host: 1,
+            bind: None,
+        }
+    }
+
+    fn bearer(value: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn authorizes_the_exact_token_only() {
+        let server = Server::new(&args(Some("s3cret-token"))).unwrap();
+        for good in [&b"Bearer s3cret-token"[..], b"bearer s3cret-token"] {
+            assert!(server.authorize(&bearer(good)).is_ok());
+        }
+        let long = [b"Bearer ".as_slice(), &[b'x'; 65536]].concat();
+        let mut bad: Vec<&[u8]> = vec![
+            b"",
+            b"Bearer ",
+            b"Bearer s",
+            b"Bearer s3cret-toke",
+            b"Bearer s3cret-token ",
+            b"Bearer s3cret-tokenX",
+            b"Bearer S3CRET-TOKEN",
+            b"Basic s3cret-token",
+            b"s3cret-token",
+            b"Bearer \xffs3cret-token",
+        ];
+        bad.push(&long);
+        for value in bad {
+            let refusal = server.authorize(&bearer(value)).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::UNAUTHORIZED, "{value:?}");
+        }
+        let refusal = server.authorize(&HeaderMap::new()).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::UNAUTHORIZED);
+
+        let open = Server::new(&args(None)).unwrap();
+        assert!(open.authorize(&HeaderMap::new()).is_ok());
+        assert!(Server::new(&args(Some(""))).is_err());
+    }
+
+    /// The secret is kept and compared only as a digest of fixed size, whatever the
+    /// lengths of the token and of the guess (see `token_matches`).
+    #[test]
+    fn compares_fixed_size_digests() {
+        let server = Server::new(&args(Some("s3cret-token"))).unwrap();
+        assert_eq!(server.token, Some(digest("s3cret-token")));
+        let compare: fn(&[u8; 32], &[u8]) -> bool = token_matches;
+        let expected = digest("s3cret-token");
+        assert!(compare(&expected, b"s3cret-token"));
+        for length in [0, 1, 11, 12, 13, 32, 4096] {
+            let guess = vec![b's'; length];
+            assert!(!compare(&expected, &guess), "{length}");
+        }
+    }
+
+    #[test]
+    fn counts_connections_per_client_network() {
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(client_network(v4), v4);
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(client_network(mapped), v4);
+        let v6: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_network(v6), client_network(neighbour));
+        assert_ne!(client_network(v6), client_network(other));
+    }
+
+    #[test]
+    fn admits_within_both_caps_and_takes_places_back() {
+        let admission = Arc::new(Admission::new(3, 2));
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = admission.admit(a).unwrap();
+        let _second = admission.admit(a).unwrap();
+        assert!(admission.admit(a).is_none(), "over the cap per client");
+        let _third = admission.admit(b).unwrap();
+        assert!(admission.admit(b).is_none(), "over the cap in all");
+        drop(first);
+        let again = admission.admit(a);
+        assert!(again.is_some(), "a place given back is free again");
+        assert!(admission.admit(b).is_none());
     }
 }

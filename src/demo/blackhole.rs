@@ -21,9 +21,14 @@ pub enum Blackholed {
 
 /// A listener on a free port of 127.0.0.1 that never hears from `blackholed`.
 pub fn listener(blackholed: Blackholed) -> std::io::Result<TcpListener> {
+    listener_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), blackholed)
+}
+
+/// As [`listener`], on `addr` (0.0.0.0 blackholes a port on every local address).
+pub fn listener_at(addr: SocketAddr, blackholed: Blackholed) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     drop_packets(&socket, blackholed)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+    socket.bind(&addr.into())?;
     socket.listen(128)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())

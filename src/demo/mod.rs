@@ -296,6 +296,8 @@ async fn control(
         timeout: STEP_TIMEOUT,
         request_deadline: Duration::from_secs(60),
         max_in_flight: 32,
+        max_connections: 2048,
+        max_connections_per_client: 128,
         max_targets: 100,
         max_body_bytes: 1 << 20,
         concurrency: 256,

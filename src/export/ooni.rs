@@ -22,7 +22,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hickory_proto::op::ResponseCode;
 use serde::{Deserialize, Serialize};
 
-use super::scrub_addresses;
 use crate::facts::{DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, TlsFacts, Vantage};
 use crate::failure::{Failure, Operation, StepError};
 use crate::measure::TargetFacts;
@@ -32,6 +31,7 @@ use crate::offline::RecordedRun;
 use crate::plan::TargetKind;
 use crate::report::{RunInfo, VERDICTS_CSV};
 use crate::run::InputError;
+use crate::scrub::scrub_addresses;
 
 /// The default file name, inside the run's directory.
 pub const OONI_JSONL: &str = "ooni.jsonl";
@@ -667,6 +667,7 @@ mod tests {
                     ..reply(60.0, "")
                 },
             ],
+            dropped_replies: 0,
             addresses: vec!["10.10.34.34".parse().unwrap()],
             error: None,
         };
@@ -708,6 +709,7 @@ mod tests {
                 answers: Vec::new(),
                 ..reply(3.0, "")
             }],
+            dropped_replies: 0,
             addresses: Vec::new(),
             error: Some(StepError::new(Operation::Resolve, Failure::DnsNxdomain)),
         };

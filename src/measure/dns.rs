@@ -12,11 +12,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 use url::Url;
 
 use super::http;
@@ -31,6 +33,12 @@ use crate::targets::ResolverSpec;
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The largest DNS message we read over TCP or DoH.
 const MAX_MESSAGE: usize = 65_535;
+/// The largest UDP reply we read: our queries carry no EDNS, so a server sends at most
+/// 512 bytes (truncating larger answers); anything beyond is someone else's datagram.
+const MAX_DATAGRAM: usize = 4096;
+/// Replies kept per query of each kind (matching the query, or not); more are counted
+/// in `dropped_replies`. A racing injector sends one or two; a flood sends thousands.
+pub const MAX_REPLIES: usize = 32;
 
 /// A configured resolver, ready to be asked.
 pub struct Resolver {
@@ -52,6 +60,28 @@ enum Transport {
 struct Exchange {
     server: String,
     replies: Vec<DnsReply>,
+    dropped: u64,
+    /// The task still listening for replies after the first matching one (UDP only).
+    late: Option<JoinHandle<Replies>>,
+}
+
+/// A lookup whose answer is known, with replies that may still arrive.
+pub struct Lookup {
+    pub facts: DnsFacts,
+    late: Option<JoinHandle<Replies>>,
+}
+
+impl Lookup {
+    /// The facts with every reply of the listening window.
+    pub async fn finish(self) -> DnsFacts {
+        let mut facts = self.facts;
+        if let Some(late) = self.late {
+            let late = late.await.unwrap_or_default();
+            facts.replies.extend(late.kept);
+            facts.dropped_replies = late.dropped;
+        }
+        facts
+    }
 }
 
 impl Resolver {
@@ -71,42 +101,39 @@ impl Resolver {
         })
     }
 
-    /// One query for `hostname` and `qtype`.
+    /// One query for `hostname` and `qtype`, with every reply of its listening window.
     pub async fn query(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> DnsFacts {
+        self.lookup(io, hostname, qtype).await.finish().await
+    }
+
+    /// One query for `hostname` and `qtype`, returning once its answer is known.
+    pub async fn lookup(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> Lookup {
         let mut facts = DnsFacts {
             resolver: self.spec.to_string(),
             resolver_address: None,
             hostname: hostname.to_string(),
             query_type: qtype,
             replies: Vec::new(),
+            dropped_replies: 0,
             addresses: Vec::new(),
             error: None,
         };
-        let name = match Name::from_ascii(format!("{hostname}.")) {
-            Ok(name) => name,
+        let question = match Question::new(rand::random(), hostname, qtype) {
+            Ok(question) => question,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return facts;
+                return Lookup { facts, late: None };
             }
         };
-        let record_type = match qtype {
-            QueryType::A => RecordType::A,
-            QueryType::Aaaa => RecordType::AAAA,
-        };
         let mut message = Message::query();
-        message.metadata.id = rand::random();
+        message.metadata.id = question.id;
         message.metadata.recursion_desired = true;
-        message.add_query(Query::query(name.clone(), record_type));
-        let question = Question {
-            id: message.metadata.id,
-            name,
-            record_type,
-        };
+        message.add_query(Query::query(question.name.clone(), question.record_type));
         let bytes = match message.to_vec() {
             Ok(bytes) => bytes,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return facts;
+                return Lookup { facts, late: None };
             }
         };
         let exchange = match &self.transport {
@@ -120,14 +147,19 @@ impl Resolver {
             Err((server, e)) => {
                 facts.resolver_address = server;
                 facts.error = Some(e);
+                Lookup { facts, late: None }
             }
             Ok(exchange) => {
                 facts.resolver_address = Some(exchange.server);
                 facts.replies = exchange.replies;
-                judge(&mut facts, record_type);
+                facts.dropped_replies = exchange.dropped;
+                judge(&mut facts, question.record_type);
+                Lookup {
+                    facts,
+                    late: exchange.late,
+                }
             }
         }
-        facts
     }
 }
 
@@ -141,10 +173,51 @@ pub struct DnsIo<'a> {
     pub window: Duration,
 }
 
-struct Question {
+/// What a reply must carry to answer our query: its ID and its question.
+#[derive(Clone)]
+pub struct Question {
     id: u16,
     name: Name,
     record_type: RecordType,
+}
+
+impl Question {
+    pub fn new(id: u16, hostname: &str, qtype: QueryType) -> Result<Question, ProtoError> {
+        Ok(Question {
+            id,
+            name: Name::from_ascii(format!("{hostname}."))?,
+            record_type: match qtype {
+                QueryType::A => RecordType::A,
+                QueryType::Aaaa => RecordType::AAAA,
+            },
+        })
+    }
+}
+
+/// The replies of one query within bounds: the first `MAX_REPLIES` that match it and
+/// the first `MAX_REPLIES` that do not are kept, so that a flood of forged datagrams
+/// neither grows memory nor pushes the real answer out; the rest are counted.
+#[derive(Default)]
+struct Replies {
+    kept: Vec<DnsReply>,
+    matching: usize,
+    other: usize,
+    dropped: u64,
+}
+
+impl Replies {
+    fn push(&mut self, reply: DnsReply) {
+        let count = match reply.matches_query {
+            true => &mut self.matching,
+            false => &mut self.other,
+        };
+        if *count < MAX_REPLIES {
+            *count += 1;
+            self.kept.push(reply);
+        } else {
+            self.dropped += 1;
+        }
+    }
 }
 
 /// Sets the addresses and the failure from the first reply that matches the query,
@@ -180,6 +253,12 @@ pub fn rcode_failure(rcode: &str) -> Option<Failure> {
         "Refused" => Some(Failure::DnsRefused),
         other => Some(Failure::unknown(format!("dns rcode {other}"))),
     }
+}
+
+/// Reads one DNS message as the probe reads every reply (the fuzzers' way in): never
+/// fails, a message that does not parse is a reply with rcode `malformed`.
+pub fn parse_reply(bytes: &[u8], question: &Question) -> DnsReply {
+    reply_of(bytes, String::new(), Instant::now(), question)
 }
 
 /// Reads a datagram or stream message into a reply record.
@@ -240,8 +319,10 @@ fn rcode_name(code: ResponseCode) -> String {
 }
 
 /// Sends the query (again every third of the deadline, as stub resolvers do on lossy
-/// links) and records every datagram until the window after the first matching reply
-/// closes, or the deadline passes.
+/// links) until a matching reply arrives or the deadline passes, recording every
+/// datagram. After the first matching reply the exchange returns at once, so that the
+/// target's connections can start, and a task of its own keeps listening for the
+/// window: a forged answer usually wins the race, and the real one follows.
 async fn udp_exchange(
     io: &DnsIo<'_>,
     server: SocketAddr,
@@ -254,7 +335,7 @@ async fn udp_exchange(
             StepError::io(Operation::Resolve, &e),
         )
     };
-    let permit = io.limits.acquire_global().await;
+    let _permit = io.limits.query().await;
     let socket = UdpSocket::bind(io.dialer.local_for(server))
         .await
         .map_err(fail)?;
@@ -262,48 +343,73 @@ async fn udp_exchange(
     let deadline = tokio::time::Instant::now() + io.timeout;
     let resend_every = io.timeout / 3;
     let mut next_send = tokio::time::Instant::now();
-    let mut window_end: Option<tokio::time::Instant> = None;
-    let mut permit = Some(permit);
-    let mut replies = Vec::new();
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut replies = Replies::default();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let now = tokio::time::Instant::now();
-        let stop = window_end.unwrap_or(deadline).min(deadline);
-        if now >= stop {
+        if now >= deadline {
             break;
         }
-        if window_end.is_none() && now >= next_send {
+        if now >= next_send {
             socket.send_to(query, server).await.map_err(fail)?;
             next_send = now + resend_every;
         }
-        let wake = if window_end.is_none() {
-            stop.min(next_send)
-        } else {
-            stop
-        };
-        match tokio::time::timeout_at(wake, socket.recv_from(&mut buf)).await {
+        match tokio::time::timeout_at(deadline.min(next_send), socket.recv_from(&mut buf)).await {
             Err(_) => continue,
             Ok(Err(e)) => {
                 // ICMP errors (port or network unreachable) surface here on Linux.
-                if replies.is_empty() {
+                if replies.kept.is_empty() {
                     return Err(fail(e));
                 }
                 break;
             }
             Ok(Ok((len, source))) => {
                 let reply = reply_of(&buf[..len], source.to_string(), started, question);
-                if reply.matches_query && window_end.is_none() {
-                    window_end = Some(tokio::time::Instant::now() + io.window);
-                    permit.take();
-                }
+                let matched = reply.matches_query;
                 replies.push(reply);
+                if matched {
+                    let window_end = (tokio::time::Instant::now() + io.window).min(deadline);
+                    let kept = std::mem::take(&mut replies.kept);
+                    let late = listen_late(socket, window_end, started, question.clone(), replies);
+                    return Ok(Exchange {
+                        server: server.to_string(),
+                        replies: kept,
+                        dropped: 0,
+                        late: Some(tokio::spawn(late)),
+                    });
+                }
             }
         }
     }
     Ok(Exchange {
         server: server.to_string(),
-        replies,
+        replies: replies.kept,
+        dropped: replies.dropped,
+        late: None,
     })
+}
+
+/// Every datagram that arrives on `socket` until `window_end`, added to `replies` (so
+/// that the bounds count the replies before the first answer too).
+async fn listen_late(
+    socket: UdpSocket,
+    window_end: tokio::time::Instant,
+    started: Instant,
+    question: Question,
+    mut replies: Replies,
+) -> Replies {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while let Ok(Ok((len, source))) =
+        tokio::time::timeout_at(window_end, socket.recv_from(&mut buf)).await
+    {
+        replies.push(reply_of(
+            &buf[..len],
+            source.to_string(),
+            started,
+            &question,
+        ));
+    }
+    replies
 }
 
 /// DNS over TCP: two-byte length framing on a connection of our own, so that resets
@@ -315,7 +421,7 @@ async fn tcp_exchange(
     question: &Question,
 ) -> Result<Exchange, (Option<String>, StepError)> {
     let name = Some(server.to_string());
-    let _permit = io.limits.acquire(server.ip()).await;
+    let _permit = io.limits.host(server.ip()).await;
     let started = Instant::now();
     let mut stream = io
         .dialer
@@ -338,6 +444,8 @@ async fn tcp_exchange(
         Ok(Ok(message)) => Ok(Exchange {
             server: server.to_string(),
             replies: vec![reply_of(&message, server.to_string(), started, question)],
+            dropped: 0,
+            late: None,
         }),
     }
 }
@@ -373,7 +481,7 @@ async fn doh_exchange(
         .clone()
         .map_err(|e| (None, e))?;
     let name = Some(url.to_string());
-    let _permit = io.limits.acquire(server.ip()).await;
+    let _permit = io.limits.host(server.ip()).await;
     let started = Instant::now();
     let tcp = io
         .dialer
@@ -418,6 +526,8 @@ async fn doh_exchange(
         Ok(Ok(message)) => Ok(Exchange {
             server: server.to_string(),
             replies: vec![reply_of(&message, server.to_string(), started, question)],
+            dropped: 0,
+            late: None,
         }),
     }
 }
@@ -472,6 +582,31 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_is_capped_without_losing_the_answers() {
+        let reply = |matches_query| DnsReply {
+            source: "x".into(),
+            arrival_ms: 0.0,
+            id: 7,
+            matches_query,
+            rcode: "NoError".into(),
+            answers: Vec::new(),
+        };
+        let mut replies = Replies::default();
+        for _ in 0..1000 {
+            replies.push(reply(false));
+        }
+        for _ in 0..100 {
+            replies.push(reply(true));
+        }
+        let matching = replies.kept.iter().filter(|r| r.matches_query).count();
+        assert_eq!(
+            (replies.kept.len(), matching),
+            (2 * MAX_REPLIES, MAX_REPLIES)
+        );
+        assert_eq!(replies.dropped, 1100 - 2 * MAX_REPLIES as u64);
+    }
+
+    #[test]
     fn replies_are_judged_by_the_first_matching_one() {
         let question = Question {
             id: 7,
@@ -499,6 +634,7 @@ mod tests {
                 reply_of(b"\x00\x07garbage", "x".into(), started, &question),
                 reply_of(&bytes, "x".into(), started, &question),
             ],
+            dropped_replies: 0,
             addresses: vec![],
             error: None,
         };

@@ -2,8 +2,11 @@
 //! so that the request goes to the address DNS gave us, the TLS facts of that very
 //! connection are kept, and each redirect hop is recorded with its own address.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::LazyLock;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use regex::Regex;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -26,6 +29,10 @@ pub const BODY_CAP: usize = 512 * 1024;
 /// How much of the body is kept in the facts, for blockpage fingerprints.
 const BODY_PREFIX: usize = 16 * 1024;
 const MAX_REDIRECTS: usize = 10;
+/// The most a response head may take: hyper's HTTP/1.1 default (its read buffer),
+/// applied to HTTP/2 as well (whose hyper default is 16 KiB), so that a page with large
+/// headers fares the same over both, and a server cannot make us hold more.
+pub const HEAD_CAP: usize = 400 * 1024;
 /// Addresses tried per hop before giving up (each may cost a whole timeout).
 const MAX_ATTEMPTS: usize = 3;
 
@@ -86,10 +93,15 @@ pub async fn send<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(io);
+    let io = TokioIo::new(Yielding {
+        io,
+        yield_next: false,
+    });
     let fail = |e: hyper::Error| classify(&e, Operation::HttpRoundTrip);
     if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(HEAD_CAP as u32)
+            .handshake(io)
             .await
             .map_err(fail)?;
         let guard = Connection(tokio::spawn(async move {
@@ -97,13 +109,74 @@ where
         }));
         Ok((sender.send_request(request).await.map_err(fail)?, guard))
     } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(HEAD_CAP)
+            .handshake(io)
             .await
             .map_err(fail)?;
         let guard = Connection(tokio::spawn(async move {
             let _ = conn.await;
         }));
         Ok((sender.send_request(request).await.map_err(fail)?, guard))
+    }
+}
+
+/// A stream that lets its task give way after every read that brought data.
+///
+/// hyper parses all it has read in one go, and drops informational (1xx) responses
+/// as it goes; tokio lets a task make 128 reads before it must yield. A server sending
+/// `100 Continue` without end thus kept a connection's task busy for seconds at a time
+/// (up to 128 reads of 400 KiB, each parsed whole), during which its deadline could
+/// not fire nor the task be aborted. One read per turn bounds that to one buffer.
+struct Yielding<S> {
+    io: S,
+    yield_next: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Yielding<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if std::mem::take(&mut self.yield_next) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.yield_next = buf.filled().len() > before;
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Yielding<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 
@@ -198,6 +271,7 @@ impl Measurer {
         };
         let mut current = url.clone();
         let mut addresses = addresses;
+        let mut looped = false;
         for _ in 0..=MAX_REDIRECTS {
             let (hop, next) = match addresses {
                 Ok(list) => self.fetch_hop(&current, &list).await,
@@ -205,6 +279,11 @@ impl Measurer {
             };
             facts.hops.push(hop);
             let Some(next) = next else { break };
+            // Back to a URL already fetched: without cookies it only goes round again.
+            if facts.hops.iter().any(|h| h.url == next.as_str()) {
+                looped = true;
+                break;
+            }
             addresses = if next.host() == current.host() {
                 Ok(facts
                     .hops
@@ -218,7 +297,12 @@ impl Measurer {
             current = next;
         }
         let last = facts.hops.last().expect("at least one hop");
-        facts.error = if last.status.is_some_and(is_redirect) && facts.hops.len() > MAX_REDIRECTS {
+        facts.error = if looped {
+            Some(StepError::new(
+                Operation::HttpRoundTrip,
+                Failure::unknown("redirect loop"),
+            ))
+        } else if last.status.is_some_and(is_redirect) && facts.hops.len() > MAX_REDIRECTS {
             Some(StepError::new(
                 Operation::HttpRoundTrip,
                 Failure::unknown("too many redirects"),
@@ -253,7 +337,7 @@ impl Measurer {
         let mut error = StepError::new(Operation::Connect, Failure::DnsNoAnswer);
         for ip in addresses.iter().take(MAX_ATTEMPTS) {
             last = SocketAddr::new(*ip, port);
-            let permit = self.limits.acquire(*ip).await;
+            let permit = self.limits.host(*ip).await;
             match self.dialer().connect(last).await {
                 Ok(stream) => {
                     connected = Some((stream, permit));
@@ -269,6 +353,7 @@ impl Measurer {
             );
         };
         let mut hop = empty_hop(url, Some(last), None);
+        let _work = self.limits.work().await;
         let request = |h2: bool| {
             request(Method::GET, url, h2, &BROWSER_HEADERS, Bytes::new())
                 .map_err(|e| StepError::new(Operation::HttpRoundTrip, Failure::unknown(e)))

@@ -1,7 +1,12 @@
-//! Bounds on the work in flight: a global cap (`--concurrency`) so the probe's own link
-//! is not swamped, and a cap per server address (`--per-host`) so that no server sees
-//! a burst from one probe, which would be impolite and could itself trip a censor's
-//! rate rules.
+//! Bounds on the work in flight.
+//!
+//! Two kinds: a cap per server address (`--per-host`), held for a whole exchange with
+//! that server, so that no server sees a burst from one probe (impolite, and a burst
+//! can itself trip a censor's rate rules); and a global cap on work (`--concurrency`):
+//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth. Waiting costs
+//! neither: a connect whose SYN went unanswered holds no global place, so that
+//! blackholed targets cost their timeout once, in parallel, instead of queueing behind
+//! each other.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,29 +15,30 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct Limits {
-    global: Arc<Semaphore>,
+    work: Arc<Semaphore>,
+    queries: Arc<Semaphore>,
     per_host: usize,
     hosts: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
 }
 
-/// Held while one network operation runs.
+/// A place, held until dropped.
 pub struct Permit {
-    _host: Option<OwnedSemaphorePermit>,
-    _global: OwnedSemaphorePermit,
+    _held: OwnedSemaphorePermit,
 }
 
 impl Limits {
     pub fn new(concurrency: usize, per_host: usize) -> Limits {
         Limits {
-            global: Arc::new(Semaphore::new(concurrency.max(1))),
+            work: Arc::new(Semaphore::new(concurrency.max(1))),
+            // Resolvers are built for bursts, but not unbounded ones.
+            queries: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             per_host: per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Waits for a place for an operation against `host` (the host's place first, so
-    /// that waiting on a busy server does not hold a global place).
-    pub async fn acquire(&self, host: IpAddr) -> Permit {
+    /// A place for an exchange with the server at `host`.
+    pub async fn host(&self, host: IpAddr) -> Permit {
         let semaphore = {
             let mut hosts = self.hosts.lock().expect("limits lock poisoned");
             hosts
@@ -40,30 +46,32 @@ impl Limits {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
                 .clone()
         };
-        let host = semaphore
-            .acquire_owned()
-            .await
-            .expect("host semaphore is never closed");
         Permit {
-            _host: Some(host),
-            _global: self.acquire_global_permit().await,
+            _held: semaphore.acquire_owned().await.expect("never closed"),
         }
     }
 
-    /// A place for an operation that is not against one host's server (DNS queries go
-    /// to resolvers, which are built for bursts).
-    pub async fn acquire_global(&self) -> Permit {
+    /// A place for work on a connection that is open: a handshake, a transfer.
+    pub async fn work(&self) -> Permit {
         Permit {
-            _host: None,
-            _global: self.acquire_global_permit().await,
+            _held: self
+                .work
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed"),
         }
     }
 
-    async fn acquire_global_permit(&self) -> OwnedSemaphorePermit {
-        self.global
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("global semaphore is never closed")
+    /// A place for a DNS query until its first answer.
+    pub async fn query(&self) -> Permit {
+        Permit {
+            _held: self
+                .queries
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed"),
+        }
     }
 }

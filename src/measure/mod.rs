@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures_util::future::join_all;
-use tokio::sync::OnceCell;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, join_all};
+use tokio::sync::{OnceCell, oneshot};
 use url::Url;
 
 use crate::asn::AsnDb;
@@ -31,6 +32,17 @@ use crate::targets::ResolverSpec;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
 use tls::TlsContext;
+
+/// Annotates address answers with their ASN, when there is an ASN database.
+fn annotate_asns(db: Option<&AsnDb>, facts: &mut DnsFacts) {
+    let Some(db) = db else { return };
+    for answer in facts.replies.iter_mut().flat_map(|r| r.answers.iter_mut()) {
+        answer.asn = answer
+            .address()
+            .and_then(|ip| db.lookup(ip))
+            .map(|info| info.asn);
+    }
+}
 
 /// The failure text of a connection the address policy forbids.
 pub const REFUSED_BOGON: &str = "refused: a private or reserved address";
@@ -66,9 +78,13 @@ pub struct TargetFacts {
 
 /// The DNS of one host, measured once per run.
 struct HostDns {
-    measurements: Arc<Vec<Measurement>>,
-    /// Addresses we may connect to, or why there are none.
+    /// Every address the first answers gave, bogons included.
+    answered: Vec<IpAddr>,
+    /// Addresses we may connect to, or why there are none, from the first answers.
     usable: Result<Vec<IpAddr>, StepError>,
+    /// The DNS measurements with every reply of their listening windows, which close
+    /// while the target's connections go on.
+    complete: Shared<BoxFuture<'static, Arc<Vec<Measurement>>>>,
 }
 
 pub struct Measurer {
@@ -78,6 +94,9 @@ pub struct Measurer {
     asn: Option<Arc<AsnDb>>,
     resolvers: Vec<Resolver>,
     hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<HostDns>>>>>,
+    /// Targets still to come for each host, when the plan is known: a host's DNS is
+    /// forgotten after its last target, so memory does not grow with the run.
+    users: Mutex<HashMap<String, usize>>,
 }
 
 impl Measurer {
@@ -115,7 +134,31 @@ impl Measurer {
             asn,
             resolvers,
             hosts: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Tells the measurer which targets are coming, so it can let go of each host's
+    /// DNS once the last of them is measured.
+    pub fn expect(&self, targets: &[Target]) {
+        let mut users = self.users.lock().expect("host users lock poisoned");
+        for host in targets.iter().filter_map(Target::hostname) {
+            *users.entry(host.to_string()).or_default() += 1;
+        }
+    }
+
+    fn done_with(&self, host: &str) {
+        let mut users = self.users.lock().expect("host users lock poisoned");
+        if let Some(left) = users.get_mut(host) {
+            *left -= 1;
+            if *left == 0 {
+                users.remove(host);
+                self.hosts
+                    .lock()
+                    .expect("host cache lock poisoned")
+                    .remove(host);
+            }
+        }
     }
 
     pub fn options(&self) -> &Options {
@@ -136,17 +179,32 @@ impl Measurer {
     /// found: the control tests the probe's answers from where it stands, so that an
     /// answer can be shown valid (or not) even when the two resolvers disagree.
     pub async fn measure_with(&self, target: &Target, extra: &[IpAddr]) -> TargetFacts {
+        self.measure_telling(target, extra, None).await
+    }
+
+    /// Measures a target, telling `answers` every address DNS gave as soon as the first
+    /// answers are in (before any connection), so that a control can be asked about
+    /// them while we go on.
+    pub async fn measure_telling(
+        &self,
+        target: &Target,
+        extra: &[IpAddr],
+        answers: Option<oneshot::Sender<Vec<IpAddr>>>,
+    ) -> TargetFacts {
         let mut measurements = Vec::new();
-        let mut dns = Arc::new(Vec::new());
-        let usable = match target.hostname() {
-            Some(host) => {
-                let (host_dns, first) = self.resolve(target, host).await;
-                if first {
-                    measurements.extend(host_dns.measurements.iter().cloned());
-                }
-                dns = host_dns.measurements.clone();
-                host_dns.usable.clone()
-            }
+        let resolved = match target.hostname() {
+            Some(host) => Some(self.resolve(target, host).await),
+            None => None,
+        };
+        if let Some(answers) = answers {
+            let _ = answers.send(
+                resolved
+                    .as_ref()
+                    .map_or(Vec::new(), |(dns, _)| dns.answered.clone()),
+            );
+        }
+        let usable = match &resolved {
+            Some((host_dns, _)) => host_dns.usable.clone(),
             None => Ok(Vec::new()),
         };
         let usable = self.with_extra(usable, extra);
@@ -192,6 +250,14 @@ impl Measurer {
                 let facts = self.fetch(url, addresses).await;
                 measurements.push(self.record(target, started, Step::Http(facts)));
             }
+        }
+        let mut dns = Arc::new(Vec::new());
+        if let Some((host_dns, first)) = resolved {
+            dns = host_dns.complete.clone().await;
+            if first {
+                measurements.splice(0..0, dns.iter().cloned());
+            }
+            self.done_with(target.hostname().unwrap_or_default());
         }
         TargetFacts {
             target: target.clone(),
@@ -249,27 +315,29 @@ impl Measurer {
                 let io = &io;
                 async move {
                     let started = (Utc::now(), Instant::now());
-                    let mut facts = resolver.query(io, host, qtype).await;
-                    self.annotate_asns(&mut facts);
-                    self.record(target, started, Step::Dns(facts))
+                    let lookup = resolver.lookup(io, host, qtype).await;
+                    let measurement = self.record(target, started, Step::Dns(lookup.facts.clone()));
+                    (measurement, lookup)
                 }
             })
         });
-        let measurements: Vec<Measurement> = join_all(queries).await;
-        let usable = self.usable_addresses(&measurements);
+        let lookups: Vec<(Measurement, dns::Lookup)> = join_all(queries).await;
+        let early: Vec<Measurement> = lookups.iter().map(|(m, _)| m.clone()).collect();
+        let asn = self.asn.clone();
+        let complete = async move {
+            let mut complete = Vec::with_capacity(lookups.len());
+            for (mut measurement, lookup) in lookups {
+                let mut facts = lookup.finish().await;
+                annotate_asns(asn.as_deref(), &mut facts);
+                measurement.step = Step::Dns(facts);
+                complete.push(measurement);
+            }
+            Arc::new(complete)
+        };
         HostDns {
-            measurements: Arc::new(measurements),
-            usable,
-        }
-    }
-
-    fn annotate_asns(&self, facts: &mut DnsFacts) {
-        let Some(db) = &self.asn else { return };
-        for answer in facts.replies.iter_mut().flat_map(|r| r.answers.iter_mut()) {
-            answer.asn = answer
-                .address()
-                .and_then(|ip| db.lookup(ip))
-                .map(|info| info.asn);
+            answered: answered_addresses(&early),
+            usable: self.usable_addresses(&early),
+            complete: complete.boxed().shared(),
         }
     }
 
@@ -346,7 +414,7 @@ impl Measurer {
     }
 
     async fn connect(&self, address: SocketAddr) -> TcpFacts {
-        let _permit = self.limits.acquire(address.ip()).await;
+        let _permit = self.limits.host(address.ip()).await;
         let error = self.dialer().connect(address).await.err();
         TcpFacts { address, error }
     }
@@ -385,7 +453,7 @@ impl Measurer {
         address: SocketAddr,
     ) -> Vec<Measurement> {
         let timeout = self.options.timeout;
-        let _permit = self.limits.acquire(address.ip()).await;
+        let _host = self.limits.host(address.ip()).await;
         let started = (Utc::now(), Instant::now());
         let first = self.dialer().connect(address).await;
         let connect = self.record(
@@ -408,7 +476,9 @@ impl Measurer {
         let target_stream = match control {
             Some(sni) => {
                 let started = (Utc::now(), Instant::now());
+                let work = self.limits.work().await;
                 let (facts, _) = self.tls.handshake(first, address, sni, true, timeout).await;
+                drop(work);
                 out.push(self.record(target, started, Step::TlsHandshake(facts)));
                 self.dialer().connect(address).await
             }
@@ -417,6 +487,7 @@ impl Measurer {
         let started = (Utc::now(), Instant::now());
         let facts = match target_stream {
             Ok(stream) => {
+                let _work = self.limits.work().await;
                 self.tls
                     .handshake(stream, address, server_name, false, timeout)
                     .await

@@ -1,7 +1,10 @@
 //! Results on disk, streamed as targets finish, and the summary printed at the end.
 //!
-//! Every row is flushed when its target is done, so a run that is killed keeps all it
-//! measured; run.json is rewritten atomically (write, then rename) so it is never torn.
+//! Every row is on disk when its target is done, so a run that is killed keeps all it
+//! measured: a target's rows are serialized first and go out in one write, and a write
+//! that fails half way (a full disk) is cut back, so a file never ends in a torn row
+//! unless the process dies inside that one write (`run --resume` repairs that).
+//! run.json is rewritten atomically (write, then rename) so it is never torn.
 
 pub mod html;
 pub mod parquet;
@@ -9,7 +12,7 @@ pub mod rows;
 pub mod summary;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -70,60 +73,137 @@ pub struct JsonlRecord {
     pub measurement: Measurement,
 }
 
+/// A measurement as a line of measurements.jsonl, serialized without a copy.
+#[derive(Serialize)]
+struct JsonlLine<'a> {
+    run_id: &'a str,
+    #[serde(flatten)]
+    measurement: &'a Measurement,
+}
+
 pub struct ResultsWriter {
     dir: PathBuf,
     run_id: String,
-    measurements_csv: csv::Writer<File>,
-    measurements_jsonl: BufWriter<File>,
+    measurements_csv: RowsFile,
+    measurements_jsonl: RowsFile,
     verdicts: VerdictsWriter,
+}
+
+/// A file that takes whole batches of rows: each batch goes out in one `write_all`,
+/// and one that fails part way is cut back, so that what was written before stays
+/// and no torn row is left behind.
+struct RowsFile {
+    path: PathBuf,
+    file: File,
+    /// The length of the file's whole rows.
+    len: u64,
+}
+
+impl RowsFile {
+    /// Opens `path`, which must be new unless `replace` is set.
+    fn create(path: &Path, replace: bool) -> anyhow::Result<RowsFile> {
+        let mut options = OpenOptions::new();
+        match replace {
+            true => options.write(true).create(true).truncate(true),
+            false => options.write(true).create_new(true),
+        };
+        let file = options
+            .open(path)
+            .with_context(|| match !replace && path.exists() {
+                true => format!(
+                    "{} already exists: choose another --out, results are never overwritten",
+                    path.display()
+                ),
+                false => format!("cannot create {}", path.display()),
+            })?;
+        Ok(RowsFile {
+            path: path.to_path_buf(),
+            file,
+            len: 0,
+        })
+    }
+
+    /// Opens an existing file of whole rows to append to (a resumed run).
+    fn append(path: &Path) -> anyhow::Result<RowsFile> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} to append to it", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        Ok(RowsFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+        })
+    }
+
+    fn write(&mut self, rows: &[u8]) -> anyhow::Result<()> {
+        if let Err(e) = self.file.write_all(rows) {
+            // Best effort: the error that matters is the write's.
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(SeekFrom::Start(self.len));
+            return Err(e).with_context(|| format!("cannot write {}", self.path.display()));
+        }
+        self.len += rows.len() as u64;
+        Ok(())
+    }
 }
 
 /// verdicts.csv, or a file of recomputed verdicts.
 pub struct VerdictsWriter {
     columns: RunColumns,
-    csv: csv::Writer<File>,
+    file: RowsFile,
 }
 
 impl VerdictsWriter {
     /// Writes to `file`, which must be new unless `replace` is set.
     pub fn create(path: &Path, info: &RunInfo, replace: bool) -> anyhow::Result<VerdictsWriter> {
-        let file = open(path, replace)?;
         let mut writer = VerdictsWriter {
-            columns: RunColumns {
-                run_id: info.run_id.clone(),
-                probe_cc: info.probe_cc.clone(),
-                probe_asn: info.probe_asn.clone(),
-            },
-            csv: headerless(file),
+            columns: RunColumns::of(info),
+            file: RowsFile::create(path, replace)?,
         };
-        writer.csv.write_record(csv_header::<VerdictRow>())?;
-        writer.csv.flush()?;
+        writer
+            .file
+            .write(&csv_rows([csv_header::<VerdictRow>()])?)?;
         Ok(writer)
     }
 
+    /// Appends to the verdicts of a run being resumed.
+    fn append(path: &Path, info: &RunInfo) -> anyhow::Result<VerdictsWriter> {
+        Ok(VerdictsWriter {
+            columns: RunColumns::of(info),
+            file: RowsFile::append(path)?,
+        })
+    }
+
     pub fn write(&mut self, measured_at: &str, verdict: &TargetVerdict) -> anyhow::Result<()> {
-        self.csv
-            .serialize(VerdictRow::new(&self.columns, measured_at, verdict))?;
-        self.csv.flush().context("cannot write verdicts")?;
-        Ok(())
+        let row = VerdictRow::new(&self.columns, measured_at, verdict);
+        self.file.write(&csv_rows([row])?)
     }
 }
 
-fn open(path: &Path, replace: bool) -> anyhow::Result<File> {
-    let mut options = OpenOptions::new();
-    match replace {
-        true => options.write(true).create(true).truncate(true),
-        false => options.write(true).create_new(true),
-    };
-    options
-        .open(path)
-        .with_context(|| match !replace && path.exists() {
-            true => format!(
-                "{} already exists: choose another --out, results are never overwritten",
-                path.display()
-            ),
-            false => format!("cannot create {}", path.display()),
-        })
+impl RunColumns {
+    fn of(info: &RunInfo) -> RunColumns {
+        RunColumns {
+            run_id: info.run_id.clone(),
+            probe_cc: info.probe_cc.clone(),
+            probe_asn: info.probe_asn.clone(),
+        }
+    }
+}
+
+/// Rows as CSV, without a header.
+fn csv_rows<T: Serialize>(rows: impl IntoIterator<Item = T>) -> anyhow::Result<Vec<u8>> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    Ok(writer.into_inner().map_err(|e| e.into_error())?)
 }
 
 impl ResultsWriter {
@@ -134,15 +214,27 @@ impl ResultsWriter {
         let mut writer = ResultsWriter {
             dir: dir.to_path_buf(),
             run_id: info.run_id.clone(),
-            measurements_csv: headerless(open(&dir.join(MEASUREMENTS_CSV), false)?),
-            measurements_jsonl: BufWriter::new(open(&dir.join(MEASUREMENTS_JSONL), false)?),
+            measurements_csv: RowsFile::create(&dir.join(MEASUREMENTS_CSV), false)?,
+            measurements_jsonl: RowsFile::create(&dir.join(MEASUREMENTS_JSONL), false)?,
             verdicts: VerdictsWriter::create(&dir.join(VERDICTS_CSV), info, false)?,
         };
         // The header goes out even if nothing is ever measured.
         writer
             .measurements_csv
-            .write_record(csv_header::<MeasurementRow>())?;
-        writer.measurements_csv.flush()?;
+            .write(&csv_rows([csv_header::<MeasurementRow>()])?)?;
+        writer.write_info(info)?;
+        Ok(writer)
+    }
+
+    /// Opens the files of a killed run, repaired by `resume::repair`, to append to.
+    pub fn append(dir: &Path, info: &RunInfo) -> anyhow::Result<ResultsWriter> {
+        let writer = ResultsWriter {
+            dir: dir.to_path_buf(),
+            run_id: info.run_id.clone(),
+            measurements_csv: RowsFile::append(&dir.join(MEASUREMENTS_CSV))?,
+            measurements_jsonl: RowsFile::append(&dir.join(MEASUREMENTS_JSONL))?,
+            verdicts: VerdictsWriter::append(&dir.join(VERDICTS_CSV), info)?,
+        };
         writer.write_info(info)?;
         Ok(writer)
     }
@@ -151,27 +243,30 @@ impl ResultsWriter {
         &self.dir
     }
 
-    /// Appends measurements to both measurement files and flushes them.
-    pub fn write_measurements(&mut self, measurements: &[Measurement]) -> anyhow::Result<()> {
-        for m in measurements {
-            self.measurements_csv
-                .serialize(MeasurementRow::new(&self.run_id, m))?;
+    /// Appends a target's measurements to both measurement files, one write each.
+    pub fn write_measurements<'m>(
+        &mut self,
+        measurements: impl IntoIterator<Item = &'m Measurement> + Clone,
+    ) -> anyhow::Result<()> {
+        let run_id = &self.run_id;
+        let rows = measurements
+            .clone()
+            .into_iter()
+            .map(|m| MeasurementRow::new(run_id, m));
+        let csv = csv_rows(rows)?;
+        let mut jsonl = Vec::new();
+        for measurement in measurements {
             serde_json::to_writer(
-                &mut self.measurements_jsonl,
-                &JsonlRecord {
-                    run_id: self.run_id.clone(),
-                    measurement: m.clone(),
+                &mut jsonl,
+                &JsonlLine {
+                    run_id,
+                    measurement,
                 },
             )?;
-            self.measurements_jsonl.write_all(b"\n")?;
+            jsonl.push(b'\n');
         }
-        self.measurements_csv
-            .flush()
-            .context("cannot write measurements.csv")?;
-        self.measurements_jsonl
-            .flush()
-            .context("cannot write measurements.jsonl")?;
-        Ok(())
+        self.measurements_csv.write(&csv)?;
+        self.measurements_jsonl.write(&jsonl)
     }
 
     pub fn write_verdict(
@@ -183,18 +278,26 @@ impl ResultsWriter {
     }
 
     pub fn write_info(&self, info: &RunInfo) -> anyhow::Result<()> {
-        let tmp = self.dir.join(format!("{RUN_JSON}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.dir.join(RUN_JSON)).context("cannot write run.json")?;
-        Ok(())
+        replace_file(&self.dir.join(RUN_JSON), &serde_json::to_vec_pretty(info)?)
     }
 }
 
-fn headerless(file: File) -> csv::Writer<File> {
-    csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(file)
+/// Replaces `path` with `contents` atomically: written aside, then renamed over it, so
+/// that a reader (or a kill) sees the old file or the new one, never half of one.
+pub fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = aside(path);
+    if let Err(e) = std::fs::write(&tmp, contents) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Where a new version of `path` is written before it is renamed over it.
+pub fn aside(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
 }
 
 /// The header of a row type, as the CSV writer names its fields, so that a file with
@@ -211,6 +314,17 @@ fn csv_header<T: Default + Serialize>() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_names_the_file_and_leaves_no_torn_row() {
+        let path = Path::new("/dev/full");
+        let mut file = RowsFile::create(path, true).unwrap();
+        let error = file.write(b"a,b\n").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("cannot write /dev/full"), "{text}");
+        assert!(text.contains("No space left on device"), "{text}");
+        assert_eq!(file.len, 0);
+    }
 
     #[test]
     fn verdict_columns_follow_the_contract() {

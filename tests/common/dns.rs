@@ -43,6 +43,15 @@ impl DnsServer {
     /// 127.0.0.1; names not in the zone get NXDOMAIN.
     pub fn spawn(zone: &[(&str, DnsBehaviour)]) -> SocketAddr {
         let zone = zone_map(zone);
+        Self::spawn_with(move |name| zone.get(name).cloned())
+    }
+
+    /// Serves whatever `behaviour` says for each name (NXDOMAIN for `None`), e.g. a
+    /// wildcard zone for thousands of synthetic names.
+    pub fn spawn_with(
+        behaviour: impl Fn(&str) -> Option<DnsBehaviour> + Send + Sync + 'static,
+    ) -> SocketAddr {
+        let behaviour = Arc::new(behaviour);
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
@@ -56,9 +65,14 @@ impl DnsServer {
                 let Ok(query) = Message::from_vec(&buf[..len]) else {
                     continue;
                 };
+                let Some(question) = query.queries.first() else {
+                    continue;
+                };
+                let name = question.name().to_lowercase().to_ascii();
+                let found = behaviour(name.trim_end_matches('.'));
                 // One task per query, so an injector's delayed second reply never holds
                 // up the answers to other queries.
-                tokio::spawn(answer(socket.clone(), peer, query, zone.clone()));
+                tokio::spawn(answer(socket.clone(), peer, query, found));
             }
         });
         addr
@@ -193,29 +207,24 @@ async fn answer(
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     query: Message,
-    zone: Arc<HashMap<String, DnsBehaviour>>,
+    found: Option<DnsBehaviour>,
 ) {
-    let Some(question) = query.queries.first() else {
-        return;
-    };
-    let name = question.name().to_lowercase().to_ascii();
-    let name = name.trim_end_matches('.');
     let send = |reply: Vec<u8>| {
         let socket = socket.clone();
         async move {
             let _ = socket.send_to(&reply, peer).await;
         }
     };
-    match zone.get(name) {
+    match found {
         None | Some(DnsBehaviour::NxDomain) => {
             send(reply(&query, ResponseCode::NXDomain, &[])).await
         }
         Some(DnsBehaviour::Silent) => {}
-        Some(DnsBehaviour::Answer(ips)) => send(reply(&query, ResponseCode::NoError, ips)).await,
+        Some(DnsBehaviour::Answer(ips)) => send(reply(&query, ResponseCode::NoError, &ips)).await,
         Some(DnsBehaviour::Inject { fake, real }) => {
-            send(reply(&query, ResponseCode::NoError, &[*fake])).await;
+            send(reply(&query, ResponseCode::NoError, &[fake])).await;
             tokio::time::sleep(INJECTION_DELAY).await;
-            send(reply(&query, ResponseCode::NoError, &[*real])).await;
+            send(reply(&query, ResponseCode::NoError, &[real])).await;
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::time::Duration;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tempfile::TempDir;
@@ -47,10 +47,15 @@ pub struct ProbeRun {
     pub verdicts: Vec<VerdictRow>,
     /// The working directory of the run, holding `targets` and `out`.
     pub dir: TempDir,
+    /// From spawning the probe to its exit.
+    pub wall: Duration,
+    /// The largest resident set the probe had (VmHWM, in KiB); 0 where /proc has none.
+    pub peak_rss_kib: u64,
 }
 
 /// Runs `censorprobe run` on `targets_toml` with results in a fresh temporary directory
-/// (also its working directory), loopback treated as public and a 2 s step timeout.
+/// (also its working directory), loopback treated as public, a 2 s step timeout and
+/// consent given (`--yes`: the probe is not run on a terminal).
 ///
 /// It runs as a child process under tokio, so that the test's servers, which are tasks
 /// of the same runtime, keep serving it. Tests must pass a `--resolver`: the default is
@@ -60,23 +65,46 @@ pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
     let targets = dir.path().join("targets.toml");
     std::fs::write(&targets, targets_toml).unwrap();
     let out = dir.path().join("out");
+    let started = Instant::now();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
         .arg("run")
         .arg("--targets")
         .arg(&targets)
         .arg("--out")
         .arg(&out)
-        .args(["--treat-as-public", "127.0.0.0/8", "--timeout", "2"])
+        .args([
+            "--yes",
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--timeout",
+            "2",
+        ])
         .args(extra_args)
         .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(RUN_DEADLINE, child)
+        .spawn()
+        .unwrap();
+    let pid = child.id().expect("a child just spawned has an id");
+    let watched = async {
+        let mut output = std::pin::pin!(child.wait_with_output());
+        let mut peak_rss_kib = 0;
+        loop {
+            peak_rss_kib = peak_rss_kib.max(high_water_mark_kib(pid));
+            tokio::select! {
+                output = &mut output => break (output, peak_rss_kib),
+                _ = tokio::time::sleep(RSS_POLL) => {}
+            }
+        }
+    };
+    let (output, peak_rss_kib) = tokio::time::timeout(RUN_DEADLINE, watched)
         .await
         .unwrap_or_else(|_| {
             panic!("censorprobe ran longer than {RUN_DEADLINE:?} on:\n{targets_toml}")
-        })
-        .unwrap();
+        });
+    let output = output.unwrap();
+    let wall = started.elapsed();
     let mut run = ProbeRun {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -85,12 +113,31 @@ pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
         out,
         verdicts: Vec::new(),
         dir,
+        wall,
+        peak_rss_kib,
     };
     let verdicts = run.out.join("verdicts.csv");
     if verdicts.exists() {
         run.verdicts = read_verdicts(&verdicts, &run);
     }
     run
+}
+
+/// How often a running probe's memory is read.
+const RSS_POLL: Duration = Duration::from_millis(50);
+
+/// The peak resident set of process `pid` so far (VmHWM: the kernel keeps the maximum,
+/// so polling misses nothing but the last moments); 0 once it is gone or off Linux.
+fn high_water_mark_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Runs another `censorprobe` command (`analyse`, `compare`) in the run's directory and
@@ -186,7 +233,13 @@ impl ProbeRun {
 
 impl fmt::Display for ProbeRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "--- censorprobe exited with {}", self.status)?;
+        writeln!(
+            f,
+            "--- censorprobe exited with {} after {:.1} s, peak RSS {} KiB",
+            self.status,
+            self.wall.as_secs_f64(),
+            self.peak_rss_kib
+        )?;
         writeln!(f, "--- stdout:\n{}", self.stdout)?;
         writeln!(f, "--- stderr:\n{}", self.stderr)?;
         if !self.out.join("verdicts.csv").exists() {

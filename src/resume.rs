@@ -1,0 +1,254 @@
+//! `censorprobe run --resume DIR`: finishing a run that was killed.
+//!
+//! A target is done when it has a verdict row: its verdict is written after all its
+//! measurements, so such a target has every fact on disk. Every other target is
+//! measured again, so its measurement rows from before the kill are dropped, and so is
+//! a torn last row. Each file is rewritten aside and renamed over the old one, so that
+//! a kill during the repair loses nothing either.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::analyse::{self, Context, Control, TargetVerdict, Verdict};
+use crate::bogon::AddressPolicy;
+use crate::facts::Vantage;
+use crate::offline::{RecordedRun, read_info};
+use crate::plan::Target;
+use crate::report::rows::VerdictRow;
+use crate::report::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV, aside};
+
+/// A killed run, repaired and ready to be appended to.
+pub struct Resumed {
+    pub info: RunInfo,
+    /// The verdicts written before the kill, in the order they were written.
+    pub verdicts: Vec<TargetVerdict>,
+    /// The planned targets without a verdict, in plan order.
+    pub remaining: Vec<Target>,
+    /// Some target judged before the kill was reached: the probe has a network, so
+    /// the verdicts to come need not be held back.
+    pub network_seen: bool,
+}
+
+/// Which target a row belongs to: rows name their target by service and target.
+type Key = (String, String);
+
+fn key(target: &Target) -> Key {
+    (target.service.clone(), target.to_string())
+}
+
+/// The columns of a measurement row (CSV or JSON line) that say whose it is.
+#[derive(Deserialize)]
+struct RowOwner {
+    run_id: String,
+    service: String,
+    target: String,
+}
+
+/// Repairs the files of the run in `dir` so that they hold exactly the targets that
+/// have a verdict, and says what is left to measure.
+pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
+    let info = read_info(dir)?;
+    if let Some(finished) = info.finished_at {
+        bail!(
+            "{}: run {} finished at {finished}: there is nothing to resume",
+            dir.display(),
+            info.run_id
+        );
+    }
+    let run_id = info.run_id.as_str();
+    let mut done = HashSet::new();
+    let mut verdicts = Vec::new();
+    rewrite_csv(&dir.join(VERDICTS_CSV), |row: VerdictRow| {
+        ensure!(
+            row.run_id == run_id,
+            "a row of another run ({})",
+            row.run_id
+        );
+        // A second row for a target (two resumes at once) goes: one verdict each.
+        let first = done.insert((row.service.clone(), row.target.clone()));
+        if first {
+            verdicts.push(verdict_of(row)?);
+        }
+        Ok(first)
+    })?;
+    let owned_by_done = |row: RowOwner| {
+        ensure!(
+            row.run_id == run_id,
+            "a row of another run ({})",
+            row.run_id
+        );
+        Ok(done.contains(&(row.service, row.target)))
+    };
+    rewrite_csv(&dir.join(MEASUREMENTS_CSV), owned_by_done)?;
+    rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
+
+    let recorded = RecordedRun::load(dir)?;
+    let context = Context {
+        policy: AddressPolicy::new(info.settings.treat_as_public.clone()),
+    };
+    let (judged, remaining): (Vec<Target>, Vec<Target>) = info
+        .targets
+        .iter()
+        .cloned()
+        .partition(|target| done.contains(&key(target)));
+    let network_seen = judged.iter().any(|target| {
+        recorded
+            .facts(target, Vantage::Probe)
+            .is_some_and(|facts| analyse::judge(&facts, Control::None, &context).reached)
+    });
+    Ok(Resumed {
+        info,
+        verdicts,
+        remaining,
+        network_seen,
+    })
+}
+
+/// A verdict row read back as the verdict it was written from.
+fn verdict_of(row: VerdictRow) -> anyhow::Result<TargetVerdict> {
+    let verdict = Verdict::ALL
+        .into_iter()
+        .find(|v| v.as_str() == row.verdict)
+        .ok_or_else(|| anyhow!("unknown verdict {:?}", row.verdict))?;
+    let blocking = match row.blocking.as_str() {
+        "" => None,
+        kind => Some(kind.parse().map_err(|e: String| anyhow!(e))?),
+    };
+    Ok(TargetVerdict {
+        service: row.service,
+        target: row.target,
+        verdict,
+        blocking,
+        evidence: row.evidence,
+    })
+}
+
+/// True when the file ends with a newline, i.e. its last row is whole (rows are
+/// written whole and end with one; a kill inside a write can cut the last one).
+fn ends_whole(path: &Path) -> anyhow::Result<bool> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+/// Rewrites a CSV file with its header and the whole rows that `keep` accepts; a torn
+/// last row is dropped. The file is replaced only if that changes it.
+fn rewrite_csv<T: DeserializeOwned>(
+    path: &Path,
+    mut keep: impl FnMut(T) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let whole = ends_whole(path)?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader
+        .byte_headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .clone();
+    let mut rewritten = Rewrite::new(path)?;
+    let mut out = csv::Writer::from_writer(&mut rewritten.out);
+    out.write_byte_record(&headers)?;
+    let mut records = reader.byte_records().peekable();
+    while let Some(record) = records.next() {
+        let last = records.peek().is_none();
+        let record = match record {
+            Ok(record) if whole || !last => record,
+            Err(e) if !last => bail!("{}: {e}", path.display()),
+            _ => {
+                rewritten.changed = true;
+                break;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        let row = record
+            .deserialize(Some(&headers))
+            .with_context(|| format!("{}:{line}: not a row of this file", path.display()))?;
+        match keep(row).with_context(|| format!("{}:{line}", path.display()))? {
+            true => out.write_byte_record(&record)?,
+            false => rewritten.changed = true,
+        }
+    }
+    out.flush()?;
+    drop(out);
+    rewritten.finish()
+}
+
+/// Rewrites a JSON Lines file with the whole lines that `keep` accepts; a torn last
+/// line is dropped. The file is replaced only if that changes it.
+fn rewrite_jsonl(
+    path: &Path,
+    mut keep: impl FnMut(RowOwner) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut rewritten = Rewrite::new(path)?;
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        if !line.ends_with(b"\n") {
+            rewritten.changed = true;
+            break;
+        }
+        let owner: RowOwner = serde_json::from_slice(&line)
+            .with_context(|| format!("{}:{number}: not a measurement", path.display()))?;
+        match keep(owner).with_context(|| format!("{}:{number}", path.display()))? {
+            true => rewritten.out.write_all(&line)?,
+            false => rewritten.changed = true,
+        }
+    }
+    rewritten.finish()
+}
+
+/// A file's new version, written aside and renamed over it if it differs.
+struct Rewrite<'a> {
+    path: &'a Path,
+    out: BufWriter<File>,
+    changed: bool,
+}
+
+impl<'a> Rewrite<'a> {
+    fn new(path: &'a Path) -> anyhow::Result<Rewrite<'a>> {
+        let tmp = aside(path);
+        let file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        Ok(Rewrite {
+            path,
+            out: BufWriter::new(file),
+            changed: false,
+        })
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        let tmp = aside(self.path);
+        let written = self
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+        }
+        match self.changed {
+            true => std::fs::rename(&tmp, self.path)
+                .with_context(|| format!("cannot replace {}", self.path.display())),
+            false => std::fs::remove_file(&tmp)
+                .with_context(|| format!("cannot remove {}", tmp.display())),
+        }
+    }
+}

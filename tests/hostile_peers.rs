@@ -1,0 +1,388 @@
+//! Peers that misbehave on purpose (servers in `hostile_peers/servers.rs`): the real
+//! probe, run with `--timeout 2`, must exit 0, finish within `WALL_BOUND`, keep its
+//! peak memory under `RSS_BOUND_KIB`, and record a sensible verdict for the target.
+//! The README's "Robustness" section states the same bounds.
+
+#[allow(dead_code)]
+mod common;
+#[path = "hostile_peers/servers.rs"]
+mod servers;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use common::probe::{ProbeRun, run_probe};
+use common::*;
+use servers::{DnsHostility, H2Hostility, HttpHostility, TlsHostility};
+
+const CANARY: &str = "canary.test";
+/// The name every hostile server is reached by.
+const HOSTILE: &str = "hostile.test";
+
+/// A run's wall time, for a handful of targets whose every step has a 2 s deadline.
+const WALL_BOUND: Duration = Duration::from_secs(15);
+/// The probe's peak resident memory (it starts at about 20 MiB).
+const RSS_BOUND_KIB: u64 = 200 * 1024;
+/// What the probe reads of a body (`measure::http::BODY_CAP`).
+const BODY_CAP: u64 = 512 * 1024;
+
+/// A test CA, a healthy HTTPS server for the canary, and a resolver answering the canary
+/// and `hostile.test` with 127.0.0.1 unless a test gives other zone entries.
+struct Lab {
+    ca: TestCa,
+    ca_file: PathBuf,
+    healthy: SocketAddr,
+    resolver: String,
+    _ca_dir: TempDir,
+}
+
+impl Lab {
+    async fn new() -> Lab {
+        Lab::with_dns(&[(HOSTILE, DnsHostility::Answer(LOCALHOST))]).await
+    }
+
+    async fn with_dns(zone: &[(&str, DnsHostility)]) -> Lab {
+        let mut zone = zone.to_vec();
+        zone.push((CANARY, DnsHostility::Answer(LOCALHOST)));
+        let resolver = format!("udp://{}", servers::spawn_dns(&zone));
+        Lab::with_resolver(resolver).await
+    }
+
+    async fn with_resolver(resolver: String) -> Lab {
+        let ca = TestCa::new();
+        let ca_dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write_pem(ca_dir.path());
+        let (chain, key) = ca.issue(&[CANARY, HOSTILE]);
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        Lab {
+            ca,
+            ca_file,
+            healthy,
+            resolver,
+            _ca_dir: ca_dir,
+        }
+    }
+
+    /// Runs the probe on one `[[service]]` table, and checks the bounds every hostile
+    /// run must keep and that the canary came out healthy.
+    async fn run(&self, case: &str, service: &str) -> ProbeRun {
+        let targets = format!(
+            "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n[[service]]\nname = \"hostile\"\n{service}",
+            self.healthy.port()
+        );
+        let ca_file = self.ca_file.to_str().unwrap();
+        let run = run_probe(
+            &targets,
+            &["--resolver", &self.resolver, "--ca-file", ca_file],
+        )
+        .await;
+        // The figures the README's bounds come from (`cargo test -- --nocapture`).
+        println!(
+            "{case}: wall {:.1} s, peak RSS {:.1} MiB",
+            run.wall.as_secs_f64(),
+            run.peak_rss_kib as f64 / 1024.0
+        );
+        assert!(run.status.success(), "{case}: the run failed\n{run}");
+        assert!(
+            run.wall < WALL_BOUND,
+            "{case}: the run took {:?}, more than {WALL_BOUND:?}\n{run}",
+            run.wall
+        );
+        assert!(
+            run.peak_rss_kib > 0 && run.peak_rss_kib < RSS_BOUND_KIB,
+            "{case}: peak RSS {} KiB, bound {RSS_BOUND_KIB} KiB\n{run}",
+            run.peak_rss_kib
+        );
+        run.assert_verdict(CANARY, "ok", "");
+        run
+    }
+}
+
+/// The measurements of `target` and step `step` from measurements.jsonl.
+fn facts(run: &ProbeRun, target: &str, step: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap();
+    let found: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|m| m["target"] == target && m["step"] == step)
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "no {step} measurement of {target}\n{run}"
+    );
+    found
+}
+
+/// The single fetch of URL `target`.
+fn fetch(run: &ProbeRun, target: &str) -> Value {
+    facts(run, target, "http").remove(0)
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{HOSTILE}:{}{path}", addr.port())
+}
+
+fn urls(url: &str) -> String {
+    format!("urls = [\"{url}\"]\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endless_body_is_read_up_to_the_cap() {
+    let lab = Lab::new().await;
+    let target = url(servers::spawn_http(HttpHostility::EndlessBody).await, "/");
+    let run = lab.run("endless body", &urls(&target)).await;
+    run.assert_verdict(&target, "ok", "");
+    let hop = &fetch(&run, &target)["hops"][0];
+    assert_eq!(hop["body_length"], BODY_CAP, "{hop}");
+    assert_eq!(hop["body_truncated"], true, "{hop}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dripping_body_times_out() {
+    let lab = Lab::new().await;
+    let target = url(servers::spawn_http(HttpHostility::DripBody).await, "/");
+    let run = lab.run("drip", &urls(&target)).await;
+    run.assert_verdict(&target, "anomaly", "http-failure");
+    assert!(
+        run.row(&target).evidence.contains("generic_timeout_error"),
+        "{run}"
+    );
+    let fetch = fetch(&run, &target);
+    assert_eq!(fetch["failure"], "generic_timeout_error", "{fetch}");
+    assert_eq!(fetch["failed_operation"], "read", "{fetch}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mebibyte_of_header_lines_is_refused() {
+    let lab = Lab::new().await;
+    let target = url(servers::spawn_http(HttpHostility::ManyHeaders).await, "/");
+    let run = lab.run("1 MiB of headers", &urls(&target)).await;
+    run.assert_verdict(&target, "anomaly", "http-failure");
+    let fetch = fetch(&run, &target);
+    assert_eq!(fetch["failed_operation"], "http_round_trip", "{fetch}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_100_kib_header_is_kept() {
+    let lab = Lab::new().await;
+    let target = url(servers::spawn_http(HttpHostility::HugeHeader).await, "/");
+    let run = lab.run("100 KiB header", &urls(&target)).await;
+    run.assert_verdict(&target, "ok", "");
+    let hop = &fetch(&run, &target)["hops"][0];
+    let huge = hop["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "x-huge")
+        .unwrap_or_else(|| panic!("no x-huge header in {hop}"));
+    assert_eq!(huge[1].as_str().unwrap().len(), 100 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_bomb_is_not_inflated() {
+    // The bomb is real: one member inflates to 1 MiB, and there are 1,024 of them.
+    let (member, members) = servers::gzip_bomb();
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(member)
+        .read_to_end(&mut inflated)
+        .unwrap();
+    assert_eq!(inflated.len() * members, 1 << 30);
+    assert!(member.len() * members < 2 << 20, "{} bytes", member.len());
+
+    let lab = Lab::new().await;
+    let target = url(servers::spawn_http(HttpHostility::GzipBomb).await, "/");
+    let run = lab.run("gzip bomb", &urls(&target)).await;
+    run.assert_verdict(&target, "ok", "");
+    let hop = &fetch(&run, &target)["hops"][0];
+    assert_eq!(hop["body_length"], BODY_CAP, "{hop}");
+    assert_eq!(hop["body_truncated"], true, "{hop}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endless_informational_responses_time_out() {
+    let lab = Lab::new().await;
+    let target = url(
+        servers::spawn_http(HttpHostility::EndlessInformational).await,
+        "/",
+    );
+    let run = lab.run("endless 100 Continue", &urls(&target)).await;
+    println!(
+        "{}",
+        std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap()
+    );
+    run.assert_verdict(&target, "anomaly", "http-failure");
+    let fetch = fetch(&run, &target);
+    assert_eq!(fetch["failure"], "generic_timeout_error", "{fetch}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_loop_is_cut_when_it_comes_back() {
+    let lab = Lab::new().await;
+    let target = url(servers::spawn_http(HttpHostility::RedirectLoop).await, "/a");
+    let run = lab.run("redirect loop", &urls(&target)).await;
+    run.assert_verdict(&target, "anomaly", "http-failure");
+    let fetch = fetch(&run, &target);
+    assert_eq!(fetch["hops"].as_array().unwrap().len(), 2, "{fetch}");
+    assert_eq!(
+        fetch["failure"], "unknown_failure: redirect loop",
+        "{fetch}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_chain_of_50_stops_after_10() {
+    let lab = Lab::new().await;
+    let server = servers::spawn_http(HttpHostility::RedirectChain(50)).await;
+    let long = url(server, "/hop/1");
+    // Within the limit, a chain is followed to its end.
+    let short = url(
+        servers::spawn_http(HttpHostility::RedirectChain(10)).await,
+        "/hop/1",
+    );
+    let service = format!("urls = [\"{long}\", \"{short}\"]\n");
+    let run = lab.run("redirect chain of 50", &service).await;
+    run.assert_verdict(&long, "anomaly", "http-failure");
+    let fetch_long = fetch(&run, &long);
+    assert_eq!(
+        fetch_long["hops"].as_array().unwrap().len(),
+        11,
+        "{fetch_long}"
+    );
+    assert_eq!(
+        fetch_long["failure"], "unknown_failure: too many redirects",
+        "{fetch_long}"
+    );
+    run.assert_verdict(&short, "ok", "");
+    assert_eq!(fetch(&run, &short)["hops"].as_array().unwrap().len(), 10);
+}
+
+/// An HTTP/2 server with the lab's certificate, fetched over https.
+async fn h2_run(hostility: H2Hostility, case: &str) -> (ProbeRun, String) {
+    let lab = Lab::new().await;
+    let (chain, key) = lab.ca.issue(&[HOSTILE]);
+    let server = servers::spawn_h2(chain, key, hostility).await;
+    let target = format!("https://{HOSTILE}:{}/", server.port());
+    let run = lab.run(case, &urls(&target)).await;
+    (run, target)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mebibyte_of_http2_headers_is_refused() {
+    let (run, target) = h2_run(H2Hostility::ManyHeaders, "1 MiB of HTTP/2 headers").await;
+    run.assert_verdict(&target, "anomaly", "http-failure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_100_kib_http2_header_is_kept_as_over_http1() {
+    let (run, target) = h2_run(H2Hostility::HugeHeader, "100 KiB HTTP/2 header").await;
+    run.assert_verdict(&target, "ok", "");
+    let hop = &fetch(&run, &target)["hops"][0];
+    assert_eq!(hop["tls"]["alpn"], "h2", "{hop}");
+}
+
+/// A domain whose only TLS port is `port`.
+fn tls_service(port: u16) -> String {
+    format!("domains = [\"{HOSTILE}\"]\ntls_ports = [{port}]\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_for_a_server_hello_is_a_failed_handshake() {
+    let lab = Lab::new().await;
+    let server = servers::spawn_tls(TlsHostility::Garbage).await;
+    let run = lab.run("TLS garbage", &tls_service(server.port())).await;
+    run.assert_verdict(HOSTILE, "anomaly", "tls-failure");
+    for handshake in facts(&run, HOSTILE, "tls_handshake") {
+        assert_eq!(handshake["failure"], "ssl_failed_handshake", "{handshake}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handshake_stalled_after_client_hello_times_out() {
+    let lab = Lab::new().await;
+    let server = servers::spawn_tls(TlsHostility::Stall).await;
+    let run = lab.run("TLS stall", &tls_service(server.port())).await;
+    run.assert_verdict(HOSTILE, "anomaly", "tls-failure");
+    for handshake in facts(&run, HOSTILE, "tls_handshake") {
+        assert_eq!(handshake["failure"], "generic_timeout_error", "{handshake}");
+    }
+}
+
+/// The DNS measurement of `hostile.test`'s A query.
+fn a_lookup(run: &ProbeRun) -> Value {
+    facts(run, HOSTILE, "dns")
+        .into_iter()
+        .find(|m| m["query_type"] == "A")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flood_of_forged_replies_is_capped_and_the_right_one_found() {
+    let lab = Lab::with_dns(&[(HOSTILE, DnsHostility::Flood)]).await;
+    let run = lab.run("DNS flood", &tls_service(lab.healthy.port())).await;
+    run.assert_verdict(HOSTILE, "ok", "");
+    let lookup = a_lookup(&run);
+    assert_eq!(
+        lookup["addresses"],
+        serde_json::json!(["127.0.0.1"]),
+        "{lookup}"
+    );
+    let replies = lookup["replies"].as_array().unwrap();
+    // One right answer, or two if the flood outlasted the probe's first resend.
+    let matching: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r["matches_query"] == true)
+        .collect();
+    assert!(!matching.is_empty(), "{lookup}");
+    for reply in matching {
+        assert_eq!(reply["answers"][0]["data"], "127.0.0.1", "{reply}");
+    }
+    assert!(replies.len() <= 64, "{} replies kept", replies.len());
+    let dropped = lookup["dropped_replies"].as_u64().unwrap_or(0);
+    assert!(
+        dropped as usize + replies.len() > servers::FLOOD_BEFORE,
+        "{dropped} dropped and {} kept of a flood of more than {}",
+        replies.len(),
+        servers::FLOOD_BEFORE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_replies_are_recorded_and_the_right_one_found() {
+    let lab = Lab::with_dns(&[
+        (HOSTILE, DnsHostility::Malformed { then_answer: true }),
+        ("junk.test", DnsHostility::Malformed { then_answer: false }),
+    ])
+    .await;
+    let service = format!(
+        "domains = [\"{HOSTILE}\", \"junk.test\"]\ntls_ports = [{}]\n",
+        lab.healthy.port()
+    );
+    let run = lab.run("malformed DNS", &service).await;
+    run.assert_verdict(HOSTILE, "ok", "");
+    let lookup = a_lookup(&run);
+    let malformed = lookup["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["matches_query"] == false)
+        .count();
+    assert_eq!(malformed, servers::malformed(0).len(), "{lookup}");
+    // Junk alone is no answer: the lookup fails at its deadline.
+    run.assert_verdict("junk.test", "anomaly", "dns-failure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_resolver_stalling_mid_message_times_out() {
+    let server = servers::spawn_stalling_tcp_dns(&[CANARY]).await;
+    let lab = Lab::with_resolver(format!("tcp://{server}")).await;
+    let run = lab
+        .run("TCP DNS stall", &tls_service(lab.healthy.port()))
+        .await;
+    run.assert_verdict(HOSTILE, "anomaly", "dns-failure");
+    assert_eq!(a_lookup(&run)["failure"], "generic_timeout_error");
+}

@@ -1,0 +1,586 @@
+//! Servers that misbehave on purpose: endless and dripping bodies, enormous heads, a gzip
+//! bomb, redirect loops, garbage and silence in place of TLS, DNS floods and malformed
+//! DNS messages. Each listens on a port of 127.0.0.1 as a tokio task, and every loop
+//! that sends is bounded in count and time, so that it stops by itself even if the
+//! probe never hangs up.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::time::{Instant, sleep};
+
+/// No hostile server sends for longer than this, whatever the probe does.
+const SEND_LIMIT: Duration = Duration::from_secs(30);
+
+/// What an HTTP/1.1 server does with every request.
+#[derive(Clone, Copy, Debug)]
+pub enum HttpHostility {
+    /// A 200 without a length whose body never ends (until the client leaves, or
+    /// `SEND_LIMIT`, or 1 GiB).
+    EndlessBody,
+    /// A 200 announcing 4 KiB of body, sent one byte a second.
+    DripBody,
+    /// 1 MiB of header lines (16,384 of 64 bytes).
+    ManyHeaders,
+    /// One header of 100 KiB, then a small page.
+    HugeHeader,
+    /// `Content-Encoding: gzip` of 1 GiB of zeros: 1,024 gzip members of 1 MiB each,
+    /// about 1 MiB on the wire, 1 GiB for a client that inflates it.
+    GzipBomb,
+    /// `100 Continue` after `100 Continue`, never a final response.
+    EndlessInformational,
+    /// `/a` redirects to `/b`, and `/b` to `/a`.
+    RedirectLoop,
+    /// `/hop/1` redirects to `/hop/2` and so on; `/hop/N` answers 200.
+    RedirectChain(usize),
+}
+
+/// The page every well-behaved answer of these servers carries.
+pub const PAGE: &str = "<html><head><title>Hostile</title></head><body>hi</body></html>";
+
+pub async fn spawn_http(hostility: HttpHostility) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(serve_http(stream, hostility));
+        }
+    });
+    addr
+}
+
+async fn serve_http(mut stream: TcpStream, hostility: HttpHostility) {
+    let Some(path) = read_request_path(&mut stream).await else {
+        return;
+    };
+    let deadline = Instant::now() + SEND_LIMIT;
+    match hostility {
+        HttpHostility::EndlessBody => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..16 * 1024 {
+                if Instant::now() > deadline || stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+        HttpHostility::DripBody => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 4096\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            while Instant::now() < deadline {
+                if stream.write_all(b"x").await.is_err() {
+                    return;
+                }
+                sleep(Duration::from_secs(1)).await;
+            }
+        }
+        HttpHostility::ManyHeaders => {
+            let mut head = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..16 * 1024 {
+                // 64 bytes a line.
+                head.push_str(&format!("x-filler-{i:05}: {:>45}\r\n", "y"));
+            }
+            head.push_str(&page_head());
+            head.push_str(PAGE);
+            write_then_close(stream, head.as_bytes()).await;
+        }
+        HttpHostility::HugeHeader => {
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nx-huge: {}\r\n{}{PAGE}",
+                "y".repeat(100 * 1024),
+                page_head()
+            );
+            write_then_close(stream, response.as_bytes()).await;
+        }
+        HttpHostility::GzipBomb => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                GZIP_MEMBER.len() * GZIP_MEMBERS
+            );
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..GZIP_MEMBERS {
+                if Instant::now() > deadline || stream.write_all(&GZIP_MEMBER).await.is_err() {
+                    return;
+                }
+            }
+        }
+        HttpHostility::EndlessInformational => {
+            let informational = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(64);
+            while Instant::now() < deadline {
+                if stream.write_all(&informational).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        HttpHostility::RedirectLoop => {
+            let next = if path == "/a" { "/b" } else { "/a" };
+            write_then_close(stream, redirect(next).as_bytes()).await;
+        }
+        HttpHostility::RedirectChain(last) => {
+            let hop: usize = path
+                .strip_prefix("/hop/")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let response = match hop >= last {
+                true => format!("HTTP/1.1 200 OK\r\n{}{PAGE}", page_head()),
+                false => redirect(&format!("/hop/{}", hop + 1)),
+            };
+            write_then_close(stream, response.as_bytes()).await;
+        }
+    }
+}
+
+/// The rest of a head announcing `PAGE` (after the status line and any headers).
+fn page_head() -> String {
+    format!(
+        "Content-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        PAGE.len()
+    )
+}
+
+fn redirect(location: &str) -> String {
+    format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// One member of the gzip bomb: 1 MiB of zeros, deflated to about 1 KiB.
+static GZIP_MEMBER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&vec![0u8; 1 << 20]).unwrap();
+    encoder.finish().unwrap()
+});
+/// Members in the bomb: 1 GiB inflated.
+const GZIP_MEMBERS: usize = 1024;
+
+/// The gzip bomb as a client that inflates it would see it: the size of one member
+/// inflated, and the number of members.
+pub fn gzip_bomb() -> (&'static [u8], usize) {
+    (&GZIP_MEMBER, GZIP_MEMBERS)
+}
+
+async fn write_then_close(mut stream: TcpStream, bytes: &[u8]) {
+    if stream.write_all(bytes).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Reads a request head (at most 64 KiB) and returns its path.
+async fn read_request_path<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        if request.len() > 64 * 1024 {
+            return None;
+        }
+        let n = stream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
+        request.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&request);
+    line.split_whitespace().nth(1).map(str::to_string)
+}
+
+/// What a server on a TLS port does instead of a handshake.
+#[derive(Clone, Copy, Debug)]
+pub enum TlsHostility {
+    /// Answers the ClientHello with 16 KiB of bytes that are not TLS.
+    Garbage,
+    /// Reads the ClientHello and says nothing, holding the connection open.
+    Stall,
+}
+
+pub async fn spawn_tls(hostility: TlsHostility) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if !matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+                if let TlsHostility::Garbage = hostility
+                    && stream.write_all(&garbage(16 * 1024)).await.is_err()
+                {
+                    return;
+                }
+                hold(stream).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Pseudo-random bytes (xorshift), the same every run.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// What an HTTP/2 server (over TLS, ALPN `h2` only) puts in its response head.
+#[derive(Clone, Copy, Debug)]
+pub enum H2Hostility {
+    /// 1 MiB of header fields (16,384 of 64 bytes).
+    ManyHeaders,
+    /// One header field of 100 KiB.
+    HugeHeader,
+}
+
+pub async fn spawn_h2(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    hostility: H2Hostility,
+) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_request| async move {
+                    Ok::<_, Infallible>(h2_response(hostility))
+                });
+                let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service);
+                let _ = tokio::time::timeout(SEND_LIMIT, connection).await;
+            });
+        }
+    });
+    addr
+}
+
+fn h2_response(hostility: H2Hostility) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::builder().header("content-type", "text/html");
+    match hostility {
+        H2Hostility::ManyHeaders => {
+            for i in 0..16 * 1024 {
+                response = response.header(format!("x-filler-{i:05}"), format!("{:>45}", "y"));
+            }
+        }
+        H2Hostility::HugeHeader => response = response.header("x-huge", "y".repeat(100 * 1024)),
+    }
+    response
+        .body(Full::new(Bytes::from_static(PAGE.as_bytes())))
+        .unwrap()
+}
+
+/// What a DNS server does for queries about one name.
+#[derive(Clone, Debug)]
+pub enum DnsHostility {
+    /// An honest answer.
+    Answer(IpAddr),
+    /// `FLOOD_BEFORE` forged replies at about 5,000 a second (wrong ID, wrong name,
+    /// wrong type, or not a response at all), then the right answer (127.0.0.1), then
+    /// forged replies for `FLOOD_AFTER` more, into the probe's listening window.
+    Flood,
+    /// Every kind of broken datagram (`malformed`) with the query's ID, then the right
+    /// answer (127.0.0.1) if `then_answer`.
+    Malformed { then_answer: bool },
+}
+
+pub const FLOOD_BEFORE: usize = 2_000;
+pub const FLOOD_AFTER: Duration = Duration::from_millis(1_500);
+/// Forged replies sent per burst, and the pause between bursts: 5,000 a second, slow
+/// enough that the socket buffer of the probe is not overrun, so the right answer
+/// arrives (a lost one would make the test flaky, not the probe wrong).
+const FLOOD_BURST: usize = 25;
+const FLOOD_PAUSE: Duration = Duration::from_millis(5);
+
+/// Serves `zone` (names without the trailing dot) over UDP on a port of 127.0.0.1;
+/// other names get NXDOMAIN.
+pub fn spawn_dns(zone: &[(&str, DnsHostility)]) -> SocketAddr {
+    let zone: Arc<HashMap<String, DnsHostility>> = Arc::new(
+        zone.iter()
+            .map(|(name, hostility)| (name.to_string(), hostility.clone()))
+            .collect(),
+    );
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Ok(query) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            tokio::spawn(answer(socket.clone(), peer, query, zone.clone()));
+        }
+    });
+    addr
+}
+
+async fn answer(
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    query: Message,
+    zone: Arc<HashMap<String, DnsHostility>>,
+) {
+    let Some(question) = query.queries.first() else {
+        return;
+    };
+    let name = question.name().to_lowercase().to_ascii();
+    let send = |bytes: Vec<u8>| {
+        let socket = socket.clone();
+        async move {
+            let _ = socket.send_to(&bytes, peer).await;
+        }
+    };
+    let localhost = IpAddr::from([127, 0, 0, 1]);
+    match zone.get(name.trim_end_matches('.')) {
+        None => send(reply(&query, ResponseCode::NXDomain, &[])).await,
+        Some(DnsHostility::Answer(ip)) => send(reply(&query, ResponseCode::NoError, &[*ip])).await,
+        Some(DnsHostility::Flood) => {
+            let mut sent = 0;
+            while sent < FLOOD_BEFORE {
+                for _ in 0..FLOOD_BURST {
+                    send(forged(&query, sent)).await;
+                    sent += 1;
+                }
+                sleep(FLOOD_PAUSE).await;
+            }
+            // A pause for the probe to drain its socket buffer.
+            sleep(Duration::from_millis(20)).await;
+            send(reply(&query, ResponseCode::NoError, &[localhost])).await;
+            let until = Instant::now() + FLOOD_AFTER;
+            while Instant::now() < until {
+                for _ in 0..FLOOD_BURST {
+                    send(forged(&query, sent)).await;
+                    sent += 1;
+                }
+                sleep(FLOOD_PAUSE).await;
+            }
+        }
+        Some(DnsHostility::Malformed { then_answer }) => {
+            for bytes in malformed(query.metadata.id) {
+                send(bytes).await;
+            }
+            if *then_answer {
+                sleep(Duration::from_millis(20)).await;
+                send(reply(&query, ResponseCode::NoError, &[localhost])).await;
+            }
+        }
+    }
+}
+
+/// A reply to `query` with those of `ips` that match its type.
+fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
+    let question = &query.queries[0];
+    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+    reply.metadata.response_code = code;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.add_query(question.clone());
+    for ip in ips {
+        let data = match (ip, question.query_type()) {
+            (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
+            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+            _ => continue,
+        };
+        reply.add_answer(Record::from_rdata(question.name().clone(), 60, data));
+    }
+    reply.to_vec().unwrap()
+}
+
+/// The `n`th forged reply: none of them matches the query, and each carries 20 answers
+/// of Iran's blockpage address, so that keeping them all would cost memory.
+fn forged(query: &Message, n: usize) -> Vec<u8> {
+    let question = &query.queries[0];
+    let id = query.metadata.id;
+    let (id, name, qtype, message_type) = match n % 4 {
+        0 => (
+            id.wrapping_add(1 + (n % 1000) as u16),
+            question.name().clone(),
+            question.query_type(),
+            MessageType::Response,
+        ),
+        1 => (
+            id,
+            Name::from_ascii(format!("forged{n}.test.")).unwrap(),
+            question.query_type(),
+            MessageType::Response,
+        ),
+        2 => (
+            id,
+            question.name().clone(),
+            match question.query_type() {
+                RecordType::A => RecordType::AAAA,
+                _ => RecordType::A,
+            },
+            MessageType::Response,
+        ),
+        _ => (
+            id,
+            question.name().clone(),
+            question.query_type(),
+            MessageType::Query,
+        ),
+    };
+    let mut message = Message::response(id, query.metadata.op_code);
+    message.metadata.message_type = message_type;
+    message.add_query(Query::query(name.clone(), qtype));
+    for _ in 0..20 {
+        let blockpage = RData::A(A([10, 10, 34, 34].into()));
+        message.add_answer(Record::from_rdata(name.clone(), 60, blockpage));
+    }
+    message.to_vec().unwrap()
+}
+
+/// Broken DNS messages with ID `id`, one of each kind.
+pub fn malformed(id: u16) -> Vec<Vec<u8>> {
+    let [hi, lo] = id.to_be_bytes();
+    // Header of a response (QR, RD, RA) with the given section counts.
+    let header = |qd: u8, an: u8| vec![hi, lo, 0x81, 0x80, 0, qd, 0, an, 0, 0, 0, 0];
+    let with = |mut head: Vec<u8>, tail: &[u8]| {
+        head.extend_from_slice(tail);
+        head
+    };
+    // A question for `x.test` of type A, class IN.
+    let question = [1, b'x', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1];
+    let mut too_long = Vec::new();
+    for _ in 0..5 {
+        too_long.push(63);
+        too_long.extend_from_slice(&[b'a'; 63]);
+    }
+    too_long.extend_from_slice(&[0, 0, 1, 0, 1]);
+    vec![
+        // Empty and short datagrams.
+        Vec::new(),
+        vec![hi],
+        header(0, 0)[..11].to_vec(),
+        // Counts that promise records the datagram does not hold.
+        header(1, 1),
+        // A name pointer past the end of the message.
+        with(header(1, 0), &[0xc0, 0xff, 0, 1, 0, 1]),
+        // A name pointer to itself: a compression loop.
+        with(header(1, 0), &[0xc0, 12, 0, 1, 0, 1]),
+        // Two pointers pointing at each other, in the answer.
+        with(
+            with(header(1, 1), &question),
+            &[
+                0xc0, 26, 0xc0, 24, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1,
+            ],
+        ),
+        // A label longer than what is left of the datagram.
+        with(header(1, 0), &[63, b'a', b'b']),
+        // A name of more than 255 octets.
+        with(header(1, 0), &too_long),
+        // An answer whose data length runs past the end.
+        with(
+            with(header(1, 1), &question),
+            &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0xff, 0xff, 127],
+        ),
+        // An A record of 3 bytes.
+        with(
+            with(header(1, 1), &question),
+            &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 3, 127, 0, 0],
+        ),
+    ]
+}
+
+/// A DNS-over-TCP server that answers `honest` names with 127.0.0.1, and for any
+/// other name announces a 65,535-byte reply, sends 12 bytes of it and stalls.
+pub async fn spawn_stalling_tcp_dns(honest: &[&str]) -> SocketAddr {
+    let honest: Arc<Vec<String>> = Arc::new(honest.iter().map(|n| n.to_string()).collect());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let honest = honest.clone();
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                if stream.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                if stream.read_exact(&mut query).await.is_err() {
+                    return;
+                }
+                let Ok(query) = Message::from_vec(&query) else {
+                    return;
+                };
+                let name = query.queries[0].name().to_lowercase().to_ascii();
+                let framed = match honest.iter().any(|h| *h == name.trim_end_matches('.')) {
+                    true => {
+                        let reply = reply(&query, ResponseCode::NoError, &[[127, 0, 0, 1].into()]);
+                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                        framed.extend(reply);
+                        framed
+                    }
+                    false => {
+                        let [hi, lo] = query.metadata.id.to_be_bytes();
+                        vec![0xff, 0xff, hi, lo, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+                    }
+                };
+                if stream.write_all(&framed).await.is_ok() {
+                    hold(stream).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Keeps a connection open until the peer leaves or `SEND_LIMIT` passes.
+async fn hold<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let mut buf = [0u8; 512];
+    let _ = tokio::time::timeout(SEND_LIMIT, async {
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}

@@ -1,0 +1,567 @@
+//! No data lost: the real binary killed with SIGKILL mid-run and finished with
+//! `run --resume`, an unwritable results directory, and a disk that fills up mid-run.
+//!
+//! The slow targets are endpoints on blackholes (ports that never answer a SYN): with
+//! `--per-host 1`, each connect holds the lab address's only place for the whole
+//! `--timeout 1`, so they finish one by one, a second apart, and a kill lands between
+//! them.
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
+const CANARY: &str = "canary.test";
+/// The slow targets of a run.
+const SLOW: usize = 6;
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A resolver and a healthy HTTPS server, with a targets file of the canary (which
+/// resolves to the server, unless there is no network: then its resolver is silent)
+/// and one service of `domains` and slow endpoints.
+struct Lab {
+    dir: TempDir,
+    targets: PathBuf,
+    resolver: String,
+    ca_file: String,
+    /// The slow endpoints, `IP:PORT`.
+    slow: Vec<String>,
+}
+
+impl Lab {
+    async fn new(network: bool, domains: &[(String, DnsBehaviour)], slow: usize) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new();
+        let ca_file = ca.write_pem(dir.path());
+        let (chain, key) = ca.issue(&[CANARY]);
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let canary = match network {
+            true => DnsBehaviour::Answer(vec![LOCALHOST]),
+            false => DnsBehaviour::Silent,
+        };
+        let mut zone = vec![(CANARY, canary)];
+        zone.extend(
+            domains
+                .iter()
+                .map(|(name, dns)| (name.as_str(), dns.clone())),
+        );
+        let resolver = format!("udp://{}", DnsServer::spawn(&zone));
+        let targets = dir.path().join("targets.toml");
+        let names: Vec<String> = domains
+            .iter()
+            .map(|(name, _)| format!("{name:?}"))
+            .collect();
+        let slow: Vec<String> = (0..slow)
+            .map(|_| TcpBlackhole::spawn().to_string())
+            .collect();
+        let endpoints: Vec<String> = slow.iter().map(|e| format!("{e:?}")).collect();
+        std::fs::write(
+            &targets,
+            format!(
+                "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n\
+                 [[service]]\nname = \"slow\"\ndomains = [{}]\nendpoints = [{}]\n",
+                healthy.port(),
+                names.join(", "),
+                endpoints.join(", ")
+            ),
+        )
+        .unwrap();
+        Lab {
+            ca_file: ca_file.to_str().unwrap().to_string(),
+            dir,
+            targets,
+            resolver,
+            slow,
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Starts a run into `out`.
+    fn start(&self, out: &Path) -> Child {
+        probe(&[
+            "run",
+            "--yes",
+            "--targets",
+            self.targets.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--resolver",
+            &self.resolver,
+            "--ca-file",
+            &self.ca_file,
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--timeout",
+            "1",
+            "--per-host",
+            "1",
+        ])
+    }
+}
+
+fn probe(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn finish(child: Child) -> Output {
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("censorprobe ran too long")
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout:\n{}\n--- stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The data rows of a file (its lines after the header), 0 if it is not there yet.
+fn rows(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
+/// Waits until `path` has at least `n` data rows, then kills the run with SIGKILL.
+async fn kill_after_rows(mut child: Child, path: &Path, n: usize) {
+    let started = Instant::now();
+    while rows(path) < n {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{} never got {n} rows",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+}
+
+fn run_json(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+}
+
+/// A CSV file's rows as maps of column to value; panics on a torn or ragged row.
+fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.ends_with('\n'),
+        "{} ends in a torn row",
+        path.display()
+    );
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    reader
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn jsonl_rows(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.ends_with('\n'),
+        "{} ends in a torn line",
+        path.display()
+    );
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display()))
+        })
+        .collect()
+}
+
+/// Checks that the finished run in `out` has every planned target exactly once: one
+/// verdict row, and measurement rows made once (no step of a target twice, one
+/// connect for each of the `slow` endpoints), in both measurement files, all of one
+/// run. Returns the verdicts by target.
+fn check_whole(out: &Path, slow: &[String]) -> HashMap<String, (String, String)> {
+    let info = run_json(out);
+    assert!(
+        info["finished_at"].is_string(),
+        "run.json not finished: {info}"
+    );
+    let run_id = info["run_id"].as_str().unwrap();
+    let planned: HashSet<String> = info["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["value"].as_str().unwrap().to_string())
+        .collect();
+
+    let verdicts = csv_rows(&out.join("verdicts.csv"));
+    let mut by_target = HashMap::new();
+    for row in &verdicts {
+        assert_eq!(row["run_id"], run_id, "{row:?}");
+        let verdict = (row["verdict"].clone(), row["blocking"].clone());
+        assert!(
+            by_target.insert(row["target"].clone(), verdict).is_none(),
+            "two verdicts for {}",
+            row["target"]
+        );
+    }
+    let judged: HashSet<String> = by_target.keys().cloned().collect();
+    assert_eq!(judged, planned, "verdicts.csv against the plan");
+
+    let csv = csv_rows(&out.join("measurements.csv"));
+    let jsonl = jsonl_rows(&out.join("measurements.jsonl"));
+    assert_eq!(csv.len(), jsonl.len(), "the measurement files disagree");
+    let field = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    let mut csv_steps = HashSet::new();
+    for row in &csv {
+        assert_eq!(row["run_id"], run_id, "{row:?}");
+        let step = [
+            "vantage",
+            "target",
+            "step",
+            "resolver",
+            "query_type",
+            "address",
+            "hostname",
+            "control_sni",
+        ]
+        .map(|column| row[column].clone());
+        assert!(csv_steps.insert(step.clone()), "measured twice: {step:?}");
+    }
+    let mut jsonl_steps = HashSet::new();
+    for line in &jsonl {
+        assert_eq!(line["run_id"], run_id, "{line}");
+        let step = [
+            field(line, "vantage"),
+            field(line, "target"),
+            field(line, "step"),
+            field(line, "resolver"),
+            field(line, "query_type"),
+            line["address"].to_string(),
+            line["control_sni"].to_string(),
+        ];
+        assert!(jsonl_steps.insert(step.clone()), "measured twice: {step:?}");
+    }
+    for endpoint in slow {
+        let measured = csv.iter().filter(|row| &row["target"] == endpoint).count();
+        assert_eq!(measured, 1, "{endpoint}: one connect");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "files left aside: {leftovers:?}");
+    by_target
+}
+
+/// What a kill inside a write would leave, and what a target killed between its
+/// measurements and its verdict leaves: a torn last row in every file, and a whole
+/// measurement row (a copy of another's) of a target that has no verdict.
+fn tear(out: &Path, unjudged: &str) {
+    let append = |file: &str, bytes: &str| {
+        let mut text = std::fs::read_to_string(out.join(file)).unwrap();
+        text.push_str(bytes);
+        std::fs::write(out.join(file), text).unwrap();
+    };
+    let jsonl = std::fs::read_to_string(out.join("measurements.jsonl")).unwrap();
+    let mut stale: Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    stale["service"] = "slow".into();
+    stale["target"] = unjudged.into();
+    append("measurements.jsonl", &format!("{stale}\n{{\"run_id\":\"20"));
+
+    let csv = std::fs::read_to_string(out.join("measurements.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let mut row: Vec<String> = reader
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    row[column("service")] = "slow".into();
+    row[column("target")] = unjudged.into();
+    row[column("query_type")] = "A".into();
+    let mut whole = csv::Writer::from_writer(Vec::new());
+    whole.write_record(&row).unwrap();
+    let whole = String::from_utf8(whole.into_inner().unwrap()).unwrap();
+    append("measurements.csv", &format!("{whole}{},2026-", row[0]));
+    append(
+        "verdicts.csv",
+        &format!("{},2026-11-25T10:00:00Z,ZZ,AS0,slo", row[0]),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_run_resumes_and_measures_each_target_once() {
+    let lab = Lab::new(true, &[], SLOW).await;
+    let out = lab.out();
+    // The canary and two slow endpoints done, the rest not.
+    kill_after_rows(lab.start(&out), &out.join("verdicts.csv"), 3).await;
+    let before = csv_rows(&out.join("verdicts.csv"));
+    assert!(before.len() < SLOW + 1, "the kill came too late");
+    assert!(run_json(&out)["finished_at"].is_null());
+    let judged: HashSet<&str> = before.iter().map(|r| r["target"].as_str()).collect();
+    let unjudged = lab
+        .slow
+        .iter()
+        .find(|t| !judged.contains(t.as_str()))
+        .unwrap();
+    tear(&out, unjudged);
+    let run_id = run_json(&out)["run_id"].as_str().unwrap().to_string();
+
+    let resumed = finish(probe(&["run", "--yes", "--resume", out.to_str().unwrap()])).await;
+    let said = text(&resumed);
+    assert!(resumed.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "Resuming run {run_id} in {}: {} of {} targets are done",
+            out.display(),
+            before.len(),
+            SLOW + 1
+        )),
+        "{said}"
+    );
+    let verdicts = check_whole(&out, &lab.slow);
+    assert_eq!(verdicts[CANARY], ("ok".into(), "".into()));
+    for endpoint in &lab.slow {
+        // Not "no network": the canary, reached before the kill, showed the network.
+        assert_eq!(
+            verdicts[endpoint],
+            ("anomaly".into(), "tcp-blackhole".into()),
+            "{said}"
+        );
+    }
+    // The summary covers the whole run, not only the targets measured after the kill.
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    for endpoint in &lab.slow {
+        assert!(stdout.contains(endpoint.as_str()), "{said}");
+    }
+    assert_eq!(run_json(&out)["run_id"], run_id.as_str());
+
+    let again = finish(probe(&["run", "--yes", "--resume", out.to_str().unwrap()])).await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("nothing to resume"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_before_it_saw_the_network_holds_its_verdicts_after_resuming() {
+    let lab = Lab::new(false, &[], 3).await;
+    let out = lab.out();
+    // The canary (two lookups) and one endpoint measured, their verdicts held back: no
+    // network yet.
+    kill_after_rows(lab.start(&out), &out.join("measurements.csv"), 3).await;
+    assert_eq!(rows(&out.join("verdicts.csv")), 0);
+
+    let resumed = finish(probe(&["run", "--yes", "--resume", out.to_str().unwrap()])).await;
+    let said = text(&resumed);
+    assert!(resumed.status.success(), "{said}");
+    assert!(said.contains("0 of 4 targets are done"), "{said}");
+    let verdicts = check_whole(&out, &lab.slow);
+    assert!(
+        verdicts.values().all(|v| v.0 == "inconclusive"),
+        "{verdicts:?}\n{said}"
+    );
+    assert_eq!(run_json(&out)["no_network"], true);
+}
+
+#[tokio::test]
+async fn resume_refuses_a_newer_run_and_a_directory_that_is_no_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let output = finish(probe(&[
+        "run",
+        "--yes",
+        "--resume",
+        missing.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("is not a run"), "{}", text(&output));
+
+    std::fs::write(dir.path().join("run.json"), r#"{"schema_version": 999}"#).unwrap();
+    let output = finish(probe(&[
+        "run",
+        "--yes",
+        "--resume",
+        dir.path().to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("newer"), "{}", text(&output));
+
+    let output = finish(probe(&[
+        "run",
+        "--yes",
+        "--resume",
+        dir.path().to_str().unwrap(),
+        "--timeout",
+        "3",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("cannot be used with"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_results_directory_stops_the_run_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    for out in [
+        PathBuf::from("/dev/null/x"),
+        not_a_dir.join("run"),
+        PathBuf::from("/proc/censorprobe-test"),
+    ] {
+        let output = finish(probe(&[
+            "run",
+            "--yes",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--resolver",
+            "udp://127.0.0.1:1",
+            "--treat-as-public",
+            "127.0.0.0/8",
+        ]))
+        .await;
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!(
+                "cannot create results directory {}",
+                out.display()
+            )),
+            "{said}"
+        );
+        assert!(!said.contains("panicked"), "{said}");
+    }
+}
+
+/// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
+struct Tmpfs(TempDir);
+
+impl Tmpfs {
+    /// None when it cannot be mounted (not root, no mount permission).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Tmpfs(dir))
+    }
+
+    fn grow(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remounting the tmpfs");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_an_error_naming_the_file_and_keeps_whole_rows() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let tmpfs = match Tmpfs::mount("64k") {
+        Some(tmpfs) => tmpfs,
+        None if root || ci => panic!("cannot mount a tmpfs (root: {root}, CI: {ci})"),
+        None => {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+    };
+    // Many names on the healthy server: each target writes certificate chains to
+    // measurements.jsonl, and 64 KiB last a dozen targets. (Their certificate is the
+    // canary's, so they come out as anomalies: what matters here is their rows.)
+    let sites: Vec<(String, DnsBehaviour)> = (0..40)
+        .map(|i| {
+            (
+                format!("site{i}.test"),
+                DnsBehaviour::Answer(vec![LOCALHOST]),
+            )
+        })
+        .collect();
+    let lab = Lab::new(true, &sites, 0).await;
+    let out = tmpfs.0.path().join("out");
+    let output = finish(lab.start(&out)).await;
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{said}");
+    assert!(said.contains("No space left on device"), "{said}");
+    assert!(
+        said.contains(&format!("error: cannot write {}/", out.display())),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    // What was written before stays, in whole rows.
+    let verdicts = csv_rows(&out.join("verdicts.csv"));
+    let measurements = csv_rows(&out.join("measurements.csv"));
+    jsonl_rows(&out.join("measurements.jsonl"));
+    assert!(!measurements.is_empty(), "nothing was kept\n{said}");
+    for row in &verdicts {
+        assert!(
+            measurements.iter().any(|m| m["target"] == row["target"]),
+            "a verdict without its measurements: {row:?}"
+        );
+    }
+
+    // With room again, the run is finished where it stopped.
+    tmpfs.grow("4m");
+    let resumed = finish(probe(&["run", "--yes", "--resume", out.to_str().unwrap()])).await;
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let verdicts = check_whole(&out, &[]);
+    assert_eq!(verdicts.len(), sites.len() + 1);
+}
