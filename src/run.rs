@@ -1,9 +1,9 @@
 //! `censorprobe run`: targets → plan → measure → analyse → report, streaming.
 //!
 //! Everything that can be wrong with the input is checked before the results
-//! directory exists. Then the canary is measured first, so that each later verdict
-//! can be written the moment its target is done (the others follow in a random
-//! order); only while no connection at all has got through are verdicts held back,
+//! directory exists. Then the targets are measured concurrently, the canary started
+//! first and the others in a random order, and each verdict is written the moment its
+//! target is done; only while no connection at all has got through are verdicts held back,
 //! because if none ever does, the honest verdict for every target is "no network",
 //! not a page of anomalies.
 
@@ -349,13 +349,9 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         .saturating_mul(TARGETS_PER_OPERATION)
         .max(1);
     let mut sink = Sink::new(&mut writer, &context, &bar, earlier);
-    let (canary, rest): (Vec<Target>, Vec<Target>) =
-        targets.into_iter().partition(Target::is_canary);
-    for target in canary {
-        let (probe, control) = measure_both(&measurer, control.as_ref(), target).await;
-        sink.take(probe, control)?;
-    }
-    let mut results = futures_util::stream::iter(rest)
+    // The canary (first in `targets`) starts first but is not waited for: the sink
+    // holds verdicts back until some target, the canary or another, shows a network.
+    let mut results = futures_util::stream::iter(targets)
         .map(|target| {
             let (measurer, control) = (measurer.clone(), control.clone());
             tokio::spawn(async move { measure_both(&measurer, control.as_ref(), target).await })
