@@ -1,0 +1,610 @@
+#!/usr/bin/env bash
+# censorprobe's throughput on the testbed (issue 6): how fast, how heavy, against curl,
+# and how many probes one control server takes. Not part of `cargo test`.
+#
+#   sudo scripts/bench.sh [--sizes "1000 10000"] [--kind urls|domains]
+#                         [--blackholed PCT] [--reset PCT] [--addresses N]
+#                         [--concurrency N] [--timeout SECS] [--no-clean] [--no-censored]
+#                         [--no-curl] [--control-clients N] [--control-batch N]
+#                         [--control-seconds S] [--no-control-load] [--no-build]
+#                         [--keep DIR]
+#
+# It builds the release binary, brings the testbed up in bench mode (scripts/testbed.sh
+# up --bench: synthetic sites t<i>.bench.test spread over --addresses server addresses,
+# all served by nginx with a wildcard certificate from the lab CA), and for each size N:
+#   - runs `censorprobe run --control` in the probe's namespace on N targets under
+#     /usr/bin/time -v, once on an honest network ("clean") and once with --blackholed %
+#     of the sites' addresses dropped by the censor and --reset % answered with a RST
+#     ("censored"); prints wall time, targets/s, CPU time, peak RSS, the time to the first
+#     measurement and verdict rows, and where the time went (measurements.jsonl);
+#   - fetches the same URLs with `curl --parallel --parallel-max <concurrency>` from the
+#     same namespace, and prints the probe's targets/s as a share of curl's;
+# then loads the control server with --control-clients concurrent clients (wrk) POSTing
+# batches of --control-batch targets, and prints requests/s, the share of 503s and the
+# control's peak RSS. A summary table ends it, with the issue's targets.
+#
+# It takes the testbed suite's machine lock (/run/cp-testbed.suite, as tests/testbed.rs
+# does), waiting for it, and on exit takes the lab down and lets the lock go. Needs root,
+# the testbed's tools (scripts/testbed.sh check), /usr/bin/time, curl, wrk, jq; curl, wrk
+# and time are installed with apt-get when missing and apt-get is there.
+set -euo pipefail
+
+SELF=bench.sh
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+TESTBED=$HERE/testbed.sh
+STATE=/run/cp-testbed # the lab's default state directory, as the suite uses it
+MACHINE_LOCK=/run/cp-testbed.suite
+MACHINE_LOCK_WAIT=900 # seconds, as the suite waits
+NS_PROBE=cp-probe
+NS_NET=cp-net
+NS_CENSOR=cp-censor
+LAN_IF=to-probe
+CONTROL_URL=http://198.18.2.2:8080
+CANARY=canary.test
+
+# Address pools of the bench sites (in the testbed's bench range 198.19.64.0/18):
+# each pool starts at 198.19.<base>.1, 250 addresses per /24, 16 /24s at most.
+POOL_OK=64          # 198.19.64.0/20: honest sites
+POOL_BLACKHOLED=80  # 198.19.80.0/20: the censor drops every packet to them
+POOL_RESET=96       # 198.19.96.0/20: the censor answers every SYN with a RST
+
+SIZES="1000 10000"
+KIND=urls
+BLACKHOLED=30
+RESET=10
+ADDRESSES=500
+CONCURRENCY=64 # the probe's default
+TIMEOUT=3      # the lab's (scripts/testbed/targets.toml)
+RUN_CLEAN=1
+RUN_CENSORED=1
+RUN_CURL=1
+CONTROL_LOAD=1
+CONTROL_CLIENTS=200
+CONTROL_BATCH=10
+CONTROL_SECONDS=20
+BUILD=1
+KEEP=""
+
+say() { printf '%s: %s\n' "$SELF" "$*" >&2; }
+die() {
+    printf '%s: error: %s\n' "$SELF" "$*" >&2
+    exit 1
+}
+usage() {
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+    exit 2
+}
+
+while (($#)); do
+    case $1 in
+    --sizes) SIZES=$2 && shift ;;
+    --kind) KIND=$2 && shift ;;
+    --blackholed) BLACKHOLED=$2 && shift ;;
+    --reset) RESET=$2 && shift ;;
+    --addresses) ADDRESSES=$2 && shift ;;
+    --concurrency) CONCURRENCY=$2 && shift ;;
+    --timeout) TIMEOUT=$2 && shift ;;
+    --no-clean) RUN_CLEAN=0 ;;
+    --no-censored) RUN_CENSORED=0 ;;
+    --no-curl) RUN_CURL=0 ;;
+    --control-clients) CONTROL_CLIENTS=$2 && shift ;;
+    --control-batch) CONTROL_BATCH=$2 && shift ;;
+    --control-seconds) CONTROL_SECONDS=$2 && shift ;;
+    --no-control-load) CONTROL_LOAD=0 ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=$2 && shift ;;
+    -h | --help) usage ;;
+    *) usage ;;
+    esac
+    shift
+done
+
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+for n in $SIZES; do is_count "$n" || die "--sizes: $n is not a count"; done
+[[ -n ${SIZES// /} ]] || die "--sizes: no size"
+[[ $KIND == urls || $KIND == domains ]] || die "--kind: urls or domains"
+if ! [[ $BLACKHOLED =~ ^[0-9]+$ && $RESET =~ ^[0-9]+$ ]] || ((BLACKHOLED + RESET >= 100)); then
+    die "--blackholed and --reset: whole percentages, together under 100"
+fi
+if ! is_count "$ADDRESSES" || ((ADDRESSES < 3 || ADDRESSES > 4000)); then
+    die "--addresses: 3 to 4000"
+fi
+for v in CONCURRENCY TIMEOUT CONTROL_CLIENTS CONTROL_BATCH CONTROL_SECONDS; do
+    is_count "${!v}" || die "--${v,,}: want a positive whole number"
+done
+((CONTROL_CLIENTS <= 384)) || die "--control-clients: at most 384 (3 source addresses, 128 connections each)"
+((RUN_CLEAN + RUN_CENSORED > 0)) || die "--no-clean and --no-censored: nothing to run"
+
+# --- Preconditions ------------------------------------------------------------------
+
+[[ $(id -u) -eq 0 ]] || die "must run as root: the testbed builds network namespaces (try: sudo $0)"
+
+# Tools the bench needs on top of the testbed's (which `testbed.sh check` tries).
+ensure_tools() {
+    local missing=() tool
+    [[ -x /usr/bin/time ]] || missing+=(time)
+    for tool in curl wrk jq; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    ((${#missing[@]})) || return 0
+    if command -v apt-get >/dev/null 2>&1; then
+        say "installing ${missing[*]} (apt-get)"
+        if apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }; then
+            return 0
+        fi
+    fi
+    die "missing tools: ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]})"
+}
+ensure_tools
+command -v cargo >/dev/null 2>&1 || ((BUILD == 0)) || die "missing tool: cargo (or pass --no-build with target/release/censorprobe built)"
+curl --help all 2>/dev/null | grep -q -- '--parallel-max' || die "curl has no --parallel-max (curl 7.66 or newer needed)"
+
+# --- Clean-up: whatever happens, the lab goes down and the lock is let go ------------
+
+WORK=""
+LOCK_HELD=0
+LAB_UP=0
+CHILD=""
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $CHILD ]] && kill -0 "$CHILD" 2>/dev/null; then
+        # /usr/bin/time does not pass signals on: its child by id, then itself.
+        # shellcheck disable=SC2046
+        kill -TERM $(pgrep -P "$CHILD") "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+    fi
+    if ((LAB_UP)); then
+        bash "$TESTBED" down >/dev/null 2>&1 || say "warning: scripts/testbed.sh down failed"
+    fi
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ -n $KEEP ]]; then
+            mkdir -p "$KEEP" && cp -a "$WORK/." "$KEEP/" && say "runs kept in $KEEP"
+        fi
+        rm -rf "$WORK"
+    fi
+    if ((LOCK_HELD)) && [[ $(cat "$MACHINE_LOCK/pid" 2>/dev/null) == "$$" ]]; then
+        rm -rf "$MACHINE_LOCK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The testbed suite's machine-wide lock: a directory made atomically, holding its
+# owner's pid; a lock whose owner died is taken over (tests/testbed.rs, MachineLock).
+take_machine_lock() {
+    local waited=0 owner age said=0
+    while ! mkdir "$MACHINE_LOCK" 2>/dev/null; do
+        owner=$(tr -d '[:space:]' <"$MACHINE_LOCK/pid" 2>/dev/null || true)
+        if [[ -n $owner ]]; then
+            if [[ ! -e /proc/$owner ]]; then
+                rm -rf "$MACHINE_LOCK"
+                continue
+            fi
+        else
+            age=$(($(date +%s) - $(stat -c %Y "$MACHINE_LOCK" 2>/dev/null || date +%s)))
+            if ((age > 10)); then
+                rm -rf "$MACHINE_LOCK"
+                continue
+            fi
+        fi
+        if ((!said)); then
+            say "waiting for the testbed, held by pid ${owner:-?} ($MACHINE_LOCK)"
+            said=1
+        fi
+        ((waited < MACHINE_LOCK_WAIT * 2)) || die "pid ${owner:-?} has held $MACHINE_LOCK for ${MACHINE_LOCK_WAIT}s"
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    echo "$$" >"$MACHINE_LOCK/pid"
+    LOCK_HELD=1
+}
+
+# --- Helpers --------------------------------------------------------------------------
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+in_ns() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+# A value of /usr/bin/time -v's report.
+time_field() { awk -F': ' -v k="$2" 'index($0, k) { print $2; exit }' "$1" | tr -d ' '; }
+
+# --- The bench sites ------------------------------------------------------------------
+
+# hosts: "ADDRESS NAME CATEGORY" for t0 .. t<max-1>.bench.test. Categories take turns by
+# the index modulo 100, so every prefix (every size) has the same shares; each
+# category's names go round its pool of addresses.
+make_hosts() {
+    local max=$1 out=$2
+    awk -v max="$max" -v bh="$BLACKHOLED" -v rst="$RESET" -v total="$ADDRESSES" \
+        -v pok="$POOL_OK" -v pbh="$POOL_BLACKHOLED" -v prst="$POOL_RESET" '
+        function ip(base, k) { return sprintf("198.19.%d.%d", base + int(k / 250), 1 + k % 250) }
+        BEGIN {
+            nbh = int(total * bh / 100); nrst = int(total * rst / 100)
+            if (bh > 0 && nbh < 1) nbh = 1
+            if (rst > 0 && nrst < 1) nrst = 1
+            nok = total - nbh - nrst
+            if (nok > 4000 || nbh > 4000 || nrst > 4000) { print "pool too large" > "/dev/stderr"; exit 1 }
+            for (i = 0; i < max; i++) {
+                m = i % 100
+                if (m < bh)            { print ip(pbh, cbh++ % nbh), "t" i ".bench.test", "blackholed" }
+                else if (m < bh + rst) { print ip(prst, crst++ % nrst), "t" i ".bench.test", "reset" }
+                else                   { print ip(pok, cok++ % nok), "t" i ".bench.test", "ok" }
+            }
+        }' >"$out"
+}
+
+# target NAME: how a bench site is named in targets.toml (and in verdicts.csv).
+target_of() {
+    case $KIND in
+    urls) echo "https://$1/" ;;
+    domains) echo "$1" ;;
+    esac
+}
+
+# targets.toml for the first N sites: one service per category, the lab's settings.
+make_targets() {
+    local n=$1 out=$2 category key
+    key=$([[ $KIND == urls ]] && echo urls || echo domains)
+    {
+        echo "# Generated by scripts/bench.sh: $n synthetic sites of the testbed's bench mode."
+        echo "[settings]"
+        echo "timeout_secs = $TIMEOUT"
+        echo "concurrency = $CONCURRENCY"
+        echo 'resolvers = ["system"]'
+        echo "canary = \"$CANARY\""
+        echo 'treat_as_public = ["198.18.0.0/15"]'
+        echo "tls_ports = [443]"
+        echo "tcp_ports = [80]"
+        for category in ok blackholed reset; do
+            head -n "$n" "$WORK/hosts" | awk -v c="$category" -v kind="$KIND" -v key="$key" '
+                $3 == c { t = (kind == "urls") ? "https://" $2 "/" : $2; list = list sep "\"" t "\""; sep = ", " }
+                END { if (list != "") printf "\n[[service]]\nname = \"bench-%s\"\n%s = [%s]\n", c, key, list }'
+        done
+    } >"$out"
+}
+
+# The censor: honest, or dropping the blackholed pool and resetting the reset pool.
+censor_mode() {
+    bash "$TESTBED" scenario none >/dev/null
+    [[ $1 == censored ]] || return 0
+    in_ns "$NS_CENSOR" iptables -w -A FORWARD -i "$LAN_IF" -d "198.19.$POOL_BLACKHOLED.0/20" -j DROP
+    in_ns "$NS_CENSOR" iptables -w -A FORWARD -i "$LAN_IF" -p tcp --syn -d "198.19.$POOL_RESET.0/20" \
+        -j REJECT --reject-with tcp-reset
+}
+
+# --- Measuring --------------------------------------------------------------------------
+
+# Whether a CSV file has a header and a whole first row (bash builtins only: no fork).
+has_row() { [[ -f $1 ]] && { read -r _ && read -r _; } <"$1" 2>/dev/null; }
+
+declare -A FIG=() # figures by "N/mode/what"
+
+# Resets a process's peak resident memory (VmHWM), so that a phase is measured alone.
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+peak_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+control_pid() { cat "$STATE/run/control.pid"; }
+
+# probe_run N MODE: one `censorprobe run` with its figures.
+probe_run() {
+    local n=$1 mode=$2 dir=$WORK/run-$1-$2
+    mkdir -p "$dir"
+    make_targets "$n" "$dir/targets.toml"
+    censor_mode "$mode"
+    local cpid
+    cpid=$(control_pid)
+    reset_peak "$cpid"
+    say "probe: $n $KIND, $mode network (load average $(cut -d' ' -f1 /proc/loadavg))"
+    local started first_m="" first_v="" t
+    started=$(now)
+    /usr/bin/time -v -o "$dir/time.txt" ip netns exec "$NS_PROBE" "$BIN" run --yes \
+        --targets "$dir/targets.toml" --out "$dir/out" --ca-file "$STATE/ca.pem" \
+        --control "$CONTROL_URL" >"$dir/stdout" 2>"$dir/stderr" &
+    CHILD=$!
+    # The first data row of each file (a header, then a whole line), polled every 10 ms.
+    while kill -0 "$CHILD" 2>/dev/null && [[ -z $first_v ]]; do
+        t=$(now)
+        if [[ -z $first_m ]] && has_row "$dir/out/measurements.csv"; then
+            first_m=$(elapsed "$started" "$t")
+        fi
+        if has_row "$dir/out/verdicts.csv"; then
+            first_v=$(elapsed "$started" "$t")
+        fi
+        sleep 0.01
+    done
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    local wall
+    wall=$(elapsed "$started" "$(now)")
+    ((rc == 0)) || die "censorprobe run failed (exit $rc): $(tail -n 5 "$dir/stderr")"
+    local rows user sys rss
+    rows=$(($(wc -l <"$dir/out/verdicts.csv") - 1))
+    ((rows == n + 1)) || die "$dir/out/verdicts.csv: $rows rows for $n targets and the canary"
+    user=$(time_field "$dir/time.txt" "User time (seconds)")
+    sys=$(time_field "$dir/time.txt" "System time (seconds)")
+    rss=$(time_field "$dir/time.txt" "Maximum resident set size (kbytes)")
+    local key=$n/$mode
+    FIG[$key/wall]=$wall
+    FIG[$key/tps]=$(calc "%.0f" "$n / $wall")
+    FIG[$key/cpu]=$(calc "%.2f" "$user + $sys")
+    FIG[$key/cpu_detail]="$user user + $sys sys"
+    FIG[$key/rss]=$(calc "%.1f" "$rss / 1024")
+    FIG[$key/first_m]=${first_m:-?}
+    FIG[$key/first_v]=${first_v:-?}
+    FIG[$key/control_rss]=$(peak_mib "$cpid")
+    FIG[$key/verdicts]=$(verdict_summary "$dir" "$n")
+    printf '  %s targets (%s), %s: %s s wall, %s targets/s, CPU %s s (%s), peak RSS %s MiB, first measurement row %s s, first verdict row %s s; control peak RSS %s MiB\n' \
+        "$n" "$KIND" "$mode" "$wall" "${FIG[$key/tps]}" "${FIG[$key/cpu]}" "${FIG[$key/cpu_detail]}" \
+        "${FIG[$key/rss]}" "${FIG[$key/first_m]}" "${FIG[$key/first_v]}" "${FIG[$key/control_rss]}"
+    printf '  verdicts: %s\n' "${FIG[$key/verdicts]}"
+    where_time_goes "$dir" | sed 's/^/  /'
+}
+
+# Verdicts per category ("bench-ok ok/ 700", ...), to show the censor did its part.
+verdict_summary() {
+    local dir=$1
+    awk -F, 'NR > 1 && $5 != "canary" {
+        k = $5 " " $7 ($8 != "" ? "/" $8 : ""); c[k]++ }
+        END { for (k in c) printf "%s=%d\n", k, c[k] }' "$dir/out/verdicts.csv" | sort | paste -sd' ' -
+}
+
+# Where the time went, from measurements.jsonl: per step, how long it took (ms), and per
+# target, when its first step started after the run began (queueing) and how long from
+# its first step to the end of its last (steps and waits between them).
+where_time_goes() {
+    local dir=$1 started
+    started=$(jq -r .started_at "$dir/out/run.json")
+    jq -r --arg s "$started" 'select(.vantage) | [.vantage, .step, .target, .measured_at, .runtime_ms] | @tsv' \
+        "$dir/out/measurements.jsonl" | awk -F'\t' -v started="$started" '
+        function secs(t,   h, m, s) { h = substr(t, 12, 2); m = substr(t, 15, 2); s = substr(t, 18); sub(/[Z+].*$/, "", s); return h * 3600 + m * 60 + s }
+        BEGIN { t0 = secs(started) }
+        {
+            at = secs($4) - t0; if (at < -43200) at += 86400
+            end = at + $5 / 1000
+            print "step", $1 "/" $2, $5
+            k = $1 SUBSEP $3
+            if (!(k in first) || at < first[k]) first[k] = at
+            if (!(k in last) || end > last[k]) last[k] = end
+        }
+        END { for (k in first) { split(k, p, SUBSEP); print "start", p[1], first[k] * 1000; print "span", p[1], (last[k] - first[k]) * 1000; print "end", p[1], last[k] * 1000 } }
+    ' >"$dir/timing.tsv"
+    echo "where the time goes, in ms (p50 p90 p99 max, count): steps by vantage; per target"
+    echo "from the run's start to its first step (start), first step to last step's end (span)"
+    sort -k1,1 -k2,2 -k3,3g "$dir/timing.tsv" | awk '
+        function flush() {
+            if (n == 0) return
+            printf "    %-6s %-26s", kind, group
+            q[1] = 0.5; q[2] = 0.9; q[3] = 0.99
+            for (i = 1; i <= 3; i++) { k = int(q[i] * n + 0.999999); printf " %8.0f", v[k] }
+            printf " %8.0f %7d\n", v[n], n
+        }
+        $1 != kind || $2 != group { flush(); kind = $1; group = $2; n = 0 }
+        { v[++n] = $3 }
+        END { flush() }' | grep -v '^    end'
+}
+
+# curl_run N MODE: the same URLs with curl --parallel from the probe's namespace.
+curl_run() {
+    local n=$1 mode=$2 dir=$WORK/curl-$1-$2
+    mkdir -p "$dir"
+    head -n "$n" "$WORK/hosts" | awk '{ printf "url = \"https://%s/\"\noutput = \"/dev/null\"\n", $2 }' >"$dir/urls.cfg"
+    censor_mode "$mode"
+    say "curl: $n URLs, $mode network, --parallel-max $CONCURRENCY (load average $(cut -d' ' -f1 /proc/loadavg))"
+    local started rc=0 wall
+    started=$(now)
+    /usr/bin/time -v -o "$dir/time.txt" ip netns exec "$NS_PROBE" curl --parallel --parallel-max "$CONCURRENCY" \
+        --cacert "$STATE/ca.pem" --connect-timeout "$TIMEOUT" --max-time "$TIMEOUT" -s \
+        -w '%{http_code} %{exitcode}\n' -K "$dir/urls.cfg" >"$dir/results" 2>"$dir/stderr" &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    wall=$(elapsed "$started" "$(now)")
+    # curl exits non-zero when a transfer failed, which the censored network ensures.
+    local results ok
+    results=$(wc -l <"$dir/results")
+    ((results == n)) || die "curl gave $results results for $n URLs (exit $rc): $(tail -n 3 "$dir/stderr")"
+    ok=$(awk '$1 == 200' "$dir/results" | wc -l)
+    local key=$n/$mode
+    FIG[$key/curl_wall]=$wall
+    FIG[$key/curl_tps]=$(calc "%.0f" "$n / $wall")
+    FIG[$key/curl_cpu]=$(calc "%.2f" "$(time_field "$dir/time.txt" "User time (seconds)") + $(time_field "$dir/time.txt" "System time (seconds)")")
+    FIG[$key/curl_rss]=$(calc "%.1f" "$(time_field "$dir/time.txt" "Maximum resident set size (kbytes)") / 1024")
+    FIG[$key/ratio]=$(calc "%.2f" "${FIG[$key/tps]:-0} / ${FIG[$key/curl_tps]}")
+    printf '  curl, %s URLs, %s: %s s wall, %s URLs/s (%s answered 200), CPU %s s, peak RSS %s MiB; censorprobe/curl = %s\n' \
+        "$n" "$mode" "$wall" "${FIG[$key/curl_tps]}" "$ok" "${FIG[$key/curl_cpu]}" "${FIG[$key/curl_rss]}" "${FIG[$key/ratio]}"
+}
+
+# The control under many clients at once: wrk from three source addresses (the control
+# admits 128 connections per client address), each connection a client that POSTs a
+# batch of honest sites, waits for the answer, and backs off 250-500 ms after a 503 as
+# the probe does.
+control_load() {
+    local dir=$WORK/control-load
+    mkdir -p "$dir"
+    bash "$TESTBED" scenario none >/dev/null
+    awk '$3 == "ok" { print $1, $2 }' "$WORK/hosts" >"$dir/sites"
+    cat >"$dir/post.lua" <<'EOF'
+-- Generated by scripts/bench.sh: each connection POSTs /v1/measure with a batch of
+-- bench sites, and backs off 250-500 ms after a 503, as a probe does.
+local sites, batch, kind = {}, 10, "urls"
+local backoff = false
+n200, n503, nother = 0, 0, 0
+
+function init(args)
+    for line in io.lines(args[1]) do
+        local ip, name = line:match("^(%S+) (%S+)$")
+        sites[#sites + 1] = { ip = ip, name = name }
+    end
+    batch, kind = tonumber(args[2]), args[3]
+    math.randomseed(os.time() + 7919 * tonumber(args[4]))
+end
+
+function request()
+    local parts = {}
+    for i = 1, batch do
+        local s = sites[math.random(#sites)]
+        local target = kind == "urls" and ("https://" .. s.name .. "/") or s.name
+        parts[i] = string.format('{"service":"bench","target":"%s","tls_ports":[443],"tcp_ports":[80],"addresses":["%s"]}', target, s.ip)
+    end
+    local body = '{"targets":[' .. table.concat(parts, ",") .. '],"control_sni":"canary.test"}'
+    return wrk.format("POST", "/v1/measure", { ["Content-Type"] = "application/json" }, body)
+end
+
+function response(status, headers, body)
+    if status == 200 then n200 = n200 + 1
+    elseif status == 503 then n503 = n503 + 1; backoff = true
+    else nother = nother + 1 end
+end
+
+function delay()
+    if backoff then backoff = false; return math.random(250, 500) end
+    return 0
+end
+
+local threads = {}
+function setup(thread) threads[#threads + 1] = thread end
+
+function done(summary, latency, requests)
+    local a, b, c = 0, 0, 0
+    for _, t in ipairs(threads) do a = a + t:get("n200"); b = b + t:get("n503"); c = c + t:get("nother") end
+    local e = summary.errors
+    io.write(string.format("statuses: 200=%d 503=%d other=%d\n", a, b, c))
+    io.write(string.format("wrk: socket_errors=%d timeouts=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.0f\n",
+        e.connect + e.read + e.write, e.timeout,
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+end
+EOF
+    local cpid namespaces=("$NS_PROBE" "$NS_NET" "$NS_CENSOR") per i pids=()
+    cpid=$(control_pid)
+    reset_peak "$cpid"
+    say "control: $CONTROL_CLIENTS clients, $CONTROL_BATCH $KIND per request, ${CONTROL_SECONDS}s (load average $(cut -d' ' -f1 /proc/loadavg))"
+    for i in 0 1 2; do
+        per=$(((CONTROL_CLIENTS + 2 - i) / 3))
+        ((per > 0)) || continue
+        in_ns "${namespaces[$i]}" wrk -t 1 -c "$per" -d "${CONTROL_SECONDS}s" --timeout 60s \
+            -s "$dir/post.lua" "$CONTROL_URL/v1/measure" -- "$dir/sites" "$CONTROL_BATCH" "$KIND" "$i" \
+            >"$dir/wrk-$i.out" 2>&1 &
+        pids+=($!)
+    done
+    local pid rc=0
+    for pid in "${pids[@]}"; do
+        CHILD=$pid
+        wait "$pid" || rc=$?
+    done
+    CHILD=""
+    ((rc == 0)) || die "wrk failed: $(tail -n 5 "$dir"/wrk-*.out)"
+    FIG[control/rss]=$(peak_mib "$cpid")
+    local n200 n503 nother errors timeouts p99
+    read -r n200 n503 nother < <(cat "$dir"/wrk-*.out | awk -F'[ =]' '/^statuses:/ { a += $3; b += $5; c += $7 } END { print a + 0, b + 0, c + 0 }')
+    read -r errors timeouts p99 < <(cat "$dir"/wrk-*.out | awk -F'[ =]' '/^wrk:/ { e += $3; t += $5; if ($9 > p) p = $9 } END { print e + 0, t + 0, p + 0 }')
+    local total=$((n200 + n503 + nother))
+    ((total > 0)) || die "the control answered nothing: $(tail -n 5 "$dir"/wrk-*.out)"
+    FIG[control/rps]=$(calc "%.1f" "$n200 / $CONTROL_SECONDS")
+    FIG[control/all_rps]=$(calc "%.1f" "$total / $CONTROL_SECONDS")
+    FIG[control/503]=$(calc "%.1f" "100 * $n503 / $total")
+    FIG[control/tps]=$(calc "%.0f" "$n200 * $CONTROL_BATCH / $CONTROL_SECONDS")
+    FIG[control/p99]=$p99
+    printf '  control: %s clients for %ss: %s answered requests/s (%s targets/s), %s responses/s in all, 503s %s%% (%s of %s), other statuses %s, socket errors %s, timeouts %s; worst p99 latency %s ms; control peak RSS %s MiB\n' \
+        "$CONTROL_CLIENTS" "$CONTROL_SECONDS" "${FIG[control/rps]}" "${FIG[control/tps]}" "${FIG[control/all_rps]}" \
+        "${FIG[control/503]}" "$n503" "$total" "$nother" "$errors" "$timeouts" "$p99" "${FIG[control/rss]}"
+}
+
+# --- The summary ----------------------------------------------------------------------
+
+verdict_mark() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "MISSED"; fi; }
+
+summary() {
+    local n mode key modes=()
+    ((RUN_CLEAN)) && modes+=(clean)
+    ((RUN_CENSORED)) && modes+=(censored)
+    echo
+    echo "=== censorprobe bench: $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $REVISION"
+    echo "    $KIND targets; control on; timeout ${TIMEOUT}s, concurrency $CONCURRENCY, per-host 4; $ADDRESSES server addresses; censored = ${BLACKHOLED}% blackholed, ${RESET}% reset"
+    printf '%-7s %-9s %8s %9s %8s %9s %8s %8s %9s %9s %7s\n' targets network "wall s" targets/s "CPU s" "RSS MiB" "1st row" "1st ver" "curl t/s" "vs curl" "ctl MiB"
+    for n in $SIZES; do
+        for mode in "${modes[@]}"; do
+            key=$n/$mode
+            printf '%-7s %-9s %8s %9s %8s %9s %8s %8s %9s %9s %7s\n' "$n" "$mode" "${FIG[$key/wall]}" "${FIG[$key/tps]}" \
+                "${FIG[$key/cpu]}" "${FIG[$key/rss]}" "${FIG[$key/first_m]}" "${FIG[$key/first_v]}" \
+                "${FIG[$key/curl_tps]:--}" "${FIG[$key/ratio]:--}" "${FIG[$key/control_rss]}"
+        done
+    done
+    if ((CONTROL_LOAD)); then
+        printf 'control under %s clients x %s %s: %s requests/s answered (%s targets/s), 503s %s%%, p99 %s ms, peak RSS %s MiB\n' \
+            "$CONTROL_CLIENTS" "$CONTROL_BATCH" "$KIND" "${FIG[control/rps]}" "${FIG[control/tps]}" "${FIG[control/503]}" \
+            "${FIG[control/p99]}" "${FIG[control/rss]}"
+    fi
+    echo "targets (issue 6):"
+    local wall
+    for n in $SIZES; do
+        for mode in "${modes[@]}"; do
+            key=$n/$mode
+            wall=${FIG[$key/wall]}
+            case $n in
+            1000) echo "  1,000 targets in <= 5 s ($mode): $wall s: $(verdict_mark "$wall <= 5")" ;;
+            10000) echo "  10,000 targets in <= 30 s ($mode): $wall s: $(verdict_mark "$wall <= 30")" ;;
+            esac
+            if [[ $n == 10000 ]]; then
+                echo "  peak RSS <= 100 MB at 10,000 ($mode): ${FIG[$key/rss]} MiB: $(verdict_mark "${FIG[$key/rss]} * 1.048576 <= 100")"
+            fi
+            if [[ -n ${FIG[$key/ratio]:-} ]]; then
+                echo "  at least curl's targets/s ($n, $mode): x${FIG[$key/ratio]}: $(verdict_mark "${FIG[$key/ratio]} >= 1")"
+            fi
+        done
+        if ((RUN_CLEAN && RUN_CENSORED)); then
+            # Blackholed targets should cost their timeout about once, in parallel
+            # (src/measure/limits.rs): at most half again the clean run, or one timeout
+            # and a second more.
+            local ratio extra
+            ratio=$(calc "%.2f" "${FIG[$n/censored/wall]} / ${FIG[$n/clean/wall]}")
+            extra=$(calc "%.2f" "${FIG[$n/censored/wall]} - ${FIG[$n/clean/wall]}")
+            echo "  ${BLACKHOLED}% blackholed does not multiply wall time ($n): censored/clean = x$ratio (+$extra s; timeout ${TIMEOUT} s): $(verdict_mark "$ratio <= 1.5 || $extra <= $TIMEOUT + 1")"
+        fi
+    done
+}
+
+# --- Main -----------------------------------------------------------------------------
+
+take_machine_lock
+cd "$REPO"
+if ((BUILD)); then
+    say "cargo build --release"
+    cargo build --release --quiet 2>&1 | tail -n 20 >&2
+    ((PIPESTATUS[0] == 0)) || die "cargo build --release failed"
+fi
+BIN=$REPO/target/release/censorprobe
+[[ -x $BIN ]] || die "no $BIN: build it (cargo build --release)"
+REVISION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+export CENSORPROBE=$BIN # the control server runs the release binary too
+export CP_TESTBED_STATE=$STATE
+
+WORK=$(mktemp -d /tmp/cp-bench.XXXXXX)
+chmod 755 "$WORK"
+max=0
+for n in $SIZES; do ((n > max)) && max=$n; done
+make_hosts "$max" "$WORK/hosts"
+awk '{ print $1, $2 }' "$WORK/hosts" >"$WORK/bench-hosts"
+say "testbed up in bench mode: $max sites on $ADDRESSES addresses"
+LAB_UP=1
+bash "$TESTBED" up --bench "$WORK/bench-hosts" >"$WORK/up.log" 2>&1 || die "scripts/testbed.sh up --bench failed: $(tail -n 5 "$WORK/up.log")"
+
+for n in $SIZES; do
+    ((RUN_CLEAN)) && probe_run "$n" clean
+    ((RUN_CENSORED)) && probe_run "$n" censored
+    if ((RUN_CURL)); then
+        ((RUN_CLEAN)) && curl_run "$n" clean
+        ((RUN_CENSORED)) && curl_run "$n" censored
+    fi
+done
+((CONTROL_LOAD)) && control_load
+summary
