@@ -3,6 +3,12 @@
 //! see it, and asked for a yes. The yes is kept in the user's config directory, with
 //! the notice's version, so that it is asked once (and again if the notice changes).
 //!
+//! Batch and CI use, where nobody can be asked, give consent with `--yes` (or
+//! `CENSORPROBE_YES=1`) or with `consent = true` in the user's own configuration file,
+//! `config.toml` beside the stored consent. Not in targets.toml: a targets file is often
+//! prepared by someone else (a campaign, a researcher), and consent must come from the
+//! person who runs the probe.
+//!
 //! This is a concern of the command line: `run::run` (which the loopback-only demo
 //! also calls) never asks.
 
@@ -51,26 +57,47 @@ struct Consent {
     agreed_at: DateTime<Utc>,
 }
 
-/// Makes sure the user agreed to the notice: by `--yes`, by a stored consent, or by
-/// answering yes on the terminal now (which is stored). Otherwise an error that says
-/// what to do; nothing has been measured.
+/// The user's configuration: `config.toml` in censorprobe's configuration directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// I have read the informed-consent notice and agree (batch and CI use).
+    #[serde(default)]
+    consent: bool,
+}
+
+/// Makes sure the user agreed to the notice: by `--yes`, by `consent = true` in their
+/// configuration file, by a stored consent, or by answering yes on the terminal now
+/// (which is stored). Otherwise an error that says what to do; nothing has been
+/// measured. A configuration file that cannot be read is an error that names it.
 pub fn ensure(yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
-    let path = consent_file(
+    let dir = config_dir(
         std::env::var_os("XDG_CONFIG_HOME"),
         std::env::var_os("HOME"),
     );
+    let config = dir.as_ref().map(|dir| dir.join(CONFIG_FILE));
+    if let Some(config) = &config
+        && read_config(config)?.consent
+    {
+        return Ok(());
+    }
+    let path = dir.map(|dir| dir.join(CONSENT_FILE));
     if path.as_deref().is_some_and(agreed) {
         return Ok(());
     }
     if !io::stdin().is_terminal() {
+        let config = config.map_or("censorprobe's config.toml".into(), |c| {
+            c.display().to_string()
+        });
         bail!(
             "censorprobe needs your informed consent before it measures anything, and cannot \
              ask for it here (standard input is not a terminal). Run it once on a terminal to \
              read the notice and agree, or, if you have read the notice (README, \"Safety\") \
-             and agree, pass --yes (for batch and CI use; or set CENSORPROBE_YES=1)"
+             and agree, pass --yes (for batch and CI use; or set CENSORPROBE_YES=1, or put \
+             `consent = true` in {config})"
         );
     }
     let mut stderr = io::stderr().lock();
@@ -90,9 +117,14 @@ pub fn ensure(yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `$XDG_CONFIG_HOME/censorprobe/consent`, else `~/.config/censorprobe/consent`, as
-/// the XDG base directory spec says (a relative XDG_CONFIG_HOME is ignored).
-fn consent_file(xdg_config_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+/// The stored consent, in the configuration directory.
+const CONSENT_FILE: &str = "consent";
+/// The user's configuration, in the configuration directory.
+const CONFIG_FILE: &str = "config.toml";
+
+/// `$XDG_CONFIG_HOME/censorprobe`, else `~/.config/censorprobe`, as the XDG base
+/// directory spec says (a relative XDG_CONFIG_HOME is ignored).
+fn config_dir(xdg_config_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
     let config = xdg_config_home
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -100,7 +132,17 @@ fn consent_file(xdg_config_home: Option<OsString>, home: Option<OsString>) -> Op
             home.filter(|h| !h.is_empty())
                 .map(|h| PathBuf::from(h).join(".config"))
         })?;
-    Some(config.join("censorprobe").join("consent"))
+    Some(config.join("censorprobe"))
+}
+
+/// The configuration in `path`: the defaults when there is no such file.
+fn read_config(path: &Path) -> anyhow::Result<Config> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) => bail!("cannot read {}: {e}", path.display()),
+    };
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
 }
 
 /// True when `path` holds a consent to this notice (or a later one).
@@ -147,24 +189,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_consent_file_follows_xdg() {
-        let file = |xdg: Option<&str>, home: Option<&str>| {
-            consent_file(xdg.map(OsString::from), home.map(OsString::from))
+    fn the_config_directory_follows_xdg() {
+        let dir = |xdg: Option<&str>, home: Option<&str>| {
+            config_dir(xdg.map(OsString::from), home.map(OsString::from))
         };
         assert_eq!(
-            file(Some("/x"), Some("/home/v")),
-            Some(PathBuf::from("/x/censorprobe/consent"))
+            dir(Some("/x"), Some("/home/v")),
+            Some(PathBuf::from("/x/censorprobe"))
         );
         assert_eq!(
-            file(Some("relative"), Some("/home/v")),
-            Some(PathBuf::from("/home/v/.config/censorprobe/consent"))
+            dir(Some("relative"), Some("/home/v")),
+            Some(PathBuf::from("/home/v/.config/censorprobe"))
         );
         assert_eq!(
-            file(None, Some("/home/v")),
-            Some(PathBuf::from("/home/v/.config/censorprobe/consent"))
+            dir(None, Some("/home/v")),
+            Some(PathBuf::from("/home/v/.config/censorprobe"))
         );
-        assert_eq!(file(None, Some("")), None);
-        assert_eq!(file(None, None), None);
+        assert_eq!(dir(None, Some("")), None);
+        assert_eq!(dir(None, None), None);
+    }
+
+    #[test]
+    fn the_config_file_gives_consent_only_when_it_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        assert!(!read_config(&path).unwrap().consent, "no file");
+        for (text, consent) in [
+            ("consent = true\n", true),
+            ("consent = false\n", false),
+            ("# nothing set\n", false),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(read_config(&path).unwrap().consent, consent, "{text}");
+        }
+        for text in ["consent = \"yes\"\n", "concent = true\n", "consent = "] {
+            std::fs::write(&path, text).unwrap();
+            let error = format!("{:#}", read_config(&path).unwrap_err());
+            assert!(error.contains(CONFIG_FILE), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod expect;
 pub mod export;
 pub mod facts;
 pub mod failure;
+pub mod fuzzing;
 pub mod measure;
 pub mod offline;
 pub mod plan;

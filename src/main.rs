@@ -19,7 +19,28 @@ use censorprobe::export;
 use censorprobe::offline;
 use censorprobe::report::{html, summary};
 use censorprobe::run::{self, InputError, RunArgs};
+use censorprobe::scrub::Scrubbing;
 use censorprobe::targets::{self, ResolverSpec};
+
+/// Standard output and error as `print!` and `eprintln!` write them, except that a write
+/// that fails is let go instead of panicking: a reader that went away (`censorprobe run |
+/// head`) or a full disk under a redirection must not crash a run whose results are on
+/// disk, nor turn its exit code into a panic's.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr().lock(), $($arg)*);
+    }};
+}
 
 /// Exit codes, as documented in the README.
 const EXIT_DIFFERENCES: u8 = 1;
@@ -262,10 +283,12 @@ impl Write for LogWriter {
     }
 }
 
+/// Every log line is scrubbed of addresses (see "Safety" in the README): a line can
+/// quote any error text, a library's included, and logs end up in bug reports.
 impl<'a> MakeWriter<'a> for LogWriter {
-    type Writer = LogWriter;
-    fn make_writer(&'a self) -> LogWriter {
-        self.clone()
+    type Writer = Scrubbing<LogWriter>;
+    fn make_writer(&'a self) -> Scrubbing<LogWriter> {
+        Scrubbing(self.clone())
     }
 }
 
@@ -290,7 +313,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_INTERNAL_ERROR);
         }
     };
@@ -318,7 +341,7 @@ fn main() -> ExitCode {
             }
             Command::Export { ooni: run_dir, out } => {
                 let exported = export::ooni::export(&run_dir, out.as_deref())?;
-                println!(
+                outln!(
                     "{} OONI measurements: {}",
                     exported.measurements,
                     exported.path.display()
@@ -326,7 +349,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Report { dirs, html } => {
-                println!("{}", html::write(&dirs, &html)?);
+                outln!("{}", html::write(&dirs, &html)?);
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -334,7 +357,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             match e.downcast_ref::<InputError>() {
                 Some(_) => ExitCode::from(EXIT_INPUT_ERROR),
                 None => ExitCode::from(EXIT_INTERNAL_ERROR),
@@ -380,12 +403,12 @@ async fn run_command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     }
     match differences {
         Some(differences) if !differences.is_empty() => {
-            println!(
+            outln!(
                 "\n{} targets differ from the expectation:",
                 differences.len()
             );
             for d in &differences {
-                println!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
+                outln!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
             }
             Ok(ExitCode::from(EXIT_DIFFERENCES))
         }
@@ -400,7 +423,7 @@ fn aggregate_command(
 ) -> anyhow::Result<ExitCode> {
     let result = aggregate::aggregate(inputs, by).map_err(InputError)?;
     for (path, why) in &result.skipped {
-        eprintln!("skipped {}: {why}", path.display());
+        errln!("skipped {}: {why}", path.display());
     }
     if result.runs == 0 {
         return Err(InputError(anyhow::anyhow!("no readable run in {inputs:?}")).into());
@@ -413,7 +436,7 @@ fn aggregate_command(
         }
         None => aggregate::write_csv(&result.groups, by, io::stdout().lock())?,
     }
-    eprintln!(
+    errln!(
         "merged {} runs into {} groups",
         result.runs,
         result.groups.len()
@@ -423,16 +446,16 @@ fn aggregate_command(
 
 async fn demo_command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
     let lab = demo::Lab::start().await?;
-    print!("{}", lab.intro());
+    out!("{}", lab.intro());
     let report = lab.run(out, progress).await?;
     print_report(&report);
-    print!("\n{}", lab.outro());
+    out!("\n{}", lab.outro());
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(report: &run::RunReport) {
-    print!("{}", summary::render(&report.verdicts, report.no_network));
-    println!("\nResults: {}", report.dir.display());
+    out!("{}", summary::render(&report.verdicts, report.no_network));
+    outln!("\nResults: {}", report.dir.display());
 }
 
 async fn serve_command(cmd: ServeCommand) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@
 //! because if none ever does, the honest verdict for every target is "no network",
 //! not a page of anomalies.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,7 +249,9 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
         .map(|url| url.parse::<url::Url>())
         .transpose()
         .with_context(|| format!("{}: the control's URL", dir.join(RUN_JSON).display()))?;
-    eprintln!(
+    // Not `eprintln!`, which panics if standard error is gone.
+    let _ = writeln!(
+        std::io::stderr(),
         "Resuming run {} in {}: {} of {} targets are done, measuring the other {} with the run's own targets and settings (its run.json)",
         resumed.info.run_id,
         dir.display(),

@@ -27,16 +27,23 @@ pub fn scrub_addresses(text: &str) -> String {
     out
 }
 
+/// The longest text that can be an address: an IPv6 address in brackets, its last 32
+/// bits in dotted form, with a port (`[ffff:...:255.255.255.255]:65535`, 53 bytes).
+const MAX_ADDRESS_LEN: usize = 56;
+
 fn is_address_char(c: char) -> bool {
     c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')
 }
 
 /// Scrubs a run of address characters (all ASCII): from each position, the longest
-/// address starting there, so `[::1]:53:` loses `[::1]:53` and keeps its colon.
+/// address starting there, so `[::1]:53:` loses `[::1]:53` and keeps its colon. No
+/// address is longer than [`MAX_ADDRESS_LEN`], so a long run (a hex dump in an error
+/// text, a hostile server's header) costs time in proportion to its length.
 fn scrub_run(run: &str, out: &mut String) {
     let mut i = 0;
     while i < run.len() {
-        match (i + 1..=run.len()).rev().find(|&j| is_address(&run[i..j])) {
+        let longest = run.len().min(i + MAX_ADDRESS_LEN);
+        match (i + 1..=longest).rev().find(|&j| is_address(&run[i..j])) {
             Some(j) => {
                 out.push_str(SCRUBBED);
                 i = j;
@@ -46,6 +53,24 @@ fn scrub_run(run: &str, out: &mut String) {
                 i += 1;
             }
         }
+    }
+}
+
+/// A writer of log lines that scrubs every address out of them before they go on:
+/// a log line can quote any error text, a library's included, and logs get pasted
+/// into bug reports. Each `write` is taken as whole lines, as `tracing`'s formatter
+/// writes one event at a time.
+pub struct Scrubbing<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Scrubbing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let scrubbed = scrub_addresses(&String::from_utf8_lossy(buf));
+        self.0.write_all(scrubbed.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -85,5 +110,41 @@ mod tests {
         for (text, scrubbed) in cases {
             assert_eq!(scrub_addresses(text), scrubbed, "{text}");
         }
+    }
+
+    #[test]
+    fn log_lines_are_scrubbed_as_they_are_written() {
+        use std::io::Write;
+        let mut written = Vec::new();
+        let mut log = Scrubbing(&mut written);
+        let time = "2026-12-02T02:34:40.123456Z";
+        writeln!(
+            log,
+            "{time}  WARN bind 192.0.2.7:5353; from [2001:db8::1]:443"
+        )
+        .unwrap();
+        log.write_all(b"DEBUG no address here\n").unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            format!("{time}  WARN bind [scrubbed]; from [scrubbed]\nDEBUG no address here\n")
+        );
+    }
+
+    #[test]
+    fn long_runs_of_address_characters_take_linear_time() {
+        // A hex dump in an error text, or a hostile server's header: every position
+        // starts a run that is tried against the longest address only, not the run.
+        let long = format!("{} 10.0.0.1 {}", "ab12".repeat(10_000), "1.".repeat(10_000));
+        let started = std::time::Instant::now();
+        let scrubbed = scrub_addresses(&long);
+        assert!(
+            scrubbed.contains(" [scrubbed] "),
+            "the address in the middle"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -121,12 +121,23 @@ pub struct TargetsFile {
 
 /// A mistake in a targets file, located for a person to fix.
 #[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: {key}: {message}", file.display())]
 pub struct TargetsError {
     pub file: PathBuf,
+    /// A line of the file (1 for an empty file).
     pub line: usize,
+    /// The key at fault; empty when there is none (a file that ends too soon).
     pub key: String,
     pub message: String,
+}
+
+impl fmt::Display for TargetsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
 }
 
 impl TargetsFile {
@@ -170,11 +181,15 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// The line of `offset`. The white space that ends a file belongs to its last line:
+    /// an error at the end of the file (an array never closed) points at a line there is.
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.text[..offset.min(self.end())].matches('\n').count() + 1
+    }
+
+    /// Where the file's text ends, trailing white space left out.
+    fn end(&self) -> usize {
+        self.text.trim_end().len()
     }
 
     fn error(&self, span: Range<usize>, key: &str, message: String) -> TargetsError {
@@ -190,15 +205,18 @@ impl Locator<'_> {
     /// text of the line the span points at.
     fn toml_error(&self, err: &toml::de::Error) -> TargetsError {
         let span = err.span().unwrap_or(0..0);
-        let line_start = self.text[..span.start.min(self.text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
+        let message = err.message().trim().to_string();
+        if span.start >= self.end() {
+            // Past the last key: the file ended before what it opened was closed.
+            return self.error(span, "", format!("{message} (at the end of the file)"));
+        }
+        let line_start = self.text[..span.start].rfind('\n').map_or(0, |i| i + 1);
         let line_text = self.text[line_start..].lines().next().unwrap_or("");
         let key = match line_text.split_once('=') {
             Some((key, _)) => key.trim().to_string(),
             None => line_text.trim().to_string(),
         };
-        self.error(span, &key, err.message().trim().to_string())
+        self.error(span, &key, message)
     }
 
     fn each<T>(
@@ -458,6 +476,16 @@ tls_ports = [8443]
         let e = error("[[service]]\nname = \"x\"\ndomain = [\"a.org\"]\n");
         assert!(e.starts_with("targets.toml:3: domain: "), "{e}");
         assert!(e.contains("unknown field `domain`"), "{e}");
+    }
+
+    /// Found by fuzzing (fuzz/seeds/targets_toml/crash-array-open-at-end-of-file.toml):
+    /// an error at the end of the file named the line after the last one, and no key.
+    #[test]
+    fn a_file_that_ends_too_soon_names_its_last_line() {
+        let e = error("[[service]]\nname = \"tg\"\ndomains = [\"a.org\",\n\n\n");
+        assert!(e.starts_with("targets.toml:3: "), "{e}");
+        assert!(e.ends_with("(at the end of the file)"), "{e}");
+        assert!(!e.contains(": :"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Informed consent on the command line: `run` measures nothing until the user has
-//! agreed, by `--yes` (or `CENSORPROBE_YES`) or a consent stored on an earlier run;
+//! agreed, by `--yes` (or `CENSORPROBE_YES`), by `consent = true` in their config.toml,
+//! or by a consent stored on an earlier run;
 //! without a terminal to ask on, it refuses with exit code 2. Each case has its own
 //! config directory, so no real consent of the user's is read or written.
 
@@ -73,6 +74,49 @@ fn yes_or_a_stored_consent_lets_it_run() {
     )
     .unwrap();
     passed(run(config.path(), &[], &[]));
+}
+
+#[test]
+fn the_config_file_gives_consent_for_batch_use() {
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("xdg/censorprobe/config.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let write = |text: &str| std::fs::write(&file, text).unwrap();
+
+    write("# I have read the notice and agree.\nconsent = true\n");
+    let output = run(config.path(), &[], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("missing-targets.toml"),
+        "{}",
+        stderr(&output)
+    );
+    // Nothing is stored: the setting is the consent, for as long as it says so.
+    assert!(!config.path().join("xdg/censorprobe/consent").exists());
+
+    write("consent = false\n");
+    let output = run(config.path(), &[], &[]);
+    assert!(
+        stderr(&output).contains("informed consent"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains(&file.display().to_string()),
+        "the refusal names the file where consent can be given: {}",
+        stderr(&output)
+    );
+
+    // A file that says something else is an error that names it, not a silent "no".
+    write("consent = \"yes\"\n");
+    let output = run(config.path(), &[], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&file.display().to_string()),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("missing-targets.toml"));
 }
 
 #[test]

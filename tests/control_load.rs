@@ -14,31 +14,27 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use http_body_util::Full;
+use hyper::Request;
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsConnector;
 
 use censorprobe::bogon::AddressPolicy;
-use censorprobe::control::protocol::{ControlResponse, ControlResult, HEALTH_PATH, MEASURE_PATH};
+use censorprobe::control::protocol::{ControlResult, HEALTH_PATH, MEASURE_PATH};
 use censorprobe::facts::{HttpFacts, Step};
 use censorprobe::failure::Failure;
-use common::{ControlServer, DnsBehaviour, DnsServer, TestCa};
+use common::control::{self, Reply, exchange};
+use common::{ControlServer, DnsBehaviour, DnsServer, HttpServer, TestCa, tls};
 
 const TOKEN: &str = "load-test-token";
 /// The server's `CLIENT_TIMEOUT`: how long a client may take to send a request's head,
@@ -99,66 +95,19 @@ fn probe_body(endpoints: &[SocketAddr]) -> Bytes {
     Bytes::from(json!({ "targets": targets }).to_string())
 }
 
-/// A measure request with the token, as `ControlClient` sends it.
-fn measure_request(server: SocketAddr, body: Bytes) -> Request<Full<Bytes>> {
-    Request::builder()
-        .method(Method::POST)
-        .uri(MEASURE_PATH)
-        .header(HOST, server.to_string())
-        .header(CONTENT_TYPE, "application/json")
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Full::new(body))
-        .unwrap()
+/// A measure request with the token, as `ControlClient` sends it, over HTTP/1.1.
+fn measure_request(server: SocketAddr, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    control::measure_request(server, Some(TOKEN), body, false)
 }
 
-/// One HTTP/1.1 exchange on `io`: the status and the body, or why there is none.
-async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, body.to_bytes()))
-}
-
-/// The same over HTTP/2, which a probe speaks to a server over TLS (ALPN).
-async fn exchange_h2<S>(io: S, request: Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let (mut parts, body) = request.into_parts();
-    parts.uri = format!("https://control.test{MEASURE_PATH}")
-        .parse()
-        .unwrap();
-    parts.headers.remove(HOST);
-    let response = sender
-        .send_request(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, body.to_bytes()))
+/// One HTTP/1.1 exchange on a new connection to `server` from `source`.
+async fn exchange_from(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Reply {
+    let tcp = connect_from(source, server).await;
+    exchange(tcp, false, request).await.unwrap()
 }
 
 /// A well-behaved probe's request: a connection of its own (over TLS with `tls`),
@@ -173,35 +122,32 @@ async fn probe_request(server: SocketAddr, body: Bytes, tls: Option<&TlsConnecto
             let tcp = TcpStream::connect(server)
                 .await
                 .map_err(|e| e.to_string())?;
-            let request = measure_request(server, body.clone());
             match tls {
-                None => exchange(tcp, request).await,
+                None => exchange(tcp, false, measure_request(server, body.clone())).await,
                 Some(connector) => {
                     let name = ServerName::try_from("control.test").unwrap();
                     let stream = connector
                         .connect(name, tcp)
                         .await
                         .map_err(|e| e.to_string())?;
-                    match stream.get_ref().1.alpn_protocol() {
-                        Some(b"h2") => exchange_h2(stream, request).await,
-                        _ => exchange(stream, request).await,
-                    }
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let request = control::measure_request(server, Some(TOKEN), body.clone(), h2);
+                    exchange(stream, h2, request).await
                 }
             }
         };
         match timeout(Duration::from_secs(30), attempt).await {
-            Ok(Ok((200, body))) => {
-                let response: ControlResponse = serde_json::from_slice(&body).unwrap();
-                assert_eq!(response.results.len(), 2, "{response:?}");
+            Ok(Ok(reply)) if reply.status == 200 => {
+                assert_eq!(reply.results().results.len(), 2, "{}", reply.text);
                 return Answered {
                     latency: started.elapsed(),
                     refusals,
                 };
             }
-            Ok(Ok((503, _)) | Err(_)) => refusals += 1,
-            Ok(Ok((status, body))) => panic!(
-                "a well-behaved request got {status}: {}",
-                String::from_utf8_lossy(&body)
+            Ok(Ok(Reply { status: 503, .. }) | Err(_)) => refusals += 1,
+            Ok(Ok(reply)) => panic!(
+                "a well-behaved request got {}: {}",
+                reply.status, reply.text
             ),
             Err(_) => panic!("a well-behaved request got no answer within 30 s"),
         }
@@ -601,11 +547,9 @@ async fn malformed(server: SocketAddr) -> String {
     let mut count = 0;
     for _ in 0..25 {
         for body in bodies {
-            let tcp = connect_from(Ipv4Addr::new(127, 0, 0, 37), server).await;
-            let (status, text) = exchange(tcp, measure_request(server, Bytes::from(body)))
-                .await
-                .unwrap();
-            assert_eq!(status, 400, "{body:?}: {}", String::from_utf8_lossy(&text));
+            let source = Ipv4Addr::new(127, 0, 0, 37);
+            let reply = exchange_from(source, server, measure_request(server, body)).await;
+            assert_eq!(reply.status, 400, "{body:?}: {}", reply.text);
             count += 1;
         }
     }
@@ -621,13 +565,9 @@ async fn unauthorized(server: SocketAddr) -> String {
     let body = probe_body(&[SocketAddr::from(([127, 0, 0, 1], 9))]);
     for token in ["", "wrong", &"x".repeat(4096)] {
         for _ in 0..25 {
-            let tcp = connect_from(Ipv4Addr::new(127, 0, 0, 38), server).await;
-            let mut request = measure_request(server, body.clone());
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-            let (status, _) = exchange(tcp, request).await.unwrap();
-            assert_eq!(status, 401);
+            let request = control::measure_request(server, Some(token), body.clone(), false);
+            let reply = exchange_from(Ipv4Addr::new(127, 0, 0, 38), server, request).await;
+            assert_eq!(reply.status, 401);
         }
     }
     format!(
@@ -723,41 +663,10 @@ async fn keeps_answering_probes_over_https_while_abused() {
 /// and a TLS client that trusts that CA only and offers HTTP/2 first, as probes do.
 fn https_files(dir: &Path) -> (String, String, TlsConnector) {
     let ca = TestCa::new();
-    let ca_pem = ca.write_pem(dir);
-    let (chain, key) = ca.issue(&["control.test"]);
-    let cert = dir.join("cert.pem");
-    let key_file = dir.join("key.pem");
-    std::fs::write(&cert, pem("CERTIFICATE", &chain[0])).unwrap();
-    std::fs::write(&key_file, pem("PRIVATE KEY", key.secret_der())).unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca_pem).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    (
-        cert.to_str().unwrap().to_string(),
-        key_file.to_str().unwrap().to_string(),
-        TlsConnector::from(Arc::new(config)),
-    )
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let base64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = base64
-        .as_bytes()
-        .chunks(64)
-        .map(|line| std::str::from_utf8(line).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
+    let (cert, key) = ca.write_server_files(dir, &["control.test"]);
+    let client = tls::client(&ca.write_pem(dir), &[b"h2", b"http/1.1"]);
+    let path = |p: PathBuf| p.to_str().unwrap().to_string();
+    (path(cert), path(key), client)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -805,38 +714,6 @@ async fn caps_connections_in_all_and_per_client() {
         "caps: every place held by idle connections; all closed by {freed:.1?}, then a probe answered in {:?}",
         answered.latencies[0]
     );
-}
-
-/// A loopback HTTP server at `address` (treated as public) that answers each path of
-/// `routes` with a redirect to its location.
-async fn redirector(listener: TcpListener, routes: Vec<(String, String)>) {
-    let routes = Arc::new(routes);
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let routes = routes.clone();
-        tokio::spawn(async move {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&request);
-            let path = text.split(' ').nth(1).unwrap_or_default();
-            let response = match routes.iter().find(|(p, _)| p == path) {
-                Some((_, location)) => format!(
-                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                ),
-                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .into(),
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
-    }
 }
 
 /// The addresses a result's TCP connects and TLS handshakes went to.
@@ -946,7 +823,11 @@ async fn never_measures_forbidden_addresses_from_dns_or_redirects() {
     for ip in &disguised {
         routes.push((format!("/{ip}"), format!("http://[{ip}]:{port}/")));
     }
-    tokio::spawn(redirector(redirects, routes.clone()));
+    let table = routes.clone();
+    HttpServer::spawn_redirector(redirects, move |path| {
+        let (_, location) = table.iter().find(|(p, _)| p == path)?;
+        Some(location.clone())
+    });
 
     let mut targets = vec![
         json!({ "service": "lab", "target": "loopback.test", "tcp_ports": [port], "tls_ports": [port] }),
@@ -964,11 +845,10 @@ async fn never_measures_forbidden_addresses_from_dns_or_redirects() {
     }
     let body = Bytes::from(json!({ "targets": targets }).to_string());
     let tcp = TcpStream::connect(server.address).await.unwrap();
-    let (status, text) = exchange(tcp, measure_request(server.address, body))
+    let response = exchange(tcp, false, measure_request(server.address, body))
         .await
-        .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&text));
-    let response: ControlResponse = serde_json::from_slice(&text).unwrap();
+        .unwrap()
+        .results();
     let result = |target: &str| {
         response
             .results
@@ -1025,10 +905,10 @@ async fn never_measures_forbidden_addresses_from_dns_or_redirects() {
         let target = SocketAddr::new(*ip, port).to_string();
         let body = json!({ "targets": [{ "service": "lab", "target": target }] }).to_string();
         let tcp = TcpStream::connect(server.address).await.unwrap();
-        let (status, text) = exchange(tcp, measure_request(server.address, Bytes::from(body)))
+        let reply = exchange(tcp, false, measure_request(server.address, body))
             .await
             .unwrap();
-        assert_eq!(status, 400, "{target}: {}", String::from_utf8_lossy(&text));
+        assert_eq!(reply.status, 400, "{target}: {}", reply.text);
     }
 }
 
@@ -1078,14 +958,12 @@ async fn benchmark() {
     for _ in 0..2000 {
         for (token, times) in wrong.iter().zip(times.iter_mut()) {
             let tcp = TcpStream::connect(server.address).await.unwrap();
-            let mut request = measure_request(server.address, body.clone());
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+            let request =
+                control::measure_request(server.address, Some(token), body.clone(), false);
             let started = Instant::now();
-            let (status, _) = exchange(tcp, request).await.unwrap();
+            let reply = exchange(tcp, false, request).await.unwrap();
             times.push(started.elapsed());
-            assert_eq!(status, 401);
+            assert_eq!(reply.status, 401);
         }
     }
     let mean = |times: &[Duration]| times.iter().sum::<Duration>() / times.len() as u32;

@@ -8,31 +8,24 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, RETRY_AFTER};
-use hyper::{Method, Request};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use http_body_util::Full;
+use hyper::Request;
+use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::time::timeout;
-use tokio_rustls::TlsConnector;
 
-use censorprobe::control::protocol::{
-    ControlError, ControlResponse, ControlResult, HEALTH_PATH, MEASURE_PATH,
-};
+use censorprobe::control::protocol::{ControlResult, HEALTH_PATH};
 use censorprobe::facts::{Step, Vantage};
 use censorprobe::failure::Failure;
-use censorprobe::measure::http::send;
-use common::{ControlServer, DnsBehaviour, DnsServer, TcpBlackhole, TestCa, closed_port};
+use common::control::{Reply, exchange, get, measure_request};
+use common::{ControlServer, DnsBehaviour, DnsServer, TcpBlackhole, TestCa, closed_port, tls};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -58,15 +51,7 @@ impl Control {
 
     /// POSTs `body` as JSON to the measure endpoint.
     async fn post(&self, token: Option<&str>, body: impl Into<Bytes>) -> Reply {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(MEASURE_PATH)
-            .header(HOST, self.address.to_string())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        self.exchange(request.body(Full::new(body.into())).unwrap())
+        self.exchange(measure_request(self.address, token, body, false))
             .await
     }
 
@@ -82,52 +67,7 @@ impl Control {
 
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Reply {
         let stream = TcpStream::connect(self.address).await.unwrap();
-        exchange(stream, request).await
-    }
-}
-
-fn get(address: SocketAddr, path: &str) -> Request<Full<Bytes>> {
-    Request::builder()
-        .uri(path)
-        .header(HOST, address.to_string())
-        .body(Full::default())
-        .unwrap()
-}
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    /// The measurement results; panics with the reply unless it is a 200.
-    fn results(&self) -> ControlResponse {
-        assert_eq!(self.status, 200, "{}", self.text);
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
-    }
-
-    /// The error message; panics with the reply unless it has `status`.
-    fn error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "{}", self.text);
-        let error: ControlError =
-            serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text));
-        error.error
-    }
-}
-
-async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Reply
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (response, _connection) = send(io, false, request).await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        text: String::from_utf8(body.to_vec()).unwrap(),
+        exchange(stream, false, request).await.unwrap()
     }
 }
 
@@ -282,13 +222,7 @@ async fn explains_what_is_wrong_with_a_request() {
         .error(400);
     assert!(error.contains("\"not a target\""), "{error}");
 
-    let mut plain = Request::builder()
-        .method(Method::POST)
-        .uri(MEASURE_PATH)
-        .header(HOST, control.address.to_string())
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Full::new(Bytes::from("targets=a.test")))
-        .unwrap();
+    let mut plain = measure_request(control.address, Some(TOKEN), "targets=a.test", false);
     plain
         .headers_mut()
         .insert(CONTENT_TYPE, "text/plain".parse().unwrap());
@@ -390,11 +324,7 @@ async fn serves_https_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let ca_pem = ca.write_pem(dir.path());
-    let (chain, key) = ca.issue(&["control.test"]);
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&cert_pem, pem("CERTIFICATE", &chain[0])).unwrap();
-    std::fs::write(&key_pem, pem("PRIVATE KEY", key.secret_der())).unwrap();
+    let (cert_pem, key_pem) = ca.write_server_files(dir.path(), &["control.test"]);
     let control = Control::start(
         &[],
         &[
@@ -412,8 +342,10 @@ async fn serves_https_with_the_given_certificate() {
 
     let tcp = TcpStream::connect(control.address).await.unwrap();
     let name = ServerName::try_from("control.test").unwrap();
-    let tls = tls_client(&ca_pem).connect(name, tcp).await.unwrap();
-    let health = exchange(tls, get(control.address, HEALTH_PATH)).await;
+    let tls = tls::client(&ca_pem, &[]).connect(name, tcp).await.unwrap();
+    let health = exchange(tls, false, get(control.address, HEALTH_PATH))
+        .await
+        .unwrap();
     assert_eq!((health.status, health.text.as_str()), (200, "ok"));
 }
 
@@ -467,33 +399,4 @@ async fn startup_errors_name_the_file_or_address() {
         assert!(!output.status.success(), "{args:?}: {stderr}");
         assert!(stderr.contains(culprit), "{args:?}: {stderr}");
     }
-}
-
-/// A TLS client that trusts only the CA in `ca_pem`.
-fn tls_client(ca_pem: &Path) -> TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca_pem).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let base64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = base64
-        .as_bytes()
-        .chunks(64)
-        .map(|line| std::str::from_utf8(line).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
 }

@@ -2,8 +2,9 @@
 //! page titles and blockpage fingerprints, the control server's request JSON, and
 //! Citizen Lab test lists. Each gets arbitrary input ("an error is `Err`, never a
 //! panic") and, where one exists, a round trip. The cargo-fuzz targets in `fuzz/` run
-//! the same entry points for longer; inputs they found that crashed are kept in
-//! `fuzz/seeds/` and are replayed here too (`seeds_never_panic`).
+//! the same entry points (`censorprobe::fuzzing`) for longer; their seeds and the inputs
+//! they found that crashed are kept in `fuzz/seeds/` and replayed here
+//! (`seeds_never_panic`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -16,6 +17,7 @@ use censorprobe::analyse::fingerprints::http_blockpage;
 use censorprobe::bogon::AddressPolicy;
 use censorprobe::control::protocol::{ControlRequest, ControlTarget};
 use censorprobe::facts::{HttpHop, QueryType};
+use censorprobe::fuzzing;
 use censorprobe::measure::dns::{Question, parse_reply};
 use censorprobe::measure::http::title_of;
 use censorprobe::plan::{Target, TargetKind};
@@ -78,16 +80,13 @@ proptest! {
 
     #[test]
     fn targets_file_never_panics(text in ".{0,300}") {
-        let _ = TargetsFile::parse(&text, Path::new("targets.toml"));
+        fuzzing::targets_toml(text.as_bytes());
     }
 
     #[test]
     fn targets_file_pieces_never_panic(pieces in prop::collection::vec(toml_piece(), 0..12)) {
-        let text = pieces.concat();
-        if let Err(e) = TargetsFile::parse(&text, Path::new("targets.toml")) {
-            // Errors point into the file.
-            prop_assert!(e.line >= 1 && e.line <= text.lines().count().max(1), "{e}");
-        }
+        // Errors point into the file.
+        fuzzing::targets_toml(pieces.concat().as_bytes());
     }
 
     #[test]
@@ -172,6 +171,7 @@ proptest! {
 
     #[test]
     fn title_never_panics_and_is_folded(body in ".{0,400}") {
+        fuzzing::html(body.as_bytes());
         if let Some(title) = title_of(&body) {
             prop_assert!(title.chars().count() <= 256);
             prop_assert_eq!(title.trim(), title.as_str());
@@ -188,7 +188,9 @@ proptest! {
             .join(" ")
             .chars()
             .take(256)
-            .collect();
+            .collect::<String>()
+            .trim_end()
+            .to_string();
         prop_assert_eq!(title_of(&page), Some(folded));
     }
 
@@ -212,7 +214,7 @@ proptest! {
 
     #[test]
     fn control_request_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        check_control_request(&bytes);
+        fuzzing::control_request(&bytes);
     }
 
     #[test]
@@ -231,7 +233,7 @@ proptest! {
             }))
             .collect();
         let request = serde_json::json!({"targets": targets, "control_sni": control_sni});
-        check_control_request(request.to_string().as_bytes());
+        fuzzing::control_request(request.to_string().as_bytes());
     }
 
     #[test]
@@ -259,7 +261,7 @@ proptest! {
 
     #[test]
     fn test_list_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        check_test_list(&bytes);
+        fuzzing::test_list(&bytes);
     }
 
     #[test]
@@ -280,7 +282,7 @@ proptest! {
             text += &row.join(",");
             text.push('\n');
         }
-        check_test_list(text.as_bytes());
+        fuzzing::test_list(text.as_bytes());
     }
 
     #[test]
@@ -334,63 +336,23 @@ fn hop(body: &str) -> HttpHop {
     }
 }
 
-/// What the control server does with a request body: parse it, then read each target.
-fn check_control_request(bytes: &[u8]) {
-    if let Ok(request) = serde_json::from_slice::<ControlRequest>(bytes) {
-        for target in &request.targets {
-            let _ = target.to_target();
-        }
-    }
-}
-
-/// A test list is accepted whole or refused; what it yields is always measurable.
-fn check_test_list(bytes: &[u8]) {
-    let policy = AddressPolicy::new(Vec::new());
-    if let Ok(services) = testlist::parse(bytes, Path::new("list.csv"), &[], &policy) {
-        for service in services {
-            assert!(matches!(service.urls[0].scheme(), "http" | "https"));
-            assert!(!service.name.is_empty());
-            assert_eq!(service.name, service.name.to_ascii_uppercase());
-        }
-    }
-}
-
 /// Every input the fuzzers in `fuzz/` were seeded with or crashed on, through the same
 /// entry points, so that a crash once found stays fixed without nightly.
 #[test]
 fn seeds_never_panic() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let mut replayed = 0;
-    for (target, check) in [
-        ("targets_toml", check_targets_file as fn(&[u8])),
-        ("dns_reply", check_dns_reply),
-        ("html", check_html),
-        ("control_request", check_control_request),
-        ("test_list", check_test_list),
-    ] {
+    for (target, check) in fuzzing::TARGETS {
         let Ok(entries) = std::fs::read_dir(seeds.join(target)) else {
             panic!("no seeds for {target} in {}", seeds.display());
         };
+        let mut replayed = 0;
         for entry in entries {
             let path = entry.unwrap().path();
-            check(&std::fs::read(&path).unwrap());
+            let input = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| check(&input));
+            assert!(outcome.is_ok(), "{target} panicked on {}", path.display());
             replayed += 1;
         }
+        assert!(replayed > 0, "no seeds for {target}");
     }
-    assert!(replayed > 0);
-}
-
-fn check_targets_file(bytes: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = TargetsFile::parse(text, Path::new("targets.toml"));
-    }
-}
-
-fn check_dns_reply(bytes: &[u8]) {
-    let question = Question::new(0x1234, "example.com", QueryType::A).unwrap();
-    let _ = parse_reply(bytes, &question);
-}
-
-fn check_html(bytes: &[u8]) {
-    let _ = http_blockpage(&hop(&String::from_utf8_lossy(bytes)));
 }

@@ -8,9 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use tempfile::TempDir;
 
 use common::probe::{ProbeRun, run_probe};
 use common::*;
@@ -28,11 +25,8 @@ const RESULT_FILES: [&str; 4] = [
 /// A resolver, a test CA the probe trusts, and a healthy HTTPS server for the canary
 /// and every name in the zone; the healthy server's port is the default TLS port.
 struct Lab {
-    ca: TestCa,
-    ca_file: PathBuf,
-    healthy: SocketAddr,
+    https: Healthy,
     resolver: SocketAddr,
-    _ca_dir: TempDir,
 }
 
 fn localhost() -> DnsBehaviour {
@@ -42,23 +36,13 @@ fn localhost() -> DnsBehaviour {
 impl Lab {
     /// `zone` is served besides the canary, which resolves to 127.0.0.1.
     async fn new(zone: &[(&str, DnsBehaviour)]) -> Lab {
-        let ca = TestCa::new();
-        let ca_dir = tempfile::tempdir().unwrap();
-        let ca_file = ca.write_pem(ca_dir.path());
         let mut names = vec![CANARY];
         names.extend(zone.iter().map(|(name, _)| *name));
-        let (chain, key) = ca.issue(&names);
-        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let https = Healthy::spawn(&names).await;
         let mut zone = zone.to_vec();
         zone.push((CANARY, localhost()));
         let resolver = DnsServer::spawn(&zone);
-        Lab {
-            ca,
-            ca_file,
-            healthy,
-            resolver,
-            _ca_dir: ca_dir,
-        }
+        Lab { https, resolver }
     }
 
     /// Runs the probe on `services` (TOML `[[service]]` tables) with the lab's
@@ -66,10 +50,10 @@ impl Lab {
     async fn run(&self, services: &str) -> ProbeRun {
         let targets = format!(
             "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n{services}",
-            self.healthy.port()
+            self.https.addr.port()
         );
         let resolver = format!("udp://{}", self.resolver);
-        let ca_file = self.ca_file.to_str().unwrap();
+        let ca_file = self.https.ca_file.to_str().unwrap();
         let run = run_probe(&targets, &["--resolver", &resolver, "--ca-file", ca_file]).await;
         assert_eq!(
             run.row(CANARY).service,
@@ -173,7 +157,7 @@ domains = ["silent.test"]
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_for_other_names_is_tls_mitm() {
     let lab = Lab::new(&[("wrongname.test", localhost())]).await;
-    let (chain, key) = lab.ca.issue(&["other.test"]);
+    let (chain, key) = lab.https.ca.issue(&["other.test"]);
     let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
     let run = lab
         .run(&format!(
@@ -211,7 +195,7 @@ tls_ports = [{}]
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_on_sni_is_tls_reset() {
     let lab = Lab::new(&[("blocked.test", localhost())]).await;
-    let (chain, key) = lab.ca.issue(&["blocked.test", CANARY]);
+    let (chain, key) = lab.https.ca.issue(&["blocked.test", CANARY]);
     let behaviour = TlsBehaviour::ResetOnSni("blocked.test".into());
     let dpi = TlsServer::spawn(chain, key, behaviour).await;
     let run = lab
@@ -300,7 +284,7 @@ urls = ["{url}"]
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_are_ok_when_listening_and_blackhole_when_dropped() {
     let lab = Lab::new(&[]).await;
-    let listening = lab.healthy.to_string();
+    let listening = lab.https.addr.to_string();
     let dropped = TcpBlackhole::spawn().to_string();
     let run = lab
         .run(&format!(

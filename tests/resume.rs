@@ -1,10 +1,12 @@
 //! No data lost: the real binary killed with SIGKILL mid-run and finished with
 //! `run --resume`, an unwritable results directory, and a disk that fills up mid-run.
 //!
-//! The slow targets are endpoints on blackholes (ports that never answer a SYN): with
-//! `--per-host 1`, each connect holds the lab address's only place for the whole
-//! `--timeout 1`, so they finish one by one, a second apart, and a kill lands between
-//! them.
+//! The slow targets are endpoints on blackholes (ports that never answer a SYN) on
+//! 127.0.0.1: with `--per-host 1`, each connect holds that address's only place for the
+//! whole `--timeout 1`, so they finish one by one, a second apart, and a kill lands
+//! between them. The canary's server is on another address, [`HEALTHY`], so that the
+//! canary (started with the others) is not queued behind them: until it shows the
+//! network, every verdict is held back.
 
 #[allow(dead_code)]
 mod common;
@@ -25,6 +27,8 @@ const CANARY: &str = "canary.test";
 /// The slow targets of a run.
 const SLOW: usize = 6;
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The address of the healthy server (the canary's, and the names of a lab's domains).
+const HEALTHY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
 /// A resolver and a healthy HTTPS server, with a targets file of the canary (which
 /// resolves to the server, unless there is no network: then its resolver is silent)
@@ -44,9 +48,10 @@ impl Lab {
         let ca = TestCa::new();
         let ca_file = ca.write_pem(dir.path());
         let (chain, key) = ca.issue(&[CANARY]);
-        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let at = std::net::SocketAddr::new(HEALTHY, 0);
+        let healthy = TlsServer::spawn_at(at, chain, key, TlsBehaviour::Normal, "").await;
         let canary = match network {
-            true => DnsBehaviour::Answer(vec![LOCALHOST]),
+            true => DnsBehaviour::Answer(vec![HEALTHY]),
             false => DnsBehaviour::Silent,
         };
         let mut zone = vec![(CANARY, canary)];
@@ -323,7 +328,11 @@ async fn a_killed_run_resumes_and_measures_each_target_once() {
     // The canary and two slow endpoints done, the rest not.
     kill_after_rows(lab.start(&out), &out.join("verdicts.csv"), 3).await;
     let before = csv_rows(&out.join("verdicts.csv"));
-    assert!(before.len() < SLOW + 1, "the kill came too late");
+    assert!(
+        before.len() < SLOW + 1,
+        "the kill came too late: {}",
+        std::fs::read_to_string(out.join("verdicts.csv")).unwrap()
+    );
     assert!(run_json(&out)["finished_at"].is_null());
     let judged: HashSet<&str> = before.iter().map(|r| r["target"].as_str()).collect();
     let unjudged = lab
@@ -435,15 +444,42 @@ async fn resume_refuses_a_newer_run_and_a_directory_that_is_no_run() {
     );
 }
 
-#[tokio::test]
-async fn an_unwritable_results_directory_stops_the_run_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let targets = dir.path().join("targets.toml");
+/// Runs a probe on one endpoint into `out`, which cannot be written: it must stop before
+/// it measures anything, with exit code 2 and an error saying `why`; returns the error.
+async fn refused_at_start(dir: &Path, out: &Path, why: &str) -> String {
+    let targets = dir.join("targets.toml");
     std::fs::write(
         &targets,
         "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
     )
     .unwrap();
+    let output = finish(probe(&[
+        "run",
+        "--yes",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resolver",
+        "udp://127.0.0.1:1",
+        "--treat-as-public",
+        "127.0.0.0/8",
+    ]))
+    .await;
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains(why), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(
+        rows(&out.join("measurements.csv")) == 0 && rows(&out.join("verdicts.csv")) == 0,
+        "measured into a directory it cannot write"
+    );
+    said
+}
+
+#[tokio::test]
+async fn an_unwritable_results_directory_stops_the_run_at_start() {
+    let dir = tempfile::tempdir().unwrap();
     let not_a_dir = dir.path().join("file");
     std::fs::write(&not_a_dir, "").unwrap();
     for out in [
@@ -451,52 +487,90 @@ async fn an_unwritable_results_directory_stops_the_run_at_start() {
         not_a_dir.join("run"),
         PathBuf::from("/proc/censorprobe-test"),
     ] {
-        let output = finish(probe(&[
-            "run",
-            "--yes",
-            "--targets",
-            targets.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--resolver",
-            "udp://127.0.0.1:1",
-            "--treat-as-public",
-            "127.0.0.0/8",
-        ]))
-        .await;
-        let said = text(&output);
-        assert_eq!(output.status.code(), Some(2), "{said}");
-        assert!(
-            said.contains(&format!(
-                "cannot create results directory {}",
-                out.display()
-            )),
-            "{said}"
-        );
-        assert!(!said.contains("panicked"), "{said}");
+        let why = format!("cannot create results directory {}", out.display());
+        refused_at_start(dir.path(), &out, &why).await;
     }
+    // A read-only file system: a new directory on it, and the mount point itself, which
+    // exists and takes no file.
+    let Some(read_only) = Tmpfs::mount("ro,size=64k") else {
+        return;
+    };
+    let out = read_only.path().join("run");
+    let why = format!("cannot create results directory {}", out.display());
+    refused_at_start(dir.path(), &out, &why).await;
+    let out = read_only.path();
+    let why = format!("cannot create {}/measurements.csv", out.display());
+    let said = refused_at_start(dir.path(), out, &why).await;
+    assert!(said.contains("Read-only file system"), "{said}");
 }
 
-/// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
+#[tokio::test]
+async fn a_disk_full_from_the_start_stops_the_run_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tmpfs) = Tmpfs::mount("size=64k") else {
+        return;
+    };
+    // Fill it: the write stops at the last free byte.
+    let filler = tmpfs.path().join("filler");
+    let filled = std::fs::write(&filler, vec![0u8; 1 << 20]).unwrap_err();
+    assert_eq!(filled.raw_os_error(), Some(28), "{filled}"); // ENOSPC
+    let out = tmpfs.path().join("out");
+    let why = format!("error: cannot write {}/", out.display());
+    let said = refused_at_start(dir.path(), &out, &why).await;
+    assert!(said.contains("No space left on device"), "{said}");
+}
+
+/// A reader that goes away (`censorprobe run | head -1`, a closed terminal) takes the
+/// summary with it, not the run: it finishes, with every row written and exit code 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_standard_output_is_no_crash() {
+    let lab = Lab::new(true, &[], 2).await;
+    let out = lab.out();
+    let mut child = lab.start(&out);
+    drop(child.stdout.take());
+    let output = finish(child).await;
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    check_whole(&out, &lab.slow);
+}
+
+/// A tmpfs mounted on a new directory, unmounted when dropped.
 struct Tmpfs(TempDir);
 
 impl Tmpfs {
-    /// None when it cannot be mounted (not root, no mount permission).
-    fn mount(size: &str) -> Option<Tmpfs> {
+    /// A tmpfs mounted with `options` (`size=64k`, `ro`, ...); the test is skipped when
+    /// it cannot be mounted (not root), except as root or under CI, where it fails.
+    fn mount(options: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        mounted.then_some(Tmpfs(dir))
+        if mounted {
+            return Some(Tmpfs(dir));
+        }
+        let root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !root && !ci,
+            "cannot mount a tmpfs (root: {root}, CI: {ci})"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn grow(&self, size: &str) {
         let status = std::process::Command::new("mount")
             .args(["-o", &format!("remount,size={size}")])
-            .arg(self.0.path())
+            .arg(self.path())
             .status()
             .unwrap();
         assert!(status.success(), "remounting the tmpfs");
@@ -506,37 +580,24 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
+            .arg(self.path())
             .status();
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_is_an_error_naming_the_file_and_keeps_whole_rows() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let tmpfs = match Tmpfs::mount("64k") {
-        Some(tmpfs) => tmpfs,
-        None if root || ci => panic!("cannot mount a tmpfs (root: {root}, CI: {ci})"),
-        None => {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::mount("size=64k") else {
+        return;
     };
     // Many names on the healthy server: each target writes certificate chains to
     // measurements.jsonl, and 64 KiB last a dozen targets. (Their certificate is the
     // canary's, so they come out as anomalies: what matters here is their rows.)
     let sites: Vec<(String, DnsBehaviour)> = (0..40)
-        .map(|i| {
-            (
-                format!("site{i}.test"),
-                DnsBehaviour::Answer(vec![LOCALHOST]),
-            )
-        })
+        .map(|i| (format!("site{i}.test"), DnsBehaviour::Answer(vec![HEALTHY])))
         .collect();
     let lab = Lab::new(true, &sites, 0).await;
-    let out = tmpfs.0.path().join("out");
+    let out = tmpfs.path().join("out");
     let output = finish(lab.start(&out)).await;
     let said = text(&output);
     assert_eq!(output.status.code(), Some(3), "{said}");

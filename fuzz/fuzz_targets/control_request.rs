@@ -1,13 +1,6 @@
-//! A request body as the control server reads it: JSON, then each target.
+//! A request body as the control server reads and checks it (see `censorprobe::fuzzing`).
 #![no_main]
 
-use censorprobe::control::protocol::ControlRequest;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|bytes: &[u8]| {
-    if let Ok(request) = serde_json::from_slice::<ControlRequest>(bytes) {
-        for target in &request.targets {
-            let _ = target.to_target();
-        }
-    }
-});
+fuzz_target!(|bytes: &[u8]| censorprobe::fuzzing::control_request(bytes));

@@ -20,6 +20,7 @@ use super::protocol::{
 use crate::measure::http;
 use crate::measure::tcp::Dialer;
 use crate::measure::tls::TlsContext;
+use crate::scrub::scrub_addresses;
 
 /// The largest control answer we read (certificate chains make answers large).
 const MAX_RESPONSE: usize = 64 << 20;
@@ -159,10 +160,14 @@ impl ControlClient {
             .await
             .map_err(|_| transport(format!("no answer within {:?}", self.deadline)))?
             .map_err(|e| transport(format!("{} ({})", e.failure, e.failed_operation)))?;
+        // The server's own words go into the evidence of verdicts.csv and into logs:
+        // scrubbed, since whoever answers (the control, a captive portal, a proxy in
+        // its place) sees the probe's public address and may well say it.
         let message = || {
-            serde_json::from_slice::<ControlError>(&bytes)
+            let text = serde_json::from_slice::<ControlError>(&bytes)
                 .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect())
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            scrub_addresses(&text)
         };
         match status {
             200 => serde_json::from_slice(&bytes)

@@ -568,7 +568,9 @@ impl Server {
                 resolvers,
                 control_sni: None,
                 policy: AddressPolicy::new(args.treat_as_public.clone()),
-                dns_window: measure::DNS_WINDOW.min(args.timeout),
+                // No listening after the first reply: nothing races the control's
+                // answers, and every probe target would wait out the window twice.
+                dns_window: Duration::ZERO,
                 source: args.bind,
             },
             request_deadline: args.request_deadline,
@@ -619,13 +621,7 @@ impl Server {
         client: IpAddr,
         request: &ControlRequest,
     ) -> Result<ControlResponse, ApiError> {
-        let jobs = self.jobs(request)?;
-        let control_sni = request
-            .control_sni
-            .as_deref()
-            .map(parse_domain)
-            .transpose()
-            .map_err(|e| ApiError::bad_request(format!("control_sni: {e}")))?;
+        let (jobs, control_sni) = check(request, self.max_targets, &self.options.policy)?;
         let measurer = self.measurer(control_sni).map_err(|e| {
             tracing::warn!("cannot set up a measurement: {e:#}");
             ApiError::new(
@@ -699,66 +695,98 @@ impl Server {
                     format!("the request body did not arrive within {CLIENT_TIMEOUT:?}"),
                 )
             })??;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("not a valid measure request: {e}")))
+        parse(&bytes)
     }
+}
 
-    /// The request's targets, checked, in request order.
-    fn jobs(&self, request: &ControlRequest) -> Result<Vec<Job>, ApiError> {
-        let count = request.targets.len();
-        if count > self.max_targets {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request names {count} targets, more than this server's limit of {} per request (--max-targets): send fewer at once",
-                    self.max_targets
-                ),
-            ));
-        }
-        request
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(index, requested)| {
-                self.job(requested)
-                    .map_err(|e| ApiError::bad_request(format!("targets[{index}]: {e}")))
-            })
-            .collect()
+/// A request body as JSON.
+fn parse(body: &[u8]) -> Result<ControlRequest, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("not a valid measure request: {e}")))
+}
+
+/// A request checked as the server checks it before it measures anything: at most
+/// `max_targets` targets, each one the server may measure under `policy` (no private or
+/// reserved address, a few ports and addresses), and a control SNI that is a domain.
+/// Gives the targets to measure, in request order, and the control SNI.
+fn check(
+    request: &ControlRequest,
+    max_targets: usize,
+    policy: &AddressPolicy,
+) -> Result<(Vec<Job>, Option<String>), ApiError> {
+    let count = request.targets.len();
+    if count > max_targets {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request names {count} targets, more than this server's limit of {max_targets} per request (--max-targets): send fewer at once"
+            ),
+        ));
     }
-
-    fn job(&self, requested: &ControlTarget) -> Result<Job, String> {
-        let target = requested.to_target()?;
-        let name = &requested.target;
-        if let Some(ip) = target.literal_address()
-            && self.options.policy.is_bogon(ip)
-        {
-            return Err(format!(
-                "refusing to measure {name:?}: {ip} is a private or reserved address (a lab can allow its range with --treat-as-public)"
-            ));
-        }
-        let ports = target.tls_ports.len() + target.tcp_ports.len();
-        if ports > MAX_PORTS {
-            return Err(format!(
-                "{name:?} names {ports} ports; at most {MAX_PORTS} are measured per target"
-            ));
-        }
-        if requested.addresses.len() > MAX_ADDRESSES {
-            return Err(format!(
-                "{name:?} names {} addresses; at most {MAX_ADDRESSES} are measured per target",
-                requested.addresses.len()
-            ));
-        }
-        let (refused, addresses) = requested
-            .addresses
-            .iter()
-            .partition(|ip| self.options.policy.is_bogon(**ip));
-        Ok(Job {
-            name: name.clone(),
-            target,
-            addresses,
-            refused,
+    let jobs = request
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(index, requested)| {
+            job(requested, policy)
+                .map_err(|e| ApiError::bad_request(format!("targets[{index}]: {e}")))
         })
+        .collect::<Result<_, _>>()?;
+    let control_sni = request
+        .control_sni
+        .as_deref()
+        .map(parse_domain)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("control_sni: {e}")))?;
+    Ok((jobs, control_sni))
+}
+
+/// A request body read and checked as the server does before it measures anything:
+/// the number of targets it would measure, or the refusal's status and message. The
+/// entry point of the request fuzzer (`censorprobe::fuzzing`).
+pub fn read_and_check(
+    body: &[u8],
+    max_targets: usize,
+    policy: &AddressPolicy,
+) -> Result<usize, (u16, String)> {
+    let refused = |e: ApiError| (e.status.as_u16(), e.message);
+    let request = parse(body).map_err(refused)?;
+    let (jobs, _) = check(&request, max_targets, policy).map_err(refused)?;
+    Ok(jobs.len())
+}
+
+fn job(requested: &ControlTarget, policy: &AddressPolicy) -> Result<Job, String> {
+    let target = requested.to_target()?;
+    let name = &requested.target;
+    if let Some(ip) = target.literal_address()
+        && policy.is_bogon(ip)
+    {
+        return Err(format!(
+            "refusing to measure {name:?}: {ip} is a private or reserved address (a lab can allow its range with --treat-as-public)"
+        ));
     }
+    let ports = target.tls_ports.len() + target.tcp_ports.len();
+    if ports > MAX_PORTS {
+        return Err(format!(
+            "{name:?} names {ports} ports; at most {MAX_PORTS} are measured per target"
+        ));
+    }
+    if requested.addresses.len() > MAX_ADDRESSES {
+        return Err(format!(
+            "{name:?} names {} addresses; at most {MAX_ADDRESSES} are measured per target",
+            requested.addresses.len()
+        ));
+    }
+    let (refused, addresses) = requested
+        .addresses
+        .iter()
+        .partition(|ip| policy.is_bogon(**ip));
+    Ok(Job {
+        name: name.clone(),
+        target,
+        addresses,
+        refused,
+    })
 }
 
 fn digest(token: impl AsRef<[u8]>) -> [u8; 32] {

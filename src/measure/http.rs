@@ -111,6 +111,9 @@ where
     } else {
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(HEAD_CAP)
+            // `User-Agent`, as browsers write header names over HTTP/1.1, not hyper's
+            // `user-agent`, which would set the probe's requests apart.
+            .title_case_headers(true)
             .handshake(io)
             .await
             .map_err(fail)?;
@@ -249,11 +252,13 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
 static TITLE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(.*?)</title>").expect("title regex is valid"));
 
-/// The page title with white space folded, at most 256 characters.
+/// The page title with white space folded, at most 256 characters (and no space at its
+/// end where the cut falls on one).
 pub fn title_of(body: &str) -> Option<String> {
     let raw = TITLE.captures(body)?.get(1)?.as_str();
     let folded = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-    Some(folded.chars().take(256).collect())
+    let cut: String = folded.chars().take(256).collect();
+    Some(cut.trim_end().to_string())
 }
 
 impl Measurer {

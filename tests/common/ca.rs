@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use base64::Engine;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -51,6 +52,16 @@ impl TestCa {
         path
     }
 
+    /// A leaf certificate for `names` and its key, as the PEM files `cert.pem` and
+    /// `key.pem` in `dir`, for a server's `--tls-cert` and `--tls-key`.
+    pub fn write_server_files(&self, dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
+        let (chain, key) = self.issue(names);
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        fs::write(&cert_file, pem("CERTIFICATE", &chain[0])).unwrap();
+        fs::write(&key_file, pem("PRIVATE KEY", key.secret_der())).unwrap();
+        (cert_file, key_file)
+    }
+
     /// A leaf certificate (chain of one) and its key, for DNS names `names`.
     ///
     /// Wildcards are accepted, but note that webpki (and so rustls) only honours a
@@ -68,4 +79,18 @@ impl TestCa {
         let key = PrivatePkcs8KeyDer::from(key.serialize_der());
         (vec![cert.der().clone()], key.into())
     }
+}
+
+/// DER as a PEM block of `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    let base64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = base64
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }

@@ -10,8 +10,11 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+use super::http::write_then_close;
+use super::tcp::{accept_each, listen};
 
 const TTL: u32 = 60;
 
@@ -51,64 +54,82 @@ impl DnsServer {
     pub fn spawn_with(
         behaviour: impl Fn(&str) -> Option<DnsBehaviour> + Send + Sync + 'static,
     ) -> SocketAddr {
-        let behaviour = Arc::new(behaviour);
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
-        let addr = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            loop {
-                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
-                    continue;
-                };
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let Some(question) = query.queries.first() else {
-                    continue;
-                };
-                let name = question.name().to_lowercase().to_ascii();
-                let found = behaviour(name.trim_end_matches('.'));
-                // One task per query, so an injector's delayed second reply never holds
-                // up the answers to other queries.
-                tokio::spawn(answer(socket.clone(), peer, query, found));
+        spawn_udp(move |socket, peer, query| {
+            let found = question_name(&query).map(|name| behaviour(&name));
+            async move {
+                // A query without a question gets nothing.
+                if let Some(found) = found {
+                    answer(socket, peer, query, found).await;
+                }
             }
-        });
-        addr
+        })
     }
+}
+
+/// A UDP DNS server on a port of 127.0.0.1 that calls `handle(socket, peer, query)` for
+/// every datagram that parses as a message, each on a task of its own, so that a
+/// handler that sends late (an injector's second reply, a flood) never holds up the
+/// answers to other queries.
+pub fn spawn_udp<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(Arc<UdpSocket>, SocketAddr, Message) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Ok(query) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            tokio::spawn(handle(socket.clone(), peer, query));
+        }
+    });
+    addr
+}
+
+/// The name a query asks about, in lower case and without the trailing dot.
+pub fn question_name(query: &Message) -> Option<String> {
+    let name = query.queries.first()?.name().to_lowercase().to_ascii();
+    Some(name.trim_end_matches('.').to_string())
+}
+
+/// Reads one query from a DNS-over-TCP stream (two-byte length, then the message).
+pub async fn read_tcp_query<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Message> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut query).await.ok()?;
+    Message::from_vec(&query).ok()
+}
+
+/// A message framed for DNS over TCP: its two-byte length first.
+pub fn framed(message: Vec<u8>) -> Vec<u8> {
+    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    framed.extend(message);
+    framed
 }
 
 impl DnsServer {
     /// Serves `zone` over TCP on a port of 127.0.0.1, one query per connection.
     pub async fn spawn_tcp(zone: &[(&str, DnsBehaviour)]) -> SocketAddr {
         let zone = zone_map(zone);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
+        let (listener, addr) = listen().await;
+        accept_each(listener, move |mut stream, _| {
+            let zone = zone.clone();
+            async move {
+                let Some(query) = read_tcp_query(&mut stream).await else {
+                    return;
                 };
-                let zone = zone.clone();
-                tokio::spawn(async move {
-                    let mut len = [0u8; 2];
-                    if stream.read_exact(&mut len).await.is_err() {
-                        return;
-                    }
-                    let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
-                    if stream.read_exact(&mut query).await.is_err() {
-                        return;
-                    }
-                    if let Some(reply) = Message::from_vec(&query)
-                        .ok()
-                        .and_then(|q| single_reply(&q, &zone))
-                    {
-                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
-                        framed.extend(reply);
-                        let _ = stream.write_all(&framed).await;
-                    }
-                });
+                if let Some(reply) = single_reply(&query, &zone) {
+                    let _ = stream.write_all(&framed(reply)).await;
+                }
             }
         });
         addr
@@ -123,35 +144,28 @@ impl DnsServer {
     ) -> SocketAddr {
         let zone = zone_map(zone);
         let acceptor = tokio_rustls::TlsAcceptor::from(super::tls::server_config(chain, key));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+        let (listener, addr) = listen().await;
+        accept_each(listener, move |stream, _| {
+            let (acceptor, zone) = (acceptor.clone(), zone.clone());
+            async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
                 };
-                let (acceptor, zone) = (acceptor.clone(), zone.clone());
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let Some(query) = read_post_body(&mut tls).await else {
-                        return;
-                    };
-                    let Some(reply) = Message::from_vec(&query)
-                        .ok()
-                        .and_then(|q| single_reply(&q, &zone))
-                    else {
-                        return;
-                    };
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        reply.len()
-                    );
-                    let _ = tls.write_all(head.as_bytes()).await;
-                    let _ = tls.write_all(&reply).await;
-                    let _ = tls.shutdown().await;
-                });
+                let Some(query) = read_post_body(&mut tls).await else {
+                    return;
+                };
+                let Some(reply) = Message::from_vec(&query)
+                    .ok()
+                    .and_then(|q| single_reply(&q, &zone))
+                else {
+                    return;
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    reply.len()
+                );
+                let _ = tls.write_all(head.as_bytes()).await;
+                write_then_close(tls, &reply).await;
             }
         });
         addr
@@ -159,7 +173,7 @@ impl DnsServer {
 }
 
 /// Reads an HTTP/1.1 request and returns its body (by Content-Length).
-async fn read_post_body<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+async fn read_post_body<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -180,7 +194,8 @@ async fn read_post_body<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Opti
     }
 }
 
-fn zone_map(zone: &[(&str, DnsBehaviour)]) -> Arc<HashMap<String, DnsBehaviour>> {
+/// A zone as a map from name to what is done for it.
+pub fn zone_map<B: Clone>(zone: &[(&str, B)]) -> Arc<HashMap<String, B>> {
     Arc::new(
         zone.iter()
             .map(|(name, behaviour)| (name.to_string(), behaviour.clone()))
@@ -191,9 +206,7 @@ fn zone_map(zone: &[(&str, DnsBehaviour)]) -> Arc<HashMap<String, DnsBehaviour>>
 /// The one reply a stream transport gives (no racing on a connection of its own):
 /// `None` for a silent name.
 fn single_reply(query: &Message, zone: &HashMap<String, DnsBehaviour>) -> Option<Vec<u8>> {
-    let question = query.queries.first()?;
-    let name = question.name().to_lowercase().to_ascii();
-    match zone.get(name.trim_end_matches('.')) {
+    match zone.get(&question_name(query)?) {
         None | Some(DnsBehaviour::NxDomain) => Some(reply(query, ResponseCode::NXDomain, &[])),
         Some(DnsBehaviour::Silent) => None,
         Some(DnsBehaviour::Answer(ips)) => Some(reply(query, ResponseCode::NoError, ips)),
@@ -230,7 +243,7 @@ async fn answer(
 }
 
 /// A reply to `query` carrying those of `ips` that match the question's type.
-fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
+pub fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
     let question = &query.queries[0];
     let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
     reply.metadata.response_code = code;

@@ -20,8 +20,8 @@ pub use ca::TestCa;
 pub use control::ControlServer;
 pub use dns::{DnsBehaviour, DnsServer};
 pub use http::{HttpServer, IRAN_BLOCKPAGE, test_page};
-pub use tcp::{TcpBlackhole, closed_port};
-pub use tls::{TlsBehaviour, TlsServer};
+pub use tcp::{TcpBlackhole, accept_each, closed_port, listen};
+pub use tls::{Healthy, TlsBehaviour, TlsServer};
 
 use std::net::{IpAddr, Ipv4Addr};
 

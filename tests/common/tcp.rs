@@ -1,4 +1,5 @@
-//! TCP ports that misbehave: one that swallows SYNs and one that refuses them.
+//! TCP ports that misbehave: one that swallows SYNs and one that refuses them; and the
+//! accept loop every lab server runs.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -51,4 +52,28 @@ impl TcpBlackhole {
 pub fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// Serves every connection `listener` accepts with `handle(stream, peer)`, each on a
+/// task of its own, for as long as the runtime runs.
+pub fn accept_each<F, Fut>(listener: tokio::net::TcpListener, handle: F)
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(handle(stream, peer));
+        }
+    });
+}
+
+/// A listener on a free port of 127.0.0.1, and its address.
+pub async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
 }

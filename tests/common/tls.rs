@@ -5,17 +5,20 @@
 //! can be limited to one peer with [`TlsBehaviour::ForPeer`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::Acceptor;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
 use super::http::{respond, test_page};
+use super::tcp::accept_each;
 
 #[derive(Clone, Debug)]
 pub enum TlsBehaviour {
@@ -34,6 +37,32 @@ pub enum TlsBehaviour {
 }
 
 pub struct TlsServer;
+
+/// A test CA, its PEM file (for the probe's `--ca-file`) in a directory of its own, and
+/// an honest HTTPS server with a certificate from it: the canary's server of most labs.
+pub struct Healthy {
+    pub ca: super::TestCa,
+    pub ca_file: std::path::PathBuf,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Healthy {
+    /// Serves `names` (the first is the certificate's common name).
+    pub async fn spawn(names: &[&str]) -> Healthy {
+        let ca = super::TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write_pem(dir.path());
+        let (chain, key) = ca.issue(names);
+        let addr = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        Healthy {
+            ca,
+            ca_file,
+            addr,
+            dir,
+        }
+    }
+}
 
 impl TlsServer {
     /// Serves HTTP/1.1 over TLS with `chain` on a port of 127.0.0.1; every GET gets
@@ -76,21 +105,16 @@ impl TlsServer {
         let body: Arc<str> = body.into();
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    continue;
-                };
-                let behaviour = match &behaviour {
-                    TlsBehaviour::ForPeer {
-                        peer: censored,
-                        then,
-                    } if *censored == peer.ip() => (**then).clone(),
-                    TlsBehaviour::ForPeer { .. } => TlsBehaviour::Normal,
-                    other => other.clone(),
-                };
-                tokio::spawn(serve(stream, config.clone(), behaviour, body.clone()));
-            }
+        accept_each(listener, move |stream, peer| {
+            let behaviour = match &behaviour {
+                TlsBehaviour::ForPeer {
+                    peer: censored,
+                    then,
+                } if *censored == peer.ip() => (**then).clone(),
+                TlsBehaviour::ForPeer { .. } => TlsBehaviour::Normal,
+                other => other.clone(),
+            };
+            serve(stream, config.clone(), behaviour, body.clone())
         });
         addr
     }
@@ -140,4 +164,21 @@ pub fn server_config(
     // http/1.1 only, so that clients offering h2 fall back to it.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+/// A TLS client that trusts only the CA in `ca_pem` and offers `alpn` (a probe offers
+/// `h2` and then `http/1.1`).
+pub fn client(ca_pem: &Path, alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca_pem).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
 }

@@ -1,8 +1,8 @@
 //! Servers that misbehave on purpose: endless and dripping bodies, enormous heads, a gzip
-//! bomb, redirect loops, garbage and silence in place of TLS, DNS floods and malformed
-//! DNS messages. Each listens on a port of 127.0.0.1 as a tokio task, and every loop
-//! that sends is bounded in count and time, so that it stops by itself even if the
-//! probe never hangs up.
+//! bomb, redirect loops, garbage and silence in place of TLS or after its ServerHello, DNS
+//! floods and malformed DNS messages. Each listens on a port of 127.0.0.1 as a tokio task
+//! (the accept loops and DNS framing are `common`'s), and every loop that sends is bounded
+//! in count and time, so that it stops by itself even if the probe never hangs up.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -13,14 +13,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, sleep};
+
+use crate::common::dns::{framed, question_name, read_tcp_query, reply, spawn_udp, zone_map};
+use crate::common::http::{read_head, redirect, request_path, write_then_close};
+use crate::common::tcp::{accept_each, listen};
+use crate::common::tls::server_config;
 
 /// No hostile server sends for longer than this, whatever the probe does.
 const SEND_LIMIT: Duration = Duration::from_secs(30);
@@ -52,21 +57,13 @@ pub enum HttpHostility {
 pub const PAGE: &str = "<html><head><title>Hostile</title></head><body>hi</body></html>";
 
 pub async fn spawn_http(hostility: HttpHostility) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(serve_http(stream, hostility));
-        }
-    });
+    let (listener, addr) = listen().await;
+    accept_each(listener, move |stream, _| serve_http(stream, hostility));
     addr
 }
 
 async fn serve_http(mut stream: TcpStream, hostility: HttpHostility) {
-    let Some(path) = read_request_path(&mut stream).await else {
+    let Some(path) = read_head(&mut stream).await.and_then(|h| request_path(&h)) else {
         return;
     };
     let deadline = Instant::now() + SEND_LIMIT;
@@ -162,12 +159,6 @@ fn page_head() -> String {
     )
 }
 
-fn redirect(location: &str) -> String {
-    format!(
-        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-}
-
 /// One member of the gzip bomb: 1 MiB of zeros, deflated to about 1 KiB.
 static GZIP_MEMBER: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -183,59 +174,63 @@ pub fn gzip_bomb() -> (&'static [u8], usize) {
     (&GZIP_MEMBER, GZIP_MEMBERS)
 }
 
-async fn write_then_close(mut stream: TcpStream, bytes: &[u8]) {
-    if stream.write_all(bytes).await.is_ok() {
-        let _ = stream.shutdown().await;
-    }
-}
-
-/// Reads a request head (at most 64 KiB) and returns its path.
-async fn read_request_path<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        if request.len() > 64 * 1024 {
-            return None;
-        }
-        let n = stream.read(&mut buf).await.ok().filter(|n| *n > 0)?;
-        request.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&request);
-    line.split_whitespace().nth(1).map(str::to_string)
-}
-
 /// What a server on a TLS port does instead of a handshake.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum TlsHostility {
     /// Answers the ClientHello with 16 KiB of bytes that are not TLS.
     Garbage,
     /// Reads the ClientHello and says nothing, holding the connection open.
     Stall,
+    /// Answers the ClientHello with the first record of a real handshake with this
+    /// configuration (its ServerHello), then says nothing more: a server that stalls
+    /// in the middle of the handshake.
+    StallAfterServerHello(Arc<rustls::ServerConfig>),
 }
 
 pub async fn spawn_tls(hostility: TlsHostility) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
+    let (listener, addr) = listen().await;
+    accept_each(listener, move |mut stream, _| {
+        let hostility = hostility.clone();
+        async move {
+            let mut buf = [0u8; 4096];
+            let hello = match stream.read(&mut buf).await {
+                Ok(n) if n > 0 => &buf[..n],
+                _ => return,
             };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                if !matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
-                    return;
-                }
-                if let TlsHostility::Garbage = hostility
-                    && stream.write_all(&garbage(16 * 1024)).await.is_err()
-                {
-                    return;
-                }
+            let answer = match hostility {
+                TlsHostility::Garbage => garbage(16 * 1024),
+                TlsHostility::Stall => Vec::new(),
+                TlsHostility::StallAfterServerHello(config) => server_hello(config, hello),
+            };
+            if stream.write_all(&answer).await.is_ok() {
                 hold(stream).await;
-            });
+            }
         }
     });
     addr
+}
+
+/// The first record a server with `config` answers `client_hello` with: its
+/// ServerHello (the rest of its first flight is left out).
+fn server_hello(config: Arc<rustls::ServerConfig>, mut client_hello: &[u8]) -> Vec<u8> {
+    let mut server = rustls::ServerConnection::new(config).unwrap();
+    server.read_tls(&mut client_hello).unwrap();
+    server
+        .process_new_packets()
+        .expect("the probe's ClientHello in one read");
+    let mut flight = Vec::new();
+    while server.wants_write() {
+        server.write_tls(&mut flight).unwrap();
+    }
+    assert_eq!(flight[0], 0x16, "a handshake record first");
+    let first = 5 + u16::from_be_bytes([flight[3], flight[4]]) as usize;
+    assert!(
+        first < flight.len(),
+        "more than the ServerHello in the flight"
+    );
+    assert_eq!(flight[5], 2, "a ServerHello");
+    flight.truncate(first);
+    flight
 }
 
 /// Pseudo-random bytes (xorshift), the same every run.
@@ -265,34 +260,22 @@ pub async fn spawn_h2(
     key: PrivateKeyDer<'static>,
     hostility: H2Hostility,
 ) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
+    let mut config = (*server_config(chain, key)).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+    let (listener, addr) = listen().await;
+    accept_each(listener, move |stream, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
             };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |_request| async move {
-                    Ok::<_, Infallible>(h2_response(hostility))
-                });
-                let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service);
-                let _ = tokio::time::timeout(SEND_LIMIT, connection).await;
+            let service = hyper::service::service_fn(move |_request| async move {
+                Ok::<_, Infallible>(h2_response(hostility))
             });
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service);
+            let _ = tokio::time::timeout(SEND_LIMIT, connection).await;
         }
     });
     addr
@@ -338,28 +321,8 @@ const FLOOD_PAUSE: Duration = Duration::from_millis(5);
 /// Serves `zone` (names without the trailing dot) over UDP on a port of 127.0.0.1;
 /// other names get NXDOMAIN.
 pub fn spawn_dns(zone: &[(&str, DnsHostility)]) -> SocketAddr {
-    let zone: Arc<HashMap<String, DnsHostility>> = Arc::new(
-        zone.iter()
-            .map(|(name, hostility)| (name.to_string(), hostility.clone()))
-            .collect(),
-    );
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let socket = Arc::new(UdpSocket::from_std(socket).unwrap());
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
-                continue;
-            };
-            let Ok(query) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            tokio::spawn(answer(socket.clone(), peer, query, zone.clone()));
-        }
-    });
-    addr
+    let zone = zone_map(zone);
+    spawn_udp(move |socket, peer, query| answer(socket, peer, query, zone.clone()))
 }
 
 async fn answer(
@@ -368,10 +331,9 @@ async fn answer(
     query: Message,
     zone: Arc<HashMap<String, DnsHostility>>,
 ) {
-    let Some(question) = query.queries.first() else {
+    let Some(name) = question_name(&query) else {
         return;
     };
-    let name = question.name().to_lowercase().to_ascii();
     let send = |bytes: Vec<u8>| {
         let socket = socket.clone();
         async move {
@@ -379,7 +341,7 @@ async fn answer(
         }
     };
     let localhost = IpAddr::from([127, 0, 0, 1]);
-    match zone.get(name.trim_end_matches('.')) {
+    match zone.get(&name) {
         None => send(reply(&query, ResponseCode::NXDomain, &[])).await,
         Some(DnsHostility::Answer(ip)) => send(reply(&query, ResponseCode::NoError, &[*ip])).await,
         Some(DnsHostility::Flood) => {
@@ -413,25 +375,6 @@ async fn answer(
             }
         }
     }
-}
-
-/// A reply to `query` with those of `ips` that match its type.
-fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
-    let question = &query.queries[0];
-    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
-    reply.metadata.response_code = code;
-    reply.metadata.recursion_desired = query.metadata.recursion_desired;
-    reply.metadata.recursion_available = true;
-    reply.add_query(question.clone());
-    for ip in ips {
-        let data = match (ip, question.query_type()) {
-            (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
-            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
-            _ => continue,
-        };
-        reply.add_answer(Record::from_rdata(question.name().clone(), 60, data));
-    }
-    reply.to_vec().unwrap()
 }
 
 /// The `n`th forged reply: none of them matches the query, and each carries 20 answers
@@ -534,43 +477,28 @@ pub fn malformed(id: u16) -> Vec<Vec<u8>> {
 /// other name announces a 65,535-byte reply, sends 12 bytes of it and stalls.
 pub async fn spawn_stalling_tcp_dns(honest: &[&str]) -> SocketAddr {
     let honest: Arc<Vec<String>> = Arc::new(honest.iter().map(|n| n.to_string()).collect());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
+    let (listener, addr) = listen().await;
+    accept_each(listener, move |mut stream, _| {
+        let honest = honest.clone();
+        async move {
+            let Some(query) = read_tcp_query(&mut stream).await else {
+                return;
             };
-            let honest = honest.clone();
-            tokio::spawn(async move {
-                let mut len = [0u8; 2];
-                if stream.read_exact(&mut len).await.is_err() {
-                    return;
+            let name = question_name(&query).unwrap_or_default();
+            let bytes = match honest.contains(&name) {
+                true => framed(reply(
+                    &query,
+                    ResponseCode::NoError,
+                    &[[127, 0, 0, 1].into()],
+                )),
+                false => {
+                    let [hi, lo] = query.metadata.id.to_be_bytes();
+                    vec![0xff, 0xff, hi, lo, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
                 }
-                let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
-                if stream.read_exact(&mut query).await.is_err() {
-                    return;
-                }
-                let Ok(query) = Message::from_vec(&query) else {
-                    return;
-                };
-                let name = query.queries[0].name().to_lowercase().to_ascii();
-                let framed = match honest.iter().any(|h| *h == name.trim_end_matches('.')) {
-                    true => {
-                        let reply = reply(&query, ResponseCode::NoError, &[[127, 0, 0, 1].into()]);
-                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
-                        framed.extend(reply);
-                        framed
-                    }
-                    false => {
-                        let [hi, lo] = query.metadata.id.to_be_bytes();
-                        vec![0xff, 0xff, hi, lo, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
-                    }
-                };
-                if stream.write_all(&framed).await.is_ok() {
-                    hold(stream).await;
-                }
-            });
+            };
+            if stream.write_all(&bytes).await.is_ok() {
+                hold(stream).await;
+            }
         }
     });
     addr
