@@ -37,7 +37,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 64;
 const DEFAULT_PER_HOST: usize = 4;
 /// Targets in flight per network operation allowed at once (`--concurrency`).
-const TARGETS_PER_OPERATION: usize = 16;
+const TARGETS_PER_OPERATION: usize = 32;
 
 /// A mistake in what the user gave us (as opposed to a failure while running).
 #[derive(Debug, thiserror::Error)]

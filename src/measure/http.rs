@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use regex::Regex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -330,7 +331,6 @@ impl Measurer {
             .unwrap_or_default()
             .trim_matches(['[', ']'])
             .to_string();
-        let timeout = self.options.timeout;
         let mut connected = None;
         let mut last = SocketAddr::new(
             addresses
@@ -357,14 +357,33 @@ impl Measurer {
                 None,
             );
         };
-        let mut hop = empty_hop(url, Some(last), None);
         let _work = self.limits.work().await;
+        // Boxed: the handshake's and the transfer's state is large, and the futures of
+        // the many targets still waiting (for DNS, a connect, the control) should not
+        // each have room for it.
+        Box::pin(self.exchange(url, tcp, last, host)).await
+    }
+
+    /// TLS if the URL says so, the request, and the response up to the body cap, on a
+    /// connection to `address`.
+    async fn exchange(
+        &self,
+        url: &Url,
+        tcp: TcpStream,
+        address: SocketAddr,
+        host: String,
+    ) -> (HttpHop, Option<Url>) {
+        let timeout = self.options.timeout;
+        let mut hop = empty_hop(url, Some(address), None);
         let request = |h2: bool| {
             request(Method::GET, url, h2, &BROWSER_HEADERS, Bytes::new())
                 .map_err(|e| StepError::new(Operation::HttpRoundTrip, Failure::unknown(e)))
         };
         let exchange = if url.scheme() == "https" {
-            let (tls_facts, stream) = self.tls.handshake(tcp, last, &host, false, timeout).await;
+            let (tls_facts, stream) = self
+                .tls
+                .handshake(tcp, address, &host, false, timeout)
+                .await;
             let tls_error = tls_facts.error.clone();
             hop.tls = Some(tls_facts);
             let Some(stream) = stream else {

@@ -378,10 +378,15 @@ impl Measurer {
                     window: Duration::ZERO,
                 };
                 let resolver = &self.resolvers[0];
-                let (a, aaaa) = tokio::join!(
-                    resolver.query(&io, host, QueryType::A),
-                    resolver.query(&io, host, QueryType::Aaaa)
-                );
+                // Boxed: a DoH query's state is large, and every fetch's future would
+                // otherwise keep room for two of them.
+                let (a, aaaa) = Box::pin(async {
+                    tokio::join!(
+                        resolver.query(&io, host, QueryType::A),
+                        resolver.query(&io, host, QueryType::Aaaa)
+                    )
+                })
+                .await;
                 let mut addresses = a.addresses.clone();
                 addresses.extend(aaaa.addresses);
                 addresses.retain(|ip| !self.options.policy.is_bogon(*ip));
