@@ -11,6 +11,7 @@
 //! It needs root and the lab's tools (iproute2, iptables, dnsmasq, nginx, openssl).
 //! Without them it skips with the reason, unless CI=true, where it fails: CI must run it.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -81,10 +82,19 @@ const TARGETS: &[&str] = &[
     "https://cdn.test/",
 ];
 
+/// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
+const CDN_PROBE_EDGE: &str = "198.19.12.2";
+const CDN_WORLD_EDGE: &str = "198.19.12.1";
+
 /// What a scenario does to one target: its verdict, its blocking kind ("" for none),
-/// and a piece of the evidence that shows the lab did what the scenario says ("" for
-/// no check). Targets a scenario does not name must be `ok`.
-type Expect = (&'static str, &'static str, &'static str, &'static str);
+/// and the pieces of evidence that show the lab did what the scenario says, all of
+/// which must be there. Targets a scenario does not name must be `ok`.
+type Expect = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
 
 /// The expectations, one table per scenario.
 #[rustfmt::skip]
@@ -92,66 +102,66 @@ mod expect {
     use super::Expect;
 
     pub const DNS_HIJACK: &[Expect] = &[
-        ("instagram.test",              "blocked", "dns-hijack", "10.10.34.34"),
-        ("www.instagram.test",          "blocked", "dns-hijack", "10.10.34.34"),
-        ("https://www.instagram.test/", "blocked", "dns-hijack", "10.10.34.34"),
+        ("instagram.test",              "blocked", "dns-hijack", &["10.10.34.34"]),
+        ("www.instagram.test",          "blocked", "dns-hijack", &["10.10.34.34"]),
+        ("https://www.instagram.test/", "blocked", "dns-hijack", &["10.10.34.34"]),
     ];
     pub const DNS_NXDOMAIN: &[Expect] = &[
-        ("twitter.test",          "blocked", "dns-nxdomain", "dns_nxdomain_error"),
-        ("www.twitter.test",      "blocked", "dns-nxdomain", "dns_nxdomain_error"),
-        ("https://twitter.test/", "blocked", "dns-nxdomain", "dns_nxdomain_error"),
+        ("twitter.test",          "blocked", "dns-nxdomain", &["dns_nxdomain_error"]),
+        ("www.twitter.test",      "blocked", "dns-nxdomain", &["dns_nxdomain_error"]),
+        ("https://twitter.test/", "blocked", "dns-nxdomain", &["dns_nxdomain_error"]),
     ];
     pub const DNS_SILENCE: &[Expect] = &[
-        ("youtube.test",              "blocked", "dns-failure", "generic_timeout_error"),
-        ("www.youtube.test",          "blocked", "dns-failure", "generic_timeout_error"),
-        ("https://www.youtube.test/", "blocked", "dns-failure", "generic_timeout_error"),
+        ("youtube.test",              "blocked", "dns-failure", &["generic_timeout_error"]),
+        ("www.youtube.test",          "blocked", "dns-failure", &["generic_timeout_error"]),
+        ("https://www.youtube.test/", "blocked", "dns-failure", &["generic_timeout_error"]),
     ];
-    /// The evidence names the forged answer, 198.19.255.1 (and the real one).
+    /// The evidence names the forged answer, 198.19.255.1, and the real one.
     pub const DNS_INJECTION: &[Expect] = &[
-        ("facebook.test",              "blocked", "dns-injection", "198.19.255.1"),
-        ("www.facebook.test",          "blocked", "dns-injection", "198.19.255.1"),
-        ("https://www.facebook.test/", "blocked", "dns-injection", "198.19.255.1"),
+        ("facebook.test",              "blocked", "dns-injection", &["198.19.255.1", "198.19.5.10"]),
+        ("www.facebook.test",          "blocked", "dns-injection", &["198.19.255.1", "198.19.5.10"]),
+        ("https://www.facebook.test/", "blocked", "dns-injection", &["198.19.255.1", "198.19.5.10"]),
     ];
     pub const BLACKHOLE_PARTIAL: &[Expect] = &[
-        ("198.19.1.1:443", "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("198.19.1.2:443", "blocked", "tcp-blackhole", "generic_timeout_error"),
+        ("198.19.1.1:443", "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("198.19.1.2:443", "blocked", "tcp-blackhole", &["generic_timeout_error"]),
     ];
     pub const BLACKHOLE_ALL: &[Expect] = &[
-        ("198.19.1.1:443",             "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("198.19.1.2:443",             "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("198.19.1.3:443",             "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("198.19.1.4:443",             "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("telegram.test",              "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("web.telegram.test",          "blocked", "tcp-blackhole", "generic_timeout_error"),
-        ("https://web.telegram.test/", "blocked", "tcp-blackhole", "generic_timeout_error"),
+        ("198.19.1.1:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("198.19.1.2:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("198.19.1.3:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("198.19.1.4:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("telegram.test",              "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("web.telegram.test",          "blocked", "tcp-blackhole", &["generic_timeout_error"]),
+        ("https://web.telegram.test/", "blocked", "tcp-blackhole", &["generic_timeout_error"]),
     ];
     /// A RST in answer to a SYN is, to the kernel, a refused connection.
     pub const TCP_RESET: &[Expect] = &[
-        ("whatsapp.test",              "blocked", "tcp-refused", "connection_refused"),
-        ("web.whatsapp.test",          "blocked", "tcp-refused", "connection_refused"),
-        ("https://web.whatsapp.test/", "blocked", "tcp-refused", "connection_refused"),
+        ("whatsapp.test",              "blocked", "tcp-refused", &["connection_refused"]),
+        ("web.whatsapp.test",          "blocked", "tcp-refused", &["connection_refused"]),
+        ("https://web.whatsapp.test/", "blocked", "tcp-refused", &["connection_refused"]),
     ];
     /// The domains compare with the control-SNI handshake to the same address; the
     /// fetch of the URL has no such handshake of its own, so it is a TLS failure.
     pub const SNI_FILTER: &[Expect] = &[
-        ("signal.test",          "blocked", "tls-reset",   "canary.test"),
-        ("www.signal.test",      "blocked", "tls-reset",   "canary.test"),
-        ("https://signal.test/", "blocked", "tls-failure", "connection_reset"),
+        ("signal.test",          "blocked", "tls-reset",   &["canary.test"]),
+        ("www.signal.test",      "blocked", "tls-reset",   &["canary.test"]),
+        ("https://signal.test/", "blocked", "tls-failure", &["connection_reset"]),
     ];
     pub const TLS_MITM: &[Expect] = &[
-        ("google.test",              "blocked", "tls-mitm", "Lab Interception CA"),
-        ("www.google.test",          "blocked", "tls-mitm", "Lab Interception CA"),
-        ("https://www.google.test/", "blocked", "tls-mitm", "ssl_unknown_authority"),
+        ("google.test",              "blocked", "tls-mitm", &["Lab Interception CA"]),
+        ("www.google.test",          "blocked", "tls-mitm", &["Lab Interception CA"]),
+        ("https://www.google.test/", "blocked", "tls-mitm", &["ssl_unknown_authority"]),
     ];
     pub const HTTP_BLOCKPAGE: &[Expect] = &[
-        ("http://bbc.test/", "blocked", "http-blockpage", "10.10.34.34"),
+        ("http://bbc.test/", "blocked", "http-blockpage", &["10.10.34.34"]),
     ];
     pub const THROTTLE: &[Expect] = &[
-        ("https://pbs.twimg.test/media/large.jpg", "blocked", "throttled", "kB/s"),
+        ("https://pbs.twimg.test/media/large.jpg", "blocked", "throttled", &["kB/s at the probe", "kB/s at the control"]),
     ];
     pub const DOWN: &[Expect] = &[
-        ("smallsite.test",          "down", "", "down for everyone"),
-        ("https://smallsite.test/", "down", "", "down for everyone"),
+        ("smallsite.test",          "down", "", &["down for everyone"]),
+        ("https://smallsite.test/", "down", "", &["down for everyone"]),
     ];
 }
 
@@ -198,6 +208,18 @@ fn every_scenario_gives_every_target_its_verdict() {
         return;
     };
     lab.assert_isolated_from_the_host();
+    let files: BTreeSet<String> = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/testbed/scenarios"
+    ))
+    .unwrap()
+    .filter_map(|e| Some(e.ok()?.path().file_stem()?.to_str()?.to_string()))
+    .collect();
+    let tested: BTreeSet<String> = scenarios().iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(
+        files, tested,
+        "every scenario file, and only those, has expectations here"
+    );
     let started = Instant::now();
     let mut failures = String::new();
     let mut timings = Vec::new();
@@ -586,10 +608,37 @@ impl ProbeRun {
         info["targets"].as_array().map_or(0, Vec::len)
     }
 
+    /// The A addresses `vantage` (probe or control) was given for `hostname`.
+    fn answers(&self, vantage: &str, hostname: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(self.out.join("measurements.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| {
+                m["vantage"] == vantage
+                    && m["step"] == "dns"
+                    && m["hostname"] == hostname
+                    && m["query_type"] == "A"
+            })
+            .flat_map(|m| m["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    }
+
     /// What differs from the expectations: every target of the lab, exactly one row
-    /// each, with the scenario's verdict or `ok`; no "No network"; exit code 0.
+    /// each, with the scenario's verdict or `ok`; no "No network"; exit code 0; and
+    /// the CDN trap really set: each side given its own edge (else its `ok` proves
+    /// nothing).
     fn check(&self, expected: &[Expect]) -> Option<String> {
         let mut problems = String::new();
+        for (vantage, edge) in [("probe", CDN_PROBE_EDGE), ("control", CDN_WORLD_EDGE)] {
+            let answers = self.answers(vantage, "cdn.test");
+            if answers.is_empty() || answers.iter().any(|a| a != edge) {
+                let _ = writeln!(
+                    problems,
+                    "cdn.test: the {vantage} was given {answers:?}, not its edge {edge}"
+                );
+            }
+        }
         if !self.output.status.success() {
             let _ = writeln!(problems, "censorprobe exited with {}", self.output.status);
         }
@@ -609,17 +658,18 @@ impl ProbeRun {
             let (verdict, blocking, evidence) = expected
                 .iter()
                 .find(|(t, ..)| t == target)
-                .map_or(("ok", "", ""), |(_, v, b, e)| (*v, *b, *e));
+                .map_or(("ok", "", &[][..]), |(_, v, b, e)| (*v, *b, *e));
             if (row.verdict.as_str(), row.blocking.as_str()) != (verdict, blocking) {
                 let _ = writeln!(
                     problems,
                     "{target}: expected {verdict} {blocking}, got {} {} ({})",
                     row.verdict, row.blocking, row.evidence
                 );
-            } else if !row.evidence.contains(evidence) || row.evidence.is_empty() {
+            } else if row.evidence.is_empty() || evidence.iter().any(|e| !row.evidence.contains(e))
+            {
                 let _ = writeln!(
                     problems,
-                    "{target}: the evidence does not show {evidence:?}: {}",
+                    "{target}: the evidence does not show all of {evidence:?}: {}",
                     row.evidence
                 );
             }
