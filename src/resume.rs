@@ -15,10 +15,8 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::analyse::{self, Context, Control, TargetVerdict, Verdict};
-use crate::bogon::AddressPolicy;
-use crate::facts::Vantage;
-use crate::offline::{RecordedRun, read_info};
+use crate::analyse::{TargetVerdict, Verdict};
+use crate::offline::read_info;
 use crate::plan::Target;
 use crate::report::rows::VerdictRow;
 use crate::report::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV, aside};
@@ -30,9 +28,10 @@ pub struct Resumed {
     pub verdicts: Vec<TargetVerdict>,
     /// The planned targets without a verdict, in plan order.
     pub remaining: Vec<Target>,
-    /// Some target judged before the kill was reached: the probe has a network, so
-    /// the verdicts to come need not be held back.
-    pub network_seen: bool,
+    /// The canary, when it was judged before the kill: the new session measures it
+    /// again, unrecorded, to learn whether it has a network now (the kill may well
+    /// have come with the network's loss).
+    pub network_check: Option<Target>,
 }
 
 /// Which target a row belongs to: rows name their target by service and target.
@@ -88,25 +87,17 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     rewrite_csv(&dir.join(MEASUREMENTS_CSV), owned_by_done)?;
     rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
 
-    let recorded = RecordedRun::load(dir)?;
-    let context = Context {
-        policy: AddressPolicy::new(info.settings.treat_as_public.clone()),
-    };
     let (judged, remaining): (Vec<Target>, Vec<Target>) = info
         .targets
         .iter()
         .cloned()
         .partition(|target| done.contains(&key(target)));
-    let network_seen = judged.iter().any(|target| {
-        recorded
-            .facts(target, Vantage::Probe)
-            .is_some_and(|facts| analyse::judge(&facts, Control::None, &context).reached)
-    });
+    let network_check = judged.into_iter().find(Target::is_canary);
     Ok(Resumed {
         info,
         verdicts,
         remaining,
-        network_seen,
+        network_check,
     })
 }
 

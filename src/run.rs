@@ -87,9 +87,11 @@ struct Prepared {
 }
 
 /// The verdicts of a resumed run written before it was killed.
+#[derive(Default)]
 struct Earlier {
     verdicts: Vec<TargetVerdict>,
-    network_seen: bool,
+    /// A target to measure, unrecorded, for whether this session has a network.
+    network_check: Option<Target>,
 }
 
 /// What a run measures and how: planned from the targets file and the command line,
@@ -266,7 +268,7 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
         targets: resumed.remaining,
         earlier: Some(Earlier {
             verdicts: resumed.verdicts,
-            network_seen: resumed.network_seen,
+            network_check: resumed.network_check,
         }),
         info: resumed.info,
     })
@@ -340,6 +342,16 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         .expect("progress template is valid"),
     );
 
+    let Earlier {
+        verdicts,
+        network_check,
+    } = earlier.unwrap_or_default();
+    let mut network_seen = false;
+    if let Some(canary) = network_check {
+        let facts = measurer.measure(&canary).await;
+        network_seen = analyse::judge(&facts, Control::None, &context).reached;
+        measurer.forget_dns();
+    }
     measurer.expect(&targets);
     let measurer = Arc::new(measurer);
     let control = control
@@ -351,7 +363,7 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         .concurrency
         .saturating_mul(TARGETS_PER_OPERATION)
         .max(1);
-    let mut sink = Sink::new(&mut writer, &context, &bar, earlier);
+    let mut sink = Sink::new(&mut writer, &context, &bar, verdicts, network_seen);
     // The canary (first in `targets`) starts first but is not waited for: the sink
     // holds verdicts back until some target, the canary or another, shows a network.
     let mut results = futures_util::stream::iter(targets)
@@ -461,20 +473,16 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     /// A sink for a new run, or for a resumed one that goes on from its earlier
-    /// verdicts (a target reached before the kill showed the network).
+    /// verdicts. Either way it holds verdicts back until this session has seen a
+    /// network (`network_seen`: its own canary check): what an earlier session
+    /// reached says nothing about now.
     fn new(
         writer: &'a mut ResultsWriter,
         context: &'a analyse::Context,
         bar: &'a ProgressBar,
-        earlier: Option<Earlier>,
+        verdicts: Vec<TargetVerdict>,
+        network_seen: bool,
     ) -> Sink<'a> {
-        let Earlier {
-            verdicts,
-            network_seen,
-        } = earlier.unwrap_or(Earlier {
-            verdicts: Vec::new(),
-            network_seen: false,
-        });
         let flagged = verdicts
             .iter()
             .filter(|v| matches!(v.verdict, Verdict::Anomaly | Verdict::Blocked))

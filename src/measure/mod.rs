@@ -161,6 +161,12 @@ impl Measurer {
         }
     }
 
+    /// Forgets every host's DNS: after a measurement that is not part of the run's
+    /// records, so that the run's own first lookup of a host is measured and written.
+    pub fn forget_dns(&self) {
+        self.hosts.lock().expect("host cache lock poisoned").clear();
+    }
+
     pub fn options(&self) -> &Options {
         &self.options
     }
