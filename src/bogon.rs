@@ -10,6 +10,12 @@ use std::sync::LazyLock;
 
 use ipnet::IpNet;
 
+/// NAT64 for a network's own use (RFC 8215): where the IPv4 address sits depends on the
+/// network's prefix length, so it cannot be told whether it is a bogon. Never connected
+/// to, but no proof of a forged answer either: a DNS64 resolver of the probe's own
+/// network synthesises such addresses for every IPv4-only name.
+const LOCAL_NAT64: &str = "64:ff9b:1::/48";
+
 static BOGONS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
     [
         "0.0.0.0/8",
@@ -26,9 +32,7 @@ static BOGONS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
         "203.0.113.0/24",
         "224.0.0.0/3",
         "::/127",
-        // NAT64 for a network's own use (RFC 8215): where the IPv4 address sits depends
-        // on the network's prefix length, so it cannot be told whether it is a bogon.
-        "64:ff9b:1::/48",
+        LOCAL_NAT64,
         "100::/64",
         "2001:2::/48",
         "2001:10::/28",
@@ -60,6 +64,13 @@ impl AddressPolicy {
             return false;
         }
         BOGONS.iter().any(|net| net.contains(&ip))
+    }
+
+    /// True when `ip`, found in a DNS answer, proves the answer forged: a bogon other
+    /// than a local-use NAT64 address.
+    pub fn proves_forgery(&self, ip: IpAddr) -> bool {
+        let local_nat64: IpNet = LOCAL_NAT64.parse().expect("a valid network");
+        self.is_bogon(ip) && !local_nat64.contains(&ip)
     }
 }
 
@@ -118,6 +129,16 @@ mod tests {
         ] {
             assert!(!policy.is_bogon(public.parse().unwrap()), "{public}");
         }
+    }
+
+    #[test]
+    fn a_local_nat64_answer_is_refused_but_proves_nothing() {
+        let policy = AddressPolicy::default();
+        let synthesised = "64:ff9b:1::8.8.8.8".parse().unwrap();
+        assert!(policy.is_bogon(synthesised));
+        assert!(!policy.proves_forgery(synthesised));
+        assert!(policy.proves_forgery("10.10.34.34".parse().unwrap()));
+        assert!(policy.proves_forgery("64:ff9b::10.0.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn forged(f: &DnsFacts, policy: &crate::bogon::AddressPolicy) -> Option<Finding>
     f.all_addresses().into_iter().find_map(|ip| {
         let why = match fingerprints::dns_blockpage(ip) {
             Some(name) => format!("the address of {name}"),
-            None if policy.is_bogon(ip) => "a bogon (private or reserved) address".into(),
+            None if policy.proves_forgery(ip) => "a bogon (private or reserved) address".into(),
             None => return None,
         };
         Some(Finding::new(
