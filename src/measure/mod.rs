@@ -371,7 +371,15 @@ impl Measurer {
             Some(url::Host::Ipv4(ip)) => self.public_only(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.public_only(IpAddr::V6(ip)),
             Some(url::Host::Domain(host)) => {
-                if let Some(known) = self.host_cell(host).get() {
+                // Looked up, not inserted: a redirect must not leave an empty cell for
+                // a host the plan is done with.
+                let known = self
+                    .hosts
+                    .lock()
+                    .expect("host cache lock poisoned")
+                    .get(host)
+                    .and_then(|cell| cell.get().cloned());
+                if let Some(known) = known {
                     return known.usable.clone();
                 }
                 // A redirect to a host outside the plan: its DNS is part of this fetch,
