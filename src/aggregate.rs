@@ -164,17 +164,9 @@ fn read_run(verdicts: &Path, by: &[GroupBy]) -> anyhow::Result<Groups> {
     for (index, row) in reader.deserialize::<VerdictRow>().enumerate() {
         let line = index + 2;
         let row = row.with_context(|| format!("line {line}: not a verdicts row"))?;
-        let verdict = Verdict::ALL
-            .into_iter()
-            .find(|v| v.as_str() == row.verdict)
-            .with_context(|| format!("line {line}: unknown verdict {:?}", row.verdict))?;
-        let blocking = match row.blocking.as_str() {
-            "" => None,
-            kind => Some(
-                kind.parse::<Blocking>()
-                    .map_err(|e| anyhow::anyhow!("line {line}: {e}"))?,
-            ),
-        };
+        let (verdict, blocking) = row
+            .judgement()
+            .map_err(|e| anyhow::anyhow!("line {line}: {e}"))?;
         let key = by.iter().map(|g| g.of(&row)).collect();
         groups.entry(key).or_default().count(verdict, blocking);
     }

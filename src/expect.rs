@@ -95,12 +95,9 @@ fn from_toml(text: &str, path: &Path) -> anyhow::Result<Expectations> {
 }
 
 fn parse(verdict: &str, blocking: Option<&str>) -> Result<Expected, String> {
-    let verdict = Verdict::ALL
-        .into_iter()
-        .find(|v| v.as_str() == verdict.trim())
-        .ok_or_else(|| {
-            format!("{verdict:?} is not a verdict (ok, blocked, anomaly, down, inconclusive)")
-        })?;
+    let verdict: Verdict = verdict.trim().parse().map_err(|_| {
+        format!("{verdict:?} is not a verdict (ok, blocked, anomaly, down, inconclusive)")
+    })?;
     let blocking = match blocking.map(str::trim) {
         None => None,
         Some("") => Some(None),

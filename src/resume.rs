@@ -15,7 +15,7 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::analyse::{TargetVerdict, Verdict};
+use crate::analyse::TargetVerdict;
 use crate::offline::read_info;
 use crate::plan::Target;
 use crate::report::rows::VerdictRow;
@@ -103,14 +103,7 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
 
 /// A verdict row read back as the verdict it was written from.
 fn verdict_of(row: VerdictRow) -> anyhow::Result<TargetVerdict> {
-    let verdict = Verdict::ALL
-        .into_iter()
-        .find(|v| v.as_str() == row.verdict)
-        .ok_or_else(|| anyhow!("unknown verdict {:?}", row.verdict))?;
-    let blocking = match row.blocking.as_str() {
-        "" => None,
-        kind => Some(kind.parse().map_err(|e: String| anyhow!(e))?),
-    };
+    let (verdict, blocking) = row.judgement().map_err(|e| anyhow!(e))?;
     Ok(TargetVerdict {
         service: row.service,
         target: row.target,

@@ -125,6 +125,16 @@ impl fmt::Display for Blocking {
     }
 }
 
+impl FromStr for Verdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verdict::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown verdict {s:?}"))
+    }
+}
+
 impl FromStr for Blocking {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

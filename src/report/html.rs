@@ -372,10 +372,10 @@ fn read_run(dir: &Path) -> anyhow::Result<(RunMeta, Tally)> {
             }
             Err(e) => bail!("{VERDICTS_CSV}: {e}"),
         };
-        let verdict = *Verdict::ALL
-            .iter()
-            .find(|v| v.as_str() == row.verdict)
-            .ok_or_else(|| anyhow!("{VERDICTS_CSV}:{line}: unknown verdict {:?}", row.verdict))?;
+        let verdict: Verdict = row
+            .verdict
+            .parse()
+            .map_err(|e| anyhow!("{VERDICTS_CSV}:{line}: {e}"))?;
         // Rows without a time (a target never measured) belong to the run's first day.
         let day = DateTime::parse_from_rfc3339(&row.measured_at)
             .map_or(info.started_at.date_naive(), |t| {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analyse::TargetVerdict;
+use crate::analyse::{Blocking, TargetVerdict, Verdict};
 use crate::facts::{Measurement, Step};
 
 /// A row of verdicts.csv. The first nine columns are DESIGN.md's contract.
@@ -21,6 +21,16 @@ pub struct VerdictRow {
 }
 
 impl VerdictRow {
+    /// The row's verdict and blocking kind (empty for none), parsed.
+    pub fn judgement(&self) -> Result<(Verdict, Option<Blocking>), String> {
+        let verdict = self.verdict.parse()?;
+        let blocking = match self.blocking.as_str() {
+            "" => None,
+            kind => Some(kind.parse()?),
+        };
+        Ok((verdict, blocking))
+    }
+
     pub fn new(run: &RunColumns, measured_at: &str, v: &TargetVerdict) -> VerdictRow {
         VerdictRow {
             run_id: run.run_id.clone(),
