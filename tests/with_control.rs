@@ -214,6 +214,47 @@ domains = ["good.test", "hijack.test", "nx.test", "gone.test"]
     }
 }
 
+/// The probe sends its targets to the control in batches; a control that takes fewer
+/// targets per request than a batch holds refuses the batch, and each target must then
+/// be asked alone, not left without a control (which would make them inconclusive).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_that_takes_one_target_per_request_still_confirms_each() {
+    let lab = Lab::new(
+        &[
+            ("nx.test", DnsBehaviour::NxDomain),
+            ("gone.test", DnsBehaviour::NxDomain),
+        ],
+        &[
+            ("nx.test", localhost()),
+            ("gone.test", DnsBehaviour::NxDomain),
+        ],
+    )
+    .await;
+    let narrow = ControlServer::spawn(&[
+        "--resolver",
+        &format!("udp://{}", lab.control_dns),
+        "--treat-as-public",
+        "127.0.0.0/8",
+        "--ca-file",
+        lab.ca_file.to_str().unwrap(),
+        "--bind",
+        CONTROL_SOURCE,
+        "--timeout",
+        "2",
+        "--max-targets",
+        "1",
+    ])
+    .await;
+    let services = r#"
+[[service]]
+name = "dns"
+domains = ["nx.test", "gone.test"]
+"#;
+    let run = lab.run(services, Some(&narrow.url)).await;
+    run.assert_verdict("nx.test", "blocked", "dns-nxdomain");
+    run.assert_verdict("gone.test", "down", "");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
     let names = ["sni.test", "broken.test"];

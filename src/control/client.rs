@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
+use futures_util::future::join_all;
 use hyper::Method;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use url::Url;
@@ -228,13 +229,33 @@ async fn send_batch(
     control_sni: Option<String>,
     batch: Vec<Queued>,
 ) {
-    let (targets, replies): (Vec<ControlTarget>, Vec<_>) =
-        batch.into_iter().map(|q| (q.target, q.reply)).unzip();
-    let request = ControlRequest {
+    let request = |targets: Vec<ControlTarget>| ControlRequest {
         targets,
-        control_sni,
+        control_sni: control_sni.clone(),
     };
-    match client.measure(&request).await {
+    let all = request(batch.iter().map(|q| q.target.clone()).collect());
+    match client.measure(&all).await {
+        // A request the control refuses for one of its targets (too many addresses, an
+        // address it may not measure) or for their number (its --max-targets): each
+        // target is asked alone, so that one costs only itself its control.
+        Err(ControlClientError::Rejected(..)) if batch.len() > 1 => {
+            let alone = batch.into_iter().map(|queued| {
+                let single = request(vec![queued.target]);
+                let client = &client;
+                async move { answer(vec![queued.reply], client.measure(&single).await) }
+            });
+            join_all(alone).await;
+        }
+        outcome => answer(batch.into_iter().map(|q| q.reply).collect(), outcome),
+    }
+}
+
+/// Sends each target of a request its result, in the request's order.
+fn answer(
+    replies: Vec<oneshot::Sender<Result<ControlResult, String>>>,
+    outcome: Result<ControlResponse, ControlClientError>,
+) {
+    match outcome {
         Ok(response) if response.results.len() == replies.len() => {
             for (reply, result) in replies.into_iter().zip(response.results) {
                 let _ = reply.send(Ok(result));
