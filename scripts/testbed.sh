@@ -95,6 +95,12 @@ die() {
     printf '%s: error: %s\n' "$SELF" "$*" >&2
     exit 1
 }
+# This machine cannot run the lab (not root, a tool or a kernel feature missing): exit
+# code 4, which the test suite tells from a failure of the lab itself.
+unfit() {
+    printf '%s: error: %s\n' "$SELF" "$*" >&2
+    exit 4
+}
 in_ns() {
     local ns=$1
     shift
@@ -129,7 +135,7 @@ web_addresses() {
 }
 
 require_root() {
-    [[ $(id -u) -eq 0 ]] || die "must run as root: it creates network namespaces, links and firewall rules (try: sudo $0 ${COMMAND_LINE[*]})"
+    [[ $(id -u) -eq 0 ]] || unfit "must run as root: it creates network namespaces, links and firewall rules (try: sudo $0 ${COMMAND_LINE[*]})"
 }
 
 missing_tools() {
@@ -143,7 +149,7 @@ missing_tools() {
 require_tools() {
     local missing
     missing=$(missing_tools)
-    [[ -z $missing ]] || die "missing tools: $missing (Debian/Ubuntu: apt-get install iproute2 iptables dnsmasq-base nginx openssl util-linux)"
+    [[ -z $missing ]] || unfit "missing tools: $missing (Debian/Ubuntu: apt-get install iproute2 iptables dnsmasq-base nginx openssl util-linux)"
 }
 
 censorprobe_bin() {
@@ -183,7 +189,7 @@ check_kernel() {
         fi
     done
     ip netns del "$ns"
-    [[ -z $failed ]] || die "the kernel or iptables lacks a feature the scenarios need: $failed"
+    [[ -z $failed ]] || unfit "the kernel or iptables lacks a feature the scenarios need: $failed"
 }
 
 check() {
