@@ -38,15 +38,7 @@ fn address_of(name: &str) -> IpAddr {
 
 /// Peak resident memory of a process, in MiB, from /proc (Linux).
 fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    proc_status_kib(pid, "VmHWM").map(|kib| kib as f64 / 1024.0)
 }
 
 /// CPU seconds (user + system) a process used, from /proc (Linux).
@@ -150,6 +142,29 @@ async fn bench(targets: usize, blackholed_share: f64) {
         "{targets} targets ({blackholed} blackholed): {wall:.2} s wall, {:.0} targets/s, {cpu:.2} s CPU (at least), peak RSS {peak:.1} MiB, first verdict after {:.2} s, {rows} verdict rows",
         targets as f64 / wall,
         first_row.map_or(f64::NAN, |d| d.as_secs_f64())
+    );
+    // The figures are only worth something if every target was measured: a row each,
+    // and one for the canary; all but the blackholed ones (and the canary) come out ok.
+    assert_eq!(
+        rows,
+        targets + 1,
+        "verdict rows for {targets} targets and the canary"
+    );
+    let mut reader = csv::Reader::from_path(&verdicts).unwrap();
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "verdict")
+        .expect("verdicts.csv has a verdict column");
+    let ok = reader
+        .records()
+        .filter(|r| &r.as_ref().unwrap()[column] == "ok")
+        .count();
+    assert_eq!(
+        ok,
+        targets - blackholed + 1,
+        "ok verdicts of {targets} targets, {blackholed} of them blackholed, and the canary"
     );
 }
 

@@ -4,6 +4,9 @@
 //! without a terminal to ask on, it refuses with exit code 2. Each case has its own
 //! config directory, so no real consent of the user's is read or written.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -46,6 +49,7 @@ fn without_a_terminal_and_without_consent_nothing_runs() {
     // A "yes" piped in is not a consent: nobody read the notice.
     assert!(!config.path().join("xdg/censorprobe/consent").exists());
     let output = run(config.path(), &[], &[("CENSORPROBE_YES", "0")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("informed consent"),
         "{}",
@@ -96,6 +100,7 @@ fn the_config_file_gives_consent_for_batch_use() {
 
     write("consent = false\n");
     let output = run(config.path(), &[], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("informed consent"),
         "{}",
@@ -129,16 +134,36 @@ fn help_shows_the_flags_and_offline_commands_ask_nothing() {
         text.contains("--yes") && text.contains("--resume"),
         "{text}"
     );
+    // No consent anywhere and a "yes" waiting on standard input: an offline command
+    // neither shows the notice nor reads the yes as a consent to store.
     let output = Command::new(env!("CARGO_BIN_EXE_censorprobe"))
         .args(["analyse", "not-a-run"])
+        .env_remove("CENSORPROBE_YES")
         .env("XDG_CONFIG_HOME", config.path())
+        .current_dir(config.path())
+        .write_stdin("yes\n")
         .output()
         .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("is not a run"),
         "{}",
         stderr(&output)
     );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    for words in [
+        "informed consent",
+        "please read this",
+        "legal risk",
+        "Who can see it",
+    ] {
+        assert!(!printed.contains(words), "{words:?} in:\n{printed}");
+    }
+    assert!(!config.path().join("censorprobe/consent").exists());
 }
 
 /// On a terminal (a pseudo-terminal from util-linux's `script`), the notice is shown
@@ -150,7 +175,7 @@ fn a_yes_on_a_terminal_is_asked_once() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_script {
-        eprintln!("skipped: no `script` to give the probe a terminal");
+        common::skip("no `script` (util-linux) to give the probe a terminal");
         return;
     }
     let config = tempfile::tempdir().unwrap();

@@ -170,12 +170,29 @@ proptest! {
     }
 
     #[test]
-    fn title_never_panics_and_is_folded(body in ".{0,400}") {
-        fuzzing::html(body.as_bytes());
-        if let Some(title) = title_of(&body) {
-            prop_assert!(title.chars().count() <= 256);
-            prop_assert_eq!(title.trim(), title.as_str());
-            prop_assert!(!title.contains("  "));
+    fn title_never_panics_and_is_folded(
+        body in ".{0,400}",
+        before in ".{0,50}",
+        inner in "(?s).{0,300}",
+        after in ".{0,50}",
+    ) {
+        // Raw text rarely holds a title; the wrapped page always does, so the folding
+        // runs on arbitrary inner text (white space, tags, a `</title>` of its own).
+        let page = format!("{before}<title>{inner}</title>{after}");
+        for (text, wrapped) in [(&body, false), (&page, true)] {
+            fuzzing::html(text.as_bytes());
+            let title = title_of(text);
+            prop_assert!(!wrapped || title.is_some(), "no title in {:?}", text);
+            if let Some(title) = title {
+                prop_assert!(title.chars().count() <= 256);
+                prop_assert_eq!(title.trim(), title.as_str());
+                prop_assert!(!title.contains("  "));
+                prop_assert!(
+                    title.chars().all(|c| c == ' ' || !c.is_whitespace()),
+                    "unfolded white space in {:?}",
+                    title
+                );
+            }
         }
     }
 

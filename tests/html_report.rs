@@ -5,6 +5,9 @@
 //! Chromium loads the page from a file:// URL with its background networking off: no
 //! test sends anything anywhere.
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -481,12 +484,9 @@ fn chromium() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "chromium is not installed (apt-get install chromium); CI must run the browser test"
+        common::skip(
+            "chromium is not installed (apt-get install chromium), so the page is not rendered",
         );
-        eprintln!("skipped: chromium is not installed, so the page is not rendered");
     }
     found
 }

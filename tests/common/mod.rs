@@ -31,3 +31,26 @@ pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// A bogon that Iran's DNS hijack answers with (its blockpage server); the probe must
 /// never contact it, since it is not in `--treat-as-public 127.0.0.0/8`.
 pub const IRAN_BLOCKPAGE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 10, 34, 34));
+
+/// Gives up on the rest of a test that cannot run on this host, saying why; under
+/// CI=true it fails instead, since CI must run every test. The caller returns right
+/// after.
+pub fn skip(reason: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "CI=true, and this test cannot run here: {reason}; .ci/run installs what the tests need"
+        );
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// A memory field of `/proc/PID/status` in KiB: `VmHWM`, the peak resident set (the
+/// kernel keeps the maximum, so polling misses nothing but the last moments), or
+/// `VmRSS`, the resident set now. None once the process is gone, or off Linux.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
+}

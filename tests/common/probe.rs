@@ -126,18 +126,10 @@ pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
 /// How often a running probe's memory is read.
 const RSS_POLL: Duration = Duration::from_millis(50);
 
-/// The peak resident set of process `pid` so far (VmHWM: the kernel keeps the maximum,
-/// so polling misses nothing but the last moments); 0 once it is gone or off Linux.
+/// The peak resident set of process `pid` so far (VmHWM); 0 once it is gone or off
+/// Linux.
 fn high_water_mark_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    super::proc_status_kib(pid, "VmHWM").unwrap_or(0)
 }
 
 /// Runs another `censorprobe` command (`analyse`, `compare`) in the run's directory and

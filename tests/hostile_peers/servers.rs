@@ -26,6 +26,7 @@ use crate::common::dns::{framed, question_name, read_tcp_query, reply, spawn_udp
 use crate::common::http::{read_head, redirect, request_path, write_then_close};
 use crate::common::tcp::{accept_each, listen};
 use crate::common::tls::server_config;
+use crate::common::{IRAN_BLOCKPAGE_IP, LOCALHOST};
 
 /// No hostile server sends for longer than this, whatever the probe does.
 const SEND_LIMIT: Duration = Duration::from_secs(30);
@@ -340,7 +341,6 @@ async fn answer(
             let _ = socket.send_to(&bytes, peer).await;
         }
     };
-    let localhost = IpAddr::from([127, 0, 0, 1]);
     match zone.get(&name) {
         None => send(reply(&query, ResponseCode::NXDomain, &[])).await,
         Some(DnsHostility::Answer(ip)) => send(reply(&query, ResponseCode::NoError, &[*ip])).await,
@@ -355,7 +355,7 @@ async fn answer(
             }
             // A pause for the probe to drain its socket buffer.
             sleep(Duration::from_millis(20)).await;
-            send(reply(&query, ResponseCode::NoError, &[localhost])).await;
+            send(reply(&query, ResponseCode::NoError, &[LOCALHOST])).await;
             let until = Instant::now() + FLOOD_AFTER;
             while Instant::now() < until {
                 for _ in 0..FLOOD_BURST {
@@ -371,7 +371,7 @@ async fn answer(
             }
             if *then_answer {
                 sleep(Duration::from_millis(20)).await;
-                send(reply(&query, ResponseCode::NoError, &[localhost])).await;
+                send(reply(&query, ResponseCode::NoError, &[LOCALHOST])).await;
             }
         }
     }
@@ -415,7 +415,10 @@ fn forged(query: &Message, n: usize) -> Vec<u8> {
     message.metadata.message_type = message_type;
     message.add_query(Query::query(name.clone(), qtype));
     for _ in 0..20 {
-        let blockpage = RData::A(A([10, 10, 34, 34].into()));
+        let IpAddr::V4(blockpage) = IRAN_BLOCKPAGE_IP else {
+            unreachable!("the blockpage address is IPv4")
+        };
+        let blockpage = RData::A(A(blockpage));
         message.add_answer(Record::from_rdata(name.clone(), 60, blockpage));
     }
     message.to_vec().unwrap()
@@ -486,11 +489,7 @@ pub async fn spawn_stalling_tcp_dns(honest: &[&str]) -> SocketAddr {
             };
             let name = question_name(&query).unwrap_or_default();
             let bytes = match honest.contains(&name) {
-                true => framed(reply(
-                    &query,
-                    ResponseCode::NoError,
-                    &[[127, 0, 0, 1].into()],
-                )),
+                true => framed(reply(&query, ResponseCode::NoError, &[LOCALHOST])),
                 false => {
                     let [hi, lo] = query.metadata.id.to_be_bytes();
                     vec![0xff, 0xff, hi, lo, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
