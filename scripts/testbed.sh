@@ -42,11 +42,15 @@ CENSOR_INJ_IP=198.18.3.1 # censor <-> injector 198.18.3.0/24
 INJECT_IP=198.18.3.2
 AUTH_WORLD=198.19.0.53  # authoritative DNS, the view the rest of the world gets
 AUTH_LOCAL=198.19.0.54  # authoritative DNS, the view the probe's country gets (CDN)
+REFUSER_IP=198.19.0.55  # a dnsmasq with no upstream, which refuses every query (aaaa-broken)
 BLOCKPAGE_PORT=8080     # the censor's blockpage server, on RESOLVER_IP
 MITM_PORT=8443          # the censor's intercepting TLS server, on RESOLVER_IP
 FORGED_IP=198.19.255.1  # what the injector answers: a public-looking host running nothing
 LAN_IF=to-probe         # the censor's interface toward the probe
 CONTROL_URL=http://$CONTROL_IP:$CONTROL_PORT
+# While this file exists, the CDN's edge for the probe's country serves its bot
+# challenge instead of the site (scenario cdn-challenge).
+CDN_CHALLENGE=$STATE/cdn-challenge
 
 # Every name of the lab's internet: "name address [address in the probe's country]".
 HOSTS=(
@@ -65,6 +69,7 @@ HOSTS=(
     "web.whatsapp.test 198.19.6.10"
     "signal.test 198.19.7.10"
     "www.signal.test 198.19.7.10"
+    "shared.test 198.19.7.10" # shared hosting: signal's neighbour (scenario residual)
     "google.test 198.19.8.10"
     "www.google.test 198.19.8.10"
     "bbc.test 198.19.9.10"
@@ -78,7 +83,12 @@ TELEGRAM_DCS=(198.19.1.1 198.19.1.2 198.19.1.3 198.19.1.4)
 # The site that really goes down (scenario "down"): its own web server.
 SMALLSITE_IP=198.19.11.10
 
-REQUIRED_TOOLS=(ip iptables tc dnsmasq nginx openssl flock setsid)
+REQUIRED_TOOLS=(ip iptables tc dnsmasq nginx openssl flock setsid prlimit)
+# The nginx modules the lab loads: headers-more sets the Server header of the CDN's
+# challenge page (scenario cdn-challenge), which nginx alone always writes itself.
+REQUIRED_NGINX_MODULES=(ngx_http_headers_more_filter_module)
+# What provides all of them on Debian and Ubuntu.
+PACKAGES="iproute2 iptables dnsmasq-base nginx libnginx-mod-http-headers-more-filter openssl util-linux"
 
 # Bench mode (up --bench HOSTS, for scripts/bench.sh): synthetic sites under bench.test,
 # one "ADDRESS NAME" line each, at addresses in BENCH_RANGE, served by an nginx of their
@@ -139,17 +149,29 @@ require_root() {
 }
 
 missing_tools() {
-    local tool missing=()
+    local tool missing=() module
     for tool in "${REQUIRED_TOOLS[@]}"; do
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
+    if command -v nginx >/dev/null 2>&1; then
+        for module in "${REQUIRED_NGINX_MODULES[@]}"; do
+            [[ -f $(nginx_module "$module") ]] || missing+=("nginx module $module")
+        done
+    fi
     echo "${missing[*]}"
+}
+
+# The file of an nginx dynamic module, in the modules directory nginx was built with.
+nginx_module() {
+    local dir
+    dir=$(nginx -V 2>&1 | grep -o -- '--modules-path=[^ ]*' | cut -d= -f2)
+    echo "${dir:-/usr/lib/nginx/modules}/$1.so"
 }
 
 require_tools() {
     local missing
     missing=$(missing_tools)
-    [[ -z $missing ]] || unfit "missing tools: $missing (Debian/Ubuntu: apt-get install iproute2 iptables dnsmasq-base nginx openssl util-linux)"
+    [[ -z $missing ]] || unfit "missing tools: $missing (Debian/Ubuntu: apt-get install $PACKAGES)"
 }
 
 censorprobe_bin() {
@@ -175,7 +197,13 @@ check_kernel() {
         "iptables -w -A FORWARD -p tcp -m string --string x --algo bm -j REJECT --reject-with tcp-reset"
         "iptables -w -t mangle -A PREROUTING -p udp -j TEE --gateway 198.18.255.1"
         "iptables -w -t nat -A PREROUTING -p tcp -j DNAT --to-destination 198.18.255.1:80"
-        "iptables -w -t mangle -A POSTROUTING -j CLASSIFY --set-class 1:20"
+        "iptables -w -t mangle -A PREROUTING -p tcp -m string --string x --algo bm -j CONNMARK --set-mark 0x20/0x20"
+        "iptables -w -t mangle -A POSTROUTING -m connmark --mark 0x20/0x20 -j CLASSIFY --set-class 1:20"
+        "iptables -w -t raw -A PREROUTING -p udp -m string --algo bm --hex-string |00001c0001| -j CT --zone 1"
+        "iptables -w -t raw -A PREROUTING -m statistic --mode random --probability 0.15 -j DROP"
+        "iptables -w -t mangle -A PREROUTING -p tcp -m recent --name cp-check --rdest --set -j DROP"
+        "iptables -w -t mangle -A PREROUTING -m recent --name cp-check --rdest --rcheck --seconds 60 -j DROP"
+        "iptables -w -A FORWARD -m conntrack --ctstate NEW -m connlimit --connlimit-above 32 --connlimit-mask 0 -j DROP"
         "tc qdisc add dev to-a root handle 1: htb default 10"
         "tc class add dev to-a parent 1: classid 1:20 htb rate 1gbit"
         "tc qdisc add dev to-a parent 1:20 handle 20: tbf rate 1mbit burst 32kb latency 1s"
@@ -307,6 +335,7 @@ build_network() {
     local a
     ip -n "$NS_NET" addr add "$AUTH_WORLD/32" dev lo
     ip -n "$NS_NET" addr add "$AUTH_LOCAL/32" dev lo
+    ip -n "$NS_NET" addr add "$REFUSER_IP/32" dev lo
     ip -n "$NS_NET" addr add "$SMALLSITE_IP/32" dev lo
     ip -n "$NS_NET" addr add "$FORGED_IP/32" dev lo
     for a in $(web_addresses); do
@@ -371,16 +400,22 @@ make_pki() {
 
 # --- Servers ----------------------------------------------------------------------
 
-# nginx_conf NAME BODY [WORKERS CONNECTIONS]: a whole nginx configuration with its own
-# pid, logs and temp (one worker of 1024 connections unless told).
+# nginx_conf NAME BODY [WORKERS CONNECTIONS [MODULE...]]: a whole nginx configuration
+# with its own pid, logs and temp (one worker of 1024 connections unless told), loading
+# the dynamic modules named.
 nginx_conf() {
     local name=$1 body=$2 dir=$STATE/nginx/$1 workers=${3:-1} connections=${4:-1024}
+    shift $(($# < 4 ? $# : 4))
     local files="" # descriptors: two per proxied connection, plus the listening sockets
     ((connections <= 1024)) || files="worker_rlimit_nofile $((connections * 2 + 4096));"
+    local modules="" module
+    for module in "$@"; do
+        modules+="load_module $(nginx_module "$module");"$'\n'
+    done
     mkdir -p "$dir/tmp"
     cat >"$dir/nginx.conf" <<EOF
 # Generated by scripts/testbed.sh; lives in $STATE and goes with "down".
-worker_processes $workers;
+${modules}worker_processes $workers;
 $files
 pid $STATE/run/nginx-$name.pid;
 error_log $STATE/log/nginx-$name.log warn;
@@ -424,9 +459,21 @@ stop_pidfile() {
 # shellcheck disable=SC2016
 SITE_PAGE='default_type text/html; return 200 "<!doctype html><html><head><title>$host: a site of the censorprobe testbed</title></head><body><h1>$host</h1><p>This page is served by the testbed internet (scripts/testbed.sh).</p></body></html>\n";'
 
+# The CDN's bot challenge (scenario cdn-challenge), as Cloudflare serves it: 403, its
+# headers (headers-more: nginx would write its own Server), and the "Just a moment..."
+# interstitial, whose script loads /cdn-cgi/challenge-platform/. $cf_ray is a ray id
+# made of the request's id, as Cloudflare's are 16 hex digits and a colo.
+# shellcheck disable=SC2016
+CDN_CHALLENGE_PAGE='more_set_headers "Server: cloudflare" "cf-mitigated: challenge" "cf-ray: $cf_ray-LAB" "Content-Type: text/html; charset=UTF-8" "Cache-Control: private, max-age=0, no-store, no-cache, must-revalidate, post-check=0, pre-check=0" "Expires: Thu, 01 Jan 1970 00:00:01 GMT" "Cross-Origin-Opener-Policy: same-origin" "Referrer-Policy: same-origin" "X-Frame-Options: SAMEORIGIN" "X-Content-Type-Options: nosniff";
+            return 403 "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title><meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\"><meta http-equiv=\"X-UA-Compatible\" content=\"IE=Edge\"><meta name=\"robots\" content=\"noindex,nofollow\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"390\"></head><body class=\"no-js\"><div class=\"main-wrapper\" role=\"main\"><div class=\"main-content\"><h1 class=\"zone-name-title h1\">$host</h1><h2 class=\"h2\" id=\"challenge-running\">Verifying you are human. This may take a few seconds.</h2><noscript><div id=\"challenge-error-title\"><div class=\"h2\"><span id=\"challenge-error-text\">Enable JavaScript and cookies to continue</span></div></div></noscript></div></div><script>(function(){window._cf_chl_opt={cvId: \"3\",cZone: \"$host\",cType: \"managed\",cRay: \"$cf_ray\",cUPMDTk: \"\\/?__cf_chl_tk=$request_id\"};var cpo = document.createElement(\"script\");cpo.src = \"/cdn-cgi/challenge-platform/h/g/orchestrate/chl_page/v1?ray=$cf_ray\";document.getElementsByTagName(\"head\")[0].appendChild(cpo);}());</script><div class=\"footer\" role=\"contentinfo\"><div class=\"footer-inner\"><div class=\"text-center\" id=\"footer-text\">Ray ID: <code>$cf_ray</code></div><div class=\"text-center\">Performance &amp; security by Cloudflare</div></div></div></body></html>\n";'
+
 write_web_servers() {
     local listens="" a
-    for a in $(web_addresses); do
+    # The CDN's edge for the probe's country has a server of its own, which serves the
+    # challenge instead of the site while the flag file is there (cdn-challenge).
+    local edge
+    edge=$(addr_of cdn.test local)
+    for a in $(web_addresses | grep -vx "$edge"); do
         listens+="        listen $a:80; listen $a:443 ssl;"$'\n'
     done
     local tls="ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $STATE/pki/sites.pem; ssl_certificate_key $STATE/pki/sites.key;"
@@ -438,7 +485,18 @@ write_web_servers() {
 $listens        $tls
         location / { $SITE_PAGE }
         location /media/ { root $STATE/www; default_type image/jpeg; }
-    }"
+    }
+    map \$request_id \$cf_ray { \"~^(?<ray>[0-9a-f]{16})\" \$ray; }
+    server {
+        listen $edge:80; listen $edge:443 ssl;
+        $tls
+        location / {
+            if (-f $CDN_CHALLENGE) {
+            $CDN_CHALLENGE_PAGE
+            }
+            $SITE_PAGE
+        }
+    }" 1 1024 ngx_http_headers_more_filter_module
     nginx_conf smallsite "    server {
         listen $SMALLSITE_IP:80; listen $SMALLSITE_IP:443 ssl;
         $tls
@@ -550,6 +608,9 @@ write_dns() {
     # The injector knows one lie, for facebook's names; it only ever sees the queries
     # the censor copies to it (scenario dns-injection).
     dnsmasq_conf injector "$RESOLVER_IP" "address=/facebook.test/$FORGED_IP"
+    # The refuser has no upstream and no zone: dnsmasq answers every query REFUSED. It
+    # only ever sees the queries a scenario redirects to it (aaaa-broken).
+    dnsmasq_conf refuser "$REFUSER_IP"
     write_isp_dns
 }
 
@@ -562,14 +623,27 @@ write_isp_dns() {
     # ISP's resolver takes a probe's burst (the probe keeps up to 4 x --concurrency
     # queries in flight).
     bench_mode && extra+=("dns-forward-max=4096")
-    dnsmasq_conf isp "$RESOLVER_IP" "server=$AUTH_LOCAL" "cache-size=0" "${extra[@]}"
+    # No cache, unless a scenario asks for one (dnsmasq validates DNSSEC only with a
+    # cache; dnsmasq refuses a repeated cache-size).
+    local cache=cache-size=0 line lines=()
+    for line in "${extra[@]}"; do
+        if [[ $line == cache-size=* ]]; then cache=$line; else lines+=("$line"); fi
+    done
+    dnsmasq_conf isp "$RESOLVER_IP" "server=$AUTH_LOCAL" "$cache" "${lines[@]}"
 }
 
+# start_control [FILES]: the control server; with FILES, its limit of open files (both
+# soft and hard: scenario control-starved), which $STATE/run/control.nofile records.
 start_control() {
-    local bin
+    local files=${1:-} bin limit=()
     bin=$(censorprobe_bin)
+    rm -f "$STATE/run/control.nofile"
+    if [[ -n $files ]]; then
+        limit=(prlimit "--nofile=$files:$files")
+        echo "$files" >"$STATE/run/control.nofile"
+    fi
     # Its own session, its output to a file: it outlives this script.
-    in_ns "$NS_CONTROL" setsid "$bin" control serve --listen "$CONTROL_IP:$CONTROL_PORT" \
+    in_ns "$NS_CONTROL" setsid "${limit[@]}" "$bin" control serve --listen "$CONTROL_IP:$CONTROL_PORT" \
         --resolver "udp://$AUTH_WORLD:53" --treat-as-public 198.18.0.0/15 \
         --ca-file "$STATE/ca.pem" --timeout 3 --max-in-flight 128 \
         </dev/null >"$STATE/log/control.log" 2>&1 9>&- &
@@ -648,6 +722,7 @@ up() {
     start_dnsmasq "$NS_NET" auth-world
     start_dnsmasq "$NS_NET" auth-local
     start_dnsmasq "$NS_INJECT" injector
+    start_dnsmasq "$NS_NET" refuser
     start_dnsmasq "$NS_CENSOR" isp
     start_control
     apply_scenarios none
@@ -668,25 +743,48 @@ up() {
 #
 # A scenario is scripts/testbed/scenarios/NAME.sh, sourced with these helpers at hand:
 #   censor CMD...         run CMD in the censor's namespace (iptables, tc)
+#   internet CMD...       run CMD in the internet's namespace (iptables), in front of
+#                         its servers: for faults the control sees too
 #   isp_dns LINE          add a dnsmasq line to the ISP resolver's configuration
-#   throttle ADDRESS RATE shape what ADDRESS sends to the probe to RATE (tc tbf)
+#   throttle SNI RATE     shape what comes back to the probe on TLS connections whose
+#                         ClientHello names SNI to RATE (tc tbf)
 #   stop_server NAME      stop one of the internet's web servers (smallsite)
+#   starve_control FILES  restart the control server with at most FILES open files
+#   cdn_challenge         make the CDN's edge for the probe's country serve its challenge
 #   include NAME...       apply other scenarios too
 #   addr_of NAME          the address of a lab name
 # and the address plan's variables ($LAN_IF, $RESOLVER_IP, $TELEGRAM_DCS, ...).
+# Whatever they do, apply_scenarios undoes before the next scenarios.
+
+internet() { in_ns "$NS_NET" "$@"; }
 
 isp_dns() { printf '%s\n' "$@" >>"$STATE/isp-scenario.conf"; }
 
+# The connection mark of the throttled connections, and their tc class on the LAN link.
+THROTTLE_MARK=0x20
 throttle() {
-    local address=$1 rate=$2
+    local sni=$1 rate=$2
     if ! censor tc qdisc show dev "$LAN_IF" | grep -q 'htb 1:'; then
         censor tc qdisc add dev "$LAN_IF" root handle 1: htb default 10 r2q 100000
         censor tc class add dev "$LAN_IF" parent 1: classid 1:10 htb rate 10gbit
         censor tc class add dev "$LAN_IF" parent 1: classid 1:20 htb rate 10gbit
         censor tc qdisc add dev "$LAN_IF" parent 1:20 handle 20: tbf rate "$rate" burst 32kb latency 1s
+        # Every packet to the probe of a marked connection, forwarded or the censor's own.
+        censor iptables -w -t mangle -A POSTROUTING -o "$LAN_IF" \
+            -m connmark --mark "$THROTTLE_MARK/$THROTTLE_MARK" -j CLASSIFY --set-class 1:20
     fi
-    censor iptables -w -t mangle -A POSTROUTING -o "$LAN_IF" -s "$address" -j CLASSIFY --set-class 1:20
+    # The ClientHello marks its connection; the mark stays with the connection's
+    # conntrack entry, so the server's replies carry it.
+    censor iptables -w -t mangle -A PREROUTING -i "$LAN_IF" -p tcp --dport 443 \
+        -m string --algo bm --string "$sni" -j CONNMARK --set-mark "$THROTTLE_MARK/$THROTTLE_MARK"
 }
+
+starve_control() {
+    stop_pidfile "$STATE/run/control.pid"
+    start_control "$1"
+}
+
+cdn_challenge() { : >"$CDN_CHALLENGE"; }
 
 stop_server() {
     local name=$1
@@ -722,12 +820,20 @@ apply_scenarios() {
         [[ -f $(scenario_file "$name") ]] || die "no scenario named $name; scenarios: $(scenario_names | tr '\n' ' ')"
     done
     local table
-    for table in filter nat mangle; do
+    for table in filter nat mangle raw; do
         censor iptables -w -t "$table" -F
+        internet iptables -w -t "$table" -F
     done
     censor tc qdisc del dev "$LAN_IF" root 2>/dev/null || true
     : >"$STATE/isp-scenario.conf"
+    # The internet and the control as they are without a scenario: the small site up,
+    # the CDN's edge serving the site, the control with the open files it asks for.
     [[ -f $STATE/run/nginx-smallsite.pid ]] || start_nginx "$NS_NET" smallsite
+    rm -f "$CDN_CHALLENGE"
+    if [[ -f $STATE/run/control.nofile ]]; then
+        stop_pidfile "$STATE/run/control.pid"
+        start_control
+    fi
     APPLIED=()
     include "$@"
     write_isp_dns
@@ -776,6 +882,7 @@ status() {
     fi
     [[ -f $STATE/scenarios ]] && echo "scenarios: $(tr '\n' ' ' <"$STATE/scenarios")"
     echo "control: $CONTROL_URL   lab CA: $STATE/ca.pem   state: $STATE"
+    [[ -f $STATE/run/control.nofile ]] && echo "control: at most $(cat "$STATE/run/control.nofile") open files (control-starved)"
     bench_mode && echo "bench: $(wc -l <"$BENCH_HOSTS") names under $BENCH_ZONE on $(bench_addresses | wc -l) addresses ($BENCH_HOSTS)"
     local default
     default=$(for ns in "${NAMESPACES[@]}"; do ip -n "$ns" route show default 2>/dev/null; done)

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::failure::{Failure, StepError};
+use crate::failure::{Failure, Operation, StepError};
 
 /// Which side of the comparison a measurement was made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -39,6 +39,13 @@ pub struct Measurement {
     pub step: Step,
 }
 
+impl Measurement {
+    /// When the step ended.
+    pub fn ended_at(&self) -> DateTime<Utc> {
+        self.measured_at + chrono::TimeDelta::microseconds((self.runtime_ms * 1000.0) as i64)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
@@ -64,6 +71,16 @@ impl Step {
             Step::TcpConnect(f) => f.error.as_ref(),
             Step::TlsHandshake(f) => f.error.as_ref(),
             Step::Http(f) => f.error.as_ref(),
+        }
+    }
+
+    /// The tries the step took, and the check of the probe's own network after it.
+    pub fn tries_and_check(&self) -> (u32, Option<&Check>) {
+        match self {
+            Step::Dns(f) => (f.tries, f.check.as_ref()),
+            Step::TcpConnect(f) => (f.tries, f.check.as_ref()),
+            Step::TlsHandshake(f) => (f.tries, f.check.as_ref()),
+            Step::Http(f) => (f.tries, f.check.as_ref()),
         }
     }
 }
@@ -100,9 +117,22 @@ pub struct DnsFacts {
     /// must not grow the probe's memory, nor push the real answer out.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_replies: u64,
+    /// Datagrams the query went out in (over UDP): resent while unanswered, and during
+    /// the listening window after the first reply, so that neither a forged reply nor
+    /// the real one lost on the way hides an injection. Replies with the same answer as
+    /// another are copies; different answers are the injection.
+    #[serde(default = "one")]
+    pub sent: u32,
     /// The addresses of the first reply that matched the query, which is what an
     /// ordinary client would have used.
     pub addresses: Vec<IpAddr>,
+    /// Lookups made: a failed one is made again once, since loss and a resolver's
+    /// passing trouble fail one lookup while a censor fails every one.
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// After a failed lookup: the canary looked up through the same resolver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -124,6 +154,29 @@ impl DnsFacts {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A check of the probe's own network made right after a step failed, as Censored
+/// Planet's Satellite and Hyperquack sandwich each test between control tests: the
+/// canary looked up through the same resolver, or connected to. When the check fails
+/// too, the step's failure was the probe's own network's, whatever else it looks like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked: the canary's name (looked up) or its `IP:PORT` (connected to).
+    pub checked: String,
+    pub measured_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+impl Check {
+    pub fn passed(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -185,8 +238,25 @@ impl DnsAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TcpFacts {
     pub address: SocketAddr,
+    /// Connection attempts made, each from a fresh source port (see `measure::tcp`).
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// After a connect that timed out: a connect to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
     #[serde(flatten)]
     pub error: Option<StepError>,
+}
+
+impl TcpFacts {
+    pub fn new(address: SocketAddr, error: Option<StepError>) -> TcpFacts {
+        TcpFacts {
+            address,
+            tries: 1,
+            check: None,
+            error,
+        }
+    }
 }
 
 /// A TLS handshake. A certificate that does not verify does not abort the handshake:
@@ -209,11 +279,34 @@ pub struct TlsFacts {
     pub alpn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateFacts>,
+    /// Handshakes made, each on a new connection: one that timed out is made again once.
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// After a handshake that timed out: a connect to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
 
 impl TlsFacts {
+    /// A handshake not yet made, or that failed before it began.
+    pub fn new(address: SocketAddr, server_name: &str, control_sni: bool) -> TlsFacts {
+        TlsFacts {
+            address,
+            server_name: server_name.to_string(),
+            control_sni,
+            handshake_done: false,
+            tls_version: None,
+            cipher_suite: None,
+            alpn: None,
+            certificate: None,
+            tries: 1,
+            check: None,
+            error: None,
+        }
+    }
+
     /// The server spoke TLS back to us: the handshake finished, or it refused with a
     /// TLS alert. Either way nothing tore the connection down.
     pub fn server_answered(&self) -> bool {
@@ -239,6 +332,17 @@ pub struct CertificateFacts {
 pub struct HttpFacts {
     pub url: String,
     pub hops: Vec<HttpHop>,
+    /// Set on the control-SNI twin of a slow transfer: the same URL fetched again from
+    /// the same address with this name (the canary's) as SNI instead of the URL's host,
+    /// to tell a throttle keyed on the name from a slow path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_sni: Option<String>,
+    /// Times the fetch was made: one that timed out before any response is made again.
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// After a fetch that timed out: a connect to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -253,6 +357,10 @@ impl HttpFacts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpHop {
     pub url: String,
+    /// When the hop's request (its TLS handshake first, for HTTPS) began: when the name
+    /// was sent to the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
     pub address: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFacts>,
@@ -267,6 +375,16 @@ pub struct HttpHop {
     pub body_prefix: String,
     /// Milliseconds from the first body byte to the last one read, for transfer rates.
     pub transfer_ms: f64,
+    /// Bytes per second while the body flowed: in the typical quarter second in which
+    /// data came (the median), so that loss's stalls and the bursts after them do not
+    /// weigh. Loss stalls a transfer between bursts at the path's speed; a throttle caps
+    /// that speed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_rate: Option<f64>,
+    /// Bytes per second in the fastest quarter second of the body. A throttle caps it
+    /// too (but for its burst allowance); loss does not, between its stalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rate: Option<f64>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -277,5 +395,69 @@ impl HttpHop {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A handshake or request that failed after its connection was made (reset, closed or
+/// stalled): the moment at which a censor with residual blocking (the GFW for 90 to
+/// 180 s, Iran for about a minute) begins to block the whole address, whatever name
+/// comes next. A later failure of another target on the same address may be its echo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    pub address: SocketAddr,
+    /// The name the failed handshake or request carried.
+    pub name: String,
+    /// The target it was made for.
+    pub target: String,
+    /// When the step began (its measurement's `measured_at`).
+    pub at: DateTime<Utc>,
+    pub failure: Failure,
+}
+
+impl Trigger {
+    /// The triggers a probe's measurement holds: a handshake with the target's own name,
+    /// or a fetch's hop, failed after connecting.
+    pub fn of(m: &Measurement) -> Vec<Trigger> {
+        if m.vantage != Vantage::Probe {
+            return Vec::new();
+        }
+        let trigger = |address: SocketAddr, name: &str, e: &StepError| {
+            let after_connect = matches!(
+                e.failed_operation,
+                Operation::TlsHandshake | Operation::HttpRoundTrip | Operation::Read
+            );
+            (after_connect && (e.failure.is_reset_or_eof() || e.failure.is_timeout())).then(|| {
+                Trigger {
+                    address,
+                    name: name.to_string(),
+                    target: m.target.clone(),
+                    at: m.measured_at,
+                    failure: e.failure.clone(),
+                }
+            })
+        };
+        match &m.step {
+            Step::TlsHandshake(t) if !t.control_sni => t
+                .error
+                .as_ref()
+                .and_then(|e| trigger(t.address, &t.server_name, e))
+                .into_iter()
+                .collect(),
+            Step::Http(h) if h.control_sni.is_none() => h
+                .hops
+                .iter()
+                .filter_map(|hop| {
+                    let address = hop.address?;
+                    let host = url::Url::parse(&hop.url).ok()?.host_str()?.to_string();
+                    let e = hop
+                        .error
+                        .as_ref()
+                        .or(hop.tls.as_ref().and_then(|t| t.error.as_ref()))?;
+                    let at = hop.started_at.unwrap_or(m.measured_at);
+                    trigger(address, &host, e).map(|t| Trigger { at, ..t })
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }

@@ -33,12 +33,23 @@ pub enum Failure {
     SslUnknownAuthority,
     SslInvalidCertificate,
     SslFailedHandshake,
+    /// The errors below come from the probe's own machine, never from the network: a
+    /// source address it does not have, a full socket buffer or file table, a local
+    /// firewall. They say nothing about the target.
+    AddressInUse,
+    AddressNotAvailable,
+    NoBufferSpace,
+    NetworkDown,
+    PermissionDenied,
+    /// EMFILE or ENFILE. OONI has no name for it, so it prints as the unknown failure
+    /// OONI would write, `unknown_failure: too many open files`, and reads back as itself.
+    TooManyOpenFiles,
     /// Anything else, with the error text (printed as `unknown_failure: <text>`).
     Unknown(String),
 }
 
 impl Failure {
-    const NAMED: [(Failure, &'static str); 16] = [
+    const NAMED: [(Failure, &'static str); 22] = [
         (Failure::ConnectionRefused, "connection_refused"),
         (Failure::ConnectionReset, "connection_reset"),
         (Failure::ConnectionAborted, "connection_aborted"),
@@ -55,6 +66,15 @@ impl Failure {
         (Failure::SslUnknownAuthority, "ssl_unknown_authority"),
         (Failure::SslInvalidCertificate, "ssl_invalid_certificate"),
         (Failure::SslFailedHandshake, "ssl_failed_handshake"),
+        (Failure::AddressInUse, "address_in_use"),
+        (Failure::AddressNotAvailable, "address_not_available"),
+        (Failure::NoBufferSpace, "no_buffer_space"),
+        (Failure::NetworkDown, "network_down"),
+        (Failure::PermissionDenied, "permission_denied"),
+        (
+            Failure::TooManyOpenFiles,
+            "unknown_failure: too many open files",
+        ),
     ];
 
     /// Classifies an I/O error from a socket or from tokio-rustls.
@@ -65,6 +85,13 @@ impl Failure {
         {
             return Failure::from_tls(tls);
         }
+        #[cfg(unix)]
+        match err.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => return Failure::TooManyOpenFiles,
+            Some(libc::ENOBUFS) => return Failure::NoBufferSpace,
+            Some(libc::EPERM) => return Failure::PermissionDenied,
+            _ => {}
+        }
         use io::ErrorKind as K;
         match err.kind() {
             K::ConnectionRefused => Failure::ConnectionRefused,
@@ -74,6 +101,10 @@ impl Failure {
             K::UnexpectedEof => Failure::Eof,
             K::NetworkUnreachable => Failure::NetworkUnreachable,
             K::HostUnreachable => Failure::HostUnreachable,
+            K::AddrInUse => Failure::AddressInUse,
+            K::AddrNotAvailable => Failure::AddressNotAvailable,
+            K::NetworkDown => Failure::NetworkDown,
+            K::PermissionDenied => Failure::PermissionDenied,
             _ => Failure::unknown(err),
         }
     }
@@ -110,6 +141,25 @@ impl Failure {
         )
     }
 
+    /// True for the errors of the probe's own machine (see the variants).
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            Failure::AddressInUse
+                | Failure::AddressNotAvailable
+                | Failure::NoBufferSpace
+                | Failure::NetworkDown
+                | Failure::PermissionDenied
+                | Failure::TooManyOpenFiles
+        )
+    }
+
+    /// True when nothing came back: the failure that packet loss, a full NAT table or a
+    /// dead link produce as readily as a censor's drop.
+    pub fn is_timeout(&self) -> bool {
+        *self == Failure::GenericTimeout
+    }
+
     pub fn is_certificate_error(&self) -> bool {
         matches!(
             self,
@@ -138,13 +188,11 @@ impl FromStr for Failure {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(text) = s.strip_prefix("unknown_failure: ") {
-            return Ok(Failure::Unknown(text.to_string()));
+        if let Some((failure, _)) = Failure::NAMED.iter().find(|(_, name)| *name == s) {
+            return Ok(failure.clone());
         }
-        Failure::NAMED
-            .iter()
-            .find(|(_, name)| *name == s)
-            .map(|(failure, _)| failure.clone())
+        s.strip_prefix("unknown_failure: ")
+            .map(|text| Failure::Unknown(text.to_string()))
             .ok_or_else(|| format!("unknown failure string {s:?}"))
     }
 }
@@ -190,13 +238,30 @@ impl fmt::Display for Operation {
 pub struct StepError {
     pub failure: Failure,
     pub failed_operation: Operation,
+    /// The error came from the probe's own machine, not from the network: one of the
+    /// local failures, or an unreachable network for which the machine has no route.
+    #[serde(default, rename = "local_failure", skip_serializing_if = "is_false")]
+    pub local: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl StepError {
     pub fn new(failed_operation: Operation, failure: Failure) -> StepError {
         StepError {
+            local: failure.is_local(),
             failure,
             failed_operation,
+        }
+    }
+
+    /// The same error, known to be the probe's own (e.g. no route to the address).
+    pub fn from_probe(self) -> StepError {
+        StepError {
+            local: true,
+            ..self
         }
     }
 
@@ -245,6 +310,36 @@ mod tests {
             Failure::from_io(&io::Error::from_raw_os_error(111)),
             Failure::ConnectionRefused
         );
+    }
+
+    #[test]
+    fn the_probes_own_errors_are_local_and_read_back() {
+        for (errno, name) in [
+            (libc::EMFILE, "unknown_failure: too many open files"),
+            (libc::ENFILE, "unknown_failure: too many open files"),
+            (libc::ENOBUFS, "no_buffer_space"),
+            (libc::EADDRNOTAVAIL, "address_not_available"),
+            (libc::EADDRINUSE, "address_in_use"),
+            (libc::ENETDOWN, "network_down"),
+            (libc::EPERM, "permission_denied"),
+        ] {
+            let error = StepError::io(Operation::Connect, &io::Error::from_raw_os_error(errno));
+            assert_eq!(error.failure.to_string(), name);
+            assert!(error.local, "{name} is the probe's own");
+            assert_eq!(name.parse::<Failure>().unwrap(), error.failure);
+        }
+        for remote in [libc::ECONNRESET, libc::ETIMEDOUT, libc::ENETUNREACH] {
+            let error = StepError::io(Operation::Connect, &io::Error::from_raw_os_error(remote));
+            assert!(!error.local, "{}", error.failure);
+        }
+        let json = serde_json::to_string(&StepError::new(
+            Operation::Connect,
+            Failure::TooManyOpenFiles,
+        ))
+        .unwrap();
+        assert!(json.contains(r#""local_failure":true"#), "{json}");
+        let remote = serde_json::to_string(&StepError::timeout(Operation::Connect)).unwrap();
+        assert!(!remote.contains("local_failure"), "{remote}");
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn html(bytes: &[u8]) {
     }
     let hop = HttpHop {
         url: "http://x.test/".into(),
+        started_at: None,
         address: None,
         tls: None,
         status: Some(302),
@@ -83,6 +84,8 @@ pub fn html(bytes: &[u8]) {
         title,
         body_prefix: body.to_string(),
         transfer_ms: 0.0,
+        active_rate: None,
+        peak_rate: None,
         error: None,
     };
     let _ = http_blockpage(&hop);

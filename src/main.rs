@@ -147,8 +147,11 @@ struct ServeCommand {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     measure: MeasureFlags,
-    /// The deadline of a whole request, in seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "60")]
+    /// The most a request may take, in seconds. A batch of N targets gets 8 + N/4 step
+    /// timeouts (--timeout), at most this; targets still unmeasured then are answered
+    /// as not measured, the others with their facts. Probes wait as long, by their own
+    /// --timeout.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "240")]
     request_deadline: std::time::Duration,
     /// Requests measured at once; beyond this, probes get 503 at once.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
@@ -159,10 +162,11 @@ struct ServeCommand {
     /// Size of a request body, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
     max_body: u32,
-    /// Connections open at once; beyond this, new ones are closed at once.
+    /// Connections open at once; beyond this, new ones are answered 503 and closed.
     #[arg(long, value_name = "N", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
-    /// Connections open at once from one client (an IPv4 address or an IPv6 /64).
+    /// Connections open at once from one client (an IPv4 address or an IPv6 /64);
+    /// beyond this, new ones are answered 503 and closed.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_client: u32,
 }
@@ -454,7 +458,10 @@ async fn demo_command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow:
 }
 
 fn print_report(report: &run::RunReport) {
-    out!("{}", summary::render(&report.verdicts, report.no_network));
+    out!(
+        "{}",
+        summary::render(&report.verdicts, report.no_network, &report.resolvers)
+    );
     outln!("\nResults: {}", report.dir.display());
 }
 

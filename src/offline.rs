@@ -8,18 +8,21 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
+use crate::analyse::explain::{self, ResolverHealth};
 use crate::analyse::{self, Context, Control, Outcome};
 use crate::bogon::AddressPolicy;
-use crate::facts::{Measurement, Step, Vantage};
+use crate::facts::{Measurement, Step, Trigger, Vantage};
 use crate::measure::TargetFacts;
 use crate::plan::Target;
 use crate::report::{
-    JsonlRecord, MEASUREMENTS_JSONL, RUN_JSON, RunInfo, SCHEMA_VERSION, VerdictsWriter,
+    JsonlRecord, MEASUREMENTS_JSONL, RUN_JSON, ResolverStatus, RunInfo, SCHEMA_VERSION,
+    VerdictsWriter,
 };
 use crate::run::{InputError, RunReport};
 
@@ -29,6 +32,9 @@ pub struct RecordedRun {
     pub info: RunInfo,
     by_target: HashMap<(Vantage, String), Vec<Measurement>>,
     dns_by_host: HashMap<(Vantage, String), Vec<Measurement>>,
+    /// The probe's failed handshakes that may have set off a residual block, by address.
+    triggers: HashMap<IpAddr, Vec<Trigger>>,
+    context: Context,
 }
 
 /// A run's run.json, refused when a newer censorprobe wrote it.
@@ -63,6 +69,8 @@ impl RecordedRun {
             info,
             by_target: HashMap::new(),
             dns_by_host: HashMap::new(),
+            triggers: HashMap::new(),
+            context: Context::default(),
         };
         let path = dir.join(MEASUREMENTS_JSONL);
         let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -81,6 +89,25 @@ impl RecordedRun {
             };
             run.add(record.measurement);
         }
+        let probe = run
+            .by_target
+            .iter()
+            .filter(|((vantage, _), _)| *vantage == Vantage::Probe)
+            .flat_map(|(_, measurements)| measurements);
+        run.triggers = explain::triggers_by_address(probe);
+        let canary_dns = run
+            .info
+            .targets
+            .iter()
+            .find(|t| t.is_canary())
+            .and_then(|canary| run.facts(canary, Vantage::Probe))
+            .map(|facts| facts.dns.as_ref().clone())
+            .unwrap_or_default();
+        run.context = Context {
+            policy: AddressPolicy::new(run.info.settings.treat_as_public.clone()),
+            resolvers: ResolverHealth::of(&canary_dns),
+        };
+        run.info.resolvers = ResolverStatus::all(&canary_dns, &run.context.resolvers);
         Ok(run)
     }
 
@@ -107,17 +134,41 @@ impl RecordedRun {
         if measurements.is_none() && dns.is_none() {
             return None;
         }
-        Some(TargetFacts {
-            target: target.clone(),
-            measurements: measurements.unwrap_or_default(),
-            dns: Arc::new(dns.unwrap_or_default()),
-        })
+        let mut facts = TargetFacts::new(
+            target,
+            measurements.unwrap_or_default(),
+            dns.unwrap_or_default(),
+        );
+        if vantage == Vantage::Probe {
+            facts.triggers = self.triggers_near(&facts.measurements);
+        }
+        Some(facts)
     }
 
-    fn context(&self) -> Context {
-        Context {
-            policy: AddressPolicy::new(self.info.settings.treat_as_public.clone()),
-        }
+    /// The triggers logged on the addresses `measurements` were made to.
+    fn triggers_near(&self, measurements: &[Measurement]) -> Vec<Trigger> {
+        let mut addresses: Vec<IpAddr> = measurements
+            .iter()
+            .flat_map(|m| match &m.step {
+                Step::TcpConnect(t) => vec![t.address.ip()],
+                Step::TlsHandshake(t) => vec![t.address.ip()],
+                Step::Http(h) => h
+                    .hops
+                    .iter()
+                    .filter_map(|hop| hop.address)
+                    .map(|a| a.ip())
+                    .collect(),
+                Step::Dns(_) => Vec::new(),
+            })
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+            .iter()
+            .filter_map(|ip| self.triggers.get(ip))
+            .flatten()
+            .cloned()
+            .collect()
     }
 }
 
@@ -151,13 +202,17 @@ pub fn compare(
         .info
         .targets
         .iter()
-        .map(|target| match control_run.facts(target, Vantage::Probe) {
-            Some(theirs) => judge(&run, target, Control::Measured(&as_control(theirs))),
-            None => judge(
-                &run,
-                target,
-                Control::Unavailable("the control run did not measure this target"),
-            ),
+        .map(|target| {
+            let (measured_at, outcome, _) = match control_run.facts(target, Vantage::Probe) {
+                Some(theirs) => judge(&run, target, Control::Measured(&as_control(theirs))),
+                None => judge(
+                    &run,
+                    target,
+                    Control::Unavailable("the control run did not measure this target"),
+                ),
+            };
+            // A control run made elsewhere says nothing of the probe's network.
+            (measured_at, outcome, false)
         })
         .collect();
     let out = out.map_or_else(
@@ -167,14 +222,12 @@ pub fn compare(
     write(&run, judged, &out)
 }
 
-fn judge(run: &RecordedRun, target: &Target, control: Control<'_>) -> (String, Outcome) {
+/// A target's verdict, when its first measurement was made, and whether the control's
+/// facts were there (which shows the probe had a network, as in `run`).
+fn judge(run: &RecordedRun, target: &Target, control: Control<'_>) -> (String, Outcome, bool) {
     let ours = run
         .facts(target, Vantage::Probe)
-        .unwrap_or_else(|| TargetFacts {
-            target: target.clone(),
-            measurements: Vec::new(),
-            dns: Arc::new(Vec::new()),
-        });
+        .unwrap_or_else(|| TargetFacts::new(target, Vec::new(), Vec::new()));
     let measured_at = ours
         .measurements
         .iter()
@@ -182,7 +235,12 @@ fn judge(run: &RecordedRun, target: &Target, control: Control<'_>) -> (String, O
         .min()
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
-    (measured_at, analyse::judge(&ours, control, &run.context()))
+    let control_answered = matches!(control, Control::Measured(_));
+    (
+        measured_at,
+        analyse::judge(&ours, control, &run.context),
+        control_answered,
+    )
 }
 
 /// A control site's own probe run, seen as control facts.
@@ -201,13 +259,13 @@ fn as_control(mut facts: TargetFacts) -> TargetFacts {
 /// Writes the verdicts, all of them inconclusive if the probe had no network at all.
 fn write(
     run: &RecordedRun,
-    judged: Vec<(String, Outcome)>,
+    judged: Vec<(String, Outcome, bool)>,
     out: &Path,
 ) -> anyhow::Result<RunReport> {
-    let no_network = !judged.iter().any(|(_, o)| o.reached);
+    let no_network = !judged.iter().any(|(_, o, control)| o.reached || *control);
     let mut writer = VerdictsWriter::create(out, &run.info, true)?;
     let mut verdicts = Vec::new();
-    for (measured_at, outcome) in judged {
+    for (measured_at, outcome, _) in judged {
         let verdict = match no_network {
             true => analyse::no_network(&outcome),
             false => outcome.verdict,
@@ -219,5 +277,6 @@ fn write(
         dir: out.to_path_buf(),
         verdicts,
         no_network,
+        resolvers: run.info.resolvers.clone(),
     })
 }

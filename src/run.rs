@@ -19,6 +19,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ipnet::IpNet;
 use rand::seq::SliceRandom;
 
+use crate::analyse::explain::ResolverHealth;
 use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
@@ -28,7 +29,9 @@ use crate::facts::{Measurement, Step, Vantage};
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer, TargetFacts};
 use crate::plan::{self, Target};
-use crate::report::{RUN_JSON, ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION};
+use crate::report::{
+    RUN_JSON, ResolverStatus, ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION,
+};
 use crate::resume;
 use crate::targets::{ResolverSpec, TargetsFile};
 use crate::testlist;
@@ -73,6 +76,8 @@ pub struct RunReport {
     pub dir: PathBuf,
     pub verdicts: Vec<TargetVerdict>,
     pub no_network: bool,
+    /// The resolvers as the canary found them (empty without a canary).
+    pub resolvers: Vec<ResolverStatus>,
 }
 
 struct Prepared {
@@ -107,6 +112,16 @@ struct Plan {
 }
 
 fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
+    // Not echoed: the address is the probe's own, and error texts get pasted into
+    // reports.
+    if let Some(bind) = args.bind {
+        measure::tcp::check_source(bind).map_err(|e| {
+            anyhow::anyhow!(
+                "--bind: this machine cannot send from that address ({}): give one of its own addresses, or leave --bind out",
+                e.failure
+            )
+        })?;
+    }
     let Plan {
         mut info,
         targets,
@@ -138,6 +153,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             per_host: settings.per_host,
             resolvers: settings.resolvers.clone(),
             control_sni: settings.canary.clone(),
+            canary_port: canary_port(&info.targets),
             policy: policy.clone(),
             dns_window: measure::DNS_WINDOW.min(timeout),
             // Never written to run.json: it is the probe's own address.
@@ -152,7 +168,10 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         control,
         targets: measuring_order(targets, &mut rand::rng()),
         info,
-        context: analyse::Context { policy },
+        context: analyse::Context {
+            policy,
+            resolvers: Default::default(),
+        },
         earlier,
     })
 }
@@ -230,6 +249,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
         },
         targets: targets.clone(),
         no_network: false,
+        resolvers: Vec::new(),
     };
     Ok(Plan {
         info,
@@ -272,6 +292,17 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
         }),
         info: resumed.info,
     })
+}
+
+/// The port the probe's own network is checked on, by a connect to the canary: its
+/// first TLS port, else its first TCP port.
+fn canary_port(targets: &[Target]) -> Option<u16> {
+    let canary = targets.iter().find(|t| t.is_canary())?;
+    canary
+        .tls_ports
+        .first()
+        .or(canary.tcp_ports.first())
+        .copied()
 }
 
 /// The canary first, the rest shuffled: a run that always asks for the same services
@@ -346,11 +377,17 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         verdicts,
         network_check,
     } = earlier.unwrap_or_default();
-    let mut network_seen = false;
+    let mut sink = Sink::new(&mut writer, context, &bar, verdicts);
+    // The canary of a resumed run was measured by an earlier session: measured again,
+    // unrecorded, it says whether this one has a network and how its resolvers fare.
     if let Some(canary) = network_check {
         let facts = measurer.measure(&canary).await;
-        network_seen = analyse::judge(&facts, Control::None, &context).reached;
+        sink.canary_judged(&facts);
+        sink.network_seen = analyse::judge(&facts, Control::None, &sink.context).reached;
         measurer.forget_dns();
+    }
+    if !targets.iter().any(Target::is_canary) && sink.resolvers.is_none() {
+        sink.resolvers = Some(Vec::new());
     }
     measurer.expect(&targets);
     let measurer = Arc::new(measurer);
@@ -363,9 +400,9 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         .concurrency
         .saturating_mul(TARGETS_PER_OPERATION)
         .max(1);
-    let mut sink = Sink::new(&mut writer, &context, &bar, verdicts, network_seen);
     // The canary (first in `targets`) starts first but is not waited for: the sink
-    // holds verdicts back until some target, the canary or another, shows a network.
+    // holds verdicts back until the canary has shown how the resolvers fare, and until
+    // some target, the canary or another, shows a network.
     let mut results = futures_util::stream::iter(targets)
         .map(|target| {
             let (measurer, control) = (measurer.clone(), control.clone());
@@ -376,21 +413,17 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         let (probe, control) = joined.context("a measurement task failed")?;
         sink.take(probe, control)?;
     }
-    let no_network = !sink.network_seen;
-    if no_network {
-        for (measured_at, outcome) in std::mem::take(&mut sink.held) {
-            sink.write(&measured_at, analyse::no_network(&outcome))?;
-        }
-    }
-    let verdicts = std::mem::take(&mut sink.verdicts);
+    let (verdicts, no_network, resolvers) = sink.finish()?;
     bar.finish_and_clear();
     info.finished_at = Some(Utc::now());
     info.no_network = no_network;
+    info.resolvers = resolvers.clone();
     writer.write_info(&info)?;
     Ok(RunReport {
         dir,
         verdicts,
         no_network,
+        resolvers,
     })
 }
 
@@ -452,20 +485,22 @@ pub fn control_facts(target: &Target, mut measurements: Vec<Measurement>) -> Tar
         .filter(|m| matches!(m.step, Step::Dns(_)))
         .cloned()
         .collect();
-    TargetFacts {
-        target: target.clone(),
-        measurements,
-        dns: Arc::new(dns),
-    }
+    TargetFacts::new(target, measurements, dns)
 }
 
-/// Where finished targets go: their measurements to disk at once, their verdicts to
-/// disk at once or, until the probe has shown it has a network, held back.
+/// Where finished targets go: their measurements to disk at once; their verdicts once
+/// the canary has shown how each resolver fares (a lookup through a resolver that fails
+/// the canary too is no evidence), and, until the probe has shown it has a network,
+/// held back.
 struct Sink<'a> {
     writer: &'a mut ResultsWriter,
-    context: &'a analyse::Context,
+    context: analyse::Context,
     bar: &'a ProgressBar,
     network_seen: bool,
+    /// The resolvers as the canary found them; None until it has been measured.
+    resolvers: Option<Vec<ResolverStatus>>,
+    /// Targets measured before the canary, not yet judged.
+    unjudged: Vec<(TargetFacts, Option<Result<TargetFacts, String>>)>,
     held: Vec<(String, Outcome)>,
     verdicts: Vec<TargetVerdict>,
     flagged: usize,
@@ -478,10 +513,9 @@ impl<'a> Sink<'a> {
     /// reached says nothing about now.
     fn new(
         writer: &'a mut ResultsWriter,
-        context: &'a analyse::Context,
+        context: analyse::Context,
         bar: &'a ProgressBar,
         verdicts: Vec<TargetVerdict>,
-        network_seen: bool,
     ) -> Sink<'a> {
         let flagged = verdicts
             .iter()
@@ -492,11 +526,19 @@ impl<'a> Sink<'a> {
             writer,
             context,
             bar,
-            network_seen,
+            network_seen: false,
+            resolvers: None,
+            unjudged: Vec::new(),
             held: Vec::new(),
             verdicts,
             flagged,
         }
+    }
+
+    /// Takes what the canary's lookups say of each resolver into the analysis.
+    fn canary_judged(&mut self, canary: &TargetFacts) {
+        self.context.resolvers = ResolverHealth::of(&canary.dns);
+        self.resolvers = Some(ResolverStatus::all(&canary.dns, &self.context.resolvers));
     }
 
     fn take(
@@ -512,12 +554,33 @@ impl<'a> Sink<'a> {
         };
         self.writer
             .write_measurements(facts.measurements.iter().chain(theirs))?;
+        self.bar.inc(1);
+        if facts.target.is_canary() && self.resolvers.is_none() {
+            self.canary_judged(&facts);
+        }
+        self.unjudged.push((facts, control));
+        if self.resolvers.is_some() {
+            for (facts, control) in std::mem::take(&mut self.unjudged) {
+                self.judge(facts, control)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn judge(
+        &mut self,
+        facts: TargetFacts,
+        control: Option<Result<TargetFacts, String>>,
+    ) -> anyhow::Result<()> {
         let control = match &control {
             None => Control::None,
             Some(Ok(theirs)) => Control::Measured(theirs),
             Some(Err(why)) => Control::Unavailable(why),
         };
-        let outcome = analyse::judge(&facts, control, self.context);
+        let outcome = analyse::judge(&facts, control, &self.context);
+        // The control answering shows the probe has a network as well as a target does:
+        // it stands outside the probe's network, and its answer came through it.
+        let control_answered = matches!(control, Control::Measured(_));
         let measured_at = facts
             .measurements
             .iter()
@@ -525,15 +588,34 @@ impl<'a> Sink<'a> {
             .min()
             .unwrap_or_else(Utc::now)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        self.network_seen |= outcome.reached;
+        self.network_seen |= outcome.reached || control_answered;
         self.held.push((measured_at, outcome));
         if self.network_seen {
             for (measured_at, outcome) in std::mem::take(&mut self.held) {
                 self.write(&measured_at, outcome.verdict)?;
             }
         }
-        self.bar.inc(1);
         Ok(())
+    }
+
+    /// Judges what is left (a run whose canary never finished), writes the held
+    /// verdicts as "no network" if no target ever got through, and gives the verdicts,
+    /// whether the probe had no network, and the resolvers' statuses.
+    fn finish(mut self) -> anyhow::Result<(Vec<TargetVerdict>, bool, Vec<ResolverStatus>)> {
+        for (facts, control) in std::mem::take(&mut self.unjudged) {
+            self.judge(facts, control)?;
+        }
+        let no_network = !self.network_seen;
+        if no_network {
+            for (measured_at, outcome) in std::mem::take(&mut self.held) {
+                self.write(&measured_at, analyse::no_network(&outcome))?;
+            }
+        }
+        Ok((
+            self.verdicts,
+            no_network,
+            self.resolvers.unwrap_or_default(),
+        ))
     }
 
     fn write(&mut self, measured_at: &str, verdict: TargetVerdict) -> anyhow::Result<()> {

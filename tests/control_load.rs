@@ -111,8 +111,9 @@ async fn exchange_from(
 }
 
 /// A well-behaved probe's request: a connection of its own (over TLS with `tls`),
-/// retried with jittered exponential backoff while the server is busy (503) or closes
-/// the connection (at its connection cap), as `ControlClient` does.
+/// retried with jittered exponential backoff while the server is busy (503, at its caps
+/// on requests or connections) or closes the connection (refusing more than it answers
+/// at once), as `ControlClient` does.
 async fn probe_request(server: SocketAddr, body: Bytes, tls: Option<&TlsConnector>) -> Answered {
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
@@ -665,6 +666,9 @@ fn https_files(dir: &Path) -> (String, String, TlsConnector) {
     (path(cert), path(key), client)
 }
 
+/// How long the server takes over refusing a connection over its caps.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(3);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn caps_connections_in_all_and_per_client() {
     let endpoints = [acceptor().await, acceptor().await];
@@ -679,22 +683,38 @@ async fn caps_connections_in_all_and_per_client() {
     let source = |n: u8| Ipv4Addr::new(127, 0, 0, n);
     let open =
         |n: u8, count: usize| join_all((0..count).map(move |_| connect_from(source(n), address)));
+    // A request over a cap: answered 503, saying which cap, then closed.
+    let refused = |n: u8, cap: &'static str| async move {
+        let started = Instant::now();
+        let reply = exchange_from(source(n), address, control::get(address, HEALTH_PATH)).await;
+        let error = reply.error(503);
+        assert!(error.contains(&format!("({cap})")), "{error}");
+        assert_eq!(reply.headers["retry-after"], "1");
+        assert_eq!(reply.headers["connection"], "close");
+        started.elapsed()
+    };
 
     let started = Instant::now();
-    let mut held = open(50, 12).await;
-    assert_eq!(count_open(&mut held).await, 10, "the cap per client");
+    let mut held = open(50, 10).await;
+    assert_eq!(count_open(&mut held).await, 10);
+    let per_client = refused(50, "--max-connections-per-client").await;
+    // A connection over the cap that sends nothing is closed, unanswered, in time.
+    let mut idle = connect_from(source(50), address).await;
+    let ending = closed_within(&mut idle, REFUSAL_DEADLINE + SLACK).await;
+    assert!(
+        ending.as_ref().is_some_and(|e| e.status.is_none()),
+        "{ending:?}"
+    );
     for n in 51..54 {
         let mut more = open(n, 10).await;
         assert_eq!(count_open(&mut more).await, 10);
         held.extend(more);
     }
-    let mut late = open(54, 3).await;
-    assert_eq!(count_open(&mut late).await, 0, "the cap in all");
-    let mut probe = open(1, 1).await;
-    assert_eq!(
-        count_open(&mut probe).await,
-        0,
-        "a probe while every place is held"
+    let in_all = refused(54, "--max-connections").await;
+    let probe = refused(1, "--max-connections").await;
+    assert!(
+        [per_client, in_all, probe].iter().all(|t| *t < SLACK),
+        "refusals took {per_client:?}, {in_all:?}, {probe:?}"
     );
 
     // The idle connections are closed within CLIENT_TIMEOUT, and their places freed.
@@ -707,7 +727,7 @@ async fn caps_connections_in_all_and_per_client() {
     let freed = started.elapsed();
     let answered = probes(address, 1, 1, probe_body(&endpoints), None).await;
     println!(
-        "caps: every place held by idle connections; all closed by {freed:.1?}, then a probe answered in {:?}",
+        "caps: refusals answered 503 in {per_client:?} (per client), {in_all:?} (in all), {probe:?} (a probe); every place held by idle connections, all closed by {freed:.1?}, then a probe answered in {:?}",
         answered.latencies[0]
     );
 }

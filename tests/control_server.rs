@@ -14,18 +14,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
-use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
-use censorprobe::control::protocol::{ControlResult, HEALTH_PATH};
+use censorprobe::control::client::{ControlClient, ControlClientError};
+use censorprobe::control::protocol::{ControlRequest, ControlResult, HEALTH_PATH};
 use censorprobe::facts::{Step, Vantage};
 use censorprobe::failure::Failure;
+use censorprobe::measure::tls::{TlsContext, root_store};
 use common::control::{Reply, exchange, get, measure_request};
-use common::{ControlServer, DnsBehaviour, DnsServer, TcpBlackhole, TestCa, closed_port, tls};
+use common::{
+    ControlServer, DnsBehaviour, DnsServer, LOCALHOST, TcpBlackhole, TestCa, closed_port, silent,
+    tls,
+};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -278,6 +284,174 @@ async fn refuses_quickly_when_busy_and_stays_up() {
             [(blackhole, Some(Failure::GenericTimeout))]
         );
     }
+}
+
+/// A target the batch's deadline cuts off costs only itself its facts: the request is
+/// answered 200, the finished target with its facts, the other as not measured.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_past_its_deadline_keeps_what_was_measured_and_marks_the_rest() {
+    let (_listener, open) = listener_on("127.0.0.1");
+    let stalled = silent().await;
+    let zone = [("stall.test", DnsBehaviour::Answer(vec![LOCALHOST]))];
+    let args = [
+        "--token",
+        TOKEN,
+        "--treat-as-public",
+        "127.0.0.0/8",
+        "--timeout",
+        "2",
+        "--request-deadline",
+        "1",
+    ];
+    let control = Control::start(&zone, &args).await;
+    let body = json!({
+        "targets": [
+            { "service": "lab", "target": open.to_string() },
+            { "service": "lab", "target": "stall.test", "tls_ports": [stalled.port()] },
+        ],
+        "control_sni": "canary.test",
+    });
+    let started = Instant::now();
+    let reply = control.post(Some(TOKEN), body.to_string()).await;
+    let elapsed = started.elapsed();
+    let response = reply.results();
+    let (done, cut) = (&response.results[0], &response.results[1]);
+    assert_eq!(done.not_measured, None);
+    assert_eq!(connects(done), [(open, None)]);
+    assert_eq!(cut.target, "stall.test");
+    assert_eq!(cut.measurements, []);
+    assert_eq!(
+        cut.not_measured.as_deref(),
+        Some(
+            "the control's deadline of 1 s for this batch of 2 targets ran out before this target was measured"
+        )
+    );
+    assert_eq!(
+        reply.text.matches("not_measured").count(),
+        1,
+        "{}",
+        reply.text
+    );
+    // Measured to the end, its two stalled handshakes would have taken 4 s.
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+}
+
+/// A connection over `--max-connections` is answered 503 with `Retry-After`, over
+/// plain HTTP...
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_503_over_the_connection_cap() {
+    refuses_over_the_cap(false).await;
+}
+
+/// ... and over HTTPS, in HTTP/1.1 although the client offers HTTP/2 first.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_503_over_the_connection_cap_over_https() {
+    refuses_over_the_cap(true).await;
+}
+
+/// Holds the one place of a control with `--max-connections 1` with a slow measurement
+/// (two handshakes stalled for the whole `--timeout` of 6 s), then connects again: the
+/// refusal must be an HTTP/1.1 503, at once, and the probe's client must take it for a
+/// busy control (which it asks again, then gives up on), not a broken one.
+async fn refuses_over_the_cap(https: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let ca_pem = ca.write_pem(dir.path());
+    let (cert, key) = ca.write_server_files(dir.path(), &["control.test", "127.0.0.1"]);
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let stalled = silent().await;
+    let zone = [("stall.test", DnsBehaviour::Answer(vec![LOCALHOST]))];
+    let mut args = vec![
+        "--token",
+        TOKEN,
+        "--treat-as-public",
+        "127.0.0.0/8",
+        "--timeout",
+        "6",
+        "--max-connections",
+        "1",
+    ];
+    if https {
+        args.extend(["--tls-cert", cert, "--tls-key", key]);
+    }
+    let control = Control::start(&zone, &args).await;
+    let address = control.address;
+    let connector = |alpn: &[&[u8]]| https.then(|| tls::client(&ca_pem, alpn));
+    let (http1, both) = (connector(&[b"http/1.1"]), connector(&[b"h2", b"http/1.1"]));
+
+    let slow = json!({
+        "targets": [{ "service": "lab", "target": "stall.test", "tls_ports": [stalled.port()] }],
+        "control_sni": "canary.test",
+    });
+    let request = measure_request(address, Some(TOKEN), slow.to_string(), false);
+    let holder = tokio::spawn(async move { exchange_at(address, http1.as_ref(), request).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let request = measure_request(
+        address,
+        Some(TOKEN),
+        json!({ "targets": [] }).to_string(),
+        false,
+    );
+    let refused = exchange_at(address, both.as_ref(), request).await.unwrap();
+    let error = refused.error(503);
+    assert!(
+        error.contains("busy") && error.contains("(--max-connections)"),
+        "{error}"
+    );
+    assert_eq!(refused.headers[RETRY_AFTER], "1");
+    assert_eq!(refused.headers[CONNECTION], "close");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let roots = root_store(Some(&ca_pem)).unwrap();
+    let client = ControlClient::new(
+        &control.server.url.parse().unwrap(),
+        Some(TOKEN.into()),
+        TlsContext::new(roots).unwrap(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let empty = ControlRequest {
+        targets: Vec::new(),
+        control_sni: None,
+    };
+    let answer = client.measure(&empty).await;
+    assert!(
+        matches!(answer, Err(ControlClientError::Busy)),
+        "{answer:?}"
+    );
+    assert!(!holder.is_finished(), "the holder's place was given up");
+    holder.abort();
+}
+
+/// One HTTP/1.1 exchange on a new connection to `address`, over TLS when given a
+/// connector (whose ALPN must settle on HTTP/1.1).
+async fn exchange_at(
+    address: SocketAddr,
+    tls: Option<&TlsConnector>,
+    request: Request<Full<Bytes>>,
+) -> Result<Reply, String> {
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(connector) = tls else {
+        return exchange(tcp, false, request).await;
+    };
+    let name = ServerName::try_from("control.test").unwrap();
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    exchange(stream, false, request).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

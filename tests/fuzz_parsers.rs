@@ -340,6 +340,7 @@ fn dns_message(id: u16, name: &str, addresses: &[Ipv4Addr], ttl: u32) -> Vec<u8>
 fn hop(body: &str) -> HttpHop {
     HttpHop {
         url: "http://x.test/".into(),
+        started_at: None,
         address: None,
         tls: None,
         status: Some(200),
@@ -349,6 +350,8 @@ fn hop(body: &str) -> HttpHop {
         title: title_of(body),
         body_prefix: body.into(),
         transfer_ms: 0.0,
+        active_rate: None,
+        peak_rate: None,
         error: None,
     }
 }

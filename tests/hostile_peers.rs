@@ -154,9 +154,13 @@ async fn dripping_body_times_out() {
     let lab = Lab::new().await;
     let target = url(servers::spawn_http(HttpHostility::DripBody).await, "/");
     let run = lab.run("drip", &urls(&target)).await;
-    run.assert_verdict(&target, "anomaly", "http-failure");
+    // Cut off by the deadline after a few bytes: a slow transfer, no evidence of
+    // interference by itself.
+    run.assert_verdict(&target, "inconclusive", "");
     assert!(
-        run.row(&target).evidence.contains("generic_timeout_error"),
+        run.row(&target)
+            .evidence
+            .contains("cut off by the deadline"),
         "{run}"
     );
     let fetch = fetch(&run, &target);
@@ -406,13 +410,15 @@ async fn malformed_replies_are_recorded_and_the_right_one_found() {
     let run = lab.run("malformed DNS", &service).await;
     run.assert_verdict(HOSTILE, "ok", "");
     let lookup = a_lookup(&run);
-    let malformed = lookup["replies"]
+    // Every datagram before the answer is kept, as it came (the query is sent again
+    // during the listening window, and each copy brings the junk again).
+    let before_answer = lookup["replies"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["matches_query"] == false)
+        .take_while(|r| r["matches_query"] == false)
         .count();
-    assert_eq!(malformed, servers::malformed(0).len(), "{lookup}");
+    assert_eq!(before_answer, servers::malformed(0).len(), "{lookup}");
     // Junk alone is no answer: the lookup fails at its deadline.
     run.assert_verdict("junk.test", "anomaly", "dns-failure");
 }

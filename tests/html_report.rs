@@ -190,6 +190,7 @@ fn write_run(dir: &Path, run_id: &str, cc: &str, asn: &str, started: &str, rows:
         },
         targets: Vec::new(),
         no_network: false,
+        resolvers: Vec::new(),
     };
     std::fs::write(
         dir.join("run.json"),

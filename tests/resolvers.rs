@@ -106,11 +106,37 @@ async fn a_doh_resolver_with_an_untrusted_certificate_is_not_believed() {
     let lab = Lab::new().await;
     let (chain, key) = TestCa::new().issue(&["127.0.0.1"]);
     let server = DnsServer::spawn_doh(&zone(), chain, key).await;
-    let run = lab.run(&[format!("doh://{server}/dns-query")]).await;
-    run.assert_verdict("good.test", "anomaly", "dns-failure");
-    let evidence = &run.row("good.test").evidence;
-    assert!(evidence.contains("ssl_unknown_authority"), "{run}");
+    let resolver = format!("doh://{server}/dns-query");
+    let run = lab.run(std::slice::from_ref(&resolver)).await;
+    // The resolver fails for the canary too: one finding about the resolver, in the
+    // summary and run.json, and every name looked up through it is inconclusive.
+    for target in ["good.test", "nx.test"] {
+        run.assert_verdict(target, "inconclusive", "");
+        let evidence = &run.row(target).evidence;
+        assert!(
+            evidence.contains("ssl_unknown_authority")
+                && evidence.contains("did not answer the canary either"),
+            "{run}"
+        );
+    }
     run.assert_verdict(&lab.healthy.to_string(), "ok", "");
+    assert_eq!(
+        run.stdout.matches("did not answer the canary").count(),
+        1,
+        "said once, of the resolver:\n{run}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["resolvers"],
+        serde_json::json!([{
+            "resolver": resolver,
+            "answered_canary": false,
+            "failure": "ssl_unknown_authority",
+            "failed_operation": "tls_handshake",
+        }]),
+        "{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

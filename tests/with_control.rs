@@ -67,20 +67,11 @@ impl Lab {
             DnsServer::spawn(&zone)
         };
         let (probe_dns, control_dns) = (with_canary(probe_zone), with_canary(control_zone));
-        let control = ControlServer::spawn(&[
-            "--resolver",
-            &format!("udp://{control_dns}"),
-            "--treat-as-public",
-            "127.0.0.0/8",
-            "--ca-file",
-            ca_file.to_str().unwrap(),
-            "--asn-db",
-            asn_db.to_str().unwrap(),
-            "--bind",
-            CONTROL_SOURCE,
-            "--timeout",
-            "2",
-        ])
+        let control = spawn_control(
+            control_dns,
+            &ca_file,
+            &["--asn-db", asn_db.to_str().unwrap()],
+        )
         .await;
         Lab {
             ca,
@@ -136,6 +127,30 @@ impl Lab {
         let (chain, key) = self.ca.issue(names);
         TlsServer::spawn(chain, key, behaviour).await
     }
+}
+
+/// A control server with an honest resolver (`dns`), measuring from the control's
+/// source address with a 2 s step timeout, and `extra` flags.
+async fn spawn_control(
+    dns: SocketAddr,
+    ca_file: &std::path::Path,
+    extra: &[&str],
+) -> ControlServer {
+    let resolver = format!("udp://{dns}");
+    let mut args = vec![
+        "--resolver",
+        &resolver,
+        "--treat-as-public",
+        "127.0.0.0/8",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "--bind",
+        CONTROL_SOURCE,
+        "--timeout",
+        "2",
+    ];
+    args.extend(extra);
+    ControlServer::spawn(&args).await
 }
 
 fn service(name: &str, domain: &str, port: u16) -> String {
@@ -230,21 +245,7 @@ async fn a_control_that_takes_one_target_per_request_still_confirms_each() {
         ],
     )
     .await;
-    let narrow = ControlServer::spawn(&[
-        "--resolver",
-        &format!("udp://{}", lab.control_dns),
-        "--treat-as-public",
-        "127.0.0.0/8",
-        "--ca-file",
-        lab.ca_file.to_str().unwrap(),
-        "--bind",
-        CONTROL_SOURCE,
-        "--timeout",
-        "2",
-        "--max-targets",
-        "1",
-    ])
-    .await;
+    let narrow = spawn_control(lab.control_dns, &lab.ca_file, &["--max-targets", "1"]).await;
     let services = r#"
 [[service]]
 name = "dns"
@@ -415,6 +416,30 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
     run.assert_verdict("fake.test", "blocked", "dns-hijack");
 }
 
+/// The control's faults are never the target's: a target the control's deadline cuts
+/// off comes back not measured and is judged without the control (`inconclusive`),
+/// where the same failure measured by the control is an outage (`down`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
+    let zone = [("good.test", localhost()), ("stall.test", localhost())];
+    let lab = Lab::new(&zone, &zone).await;
+    let stalled = silent().await;
+    let hasty = spawn_control(lab.control_dns, &lab.ca_file, &["--request-deadline", "1"]).await;
+    let services = service("good", "good.test", lab.healthy.port())
+        + &service("stall", "stall.test", stalled.port());
+    let run = lab.run(&services, Some(&hasty.url)).await;
+    run.assert_verdict("good.test", "ok", "");
+    run.assert_verdict("stall.test", "inconclusive", "");
+    let evidence = &run.row("stall.test").evidence;
+    assert!(
+        evidence.contains("the control's deadline of 1 s for this batch"),
+        "{run}"
+    );
+
+    let run = lab.run(&services, None).await;
+    run.assert_verdict("stall.test", "down", "");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_reachable_control_only_strong_evidence_stands() {
     let lab = Lab::new(
@@ -439,6 +464,58 @@ async fn without_a_reachable_control_only_strong_evidence_stands() {
     run.assert_verdict(&closed.to_string(), "inconclusive", "");
     assert!(
         run.row(&closed.to_string()).evidence.contains("control"),
+        "{run}"
+    );
+}
+
+/// The probe's resolver is dead (no censor): it does not answer the canary either, so
+/// its failed lookups say nothing of the names. They are inconclusive, and the resolver
+/// is named once, in the summary and in run.json. (Through a resolver that answers the
+/// canary, a lookup that fails is blocking: `dns_lies_are_blocked_...`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names() {
+    let lab = Lab::new(&[("good.test", localhost())], &[("good.test", localhost())]).await;
+    let dead = format!(
+        "udp://{}",
+        DnsServer::spawn_with(|_| Some(DnsBehaviour::Silent))
+    );
+    let services = format!(
+        "[[service]]\nname = \"svc\"\ndomains = [\"good.test\"]\nendpoints = [\"{}\"]\n",
+        lab.healthy
+    );
+    let args = [
+        "--resolver",
+        &dead,
+        "--ca-file",
+        lab.ca_file.to_str().unwrap(),
+        "--control",
+        &lab.control.url,
+    ];
+    let run = run_probe(&lab.targets(&services), &args).await;
+    for target in [CANARY, "good.test"] {
+        run.assert_verdict(target, "inconclusive", "");
+        assert!(
+            run.row(target)
+                .evidence
+                .contains("and the resolver did not answer the canary either"),
+            "{run}"
+        );
+    }
+    // The endpoint needs no DNS; the control's answers show the probe has a network.
+    run.assert_verdict(&lab.healthy.to_string(), "ok", "");
+    assert!(!run.stdout.contains("No network"), "{run}");
+    assert_eq!(
+        run.stdout
+            .matches(&format!("resolver {dead} did not answer the canary"))
+            .count(),
+        1,
+        "{run}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["resolvers"][0]["answered_canary"], false, "{run}");
+    assert_eq!(
+        info["resolvers"][0]["failure"], "generic_timeout_error",
         "{run}"
     );
 }

@@ -7,11 +7,17 @@
 //! a TLS handshake valid for the name (from either side), or when it lies in the
 //! service's expected networks. A CDN that answers differently in different countries
 //! is therefore not a censor.
+//!
+//! A failed lookup is evidence only when its resolver answers otherwise: a resolver
+//! that failed the canary too (at the start of the run, or right after) is down or
+//! broken, and what fails through it is `inconclusive` (see `explain`). And one record
+//! type failing is not the name failing: an A or AAAA lookup that failed while the
+//! other type, through the same resolver, gave addresses is no problem of the target's.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{Blocking, ControlSaw, Finding, Problem, fingerprints};
+use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints};
 use crate::facts::{DnsFacts, Measurement, QueryType, Step, TlsFacts};
 use crate::failure::Failure;
 use crate::measure::TargetFacts;
@@ -26,31 +32,35 @@ fn lookups(measurements: &[Measurement]) -> impl Iterator<Item = &DnsFacts> {
 pub fn problems(
     probe: &TargetFacts,
     control: Option<&TargetFacts>,
-    policy: &crate::bogon::AddressPolicy,
+    context: &Context,
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for f in lookups(&probe.dns) {
-        if let Some(finding) = injection(f).or_else(|| forged(f, policy)) {
+        if let Some(finding) = injection(f).or_else(|| forged(f, &context.policy)) {
             out.push(Problem::proven(finding));
         } else if let Some(e) = &f.error {
             // An AAAA query without an answer is normal: many names have no IPv6 address.
-            if !(e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa) {
-                let blocking = match e.failure {
-                    Failure::DnsNxdomain => Blocking::DnsNxdomain,
-                    _ => Blocking::DnsFailure,
-                };
-                let finding = Finding::new(
-                    blocking,
-                    format!(
-                        "{} {} lookup of {} failed: {}",
-                        f.resolver,
-                        f.query_type.as_str(),
-                        f.hostname,
-                        e.failure
-                    ),
-                );
-                out.push(Problem::weak(finding, control.map(|c| same_lookup(f, c))));
+            let no_aaaa = e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa;
+            if no_aaaa || other_type_answered(f, &probe.dns) {
+                continue;
             }
+            let blocking = match e.failure {
+                Failure::DnsNxdomain => Blocking::DnsNxdomain,
+                _ => Blocking::DnsFailure,
+            };
+            let mut evidence = format!(
+                "{} {} lookup of {} failed: {}",
+                f.resolver,
+                f.query_type.as_str(),
+                f.hostname,
+                e.failure
+            );
+            if f.tries > 1 {
+                evidence.push_str(&format!(" ({} tries)", f.tries));
+            }
+            let finding = Finding::new(blocking, evidence);
+            let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
+            out.push(problem.unless(explain::lookup(f, e, &context.resolvers)));
         } else if let Some(control) = control {
             if let Some(problem) = inconsistent(f, probe, control) {
                 out.push(problem);
@@ -129,6 +139,16 @@ fn outside_asns(f: &DnsFacts, expected: &[u32]) -> Option<Finding> {
     ))
 }
 
+/// The same resolver gave addresses for the other record type: the name resolves there.
+fn other_type_answered(f: &DnsFacts, dns: &[Measurement]) -> bool {
+    lookups(dns).any(|g| {
+        g.resolver == f.resolver
+            && g.hostname == f.hostname
+            && g.query_type != f.query_type
+            && !g.addresses.is_empty()
+    })
+}
+
 /// What the control's lookup of the same name and type gave.
 fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
     let theirs: Vec<&DnsFacts> = lookups(&control.dns)
@@ -140,9 +160,12 @@ fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
             join(ok.addresses.iter())
         ));
     }
-    match theirs.first().and_then(|c| c.error.as_ref()) {
-        Some(e) => ControlSaw::Failure(format!("the control's lookup failed too ({})", e.failure)),
-        None => ControlSaw::NotMeasured("the control did not look it up".into()),
+    let Some((c, e)) = theirs.iter().find_map(|c| Some((c, c.error.as_ref()?))) else {
+        return ControlSaw::NotMeasured("the control did not look it up".into());
+    };
+    match explain::at_control(e, c.check.as_ref()) {
+        Some(why) => ControlSaw::NotMeasured(why),
+        None => ControlSaw::Failure(format!("the control's lookup failed too ({})", e.failure)),
     }
 }
 

@@ -1,16 +1,26 @@
 //! HTTP: blockpage fingerprints first (they prove interference whatever else
-//! happened), then a failed fetch where the control's worked, a transfer far slower
-//! than the control's (throttling), and a page that differs from the control's.
+//! happened), then a CDN's own challenge page (a difference, not interference), then a
+//! failed fetch where the control's worked, a transfer far slower than the control's
+//! (throttling), and a page that differs from the control's.
 //!
 //! The page comparison is OONI's Web Connectivity rule, so that dynamic pages do not
 //! read as blockpages: the status must match and at least one of body length
 //! (proportion above 0.7), uncommon header names, or title words must match.
+//!
+//! A slow transfer is throttling only when it was capped (slow in its fastest quarter
+//! second too: loss stalls a transfer between bursts at the path's speed, a throttle
+//! caps that speed) and the same address, at the same time, sent the same URL at its
+//! best four times faster than the throttled transfer typically flowed, with the control
+//! SNI (the canary's name): a throttle keyed on the name spares that twin, a slow path
+//! does not. A TLS failure of the
+//! fetch is SNI filtering when the control-SNI handshake to the same address worked,
+//! as for domains.
 
 use std::collections::BTreeSet;
 
-use super::transport::tcp_finding;
-use super::{Blocking, ControlSaw, Finding, Problem, fingerprints};
-use crate::facts::{HttpFacts, HttpHop, Step};
+use super::transport::{connect_problem, tcp_finding};
+use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
+use crate::facts::{HttpFacts, HttpHop, Measurement, Step, TlsFacts};
 use crate::failure::{Failure, Operation};
 use crate::measure::TargetFacts;
 
@@ -18,10 +28,15 @@ use crate::measure::TargetFacts;
 const MIN_RATE_BYTES: u64 = 64 * 1024;
 /// A probe transfer slower than the control's divided by this is throttled.
 const THROTTLE_RATIO: f64 = 4.0;
-/// A transfer faster than this (bytes per second, 8 Mbit/s) throttles no one: the
-/// control usually sits on a faster network than the probe, and a busy probe reads a
-/// fast transfer more slowly, so the ratio alone would flag every large page.
-const THROTTLE_CEILING: f64 = 1_000_000.0;
+/// A throttle holds a transfer below this (bytes per second, 3 Mbit/s) even in its
+/// fastest quarter second (its burst allowance included: Russia held Twitter to
+/// 130-150 kbit/s). A faster transfer is not throttled, however much faster the
+/// control's network is; and a transfer that loss slows down on average still reaches
+/// the path's speed between its stalls, well above this.
+const THROTTLE_CAP: f64 = 375_000.0;
+/// A transfer cut off by the deadline has a rate worth comparing once it has run this
+/// long, whatever it brought.
+const MIN_RATE_MS: f64 = 1000.0;
 const BODY_PROPORTION: f64 = 0.7;
 /// Headers every site sends, left out of the header comparison (OONI's list).
 const COMMON_HEADERS: [&str; 25] = [
@@ -52,53 +67,151 @@ const COMMON_HEADERS: [&str; 25] = [
     "x-varnish",
 ];
 
-fn fetches(facts: &TargetFacts) -> impl Iterator<Item = &HttpFacts> {
+/// The fetches of a target, without their control-SNI twins.
+fn fetches(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &HttpFacts)> {
     facts.measurements.iter().filter_map(|m| match &m.step {
-        Step::Http(h) => Some(h),
+        Step::Http(h) if h.control_sni.is_none() => Some((m, h)),
+        _ => None,
+    })
+}
+
+/// The control-SNI twin of a fetch, if one was made (see `measure::http`).
+fn twin(facts: &TargetFacts) -> Option<&HttpHop> {
+    facts.measurements.iter().find_map(|m| match &m.step {
+        Step::Http(h) if h.control_sni.is_some() => h.final_response(),
         _ => None,
     })
 }
 
 pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
-    let theirs = control.map(|c| fetches(c).next());
+    let theirs = control.map(|c| fetches(c).next().map(|(_, h)| h));
+    let their_page = theirs
+        .flatten()
+        .filter(|t| t.error.is_none())
+        .and_then(|t| t.final_response());
     let mut out = Vec::new();
-    for h in fetches(probe) {
+    for (m, h) in fetches(probe) {
         if let Some(finding) = blockpage(h) {
             out.push(Problem::proven(finding));
             continue;
         }
-        let their_page = theirs
-            .flatten()
-            .filter(|t| t.error.is_none())
-            .and_then(|t| t.final_response());
+        if let Some(problem) = cdn_page(h, their_page) {
+            out.push(problem);
+            continue;
+        }
         if let Some(e) = &h.error {
-            let slow = their_page.and_then(|page| throttled(h, page));
+            // The target's own name not resolving is the DNS layer's to judge.
+            if e.failed_operation == Operation::Resolve && h.hops.len() == 1 {
+                continue;
+            }
             let saw = theirs.map(|t| match (t, their_page) {
                 (_, Some(page)) => ControlSaw::Success(format!(
                     "the control fetched it (HTTP {})",
                     page.status.unwrap_or_default()
                 )),
-                (Some(t), None) => ControlSaw::Failure(format!(
-                    "the control's fetch failed too ({})",
-                    t.error
-                        .as_ref()
-                        .map_or("no response".into(), |e| e.failure.to_string())
-                )),
+                (Some(t), None) => match t
+                    .error
+                    .as_ref()
+                    .and_then(|e| explain::at_control(e, t.check.as_ref()))
+                {
+                    Some(why) => ControlSaw::NotMeasured(why),
+                    None => ControlSaw::Failure(format!(
+                        "the control's fetch failed too ({})",
+                        t.error
+                            .as_ref()
+                            .map_or("no response".into(), |e| e.failure.to_string())
+                    )),
+                },
                 (None, None) => ControlSaw::NotMeasured("the control did not fetch it".into()),
             });
-            let finding = slow.unwrap_or_else(|| failure_finding(h));
-            out.push(match e.failure.is_certificate_error() {
+            let last = h.hops.last();
+            if e.failed_operation == Operation::Connect
+                && let Some(address) = last.and_then(|hop| hop.address)
+            {
+                let mut problem =
+                    connect_problem(probe, m, address, e, 1, h.check.as_ref(), control);
+                problem.control = saw;
+                out.push(problem);
+                continue;
+            }
+            if let Some(slow) = their_page.and_then(|page| throttled(h, page, twin(probe))) {
+                out.push(slow.with_control(saw));
+                continue;
+            }
+            if let Some(hop) = last.filter(|hop| cut_off(hop)) {
+                let finding = failure_finding(h, probe).0;
+                let why = format!(
+                    "{} was cut off by the deadline after {} bytes: a slow transfer, which shows no interference unless it was throttled",
+                    hop.url, hop.body_length
+                );
+                out.push(Problem::explained(finding, why));
+                continue;
+            }
+            let (finding, strong) = failure_finding(h, probe);
+            let problem = match strong || e.failure.is_certificate_error() {
                 true => Problem::strong(finding, saw),
                 false => Problem::weak(finding, saw),
+            };
+            let what = format!("fetching {}", h.url);
+            let why = explain::step(&what, e, h.check.as_ref()).or_else(|| {
+                let hop = last?;
+                let sent = hop.started_at.unwrap_or(m.measured_at);
+                explain::silent_after_trigger(probe, m, hop.address?, e, sent)
             });
+            out.push(problem.unless(why));
         } else if let (Some(ours), Some(page)) = (h.final_response(), their_page) {
             let saw = || Some(ControlSaw::Success("the control fetched it".into()));
-            if let Some(finding) = throttled(h, page).or_else(|| differs(ours, page)) {
+            if let Some(problem) = server_error(ours, page) {
+                out.push(problem);
+            } else if let Some(slow) = throttled(h, page, twin(probe)) {
+                out.push(slow.with_control(saw()));
+            } else if let Some(finding) = differs(ours, page) {
                 out.push(Problem::weak(finding, saw()));
             }
         }
     }
     out
+}
+
+/// The CDN served its own challenge or access-denied page to the probe, and not the
+/// same to the control: the site treats the probe's network differently, which no
+/// censor did. The same page at both is no problem.
+fn cdn_page(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
+    let ours = h.final_response()?;
+    let name = fingerprints::cdn_page(ours)?;
+    let same = theirs.and_then(fingerprints::cdn_page) == Some(name);
+    if same {
+        return None;
+    }
+    let finding = Finding::new(
+        Blocking::HttpDiff,
+        format!(
+            "{} answered HTTP {} with {name}, a page of the site's CDN, not a censor's{}",
+            ours.url,
+            ours.status.unwrap_or_default(),
+            match theirs.and_then(|t| t.status) {
+                Some(status) => format!("; the control got HTTP {status} without it"),
+                None => String::new(),
+            }
+        ),
+    );
+    Some(Problem::not_interference(finding, None))
+}
+
+/// Both sides got a server error (5xx) from the site: an outage, if nothing else
+/// reached it.
+fn server_error(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
+    let our_status = ours.status.filter(|s| *s >= 500)?;
+    let their_status = theirs.status.filter(|s| *s >= 500)?;
+    Some(Problem::weak(
+        Finding::new(
+            Blocking::HttpFailure,
+            format!("{} answered HTTP {our_status}", ours.url),
+        ),
+        Some(ControlSaw::Failure(format!(
+            "the control got HTTP {their_status} too"
+        ))),
+    ))
 }
 
 fn blockpage(h: &HttpFacts) -> Option<Finding> {
@@ -112,15 +225,39 @@ fn blockpage(h: &HttpFacts) -> Option<Finding> {
     })
 }
 
-/// The failure of a fetch, named by the layer it happened in.
-fn failure_finding(h: &HttpFacts) -> Finding {
+/// The failure of a fetch, named by the layer it happened in, and whether the probe's
+/// facts alone show interference: a TLS failure where the control-SNI handshake to the
+/// same address worked.
+fn failure_finding(h: &HttpFacts, probe: &TargetFacts) -> (Finding, bool) {
     let e = h.error.as_ref().expect("called on failed fetches");
     let last = h.hops.last();
     let hop = last.map_or(h.url.as_str(), |hop| hop.url.as_str());
     let at = last
         .and_then(|hop| hop.address)
         .map_or_else(|| hop.to_string(), |a| a.to_string());
-    match e.failed_operation {
+    let control_sni = last
+        .and_then(|hop| hop.address)
+        .and_then(|address| control_sni_at(probe, address));
+    if e.failed_operation == Operation::TlsHandshake
+        && !e.failure.is_certificate_error()
+        && let Some(c) = control_sni
+    {
+        let blocking = match e.failure {
+            Failure::GenericTimeout => Blocking::TlsTimeout,
+            _ if e.failure.is_reset_or_eof() => Blocking::TlsReset,
+            _ => Blocking::TlsFailure,
+        };
+        let strong = blocking != Blocking::TlsFailure;
+        let finding = Finding::new(
+            blocking,
+            format!(
+                "TLS handshake for {hop} with {at} failed ({}) while a handshake with the control name {} to the same address succeeded",
+                e.failure, c.server_name
+            ),
+        );
+        return (finding, strong);
+    }
+    let finding = match e.failed_operation {
         Operation::Resolve => Finding::new(
             Blocking::DnsFailure,
             format!("could not resolve the host of {hop}: {}", e.failure),
@@ -148,32 +285,105 @@ fn failure_finding(h: &HttpFacts) -> Finding {
                 e.failure, e.failed_operation
             ),
         ),
+    };
+    (finding, false)
+}
+
+/// A control-SNI handshake to `address` among the probe's measurements that the server
+/// answered.
+fn control_sni_at(probe: &TargetFacts, address: std::net::SocketAddr) -> Option<&TlsFacts> {
+    probe.measurements.iter().find_map(|m| match &m.step {
+        Step::TlsHandshake(t) if t.control_sni && t.address == address && t.server_answered() => {
+            Some(t)
+        }
+        _ => None,
+    })
+}
+
+/// A body the deadline cut off after some of it came.
+fn cut_off(hop: &HttpHop) -> bool {
+    hop.body_length > 0
+        && hop
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read)
+}
+
+/// Bytes per second over the body, when the transfer was long enough to tell: enough
+/// bytes, or cut off by the deadline after running a while.
+fn rate(hop: &HttpHop) -> Option<f64> {
+    let long_enough =
+        hop.body_length >= MIN_RATE_BYTES || (cut_off(hop) && hop.transfer_ms >= MIN_RATE_MS);
+    long_enough.then(|| hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0))
+}
+
+/// A transfer (finished or cut off by the deadline) far slower at the probe than at
+/// the control: throttling when the control-SNI twin from the same address was far
+/// faster too; otherwise, a slow path for all the probe can tell.
+struct Slow {
+    finding: Finding,
+    throttled: bool,
+    why_not: String,
+}
+
+impl Slow {
+    fn with_control(self, saw: Option<ControlSaw>) -> Problem {
+        match self.throttled {
+            true => Problem::weak(self.finding, saw),
+            false => Problem::explained(self.finding, self.why_not),
+        }
     }
 }
 
-/// Bytes per second over the body, when the transfer was long enough to tell.
-fn rate(hop: &HttpHop) -> Option<f64> {
-    (hop.body_length >= MIN_RATE_BYTES)
-        .then(|| hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0))
-}
-
-/// The probe's transfer (finished or cut off by the deadline) ran far slower than the
-/// control's.
-fn throttled(h: &HttpFacts, theirs: &HttpHop) -> Option<Finding> {
+fn throttled(h: &HttpFacts, theirs: &HttpHop, twin: Option<&HttpHop>) -> Option<Slow> {
     let ours = h.hops.last()?;
     let (our_rate, their_rate) = (rate(ours)?, rate(theirs)?);
-    (our_rate * THROTTLE_RATIO < their_rate && our_rate < THROTTLE_CEILING).then(|| {
-        Finding::new(
-            Blocking::Throttled,
+    if our_rate * THROTTLE_RATIO >= their_rate {
+        return None;
+    }
+    // Loss stalls a transfer between bursts at the path's speed; a throttle caps that
+    // speed, its fastest quarter second too.
+    let our_active = ours.active_rate.unwrap_or(our_rate);
+    if ours.peak_rate.unwrap_or(our_rate) >= THROTTLE_CAP {
+        return None;
+    }
+    let kbps = |rate: f64| format!("{:.0} kB/s", rate / 1000.0);
+    let mut evidence = format!(
+        "{} arrived at {} ({} while it flowed) at the probe against {} at the control ({} and {} bytes)",
+        ours.url,
+        kbps(our_rate),
+        kbps(our_active),
+        kbps(their_rate),
+        ours.body_length,
+        theirs.body_length
+    );
+    // What the path gave the same URL under another name, at its best.
+    let twin_rate = twin.and_then(|t| t.peak_rate.or(rate(t)));
+    if let Some(rate) = twin_rate {
+        evidence.push_str(&format!(
+            ", and at up to {} from the same address with the control SNI",
+            kbps(rate)
+        ));
+    }
+    let (throttled, why_not) = match twin_rate {
+        Some(rate) if our_active * THROTTLE_RATIO < rate => (true, String::new()),
+        Some(_) => (
+            false,
             format!(
-                "{} arrived at {:.0} kB/s at the probe against {:.0} kB/s at the control ({} and {} bytes)",
-                ours.url,
-                our_rate / 1000.0,
-                their_rate / 1000.0,
-                ours.body_length,
-                theirs.body_length
+                "{evidence}: as slow with the control SNI, so a slow path (a congested route) or a throttle of the address, not of the name"
             ),
-        )
+        ),
+        None => (
+            false,
+            format!(
+                "{evidence}; no transfer with the control SNI from the same address to tell a throttle from a slow path"
+            ),
+        ),
+    };
+    Some(Slow {
+        finding: Finding::new(Blocking::Throttled, evidence),
+        throttled,
+        why_not,
     })
 }
 
@@ -243,4 +453,102 @@ fn titles_match(ours: &HttpHop, theirs: &HttpHop) -> bool {
     };
     let ours = words(ours);
     !ours.is_empty() && ours.is_subset(&words(theirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::{Blocking, Verdict};
+    use crate::facts::{HttpHop, Measurement, Step};
+    use crate::failure::{Failure, Operation, StepError};
+
+    const FB: &str = "157.240.1.35";
+    const FB_443: &str = "157.240.1.35:443";
+
+    fn challenge(m: &mut Measurement) {
+        if let Step::Http(h) = &mut m.step {
+            let hop: &mut HttpHop = &mut h.hops[0];
+            hop.status = Some(403);
+            hop.headers = vec![
+                ("server".into(), "cloudflare".into()),
+                ("cf-mitigated".into(), "challenge".into()),
+            ];
+            hop.title = Some("Just a moment...".into());
+        }
+    }
+
+    #[test]
+    fn a_cdn_challenge_is_an_anomaly_of_the_cdn_never_a_block() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
+        let mut challenged = fetch(403, 7000, "Just a moment...", 5.0, None);
+        challenge(&mut challenged);
+        let probe_only = compare(
+            url(),
+            (dns(), vec![challenged.clone()]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(kind(&probe_only), (Verdict::Anomaly, None));
+        assert!(
+            probe_only.verdict.evidence.contains("Cloudflare")
+                && probe_only.verdict.evidence.contains("not a censor's"),
+            "{}",
+            probe_only.verdict.evidence
+        );
+        // The same challenge at both: the site challenges everyone.
+        let both = compare(
+            url(),
+            (dns(), vec![challenged.clone()]),
+            (dns(), vec![challenged]),
+        );
+        assert_eq!(
+            kind(&both),
+            (Verdict::Ok, None),
+            "{}",
+            both.verdict.evidence
+        );
+    }
+
+    #[test]
+    fn a_server_error_for_everyone_is_down() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let error = || fetch(503, 300, "Service Unavailable", 5.0, None);
+        let outage = compare(url(), (dns(), vec![error()]), (dns(), vec![error()]));
+        assert_eq!(
+            kind(&outage),
+            (Verdict::Down, None),
+            "{}",
+            outage.verdict.evidence
+        );
+    }
+
+    #[test]
+    fn a_fetch_reset_after_the_control_sni_worked_is_sni_filtering() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let reset = || {
+            fetch(
+                0,
+                0,
+                "",
+                0.0,
+                Some(StepError::new(
+                    Operation::TlsHandshake,
+                    Failure::ConnectionReset,
+                )),
+            )
+        };
+        let ok = || (dns(), vec![fetch(200, 9000, "Facebook", 5.0, None)]);
+        let sni = compare(url(), (dns(), vec![tls(FB_443, true, None), reset()]), ok());
+        assert_eq!(kind(&sni), (Verdict::Blocked, Some(Blocking::TlsReset)));
+        // Without a control-SNI handshake that worked, only a TLS failure.
+        let plain = compare(
+            url(),
+            (
+                dns(),
+                vec![tls(FB_443, true, Some(Failure::ConnectionReset)), reset()],
+            ),
+            ok(),
+        );
+        assert_eq!(kind(&plain), (Verdict::Blocked, Some(Blocking::TlsFailure)));
+    }
 }

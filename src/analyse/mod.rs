@@ -2,10 +2,17 @@
 //!
 //! Opinions live here and only here; they read `TargetFacts`, which can come from a
 //! run in progress or from `measurements.jsonl` years later. Each layer has its file
-//! (dns, transport for TCP and TLS, http); this one orders them and decides the run's
-//! "no network" case.
+//! (dns, transport for TCP and TLS, http); `explain` finds what else than a censor can
+//! account for a failure (the probe's own network, a resolver failing the canary too,
+//! another target's trigger); this one orders them and decides the run's "no network"
+//! case.
+//!
+//! The rule everything here follows: a target is `blocked` only on evidence that the
+//! censor, not the probe's own network or the control's, produced it. When that cannot
+//! be told, the verdict is `inconclusive`, and the evidence says why.
 
 pub mod dns;
+pub mod explain;
 pub mod fingerprints;
 pub mod http;
 pub mod transport;
@@ -176,6 +183,8 @@ pub struct TargetVerdict {
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     pub policy: AddressPolicy,
+    /// What the canary's lookups said of each resolver (empty when unknown).
+    pub resolvers: explain::ResolverHealth,
 }
 
 /// What the control vantage point had to say about a target.
@@ -206,16 +215,18 @@ pub struct Problem {
     /// The control's side of the same step; `None` when it cannot matter (a bogon
     /// answer is never right, whatever the control saw) or there is no control.
     pub control: Option<ControlSaw>,
+    /// What accounts for the failure other than interference with this target (see
+    /// `explain`): the problem can then make the verdict `inconclusive`, no more.
+    pub explained: Option<String>,
+    /// False for a difference no censor made (a CDN's challenge page): `anomaly` at
+    /// most, with no blocking kind.
+    pub interference: bool,
 }
 
 impl Problem {
     /// Evidence no control can overturn.
     fn proven(finding: Finding) -> Problem {
-        Problem {
-            finding,
-            strong: true,
-            control: None,
-        }
+        Problem::strong(finding, None)
     }
 
     fn strong(finding: Finding, control: Option<ControlSaw>) -> Problem {
@@ -223,14 +234,39 @@ impl Problem {
             finding,
             strong: true,
             control,
+            explained: None,
+            interference: true,
         }
     }
 
     fn weak(finding: Finding, control: Option<ControlSaw>) -> Problem {
         Problem {
-            finding,
             strong: false,
-            control,
+            ..Problem::strong(finding, control)
+        }
+    }
+
+    /// A failure that something else than interference accounts for.
+    fn explained(finding: Finding, why: String) -> Problem {
+        Problem {
+            explained: Some(why),
+            ..Problem::weak(finding, None)
+        }
+    }
+
+    /// A difference that is not interference (see `interference`).
+    fn not_interference(finding: Finding, control: Option<ControlSaw>) -> Problem {
+        Problem {
+            interference: false,
+            ..Problem::weak(finding, control)
+        }
+    }
+
+    /// The problem, or, when `why` says something else accounts for it, that.
+    fn unless(self, why: Option<String>) -> Problem {
+        match why {
+            Some(why) => Problem::explained(self.finding, why),
+            None => self,
         }
     }
 }
@@ -251,7 +287,7 @@ pub fn problems(
 ) -> Vec<Problem> {
     let mut out = match probe.target.kind {
         TargetKind::Endpoint(_) => Vec::new(),
-        _ => dns::problems(probe, control, &context.policy),
+        _ => dns::problems(probe, control, context),
     };
     match probe.target.kind {
         TargetKind::Url(_) => out.extend(http::problems(probe, control)),
@@ -262,47 +298,63 @@ pub fn problems(
 
 /// Judges a target.
 ///
-/// - Without a control: `ok`, or `anomaly` with the first problem.
+/// Problems that something else accounts for (`Problem::explained`) count only when
+/// nothing else does, and then for `inconclusive`. Of the others:
+/// - Without a control: `anomaly` with the first problem, `ok` without any.
 /// - With a control that could not be asked: `anomaly` on strong evidence,
 ///   `inconclusive` on a mere failure, `ok` when nothing failed.
 /// - With the control's facts: `blocked` on evidence no control can overturn, or where
 ///   the probe failed a step the control passed; `down` where the control failed the
-///   same step; `inconclusive` where the control did not measure it.
+///   same step and could not reach the target at all (a step that failed at both while
+///   the control reached the target otherwise, a missing AAAA record say, is no
+///   problem of the target's); `inconclusive` where the control did not measure it.
 pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Outcome {
     let measured = match control {
         Control::Measured(c) => Some(c),
         _ => None,
     };
     let problems = problems(facts, measured, context);
-    let (verdict, finding) = match control {
-        Control::None => match problems.into_iter().next() {
-            Some(p) => (Verdict::Anomaly, Some(p.finding)),
-            None => (Verdict::Ok, None),
-        },
+    let (unexplained, explained): (Vec<Problem>, Vec<Problem>) =
+        problems.into_iter().partition(|p| p.explained.is_none());
+    let decision = match control {
+        Control::None => unexplained
+            .first()
+            .map(|p| Decision::of(Verdict::Anomaly, p)),
         Control::Unavailable(why) => {
-            match problems.iter().find(|p| p.strong).or(problems.first()) {
-                Some(p) if p.strong => (Verdict::Anomaly, Some(p.finding.clone())),
-                Some(p) => (
+            match unexplained
+                .iter()
+                .find(|p| p.strong)
+                .or(unexplained.first())
+            {
+                Some(p) if p.strong => Some(Decision::of(Verdict::Anomaly, p)),
+                Some(p) => Some(Decision::with(
                     Verdict::Inconclusive,
-                    Some(Finding::new(
-                        p.finding.blocking,
-                        format!(
-                            "{}; the control could not confirm it: {why}",
-                            p.finding.evidence
-                        ),
-                    )),
-                ),
-                None => (Verdict::Ok, None),
+                    p,
+                    &format!("the control could not confirm it: {why}"),
+                )),
+                None => None,
             }
         }
-        Control::Measured(_) => decide(problems),
+        Control::Measured(theirs) => decide(&unexplained, reached_target(theirs)),
     };
-    let (blocking, evidence) = match finding {
-        Some(f) if matches!(verdict, Verdict::Blocked | Verdict::Anomaly) => {
-            (Some(f.blocking), f.evidence)
+    let decision = decision.or_else(|| {
+        explained.first().map(|p| Decision {
+            verdict: Verdict::Inconclusive,
+            problem: p,
+            evidence: p.explained.clone().unwrap_or_default(),
+        })
+    });
+    let (verdict, blocking, evidence) = match decision {
+        Some(d) => {
+            let flagged = matches!(d.verdict, Verdict::Blocked | Verdict::Anomaly);
+            let kind = (flagged && d.problem.interference).then_some(d.problem.finding.blocking);
+            (d.verdict, kind, d.evidence)
         }
-        Some(f) => (None, f.evidence),
-        None => (None, ok_evidence(&facts.measurements)),
+        None => (
+            Verdict::Ok,
+            None,
+            ok_evidence(&facts.measurements, &unexplained),
+        ),
     };
     Outcome {
         verdict: TargetVerdict {
@@ -316,47 +368,93 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
     }
 }
 
+/// A verdict, the problem it rests on, and the evidence to write.
+struct Decision<'a> {
+    verdict: Verdict,
+    problem: &'a Problem,
+    evidence: String,
+}
+
+impl<'a> Decision<'a> {
+    fn of(verdict: Verdict, problem: &'a Problem) -> Decision<'a> {
+        Decision {
+            verdict,
+            problem,
+            evidence: problem.finding.evidence.clone(),
+        }
+    }
+
+    /// The problem's evidence, and what else was seen.
+    fn with(verdict: Verdict, problem: &'a Problem, said: &str) -> Decision<'a> {
+        Decision {
+            verdict,
+            problem,
+            evidence: format!("{}; {said}", problem.finding.evidence),
+        }
+    }
+}
+
 /// The verdict from problems compared with the control: the first blocking problem
-/// wins; then strong evidence the control did not cover; then an outage; then what
-/// could not be compared.
-fn decide(problems: Vec<Problem>) -> (Verdict, Option<Finding>) {
-    let with = |p: &Problem, said: &str| {
-        Finding::new(
-            p.finding.blocking,
-            format!("{}; {said}", p.finding.evidence),
-        )
-    };
-    if let Some(p) = problems
-        .iter()
-        .find(|p| matches!(p.control, None | Some(ControlSaw::Success(_))))
-    {
-        return match &p.control {
-            Some(ControlSaw::Success(said)) => (Verdict::Blocked, Some(with(p, said))),
-            _ => (Verdict::Blocked, Some(p.finding.clone())),
-        };
+/// wins; then strong evidence the control did not cover, and differences no censor
+/// made; then an outage, if the control could not reach the target; then what could not
+/// be compared. None: nothing the target did wrong (`ok`).
+fn decide(problems: &[Problem], control_reached: bool) -> Option<Decision<'_>> {
+    let interference = || problems.iter().filter(|p| p.interference);
+    for p in interference() {
+        match &p.control {
+            Some(ControlSaw::Success(said)) => {
+                return Some(Decision::with(Verdict::Blocked, p, said));
+            }
+            None => return Some(Decision::of(Verdict::Blocked, p)),
+            _ => {}
+        }
     }
     let unmeasured = |p: &&Problem| matches!(p.control, Some(ControlSaw::NotMeasured(_)));
-    if let Some(p) = problems.iter().filter(unmeasured).find(|p| p.strong) {
-        return (Verdict::Anomaly, Some(p.finding.clone()));
+    if let Some(p) = interference().filter(unmeasured).find(|p| p.strong) {
+        return Some(Decision::of(Verdict::Anomaly, p));
+    }
+    if let Some(p) = problems.iter().find(|p| !p.interference) {
+        return Some(Decision::of(Verdict::Anomaly, p));
     }
     let down = problems.iter().find_map(|p| match &p.control {
-        Some(ControlSaw::Failure(said)) => Some((p, said)),
+        Some(ControlSaw::Failure(said)) if !control_reached => Some((p, said)),
         _ => None,
     });
     if let Some((p, said)) = down {
-        let evidence = format!("down for everyone: {}; {said}", p.finding.evidence);
-        return (
-            Verdict::Down,
-            Some(Finding::new(p.finding.blocking, evidence)),
-        );
+        return Some(Decision {
+            verdict: Verdict::Down,
+            problem: p,
+            evidence: format!("down for everyone: {}; {said}", p.finding.evidence),
+        });
     }
-    let unknown = problems.iter().find_map(|p| match &p.control {
-        Some(ControlSaw::NotMeasured(said)) => Some((p, said)),
+    problems.iter().find_map(|p| match &p.control {
+        Some(ControlSaw::NotMeasured(said)) => Some(Decision::with(Verdict::Inconclusive, p, said)),
         _ => None,
-    });
-    match unknown {
-        Some((p, said)) => (Verdict::Inconclusive, Some(with(p, said))),
-        None => (Verdict::Ok, None),
+    })
+}
+
+/// Whether the control got through to the target itself, as a user would: a page that
+/// is not a server error for a URL; for a domain, a handshake with its name and a valid
+/// certificate on a TLS port (a connect, if it has none); for an endpoint, a connect.
+/// A step that failed at both while this holds (a missing AAAA record, one dead address
+/// of several) says nothing of the target; when it does not hold, the target is down.
+fn reached_target(control: &TargetFacts) -> bool {
+    let steps = || control.measurements.iter().map(|m| &m.step);
+    match &control.target.kind {
+        TargetKind::Url(_) => steps().any(|step| match step {
+            Step::Http(h) if h.control_sni.is_none() => h
+                .final_response()
+                .and_then(|r| r.status)
+                .is_some_and(|status| status < 500),
+            _ => false,
+        }),
+        TargetKind::Domain(_) if !control.target.tls_ports.is_empty() => {
+            steps().any(|step| match step {
+                Step::TlsHandshake(t) => !t.control_sni && t.handshake_done && t.error.is_none(),
+                _ => false,
+            })
+        }
+        _ => steps().any(|step| matches!(step, Step::TcpConnect(t) if t.error.is_none())),
     }
 }
 
@@ -389,14 +487,28 @@ fn reached(measurements: &[Measurement]) -> bool {
     })
 }
 
-/// One sentence of what succeeded.
-fn ok_evidence(measurements: &[Measurement]) -> String {
+/// One sentence of what succeeded, and of the steps that failed at both vantage points
+/// while the target was reached all the same.
+fn ok_evidence(measurements: &[Measurement], shared: &[Problem]) -> String {
+    let reached = reached_evidence(measurements);
+    match shared.first() {
+        Some(p) => format!(
+            "{reached}; {} at both vantage points, which says nothing of the target",
+            p.finding.evidence
+        ),
+        None => reached,
+    }
+}
+
+fn reached_evidence(measurements: &[Measurement]) -> String {
     let (mut tcp, mut tls, mut http) = (0, 0, None);
     for m in measurements {
         match &m.step {
             Step::TcpConnect(t) if t.error.is_none() => tcp += 1,
             Step::TlsHandshake(t) if t.handshake_done && !t.control_sni => tls += 1,
-            Step::Http(h) => http = h.final_response().and_then(|r| r.status),
+            Step::Http(h) if h.control_sni.is_none() => {
+                http = h.final_response().and_then(|r| r.status)
+            }
             _ => {}
         }
     }
@@ -410,13 +522,14 @@ fn ok_evidence(measurements: &[Measurement]) -> String {
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::facts::{DnsAnswer, DnsFacts, DnsReply, QueryType, TcpFacts, TlsFacts, Vantage};
+    use super::fixtures::*;
+    use super::{Blocking, Control, Verdict, no_network};
+    use crate::facts::Step;
     use crate::failure::{Failure, Operation, StepError};
-    use crate::plan::Target;
-    use std::net::SocketAddr;
-    use std::sync::Arc;
 
     #[test]
     fn blocking_names_round_trip() {
@@ -425,175 +538,6 @@ mod tests {
             assert_eq!(name.parse::<Blocking>().unwrap(), kind);
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
         }
-    }
-
-    fn domain(asns: &[u32]) -> Target {
-        Target {
-            service: "facebook".into(),
-            kind: TargetKind::Domain("facebook.com".into()),
-            tls_ports: vec![443],
-            tcp_ports: vec![],
-            asns: asns.to_vec(),
-        }
-    }
-
-    fn measurement(step: Step) -> Measurement {
-        Measurement {
-            vantage: Vantage::Probe,
-            service: "facebook".into(),
-            target: "facebook.com".into(),
-            measured_at: chrono::Utc::now(),
-            runtime_ms: 1.0,
-            step,
-        }
-    }
-
-    fn lookup(answers: &[(&str, Option<u32>)]) -> Measurement {
-        let answers: Vec<DnsAnswer> = answers
-            .iter()
-            .map(|(ip, asn)| DnsAnswer {
-                answer_type: "A".into(),
-                data: ip.to_string(),
-                ttl: 60,
-                asn: *asn,
-            })
-            .collect();
-        measurement(Step::Dns(DnsFacts {
-            resolver: "system".into(),
-            resolver_address: None,
-            hostname: "facebook.com".into(),
-            query_type: QueryType::A,
-            addresses: answers.iter().filter_map(|a| a.address()).collect(),
-            dropped_replies: 0,
-            replies: vec![DnsReply {
-                source: "198.18.0.53:53".into(),
-                arrival_ms: 3.0,
-                id: 1,
-                matches_query: true,
-                rcode: "NoError".into(),
-                answers,
-            }],
-            error: None,
-        }))
-    }
-
-    fn tcp(address: &str, failure: Option<Failure>) -> Measurement {
-        measurement(Step::TcpConnect(TcpFacts {
-            address: address.parse().unwrap(),
-            error: failure.map(|f| StepError::new(Operation::Connect, f)),
-        }))
-    }
-
-    fn tls(address: &str, control_sni: bool, failure: Option<Failure>) -> Measurement {
-        measurement(Step::TlsHandshake(TlsFacts {
-            address: address.parse::<SocketAddr>().unwrap(),
-            server_name: if control_sni {
-                "example.com"
-            } else {
-                "facebook.com"
-            }
-            .into(),
-            control_sni,
-            handshake_done: failure.is_none(),
-            tls_version: None,
-            cipher_suite: None,
-            alpn: None,
-            certificate: None,
-            error: failure.map(|f| StepError::new(Operation::TlsHandshake, f)),
-        }))
-    }
-
-    fn facts(target: &Target, dns: Vec<Measurement>, rest: Vec<Measurement>) -> TargetFacts {
-        let mut measurements = dns.clone();
-        measurements.extend(rest);
-        TargetFacts {
-            target: target.clone(),
-            measurements,
-            dns: Arc::new(dns),
-        }
-    }
-
-    fn judge(target: Target, dns: Vec<Measurement>, rest: Vec<Measurement>) -> Outcome {
-        probe_only(&facts(&target, dns, rest), &Context::default())
-    }
-
-    /// Judges the probe's facts against the control's.
-    fn compare(
-        target: Target,
-        probe: (Vec<Measurement>, Vec<Measurement>),
-        control: (Vec<Measurement>, Vec<Measurement>),
-    ) -> Outcome {
-        let theirs = facts(&target, control.0, control.1);
-        judge_with(
-            &facts(&target, probe.0, probe.1),
-            Control::Measured(&theirs),
-        )
-    }
-
-    fn judge_with(ours: &TargetFacts, control: Control<'_>) -> Outcome {
-        super::judge(ours, control, &Context::default())
-    }
-
-    fn failed_lookup(failure: Failure) -> Measurement {
-        let mut m = lookup(&[]);
-        if let Step::Dns(d) = &mut m.step {
-            d.replies[0].rcode = if failure == Failure::DnsNxdomain {
-                "NXDomain"
-            } else {
-                "ServFail"
-            }
-            .into();
-            d.error = Some(StepError::new(Operation::Resolve, failure));
-        }
-        m
-    }
-
-    fn mitm(address: &str) -> Measurement {
-        let mut m = tls(address, false, None);
-        if let Step::TlsHandshake(t) = &mut m.step {
-            t.error = Some(StepError::new(
-                Operation::TlsHandshake,
-                Failure::SslUnknownAuthority,
-            ));
-        }
-        m
-    }
-
-    fn url() -> Target {
-        Target {
-            kind: TargetKind::Url("https://facebook.com/".parse().unwrap()),
-            ..domain(&[])
-        }
-    }
-
-    fn fetch(
-        status: u16,
-        body: u64,
-        title: &str,
-        transfer_ms: f64,
-        error: Option<StepError>,
-    ) -> Measurement {
-        measurement(Step::Http(crate::facts::HttpFacts {
-            url: "https://facebook.com/".into(),
-            hops: vec![crate::facts::HttpHop {
-                url: "https://facebook.com/".into(),
-                address: Some("157.240.1.35:443".parse().unwrap()),
-                tls: None,
-                status: (status > 0).then_some(status),
-                headers: vec![("content-type".into(), "text/html".into())],
-                body_length: body,
-                body_truncated: false,
-                title: Some(title.into()),
-                body_prefix: format!("<title>{title}</title>"),
-                transfer_ms,
-                error: error.clone(),
-            }],
-            error,
-        }))
-    }
-
-    fn kind(outcome: &Outcome) -> (Verdict, Option<Blocking>) {
-        (outcome.verdict.verdict, outcome.verdict.blocking)
     }
 
     #[test]
@@ -899,17 +843,60 @@ mod tests {
             (dns(), vec![page(200, 9000, "Facebook - log in", 5.0)]),
         );
         assert_eq!(kind(&other), (Verdict::Blocked, Some(Blocking::HttpDiff)));
-        let slow = compare(
+        // Slow at the probe, fast at the control and with the control SNI from the
+        // same address: a throttle keyed on the name.
+        let slow = || page(200, 400_000, "Video", 20_000.0);
+        let their_page = || (dns(), vec![page(200, 400_000, "Video", 400.0)]);
+        let throttled = compare(
             url(),
-            (dns(), vec![page(200, 400_000, "Video", 20_000.0)]),
-            (dns(), vec![page(200, 400_000, "Video", 400.0)]),
+            (dns(), vec![slow(), twin(400_000, 500.0)]),
+            their_page(),
         );
-        assert_eq!(kind(&slow), (Verdict::Blocked, Some(Blocking::Throttled)));
+        assert_eq!(
+            kind(&throttled),
+            (Verdict::Blocked, Some(Blocking::Throttled))
+        );
         assert!(
-            slow.verdict.evidence.contains("kB/s"),
+            throttled
+                .verdict
+                .evidence
+                .contains("kB/s from the same address with the control SNI"),
             "{}",
-            slow.verdict.evidence
+            throttled.verdict.evidence
         );
+        // As slow with the control SNI: a slow path (a lossy link), not a throttle.
+        let path = compare(
+            url(),
+            (dns(), vec![slow(), twin(400_000, 19_000.0)]),
+            their_page(),
+        );
+        assert_eq!(kind(&path), (Verdict::Inconclusive, None));
+        assert!(
+            path.verdict
+                .evidence
+                .contains("as slow with the control SNI"),
+            "{}",
+            path.verdict.evidence
+        );
+        // Slow on average, but at the path's speed while it flowed: loss, not a cap.
+        let mut stalled = slow();
+        if let Step::Http(h) = &mut stalled.step {
+            h.hops[0].peak_rate = Some(5_000_000.0);
+        }
+        let lossy = compare(
+            url(),
+            (dns(), vec![stalled, twin(400_000, 500.0)]),
+            their_page(),
+        );
+        assert_eq!(
+            kind(&lossy),
+            (Verdict::Ok, None),
+            "{}",
+            lossy.verdict.evidence
+        );
+        // No twin to compare with: nothing said.
+        let alone = compare(url(), (dns(), vec![slow()]), their_page());
+        assert_eq!(kind(&alone), (Verdict::Inconclusive, None));
         // Fast at the probe, only faster at the control: not throttling.
         let fast = compare(
             url(),
@@ -932,7 +919,7 @@ mod tests {
         );
         let crawled = compare(
             url(),
-            (dns(), vec![cut]),
+            (dns(), vec![cut, twin(400_000, 500.0)]),
             (dns(), vec![page(200, 400_000, "Video", 400.0)]),
         );
         assert_eq!(

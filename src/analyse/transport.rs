@@ -6,11 +6,15 @@
 //! succeeded at the same step on the same address, and an outage if it failed there
 //! too. IPv6 addresses the probe (or the control) cannot route to say something about
 //! that vantage point's network, not about the censor, and are left out.
+//!
+//! A failure the probe's own network accounts for (its own error; a timeout after
+//! which the canary could not be reached either) or that another target's trigger of a
+//! residual block on the same address may explain is `inconclusive` (see `explain`).
 
 use std::net::SocketAddr;
 
-use super::{Blocking, ControlSaw, Finding, Problem};
-use crate::facts::{Measurement, Step, TcpFacts, TlsFacts};
+use super::{Blocking, ControlSaw, Finding, Problem, explain};
+use crate::facts::{Check, Measurement, Step, TlsFacts};
 use crate::failure::{Failure, Operation, StepError};
 use crate::measure::TargetFacts;
 
@@ -19,17 +23,21 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
     let mut out = Vec::new();
     for m in &probe.measurements {
         match &m.step {
-            Step::TcpConnect(TcpFacts {
-                address,
-                error: Some(e),
-            }) if !no_route(*address, e) => {
-                out.push(Problem::weak(
-                    tcp_finding(&address.to_string(), e),
-                    control.map(|c| connect_at(c, *address)),
-                ));
+            Step::TcpConnect(t) => {
+                if let Some(e) = t.error.as_ref().filter(|e| !no_route(t.address, e)) {
+                    out.push(connect_problem(
+                        probe,
+                        m,
+                        t.address,
+                        e,
+                        t.tries,
+                        t.check.as_ref(),
+                        control,
+                    ));
+                }
             }
             Step::TlsHandshake(t) if !t.control_sni => {
-                if let Some(problem) = tls_problem(t, &tls, control) {
+                if let Some(problem) = tls_problem(probe, m, t, &tls, control) {
                     out.push(problem);
                 }
             }
@@ -37,6 +45,26 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
         }
     }
     out
+}
+
+/// A connect that failed, to `address`, in the step `m`.
+pub fn connect_problem(
+    probe: &TargetFacts,
+    m: &Measurement,
+    address: SocketAddr,
+    e: &StepError,
+    tries: u32,
+    check: Option<&Check>,
+    control: Option<&TargetFacts>,
+) -> Problem {
+    let what = format!("TCP connect to {address}");
+    let mut finding = tcp_finding(&address.to_string(), e);
+    if tries > 1 {
+        finding.evidence.push_str(&format!(" ({tries} tries)"));
+    }
+    let why = explain::step(&what, e, check)
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
+    Problem::weak(finding, control.map(|c| connect_at(c, address))).unless(why)
 }
 
 fn handshakes(measurements: &[Measurement]) -> Vec<&TlsFacts> {
@@ -79,6 +107,9 @@ fn connect_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
             Some(e) if no_route(address, e) => {
                 ControlSaw::NotMeasured("the control has no IPv6 route".into())
             }
+            Some(e) if e.local => {
+                ControlSaw::NotMeasured(explain::at_control(e, None).unwrap_or_default())
+            }
             Some(e) => ControlSaw::Failure(format!(
                 "the control's connect to {address} failed too ({})",
                 e.failure
@@ -108,6 +139,9 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address
         )),
+        Some(c) if c.error.as_ref().is_some_and(|e| e.local) => ControlSaw::NotMeasured(
+            explain::at_control(c.error.as_ref().expect("checked"), None).unwrap_or_default(),
+        ),
         Some(c) => ControlSaw::Failure(format!(
             "the control's handshake with {} to {} failed too ({})",
             c.server_name,
@@ -123,16 +157,18 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
     }
 }
 
-fn tls_problem(t: &TlsFacts, all: &[&TlsFacts], control: Option<&TargetFacts>) -> Option<Problem> {
+fn tls_problem(
+    probe: &TargetFacts,
+    m: &Measurement,
+    t: &TlsFacts,
+    all: &[&TlsFacts],
+    control: Option<&TargetFacts>,
+) -> Option<Problem> {
     let e = t.error.as_ref()?;
     let (name, address) = (&t.server_name, t.address);
     if e.failed_operation == Operation::Connect {
-        return (!no_route(address, e)).then(|| {
-            Problem::weak(
-                tcp_finding(&address.to_string(), e),
-                control.map(|c| connect_at(c, address)),
-            )
-        });
+        return (!no_route(address, e))
+            .then(|| connect_problem(probe, m, address, e, 1, t.check.as_ref(), control));
     }
     if t.handshake_done && e.failure.is_certificate_error() {
         let issuer = t
@@ -171,9 +207,17 @@ fn tls_problem(t: &TlsFacts, all: &[&TlsFacts], control: Option<&TargetFacts>) -
         ),
     };
     let saw = control.map(|c| handshake_at(c, t, false));
-    let finding = Finding::new(blocking, evidence);
-    Some(match strong {
+    let mut finding = Finding::new(blocking, evidence);
+    if t.tries > 1 {
+        finding.evidence.push_str(&format!(" ({} tries)", t.tries));
+    }
+    let problem = match strong {
         true => Problem::strong(finding, saw),
         false => Problem::weak(finding, saw),
-    })
+    };
+    let what = format!("TLS handshake with {name} to {address}");
+    // The handshake is recorded from when its name was sent.
+    let why = explain::step(&what, e, t.check.as_ref())
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
+    Some(problem.unless(why))
 }

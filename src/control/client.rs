@@ -1,9 +1,12 @@
 //! The probe's side of the control protocol.
 //!
-//! A busy control answers 503 at once rather than queueing; the client backs off and
-//! tries again a few times (backon), and bounds its own requests in flight so that one
-//! probe does not fill a control that serves many. Targets are sent in batches: one
-//! request per target would cost the control a connection and a request each.
+//! A busy control answers 503 at once rather than queueing (over its caps on
+//! connections too); the client backs off and tries again a few times (backon), and
+//! bounds its own requests in flight so that one probe does not fill a control that
+//! serves many. Targets are sent in batches: one request per target would cost the
+//! control a connection and a request each. A batch is waited for as long as the control
+//! may take over it ([`batch_deadline`]), and not asked again once that has passed: a
+//! control that slow would only get slower.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use url::Url;
 
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, MEASURE_PATH,
+    batch_deadline,
 };
 use crate::measure::http;
 use crate::measure::tcp::Dialer;
@@ -31,6 +35,9 @@ const MAX_IN_FLIGHT: usize = 16;
 const BATCH: usize = 50;
 /// How long a batch waits for more targets before it goes.
 const LINGER: Duration = Duration::from_millis(20);
+/// The wait for an answer beyond the control's deadline for the batch and our TLS
+/// handshake: sending the request, the control reading it, the answer's transfer.
+const TRANSFER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlClientError {
@@ -42,6 +49,8 @@ pub enum ControlClientError {
     Busy,
     #[error("cannot reach the control: {0}")]
     Transport(String),
+    #[error("no answer from the control within {0:?}, the most it may take over this batch")]
+    TimedOut(Duration),
 }
 
 impl ControlClientError {
@@ -57,9 +66,8 @@ pub struct ControlClient {
     endpoint: Url,
     token: Option<String>,
     tls: TlsContext,
-    /// How long to wait for one answer: the control measures with the same step
-    /// deadlines as we do, several steps in a row.
-    deadline: Duration,
+    /// Our step timeout: of our connect and TLS handshake to the control, and the
+    /// control's own by default, from which its deadline for a batch follows.
     timeout: Duration,
     slots: Semaphore,
 }
@@ -79,7 +87,6 @@ impl ControlClient {
             endpoint: base.join(MEASURE_PATH)?,
             token,
             tls,
-            deadline: timeout * 8 + Duration::from_secs(10),
             timeout,
             slots: Semaphore::new(MAX_IN_FLIGHT),
         })
@@ -93,24 +100,35 @@ impl ControlClient {
             .unwrap_or_default()
     }
 
+    /// How long to wait for the answer to a batch of `targets`: as long as the control
+    /// may take over it, and our TLS handshake and the transfer.
+    fn wait(&self, targets: usize) -> Duration {
+        batch_deadline(self.timeout, targets) + self.timeout + TRANSFER
+    }
+
     /// Asks the control to measure, retrying while it is busy or unreachable.
     pub async fn measure(
         &self,
         request: &ControlRequest,
     ) -> Result<ControlResponse, ControlClientError> {
         let body = Bytes::from(serde_json::to_vec(request).expect("requests serialize"));
+        let wait = self.wait(request.targets.len());
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
             .with_max_times(4)
             .with_jitter();
-        (|| self.post(body.clone()))
+        (|| self.post(body.clone(), wait))
             .retry(policy)
             .when(ControlClientError::retryable)
             .await
     }
 
-    async fn post(&self, body: Bytes) -> Result<ControlResponse, ControlClientError> {
+    async fn post(
+        &self,
+        body: Bytes,
+        wait: Duration,
+    ) -> Result<ControlResponse, ControlClientError> {
         let _slot = self.slots.acquire().await.expect("never closed");
         let transport = |e: String| ControlClientError::Transport(e);
         let host = self
@@ -151,15 +169,15 @@ impl ControlClient {
             };
             let (response, _connection) = sent;
             let status = response.status().as_u16();
-            let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, self.deadline).await;
+            let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, wait).await;
             match body.error {
                 Some(e) => Err(e),
                 None => Ok((status, body.bytes)),
             }
         };
-        let (status, bytes) = tokio::time::timeout(self.deadline, exchange)
+        let (status, bytes) = tokio::time::timeout(wait, exchange)
             .await
-            .map_err(|_| transport(format!("no answer within {:?}", self.deadline)))?
+            .map_err(|_| ControlClientError::TimedOut(wait))?
             .map_err(|e| transport(format!("{} ({})", e.failure, e.failed_operation)))?;
         // The server's own words go into the evidence of verdicts.csv and into logs:
         // scrubbed, since whoever answers (the control, a captive portal, a proxy in
@@ -258,7 +276,13 @@ fn answer(
     match outcome {
         Ok(response) if response.results.len() == replies.len() => {
             for (reply, result) in replies.into_iter().zip(response.results) {
-                let _ = reply.send(Ok(result));
+                // A target the control did not measure is judged without it, as when
+                // the control cannot be reached. Its words are scrubbed as its errors.
+                let result = match &result.not_measured {
+                    Some(why) => Err(scrub_addresses(why)),
+                    None => Ok(result),
+                };
+                let _ = reply.send(result);
             }
         }
         Ok(response) => {

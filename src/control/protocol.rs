@@ -2,6 +2,7 @@
 //! a `ControlResponse`. Documented with an example in the README.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,30 @@ use crate::plan::{Target, TargetKind};
 
 pub const MEASURE_PATH: &str = "/v1/measure";
 pub const HEALTH_PATH: &str = "/health";
+
+/// Step timeouts one target may take at the control, one after another: its DNS (a
+/// lookup, another after a silence, and a check of the resolver), then on each address
+/// (all at once) a connect (its tries take up to two), a handshake with the control SNI
+/// and one with the target's name (a handshake that timed out is made again).
+const STEPS_PER_TARGET: u32 = 8;
+/// Targets of a batch per further step timeout: the batch's targets are measured at
+/// once, but those on one address share its places (8 by default, `--per-host`), and a
+/// stalled chain holds one for two handshakes: a quarter of a step per target.
+const TARGETS_PER_STEP: u32 = 4;
+
+/// How long a control whose steps time out after `step_timeout` may take over a batch
+/// of `targets`: eight step timeouts plus a quarter of one per target (10 s steps:
+/// 82.5 s for one target, 205 s for 50). The control measures within this (and within its
+/// `--request-deadline`) and answers what it cut off as not measured; the probe waits
+/// this long for its own step timeout, which the control shares by default, plus the
+/// transfer. Both sides compute it, so that a large batch is neither cut short by the
+/// control nor given up on by the probe while the control is still within its rights.
+pub fn batch_deadline(step_timeout: Duration, targets: usize) -> Duration {
+    let targets = u32::try_from(targets).unwrap_or(u32::MAX);
+    step_timeout
+        .saturating_mul(STEPS_PER_TARGET)
+        .saturating_add(step_timeout.saturating_mul(targets) / TARGETS_PER_STEP)
+}
 
 /// What a probe asks the control to measure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,10 +104,56 @@ pub struct ControlResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused_addresses: Vec<IpAddr>,
     pub measurements: Vec<Measurement>,
+    /// Why the control has no facts on this target (its deadline for the batch ran out
+    /// first), when it has none: the probe then judges the target without a control,
+    /// never by an empty list of facts. Absent otherwise, so that an old control's
+    /// answers still read, and an old probe, which refuses unknown fields, refuses the
+    /// answer rather than take the empty list for facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_measured: Option<String>,
 }
 
 /// An error answer: `{"error": "..."}` with a 4xx or 5xx status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlError {
     pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_has_eight_step_timeouts_plus_a_quarter_of_one_per_target() {
+        let step = Duration::from_secs(10);
+        assert_eq!(batch_deadline(step, 0), Duration::from_secs(80));
+        assert_eq!(batch_deadline(step, 1), Duration::from_millis(82_500));
+        assert_eq!(batch_deadline(step, 50), Duration::from_secs(205));
+        assert_eq!(
+            batch_deadline(Duration::from_secs(2), 100),
+            Duration::from_secs(66)
+        );
+        // The largest step timeout (an hour) and a count past u32: no overflow.
+        assert!(batch_deadline(Duration::from_secs(3600), usize::MAX) > step * 1800);
+    }
+
+    /// `not_measured` is left out when absent, and an answer without it reads.
+    #[test]
+    fn not_measured_is_optional_both_ways() {
+        let measured = ControlResult {
+            target: "a.test".into(),
+            refused_addresses: Vec::new(),
+            measurements: Vec::new(),
+            not_measured: None,
+        };
+        let json = serde_json::to_string(&measured).unwrap();
+        assert_eq!(json, r#"{"target":"a.test","measurements":[]}"#);
+        assert_eq!(
+            serde_json::from_str::<ControlResult>(&json).unwrap(),
+            measured
+        );
+        let cut = r#"{"target":"a.test","measurements":[],"not_measured":"deadline"}"#;
+        let cut: ControlResult = serde_json::from_str(cut).unwrap();
+        assert_eq!(cut.not_measured.as_deref(), Some("deadline"));
+    }
 }

@@ -24,7 +24,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use http_body_util::BodyExt;
 use hyper::Request;
 use hyper::body::{Body as _, Incoming};
@@ -38,6 +39,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -45,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, HEALTH_PATH,
-    MEASURE_PATH,
+    MEASURE_PATH, batch_deadline,
 };
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
@@ -86,6 +88,16 @@ const BODY_BUDGET: usize = 64 << 20;
 const MAX_PORTS: usize = 16;
 /// Probe-supplied addresses one target may name: more than any honest DNS answer.
 const MAX_ADDRESSES: usize = 32;
+/// Connections over the caps being answered 503 at once; beyond, they are closed at
+/// once. Each costs a descriptor, a head's buffer and, over HTTPS, a TLS session.
+const MAX_REFUSALS: usize = 64;
+/// How long a refusal may take, from accepting the connection (its TLS handshake
+/// included) to closing it: long enough for a probe across the world to send its
+/// request's head and read the answer, too short for a client to hold the place.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(3);
+/// What a refusal reads of the request after its head before closing, so that the
+/// close does not reset a connection whose client has not read the answer yet.
+const REFUSAL_DRAIN: usize = 64 * 1024;
 
 /// The command line of `control serve`.
 #[derive(Debug, Clone)]
@@ -100,11 +112,12 @@ pub struct ServeArgs {
     pub resolvers: Vec<ResolverSpec>,
     /// Deadline of each measurement step.
     pub timeout: Duration,
-    /// Deadline of a whole request.
+    /// The most a request's measurement may take: the cap on its batch's deadline
+    /// ([`batch_deadline`]).
     pub request_deadline: Duration,
     /// Requests measured at once; beyond, the server answers 503 at once.
     pub max_in_flight: usize,
-    /// Connections open at once; beyond, new connections are closed at once.
+    /// Connections open at once; beyond, new connections are answered 503 and closed.
     pub max_connections: usize,
     /// Connections open at once from one client (see [`client_network`]).
     pub max_connections_per_client: usize,
@@ -153,7 +166,7 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// given: `serve` runs one, and so does the demo, in-process on a loopback port.
 pub struct ControlServer {
     server: Arc<Server>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     admission: Admission,
     /// Long enough for one request's headers and body, and its whole measurement.
     lifetime: Duration,
@@ -178,11 +191,16 @@ impl ControlServer {
 
     /// Serves probes on `listener` until `shutdown` completes.
     pub async fn serve_on(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let refusals = Arc::new(Refusals {
+            slots: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            tls: self.tls.as_ref().map(|tls| tls.refuse.clone()),
+        });
         let accepting = accept_loop(
             listener,
-            self.tls,
+            self.tls.map(|tls| tls.serve),
             router(self.server),
             Arc::new(self.admission),
+            refusals,
             self.lifetime,
         );
         tokio::select! {
@@ -223,7 +241,16 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+/// The TLS acceptors of an HTTPS server.
+struct Tls {
+    /// For the connections it serves: HTTP/2 or HTTP/1.1, as the client prefers.
+    serve: TlsAcceptor,
+    /// For those it refuses, over its caps: HTTP/1.1 only, in which the refusal is
+    /// written (a probe offers both).
+    refuse: TlsAcceptor,
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?;
@@ -246,8 +273,13 @@ fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
                 key.display()
             )
         })?;
+    let mut refuse = config.clone();
+    refuse.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Tls {
+        serve: TlsAcceptor::from(Arc::new(config)),
+        refuse: TlsAcceptor::from(Arc::new(refuse)),
+    })
 }
 
 fn router(server: Arc<Server>) -> Router {
@@ -264,6 +296,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     app: Router,
     admission: Arc<Admission>,
+    refusals: Arc<Refusals>,
     lifetime: Duration,
 ) {
     let mut http = Builder::new(TokioExecutor::new());
@@ -288,11 +321,14 @@ async fn accept_loop(
                 continue;
             }
         };
-        // Closed at once (dropped) when full: a connection waiting in the kernel's
-        // queue would hang its client, and one served would cost a descriptor.
-        let Some(place) = admission.admit(peer.ip()) else {
-            tracing::debug!("too many connections: one closed at once");
-            continue;
+        // Refused at once when full (answered 503, or closed): a connection waiting in
+        // the kernel's queue would hang its client, and one served would cost a place.
+        let place = match admission.admit(peer.ip()) {
+            Ok(place) => place,
+            Err(cap) => {
+                refusals.refuse(stream, cap);
+                continue;
+            }
         };
         let service = WithPeer {
             app: app.clone(),
@@ -423,21 +459,122 @@ impl Admission {
         }
     }
 
-    /// A place for a connection from `peer`, if there is one.
-    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Place> {
+    /// A place for a connection from `peer`, or the cap that leaves none.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Place, Cap> {
         let client = client_network(peer);
         let mut open = self.open.lock().expect("admission lock poisoned");
         let from_client = open.per_client.get(&client).copied().unwrap_or(0);
-        if open.total >= self.max || from_client >= self.per_client {
-            return None;
+        if open.total >= self.max {
+            return Err(Cap::Total);
+        }
+        if from_client >= self.per_client {
+            return Err(Cap::PerClient);
         }
         open.total += 1;
         open.per_client.insert(client, from_client + 1);
-        Some(Place {
+        Ok(Place {
             admission: self.clone(),
             client,
         })
     }
+}
+
+/// The cap on connections that a refused one is over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cap {
+    Total,
+    PerClient,
+}
+
+/// Connections over the caps, answered `503` with `Retry-After` and closed: one closed
+/// without a word looks to a probe like a broken control, not a busy one. Bounded in
+/// number ([`MAX_REFUSALS`]; beyond, closed at once) and in time
+/// ([`REFUSAL_DEADLINE`]), HTTP/1.1 only.
+struct Refusals {
+    slots: Arc<Semaphore>,
+    /// An HTTPS server's acceptor for refused connections.
+    tls: Option<TlsAcceptor>,
+}
+
+impl Refusals {
+    fn refuse(&self, stream: TcpStream, cap: Cap) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::debug!("too many connections ({cap:?}) and refusals: one closed at once");
+            return;
+        };
+        let tls = self.tls.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let refusal = async {
+                match tls {
+                    None => answer_busy(stream, cap).await,
+                    Some(acceptor) => {
+                        let stream = acceptor
+                            .accept(stream)
+                            .await
+                            .context("TLS handshake failed")?;
+                        answer_busy(stream, cap).await
+                    }
+                }
+            };
+            match tokio::time::timeout(REFUSAL_DEADLINE, refusal).await {
+                Ok(Ok(())) => tracing::debug!("too many connections ({cap:?}): one answered 503"),
+                Ok(Err(e)) => tracing::debug!("too many connections ({cap:?}): {e:#}"),
+                Err(_) => tracing::debug!(
+                    "too many connections ({cap:?}): a refusal not done within {REFUSAL_DEADLINE:?}"
+                ),
+            }
+        });
+    }
+}
+
+/// Reads a request's head, answers it 503 and closes the connection, reading what else
+/// the client sends meanwhile. The answer waits for the head: an HTTP/1 client takes
+/// bytes that come before its request for a broken connection.
+async fn answer_busy<S>(mut stream: S, cap: Cap) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut head = vec![0u8; HTTP1_BUFFER];
+    let mut read = 0;
+    while !head[..read].windows(4).any(|w| w == b"\r\n\r\n") && read < head.len() {
+        match stream.read(&mut head[read..]).await? {
+            0 => anyhow::bail!("closed by the client before its request's head"),
+            n => read += n,
+        }
+    }
+    anyhow::ensure!(
+        !head.starts_with(b"PRI * HTTP/2.0"),
+        "an HTTP/2 request without TLS, which is not answered"
+    );
+    stream.write_all(&refusal(cap)).await?;
+    stream.shutdown().await?;
+    let mut drained = 0;
+    while drained < REFUSAL_DRAIN {
+        match stream.read(&mut head).await? {
+            0 => break,
+            n => drained += n,
+        }
+    }
+    Ok(())
+}
+
+/// The answer to a connection over `cap`, as the handlers' 503s are: JSON saying why.
+fn refusal(cap: Cap) -> Vec<u8> {
+    let error = match cap {
+        Cap::Total => {
+            "busy: this server has as many connections open as it takes (--max-connections); retry later"
+        }
+        Cap::PerClient => {
+            "busy: this server has as many connections open from your network as it takes from one (--max-connections-per-client); retry later"
+        }
+    };
+    let body = serde_json::json!({ "error": error }).to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 impl Drop for Place {
@@ -493,17 +630,7 @@ async fn measure(
             "busy: this server is measuring as many requests as it can (--max-in-flight); retry later",
         )
     })?;
-    let answer = server.answer(client.ip(), &request);
-    match tokio::time::timeout(server.request_deadline, answer).await {
-        Ok(answer) => answer.map(Json),
-        Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "the request took longer than this server's deadline of {:?} (--request-deadline): send fewer targets at once",
-                server.request_deadline
-            ),
-        )),
-    }
+    server.answer(client.ip(), &request).await.map(Json)
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -534,6 +661,7 @@ struct Server {
     asn: Option<Arc<AsnDb>>,
     /// The measurement options of every request, but for its control SNI.
     options: measure::Options,
+    /// The cap on a batch's deadline.
     request_deadline: Duration,
     max_targets: usize,
     max_body_bytes: usize,
@@ -567,6 +695,8 @@ impl Server {
                 per_host: args.per_host,
                 resolvers,
                 control_sni: None,
+                // The control's network is not the one in question.
+                canary_port: None,
                 policy: AddressPolicy::new(args.treat_as_public.clone()),
                 // No listening after the first reply: nothing races the control's
                 // answers, and every probe target would wait out the window twice.
@@ -629,7 +759,7 @@ impl Server {
                 format!("cannot set up the measurement: {e:#}"),
             )
         })?;
-        let results = join_all(jobs.iter().map(|job| job.run(&measurer))).await;
+        let results = self.measure_within_deadline(&jobs, &measurer).await;
         // The client's network, never its address: see DESIGN.md.
         let network = self
             .asn
@@ -640,6 +770,49 @@ impl Server {
             probe_cc: network.and_then(|info| info.country),
             results,
         })
+    }
+
+    /// How long a batch of `targets` may take: the protocol's rule for this server's
+    /// step timeout, which the probe follows too, within `--request-deadline`.
+    fn deadline(&self, targets: usize) -> Duration {
+        batch_deadline(self.options.timeout, targets).min(self.request_deadline)
+    }
+
+    /// The results of `jobs`, in their order: those measured within the batch's
+    /// deadline, and for the others why they were not, so that a slow target costs
+    /// only itself its control, never the whole batch.
+    async fn measure_within_deadline(
+        &self,
+        jobs: &[Job],
+        measurer: &Measurer,
+    ) -> Vec<ControlResult> {
+        let deadline = self.deadline(jobs.len());
+        let mut results: Vec<Option<ControlResult>> = vec![None; jobs.len()];
+        let mut running: FuturesUnordered<_> = jobs
+            .iter()
+            .enumerate()
+            .map(|(index, job)| async move { (index, job.run(measurer).await) })
+            .collect();
+        let gather = async {
+            while let Some((index, result)) = running.next().await {
+                results[index] = Some(result);
+            }
+        };
+        let _ = tokio::time::timeout(deadline, gather).await;
+        // The measurements still running are cut off.
+        drop(running);
+        let batch = match jobs.len() {
+            1 => "1 target".to_string(),
+            n => format!("{n} targets"),
+        };
+        let why = format!(
+            "the control's deadline of {} s for this batch of {batch} ran out before this target was measured",
+            (deadline.as_secs_f64() * 10.0).round() / 10.0,
+        );
+        jobs.iter()
+            .zip(results)
+            .map(|(job, result)| result.unwrap_or_else(|| job.not_measured(why.clone())))
+            .collect()
     }
 
     /// Reads the body within [`CLIENT_TIMEOUT`], refusing at once one that says it is too
@@ -819,6 +992,17 @@ impl Job {
             target: self.name.clone(),
             refused_addresses: self.refused.clone(),
             measurements: standalone(facts),
+            not_measured: None,
+        }
+    }
+
+    /// The result of a target not measured, and why.
+    fn not_measured(&self, why: String) -> ControlResult {
+        ControlResult {
+            target: self.name.clone(),
+            refused_addresses: self.refused.clone(),
+            measurements: Vec::new(),
+            not_measured: Some(why),
         }
     }
 }
@@ -978,12 +1162,47 @@ mod tests {
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let first = admission.admit(a).unwrap();
         let _second = admission.admit(a).unwrap();
-        assert!(admission.admit(a).is_none(), "over the cap per client");
+        assert_eq!(admission.admit(a).err(), Some(Cap::PerClient));
         let _third = admission.admit(b).unwrap();
-        assert!(admission.admit(b).is_none(), "over the cap in all");
+        assert_eq!(admission.admit(b).err(), Some(Cap::Total));
         drop(first);
         let again = admission.admit(a);
-        assert!(again.is_some(), "a place given back is free again");
-        assert!(admission.admit(b).is_none());
+        assert!(again.is_ok(), "a place given back is free again");
+        assert_eq!(admission.admit(b).err(), Some(Cap::Total));
+    }
+
+    /// The refusal is a whole HTTP/1.1 response, its body the errors' JSON.
+    #[test]
+    fn refuses_with_503_retry_after_and_close() {
+        for (cap, flag) in [
+            (Cap::Total, "--max-connections"),
+            (Cap::PerClient, "--max-connections-per-client"),
+        ] {
+            let refusal = String::from_utf8(refusal(cap)).unwrap();
+            let (head, body) = refusal.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+            for header in ["retry-after: 1", "connection: close"] {
+                assert!(head.contains(header), "{head}");
+            }
+            assert!(head.contains(&format!("content-length: {}", body.len())));
+            let error: ControlError = serde_json::from_str(body).unwrap();
+            assert!(error.error.contains(&format!("({flag})")), "{body}");
+        }
+    }
+
+    /// A batch's deadline grows with it, up to --request-deadline.
+    #[test]
+    fn a_batch_gets_the_protocols_deadline_within_the_cap() {
+        let mut lab = args(None);
+        lab.timeout = Duration::from_secs(2);
+        lab.request_deadline = Duration::from_secs(30);
+        let server = Server::new(&lab).unwrap();
+        assert_eq!(server.deadline(1), Duration::from_millis(16_500));
+        assert_eq!(server.deadline(50), Duration::from_secs(30));
+        assert!(server.deadline(1) < server.deadline(20));
+        assert_eq!(
+            server.deadline(20),
+            batch_deadline(Duration::from_secs(2), 20)
+        );
     }
 }

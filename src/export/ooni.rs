@@ -622,6 +622,7 @@ mod tests {
     fn hop(url: &str, status: u16, tls: Option<TlsFacts>) -> HttpHop {
         HttpHop {
             url: url.into(),
+            started_at: None,
             address: Some("127.0.0.1:8443".parse().unwrap()),
             tls,
             status: Some(status),
@@ -634,6 +635,8 @@ mod tests {
             title: None,
             body_prefix: "<html>".into(),
             transfer_ms: 1.0,
+            active_rate: None,
+            peak_rate: None,
             error: None,
         }
     }
@@ -668,7 +671,10 @@ mod tests {
                 },
             ],
             dropped_replies: 0,
+            sent: 1,
             addresses: vec!["10.10.34.34".parse().unwrap()],
+            tries: 1,
+            check: None,
             error: None,
         };
         let steps = [&step(500, 1000.0, Step::Dns(dns))];
@@ -710,7 +716,10 @@ mod tests {
                 ..reply(3.0, "")
             }],
             dropped_replies: 0,
+            sent: 1,
             addresses: Vec::new(),
+            tries: 1,
+            check: None,
             error: Some(StepError::new(Operation::Resolve, Failure::DnsNxdomain)),
         };
         let steps = [&step(0, 3.0, Step::Dns(dns))];
@@ -741,6 +750,8 @@ mod tests {
                 sha256: "00".into(),
                 chain: vec!["MIIB".into(), "MIIC".into()],
             }),
+            tries: 1,
+            check: None,
             error: None,
         };
         let mut redirect = hop("http://web.test/start", 302, None);
@@ -750,6 +761,9 @@ mod tests {
         let fetch = HttpFacts {
             url: "http://web.test/start".into(),
             hops: vec![redirect, hop("https://web.test/", 200, Some(tls))],
+            control_sni: None,
+            tries: 1,
+            check: None,
             error: None,
         };
         let steps = [&step(1000, 250.0, Step::Http(fetch))];
@@ -794,13 +808,13 @@ mod tests {
 
     #[test]
     fn addresses_in_failure_texts_are_scrubbed() {
-        let refused = TcpFacts {
-            address: "127.0.0.1:9".parse().unwrap(),
-            error: Some(StepError::new(
+        let refused = TcpFacts::new(
+            "127.0.0.1:9".parse().unwrap(),
+            Some(StepError::new(
                 Operation::Connect,
                 Failure::unknown("bind 203.0.113.5:41000 -> 127.0.0.1:9 failed"),
             )),
-        };
+        );
         let steps = [&step(0, 1.0, Step::TcpConnect(refused))];
         let value = json(&Archival::of(&steps, at(0)));
         assert_eq!(value["tcp_connect"][0]["ip"], "127.0.0.1");

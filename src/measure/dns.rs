@@ -5,7 +5,9 @@
 //! and on a censored network the first datagram is often the censor's. Over UDP we
 //! keep listening for a short window after the first reply, so that a forged answer
 //! racing the real one is seen, with each reply's source, arrival time, ID, rcode and
-//! TTLs.
+//! TTLs; and we send the query again a few times in that window, since on a lossy link
+//! the one datagram that shows the injection (the forged reply, or the real one) may
+//! not arrive.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -39,6 +41,13 @@ const MAX_DATAGRAM: usize = 4096;
 /// Replies kept per query of each kind (matching the query, or not); more are counted
 /// in `dropped_replies`. A racing injector sends one or two; a flood sends thousands.
 pub const MAX_REPLIES: usize = 32;
+/// Sends of one UDP query within its deadline, at most.
+const RESENDS: u32 = 6;
+/// Sends of one UDP query are at least this far apart.
+const MIN_RESEND: Duration = Duration::from_millis(100);
+/// Sends of a UDP query during its listening window after the first reply: with the
+/// first, five chances for each of an injector's reply and the real one to arrive.
+const WINDOW_RESENDS: u32 = 4;
 
 /// A configured resolver, ready to be asked.
 pub struct Resolver {
@@ -61,6 +70,8 @@ struct Exchange {
     server: String,
     replies: Vec<DnsReply>,
     dropped: u64,
+    /// Datagrams sent (1 for TCP and DoH).
+    sent: u32,
     /// The task still listening for replies after the first matching one (UDP only).
     late: Option<JoinHandle<Replies>>,
 }
@@ -79,6 +90,7 @@ impl Lookup {
             let late = late.await.unwrap_or_default();
             facts.replies.extend(late.kept);
             facts.dropped_replies = late.dropped;
+            facts.sent = late.sent;
         }
         facts
     }
@@ -101,6 +113,11 @@ impl Resolver {
         })
     }
 
+    /// The resolver as configured (`system`, `udp://IP:PORT`, ...).
+    pub fn name(&self) -> String {
+        self.spec.to_string()
+    }
+
     /// One query for `hostname` and `qtype`, with every reply of its listening window.
     pub async fn query(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> DnsFacts {
         self.lookup(io, hostname, qtype).await.finish().await
@@ -115,7 +132,10 @@ impl Resolver {
             query_type: qtype,
             replies: Vec::new(),
             dropped_replies: 0,
+            sent: 1,
             addresses: Vec::new(),
+            tries: 1,
+            check: None,
             error: None,
         };
         let question = match Question::new(rand::random(), hostname, qtype) {
@@ -153,6 +173,7 @@ impl Resolver {
                 facts.resolver_address = Some(exchange.server);
                 facts.replies = exchange.replies;
                 facts.dropped_replies = exchange.dropped;
+                facts.sent = exchange.sent;
                 judge(&mut facts, question.record_type);
                 Lookup {
                     facts,
@@ -199,6 +220,7 @@ impl Question {
 /// neither grows memory nor pushes the real answer out; the rest are counted.
 #[derive(Default)]
 struct Replies {
+    sent: u32,
     kept: Vec<DnsReply>,
     matching: usize,
     other: usize,
@@ -318,9 +340,9 @@ fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-/// Sends the query (again every third of the deadline, as stub resolvers do on lossy
-/// links) until a matching reply arrives or the deadline passes, recording every
-/// datagram. After the first matching reply the exchange returns at once, so that the
+/// Sends the query (again every sixth of the deadline: stub resolvers resend too, and
+/// a link losing one packet in six still gets a reply through within the deadline)
+/// until a matching reply arrives or the deadline passes, recording every datagram. After the first matching reply the exchange returns at once, so that the
 /// target's connections can start, and a task of its own keeps listening for the
 /// window: a forged answer usually wins the race, and the real one follows.
 async fn udp_exchange(
@@ -341,7 +363,7 @@ async fn udp_exchange(
         .map_err(fail)?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + io.timeout;
-    let resend_every = io.timeout / 3;
+    let resend_every = (io.timeout / RESENDS).max(MIN_RESEND);
     let mut next_send = tokio::time::Instant::now();
     let mut replies = Replies::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -352,6 +374,7 @@ async fn udp_exchange(
         }
         if now >= next_send {
             socket.send_to(query, server).await.map_err(fail)?;
+            replies.sent += 1;
             next_send = now + resend_every;
         }
         match tokio::time::timeout_at(deadline.min(next_send), socket.recv_from(&mut buf)).await {
@@ -370,12 +393,22 @@ async fn udp_exchange(
                 if matched {
                     let window_end = (tokio::time::Instant::now() + io.window).min(deadline);
                     let kept = std::mem::take(&mut replies.kept);
-                    let late = listen_late(socket, window_end, started, question.clone(), replies);
+                    let sent = replies.sent;
+                    let late = Late {
+                        socket,
+                        server,
+                        query: query.to_vec(),
+                        window_end,
+                        resend_every: io.window / (WINDOW_RESENDS + 1),
+                        started,
+                        question: question.clone(),
+                    };
                     return Ok(Exchange {
                         server: server.to_string(),
                         replies: kept,
                         dropped: 0,
-                        late: Some(tokio::spawn(late)),
+                        sent,
+                        late: Some(tokio::spawn(late.listen(replies))),
                     });
                 }
             }
@@ -385,31 +418,50 @@ async fn udp_exchange(
         server: server.to_string(),
         replies: replies.kept,
         dropped: replies.dropped,
+        sent: replies.sent,
         late: None,
     })
 }
 
-/// Every datagram that arrives on `socket` until `window_end`, added to `replies` (so
-/// that the bounds count the replies before the first answer too).
-async fn listen_late(
+/// The listening window of a UDP query after its first reply.
+struct Late {
     socket: UdpSocket,
+    server: SocketAddr,
+    query: Vec<u8>,
     window_end: tokio::time::Instant,
+    resend_every: Duration,
     started: Instant,
     question: Question,
-    mut replies: Replies,
-) -> Replies {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    while let Ok(Ok((len, source))) =
-        tokio::time::timeout_at(window_end, socket.recv_from(&mut buf)).await
-    {
-        replies.push(reply_of(
-            &buf[..len],
-            source.to_string(),
-            started,
-            &question,
-        ));
+}
+
+impl Late {
+    /// Every datagram that arrives until the window's end, added to `replies` (so that
+    /// the bounds count the replies before the first answer too), while the query is
+    /// sent again every `resend_every`.
+    async fn listen(self, mut replies: Replies) -> Replies {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut next_send = tokio::time::Instant::now() + self.resend_every;
+        loop {
+            let wake = next_send.min(self.window_end);
+            match tokio::time::timeout_at(wake, self.socket.recv_from(&mut buf)).await {
+                Ok(Ok((len, source))) => replies.push(reply_of(
+                    &buf[..len],
+                    source.to_string(),
+                    self.started,
+                    &self.question,
+                )),
+                Ok(Err(_)) => break,
+                Err(_) if wake >= self.window_end => break,
+                Err(_) => {
+                    if self.socket.send_to(&self.query, self.server).await.is_ok() {
+                        replies.sent += 1;
+                    }
+                    next_send += self.resend_every;
+                }
+            }
+        }
+        replies
     }
-    replies
 }
 
 /// DNS over TCP: two-byte length framing on a connection of our own, so that resets
@@ -445,6 +497,7 @@ async fn tcp_exchange(
             server: server.to_string(),
             replies: vec![reply_of(&message, server.to_string(), started, question)],
             dropped: 0,
+            sent: 1,
             late: None,
         }),
     }
@@ -527,6 +580,7 @@ async fn doh_exchange(
             server: server.to_string(),
             replies: vec![reply_of(&message, server.to_string(), started, question)],
             dropped: 0,
+            sent: 1,
             late: None,
         }),
     }
@@ -635,7 +689,10 @@ mod tests {
                 reply_of(&bytes, "x".into(), started, &question),
             ],
             dropped_replies: 0,
+            sent: 1,
             addresses: vec![],
+            tries: 1,
+            check: None,
             error: None,
         };
         assert!(!facts.replies[0].matches_query);

@@ -9,6 +9,8 @@ use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -20,9 +22,12 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::Measurer;
-use crate::facts::{HttpFacts, HttpHop};
+use super::address::Ticket;
+use super::tcp::RETRY_PAUSE;
+use super::{Measurer, now};
+use crate::facts::{HttpFacts, HttpHop, Measurement, Step, Vantage};
 use crate::failure::{Failure, Operation, StepError};
+use crate::plan::Target;
 
 /// How much of a body is read: enough for any blockpage and a stable length comparison
 /// (OONI's websteps reads the same), little enough for a slow link.
@@ -34,7 +39,7 @@ const MAX_REDIRECTS: usize = 10;
 /// applied to HTTP/2 as well (whose hyper default is 16 KiB), so that a page with large
 /// headers fares the same over both, and a server cannot make us hold more.
 pub const HEAD_CAP: usize = 400 * 1024;
-/// Addresses tried per hop before giving up (each may cost a whole timeout).
+/// Addresses a hop's connection tries go round (see `tcp::Dialer::dial`).
 const MAX_ATTEMPTS: usize = 3;
 
 /// Headers of an ordinary browser, so that a fetch does not stand out.
@@ -207,7 +212,43 @@ pub struct Body {
     pub bytes: Vec<u8>,
     pub truncated: bool,
     pub transfer_ms: f64,
+    /// See `HttpHop::active_rate` and `HttpHop::peak_rate`.
+    pub active_rate: Option<f64>,
+    pub peak_rate: Option<f64>,
     pub error: Option<StepError>,
+}
+
+/// The body's arrivals are counted in windows this long for its active rate.
+const WINDOW: Duration = Duration::from_millis(250);
+/// Windows with data a body needs for an active rate.
+const RATED_WINDOWS: usize = 3;
+
+/// How fast a body arrived, counted in quarter seconds: see `HttpHop::active_rate` and
+/// `HttpHop::peak_rate`. For a body that came in fewer than [`RATED_WINDOWS`] of them,
+/// both are its rate over those it came in.
+fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
+    let (first, last) = (arrivals.first()?.0, arrivals.last()?.0);
+    let mut windows: Vec<usize> = Vec::new();
+    for (at, bytes) in arrivals {
+        let index = (at.duration_since(first).as_nanos() / WINDOW.as_nanos()) as usize;
+        if windows.len() <= index {
+            windows.resize(index + 1, 0);
+        }
+        windows[index] += bytes;
+    }
+    let mut flowing: Vec<usize> = windows.into_iter().filter(|b| *b > 0).collect();
+    if flowing.len() < RATED_WINDOWS {
+        let bytes: usize = flowing.iter().sum();
+        let time = (WINDOW * flowing.len() as u32).min(last.duration_since(first));
+        let rate = bytes as f64 / time.max(Duration::from_millis(1)).as_secs_f64();
+        return Some((rate, rate));
+    }
+    flowing.sort_unstable();
+    let per_second = |bytes: usize| bytes as f64 / WINDOW.as_secs_f64();
+    Some((
+        per_second(flowing[flowing.len() / 2]),
+        per_second(flowing[flowing.len() - 1]),
+    ))
 }
 
 /// Reads a body up to `cap` bytes within `timeout`; what arrived before a failure is
@@ -218,9 +259,11 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
         bytes: Vec::new(),
         truncated: false,
         transfer_ms: 0.0,
+        active_rate: None,
+        peak_rate: None,
         error: None,
     };
-    let mut first_byte: Option<Instant> = None;
+    let mut arrivals: Vec<(Instant, usize)> = Vec::new();
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
@@ -236,7 +279,7 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                first_byte.get_or_insert_with(Instant::now);
+                arrivals.push((Instant::now(), data.len()));
                 let room = cap - out.bytes.len();
                 out.bytes.extend_from_slice(&data[..data.len().min(room)]);
                 if data.len() > room {
@@ -246,7 +289,13 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
             }
         }
     }
-    out.transfer_ms = first_byte.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+    out.transfer_ms = arrivals
+        .first()
+        .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64() * 1000.0);
+    if let Some((active, peak)) = window_rates(&arrivals) {
+        out.active_rate = Some(active);
+        out.peak_rate = Some(peak);
+    }
     out
 }
 
@@ -262,36 +311,68 @@ pub fn title_of(body: &str) -> Option<String> {
     Some(cut.trim_end().to_string())
 }
 
+/// What a fetch gives back besides its facts.
+pub(super) struct Fetched<'a> {
+    pub facts: HttpFacts,
+    /// The control-SNI handshakes to the addresses fetched from (made once per address
+    /// in the run, and before the fetch sends its own name there).
+    pub handshakes: Vec<Measurement>,
+    /// The fetch's requests on each address, logged as possible triggers of residual
+    /// blocking until the fetch's measurement is recorded.
+    pub tickets: Vec<Ticket<'a>>,
+    /// When the fetch began: its measurement's time, which its triggers carry.
+    began: DateTime<Utc>,
+}
+
+/// A transfer of at least this many bytes, or one cut off by the deadline, that ran
+/// slower than [`SLOW_RATE`] is fetched again with the control SNI, for throttling to
+/// be told from a slow path.
+const SLOW_BYTES: u64 = 64 * 1024;
+/// Bytes per second (8 Mbit/s): faster than this on average, no throttle is looked for.
+const SLOW_RATE: f64 = 1_000_000.0;
+
 impl Measurer {
     /// GETs `url` from the first of `addresses` that connects, then follows redirects,
     /// each hop to the addresses our own DNS found for its host.
     pub(super) async fn fetch(
         &self,
+        target: &Target,
         url: &Url,
         addresses: Result<Vec<IpAddr>, StepError>,
-    ) -> HttpFacts {
-        let mut facts = HttpFacts {
-            url: url.to_string(),
-            hops: Vec::new(),
-            error: None,
+        started: DateTime<Utc>,
+    ) -> Fetched<'_> {
+        let began = tokio::time::Instant::now();
+        let mut out = Fetched {
+            facts: HttpFacts {
+                url: url.to_string(),
+                hops: Vec::new(),
+                control_sni: None,
+                tries: 1,
+                check: None,
+                error: None,
+            },
+            handshakes: Vec::new(),
+            tickets: Vec::new(),
+            began: started,
         };
         let mut current = url.clone();
         let mut addresses = addresses;
         let mut looped = false;
         for _ in 0..=MAX_REDIRECTS {
             let (hop, next) = match addresses {
-                Ok(list) => self.fetch_hop(&current, &list).await,
+                Ok(list) => self.fetch_hop(target, &current, &list, &mut out).await,
                 Err(e) => (empty_hop(&current, None, Some(e)), None),
             };
-            facts.hops.push(hop);
+            out.facts.hops.push(hop);
             let Some(next) = next else { break };
             // Back to a URL already fetched: without cookies it only goes round again.
-            if facts.hops.iter().any(|h| h.url == next.as_str()) {
+            if out.facts.hops.iter().any(|h| h.url == next.as_str()) {
                 looped = true;
                 break;
             }
             addresses = if next.host() == current.host() {
-                Ok(facts
+                Ok(out
+                    .facts
                     .hops
                     .last()
                     .and_then(|h| h.address)
@@ -302,6 +383,7 @@ impl Measurer {
             };
             current = next;
         }
+        let facts = &mut out.facts;
         let last = facts.hops.last().expect("at least one hop");
         facts.error = if looped {
             Some(StepError::new(
@@ -321,57 +403,161 @@ impl Measurer {
                     .find_map(|h| h.tls.as_ref().and_then(|t| t.error.clone()))
             })
         };
-        facts
+        let unanswered =
+            last.status.is_none() && facts.error.as_ref().is_some_and(|e| e.failure.is_timeout());
+        if unanswered {
+            facts.check = self.network_check(began).await;
+        }
+        out
     }
 
-    async fn fetch_hop(&self, url: &Url, addresses: &[IpAddr]) -> (HttpHop, Option<Url>) {
+    /// One hop: a connection to the first of `addresses` that answers (the control-SNI
+    /// handshake first, for HTTPS), then the exchange on a connection opened right after
+    /// its work place is taken. An exchange that timed out before any response is made
+    /// again once, on a new connection after a pause; if that fails too, the first is
+    /// kept.
+    async fn fetch_hop<'a>(
+        &'a self,
+        target: &Target,
+        url: &Url,
+        addresses: &[IpAddr],
+        out: &mut Fetched<'a>,
+    ) -> (HttpHop, Option<Url>) {
         let port = url.port_or_known_default().unwrap_or(80);
         let host = url
             .host_str()
             .unwrap_or_default()
             .trim_matches(['[', ']'])
             .to_string();
-        let mut connected = None;
-        let mut last = SocketAddr::new(
-            addresses
-                .first()
-                .copied()
-                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-            port,
-        );
-        let mut error = StepError::new(Operation::Connect, Failure::DnsNoAnswer);
-        for ip in addresses.iter().take(MAX_ATTEMPTS) {
-            last = SocketAddr::new(*ip, port);
-            let permit = self.limits.host(*ip).await;
-            match self.dialer().connect(last).await {
-                Ok(stream) => {
-                    connected = Some((stream, permit));
-                    break;
-                }
-                Err(e) => error = e,
+        let candidates: Vec<SocketAddr> = addresses
+            .iter()
+            .take(MAX_ATTEMPTS)
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+        let _places = self.host_places(&candidates).await;
+        let dialed = self.dialer().dial(&candidates).await;
+        let (tcp, address) = match dialed.result {
+            Ok(connection) => connection,
+            Err(e) => return (empty_hop(url, Some(dialed.address), Some(e)), None),
+        };
+        let mut open = Some(tcp);
+        if url.scheme() == "https"
+            && let Some(sni) = self.control_sni_for(&host)
+        {
+            let handshake = self
+                .shared_control_handshake(target, sni, address, &mut open)
+                .await;
+            let known =
+                |m: &Measurement| matches!(&m.step, Step::TlsHandshake(t) if t.address == address);
+            if !out.handshakes.iter().any(known) {
+                out.handshakes.push(handshake);
             }
         }
-        let Some((tcp, _permit)) = connected else {
-            return (
-                empty_hop(url, addresses.first().map(|_| last), Some(error)),
-                None,
-            );
+        let first = self.exchange_at_work(url, open, address, &host, out).await;
+        if !exchange_timed_out(&first.0) {
+            return first;
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        out.facts.tries = 2;
+        let second = self.exchange_at_work(url, None, address, &host, out).await;
+        match exchange_timed_out(&second.0) {
+            true => first,
+            false => second,
+        }
+    }
+
+    /// The exchange on `open` if a work place is free at once, else on a connection made
+    /// once one is taken; logged as a possible trigger of residual blocking.
+    async fn exchange_at_work<'a>(
+        &'a self,
+        url: &Url,
+        open: Option<TcpStream>,
+        address: SocketAddr,
+        host: &str,
+        out: &mut Fetched<'a>,
+    ) -> (HttpHop, Option<Url>) {
+        let (_work, tcp) = self.at_work(open, address).await;
+        let tcp = match tcp {
+            Ok(tcp) => tcp,
+            Err(e) => return (empty_hop(url, Some(address), Some(e)), None),
         };
-        let _work = self.limits.work().await;
+        out.tickets.push(self.watch(address, out.began));
+        let turn = self.addresses.turn(address.ip()).await;
+        let sent = Utc::now();
         // Boxed: the handshake's and the transfer's state is large, and the futures of
         // the many targets still waiting (for DNS, a connect, the control) should not
         // each have room for it.
-        Box::pin(self.exchange(url, tcp, last, host)).await
+        let (mut hop, next) = turn
+            .during(Box::pin(self.exchange(url, tcp, address, host)))
+            .await;
+        hop.started_at = Some(sent);
+        (hop, next)
     }
 
-    /// TLS if the URL says so, the request, and the response up to the body cap, on a
-    /// connection to `address`.
+    /// Per-host places for every candidate address, taken in address order, so that two
+    /// fetches over the same addresses never each hold what the other waits for.
+    async fn host_places(&self, candidates: &[SocketAddr]) -> Vec<super::limits::Permit> {
+        let mut ips: Vec<IpAddr> = candidates.iter().map(SocketAddr::ip).collect();
+        ips.sort();
+        ips.dedup();
+        let mut places = Vec::with_capacity(ips.len());
+        for ip in ips {
+            places.push(self.limits.host(ip).await);
+        }
+        places
+    }
+
+    /// The control-SNI twin of a slow HTTPS transfer: the final hop's URL fetched again
+    /// from the same address with the canary's name as SNI. A throttle keyed on the name
+    /// (Russia's of Twitter in 2021 inspected the ClientHello) spares it; a slow link
+    /// does not. Only at the probe: the control's speed is the other yardstick.
+    pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Option<Measurement> {
+        if self.options.vantage != Vantage::Probe {
+            return None;
+        }
+        let hop = facts.final_response()?;
+        let url = Url::parse(&hop.url).ok()?;
+        let cut_off = hop
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read);
+        let rate = hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0);
+        let slow = (hop.body_length >= SLOW_BYTES || cut_off) && rate < SLOW_RATE;
+        let success = hop.status.is_some_and(|s| (200..300).contains(&s));
+        if url.scheme() != "https" || !slow || !success {
+            return None;
+        }
+        let sni = self.control_sni_for(url.host_str()?)?;
+        let address = hop.address?;
+        let _host = self.limits.host(address.ip()).await;
+        let started = now();
+        let work = self.limits.work().await;
+        let dialed = self.dialer().dial(&[address]).await;
+        let hop = match dialed.result {
+            Ok((tcp, _)) => Box::pin(self.exchange(&url, tcp, address, sni)).await.0,
+            Err(e) => empty_hop(&url, Some(address), Some(e)),
+        };
+        drop(work);
+        let error = hop.error.clone();
+        let twin = HttpFacts {
+            url: url.to_string(),
+            hops: vec![hop],
+            control_sni: Some(sni.to_string()),
+            tries: 1,
+            check: None,
+            error,
+        };
+        Some(self.record(target, started, Step::Http(twin)))
+    }
+
+    /// TLS if the URL says so (with `server_name` as SNI), the request, and the response
+    /// up to the body cap, on a connection to `address`.
     async fn exchange(
         &self,
         url: &Url,
         tcp: TcpStream,
         address: SocketAddr,
-        host: String,
+        server_name: &str,
     ) -> (HttpHop, Option<Url>) {
         let timeout = self.options.timeout;
         let mut hop = empty_hop(url, Some(address), None);
@@ -382,7 +568,7 @@ impl Measurer {
         let exchange = if url.scheme() == "https" {
             let (tls_facts, stream) = self
                 .tls
-                .handshake(tcp, address, &host, false, timeout)
+                .handshake(tcp, address, server_name, false, timeout)
                 .await;
             let tls_error = tls_facts.error.clone();
             hop.tls = Some(tls_facts);
@@ -440,9 +626,16 @@ impl Measurer {
         hop.body_length = body.bytes.len() as u64;
         hop.body_truncated = body.truncated;
         hop.transfer_ms = body.transfer_ms;
+        hop.active_rate = body.active_rate;
+        hop.peak_rate = body.peak_rate;
         hop.error = body.error;
         (hop, None)
     }
+}
+
+/// An exchange that timed out before any response: loss, or a censor's drop.
+fn exchange_timed_out(hop: &HttpHop) -> bool {
+    hop.status.is_none() && hop.error.as_ref().is_some_and(|e| e.failure.is_timeout())
 }
 
 fn is_redirect(status: u16) -> bool {
@@ -452,6 +645,7 @@ fn is_redirect(status: u16) -> bool {
 fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -> HttpHop {
     HttpHop {
         url: url.to_string(),
+        started_at: None,
         address,
         tls: None,
         status: None,
@@ -461,6 +655,8 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
         title: None,
         body_prefix: String::new(),
         transfer_ms: 0.0,
+        active_rate: None,
+        peak_rate: None,
         error,
     }
 }
@@ -468,6 +664,27 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_counted_in_quarter_seconds() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // Bursts between stalls: loss. Every window with data carries 100 kB.
+        let stalled: Vec<(Instant, usize)> =
+            [0, 1000, 2000, 3000].map(|ms| (at(ms), 100_000)).into();
+        assert_eq!(window_rates(&stalled), Some((400_000.0, 400_000.0)));
+        // A steady 5 kB every 100 ms, and 64 kB that were held behind a lost packet:
+        // typically 60 kB/s, at most 316 kB/s.
+        let mut capped: Vec<(Instant, usize)> = (0..30).map(|i| (at(i * 100), 5_000)).collect();
+        capped.push((at(1510), 64_000));
+        assert_eq!(window_rates(&capped), Some((60_000.0, 316_000.0)));
+        // Fewer windows with data than that: the rate over them.
+        let two = [(at(0), 100_000), (at(1000), 100_000)];
+        assert_eq!(window_rates(&two), Some((400_000.0, 400_000.0)));
+        let one = [(at(0), 1_000), (at(100), 1_000)];
+        assert_eq!(window_rates(&one), Some((20_000.0, 20_000.0)));
+        assert_eq!(window_rates(&[]), None);
+    }
 
     #[test]
     fn titles_are_found_and_folded() {

@@ -1,12 +1,14 @@
 //! Bounds on the work in flight.
 //!
-//! Two kinds: a cap per server address (`--per-host`), held for a whole exchange with
+//! Three kinds: a cap per server address (`--per-host`), held for a whole exchange with
 //! that server, so that no server sees a burst from one probe (impolite, and a burst
-//! can itself trip a censor's rate rules); and a global cap on work (`--concurrency`):
-//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth. Waiting costs
-//! neither: a connect whose SYN went unanswered holds no global place, so that
-//! blackholed targets cost their timeout once, in parallel, instead of queueing behind
-//! each other.
+//! can itself trip a censor's rate rules); a global cap on work (`--concurrency`):
+//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth; and a global cap on
+//! fresh connection attempts (four per unit of `--concurrency`), so that a home
+//! router's NAT table never sees thousands of new flows at once. Waiting costs
+//! nothing: a connect whose SYN went unanswered holds no work place, and gives its
+//! fresh-attempt place back after a second (see `tcp::Dialer`), so that blackholed
+//! targets cost their timeout in parallel instead of queueing behind each other.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Limits {
     work: Arc<Semaphore>,
     queries: Arc<Semaphore>,
+    connects: Arc<Semaphore>,
     per_host: usize,
     hosts: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
 }
@@ -32,6 +35,7 @@ impl Limits {
             work: Arc::new(Semaphore::new(concurrency.max(1))),
             // Resolvers are built for bursts, but not unbounded ones.
             queries: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
+            connects: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             per_host: per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
         }
@@ -51,7 +55,23 @@ impl Limits {
         }
     }
 
-    /// A place for work on a connection that is open: a handshake, a transfer.
+    /// The places for fresh connection attempts, for `tcp::Dialer::fresh`.
+    pub fn connects(&self) -> Arc<Semaphore> {
+        self.connects.clone()
+    }
+
+    /// A place for work if one is free now: a connection already open may then be
+    /// used at once, instead of waiting idle (a NAT or server drops idle connections,
+    /// which would read as a reset).
+    pub fn try_work(&self) -> Option<Permit> {
+        self.work
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|held| Permit { _held: held })
+    }
+
+    /// A place for work: a handshake, a transfer. Connect after taking it, not before.
     pub async fn work(&self) -> Permit {
         Permit {
             _held: self

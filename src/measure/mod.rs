@@ -3,7 +3,16 @@
 //!
 //! The same code measures from the probe and, later, from the control vantage point,
 //! so that the two sides differ only in where they stand.
+//!
+//! A volunteer's network loses packets, fills its NAT table, and has resolvers that go
+//! down; none of that may pass for censorship. So a step that got no answer is tried
+//! again before it counts (a connect from fresh source ports, `tcp`; a lookup, a
+//! handshake or a fetch once more after a pause), and a step that still failed is
+//! followed by a check of the probe's own network (`checks`): a blackhole fails every
+//! try while the canary answers, loss and outages do not.
 
+pub mod address;
+pub mod checks;
 pub mod dns;
 pub mod http;
 pub mod limits;
@@ -15,22 +24,27 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
+use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, oneshot};
 use url::Url;
 
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
 use crate::facts::{
-    DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Vantage, answered_addresses,
+    Check, DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Trigger, Vantage,
+    answered_addresses,
 };
 use crate::failure::{Failure, Operation, StepError};
 use crate::plan::{Target, TargetKind};
 use crate::targets::ResolverSpec;
+use address::{Addresses, SharedHandshake, Ticket};
+use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
+use tcp::RETRY_PAUSE;
 use tls::TlsContext;
 
 /// Annotates address answers with their ASN, when there is an ASN database.
@@ -57,8 +71,13 @@ pub struct Options {
     pub concurrency: usize,
     pub per_host: usize,
     pub resolvers: Vec<ResolverSpec>,
-    /// The SNI of the control handshakes (the canary's name).
+    /// The SNI of the control handshakes (the canary's name), also the name the
+    /// resolvers are checked with after a failed lookup.
     pub control_sni: Option<String>,
+    /// The port the probe's network is checked on, by a connect to the canary, after a
+    /// step timed out (none: no such checks, as at the control, whose network is not
+    /// the one in question).
+    pub canary_port: Option<u16>,
     pub policy: AddressPolicy,
     pub dns_window: Duration,
     /// The source address of every measurement, if not the system's choice.
@@ -74,6 +93,25 @@ pub struct TargetFacts {
     /// The DNS measurements of the target's host, which a URL shares with the domain
     /// target of the same host (measured once, written once, read by both verdicts).
     pub dns: Arc<Vec<Measurement>>,
+    /// Other targets' failed handshakes on the addresses this target failed to reach,
+    /// from before its failures: what may explain them (see `address`). Not written:
+    /// `analyse` finds them again among the run's measurements.
+    pub triggers: Vec<Trigger>,
+}
+
+impl TargetFacts {
+    pub fn new(
+        target: &Target,
+        measurements: Vec<Measurement>,
+        dns: Vec<Measurement>,
+    ) -> TargetFacts {
+        TargetFacts {
+            target: target.clone(),
+            measurements,
+            dns: Arc::new(dns),
+            triggers: Vec::new(),
+        }
+    }
 }
 
 /// The DNS of one host, measured once per run.
@@ -97,6 +135,10 @@ pub struct Measurer {
     /// Targets still to come for each host, when the plan is known: a host's DNS is
     /// forgotten after its last target, so memory does not grow with the run.
     users: Mutex<HashMap<String, usize>>,
+    addresses: Addresses,
+    checks: Checks,
+    /// The canary's address, for network checks, looked up once when first needed.
+    canary: OnceCell<Option<SocketAddr>>,
 }
 
 impl Measurer {
@@ -135,6 +177,9 @@ impl Measurer {
             resolvers,
             hosts: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
+            addresses: Addresses::default(),
+            checks: Checks::default(),
+            canary: OnceCell::new(),
         })
     }
 
@@ -172,7 +217,11 @@ impl Measurer {
     }
 
     fn dialer(&self) -> tcp::Dialer {
-        tcp::Dialer::new(self.options.timeout, self.options.source)
+        tcp::Dialer {
+            timeout: self.options.timeout,
+            source: self.options.source,
+            fresh: Some(self.limits.connects()),
+        }
     }
 
     /// Measures one target: its DNS, then TCP and TLS to every address found, or the
@@ -233,28 +282,38 @@ impl Measurer {
                 measurements.extend(tls.into_iter().flatten());
                 measurements.extend(tcp);
             }
-            TargetKind::Endpoint(addr) => {
-                let started = (Utc::now(), Instant::now());
-                let step = match self.public_only(addr.ip()) {
-                    Ok(_) => self.connect(*addr).await,
-                    Err(_) => TcpFacts {
-                        address: *addr,
-                        error: Some(StepError::new(
+            TargetKind::Endpoint(addr) => match self.public_only(addr.ip()) {
+                Ok(_) => measurements.push(self.connect_only(target, *addr).await),
+                Err(_) => {
+                    let refused = TcpFacts::new(
+                        *addr,
+                        Some(StepError::new(
                             Operation::Connect,
                             Failure::unknown(REFUSED_BOGON),
                         )),
-                    },
-                };
-                measurements.push(self.record(target, started, Step::TcpConnect(step)));
-            }
+                    );
+                    measurements.push(self.record(target, now(), Step::TcpConnect(refused)));
+                }
+            },
             TargetKind::Url(url) => {
                 let addresses = match url.host() {
                     Some(url::Host::Domain(_)) => usable,
                     _ => self.addresses_for(url).await,
                 };
-                let started = (Utc::now(), Instant::now());
-                let facts = self.fetch(url, addresses).await;
-                measurements.push(self.record(target, started, Step::Http(facts)));
+                let started = now();
+                let fetched = self.fetch(target, url, addresses, started.0).await;
+                measurements.extend(fetched.handshakes);
+                let fetch = self.record(target, started, Step::Http(fetched.facts));
+                let triggers = Trigger::of(&fetch);
+                for ticket in fetched.tickets {
+                    ticket.end(triggers.clone());
+                }
+                let twin = match &fetch.step {
+                    Step::Http(facts) => self.twin(target, facts).await,
+                    _ => None,
+                };
+                measurements.push(fetch);
+                measurements.extend(twin);
             }
         }
         let mut dns = Arc::new(Vec::new());
@@ -265,17 +324,36 @@ impl Measurer {
             }
             self.done_with(target.hostname().unwrap_or_default());
         }
+        let triggers = match self.options.vantage {
+            Vantage::Probe => self.triggers_for(&measurements).await,
+            Vantage::Control => Vec::new(),
+        };
         TargetFacts {
             target: target.clone(),
             measurements,
             dns,
+            triggers,
         }
+    }
+
+    /// The triggers logged on the addresses `measurements` failed at, from before each
+    /// failure.
+    async fn triggers_for(&self, measurements: &[Measurement]) -> Vec<Trigger> {
+        let mut out: Vec<Trigger> = Vec::new();
+        for (address, at) in failures(measurements) {
+            for trigger in self.addresses.triggers_before(address, at).await {
+                if !out.contains(&trigger) {
+                    out.push(trigger);
+                }
+            }
+        }
+        out
     }
 
     fn record(
         &self,
         target: &Target,
-        started: (chrono::DateTime<Utc>, Instant),
+        started: (DateTime<Utc>, Instant),
         step: Step,
     ) -> Measurement {
         Measurement {
@@ -285,6 +363,14 @@ impl Measurer {
             measured_at: started.0,
             runtime_ms: started.1.elapsed().as_secs_f64() * 1000.0,
             step,
+        }
+    }
+
+    /// A step recorded as begun at `at`, by the wall clock.
+    fn record_since(&self, target: &Target, at: DateTime<Utc>, step: Step) -> Measurement {
+        Measurement {
+            runtime_ms: (Utc::now() - at).as_seconds_f64() * 1000.0,
+            ..self.record(target, (at, Instant::now()), step)
         }
     }
 
@@ -308,20 +394,24 @@ impl Measurer {
         hosts.entry(host.to_string()).or_default().clone()
     }
 
-    async fn measure_dns(&self, target: &Target, host: &str) -> HostDns {
-        let io = DnsIo {
+    fn dns_io(&self, window: Duration) -> DnsIo<'_> {
+        DnsIo {
             limits: &self.limits,
             tls: &self.tls,
             dialer: self.dialer(),
             timeout: self.options.timeout,
-            window: self.options.dns_window,
-        };
+            window,
+        }
+    }
+
+    async fn measure_dns(&self, target: &Target, host: &str) -> HostDns {
+        let io = self.dns_io(self.options.dns_window);
         let queries = self.resolvers.iter().flat_map(|resolver| {
             [QueryType::A, QueryType::Aaaa].map(|qtype| {
                 let io = &io;
                 async move {
-                    let started = (Utc::now(), Instant::now());
-                    let lookup = resolver.lookup(io, host, qtype).await;
+                    let started = now();
+                    let lookup = self.lookup(io, resolver, host, qtype).await;
                     let measurement = self.record(target, started, Step::Dns(lookup.facts.clone()));
                     (measurement, lookup)
                 }
@@ -345,6 +435,94 @@ impl Measurer {
             usable: self.usable_addresses(&early),
             complete: complete.boxed().shared(),
         }
+    }
+
+    /// A lookup, made again once after a pause if it got no usable answer (silence, a
+    /// SERVFAIL or REFUSED, a broken connection to the resolver), then, if it still
+    /// failed, followed by a lookup of the canary through the same resolver.
+    async fn lookup(
+        &self,
+        io: &DnsIo<'_>,
+        resolver: &Resolver,
+        host: &str,
+        qtype: QueryType,
+    ) -> dns::Lookup {
+        let began = tokio::time::Instant::now();
+        let mut lookup = resolver.lookup(io, host, qtype).await;
+        if lookup
+            .facts
+            .error
+            .as_ref()
+            .is_some_and(worth_another_lookup)
+        {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            lookup = resolver.lookup(io, host, qtype).await;
+            lookup.facts.tries = 2;
+        }
+        let failed = lookup
+            .facts
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure != Failure::DnsNoAnswer && !e.local);
+        if failed {
+            lookup.facts.check = self.resolver_check(resolver, host, began).await;
+        }
+        lookup
+    }
+
+    /// The canary looked up through `resolver`, shared with failures that began at
+    /// `after` or later; none without a canary, or for the canary itself.
+    async fn resolver_check(
+        &self,
+        resolver: &Resolver,
+        host: &str,
+        after: tokio::time::Instant,
+    ) -> Option<Check> {
+        let canary = self.options.control_sni.as_deref()?;
+        if canary.eq_ignore_ascii_case(host) {
+            return None;
+        }
+        let cell = self.checks.resolver(&resolver.name(), after);
+        let check = cell
+            .get_or_init(|| {
+                checked(canary.to_string(), async {
+                    let io = self.dns_io(Duration::ZERO);
+                    let facts = resolver.query(&io, canary, QueryType::A).await;
+                    facts.error.filter(|e| e.failure != Failure::DnsNoAnswer)
+                })
+            })
+            .await;
+        Some(check.clone())
+    }
+
+    /// A connect to the canary, shared with failures that began at `after` or later;
+    /// none at the control, without a canary, or when the canary has no address.
+    async fn network_check(&self, after: tokio::time::Instant) -> Option<Check> {
+        let port = self.options.canary_port?;
+        let canary = self.options.control_sni.as_deref()?;
+        let address = *self
+            .canary
+            .get_or_init(|| async {
+                let facts = self.resolvers[0]
+                    .query(&self.dns_io(Duration::ZERO), canary, QueryType::A)
+                    .await;
+                let ip = facts
+                    .addresses
+                    .into_iter()
+                    .find(|ip| !self.options.policy.is_bogon(*ip))?;
+                Some(SocketAddr::new(ip, port))
+            })
+            .await;
+        let address = address?;
+        let cell = self.checks.network(after);
+        let check = cell
+            .get_or_init(|| {
+                checked(address.to_string(), async {
+                    self.dialer().dial(&[address]).await.result.err()
+                })
+            })
+            .await;
+        Some(check.clone())
     }
 
     /// Every address any resolver gave, bogons excepted; when there are none, why.
@@ -384,13 +562,7 @@ impl Measurer {
                 }
                 // A redirect to a host outside the plan: its DNS is part of this fetch,
                 // not a measurement of its own.
-                let io = DnsIo {
-                    limits: &self.limits,
-                    tls: &self.tls,
-                    dialer: self.dialer(),
-                    timeout: self.options.timeout,
-                    window: Duration::ZERO,
-                };
+                let io = self.dns_io(Duration::ZERO);
                 let resolver = &self.resolvers[0];
                 // Boxed: a DoH query's state is large, and every fetch's future would
                 // otherwise keep room for two of them.
@@ -426,16 +598,24 @@ impl Measurer {
         }
     }
 
+    /// A TCP connect, on its own.
     async fn connect_only(&self, target: &Target, address: SocketAddr) -> Measurement {
-        let started = (Utc::now(), Instant::now());
-        let facts = self.connect(address).await;
+        let _host = self.limits.host(address.ip()).await;
+        let started = now();
+        let (facts, _) = self.connect(address).await;
         self.record(target, started, Step::TcpConnect(facts))
     }
 
-    async fn connect(&self, address: SocketAddr) -> TcpFacts {
-        let _permit = self.limits.host(address.ip()).await;
-        let error = self.dialer().connect(address).await.err();
-        TcpFacts { address, error }
+    /// A connect, with its tries, and a network check if it timed out.
+    async fn connect(&self, address: SocketAddr) -> (TcpFacts, Option<TcpStream>) {
+        let began = tokio::time::Instant::now();
+        let dialed = self.dialer().dial(&[address]).await;
+        let mut facts = TcpFacts::new(address, dialed.result.as_ref().err().cloned());
+        facts.tries = dialed.tries;
+        if facts.error.as_ref().is_some_and(|e| e.failure.is_timeout()) {
+            facts.check = self.network_check(began).await;
+        }
+        (facts, dialed.result.ok().map(|(stream, _)| stream))
     }
 
     /// Our addresses plus the public ones among `extra`, without repeats.
@@ -461,70 +641,213 @@ impl Measurer {
         Ok(all)
     }
 
-    /// TCP connect, a handshake with the control SNI on that connection, then a
-    /// handshake with the target's SNI on a second one. The control SNI goes first:
-    /// some censors punish a forbidden SNI by blocking the address for minutes, which
-    /// would otherwise make the control handshake fail too and hide SNI filtering.
+    /// The control SNI to use before a handshake or fetch naming `name`, if any.
+    fn control_sni_for(&self, name: &str) -> Option<&str> {
+        self.options
+            .control_sni
+            .as_deref()
+            .filter(|sni| !sni.eq_ignore_ascii_case(name))
+    }
+
+    /// The control-SNI handshake to `address`, made once per run for every target on it
+    /// (on `open`, a connection of the caller's, if the caller is the first), recorded as
+    /// one of `target`'s measurements.
+    async fn shared_control_handshake(
+        &self,
+        target: &Target,
+        sni: &str,
+        address: SocketAddr,
+        open: &mut Option<TcpStream>,
+    ) -> Measurement {
+        let shared = self
+            .addresses
+            .control_sni(address, || async {
+                let started = now();
+                let (facts, _) = self.handshake(open.take(), address, sni, true).await;
+                SharedHandshake {
+                    measured_at: started.0,
+                    runtime_ms: started.1.elapsed().as_secs_f64() * 1000.0,
+                    facts,
+                }
+            })
+            .await;
+        Measurement {
+            vantage: self.options.vantage,
+            service: target.service.clone(),
+            target: target.to_string(),
+            measured_at: shared.measured_at,
+            runtime_ms: shared.runtime_ms,
+            step: Step::TlsHandshake(shared.facts.clone()),
+        }
+    }
+
+    /// A handshake with `server_name`, on `open` if a work place is free at once, else
+    /// on a connection made right after a place is taken (a connection left idle while
+    /// waiting can be dropped by a NAT or the server, which would read as a reset). One
+    /// that times out is made again once, on a new connection after a pause; if that
+    /// fails too, the first failure is kept (the second, after a censor's residual
+    /// block, may only show the block), with the tries and a network check.
+    async fn handshake(
+        &self,
+        open: Option<TcpStream>,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+    ) -> (TlsFacts, DateTime<Utc>) {
+        let began = tokio::time::Instant::now();
+        let (first, sent) = self
+            .handshake_once(open, address, server_name, control_sni)
+            .await;
+        if !timed_out(&first.error) {
+            return (first, sent);
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        let (mut second, _) = self
+            .handshake_once(None, address, server_name, control_sni)
+            .await;
+        second.tries = 2;
+        if !timed_out(&second.error) {
+            return (second, sent);
+        }
+        let kept = TlsFacts {
+            tries: 2,
+            check: self.network_check(began).await,
+            ..first
+        };
+        (kept, sent)
+    }
+
+    /// One handshake; one with the target's name is sent in its address's turn (see
+    /// `address::Addresses::turn`). Gives the facts, and when the name was sent.
+    async fn handshake_once(
+        &self,
+        open: Option<TcpStream>,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+    ) -> (TlsFacts, DateTime<Utc>) {
+        let (_work, stream) = self.at_work(open, address).await;
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                let facts = TlsFacts {
+                    error: Some(error),
+                    ..TlsFacts::new(address, server_name, control_sni)
+                };
+                return (facts, Utc::now());
+            }
+        };
+        let timeout = self.options.timeout;
+        let handshake = self
+            .tls
+            .handshake(stream, address, server_name, control_sni, timeout);
+        match control_sni {
+            true => (handshake.await.0, Utc::now()),
+            false => {
+                let turn = self.addresses.turn(address.ip()).await;
+                let sent = Utc::now();
+                (turn.during(handshake).await.0, sent)
+            }
+        }
+    }
+
+    /// A work place and a connection to `address` to use it on: `open`, if a place is
+    /// free at once, else a new connection made once the place is taken.
+    async fn at_work(
+        &self,
+        open: Option<TcpStream>,
+        address: SocketAddr,
+    ) -> (limits::Permit, Result<TcpStream, StepError>) {
+        if let (Some(stream), Some(work)) = (open, self.limits.try_work()) {
+            return (work, Ok(stream));
+        }
+        let work = self.limits.work().await;
+        let dialed = self.dialer().dial(&[address]).await;
+        (work, dialed.result.map(|(stream, _)| stream))
+    }
+
+    /// TCP connect, the control-SNI handshake (once per address and port in the run,
+    /// before any target's name is sent there), then a handshake with the target's name.
     async fn tls_chain(
         &self,
         target: &Target,
         server_name: &str,
         address: SocketAddr,
     ) -> Vec<Measurement> {
-        let timeout = self.options.timeout;
         let _host = self.limits.host(address.ip()).await;
-        let started = (Utc::now(), Instant::now());
-        let first = self.dialer().connect(address).await;
-        let connect = self.record(
-            target,
-            started,
-            Step::TcpConnect(TcpFacts {
-                address,
-                error: first.as_ref().err().cloned(),
-            }),
-        );
-        let Ok(first) = first else {
-            return vec![connect];
+        let started = now();
+        let (tcp, stream) = self.connect(address).await;
+        let mut out = vec![self.record(target, started, Step::TcpConnect(tcp))];
+        let Some(stream) = stream else {
+            return out;
         };
-        let mut out = vec![connect];
-        let control = self
-            .options
-            .control_sni
-            .as_deref()
-            .filter(|sni| *sni != server_name);
-        let target_stream = match control {
-            Some(sni) => {
-                let started = (Utc::now(), Instant::now());
-                let work = self.limits.work().await;
-                let (facts, _) = self.tls.handshake(first, address, sni, true, timeout).await;
-                drop(work);
-                out.push(self.record(target, started, Step::TlsHandshake(facts)));
-                self.dialer().connect(address).await
-            }
-            None => Ok(first),
-        };
-        let started = (Utc::now(), Instant::now());
-        let facts = match target_stream {
-            Ok(stream) => {
-                let _work = self.limits.work().await;
-                self.tls
-                    .handshake(stream, address, server_name, false, timeout)
-                    .await
-                    .0
-            }
-            Err(error) => TlsFacts {
-                address,
-                server_name: server_name.to_string(),
-                control_sni: false,
-                handshake_done: false,
-                tls_version: None,
-                cipher_suite: None,
-                alpn: None,
-                certificate: None,
-                error: Some(error),
-            },
-        };
-        out.push(self.record(target, started, Step::TlsHandshake(facts)));
+        let mut open = Some(stream);
+        if let Some(sni) = self.control_sni_for(server_name) {
+            out.push(
+                self.shared_control_handshake(target, sni, address, &mut open)
+                    .await,
+            );
+        }
+        let began = Utc::now();
+        let ticket = self.addresses.open(address.ip(), began);
+        let (facts, sent) = self.handshake(open, address, server_name, false).await;
+        // Recorded from when the name was sent: what a trigger's time must be.
+        let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
+        ticket.end(Trigger::of(&handshake));
+        out.push(handshake);
         out
     }
+
+    fn watch(&self, address: SocketAddr, began: DateTime<Utc>) -> Ticket<'_> {
+        self.addresses.open(address.ip(), began)
+    }
+}
+
+/// A check of `what`, made by `check`, with when it began.
+async fn checked(what: String, check: impl Future<Output = Option<StepError>>) -> Check {
+    let measured_at = Utc::now();
+    Check {
+        checked: what,
+        measured_at,
+        error: check.await,
+    }
+}
+
+fn timed_out(error: &Option<StepError>) -> bool {
+    error.as_ref().is_some_and(|e| e.failure.is_timeout())
+}
+
+/// Whether a failed lookup is made again: not for an answer (NXDOMAIN, no data), nor
+/// for an error of the probe's own machine, which another lookup would only repeat.
+fn worth_another_lookup(e: &StepError) -> bool {
+    !e.local && !matches!(e.failure, Failure::DnsNxdomain | Failure::DnsNoAnswer)
+}
+
+/// Where `measurements` failed (to connect, or to hear back after connecting), and when
+/// each such step ended.
+fn failures(measurements: &[Measurement]) -> Vec<(IpAddr, DateTime<Utc>)> {
+    measurements
+        .iter()
+        .flat_map(|m| {
+            let addresses: Vec<IpAddr> = match &m.step {
+                Step::TcpConnect(t) if t.error.is_some() => vec![t.address.ip()],
+                Step::TlsHandshake(t) if t.error.is_some() && !t.control_sni => {
+                    vec![t.address.ip()]
+                }
+                Step::Http(h) if h.error.is_some() => h
+                    .hops
+                    .iter()
+                    .filter_map(|hop| hop.address.map(|a| a.ip()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            addresses.into_iter().map(|ip| (ip, m.ended_at()))
+        })
+        .collect()
+}
+
+/// The start of a step: the wall-clock time it is recorded with, and the instant its
+/// runtime is measured from.
+fn now() -> (DateTime<Utc>, Instant) {
+    (Utc::now(), Instant::now())
 }

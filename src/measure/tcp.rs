@@ -1,23 +1,66 @@
-//! TCP connect with a deadline, from a chosen source address.
+//! TCP connect with a deadline, from a chosen source address, tried again when nothing
+//! answers.
+//!
+//! A SYN lost on a bad link and a SYN dropped by a censor look the same once: both time
+//! out. They differ when tried again: loss spares some tries, a blackhole none. So a
+//! connect that has had no answer after a third of the deadline is tried again from a
+//! fresh source port (a new flow for every NAT and firewall on the way) while the first
+//! try still waits, and again after two thirds; if the deadline passes with none
+//! answered, the whole round is made once more after a short pause. A refusal, a reset
+//! or an unreachable network is an answer, and is not tried again. A live server answers
+//! the first try at once, so it never sees a second.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
 
-use crate::failure::{Operation, StepError};
+use crate::failure::{Failure, Operation, StepError};
+
+/// Tries in one round: the first at once, the others a third and two thirds of the
+/// deadline later.
+const TRIES_PER_ROUND: u32 = 3;
+/// Rounds: the second one only when every try of the first timed out.
+const ROUNDS: u32 = 2;
+/// The pause between rounds: long enough for a burst of loss or a full NAT table to pass.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// An attempt unanswered this long is almost surely lost (or blackholed): it gives back
+/// its place among the fresh attempts (see [`Dialer`]) while it goes on waiting.
+const PRESUMED_LOST: Duration = Duration::from_secs(1);
 
 /// How connections are made: within a deadline, and from `source` when one is set
 /// (a multi-homed host choosing its interface; a lab telling its vantage points apart).
-#[derive(Debug, Clone, Copy)]
+///
+/// `fresh`, when set, bounds the connection attempts that are young (sent less than
+/// [`PRESUMED_LOST`] ago and unanswered) across the whole run: a home router's NAT table
+/// sees at most that many new flows at once from the probe. An attempt that goes
+/// unanswered longer stops counting, so blackholed addresses never make the others wait.
+#[derive(Debug, Clone)]
 pub struct Dialer {
     pub timeout: Duration,
     pub source: Option<IpAddr>,
+    pub fresh: Option<Arc<Semaphore>>,
+}
+
+/// A connection made with [`Dialer::dial`], or why none could be; and the tries made.
+pub struct Dialed {
+    pub result: Result<(TcpStream, SocketAddr), StepError>,
+    /// The address of the last try (the one that connected, on success).
+    pub address: SocketAddr,
+    pub tries: u32,
 }
 
 impl Dialer {
     pub fn new(timeout: Duration, source: Option<IpAddr>) -> Dialer {
-        Dialer { timeout, source }
+        Dialer {
+            timeout,
+            source,
+            fresh: None,
+        }
     }
 
     /// The local address to bind a socket talking to `peer` to (port 0: any).
@@ -30,10 +73,75 @@ impl Dialer {
         SocketAddr::new(ip, 0)
     }
 
-    /// Connects, telling a refusal, a reset, an unreachable network and a silent drop
+    /// One connect, telling a refusal, a reset, an unreachable network and a silent drop
     /// (our own deadline) apart, as the kernel reported them.
     pub async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, StepError> {
+        self.attempt(addr, self.timeout).await
+    }
+
+    /// Connects to the first of `addresses` that answers, trying again as the module
+    /// says; the tries go round the addresses in turn.
+    pub async fn dial(&self, addresses: &[SocketAddr]) -> Dialed {
+        let Some(&first) = addresses.first() else {
+            return Dialed {
+                result: Err(StepError::new(Operation::Connect, Failure::DnsNoAnswer)),
+                address: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                tries: 0,
+            };
+        };
+        let mut tries = 0;
+        let mut address = first;
+        for round in 0..ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            let round_start = tokio::time::Instant::now();
+            let deadline = round_start + self.timeout;
+            let mut pending = FuturesUnordered::new();
+            let mut started = 0;
+            loop {
+                let due = round_start + self.timeout * started / TRIES_PER_ROUND;
+                if started < TRIES_PER_ROUND && tokio::time::Instant::now() >= due {
+                    address = addresses[tries as usize % addresses.len()];
+                    tries += 1;
+                    started += 1;
+                    let (to, left) = (
+                        address,
+                        deadline - tokio::time::Instant::now().min(deadline),
+                    );
+                    pending.push(async move { (to, self.attempt(to, left).await) });
+                    continue;
+                }
+                tokio::select! {
+                    Some((to, result)) = pending.next() => match result {
+                        Ok(stream) => return Dialed { result: Ok((stream, to)), address: to, tries },
+                        Err(e) if e.failure.is_timeout() => {
+                            if pending.is_empty() && started == TRIES_PER_ROUND {
+                                break;
+                            }
+                        }
+                        Err(e) => return Dialed { result: Err(e), address: to, tries },
+                    },
+                    () = tokio::time::sleep_until(due), if started < TRIES_PER_ROUND => {}
+                    else => break,
+                }
+            }
+        }
+        Dialed {
+            result: Err(StepError::timeout(Operation::Connect)),
+            address,
+            tries,
+        }
+    }
+
+    /// One try within `timeout`, holding a place among the fresh attempts until it is
+    /// answered or presumed lost.
+    async fn attempt(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, StepError> {
         let fail = |e: std::io::Error| StepError::io(Operation::Connect, &e);
+        let place = match &self.fresh {
+            Some(fresh) => Some(fresh.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
         let socket = match addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -44,9 +152,54 @@ impl Dialer {
         }
         // Small request writes should leave at once, as a browser's do.
         socket.set_nodelay(true).map_err(fail)?;
-        match tokio::time::timeout(self.timeout, socket.connect(addr)).await {
+        // Closed with a reset, not a FIN: the kernel would otherwise go on sending what
+        // a silenced connection had not got through (a forbidden ClientHello) for
+        // minutes after we gave up, each copy renewing a censor's residual block of the
+        // address; and a reset frees a NAT's entry at once.
+        socket.set_zero_linger().map_err(fail)?;
+        let connect = tokio::time::timeout(timeout, socket.connect(addr));
+        tokio::pin!(connect);
+        let result = match place {
+            None => connect.await,
+            Some(place) => tokio::select! {
+                result = &mut connect => result,
+                () = tokio::time::sleep(PRESUMED_LOST.min(timeout)) => {
+                    drop(place);
+                    connect.await
+                }
+            },
+        };
+        match result {
             Err(_) => Err(StepError::timeout(Operation::Connect)),
-            Ok(result) => result.map_err(fail),
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(self.own_or_not(addr, fail(e))),
         }
     }
+
+    /// An unreachable network is the probe's own when its machine has no route there
+    /// (no IPv6, a link down), and the network's when a router said so (possibly a
+    /// censor's ICMP). A UDP socket's connect looks the route up and sends nothing.
+    fn own_or_not(&self, addr: SocketAddr, e: StepError) -> StepError {
+        if !matches!(
+            e.failure,
+            Failure::NetworkUnreachable | Failure::HostUnreachable
+        ) {
+            return e;
+        }
+        let routed = std::net::UdpSocket::bind(self.local_for(addr))
+            .and_then(|socket| socket.connect(addr))
+            .is_ok();
+        match routed {
+            true => e,
+            false => e.from_probe(),
+        }
+    }
+}
+
+/// Whether this machine can send from `source`: an address it does not have fails
+/// every measurement, so it is refused before any is made.
+pub fn check_source(source: IpAddr) -> Result<(), StepError> {
+    std::net::UdpSocket::bind(SocketAddr::new(source, 0))
+        .map(drop)
+        .map_err(|e| StepError::io(Operation::Connect, &e))
 }

@@ -108,17 +108,7 @@ impl TlsContext {
         control_sni: bool,
         timeout: Duration,
     ) -> (TlsFacts, Option<TlsStream<TcpStream>>) {
-        let mut facts = TlsFacts {
-            address,
-            server_name: server_name.to_string(),
-            control_sni,
-            handshake_done: false,
-            tls_version: None,
-            cipher_suite: None,
-            alpn: None,
-            certificate: None,
-            error: None,
-        };
+        let mut facts = TlsFacts::new(address, server_name, control_sni);
         let name = match server_name_of(server_name) {
             Ok(name) => name,
             Err(e) => {

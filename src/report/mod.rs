@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analyse::TargetVerdict;
-use crate::facts::Measurement;
+use crate::analyse::explain::ResolverHealth;
+use crate::facts::{Measurement, Step};
 use crate::plan::Target;
 use crate::targets::ResolverSpec;
 use rows::{MeasurementRow, RunColumns, VerdictRow};
@@ -48,6 +49,60 @@ pub struct RunInfo {
     pub targets: Vec<Target>,
     /// Set when neither the canary nor any target could be reached.
     pub no_network: bool,
+    /// What the canary's lookups said of each resolver (none without a canary).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<ResolverStatus>,
+}
+
+/// One resolver, as the canary's lookups found it: one finding per resolver, in place
+/// of a failure per name looked up through it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverStatus {
+    /// As configured (`system`, `udp://IP:PORT`, `doh://...`).
+    pub resolver: String,
+    pub answered_canary: bool,
+    /// How the canary's lookup failed, when it did (OONI's failure string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_operation: Option<String>,
+}
+
+impl ResolverStatus {
+    /// Each resolver the canary was looked up through, in the order asked, as `health`
+    /// (made from the same lookups) judged it.
+    pub fn all(canary_dns: &[Measurement], health: &ResolverHealth) -> Vec<ResolverStatus> {
+        let failed = health.failed();
+        let mut out: Vec<ResolverStatus> = Vec::new();
+        for m in canary_dns {
+            let Step::Dns(d) = &m.step else { continue };
+            if out.iter().any(|r| r.resolver == d.resolver) {
+                continue;
+            }
+            let failure = failed
+                .iter()
+                .find(|(r, _)| *r == d.resolver)
+                .map(|(_, e)| e);
+            out.push(ResolverStatus {
+                resolver: d.resolver.clone(),
+                answered_canary: failure.is_none(),
+                failure: failure.map(|e| e.failure.to_string()),
+                failed_operation: failure.map(|e| e.failed_operation.to_string()),
+            });
+        }
+        out
+    }
+
+    /// One sentence for people.
+    pub fn describe(&self) -> String {
+        match (&self.failure, &self.failed_operation) {
+            (Some(failure), Some(operation)) => format!(
+                "resolver {} did not answer the canary ({failure} in {operation}): it is down, broken or blocked on this network, so the lookups through it that failed are inconclusive, not blocking",
+                self.resolver
+            ),
+            _ => format!("resolver {} answered the canary", self.resolver),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -347,7 +402,7 @@ mod tests {
     #[test]
     fn measurement_columns_start_with_the_keys() {
         let header = csv_header::<MeasurementRow>();
-        assert_eq!(header.len(), 22);
+        assert_eq!(header.len(), 25);
         assert_eq!(
             &header[..6],
             [

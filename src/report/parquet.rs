@@ -28,8 +28,8 @@ fn type_of(column: &str) -> DataType {
     match column {
         "measured_at" => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         "runtime_ms" => DataType::Float64,
-        "replies" | "http_status" | "body_length" => DataType::Int64,
-        "control_sni" => DataType::Boolean,
+        "replies" | "http_status" | "body_length" | "tries" => DataType::Int64,
+        "control_sni" | "local_failure" => DataType::Boolean,
         _ => DataType::Utf8,
     }
 }

@@ -77,13 +77,22 @@ pub struct MeasurementRow {
     pub rcode: String,
     /// Space-separated addresses of the first matching reply.
     pub answers: String,
-    /// Number of replies to the query (more than one: a racing answer).
+    /// Number of replies to the query (its datagrams are sent more than once; replies
+    /// with different answers: a racing answer).
     pub replies: String,
     pub tls_version: String,
     pub cert_issuer: String,
     pub http_status: String,
     pub body_length: String,
     pub title: String,
+    /// Tries the step took (a lookup, connect, handshake or fetch that got no answer is
+    /// tried again before it counts).
+    pub tries: String,
+    /// After a failure: the check of the probe's own network made right after it
+    /// (`passed`, or how it failed).
+    pub check: String,
+    /// `true` when the failure came from the probe's own machine, not the network.
+    pub local_failure: String,
 }
 
 impl MeasurementRow {
@@ -103,7 +112,14 @@ impl MeasurementRow {
         if let Some(e) = m.step.error() {
             row.failure = e.failure.to_string();
             row.failed_operation = e.failed_operation.to_string();
+            row.local_failure = e.local.to_string();
         }
+        let (tries, check) = m.step.tries_and_check();
+        row.tries = tries.to_string();
+        row.check = check.map_or(String::new(), |c| match &c.error {
+            None => "passed".into(),
+            Some(e) => e.failure.to_string(),
+        });
         match &m.step {
             Step::Dns(d) => {
                 row.resolver = d.resolver.clone();

@@ -5,14 +5,26 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::analyse::{TargetVerdict, Verdict};
+use crate::report::ResolverStatus;
 
-pub fn render(verdicts: &[TargetVerdict], no_network: bool) -> String {
+pub fn render(
+    verdicts: &[TargetVerdict],
+    no_network: bool,
+    resolvers: &[ResolverStatus],
+) -> String {
     let mut out = String::new();
     if no_network {
         out.push_str(
             "No network: neither the canary nor any target could be reached. Every verdict is \
              inconclusive; this run says nothing about censorship.\n\n",
         );
+    }
+    // One line per resolver that failed the canary, not a failure per name.
+    for resolver in resolvers.iter().filter(|r| !r.answered_canary) {
+        let _ = writeln!(out, "Resolver: {}.", resolver.describe());
+    }
+    if resolvers.iter().any(|r| !r.answered_canary) {
+        out.push('\n');
     }
     let mut by_service: BTreeMap<&str, [usize; 5]> = BTreeMap::new();
     for v in verdicts {
@@ -91,6 +103,7 @@ mod tests {
                 verdict("canary", "example.com", Verdict::Ok, None),
             ],
             false,
+            &[],
         );
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("service"), "{text}");
@@ -104,6 +117,24 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("No network"));
-        assert!(render(&[], true).starts_with("No network"));
+        assert!(render(&[], true, &[]).starts_with("No network"));
+        let down = ResolverStatus {
+            resolver: "udp://192.0.2.53:53".into(),
+            answered_canary: false,
+            failure: Some("generic_timeout_error".into()),
+            failed_operation: Some("resolve".into()),
+        };
+        let fine = ResolverStatus {
+            resolver: "system".into(),
+            answered_canary: true,
+            failure: None,
+            failed_operation: None,
+        };
+        let text = render(&[], false, &[down, fine]);
+        assert_eq!(text.matches("Resolver:").count(), 1, "{text}");
+        assert!(
+            text.starts_with("Resolver: resolver udp://192.0.2.53:53 did not answer the canary (generic_timeout_error in resolve)"),
+            "{text}"
+        );
     }
 }

@@ -20,7 +20,7 @@ pub use ca::TestCa;
 pub use control::ControlServer;
 pub use dns::{DnsBehaviour, DnsServer};
 pub use http::{HttpServer, IRAN_BLOCKPAGE, test_page};
-pub use tcp::{TcpBlackhole, accept_each, closed_port, listen};
+pub use tcp::{TcpBlackhole, accept_each, closed_port, listen, silent};
 pub use tls::{Healthy, TlsBehaviour, TlsServer};
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -71,6 +71,16 @@ where
     });
 }
 
+/// A port of 127.0.0.1 that accepts every connection and never answers (it reads what
+/// it is sent and drops it): a TLS server that stalls every handshake.
+pub async fn silent() -> SocketAddr {
+    let (listener, addr) = listen().await;
+    accept_each(listener, |mut stream, _| async move {
+        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+    });
+    addr
+}
+
 /// A listener on a free port of 127.0.0.1, and its address.
 pub async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

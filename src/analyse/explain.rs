@@ -1,0 +1,581 @@
+//! What else can explain a failure: the probe's own network and machine, a resolver
+//! that fails the canary too, another target's trigger of a residual block.
+//!
+//! A target is `blocked` only on evidence that the censor, not the probe's own network
+//! or the control's, produced it. Each rule here finds a failure that such evidence is
+//! missing for, and says why in words that go into the verdict's evidence; the verdict
+//! is then `inconclusive` (unless another layer holds real evidence).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::facts::{Check, DnsFacts, HttpHop, Measurement, QueryType, Step, TlsFacts, Trigger};
+use crate::failure::{Failure, Operation, StepError};
+
+/// How long after a trigger a failure on the same address is taken for its echo: the
+/// longest residual blocking reported for TLS and HTTP (the GFW's 90 to 180 s; Iran's
+/// about a minute).
+pub const RESIDUAL_WINDOW: TimeDelta = TimeDelta::seconds(180);
+
+/// What the canary's own lookups said of each resolver and record type, at the start
+/// of the run.
+#[derive(Debug, Clone, Default)]
+pub struct ResolverHealth {
+    failed: HashMap<(String, QueryType), StepError>,
+}
+
+impl ResolverHealth {
+    /// From the canary's DNS measurements (the probe's, or the control's).
+    pub fn of(canary_dns: &[Measurement]) -> ResolverHealth {
+        let mut failed = HashMap::new();
+        for m in canary_dns {
+            if let Step::Dns(f) = &m.step
+                && let Some(e) = f.error.as_ref().filter(|e| !answered(e))
+            {
+                failed.insert((f.resolver.clone(), f.query_type), e.clone());
+            }
+        }
+        ResolverHealth { failed }
+    }
+
+    /// How the canary's lookup of this type through this resolver failed, if it did.
+    pub fn failure(&self, resolver: &str, qtype: QueryType) -> Option<&StepError> {
+        self.failed.get(&(resolver.to_string(), qtype))
+    }
+
+    /// The resolvers that failed the canary, each with its first failure.
+    pub fn failed(&self) -> Vec<(String, StepError)> {
+        let mut out: Vec<(String, StepError)> = Vec::new();
+        let mut keys: Vec<&(String, QueryType)> = self.failed.keys().collect();
+        keys.sort_by_key(|(resolver, qtype)| (resolver.clone(), qtype.as_str()));
+        for key in keys {
+            if !out.iter().any(|(r, _)| *r == key.0) {
+                out.push((key.0.clone(), self.failed[key].clone()));
+            }
+        }
+        out
+    }
+}
+
+/// A lookup that got an answer from its resolver, if only "no such record".
+fn answered(e: &StepError) -> bool {
+    e.failure == Failure::DnsNoAnswer
+}
+
+/// Why a failed lookup is no evidence against the name: the probe's own error, or a
+/// resolver that failed the canary too (at the start of the run, or right after).
+pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<String> {
+    if e.local {
+        return Some(own_error(e));
+    }
+    if let Some(canary) = health.failure(&f.resolver, f.query_type) {
+        return Some(format!(
+            "{} {} lookup of {} failed ({}), and the resolver did not answer the canary either ({})",
+            f.resolver,
+            f.query_type.as_str(),
+            f.hostname,
+            e.failure,
+            canary.failure
+        ));
+    }
+    let check = f.check.as_ref().filter(|c| !c.passed())?;
+    Some(format!(
+        "{} {} lookup of {} failed ({}), and the resolver did not answer the canary {} either right after ({})",
+        f.resolver,
+        f.query_type.as_str(),
+        f.hostname,
+        e.failure,
+        check.checked,
+        failure_of(check)
+    ))
+}
+
+/// Why a failed connect, handshake or fetch is no evidence against the target: the
+/// probe's own error, or a network that could not reach the canary either right after.
+pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> {
+    if e.local {
+        return Some(format!("{what} failed: {}", own_error(e)));
+    }
+    let check = check.filter(|c| !c.passed())?;
+    Some(format!(
+        "{what} failed ({}), and a connect to the canary at {} right after failed too ({}): the probe's own network, not the target",
+        e.failure,
+        check.checked,
+        failure_of(check)
+    ))
+}
+
+/// Why the control's failure says nothing of the target: its own error, or its
+/// resolver failing the canary too.
+pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
+    if e.local {
+        return Some(format!(
+            "the control could not measure it: its own error ({})",
+            e.failure
+        ));
+    }
+    check.filter(|c| !c.passed()).map(|c| {
+        format!(
+            "the control could not measure it: its resolver did not answer the canary {} either ({})",
+            c.checked,
+            failure_of(c)
+        )
+    })
+}
+
+/// A trigger by another target on the same address before `until` (see
+/// [`silent_after_trigger`]), and not long before: the failure may be the residual block
+/// it set off. Not when the address
+/// answered this target after the trigger (`answers`, from its own facts): on the
+/// failing port, or on any port when the trigger was on another one (a block of the
+/// whole address is disproved by any answer; one of the trigger's port, only by an
+/// answer there).
+pub fn residual(
+    failed: SocketAddr,
+    until: DateTime<Utc>,
+    target: &str,
+    triggers: &[Trigger],
+    answers: &[(SocketAddr, DateTime<Utc>)],
+) -> Option<String> {
+    let trigger = triggers.iter().find(|t| {
+        let disproved = answers.iter().any(|(address, answered)| {
+            address.ip() == failed.ip()
+                && *answered > t.at
+                && (address.port() == failed.port() || t.address.port() != failed.port())
+        });
+        t.address.ip() == failed.ip()
+            && t.target != target
+            && t.at < until
+            && until - t.at <= RESIDUAL_WINDOW
+            && !disproved
+    })?;
+    Some(format!(
+        "{} stopped answering after a handshake naming {} failed at {} ({}, {:.0} s before): residual blocking set off by another target; nothing can be said of this one",
+        failed.ip(),
+        trigger.name,
+        trigger.address,
+        trigger.failure,
+        (until - trigger.at).as_seconds_f64()
+    ))
+}
+
+/// A failure to hear from `address` (a connect, handshake or request that timed out or
+/// was refused at connect) in the step `m`, that a residual block set off by another
+/// target may explain (see [`residual`]). A reset is not taken for one: the residual
+/// blocks reported for TLS (Iran's, the GFW's of ESNI) drop, and a reset answering this
+/// target's own name is evidence about that name.
+///
+/// `sent` is when the step sent its name (names go to an address in turn, so only one
+/// sent before can have set off what this one met); a connect sends none, and is tried
+/// until its end, so for a connect that failed the whole step counts.
+pub fn silent_after_trigger(
+    probe: &crate::measure::TargetFacts,
+    m: &Measurement,
+    address: SocketAddr,
+    e: &StepError,
+    sent: DateTime<Utc>,
+) -> Option<String> {
+    let at_connect = e.failed_operation == Operation::Connect;
+    if !at_connect && !e.failure.is_timeout() {
+        return None;
+    }
+    let until = match at_connect {
+        true => m.ended_at(),
+        false => sent,
+    };
+    let answers = answers(&probe.measurements);
+    residual(address, until, &m.target, &probe.triggers, &answers)
+}
+
+/// Where a target's own measurements got through to a server, and when each began: a
+/// connect, a handshake the server answered, a response, a network check.
+pub fn answers(measurements: &[Measurement]) -> Vec<(SocketAddr, DateTime<Utc>)> {
+    let check = |c: &Option<Check>| {
+        c.as_ref()
+            .filter(|c| c.passed())
+            .and_then(|c| Some((c.checked.parse().ok()?, c.measured_at)))
+    };
+    let mut out = Vec::new();
+    for m in measurements {
+        match &m.step {
+            Step::TcpConnect(t) => {
+                out.extend(t.error.is_none().then_some((t.address, m.measured_at)));
+                out.extend(check(&t.check));
+            }
+            Step::TlsHandshake(t) => {
+                out.extend(t.server_answered().then_some((t.address, m.measured_at)));
+                out.extend(check(&t.check));
+            }
+            Step::Http(h) => {
+                let answered = |hop: &HttpHop| {
+                    hop.status.is_some() || hop.tls.as_ref().is_some_and(TlsFacts::server_answered)
+                };
+                for hop in h.hops.iter().filter(|hop| answered(hop)) {
+                    out.extend(hop.address.map(|address| (address, m.measured_at)));
+                }
+                out.extend(check(&h.check));
+            }
+            Step::Dns(_) => {}
+        }
+    }
+    out
+}
+
+fn own_error(e: &StepError) -> String {
+    format!(
+        "the probe's own machine failed ({} in {}), not the network",
+        e.failure, e.failed_operation
+    )
+}
+
+fn failure_of(check: &Check) -> String {
+    check
+        .error
+        .as_ref()
+        .map_or("no error".into(), |e| e.failure.to_string())
+}
+
+/// Every trigger among a run's measurements, by address (for offline analysis, which
+/// finds what the live run was told by the measurer).
+pub fn triggers_by_address<'a>(
+    measurements: impl IntoIterator<Item = &'a Measurement>,
+) -> HashMap<IpAddr, Vec<Trigger>> {
+    let mut out: HashMap<IpAddr, Vec<Trigger>> = HashMap::new();
+    for m in measurements {
+        for trigger in Trigger::of(m) {
+            out.entry(trigger.address.ip()).or_default().push(trigger);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use chrono::{TimeDelta, Utc};
+
+    use super::super::fixtures::*;
+    use super::super::{Blocking, Context, Verdict};
+    use super::ResolverHealth;
+    use crate::facts::{Check, Measurement, QueryType, Step, Trigger};
+    use crate::failure::{Failure, Operation, StepError};
+
+    const FB: &str = "157.240.1.35";
+    const FB_443: &str = "157.240.1.35:443";
+
+    fn check(error: Option<Failure>) -> Check {
+        Check {
+            checked: "example.com".into(),
+            measured_at: Utc::now(),
+            error: error.map(|f| StepError::new(Operation::Resolve, f)),
+        }
+    }
+
+    fn checked(mut m: Measurement, result: Option<Failure>) -> Measurement {
+        match &mut m.step {
+            Step::Dns(d) => d.check = Some(check(result)),
+            Step::TcpConnect(t) => t.check = Some(check(result)),
+            _ => unreachable!("only lookups and connects are checked here"),
+        }
+        m
+    }
+
+    fn timed_out_connect() -> Measurement {
+        tcp(FB_443, Some(Failure::GenericTimeout))
+    }
+
+    /// A run whose canary's A lookup through `system` failed with `failure`.
+    fn canary_failed(failure: Failure) -> Context {
+        Context {
+            resolvers: ResolverHealth::of(&[failed_lookup(failure)]),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn a_resolver_that_fails_the_canary_too_leaves_its_failures_inconclusive() {
+        let resolved = || vec![lookup(&[(FB, None)])];
+        let silent = || vec![failed_lookup(Failure::GenericTimeout)];
+        let down = compare_in(
+            &canary_failed(Failure::GenericTimeout),
+            domain(&[]),
+            (silent(), vec![]),
+            (resolved(), vec![]),
+        );
+        assert_eq!(kind(&down), (Verdict::Inconclusive, None));
+        assert!(
+            down.verdict
+                .evidence
+                .contains("did not answer the canary either"),
+            "{}",
+            down.verdict.evidence
+        );
+        // The same failure, the resolver having answered the canary: blocking.
+        let censored = compare(domain(&[]), (silent(), vec![]), (resolved(), vec![]));
+        assert_eq!(
+            kind(&censored),
+            (Verdict::Blocked, Some(Blocking::DnsFailure))
+        );
+        // A resolver that stopped answering the canary right after the lookup failed.
+        let outage = compare(
+            domain(&[]),
+            (
+                vec![checked(
+                    failed_lookup(Failure::DnsServfail),
+                    Some(Failure::GenericTimeout),
+                )],
+                vec![],
+            ),
+            (resolved(), vec![]),
+        );
+        assert_eq!(kind(&outage), (Verdict::Inconclusive, None));
+        assert!(
+            outage.verdict.evidence.contains("right after"),
+            "{}",
+            outage.verdict.evidence
+        );
+        let answered = compare(
+            domain(&[]),
+            (
+                vec![checked(failed_lookup(Failure::DnsServfail), None)],
+                vec![],
+            ),
+            (resolved(), vec![]),
+        );
+        assert_eq!(
+            kind(&answered),
+            (Verdict::Blocked, Some(Blocking::DnsFailure))
+        );
+    }
+
+    #[test]
+    fn one_record_type_failing_is_not_the_target_failing() {
+        let reachable = || {
+            vec![
+                tcp(FB_443, None),
+                tls(FB_443, true, None),
+                tls(FB_443, false, None),
+            ]
+        };
+        let broken_aaaa = || {
+            vec![
+                lookup(&[(FB, None)]),
+                failed_lookup_of(QueryType::Aaaa, Failure::DnsRefused),
+            ]
+        };
+        // AAAA refused on both sides, everything else fine: reachable, not down.
+        let both = compare(
+            domain(&[]),
+            (broken_aaaa(), reachable()),
+            (broken_aaaa(), reachable()),
+        );
+        assert_eq!(
+            kind(&both),
+            (Verdict::Ok, None),
+            "{}",
+            both.verdict.evidence
+        );
+        // At the probe only: still reachable, not blocked.
+        let probe = compare(
+            domain(&[]),
+            (broken_aaaa(), reachable()),
+            (vec![lookup(&[(FB, None)])], reachable()),
+        );
+        assert_eq!(
+            kind(&probe),
+            (Verdict::Ok, None),
+            "{}",
+            probe.verdict.evidence
+        );
+        // Both types failing is the name failing.
+        let name = compare(
+            domain(&[]),
+            (
+                vec![
+                    failed_lookup(Failure::DnsRefused),
+                    failed_lookup_of(QueryType::Aaaa, Failure::DnsRefused),
+                ],
+                vec![],
+            ),
+            (vec![lookup(&[(FB, None)])], reachable()),
+        );
+        assert_eq!(kind(&name), (Verdict::Blocked, Some(Blocking::DnsFailure)));
+    }
+
+    #[test]
+    fn down_needs_the_control_to_miss_the_target_itself() {
+        let dns = || vec![lookup(&[(FB, None), ("157.240.1.36", None)])];
+        let dead = "157.240.1.36:443";
+        // One of two addresses dead for both: the target was reached all the same.
+        let half = || {
+            vec![
+                tcp(FB_443, None),
+                tls(FB_443, false, None),
+                tcp(dead, Some(Failure::ConnectionRefused)),
+            ]
+        };
+        let one = compare(domain(&[]), (dns(), half()), (dns(), half()));
+        assert_eq!(kind(&one), (Verdict::Ok, None), "{}", one.verdict.evidence);
+        assert!(
+            one.verdict.evidence.contains("at both vantage points"),
+            "{}",
+            one.verdict.evidence
+        );
+        // Both dead for both: down.
+        let refused = || {
+            vec![
+                tcp(FB_443, Some(Failure::ConnectionRefused)),
+                tcp(dead, Some(Failure::ConnectionRefused)),
+            ]
+        };
+        let all = compare(domain(&[]), (dns(), refused()), (dns(), refused()));
+        assert_eq!(kind(&all), (Verdict::Down, None));
+    }
+
+    #[test]
+    fn the_probes_own_errors_and_dead_links_are_not_censorship() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let control = || (dns(), vec![tcp(FB_443, None)]);
+        let own = compare(
+            domain(&[]),
+            (dns(), vec![tcp(FB_443, Some(Failure::TooManyOpenFiles))]),
+            control(),
+        );
+        assert_eq!(kind(&own), (Verdict::Inconclusive, None));
+        assert!(
+            own.verdict.evidence.contains("the probe's own machine"),
+            "{}",
+            own.verdict.evidence
+        );
+        let no_route = {
+            let mut m = tcp(FB_443, Some(Failure::NetworkUnreachable));
+            if let Step::TcpConnect(t) = &mut m.step {
+                t.error = t.error.take().map(StepError::from_probe);
+            }
+            m
+        };
+        let unrouted = compare(domain(&[]), (dns(), vec![no_route]), control());
+        assert_eq!(kind(&unrouted), (Verdict::Inconclusive, None));
+        // A timeout after which the canary could not be reached either: the link.
+        let dead_link = compare(
+            domain(&[]),
+            (
+                dns(),
+                vec![checked(timed_out_connect(), Some(Failure::GenericTimeout))],
+            ),
+            control(),
+        );
+        assert_eq!(kind(&dead_link), (Verdict::Inconclusive, None));
+        assert!(
+            dead_link
+                .verdict
+                .evidence
+                .contains("the probe's own network"),
+            "{}",
+            dead_link.verdict.evidence
+        );
+        // The canary answered right after: a blackhole.
+        let blackhole = compare(
+            domain(&[]),
+            (dns(), vec![checked(timed_out_connect(), None)]),
+            control(),
+        );
+        assert_eq!(
+            kind(&blackhole),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+    }
+
+    #[test]
+    fn the_controls_own_errors_are_not_measured_never_down() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let starved = compare(
+            domain(&[]),
+            (dns(), vec![timed_out_connect()]),
+            (dns(), vec![tcp(FB_443, Some(Failure::TooManyOpenFiles))]),
+        );
+        assert_eq!(kind(&starved), (Verdict::Inconclusive, None));
+        assert!(
+            starved
+                .verdict
+                .evidence
+                .contains("the control could not measure it"),
+            "{}",
+            starved.verdict.evidence
+        );
+        let their_resolver = compare(
+            domain(&[]),
+            (vec![failed_lookup(Failure::DnsNxdomain)], vec![]),
+            (
+                vec![checked(
+                    failed_lookup(Failure::GenericTimeout),
+                    Some(Failure::GenericTimeout),
+                )],
+                vec![],
+            ),
+        );
+        assert_eq!(kind(&their_resolver), (Verdict::Inconclusive, None));
+        // The control failing for real, at every step: down.
+        let down = compare(
+            domain(&[]),
+            (dns(), vec![timed_out_connect()]),
+            (dns(), vec![timed_out_connect()]),
+        );
+        assert_eq!(kind(&down), (Verdict::Down, None));
+    }
+
+    #[test]
+    fn a_neighbours_trigger_explains_a_connect_failure_on_its_address() {
+        let ip: IpAddr = FB.parse().unwrap();
+        let trigger = |target: &str, port: u16, seconds_before: i64| Trigger {
+            address: SocketAddr::new(ip, port),
+            name: "forbidden.test".into(),
+            target: target.into(),
+            at: Utc::now() - TimeDelta::seconds(seconds_before),
+            failure: Failure::GenericTimeout,
+        };
+        let dns = || vec![lookup(&[(FB, None)])];
+        let judge_with = |triggers: Vec<Trigger>, also: Vec<Measurement>| {
+            let mut steps = vec![at(timed_out_connect(), 0)];
+            steps.extend(also);
+            let mut ours = facts(&domain(&[]), dns(), steps);
+            ours.triggers = triggers;
+            let theirs = as_control(facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]));
+            super::super::judge(
+                &ours,
+                super::super::Control::Measured(&theirs),
+                &Context::default(),
+            )
+        };
+        let explained = judge_with(vec![trigger("forbidden.test", 443, 10)], vec![]);
+        assert_eq!(kind(&explained), (Verdict::Inconclusive, None));
+        assert!(
+            explained
+                .verdict
+                .evidence
+                .contains("residual blocking set off by another target")
+                && explained.verdict.evidence.contains("forbidden.test"),
+            "{}",
+            explained.verdict.evidence
+        );
+        let blackhole = (Verdict::Blocked, Some(Blocking::TcpBlackhole));
+        // Its own trigger, one long past, or one after the failure explain nothing.
+        for triggers in [
+            vec![trigger("facebook.com", 443, 10)],
+            vec![trigger("forbidden.test", 443, 600)],
+            vec![trigger("forbidden.test", 443, -10)],
+        ] {
+            assert_eq!(kind(&judge_with(triggers, vec![])), blackhole);
+        }
+        // The address answering this target after the trigger disproves a block of the
+        // whole address (the trigger on another port), but not one of the trigger's port.
+        let answered_on_80 = || vec![at(tcp("157.240.1.35:80", None), -5)];
+        let other_port = judge_with(vec![trigger("forbidden.test", 8443, 10)], answered_on_80());
+        assert_eq!(kind(&other_port), blackhole);
+        let same_port = judge_with(vec![trigger("forbidden.test", 443, 10)], answered_on_80());
+        assert_eq!(kind(&same_port), (Verdict::Inconclusive, None));
+    }
+}

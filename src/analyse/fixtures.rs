@@ -1,0 +1,223 @@
+//! Facts for the analysis tests: a domain and a URL of one service, and the steps
+//! measured against them, failing or not as each test needs.
+
+use std::net::SocketAddr;
+
+use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
+use crate::facts::{
+    DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, Step, TcpFacts,
+    TlsFacts, Vantage,
+};
+use crate::failure::{Failure, Operation, StepError};
+use crate::measure::TargetFacts;
+use crate::plan::{Target, TargetKind};
+
+pub fn domain(asns: &[u32]) -> Target {
+    Target {
+        service: "facebook".into(),
+        kind: TargetKind::Domain("facebook.com".into()),
+        tls_ports: vec![443],
+        tcp_ports: vec![],
+        asns: asns.to_vec(),
+    }
+}
+
+pub fn measurement(step: Step) -> Measurement {
+    Measurement {
+        vantage: Vantage::Probe,
+        service: "facebook".into(),
+        target: "facebook.com".into(),
+        measured_at: chrono::Utc::now(),
+        runtime_ms: 1.0,
+        step,
+    }
+}
+
+pub fn lookup(answers: &[(&str, Option<u32>)]) -> Measurement {
+    let answers: Vec<DnsAnswer> = answers
+        .iter()
+        .map(|(ip, asn)| DnsAnswer {
+            answer_type: "A".into(),
+            data: ip.to_string(),
+            ttl: 60,
+            asn: *asn,
+        })
+        .collect();
+    measurement(Step::Dns(DnsFacts {
+        resolver: "system".into(),
+        resolver_address: None,
+        hostname: "facebook.com".into(),
+        query_type: QueryType::A,
+        addresses: answers.iter().filter_map(|a| a.address()).collect(),
+        tries: 1,
+        check: None,
+        dropped_replies: 0,
+        sent: 1,
+        replies: vec![DnsReply {
+            source: "198.18.0.53:53".into(),
+            arrival_ms: 3.0,
+            id: 1,
+            matches_query: true,
+            rcode: "NoError".into(),
+            answers,
+        }],
+        error: None,
+    }))
+}
+
+pub fn tcp(address: &str, failure: Option<Failure>) -> Measurement {
+    measurement(Step::TcpConnect(TcpFacts::new(
+        address.parse().unwrap(),
+        failure.map(|f| StepError::new(Operation::Connect, f)),
+    )))
+}
+
+pub fn tls(address: &str, control_sni: bool, failure: Option<Failure>) -> Measurement {
+    let name = if control_sni {
+        "example.com"
+    } else {
+        "facebook.com"
+    };
+    let mut facts = TlsFacts::new(address.parse::<SocketAddr>().unwrap(), name, control_sni);
+    facts.handshake_done = failure.is_none();
+    facts.error = failure.map(|f| StepError::new(Operation::TlsHandshake, f));
+    measurement(Step::TlsHandshake(facts))
+}
+
+pub fn facts(target: &Target, dns: Vec<Measurement>, rest: Vec<Measurement>) -> TargetFacts {
+    let mut measurements = dns.clone();
+    measurements.extend(rest);
+    TargetFacts::new(target, measurements, dns)
+}
+
+pub fn judge(target: Target, dns: Vec<Measurement>, rest: Vec<Measurement>) -> Outcome {
+    probe_only(&facts(&target, dns, rest), &Context::default())
+}
+
+/// Judges the probe's facts against the control's.
+pub fn compare(
+    target: Target,
+    probe: (Vec<Measurement>, Vec<Measurement>),
+    control: (Vec<Measurement>, Vec<Measurement>),
+) -> Outcome {
+    compare_in(&Context::default(), target, probe, control)
+}
+
+/// The same, with what the run knows besides (its resolvers' health).
+pub fn compare_in(
+    context: &Context,
+    target: Target,
+    probe: (Vec<Measurement>, Vec<Measurement>),
+    control: (Vec<Measurement>, Vec<Measurement>),
+) -> Outcome {
+    let theirs = as_control(facts(&target, control.0, control.1));
+    super::judge(
+        &facts(&target, probe.0, probe.1),
+        Control::Measured(&theirs),
+        context,
+    )
+}
+
+/// Facts as the control's.
+pub fn as_control(mut facts: TargetFacts) -> TargetFacts {
+    for m in &mut facts.measurements {
+        m.vantage = Vantage::Control;
+    }
+    facts
+}
+
+/// A lookup of `qtype` that failed with `failure`.
+pub fn failed_lookup_of(qtype: QueryType, failure: Failure) -> Measurement {
+    let mut m = failed_lookup(failure);
+    if let Step::Dns(d) = &mut m.step {
+        d.query_type = qtype;
+    }
+    m
+}
+
+/// `m`, begun `seconds` from now.
+pub fn at(mut m: Measurement, seconds: i64) -> Measurement {
+    m.measured_at = chrono::Utc::now() + chrono::TimeDelta::seconds(seconds);
+    m
+}
+
+pub fn judge_with(ours: &TargetFacts, control: Control<'_>) -> Outcome {
+    super::judge(ours, control, &Context::default())
+}
+
+pub fn failed_lookup(failure: Failure) -> Measurement {
+    let mut m = lookup(&[]);
+    if let Step::Dns(d) = &mut m.step {
+        d.replies[0].rcode = if failure == Failure::DnsNxdomain {
+            "NXDomain"
+        } else {
+            "ServFail"
+        }
+        .into();
+        d.error = Some(StepError::new(Operation::Resolve, failure));
+    }
+    m
+}
+
+pub fn mitm(address: &str) -> Measurement {
+    let mut m = tls(address, false, None);
+    if let Step::TlsHandshake(t) = &mut m.step {
+        t.error = Some(StepError::new(
+            Operation::TlsHandshake,
+            Failure::SslUnknownAuthority,
+        ));
+    }
+    m
+}
+
+pub fn url() -> Target {
+    Target {
+        kind: TargetKind::Url("https://facebook.com/".parse().unwrap()),
+        ..domain(&[])
+    }
+}
+
+pub fn fetch(
+    status: u16,
+    body: u64,
+    title: &str,
+    transfer_ms: f64,
+    error: Option<StepError>,
+) -> Measurement {
+    measurement(Step::Http(HttpFacts {
+        url: "https://facebook.com/".into(),
+        hops: vec![HttpHop {
+            url: "https://facebook.com/".into(),
+            started_at: None,
+            address: Some("157.240.1.35:443".parse().unwrap()),
+            tls: None,
+            status: (status > 0).then_some(status),
+            headers: vec![("content-type".into(), "text/html".into())],
+            body_length: body,
+            body_truncated: false,
+            title: Some(title.into()),
+            body_prefix: format!("<title>{title}</title>"),
+            transfer_ms,
+            active_rate: None,
+            peak_rate: None,
+            error: error.clone(),
+        }],
+        control_sni: None,
+        tries: 1,
+        check: None,
+        error,
+    }))
+}
+
+/// The control-SNI twin of a fetch (see `measure::http`), `body` bytes in `transfer_ms`.
+pub fn twin(body: u64, transfer_ms: f64) -> Measurement {
+    let mut m = fetch(200, body, "Video", transfer_ms, None);
+    if let Step::Http(h) = &mut m.step {
+        h.control_sni = Some("example.com".into());
+    }
+    m
+}
+
+pub fn kind(outcome: &Outcome) -> (Verdict, Option<Blocking>) {
+    (outcome.verdict.verdict, outcome.verdict.blocking)
+}
