@@ -166,11 +166,63 @@ fn one() -> u32 {
 /// too, the step's failure was the probe's own network's, whatever else it looks like.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// What was checked: the canary's name (looked up) or its `IP:PORT` (connected to).
-    pub checked: String,
+    pub checked: CheckTarget,
     pub measured_at: DateTime<Utc>,
     #[serde(flatten)]
     pub error: Option<StepError>,
+}
+
+/// What a check asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", from = "CheckTargetRead")]
+pub enum CheckTarget {
+    /// A name under the canary's (a random label, which the resolver must recurse
+    /// for), looked up through the resolver that failed.
+    Resolver(String),
+    /// The canary's address, connected to.
+    Connect(SocketAddr),
+}
+
+/// A check target as written, now or by earlier versions (a bare string: the canary's
+/// name, or its `IP:PORT`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CheckTargetRead {
+    Tagged(CheckTargetTagged),
+    Bare(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CheckTargetTagged {
+    Resolver(String),
+    Connect(SocketAddr),
+}
+
+impl From<CheckTargetRead> for CheckTarget {
+    fn from(read: CheckTargetRead) -> CheckTarget {
+        match read {
+            CheckTargetRead::Tagged(CheckTargetTagged::Resolver(name)) => {
+                CheckTarget::Resolver(name)
+            }
+            CheckTargetRead::Tagged(CheckTargetTagged::Connect(address)) => {
+                CheckTarget::Connect(address)
+            }
+            CheckTargetRead::Bare(text) => match text.parse() {
+                Ok(address) => CheckTarget::Connect(address),
+                Err(_) => CheckTarget::Resolver(text),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for CheckTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckTarget::Resolver(name) => f.write_str(name),
+            CheckTarget::Connect(address) => write!(f, "{address}"),
+        }
+    }
 }
 
 impl Check {
@@ -337,6 +389,10 @@ pub struct HttpFacts {
     /// to tell a throttle keyed on the name from a slow path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_sni: Option<String>,
+    /// Set on the fetch made with the target's own name again right after a control-SNI
+    /// twin that ran far faster: whether the first transfer's slowness held.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
     /// Times the fetch was made: one that timed out before any response is made again.
     #[serde(default = "one")]
     pub tries: u32,
@@ -381,8 +437,10 @@ pub struct HttpHop {
     /// that speed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_rate: Option<f64>,
-    /// Bytes per second in the fastest quarter second of the body. A throttle caps it
-    /// too (but for its burst allowance); loss does not, between its stalls.
+    /// Bytes per second in the fastest quarter second of the body but one (data held
+    /// behind a lost packet comes in one release). A throttle caps it too (but for its
+    /// burst allowance); loss does not, between its stalls. Absent for a body that came
+    /// in fewer than three quarter seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rate: Option<f64>,
     #[serde(flatten)]
@@ -459,5 +517,26 @@ impl Trigger {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CheckTarget;
+
+    #[test]
+    fn check_targets_are_read_as_written_now_and_before() {
+        let read = |json: &str| serde_json::from_str::<CheckTarget>(json).unwrap();
+        let name = CheckTarget::Resolver("cp-1.example.com".into());
+        let address = CheckTarget::Connect("192.0.2.1:443".parse().unwrap());
+        for written in [&name, &address] {
+            assert_eq!(&read(&serde_json::to_string(written).unwrap()), written);
+        }
+        // Earlier versions wrote a bare string.
+        assert_eq!(
+            read("\"example.com\""),
+            CheckTarget::Resolver("example.com".into())
+        );
+        assert_eq!(read("\"192.0.2.1:443\""), address);
     }
 }

@@ -160,6 +160,17 @@ impl Failure {
         *self == Failure::GenericTimeout
     }
 
+    /// True when the network, not the server, stopped an attempt: nothing came back, or
+    /// a router said the address cannot be reached. A flapping route or loss produces
+    /// these as readily as a censor, so they are tried again, and followed by a check
+    /// of the probe's own network.
+    pub fn is_unanswered(&self) -> bool {
+        matches!(
+            self,
+            Failure::GenericTimeout | Failure::NetworkUnreachable | Failure::HostUnreachable
+        )
+    }
+
     pub fn is_certificate_error(&self) -> bool {
         matches!(
             self,

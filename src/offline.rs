@@ -95,18 +95,23 @@ impl RecordedRun {
             .filter(|((vantage, _), _)| *vantage == Vantage::Probe)
             .flat_map(|(_, measurements)| measurements);
         run.triggers = explain::triggers_by_address(probe);
-        let canary_dns = run
+        let canary = run
             .info
             .targets
             .iter()
             .find(|t| t.is_canary())
-            .and_then(|canary| run.facts(canary, Vantage::Probe))
-            .map(|facts| facts.dns.as_ref().clone())
-            .unwrap_or_default();
+            .and_then(|canary| run.facts(canary, Vantage::Probe));
         run.context = Context {
             policy: AddressPolicy::new(run.info.settings.treat_as_public.clone()),
-            resolvers: ResolverHealth::of(&canary_dns),
+            resolvers: ResolverHealth::default(),
+            ipv6: false,
         };
+        if let Some(canary) = &canary {
+            run.context.learn_from_canary(canary);
+        }
+        let canary_dns = canary
+            .map(|facts| facts.dns.as_ref().clone())
+            .unwrap_or_default();
         run.info.resolvers = ResolverStatus::all(&canary_dns, &run.context.resolvers);
         Ok(run)
     }

@@ -19,7 +19,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ipnet::IpNet;
 use rand::seq::SliceRandom;
 
-use crate::analyse::explain::ResolverHealth;
 use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
@@ -171,6 +170,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         context: analyse::Context {
             policy,
             resolvers: Default::default(),
+            ipv6: false,
         },
         earlier,
     })
@@ -537,7 +537,7 @@ impl<'a> Sink<'a> {
 
     /// Takes what the canary's lookups say of each resolver into the analysis.
     fn canary_judged(&mut self, canary: &TargetFacts) {
-        self.context.resolvers = ResolverHealth::of(&canary.dns);
+        self.context.learn_from_canary(canary);
         self.resolvers = Some(ResolverStatus::all(&canary.dns, &self.context.resolvers));
     }
 

@@ -3,10 +3,12 @@
 //! and lookups that failed where the control's succeeded.
 //!
 //! Consistency follows OONI's Web Connectivity v0.5: an answer is consistent when it
-//! shares an address or an ASN with the control's answers, when the address completed
-//! a TLS handshake valid for the name (from either side), or when it lies in the
-//! service's expected networks. A CDN that answers differently in different countries
-//! is therefore not a censor.
+//! shares an address or an ASN with the control's answers of the same type, when the
+//! address completed a TLS handshake valid for the name (from either side) or served
+//! the probe the control's page, or when it lies in the service's expected networks. A
+//! CDN that answers differently in different countries is therefore not a censor. AAAA
+//! answers are judged only where the probe reached an IPv6 address: elsewhere nothing
+//! could vouch for them, and nobody there uses them.
 //!
 //! A failed lookup is evidence only when its resolver answers otherwise: a resolver
 //! that failed the canary too (at the start of the run, or right after) is down or
@@ -17,7 +19,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints};
+use super::{
+    Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints, http, transport,
+};
 use crate::facts::{DnsFacts, Measurement, QueryType, Step, TlsFacts};
 use crate::failure::Failure;
 use crate::measure::TargetFacts;
@@ -41,7 +45,7 @@ pub fn problems(
         } else if let Some(e) = &f.error {
             // An AAAA query without an answer is normal: many names have no IPv6 address.
             let no_aaaa = e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa;
-            if no_aaaa || other_type_answered(f, &probe.dns) {
+            if no_aaaa || other_type_answered(f, probe) {
                 continue;
             }
             let blocking = match e.failure {
@@ -62,7 +66,12 @@ pub fn problems(
             let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
             out.push(problem.unless(explain::lookup(f, e, &context.resolvers)));
         } else if let Some(control) = control {
-            if let Some(problem) = inconsistent(f, probe, control) {
+            // IPv6 answers the probe could not try (it reached no IPv6 address in the
+            // run) are neither vouched for nor used by its users.
+            let untried = f.query_type == QueryType::Aaaa
+                && !context.ipv6
+                && !transport::reached_over(probe, true);
+            if let Some(problem) = inconsistent(f, probe, control).filter(|_| !untried) {
                 out.push(problem);
             }
         } else if let Some(finding) = outside_asns(f, &probe.target.asns) {
@@ -72,30 +81,32 @@ pub fn problems(
     out
 }
 
-/// More than one matching reply to one query, with different addresses.
+/// Two replies to one copy of the query (one ID: the query goes out again in the
+/// listening window, each copy with an ID of its own) with different addresses, both
+/// with some: a resolver answers a copy once, an injector races it. A reply without
+/// addresses beside one with is no proof: a resolver that answered a retransmission
+/// again (a SERVFAIL, then what it had since cached) gives that too.
 fn injection(f: &DnsFacts) -> Option<Finding> {
-    let sets: Vec<BTreeSet<IpAddr>> = f
-        .replies
-        .iter()
-        .filter(|r| r.matches_query)
-        .map(|r| r.addresses().collect())
-        .collect();
-    let first = sets.first()?;
-    let other = sets.iter().find(|s| *s != first)?;
-    let show = |s: &BTreeSet<IpAddr>| match s.is_empty() {
-        true => "no address".to_string(),
-        false => join(s.iter()),
-    };
+    let matching: Vec<&crate::facts::DnsReply> =
+        f.replies.iter().filter(|r| r.matches_query).collect();
+    let (first, other) = matching.iter().enumerate().find_map(|(i, a)| {
+        let a_set: BTreeSet<IpAddr> = a.addresses().collect();
+        matching[i + 1..].iter().find_map(|b| {
+            let b_set: BTreeSet<IpAddr> = b.addresses().collect();
+            let differ = a.id == b.id && !a_set.is_empty() && !b_set.is_empty() && a_set != b_set;
+            differ.then(|| (a_set.clone(), b_set))
+        })
+    })?;
+    let replies = matching.len();
     Some(Finding::new(
         Blocking::DnsInjection,
         format!(
-            "{} answered an {} query for {} {} times with different addresses: first {}, then {}",
+            "{} answered one {} query for {} twice with different addresses: first {}, then {} ({replies} replies in all)",
             f.resolver,
             f.query_type.as_str(),
             f.hostname,
-            sets.len(),
-            show(first),
-            show(other)
+            join(first.iter()),
+            join(other.iter())
         ),
     ))
 }
@@ -139,14 +150,17 @@ fn outside_asns(f: &DnsFacts, expected: &[u32]) -> Option<Finding> {
     ))
 }
 
-/// The same resolver gave addresses for the other record type: the name resolves there.
-fn other_type_answered(f: &DnsFacts, dns: &[Measurement]) -> bool {
-    lookups(dns).any(|g| {
-        g.resolver == f.resolver
-            && g.hostname == f.hostname
-            && g.query_type != f.query_type
-            && !g.addresses.is_empty()
-    })
+/// The same resolver gave addresses for the other record type, and the probe reached
+/// the target: the name resolves there, and works. (An injector that answers only one
+/// type, A say, still blocks the users who need it when nothing else got through.)
+fn other_type_answered(f: &DnsFacts, probe: &TargetFacts) -> bool {
+    super::reached(&probe.measurements)
+        && lookups(&probe.dns).any(|g| {
+            g.resolver == f.resolver
+                && g.hostname == f.hostname
+                && g.query_type != f.query_type
+                && !g.addresses.is_empty()
+        })
 }
 
 /// What the control's lookup of the same name and type gave.
@@ -173,7 +187,7 @@ fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
 fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Option<Problem> {
     let ours = f.all_addresses();
     let theirs: Vec<&DnsFacts> = lookups(&control.dns)
-        .filter(|c| c.hostname == f.hostname)
+        .filter(|c| c.hostname == f.hostname && c.query_type == f.query_type)
         .collect();
     let their_addresses: Vec<IpAddr> = theirs.iter().flat_map(|c| c.all_addresses()).collect();
     let asns = |facts: &[&DnsFacts]| -> BTreeSet<u32> {
@@ -189,14 +203,17 @@ fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Opt
         || asns(&[f]).iter().any(|asn| probe.target.asns.contains(asn))
         || ours
             .iter()
-            .any(|ip| valid_tls(*ip, &f.hostname, probe) || valid_tls(*ip, &f.hostname, control));
+            .any(|ip| valid_tls(*ip, &f.hostname, probe) || valid_tls(*ip, &f.hostname, control))
+        || ours
+            .iter()
+            .any(|ip| http::same_page_from(*ip, probe, control));
     if consistent {
         return None;
     }
     let finding = Finding::new(
         Blocking::DnsHijack,
         format!(
-            "{} answered {} for {}, consistent with neither the control's answers ({}), their networks, nor a valid certificate",
+            "{} answered {} for {}, consistent with neither the control's answers ({}), their networks, a valid certificate, nor the control's page",
             f.resolver,
             join(ours.iter()),
             f.hostname,
@@ -230,4 +247,72 @@ fn valid_tls(ip: IpAddr, name: &str, facts: &TargetFacts) -> bool {
 
 fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {
     items.map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{DnsAnswer, DnsReply};
+
+    fn reply(id: u16, rcode: &str, addresses: &[&str]) -> DnsReply {
+        DnsReply {
+            source: "192.0.2.53:53".into(),
+            arrival_ms: 1.0,
+            id,
+            matches_query: true,
+            rcode: rcode.into(),
+            answers: addresses
+                .iter()
+                .map(|a| DnsAnswer {
+                    answer_type: "A".into(),
+                    data: a.to_string(),
+                    ttl: 60,
+                    asn: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn lookup(replies: Vec<DnsReply>) -> DnsFacts {
+        DnsFacts {
+            resolver: "system".into(),
+            resolver_address: None,
+            hostname: "facebook.com".into(),
+            query_type: QueryType::A,
+            replies,
+            dropped_replies: 0,
+            sent: 5,
+            addresses: Vec::new(),
+            tries: 1,
+            check: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn only_two_answers_to_one_copy_of_the_query_are_an_injection() {
+        let raced = lookup(vec![
+            reply(7, "NoError", &["198.51.100.1"]),
+            reply(7, "NoError", &["157.240.1.35"]),
+        ]);
+        let finding = injection(&raced).expect("an injection");
+        assert!(
+            finding
+                .evidence
+                .contains("first 198.51.100.1, then 157.240.1.35")
+        );
+        // Copies sent again in the listening window have IDs of their own: a resolver
+        // whose answer changed between them (a round-robin subset) injects nothing.
+        let copies = lookup(vec![
+            reply(7, "NoError", &["157.240.1.35"]),
+            reply(8, "NoError", &["157.240.1.36"]),
+        ]);
+        assert_eq!(injection(&copies), None);
+        // A SERVFAIL, then the answer to a retransmission of the same copy.
+        let retried = lookup(vec![
+            reply(7, "ServFail", &[]),
+            reply(7, "NoError", &["157.240.1.35"]),
+        ]);
+        assert_eq!(injection(&retried), None);
+    }
 }

@@ -11,13 +11,21 @@ use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::facts::{Check, DnsFacts, HttpHop, Measurement, QueryType, Step, TlsFacts, Trigger};
+use crate::facts::{
+    Check, CheckTarget, DnsFacts, HttpHop, Measurement, QueryType, Step, TlsFacts, Trigger,
+};
 use crate::failure::{Failure, Operation, StepError};
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
 /// longest residual blocking reported for TLS and HTTP (the GFW's 90 to 180 s; Iran's
 /// about a minute).
 pub const RESIDUAL_WINDOW: TimeDelta = TimeDelta::seconds(180);
+/// The shortest residual block reported (the GFW's of QUIC, 60 s): an answer this soon
+/// after a trigger would have met any block it set off.
+const SHORTEST_RESIDUAL: TimeDelta = TimeDelta::seconds(60);
+/// An answer this soon after a failed step ended (the control-SNI handshake made right
+/// after it) would have met a block that the failure met.
+const RIGHT_AFTER: TimeDelta = TimeDelta::seconds(10);
 
 /// What the canary's own lookups said of each resolver and record type, at the start
 /// of the run.
@@ -65,10 +73,15 @@ fn answered(e: &StepError) -> bool {
 }
 
 /// Why a failed lookup is no evidence against the name: the probe's own error, or a
-/// resolver that failed the canary too (at the start of the run, or right after).
+/// resolver that failed the canary too (at the start of the run, or right after). A
+/// check right after that the resolver passed outweighs the start of the run: it had
+/// recovered by then.
 pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<String> {
     if e.local {
         return Some(own_error(e));
+    }
+    if f.check.as_ref().is_some_and(Check::passed) {
+        return None;
     }
     if let Some(canary) = health.failure(&f.resolver, f.query_type) {
         return Some(format!(
@@ -82,7 +95,7 @@ pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<St
     }
     let check = f.check.as_ref().filter(|c| !c.passed())?;
     Some(format!(
-        "{} {} lookup of {} failed ({}), and the resolver did not answer the canary {} either right after ({})",
+        "{} {} lookup of {} failed ({}), and the resolver did not answer a lookup of {} (under the canary's name) either right after ({})",
         f.resolver,
         f.query_type.as_str(),
         f.hostname,
@@ -116,25 +129,30 @@ pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
             e.failure
         ));
     }
-    check.filter(|c| !c.passed()).map(|c| {
-        format!(
-            "the control could not measure it: its resolver did not answer the canary {} either ({})",
-            c.checked,
+    check.filter(|c| !c.passed()).map(|c| match &c.checked {
+        CheckTarget::Resolver(name) => format!(
+            "the control could not measure it: its resolver did not answer a lookup of {name} (under the canary's name) either ({})",
             failure_of(c)
-        )
+        ),
+        CheckTarget::Connect(address) => format!(
+            "the control could not measure it: its connect to the canary at {address} failed too ({})",
+            failure_of(c)
+        ),
     })
 }
 
 /// A trigger by another target on the same address before `until` (see
 /// [`silent_after_trigger`]), and not long before: the failure may be the residual block
-/// it set off. Not when the address
-/// answered this target after the trigger (`answers`, from its own facts): on the
-/// failing port, or on any port when the trigger was on another one (a block of the
-/// whole address is disproved by any answer; one of the trigger's port, only by an
-/// answer there).
+/// it set off. Not when the address answered this target after the trigger (`answers`,
+/// from its own facts, the control-SNI handshake made right after a failure included)
+/// while such a block would still hold (before the failure, right after the failed step
+/// `ended`, or within the shortest block reported): on the failing port, or on any port
+/// when the trigger was on another one (a block of the whole address is disproved by
+/// any answer; one of the trigger's port, only by an answer there).
 pub fn residual(
     failed: SocketAddr,
     until: DateTime<Utc>,
+    ended: DateTime<Utc>,
     target: &str,
     triggers: &[Trigger],
     answers: &[(SocketAddr, DateTime<Utc>)],
@@ -143,6 +161,7 @@ pub fn residual(
         let disproved = answers.iter().any(|(address, answered)| {
             address.ip() == failed.ip()
                 && *answered > t.at
+                && (*answered <= ended + RIGHT_AFTER || *answered - t.at <= SHORTEST_RESIDUAL)
                 && (address.port() == failed.port() || t.address.port() != failed.port())
         });
         t.address.ip() == failed.ip()
@@ -186,7 +205,14 @@ pub fn silent_after_trigger(
         false => sent,
     };
     let answers = answers(&probe.measurements);
-    residual(address, until, &m.target, &probe.triggers, &answers)
+    residual(
+        address,
+        until,
+        m.ended_at(),
+        &m.target,
+        &probe.triggers,
+        &answers,
+    )
 }
 
 /// Where a target's own measurements got through to a server, and when each began: a
@@ -195,7 +221,10 @@ pub fn answers(measurements: &[Measurement]) -> Vec<(SocketAddr, DateTime<Utc>)>
     let check = |c: &Option<Check>| {
         c.as_ref()
             .filter(|c| c.passed())
-            .and_then(|c| Some((c.checked.parse().ok()?, c.measured_at)))
+            .and_then(|c| match c.checked {
+                CheckTarget::Connect(address) => Some((address, c.measured_at)),
+                CheckTarget::Resolver(_) => None,
+            })
     };
     let mut out = Vec::new();
     for m in measurements {
@@ -259,7 +288,7 @@ mod tests {
 
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
-    use super::ResolverHealth;
+    use super::{CheckTarget, ResolverHealth};
     use crate::facts::{Check, Measurement, QueryType, Step, Trigger};
     use crate::failure::{Failure, Operation, StepError};
 
@@ -268,7 +297,7 @@ mod tests {
 
     fn check(error: Option<Failure>) -> Check {
         Check {
-            checked: "example.com".into(),
+            checked: CheckTarget::Resolver("cp-0.example.com".into()),
             measured_at: Utc::now(),
             error: error.map(|f| StepError::new(Operation::Resolve, f)),
         }

@@ -203,6 +203,7 @@ pub fn fetch(
             error: error.clone(),
         }],
         control_sni: None,
+        again: false,
         tries: 1,
         check: None,
         error,
@@ -214,6 +215,15 @@ pub fn twin(body: u64, transfer_ms: f64) -> Measurement {
     let mut m = fetch(200, body, "Video", transfer_ms, None);
     if let Step::Http(h) = &mut m.step {
         h.control_sni = Some("example.com".into());
+    }
+    m
+}
+
+/// The target's URL fetched again after a fast twin, `body` bytes in `transfer_ms`.
+pub fn again(body: u64, transfer_ms: f64) -> Measurement {
+    let mut m = fetch(200, body, "Video", transfer_ms, None);
+    if let Step::Http(h) = &mut m.step {
+        h.again = true;
     }
     m
 }

@@ -9,18 +9,18 @@
 //!
 //! A slow transfer is throttling only when it was capped (slow in its fastest quarter
 //! second too: loss stalls a transfer between bursts at the path's speed, a throttle
-//! caps that speed) and the same address, at the same time, sent the same URL at its
-//! best four times faster than the throttled transfer typically flowed, with the control
-//! SNI (the canary's name): a throttle keyed on the name spares that twin, a slow path
-//! does not. A TLS failure of the
-//! fetch is SNI filtering when the control-SNI handshake to the same address worked,
-//! as for domains.
+//! caps that speed) and the same address, right after, sent the same URL at its best
+//! four times faster than the throttled transfer typically flowed, with the control SNI
+//! (the canary's name): a throttle keyed on the name spares that twin, a slow path does
+//! not. The URL fetched with its own name once more after the twin must still be capped:
+//! a path congested for the first transfer only is not (A/B/A). A TLS failure of the fetch is SNI filtering when the control-SNI
+//! handshakes to the same address around it worked, as for domains.
 
 use std::collections::BTreeSet;
 
-use super::transport::{connect_problem, tcp_finding};
+use super::transport::{connect_problem, name_singled_out, tcp_finding};
 use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
-use crate::facts::{HttpFacts, HttpHop, Measurement, Step, TlsFacts};
+use crate::facts::{HttpFacts, HttpHop, Measurement, Step};
 use crate::failure::{Failure, Operation};
 use crate::measure::TargetFacts;
 
@@ -67,20 +67,34 @@ const COMMON_HEADERS: [&str; 25] = [
     "x-varnish",
 ];
 
-/// The fetches of a target, without their control-SNI twins.
+/// The fetches of a target, without the refetches of a slow transfer.
 fn fetches(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &HttpFacts)> {
     facts.measurements.iter().filter_map(|m| match &m.step {
-        Step::Http(h) if h.control_sni.is_none() => Some((m, h)),
+        Step::Http(h) if h.control_sni.is_none() && !h.again => Some((m, h)),
         _ => None,
     })
 }
 
-/// The control-SNI twin of a fetch, if one was made (see `measure::http`).
-fn twin(facts: &TargetFacts) -> Option<&HttpHop> {
-    facts.measurements.iter().find_map(|m| match &m.step {
-        Step::Http(h) if h.control_sni.is_some() => h.final_response(),
-        _ => None,
-    })
+/// The refetches of a slow transfer, if made (see `measure::http`): its control-SNI
+/// twin, and the fetch with the target's name again after a far faster twin.
+struct Refetches<'a> {
+    twin: Option<&'a HttpHop>,
+    again: Option<&'a HttpHop>,
+}
+
+fn refetches(facts: &TargetFacts) -> Refetches<'_> {
+    let find = |twin: bool| {
+        facts.measurements.iter().find_map(|m| match &m.step {
+            Step::Http(h) if h.control_sni.is_some() == twin && h.again != twin => {
+                h.final_response()
+            }
+            _ => None,
+        })
+    };
+    Refetches {
+        twin: find(true),
+        again: find(false),
+    }
 }
 
 pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
@@ -91,8 +105,8 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
         .and_then(|t| t.final_response());
     let mut out = Vec::new();
     for (m, h) in fetches(probe) {
-        if let Some(finding) = blockpage(h) {
-            out.push(Problem::proven(finding));
+        if let Some(problem) = blockpage(h) {
+            out.push(problem);
             continue;
         }
         if let Some(problem) = cdn_page(h, their_page) {
@@ -134,12 +148,12 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 out.push(problem);
                 continue;
             }
-            if let Some(slow) = their_page.and_then(|page| throttled(h, page, twin(probe))) {
+            if let Some(slow) = their_page.and_then(|page| throttled(h, page, refetches(probe))) {
                 out.push(slow.with_control(saw));
                 continue;
             }
             if let Some(hop) = last.filter(|hop| cut_off(hop)) {
-                let finding = failure_finding(h, probe).0;
+                let finding = failure_finding(h, m, probe).0;
                 let why = format!(
                     "{} was cut off by the deadline after {} bytes: a slow transfer, which shows no interference unless it was throttled",
                     hop.url, hop.body_length
@@ -147,7 +161,7 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 out.push(Problem::explained(finding, why));
                 continue;
             }
-            let (finding, strong) = failure_finding(h, probe);
+            let (finding, strong) = failure_finding(h, m, probe);
             let problem = match strong || e.failure.is_certificate_error() {
                 true => Problem::strong(finding, saw),
                 false => Problem::weak(finding, saw),
@@ -161,16 +175,60 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
             out.push(problem.unless(why));
         } else if let (Some(ours), Some(page)) = (h.final_response(), their_page) {
             let saw = || Some(ControlSaw::Success("the control fetched it".into()));
-            if let Some(problem) = server_error(ours, page) {
+            if let Some(name) = fingerprints::cdn_page(page) {
+                out.extend(unseen_page(ours, page, name));
+            } else if let Some(problem) = server_error(ours, page) {
                 out.push(problem);
-            } else if let Some(slow) = throttled(h, page, twin(probe)) {
+            } else if let Some(slow) = throttled(h, page, refetches(probe)) {
                 out.push(slow.with_control(saw()));
-            } else if let Some(finding) = differs(ours, page) {
-                out.push(Problem::weak(finding, saw()));
+            } else if let Some(mut finding) = differs(ours, page) {
+                out.push(match site_served(ours) {
+                    true => {
+                        finding.evidence.push_str(SITE_SERVED);
+                        Problem::not_interference(finding, saw())
+                    }
+                    false => Problem::weak(finding, saw()),
+                });
             }
         }
     }
     out
+}
+
+/// Appended to a page difference seen over a TLS session with a valid certificate for
+/// the name: no censor can write into one, so the site chose to answer so.
+const SITE_SERVED: &str = ", over a TLS session with a valid certificate for the name: the site's own answer (a page by country, a legal block), not a censor's";
+
+/// Whether `hop` came over a TLS session with a valid certificate for its name.
+fn site_served(hop: &HttpHop) -> bool {
+    hop.url.starts_with("https:")
+        && hop
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.handshake_done && t.error.is_none())
+}
+
+/// The control got `name`, its CDN's challenge page, not the site's: there is no page
+/// to compare the probe's with. Over a valid TLS session the probe's page is the site's
+/// own answer, and that is all; otherwise it may be an unknown blockpage, which only the
+/// comparison would have shown.
+fn unseen_page(ours: &HttpHop, theirs: &HttpHop, name: &str) -> Option<Problem> {
+    if site_served(ours) || fingerprints::cdn_page(ours) == Some(name) {
+        return None;
+    }
+    let finding = Finding::new(
+        Blocking::HttpDiff,
+        format!(
+            "{} answered HTTP {} over plain HTTP",
+            ours.url,
+            ours.status.unwrap_or_default()
+        ),
+    );
+    let why = format!(
+        "the control got HTTP {} with {name}, a challenge of the site's CDN, so there was no page to compare with",
+        theirs.status.unwrap_or_default()
+    );
+    Some(Problem::weak(finding, Some(ControlSaw::NotMeasured(why))))
 }
 
 /// The CDN served its own challenge or access-denied page to the probe, and not the
@@ -179,8 +237,7 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
 fn cdn_page(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
     let ours = h.final_response()?;
     let name = fingerprints::cdn_page(ours)?;
-    let same = theirs.and_then(fingerprints::cdn_page) == Some(name);
-    if same {
+    if theirs.and_then(fingerprints::cdn_page) == Some(name) {
         return None;
     }
     let finding = Finding::new(
@@ -214,33 +271,42 @@ fn server_error(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
     ))
 }
 
-fn blockpage(h: &HttpFacts) -> Option<Finding> {
+/// A hop that answered with a known blockpage: proof of interference, unless it came
+/// over a TLS session with a valid certificate for the name, which no censor can write
+/// into (a site's own legal block, or a page that looks like one).
+fn blockpage(h: &HttpFacts) -> Option<Problem> {
     h.hops.iter().find_map(|hop| {
-        fingerprints::http_blockpage(hop).map(|name| {
-            Finding::new(
-                Blocking::HttpBlockpage,
-                format!("{} answered with {name}", hop.url),
-            )
+        let name = fingerprints::http_blockpage(hop)?;
+        let mut finding = Finding::new(
+            Blocking::HttpBlockpage,
+            format!("{} answered with {name}", hop.url),
+        );
+        Some(match site_served(hop) {
+            true => {
+                finding.evidence.push_str(SITE_SERVED);
+                Problem::not_interference(finding, None)
+            }
+            false => Problem::proven(finding),
         })
     })
 }
 
 /// The failure of a fetch, named by the layer it happened in, and whether the probe's
-/// facts alone show interference: a TLS failure where the control-SNI handshake to the
-/// same address worked.
-fn failure_finding(h: &HttpFacts, probe: &TargetFacts) -> (Finding, bool) {
+/// facts alone show interference: a TLS failure that singled out the name (see
+/// `transport::name_singled_out`).
+fn failure_finding(h: &HttpFacts, m: &Measurement, probe: &TargetFacts) -> (Finding, bool) {
     let e = h.error.as_ref().expect("called on failed fetches");
     let last = h.hops.last();
     let hop = last.map_or(h.url.as_str(), |hop| hop.url.as_str());
     let at = last
         .and_then(|hop| hop.address)
         .map_or_else(|| hop.to_string(), |a| a.to_string());
-    let control_sni = last
-        .and_then(|hop| hop.address)
-        .and_then(|address| control_sni_at(probe, address));
+    let contrast = last.and_then(|hop| {
+        name_singled_out(probe, hop.address?, hop.started_at.unwrap_or(m.measured_at))
+    });
     if e.failed_operation == Operation::TlsHandshake
         && !e.failure.is_certificate_error()
-        && let Some(c) = control_sni
+        && let Some(contrast) = contrast
     {
         let blocking = match e.failure {
             Failure::GenericTimeout => Blocking::TlsTimeout,
@@ -251,8 +317,8 @@ fn failure_finding(h: &HttpFacts, probe: &TargetFacts) -> (Finding, bool) {
         let finding = Finding::new(
             blocking,
             format!(
-                "TLS handshake for {hop} with {at} failed ({}) while a handshake with the control name {} to the same address succeeded",
-                e.failure, c.server_name
+                "TLS handshake for {hop} with {at} failed ({}) {contrast}",
+                e.failure
             ),
         );
         return (finding, strong);
@@ -287,17 +353,6 @@ fn failure_finding(h: &HttpFacts, probe: &TargetFacts) -> (Finding, bool) {
         ),
     };
     (finding, false)
-}
-
-/// A control-SNI handshake to `address` among the probe's measurements that the server
-/// answered.
-fn control_sni_at(probe: &TargetFacts, address: std::net::SocketAddr) -> Option<&TlsFacts> {
-    probe.measurements.iter().find_map(|m| match &m.step {
-        Step::TlsHandshake(t) if t.control_sni && t.address == address && t.server_answered() => {
-            Some(t)
-        }
-        _ => None,
-    })
 }
 
 /// A body the deadline cut off after some of it came.
@@ -335,16 +390,22 @@ impl Slow {
     }
 }
 
-fn throttled(h: &HttpFacts, theirs: &HttpHop, twin: Option<&HttpHop>) -> Option<Slow> {
+fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Option<Slow> {
     let ours = h.hops.last()?;
     let (our_rate, their_rate) = (rate(ours)?, rate(theirs)?);
     if our_rate * THROTTLE_RATIO >= their_rate {
         return None;
     }
     // Loss stalls a transfer between bursts at the path's speed; a throttle caps that
-    // speed, its fastest quarter second too.
+    // speed, its fastest quarter seconds too. A transfer that came in one or two bursts
+    // (a throttle's allowance, then loss) shows no peak: the fetch with the target's name
+    // after the twin shows it instead.
     let our_active = ours.active_rate.unwrap_or(our_rate);
-    if ours.peak_rate.unwrap_or(our_rate) >= THROTTLE_CAP {
+    let peak = ours
+        .peak_rate
+        .or(refetched.again.and_then(|a| a.peak_rate))
+        .unwrap_or(our_rate);
+    if peak >= THROTTLE_CAP {
         return None;
     }
     let kbps = |rate: f64| format!("{:.0} kB/s", rate / 1000.0);
@@ -358,21 +419,51 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, twin: Option<&HttpHop>) -> Option<
         theirs.body_length
     );
     // What the path gave the same URL under another name, at its best.
-    let twin_rate = twin.and_then(|t| t.peak_rate.or(rate(t)));
+    let twin_rate = refetched.twin.and_then(|t| t.peak_rate.or(rate(t)));
     if let Some(rate) = twin_rate {
         evidence.push_str(&format!(
             ", and at up to {} from the same address with the control SNI",
             kbps(rate)
         ));
     }
+    // The target's name again after the twin: still capped, or the path had recovered.
+    // Capped when it flowed nearer (by ratio) the first transfer's rate than the twin's
+    // best: loss slows the twin too, and a throttle's token bucket, refilled while the
+    // twin ran, lets a burst through at its start. Too short to rate: stalled, capped.
+    let again = refetched.again.map(|a| {
+        let flowed = a.active_rate.or(rate(a));
+        let capped = flowed
+            .is_none_or(|flowed| twin_rate.is_some_and(|twin| flowed < (our_active * twin).sqrt()));
+        (capped, flowed)
+    });
+    if let Some((_, flowed)) = again {
+        let flowed = flowed.map_or("no measurable rate".into(), kbps);
+        evidence.push_str(&format!(
+            ", then at {flowed} while it flowed with its own name again"
+        ));
+    }
     let (throttled, why_not) = match twin_rate {
-        Some(rate) if our_active * THROTTLE_RATIO < rate => (true, String::new()),
-        Some(_) => (
+        Some(rate) if our_active * THROTTLE_RATIO >= rate => (
             false,
             format!(
                 "{evidence}: as slow with the control SNI, so a slow path (a congested route) or a throttle of the address, not of the name"
             ),
         ),
+        Some(_) => match again {
+            Some((true, _)) => (true, String::new()),
+            Some((false, _)) => (
+                false,
+                format!(
+                    "{evidence}: no longer capped once fetched again, so a path congested for a while, not a throttle"
+                ),
+            ),
+            None => (
+                false,
+                format!(
+                    "{evidence}; no fetch with its own name after the twin, to tell a throttle from a path congested for a while"
+                ),
+            ),
+        },
         None => (
             false,
             format!(
@@ -385,6 +476,28 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, twin: Option<&HttpHop>) -> Option<
         throttled,
         why_not,
     })
+}
+
+/// Whether a fetch of the probe's from `ip` got the page the control got: an address
+/// that serves the site's page is the site's. Stricter than [`differs`], which lets a
+/// dynamic page pass on any one likeness: here the status, the title (not empty) and
+/// the body's length must all match, as no unknown blockpage would.
+pub fn same_page_from(ip: std::net::IpAddr, probe: &TargetFacts, control: &TargetFacts) -> bool {
+    let Some(theirs) = fetches(control).find_map(|(_, h)| h.final_response()) else {
+        return false;
+    };
+    let same = |ours: &HttpHop| {
+        let (a, b) = (ours.body_length, theirs.body_length);
+        ours.status == theirs.status
+            && ours.title.as_deref().is_some_and(|t| !t.is_empty())
+            && ours.title == theirs.title
+            && a.min(b) as f64 > BODY_PROPORTION * a.max(b) as f64
+    };
+    fingerprints::cdn_page(theirs).is_none()
+        && fetches(probe)
+            .filter_map(|(_, h)| h.final_response())
+            .filter(|ours| ours.address.is_some_and(|a| a.ip() == ip))
+            .any(same)
 }
 
 /// OONI's page comparison.
@@ -459,7 +572,7 @@ fn titles_match(ours: &HttpHop, theirs: &HttpHop) -> bool {
 mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Verdict};
-    use crate::facts::{HttpHop, Measurement, Step};
+    use crate::facts::{HttpHop, Measurement, Step, TlsFacts};
     use crate::failure::{Failure, Operation, StepError};
 
     const FB: &str = "157.240.1.35";
@@ -507,6 +620,69 @@ mod tests {
             "{}",
             both.verdict.evidence
         );
+    }
+
+    /// `m`'s hop marked as fetched over a TLS session with a valid certificate.
+    fn over_valid_tls(mut m: Measurement) -> Measurement {
+        if let Step::Http(h) = &mut m.step {
+            let mut tls = TlsFacts::new(FB_443.parse().unwrap(), "facebook.com", false);
+            tls.handshake_done = true;
+            h.hops[0].tls = Some(tls);
+        }
+        m
+    }
+
+    #[test]
+    fn a_page_over_a_valid_tls_session_is_the_sites_own() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
+        let legal = || fetch(451, 300, "Unavailable For Legal Reasons", 5.0, None);
+        let plain = compare(url(), (dns(), vec![legal()]), (dns(), vec![page()]));
+        assert_eq!(
+            kind(&plain),
+            (Verdict::Blocked, Some(Blocking::HttpBlockpage))
+        );
+        let served = compare(
+            url(),
+            (dns(), vec![over_valid_tls(legal())]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(kind(&served), (Verdict::Anomaly, None));
+        assert!(served.verdict.evidence.contains("the site's own answer"));
+        // Any other difference over one is the site's too.
+        let moved = || fetch(404, 300, "Not here", 5.0, None);
+        let other = compare(
+            url(),
+            (dns(), vec![over_valid_tls(moved())]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(kind(&other), (Verdict::Anomaly, None));
+        let plain_other = compare(url(), (dns(), vec![moved()]), (dns(), vec![page()]));
+        assert_eq!(
+            kind(&plain_other),
+            (Verdict::Blocked, Some(Blocking::HttpDiff))
+        );
+    }
+
+    #[test]
+    fn a_challenged_control_leaves_nothing_to_compare() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
+        let mut challenged = fetch(403, 7000, "Just a moment...", 5.0, None);
+        challenge(&mut challenged);
+        let plain = compare(
+            url(),
+            (dns(), vec![page()]),
+            (dns(), vec![challenged.clone()]),
+        );
+        assert_eq!(kind(&plain), (Verdict::Inconclusive, None));
+        assert!(plain.verdict.evidence.contains("no page to compare with"));
+        let served = compare(
+            url(),
+            (dns(), vec![over_valid_tls(page())]),
+            (dns(), vec![challenged]),
+        );
+        assert_eq!(kind(&served), (Verdict::Ok, None));
     }
 
     #[test]

@@ -185,6 +185,17 @@ pub struct Context {
     pub policy: AddressPolicy,
     /// What the canary's lookups said of each resolver (empty when unknown).
     pub resolvers: explain::ResolverHealth,
+    /// Whether the probe reached the canary over IPv6: its IPv6 works, and a target's
+    /// IPv6 address it cannot reach is evidence like any other.
+    pub ipv6: bool,
+}
+
+impl Context {
+    /// Takes in what the canary's measurements say of the probe's network.
+    pub fn learn_from_canary(&mut self, canary: &TargetFacts) {
+        self.resolvers = explain::ResolverHealth::of(&canary.dns);
+        self.ipv6 = transport::reached_over(canary, true);
+    }
 }
 
 /// What the control vantage point had to say about a target.
@@ -291,7 +302,7 @@ pub fn problems(
     };
     match probe.target.kind {
         TargetKind::Url(_) => out.extend(http::problems(probe, control)),
-        _ => out.extend(transport::problems(probe, control)),
+        _ => out.extend(transport::problems(probe, control, context)),
     }
     out
 }
@@ -344,6 +355,23 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
             evidence: p.explained.clone().unwrap_or_default(),
         })
     });
+    let reached = reached(&facts.measurements);
+    // Nothing went wrong, and nothing got through either (every failure was left out,
+    // as an IPv6 address without a route is): no ground for `ok`.
+    if decision.is_none() && !reached {
+        return Outcome {
+            verdict: TargetVerdict {
+                service: facts.target.service.clone(),
+                target: facts.target.to_string(),
+                verdict: Verdict::Inconclusive,
+                blocking: None,
+                evidence:
+                    "nothing got through to the target, and no failure was evidence either way"
+                        .into(),
+            },
+            reached,
+        };
+    }
     let (verdict, blocking, evidence) = match decision {
         Some(d) => {
             let flagged = matches!(d.verdict, Verdict::Blocked | Verdict::Anomaly);
@@ -364,7 +392,7 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
             blocking,
             evidence,
         },
-        reached: reached(&facts.measurements),
+        reached,
     }
 }
 
@@ -527,7 +555,7 @@ mod fixtures;
 #[cfg(test)]
 mod tests {
     use super::fixtures::*;
-    use super::{Blocking, Control, Verdict, no_network};
+    use super::{Blocking, Context, Control, Verdict, no_network};
     use crate::facts::Step;
     use crate::failure::{Failure, Operation, StepError};
 
@@ -563,7 +591,7 @@ mod tests {
         let unknown = judge(
             domain(&[32934]),
             vec![lookup(&[("93.184.216.34", None)])],
-            vec![],
+            vec![tcp("93.184.216.34:443", None)],
         );
         assert_eq!(unknown.verdict.verdict, Verdict::Ok);
     }
@@ -586,6 +614,63 @@ mod tests {
         );
         assert_eq!(kind(&v4), (Verdict::Anomaly, Some(Blocking::TcpBlackhole)));
         assert!(!v4.reached);
+        // IPv6 routed but going nowhere, while IPv4 reached the target: broken IPv6.
+        let six = "[2a03:2880::1]:443";
+        let broken = compare(
+            domain(&[]),
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![tcp(FB_443, None), tcp(six, Some(Failure::GenericTimeout))],
+            ),
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![tcp(FB_443, None), tcp(six, None)],
+            ),
+        );
+        assert_eq!(kind(&broken), (Verdict::Ok, None));
+        // The same where the probe reached the canary over IPv6: its IPv6 works, and the
+        // target's address it could not reach is evidence.
+        let works = Context {
+            ipv6: true,
+            ..Context::default()
+        };
+        let singled = compare_in(
+            &works,
+            domain(&[]),
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![tcp(FB_443, None), tcp(six, Some(Failure::GenericTimeout))],
+            ),
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![tcp(FB_443, None), tcp(six, None)],
+            ),
+        );
+        assert_eq!(
+            kind(&singled),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        // One IPv6 address reached and another not: that one is evidence.
+        let other = "[2a03:2880::2]:443";
+        let partial = compare(
+            domain(&[]),
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![
+                    tcp(FB_443, None),
+                    tcp(six, None),
+                    tcp(other, Some(Failure::GenericTimeout)),
+                ],
+            ),
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![tcp(FB_443, None), tcp(six, None), tcp(other, None)],
+            ),
+        );
+        assert_eq!(
+            kind(&partial),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
     }
 
     #[test]
@@ -627,6 +712,55 @@ mod tests {
 
     const FB: &str = "157.240.1.35";
     const FB_443: &str = "157.240.1.35:443";
+
+    #[test]
+    fn a_name_is_singled_out_only_while_the_address_still_answers_the_control_name() {
+        // The control-SNI handshake made right after the target's failed, with `failure`
+        // at `operation`.
+        let after = |failure: Option<Failure>, operation: Operation| {
+            let mut m = at(tls(FB_443, true, failure), 5);
+            if let Step::TlsHandshake(t) = &mut m.step
+                && let Some(e) = &mut t.error
+            {
+                e.failed_operation = operation;
+            }
+            m
+        };
+        let with_after = |m: crate::facts::Measurement| {
+            judge(
+                domain(&[]),
+                vec![lookup(&[(FB, None)])],
+                vec![
+                    tcp(FB_443, None),
+                    at(tls(FB_443, true, None), -5),
+                    tls(FB_443, false, Some(Failure::ConnectionReset)),
+                    m,
+                ],
+            )
+        };
+        let answered = with_after(after(None, Operation::TlsHandshake));
+        assert_eq!(
+            kind(&answered),
+            (Verdict::Anomaly, Some(Blocking::TlsReset))
+        );
+        assert!(answered.verdict.evidence.contains("before and right after"));
+        // The address stopped taking connections: a residual block the name set off.
+        let silenced = with_after(after(Some(Failure::GenericTimeout), Operation::Connect));
+        assert_eq!(
+            kind(&silenced),
+            (Verdict::Anomaly, Some(Blocking::TlsReset))
+        );
+        // The server stopped doing TLS with any name: nothing singles the name out.
+        let broken = with_after(after(
+            Some(Failure::ConnectionReset),
+            Operation::TlsHandshake,
+        ));
+        assert_eq!(
+            kind(&broken),
+            (Verdict::Anomaly, Some(Blocking::TlsFailure))
+        );
+        assert!(!broken.verdict.evidence.contains("control name"));
+    }
 
     #[test]
     fn dns_consistency_with_the_control() {
@@ -673,10 +807,20 @@ mod tests {
         // Different addresses in a common ASN: consistent.
         let asn = compare(
             domain(&[]),
-            (vec![lookup(&[("157.240.9.9", Some(32934))])], vec![]),
+            (
+                vec![lookup(&[("157.240.9.9", Some(32934))])],
+                vec![tcp("157.240.9.9:443", None)],
+            ),
             (vec![lookup(&[(FB, Some(32934))])], vec![]),
         );
         assert_eq!(kind(&asn), (Verdict::Ok, None));
+        // Nothing failed, and nothing was reached either: no ground for ok.
+        let unreached = compare(
+            domain(&[]),
+            (vec![lookup(&[("157.240.9.9", Some(32934))])], vec![]),
+            (vec![lookup(&[(FB, Some(32934))])], vec![]),
+        );
+        assert_eq!(kind(&unreached), (Verdict::Inconclusive, None));
         // An address nothing vouches for: hijack.
         let lie = compare(
             domain(&[]),
@@ -684,6 +828,53 @@ mod tests {
             (vec![lookup(&[(FB, Some(32934))])], vec![]),
         );
         assert_eq!(kind(&lie), (Verdict::Blocked, Some(Blocking::DnsHijack)));
+        // A plain-HTTP page from the address just like the control's: the site's.
+        let mut served = fetch(200, 5000, "Facebook", 5.0, None);
+        if let Step::Http(h) = &mut served.step {
+            h.hops[0].address = Some("93.184.216.34:443".parse().unwrap());
+        }
+        let theirs = || {
+            (
+                vec![lookup(&[(FB, None)])],
+                vec![fetch(200, 5100, "Facebook", 5.0, None)],
+            )
+        };
+        let page_vouched = compare(
+            url(),
+            (vec![lookup(&[("93.184.216.34", None)])], vec![served]),
+            theirs(),
+        );
+        assert_eq!(
+            kind(&page_vouched),
+            (Verdict::Ok, None),
+            "{}",
+            page_vouched.verdict.evidence
+        );
+        // An AAAA answer the probe could try on no IPv6 address: not judged.
+        let aaaa = |ip: &str| {
+            let mut m = lookup(&[(ip, None)]);
+            if let Step::Dns(d) = &mut m.step {
+                d.query_type = crate::facts::QueryType::Aaaa;
+            }
+            m
+        };
+        let untried = compare(
+            domain(&[]),
+            (
+                vec![lookup(&[(FB, None)]), aaaa("2a01:4f8::1")],
+                vec![tcp(FB_443, None)],
+            ),
+            (
+                vec![lookup(&[(FB, None)]), aaaa("2a03:2880::1")],
+                vec![tcp(FB_443, None)],
+            ),
+        );
+        assert_eq!(
+            kind(&untried),
+            (Verdict::Ok, None),
+            "{}",
+            untried.verdict.evidence
+        );
         // A bogon is never consistent, even if the control got it too.
         let bogon = compare(
             domain(&[]),
@@ -844,12 +1035,15 @@ mod tests {
         );
         assert_eq!(kind(&other), (Verdict::Blocked, Some(Blocking::HttpDiff)));
         // Slow at the probe, fast at the control and with the control SNI from the
-        // same address: a throttle keyed on the name.
+        // same address, and slow again with its own name: a throttle keyed on the name.
         let slow = || page(200, 400_000, "Video", 20_000.0);
         let their_page = || (dns(), vec![page(200, 400_000, "Video", 400.0)]);
         let throttled = compare(
             url(),
-            (dns(), vec![slow(), twin(400_000, 500.0)]),
+            (
+                dns(),
+                vec![slow(), twin(400_000, 500.0), again(400_000, 20_000.0)],
+            ),
             their_page(),
         );
         assert_eq!(
@@ -863,6 +1057,61 @@ mod tests {
                 .contains("kB/s from the same address with the control SNI"),
             "{}",
             throttled.verdict.evidence
+        );
+        // Without the fetch after the twin, a path congested for a while is not ruled
+        // out.
+        let unsure = compare(
+            url(),
+            (dns(), vec![slow(), twin(400_000, 500.0)]),
+            their_page(),
+        );
+        assert_eq!(kind(&unsure), (Verdict::Inconclusive, None));
+        assert!(
+            unsure
+                .verdict
+                .evidence
+                .contains("no fetch with its own name")
+        );
+        // Still capped with its own name after the twin (A/B/A): a throttle.
+        let held = compare(
+            url(),
+            (
+                dns(),
+                vec![slow(), twin(400_000, 500.0), again(400_000, 21_000.0)],
+            ),
+            their_page(),
+        );
+        assert_eq!(kind(&held), (Verdict::Blocked, Some(Blocking::Throttled)));
+        assert!(held.verdict.evidence.contains("with its own name again"));
+        // A burst at its start (the throttle's bucket refilled during the twin) does not
+        // make it uncapped: what counts is how it flowed, and its fastest quarter second
+        // but one. It shows the cap where the first transfer came in too few bursts to.
+        let mut burst = again(400_000, 6_000.0);
+        if let Step::Http(h) = &mut burst.step {
+            h.hops[0].peak_rate = Some(120_000.0);
+            h.hops[0].active_rate = Some(50_000.0);
+        }
+        let bursty = compare(
+            url(),
+            (dns(), vec![slow(), twin(400_000, 500.0), burst]),
+            their_page(),
+        );
+        assert_eq!(kind(&bursty), (Verdict::Blocked, Some(Blocking::Throttled)));
+        // Fast with its own name too right after the twin: a path that was congested
+        // for the first transfer, not a throttle.
+        let recovered = compare(
+            url(),
+            (
+                dns(),
+                vec![slow(), twin(400_000, 500.0), again(400_000, 600.0)],
+            ),
+            their_page(),
+        );
+        assert_eq!(kind(&recovered), (Verdict::Inconclusive, None));
+        assert!(
+            recovered.verdict.evidence.contains("no longer capped"),
+            "{}",
+            recovered.verdict.evidence
         );
         // As slow with the control SNI: a slow path (a lossy link), not a throttle.
         let path = compare(
@@ -894,6 +1143,18 @@ mod tests {
             "{}",
             lossy.verdict.evidence
         );
+        // The first transfer too short to show a peak, the one after the twin at the
+        // path's speed in bursts: loss, not a cap.
+        let mut bursts = again(400_000, 6_000.0);
+        if let Step::Http(h) = &mut bursts.step {
+            h.hops[0].peak_rate = Some(5_000_000.0);
+        }
+        let lossy_again = compare(
+            url(),
+            (dns(), vec![slow(), twin(400_000, 500.0), bursts]),
+            their_page(),
+        );
+        assert_ne!(kind(&lossy_again).0, Verdict::Blocked);
         // No twin to compare with: nothing said.
         let alone = compare(url(), (dns(), vec![slow()]), their_page());
         assert_eq!(kind(&alone), (Verdict::Inconclusive, None));
@@ -919,7 +1180,10 @@ mod tests {
         );
         let crawled = compare(
             url(),
-            (dns(), vec![cut, twin(400_000, 500.0)]),
+            (
+                dns(),
+                vec![cut, twin(400_000, 500.0), again(400_000, 20_000.0)],
+            ),
             (dns(), vec![page(200, 400_000, "Video", 400.0)]),
         );
         assert_eq!(

@@ -1,8 +1,9 @@
 //! TCP and TLS.
 //!
-//! A TLS handshake that is reset or stalls with the target's name, while a handshake
-//! with the control name to the same address goes through, is SNI filtering: that is
-//! proven at the probe alone. Any other failure is blocking only if the control
+//! A TLS handshake that is reset or stalls with the target's name, while handshakes
+//! with the control name to the same address go through before it and right after (or
+//! the address then stops answering at all, as a residual block does), is SNI
+//! filtering: that is proven at the probe alone. Any other failure is blocking only if the control
 //! succeeded at the same step on the same address, and an outage if it failed there
 //! too. IPv6 addresses the probe (or the control) cannot route to say something about
 //! that vantage point's network, not about the censor, and are left out.
@@ -13,18 +14,27 @@
 
 use std::net::SocketAddr;
 
-use super::{Blocking, ControlSaw, Finding, Problem, explain};
+use chrono::{DateTime, Utc};
+
+use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
 use crate::facts::{Check, Measurement, Step, TlsFacts};
 use crate::failure::{Failure, Operation, StepError};
 use crate::measure::TargetFacts;
 
-pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
-    let tls = handshakes(&probe.measurements);
+pub fn problems(
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+    context: &Context,
+) -> Vec<Problem> {
     let mut out = Vec::new();
     for m in &probe.measurements {
         match &m.step {
             Step::TcpConnect(t) => {
-                if let Some(e) = t.error.as_ref().filter(|e| !no_route(t.address, e)) {
+                if let Some(e) = t
+                    .error
+                    .as_ref()
+                    .filter(|e| !left_out(probe, context, t.address, e))
+                {
                     out.push(connect_problem(
                         probe,
                         m,
@@ -37,7 +47,7 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 }
             }
             Step::TlsHandshake(t) if !t.control_sni => {
-                if let Some(problem) = tls_problem(probe, m, t, &tls, control) {
+                if let Some(problem) = tls_problem(probe, m, t, control, context) {
                     out.push(problem);
                 }
             }
@@ -80,6 +90,37 @@ fn handshakes(measurements: &[Measurement]) -> Vec<&TlsFacts> {
 /// An IPv6 address with no route: the vantage point has no IPv6.
 fn no_route(address: SocketAddr, e: &StepError) -> bool {
     address.is_ipv6() && e.failure == Failure::NetworkUnreachable
+}
+
+/// A failed connect that says nothing of the target: to an IPv6 address without a route
+/// there, or unanswered where the probe reached no IPv6 address in the run (neither the
+/// canary nor this target) while it reached the target over IPv4. That is the vantage
+/// point's IPv6 broken (a route to nowhere, a tunnel down), which browsers fall back
+/// from, not a block. Where the probe's IPv6 works, the address counts.
+fn left_out(probe: &TargetFacts, context: &Context, address: SocketAddr, e: &StepError) -> bool {
+    let broken_ipv6 = || {
+        address.is_ipv6()
+            && e.failed_operation == Operation::Connect
+            && e.failure.is_unanswered()
+            && !context.ipv6
+            && !reached_over(probe, true)
+            && reached_over(probe, false)
+    };
+    no_route(address, e) || broken_ipv6()
+}
+
+/// Whether a connection of the probe's to an IPv6 (or IPv4) address of the target got
+/// through.
+pub fn reached_over(probe: &TargetFacts, ipv6: bool) -> bool {
+    probe.measurements.iter().any(|m| match &m.step {
+        Step::TcpConnect(t) => t.address.is_ipv6() == ipv6 && t.error.is_none(),
+        Step::TlsHandshake(t) => t.address.is_ipv6() == ipv6 && t.server_answered(),
+        Step::Http(h) => h
+            .hops
+            .iter()
+            .any(|hop| hop.status.is_some() && hop.address.is_some_and(|a| a.is_ipv6() == ipv6)),
+        Step::Dns(_) => false,
+    })
 }
 
 /// A failed connect: a timeout is a blackhole, a reset or refusal says so.
@@ -161,14 +202,14 @@ fn tls_problem(
     probe: &TargetFacts,
     m: &Measurement,
     t: &TlsFacts,
-    all: &[&TlsFacts],
     control: Option<&TargetFacts>,
+    context: &Context,
 ) -> Option<Problem> {
     let e = t.error.as_ref()?;
     let (name, address) = (&t.server_name, t.address);
     if e.failed_operation == Operation::Connect {
-        return (!no_route(address, e))
-            .then(|| connect_problem(probe, m, address, e, 1, t.check.as_ref(), control));
+        return (!left_out(probe, context, address, e))
+            .then(|| connect_problem(probe, m, address, e, t.tries, t.check.as_ref(), control));
     }
     if t.handshake_done && e.failure.is_certificate_error() {
         let issuer = t
@@ -187,25 +228,18 @@ fn tls_problem(
             control.map(|c| handshake_at(c, t, true)),
         ));
     }
-    let control_sni = all
-        .iter()
-        .find(|c| c.control_sni && c.address == address)
-        .filter(|c| c.server_answered());
-    let (blocking, strong) = match (&e.failure, control_sni) {
+    // The handshake is recorded from when its name was sent.
+    let contrast = name_singled_out(probe, address, m.measured_at);
+    let (blocking, strong) = match (&e.failure, &contrast) {
         (f, Some(_)) if f.is_reset_or_eof() => (Blocking::TlsReset, true),
         (Failure::GenericTimeout, Some(_)) => (Blocking::TlsTimeout, true),
         _ => (Blocking::TlsFailure, false),
     };
-    let evidence = match control_sni {
-        Some(c) => format!(
-            "TLS handshake with {name} to {address} failed ({}) while a handshake with the control name {} to the same address succeeded",
-            e.failure, c.server_name
-        ),
-        None => format!(
-            "TLS handshake with {name} to {address} failed ({})",
-            e.failure
-        ),
-    };
+    let evidence = format!(
+        "TLS handshake with {name} to {address} failed ({}){}",
+        e.failure,
+        contrast.map_or(String::new(), |c| format!(" {c}"))
+    );
     let saw = control.map(|c| handshake_at(c, t, false));
     let mut finding = Finding::new(blocking, evidence);
     if t.tries > 1 {
@@ -216,8 +250,50 @@ fn tls_problem(
         false => Problem::weak(finding, saw),
     };
     let what = format!("TLS handshake with {name} to {address}");
-    // The handshake is recorded from when its name was sent.
     let why = explain::step(&what, e, t.check.as_ref())
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
     Some(problem.unless(why))
+}
+
+/// Whether a handshake with a target's name to `address`, sent at `sent`, failed for
+/// its name, from the control-SNI handshakes to the same address around it: the one
+/// made before (once per address in the run) and the one made right after the failure.
+/// It did when the address answered the control name before, and after the failure
+/// either answered it again or stopped answering at all (the residual block a forbidden
+/// name sets off); not when the control name then failed once connected too (a server
+/// that stopped doing TLS with anyone), nor without an answer before. Gives how the
+/// control name fared, for the evidence.
+pub fn name_singled_out(
+    probe: &TargetFacts,
+    address: SocketAddr,
+    sent: DateTime<Utc>,
+) -> Option<String> {
+    let around = probe.measurements.iter().filter_map(|m| match &m.step {
+        Step::TlsHandshake(t) if t.control_sni && t.address == address => Some((m, t)),
+        _ => None,
+    });
+    let (mut before, mut after) = (None, None);
+    for (m, t) in around {
+        match m.measured_at <= sent {
+            true => before = Some(t),
+            false => after = after.or(Some(t)),
+        }
+    }
+    let before = before.filter(|t| t.server_answered())?;
+    let name = &before.server_name;
+    match after.map(|t| (t.server_answered(), t.error.as_ref())) {
+        None => Some(format!(
+            "while a handshake with the control name {name} to the same address succeeded"
+        )),
+        Some((true, _)) => Some(format!(
+            "while handshakes with the control name {name} to the same address succeeded before and right after"
+        )),
+        Some((false, Some(e))) if !e.local && e.failed_operation == Operation::Connect => {
+            Some(format!(
+                "while a handshake with the control name {name} to the same address succeeded before, and right after the address did not take a connection at all ({}), as a residual block set off by the name does",
+                e.failure
+            ))
+        }
+        Some(_) => None,
+    }
 }

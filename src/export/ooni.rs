@@ -762,6 +762,7 @@ mod tests {
             url: "http://web.test/start".into(),
             hops: vec![redirect, hop("https://web.test/", 200, Some(tls))],
             control_sni: None,
+            again: false,
             tries: 1,
             check: None,
             error: None,

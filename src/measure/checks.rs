@@ -3,8 +3,9 @@
 //! A lookup that times out may be a censor's silence or a resolver that is down; a
 //! connect that times out may be a blackhole, or a link that dropped everything for a
 //! moment, or a NAT table that is full. Censored Planet tells them apart by sandwiching
-//! every test between control tests; we check after a failure: the canary looked up
-//! through the same resolver, or connected to. If the check fails too, the failure was
+//! every test between control tests; we check after a failure: a name under the
+//! canary's looked up through the same resolver, with the same record type, or the
+//! canary connected to. If the check fails too, the failure was
 //! the probe's own. Failures that end at about the same time share one check, so that a
 //! dead link costs one more timeout, not one per target.
 
@@ -14,15 +15,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::facts::Check;
+use crate::facts::{Check, QueryType};
 
 type Slot = Option<(Instant, Arc<OnceCell<Check>>)>;
 
 #[derive(Default)]
 pub struct Checks {
     network: Mutex<Slot>,
-    /// By resolver, as configured.
-    resolvers: Mutex<HashMap<String, Slot>>,
+    /// By resolver, as configured, and record type.
+    resolvers: Mutex<HashMap<(String, QueryType), Slot>>,
 }
 
 impl Checks {
@@ -35,10 +36,16 @@ impl Checks {
         )
     }
 
-    /// The same for a resolver's check.
-    pub fn resolver(&self, resolver: &str, after: Instant) -> Arc<OnceCell<Check>> {
+    /// The same for a resolver's check with one record type.
+    pub fn resolver(
+        &self,
+        resolver: &str,
+        qtype: QueryType,
+        after: Instant,
+    ) -> Arc<OnceCell<Check>> {
         let mut resolvers = self.resolvers.lock().expect("checks lock poisoned");
-        share(resolvers.entry(resolver.to_string()).or_default(), after)
+        let slot = resolvers.entry((resolver.to_string(), qtype)).or_default();
+        share(slot, after)
     }
 }
 
@@ -69,8 +76,10 @@ mod tests {
         let later = checks.network(Instant::now());
         assert!(!Arc::ptr_eq(&check, &later));
         // Each resolver has its own.
-        let a = checks.resolver("udp://192.0.2.1:53", first_failure);
-        let b = checks.resolver("udp://192.0.2.2:53", first_failure);
+        let a = checks.resolver("udp://192.0.2.1:53", QueryType::A, first_failure);
+        let b = checks.resolver("udp://192.0.2.2:53", QueryType::A, first_failure);
         assert!(!Arc::ptr_eq(&a, &b));
+        let aaaa = checks.resolver("udp://192.0.2.1:53", QueryType::Aaaa, first_failure);
+        assert!(!Arc::ptr_eq(&a, &aaaa));
     }
 }

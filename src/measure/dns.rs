@@ -340,11 +340,13 @@ fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-/// Sends the query (again every sixth of the deadline: stub resolvers resend too, and
-/// a link losing one packet in six still gets a reply through within the deadline)
-/// until a matching reply arrives or the deadline passes, recording every datagram. After the first matching reply the exchange returns at once, so that the
-/// target's connections can start, and a task of its own keeps listening for the
-/// window: a forged answer usually wins the race, and the real one follows.
+/// Sends the query (again every sixth of the deadline, each copy with an ID of its own
+/// (see [`Copies`]): stub resolvers resend too, and a link losing one packet in six
+/// still gets a reply through within the deadline) until a matching reply arrives or
+/// the deadline passes, recording every datagram. After the first matching reply the
+/// exchange returns at once, so that the target's connections can start, and a task of
+/// its own keeps listening for the window: a forged answer usually wins the race, and
+/// the real one follows.
 async fn udp_exchange(
     io: &DnsIo<'_>,
     server: SocketAddr,
@@ -366,6 +368,7 @@ async fn udp_exchange(
     let resend_every = (io.timeout / RESENDS).max(MIN_RESEND);
     let mut next_send = tokio::time::Instant::now();
     let mut replies = Replies::default();
+    let mut copies = Copies::new(query, question);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let now = tokio::time::Instant::now();
@@ -373,7 +376,7 @@ async fn udp_exchange(
             break;
         }
         if now >= next_send {
-            socket.send_to(query, server).await.map_err(fail)?;
+            socket.send_to(copies.next(), server).await.map_err(fail)?;
             replies.sent += 1;
             next_send = now + resend_every;
         }
@@ -387,7 +390,7 @@ async fn udp_exchange(
                 break;
             }
             Ok(Ok((len, source))) => {
-                let reply = reply_of(&buf[..len], source.to_string(), started, question);
+                let reply = copies.reply(&buf[..len], source.to_string(), started);
                 let matched = reply.matches_query;
                 replies.push(reply);
                 if matched {
@@ -397,11 +400,10 @@ async fn udp_exchange(
                     let late = Late {
                         socket,
                         server,
-                        query: query.to_vec(),
+                        copies,
                         window_end,
                         resend_every: io.window / (WINDOW_RESENDS + 1),
                         started,
-                        question: question.clone(),
                     };
                     return Ok(Exchange {
                         server: server.to_string(),
@@ -423,37 +425,85 @@ async fn udp_exchange(
     })
 }
 
+/// The copies of a UDP query sent so far, each after the first with an ID of its own:
+/// a resolver may well answer two copies of one ID differently (a SERVFAIL, then the
+/// answer it has since cached), and only two different answers to one copy are an
+/// injection.
+struct Copies {
+    query: Vec<u8>,
+    ids: Vec<u16>,
+    question: Question,
+}
+
+impl Copies {
+    fn new(query: &[u8], question: &Question) -> Copies {
+        Copies {
+            query: query.to_vec(),
+            ids: Vec::new(),
+            question: question.clone(),
+        }
+    }
+
+    /// The next copy to send.
+    fn next(&mut self) -> &[u8] {
+        let id = match self.ids.is_empty() {
+            true => self.question.id,
+            false => rand::random(),
+        };
+        self.ids.push(id);
+        self.query[..2].copy_from_slice(&id.to_be_bytes());
+        &self.query
+    }
+
+    /// A datagram read as a reply to whichever copy its ID names.
+    fn reply(&self, bytes: &[u8], source: String, started: Instant) -> DnsReply {
+        let id = u16::from_be_bytes([
+            bytes.first().copied().unwrap_or(0),
+            bytes.get(1).copied().unwrap_or(0),
+        ]);
+        let question = Question {
+            id: if self.ids.contains(&id) {
+                id
+            } else {
+                self.question.id
+            },
+            ..self.question.clone()
+        };
+        reply_of(bytes, source, started, &question)
+    }
+}
+
 /// The listening window of a UDP query after its first reply.
 struct Late {
     socket: UdpSocket,
     server: SocketAddr,
-    query: Vec<u8>,
+    copies: Copies,
     window_end: tokio::time::Instant,
     resend_every: Duration,
     started: Instant,
-    question: Question,
 }
 
 impl Late {
     /// Every datagram that arrives until the window's end, added to `replies` (so that
     /// the bounds count the replies before the first answer too), while the query is
     /// sent again every `resend_every`.
-    async fn listen(self, mut replies: Replies) -> Replies {
+    async fn listen(mut self, mut replies: Replies) -> Replies {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut next_send = tokio::time::Instant::now() + self.resend_every;
         loop {
             let wake = next_send.min(self.window_end);
             match tokio::time::timeout_at(wake, self.socket.recv_from(&mut buf)).await {
-                Ok(Ok((len, source))) => replies.push(reply_of(
-                    &buf[..len],
-                    source.to_string(),
-                    self.started,
-                    &self.question,
-                )),
+                Ok(Ok((len, source))) => {
+                    let reply = self
+                        .copies
+                        .reply(&buf[..len], source.to_string(), self.started);
+                    replies.push(reply);
+                }
                 Ok(Err(_)) => break,
                 Err(_) if wake >= self.window_end => break,
                 Err(_) => {
-                    if self.socket.send_to(&self.query, self.server).await.is_ok() {
+                    let copy = self.copies.next();
+                    if self.socket.send_to(copy, self.server).await.is_ok() {
                         replies.sent += 1;
                     }
                     next_send += self.resend_every;

@@ -25,7 +25,7 @@ use url::Url;
 use super::address::Ticket;
 use super::tcp::RETRY_PAUSE;
 use super::{Measurer, now};
-use crate::facts::{HttpFacts, HttpHop, Measurement, Step, Vantage};
+use crate::facts::{HttpFacts, HttpHop, Measurement, Step, Trigger, Vantage};
 use crate::failure::{Failure, Operation, StepError};
 use crate::plan::Target;
 
@@ -224,9 +224,10 @@ const WINDOW: Duration = Duration::from_millis(250);
 const RATED_WINDOWS: usize = 3;
 
 /// How fast a body arrived, counted in quarter seconds: see `HttpHop::active_rate` and
-/// `HttpHop::peak_rate`. For a body that came in fewer than [`RATED_WINDOWS`] of them,
-/// both are its rate over those it came in.
-fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
+/// `HttpHop::peak_rate`. For a body that came in fewer than [`RATED_WINDOWS`] of them the
+/// active rate is its rate over those it came in, and it has no peak: one burst (a
+/// throttle's allowance before it stalled) says nothing of the path's speed.
+fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, Option<f64>)> {
     let (first, last) = (arrivals.first()?.0, arrivals.last()?.0);
     let mut windows: Vec<usize> = Vec::new();
     for (at, bytes) in arrivals {
@@ -241,13 +242,13 @@ fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
         let bytes: usize = flowing.iter().sum();
         let time = (WINDOW * flowing.len() as u32).min(last.duration_since(first));
         let rate = bytes as f64 / time.max(Duration::from_millis(1)).as_secs_f64();
-        return Some((rate, rate));
+        return Some((rate, None));
     }
     flowing.sort_unstable();
     let per_second = |bytes: usize| bytes as f64 / WINDOW.as_secs_f64();
     Some((
         per_second(flowing[flowing.len() / 2]),
-        per_second(flowing[flowing.len() - 1]),
+        Some(per_second(flowing[flowing.len() - 2])),
     ))
 }
 
@@ -294,7 +295,7 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
         .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64() * 1000.0);
     if let Some((active, peak)) = window_rates(&arrivals) {
         out.active_rate = Some(active);
-        out.peak_rate = Some(peak);
+        out.peak_rate = peak;
     }
     out
 }
@@ -347,6 +348,7 @@ impl Measurer {
                 url: url.to_string(),
                 hops: Vec::new(),
                 control_sni: None,
+                again: false,
                 tries: 1,
                 check: None,
                 error: None,
@@ -403,8 +405,11 @@ impl Measurer {
                     .find_map(|h| h.tls.as_ref().and_then(|t| t.error.clone()))
             })
         };
-        let unanswered =
-            last.status.is_none() && facts.error.as_ref().is_some_and(|e| e.failure.is_timeout());
+        let unanswered = last.status.is_none()
+            && facts
+                .error
+                .as_ref()
+                .is_some_and(|e| e.failure.is_unanswered());
         if unanswered {
             facts.check = self.network_check(began).await;
         }
@@ -441,9 +446,10 @@ impl Measurer {
             Err(e) => return (empty_hop(url, Some(dialed.address), Some(e)), None),
         };
         let mut open = Some(tcp);
-        if url.scheme() == "https"
-            && let Some(sni) = self.control_sni_for(&host)
-        {
+        let sni = self
+            .control_sni_for(&host)
+            .filter(|_| url.scheme() == "https");
+        if let Some(sni) = sni {
             let handshake = self
                 .shared_control_handshake(target, sni, address, &mut open)
                 .await;
@@ -454,16 +460,23 @@ impl Measurer {
             }
         }
         let first = self.exchange_at_work(url, open, address, &host, out).await;
-        if !exchange_timed_out(&first.0) {
-            return first;
+        let kept = match exchange_timed_out(&first.0) {
+            false => first,
+            true => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                out.facts.tries = 2;
+                let second = self.exchange_at_work(url, None, address, &host, out).await;
+                match exchange_timed_out(&second.0) {
+                    true => first,
+                    false => second,
+                }
+            }
+        };
+        if let Some(sni) = sni.filter(|_| super::failed_once_connected(&kept.0.error)) {
+            let after = self.control_handshake_after(target, sni, address).await;
+            out.handshakes.push(after);
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
-        out.facts.tries = 2;
-        let second = self.exchange_at_work(url, None, address, &host, out).await;
-        match exchange_timed_out(&second.0) {
-            true => first,
-            false => second,
-        }
+        kept
     }
 
     /// The exchange on `open` if a work place is free at once, else on a connection made
@@ -481,7 +494,8 @@ impl Measurer {
             Ok(tcp) => tcp,
             Err(e) => return (empty_hop(url, Some(address), Some(e)), None),
         };
-        out.tickets.push(self.watch(address, out.began));
+        out.tickets
+            .push(self.addresses.open(address.ip(), out.began));
         let turn = self.addresses.turn(address.ip()).await;
         let sent = Utc::now();
         // Boxed: the handshake's and the transfer's state is large, and the futures of
@@ -510,8 +524,35 @@ impl Measurer {
     /// The control-SNI twin of a slow HTTPS transfer: the final hop's URL fetched again
     /// from the same address with the canary's name as SNI. A throttle keyed on the name
     /// (Russia's of Twitter in 2021 inspected the ClientHello) spares it; a slow link
-    /// does not. Only at the probe: the control's speed is the other yardstick.
-    pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Option<Measurement> {
+    /// does not. When the twin ran at least twice as fast, the URL is fetched once more
+    /// with its own name (A/B/A): a path congested for the first transfer only is fast
+    /// again by then, a throttle is not. Only at the probe: the control's speed is the
+    /// other yardstick.
+    pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Vec<Measurement> {
+        let Some((url, address, flowed, sni)) = self.slow_https(facts) else {
+            return Vec::new();
+        };
+        let twin = self.refetch(target, &url, address, sni, true).await;
+        // At its best, as the analysis compares it; half its margin, so that no twin
+        // it would take for a throttle's sign goes without the fetch after it.
+        let faster = match &twin.step {
+            Step::Http(h) => h.final_response().is_some_and(|hop| {
+                hop.peak_rate.unwrap_or_else(|| average_rate(hop)) >= 2.0 * flowed
+            }),
+            _ => false,
+        };
+        let mut out = vec![twin];
+        if faster {
+            let host = url.host_str().unwrap_or_default().to_string();
+            out.push(self.refetch(target, &url, address, &host, false).await);
+        }
+        out
+    }
+
+    /// A successful transfer's final URL, address, rate while it flowed and the control
+    /// SNI to fetch it with, when it was slow enough to look for a throttle: HTTPS, at
+    /// the probe, large enough (or cut off by the deadline) and under [`SLOW_RATE`].
+    fn slow_https(&self, facts: &HttpFacts) -> Option<(Url, SocketAddr, f64, &str)> {
         if self.options.vantage != Vantage::Probe {
             return None;
         }
@@ -521,33 +562,81 @@ impl Measurer {
             .error
             .as_ref()
             .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read);
-        let rate = hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0);
+        let rate = average_rate(hop);
         let slow = (hop.body_length >= SLOW_BYTES || cut_off) && rate < SLOW_RATE;
         let success = hop.status.is_some_and(|s| (200..300).contains(&s));
         if url.scheme() != "https" || !slow || !success {
             return None;
         }
         let sni = self.control_sni_for(url.host_str()?)?;
-        let address = hop.address?;
+        Some((url, hop.address?, hop.active_rate.unwrap_or(rate), sni))
+    }
+
+    /// `url` fetched once more from `address` with `sni`, recorded: the control-SNI
+    /// twin, or the target's name again after it (see [`Measurer::twin`]), which is
+    /// sent in its address's turn and logged as a possible trigger, as the first was.
+    /// One that timed out before any response is made again once, as a fetch is.
+    async fn refetch(
+        &self,
+        target: &Target,
+        url: &Url,
+        address: SocketAddr,
+        sni: &str,
+        control_sni: bool,
+    ) -> Measurement {
         let _host = self.limits.host(address.ip()).await;
         let started = now();
+        let ticket = (!control_sni).then(|| self.addresses.open(address.ip(), started.0));
         let work = self.limits.work().await;
-        let dialed = self.dialer().dial(&[address]).await;
-        let hop = match dialed.result {
-            Ok((tcp, _)) => Box::pin(self.exchange(&url, tcp, address, sni)).await.0,
-            Err(e) => empty_hop(&url, Some(address), Some(e)),
-        };
+        let mut tries = 1;
+        let mut hop = self.refetch_once(url, address, sni, control_sni).await;
+        if exchange_timed_out(&hop) {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            tries = 2;
+            let second = self.refetch_once(url, address, sni, control_sni).await;
+            if !exchange_timed_out(&second) {
+                hop = second;
+            }
+        }
         drop(work);
         let error = hop.error.clone();
-        let twin = HttpFacts {
+        let facts = HttpFacts {
             url: url.to_string(),
             hops: vec![hop],
-            control_sni: Some(sni.to_string()),
-            tries: 1,
+            control_sni: control_sni.then(|| sni.to_string()),
+            again: !control_sni,
+            tries,
             check: None,
             error,
         };
-        Some(self.record(target, started, Step::Http(twin)))
+        let fetched = self.record(target, started, Step::Http(facts));
+        if let Some(ticket) = ticket {
+            ticket.end(Trigger::of(&fetched));
+        }
+        fetched
+    }
+
+    /// One try of [`Measurer::refetch`].
+    async fn refetch_once(
+        &self,
+        url: &Url,
+        address: SocketAddr,
+        sni: &str,
+        control_sni: bool,
+    ) -> HttpHop {
+        let dialed = self.dialer().dial(&[address]).await;
+        let tcp = match dialed.result {
+            Ok((tcp, _)) => tcp,
+            Err(e) => return empty_hop(url, Some(address), Some(e)),
+        };
+        let exchange = Box::pin(self.exchange(url, tcp, address, sni));
+        match control_sni {
+            true => exchange.await.0,
+            false => {
+                let turn = self.addresses.turn(address.ip()).await;
+                turn.during(exchange).await.0
+            }
+        }
     }
 
     /// TLS if the URL says so (with `server_name` as SNI), the request, and the response
@@ -661,6 +750,11 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
     }
 }
 
+/// Bytes per second over a hop's body.
+fn average_rate(hop: &HttpHop) -> f64 {
+    hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,17 +766,20 @@ mod tests {
         // Bursts between stalls: loss. Every window with data carries 100 kB.
         let stalled: Vec<(Instant, usize)> =
             [0, 1000, 2000, 3000].map(|ms| (at(ms), 100_000)).into();
-        assert_eq!(window_rates(&stalled), Some((400_000.0, 400_000.0)));
-        // A steady 5 kB every 100 ms, and 64 kB that were held behind a lost packet:
-        // typically 60 kB/s, at most 316 kB/s.
+        assert_eq!(window_rates(&stalled), Some((400_000.0, Some(400_000.0))));
+        // A steady 5 kB every 100 ms, and 64 kB that were held behind a lost packet
+        // and came in one release: typically 60 kB/s, and the release is not its peak.
         let mut capped: Vec<(Instant, usize)> = (0..30).map(|i| (at(i * 100), 5_000)).collect();
         capped.push((at(1510), 64_000));
-        assert_eq!(window_rates(&capped), Some((60_000.0, 316_000.0)));
-        // Fewer windows with data than that: the rate over them.
+        assert_eq!(window_rates(&capped), Some((60_000.0, Some(60_000.0))));
+        // Fewer windows with data than that: the rate over them, and no peak (a
+        // throttle's 32 kB allowance in one burst before it stalled).
         let two = [(at(0), 100_000), (at(1000), 100_000)];
-        assert_eq!(window_rates(&two), Some((400_000.0, 400_000.0)));
+        assert_eq!(window_rates(&two), Some((400_000.0, None)));
         let one = [(at(0), 1_000), (at(100), 1_000)];
-        assert_eq!(window_rates(&one), Some((20_000.0, 20_000.0)));
+        assert_eq!(window_rates(&one), Some((20_000.0, None)));
+        let burst = [(at(0), 16_000), (at(64), 16_000)];
+        assert_eq!(window_rates(&burst), Some((500_000.0, None)));
         assert_eq!(window_rates(&[]), None);
     }
 

@@ -34,13 +34,13 @@ use url::Url;
 use crate::asn::AsnDb;
 use crate::bogon::AddressPolicy;
 use crate::facts::{
-    Check, DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Trigger, Vantage,
-    answered_addresses,
+    Check, CheckTarget, DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Trigger,
+    Vantage, answered_addresses,
 };
 use crate::failure::{Failure, Operation, StepError};
 use crate::plan::{Target, TargetKind};
 use crate::targets::ResolverSpec;
-use address::{Addresses, SharedHandshake, Ticket};
+use address::{Addresses, SharedHandshake};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
@@ -63,6 +63,10 @@ pub const REFUSED_BOGON: &str = "refused: a private or reserved address";
 
 /// How long a UDP query keeps listening after its first reply, for racing answers.
 pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
+
+/// How long a connection may wait unused before a handshake is made on it: servers
+/// close idle connections after seconds (nginx: 60, many CDNs less).
+const IDLE_AT_MOST: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -137,8 +141,12 @@ pub struct Measurer {
     users: Mutex<HashMap<String, usize>>,
     addresses: Addresses,
     checks: Checks,
-    /// The canary's address, for network checks, looked up once when first needed.
-    canary: OnceCell<Option<SocketAddr>>,
+    /// Bounds of the checks' own lookups, apart from the run's: a check may be made by a
+    /// task that holds a place on the resolver's address itself.
+    check_limits: Limits,
+    /// The canary's address, for network checks: from its own lookups, or looked up when
+    /// first needed (a failed lookup is not kept: the next check tries again).
+    canary: OnceCell<SocketAddr>,
 }
 
 impl Measurer {
@@ -179,6 +187,7 @@ impl Measurer {
             users: Mutex::new(HashMap::new()),
             addresses: Addresses::default(),
             checks: Checks::default(),
+            check_limits: Limits::new(1, 1),
             canary: OnceCell::new(),
         })
     }
@@ -310,7 +319,7 @@ impl Measurer {
                 }
                 let twin = match &fetch.step {
                     Step::Http(facts) => self.twin(target, facts).await,
-                    _ => None,
+                    _ => Vec::new(),
                 };
                 measurements.push(fetch);
                 measurements.extend(twin);
@@ -404,6 +413,15 @@ impl Measurer {
         }
     }
 
+    /// What the checks' lookups are made with: their own bounds, no listening window.
+    fn check_io(&self) -> DnsIo<'_> {
+        DnsIo {
+            limits: &self.check_limits,
+            dialer: tcp::Dialer::new(self.options.timeout, self.options.source),
+            ..self.dns_io(Duration::ZERO)
+        }
+    }
+
     async fn measure_dns(&self, target: &Target, host: &str) -> HostDns {
         let io = self.dns_io(self.options.dns_window);
         let queries = self.resolvers.iter().flat_map(|resolver| {
@@ -430,9 +448,20 @@ impl Measurer {
             }
             Arc::new(complete)
         };
+        let usable = self.usable_addresses(&early);
+        let is_canary = self
+            .options
+            .control_sni
+            .as_deref()
+            .is_some_and(|canary| canary.eq_ignore_ascii_case(host));
+        if let (true, Some(port), Ok(addresses)) = (is_canary, self.options.canary_port, &usable)
+            && let Some(ip) = addresses.iter().find(|ip| ip.is_ipv4())
+        {
+            let _ = self.canary.set(SocketAddr::new(*ip, port));
+        }
         HostDns {
             answered: answered_addresses(&early),
-            usable: self.usable_addresses(&early),
+            usable,
             complete: complete.boxed().shared(),
         }
     }
@@ -459,36 +488,43 @@ impl Measurer {
             lookup = resolver.lookup(io, host, qtype).await;
             lookup.facts.tries = 2;
         }
-        let failed = lookup
-            .facts
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure != Failure::DnsNoAnswer && !e.local);
+        // An NXDOMAIN is not checked: the check's own name does not exist either, so it
+        // could not tell a resolver that denies every name from one that works.
+        let failed = lookup.facts.error.as_ref().is_some_and(|e| {
+            !e.local && !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
+        });
         if failed {
-            lookup.facts.check = self.resolver_check(resolver, host, began).await;
+            lookup.facts.check = self.resolver_check(resolver, host, qtype, began).await;
         }
         lookup
     }
 
-    /// The canary looked up through `resolver`, shared with failures that began at
-    /// `after` or later; none without a canary, or for the canary itself.
+    /// A name under the canary's that nobody has asked for (a random label) looked up
+    /// through `resolver` with `qtype`: it makes the resolver recurse, as the failed
+    /// lookup needed, where the canary's own name may be answered from its cache. Any
+    /// answer, NXDOMAIN included, shows the resolver works. Shared with failures of the
+    /// same type that began at `after` or later; none without a canary, or for the
+    /// canary itself.
     async fn resolver_check(
         &self,
         resolver: &Resolver,
         host: &str,
+        qtype: QueryType,
         after: tokio::time::Instant,
     ) -> Option<Check> {
         let canary = self.options.control_sni.as_deref()?;
         if canary.eq_ignore_ascii_case(host) {
             return None;
         }
-        let cell = self.checks.resolver(&resolver.name(), after);
+        let cell = self.checks.resolver(&resolver.name(), qtype, after);
         let check = cell
             .get_or_init(|| {
-                checked(canary.to_string(), async {
-                    let io = self.dns_io(Duration::ZERO);
-                    let facts = resolver.query(&io, canary, QueryType::A).await;
-                    facts.error.filter(|e| e.failure != Failure::DnsNoAnswer)
+                let name = format!("cp-{:08x}.{canary}", rand::random::<u32>());
+                checked(CheckTarget::Resolver(name.clone()), async move {
+                    let facts = resolver.query(&self.check_io(), &name, qtype).await;
+                    facts.error.filter(|e| {
+                        !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
+                    })
                 })
             })
             .await;
@@ -502,22 +538,23 @@ impl Measurer {
         let canary = self.options.control_sni.as_deref()?;
         let address = *self
             .canary
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let facts = self.resolvers[0]
-                    .query(&self.dns_io(Duration::ZERO), canary, QueryType::A)
+                    .query(&self.check_io(), canary, QueryType::A)
                     .await;
                 let ip = facts
                     .addresses
                     .into_iter()
-                    .find(|ip| !self.options.policy.is_bogon(*ip))?;
-                Some(SocketAddr::new(ip, port))
+                    .find(|ip| !self.options.policy.is_bogon(*ip))
+                    .ok_or(())?;
+                Ok::<_, ()>(SocketAddr::new(ip, port))
             })
-            .await;
-        let address = address?;
+            .await
+            .ok()?;
         let cell = self.checks.network(after);
         let check = cell
             .get_or_init(|| {
-                checked(address.to_string(), async {
+                checked(CheckTarget::Connect(address), async {
                     self.dialer().dial(&[address]).await.result.err()
                 })
             })
@@ -612,7 +649,11 @@ impl Measurer {
         let dialed = self.dialer().dial(&[address]).await;
         let mut facts = TcpFacts::new(address, dialed.result.as_ref().err().cloned());
         facts.tries = dialed.tries;
-        if facts.error.as_ref().is_some_and(|e| e.failure.is_timeout()) {
+        if facts
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure.is_unanswered())
+        {
             facts.check = self.network_check(began).await;
         }
         (facts, dialed.result.ok().map(|(stream, _)| stream))
@@ -651,7 +692,9 @@ impl Measurer {
 
     /// The control-SNI handshake to `address`, made once per run for every target on it
     /// (on `open`, a connection of the caller's, if the caller is the first), recorded as
-    /// one of `target`'s measurements.
+    /// one of `target`'s measurements. A connection of the caller's that waited long for
+    /// another target's handshake is closed: the server or a NAT may drop an idle
+    /// connection, and its reset would be read as the name's.
     async fn shared_control_handshake(
         &self,
         target: &Target,
@@ -659,6 +702,7 @@ impl Measurer {
         address: SocketAddr,
         open: &mut Option<TcpStream>,
     ) -> Measurement {
+        let waited = tokio::time::Instant::now();
         let shared = self
             .addresses
             .control_sni(address, || async {
@@ -671,6 +715,9 @@ impl Measurer {
                 }
             })
             .await;
+        if waited.elapsed() > IDLE_AT_MOST {
+            *open = None;
+        }
         Measurement {
             vantage: self.options.vantage,
             service: target.service.clone(),
@@ -782,29 +829,54 @@ impl Measurer {
             return out;
         };
         let mut open = Some(stream);
-        if let Some(sni) = self.control_sni_for(server_name) {
+        let sni = self.control_sni_for(server_name);
+        if let Some(sni) = sni {
             out.push(
                 self.shared_control_handshake(target, sni, address, &mut open)
                     .await,
             );
         }
-        let began = Utc::now();
-        let ticket = self.addresses.open(address.ip(), began);
+        let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
+        let failed = failed_once_connected(&facts.error);
         // Recorded from when the name was sent: what a trigger's time must be.
         let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
         ticket.end(Trigger::of(&handshake));
         out.push(handshake);
+        if let Some(sni) = sni.filter(|_| failed) {
+            out.push(self.control_handshake_after(target, sni, address).await);
+        }
         out
     }
 
-    fn watch(&self, address: SocketAddr, began: DateTime<Utc>) -> Ticket<'_> {
-        self.addresses.open(address.ip(), began)
+    /// A control-SNI handshake to `address` right after one with a target's name failed
+    /// there: whether the address still answered the control name then tells a failure
+    /// of the name (it did; or it stopped answering at all, as a residual block the name
+    /// set off does) from a server that had stopped doing TLS with anyone.
+    async fn control_handshake_after(
+        &self,
+        target: &Target,
+        sni: &str,
+        address: SocketAddr,
+    ) -> Measurement {
+        let started = now();
+        let (facts, _) = self.handshake_once(None, address, sni, true).await;
+        self.record(target, started, Step::TlsHandshake(facts))
     }
 }
 
+/// A handshake with a target's name that failed once the connection was made, for a
+/// reason a control-SNI handshake can tell about (not a certificate, not the probe's own).
+fn failed_once_connected(error: &Option<StepError>) -> bool {
+    error.as_ref().is_some_and(|e| {
+        !e.local
+            && e.failed_operation == Operation::TlsHandshake
+            && !e.failure.is_certificate_error()
+    })
+}
+
 /// A check of `what`, made by `check`, with when it began.
-async fn checked(what: String, check: impl Future<Output = Option<StepError>>) -> Check {
+async fn checked(what: CheckTarget, check: impl Future<Output = Option<StepError>>) -> Check {
     let measured_at = Utc::now();
     Check {
         checked: what,

@@ -6,9 +6,10 @@
 //! connect that has had no answer after a third of the deadline is tried again from a
 //! fresh source port (a new flow for every NAT and firewall on the way) while the first
 //! try still waits, and again after two thirds; if the deadline passes with none
-//! answered, the whole round is made once more after a short pause. A refusal, a reset
-//! or an unreachable network is an answer, and is not tried again. A live server answers
-//! the first try at once, so it never sees a second.
+//! answered, the whole round is made once more after a short pause. A router's word
+//! that the address is unreachable counts as no answer (routes flap; censors forge it);
+//! a refusal or a reset is an answer, and is not tried again. A live server answers the
+//! first try at once, so it never sees a second.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -91,6 +92,8 @@ impl Dialer {
         };
         let mut tries = 0;
         let mut address = first;
+        // A router's word that an address is unreachable, which says more than silence.
+        let mut unreachable = None;
         for round in 0..ROUNDS {
             if round > 0 {
                 tokio::time::sleep(RETRY_PAUSE).await;
@@ -115,7 +118,10 @@ impl Dialer {
                 tokio::select! {
                     Some((to, result)) = pending.next() => match result {
                         Ok(stream) => return Dialed { result: Ok((stream, to)), address: to, tries },
-                        Err(e) if e.failure.is_timeout() => {
+                        Err(e) if !e.local && e.failure.is_unanswered() => {
+                            if !e.failure.is_timeout() {
+                                unreachable = Some((to, e));
+                            }
                             if pending.is_empty() && started == TRIES_PER_ROUND {
                                 break;
                             }
@@ -127,8 +133,10 @@ impl Dialer {
                 }
             }
         }
+        let (address, error) =
+            unreachable.unwrap_or((address, StepError::timeout(Operation::Connect)));
         Dialed {
-            result: Err(StepError::timeout(Operation::Connect)),
+            result: Err(error),
             address,
             tries,
         }

@@ -476,8 +476,9 @@ pub fn malformed(id: u16) -> Vec<Vec<u8>> {
     ]
 }
 
-/// A DNS-over-TCP server that answers `honest` names with 127.0.0.1, and for any
-/// other name announces a 65,535-byte reply, sends 12 bytes of it and stalls.
+/// A DNS-over-TCP server that answers `honest` names and the names under them with
+/// 127.0.0.1 (it works, as the probe's check of it finds), and for any other name
+/// announces a 65,535-byte reply, sends 12 bytes of it and stalls.
 pub async fn spawn_stalling_tcp_dns(honest: &[&str]) -> SocketAddr {
     let honest: Arc<Vec<String>> = Arc::new(honest.iter().map(|n| n.to_string()).collect());
     let (listener, addr) = listen().await;
@@ -488,7 +489,8 @@ pub async fn spawn_stalling_tcp_dns(honest: &[&str]) -> SocketAddr {
                 return;
             };
             let name = question_name(&query).unwrap_or_default();
-            let bytes = match honest.contains(&name) {
+            let under = |h: &String| name == *h || name.ends_with(&format!(".{h}"));
+            let bytes = match honest.iter().any(under) {
                 true => framed(reply(&query, ResponseCode::NoError, &[LOCALHOST])),
                 false => {
                     let [hi, lo] = query.metadata.id.to_be_bytes();
