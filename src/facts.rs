@@ -448,6 +448,26 @@ pub struct HttpHop {
 }
 
 impl HttpHop {
+    /// A hop to `url` before anything of it is known.
+    pub fn new(url: &str) -> HttpHop {
+        HttpHop {
+            url: url.to_string(),
+            started_at: None,
+            address: None,
+            tls: None,
+            status: None,
+            headers: Vec::new(),
+            body_length: 0,
+            body_truncated: false,
+            title: None,
+            body_prefix: String::new(),
+            transfer_ms: 0.0,
+            active_rate: None,
+            peak_rate: None,
+            error: None,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -16,6 +16,7 @@ pub mod export;
 pub mod facts;
 pub mod failure;
 pub mod fuzzing;
+pub mod import;
 pub mod measure;
 pub mod offline;
 pub mod plan;

@@ -16,6 +16,7 @@ use censorprobe::control::server::{self, ServeArgs};
 use censorprobe::demo;
 use censorprobe::expect;
 use censorprobe::export;
+use censorprobe::import;
 use censorprobe::offline;
 use censorprobe::report::{html, summary};
 use censorprobe::run::{self, InputError, RunArgs};
@@ -107,6 +108,17 @@ enum Command {
         /// Where to write them (default: RUN_DIR/ooni.jsonl).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Read other tools' measurements into a run directory, judged by censorprobe's rules.
+    Import {
+        /// OONI measurements: JSON (one measurement) or JSON Lines (one per line, as
+        /// OONI's archive keeps them), plain or gzipped; many files at once; `-` reads
+        /// standard input.
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        ooni: Vec<PathBuf>,
+        /// The run directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Write one self-contained HTML page over runs: a heatmap of services by network
     /// and day, the blocked targets with their evidence, and the runs' metadata.
@@ -349,6 +361,28 @@ fn main() -> ExitCode {
                     "{} OONI measurements: {}",
                     exported.measurements,
                     exported.path.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Import { ooni, out } => {
+                let report = import::import(&ooni, &out)?;
+                let counts: Vec<String> = report
+                    .counts
+                    .iter()
+                    .map(|((verdict, blocking), n)| match blocking {
+                        Some(kind) => format!("{n} {verdict} {kind}"),
+                        None => format!("{n} {verdict}"),
+                    })
+                    .collect();
+                outln!(
+                    "imported {} of {} OONI measurements ({}): {}",
+                    report.imported,
+                    report.imported + report.skipped,
+                    match counts.is_empty() {
+                        true => "none".to_string(),
+                        false => counts.join(", "),
+                    },
+                    report.dir.display()
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -20,6 +20,7 @@ use crate::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Trigger, Vantage};
 use crate::measure::TargetFacts;
 use crate::plan::Target;
+use crate::report::rows::RunColumns;
 use crate::report::{
     JsonlRecord, MEASUREMENTS_JSONL, RUN_JSON, ResolverStatus, RunInfo, SCHEMA_VERSION,
     VerdictsWriter,
@@ -30,11 +31,27 @@ use crate::run::{InputError, RunReport};
 pub struct RecordedRun {
     pub dir: PathBuf,
     pub info: RunInfo,
-    by_target: HashMap<(Vantage, String), Vec<Measurement>>,
-    dns_by_host: HashMap<(Vantage, String), Vec<Measurement>>,
-    /// The probe's failed handshakes that may have set off a residual block, by address.
-    triggers: HashMap<IpAddr, Vec<Trigger>>,
+    /// What is judged, in order: the run's targets, then each measurement imported from
+    /// elsewhere (an OONI measurement) under its own origin.
+    pub units: Vec<Unit>,
+    by_target: HashMap<Key, Vec<Measurement>>,
+    dns_by_host: HashMap<Key, Vec<Measurement>>,
+    /// The probe's failed handshakes that may have set off a residual block, by origin
+    /// and address (an imported measurement's are its own).
+    triggers: HashMap<(String, IpAddr), Vec<Trigger>>,
     context: Context,
+    /// Whether any line was the run's own.
+    own_lines: bool,
+}
+
+/// Measurements of one origin (`run_id`), vantage point and target or host.
+type Key = (String, Vantage, String);
+
+/// One target as measured under one origin: the run's own, or an imported one's.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub origin: RunColumns,
+    pub target: Target,
 }
 
 /// A run's run.json, refused when a newer censorprobe wrote it.
@@ -64,13 +81,24 @@ pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
 impl RecordedRun {
     pub fn load(dir: &Path) -> anyhow::Result<RecordedRun> {
         let info = read_info(dir)?;
+        let own = RunColumns::of(&info);
+        let units = info
+            .targets
+            .iter()
+            .map(|target| Unit {
+                origin: own.clone(),
+                target: target.clone(),
+            })
+            .collect();
         let mut run = RecordedRun {
             dir: dir.to_path_buf(),
             info,
+            units,
             by_target: HashMap::new(),
             dns_by_host: HashMap::new(),
             triggers: HashMap::new(),
             context: Context::default(),
+            own_lines: false,
         };
         let path = dir.join(MEASUREMENTS_JSONL);
         let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -87,19 +115,28 @@ impl RecordedRun {
                 }
                 Err(e) => bail!("{}:{}: {e}", path.display(), index + 1),
             };
-            run.add(record.measurement);
+            run.add(record);
         }
-        let probe = run
-            .by_target
-            .iter()
-            .filter(|((vantage, _), _)| *vantage == Vantage::Probe)
-            .flat_map(|(_, measurements)| measurements);
-        run.triggers = explain::triggers_by_address(probe);
+        // An import holds only measurements made elsewhere: they are what is judged.
+        if !run.own_lines && run.units.len() > run.info.targets.len() {
+            let own = run.info.run_id.clone();
+            run.units.retain(|u| u.origin.run_id != own);
+        }
+        for ((origin, vantage, _), measurements) in &run.by_target {
+            if *vantage != Vantage::Probe {
+                continue;
+            }
+            for (ip, triggers) in explain::triggers_by_address(measurements) {
+                run.triggers
+                    .entry((origin.clone(), ip))
+                    .or_default()
+                    .extend(triggers);
+            }
+        }
         let canary = run
-            .info
-            .targets
+            .units
             .iter()
-            .find(|t| t.is_canary())
+            .find(|u| u.target.is_canary() && u.origin.run_id == run.info.run_id)
             .and_then(|canary| run.facts(canary, Vantage::Probe));
         run.context = Context {
             policy: AddressPolicy::new(run.info.settings.treat_as_public.clone()),
@@ -116,42 +153,97 @@ impl RecordedRun {
         Ok(run)
     }
 
-    fn add(&mut self, m: Measurement) {
+    fn add(&mut self, record: JsonlRecord) {
+        let m = record.measurement;
+        let origin = record.run_id;
+        self.own_lines |= origin == self.info.run_id;
+        if origin != self.info.run_id
+            && m.vantage == Vantage::Probe
+            && !self
+                .by_target
+                .contains_key(&(origin.clone(), Vantage::Probe, m.target.clone()))
+        {
+            self.units.push(Unit {
+                origin: RunColumns {
+                    run_id: origin.clone(),
+                    probe_cc: record
+                        .probe_cc
+                        .unwrap_or_else(|| self.info.probe_cc.clone()),
+                    probe_asn: record
+                        .probe_asn
+                        .unwrap_or_else(|| self.info.probe_asn.clone()),
+                },
+                target: self.target_named(&m.target, &m.service),
+            });
+        }
         if let Step::Dns(d) = &m.step {
             self.dns_by_host
-                .entry((m.vantage, d.hostname.clone()))
+                .entry((origin.clone(), m.vantage, d.hostname.clone()))
                 .or_default()
                 .push(m.clone());
         }
         self.by_target
-            .entry((m.vantage, m.target.clone()))
+            .entry((origin, m.vantage, m.target.clone()))
             .or_default()
             .push(m);
     }
 
-    /// The facts recorded for `target` from `vantage`, if any were.
-    pub fn facts(&self, target: &Target, vantage: Vantage) -> Option<TargetFacts> {
-        let measurements = self.by_target.get(&(vantage, target.to_string())).cloned();
+    /// The run's target of that name, as run.json describes it.
+    fn target_named(&self, name: &str, service: &str) -> Target {
+        self.info
+            .targets
+            .iter()
+            .find(|t| t.to_string() == name)
+            .cloned()
+            .unwrap_or_else(|| Target {
+                service: service.to_string(),
+                kind: crate::plan::TargetKind::parse(name)
+                    .unwrap_or_else(|_| crate::plan::TargetKind::Domain(name.to_string())),
+                tls_ports: Vec::new(),
+                tcp_ports: Vec::new(),
+                asns: Vec::new(),
+            })
+    }
+
+    /// The facts recorded for `unit` from `vantage`, if any were.
+    pub fn facts(&self, unit: &Unit, vantage: Vantage) -> Option<TargetFacts> {
+        self.facts_of(&unit.origin.run_id, &unit.target, vantage)
+    }
+
+    /// The facts the run itself recorded for `target` from `vantage`, if any were.
+    pub fn own_facts(&self, target: &Target, vantage: Vantage) -> Option<TargetFacts> {
+        self.facts_of(&self.info.run_id, target, vantage)
+    }
+
+    fn facts_of(&self, origin: &str, target: &Target, vantage: Vantage) -> Option<TargetFacts> {
+        let key = |name: &str| (origin.to_string(), vantage, name.to_string());
+        let measurements = self.by_target.get(&key(&target.to_string())).cloned();
         let dns = target
             .hostname()
-            .and_then(|host| self.dns_by_host.get(&(vantage, host.to_string())))
+            .and_then(|host| self.dns_by_host.get(&key(host)))
             .cloned();
         if measurements.is_none() && dns.is_none() {
             return None;
         }
-        let mut facts = TargetFacts::new(
-            target,
-            measurements.unwrap_or_default(),
-            dns.unwrap_or_default(),
+        let measurements = measurements.unwrap_or_default();
+        let mut dns = dns.unwrap_or_default();
+        // Lookups of other names made for this target (OONI's telegram and
+        // facebook_messenger tests look up a service's several hosts).
+        dns.extend(
+            measurements
+                .iter()
+                .filter(|m| matches!(&m.step, Step::Dns(d) if Some(d.hostname.as_str()) != target.hostname()))
+                .cloned(),
         );
+        let mut facts = TargetFacts::new(target, measurements, dns);
         if vantage == Vantage::Probe {
-            facts.triggers = self.triggers_near(&facts.measurements);
+            facts.triggers = self.triggers_near(origin, &facts.measurements);
         }
         Some(facts)
     }
 
     /// The triggers logged on the addresses `measurements` were made to.
-    fn triggers_near(&self, measurements: &[Measurement]) -> Vec<Trigger> {
+    fn triggers_near(&self, origin: &str, measurements: &[Measurement]) -> Vec<Trigger> {
         let mut addresses: Vec<IpAddr> = measurements
             .iter()
             .flat_map(|m| match &m.step {
@@ -170,7 +262,7 @@ impl RecordedRun {
         addresses.dedup();
         addresses
             .iter()
-            .filter_map(|ip| self.triggers.get(ip))
+            .filter_map(|ip| self.triggers.get(&(origin.to_string(), *ip)))
             .flatten()
             .cloned()
             .collect()
@@ -181,14 +273,14 @@ impl RecordedRun {
 pub fn analyse(dir: &Path, out: Option<&Path>) -> anyhow::Result<RunReport> {
     let run = RecordedRun::load(dir).map_err(InputError)?;
     let had_control = run.info.settings.control.is_some();
-    let judged = run.info.targets.iter().map(|target| {
-        let theirs = run.facts(target, Vantage::Control);
+    let judged = run.units.iter().map(|unit| {
+        let theirs = run.facts(unit, Vantage::Control);
         let control = match (&theirs, had_control) {
             (Some(facts), _) => Control::Measured(facts),
             (None, true) => Control::Unavailable("no control facts were recorded for this target"),
             (None, false) => Control::None,
         };
-        judge(&run, target, control)
+        judge(&run, unit, control)
     });
     let judged: Vec<_> = judged.collect();
     let out = out.map_or_else(|| dir.join("verdicts.analysed.csv"), Path::to_path_buf);
@@ -204,20 +296,23 @@ pub fn compare(
     let run = RecordedRun::load(probe_dir).map_err(InputError)?;
     let control_run = RecordedRun::load(control_dir).map_err(InputError)?;
     let judged: Vec<_> = run
-        .info
-        .targets
+        .units
         .iter()
-        .map(|target| {
-            let (measured_at, outcome, _) = match control_run.facts(target, Vantage::Probe) {
-                Some(theirs) => judge(&run, target, Control::Measured(&as_control(theirs))),
+        .map(|unit| {
+            let theirs = control_run.own_facts(&unit.target, Vantage::Probe);
+            let judged = match theirs {
+                Some(theirs) => judge(&run, unit, Control::Measured(&as_control(theirs))),
                 None => judge(
                     &run,
-                    target,
+                    unit,
                     Control::Unavailable("the control run did not measure this target"),
                 ),
             };
             // A control run made elsewhere says nothing of the probe's network.
-            (measured_at, outcome, false)
+            Judged {
+                control_answered: false,
+                ..judged
+            }
         })
         .collect();
     let out = out.map_or_else(
@@ -227,12 +322,19 @@ pub fn compare(
     write(&run, judged, &out)
 }
 
-/// A target's verdict, when its first measurement was made, and whether the control's
+/// One unit's verdict, when its first measurement was made, and whether the control's
 /// facts were there (which shows the probe had a network, as in `run`).
-fn judge(run: &RecordedRun, target: &Target, control: Control<'_>) -> (String, Outcome, bool) {
+struct Judged {
+    origin: RunColumns,
+    measured_at: String,
+    outcome: Outcome,
+    control_answered: bool,
+}
+
+fn judge(run: &RecordedRun, unit: &Unit, control: Control<'_>) -> Judged {
     let ours = run
-        .facts(target, Vantage::Probe)
-        .unwrap_or_else(|| TargetFacts::new(target, Vec::new(), Vec::new()));
+        .facts(unit, Vantage::Probe)
+        .unwrap_or_else(|| TargetFacts::new(&unit.target, Vec::new(), Vec::new()));
     let measured_at = ours
         .measurements
         .iter()
@@ -240,12 +342,12 @@ fn judge(run: &RecordedRun, target: &Target, control: Control<'_>) -> (String, O
         .min()
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
-    let control_answered = matches!(control, Control::Measured(_));
-    (
+    Judged {
+        origin: unit.origin.clone(),
         measured_at,
-        analyse::judge(&ours, control, &run.context),
-        control_answered,
-    )
+        control_answered: matches!(control, Control::Measured(_)),
+        outcome: analyse::judge(&ours, control, &run.context),
+    }
 }
 
 /// A control site's own probe run, seen as control facts.
@@ -262,20 +364,18 @@ fn as_control(mut facts: TargetFacts) -> TargetFacts {
 }
 
 /// Writes the verdicts, all of them inconclusive if the probe had no network at all.
-fn write(
-    run: &RecordedRun,
-    judged: Vec<(String, Outcome, bool)>,
-    out: &Path,
-) -> anyhow::Result<RunReport> {
-    let no_network = !judged.iter().any(|(_, o, control)| o.reached || *control);
+fn write(run: &RecordedRun, judged: Vec<Judged>, out: &Path) -> anyhow::Result<RunReport> {
+    let no_network = !judged
+        .iter()
+        .any(|j| j.outcome.reached || j.control_answered);
     let mut writer = VerdictsWriter::create(out, &run.info, true)?;
     let mut verdicts = Vec::new();
-    for (measured_at, outcome, _) in judged {
+    for j in judged {
         let verdict = match no_network {
-            true => analyse::no_network(&outcome),
-            false => outcome.verdict,
+            true => analyse::no_network(&j.outcome),
+            false => j.outcome.verdict,
         };
-        writer.write(&measured_at, &verdict)?;
+        writer.write_as(&j.origin, &j.measured_at, &verdict)?;
         verdicts.push(verdict);
     }
     Ok(RunReport {

@@ -388,6 +388,14 @@ fn run_cases(lab: &Lab, cases: &[Case]) -> (String, Vec<Tally>, Vec<String>) {
         if let Some(problems) = run.check(case) {
             let _ = writeln!(failures, "=== scenario {}:\n{problems}\n{run}", case.name());
         }
+        if case.scenarios == ["all"]
+            && let Some(problems) = run.round_trip()
+        {
+            let _ = writeln!(
+                failures,
+                "=== all, exported to OONI's format and imported back:\n{problems}"
+            );
+        }
         tallies.push(run.tally(case));
     }
     (failures, tallies, timings)
@@ -860,6 +868,60 @@ impl ProbeRun {
             verdicts,
             _dir: dir,
         }
+    }
+
+    /// `export --ooni`, then `import --ooni` of what it wrote: every target keeps its
+    /// verdict and blocking kind. What differs, if anything.
+    fn round_trip(&self) -> Option<String> {
+        let jsonl = self.out.with_extension("ooni.jsonl");
+        let imported = self.out.with_extension("imported");
+        let run = |args: &[&std::ffi::OsStr]| {
+            let output = Command::new(BIN).args(args).output().unwrap();
+            assert!(
+                output.status.success(),
+                "censorprobe {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(&[
+            "export".as_ref(),
+            "--ooni".as_ref(),
+            self.out.as_os_str(),
+            "--out".as_ref(),
+            jsonl.as_os_str(),
+        ]);
+        run(&[
+            "import".as_ref(),
+            "--ooni".as_ref(),
+            jsonl.as_os_str(),
+            "--out".as_ref(),
+            imported.as_os_str(),
+        ]);
+        let back: Vec<VerdictRow> = csv::Reader::from_path(imported.join("verdicts.csv"))
+            .unwrap()
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let judged = |rows: &[VerdictRow]| -> BTreeSet<(String, String, String)> {
+            rows.iter()
+                .map(|v| (v.target.clone(), v.verdict.clone(), v.blocking.clone()))
+                .collect()
+        };
+        let (before, after) = (judged(&self.verdicts), judged(&back));
+        let changed: Vec<String> = before
+            .symmetric_difference(&after)
+            .map(|(t, v, b)| {
+                format!(
+                    "{t}: {v} {b} ({})",
+                    if before.contains(&(t.clone(), v.clone(), b.clone())) {
+                        "before"
+                    } else {
+                        "after"
+                    }
+                )
+            })
+            .collect();
+        (!changed.is_empty()).then(|| changed.join("\n"))
     }
 
     fn stdout(&self) -> String {

@@ -40,7 +40,7 @@ pub fn problems(
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for f in lookups(&probe.dns) {
-        if let Some(finding) = injection(f).or_else(|| forged(f, &context.policy)) {
+        if let Some(finding) = injection(f).or_else(|| forged(f, &context.policy, control)) {
             out.push(Problem::proven(finding));
         } else if let Some(e) = &f.error {
             // An AAAA query without an answer is normal: many names have no IPv6 address.
@@ -111,12 +111,28 @@ fn injection(f: &DnsFacts) -> Option<Finding> {
     ))
 }
 
-/// An answer that is a known blockpage address or a bogon: never consistent.
-fn forged(f: &DnsFacts, policy: &crate::bogon::AddressPolicy) -> Option<Finding> {
+/// An answer that is a known blockpage address (even if the control got it too: a
+/// censor's poison leaks into resolvers abroad) or a bogon the control did not get (a
+/// site whose own record points at 127.0.0.1 is broken for everyone, not censored).
+fn forged(
+    f: &DnsFacts,
+    policy: &crate::bogon::AddressPolicy,
+    control: Option<&TargetFacts>,
+) -> Option<Finding> {
+    let theirs: Vec<IpAddr> = control
+        .map(|c| {
+            lookups(&c.dns)
+                .filter(|c| c.hostname == f.hostname)
+                .flat_map(|c| c.all_addresses())
+                .collect()
+        })
+        .unwrap_or_default();
     f.all_addresses().into_iter().find_map(|ip| {
         let why = match fingerprints::dns_blockpage(ip) {
             Some(name) => format!("the address of {name}"),
-            None if policy.proves_forgery(ip) => "a bogon (private or reserved) address".into(),
+            None if policy.proves_forgery(ip) && !theirs.contains(&ip) => {
+                "a bogon (private or reserved) address".into()
+            }
             None => return None,
         };
         Some(Finding::new(
@@ -224,11 +240,33 @@ fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Opt
             }
         ),
     );
-    let saw = match their_addresses.is_empty() {
-        false => ControlSaw::Success("the control resolved it".into()),
-        true => ControlSaw::NotMeasured("the control could not resolve it to compare".into()),
-    };
-    Some(Problem::weak(finding, Some(saw)))
+    let nxdomain = theirs.iter().any(|c| {
+        c.error
+            .as_ref()
+            .is_some_and(|e| e.failure == Failure::DnsNxdomain)
+    });
+    Some(match (their_addresses.is_empty(), nxdomain) {
+        (false, _) => Problem::weak(
+            finding,
+            Some(ControlSaw::Success("the control resolved it".into())),
+        ),
+        // An address for a name that does not exist: a censor's answer for a name that
+        // is gone (a ghost of a blocked site), or a resolver that redirects every name
+        // that does not exist; a sign either way, never proof.
+        (true, true) => Problem::strong(
+            finding,
+            Some(ControlSaw::NotMeasured(format!(
+                "the control's resolver says {} does not exist (NXDOMAIN): a censor's answer for a name that is gone, or a resolver that redirects names that do not exist",
+                f.hostname
+            ))),
+        ),
+        (true, false) => Problem::weak(
+            finding,
+            Some(ControlSaw::NotMeasured(
+                "the control could not resolve it to compare".into(),
+            )),
+        ),
+    })
 }
 
 /// True when `ip` completed a TLS handshake with a certificate valid for `name`.

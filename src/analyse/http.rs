@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use super::transport::{connect_problem, name_singled_out, tcp_finding};
 use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
 use crate::facts::{HttpFacts, HttpHop, Measurement, Step};
-use crate::failure::{Failure, Operation};
+use crate::failure::{Failure, Operation, StepError};
 use crate::measure::TargetFacts;
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
@@ -76,24 +76,29 @@ fn fetches(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &HttpFact
 }
 
 /// The refetches of a slow transfer, if made (see `measure::http`): its control-SNI
-/// twin, and the fetch with the target's name again after a far faster twin.
+/// twin (the fastest, when loss had it made twice), and the fetch with the target's
+/// name again after a far faster twin.
 struct Refetches<'a> {
     twin: Option<&'a HttpHop>,
     again: Option<&'a HttpHop>,
 }
 
 fn refetches(facts: &TargetFacts) -> Refetches<'_> {
-    let find = |twin: bool| {
-        facts.measurements.iter().find_map(|m| match &m.step {
-            Step::Http(h) if h.control_sni.is_some() == twin && h.again != twin => {
-                h.final_response()
-            }
-            _ => None,
-        })
+    let found = |twin: bool| {
+        facts
+            .measurements
+            .iter()
+            .filter_map(move |m| match &m.step {
+                Step::Http(h) if h.control_sni.is_some() == twin && h.again != twin => {
+                    h.final_response()
+                }
+                _ => None,
+            })
     };
+    let best = |hop: &&HttpHop| hop.peak_rate.or(rate(hop)).unwrap_or(0.0);
     Refetches {
-        twin: find(true),
-        again: find(false),
+        twin: found(true).max_by(|a, b| best(a).total_cmp(&best(b))),
+        again: found(false).next(),
     }
 }
 
@@ -152,6 +157,14 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 out.push(slow.with_control(saw));
                 continue;
             }
+            if let Some(problem) = last.and_then(|hop| site_unfollowable(hop, e, their_page)) {
+                out.push(problem);
+                continue;
+            }
+            if let Some(problem) = last.and_then(|hop| body_stalled(hop, e, their_page, probe)) {
+                out.push(problem);
+                continue;
+            }
             if let Some(hop) = last.filter(|hop| cut_off(hop)) {
                 let finding = failure_finding(h, m, probe).0;
                 let why = format!(
@@ -193,6 +206,65 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
         }
     }
     out
+}
+
+/// The server answered, and the fetch then failed on what it answered (a redirect to a
+/// broken location, too many redirects): no network failure, and the control was
+/// answered otherwise. The site's own answer, which says nothing of a censor.
+fn site_unfollowable(hop: &HttpHop, e: &StepError, theirs: Option<&HttpHop>) -> Option<Problem> {
+    let status = hop.status?;
+    theirs?;
+    let Failure::Unknown(what) = &e.failure else {
+        return None;
+    };
+    let finding = Finding::new(
+        Blocking::HttpFailure,
+        format!(
+            "{} answered HTTP {status}, then the fetch failed: {what}",
+            hop.url
+        ),
+    );
+    Some(Problem::explained(
+        finding.clone(),
+        format!(
+            "{}: the site's own answer could not be followed, which is no network failure",
+            finding.evidence
+        ),
+    ))
+}
+
+/// The response came and its body did not finish before the deadline, while the
+/// control read the whole page, and no control-SNI twin was made (plain HTTP, or a
+/// measurement imported from a tool that makes none): a throttle or a stall, not a
+/// reset, with nothing to tell it from a slow path. A sign, never proof.
+fn body_stalled(
+    hop: &HttpHop,
+    e: &StepError,
+    theirs: Option<&HttpHop>,
+    probe: &TargetFacts,
+) -> Option<Problem> {
+    let theirs = theirs?;
+    let status = hop.status?;
+    let stalled = e.failed_operation == Operation::Read
+        && e.failure.is_timeout()
+        && theirs.body_length > hop.body_length
+        && refetches(probe).twin.is_none();
+    if !stalled || cut_off(hop) {
+        return None;
+    }
+    let finding = Finding::new(
+        Blocking::Throttled,
+        format!(
+            "{} answered HTTP {status}, then its body did not finish before the deadline ({} bytes recorded) while the control read {} bytes",
+            hop.url, hop.body_length, theirs.body_length
+        ),
+    );
+    Some(Problem::strong(
+        finding,
+        Some(ControlSaw::NotMeasured(
+            "no transfer with the control SNI from the same address to tell a throttle from a slow path".into(),
+        )),
+    ))
 }
 
 /// Appended to a page difference seen over a TLS session with a valid certificate for

@@ -27,7 +27,7 @@ use crate::facts::{Measurement, Step};
 use crate::measure::TargetFacts;
 use crate::plan::TargetKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Ok,
@@ -64,7 +64,7 @@ impl fmt::Display for Verdict {
 }
 
 /// How a target is blocked, in DESIGN.md's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Blocking {
     DnsHijack,
@@ -875,13 +875,27 @@ mod tests {
             "{}",
             untried.verdict.evidence
         );
-        // A bogon is never consistent, even if the control got it too.
+        // A known blockpage address is never consistent, even if the control got it
+        // too (a censor's poison leaks into resolvers abroad).
         let bogon = compare(
             domain(&[]),
             (vec![lookup(&[("10.10.34.34", None)])], vec![]),
             (vec![lookup(&[("10.10.34.34", None)])], vec![]),
         );
         assert_eq!(kind(&bogon), (Verdict::Blocked, Some(Blocking::DnsHijack)));
+        // A bogon the control got too is the site's own record: broken for everyone.
+        let own = compare(
+            domain(&[]),
+            (vec![lookup(&[("127.0.0.1", None)])], vec![]),
+            (vec![lookup(&[("127.0.0.1", None)])], vec![]),
+        );
+        assert_ne!(kind(&own).0, Verdict::Blocked, "{}", own.verdict.evidence);
+        let alone = compare(
+            domain(&[]),
+            (vec![lookup(&[("127.0.0.1", None)])], vec![]),
+            (vec![lookup(&[(FB, None)])], vec![]),
+        );
+        assert_eq!(kind(&alone), (Verdict::Blocked, Some(Blocking::DnsHijack)));
     }
 
     #[test]

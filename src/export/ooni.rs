@@ -20,15 +20,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use hickory_proto::op::ResponseCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::facts::{DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, TlsFacts, Vantage};
 use crate::failure::{Failure, Operation, StepError};
 use crate::measure::TargetFacts;
 use crate::measure::dns;
 use crate::measure::http::BROWSER_HEADERS;
-use crate::offline::RecordedRun;
+use crate::offline::{RecordedRun, Unit};
 use crate::plan::TargetKind;
+use crate::report::rows::VerdictRow;
 use crate::report::{RunInfo, VERDICTS_CSV};
 use crate::run::InputError;
 use crate::scrub::scrub_addresses;
@@ -60,14 +61,14 @@ pub fn export(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Exported> {
         .map_err(InputError)?;
     let mut writer = BufWriter::new(file);
     let mut measurements = 0;
-    for target in &run.info.targets {
+    for unit in &run.units {
         // A target a killed run never reached has nothing to say.
-        let Some(probe) = run.facts(target, Vantage::Probe) else {
+        let Some(probe) = run.facts(unit, Vantage::Probe) else {
             continue;
         };
-        let control = run.facts(target, Vantage::Control);
-        let verdict = verdicts.get(&target.to_string());
-        let measurement = measurement(&run.info, &probe, control.as_ref(), verdict);
+        let control = run.facts(unit, Vantage::Control);
+        let verdict = verdicts.get(&(unit.origin.run_id.clone(), unit.target.to_string()));
+        let measurement = measurement(&run.info, unit, &probe, control.as_ref(), verdict);
         serde_json::to_writer(&mut writer, &measurement)?;
         writer.write_all(b"\n")?;
         measurements += 1;
@@ -81,21 +82,15 @@ pub fn export(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Exported> {
 }
 
 /// The columns of verdicts.csv the export carries, found by name.
-#[derive(Deserialize)]
-struct VerdictRow {
-    target: String,
-    verdict: String,
-    blocking: String,
-}
-
-fn read_verdicts(path: &Path) -> anyhow::Result<HashMap<String, VerdictRow>> {
+/// The run's verdicts by origin and target.
+fn read_verdicts(path: &Path) -> anyhow::Result<HashMap<(String, String), VerdictRow>> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut verdicts = HashMap::new();
     for row in reader.deserialize::<VerdictRow>() {
         match row {
             Ok(row) => {
-                verdicts.insert(row.target.clone(), row);
+                verdicts.insert((row.run_id.clone(), row.target.clone()), row);
             }
             // A run killed mid-write can leave its last row torn; the rows before stand.
             Err(e) => {
@@ -152,6 +147,9 @@ struct Archival {
     tcp_connect: Vec<TcpConnect>,
     tls_handshakes: Vec<TlsHandshake>,
     requests: Vec<HttpTransaction>,
+    /// Fetches written so far, to number them.
+    #[serde(skip)]
+    fetches: usize,
 }
 
 /// df-002.
@@ -237,6 +235,34 @@ struct HttpTransaction {
     response: HttpResponse,
     t0: f64,
     t: f64,
+    x_censorprobe: HopFacts,
+}
+
+/// What OONI's shapes have no key for, so that `import --ooni` reads our facts back
+/// whole: which fetch a hop belongs to (the first, its control-SNI twin, the fetch with
+/// the target's name again), the body's true length and how fast it came, and the
+/// step a failure happened in.
+#[derive(Serialize)]
+struct HopFacts {
+    fetch: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_sni: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    again: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<DateTime<Utc>>,
+    body_length: u64,
+    transfer_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_operation: Option<Operation>,
+    /// The fetch's own error, on its last hop, when the hop has none (a certificate
+    /// that did not verify, the page fetched all the same to record it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetch_error: Option<StepError>,
 }
 
 #[derive(Serialize)]
@@ -263,6 +289,7 @@ struct HttpResponse {
 
 fn measurement(
     info: &RunInfo,
+    unit: &Unit,
     probe: &TargetFacts,
     control: Option<&TargetFacts>,
     verdict: Option<&VerdictRow>,
@@ -283,16 +310,26 @@ fn measurement(
     let annotations = BTreeMap::from([
         ("engine_name", info.software_name.clone()),
         ("engine_version", info.software_version.clone()),
-        ("censorprobe_run_id", info.run_id.clone()),
+        ("censorprobe_run_id", unit.origin.run_id.clone()),
         ("censorprobe_service", target.service.clone()),
+        // Lab networks the run took for public, so that an import judges as it did.
+        (
+            "censorprobe_treat_as_public",
+            info.settings
+                .treat_as_public
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
     ]);
     OoniMeasurement {
         annotations,
         data_format_version: DATA_FORMAT_VERSION,
         input: target.to_string(),
         measurement_start_time: ooni_time(start),
-        probe_asn: info.probe_asn.clone(),
-        probe_cc: info.probe_cc.clone(),
+        probe_asn: unit.origin.probe_asn.clone(),
+        probe_cc: unit.origin.probe_cc.clone(),
         probe_ip: PROBE_IP,
         report_id: report_id(info, test_name),
         software_name: info.software_name.clone(),
@@ -445,9 +482,17 @@ impl Archival {
         }
         // Only the last hop's body is read; earlier hops are redirects followed.
         let last = facts.hops.len().saturating_sub(1);
+        let fetch = self.fetches;
+        self.fetches += 1;
         for (index, hop) in facts.hops.iter().enumerate().rev() {
-            self.requests
-                .push(HttpTransaction::new(hop, index == last, t0, t));
+            let mut transaction = HttpTransaction::new(hop, index == last, t0, t);
+            transaction.x_censorprobe.fetch = fetch;
+            transaction.x_censorprobe.control_sni = facts.control_sni.clone();
+            transaction.x_censorprobe.again = facts.again;
+            if index == last && hop.error.is_none() {
+                transaction.x_censorprobe.fetch_error = facts.error.clone();
+            }
+            self.requests.push(transaction);
         }
     }
 }
@@ -569,6 +614,18 @@ impl HttpTransaction {
             },
             t0,
             t,
+            x_censorprobe: HopFacts {
+                fetch: 0,
+                control_sni: None,
+                again: false,
+                started_at: hop.started_at,
+                body_length: hop.body_length,
+                transfer_ms: hop.transfer_ms,
+                active_rate: hop.active_rate,
+                peak_rate: hop.peak_rate,
+                failed_operation: hop.error.as_ref().map(|e| e.failed_operation),
+                fetch_error: None,
+            },
         }
     }
 }

@@ -190,10 +190,14 @@ fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {
     })
 }
 
-/// Subject, issuer, names and fingerprint of the leaf, and the chain as base64 when
-/// one is given.
 fn describe(leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> CertificateFacts {
-    let sha256 = Sha256::digest(leaf.as_ref())
+    certificate_facts(leaf.as_ref(), chain)
+}
+
+/// Subject, issuer, names and fingerprint of the leaf (DER), and the chain as base64
+/// when one is given.
+pub fn certificate_facts(leaf: &[u8], chain: &[impl AsRef<[u8]>]) -> CertificateFacts {
+    let sha256 = Sha256::digest(leaf)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -209,7 +213,7 @@ fn describe(leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> Certific
         sha256,
         chain,
     };
-    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
         facts.subject = cert.subject().to_string();
         facts.issuer = cert.issuer().to_string();
         facts.not_after = cert.validity().not_after.to_string();

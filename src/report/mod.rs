@@ -120,10 +120,18 @@ pub struct RunSettings {
     pub control: Option<String>,
 }
 
-/// One JSON line of measurements.jsonl.
+/// One JSON line of measurements.jsonl. A line made elsewhere and imported (an OONI
+/// measurement) names its own origin: its id for `run_id`, and its network.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JsonlRecord {
     pub run_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_cc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_asn: Option<String>,
+    /// OONI's report (its test session) an imported measurement was part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<String>,
     #[serde(flatten)]
     pub measurement: Measurement,
 }
@@ -132,8 +140,83 @@ pub struct JsonlRecord {
 #[derive(Serialize)]
 struct JsonlLine<'a> {
     run_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe_cc: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe_asn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report_id: Option<&'a str>,
     #[serde(flatten)]
     measurement: &'a Measurement,
+}
+
+/// Where an imported measurement came from, written on each of its lines.
+#[derive(Clone, Copy)]
+struct Foreign<'a> {
+    probe_cc: &'a str,
+    probe_asn: &'a str,
+    report_id: Option<&'a str>,
+}
+
+/// One imported measurement's rows, encoded (on any thread) ahead of their write.
+pub struct EncodedRows {
+    measurements_csv: Vec<u8>,
+    measurements_jsonl: Vec<u8>,
+    verdict_csv: Vec<u8>,
+}
+
+impl EncodedRows {
+    /// The rows of a measurement made elsewhere, each naming `origin`.
+    pub fn imported<'m>(
+        origin: &RunColumns,
+        report_id: Option<&str>,
+        measurements: impl IntoIterator<Item = &'m Measurement> + Clone,
+        measured_at: &str,
+        verdict: &TargetVerdict,
+    ) -> anyhow::Result<EncodedRows> {
+        let (measurements_csv, measurements_jsonl) = encode(
+            &origin.run_id,
+            Some(Foreign {
+                probe_cc: &origin.probe_cc,
+                probe_asn: &origin.probe_asn,
+                report_id,
+            }),
+            measurements,
+        )?;
+        Ok(EncodedRows {
+            measurements_csv,
+            measurements_jsonl,
+            verdict_csv: csv_rows([VerdictRow::new(origin, measured_at, verdict)])?,
+        })
+    }
+}
+
+/// A target's measurements as rows of measurements.csv and lines of measurements.jsonl.
+fn encode<'m>(
+    run_id: &str,
+    origin: Option<Foreign<'_>>,
+    measurements: impl IntoIterator<Item = &'m Measurement> + Clone,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let rows = measurements
+        .clone()
+        .into_iter()
+        .map(|m| MeasurementRow::new(run_id, m));
+    let csv = csv_rows(rows)?;
+    let mut jsonl = Vec::new();
+    for measurement in measurements {
+        serde_json::to_writer(
+            &mut jsonl,
+            &JsonlLine {
+                run_id,
+                probe_cc: origin.map(|o| o.probe_cc),
+                probe_asn: origin.map(|o| o.probe_asn),
+                report_id: origin.and_then(|o| o.report_id),
+                measurement,
+            },
+        )?;
+        jsonl.push(b'\n');
+    }
+    Ok((csv, jsonl))
 }
 
 pub struct ResultsWriter {
@@ -235,13 +318,24 @@ impl VerdictsWriter {
     }
 
     pub fn write(&mut self, measured_at: &str, verdict: &TargetVerdict) -> anyhow::Result<()> {
-        let row = VerdictRow::new(&self.columns, measured_at, verdict);
+        let columns = self.columns.clone();
+        self.write_as(&columns, measured_at, verdict)
+    }
+
+    /// Writes a verdict of a measurement with its own origin (imported).
+    pub fn write_as(
+        &mut self,
+        origin: &RunColumns,
+        measured_at: &str,
+        verdict: &TargetVerdict,
+    ) -> anyhow::Result<()> {
+        let row = VerdictRow::new(origin, measured_at, verdict);
         self.file.write(&csv_rows([row])?)
     }
 }
 
 impl RunColumns {
-    fn of(info: &RunInfo) -> RunColumns {
+    pub fn of(info: &RunInfo) -> RunColumns {
         RunColumns {
             run_id: info.run_id.clone(),
             probe_cc: info.probe_cc.clone(),
@@ -303,25 +397,16 @@ impl ResultsWriter {
         &mut self,
         measurements: impl IntoIterator<Item = &'m Measurement> + Clone,
     ) -> anyhow::Result<()> {
-        let run_id = &self.run_id;
-        let rows = measurements
-            .clone()
-            .into_iter()
-            .map(|m| MeasurementRow::new(run_id, m));
-        let csv = csv_rows(rows)?;
-        let mut jsonl = Vec::new();
-        for measurement in measurements {
-            serde_json::to_writer(
-                &mut jsonl,
-                &JsonlLine {
-                    run_id,
-                    measurement,
-                },
-            )?;
-            jsonl.push(b'\n');
-        }
+        let (csv, jsonl) = encode(&self.run_id, None, measurements)?;
         self.measurements_csv.write(&csv)?;
         self.measurements_jsonl.write(&jsonl)
+    }
+
+    /// Appends an imported measurement's rows.
+    pub fn write_encoded(&mut self, rows: &EncodedRows) -> anyhow::Result<()> {
+        self.measurements_csv.write(&rows.measurements_csv)?;
+        self.measurements_jsonl.write(&rows.measurements_jsonl)?;
+        self.verdicts.file.write(&rows.verdict_csv)
     }
 
     pub fn write_verdict(
