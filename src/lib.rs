@@ -4,6 +4,10 @@
 //! to measure) → `measure` (facts, one protocol per file) → `analyse` (verdicts, one
 //! layer per file) → `report` (files on disk and the summary). `run` drives them.
 
+// A probe on a volunteer's machine must not panic on what the network sends it: errors
+// are values (an `expect` states an invariant, with why). Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod aggregate;
 pub mod analyse;
 pub mod asn;

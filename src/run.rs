@@ -337,7 +337,7 @@ fn open_results(args: &RunArgs, info: &RunInfo) -> anyhow::Result<(PathBuf, Resu
 fn refuse_bogon_targets(
     targets: &[Target],
     policy: &AddressPolicy,
-    file: &std::path::Path,
+    file: &Path,
 ) -> anyhow::Result<()> {
     for target in targets {
         let ip = target.literal_address();

@@ -41,7 +41,7 @@ async fn closed_port_refuses() {
 
 /// A client that trusts only the CA in `ca_pem`, offering h2 before http/1.1.
 fn client(ca_pem: &Path) -> TlsConnector {
-    common::tls::client(ca_pem, &[b"h2", b"http/1.1"])
+    tls::client(ca_pem, &[b"h2", b"http/1.1"])
 }
 
 /// GET / over TLS with `sni`: the negotiated ALPN and the whole response.

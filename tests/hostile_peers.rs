@@ -343,7 +343,7 @@ async fn handshake_stalled_after_client_hello_times_out() {
 async fn handshake_stalled_after_the_server_hello_times_out() {
     let stall = |lab: &Lab| {
         let (chain, key) = lab.https.ca.issue(&[CANARY, HOSTILE]);
-        TlsHostility::StallAfterServerHello(common::tls::server_config(chain, key))
+        TlsHostility::StallAfterServerHello(tls::server_config(chain, key))
     };
     tls_case(
         stall,

@@ -205,7 +205,7 @@ async fn the_probe_hosts_address_is_nowhere() {
 async fn a_source_address_the_host_lacks_is_refused_without_being_repeated() {
     const ABSENT: &str = "192.0.2.1";
     if std::net::TcpListener::bind((ABSENT, 0)).is_ok() {
-        common::skip(&format!("this host has {ABSENT}"));
+        skip(&format!("this host has {ABSENT}"));
         return;
     }
     let lab = Lab::new().await;
@@ -217,7 +217,7 @@ async fn a_source_address_the_host_lacks_is_refused_without_being_repeated() {
         "{printed}"
     );
     assert!(
-        !std::path::Path::new(&lab.path("out")).exists(),
+        !Path::new(&lab.path("out")).exists(),
         "nothing may be measured or written"
     );
     lab.assert_nowhere(ABSENT, &printed);
@@ -267,8 +267,7 @@ async fn requests_look_like_a_browsers() {
         "[settings]\ncanary = \"{CANARY}\"\ntls_ports = []\ntcp_ports = []\n\n\
          [[service]]\nname = \"web\"\nurls = [\"{url}\"]\n"
     );
-    let run =
-        common::probe::run_probe(&targets, &["--resolver", &format!("udp://{resolver}")]).await;
+    let run = probe::run_probe(&targets, &["--resolver", &format!("udp://{resolver}")]).await;
     run.assert_verdict(&url, "ok", "");
     let heads = heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 1, "{heads:?}");

@@ -10,7 +10,7 @@ use common::*;
 const CANARY: &str = "canary.test";
 
 /// Runs the probe on good.test (reachable) and hijack.test (a DNS lie) with `args`.
-async fn run(args: &[&str]) -> common::probe::ProbeRun {
+async fn run(args: &[&str]) -> probe::ProbeRun {
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_pem(dir.path());

@@ -403,7 +403,7 @@ async fn a_killed_run_resumes_and_measures_each_target_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_resumed_without_its_network_says_so() {
     if let Err(why) = can_unshare_the_network() {
-        common::skip(&why);
+        skip(&why);
         return;
     }
     let lab = Lab::new(true, &[], SLOW).await;
@@ -621,7 +621,7 @@ impl Tmpfs {
         let root = std::fs::read_to_string("/proc/self/status")
             .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
         assert!(!root, "cannot mount a tmpfs, as root");
-        common::skip("mounting a tmpfs needs root");
+        skip("mounting a tmpfs needs root");
         None
     }
 

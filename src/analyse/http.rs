@@ -551,7 +551,7 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
 }
 
 /// Whether a fetch of the probe's from `ip` got the page the control got: an address
-/// that serves the site's page is the site's. Stricter than [`differs`], which lets a
+/// that serves the site's page is the site's. Stricter than `differs`, which lets a
 /// dynamic page pass on any one likeness: here the status, the title (not empty) and
 /// the body's length must all match, as no unknown blockpage would.
 pub fn same_page_from(ip: std::net::IpAddr, probe: &TargetFacts, control: &TargetFacts) -> bool {

@@ -119,7 +119,7 @@ pub struct ServeArgs {
     pub max_in_flight: usize,
     /// Connections open at once; beyond, new connections are answered 503 and closed.
     pub max_connections: usize,
-    /// Connections open at once from one client (see [`client_network`]).
+    /// Connections open at once from one client (see `client_network`).
     pub max_connections_per_client: usize,
     pub max_targets: usize,
     pub max_body_bytes: usize,

@@ -65,7 +65,7 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// Runs `step`, keeping the turn until it ends or [`TURN_HOLD`] has passed.
+    /// Runs `step`, keeping the turn until it ends or `TURN_HOLD` has passed.
     pub async fn during<F: Future>(self, step: F) -> F::Output {
         tokio::pin!(step);
         tokio::select! {
@@ -175,7 +175,7 @@ impl Addresses {
     }
 
     /// The triggers logged on `ip` before `before`, once every handshake there that
-    /// began before it has ended (or [`MAX_WAIT`] has passed).
+    /// began before it has ended (or `MAX_WAIT` has passed).
     pub async fn triggers_before(&self, ip: IpAddr, before: DateTime<Utc>) -> Vec<Trigger> {
         let mut ended = self.ended.subscribe();
         let give_up = tokio::time::Instant::now() + MAX_WAIT;

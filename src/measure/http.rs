@@ -193,7 +193,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Yielding<S> {
 fn classify(err: &hyper::Error, operation: Operation) -> StepError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
             return StepError::io(operation, io);
         }
         source = e.source();

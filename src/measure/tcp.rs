@@ -37,7 +37,7 @@ const PRESUMED_LOST: Duration = Duration::from_secs(1);
 /// (a multi-homed host choosing its interface; a lab telling its vantage points apart).
 ///
 /// `fresh`, when set, bounds the connection attempts that are young (sent less than
-/// [`PRESUMED_LOST`] ago and unanswered) across the whole run: a home router's NAT table
+/// `PRESUMED_LOST` ago and unanswered) across the whole run: a home router's NAT table
 /// sees at most that many new flows at once from the probe. An attempt that goes
 /// unanswered longer stops counting, so blackholed addresses never make the others wait.
 #[derive(Debug, Clone)]
