@@ -95,7 +95,7 @@ pub fn ensure(yes: bool) -> anyhow::Result<()> {
         bail!(
             "censorprobe needs your informed consent before it measures anything, and cannot \
              ask for it here (standard input is not a terminal). Run it once on a terminal to \
-             read the notice and agree, or, if you have read the notice (README, \"Safety\") \
+             read the notice and agree, or, if you have read the notice (docs/robustness.md, \"Safety\") \
              and agree, pass --yes (for batch and CI use; or set CENSORPROBE_YES=1, or put \
              `consent = true` in {config})"
         );

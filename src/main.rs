@@ -43,7 +43,7 @@ macro_rules! errln {
     }};
 }
 
-/// Exit codes, as documented in the README.
+/// Exit codes, as documented in docs/usage.md.
 const EXIT_DIFFERENCES: u8 = 1;
 const EXIT_INPUT_ERROR: u8 = 2;
 const EXIT_INTERNAL_ERROR: u8 = 3;
@@ -195,7 +195,7 @@ struct RunCommand {
         "concurrency", "per_host", "timeout", "control",
     ])]
     resume: Option<PathBuf>,
-    /// I have read the informed-consent notice (README, "Safety") and agree: for batch
+    /// I have read the informed-consent notice (docs/robustness.md, "Safety") and agree: for batch
     /// and CI use, where it cannot be asked.
     #[arg(long, env = "CENSORPROBE_YES", value_parser = clap::builder::BoolishValueParser::new())]
     yes: bool,
@@ -299,7 +299,7 @@ impl Write for LogWriter {
     }
 }
 
-/// Every log line is scrubbed of addresses (see "Safety" in the README): a line can
+/// Every log line is scrubbed of addresses (see "Safety" in docs/robustness.md): a line can
 /// quote any error text, a library's included, and logs end up in bug reports.
 impl<'a> MakeWriter<'a> for LogWriter {
     type Writer = Scrubbing<LogWriter>;

@@ -928,7 +928,7 @@ async fn never_measures_forbidden_addresses_from_dns_or_redirects() {
     }
 }
 
-/// Figures for the README, in release mode: throughput and memory with many more probes
+/// Figures for docs/performance.md, in release mode: throughput and memory with many more probes
 /// and abusers than the always-run tests, and the time a wrong token takes to refuse,
 /// by its length. Prints; asserts nothing about time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

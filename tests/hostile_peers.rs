@@ -1,7 +1,7 @@
 //! Peers that misbehave on purpose (servers in `hostile_peers/servers.rs`): the real
 //! probe, run with `--timeout 2`, must exit 0, finish within `WALL_BOUND`, keep its
 //! peak memory under `RSS_BOUND_KIB`, and record a sensible verdict for the target.
-//! The README's "Robustness" section states the same bounds.
+//! docs/robustness.md states the same bounds.
 
 #[allow(dead_code)]
 mod common;
@@ -75,7 +75,7 @@ impl Lab {
             &["--resolver", &self.resolver, "--ca-file", ca_file],
         )
         .await;
-        // The figures the README's bounds come from (`cargo test -- --nocapture`).
+        // The figures docs/robustness.md's bounds come from (`cargo test -- --nocapture`).
         println!(
             "{case}: wall {:.1} s, peak RSS {:.1} MiB",
             run.wall.as_secs_f64(),

@@ -488,7 +488,7 @@ struct Tally {
 }
 
 impl Tally {
-    /// A Markdown table, for README's own.
+    /// A Markdown table, for docs/verdicts.md's own.
     fn table(tallies: &[Tally]) -> String {
         let mut out = String::from(
             "| scenarios | targets | blocked | inconclusive | false positives | false negatives |\n|---|---|---|---|---|---|\n",

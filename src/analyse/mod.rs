@@ -63,7 +63,8 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// How a target is blocked, in DESIGN.md's vocabulary.
+/// How a target is blocked, in docs/design.md's vocabulary (its table says what
+/// fires each kind, and whether it needs the control).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Blocking {
@@ -104,7 +105,7 @@ impl Blocking {
         (Blocking::Throttled, "throttled"),
     ];
 
-    /// Every kind, in DESIGN.md's order.
+    /// Every kind, in docs/design.md's order.
     pub fn all() -> impl Iterator<Item = Blocking> {
         Blocking::NAMES.iter().map(|(b, _)| *b)
     }

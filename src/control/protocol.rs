@@ -1,5 +1,5 @@
 //! The control protocol: `POST /v1/measure` with a JSON `ControlRequest`, answered with
-//! a `ControlResponse`. Documented with an example in the README.
+//! a `ControlResponse`. Documented with an example in docs/control.md.
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -760,7 +760,7 @@ impl Server {
             )
         })?;
         let results = self.measure_within_deadline(&jobs, &measurer).await;
-        // The client's network, never its address: see DESIGN.md.
+        // The client's network, never its address: see docs/design.md.
         let network = self
             .asn
             .as_ref()

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyse::{Blocking, TargetVerdict, Verdict};
 use crate::facts::{Measurement, Step};
 
-/// A row of verdicts.csv. The first nine columns are DESIGN.md's contract.
+/// A row of verdicts.csv. The first nine columns are docs/design.md's contract.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerdictRow {
     pub run_id: String,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tempfile::TempDir;
 
-/// The leading columns of verdicts.csv, in the order DESIGN.md fixes.
+/// The leading columns of verdicts.csv, in the order docs/design.md fixes.
 const VERDICT_COLUMNS: [&str; 9] = [
     "run_id",
     "measured_at",
