@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 
 use crate::analyse::{Blocking, Verdict};
 use crate::report::rows::VerdictRow;
-use crate::report::{RUN_JSON, SCHEMA_VERSION, VERDICTS_CSV};
+use crate::rundir::{self, Found, RUN_JSON, VERDICTS_CSV, find_runs};
 
 /// What rows can be grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,15 +105,15 @@ pub struct Aggregate {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Merges every run found in `inputs`: run directories, directories holding runs (at
-/// any depth), or verdicts CSV files.
+/// Merges every run found in `inputs`: run directories, directories holding runs (see
+/// `rundir::find_runs`), or verdicts CSV files.
 pub fn aggregate(inputs: &[PathBuf], by: &[GroupBy]) -> anyhow::Result<Aggregate> {
     let mut result = Aggregate::default();
     for input in inputs {
         if !input.exists() {
             bail!("{}: no such file or directory", input.display());
         }
-        for file in verdict_files(input)? {
+        for file in verdict_files(input) {
             match read_run(&file, by) {
                 Ok(groups) => {
                     result.runs += 1;
@@ -128,29 +128,19 @@ pub fn aggregate(inputs: &[PathBuf], by: &[GroupBy]) -> anyhow::Result<Aggregate
     Ok(result)
 }
 
-/// The verdicts files under `input`, in a stable order.
-fn verdict_files(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The verdicts files of `input`: itself, or those of the runs found in it (see
+/// `rundir::find_runs`), in a stable order.
+fn verdict_files(input: &Path) -> Vec<PathBuf> {
     if input.is_file() {
-        return Ok(vec![input.to_path_buf()]);
+        return vec![input.to_path_buf()];
     }
-    let mut found = Vec::new();
-    let mut pending = vec![input.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        if dir.join(RUN_JSON).is_file() || dir.join(VERDICTS_CSV).is_file() {
-            found.push(dir.join(VERDICTS_CSV));
-            continue;
-        }
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
-        {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    find_runs(input)
+        .into_iter()
+        .filter_map(|found| match found {
+            Found::Run(dir) => Some(dir.join(VERDICTS_CSV)),
+            Found::NotRun(..) => None,
+        })
+        .collect()
 }
 
 /// One run's groups, or why it cannot be merged.
@@ -181,14 +171,7 @@ fn check_schema(run_json: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(run_json)?;
     let info: serde_json::Value =
         serde_json::from_str(&text).context("run.json is not valid JSON")?;
-    let version = info
-        .get("schema_version")
-        .and_then(|v| v.as_u64())
-        .context("run.json has no schema_version")?;
-    if version > u64::from(SCHEMA_VERSION) {
-        bail!("schema version {version} is newer than this censorprobe reads ({SCHEMA_VERSION})");
-    }
-    Ok(())
+    rundir::check_schema(&info)
 }
 
 /// The header of the aggregate table: the group columns, then the counts and shares.

@@ -20,7 +20,7 @@ use anyhow::bail;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::report::replace_file;
+use crate::rundir::replace_file;
 
 /// The notice's version: raise it when the notice changes in substance, so that
 /// everyone who agreed to the old one is asked again.

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod report;
 pub mod resume;
 pub mod run;
+pub mod rundir;
 pub mod scrub;
 pub mod targets;
 pub mod testlist;

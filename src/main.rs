@@ -123,7 +123,7 @@ enum Command {
     /// Write one self-contained HTML page over runs: a heatmap of services by network
     /// and day, the blocked targets with their evidence, and the runs' metadata.
     Report {
-        /// Run directories, or directories holding runs one or two levels down.
+        /// Run directories, or directories holding runs up to six levels down.
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
         /// The HTML file to write.

@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
@@ -21,11 +20,9 @@ use crate::facts::{Measurement, Step, Trigger, Vantage};
 use crate::measure::TargetFacts;
 use crate::plan::Target;
 use crate::report::rows::RunColumns;
-use crate::report::{
-    JsonlRecord, MEASUREMENTS_JSONL, RUN_JSON, ResolverStatus, RunInfo, SCHEMA_VERSION,
-    VerdictsWriter,
-};
+use crate::report::{JsonlRecord, VerdictsWriter};
 use crate::run::{InputError, RunReport};
+use crate::rundir::{MEASUREMENTS_JSONL, ResolverStatus, RunInfo, read_info};
 
 /// A run read back from disk, its measurements grouped for analysis.
 pub struct RecordedRun {
@@ -52,30 +49,6 @@ type Key = (String, Vantage, String);
 pub struct Unit {
     pub origin: RunColumns,
     pub target: Target,
-}
-
-/// A run's run.json, refused when a newer censorprobe wrote it.
-pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
-    let info_path = dir.join(RUN_JSON);
-    let text = std::fs::read_to_string(&info_path).with_context(|| {
-        format!(
-            "{} is not a run: cannot read {}",
-            dir.display(),
-            info_path.display()
-        )
-    })?;
-    let version: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", info_path.display()))?;
-    if let Some(v) = version.get("schema_version").and_then(|v| v.as_u64())
-        && v > u64::from(SCHEMA_VERSION)
-    {
-        bail!(
-            "{}: schema version {v} is newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe",
-            info_path.display()
-        );
-    }
-    serde_json::from_value(version)
-        .with_context(|| format!("{}: not a run description", info_path.display()))
 }
 
 impl RecordedRun {
@@ -301,7 +274,7 @@ pub fn compare(
         .map(|unit| {
             let theirs = control_run.own_facts(&unit.target, Vantage::Probe);
             let judged = match theirs {
-                Some(theirs) => judge(&run, unit, Control::Measured(&as_control(theirs))),
+                Some(theirs) => judge(&run, unit, Control::Measured(&theirs.into_control())),
                 None => judge(
                     &run,
                     unit,
@@ -348,19 +321,6 @@ fn judge(run: &RecordedRun, unit: &Unit, control: Control<'_>) -> Judged {
         control_answered: matches!(control, Control::Measured(_)),
         outcome: analyse::judge(&ours, control, &run.context),
     }
-}
-
-/// A control site's own probe run, seen as control facts.
-fn as_control(mut facts: TargetFacts) -> TargetFacts {
-    for m in &mut facts.measurements {
-        m.vantage = Vantage::Control;
-    }
-    let mut dns = facts.dns.as_ref().clone();
-    for m in &mut dns {
-        m.vantage = Vantage::Control;
-    }
-    facts.dns = Arc::new(dns);
-    facts
 }
 
 /// Writes the verdicts, all of them inconclusive if the probe had no network at all.

@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::analyse::TargetVerdict;
-use crate::offline::read_info;
 use crate::plan::Target;
 use crate::report::rows::VerdictRow;
-use crate::report::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV, aside};
+use crate::rundir::{
+    MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV, aside, read_info,
+};
 
 /// A killed run, repaired and ready to be appended to.
 pub struct Resumed {

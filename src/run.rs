@@ -28,10 +28,9 @@ use crate::facts::{Measurement, Step, Vantage};
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer, TargetFacts};
 use crate::plan::{self, Target};
-use crate::report::{
-    RUN_JSON, ResolverStatus, ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION,
-};
+use crate::report::ResultsWriter;
 use crate::resume;
+use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunSettings, SCHEMA_VERSION};
 use crate::targets::{ResolverSpec, TargetsFile};
 use crate::testlist;
 

@@ -19,7 +19,7 @@ use regex::Regex;
 use tempfile::TempDir;
 
 use censorprobe::report::rows::VerdictRow;
-use censorprobe::report::{RunInfo, RunSettings, SCHEMA_VERSION};
+use censorprobe::rundir::{RunInfo, RunSettings, SCHEMA_VERSION};
 
 /// A verdict row of a fixture: service, target, verdict, blocking, evidence.
 type Row = (

@@ -572,7 +572,7 @@ mod tests {
             steps.extend(also);
             let mut ours = facts(&domain(&[]), dns(), steps);
             ours.triggers = triggers;
-            let theirs = as_control(facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]));
+            let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
             super::super::judge(
                 &ours,
                 super::super::Control::Measured(&theirs),

@@ -110,20 +110,12 @@ pub fn compare_in(
     probe: (Vec<Measurement>, Vec<Measurement>),
     control: (Vec<Measurement>, Vec<Measurement>),
 ) -> Outcome {
-    let theirs = as_control(facts(&target, control.0, control.1));
+    let theirs = facts(&target, control.0, control.1).into_control();
     super::judge(
         &facts(&target, probe.0, probe.1),
         Control::Measured(&theirs),
         context,
     )
-}
-
-/// Facts as the control's.
-pub fn as_control(mut facts: TargetFacts) -> TargetFacts {
-    for m in &mut facts.measurements {
-        m.vantage = Vantage::Control;
-    }
-    facts
 }
 
 /// A lookup of `qtype` that failed with `failure`.

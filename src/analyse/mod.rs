@@ -68,20 +68,49 @@ impl fmt::Display for Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Blocking {
+    /// DNS (`dns::forged`, `dns::inconsistent`, `dns::outside_asns`): an answer that is
+    /// a known blockpage address or a bogon the control did not get (proof alone), or
+    /// one consistent with neither the control's answers, their networks, a valid
+    /// certificate nor the control's page (needs the control).
     DnsHijack,
+    /// DNS (`dns::problems`): NXDOMAIN where the control resolved the name.
     DnsNxdomain,
+    /// DNS (`dns::problems`): SERVFAIL, REFUSED or silence from a resolver that
+    /// answers the canary (`explain::lookup`), where the control resolved the name.
     DnsFailure,
+    /// DNS (`dns::injection`): two different address sets under one query ID, an
+    /// injector racing the resolver. Proof alone.
     DnsInjection,
+    /// TCP (`transport::connect_problem`): every try of a connect timed out, where the
+    /// control connected.
     TcpBlackhole,
+    /// TCP (`transport::tcp_finding`): the connect was reset, where the control's was not.
     TcpReset,
+    /// TCP (`transport::tcp_finding`): the connect was refused, where the control's was not.
     TcpRefused,
+    /// TLS (`transport::tls_problem`): reset or EOF in a handshake with the target's
+    /// name while control-SNI handshakes to the same address went through before and
+    /// after (`transport::name_singled_out`). Proof alone.
     TlsReset,
+    /// TLS (`transport::tls_problem`): the same, the handshake stalling.
     TlsTimeout,
+    /// TLS (`transport::tls_problem`): a certificate not valid for the name, where the
+    /// control's was.
     TlsMitm,
+    /// TLS (`transport::tls_problem`): any other handshake failure, where the control's
+    /// handshake worked.
     TlsFailure,
+    /// HTTP (`http::blockpage`): a known blockpage fingerprint. Proof alone, unless
+    /// served over a valid session for the name (then the site's own answer).
     HttpBlockpage,
+    /// HTTP (`http::differs`): a page unlike the control's in status, length, title and
+    /// headers, over plain HTTP.
     HttpDiff,
+    /// HTTP (`http::failure_finding`): the fetch failed where the control's worked.
     HttpFailure,
+    /// HTTP (`http::throttled`): several times slower than the control and than the
+    /// same address gave the control SNI, and still capped when fetched again with its
+    /// own name; `http::body_stalled` when no twin could be made (a sign only).
     Throttled,
 }
 

@@ -11,9 +11,7 @@
 //! in every published OONI measurement, and addresses in failure texts are scrubbed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,8 +28,8 @@ use crate::measure::http::BROWSER_HEADERS;
 use crate::offline::{RecordedRun, Unit};
 use crate::plan::TargetKind;
 use crate::report::rows::VerdictRow;
-use crate::report::{RunInfo, VERDICTS_CSV};
 use crate::run::InputError;
+use crate::rundir::{self, RunInfo, VERDICTS_CSV};
 use crate::scrub::scrub_addresses;
 
 /// The default file name, inside the run's directory.
@@ -53,31 +51,22 @@ pub fn export(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Exported> {
     let verdicts = read_verdicts(&run_dir.join(VERDICTS_CSV)).map_err(InputError)?;
     let path = out.map_or_else(|| run_dir.join(OONI_JSONL), Path::to_path_buf);
     // Written aside, then renamed: a failed export never leaves a torn file.
-    let mut tmp = OsString::from(path.as_os_str());
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let file = File::create(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))
-        .map_err(InputError)?;
-    let mut writer = BufWriter::new(file);
-    let mut measurements = 0;
-    for unit in &run.units {
-        // A target a killed run never reached has nothing to say.
-        let Some(probe) = run.facts(unit, Vantage::Probe) else {
-            continue;
-        };
-        let control = run.facts(unit, Vantage::Control);
-        let verdict = verdicts.get(&(unit.origin.run_id.clone(), unit.target.to_string()));
-        let measurement = measurement(&run.info, unit, &probe, control.as_ref(), verdict);
-        serde_json::to_writer(&mut writer, &measurement)?;
-        writer.write_all(b"\n")?;
-        measurements += 1;
-    }
-    writer
-        .flush()
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    drop(writer);
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    let measurements = rundir::replace_with(&path, |writer| {
+        let mut measurements = 0;
+        for unit in &run.units {
+            // A target a killed run never reached has nothing to say.
+            let Some(probe) = run.facts(unit, Vantage::Probe) else {
+                continue;
+            };
+            let control = run.facts(unit, Vantage::Control);
+            let verdict = verdicts.get(&(unit.origin.run_id.clone(), unit.target.to_string()));
+            let measurement = measurement(&run.info, unit, &probe, control.as_ref(), verdict);
+            serde_json::to_writer(&mut *writer, &measurement)?;
+            writer.write_all(b"\n")?;
+            measurements += 1;
+        }
+        Ok(measurements)
+    })?;
     Ok(Exported { path, measurements })
 }
 

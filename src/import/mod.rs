@@ -26,8 +26,9 @@ use rayon::prelude::*;
 use crate::analyse::{self, Blocking, Control, Verdict};
 use crate::plan::Target;
 use crate::report::rows::RunColumns;
-use crate::report::{EncodedRows, ResultsWriter, RunInfo, RunSettings, SCHEMA_VERSION};
+use crate::report::{EncodedRows, ResultsWriter};
 use crate::run::InputError;
+use crate::rundir::{RunInfo, RunSettings, SCHEMA_VERSION};
 use ooni::{ControlFacts, Imported};
 
 /// Lines judged together, on every core, between two writes.

@@ -116,6 +116,20 @@ impl TargetFacts {
             triggers: Vec::new(),
         }
     }
+
+    /// The same facts as the control's (a control site's own probe run, compared
+    /// offline; a test's fixture).
+    pub fn into_control(mut self) -> TargetFacts {
+        for m in &mut self.measurements {
+            m.vantage = Vantage::Control;
+        }
+        let mut dns = self.dns.as_ref().clone();
+        for m in &mut dns {
+            m.vantage = Vantage::Control;
+        }
+        self.dns = Arc::new(dns);
+        self
+    }
 }
 
 /// The DNS of one host, measured once per run.

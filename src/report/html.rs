@@ -16,17 +16,13 @@ use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 use super::rows::VerdictRow;
-use super::{RUN_JSON, RunInfo, SCHEMA_VERSION, VERDICTS_CSV};
 use crate::analyse::Verdict;
 use crate::run::InputError;
+use crate::rundir::{Found, VERDICTS_CSV, find_runs, read_info};
 
 /// Blocked or anomalous rows listed on the page; beyond this they are only counted,
 /// so that the page stays readable and its size bounded.
 const FLAGGED_CAP: usize = 500;
-
-/// How far below a DIR argument runs are looked for: `results/<run>/` or
-/// `results/<probe>/<run>/`.
-const SEARCH_DEPTH: u32 = 2;
 
 const STYLE: &str = include_str!("html.css");
 
@@ -81,67 +77,6 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Written> {
         days: report.days().len(),
         skipped: report.skipped.len(),
     })
-}
-
-/// A directory found under a DIR argument.
-enum Found {
-    /// It holds run.json or verdicts.csv: a run, readable or not.
-    Run(PathBuf),
-    /// Neither it nor anything `SEARCH_DEPTH` levels below holds a run.
-    NotRun(PathBuf, String),
-}
-
-fn looks_like_run(dir: &Path) -> bool {
-    dir.join(RUN_JSON).exists() || dir.join(VERDICTS_CSV).exists()
-}
-
-/// The runs in `dir` or up to `depth` levels below it. A directory without any run
-/// below it is reported once, as a whole, rather than each of its subdirectories.
-fn find_runs(dir: &Path, depth: u32) -> Vec<Found> {
-    if looks_like_run(dir) {
-        return vec![Found::Run(dir.to_path_buf())];
-    }
-    if !dir.is_dir() {
-        let reason = match dir.exists() {
-            true => "not a directory",
-            false => "no such directory",
-        };
-        return vec![Found::NotRun(dir.to_path_buf(), reason.into())];
-    }
-    if depth == 0 {
-        let reason = format!("not a run ({RUN_JSON} not found)");
-        return vec![Found::NotRun(dir.to_path_buf(), reason)];
-    }
-    let mut children: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_dir()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect(),
-        Err(e) => {
-            return vec![Found::NotRun(
-                dir.to_path_buf(),
-                format!("cannot read: {e}"),
-            )];
-        }
-    };
-    children.sort();
-    let found: Vec<Found> = children
-        .iter()
-        .flat_map(|c| find_runs(c, depth - 1))
-        .collect();
-    match found.iter().any(|f| matches!(f, Found::Run(_))) {
-        true => found,
-        false => vec![Found::NotRun(
-            dir.to_path_buf(),
-            format!("not a run, and holds none ({RUN_JSON} not found)"),
-        )],
-    }
 }
 
 /// How many rows of each verdict, in `Verdict::ALL`'s order.
@@ -293,7 +228,7 @@ fn read(dirs: &[PathBuf]) -> Report {
     let mut report = Report::default();
     let mut seen_dirs = HashSet::new();
     let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
-    for found in dirs.iter().flat_map(|d| find_runs(d, SEARCH_DEPTH)) {
+    for found in dirs.iter().flat_map(|d| find_runs(d)) {
         let dir = match found {
             Found::Run(dir) => dir,
             Found::NotRun(dir, reason) => {
@@ -326,23 +261,6 @@ fn read(dirs: &[PathBuf]) -> Report {
     }
     report.runs.sort_by_key(|r| r.started_at);
     report
-}
-
-/// Reads run.json like `RecordedRun::load`: a newer schema is refused by name rather
-/// than misread.
-fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
-    let text = std::fs::read_to_string(dir.join(RUN_JSON))
-        .with_context(|| format!("cannot read {RUN_JSON}"))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{RUN_JSON} is not valid JSON"))?;
-    if let Some(v) = value.get("schema_version").and_then(|v| v.as_u64())
-        && v > u64::from(SCHEMA_VERSION)
-    {
-        bail!(
-            "{RUN_JSON} has schema version {v}, newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe"
-        );
-    }
-    serde_json::from_value(value).with_context(|| format!("{RUN_JSON} is not a run description"))
 }
 
 /// One run's metadata and verdicts, tallied apart so that a run found corrupt halfway

@@ -16,109 +16,14 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analyse::TargetVerdict;
-use crate::analyse::explain::ResolverHealth;
-use crate::facts::{Measurement, Step};
-use crate::plan::Target;
-use crate::targets::ResolverSpec;
+use crate::facts::Measurement;
+use crate::rundir::{
+    MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RUN_JSON, RunInfo, VERDICTS_CSV, replace_file,
+};
 use rows::{MeasurementRow, RunColumns, VerdictRow};
-
-/// The version of the result files' layout; readers refuse what they do not know.
-pub const SCHEMA_VERSION: u32 = 1;
-
-pub const MEASUREMENTS_CSV: &str = "measurements.csv";
-pub const MEASUREMENTS_JSONL: &str = "measurements.jsonl";
-pub const VERDICTS_CSV: &str = "verdicts.csv";
-pub const RUN_JSON: &str = "run.json";
-
-/// run.json: what ran, when, with which settings, on which targets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunInfo {
-    pub schema_version: u32,
-    pub software_name: String,
-    pub software_version: String,
-    pub run_id: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub probe_cc: String,
-    pub probe_asn: String,
-    pub settings: RunSettings,
-    pub targets: Vec<Target>,
-    /// Set when neither the canary nor any target could be reached.
-    pub no_network: bool,
-    /// What the canary's lookups said of each resolver (none without a canary).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resolvers: Vec<ResolverStatus>,
-}
-
-/// One resolver, as the canary's lookups found it: one finding per resolver, in place
-/// of a failure per name looked up through it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResolverStatus {
-    /// As configured (`system`, `udp://IP:PORT`, `doh://...`).
-    pub resolver: String,
-    pub answered_canary: bool,
-    /// How the canary's lookup failed, when it did (OONI's failure string).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_operation: Option<String>,
-}
-
-impl ResolverStatus {
-    /// Each resolver the canary was looked up through, in the order asked, as `health`
-    /// (made from the same lookups) judged it.
-    pub fn all(canary_dns: &[Measurement], health: &ResolverHealth) -> Vec<ResolverStatus> {
-        let failed = health.failed();
-        let mut out: Vec<ResolverStatus> = Vec::new();
-        for m in canary_dns {
-            let Step::Dns(d) = &m.step else { continue };
-            if out.iter().any(|r| r.resolver == d.resolver) {
-                continue;
-            }
-            let failure = failed
-                .iter()
-                .find(|(r, _)| *r == d.resolver)
-                .map(|(_, e)| e);
-            out.push(ResolverStatus {
-                resolver: d.resolver.clone(),
-                answered_canary: failure.is_none(),
-                failure: failure.map(|e| e.failure.to_string()),
-                failed_operation: failure.map(|e| e.failed_operation.to_string()),
-            });
-        }
-        out
-    }
-
-    /// One sentence for people.
-    pub fn describe(&self) -> String {
-        match (&self.failure, &self.failed_operation) {
-            (Some(failure), Some(operation)) => format!(
-                "resolver {} did not answer the canary ({failure} in {operation}): it is down, broken or blocked on this network, so the lookups through it that failed are inconclusive, not blocking",
-                self.resolver
-            ),
-            _ => format!("resolver {} answered the canary", self.resolver),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSettings {
-    pub targets_file: String,
-    pub timeout_secs: f64,
-    pub concurrency: usize,
-    pub per_host: usize,
-    pub resolvers: Vec<ResolverSpec>,
-    pub canary: Option<String>,
-    pub treat_as_public: Vec<ipnet::IpNet>,
-    pub ca_file: Option<String>,
-    pub asn_db: Option<String>,
-    /// The control server asked during the run, if any.
-    pub control: Option<String>,
-}
 
 /// One JSON line of measurements.jsonl. A line made elsewhere and imported (an OONI
 /// measurement) names its own origin: its id for `run_id`, and its network.
@@ -420,24 +325,6 @@ impl ResultsWriter {
     pub fn write_info(&self, info: &RunInfo) -> anyhow::Result<()> {
         replace_file(&self.dir.join(RUN_JSON), &serde_json::to_vec_pretty(info)?)
     }
-}
-
-/// Replaces `path` with `contents` atomically: written aside, then renamed over it, so
-/// that a reader (or a kill) sees the old file or the new one, never half of one.
-pub fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let tmp = aside(path);
-    if let Err(e) = std::fs::write(&tmp, contents) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Where a new version of `path` is written before it is renamed over it.
-pub fn aside(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// The header of a row type, as the CSV writer names its fields, so that a file with

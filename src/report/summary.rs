@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::analyse::{TargetVerdict, Verdict};
-use crate::report::ResolverStatus;
+use crate::rundir::ResolverStatus;
 
 pub fn render(
     verdicts: &[TargetVerdict],

@@ -1,0 +1,247 @@
+//! The run directory: what its files are called, which layout (schema version) this
+//! censorprobe reads, run.json's description of a run, how runs are found under a
+//! directory, and how its files are replaced without ever being torn. Every command
+//! reads and writes runs through here, so that what a run is, and which runs can be
+//! read, is decided once.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analyse::explain::ResolverHealth;
+use crate::facts::{Measurement, Step};
+use crate::plan::Target;
+use crate::targets::ResolverSpec;
+
+/// The version of the result files' layout; readers refuse what they do not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const MEASUREMENTS_CSV: &str = "measurements.csv";
+pub const MEASUREMENTS_JSONL: &str = "measurements.jsonl";
+pub const VERDICTS_CSV: &str = "verdicts.csv";
+pub const RUN_JSON: &str = "run.json";
+
+/// run.json: what ran, when, with which settings, on which targets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub schema_version: u32,
+    pub software_name: String,
+    pub software_version: String,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub probe_cc: String,
+    pub probe_asn: String,
+    pub settings: RunSettings,
+    pub targets: Vec<Target>,
+    /// Set when neither the canary nor any target could be reached.
+    pub no_network: bool,
+    /// What the canary's lookups said of each resolver (none without a canary).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<ResolverStatus>,
+}
+
+/// One resolver, as the canary's lookups found it: one finding per resolver, in place
+/// of a failure per name looked up through it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverStatus {
+    /// As configured (`system`, `udp://IP:PORT`, `doh://...`).
+    pub resolver: String,
+    pub answered_canary: bool,
+    /// How the canary's lookup failed, when it did (OONI's failure string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_operation: Option<String>,
+}
+
+impl ResolverStatus {
+    /// Each resolver the canary was looked up through, in the order asked, as `health`
+    /// (made from the same lookups) judged it.
+    pub fn all(canary_dns: &[Measurement], health: &ResolverHealth) -> Vec<ResolverStatus> {
+        let failed = health.failed();
+        let mut out: Vec<ResolverStatus> = Vec::new();
+        for m in canary_dns {
+            let Step::Dns(d) = &m.step else { continue };
+            if out.iter().any(|r| r.resolver == d.resolver) {
+                continue;
+            }
+            let failure = failed
+                .iter()
+                .find(|(r, _)| *r == d.resolver)
+                .map(|(_, e)| e);
+            out.push(ResolverStatus {
+                resolver: d.resolver.clone(),
+                answered_canary: failure.is_none(),
+                failure: failure.map(|e| e.failure.to_string()),
+                failed_operation: failure.map(|e| e.failed_operation.to_string()),
+            });
+        }
+        out
+    }
+
+    /// One sentence for people.
+    pub fn describe(&self) -> String {
+        match (&self.failure, &self.failed_operation) {
+            (Some(failure), Some(operation)) => format!(
+                "resolver {} did not answer the canary ({failure} in {operation}): it is down, broken or blocked on this network, so the lookups through it that failed are inconclusive, not blocking",
+                self.resolver
+            ),
+            _ => format!("resolver {} answered the canary", self.resolver),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub targets_file: String,
+    pub timeout_secs: f64,
+    pub concurrency: usize,
+    pub per_host: usize,
+    pub resolvers: Vec<ResolverSpec>,
+    pub canary: Option<String>,
+    pub treat_as_public: Vec<ipnet::IpNet>,
+    pub ca_file: Option<String>,
+    pub asn_db: Option<String>,
+    /// The control server asked during the run, if any.
+    pub control: Option<String>,
+}
+
+/// Refuses a run.json written by a newer censorprobe, which may mean other things by
+/// the same columns. One without `schema_version` was written before versions were
+/// kept: version 1. Errors name run.json; the caller names its run.
+pub fn check_schema(info: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(v) = info.get("schema_version").and_then(|v| v.as_u64())
+        && v > u64::from(SCHEMA_VERSION)
+    {
+        bail!(
+            "{RUN_JSON} has schema version {v}, newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe"
+        );
+    }
+    Ok(())
+}
+
+/// A run's run.json, refused when a newer censorprobe wrote it.
+pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
+    let path = dir.join(RUN_JSON);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a run: cannot read {}",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{RUN_JSON} is not valid JSON"))?;
+    check_schema(&value)?;
+    serde_json::from_value(value).with_context(|| format!("{RUN_JSON} is not a run description"))
+}
+
+/// A directory holding a run: its run.json, or at least its verdicts.
+pub fn is_run(dir: &Path) -> bool {
+    dir.join(RUN_JSON).is_file() || dir.join(VERDICTS_CSV).is_file()
+}
+
+/// How deep below a directory runs are looked for: a collector's tree
+/// (`<cc>/<asn>/<day>/<run_id>/`) and then some.
+const SEARCH_DEPTH: u32 = 6;
+
+/// A directory found under a directory given to `aggregate` or `report`.
+#[derive(Debug, PartialEq)]
+pub enum Found {
+    /// It holds a run, readable or not.
+    Run(PathBuf),
+    /// Neither it nor anything below holds a run, and why.
+    NotRun(PathBuf, String),
+}
+
+/// The runs in `dir` or below it, in name order; hidden directories (`.git`, a
+/// `.trash`) are not looked in. A directory without any run below it is reported once,
+/// as a whole, rather than each of its subdirectories.
+pub fn find_runs(dir: &Path) -> Vec<Found> {
+    find_below(dir, SEARCH_DEPTH)
+}
+
+fn find_below(dir: &Path, depth: u32) -> Vec<Found> {
+    if is_run(dir) {
+        return vec![Found::Run(dir.to_path_buf())];
+    }
+    if !dir.is_dir() {
+        let reason = match dir.exists() {
+            true => "not a directory",
+            false => "no such directory",
+        };
+        return vec![Found::NotRun(dir.to_path_buf(), reason.into())];
+    }
+    let not_found = || format!("not a run, and holds none ({RUN_JSON} not found)");
+    if depth == 0 {
+        return vec![Found::NotRun(dir.to_path_buf(), not_found())];
+    }
+    let mut children: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect(),
+        Err(e) => {
+            return vec![Found::NotRun(
+                dir.to_path_buf(),
+                format!("cannot read: {e}"),
+            )];
+        }
+    };
+    children.sort();
+    let found: Vec<Found> = children
+        .iter()
+        .flat_map(|c| find_below(c, depth - 1))
+        .collect();
+    match found.iter().any(|f| matches!(f, Found::Run(_))) {
+        true => found,
+        false => vec![Found::NotRun(dir.to_path_buf(), not_found())],
+    }
+}
+
+/// Replaces `path` with `contents` atomically (see [`replace_with`]).
+pub fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    replace_with(path, |out| Ok(out.write_all(contents)?))
+}
+
+/// Replaces `path` with what `write` writes: written aside, then renamed over it, so
+/// that a reader (or a kill) sees the old file or the new one, never half of one, and
+/// a write that fails leaves nothing behind.
+pub fn replace_with<T>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let tmp = aside(path);
+    let written = (|| {
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = BufWriter::new(file);
+        let value = write(&mut out).with_context(|| format!("cannot write {}", tmp.display()))?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(value)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Where a new version of `path` is written before it is renamed over it.
+pub fn aside(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
