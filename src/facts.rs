@@ -434,7 +434,7 @@ pub struct HttpHop {
     /// Bytes per second while the body flowed: in the typical quarter second in which
     /// data came (the median), so that loss's stalls and the bursts after them do not
     /// weigh. Loss stalls a transfer between bursts at the path's speed; a throttle caps
-    /// that speed.
+    /// that speed. Absent for a body that came in fewer than three quarter seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_rate: Option<f64>,
     /// Bytes per second in the fastest quarter second of the body but one (data held

@@ -46,8 +46,9 @@ const RESENDS: u32 = 6;
 /// Sends of one UDP query are at least this far apart.
 const MIN_RESEND: Duration = Duration::from_millis(100);
 /// Sends of a UDP query during its listening window after the first reply: with the
-/// first, five chances for each of an injector's reply and the real one to arrive.
-const WINDOW_RESENDS: u32 = 4;
+/// first, seven chances for each of an injector's reply and the real one to arrive
+/// (on a lossy link, both replies to one copy must come through).
+const WINDOW_RESENDS: u32 = 6;
 
 /// A configured resolver, ready to be asked.
 pub struct Resolver {

@@ -224,11 +224,11 @@ const WINDOW: Duration = Duration::from_millis(250);
 const RATED_WINDOWS: usize = 3;
 
 /// How fast a body arrived, counted in quarter seconds: see `HttpHop::active_rate` and
-/// `HttpHop::peak_rate`. For a body that came in fewer than [`RATED_WINDOWS`] of them the
-/// active rate is its rate over those it came in, and it has no peak: one burst (a
-/// throttle's allowance before it stalled) says nothing of the path's speed.
-fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, Option<f64>)> {
-    let (first, last) = (arrivals.first()?.0, arrivals.last()?.0);
+/// `HttpHop::peak_rate`. A body that came in fewer than [`RATED_WINDOWS`] of them has
+/// neither: one or two bursts (a throttle's allowance before it stalled, a TLS record)
+/// say nothing of how it flowed, and its average over the transfer stands instead.
+fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
+    let first = arrivals.first()?.0;
     let mut windows: Vec<usize> = Vec::new();
     for (at, bytes) in arrivals {
         let index = (at.duration_since(first).as_nanos() / WINDOW.as_nanos()) as usize;
@@ -239,16 +239,13 @@ fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, Option<f64>)> {
     }
     let mut flowing: Vec<usize> = windows.into_iter().filter(|b| *b > 0).collect();
     if flowing.len() < RATED_WINDOWS {
-        let bytes: usize = flowing.iter().sum();
-        let time = (WINDOW * flowing.len() as u32).min(last.duration_since(first));
-        let rate = bytes as f64 / time.max(Duration::from_millis(1)).as_secs_f64();
-        return Some((rate, None));
+        return None;
     }
     flowing.sort_unstable();
     let per_second = |bytes: usize| bytes as f64 / WINDOW.as_secs_f64();
     Some((
         per_second(flowing[flowing.len() / 2]),
-        Some(per_second(flowing[flowing.len() - 2])),
+        per_second(flowing[flowing.len() - 2]),
     ))
 }
 
@@ -295,7 +292,7 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
         .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64() * 1000.0);
     if let Some((active, peak)) = window_rates(&arrivals) {
         out.active_rate = Some(active);
-        out.peak_rate = peak;
+        out.peak_rate = Some(peak);
     }
     out
 }
@@ -760,20 +757,18 @@ mod tests {
         // Bursts between stalls: loss. Every window with data carries 100 kB.
         let stalled: Vec<(Instant, usize)> =
             [0, 1000, 2000, 3000].map(|ms| (at(ms), 100_000)).into();
-        assert_eq!(window_rates(&stalled), Some((400_000.0, Some(400_000.0))));
+        assert_eq!(window_rates(&stalled), Some((400_000.0, 400_000.0)));
         // A steady 5 kB every 100 ms, and 64 kB that were held behind a lost packet
         // and came in one release: typically 60 kB/s, and the release is not its peak.
         let mut capped: Vec<(Instant, usize)> = (0..30).map(|i| (at(i * 100), 5_000)).collect();
         capped.push((at(1510), 64_000));
-        assert_eq!(window_rates(&capped), Some((60_000.0, Some(60_000.0))));
-        // Fewer windows with data than that: the rate over them, and no peak (a
-        // throttle's 32 kB allowance in one burst before it stalled).
+        assert_eq!(window_rates(&capped), Some((60_000.0, 60_000.0)));
+        // Fewer windows with data than that: no rate while it flowed (a throttle's
+        // 32 kB allowance in one burst before it stalled is not its speed).
         let two = [(at(0), 100_000), (at(1000), 100_000)];
-        assert_eq!(window_rates(&two), Some((400_000.0, None)));
-        let one = [(at(0), 1_000), (at(100), 1_000)];
-        assert_eq!(window_rates(&one), Some((20_000.0, None)));
+        assert_eq!(window_rates(&two), None);
         let burst = [(at(0), 16_000), (at(64), 16_000)];
-        assert_eq!(window_rates(&burst), Some((500_000.0, None)));
+        assert_eq!(window_rates(&burst), None);
         assert_eq!(window_rates(&[]), None);
     }
 

@@ -383,8 +383,11 @@ fn forged(query: &Message, n: usize) -> Vec<u8> {
     let question = &query.queries[0];
     let id = query.metadata.id;
     let (id, name, qtype, message_type) = match n % 4 {
+        // One wrong ID, not a range of them: the probe sends each copy of a query
+        // with an ID of its own, and a range next to this copy's could take in
+        // another copy's (a right ID, by chance).
         0 => (
-            id.wrapping_add(1 + (n % 1000) as u16),
+            id.wrapping_add(1),
             question.name().clone(),
             question.query_type(),
             MessageType::Response,
