@@ -162,7 +162,10 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 continue;
             }
             if let Some(problem) = last.and_then(|hop| body_stalled(hop, e, their_page, probe)) {
-                out.push(problem);
+                // A stall the probe's own network accounts for (its check right after
+                // failed too) is no sign of a throttle.
+                let why = explain::step(&format!("fetching {}", h.url), e, h.check.as_ref());
+                out.push(problem.unless(why));
                 continue;
             }
             if let Some(hop) = last.filter(|hop| cut_off(hop)) {

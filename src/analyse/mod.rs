@@ -1056,6 +1056,45 @@ mod tests {
     }
 
     #[test]
+    fn a_body_stalled_after_the_response_is_a_sign_unless_the_probe_lost_its_network() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let their_page = || (dns(), vec![fetch(200, 400_000, "Video", 400.0, None)]);
+        let stalled = || {
+            let mut m = fetch(200, 0, "Video", 0.0, None);
+            if let Step::Http(h) = &mut m.step {
+                let error = StepError::timeout(Operation::Read);
+                h.hops[0].error = Some(error.clone());
+                h.error = Some(error);
+            }
+            m
+        };
+        // No twin could be made: a throttle or a stall, flagged, never proven.
+        let sign = compare(url(), (dns(), vec![stalled()]), their_page());
+        assert_eq!(
+            kind(&sign),
+            (Verdict::Anomaly, Some(Blocking::Throttled)),
+            "{}",
+            sign.verdict.evidence
+        );
+        // The probe's connect to the canary right after failed too: its own network.
+        let mut own = stalled();
+        if let Step::Http(h) = &mut own.step {
+            h.check = Some(crate::facts::Check {
+                checked: crate::facts::CheckTarget::Connect("198.18.0.2:443".parse().unwrap()),
+                measured_at: chrono::Utc::now(),
+                error: Some(StepError::timeout(Operation::Connect)),
+            });
+        }
+        let lost = compare(url(), (dns(), vec![own]), their_page());
+        assert_eq!(kind(&lost), (Verdict::Inconclusive, None));
+        assert!(
+            lost.verdict.evidence.contains("the probe's own network"),
+            "{}",
+            lost.verdict.evidence
+        );
+    }
+
+    #[test]
     fn http_compares_pages_and_rates() {
         let dns = || vec![lookup(&[(FB, None)])];
         let page = |status, body, title: &str, ms| fetch(status, body, title, ms, None);
@@ -1198,7 +1237,12 @@ mod tests {
             (dns(), vec![slow(), twin(400_000, 500.0), bursts]),
             their_page(),
         );
-        assert_ne!(kind(&lossy_again).0, Verdict::Blocked);
+        assert_eq!(
+            kind(&lossy_again),
+            (Verdict::Ok, None),
+            "{}",
+            lossy_again.verdict.evidence
+        );
         // No twin to compare with: nothing said.
         let alone = compare(url(), (dns(), vec![slow()]), their_page());
         assert_eq!(kind(&alone), (Verdict::Inconclusive, None));
