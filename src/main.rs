@@ -382,7 +382,7 @@ fn main() -> ExitCode {
                         true => "none".to_string(),
                         false => counts.join(", "),
                     },
-                    report.dir.display()
+                    out.display()
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -34,9 +34,9 @@ use ooni::{ControlFacts, Imported};
 /// Lines judged together, on every core, between two writes.
 const BATCH: usize = 1024;
 
-/// What an import did.
+/// What an import did (into the directory it was given).
+#[derive(Default)]
 pub struct ImportReport {
-    pub dir: PathBuf,
     pub imported: usize,
     pub skipped: usize,
     /// Verdicts, by verdict and blocking kind.
@@ -123,15 +123,11 @@ pub fn import(files: &[PathBuf], out: &Path) -> anyhow::Result<ImportReport> {
     })?;
     let Collected {
         writer,
-        report: counted,
+        report,
         targets,
         network,
         first,
     } = collected;
-    let report = ImportReport {
-        dir: out.to_path_buf(),
-        ..counted
-    };
     if let Some(Some((cc, asn))) = network {
         info.probe_cc = cc;
         info.probe_asn = asn;
@@ -185,12 +181,7 @@ impl Collected {
     ) -> anyhow::Result<Collected> {
         let mut c = Collected {
             writer,
-            report: ImportReport {
-                dir: PathBuf::new(),
-                imported: 0,
-                skipped: 0,
-                counts: BTreeMap::new(),
-            },
+            report: ImportReport::default(),
             targets: BTreeMap::new(),
             network: None,
             first: None,

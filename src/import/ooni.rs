@@ -329,32 +329,14 @@ fn lookups(
             if query_type != asked && !has_own {
                 continue;
             }
-            let addresses: Vec<IpAddr> = addresses
-                .into_iter()
-                .filter(|ip| is_type(*ip, query_type))
-                .collect();
-            let error = match (&q.failure, addresses.is_empty()) {
-                (Some(f), _) => error(Operation::Resolve, Some(f)),
-                (None, true) => Some(StepError::new(Operation::Resolve, Failure::DnsNoAnswer)),
-                (None, false) => None,
-            };
-            let replies = match addresses.is_empty() {
-                true => Vec::new(),
-                false => vec![reply(q, &resolver_address, answers)],
-            };
-            let facts = DnsFacts {
+            let facts = Lookup {
                 resolver: resolver.clone(),
                 resolver_address: resolver_address.clone(),
                 hostname: hostname.clone(),
                 query_type,
-                replies,
-                dropped_replies: 0,
-                sent: 1,
-                addresses,
-                tries: 1,
-                check: None,
-                error,
-            };
+                arrival_ms: arrival_ms(q),
+            }
+            .facts(answers, q.failure.as_deref());
             out.push(clock.measurement(vantage, q.t0, q.t, Step::Dns(facts)));
         }
     }
@@ -375,7 +357,8 @@ fn lookups(
             _ => None,
         });
         if let Some(f) = first {
-            f.replies.push(reply(d, &resolver_address, answers));
+            f.replies
+                .push(reply(&resolver_address, arrival_ms(d), answers));
         }
     }
     out
@@ -406,15 +389,64 @@ fn answer(a: &Answer) -> Option<DnsAnswer> {
     })
 }
 
+/// One lookup of one record type, whoever made it (the probe's queries, the test
+/// helper's summary).
+struct Lookup {
+    resolver: String,
+    resolver_address: Option<String>,
+    hostname: String,
+    query_type: QueryType,
+    arrival_ms: f64,
+}
+
+impl Lookup {
+    /// Its facts: the reply recorded, when it gave addresses of the type, else the
+    /// failure (no failure and no address: no answer).
+    fn facts(self, answers: Vec<DnsAnswer>, failure: Option<&str>) -> DnsFacts {
+        let addresses: Vec<IpAddr> = answers
+            .iter()
+            .filter_map(|a| a.address())
+            .filter(|ip| is_type(*ip, self.query_type))
+            .collect();
+        let error = match (failure, addresses.is_empty()) {
+            (Some(f), _) => error(Operation::Resolve, Some(f)),
+            (None, true) => Some(StepError::new(Operation::Resolve, Failure::DnsNoAnswer)),
+            (None, false) => None,
+        };
+        let replies = match addresses.is_empty() {
+            true => Vec::new(),
+            false => vec![reply(&self.resolver_address, self.arrival_ms, answers)],
+        };
+        DnsFacts {
+            resolver: self.resolver,
+            resolver_address: self.resolver_address,
+            hostname: self.hostname,
+            query_type: self.query_type,
+            replies,
+            dropped_replies: 0,
+            sent: 1,
+            addresses,
+            tries: 1,
+            check: None,
+            error,
+        }
+    }
+}
+
+/// Milliseconds from a query to its answer, where OONI timed both.
+fn arrival_ms(q: &Query) -> f64 {
+    match (q.t0, q.t) {
+        (Some(t0), Some(t)) => ((t - t0) * 1000.0).max(0.0),
+        _ => 0.0,
+    }
+}
+
 /// The reply OONI recorded, under one ID for all (OONI sends a query once: its late
 /// duplicates answer the same ID).
-fn reply(q: &Query, resolver_address: &Option<String>, answers: Vec<DnsAnswer>) -> DnsReply {
+fn reply(resolver_address: &Option<String>, arrival_ms: f64, answers: Vec<DnsAnswer>) -> DnsReply {
     DnsReply {
         source: resolver_address.clone().unwrap_or_default(),
-        arrival_ms: match (q.t0, q.t) {
-            (Some(t0), Some(t)) => ((t - t0) * 1000.0).max(0.0),
-            _ => 0.0,
-        },
+        arrival_ms,
         id: 0,
         matches_query: true,
         rcode: "NoError".into(),
@@ -680,36 +712,15 @@ fn helper_facts(target: &Target, helper: &HelperControl, clock: &Clock) -> Targe
                     ttl: 0,
                     asn: asn(ip),
                 })
-                .collect::<Vec<_>>();
-            let error = match (&d.failure, own.is_empty()) {
-                (Some(f), _) => error(Operation::Resolve, Some(f)),
-                (None, true) => Some(StepError::new(Operation::Resolve, Failure::DnsNoAnswer)),
-                (None, false) => None,
-            };
-            let replies = match answers.is_empty() {
-                true => Vec::new(),
-                false => vec![DnsReply {
-                    source: String::new(),
-                    arrival_ms: 0.0,
-                    id: 0,
-                    matches_query: true,
-                    rcode: "NoError".into(),
-                    answers,
-                }],
-            };
-            let facts = DnsFacts {
+                .collect();
+            let facts = Lookup {
                 resolver: "OONI test helper".into(),
                 resolver_address: None,
                 hostname: hostname.to_string(),
                 query_type,
-                replies,
-                dropped_replies: 0,
-                sent: 1,
-                addresses: own,
-                tries: 1,
-                check: None,
-                error,
-            };
+                arrival_ms: 0.0,
+            }
+            .facts(answers, d.failure.as_deref());
             dns.push(clock.measurement(vantage, None, None, Step::Dns(facts)));
         }
     }
