@@ -9,13 +9,13 @@
 use std::path::Path;
 
 use crate::analyse::fingerprints::http_blockpage;
-use crate::bogon::AddressPolicy;
 use crate::control::server;
+use crate::facts::bogon::AddressPolicy;
 use crate::facts::{HttpHop, QueryType};
+use crate::input::targets::TargetsFile;
+use crate::input::testlist;
 use crate::measure::dns::{Question, parse_reply};
 use crate::measure::http::title_of;
-use crate::targets::TargetsFile;
-use crate::testlist;
 
 /// A fuzzer's entry point.
 pub type EntryPoint = fn(&[u8]);

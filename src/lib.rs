@@ -1,33 +1,27 @@
 //! censorprobe: a network censorship measurement probe.
 //!
-//! The modules follow the flow of a run: `targets` (the input file) → `plan` (targets
-//! to measure) → `measure` (facts, one protocol per file) → `analyse` (verdicts, one
-//! layer per file) → `report` (files on disk and the summary). `run` drives them.
+//! The modules follow the flow of a run, each stage depending only on those before it:
+//! `input` (the targets file, test lists, the plan) → `measure` (one primitive per file)
+//! → `facts` (what was measured and how it failed) → `analyse` (verdicts, one layer per
+//! file, reading facts only) → `rundir` (the run directory: its files, their schema,
+//! reading them back) → `output` (the summary, the HTML report, Parquet, OONI's format).
+//! `cmd` holds the commands that drive them; `control` is the control vantage point,
+//! `import` reads other tools' measurements, and `lab` is the censored network on
+//! loopback that the demo and the tests measure.
 
 // A probe on a volunteer's machine must not panic on what the network sends it: errors
 // are values (an `expect` states an invariant, with why). Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod aggregate;
 pub mod analyse;
-pub mod asn;
-pub mod bogon;
-pub mod consent;
+pub mod cmd;
 pub mod control;
-pub mod demo;
-pub mod expect;
-pub mod export;
+pub mod error;
 pub mod facts;
-pub mod failure;
 pub mod fuzzing;
 pub mod import;
+pub mod input;
+pub mod lab;
 pub mod measure;
-pub mod offline;
-pub mod plan;
-pub mod report;
-pub mod resume;
-pub mod run;
+pub mod output;
 pub mod rundir;
-pub mod scrub;
-pub mod targets;
-pub mod testlist;

@@ -57,9 +57,9 @@ async fn bench(targets: usize, blackholed_share: f64) {
     let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
     let server = TlsServer::spawn_at(any, chain, key, TlsBehaviour::Normal, "<p>bench</p>").await;
     // Every SYN to this port, on any loopback address, vanishes.
-    let blackhole = censorprobe::demo::blackhole::listener_at(
+    let blackhole = censorprobe::lab::blackhole::listener_at(
         any,
-        censorprobe::demo::blackhole::Blackholed::Everyone,
+        censorprobe::lab::blackhole::Blackholed::Everyone,
     )
     .unwrap();
     let blackhole_port = blackhole.local_addr().unwrap().port();

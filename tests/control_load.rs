@@ -29,10 +29,10 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsConnector;
 
-use censorprobe::bogon::AddressPolicy;
 use censorprobe::control::protocol::{ControlResult, HEALTH_PATH, MEASURE_PATH};
+use censorprobe::facts::bogon::AddressPolicy;
+use censorprobe::facts::failure::Failure;
 use censorprobe::facts::{HttpFacts, Step};
-use censorprobe::failure::Failure;
 use common::control::{self, Reply, exchange};
 use common::{ControlServer, DnsBehaviour, DnsServer, HttpServer, TestCa, tls};
 

@@ -24,8 +24,8 @@ use tokio_rustls::TlsConnector;
 
 use censorprobe::control::client::{ControlClient, ControlClientError};
 use censorprobe::control::protocol::{ControlRequest, ControlResult, HEALTH_PATH};
+use censorprobe::facts::failure::Failure;
 use censorprobe::facts::{Step, Vantage};
-use censorprobe::failure::Failure;
 use censorprobe::measure::tls::{TlsContext, root_store};
 use common::control::{Reply, exchange, get, measure_request};
 use common::{

@@ -14,15 +14,15 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
 use censorprobe::analyse::fingerprints::http_blockpage;
-use censorprobe::bogon::AddressPolicy;
 use censorprobe::control::protocol::{ControlRequest, ControlTarget};
+use censorprobe::facts::bogon::AddressPolicy;
 use censorprobe::facts::{HttpHop, QueryType};
 use censorprobe::fuzzing;
+use censorprobe::input::targets::TargetsFile;
+use censorprobe::input::targets::{Target, TargetKind};
+use censorprobe::input::testlist;
 use censorprobe::measure::dns::{Question, parse_reply};
 use censorprobe::measure::http::title_of;
-use censorprobe::plan::{Target, TargetKind};
-use censorprobe::targets::TargetsFile;
-use censorprobe::testlist;
 
 const CASES: u32 = 500;
 

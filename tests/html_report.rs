@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use tempfile::TempDir;
 
-use censorprobe::report::rows::VerdictRow;
+use censorprobe::rundir::rows::VerdictRow;
 use censorprobe::rundir::{RunInfo, RunSettings, SCHEMA_VERSION};
 
 /// A verdict row of a fixture: service, target, verdict, blocking, evidence.

@@ -22,9 +22,9 @@ use std::net::IpAddr;
 use super::{
     Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints, http, transport,
 };
+use crate::facts::TargetFacts;
+use crate::facts::failure::Failure;
 use crate::facts::{DnsFacts, Measurement, QueryType, Step, TlsFacts};
-use crate::failure::Failure;
-use crate::measure::TargetFacts;
 
 fn lookups(measurements: &[Measurement]) -> impl Iterator<Item = &DnsFacts> {
     measurements.iter().filter_map(|m| match &m.step {
@@ -116,7 +116,7 @@ fn injection(f: &DnsFacts) -> Option<Finding> {
 /// site whose own record points at 127.0.0.1 is broken for everyone, not censored).
 fn forged(
     f: &DnsFacts,
-    policy: &crate::bogon::AddressPolicy,
+    policy: &crate::facts::bogon::AddressPolicy,
     control: Option<&TargetFacts>,
 ) -> Option<Finding> {
     let theirs: Vec<IpAddr> = control

@@ -11,10 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     Check, CheckTarget, DnsFacts, HttpHop, Measurement, QueryType, Step, TlsFacts, Trigger,
 };
-use crate::failure::{Failure, Operation, StepError};
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
 /// longest residual blocking reported for TLS and HTTP (the GFW's 90 to 180 s; Iran's
@@ -190,7 +190,7 @@ pub fn residual(
 /// sent before can have set off what this one met); a connect sends none, and is tried
 /// until its end, so for a connect that failed the whole step counts.
 pub fn silent_after_trigger(
-    probe: &crate::measure::TargetFacts,
+    probe: &crate::facts::TargetFacts,
     m: &Measurement,
     address: SocketAddr,
     e: &StepError,
@@ -289,8 +289,8 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
     use super::{CheckTarget, ResolverHealth};
+    use crate::facts::failure::{Failure, Operation, StepError};
     use crate::facts::{Check, Measurement, QueryType, Step, Trigger};
-    use crate::failure::{Failure, Operation, StepError};
 
     const FB: &str = "157.240.1.35";
     const FB_443: &str = "157.240.1.35:443";

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 
 use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
+use crate::facts::TargetFacts;
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, Step, TcpFacts,
     TlsFacts, Vantage,
 };
-use crate::failure::{Failure, Operation, StepError};
-use crate::measure::TargetFacts;
-use crate::plan::{Target, TargetKind};
+use crate::input::targets::{Target, TargetKind};
 
 pub fn domain(asns: &[u32]) -> Target {
     Target {

@@ -20,9 +20,9 @@ use std::collections::BTreeSet;
 
 use super::transport::{connect_problem, name_singled_out, tcp_finding};
 use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
+use crate::facts::TargetFacts;
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{HttpFacts, HttpHop, Measurement, Step};
-use crate::failure::{Failure, Operation, StepError};
-use crate::measure::TargetFacts;
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
@@ -647,8 +647,8 @@ fn titles_match(ours: &HttpHop, theirs: &HttpHop) -> bool {
 mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Verdict};
+    use crate::facts::failure::{Failure, Operation, StepError};
     use crate::facts::{HttpHop, Measurement, Step, TlsFacts};
-    use crate::failure::{Failure, Operation, StepError};
 
     const FB: &str = "157.240.1.35";
     const FB_443: &str = "157.240.1.35:443";

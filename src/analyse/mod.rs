@@ -22,10 +22,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bogon::AddressPolicy;
+use crate::facts::TargetFacts;
+use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step};
-use crate::measure::TargetFacts;
-use crate::plan::TargetKind;
+use crate::input::targets::TargetKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -521,6 +521,13 @@ pub fn probe_only(facts: &TargetFacts, context: &Context) -> Outcome {
     judge(facts, Control::None, context)
 }
 
+/// Whether a target's outcome shows the probe has a network: it reached the target,
+/// or the control answered, which stands outside the probe's network and answered
+/// through it. A run none of whose targets shows one has no network (`no_network`).
+pub fn shows_network(outcome: &Outcome, control_answered: bool) -> bool {
+    outcome.reached || control_answered
+}
+
 /// The verdict of every target when neither the canary nor any target could be
 /// reached: the probe has no network, and that says nothing about censorship.
 pub fn no_network(outcome: &Outcome) -> TargetVerdict {
@@ -587,7 +594,7 @@ mod tests {
     use super::fixtures::*;
     use super::{Blocking, Context, Control, Verdict, no_network};
     use crate::facts::Step;
-    use crate::failure::{Failure, Operation, StepError};
+    use crate::facts::failure::{Failure, Operation, StepError};
 
     #[test]
     fn blocking_names_round_trip() {

@@ -17,9 +17,9 @@ use std::net::SocketAddr;
 use chrono::{DateTime, Utc};
 
 use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
+use crate::facts::TargetFacts;
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{Check, Measurement, Step, TlsFacts};
-use crate::failure::{Failure, Operation, StepError};
-use crate::measure::TargetFacts;
 
 pub fn problems(
     probe: &TargetFacts,

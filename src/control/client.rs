@@ -22,10 +22,10 @@ use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, MEASURE_PATH,
     batch_deadline,
 };
+use crate::facts::scrub::scrub_addresses;
 use crate::measure::http;
 use crate::measure::tcp::Dialer;
 use crate::measure::tls::TlsContext;
-use crate::scrub::scrub_addresses;
 
 /// The largest control answer we read (certificate chains make answers large).
 const MAX_RESPONSE: usize = 64 << 20;

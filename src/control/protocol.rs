@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::Measurement;
-use crate::plan::{Target, TargetKind};
+use crate::input::targets::{Target, TargetKind};
 
 pub const MEASURE_PATH: &str = "/v1/measure";
 pub const HEALTH_PATH: &str = "/health";

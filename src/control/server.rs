@@ -49,14 +49,15 @@ use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, HEALTH_PATH,
     MEASURE_PATH, batch_deadline,
 };
-use crate::asn::AsnDb;
-use crate::bogon::AddressPolicy;
+use crate::facts::TargetFacts;
+use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Vantage};
+use crate::input::asn::AsnDb;
+use crate::input::targets::Target;
+use crate::input::targets::{ResolverSpec, parse_domain};
 use crate::measure::limits::Limits;
 use crate::measure::tls::{TlsContext, provider, root_store};
-use crate::measure::{self, Measurer, TargetFacts};
-use crate::plan::Target;
-use crate::targets::{ResolverSpec, parse_domain};
+use crate::measure::{self, Measurer};
 
 /// Connections the kernel may hold for the server before it accepts them (Linux caps
 /// this at net.core.somaxconn, 4096 by default). Tokio's 128 overflows in a burst of

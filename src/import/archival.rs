@@ -166,7 +166,7 @@ pub struct Transaction {
     pub t0: Option<f64>,
     pub t: Option<f64>,
     pub transaction_id: Option<i64>,
-    /// What censorprobe's export adds to a hop (see `export::ooni`).
+    /// What censorprobe's export adds to a hop (see `output::ooni`).
     pub x_censorprobe: Option<HopFacts>,
 }
 
@@ -181,8 +181,8 @@ pub struct HopFacts {
     pub transfer_ms: Option<f64>,
     pub active_rate: Option<f64>,
     pub peak_rate: Option<f64>,
-    pub failed_operation: Option<crate::failure::Operation>,
-    pub fetch_error: Option<crate::failure::StepError>,
+    pub failed_operation: Option<crate::facts::failure::Operation>,
+    pub fetch_error: Option<crate::facts::failure::StepError>,
 }
 
 #[derive(Deserialize, Default)]

@@ -24,10 +24,10 @@ use chrono::Utc;
 use rayon::prelude::*;
 
 use crate::analyse::{self, Blocking, Control, Verdict};
-use crate::plan::Target;
-use crate::report::rows::RunColumns;
-use crate::report::{EncodedRows, ResultsWriter};
-use crate::run::InputError;
+use crate::error::InputError;
+use crate::input::targets::Target;
+use crate::rundir::rows::{RunColumns, measured_at_column};
+use crate::rundir::writer::{EncodedRows, ResultsWriter};
 use crate::rundir::{RunInfo, RunSettings, SCHEMA_VERSION};
 use ooni::{ControlFacts, Imported};
 
@@ -259,7 +259,7 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
         .iter()
         .chain(probe.measurements.iter())
         .chain(control_measurements);
-    let started = measured_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let started = measured_at_column(Some(measured_at));
     let rows = EncodedRows::imported(
         &origin,
         report_id.as_deref(),

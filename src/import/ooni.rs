@@ -17,16 +17,16 @@ use super::archival::{
     Answer, Connect, Envelope, Handshake, HelperControl, Query, TestKeys, Transaction,
 };
 use crate::analyse::Context;
-use crate::bogon::AddressPolicy;
+use crate::facts::TargetFacts;
+use crate::facts::bogon::AddressPolicy;
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, Step, TcpFacts,
     TlsFacts, Vantage,
 };
-use crate::failure::{Failure, Operation, StepError};
-use crate::measure::TargetFacts;
+use crate::input::targets::{Target, TargetKind};
 use crate::measure::http::{BODY_PREFIX, title_of};
 use crate::measure::tls::certificate_facts;
-use crate::plan::{Target, TargetKind};
 
 /// Facebook's own network: OONI's facebook_messenger test calls an answer outside it
 /// inconsistent.
@@ -83,7 +83,7 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
                 return Err(Skip::NewerFormat(version));
             }
             let input = envelope.input.as_deref().unwrap_or_default();
-            let url = crate::targets::parse_url(input).map_err(Skip::Unusable)?;
+            let url = crate::input::targets::parse_url(input).map_err(Skip::Unusable)?;
             (TargetKind::Url(url), "web".to_string())
         }
         "censorprobe_domain" | "censorprobe_endpoint" => {

@@ -226,7 +226,7 @@ impl Drop for Ticket<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::Failure;
+    use crate::facts::failure::Failure;
 
     fn trigger(ip: IpAddr, at: DateTime<Utc>) -> Trigger {
         Trigger {

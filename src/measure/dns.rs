@@ -27,9 +27,9 @@ use super::http;
 use super::limits::Limits;
 use super::tcp::Dialer;
 use super::tls::TlsContext;
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{DnsAnswer, DnsFacts, DnsReply, QueryType};
-use crate::failure::{Failure, Operation, StepError};
-use crate::targets::ResolverSpec;
+use crate::input::targets::ResolverSpec;
 
 /// Where the system's stub resolver sends its queries.
 const RESOLV_CONF: &str = "/etc/resolv.conf";

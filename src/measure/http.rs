@@ -25,9 +25,9 @@ use url::Url;
 use super::address::Ticket;
 use super::tcp::RETRY_PAUSE;
 use super::{Measurer, now};
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{HttpFacts, HttpHop, Measurement, Step, Trigger, Vantage};
-use crate::failure::{Failure, Operation, StepError};
-use crate::plan::Target;
+use crate::input::targets::Target;
 
 /// How much of a body is read: enough for any blockpage and a stable length comparison
 /// (OONI's websteps reads the same), little enough for a slow link.

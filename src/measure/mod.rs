@@ -31,15 +31,15 @@ use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, oneshot};
 use url::Url;
 
-use crate::asn::AsnDb;
-use crate::bogon::AddressPolicy;
+use crate::facts::bogon::AddressPolicy;
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, Measurement, QueryType, Step, TcpFacts, TlsFacts, Trigger,
-    Vantage, answered_addresses,
+    Check, CheckTarget, DnsFacts, Measurement, QueryType, Step, TargetFacts, TcpFacts, TlsFacts,
+    Trigger, Vantage, answered_addresses,
 };
-use crate::failure::{Failure, Operation, StepError};
-use crate::plan::{Target, TargetKind};
-use crate::targets::ResolverSpec;
+use crate::input::asn::AsnDb;
+use crate::input::targets::ResolverSpec;
+use crate::input::targets::{Target, TargetKind};
 use address::{Addresses, SharedHandshake};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
@@ -86,50 +86,6 @@ pub struct Options {
     pub dns_window: Duration,
     /// The source address of every measurement, if not the system's choice.
     pub source: Option<IpAddr>,
-}
-
-/// Everything measured for one target.
-#[derive(Debug, Clone)]
-pub struct TargetFacts {
-    pub target: Target,
-    /// The measurements made for this target, to be written to disk.
-    pub measurements: Vec<Measurement>,
-    /// The DNS measurements of the target's host, which a URL shares with the domain
-    /// target of the same host (measured once, written once, read by both verdicts).
-    pub dns: Arc<Vec<Measurement>>,
-    /// Other targets' failed handshakes on the addresses this target failed to reach,
-    /// from before its failures: what may explain them (see `address`). Not written:
-    /// `analyse` finds them again among the run's measurements.
-    pub triggers: Vec<Trigger>,
-}
-
-impl TargetFacts {
-    pub fn new(
-        target: &Target,
-        measurements: Vec<Measurement>,
-        dns: Vec<Measurement>,
-    ) -> TargetFacts {
-        TargetFacts {
-            target: target.clone(),
-            measurements,
-            dns: Arc::new(dns),
-            triggers: Vec::new(),
-        }
-    }
-
-    /// The same facts as the control's (a control site's own probe run, compared
-    /// offline; a test's fixture).
-    pub fn into_control(mut self) -> TargetFacts {
-        for m in &mut self.measurements {
-            m.vantage = Vantage::Control;
-        }
-        let mut dns = self.dns.as_ref().clone();
-        for m in &mut dns {
-            m.vantage = Vantage::Control;
-        }
-        self.dns = Arc::new(dns);
-        self
-    }
 }
 
 /// The DNS of one host, measured once per run.

@@ -20,7 +20,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::failure::{Failure, Operation, StepError};
+use crate::facts::failure::{Failure, Operation, StepError};
 
 /// Tries in one round: the first at once, the others a third and two thirds of the
 /// deadline later.

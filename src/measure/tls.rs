@@ -24,8 +24,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{CertificateFacts, TlsFacts};
-use crate::failure::{Failure, Operation, StepError};
 
 /// The one crypto provider of the program (two would make rustls refuse to choose).
 pub fn provider() -> Arc<CryptoProvider> {

@@ -2,12 +2,19 @@
 //! and how it failed. No opinions live here; `analyse` reads these records, from
 //! memory during a run or from `measurements.jsonl` long after it.
 
+pub mod bogon;
+pub mod failure;
+pub mod scrub;
+mod target;
+
+pub use target::TargetFacts;
+
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::failure::{Failure, Operation, StepError};
+use crate::facts::failure::{Failure, Operation, StepError};
 
 /// Which side of the comparison a measurement was made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

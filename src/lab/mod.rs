@@ -1,4 +1,4 @@
-//! `censorprobe demo`: the whole job, on a censored network simulated on loopback,
+//! The lab of `censorprobe demo`: the whole job, on a censored network simulated on loopback,
 //! without root and without the internet.
 //!
 //! The probe stands at 127.0.0.1 behind a censor; a control server, in-process, stands
@@ -23,9 +23,10 @@ use indicatif::MultiProgress;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 
+use crate::cmd::run::{self, RunArgs};
 use crate::control::server::{ControlServer, ServeArgs};
-use crate::run::{self, RunArgs, RunReport};
-use crate::targets::ResolverSpec;
+use crate::input::targets::ResolverSpec;
+use crate::rundir::RunReport;
 use blackhole::Blackholed;
 use tls::SniFilter;
 

@@ -1,6 +1,7 @@
 //! The flat rows of the CSV files. The CSV crate cannot write nested values, and
 //! researchers want one flat table anyway; every detail stays in measurements.jsonl.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analyse::{Blocking, TargetVerdict, Verdict};
@@ -172,4 +173,9 @@ impl MeasurementRow {
         }
         row
     }
+}
+/// A verdict row's `measured_at`: RFC 3339 to the second, empty when nothing was measured.
+pub fn measured_at_column(at: Option<DateTime<Utc>>) -> String {
+    at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }

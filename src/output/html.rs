@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
-use super::rows::VerdictRow;
 use crate::analyse::Verdict;
-use crate::run::InputError;
+use crate::error::InputError;
+use crate::rundir::rows::VerdictRow;
 use crate::rundir::{Found, VERDICTS_CSV, find_runs, read_info};
 
 /// Blocked or anomalous rows listed on the page; beyond this they are only counted,

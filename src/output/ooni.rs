@@ -20,17 +20,17 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hickory_proto::op::ResponseCode;
 use serde::Serialize;
 
+use crate::error::InputError;
+use crate::facts::TargetFacts;
+use crate::facts::failure::{Failure, Operation, StepError};
+use crate::facts::scrub::scrub_addresses;
 use crate::facts::{DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, TlsFacts, Vantage};
-use crate::failure::{Failure, Operation, StepError};
-use crate::measure::TargetFacts;
+use crate::input::targets::TargetKind;
 use crate::measure::dns;
 use crate::measure::http::BROWSER_HEADERS;
-use crate::offline::{RecordedRun, Unit};
-use crate::plan::TargetKind;
-use crate::report::rows::VerdictRow;
-use crate::run::InputError;
+use crate::rundir::recorded::{RecordedRun, Unit};
+use crate::rundir::rows::VerdictRow;
 use crate::rundir::{self, RunInfo, VERDICTS_CSV};
-use crate::scrub::scrub_addresses;
 
 /// The default file name, inside the run's directory.
 pub const OONI_JSONL: &str = "ooni.jsonl";

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::analyse::TargetVerdict;
-use crate::plan::Target;
-use crate::report::rows::VerdictRow;
+use crate::input::targets::Target;
+use crate::rundir::rows::VerdictRow;
 use crate::rundir::{
     MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV, aside, read_info,
 };

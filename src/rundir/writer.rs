@@ -1,15 +1,10 @@
-//! Results on disk, streamed as targets finish, and the summary printed at the end.
+//! A run's result files written as targets finish.
 //!
 //! Every row is on disk when its target is done, so a run that is killed keeps all it
 //! measured: a target's rows are serialized first and go out in one write, and a write
 //! that fails half way (a full disk) is cut back, so a file never ends in a torn row
 //! unless the process dies inside that one write (`run --resume` repairs that).
 //! run.json is rewritten atomically (write, then rename) so it is never torn.
-
-pub mod html;
-pub mod parquet;
-pub mod rows;
-pub mod summary;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -18,12 +13,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::rows::{MeasurementRow, RunColumns, VerdictRow};
+use super::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RUN_JSON, RunInfo, VERDICTS_CSV, replace_file};
 use crate::analyse::TargetVerdict;
 use crate::facts::Measurement;
-use crate::rundir::{
-    MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RUN_JSON, RunInfo, VERDICTS_CSV, replace_file,
-};
-use rows::{MeasurementRow, RunColumns, VerdictRow};
 
 /// One JSON line of measurements.jsonl. A line made elsewhere and imported (an OONI
 /// measurement) names its own origin: its id for `run_id`, and its network.
@@ -280,7 +273,7 @@ impl ResultsWriter {
         Ok(writer)
     }
 
-    /// Opens the files of a killed run, repaired by `resume::repair`, to append to.
+    /// Opens the files of a killed run, repaired by `repair::repair`, to append to.
     pub fn append(dir: &Path, info: &RunInfo) -> anyhow::Result<ResultsWriter> {
         let writer = ResultsWriter {
             dir: dir.to_path_buf(),

@@ -7,13 +7,15 @@
 //! corrupt or newer-schema run is named and skipped, never half merged.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
 use crate::analyse::{Blocking, Verdict};
-use crate::report::rows::VerdictRow;
+use crate::error::InputError;
+use crate::rundir::rows::VerdictRow;
 use crate::rundir::{self, Found, RUN_JSON, VERDICTS_CSV, find_runs};
 
 /// What rows can be grouped by.
@@ -203,6 +205,32 @@ pub fn write_csv(groups: &Groups, by: &[GroupBy], out: impl Write) -> anyhow::Re
     }
     writer.flush()?;
     Ok(())
+}
+
+/// `censorprobe aggregate`: the table to a file or standard output, what was skipped to
+/// standard error.
+pub fn command(inputs: &[PathBuf], by: &[GroupBy], out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let result = aggregate(inputs, by).map_err(InputError)?;
+    for (path, why) in &result.skipped {
+        errln!("skipped {}: {why}", path.display());
+    }
+    if result.runs == 0 {
+        return Err(InputError(anyhow::anyhow!("no readable run in {inputs:?}")).into());
+    }
+    match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            write_csv(&result.groups, by, file)?;
+        }
+        None => write_csv(&result.groups, by, io::stdout().lock())?,
+    }
+    errln!(
+        "merged {} runs into {} groups",
+        result.runs,
+        result.groups.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

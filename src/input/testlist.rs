@@ -11,8 +11,8 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::bogon::AddressPolicy;
-use crate::targets::{self, Service};
+use crate::facts::bogon::AddressPolicy;
+use crate::input::targets::{self, Service};
 
 /// A mistake in a test list, located for a person to fix.
 #[derive(Debug, thiserror::Error)]

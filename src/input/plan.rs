@@ -6,95 +6,11 @@
 //! network at all.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 
-use serde::{Deserialize, Serialize};
-use url::Url;
+use crate::input::targets::{CANARY_SERVICE, Service, Settings, Target, TargetKind};
 
-use crate::targets::{self, Service, Settings};
-
-pub const CANARY_SERVICE: &str = "canary";
 const DEFAULT_TLS_PORTS: [u16; 1] = [443];
 const DEFAULT_TCP_PORTS: [u16; 1] = [80];
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum TargetKind {
-    Domain(String),
-    Endpoint(SocketAddr),
-    Url(Url),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Target {
-    pub service: String,
-    #[serde(flatten)]
-    pub kind: TargetKind,
-    /// Ports a domain gets a TCP connect and TLS handshakes on.
-    pub tls_ports: Vec<u16>,
-    /// Ports a domain gets a TCP connect on.
-    pub tcp_ports: Vec<u16>,
-    /// ASNs the service's addresses are expected in.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub asns: Vec<u32>,
-}
-
-impl TargetKind {
-    /// Reads a target as it is named in result rows: a URL, an `IP:PORT` endpoint, or a
-    /// domain.
-    pub fn parse(name: &str) -> Result<TargetKind, String> {
-        if name.contains("://") {
-            return targets::parse_url(name).map(TargetKind::Url);
-        }
-        if let Ok(endpoint) = name.parse::<SocketAddr>() {
-            return targets::parse_endpoint(name).map(|_| TargetKind::Endpoint(endpoint));
-        }
-        targets::parse_domain(name).map(TargetKind::Domain)
-    }
-}
-
-impl Target {
-    /// The host name a target's DNS is about, if it has one.
-    pub fn hostname(&self) -> Option<&str> {
-        match &self.kind {
-            TargetKind::Domain(d) => Some(d),
-            TargetKind::Url(u) => match u.host() {
-                Some(url::Host::Domain(d)) => Some(d),
-                _ => None,
-            },
-            TargetKind::Endpoint(_) => None,
-        }
-    }
-
-    /// The address a target names itself, if it does: an endpoint, or a URL's host.
-    pub fn literal_address(&self) -> Option<IpAddr> {
-        match &self.kind {
-            TargetKind::Endpoint(address) => Some(address.ip()),
-            TargetKind::Url(url) => match url.host()? {
-                url::Host::Ipv4(ip) => Some(ip.into()),
-                url::Host::Ipv6(ip) => Some(ip.into()),
-                url::Host::Domain(_) => None,
-            },
-            TargetKind::Domain(_) => None,
-        }
-    }
-
-    pub fn is_canary(&self) -> bool {
-        self.service == CANARY_SERVICE
-    }
-}
-
-/// How a target is named in result rows.
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            TargetKind::Domain(d) => f.write_str(d),
-            TargetKind::Endpoint(e) => write!(f, "{e}"),
-            TargetKind::Url(u) => f.write_str(u.as_str()),
-        }
-    }
-}
 
 /// Expands the services into targets, the canary first, without repeats.
 pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
@@ -146,7 +62,7 @@ pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::TargetsFile;
+    use crate::input::targets::TargetsFile;
     use std::path::Path;
 
     #[test]

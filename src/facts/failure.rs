@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scrub::scrub_addresses;
+use crate::facts::scrub::scrub_addresses;
 
 /// Why a step failed, in OONI's vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

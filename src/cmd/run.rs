@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,31 +20,30 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ipnet::IpNet;
 use rand::seq::SliceRandom;
 
+use super::MeasureFlags;
 use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
-use crate::asn::AsnDb;
-use crate::bogon::AddressPolicy;
 use crate::control::client::{Batcher, ControlClient, ControlClientError};
 use crate::control::protocol::{ControlRequest, ControlTarget};
+use crate::error::InputError;
+use crate::facts::TargetFacts;
+use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Vantage};
+use crate::input::asn::AsnDb;
+use crate::input::plan;
+use crate::input::targets::Target;
+use crate::input::targets::{ResolverSpec, TargetsFile};
+use crate::input::testlist;
 use crate::measure::tls::{TlsContext, root_store};
-use crate::measure::{self, Measurer, TargetFacts};
-use crate::plan::{self, Target};
-use crate::report::ResultsWriter;
-use crate::resume;
-use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunSettings, SCHEMA_VERSION};
-use crate::targets::{ResolverSpec, TargetsFile};
-use crate::testlist;
+use crate::measure::{self, Measurer};
+use crate::rundir::rows::measured_at_column;
+use crate::rundir::writer::ResultsWriter;
+use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, SCHEMA_VERSION};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 64;
 const DEFAULT_PER_HOST: usize = 4;
 /// Targets in flight per network operation allowed at once (`--concurrency`).
 const TARGETS_PER_OPERATION: usize = 32;
-
-/// A mistake in what the user gave us (as opposed to a failure while running).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct InputError(#[from] pub anyhow::Error);
 
 /// The command line of `run`; each field overrides targets.toml's `[settings]`.
 #[derive(Debug, Clone, Default)]
@@ -68,14 +68,6 @@ pub struct RunArgs {
     /// settings (from its run.json): every field above but `bind` and
     /// `control_token` is then ignored.
     pub resume: Option<PathBuf>,
-}
-
-pub struct RunReport {
-    pub dir: PathBuf,
-    pub verdicts: Vec<TargetVerdict>,
-    pub no_network: bool,
-    /// The resolvers as the canary found them (empty without a canary).
-    pub resolvers: Vec<ResolverStatus>,
 }
 
 struct Prepared {
@@ -262,7 +254,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
 
 /// A killed run to finish: its files repaired, its own targets and settings.
 fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
-    let resumed = resume::repair(dir)?;
+    let resumed = crate::rundir::repair::repair(dir)?;
     let settings = &resumed.info.settings;
     let control = settings
         .control
@@ -577,17 +569,9 @@ impl<'a> Sink<'a> {
             Some(Err(why)) => Control::Unavailable(why),
         };
         let outcome = analyse::judge(&facts, control, &self.context);
-        // The control answering shows the probe has a network as well as a target does:
-        // it stands outside the probe's network, and its answer came through it.
         let control_answered = matches!(control, Control::Measured(_));
-        let measured_at = facts
-            .measurements
-            .iter()
-            .map(|m| m.measured_at)
-            .min()
-            .unwrap_or_else(Utc::now)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        self.network_seen |= outcome.reached || control_answered;
+        let measured_at = measured_at_column(facts.measured_at());
+        self.network_seen |= analyse::shows_network(&outcome, control_answered);
         self.held.push((measured_at, outcome));
         if self.network_seen {
             for (measured_at, outcome) in std::mem::take(&mut self.held) {
@@ -628,10 +612,120 @@ impl<'a> Sink<'a> {
     }
 }
 
+#[derive(clap::Args)]
+pub struct RunCommand {
+    /// The targets file.
+    #[arg(long, default_value = "targets.toml")]
+    targets: PathBuf,
+    /// Finish the run in DIR that was killed: measure only its targets without a
+    /// verdict, with its own targets and settings (DIR/run.json), appending to its files.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "targets", "test_list", "out", "resolvers", "ca_file", "asn_db", "treat_as_public",
+        "concurrency", "per_host", "timeout", "control",
+    ])]
+    resume: Option<PathBuf>,
+    /// I have read the informed-consent notice (docs/robustness.md, "Safety") and agree: for batch
+    /// and CI use, where it cannot be asked.
+    #[arg(long, env = "CENSORPROBE_YES", value_parser = clap::builder::BoolishValueParser::new())]
+    yes: bool,
+    /// A Citizen Lab test list (CSV: url,category_code,...) whose URLs are measured
+    /// too, each under its category code.
+    #[arg(long, value_name = "FILE")]
+    test_list: Option<PathBuf>,
+    /// Measure only the test list's rows of this category (e.g. NEWS). Repeatable.
+    #[arg(long = "category", value_name = "CODE", requires = "test_list")]
+    categories: Vec<String>,
+    /// Write the run into DIR (default: results/<run_id>/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    measure: MeasureFlags,
+    /// A control server to ask for every target (http:// or https:// URL).
+    #[arg(long, value_name = "URL")]
+    control: Option<url::Url>,
+    /// The control server's bearer token.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CENSORPROBE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    control_token: Option<String>,
+    /// Compare the verdicts with these (a previous verdicts.csv, or a TOML file of
+    /// "target" = "verdict[/blocking]") and exit 1 listing each difference.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// Write the verdicts as JUnit XML, one test case per target.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the measurement and verdict tables as Parquet at the end of the run.
+    #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+    format: TableFormat,
+}
+
+/// The format of the result tables. CSV is always written (it is the run's crash-safe
+/// record); Parquet is a copy made at the end.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    Csv,
+    Parquet,
+}
+
+/// `censorprobe run`: the run, then `--format`, `--expect` and `--junit`.
+pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
+    super::consent::ensure(cmd.yes).map_err(InputError)?;
+    let flags = cmd.measure;
+    let args = RunArgs {
+        targets: cmd.targets,
+        out: cmd.out,
+        resolvers: flags.resolvers,
+        ca_file: flags.ca_file,
+        asn_db: flags.asn_db,
+        treat_as_public: flags.treat_as_public,
+        concurrency: flags.concurrency.map(|n| n as usize),
+        per_host: flags.per_host.map(|n| n as usize),
+        timeout: flags.timeout,
+        control: cmd.control,
+        control_token: cmd.control_token,
+        bind: flags.bind,
+        test_list: cmd.test_list,
+        categories: cmd.categories,
+        resume: cmd.resume,
+    };
+    let expected = cmd
+        .expect
+        .as_deref()
+        .map(super::expect::load)
+        .transpose()
+        .map_err(InputError)?;
+    let report = run(args, progress).await?;
+    if cmd.format == TableFormat::Parquet {
+        crate::output::parquet::write_run(&report.dir)?;
+    }
+    super::print_report(&report);
+    let differences = expected.map(|e| super::expect::compare(&e, &report.verdicts));
+    if let Some(path) = &cmd.junit {
+        super::expect::write_junit(path, &report.verdicts, differences.as_deref())?;
+    }
+    match differences {
+        Some(differences) if !differences.is_empty() => {
+            outln!(
+                "\n{} targets differ from the expectation:",
+                differences.len()
+            );
+            for d in &differences {
+                outln!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
+            }
+            Ok(ExitCode::from(crate::error::EXIT_DIFFERENCES))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{CANARY_SERVICE, TargetKind};
+    use crate::input::targets::{CANARY_SERVICE, TargetKind};
 
     fn target(service: &str, domain: &str) -> Target {
         Target {

@@ -4,6 +4,11 @@
 //! reads and writes runs through here, so that what a run is, and which runs can be
 //! read, is decided once.
 
+pub mod recorded;
+pub mod repair;
+pub mod rows;
+pub mod writer;
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,10 +17,11 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::analyse::TargetVerdict;
 use crate::analyse::explain::ResolverHealth;
 use crate::facts::{Measurement, Step};
-use crate::plan::Target;
-use crate::targets::ResolverSpec;
+use crate::input::targets::ResolverSpec;
+use crate::input::targets::Target;
 
 /// The version of the result files' layout; readers refuse what they do not know.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -24,6 +30,15 @@ pub const MEASUREMENTS_CSV: &str = "measurements.csv";
 pub const MEASUREMENTS_JSONL: &str = "measurements.jsonl";
 pub const VERDICTS_CSV: &str = "verdicts.csv";
 pub const RUN_JSON: &str = "run.json";
+
+/// A run as written: where, its verdicts, and what the summary says of its network.
+pub struct RunReport {
+    pub dir: PathBuf,
+    pub verdicts: Vec<TargetVerdict>,
+    pub no_network: bool,
+    /// The resolvers as the canary found them (empty without a canary).
+    pub resolvers: Vec<ResolverStatus>,
+}
 
 /// run.json: what ran, when, with which settings, on which targets.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,245 @@
+//! The commands: each drives the stages (`input` → `measure` → `analyse` → `rundir` →
+//! `output`) for one job. `main.rs` parses the command line into [`Cli`] and hands the
+//! command to [`execute`]; exit codes are decided in `main`, from [`crate::error`].
+
+/// Standard output and error as `print!` and `eprintln!` write them, except that a write
+/// that fails is let go instead of panicking: a reader that went away (`censorprobe run |
+/// head`) or a full disk under a redirection must not crash a run whose results are on
+/// disk, nor turn its exit code into a panic's.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+pub mod aggregate;
+pub mod consent;
+pub mod demo;
+pub mod expect;
+pub mod offline;
+pub mod run;
+pub mod serve;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::MultiProgress;
+use ipnet::IpNet;
+
+use crate::import;
+use crate::input::targets::{self, ResolverSpec};
+use crate::output;
+use crate::rundir::RunReport;
+use run::RunCommand;
+use serve::ServeCommand;
+
+#[derive(Parser)]
+#[command(
+    name = "censorprobe",
+    version,
+    about = "Measures whether services are reachable over DNS, TCP, TLS and HTTP, and how they are blocked"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Measure every target of a targets file and write the results.
+    Run(RunCommand),
+    /// Show the whole job on a censored network simulated on loopback (no root, no
+    /// internet): the real measurement and analysis, with a control.
+    Demo {
+        /// Write the run into DIR (default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// The control vantage point, run on an uncensored host.
+    #[command(subcommand)]
+    Control(ControlCommand),
+    /// Compare a probe run with a run made at a control site (both without --control).
+    Compare {
+        probe_run: PathBuf,
+        control_run: PathBuf,
+        /// Where to write the verdicts (default: PROBE_RUN/verdicts.compared.csv).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Merge the verdicts of many runs into counts and shares per group.
+    Aggregate {
+        /// Run directories, directories holding runs, or verdicts CSV files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Group by these columns: service, probe_cc, probe_asn, day.
+        #[arg(long, value_name = "COLUMNS", value_delimiter = ',', default_value = "service,probe_cc,probe_asn,day", value_parser = aggregate::GroupBy::parse)]
+        by: Vec<aggregate::GroupBy>,
+        /// Write the table here (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Recompute a run's verdicts from its recorded facts alone.
+    Analyse {
+        run_dir: PathBuf,
+        /// Where to write the verdicts (default: RUN_DIR/verdicts.analysed.csv).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Write a run in another tool's format.
+    Export {
+        /// Write the run in RUN_DIR as OONI measurements (JSON Lines), one per target.
+        #[arg(long, value_name = "RUN_DIR")]
+        ooni: PathBuf,
+        /// Where to write them (default: RUN_DIR/ooni.jsonl).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Read other tools' measurements into a run directory, judged by censorprobe's rules.
+    Import {
+        /// OONI measurements: JSON (one measurement) or JSON Lines (one per line, as
+        /// OONI's archive keeps them), plain or gzipped; many files at once; `-` reads
+        /// standard input.
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        ooni: Vec<PathBuf>,
+        /// The run directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write one self-contained HTML page over runs: a heatmap of services by network
+    /// and day, the blocked targets with their evidence, and the runs' metadata.
+    Report {
+        /// Run directories, or directories holding runs up to six levels down.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ControlCommand {
+    /// Serve measurements to probes.
+    Serve(ServeCommand),
+}
+
+/// How measurements are made, by the probe and by the control alike.
+#[derive(clap::Args)]
+pub struct MeasureFlags {
+    /// A resolver to measure DNS with: system, udp://IP:PORT, tcp://IP:PORT or
+    /// doh://HOST/PATH. Repeatable; replaces the default list (the targets file's, or
+    /// system).
+    #[arg(long = "resolver", value_name = "SPEC", value_parser = parse_resolver)]
+    resolvers: Vec<ResolverSpec>,
+    /// Extra CA certificates (PEM) to trust, e.g. a lab's test CA.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// An IP-to-ASN database: a MaxMind-format file or a CSV of ranges.
+    #[arg(long, value_name = "FILE")]
+    asn_db: Option<PathBuf>,
+    /// A CIDR block exempt from the bogon check (a lab network). Repeatable.
+    #[arg(long = "treat-as-public", value_name = "CIDR", value_parser = targets::parse_cidr)]
+    treat_as_public: Vec<IpNet>,
+    /// Network operations in flight at once [run: 64, control: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: Option<u32>,
+    /// Operations in flight at once against one server address [run: 4, control: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    per_host: Option<u32>,
+    /// The deadline of every step, in seconds [10].
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
+    /// Measure from this local address (a multi-homed host, a lab).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<std::net::IpAddr>,
+}
+
+fn parse_resolver(s: &str) -> Result<ResolverSpec, String> {
+    s.parse()
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    targets::parse_timeout(secs)
+}
+
+/// Runs one command to its end.
+pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(cmd) => run::command(cmd, progress).await,
+        Command::Demo { out } => demo::command(out, progress).await,
+        Command::Control(ControlCommand::Serve(cmd)) => serve::command(cmd).await,
+        Command::Compare {
+            probe_run,
+            control_run,
+            out,
+        } => {
+            let report = offline::compare(&probe_run, &control_run, out.as_deref())?;
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Aggregate { inputs, by, out } => aggregate::command(&inputs, &by, out.as_deref()),
+        Command::Analyse { run_dir, out } => {
+            let report = offline::analyse(&run_dir, out.as_deref())?;
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { ooni: run_dir, out } => {
+            let exported = output::ooni::export(&run_dir, out.as_deref())?;
+            outln!(
+                "{} OONI measurements: {}",
+                exported.measurements,
+                exported.path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { ooni, out } => {
+            let report = import::import(&ooni, &out)?;
+            let counts: Vec<String> = report
+                .counts
+                .iter()
+                .map(|((verdict, blocking), n)| match blocking {
+                    Some(kind) => format!("{n} {verdict} {kind}"),
+                    None => format!("{n} {verdict}"),
+                })
+                .collect();
+            outln!(
+                "imported {} of {} OONI measurements ({}): {}",
+                report.imported,
+                report.imported + report.skipped,
+                match counts.is_empty() {
+                    true => "none".to_string(),
+                    false => counts.join(", "),
+                },
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { dirs, html } => {
+            outln!("{}", output::html::write(&dirs, &html)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_report(report: &RunReport) {
+    out!(
+        "{}",
+        output::summary::render(&report.verdicts, report.no_network, &report.resolvers)
+    );
+    outln!("\nResults: {}", report.dir.display());
+}
