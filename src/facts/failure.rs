@@ -125,6 +125,32 @@ impl Failure {
         }
     }
 
+    /// The failure a DNS reply's rcode (as recorded) stands for, if any.
+    pub fn from_rcode(rcode: &str) -> Option<Failure> {
+        match rcode {
+            "NoError" => None,
+            "NXDomain" => Some(Failure::DnsNxdomain),
+            "ServFail" => Some(Failure::DnsServfail),
+            "Refused" => Some(Failure::DnsRefused),
+            other => Some(Failure::unknown(format!("dns rcode {other}"))),
+        }
+    }
+
+    /// A failure string of an OONI measurement: ours (OONI's taxonomy), or the names
+    /// OONI's test helper gives DNS and connect errors.
+    pub fn from_ooni(s: &str) -> Failure {
+        match s {
+            "dns_name_error" => Failure::DnsNxdomain,
+            "dns_server_failure" => Failure::DnsServfail,
+            "dns_refused_error" => Failure::DnsRefused,
+            "connection_refused_error" => Failure::ConnectionRefused,
+            "connection_reset_error" => Failure::ConnectionReset,
+            _ => s
+                .parse()
+                .unwrap_or_else(|_| Failure::Unknown(s.to_string())),
+        }
+    }
+
     /// An error we have no name for, its text scrubbed of addresses as OONI scrubs
     /// unknown failures: an OS or library message can name the probe's own address,
     /// and the text goes into files that are shared.

@@ -209,22 +209,8 @@ impl Clock {
     }
 }
 
-/// A failure string as our taxonomy, with the test helper's own names for DNS errors.
-fn failure(s: &str) -> Failure {
-    match s {
-        "dns_name_error" => Failure::DnsNxdomain,
-        "dns_server_failure" => Failure::DnsServfail,
-        "dns_refused_error" => Failure::DnsRefused,
-        "connection_refused_error" => Failure::ConnectionRefused,
-        "connection_reset_error" => Failure::ConnectionReset,
-        _ => s
-            .parse()
-            .unwrap_or_else(|_| Failure::Unknown(s.to_string())),
-    }
-}
-
 fn error(operation: Operation, s: Option<&str>) -> Option<StepError> {
-    s.map(|s| StepError::new(operation, failure(s)))
+    s.map(|s| StepError::new(operation, Failure::from_ooni(s)))
 }
 
 /// The probe's facts (or the control's, in censorprobe's export) from the event lists.

@@ -26,7 +26,6 @@ use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::scrub::scrub_addresses;
 use crate::facts::{DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, TlsFacts, Vantage};
 use crate::input::targets::TargetKind;
-use crate::measure::dns;
 use crate::measure::http::BROWSER_HEADERS;
 use crate::rundir::recorded::{RecordedRun, Unit};
 use crate::rundir::rows::VerdictRow;
@@ -447,7 +446,7 @@ impl Archival {
                 .answers
                 .iter()
                 .any(|a| a.answer_type == facts.query_type.as_str());
-            let failure = dns::rcode_failure(&reply.rcode)
+            let failure = Failure::from_rcode(&reply.rcode)
                 .or((!answered).then_some(Failure::DnsNoAnswer))
                 .map(|f| f.to_string());
             entry(Some(reply), failure)

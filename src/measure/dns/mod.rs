@@ -1,0 +1,329 @@
+//! DNS lookups over UDP, TCP and HTTPS, recording every reply.
+//!
+//! We build the exchange ourselves on hickory-proto messages instead of using a
+//! resolver library: resolvers keep the first acceptable datagram and drop the rest,
+//! and on a censored network the first datagram is often the censor's. Over UDP we
+//! keep listening for a short window after the first reply, so that a forged answer
+//! racing the real one is seen, with each reply's source, arrival time, ID, rcode and
+//! TTLs; and we send the query again a few times in that window, since on a lossy link
+//! the one datagram that shows the injection (the forged reply, or the real one) may
+//! not arrive.
+
+mod doh;
+mod message;
+mod tcp;
+mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::RecordType;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::limits::Limits;
+use super::tcp::Dialer;
+use super::tls::TlsContext;
+use crate::facts::failure::{Failure, Operation, StepError};
+use crate::facts::{DnsFacts, DnsReply, QueryType};
+use crate::input::targets::ResolverSpec;
+use message::Replies;
+pub use message::{MAX_REPLIES, Question, parse_reply};
+
+/// Where the system's stub resolver sends its queries.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// A configured resolver, ready to be asked.
+pub struct Resolver {
+    spec: ResolverSpec,
+    transport: Transport,
+}
+
+enum Transport {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+    Doh {
+        url: Url,
+        /// The DoH server's address, found once (a name is looked up by the system).
+        address: OnceCell<Result<SocketAddr, StepError>>,
+    },
+}
+
+/// What one exchange gives back before it is judged.
+struct Exchange {
+    server: String,
+    replies: Vec<DnsReply>,
+    dropped: u64,
+    /// Datagrams sent (1 for TCP and DoH).
+    sent: u32,
+    /// The task still listening for replies after the first matching one (UDP only).
+    late: Option<JoinHandle<Replies>>,
+}
+
+/// A lookup whose answer is known, with replies that may still arrive.
+pub struct Lookup {
+    pub facts: DnsFacts,
+    late: Option<JoinHandle<Replies>>,
+}
+
+impl Lookup {
+    /// The facts with every reply of the listening window.
+    pub async fn finish(self) -> DnsFacts {
+        let mut facts = self.facts;
+        if let Some(late) = self.late {
+            let late = late.await.unwrap_or_default();
+            facts.replies.extend(late.kept);
+            facts.dropped_replies = late.dropped;
+            facts.sent = late.sent;
+        }
+        facts
+    }
+}
+
+impl Resolver {
+    pub fn new(spec: &ResolverSpec) -> anyhow::Result<Resolver> {
+        let transport = match spec {
+            ResolverSpec::System => Transport::Udp(system_nameserver(Path::new(RESOLV_CONF))?),
+            ResolverSpec::Udp(addr) => Transport::Udp(*addr),
+            ResolverSpec::Tcp(addr) => Transport::Tcp(*addr),
+            ResolverSpec::Doh(url) => Transport::Doh {
+                url: url.clone(),
+                address: OnceCell::new(),
+            },
+        };
+        Ok(Resolver {
+            spec: spec.clone(),
+            transport,
+        })
+    }
+
+    /// The resolver as configured (`system`, `udp://IP:PORT`, ...).
+    pub fn name(&self) -> String {
+        self.spec.to_string()
+    }
+
+    /// One query for `hostname` and `qtype`, with every reply of its listening window.
+    pub async fn query(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> DnsFacts {
+        self.lookup(io, hostname, qtype).await.finish().await
+    }
+
+    /// One query for `hostname` and `qtype`, returning once its answer is known.
+    pub async fn lookup(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> Lookup {
+        let mut facts = DnsFacts {
+            resolver: self.spec.to_string(),
+            resolver_address: None,
+            hostname: hostname.to_string(),
+            query_type: qtype,
+            replies: Vec::new(),
+            dropped_replies: 0,
+            sent: 1,
+            addresses: Vec::new(),
+            tries: 1,
+            check: None,
+            error: None,
+        };
+        let question = match Question::new(rand::random(), hostname, qtype) {
+            Ok(question) => question,
+            Err(e) => {
+                facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
+                return Lookup { facts, late: None };
+            }
+        };
+        let mut message = Message::query();
+        message.metadata.id = question.id;
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(question.name.clone(), question.record_type));
+        let bytes = match message.to_vec() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
+                return Lookup { facts, late: None };
+            }
+        };
+        let exchange = match &self.transport {
+            Transport::Udp(server) => udp::exchange(io, *server, &bytes, &question).await,
+            Transport::Tcp(server) => tcp::exchange(io, *server, &bytes, &question).await,
+            Transport::Doh { url, address } => {
+                doh::exchange(io, url, address, bytes, &question).await
+            }
+        };
+        match exchange {
+            Err((server, e)) => {
+                facts.resolver_address = server;
+                facts.error = Some(e);
+                Lookup { facts, late: None }
+            }
+            Ok(exchange) => {
+                facts.resolver_address = Some(exchange.server);
+                facts.replies = exchange.replies;
+                facts.dropped_replies = exchange.dropped;
+                facts.sent = exchange.sent;
+                judge(&mut facts, question.record_type);
+                Lookup {
+                    facts,
+                    late: exchange.late,
+                }
+            }
+        }
+    }
+}
+
+/// What the measurement needs from its surroundings.
+pub struct DnsIo<'a> {
+    pub limits: &'a Limits,
+    pub tls: &'a TlsContext,
+    pub dialer: Dialer,
+    pub timeout: Duration,
+    /// How long to keep listening after the first matching UDP reply.
+    pub window: Duration,
+}
+
+/// Sets the addresses and the failure from the first reply that matches the query,
+/// which is the one an ordinary client would have believed.
+fn judge(facts: &mut DnsFacts, record_type: RecordType) {
+    let Some(reply) = facts.replies.iter().find(|r| r.matches_query) else {
+        facts.error = Some(StepError::timeout(Operation::Resolve));
+        return;
+    };
+    let failure = Failure::from_rcode(&reply.rcode);
+    let addresses: Vec<IpAddr> = reply
+        .answers
+        .iter()
+        .filter(|a| a.answer_type == record_type.to_string())
+        .filter_map(|a| a.address())
+        .collect();
+    facts.error = match failure {
+        Some(f) => Some(StepError::new(Operation::Resolve, f)),
+        None if addresses.is_empty() => {
+            Some(StepError::new(Operation::Resolve, Failure::DnsNoAnswer))
+        }
+        None => None,
+    };
+    facts.addresses = addresses;
+}
+
+/// The first nameserver of resolv.conf: what the system's own lookups would ask.
+fn system_nameserver(path: &Path) -> anyhow::Result<SocketAddr> {
+    let text = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "system resolver: cannot read {}: {e}; give a --resolver",
+            path.display()
+        )
+    })?;
+    let config = resolv_conf::Config::parse(&text)
+        .map_err(|e| anyhow::anyhow!("system resolver: {}: {e}", path.display()))?;
+    let ip: IpAddr = config
+        .nameservers
+        .first()
+        .map(|ns| ns.into())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "system resolver: {} lists no nameserver; give a --resolver",
+                path.display()
+            )
+        })?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use hickory_proto::rr::{Name, RData};
+
+    use super::message::reply_of;
+    use super::*;
+
+    #[test]
+    fn reads_the_first_nameserver() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# comment\nsearch lan\nnameserver 198.18.0.53\nnameserver 9.9.9.9\n",
+        )
+        .unwrap();
+        assert_eq!(
+            system_nameserver(&path).unwrap(),
+            "198.18.0.53:53".parse().unwrap()
+        );
+        std::fs::write(&path, "search lan\n").unwrap();
+        assert!(
+            system_nameserver(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("lists no nameserver")
+        );
+    }
+
+    #[test]
+    fn a_flood_is_capped_without_losing_the_answers() {
+        let reply = |matches_query| DnsReply {
+            source: "x".into(),
+            arrival_ms: 0.0,
+            id: 7,
+            matches_query,
+            rcode: "NoError".into(),
+            answers: Vec::new(),
+        };
+        let mut replies = Replies::default();
+        for _ in 0..1000 {
+            replies.push(reply(false));
+        }
+        for _ in 0..100 {
+            replies.push(reply(true));
+        }
+        let matching = replies.kept.iter().filter(|r| r.matches_query).count();
+        assert_eq!(
+            (replies.kept.len(), matching),
+            (2 * MAX_REPLIES, MAX_REPLIES)
+        );
+        assert_eq!(replies.dropped, 1100 - 2 * MAX_REPLIES as u64);
+    }
+
+    #[test]
+    fn replies_are_judged_by_the_first_matching_one() {
+        let question = Question {
+            id: 7,
+            name: Name::from_ascii("a.test.").unwrap(),
+            record_type: RecordType::A,
+        };
+        let mut response = Message::response(7, hickory_proto::op::OpCode::Query);
+        response.add_query(Query::query(question.name.clone(), RecordType::A));
+        response.add_answer(hickory_proto::rr::Record::from_rdata(
+            question.name.clone(),
+            60,
+            RData::A("10.10.34.34".parse::<std::net::Ipv4Addr>().unwrap().into()),
+        ));
+        let bytes = response.to_vec().unwrap();
+        let started = Instant::now();
+        let mut wrong_id = Message::response(8, hickory_proto::op::OpCode::Query);
+        wrong_id.add_query(Query::query(question.name.clone(), RecordType::A));
+        let mut facts = DnsFacts {
+            resolver: "udp://127.0.0.1:53".into(),
+            resolver_address: None,
+            hostname: "a.test".into(),
+            query_type: QueryType::A,
+            replies: vec![
+                reply_of(&wrong_id.to_vec().unwrap(), "x".into(), started, &question),
+                reply_of(b"\x00\x07garbage", "x".into(), started, &question),
+                reply_of(&bytes, "x".into(), started, &question),
+            ],
+            dropped_replies: 0,
+            sent: 1,
+            addresses: vec![],
+            tries: 1,
+            check: None,
+            error: None,
+        };
+        assert!(!facts.replies[0].matches_query);
+        assert_eq!(facts.replies[1].rcode, "malformed");
+        judge(&mut facts, RecordType::A);
+        assert_eq!(facts.addresses, ["10.10.34.34".parse::<IpAddr>().unwrap()]);
+        assert_eq!(facts.replies[2].answers[0].ttl, 60);
+        assert!(facts.error.is_none());
+    }
+}

@@ -1,0 +1,198 @@
+//! DNS over UDP: resends on a lossy link, and a listening window after the first reply
+//! so that a forged answer racing the real one is seen.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+use super::message::{Question, Replies, reply_of};
+use super::{DnsIo, Exchange};
+use crate::facts::DnsReply;
+use crate::facts::failure::{Operation, StepError};
+
+/// The largest UDP reply we read: our queries carry no EDNS, so a server sends at most
+/// 512 bytes (truncating larger answers); anything beyond is someone else's datagram.
+const MAX_DATAGRAM: usize = 4096;
+/// Sends of one UDP query within its deadline, at most.
+const RESENDS: u32 = 6;
+/// Sends of one UDP query are at least this far apart.
+const MIN_RESEND: Duration = Duration::from_millis(100);
+/// Sends of a UDP query during its listening window after the first reply: with the
+/// first, seven chances for each of an injector's reply and the real one to arrive
+/// (on a lossy link, both replies to one copy must come through).
+const WINDOW_RESENDS: u32 = 6;
+
+/// Sends the query (again every sixth of the deadline, each copy with an ID of its own
+/// (see [`Copies`]): stub resolvers resend too, and a link losing one packet in six
+/// still gets a reply through within the deadline) until a matching reply arrives or
+/// the deadline passes, recording every datagram. After the first matching reply the
+/// exchange returns at once, so that the target's connections can start, and a task of
+/// its own keeps listening for the window: a forged answer usually wins the race, and
+/// the real one follows.
+pub(super) async fn exchange(
+    io: &DnsIo<'_>,
+    server: SocketAddr,
+    query: &[u8],
+    question: &Question,
+) -> Result<Exchange, (Option<String>, StepError)> {
+    let fail = |e: std::io::Error| {
+        (
+            Some(server.to_string()),
+            StepError::io(Operation::Resolve, &e),
+        )
+    };
+    let _permit = io.limits.query().await;
+    let socket = UdpSocket::bind(io.dialer.local_for(server))
+        .await
+        .map_err(fail)?;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + io.timeout;
+    let resend_every = (io.timeout / RESENDS).max(MIN_RESEND);
+    let mut next_send = tokio::time::Instant::now();
+    let mut replies = Replies::default();
+    let mut copies = Copies::new(query, question);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_send {
+            socket.send_to(copies.next(), server).await.map_err(fail)?;
+            replies.sent += 1;
+            next_send = now + resend_every;
+        }
+        match tokio::time::timeout_at(deadline.min(next_send), socket.recv_from(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Err(e)) => {
+                // ICMP errors (port or network unreachable) surface here on Linux.
+                if replies.kept.is_empty() {
+                    return Err(fail(e));
+                }
+                break;
+            }
+            Ok(Ok((len, source))) => {
+                let reply = copies.reply(&buf[..len], source.to_string(), started);
+                let matched = reply.matches_query;
+                replies.push(reply);
+                if matched {
+                    let window_end = (tokio::time::Instant::now() + io.window).min(deadline);
+                    let kept = std::mem::take(&mut replies.kept);
+                    let sent = replies.sent;
+                    let late = Late {
+                        socket,
+                        server,
+                        copies,
+                        window_end,
+                        resend_every: io.window / (WINDOW_RESENDS + 1),
+                        started,
+                    };
+                    return Ok(Exchange {
+                        server: server.to_string(),
+                        replies: kept,
+                        dropped: 0,
+                        sent,
+                        late: Some(tokio::spawn(late.listen(replies))),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Exchange {
+        server: server.to_string(),
+        replies: replies.kept,
+        dropped: replies.dropped,
+        sent: replies.sent,
+        late: None,
+    })
+}
+
+/// The copies of a UDP query sent so far, each after the first with an ID of its own:
+/// a resolver may well answer two copies of one ID differently (a SERVFAIL, then the
+/// answer it has since cached), and only two different answers to one copy are an
+/// injection.
+struct Copies {
+    query: Vec<u8>,
+    ids: Vec<u16>,
+    question: Question,
+}
+
+impl Copies {
+    fn new(query: &[u8], question: &Question) -> Copies {
+        Copies {
+            query: query.to_vec(),
+            ids: Vec::new(),
+            question: question.clone(),
+        }
+    }
+
+    /// The next copy to send.
+    fn next(&mut self) -> &[u8] {
+        let id = match self.ids.is_empty() {
+            true => self.question.id,
+            false => rand::random(),
+        };
+        self.ids.push(id);
+        self.query[..2].copy_from_slice(&id.to_be_bytes());
+        &self.query
+    }
+
+    /// A datagram read as a reply to whichever copy its ID names.
+    fn reply(&self, bytes: &[u8], source: String, started: Instant) -> DnsReply {
+        let id = u16::from_be_bytes([
+            bytes.first().copied().unwrap_or(0),
+            bytes.get(1).copied().unwrap_or(0),
+        ]);
+        let question = Question {
+            id: if self.ids.contains(&id) {
+                id
+            } else {
+                self.question.id
+            },
+            ..self.question.clone()
+        };
+        reply_of(bytes, source, started, &question)
+    }
+}
+
+/// The listening window of a UDP query after its first reply.
+struct Late {
+    socket: UdpSocket,
+    server: SocketAddr,
+    copies: Copies,
+    window_end: tokio::time::Instant,
+    resend_every: Duration,
+    started: Instant,
+}
+
+impl Late {
+    /// Every datagram that arrives until the window's end, added to `replies` (so that
+    /// the bounds count the replies before the first answer too), while the query is
+    /// sent again every `resend_every`.
+    async fn listen(mut self, mut replies: Replies) -> Replies {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut next_send = tokio::time::Instant::now() + self.resend_every;
+        loop {
+            let wake = next_send.min(self.window_end);
+            match tokio::time::timeout_at(wake, self.socket.recv_from(&mut buf)).await {
+                Ok(Ok((len, source))) => {
+                    let reply = self
+                        .copies
+                        .reply(&buf[..len], source.to_string(), self.started);
+                    replies.push(reply);
+                }
+                Ok(Err(_)) => break,
+                Err(_) if wake >= self.window_end => break,
+                Err(_) => {
+                    let copy = self.copies.next();
+                    if self.socket.send_to(copy, self.server).await.is_ok() {
+                        replies.sent += 1;
+                    }
+                    next_send += self.resend_every;
+                }
+            }
+        }
+        replies
+    }
+}
