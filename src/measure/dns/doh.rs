@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use super::message::{Question, reply_of};
+use super::message::Question;
 use super::{DnsIo, Exchange};
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::measure::http;
@@ -88,12 +88,6 @@ pub(super) async fn exchange(
     match tokio::time::timeout(io.timeout, exchange).await {
         Err(_) => Err((name, StepError::timeout(Operation::Resolve))),
         Ok(Err(e)) => Err((name, e)),
-        Ok(Ok(message)) => Ok(Exchange {
-            server: server.to_string(),
-            replies: vec![reply_of(&message, server.to_string(), started, question)],
-            dropped: 0,
-            sent: 1,
-            late: None,
-        }),
+        Ok(Ok(message)) => Ok(Exchange::one(server, &message, started, question)),
     }
 }

@@ -16,7 +16,7 @@ mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::RecordType;
@@ -61,6 +61,24 @@ struct Exchange {
     sent: u32,
     /// The task still listening for replies after the first matching one (UDP only).
     late: Option<JoinHandle<Replies>>,
+}
+
+impl Exchange {
+    /// The exchange of one message over a stream (TCP, DoH): one reply, nothing late.
+    fn one(server: SocketAddr, message: &[u8], started: Instant, question: &Question) -> Exchange {
+        Exchange {
+            server: server.to_string(),
+            replies: vec![message::reply_of(
+                message,
+                server.to_string(),
+                started,
+                question,
+            )],
+            dropped: 0,
+            sent: 1,
+            late: None,
+        }
+    }
 }
 
 /// A lookup whose answer is known, with replies that may still arrive.

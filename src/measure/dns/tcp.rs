@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::message::{Question, reply_of};
+use super::message::Question;
 use super::{DnsIo, Exchange};
 use crate::facts::failure::{Operation, StepError};
 
@@ -38,12 +38,6 @@ pub(super) async fn exchange(
     match tokio::time::timeout(io.timeout, exchange).await {
         Err(_) => Err((name, StepError::timeout(Operation::Resolve))),
         Ok(Err(e)) => Err((name, StepError::io(Operation::Resolve, &e))),
-        Ok(Ok(message)) => Ok(Exchange {
-            server: server.to_string(),
-            replies: vec![reply_of(&message, server.to_string(), started, question)],
-            dropped: 0,
-            sent: 1,
-            late: None,
-        }),
+        Ok(Ok(message)) => Ok(Exchange::one(server, &message, started, question)),
     }
 }
