@@ -11,11 +11,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::analyse::{Blocking, Verdict};
 use crate::error::InputError;
-use crate::rundir::rows::VerdictRow;
+use crate::rundir::rows::{VerdictRow, read_verdicts};
 use crate::rundir::{self, Found, RUN_JSON, VERDICTS_CSV, find_runs};
 
 /// What rows can be grouped by.
@@ -147,15 +147,13 @@ fn verdict_files(input: &Path) -> Vec<PathBuf> {
 
 /// One run's groups, or why it cannot be merged.
 fn read_run(verdicts: &Path, by: &[GroupBy]) -> anyhow::Result<Groups> {
-    if let Some(dir) = verdicts.parent() {
-        check_schema(&dir.join(RUN_JSON))?;
+    // A verdicts file given alone may have no run.json beside it.
+    if let Some(dir) = verdicts.parent().filter(|dir| dir.join(RUN_JSON).exists()) {
+        rundir::check_schema_of(dir)?;
     }
-    let mut reader = csv::Reader::from_path(verdicts)
-        .with_context(|| format!("cannot read {}", verdicts.display()))?;
     let mut groups = Groups::new();
-    for (index, row) in reader.deserialize::<VerdictRow>().enumerate() {
-        let line = index + 2;
-        let row = row.with_context(|| format!("line {line}: not a verdicts row"))?;
+    for row in read_verdicts(verdicts)? {
+        let (line, row) = row?;
         let (verdict, blocking) = row
             .judgement()
             .map_err(|e| anyhow::anyhow!("line {line}: {e}"))?;
@@ -163,17 +161,6 @@ fn read_run(verdicts: &Path, by: &[GroupBy]) -> anyhow::Result<Groups> {
         groups.entry(key).or_default().count(verdict, blocking);
     }
     Ok(groups)
-}
-
-/// A run written by a newer censorprobe may mean other things by the same columns.
-fn check_schema(run_json: &Path) -> anyhow::Result<()> {
-    if !run_json.exists() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(run_json)?;
-    let info: serde_json::Value =
-        serde_json::from_str(&text).context("run.json is not valid JSON")?;
-    rundir::check_schema(&info)
 }
 
 /// The header of the aggregate table: the group columns, then the counts and shares.

@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::{self, Display, Write as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 use crate::analyse::Verdict;
 use crate::error::InputError;
-use crate::rundir::rows::VerdictRow;
+use crate::rundir::rows::{VerdictRow, read_verdicts};
 use crate::rundir::{Found, VERDICTS_CSV, find_runs, read_info};
 
 /// Blocked or anomalous rows listed on the page; beyond this they are only counted,
@@ -268,28 +268,9 @@ fn read(dirs: &[PathBuf]) -> Report {
 fn read_run(dir: &Path) -> anyhow::Result<(RunMeta, Tally)> {
     let info = read_info(dir)?;
     let path = dir.join(VERDICTS_CSV);
-    let mut reader =
-        csv::Reader::from_path(&path).with_context(|| format!("cannot read {VERDICTS_CSV}"))?;
-    let headers = reader.headers()?.clone();
-    if headers.is_empty() {
-        bail!("{VERDICTS_CSV} has no header");
-    }
     let mut tally = Tally::default();
-    let mut records = reader.into_records().peekable();
-    while let Some(record) = records.next() {
-        let parsed = record.and_then(|r| {
-            let row: VerdictRow = r.deserialize(Some(&headers))?;
-            Ok((r.position().map_or(0, |p| p.line()), row))
-        });
-        let (line, row) = match parsed {
-            Ok(parsed) => parsed,
-            // A run killed mid-write can leave its last row torn; the rest is whole.
-            Err(e) if records.peek().is_none() => {
-                eprintln!("warning: {}: torn last row left out: {e}", path.display());
-                break;
-            }
-            Err(e) => bail!("{VERDICTS_CSV}: {e}"),
-        };
+    for row in read_verdicts(&path)? {
+        let (line, row) = row?;
         let verdict: Verdict = row
             .verdict
             .parse()

@@ -15,7 +15,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use hickory_proto::op::ResponseCode;
 use serde::Serialize;
@@ -28,7 +27,7 @@ use crate::facts::{DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, Tl
 use crate::input::targets::TargetKind;
 use crate::measure::http::BROWSER_HEADERS;
 use crate::rundir::recorded::{RecordedRun, Unit};
-use crate::rundir::rows::VerdictRow;
+use crate::rundir::rows::{VerdictRow, read_verdicts};
 use crate::rundir::{self, RunInfo, VERDICTS_CSV};
 
 /// The default file name, inside the run's directory.
@@ -47,7 +46,7 @@ pub struct Exported {
 /// (default `RUN_DIR/ooni.jsonl`), replacing an earlier export.
 pub fn export(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Exported> {
     let run = RecordedRun::load(run_dir).map_err(InputError)?;
-    let verdicts = read_verdicts(&run_dir.join(VERDICTS_CSV)).map_err(InputError)?;
+    let verdicts = verdicts_by_target(&run_dir.join(VERDICTS_CSV)).map_err(InputError)?;
     let path = out.map_or_else(|| run_dir.join(OONI_JSONL), Path::to_path_buf);
     // Written aside, then renamed: a failed export never leaves a torn file.
     let measurements = rundir::replace_with(&path, |writer| {
@@ -71,24 +70,11 @@ pub fn export(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Exported> {
 
 /// The columns of verdicts.csv the export carries, found by name.
 /// The run's verdicts by origin and target.
-fn read_verdicts(path: &Path) -> anyhow::Result<HashMap<(String, String), VerdictRow>> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+fn verdicts_by_target(path: &Path) -> anyhow::Result<HashMap<(String, String), VerdictRow>> {
     let mut verdicts = HashMap::new();
-    for row in reader.deserialize::<VerdictRow>() {
-        match row {
-            Ok(row) => {
-                verdicts.insert((row.run_id.clone(), row.target.clone()), row);
-            }
-            // A run killed mid-write can leave its last row torn; the rows before stand.
-            Err(e) => {
-                tracing::warn!(
-                    "{}: {e}; the verdicts from there on are left out",
-                    path.display()
-                );
-                break;
-            }
-        }
+    for row in read_verdicts(path)? {
+        let (_, row) = row?;
+        verdicts.insert((row.run_id.clone(), row.target.clone()), row);
     }
     Ok(verdicts)
 }

@@ -142,6 +142,18 @@ pub fn check_schema(info: &serde_json::Value) -> anyhow::Result<()> {
 
 /// A run's run.json, refused when a newer censorprobe wrote it.
 pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
+    serde_json::from_value(read_json(dir)?)
+        .with_context(|| format!("{RUN_JSON} is not a run description"))
+}
+
+/// Refuses a run written by a newer censorprobe, without reading it as a `RunInfo`:
+/// for readers of its verdicts alone.
+pub fn check_schema_of(dir: &Path) -> anyhow::Result<()> {
+    read_json(dir).map(drop)
+}
+
+/// run.json as JSON whose schema version this censorprobe reads.
+fn read_json(dir: &Path) -> anyhow::Result<serde_json::Value> {
     let path = dir.join(RUN_JSON);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -153,7 +165,7 @@ pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{RUN_JSON} is not valid JSON"))?;
     check_schema(&value)?;
-    serde_json::from_value(value).with_context(|| format!("{RUN_JSON} is not a run description"))
+    Ok(value)
 }
 
 /// A directory holding a run: its run.json, or at least its verdicts.

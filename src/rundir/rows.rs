@@ -1,6 +1,10 @@
 //! The flat rows of the CSV files. The CSV crate cannot write nested values, and
 //! researchers want one flat table anyway; every detail stays in measurements.jsonl.
 
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +47,54 @@ impl VerdictRow {
             verdict: v.verdict.to_string(),
             blocking: v.blocking.map(|b| b.to_string()).unwrap_or_default(),
             evidence: v.evidence.clone(),
+        }
+    }
+}
+
+/// The rows of a verdicts file in order, each with its line number. A run killed
+/// mid-write can leave its last row torn: that row is left out with a warning and the
+/// rows before stand (`run --resume` repairs the file); any other row that does not read
+/// is an error naming the file and the line. Every command reads verdicts this way.
+pub struct VerdictRows {
+    path: PathBuf,
+    headers: csv::StringRecord,
+    records: std::iter::Peekable<csv::StringRecordsIntoIter<File>>,
+}
+
+/// Opens a verdicts file (verdicts.csv, or one written by `analyse` or `compare`).
+pub fn read_verdicts(path: &Path) -> anyhow::Result<VerdictRows> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .clone();
+    if headers.is_empty() {
+        bail!("{} has no header", path.display());
+    }
+    Ok(VerdictRows {
+        path: path.to_path_buf(),
+        headers,
+        records: reader.into_records().peekable(),
+    })
+}
+
+impl Iterator for VerdictRows {
+    type Item = anyhow::Result<(u64, VerdictRow)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        let parsed = record.and_then(|r| {
+            let row: VerdictRow = r.deserialize(Some(&self.headers))?;
+            Ok((r.position().map_or(0, |p| p.line()), row))
+        });
+        match parsed {
+            Ok(row) => Some(Ok(row)),
+            Err(e) if self.records.peek().is_none() => {
+                tracing::warn!("{}: torn last row left out: {e}", self.path.display());
+                None
+            }
+            Err(e) => Some(Err(anyhow::anyhow!("{}: {e}", self.path.display()))),
         }
     }
 }
@@ -178,4 +230,32 @@ impl MeasurementRow {
 pub fn measured_at_column(at: Option<DateTime<Utc>>) -> String {
     at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "run_id,measured_at,probe_cc,probe_asn,service,target,verdict,blocking,evidence\n";
+    const ROW: &str = "r1,2026-01-01T00:00:00Z,IR,AS1,chat,chat.test,blocked,tls-reset,why\n";
+
+    fn rows(text: &str) -> anyhow::Result<Vec<(u64, VerdictRow)>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verdicts.csv");
+        std::fs::write(&path, text).unwrap();
+        read_verdicts(&path)?.collect()
+    }
+
+    #[test]
+    fn a_torn_last_row_is_left_out_and_a_torn_middle_row_is_an_error() {
+        let whole = rows(&format!("{HEADER}{ROW}{ROW}")).unwrap();
+        assert_eq!(whole.len(), 2);
+        assert_eq!((whole[1].0, whole[1].1.target.as_str()), (3, "chat.test"));
+        let torn_last = rows(&format!("{HEADER}{ROW}r1,2026-01-01T00:00:00Z,IR")).unwrap();
+        assert_eq!(torn_last.len(), 1);
+        let torn_middle = rows(&format!("{HEADER}r1,2026\n{ROW}")).unwrap_err();
+        assert!(torn_middle.to_string().contains("verdicts.csv"), "{torn_middle}");
+        assert!(rows("").unwrap_err().to_string().contains("has no header"));
+    }
 }
