@@ -28,7 +28,6 @@ pub mod demo;
 pub mod expect;
 pub mod offline;
 pub mod run;
-pub mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,14 +35,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::MultiProgress;
-use ipnet::IpNet;
 
+use crate::control::server::{self, ServeArgs};
 use crate::import;
-use crate::input::targets::{self, ResolverSpec};
 use crate::output;
 use crate::rundir::RunReport;
 use run::RunCommand;
-use serve::ServeCommand;
 
 #[derive(Parser)]
 #[command(
@@ -132,49 +129,7 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum ControlCommand {
     /// Serve measurements to probes.
-    Serve(ServeCommand),
-}
-
-/// How measurements are made, by the probe and by the control alike.
-#[derive(clap::Args)]
-pub struct MeasureFlags {
-    /// A resolver to measure DNS with: system, udp://IP:PORT, tcp://IP:PORT or
-    /// doh://HOST/PATH. Repeatable; replaces the default list (the targets file's, or
-    /// system).
-    #[arg(long = "resolver", value_name = "SPEC", value_parser = parse_resolver)]
-    resolvers: Vec<ResolverSpec>,
-    /// Extra CA certificates (PEM) to trust, e.g. a lab's test CA.
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
-    /// An IP-to-ASN database: a MaxMind-format file or a CSV of ranges.
-    #[arg(long, value_name = "FILE")]
-    asn_db: Option<PathBuf>,
-    /// A CIDR block exempt from the bogon check (a lab network). Repeatable.
-    #[arg(long = "treat-as-public", value_name = "CIDR", value_parser = targets::parse_cidr)]
-    treat_as_public: Vec<IpNet>,
-    /// Network operations in flight at once [run: 64, control: 256].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    concurrency: Option<u32>,
-    /// Operations in flight at once against one server address [run: 4, control: 8].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    per_host: Option<u32>,
-    /// The deadline of every step, in seconds [10].
-    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
-    timeout: Option<std::time::Duration>,
-    /// Measure from this local address (a multi-homed host, a lab).
-    #[arg(long, value_name = "ADDR")]
-    bind: Option<std::net::IpAddr>,
-}
-
-fn parse_resolver(s: &str) -> Result<ResolverSpec, String> {
-    s.parse()
-}
-
-fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    targets::parse_timeout(secs)
+    Serve(ServeArgs),
 }
 
 /// Runs one command to its end.
@@ -182,7 +137,10 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
     match command {
         Command::Run(cmd) => run::command(cmd, progress).await,
         Command::Demo { out } => demo::command(out, progress).await,
-        Command::Control(ControlCommand::Serve(cmd)) => serve::command(cmd).await,
+        Command::Control(ControlCommand::Serve(args)) => {
+            server::serve(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Compare {
             probe_run,
             control_run,

@@ -17,10 +17,8 @@ use anyhow::Context;
 use chrono::Utc;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use ipnet::IpNet;
 use rand::seq::SliceRandom;
 
-use super::MeasureFlags;
 use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
 use crate::control::client::{Batcher, ControlClient, ControlClientError};
 use crate::control::protocol::{ControlRequest, ControlTarget};
@@ -30,8 +28,8 @@ use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Vantage};
 use crate::input::asn::AsnDb;
 use crate::input::plan;
-use crate::input::targets::Target;
-use crate::input::targets::{ResolverSpec, TargetsFile};
+use crate::input::settings::{self, MeasureFlags};
+use crate::input::targets::{Settings, Target, TargetsFile};
 use crate::input::testlist;
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
@@ -39,35 +37,77 @@ use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
 use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, SCHEMA_VERSION};
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_CONCURRENCY: usize = 64;
-const DEFAULT_PER_HOST: usize = 4;
 /// Targets in flight per network operation allowed at once (`--concurrency`).
 const TARGETS_PER_OPERATION: usize = 32;
 
-/// The command line of `run`; each field overrides targets.toml's `[settings]`.
-#[derive(Debug, Clone, Default)]
+/// The command line of `run` that makes the run; a setting given here overrides
+/// targets.toml's `[settings]`. `Default` is no flag given, but for the targets file,
+/// left to the caller to name.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
+    /// The targets file.
+    #[arg(long, default_value = "targets.toml")]
     pub targets: PathBuf,
-    pub out: Option<PathBuf>,
-    pub resolvers: Vec<ResolverSpec>,
-    pub ca_file: Option<PathBuf>,
-    pub asn_db: Option<PathBuf>,
-    pub treat_as_public: Vec<IpNet>,
-    pub concurrency: Option<usize>,
-    pub per_host: Option<usize>,
-    pub timeout: Option<Duration>,
-    pub control: Option<url::Url>,
-    pub control_token: Option<String>,
-    pub bind: Option<std::net::IpAddr>,
-    /// A Citizen Lab test list whose URLs are measured besides the targets file's.
-    pub test_list: Option<PathBuf>,
-    /// The test list's categories to measure; all when empty.
-    pub categories: Vec<String>,
-    /// Finish the killed run in this directory instead, with its own targets and
-    /// settings (from its run.json): every field above but `bind` and
-    /// `control_token` is then ignored.
+    /// Finish the run in DIR that was killed: measure only its targets without a
+    /// verdict, with its own targets and settings (DIR/run.json), appending to its files.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "targets", "test_list", "out", "resolvers", "ca_file", "asn_db", "treat_as_public",
+        "concurrency", "per_host", "timeout", "control",
+    ])]
     pub resume: Option<PathBuf>,
+    /// A Citizen Lab test list (CSV: url,category_code,...) whose URLs are measured
+    /// too, each under its category code.
+    #[arg(long, value_name = "FILE")]
+    pub test_list: Option<PathBuf>,
+    /// Measure only the test list's rows of this category (e.g. NEWS). Repeatable.
+    #[arg(long = "category", value_name = "CODE", requires = "test_list")]
+    pub categories: Vec<String>,
+    /// Write the run into DIR (default: results/<run_id>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub measure: MeasureFlags,
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = settings::places(),
+        help = over_file("Network operations in flight at once", "concurrency", settings::RUN_CONCURRENCY)
+    )]
+    pub concurrency: Option<usize>,
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = settings::places(),
+        help = over_file("Operations in flight at once against one server address", "per_host", settings::RUN_PER_HOST)
+    )]
+    pub per_host: Option<usize>,
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = settings::parse_secs,
+        help = over_file("The deadline of every step, in seconds", "timeout_secs", settings::secs(settings::TIMEOUT))
+    )]
+    pub timeout: Option<Duration>,
+    /// Measure from this local address (a multi-homed host, a lab).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::IpAddr>,
+    /// A control server to ask for every target (http:// or https:// URL).
+    #[arg(long, value_name = "URL")]
+    pub control: Option<url::Url>,
+    /// The control server's bearer token.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CENSORPROBE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub control_token: Option<String>,
+}
+
+/// The help of a flag over a key of targets.toml's `[settings]`, with its default as
+/// clap writes one.
+fn over_file(help: &str, key: &str, default: impl std::fmt::Display) -> String {
+    format!("{help} [default: the targets file's {key}, else {default}]")
 }
 
 struct Prepared {
@@ -170,31 +210,13 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
 /// A new run: the targets file's services and settings, the command line over them.
 fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
     let file = TargetsFile::load(&args.targets)?;
-    let settings = &file.settings;
-    let timeout = args.timeout.or(settings.timeout).unwrap_or(DEFAULT_TIMEOUT);
-    let concurrency = args
-        .concurrency
-        .or(settings.concurrency)
-        .unwrap_or(DEFAULT_CONCURRENCY);
-    let per_host = args
-        .per_host
-        .or(settings.per_host)
-        .unwrap_or(DEFAULT_PER_HOST);
-    let resolvers = match args.resolvers.is_empty() {
-        true => settings
-            .resolvers
-            .clone()
-            .unwrap_or(vec![ResolverSpec::System]),
-        false => args.resolvers.clone(),
-    };
-    let mut treat_as_public = settings.treat_as_public.clone();
-    treat_as_public.extend(args.treat_as_public.iter().copied());
-    let policy = AddressPolicy::new(treat_as_public.clone());
+    let settings = resolve(args, &file.settings);
+    let policy = AddressPolicy::new(settings.treat_as_public.clone());
     let mut services = file.services.clone();
     if let Some(list) = &args.test_list {
         services.extend(testlist::load(list, &args.categories, &policy)?);
     }
-    let targets = plan::plan(settings, &services);
+    let targets = plan::plan(&file.settings, &services);
     // Checked once the test list is merged: a targets file may hold [settings] alone.
     if targets.iter().all(Target::is_canary) {
         let list = match (&args.test_list, args.categories.is_empty()) {
@@ -226,18 +248,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
         finished_at: None,
         probe_cc: "ZZ".into(),
         probe_asn: "AS0".into(),
-        settings: RunSettings {
-            targets_file: args.targets.display().to_string(),
-            timeout_secs: timeout.as_secs_f64(),
-            concurrency,
-            per_host,
-            resolvers,
-            canary: settings.canary.clone(),
-            treat_as_public,
-            ca_file: args.ca_file.as_ref().map(|p| p.display().to_string()),
-            asn_db: args.asn_db.as_ref().map(|p| p.display().to_string()),
-            control: None,
-        },
+        settings,
         targets: targets.clone(),
         no_network: false,
         resolvers: Vec::new(),
@@ -245,11 +256,45 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
     Ok(Plan {
         info,
         targets,
-        ca_file: args.ca_file.clone(),
-        asn_db: args.asn_db.clone(),
+        ca_file: args.measure.ca_file.clone(),
+        asn_db: args.measure.asn_db.clone(),
         control: args.control.clone(),
         earlier: None,
     })
+}
+
+/// The run's settings: each from its flag, else from the targets file's `[settings]`,
+/// else its default; but `treat_as_public`, whose ranges from both are exempt.
+fn resolve(args: &RunArgs, file: &Settings) -> RunSettings {
+    let flags = &args.measure;
+    let resolvers = match flags.resolvers.is_empty() {
+        true => file
+            .resolvers
+            .clone()
+            .unwrap_or(settings::RESOLVERS.to_vec()),
+        false => flags.resolvers.clone(),
+    };
+    let mut treat_as_public = file.treat_as_public.clone();
+    treat_as_public.extend(flags.treat_as_public.iter().copied());
+    let timeout = args.timeout.or(file.timeout).unwrap_or(settings::TIMEOUT);
+    RunSettings {
+        targets_file: args.targets.display().to_string(),
+        timeout_secs: timeout.as_secs_f64(),
+        concurrency: args
+            .concurrency
+            .or(file.concurrency)
+            .unwrap_or(settings::RUN_CONCURRENCY),
+        per_host: args
+            .per_host
+            .or(file.per_host)
+            .unwrap_or(settings::RUN_PER_HOST),
+        resolvers,
+        canary: file.canary.clone(),
+        treat_as_public,
+        ca_file: flags.ca_file.as_ref().map(|p| p.display().to_string()),
+        asn_db: flags.asn_db.as_ref().map(|p| p.display().to_string()),
+        control: None,
+    }
 }
 
 /// A killed run to finish: its files repaired, its own targets and settings.
@@ -612,45 +657,15 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// The command line of `run`: the run's, and what the command does around it.
 #[derive(clap::Args)]
 pub struct RunCommand {
-    /// The targets file.
-    #[arg(long, default_value = "targets.toml")]
-    targets: PathBuf,
-    /// Finish the run in DIR that was killed: measure only its targets without a
-    /// verdict, with its own targets and settings (DIR/run.json), appending to its files.
-    #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "targets", "test_list", "out", "resolvers", "ca_file", "asn_db", "treat_as_public",
-        "concurrency", "per_host", "timeout", "control",
-    ])]
-    resume: Option<PathBuf>,
     /// I have read the informed-consent notice (docs/robustness.md, "Safety") and agree: for batch
     /// and CI use, where it cannot be asked.
     #[arg(long, env = "CENSORPROBE_YES", value_parser = clap::builder::BoolishValueParser::new())]
     yes: bool,
-    /// A Citizen Lab test list (CSV: url,category_code,...) whose URLs are measured
-    /// too, each under its category code.
-    #[arg(long, value_name = "FILE")]
-    test_list: Option<PathBuf>,
-    /// Measure only the test list's rows of this category (e.g. NEWS). Repeatable.
-    #[arg(long = "category", value_name = "CODE", requires = "test_list")]
-    categories: Vec<String>,
-    /// Write the run into DIR (default: results/<run_id>/).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
     #[command(flatten)]
-    measure: MeasureFlags,
-    /// A control server to ask for every target (http:// or https:// URL).
-    #[arg(long, value_name = "URL")]
-    control: Option<url::Url>,
-    /// The control server's bearer token.
-    #[arg(
-        long,
-        value_name = "T",
-        env = "CENSORPROBE_CONTROL_TOKEN",
-        hide_env_values = true
-    )]
-    control_token: Option<String>,
+    run: RunArgs,
     /// Compare the verdicts with these (a previous verdicts.csv, or a TOML file of
     /// "target" = "verdict[/blocking]") and exit 1 listing each difference.
     #[arg(long, value_name = "FILE")]
@@ -674,31 +689,13 @@ pub enum TableFormat {
 /// `censorprobe run`: the run, then `--format`, `--expect` and `--junit`.
 pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
     super::consent::ensure(cmd.yes).map_err(InputError)?;
-    let flags = cmd.measure;
-    let args = RunArgs {
-        targets: cmd.targets,
-        out: cmd.out,
-        resolvers: flags.resolvers,
-        ca_file: flags.ca_file,
-        asn_db: flags.asn_db,
-        treat_as_public: flags.treat_as_public,
-        concurrency: flags.concurrency.map(|n| n as usize),
-        per_host: flags.per_host.map(|n| n as usize),
-        timeout: flags.timeout,
-        control: cmd.control,
-        control_token: cmd.control_token,
-        bind: flags.bind,
-        test_list: cmd.test_list,
-        categories: cmd.categories,
-        resume: cmd.resume,
-    };
     let expected = cmd
         .expect
         .as_deref()
         .map(super::expect::load)
         .transpose()
         .map_err(InputError)?;
-    let report = run(args, progress).await?;
+    let report = run(cmd.run, progress).await?;
     if cmd.format == TableFormat::Parquet {
         crate::output::parquet::write_run(&report.dir)?;
     }
@@ -735,6 +732,33 @@ mod tests {
             tcp_ports: Vec::new(),
             asns: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_setting_comes_from_its_flag_else_the_targets_file_else_its_default() {
+        let file = Settings {
+            timeout: Some(Duration::from_secs(3)),
+            concurrency: Some(5),
+            treat_as_public: vec!["198.18.0.0/15".parse().unwrap()],
+            ..Settings::default()
+        };
+        let args = RunArgs {
+            concurrency: Some(7),
+            measure: MeasureFlags {
+                treat_as_public: vec!["10.0.0.0/8".parse().unwrap()],
+                ..MeasureFlags::default()
+            },
+            ..RunArgs::default()
+        };
+        let resolved = resolve(&args, &file);
+        assert_eq!(resolved.concurrency, 7);
+        assert_eq!(resolved.timeout_secs, 3.0);
+        assert_eq!(resolved.per_host, settings::RUN_PER_HOST);
+        assert_eq!(resolved.resolvers, settings::RESOLVERS);
+        assert_eq!(
+            resolved.treat_as_public,
+            [file.treat_as_public[0], args.measure.treat_as_public[0]]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +33,6 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
-use ipnet::IpNet;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -53,8 +52,8 @@ use crate::facts::TargetFacts;
 use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Vantage};
 use crate::input::asn::AsnDb;
-use crate::input::targets::Target;
-use crate::input::targets::{ResolverSpec, parse_domain};
+use crate::input::settings::{self, MeasureFlags};
+use crate::input::targets::{Target, parse_domain};
 use crate::measure::limits::Limits;
 use crate::measure::tls::{TlsContext, provider, root_store};
 use crate::measure::{self, Measurer};
@@ -100,34 +99,86 @@ const REFUSAL_DEADLINE: Duration = Duration::from_secs(3);
 /// close does not reset a connection whose client has not read the answer yet.
 const REFUSAL_DRAIN: usize = 64 * 1024;
 
-/// The command line of `control serve`.
-#[derive(Debug, Clone)]
+/// The command line of `control serve`, its defaults applied.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Require this bearer token from probes.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CENSORPROBE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub asn_db: Option<PathBuf>,
-    pub treat_as_public: Vec<IpNet>,
-    pub resolvers: Vec<ResolverSpec>,
-    /// Deadline of each measurement step.
-    pub timeout: Duration,
-    /// The most a request's measurement may take: the cap on its batch's deadline
-    /// ([`batch_deadline`]).
-    pub request_deadline: Duration,
-    /// Requests measured at once; beyond, the server answers 503 at once.
-    pub max_in_flight: usize,
-    /// Connections open at once; beyond, new connections are answered 503 and closed.
-    pub max_connections: usize,
-    /// Connections open at once from one client (see `client_network`).
-    pub max_connections_per_client: usize,
-    pub max_targets: usize,
-    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub measure: MeasureFlags,
+    /// Network operations in flight at once.
+    #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::CONTROL_CONCURRENCY)]
     pub concurrency: usize,
+    /// Operations in flight at once against one server address.
+    #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::CONTROL_PER_HOST)]
     pub per_host: usize,
-    /// The source address of the control's measurements.
+    /// The deadline of every step, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, default_value = settings::secs(settings::TIMEOUT))]
+    pub timeout: Duration,
+    /// Measure from this local address (a multi-homed host, a lab).
+    #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
+    /// The most a request may take, in seconds. A batch of N targets gets 8 + N/4 step
+    /// timeouts (--timeout), at most this; targets still unmeasured then are answered
+    /// as not measured, the others with their facts. Probes wait as long, by their own
+    /// --timeout.
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, default_value = settings::secs(settings::REQUEST_DEADLINE))]
+    pub request_deadline: Duration,
+    /// Requests measured at once; beyond this, probes get 503 at once.
+    #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Targets in one request.
+    #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_TARGETS)]
+    pub max_targets: usize,
+    /// Size of a request body, in bytes.
+    #[arg(long = "max-body", value_name = "BYTES", value_parser = settings::places(), default_value_t = settings::MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Connections open at once; beyond this, new ones are answered 503 and closed.
+    #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Connections open at once from one client (an IPv4 address or an IPv6 /64);
+    /// beyond this, new ones are answered 503 and closed.
+    #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
+}
+
+impl Default for ServeArgs {
+    /// The flags' defaults, listening on any free loopback port (a server made
+    /// in-process, as the demo's, is given its listener instead).
+    fn default() -> ServeArgs {
+        ServeArgs {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            token: None,
+            tls_cert: None,
+            tls_key: None,
+            measure: MeasureFlags::default(),
+            concurrency: settings::CONTROL_CONCURRENCY,
+            per_host: settings::CONTROL_PER_HOST,
+            timeout: settings::TIMEOUT,
+            bind: None,
+            request_deadline: settings::REQUEST_DEADLINE,
+            max_in_flight: settings::MAX_IN_FLIGHT,
+            max_targets: settings::MAX_TARGETS,
+            max_body_bytes: settings::MAX_BODY_BYTES,
+            max_connections: settings::MAX_CONNECTIONS,
+            max_connections_per_client: settings::MAX_CONNECTIONS_PER_CLIENT,
+        }
+    }
 }
 
 /// Serves probes until SIGINT or SIGTERM. Prints `listening on URL` once ready, with
@@ -673,17 +724,18 @@ impl Server {
         if let Some(token) = &args.token {
             anyhow::ensure!(!token.is_empty(), "--token must not be empty");
         }
-        let resolvers = match args.resolvers.is_empty() {
-            true => vec![ResolverSpec::System],
-            false => args.resolvers.clone(),
+        let resolvers = match args.measure.resolvers.is_empty() {
+            true => settings::RESOLVERS.to_vec(),
+            false => args.measure.resolvers.clone(),
         };
         let server = Server {
             token: args.token.as_deref().map(digest),
             in_flight: Semaphore::new(args.max_in_flight),
             body_budget: Semaphore::new(BODY_BUDGET.max(args.max_body_bytes)),
             limits: Arc::new(Limits::new(args.concurrency, args.per_host)),
-            tls: TlsContext::new(root_store(args.ca_file.as_deref())?)?,
+            tls: TlsContext::new(root_store(args.measure.ca_file.as_deref())?)?,
             asn: args
+                .measure
                 .asn_db
                 .as_deref()
                 .map(AsnDb::open)
@@ -698,7 +750,7 @@ impl Server {
                 control_sni: None,
                 // The control's network is not the one in question.
                 canary_port: None,
-                policy: AddressPolicy::new(args.treat_as_public.clone()),
+                policy: AddressPolicy::new(args.measure.treat_as_public.clone()),
                 // No listening after the first reply: nothing races the control's
                 // answers, and every probe target would wait out the window twice.
                 dns_window: Duration::ZERO,
@@ -1066,18 +1118,16 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::targets::ResolverSpec;
 
     fn args(token: Option<&str>) -> ServeArgs {
         ServeArgs {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: token.map(str::to_string),
-            tls_cert: None,
-            tls_key: None,
-            ca_file: None,
-            asn_db: None,
-            treat_as_public: Vec::new(),
-            // Never queried: a unit test measures nothing.
-            resolvers: vec![ResolverSpec::Udp(SocketAddr::from(([127, 0, 0, 1], 53)))],
+            measure: MeasureFlags {
+                // Never queried: a unit test measures nothing.
+                resolvers: vec![ResolverSpec::Udp(SocketAddr::from(([127, 0, 0, 1], 53)))],
+                ..MeasureFlags::default()
+            },
             timeout: Duration::from_secs(1),
             request_deadline: Duration::from_secs(1),
             max_in_flight: 1,
@@ -1087,8 +1137,30 @@ mod tests {
             max_body_bytes: 1,
             concurrency: 1,
             per_host: 1,
-            bind: None,
+            ..ServeArgs::default()
         }
+    }
+
+    /// `ServeArgs::default()`, which the demo starts its control with, is what `control
+    /// serve` does without flags.
+    #[test]
+    fn the_default_args_are_the_flags_defaults() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let parsed = <Serve as clap::Parser>::try_parse_from(["serve", "--listen", "127.0.0.1:0"])
+            .unwrap()
+            .args;
+        // The token may come from the environment.
+        assert_eq!(
+            ServeArgs {
+                token: None,
+                ..parsed
+            },
+            ServeArgs::default()
+        );
     }
 
     fn bearer(value: &[u8]) -> HeaderMap {

@@ -7,21 +7,13 @@
 
 use std::collections::HashSet;
 
+use crate::input::settings::{TCP_PORTS, TLS_PORTS};
 use crate::input::targets::{CANARY_SERVICE, Service, Settings, Target, TargetKind};
-
-const DEFAULT_TLS_PORTS: [u16; 1] = [443];
-const DEFAULT_TCP_PORTS: [u16; 1] = [80];
 
 /// Expands the services into targets, the canary first, without repeats.
 pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
-    let default_tls = settings
-        .tls_ports
-        .clone()
-        .unwrap_or(DEFAULT_TLS_PORTS.to_vec());
-    let default_tcp = settings
-        .tcp_ports
-        .clone()
-        .unwrap_or(DEFAULT_TCP_PORTS.to_vec());
+    let default_tls = settings.tls_ports.clone().unwrap_or(TLS_PORTS.to_vec());
+    let default_tcp = settings.tcp_ports.clone().unwrap_or(TCP_PORTS.to_vec());
     let mut targets: Vec<Target> = Vec::new();
     let mut seen = HashSet::new();
     let mut push = |target: Target| {

@@ -85,7 +85,8 @@ impl TryFrom<String> for ResolverSpec {
     }
 }
 
-/// `[settings]`: every field optional; command-line flags override them.
+/// `[settings]`: every field optional; command-line flags override them, and what
+/// neither gives has its default in [`super::settings`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub timeout: Option<Duration>,

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::cmd::run::{self, RunArgs};
 use crate::control::server::{ControlServer, ServeArgs};
+use crate::input::settings::MeasureFlags;
 use crate::input::targets::ResolverSpec;
 use crate::rundir::RunReport;
 use blackhole::Blackholed;
@@ -200,7 +201,10 @@ impl Lab {
         let args = RunArgs {
             targets: self.targets.clone(),
             out: Some(out.unwrap_or_else(|| self.dir.join("results"))),
-            ca_file: Some(self.ca_file.clone()),
+            measure: MeasureFlags {
+                ca_file: Some(self.ca_file.clone()),
+                ..MeasureFlags::default()
+            },
             control: Some(self.control.clone()),
             ..RunArgs::default()
         };
@@ -284,26 +288,20 @@ async fn control(
         format!("the demo needs a second loopback address, {CONTROL}, for its control (Linux has all of 127.0.0.0/8)")
     })?;
     let address = listener.local_addr()?;
-    // `control serve`'s defaults, but for the lab's resolver, CA, network and timeout.
+    // `control serve`'s defaults, but for the lab's address, resolver, CA, network,
+    // deadlines and source.
     let args = ServeArgs {
         listen: address,
-        token: None,
-        tls_cert: None,
-        tls_key: None,
-        ca_file: Some(ca_file.to_path_buf()),
-        asn_db: None,
-        treat_as_public: vec![LAB_NETWORK.parse()?],
-        resolvers: vec![ResolverSpec::Udp(resolver)],
+        measure: MeasureFlags {
+            ca_file: Some(ca_file.to_path_buf()),
+            treat_as_public: vec![LAB_NETWORK.parse()?],
+            resolvers: vec![ResolverSpec::Udp(resolver)],
+            ..MeasureFlags::default()
+        },
         timeout: STEP_TIMEOUT,
         request_deadline: Duration::from_secs(60),
-        max_in_flight: 32,
-        max_connections: 2048,
-        max_connections_per_client: 128,
-        max_targets: 100,
-        max_body_bytes: 1 << 20,
-        concurrency: 256,
-        per_host: 8,
         bind: Some(CONTROL.into()),
+        ..ServeArgs::default()
     };
     let server = ControlServer::new(&args)?;
     servers.spawn(server.serve_on(listener, std::future::pending()));
