@@ -14,6 +14,8 @@
 pub mod dns;
 pub mod explain;
 pub mod fingerprints;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod http;
 pub mod rules;
 pub mod transport;
@@ -584,9 +586,6 @@ fn reached_evidence(measurements: &[Measurement]) -> String {
 }
 
 #[cfg(test)]
-mod fixtures;
-
-#[cfg(test)]
 mod tests {
     use super::fixtures::*;
     use super::{Blocking, Context, Control, Verdict, no_network};
@@ -743,9 +742,6 @@ mod tests {
         assert_eq!(kind(&stall), (Verdict::Anomaly, Some(Blocking::TlsTimeout)));
         assert!(stall.reached);
     }
-
-    const FB: &str = "157.240.1.35";
-    const FB_443: &str = "157.240.1.35:443";
 
     #[test]
     fn a_name_is_singled_out_only_while_the_address_still_answers_the_control_name() {
@@ -1063,15 +1059,6 @@ mod tests {
     fn a_body_stalled_after_the_response_is_a_sign_unless_the_probe_lost_its_network() {
         let dns = || vec![lookup(&[(FB, None)])];
         let their_page = || (dns(), vec![fetch(200, 400_000, "Video", 400.0, None)]);
-        let stalled = || {
-            let mut m = fetch(200, 0, "Video", 0.0, None);
-            if let Step::Http(h) = &mut m.step {
-                let error = StepError::timeout(Operation::Read);
-                h.hops[0].error = Some(error.clone());
-                h.error = Some(error);
-            }
-            m
-        };
         // No twin could be made: a throttle or a stall, flagged, never proven.
         let sign = compare(url(), (dns(), vec![stalled()]), their_page());
         assert_eq!(

@@ -37,7 +37,7 @@ use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
 use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
-use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, SCHEMA_VERSION};
+use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 64;
@@ -212,21 +212,9 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
         );
     }
     refuse_bogon_targets(&targets, &policy, &args.targets)?;
-    let started_at = Utc::now();
-    let info = RunInfo {
-        schema_version: SCHEMA_VERSION,
-        software_name: env!("CARGO_PKG_NAME").into(),
-        software_version: env!("CARGO_PKG_VERSION").into(),
-        run_id: format!(
-            "{}-{:04x}",
-            started_at.format("%Y%m%dT%H%M%SZ"),
-            rand::random::<u16>()
-        ),
-        started_at,
-        finished_at: None,
-        probe_cc: "ZZ".into(),
-        probe_asn: "AS0".into(),
-        settings: RunSettings {
+    let info = RunInfo::start(
+        "",
+        RunSettings {
             targets_file: args.targets.display().to_string(),
             timeout_secs: timeout.as_secs_f64(),
             concurrency,
@@ -238,10 +226,8 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
             asn_db: args.asn_db.as_ref().map(|p| p.display().to_string()),
             control: None,
         },
-        targets: targets.clone(),
-        no_network: false,
-        resolvers: Vec::new(),
-    };
+        targets.clone(),
+    );
     Ok(Plan {
         info,
         targets,
