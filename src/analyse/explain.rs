@@ -288,33 +288,9 @@ mod tests {
 
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
-    use super::{CheckTarget, ResolverHealth};
-    use crate::facts::failure::{Failure, Operation, StepError};
-    use crate::facts::{Check, Measurement, QueryType, Step, Trigger};
-
-    const FB: &str = "157.240.1.35";
-    const FB_443: &str = "157.240.1.35:443";
-
-    fn check(error: Option<Failure>) -> Check {
-        Check {
-            checked: CheckTarget::Resolver("cp-0.example.com".into()),
-            measured_at: Utc::now(),
-            error: error.map(|f| StepError::new(Operation::Resolve, f)),
-        }
-    }
-
-    fn checked(mut m: Measurement, result: Option<Failure>) -> Measurement {
-        match &mut m.step {
-            Step::Dns(d) => d.check = Some(check(result)),
-            Step::TcpConnect(t) => t.check = Some(check(result)),
-            _ => unreachable!("only lookups and connects are checked here"),
-        }
-        m
-    }
-
-    fn timed_out_connect() -> Measurement {
-        tcp(FB_443, Some(Failure::GenericTimeout))
-    }
+    use super::ResolverHealth;
+    use crate::facts::failure::{Failure, StepError};
+    use crate::facts::{Measurement, QueryType, Step, Trigger};
 
     /// A run whose canary's A lookup through `system` failed with `failure`.
     fn canary_failed(failure: Failure) -> Context {

@@ -1,5 +1,7 @@
 //! Facts for the analysis tests: a domain and a URL of one service, and the steps
-//! measured against them, failing or not as each test needs.
+//! measured against them, failing or not as each test needs. Public so that the verdict
+//! corpus (tests/verdict_corpus.rs) builds its cases from the same facts as the unit
+//! tests here; no part of a run uses it.
 
 use std::net::SocketAddr;
 
@@ -7,10 +9,14 @@ use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, Step, TcpFacts,
-    TlsFacts, Vantage,
+    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType,
+    Step, TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
+
+/// The service's address, and its HTTPS endpoint.
+pub const FB: &str = "157.240.1.35";
+pub const FB_443: &str = "157.240.1.35:443";
 
 pub fn domain(asns: &[u32]) -> Target {
     Target {
@@ -67,9 +73,13 @@ pub fn lookup(answers: &[(&str, Option<u32>)]) -> Measurement {
 
 pub fn tcp(address: &str, failure: Option<Failure>) -> Measurement {
     measurement(Step::TcpConnect(TcpFacts::new(
-        address.parse().unwrap(),
+        address.parse().expect("a literal address"),
         failure.map(|f| StepError::new(Operation::Connect, f)),
     )))
+}
+
+pub fn timed_out_connect() -> Measurement {
+    tcp(FB_443, Some(Failure::GenericTimeout))
 }
 
 pub fn tls(address: &str, control_sni: bool, failure: Option<Failure>) -> Measurement {
@@ -78,7 +88,11 @@ pub fn tls(address: &str, control_sni: bool, failure: Option<Failure>) -> Measur
     } else {
         "facebook.com"
     };
-    let mut facts = TlsFacts::new(address.parse::<SocketAddr>().unwrap(), name, control_sni);
+    let mut facts = TlsFacts::new(
+        address.parse::<SocketAddr>().expect("a literal address"),
+        name,
+        control_sni,
+    );
     facts.handshake_done = failure.is_none();
     facts.error = failure.map(|f| StepError::new(Operation::TlsHandshake, f));
     measurement(Step::TlsHandshake(facts))
@@ -164,7 +178,7 @@ pub fn mitm(address: &str) -> Measurement {
 
 pub fn url() -> Target {
     Target {
-        kind: TargetKind::Url("https://facebook.com/".parse().unwrap()),
+        kind: TargetKind::Url("https://facebook.com/".parse().expect("a literal URL")),
         ..domain(&[])
     }
 }
@@ -181,7 +195,7 @@ pub fn fetch(
         hops: vec![HttpHop {
             url: "https://facebook.com/".into(),
             started_at: None,
-            address: Some("157.240.1.35:443".parse().unwrap()),
+            address: Some(FB_443.parse().expect("a literal address")),
             tls: None,
             status: (status > 0).then_some(status),
             headers: vec![("content-type".into(), "text/html".into())],
@@ -222,4 +236,64 @@ pub fn again(body: u64, transfer_ms: f64) -> Measurement {
 
 pub fn kind(outcome: &Outcome) -> (Verdict, Option<Blocking>) {
     (outcome.verdict.verdict, outcome.verdict.blocking)
+}
+
+/// A check of the probe's own network (the canary looked up) that failed with `error`,
+/// or passed.
+pub fn check(error: Option<Failure>) -> Check {
+    Check {
+        checked: CheckTarget::Resolver("cp-0.example.com".into()),
+        measured_at: chrono::Utc::now(),
+        error: error.map(|f| StepError::new(Operation::Resolve, f)),
+    }
+}
+
+/// `m` followed by a check that failed with `result`, or passed.
+pub fn checked(mut m: Measurement, result: Option<Failure>) -> Measurement {
+    let check = Some(check(result));
+    match &mut m.step {
+        Step::Dns(d) => d.check = check,
+        Step::TcpConnect(t) => t.check = check,
+        Step::TlsHandshake(t) => t.check = check,
+        Step::Http(h) => h.check = check,
+    }
+    m
+}
+
+/// A fetch whose body did not come before the deadline after the response.
+pub fn stalled() -> Measurement {
+    let mut m = fetch(200, 0, "Video", 0.0, None);
+    if let Step::Http(h) = &mut m.step {
+        let error = StepError::timeout(Operation::Read);
+        h.hops[0].error = Some(error.clone());
+        h.error = Some(error);
+    }
+    m
+}
+
+/// `m`'s response made Cloudflare's challenge page.
+pub fn challenge(m: &mut Measurement) {
+    if let Step::Http(h) = &mut m.step {
+        let hop: &mut HttpHop = &mut h.hops[0];
+        hop.status = Some(403);
+        hop.headers = vec![
+            ("server".into(), "cloudflare".into()),
+            ("cf-mitigated".into(), "challenge".into()),
+        ];
+        hop.title = Some("Just a moment...".into());
+    }
+}
+
+/// `m`'s hop marked as fetched over a TLS session with a valid certificate.
+pub fn over_valid_tls(mut m: Measurement) -> Measurement {
+    if let Step::Http(h) = &mut m.step {
+        let mut tls = TlsFacts::new(
+            FB_443.parse().expect("a literal address"),
+            "facebook.com",
+            false,
+        );
+        tls.handshake_done = true;
+        h.hops[0].tls = Some(tls);
+    }
+    m
 }

@@ -648,22 +648,6 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Verdict};
     use crate::facts::failure::{Failure, Operation, StepError};
-    use crate::facts::{HttpHop, Measurement, Step, TlsFacts};
-
-    const FB: &str = "157.240.1.35";
-    const FB_443: &str = "157.240.1.35:443";
-
-    fn challenge(m: &mut Measurement) {
-        if let Step::Http(h) = &mut m.step {
-            let hop: &mut HttpHop = &mut h.hops[0];
-            hop.status = Some(403);
-            hop.headers = vec![
-                ("server".into(), "cloudflare".into()),
-                ("cf-mitigated".into(), "challenge".into()),
-            ];
-            hop.title = Some("Just a moment...".into());
-        }
-    }
 
     #[test]
     fn a_cdn_challenge_is_an_anomaly_of_the_cdn_never_a_block() {
@@ -695,16 +679,6 @@ mod tests {
             "{}",
             both.verdict.evidence
         );
-    }
-
-    /// `m`'s hop marked as fetched over a TLS session with a valid certificate.
-    fn over_valid_tls(mut m: Measurement) -> Measurement {
-        if let Step::Http(h) = &mut m.step {
-            let mut tls = TlsFacts::new(FB_443.parse().unwrap(), "facebook.com", false);
-            tls.handshake_done = true;
-            h.hops[0].tls = Some(tls);
-        }
-        m
     }
 
     #[test]

@@ -14,7 +14,10 @@
 pub mod dns;
 pub mod explain;
 pub mod fingerprints;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod http;
+pub mod rules;
 pub mod transport;
 
 use std::fmt;
@@ -63,54 +66,50 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// How a target is blocked, in docs/design.md's vocabulary (its table says what
-/// fires each kind, and whether it needs the control).
+/// How a target is blocked, in docs/design.md's vocabulary. Each kind's rule in full
+/// (its layer, what fires it, the function that decides it, and whether it needs the
+/// control) is [`Blocking::rule`], in `rules.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Blocking {
-    /// DNS (`dns::forged`, `dns::inconsistent`, `dns::outside_asns`): an answer that is
-    /// a known blockpage address or a bogon the control did not get (proof alone), or
-    /// one consistent with neither the control's answers, their networks, a valid
-    /// certificate nor the control's page (needs the control).
+    /// DNS: a forged answer (a known blockpage address, a bogon the control did not
+    /// get: proof alone), or one consistent with nothing the control knows.
     DnsHijack,
-    /// DNS (`dns::problems`): NXDOMAIN where the control resolved the name.
+    /// DNS: NXDOMAIN where the control resolved the name.
     DnsNxdomain,
-    /// DNS (`dns::problems`): SERVFAIL, REFUSED or silence from a resolver that
-    /// answers the canary (`explain::lookup`), where the control resolved the name.
+    /// DNS: SERVFAIL, REFUSED or silence from a resolver that answers the canary, where
+    /// the control resolved the name.
     DnsFailure,
-    /// DNS (`dns::injection`): two different address sets under one query ID, an
-    /// injector racing the resolver. Proof alone.
+    /// DNS: two different answers to one query, an injector racing the resolver. Proof
+    /// alone.
     DnsInjection,
-    /// TCP (`transport::connect_problem`): every try of a connect timed out, where the
-    /// control connected.
+    /// TCP: every try of a connect went unanswered, where the control connected.
     TcpBlackhole,
-    /// TCP (`transport::tcp_finding`): the connect was reset, where the control's was not.
+    /// TCP: the connect was reset, where the control's was not.
     TcpReset,
-    /// TCP (`transport::tcp_finding`): the connect was refused, where the control's was not.
+    /// TCP: the connect was refused, where the control's was not.
     TcpRefused,
-    /// TLS (`transport::tls_problem`): reset or EOF in a handshake with the target's
-    /// name while control-SNI handshakes to the same address went through before and
-    /// after (`transport::name_singled_out`). Proof alone.
+    /// TLS: the handshake with the target's name reset while the control name went
+    /// through to the same address; `blocked` where the control's handshake worked, a
+    /// sign (`anomaly`) where the control could not say.
     TlsReset,
-    /// TLS (`transport::tls_problem`): the same, the handshake stalling.
+    /// TLS: the same, the handshake stalling.
     TlsTimeout,
-    /// TLS (`transport::tls_problem`): a certificate not valid for the name, where the
-    /// control's was.
+    /// TLS: a certificate not valid for the name, where the control's was (a sign
+    /// where the control could not say).
     TlsMitm,
-    /// TLS (`transport::tls_problem`): any other handshake failure, where the control's
-    /// handshake worked.
+    /// TLS: any other handshake failure, where the control's handshake worked.
     TlsFailure,
-    /// HTTP (`http::blockpage`): a known blockpage fingerprint. Proof alone, unless
-    /// served over a valid session for the name (then the site's own answer).
+    /// HTTP: a known blockpage. Proof alone, unless served over a valid session for
+    /// the name (then the site's own answer).
     HttpBlockpage,
-    /// HTTP (`http::differs`): a page unlike the control's in status, length, title and
-    /// headers, over plain HTTP.
+    /// HTTP: a page unlike the control's, over plain HTTP.
     HttpDiff,
-    /// HTTP (`http::failure_finding`): the fetch failed where the control's worked.
+    /// HTTP: the fetch failed where the control's worked.
     HttpFailure,
-    /// HTTP (`http::throttled`): several times slower than the control and than the
-    /// same address gave the control SNI, and still capped when fetched again with its
-    /// own name; `http::body_stalled` when no twin could be made (a sign only).
+    /// HTTP: capped far below the control's rate and below the same address's with the
+    /// control SNI, and still capped with its own name again; a body stalled with no
+    /// twin to compare is a sign only.
     Throttled,
 }
 
@@ -587,9 +586,6 @@ fn reached_evidence(measurements: &[Measurement]) -> String {
 }
 
 #[cfg(test)]
-mod fixtures;
-
-#[cfg(test)]
 mod tests {
     use super::fixtures::*;
     use super::{Blocking, Context, Control, Verdict, no_network};
@@ -746,9 +742,6 @@ mod tests {
         assert_eq!(kind(&stall), (Verdict::Anomaly, Some(Blocking::TlsTimeout)));
         assert!(stall.reached);
     }
-
-    const FB: &str = "157.240.1.35";
-    const FB_443: &str = "157.240.1.35:443";
 
     #[test]
     fn a_name_is_singled_out_only_while_the_address_still_answers_the_control_name() {
@@ -1066,15 +1059,6 @@ mod tests {
     fn a_body_stalled_after_the_response_is_a_sign_unless_the_probe_lost_its_network() {
         let dns = || vec![lookup(&[(FB, None)])];
         let their_page = || (dns(), vec![fetch(200, 400_000, "Video", 400.0, None)]);
-        let stalled = || {
-            let mut m = fetch(200, 0, "Video", 0.0, None);
-            if let Step::Http(h) = &mut m.step {
-                let error = StepError::timeout(Operation::Read);
-                h.hops[0].error = Some(error.clone());
-                h.error = Some(error);
-            }
-            m
-        };
         // No twin could be made: a throttle or a stall, flagged, never proven.
         let sign = compare(url(), (dns(), vec![stalled()]), their_page());
         assert_eq!(

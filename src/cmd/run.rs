@@ -35,7 +35,7 @@ use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
 use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
-use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, SCHEMA_VERSION};
+use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings};
 
 /// Targets in flight per network operation allowed at once (`--concurrency`).
 const TARGETS_PER_OPERATION: usize = 32;
@@ -234,25 +234,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
         );
     }
     refuse_bogon_targets(&targets, &policy, &args.targets)?;
-    let started_at = Utc::now();
-    let info = RunInfo {
-        schema_version: SCHEMA_VERSION,
-        software_name: env!("CARGO_PKG_NAME").into(),
-        software_version: env!("CARGO_PKG_VERSION").into(),
-        run_id: format!(
-            "{}-{:04x}",
-            started_at.format("%Y%m%dT%H%M%SZ"),
-            rand::random::<u16>()
-        ),
-        started_at,
-        finished_at: None,
-        probe_cc: "ZZ".into(),
-        probe_asn: "AS0".into(),
-        settings,
-        targets: targets.clone(),
-        no_network: false,
-        resolvers: Vec::new(),
-    };
+    let info = RunInfo::start("", settings, targets.clone());
     Ok(Plan {
         info,
         targets,

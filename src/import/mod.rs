@@ -28,7 +28,7 @@ use crate::error::InputError;
 use crate::input::targets::Target;
 use crate::rundir::rows::{RunColumns, measured_at_column};
 use crate::rundir::writer::{EncodedRows, ResultsWriter};
-use crate::rundir::{RunInfo, RunSettings, SCHEMA_VERSION};
+use crate::rundir::{RunInfo, RunSettings};
 use ooni::{ControlFacts, Imported};
 
 /// Lines judged together, on every core, between two writes.
@@ -65,43 +65,19 @@ pub fn import(files: &[PathBuf], out: &Path) -> anyhow::Result<ImportReport> {
         .map(|path| open(path))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(InputError)?;
-    let now = Utc::now();
-    let mut info = RunInfo {
-        schema_version: SCHEMA_VERSION,
-        software_name: env!("CARGO_PKG_NAME").into(),
-        software_version: env!("CARGO_PKG_VERSION").into(),
-        run_id: format!(
-            "import-{}-{:04x}",
-            now.format("%Y%m%dT%H%M%SZ"),
-            rand::random::<u16>()
+    let settings = RunSettings {
+        targets_file: format!(
+            "imported from OONI: {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
-        started_at: now,
-        finished_at: None,
-        probe_cc: "ZZ".into(),
-        probe_asn: "AS0".into(),
-        settings: RunSettings {
-            targets_file: format!(
-                "imported from OONI: {}",
-                files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            timeout_secs: 0.0,
-            concurrency: 0,
-            per_host: 0,
-            resolvers: Vec::new(),
-            canary: None,
-            treat_as_public: Vec::new(),
-            ca_file: None,
-            asn_db: None,
-            control: Some("OONI's test helpers".into()),
-        },
-        targets: Vec::new(),
-        no_network: false,
-        resolvers: Vec::new(),
+        control: Some("OONI's test helpers".into()),
+        ..RunSettings::default()
     };
+    let mut info = RunInfo::start("import-", settings, Vec::new());
     let writer = ResultsWriter::create(out, &info)?;
     // Three stages at once: reading lines, judging a batch on every core, writing the
     // batch before.
@@ -132,7 +108,7 @@ pub fn import(files: &[PathBuf], out: &Path) -> anyhow::Result<ImportReport> {
         info.probe_cc = cc;
         info.probe_asn = asn;
     }
-    info.started_at = first.unwrap_or(now);
+    info.started_at = first.unwrap_or(info.started_at);
     info.finished_at = Some(Utc::now());
     info.targets = targets.into_values().collect();
     writer.write_info(&info)?;

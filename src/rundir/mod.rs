@@ -60,6 +60,33 @@ pub struct RunInfo {
     pub resolvers: Vec<ResolverStatus>,
 }
 
+impl RunInfo {
+    /// A run of this censorprobe starting now, its id `prefix` and the time (and a
+    /// random suffix, for runs started in the same second), on a network not yet
+    /// located (ZZ, AS0).
+    pub fn start(prefix: &str, settings: RunSettings, targets: Vec<Target>) -> RunInfo {
+        let started_at = Utc::now();
+        RunInfo {
+            schema_version: SCHEMA_VERSION,
+            software_name: env!("CARGO_PKG_NAME").into(),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            run_id: format!(
+                "{prefix}{}-{:04x}",
+                started_at.format("%Y%m%dT%H%M%SZ"),
+                rand::random::<u16>()
+            ),
+            started_at,
+            finished_at: None,
+            probe_cc: "ZZ".into(),
+            probe_asn: "AS0".into(),
+            settings,
+            targets,
+            no_network: false,
+            resolvers: Vec::new(),
+        }
+    }
+}
+
 /// One resolver, as the canary's lookups found it: one finding per resolver, in place
 /// of a failure per name looked up through it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,7 +138,7 @@ impl ResolverStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunSettings {
     pub targets_file: String,
     pub timeout_secs: f64,

@@ -255,7 +255,10 @@ mod tests {
         let torn_last = rows(&format!("{HEADER}{ROW}r1,2026-01-01T00:00:00Z,IR")).unwrap();
         assert_eq!(torn_last.len(), 1);
         let torn_middle = rows(&format!("{HEADER}r1,2026\n{ROW}")).unwrap_err();
-        assert!(torn_middle.to_string().contains("verdicts.csv"), "{torn_middle}");
+        assert!(
+            torn_middle.to_string().contains("verdicts.csv"),
+            "{torn_middle}"
+        );
         assert!(rows("").unwrap_err().to_string().contains("has no header"));
     }
 }

@@ -1,0 +1,954 @@
+//! The verdict corpus: one table of cases, facts → verdict, each written as a run
+//! directory (run.json and measurements.jsonl, by the crate's writer) and judged by
+//! `censorprobe analyse` (`cmd::offline::analyse`), its row of verdicts.analysed.csv
+//! asserted. Every blocking kind fires at least once (`Blocking::rule` says where each
+//! is decided), and the probe's own faults, the control's, and outages never come out
+//! `blocked`.
+//!
+//! Each run holds the canary (its lookup and connect say what the probe's network is
+//! like, as in a real run) and the case's target, and the target's neighbour when the
+//! case needs another target's trigger.
+
+use std::path::Path;
+
+use censorprobe::analyse::fixtures::*;
+use censorprobe::analyse::{Blocking as B, Verdict as V};
+use censorprobe::cmd::offline;
+use censorprobe::facts::failure::{Failure, Operation, StepError};
+use censorprobe::facts::{Measurement, QueryType, Step, Vantage};
+use censorprobe::input::targets::{CANARY_SERVICE, Target, TargetKind};
+use censorprobe::rundir::rows::VerdictRow;
+use censorprobe::rundir::writer::ResultsWriter;
+use censorprobe::rundir::{RunInfo, RunSettings};
+
+/// What the canary found of the probe's network.
+enum Network {
+    /// Its resolver answered, its address took a connect.
+    Up,
+    /// The same, and it was reached over IPv6 too.
+    Ipv6,
+    /// Its resolver failed the canary's lookup so.
+    ResolverFailed(Failure),
+    /// Its address took no connect.
+    Down,
+}
+
+/// What the control said of the target.
+enum Control {
+    /// A run without a control.
+    None,
+    /// A run with a control that recorded nothing for the target.
+    Unavailable,
+    Measured(Vec<Measurement>),
+}
+
+use Control::{Measured, Unavailable};
+
+/// A row of the table: one target's facts, and the verdict `analyse` must give them.
+struct Case {
+    name: &'static str,
+    target: Target,
+    probe: Vec<Measurement>,
+    control: Control,
+    verdict: V,
+    blocking: Option<B>,
+    /// Said in the evidence ("" for nothing in particular).
+    evidence: &'static str,
+    network: Network,
+    /// The neighbour's measurements, when the case has one.
+    neighbour: Vec<Measurement>,
+}
+
+fn case(
+    name: &'static str,
+    target: Target,
+    probe: Vec<Measurement>,
+    control: Control,
+    verdict: V,
+    blocking: Option<B>,
+) -> Case {
+    Case {
+        name,
+        target,
+        probe,
+        control,
+        verdict,
+        blocking,
+        evidence: "",
+        network: Network::Up,
+        neighbour: Vec::new(),
+    }
+}
+
+impl Case {
+    fn saying(self, evidence: &'static str) -> Case {
+        Case { evidence, ..self }
+    }
+
+    fn on(self, network: Network) -> Case {
+        Case { network, ..self }
+    }
+
+    fn after(self, neighbour: Vec<Measurement>) -> Case {
+        Case { neighbour, ..self }
+    }
+}
+
+/// The table, by the layer that decides, then the cases that must not be `blocked`.
+fn cases() -> Vec<Case> {
+    let dns = || vec![lookup(&[(FB, None)])];
+    let with = |rest: Vec<Measurement>| [dns(), rest].concat();
+    let connected = || with(vec![tcp(FB_443, None)]);
+    let reachable = || {
+        vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, None),
+            tls(FB_443, false, None),
+        ]
+    };
+    let handshakes = || with(reachable());
+    let sni = |failure| {
+        with(vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, None),
+            tls(FB_443, false, Some(failure)),
+        ])
+    };
+    let page = |status, body, title| fetch(status, body, title, 5.0, None);
+    let fb_page = || with(vec![page(200, 9000, "Facebook - log in")]);
+    let video = || with(vec![fetch(200, 400_000, "Video", 400.0, None)]);
+    let slow = || fetch(200, 400_000, "Video", 20_000.0, None);
+    let failed_fetch =
+        |operation, failure| fetch(0, 0, "", 0.0, Some(StepError::new(operation, failure)));
+    let nowhere = || vec![lookup(&[("93.184.216.34", Some(15133))])];
+    let challenged = || {
+        let mut m = fetch(403, 7000, "Just a moment...", 5.0, None);
+        challenge(&mut m);
+        m
+    };
+    let six = "[2a03:2880::1]:443";
+    vec![
+        // DNS
+        case(
+            "a known blockpage address, the control's too",
+            domain(&[]),
+            vec![lookup(&[("10.10.34.34", None)])],
+            Measured(vec![lookup(&[("10.10.34.34", None)])]),
+            V::Blocked,
+            Some(B::DnsHijack),
+        ),
+        case(
+            "a bogon the control did not get",
+            domain(&[]),
+            vec![lookup(&[("127.0.0.1", None)])],
+            Measured(dns()),
+            V::Blocked,
+            Some(B::DnsHijack),
+        ),
+        case(
+            "an answer consistent with nothing the control knows",
+            domain(&[]),
+            nowhere(),
+            Measured(vec![lookup(&[(FB, Some(32934))])]),
+            V::Blocked,
+            Some(B::DnsHijack),
+        ),
+        case(
+            "an answer outside the service's networks, no control",
+            domain(&[32934]),
+            nowhere(),
+            Control::None,
+            V::Anomaly,
+            Some(B::DnsHijack),
+        )
+        .saying("AS15133"),
+        case(
+            "NXDOMAIN where the control resolved",
+            domain(&[]),
+            vec![failed_lookup(Failure::DnsNxdomain)],
+            Measured(dns()),
+            V::Blocked,
+            Some(B::DnsNxdomain),
+        ),
+        case(
+            "SERVFAIL where the control resolved",
+            domain(&[]),
+            vec![failed_lookup(Failure::DnsServfail)],
+            Measured(dns()),
+            V::Blocked,
+            Some(B::DnsFailure),
+        ),
+        case(
+            "silence from a resolver that answers the canary",
+            domain(&[]),
+            vec![failed_lookup(Failure::GenericTimeout)],
+            Measured(dns()),
+            V::Blocked,
+            Some(B::DnsFailure),
+        ),
+        case(
+            "two answers to one query",
+            domain(&[]),
+            vec![injected(FB, "93.184.216.34")],
+            Measured(dns()),
+            V::Blocked,
+            Some(B::DnsInjection),
+        )
+        .saying("twice with different addresses"),
+        case(
+            "two answers to one query, no control",
+            domain(&[]),
+            vec![injected(FB, "93.184.216.34")],
+            Control::None,
+            V::Anomaly,
+            Some(B::DnsInjection),
+        ),
+        case(
+            "a known blockpage address, the control unavailable",
+            domain(&[]),
+            vec![lookup(&[("10.10.34.34", None)])],
+            Unavailable,
+            V::Anomaly,
+            Some(B::DnsHijack),
+        ),
+        case(
+            "an address for a name the control says does not exist",
+            domain(&[]),
+            nowhere(),
+            Measured(vec![failed_lookup(Failure::DnsNxdomain)]),
+            V::Anomaly,
+            Some(B::DnsHijack),
+        ),
+        // TCP
+        case(
+            "a blackhole where the control connected",
+            domain(&[]),
+            with(vec![timed_out_connect()]),
+            Measured(connected()),
+            V::Blocked,
+            Some(B::TcpBlackhole),
+        ),
+        case(
+            "a blackhole, the canary answering right after",
+            domain(&[]),
+            with(vec![checked(timed_out_connect(), None)]),
+            Measured(connected()),
+            V::Blocked,
+            Some(B::TcpBlackhole),
+        ),
+        case(
+            "an IPv4 address unreachable, no control",
+            domain(&[]),
+            with(vec![tcp(FB_443, Some(Failure::NetworkUnreachable))]),
+            Control::None,
+            V::Anomaly,
+            Some(B::TcpBlackhole),
+        ),
+        case(
+            "an IPv6 address unanswered where the probe's IPv6 works",
+            domain(&[]),
+            with(vec![
+                tcp(FB_443, None),
+                tcp(six, Some(Failure::GenericTimeout)),
+            ]),
+            Measured(with(vec![tcp(FB_443, None), tcp(six, None)])),
+            V::Blocked,
+            Some(B::TcpBlackhole),
+        )
+        .on(Network::Ipv6),
+        case(
+            "a reset connect",
+            domain(&[]),
+            with(vec![tcp(FB_443, Some(Failure::ConnectionReset))]),
+            Measured(connected()),
+            V::Blocked,
+            Some(B::TcpReset),
+        ),
+        case(
+            "a refused connect",
+            domain(&[]),
+            with(vec![tcp(FB_443, Some(Failure::ConnectionRefused))]),
+            Measured(connected()),
+            V::Blocked,
+            Some(B::TcpRefused),
+        ),
+        case(
+            "a fetch's connect unanswered where the control fetched",
+            url(),
+            with(vec![failed_fetch(
+                Operation::Connect,
+                Failure::GenericTimeout,
+            )]),
+            Measured(fb_page()),
+            V::Blocked,
+            Some(B::TcpBlackhole),
+        ),
+        // TLS
+        case(
+            "SNI reset where the control's handshake worked",
+            domain(&[]),
+            sni(Failure::ConnectionReset),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsReset),
+        ),
+        case(
+            "SNI reset, no control",
+            domain(&[]),
+            sni(Failure::ConnectionReset),
+            Control::None,
+            V::Anomaly,
+            Some(B::TlsReset),
+        )
+        .saying("example.com"),
+        case(
+            "SNI reset, the control unavailable",
+            domain(&[]),
+            sni(Failure::ConnectionReset),
+            Unavailable,
+            V::Anomaly,
+            Some(B::TlsReset),
+        ),
+        case(
+            "SNI stall where the control's handshake worked",
+            domain(&[]),
+            sni(Failure::GenericTimeout),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsTimeout),
+        ),
+        case(
+            "SNI stall, no control",
+            domain(&[]),
+            sni(Failure::GenericTimeout),
+            Control::None,
+            V::Anomaly,
+            Some(B::TlsTimeout),
+        ),
+        case(
+            "a certificate not valid for the name",
+            domain(&[]),
+            with(vec![tcp(FB_443, None), mitm(FB_443)]),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsMitm),
+        ),
+        case(
+            "a reset the control name met too, no control",
+            domain(&[]),
+            with(vec![
+                tcp(FB_443, None),
+                tls(FB_443, true, Some(Failure::ConnectionReset)),
+                tls(FB_443, false, Some(Failure::ConnectionReset)),
+            ]),
+            Control::None,
+            V::Anomaly,
+            Some(B::TlsFailure),
+        ),
+        case(
+            "a fetch reset in its handshake after the control SNI worked",
+            url(),
+            with(vec![
+                tls(FB_443, true, None),
+                failed_fetch(Operation::TlsHandshake, Failure::ConnectionReset),
+            ]),
+            Measured(fb_page()),
+            V::Blocked,
+            Some(B::TlsReset),
+        ),
+        case(
+            "a fetch reset in its handshake, the control SNI reset too",
+            url(),
+            with(vec![
+                tls(FB_443, true, Some(Failure::ConnectionReset)),
+                failed_fetch(Operation::TlsHandshake, Failure::ConnectionReset),
+            ]),
+            Measured(fb_page()),
+            V::Blocked,
+            Some(B::TlsFailure),
+        ),
+        case(
+            "a bad certificate the control did not try",
+            domain(&[]),
+            with(vec![tcp(FB_443, None), mitm(FB_443)]),
+            Measured(dns()),
+            V::Anomaly,
+            Some(B::TlsMitm),
+        ),
+        // HTTP
+        case(
+            "HTTP 451 over plain HTTP",
+            url(),
+            with(vec![page(451, 300, "Unavailable For Legal Reasons")]),
+            Measured(fb_page()),
+            V::Blocked,
+            Some(B::HttpBlockpage),
+        ),
+        case(
+            "a page unlike the control's",
+            url(),
+            with(vec![page(403, 300, "Forbidden")]),
+            Measured(fb_page()),
+            V::Blocked,
+            Some(B::HttpDiff),
+        ),
+        case(
+            "a fetch reset where the control's worked",
+            url(),
+            with(vec![failed_fetch(
+                Operation::Read,
+                Failure::ConnectionReset,
+            )]),
+            Measured(fb_page()),
+            V::Blocked,
+            Some(B::HttpFailure),
+        ),
+        case(
+            "capped, its twin fast, capped again (A/B/A)",
+            url(),
+            with(vec![slow(), twin(400_000, 500.0), again(400_000, 20_000.0)]),
+            Measured(video()),
+            V::Blocked,
+            Some(B::Throttled),
+        )
+        .saying("kB/s from the same address with the control SNI"),
+        case(
+            "a body stalled with no twin",
+            url(),
+            with(vec![stalled()]),
+            Measured(video()),
+            V::Anomaly,
+            Some(B::Throttled),
+        ),
+        case(
+            "HTTP 451, no control",
+            url(),
+            with(vec![page(451, 300, "Unavailable For Legal Reasons")]),
+            Control::None,
+            V::Anomaly,
+            Some(B::HttpBlockpage),
+        ),
+        // Not interference
+        case(
+            "HTTP 451 over a valid TLS session: the site's own",
+            url(),
+            with(vec![over_valid_tls(page(
+                451,
+                300,
+                "Unavailable For Legal Reasons",
+            ))]),
+            Measured(fb_page()),
+            V::Anomaly,
+            None,
+        )
+        .saying("the site's own answer"),
+        case(
+            "a CDN's challenge at the probe only",
+            url(),
+            with(vec![challenged()]),
+            Measured(fb_page()),
+            V::Anomaly,
+            None,
+        )
+        .saying("not a censor's"),
+        case(
+            "a CDN's challenge at both",
+            url(),
+            with(vec![challenged()]),
+            Measured(with(vec![challenged()])),
+            V::Ok,
+            None,
+        ),
+        case(
+            "a dynamic page",
+            url(),
+            with(vec![page(200, 2000, "Facebook - log in")]),
+            Measured(with(vec![page(200, 9000, "Facebook - log in")])),
+            V::Ok,
+            None,
+        ),
+        case(
+            "a CDN's other address, with a valid certificate",
+            domain(&[]),
+            vec![
+                lookup(&[("157.240.9.9", None)]),
+                tcp("157.240.9.9:443", None),
+                tls("157.240.9.9:443", true, None),
+                tls("157.240.9.9:443", false, None),
+            ],
+            Measured(dns()),
+            V::Ok,
+            None,
+        ),
+        // The probe's own faults
+        case(
+            "a resolver that failed the canary too",
+            domain(&[]),
+            vec![failed_lookup(Failure::GenericTimeout)],
+            Measured(dns()),
+            V::Inconclusive,
+            None,
+        )
+        .on(Network::ResolverFailed(Failure::GenericTimeout))
+        .saying("did not answer the canary either"),
+        case(
+            "a resolver that failed its check right after",
+            domain(&[]),
+            vec![checked(
+                failed_lookup(Failure::DnsServfail),
+                Some(Failure::GenericTimeout),
+            )],
+            Measured(dns()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("right after"),
+        case(
+            "no network at all",
+            domain(&[]),
+            with(vec![timed_out_connect()]),
+            Control::None,
+            V::Inconclusive,
+            None,
+        )
+        .on(Network::Down)
+        .saying("no network"),
+        case(
+            "the probe's own machine",
+            domain(&[]),
+            with(vec![tcp(FB_443, Some(Failure::TooManyOpenFiles))]),
+            Measured(connected()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own machine"),
+        case(
+            "a timeout, the canary unreachable right after",
+            domain(&[]),
+            with(vec![checked(
+                timed_out_connect(),
+                Some(Failure::GenericTimeout),
+            )]),
+            Measured(connected()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "a body stalled, the canary unreachable right after",
+            url(),
+            with(vec![checked(stalled(), Some(Failure::GenericTimeout))]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "lossy: every step took retries, and succeeded",
+            domain(&[]),
+            vec![
+                retried(lookup(&[(FB, None)])),
+                retried(tcp(FB_443, None)),
+                retried(tls(FB_443, true, None)),
+                retried(tls(FB_443, false, None)),
+            ],
+            Measured(handshakes()),
+            V::Ok,
+            None,
+        ),
+        case(
+            "lossy: slow on average, at the path's speed while it flowed",
+            url(),
+            with(vec![peaking(slow(), 5_000_000.0), twin(400_000, 500.0)]),
+            Measured(video()),
+            V::Ok,
+            None,
+        ),
+        case(
+            "slow with the control SNI too: a slow path",
+            url(),
+            with(vec![slow(), twin(400_000, 19_000.0)]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("as slow with the control SNI"),
+        case(
+            "fast again with its own name: congested for a while",
+            url(),
+            with(vec![slow(), twin(400_000, 500.0), again(400_000, 600.0)]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("no longer capped"),
+        case(
+            "no IPv6 route",
+            domain(&[]),
+            with(vec![
+                tcp(FB_443, None),
+                tcp(six, Some(Failure::NetworkUnreachable)),
+            ]),
+            Control::None,
+            V::Ok,
+            None,
+        ),
+        case(
+            "broken IPv6, IPv4 fine",
+            domain(&[]),
+            with(vec![
+                tcp(FB_443, None),
+                tcp(six, Some(Failure::GenericTimeout)),
+            ]),
+            Measured(with(vec![tcp(FB_443, None), tcp(six, None)])),
+            V::Ok,
+            None,
+        ),
+        case(
+            "AAAA refused, the target reached",
+            domain(&[]),
+            [
+                dns(),
+                vec![failed_lookup_of(QueryType::Aaaa, Failure::DnsRefused)],
+                reachable(),
+            ]
+            .concat(),
+            Measured(handshakes()),
+            V::Ok,
+            None,
+        ),
+        case(
+            "a residual block another target set off",
+            domain(&[]),
+            with(vec![timed_out_connect()]),
+            Measured(connected()),
+            V::Inconclusive,
+            None,
+        )
+        .after(vec![neighbours_trigger(10)])
+        .saying("residual blocking set off by another target"),
+        case(
+            "nothing failed, nothing reached",
+            domain(&[]),
+            nowhere(),
+            Measured(vec![lookup(&[("93.184.216.35", Some(15133))])]),
+            V::Inconclusive,
+            None,
+        )
+        .saying("nothing got through"),
+        case(
+            "capped, no fetch with its own name after the twin",
+            url(),
+            with(vec![slow(), twin(400_000, 500.0)]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("no fetch with its own name"),
+        case(
+            "a resolver that failed the canary too, no control",
+            domain(&[]),
+            vec![failed_lookup(Failure::GenericTimeout)],
+            Control::None,
+            V::Inconclusive,
+            None,
+        )
+        .on(Network::ResolverFailed(Failure::GenericTimeout))
+        .saying("did not answer the canary either"),
+        // The control's faults
+        case(
+            "the control unavailable, nothing failed",
+            domain(&[]),
+            connected(),
+            Unavailable,
+            V::Ok,
+            None,
+        ),
+        case(
+            "the control unavailable, a mere failure",
+            domain(&[]),
+            with(vec![timed_out_connect()]),
+            Unavailable,
+            V::Inconclusive,
+            None,
+        )
+        .saying("the control could not confirm it"),
+        case(
+            "capped (A/B/A), the control unavailable: no rate to compare with",
+            url(),
+            with(vec![slow(), twin(400_000, 500.0), again(400_000, 20_000.0)]),
+            Unavailable,
+            V::Ok,
+            None,
+        ),
+        case(
+            "the control's own machine",
+            domain(&[]),
+            with(vec![timed_out_connect()]),
+            Measured(with(vec![tcp(FB_443, Some(Failure::TooManyOpenFiles))])),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the control could not measure it"),
+        case(
+            "the control's resolver failing its check",
+            domain(&[]),
+            vec![failed_lookup(Failure::DnsNxdomain)],
+            Measured(vec![checked(
+                failed_lookup(Failure::GenericTimeout),
+                Some(Failure::GenericTimeout),
+            )]),
+            V::Inconclusive,
+            None,
+        ),
+        case(
+            "the control without IPv6",
+            domain(&[]),
+            with(vec![tcp(six, Some(Failure::GenericTimeout))]),
+            Measured(with(vec![tcp(six, Some(Failure::NetworkUnreachable))])),
+            V::Inconclusive,
+            None,
+        ),
+        // Down for everyone
+        case(
+            "NXDOMAIN at both",
+            domain(&[]),
+            vec![failed_lookup(Failure::DnsNxdomain)],
+            Measured(vec![failed_lookup(Failure::DnsNxdomain)]),
+            V::Down,
+            None,
+        )
+        .saying("down for everyone"),
+        case(
+            "a timeout at both",
+            domain(&[]),
+            with(vec![timed_out_connect()]),
+            Measured(with(vec![timed_out_connect()])),
+            V::Down,
+            None,
+        ),
+        case(
+            "an SNI reset at both",
+            domain(&[]),
+            sni(Failure::ConnectionReset),
+            Measured(sni(Failure::ConnectionReset)),
+            V::Down,
+            None,
+        ),
+        case(
+            "a bad certificate at both",
+            domain(&[]),
+            with(vec![tcp(FB_443, None), mitm(FB_443)]),
+            Measured(with(vec![tcp(FB_443, None), mitm(FB_443)])),
+            V::Down,
+            None,
+        ),
+        case(
+            "a server error at both",
+            url(),
+            with(vec![page(503, 300, "Service Unavailable")]),
+            Measured(with(vec![page(503, 300, "Service Unavailable")])),
+            V::Down,
+            None,
+        ),
+        case(
+            "a fetch reset at both",
+            url(),
+            with(vec![failed_fetch(
+                Operation::Read,
+                Failure::ConnectionReset,
+            )]),
+            Measured(with(vec![failed_fetch(
+                Operation::Read,
+                Failure::ConnectionReset,
+            )])),
+            V::Down,
+            None,
+        ),
+    ]
+}
+
+/// A lookup answered `first`, then under the same ID `then`: an injector's race.
+fn injected(first: &str, then: &str) -> Measurement {
+    let mut m = lookup(&[(first, None)]);
+    let Step::Dns(injector) = lookup(&[(then, None)]).step else {
+        unreachable!("a lookup")
+    };
+    if let Step::Dns(d) = &mut m.step {
+        d.replies.extend(injector.replies);
+    }
+    m
+}
+
+/// The neighbour's handshake with its own name to the service's address, stalled
+/// `seconds` before the case's steps: it may set off a residual block of the address.
+fn neighbours_trigger(seconds: i64) -> Measurement {
+    let mut m = at(tls(FB_443, false, Some(Failure::GenericTimeout)), -seconds);
+    if let Step::TlsHandshake(t) = &mut m.step {
+        t.server_name = "forbidden.test".into();
+    }
+    m
+}
+
+/// `m`, answered only at its third try.
+fn retried(mut m: Measurement) -> Measurement {
+    match &mut m.step {
+        Step::Dns(d) => d.tries = 3,
+        Step::TcpConnect(t) => t.tries = 3,
+        Step::TlsHandshake(t) => t.tries = 3,
+        Step::Http(h) => h.tries = 3,
+    }
+    m
+}
+
+/// A fetch whose fastest quarter second ran at `peak` bytes a second.
+fn peaking(mut m: Measurement, peak: f64) -> Measurement {
+    if let Step::Http(h) = &mut m.step {
+        h.hops[0].peak_rate = Some(peak);
+    }
+    m
+}
+
+const CANARY_IP: &str = "93.184.215.14";
+
+fn canary() -> Target {
+    Target {
+        service: CANARY_SERVICE.into(),
+        kind: TargetKind::Domain("example.com".into()),
+        ..domain(&[])
+    }
+}
+
+fn neighbour() -> Target {
+    Target {
+        service: "forbidden".into(),
+        kind: TargetKind::Domain("forbidden.test".into()),
+        ..domain(&[])
+    }
+}
+
+/// What the canary measured on `network`.
+fn canary_facts(network: &Network) -> Vec<Measurement> {
+    let address = format!("{CANARY_IP}:443");
+    let mut facts = match network {
+        Network::Up => vec![lookup(&[(CANARY_IP, None)]), tcp(&address, None)],
+        Network::Ipv6 => vec![
+            lookup(&[(CANARY_IP, None)]),
+            tcp(&address, None),
+            tcp("[2606:2800:21f::1]:443", None),
+        ],
+        Network::ResolverFailed(failure) => vec![failed_lookup(failure.clone())],
+        Network::Down => vec![
+            lookup(&[(CANARY_IP, None)]),
+            tcp(&address, Some(Failure::GenericTimeout)),
+        ],
+    };
+    for m in &mut facts {
+        if let Step::Dns(d) = &mut m.step {
+            d.hostname = "example.com".into();
+        }
+    }
+    facts
+}
+
+/// `facts` as measured for `target` from `vantage`.
+fn of(target: &Target, vantage: Vantage, facts: &[Measurement]) -> Vec<Measurement> {
+    facts
+        .iter()
+        .cloned()
+        .map(|m| Measurement {
+            vantage,
+            service: target.service.clone(),
+            target: target.to_string(),
+            ..m
+        })
+        .collect()
+}
+
+/// Writes the case's run into `dir`, as `censorprobe run` would.
+fn write_run(dir: &Path, case: &Case) {
+    let mut targets = vec![canary(), case.target.clone()];
+    if !case.neighbour.is_empty() {
+        targets.push(neighbour());
+    }
+    let control = match case.control {
+        Control::None => None,
+        _ => Some("https://control.test:8443/".to_string()),
+    };
+    let settings = RunSettings {
+        canary: Some("example.com".into()),
+        control,
+        ..RunSettings::default()
+    };
+    let info = RunInfo::start("corpus-", settings, targets);
+    let mut writer = ResultsWriter::create(dir, &info).unwrap();
+    let mut lines = of(&canary(), Vantage::Probe, &canary_facts(&case.network));
+    lines.extend(of(&neighbour(), Vantage::Probe, &case.neighbour));
+    lines.extend(of(&case.target, Vantage::Probe, &case.probe));
+    if let Measured(theirs) = &case.control {
+        lines.extend(of(&case.target, Vantage::Control, theirs));
+    }
+    writer.write_measurements(&lines).unwrap();
+}
+
+/// The case's row of verdicts.analysed.csv, as `censorprobe analyse` wrote it.
+fn analysed(case: &Case) -> VerdictRow {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_run(&dir, case);
+    offline::analyse(&dir, None).unwrap();
+    let mut rows = csv::Reader::from_path(dir.join("verdicts.analysed.csv")).unwrap();
+    let target = case.target.to_string();
+    rows.deserialize::<VerdictRow>()
+        .map(Result::unwrap)
+        .find(|row| row.target == target)
+        .unwrap_or_else(|| panic!("{}: no row for {target}", case.name))
+}
+
+#[test]
+fn every_case_gets_its_verdict_through_analyse() {
+    let cases = cases();
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|case| {
+            let row = analysed(case);
+            let got = row.judgement().unwrap();
+            let right =
+                got == (case.verdict, case.blocking) && row.evidence.contains(case.evidence);
+            (!right).then(|| {
+                format!(
+                    "{}: expected {} {:?} saying {:?}, got {} {:?}: {}",
+                    case.name,
+                    case.verdict,
+                    case.blocking,
+                    case.evidence,
+                    got.0,
+                    got.1,
+                    row.evidence
+                )
+            })
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_corpus_fires_every_blocking_kind_and_names_each_case_once() {
+    let cases = cases();
+    for kind in B::all() {
+        assert!(
+            cases.iter().any(|c| c.blocking == Some(kind)),
+            "no case gives {kind}"
+        );
+    }
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "two cases share a name");
+}
