@@ -10,8 +10,8 @@ use std::path::Path;
 
 use crate::analyse::fingerprints::http_blockpage;
 use crate::control::server;
-use crate::facts::bogon::AddressPolicy;
 use crate::facts::{HttpHop, QueryType};
+use crate::input::bogon::AddressPolicy;
 use crate::input::targets::TargetsFile;
 use crate::input::testlist;
 use crate::measure::dns::{Question, parse_reply};

@@ -30,9 +30,9 @@ use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsConnector;
 
 use censorprobe::control::protocol::{ControlResult, HEALTH_PATH, MEASURE_PATH};
-use censorprobe::facts::bogon::AddressPolicy;
 use censorprobe::facts::failure::Failure;
 use censorprobe::facts::{HttpFacts, Step};
+use censorprobe::input::bogon::AddressPolicy;
 use common::control::{self, Reply, exchange};
 use common::{ControlServer, DnsBehaviour, DnsServer, HttpServer, TestCa, tls};
 

@@ -15,9 +15,9 @@ use proptest::prelude::*;
 
 use censorprobe::analyse::fingerprints::http_blockpage;
 use censorprobe::control::protocol::{ControlRequest, ControlTarget};
-use censorprobe::facts::bogon::AddressPolicy;
 use censorprobe::facts::{HttpHop, QueryType};
 use censorprobe::fuzzing;
+use censorprobe::input::bogon::AddressPolicy;
 use censorprobe::input::targets::TargetsFile;
 use censorprobe::input::targets::{Target, TargetKind};
 use censorprobe::input::testlist;

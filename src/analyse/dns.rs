@@ -116,7 +116,7 @@ fn injection(f: &DnsFacts) -> Option<Finding> {
 /// site whose own record points at 127.0.0.1 is broken for everyone, not censored).
 fn forged(
     f: &DnsFacts,
-    policy: &crate::facts::bogon::AddressPolicy,
+    policy: &crate::input::bogon::AddressPolicy,
     control: Option<&TargetFacts>,
 ) -> Option<Finding> {
     let theirs: Vec<IpAddr> = control

@@ -26,8 +26,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::TargetFacts;
-use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step};
+use crate::input::bogon::AddressPolicy;
 use crate::input::targets::TargetKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

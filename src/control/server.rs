@@ -49,9 +49,9 @@ use super::protocol::{
     MEASURE_PATH, batch_deadline,
 };
 use crate::facts::TargetFacts;
-use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Vantage};
 use crate::input::asn::AsnDb;
+use crate::input::bogon::AddressPolicy;
 use crate::input::settings::{self, MeasureFlags};
 use crate::input::targets::{Target, parse_domain};
 use crate::measure::limits::Limits;

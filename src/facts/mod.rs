@@ -2,7 +2,6 @@
 //! and how it failed. No opinions live here; `analyse` reads these records, from
 //! memory during a run or from `measurements.jsonl` long after it.
 
-pub mod bogon;
 pub mod failure;
 pub mod scrub;
 mod target;

@@ -18,12 +18,12 @@ use super::archival::{
 };
 use crate::analyse::Context;
 use crate::facts::TargetFacts;
-use crate::facts::bogon::AddressPolicy;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, Step, TcpFacts,
     TlsFacts, Vantage,
 };
+use crate::input::bogon::AddressPolicy;
 use crate::input::targets::{Target, TargetKind};
 use crate::measure::http::{BODY_PREFIX, title_of};
 use crate::measure::tls::certificate_facts;

@@ -4,6 +4,7 @@
 //! the file, line and key.
 
 pub mod asn;
+pub mod bogon;
 pub mod plan;
 pub mod settings;
 pub mod targets;

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::facts::bogon::AddressPolicy;
+use crate::input::bogon::AddressPolicy;
 use crate::input::targets::{self, Service};
 
 /// A mistake in a test list, located for a person to fix.

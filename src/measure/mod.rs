@@ -31,13 +31,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, oneshot};
 use url::Url;
 
-use crate::facts::bogon::AddressPolicy;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     Check, CheckTarget, DnsFacts, Measurement, QueryType, Step, TargetFacts, TcpFacts, TlsFacts,
     Trigger, Vantage, answered_addresses,
 };
 use crate::input::asn::AsnDb;
+use crate::input::bogon::AddressPolicy;
 use crate::input::targets::ResolverSpec;
 use crate::input::targets::{Target, TargetKind};
 use address::{Addresses, SharedHandshake};

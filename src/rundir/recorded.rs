@@ -15,8 +15,8 @@ use super::{MEASUREMENTS_JSONL, ResolverStatus, RunInfo, read_info};
 use crate::analyse::Context;
 use crate::analyse::explain::{self, ResolverHealth};
 use crate::facts::TargetFacts;
-use crate::facts::bogon::AddressPolicy;
 use crate::facts::{Measurement, Step, Trigger, Vantage};
+use crate::input::bogon::AddressPolicy;
 use crate::input::targets::Target;
 
 /// A run read back from disk, its measurements grouped for analysis.
