@@ -5,7 +5,8 @@
 //! misbehave for 127.0.0.1 and serve the control, which measures from 127.0.0.2
 //! (`--bind`), honestly. The probe's resolver lies where the test says; the control's
 //! does not. Each rule is tested with its negative twin: the same failure at the
-//! control gives `down`, legitimately different answers give `ok`.
+//! control gives `down`, legitimately different answers give `ok`. A target staged as a
+//! scenario of the catalog (src/lab/scenarios.toml) must come out as it says.
 
 #[allow(dead_code)]
 mod common;
@@ -14,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use censorprobe::lab::catalog::Catalog;
 use tempfile::TempDir;
 
 use common::probe::{ProbeRun, run_offline, run_probe};
@@ -181,9 +183,9 @@ domains = ["good.test", "hijack.test", "nx.test", "gone.test"]
 "#;
     let mut run = lab.run(services, None).await;
     run.assert_verdict("good.test", "ok", "");
-    run.assert_verdict("hijack.test", "blocked", "dns-hijack");
-    run.assert_verdict("nx.test", "blocked", "dns-nxdomain");
-    run.assert_verdict("gone.test", "down", "");
+    run.assert_scenario("hijack.test", "dns-hijack");
+    run.assert_scenario("nx.test", "dns-nxdomain");
+    run.assert_scenario("gone.test", "down");
     // The control told the probe its network, from its ASN database.
     let row = run.row("good.test");
     assert_eq!(
@@ -252,8 +254,8 @@ name = "dns"
 domains = ["nx.test", "gone.test"]
 "#;
     let run = lab.run(services, Some(&narrow.url)).await;
-    run.assert_verdict("nx.test", "blocked", "dns-nxdomain");
-    run.assert_verdict("gone.test", "down", "");
+    run.assert_scenario("nx.test", "dns-nxdomain");
+    run.assert_scenario("gone.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,8 +277,8 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
     let services = service("sni", "sni.test", censored.port())
         + &service("broken", "broken.test", broken.port());
     let run = lab.run(&services, None).await;
-    run.assert_verdict("sni.test", "blocked", "tls-reset");
-    run.assert_verdict("broken.test", "down", "");
+    run.assert_scenario("sni.test", "sni-filter");
+    run.assert_scenario("broken.test", "down");
 
     // The same pair, compared offline: a probe run and a run at the control site.
     let mut probe_run = run_probe(
@@ -304,8 +306,8 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
         &written,
     )
     .await;
-    probe_run.assert_verdict("sni.test", "blocked", "tls-reset");
-    probe_run.assert_verdict("broken.test", "down", "");
+    probe_run.assert_scenario("sni.test", "sni-filter");
+    probe_run.assert_scenario("broken.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -329,8 +331,8 @@ async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywh
     let services =
         service("mitm", "mitm.test", mitm.port()) + &service("badcert", "badcert.test", bad.port());
     let run = lab.run(&services, None).await;
-    run.assert_verdict("mitm.test", "blocked", "tls-mitm");
-    run.assert_verdict("badcert.test", "down", "");
+    run.assert_scenario("mitm.test", "tls-mitm");
+    run.assert_scenario("badcert.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -359,13 +361,12 @@ async fn a_blockpage_on_the_probe_path_is_blocked_and_a_dead_server_is_down() {
         dead.port()
     );
     let run = lab.run(&services, None).await;
-    run.assert_verdict(
+    run.assert_scenario(
         &format!("http://page.test:{}/", censored.port()),
-        "blocked",
         "http-blockpage",
     );
     run.assert_verdict(&format!("http://fine.test:{}/", fine.port()), "ok", "");
-    run.assert_verdict(&format!("http://dead.test:{}/", dead.port()), "down", "");
+    run.assert_scenario(&format!("http://dead.test:{}/", dead.port()), "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -413,7 +414,7 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
     let services = service("cdn", "cdn.test", port) + &service("fake", "fake.test", port);
     let run = lab.run(&services, None).await;
     run.assert_verdict("cdn.test", "ok", "");
-    run.assert_verdict("fake.test", "blocked", "dns-hijack");
+    run.assert_scenario("fake.test", "dns-hijack");
 }
 
 /// The control's faults are never the target's: a target the control's deadline cuts
@@ -437,7 +438,7 @@ async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
     );
 
     let run = lab.run(&services, None).await;
-    run.assert_verdict("stall.test", "down", "");
+    run.assert_scenario("stall.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -492,8 +493,10 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
         &lab.control.url,
     ];
     let run = run_probe(&lab.targets(&services), &args).await;
+    let catalog = Catalog::load().unwrap();
+    let expected = catalog.case(&["resolver-down"]).unwrap();
     for target in [CANARY, "good.test"] {
-        run.assert_verdict(target, "inconclusive", "");
+        run.assert_outcome(target, &expected.allowed(target));
         assert!(
             run.row(target)
                 .evidence
@@ -502,7 +505,8 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
         );
     }
     // The endpoint needs no DNS; the control's answers show the probe has a network.
-    run.assert_verdict(&lab.healthy.to_string(), "ok", "");
+    let endpoint = lab.healthy.to_string();
+    run.assert_outcome(&endpoint, &expected.allowed(&endpoint));
     assert!(!run.stdout.contains("No network"), "{run}");
     assert_eq!(
         run.stdout

@@ -9,6 +9,7 @@
 
 pub mod blackhole;
 pub mod ca;
+pub mod catalog;
 pub mod dns;
 pub mod http;
 pub mod tls;
@@ -28,6 +29,7 @@ use crate::control::server::{ControlServer, ServeArgs};
 use crate::input::targets::ResolverSpec;
 use crate::rundir::RunReport;
 use blackhole::Blackholed;
+use catalog::Catalog;
 use tls::SniFilter;
 
 const PROBE: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -39,43 +41,12 @@ const BLOCKPAGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 10, 34, 34);
 /// Short, so that the blackholed connects give up soon; loopback answers in microseconds.
 const STEP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The lab's services (`<name>.demo.test`): the verdict an honest probe gives, and what
-/// the censor does to each.
-const SERVICES: [(&str, &str, &str); 7] = [
-    (
-        "canary",
-        "ok",
-        "nothing: it shows the probe has a network at all",
-    ),
-    ("news", "ok", "nothing"),
-    (
-        "chat",
-        "blocked, tls-reset",
-        "resets TLS handshakes naming chat.demo.test (SNI filter)",
-    ),
-    (
-        "video",
-        "blocked, tcp-blackhole",
-        "drops the probe's packets to video's server (blackhole)",
-    ),
-    (
-        "social",
-        "blocked, dns-hijack",
-        "its resolver answers 10.10.34.34, Iran's blockpage server",
-    ),
-    (
-        "wiki",
-        "blocked, http-blockpage",
-        "serves Iran's blockpage instead of the wiki's page",
-    ),
-    (
-        "forum",
-        "down",
-        "nothing, but its server is down for everyone. Alone,\n\
-         the probe would take the timeout for a tcp-blackhole;\n\
-         the control times out too: an outage, not censorship",
-    ),
-];
+/// The lab's services (`<name>.demo.test`), in the order the intro lists them. What the
+/// censor does to each, and the verdict an honest probe gives it, are the catalog's
+/// (`demo` in scenarios.toml).
+const SERVICES: [&str; 7] = ["canary", "news", "chat", "video", "social", "wiki", "forum"];
+/// The width of the intro's column of what the censor does.
+const INTRO_TEXT_WIDTH: usize = 44;
 
 /// The lab's servers, which serve as long as it lives, and the files of its run.
 pub struct Lab {
@@ -104,7 +75,7 @@ impl Lab {
 
         let honest: dns::Zone = SERVICES
             .iter()
-            .map(|(name, ..)| (format!("{name}.demo.test"), PROBE))
+            .map(|name| (format!("{name}.demo.test"), PROBE))
             .collect();
         let mut censored = honest.clone();
         censored.insert("social.demo.test".into(), BLOCKPAGE_ADDRESS);
@@ -161,7 +132,8 @@ impl Lab {
     }
 
     /// What the lab simulates, to print before the run.
-    pub fn intro(&self) -> String {
+    pub fn intro(&self) -> anyhow::Result<String> {
+        let catalog = Catalog::load()?;
         let mut out = String::from(
             "censorprobe demo: a censored network, simulated on this machine's loopback.\n\
              Nothing leaves the machine; nothing needs root.\n\n\
@@ -174,8 +146,14 @@ impl Lab {
             "  {:9}{:25}what the censor does",
             "service", "honest verdict"
         );
-        for (name, verdict, technique) in SERVICES {
-            let mut lines = technique.lines();
+        for name in SERVICES {
+            let scenario = catalog.demo_service(name)?;
+            let outcome = scenario.outcome()?;
+            let verdict = match outcome.blocking {
+                Some(blocking) => format!("{}, {blocking}", outcome.verdict),
+                None => outcome.verdict.to_string(),
+            };
+            let mut lines = wrap(&scenario.censor, INTRO_TEXT_WIDTH).into_iter();
             let first = lines.next().unwrap_or_default();
             let _ = writeln!(out, "  {name:9}{verdict:25}{first}");
             for line in lines {
@@ -187,7 +165,7 @@ impl Lab {
             "\nMeasuring (a blackholed connect waits out the {} s step timeout)...\n",
             STEP_TIMEOUT.as_secs()
         );
-        out
+        Ok(out)
     }
 
     /// The real run on the lab's targets, with the lab's control, into `out` or the
@@ -216,6 +194,21 @@ impl Lab {
             self.targets.display()
         )
     }
+}
+
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 async fn udp() -> anyhow::Result<UdpSocket> {
@@ -308,4 +301,32 @@ async fn control(
     let server = ControlServer::new(&args)?;
     servers.spawn(server.serve_on(listener, std::future::pending()));
     Ok(format!("http://{address}").parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The catalog's demo services are the lab's, each with the verdict it gives.
+    #[test]
+    fn the_catalog_has_every_service_of_the_demo_and_only_those() {
+        let catalog = Catalog::load().unwrap();
+        let listed: BTreeSet<&str> = catalog
+            .scenarios()
+            .iter()
+            .flat_map(|s| s.demo.iter().map(String::as_str))
+            .collect();
+        assert_eq!(listed, BTreeSet::from(SERVICES));
+        for service in SERVICES {
+            catalog.demo_service(service).unwrap().outcome().unwrap();
+        }
+    }
+
+    #[test]
+    fn wrap_breaks_between_words() {
+        assert_eq!(wrap("a bb ccc dd", 6), ["a bb", "ccc dd"]);
+        assert_eq!(wrap("toolongword x", 4), ["toolongword", "x"]);
+    }
 }
