@@ -37,7 +37,7 @@ fn localhost() -> DnsBehaviour {
 
 /// A censored probe and an honest control.
 struct Lab {
-    ca: TestCa,
+    ca: Ca,
     ca_file: PathBuf,
     /// A healthy HTTPS server for every name of the lab: the default TLS port.
     healthy: SocketAddr,
@@ -55,18 +55,20 @@ impl Lab {
         control_zone: &[(&str, DnsBehaviour)],
     ) -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let ca_file = ca.write_pem(dir.path());
+        let ca = Ca::new().unwrap();
+        let ca_file = ca.write_pem(dir.path()).unwrap();
         let asn_db = dir.path().join("asn.csv");
         std::fs::write(&asn_db, "127.0.0.0,127.255.255.255,64500,Lab network,XX\n").unwrap();
         let mut names: Vec<&str> = probe_zone.iter().map(|(n, _)| *n).collect();
         names.push(CANARY);
-        let (chain, key) = ca.issue(&names);
-        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let (chain, key) = ca.issue(&names).unwrap();
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+            .await
+            .unwrap();
         let with_canary = |zone: &[(&str, DnsBehaviour)]| {
             let mut zone = zone.to_vec();
             zone.push((CANARY, localhost()));
-            DnsServer::spawn(&zone)
+            DnsServer::spawn(&zone).unwrap()
         };
         let (probe_dns, control_dns) = (with_canary(probe_zone), with_canary(control_zone));
         let control = spawn_control(
@@ -126,8 +128,8 @@ impl Lab {
 
     /// A TLS server for `names`, listening on 127.0.0.1, behaving as told.
     async fn tls_server(&self, names: &[&str], behaviour: TlsBehaviour) -> SocketAddr {
-        let (chain, key) = self.ca.issue(names);
-        TlsServer::spawn(chain, key, behaviour).await
+        let (chain, key) = self.ca.issue(names).unwrap();
+        TlsServer::spawn(chain, key, behaviour).await.unwrap()
     }
 }
 
@@ -317,8 +319,8 @@ async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywh
         &[("mitm.test", localhost()), ("badcert.test", localhost())],
     )
     .await;
-    let rogue = TestCa::new();
-    let (rogue_chain, rogue_key) = rogue.issue(&["mitm.test", "badcert.test", CANARY]);
+    let rogue = Ca::new().unwrap();
+    let (rogue_chain, rogue_key) = rogue.issue(&["mitm.test", "badcert.test", CANARY]).unwrap();
     let intercept = TlsBehaviour::ForPeer {
         peer: PROBE,
         then: Box::new(TlsBehaviour::Intercept(
@@ -327,7 +329,9 @@ async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywh
         )),
     };
     let mitm = lab.tls_server(&["mitm.test", CANARY], intercept).await;
-    let bad = TlsServer::spawn(rogue_chain, rogue_key, TlsBehaviour::Normal).await;
+    let bad = TlsServer::spawn(rogue_chain, rogue_key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let services =
         service("mitm", "mitm.test", mitm.port()) + &service("badcert", "badcert.test", bad.port());
     let run = lab.run(&services, None).await;
@@ -350,10 +354,12 @@ async fn a_blockpage_on_the_probe_path_is_blocked_and_a_dead_server_is_down() {
         ],
     )
     .await;
-    let page = test_page("a site", "<p>news</p>");
-    let censored = HttpServer::spawn_censoring(PROBE, IRAN_BLOCKPAGE, &page).await;
-    let fine = HttpServer::spawn(200, &page).await;
-    let dead = closed_port();
+    let page = page("a site", "<p>news</p>");
+    let censored = HttpServer::spawn_censoring(PROBE, IRAN_BLOCKPAGE, &page)
+        .await
+        .unwrap();
+    let fine = HttpServer::spawn(200, &page).await.unwrap();
+    let dead = closed_port().unwrap();
     let services = format!(
         "[[service]]\nname = \"web\"\nurls = [\"http://page.test:{}/\", \"http://fine.test:{}/\", \"http://dead.test:{}/\"]\n",
         censored.port(),
@@ -383,7 +389,7 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
     )
     .await;
     let names = ["cdn.test", "fake.test", CANARY];
-    let (chain, key) = lab.ca.issue(&names);
+    let (chain, key) = lab.ca.issue(&names).unwrap();
     let edge = |ip: [u8; 4], port| SocketAddr::new(IpAddr::from(ip), port);
     let probe_edge = TlsServer::spawn_at(
         edge([127, 0, 0, 3], 0),
@@ -392,7 +398,8 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
         TlsBehaviour::Normal,
         "",
     )
-    .await;
+    .await
+    .unwrap();
     let port = probe_edge.port();
     TlsServer::spawn_at(
         edge([127, 0, 0, 4], port),
@@ -401,8 +408,9 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
         TlsBehaviour::Normal,
         "",
     )
-    .await;
-    let (wrong_chain, wrong_key) = lab.ca.issue(&["elsewhere.test"]);
+    .await
+    .unwrap();
+    let (wrong_chain, wrong_key) = lab.ca.issue(&["elsewhere.test"]).unwrap();
     TlsServer::spawn_at(
         edge([127, 0, 0, 5], port),
         wrong_chain,
@@ -410,7 +418,8 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
         TlsBehaviour::Normal,
         "",
     )
-    .await;
+    .await
+    .unwrap();
     let services = service("cdn", "cdn.test", port) + &service("fake", "fake.test", port);
     let run = lab.run(&services, None).await;
     run.assert_verdict("cdn.test", "ok", "");
@@ -424,7 +433,7 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
 async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
     let zone = [("good.test", localhost()), ("stall.test", localhost())];
     let lab = Lab::new(&zone, &zone).await;
-    let stalled = silent().await;
+    let stalled = silent().await.unwrap();
     let hasty = spawn_control(lab.control_dns, &lab.ca_file, &["--request-deadline", "1"]).await;
     let services = service("good", "good.test", lab.healthy.port())
         + &service("stall", "stall.test", stalled.port());
@@ -453,12 +462,12 @@ async fn without_a_reachable_control_only_strong_evidence_stands() {
         then: Box::new(TlsBehaviour::ResetOnSni("sni.test".into())),
     };
     let censored = lab.tls_server(&["sni.test", CANARY], on_path).await;
-    let closed = closed_port();
+    let closed = closed_port().unwrap();
     let services = format!(
         "[[service]]\nname = \"good\"\ndomains = [\"good.test\"]\n\n{}[[service]]\nname = \"fixed\"\nendpoints = [\"{closed}\"]\n",
         service("sni", "sni.test", censored.port())
     );
-    let nobody = format!("http://{}", closed_port());
+    let nobody = format!("http://{}", closed_port().unwrap());
     let run = lab.run(&services, Some(&nobody)).await;
     run.assert_verdict("good.test", "ok", "");
     run.assert_verdict("sni.test", "anomaly", "tls-reset");
@@ -478,7 +487,7 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
     let lab = Lab::new(&[("good.test", localhost())], &[("good.test", localhost())]).await;
     let dead = format!(
         "udp://{}",
-        DnsServer::spawn_with(|_| Some(DnsBehaviour::Silent))
+        DnsServer::spawn_with(|_| Some(DnsBehaviour::Silent)).unwrap()
     );
     let services = format!(
         "[[service]]\nname = \"svc\"\ndomains = [\"good.test\"]\nendpoints = [\"{}\"]\n",
