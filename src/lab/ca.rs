@@ -47,15 +47,10 @@ impl Ca {
         })
     }
 
-    /// The CA certificate, for `--ca-file`.
-    pub fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
     /// Writes the CA certificate as PEM into `dir`, for `--ca-file`.
     pub fn write_pem(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         let path = dir.join("lab-ca.pem");
-        std::fs::write(&path, self.pem())
+        std::fs::write(&path, self.cert.pem())
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }

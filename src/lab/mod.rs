@@ -74,9 +74,7 @@ impl Lab {
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
         let ca = ca::Ca::new()?;
-        let ca_file = dir.join("demo-ca.pem");
-        std::fs::write(&ca_file, ca.pem())
-            .with_context(|| format!("cannot write {}", ca_file.display()))?;
+        let ca_file = ca.write_pem(&dir)?;
         let (chain, key) = ca.issue(&["*.demo.test"])?;
         let site = tls::server_config(chain, key)?;
 
