@@ -741,7 +741,9 @@ up() {
 
 # --- Scenarios --------------------------------------------------------------------
 #
-# A scenario is scripts/testbed/scenarios/NAME.sh, sourced with these helpers at hand:
+# A scenario is scripts/testbed/scenarios/NAME.sh, with its entry in the scenario
+# catalog, src/lab/scenarios.toml (what it does, what the probe must say of each target;
+# a unit test keeps the two in step). Its file is sourced with these helpers at hand:
 #   censor CMD...         run CMD in the censor's namespace (iptables, tc)
 #   internet CMD...       run CMD in the internet's namespace (iptables), in front of
 #                         its servers: for faults the control sees too

@@ -50,18 +50,18 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 }
 
 async fn bench(targets: usize, blackholed_share: f64) {
-    let ca = TestCa::new();
+    let ca = Ca::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write_pem(dir.path());
-    let (chain, key) = ca.issue(&[&format!("*.{ZONE}"), "canary.bench.test"]);
+    let ca_file = ca.write_pem(dir.path()).unwrap();
+    let (chain, key) = ca
+        .issue(&[&format!("*.{ZONE}"), "canary.bench.test"])
+        .unwrap();
     let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-    let server = TlsServer::spawn_at(any, chain, key, TlsBehaviour::Normal, "<p>bench</p>").await;
+    let server = TlsServer::spawn_at(any, chain, key, TlsBehaviour::Normal, "<p>bench</p>")
+        .await
+        .unwrap();
     // Every SYN to this port, on any loopback address, vanishes.
-    let blackhole = censorprobe::lab::blackhole::listener_at(
-        any,
-        censorprobe::lab::blackhole::Blackholed::Everyone,
-    )
-    .unwrap();
+    let blackhole = blackhole::listener_at(any, blackhole::Blackholed::Everyone).unwrap();
     let blackhole_port = blackhole.local_addr().unwrap().port();
     let resolver = DnsServer::spawn_with(move |name| {
         let ip = match name {
@@ -70,7 +70,8 @@ async fn bench(targets: usize, blackholed_share: f64) {
             _ => return None,
         };
         Some(DnsBehaviour::Answer(vec![ip]))
-    });
+    })
+    .unwrap();
     let blackholed = (targets as f64 * blackholed_share) as usize;
     let names: Vec<String> = (0..targets)
         .map(|i| match i < blackholed {

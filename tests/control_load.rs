@@ -34,7 +34,7 @@ use censorprobe::facts::failure::Failure;
 use censorprobe::facts::{HttpFacts, Step};
 use censorprobe::input::bogon::AddressPolicy;
 use common::control::{self, Reply, exchange};
-use common::{ControlServer, DnsBehaviour, DnsServer, HttpServer, TestCa, tls};
+use common::{Ca, ControlServer, DnsBehaviour, DnsServer, HttpServer, tls};
 
 const TOKEN: &str = "load-test-token";
 /// The server's `CLIENT_TIMEOUT`: how long a client may take to send a request's head,
@@ -52,7 +52,7 @@ const RSS_BOUND_KIB: u64 = 150 * 1024;
 /// Starts a server for probes on loopback (127.0.0.0/8 treated as public, a lab
 /// resolver that knows no names), with the tests' token and `--max-body`.
 async fn start(extra: &[&str]) -> ControlServer {
-    let resolver = format!("udp://{}", DnsServer::spawn(&[]));
+    let resolver = format!("udp://{}", DnsServer::spawn(&[]).unwrap());
     let max_body = MAX_BODY.to_string();
     let mut args = vec![
         "--resolver",
@@ -659,9 +659,9 @@ async fn keeps_answering_probes_over_https_while_abused() {
 /// A certificate and key for control.test issued by a test CA, as PEM files in `dir`,
 /// and a TLS client that trusts that CA only and offers HTTP/2 first, as probes do.
 fn https_files(dir: &Path) -> (String, String, TlsConnector) {
-    let ca = TestCa::new();
-    let (cert, key) = ca.write_server_files(dir, &["control.test"]);
-    let client = tls::client(&ca.write_pem(dir), &[b"h2", b"http/1.1"]);
+    let ca = Ca::new().unwrap();
+    let (cert, key) = ca.write_server_files(dir, &["control.test"]).unwrap();
+    let client = tls::client(&ca.write_pem(dir).unwrap(), &[b"h2", b"http/1.1"]);
     let path = |p: PathBuf| p.to_str().unwrap().to_string();
     (path(cert), path(key), client)
 }
@@ -804,7 +804,7 @@ async fn never_measures_forbidden_addresses_from_dns_or_redirects() {
     for (name, ip) in names.iter().zip(&disguised) {
         zone.push((name.as_str(), DnsBehaviour::Answer(vec![*ip])));
     }
-    let resolver = format!("udp://{}", DnsServer::spawn(&zone));
+    let resolver = format!("udp://{}", DnsServer::spawn(&zone).unwrap());
     // --bind 127.0.0.1: from a loopback source, the kernel refuses (EINVAL) to reach any
     // other network, so even a bug could not send a packet past this machine over IPv4.
     let server = ControlServer::spawn(&[

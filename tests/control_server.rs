@@ -29,8 +29,7 @@ use censorprobe::facts::{Step, Vantage};
 use censorprobe::measure::tls::{TlsContext, root_store};
 use common::control::{Reply, exchange, get, measure_request};
 use common::{
-    ControlServer, DnsBehaviour, DnsServer, LOCALHOST, TcpBlackhole, TestCa, closed_port, silent,
-    tls,
+    Ca, ControlServer, DnsBehaviour, DnsServer, LOCALHOST, blackhole, closed_port, silent, tls,
 };
 
 const TOKEN: &str = "s3cret-token";
@@ -45,7 +44,7 @@ impl Control {
     /// Starts a server on a free port of 127.0.0.1 that resolves names with a loopback
     /// DNS server serving `zone`.
     async fn start(zone: &[(&str, DnsBehaviour)], args: &[&str]) -> Control {
-        let resolver = format!("udp://{}", DnsServer::spawn(zone));
+        let resolver = format!("udp://{}", DnsServer::spawn(zone).unwrap());
         let mut all = vec!["--resolver", resolver.as_str()];
         all.extend_from_slice(args);
         let server = ControlServer::spawn(&all).await;
@@ -106,7 +105,7 @@ fn connects(result: &ControlResult) -> Vec<(SocketAddr, Option<Failure>)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn measures_only_for_holders_of_the_token() {
     let (_listener, open) = listener_on("127.0.0.1");
-    let refused = closed_port();
+    let refused = closed_port().unwrap();
     let control =
         Control::start(&[], &["--token", TOKEN, "--treat-as-public", "127.0.0.0/8"]).await;
     let body = json!({ "targets": [
@@ -238,7 +237,7 @@ async fn explains_what_is_wrong_with_a_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refuses_quickly_when_busy_and_stays_up() {
-    let blackhole = TcpBlackhole::spawn();
+    let blackhole = blackhole::port().unwrap();
     let control = Control::start(
         &[],
         &[
@@ -291,7 +290,7 @@ async fn refuses_quickly_when_busy_and_stays_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_past_its_deadline_keeps_what_was_measured_and_marks_the_rest() {
     let (_listener, open) = listener_on("127.0.0.1");
-    let stalled = silent().await;
+    let stalled = silent().await.unwrap();
     let zone = [("stall.test", DnsBehaviour::Answer(vec![LOCALHOST]))];
     let args = [
         "--token",
@@ -358,11 +357,13 @@ async fn answers_503_over_the_connection_cap_over_https() {
 /// busy control (which it asks again, then gives up on), not a broken one.
 async fn refuses_over_the_cap(https: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let ca_pem = ca.write_pem(dir.path());
-    let (cert, key) = ca.write_server_files(dir.path(), &["control.test", "127.0.0.1"]);
+    let ca = Ca::new().unwrap();
+    let ca_pem = ca.write_pem(dir.path()).unwrap();
+    let (cert, key) = ca
+        .write_server_files(dir.path(), &["control.test", "127.0.0.1"])
+        .unwrap();
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let stalled = silent().await;
+    let stalled = silent().await.unwrap();
     let zone = [("stall.test", DnsBehaviour::Answer(vec![LOCALHOST]))];
     let mut args = vec![
         "--token",
@@ -496,9 +497,11 @@ async fn tells_the_probe_its_network_but_never_its_address() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_https_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let ca_pem = ca.write_pem(dir.path());
-    let (cert_pem, key_pem) = ca.write_server_files(dir.path(), &["control.test"]);
+    let ca = Ca::new().unwrap();
+    let ca_pem = ca.write_pem(dir.path()).unwrap();
+    let (cert_pem, key_pem) = ca
+        .write_server_files(dir.path(), &["control.test"])
+        .unwrap();
     let control = Control::start(
         &[],
         &[

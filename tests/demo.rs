@@ -4,16 +4,25 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// The services of the demo, and the verdict and blocking kind of each of their targets.
-const EXPECTED: [(&str, &str, &str); 7] = [
-    ("canary", "ok", ""),
-    ("news", "ok", ""),
-    ("chat", "blocked", "tls-reset"),
-    ("video", "blocked", "tcp-blackhole"),
-    ("social", "blocked", "dns-hijack"),
-    ("wiki", "blocked", "http-blockpage"),
-    ("forum", "down", ""),
-];
+use censorprobe::analyse::Blocking;
+use censorprobe::lab::catalog::Catalog;
+
+/// The services of the demo, and the verdict and blocking kind ("" for none) of each of
+/// their targets: the scenario catalog's.
+fn expected() -> Vec<(String, &'static str, &'static str)> {
+    let catalog = Catalog::load().unwrap();
+    catalog
+        .scenarios()
+        .iter()
+        .flat_map(|scenario| {
+            scenario.demo.iter().map(|service| {
+                let outcome = scenario.outcome().unwrap();
+                let blocking = outcome.blocking.map_or("", Blocking::as_str);
+                (service.clone(), outcome.verdict.as_str(), blocking)
+            })
+        })
+        .collect()
+}
 
 /// The demo takes about eight seconds (DNS listening windows, blackholed connects
 /// waiting out their 2 s timeout); a hanging one fails here.
@@ -69,7 +78,8 @@ fn assert_summary(stdout: &str, context: &str) {
         .take_while(|line| !line.is_empty())
         .map(|line| line.split_whitespace().collect())
         .collect();
-    for (service, verdict, _) in EXPECTED {
+    let expected = expected();
+    for (service, verdict, _) in &expected {
         let row = rows
             .iter()
             .find(|row| row[0] == service)
@@ -82,7 +92,7 @@ fn assert_summary(stdout: &str, context: &str) {
             "not every target of {service} is {verdict}\n{context}"
         );
     }
-    assert_eq!(rows.len(), EXPECTED.len(), "{context}");
+    assert_eq!(rows.len(), expected.len(), "{context}");
 }
 
 /// verdicts.csv, read by column name: each target has its service's verdict and
@@ -105,13 +115,14 @@ fn assert_verdicts(out: &Path, context: &str) {
         column("evidence"),
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    for (name, expected_verdict, expected_blocking) in EXPECTED {
+    let expected = expected();
+    for (name, expected_verdict, expected_blocking) in &expected {
         let targets: Vec<_> = rows.iter().filter(|row| &row[service] == name).collect();
         assert!(!targets.is_empty(), "no verdict for {name}\n{context}");
         for row in targets {
             assert_eq!(
                 (&row[verdict], &row[blocking]),
-                (expected_verdict, expected_blocking),
+                (*expected_verdict, *expected_blocking),
                 "verdict of {}\n{context}",
                 &row[target]
             );
@@ -120,7 +131,7 @@ fn assert_verdicts(out: &Path, context: &str) {
     }
     assert_eq!(
         rows.len(),
-        EXPECTED.len() + 1,
+        expected.len() + 1,
         "one target per service, two for news (its name and its URL)\n{context}"
     );
 }

@@ -1,5 +1,6 @@
-//! Checks that the loopback lab in `common` really behaves like the networks it plays,
-//! so that a probe test failing means the probe is wrong, not the lab.
+//! Checks that the loopback lab (`censorprobe::lab`, the demo's and the tests') really
+//! behaves like the networks it plays, so that a probe test failing means the probe is
+//! wrong, not the lab.
 
 #[allow(dead_code)]
 mod common;
@@ -18,12 +19,12 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use common::dns::INJECTION_DELAY;
+use censorprobe::lab::dns::INJECTION_DELAY;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn blackhole_connect_times_out() {
-    let addr = TcpBlackhole::spawn();
+    let addr = blackhole::port().unwrap();
     let started = Instant::now();
     let attempt = timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
     assert!(
@@ -35,7 +36,9 @@ async fn blackhole_connect_times_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_port_refuses() {
-    let error = TcpStream::connect(closed_port()).await.unwrap_err();
+    let error = TcpStream::connect(closed_port().unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
 }
 
@@ -72,15 +75,17 @@ fn tls_error(error: &io::Error) -> &rustls::Error {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_server_serves_its_page_over_http11() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let (chain, key) = ca.issue(&["good.test", "*.lab.test"]);
-    let addr = TlsServer::spawn_with_body(chain, key, TlsBehaviour::Normal, "<p>hi</p>").await;
-    let connector = client(&ca.write_pem(dir.path()));
+    let ca = Ca::new().unwrap();
+    let (chain, key) = ca.issue(&["good.test", "*.lab.test"]).unwrap();
+    let addr = TlsServer::spawn_with_body(chain, key, TlsBehaviour::Normal, "<p>hi</p>")
+        .await
+        .unwrap();
+    let connector = client(&ca.write_pem(dir.path()).unwrap());
 
     for sni in ["good.test", "a.lab.test"] {
         let (alpn, response) = https_get(&connector, addr, sni).await.unwrap();
         assert_eq!(alpn, b"http/1.1");
-        let page = test_page(sni, "<p>hi</p>");
+        let page = page(sni, "<p>hi</p>");
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
         assert!(
             response.contains(&format!("\r\nContent-Length: {}\r\n", page.len())),
@@ -95,11 +100,11 @@ async fn tls_server_serves_its_page_over_http11() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_on_sni_resets_only_that_sni() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let (chain, key) = ca.issue(&["blocked.test", "canary.test"]);
+    let ca = Ca::new().unwrap();
+    let (chain, key) = ca.issue(&["blocked.test", "canary.test"]).unwrap();
     let behaviour = TlsBehaviour::ResetOnSni("blocked.test".into());
-    let addr = TlsServer::spawn(chain, key, behaviour).await;
-    let connector = client(&ca.write_pem(dir.path()));
+    let addr = TlsServer::spawn(chain, key, behaviour).await.unwrap();
+    let connector = client(&ca.write_pem(dir.path()).unwrap());
 
     let error = https_get(&connector, addr, "blocked.test")
         .await
@@ -116,11 +121,13 @@ async fn reset_on_sni_resets_only_that_sni() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_certificates_are_rejected_by_a_client_trusting_the_test_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let connector = client(&ca.write_pem(dir.path()));
+    let ca = Ca::new().unwrap();
+    let connector = client(&ca.write_pem(dir.path()).unwrap());
 
-    let (chain, key) = TestCa::new().issue(&["good.test"]);
-    let unknown_ca = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let (chain, key) = Ca::new().unwrap().issue(&["good.test"]).unwrap();
+    let unknown_ca = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let error = https_get(&connector, unknown_ca, "good.test")
         .await
         .unwrap_err();
@@ -132,8 +139,10 @@ async fn bad_certificates_are_rejected_by_a_client_trusting_the_test_ca() {
         "{error:?}"
     );
 
-    let (chain, key) = ca.issue(&["other.test"]);
-    let wrong_names = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let (chain, key) = ca.issue(&["other.test"]).unwrap();
+    let wrong_names = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let error = https_get(&connector, wrong_names, "good.test")
         .await
         .unwrap_err();
@@ -148,7 +157,7 @@ async fn bad_certificates_are_rejected_by_a_client_trusting_the_test_ca() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_server_answers_with_its_status_and_body() {
-    let addr = HttpServer::spawn(403, IRAN_BLOCKPAGE).await;
+    let addr = HttpServer::spawn(403, IRAN_BLOCKPAGE).await.unwrap();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: blockpage.test\r\n\r\n")
@@ -209,7 +218,8 @@ async fn dns_server_answers_from_its_zone() {
         ("v4only.test", DnsBehaviour::Answer(vec![LOCALHOST])),
         ("nx.test", DnsBehaviour::NxDomain),
         ("silent.test", DnsBehaviour::Silent),
-    ]);
+    ])
+    .unwrap();
     let socket = dns_client(server).await;
     let wait = Duration::from_secs(1);
 
@@ -256,7 +266,8 @@ async fn injecting_dns_server_sends_a_fake_then_the_real_reply() {
             },
         ),
         ("good.test", DnsBehaviour::Answer(vec![LOCALHOST])),
-    ]);
+    ])
+    .unwrap();
     let socket = dns_client(server).await;
     let wait = Duration::from_secs(1);
 

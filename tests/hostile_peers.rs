@@ -277,7 +277,7 @@ async fn redirect_chain_of_50_stops_after_10() {
 /// An HTTP/2 server with the lab's certificate, fetched over https.
 async fn h2_run(hostility: H2Hostility, case: &str) -> (ProbeRun, String) {
     let lab = Lab::new().await;
-    let (chain, key) = lab.https.ca.issue(&[HOSTILE]);
+    let (chain, key) = lab.https.ca.issue(&[HOSTILE]).unwrap();
     let server = servers::spawn_h2(chain, key, hostility).await;
     let target = format!("https://{HOSTILE}:{}/", server.port());
     let run = lab.run(case, &urls(&target)).await;
@@ -342,8 +342,10 @@ async fn handshake_stalled_after_client_hello_times_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn handshake_stalled_after_the_server_hello_times_out() {
     let stall = |lab: &Lab| {
-        let (chain, key) = lab.https.ca.issue(&[CANARY, HOSTILE]);
-        TlsHostility::StallAfterServerHello(tls::server_config(chain, key))
+        let (chain, key) = lab.https.ca.issue(&[CANARY, HOSTILE]).unwrap();
+        TlsHostility::StallAfterServerHello(
+            censorprobe::lab::tls::server_config(chain, key).unwrap(),
+        )
     };
     tls_case(
         stall,

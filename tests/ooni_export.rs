@@ -21,7 +21,7 @@ const PROBE_SOURCE: &str = "127.0.0.2";
 
 /// Answers every request with a 302 to `location`.
 async fn redirector(location: String) -> SocketAddr {
-    let (listener, addr) = listen().await;
+    let (listener, addr) = listen().await.unwrap();
     HttpServer::spawn_redirector(listener, move |_| Some(location.clone()));
     addr
 }
@@ -104,10 +104,12 @@ struct Lab {
 impl Lab {
     async fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let ca_file = ca.write_pem(dir.path());
-        let (chain, key) = ca.issue(&[CANARY, "good.test", "inject.test"]);
-        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let ca = Ca::new().unwrap();
+        let ca_file = ca.write_pem(dir.path()).unwrap();
+        let (chain, key) = ca.issue(&[CANARY, "good.test", "inject.test"]).unwrap();
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+            .await
+            .unwrap();
         let localhost = DnsBehaviour::Answer(vec![LOCALHOST]);
         let injected = DnsBehaviour::Inject {
             fake: IRAN_BLOCKPAGE_IP,
@@ -118,8 +120,11 @@ impl Lab {
             ("good.test", localhost.clone()),
             ("moved.test", localhost),
             ("inject.test", injected),
-        ]);
-        let plain = HttpServer::spawn(200, &test_page("landing", "<p>Here.</p>")).await;
+        ])
+        .unwrap();
+        let plain = HttpServer::spawn(200, &page("landing", "<p>Here.</p>"))
+            .await
+            .unwrap();
         let landing = format!("http://moved.test:{}/landing", plain.port());
         let redirect = redirector(landing.clone()).await;
         Lab {

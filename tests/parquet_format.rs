@@ -13,16 +13,19 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parquet_tables_hold_the_csv_rows() {
-    let ca = TestCa::new();
+    let ca = Ca::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write_pem(dir.path());
-    let (chain, key) = ca.issue(&["canary.test", "good.test"]);
-    let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let ca_file = ca.write_pem(dir.path()).unwrap();
+    let (chain, key) = ca.issue(&["canary.test", "good.test"]).unwrap();
+    let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let resolver = DnsServer::spawn(&[
         ("canary.test", DnsBehaviour::Answer(vec![LOCALHOST])),
         ("good.test", DnsBehaviour::Answer(vec![LOCALHOST])),
         ("nx.test", DnsBehaviour::NxDomain),
-    ]);
+    ])
+    .unwrap();
     let targets = format!(
         "[settings]\ncanary = \"canary.test\"\ntls_ports = [{}]\ntcp_ports = []\n\n[[service]]\nname = \"svc\"\ndomains = [\"good.test\", \"nx.test\"]\n",
         healthy.port()

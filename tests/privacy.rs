@@ -76,22 +76,25 @@ struct Lab {
 impl Lab {
     async fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let ca_file = ca.write_pem(dir.path());
+        let ca = Ca::new().unwrap();
+        let ca_file = ca.write_pem(dir.path()).unwrap();
         let names = [CANARY, "good.test", "reset.test"];
-        let (chain, key) = ca.issue(&names);
-        let healthy = TlsServer::spawn(chain.clone(), key.clone_key(), TlsBehaviour::Normal).await;
+        let (chain, key) = ca.issue(&names).unwrap();
+        let healthy = TlsServer::spawn(chain.clone(), key.clone_key(), TlsBehaviour::Normal)
+            .await
+            .unwrap();
         let on_path = TlsBehaviour::ForPeer {
             peer: PROBE_HOST.parse().unwrap(),
             then: Box::new(TlsBehaviour::ResetOnSni("reset.test".into())),
         };
-        let censored = TlsServer::spawn(chain, key, on_path).await;
+        let censored = TlsServer::spawn(chain, key, on_path).await.unwrap();
         let localhost = DnsBehaviour::Answer(vec![LOCALHOST]);
         let resolver = DnsServer::spawn(&[
             (CANARY, localhost.clone()),
             ("good.test", localhost.clone()),
             ("reset.test", localhost),
-        ]);
+        ])
+        .unwrap();
         let targets = format!(
             r#"[settings]
 canary = "{CANARY}"
@@ -111,8 +114,8 @@ endpoints = ["{closed}", "{blackhole}"]
 "#,
             healthy = healthy.port(),
             censored = censored.port(),
-            closed = closed_port(),
-            blackhole = TcpBlackhole::spawn(),
+            closed = closed_port().unwrap(),
+            blackhole = blackhole::port().unwrap(),
         );
         std::fs::write(dir.path().join("targets.toml"), targets).unwrap();
         Lab {
@@ -233,7 +236,7 @@ async fn a_control_that_says_the_probes_address_does_not_get_it_written() {
     let refusal = format!(
         r#"{{"error": "requests from {PUBLIC} (port 51234) are not served here; ask [2001:db8::77]"}}"#
     );
-    let control = HttpServer::spawn(400, &refusal).await;
+    let control = HttpServer::spawn(400, &refusal).await.unwrap();
     let (code, printed) = lab.run(&["--control", &format!("http://{control}")]).await;
     assert_eq!(code, Some(0), "{printed}");
     // The control's words did reach the log and the evidence, scrubbed.
@@ -256,12 +259,13 @@ async fn a_control_that_says_the_probes_address_does_not_get_it_written() {
 /// probe.
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_look_like_a_browsers() {
-    let page = test_page("plain.test", "<p>News.</p>");
-    let (server, heads) = HttpServer::spawn_recording(200, &page).await;
+    let page = page("plain.test", "<p>News.</p>");
+    let (server, heads) = HttpServer::spawn_recording(200, &page).await.unwrap();
     let resolver = DnsServer::spawn(&[
         (CANARY, DnsBehaviour::Answer(vec![LOCALHOST])),
         ("plain.test", DnsBehaviour::Answer(vec![LOCALHOST])),
-    ]);
+    ])
+    .unwrap();
     let url = format!("http://plain.test:{}/news?id=1", server.port());
     let targets = format!(
         "[settings]\ncanary = \"{CANARY}\"\ntls_ports = []\ntcp_ports = []\n\n\

@@ -41,7 +41,7 @@ impl Lab {
         let https = Healthy::spawn(&names).await;
         let mut zone = zone.to_vec();
         zone.push((CANARY, localhost()));
-        let resolver = DnsServer::spawn(&zone);
+        let resolver = DnsServer::spawn(&zone).unwrap();
         Lab { https, resolver }
     }
 
@@ -157,8 +157,10 @@ domains = ["silent.test"]
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_for_other_names_is_tls_mitm() {
     let lab = Lab::new(&[("wrongname.test", localhost())]).await;
-    let (chain, key) = lab.https.ca.issue(&["other.test"]);
-    let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let (chain, key) = lab.https.ca.issue(&["other.test"]).unwrap();
+    let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let run = lab
         .run(&format!(
             r#"
@@ -176,8 +178,13 @@ tls_ports = [{}]
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_from_unknown_ca_is_tls_mitm() {
     let lab = Lab::new(&[("unknownca.test", localhost())]).await;
-    let (chain, key) = TestCa::new().issue(&["unknownca.test", CANARY]);
-    let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let (chain, key) = Ca::new()
+        .unwrap()
+        .issue(&["unknownca.test", CANARY])
+        .unwrap();
+    let mitm = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let run = lab
         .run(&format!(
             r#"
@@ -195,9 +202,9 @@ tls_ports = [{}]
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_on_sni_is_tls_reset() {
     let lab = Lab::new(&[("blocked.test", localhost())]).await;
-    let (chain, key) = lab.https.ca.issue(&["blocked.test", CANARY]);
+    let (chain, key) = lab.https.ca.issue(&["blocked.test", CANARY]).unwrap();
     let behaviour = TlsBehaviour::ResetOnSni("blocked.test".into());
-    let dpi = TlsServer::spawn(chain, key, behaviour).await;
+    let dpi = TlsServer::spawn(chain, key, behaviour).await.unwrap();
     let run = lab
         .run(&format!(
             r#"
@@ -215,7 +222,7 @@ tls_ports = [{}]
 #[tokio::test(flavor = "multi_thread")]
 async fn dropped_syns_are_tcp_blackhole() {
     let lab = Lab::new(&[("dropped.test", localhost())]).await;
-    let blackhole = TcpBlackhole::spawn();
+    let blackhole = blackhole::port().unwrap();
     let run = lab
         .run(&format!(
             r#"
@@ -241,7 +248,7 @@ name = "refused"
 domains = ["refused.test"]
 tls_ports = [{}]
 "#,
-            closed_port().port()
+            closed_port().unwrap().port()
         ))
         .await;
     expect(&run, "refused.test", "anomaly", "tcp-refused");
@@ -250,7 +257,7 @@ tls_ports = [{}]
 #[tokio::test(flavor = "multi_thread")]
 async fn iran_blockpage_is_http_blockpage() {
     let lab = Lab::new(&[("blockpage.test", localhost())]).await;
-    let server = HttpServer::spawn(403, IRAN_BLOCKPAGE).await;
+    let server = HttpServer::spawn(403, IRAN_BLOCKPAGE).await.unwrap();
     let url = format!("http://blockpage.test:{}/", server.port());
     let run = lab
         .run(&format!(
@@ -267,7 +274,9 @@ urls = ["{url}"]
 #[tokio::test(flavor = "multi_thread")]
 async fn ordinary_page_is_ok() {
     let lab = Lab::new(&[("plain.test", localhost())]).await;
-    let server = HttpServer::spawn(200, &test_page("plain.test", "<p>News.</p>")).await;
+    let server = HttpServer::spawn(200, &page("plain.test", "<p>News.</p>"))
+        .await
+        .unwrap();
     let url = format!("http://plain.test:{}/", server.port());
     let run = lab
         .run(&format!(
@@ -285,7 +294,7 @@ urls = ["{url}"]
 async fn endpoints_are_ok_when_listening_and_blackhole_when_dropped() {
     let lab = Lab::new(&[]).await;
     let listening = lab.https.addr.to_string();
-    let dropped = TcpBlackhole::spawn().to_string();
+    let dropped = blackhole::port().unwrap().to_string();
     let run = lab
         .run(&format!(
             r#"
@@ -304,8 +313,9 @@ async fn no_network_is_inconclusive_and_said_once() {
     let resolver = DnsServer::spawn(&[
         (CANARY, DnsBehaviour::Silent),
         ("offline.test", DnsBehaviour::Silent),
-    ]);
-    let closed = closed_port();
+    ])
+    .unwrap();
+    let closed = closed_port().unwrap();
     let targets = format!(
         r#"[settings]
 canary = "{CANARY}"
@@ -337,7 +347,7 @@ endpoints = ["{closed}"]
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_key_is_an_error_naming_file_line_and_key() {
     // Nothing should be measured, but if it were, every name is NXDOMAIN here.
-    let resolver = format!("udp://{}", DnsServer::spawn(&[]));
+    let resolver = format!("udp://{}", DnsServer::spawn(&[]).unwrap());
     let targets = r#"[settings]
 canary = "canary.test"
 tls_ports = [443]

@@ -11,16 +11,19 @@ const CANARY: &str = "canary.test";
 
 /// Runs the probe on good.test (reachable) and hijack.test (a DNS lie) with `args`.
 async fn run(args: &[&str]) -> probe::ProbeRun {
-    let ca = TestCa::new();
+    let ca = Ca::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write_pem(dir.path());
-    let (chain, key) = ca.issue(&[CANARY, "good.test"]);
-    let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+    let ca_file = ca.write_pem(dir.path()).unwrap();
+    let (chain, key) = ca.issue(&[CANARY, "good.test"]).unwrap();
+    let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let resolver = DnsServer::spawn(&[
         (CANARY, DnsBehaviour::Answer(vec![LOCALHOST])),
         ("good.test", DnsBehaviour::Answer(vec![LOCALHOST])),
         ("hijack.test", DnsBehaviour::Answer(vec![IRAN_BLOCKPAGE_IP])),
-    ]);
+    ])
+    .unwrap();
     let targets = format!(
         "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n[[service]]\nname = \"svc\"\ndomains = [\"good.test\", \"hijack.test\"]\n",
         healthy.port()

@@ -21,16 +21,18 @@ fn zone() -> Vec<(&'static str, DnsBehaviour)> {
 
 /// A lab where the canary and good.test live on one healthy HTTPS server.
 struct Lab {
-    ca: TestCa,
+    ca: Ca,
     ca_dir: tempfile::TempDir,
     healthy: SocketAddr,
 }
 
 impl Lab {
     async fn new() -> Lab {
-        let ca = TestCa::new();
-        let (chain, key) = ca.issue(&[CANARY, "good.test"]);
-        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let ca = Ca::new().unwrap();
+        let (chain, key) = ca.issue(&[CANARY, "good.test"]).unwrap();
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+            .await
+            .unwrap();
         Lab {
             ca,
             ca_dir: tempfile::tempdir().unwrap(),
@@ -47,7 +49,7 @@ impl Lab {
             self.healthy.port(),
             self.healthy
         );
-        let ca_file = self.ca.write_pem(self.ca_dir.path());
+        let ca_file = self.ca.write_pem(self.ca_dir.path()).unwrap();
         let mut args = vec![
             "--ca-file".to_string(),
             ca_file.to_str().unwrap().to_string(),
@@ -72,7 +74,7 @@ fn resolvers_used(run: &ProbeRun, target: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn dns_over_tcp_resolves_and_reports_nxdomain() {
     let lab = Lab::new().await;
-    let resolver = format!("tcp://{}", DnsServer::spawn_tcp(&zone()).await);
+    let resolver = format!("tcp://{}", DnsServer::spawn_tcp(&zone()).await.unwrap());
     let run = lab.run(std::slice::from_ref(&resolver)).await;
     run.assert_verdict(CANARY, "ok", "");
     run.assert_verdict("good.test", "ok", "");
@@ -87,8 +89,8 @@ async fn dns_over_tcp_resolves_and_reports_nxdomain() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dns_over_https_resolves_and_reports_nxdomain() {
     let lab = Lab::new().await;
-    let (chain, key) = lab.ca.issue(&["127.0.0.1"]);
-    let server = DnsServer::spawn_doh(&zone(), chain, key).await;
+    let (chain, key) = lab.ca.issue(&["127.0.0.1"]).unwrap();
+    let server = DnsServer::spawn_doh(&zone(), chain, key).await.unwrap();
     let resolver = format!("doh://{server}/dns-query");
     let run = lab.run(std::slice::from_ref(&resolver)).await;
     run.assert_verdict("good.test", "ok", "");
@@ -104,8 +106,8 @@ async fn dns_over_https_resolves_and_reports_nxdomain() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_doh_resolver_with_an_untrusted_certificate_is_not_believed() {
     let lab = Lab::new().await;
-    let (chain, key) = TestCa::new().issue(&["127.0.0.1"]);
-    let server = DnsServer::spawn_doh(&zone(), chain, key).await;
+    let (chain, key) = Ca::new().unwrap().issue(&["127.0.0.1"]).unwrap();
+    let server = DnsServer::spawn_doh(&zone(), chain, key).await.unwrap();
     let resolver = format!("doh://{server}/dns-query");
     let run = lab.run(std::slice::from_ref(&resolver)).await;
     // The resolver fails for the canary too: one finding about the resolver, in the
@@ -142,10 +144,10 @@ async fn a_doh_resolver_with_an_untrusted_certificate_is_not_believed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_resolver_is_asked_and_a_lying_one_is_named() {
     let lab = Lab::new().await;
-    let honest = format!("udp://{}", DnsServer::spawn(&zone()));
+    let honest = format!("udp://{}", DnsServer::spawn(&zone()).unwrap());
     let mut lies = zone();
     lies[1] = ("good.test", DnsBehaviour::Answer(vec![IRAN_BLOCKPAGE_IP]));
-    let liar = format!("udp://{}", DnsServer::spawn(&lies));
+    let liar = format!("udp://{}", DnsServer::spawn(&lies).unwrap());
     let run = lab.run(&[honest.clone(), liar.clone()]).await;
     run.assert_verdict("good.test", "anomaly", "dns-hijack");
     assert!(run.row("good.test").evidence.starts_with(&liar), "{run}");

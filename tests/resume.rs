@@ -45,11 +45,13 @@ struct Lab {
 impl Lab {
     async fn new(network: bool, domains: &[(String, DnsBehaviour)], slow: usize) -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let ca_file = ca.write_pem(dir.path());
-        let (chain, key) = ca.issue(&[CANARY]);
+        let ca = Ca::new().unwrap();
+        let ca_file = ca.write_pem(dir.path()).unwrap();
+        let (chain, key) = ca.issue(&[CANARY]).unwrap();
         let at = std::net::SocketAddr::new(HEALTHY, 0);
-        let healthy = TlsServer::spawn_at(at, chain, key, TlsBehaviour::Normal, "").await;
+        let healthy = TlsServer::spawn_at(at, chain, key, TlsBehaviour::Normal, "")
+            .await
+            .unwrap();
         let canary = match network {
             true => DnsBehaviour::Answer(vec![HEALTHY]),
             false => DnsBehaviour::Silent,
@@ -60,14 +62,14 @@ impl Lab {
                 .iter()
                 .map(|(name, dns)| (name.as_str(), dns.clone())),
         );
-        let resolver = format!("udp://{}", DnsServer::spawn(&zone));
+        let resolver = format!("udp://{}", DnsServer::spawn(&zone).unwrap());
         let targets = dir.path().join("targets.toml");
         let names: Vec<String> = domains
             .iter()
             .map(|(name, _)| format!("{name:?}"))
             .collect();
         let slow: Vec<String> = (0..slow)
-            .map(|_| TcpBlackhole::spawn().to_string())
+            .map(|_| blackhole::port().unwrap().to_string())
             .collect();
         let endpoints: Vec<String> = slow.iter().map(|e| format!("{e:?}")).collect();
         std::fs::write(

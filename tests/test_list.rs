@@ -31,8 +31,10 @@ impl Lab {
             .collect();
         zone.push((CANARY, DnsBehaviour::Answer(vec![LOCALHOST])));
         Lab {
-            resolver: DnsServer::spawn(&zone),
-            web: HttpServer::spawn(200, &test_page("list", "<p>News.</p>")).await,
+            resolver: DnsServer::spawn(&zone).unwrap(),
+            web: HttpServer::spawn(200, &page("list", "<p>News.</p>"))
+                .await
+                .unwrap(),
             lists: tempfile::tempdir().unwrap(),
         }
     }

@@ -16,6 +16,10 @@
 //! Then the shipped targets.toml runs in a namespace with no network at all, and must
 //! say so instead of crying censorship.
 //!
+//! What each scenario does to each target is the scenario catalog's
+//! (`censorprobe::lab::catalog`, src/lab/scenarios.toml); this suite says which
+//! scenarios run together, and in which order.
+//!
 //! It needs root and the lab's tools (iproute2, iptables, dnsmasq, nginx, openssl).
 //! Without them it skips with the reason, unless CI=true, where it fails: CI must run it.
 
@@ -24,9 +28,11 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use censorprobe::analyse::{Blocking, Verdict};
+use censorprobe::lab::catalog::{self, Catalog, Fault};
 use serde::Deserialize;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed.sh");
@@ -96,170 +102,44 @@ const TARGETS: &[&str] = &[
 const CDN_PROBE_EDGE: &str = "198.19.12.2";
 const CDN_WORLD_EDGE: &str = "198.19.12.1";
 
-/// What a scenario does to one target: its verdict, its blocking kind ("" for none),
-/// and the pieces of evidence that show the lab did what the scenario says, all of
-/// which must be there. Targets a scenario does not name must be `ok`.
-type Expect = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-);
-
-/// The expectations, one table per scenario.
-#[rustfmt::skip]
-mod expect {
-    use super::Expect;
-
-    pub const DNS_HIJACK: &[Expect] = &[
-        ("instagram.test",              "blocked", "dns-hijack", &["10.10.34.34"]),
-        ("www.instagram.test",          "blocked", "dns-hijack", &["10.10.34.34"]),
-        ("https://www.instagram.test/", "blocked", "dns-hijack", &["10.10.34.34"]),
-    ];
-    pub const DNS_NXDOMAIN: &[Expect] = &[
-        ("twitter.test",          "blocked", "dns-nxdomain", &["dns_nxdomain_error"]),
-        ("www.twitter.test",      "blocked", "dns-nxdomain", &["dns_nxdomain_error"]),
-        ("https://twitter.test/", "blocked", "dns-nxdomain", &["dns_nxdomain_error"]),
-    ];
-    pub const DNS_SILENCE: &[Expect] = &[
-        ("youtube.test",              "blocked", "dns-failure", &["generic_timeout_error"]),
-        ("www.youtube.test",          "blocked", "dns-failure", &["generic_timeout_error"]),
-        ("https://www.youtube.test/", "blocked", "dns-failure", &["generic_timeout_error"]),
-    ];
-    /// The evidence names the forged answer, 198.19.255.1, and the real one.
-    pub const DNS_INJECTION: &[Expect] = &[
-        ("facebook.test",              "blocked", "dns-injection", &["198.19.255.1", "198.19.5.10"]),
-        ("www.facebook.test",          "blocked", "dns-injection", &["198.19.255.1", "198.19.5.10"]),
-        ("https://www.facebook.test/", "blocked", "dns-injection", &["198.19.255.1", "198.19.5.10"]),
-    ];
-    pub const BLACKHOLE_PARTIAL: &[Expect] = &[
-        ("198.19.1.1:443", "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("198.19.1.2:443", "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-    ];
-    pub const BLACKHOLE_ALL: &[Expect] = &[
-        ("198.19.1.1:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("198.19.1.2:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("198.19.1.3:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("198.19.1.4:443",             "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("telegram.test",              "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("web.telegram.test",          "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-        ("https://web.telegram.test/", "blocked", "tcp-blackhole", &["generic_timeout_error"]),
-    ];
-    /// A RST in answer to a SYN is, to the kernel, a refused connection.
-    pub const TCP_RESET: &[Expect] = &[
-        ("whatsapp.test",              "blocked", "tcp-refused", &["connection_refused"]),
-        ("web.whatsapp.test",          "blocked", "tcp-refused", &["connection_refused"]),
-        ("https://web.whatsapp.test/", "blocked", "tcp-refused", &["connection_refused"]),
-    ];
-    /// Each compares with the control-SNI handshake to the same address, the URL's
-    /// fetch too.
-    pub const SNI_FILTER: &[Expect] = &[
-        ("signal.test",          "blocked", "tls-reset", &["canary.test"]),
-        ("www.signal.test",      "blocked", "tls-reset", &["canary.test"]),
-        ("https://signal.test/", "blocked", "tls-reset", &["canary.test"]),
-    ];
-    pub const TLS_MITM: &[Expect] = &[
-        ("google.test",              "blocked", "tls-mitm", &["Lab Interception CA"]),
-        ("www.google.test",          "blocked", "tls-mitm", &["Lab Interception CA"]),
-        ("https://www.google.test/", "blocked", "tls-mitm", &["ssl_unknown_authority"]),
-    ];
-    pub const HTTP_BLOCKPAGE: &[Expect] = &[
-        ("http://bbc.test/", "blocked", "http-blockpage", &["10.10.34.34"]),
-    ];
-    /// Slow at the probe, fast at the control and from the same address with the control
-    /// SNI: the throttle is keyed on the name.
-    pub const THROTTLE: &[Expect] = &[
-        ("https://pbs.twimg.test/media/large.jpg", "blocked", "throttled", &["at the probe", "kB/s at the control", "with the control SNI"]),
-    ];
-    pub const DOWN: &[Expect] = &[
-        ("smallsite.test",          "down", "", &["down for everyone"]),
-        ("https://smallsite.test/", "down", "", &["down for everyone"]),
-    ];
-}
-
-/// Every censorship scenario at once: the union of their expectations.
-fn all() -> Vec<Expect> {
-    use expect::*;
-    [
-        DNS_HIJACK,
-        DNS_NXDOMAIN,
-        DNS_SILENCE,
-        DNS_INJECTION,
-        BLACKHOLE_ALL,
-        TCP_RESET,
-        SNI_FILTER,
-        TLS_MITM,
-        HTTP_BLOCKPAGE,
-        THROTTLE,
-        DOWN,
-    ]
-    .concat()
-}
+/// The scenario catalog, which says what each scenario does to each target.
+static CATALOG: LazyLock<Catalog> = LazyLock::new(|| Catalog::load().unwrap());
 
 /// The censorship scenarios, in the order they run; "none" last again, to show that
 /// switching back restores an honest network (the stopped site included).
 fn censorship() -> Vec<Case> {
-    use expect::*;
-    let alone = |name: &'static str, expected: &[Expect]| Case::new(&[name], expected.to_vec());
-    vec![
-        alone("none", &[]),
-        alone("dns-hijack", DNS_HIJACK),
-        alone("dns-nxdomain", DNS_NXDOMAIN),
-        alone("dns-silence", DNS_SILENCE),
-        alone("dns-injection", DNS_INJECTION),
-        alone("blackhole-partial", BLACKHOLE_PARTIAL),
-        alone("blackhole-all", BLACKHOLE_ALL),
-        alone("tcp-reset", TCP_RESET),
-        alone("sni-filter", SNI_FILTER),
-        alone("tls-mitm", TLS_MITM),
-        alone("http-blockpage", HTTP_BLOCKPAGE),
-        alone("throttle", THROTTLE),
-        alone("down", DOWN),
-        Case::new(&["all"], all()),
-        alone("none", &[]),
+    [
+        "none",
+        "dns-hijack",
+        "dns-nxdomain",
+        "dns-silence",
+        "dns-injection",
+        "blackhole-partial",
+        "blackhole-all",
+        "tcp-reset",
+        "sni-filter",
+        "tls-mitm",
+        "http-blockpage",
+        "throttle",
+        "down",
+        "all",
+        "none",
     ]
+    .into_iter()
+    .map(|name| Case::new(&[name]))
+    .collect()
 }
 
-/// What a fault of the probe's own network or of the control lets a target come out
-/// as, besides what the censor does to it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Fault {
-    None,
-    /// Nothing the probe can measure is lost (loss is retried, a small NAT table
-    /// waited out, broken AAAA answers set aside): the censor's verdicts stand; an
-    /// uncensored target is `ok`, or `inconclusive` where the fault leaves it in doubt.
-    Benign,
-    /// The probe's resolver fails, the canary's lookups too: a target with a name is
-    /// `inconclusive`, the evidence naming the resolver, unless a forged answer still
-    /// shows (an injector, a resolver's own lie).
-    ResolverDead,
-    /// The control cannot measure all it is asked: a censored target is `blocked`, or
-    /// `anomaly` (strong evidence the control could not confirm), or `inconclusive`;
-    /// a target down for everyone may be `inconclusive` too.
-    ControlStarved,
-}
-
-/// One run: the scenarios switched on, and what each target may come out as.
+/// One run: the scenarios switched on; what each target may come out as is the
+/// catalog's.
 struct Case {
     scenarios: Vec<&'static str>,
-    /// What the censor does: each censored target's verdict (scenario tables).
-    censored: Vec<Expect>,
-    fault: Fault,
-    /// Targets the case says more of (residual blocking, the CDN's page): every
-    /// outcome allowed, replacing what the rest says.
-    special: Vec<(&'static str, Vec<Outcome>)>,
 }
 
-/// A verdict, a blocking kind ("" for none), and evidence it must show.
-type Outcome = (&'static str, &'static str, &'static [&'static str]);
-
 impl Case {
-    fn new(scenarios: &[&'static str], censored: Vec<Expect>) -> Case {
+    fn new(scenarios: &[&'static str]) -> Case {
         Case {
             scenarios: scenarios.to_vec(),
-            censored,
-            fault: Fault::None,
-            special: Vec::new(),
         }
     }
 
@@ -267,94 +147,31 @@ impl Case {
         self.scenarios.join(" ")
     }
 
-    /// The censored target's expected outcome, if the case censors it.
-    fn censored(&self, target: &str) -> Option<Outcome> {
-        self.censored
-            .iter()
-            .find(|(t, ..)| *t == target)
-            .map(|(_, v, b, e)| (*v, *b, *e))
-    }
-
-    /// Every outcome allowed for `target`.
-    fn allowed(&self, target: &str) -> Vec<Outcome> {
-        if let Some((_, outcomes)) = self.special.iter().find(|(t, _)| *t == target) {
-            return outcomes.clone();
-        }
-        let censored = self.censored(target);
-        let inconclusive: Outcome = ("inconclusive", "", &[]);
-        let named = target.parse::<std::net::SocketAddr>().is_err();
-        match (self.fault, censored) {
-            (Fault::None, Some(outcome)) => vec![outcome],
-            (Fault::None, None) => vec![("ok", "", &[])],
-            (Fault::ResolverDead, censored) if named => {
-                let mut outcomes = vec![("inconclusive", "", &["did not answer the canary"][..])];
-                if let Some((_, "dns-hijack" | "dns-injection", _)) = censored {
-                    outcomes.extend([
-                        ("blocked", "dns-hijack", &[][..]),
-                        ("blocked", "dns-injection", &[]),
-                    ]);
-                }
-                outcomes
-            }
-            (Fault::ResolverDead, censored) => vec![censored.unwrap_or(("ok", "", &[]))],
-            (Fault::Benign, Some(outcome)) => vec![outcome],
-            (Fault::Benign, None) => vec![("ok", "", &[]), inconclusive],
-            (Fault::ControlStarved, Some(outcome)) => {
-                vec![outcome, ("anomaly", outcome.1, &[]), inconclusive]
-            }
-            (Fault::ControlStarved, None) => vec![("ok", "", &[]), inconclusive],
-        }
+    fn expected(&self) -> catalog::Case<'static> {
+        CATALOG.case(&self.scenarios).unwrap()
     }
 }
 
 /// The faults, residual blocking and the CDN's page, each alone and with every
 /// censorship scenario at once.
 fn faults() -> Vec<Case> {
-    // The first name sent to signal's address after the block lifts is caught dropping
-    // (blocked, even with sni-filter on: residual drops its trigger first); every later
-    // one, forbidden or not, meets the block it set off.
-    let residual = || -> Vec<(&'static str, Vec<Outcome>)> {
-        const TRIGGERED: &[&str] = &["residual blocking set off by another target"];
-        let echo: Outcome = ("inconclusive", "", TRIGGERED);
-        let forbidden = vec![("blocked", "tls-timeout", &["canary.test"][..]), echo];
-        let neighbour = vec![("ok", "", &[][..]), echo];
-        vec![
-            ("signal.test", forbidden.clone()),
-            ("www.signal.test", forbidden.clone()),
-            ("https://signal.test/", forbidden),
-            ("shared.test", neighbour.clone()),
-            ("https://shared.test/", neighbour),
-        ]
-    };
-    let cdn: Vec<(&'static str, Vec<Outcome>)> = vec![(
-        "https://cdn.test/",
-        vec![("anomaly", "", &["Cloudflare", "not a censor's"][..])],
-    )];
     let mut cases = Vec::new();
     for with_all in [false, true] {
-        let case =
-            |name: &'static str, fault: Fault, special: Vec<(&'static str, Vec<Outcome>)>| {
-                let (scenarios, censored) = match with_all {
-                    true => (vec!["all", name], all()),
-                    false => (vec![name], Vec::new()),
-                };
-                Case {
-                    scenarios,
-                    censored,
-                    fault,
-                    special,
-                }
-            };
-        cases.extend([
-            case("resolver-down", Fault::ResolverDead, Vec::new()),
-            case("resolver-servfail", Fault::ResolverDead, Vec::new()),
-            case("aaaa-broken", Fault::Benign, Vec::new()),
-            case("lossy", Fault::Benign, Vec::new()),
-            case("nat-small", Fault::Benign, Vec::new()),
-            case("control-starved", Fault::ControlStarved, Vec::new()),
-            case("residual", Fault::None, residual()),
-            case("cdn-challenge", Fault::None, cdn.clone()),
-        ]);
+        for name in [
+            "resolver-down",
+            "resolver-servfail",
+            "aaaa-broken",
+            "lossy",
+            "nat-small",
+            "control-starved",
+            "residual",
+            "cdn-challenge",
+        ] {
+            cases.push(match with_all {
+                true => Case::new(&["all", name]),
+                false => Case::new(&[name]),
+            });
+        }
     }
     cases
 }
@@ -421,6 +238,21 @@ fn assert_every_scenario_is_tested() {
     );
 }
 
+/// The catalog's expectations name targets of the lab's only: one it does not have would
+/// never be checked. Needs no lab.
+#[test]
+fn the_catalog_names_only_the_labs_targets() {
+    for scenario in CATALOG.scenarios() {
+        for target in scenario.testbed.iter().flat_map(|e| &e.targets) {
+            assert!(
+                TARGETS.contains(&target.as_str()),
+                "scenario {}: {target} is not a target of {LAB_TARGETS}",
+                scenario.name
+            );
+        }
+    }
+}
+
 #[test]
 fn every_scenario_gives_every_target_its_verdict() {
     let Some(lab) = Lab::up("every_scenario_gives_every_target_its_verdict") else {
@@ -443,11 +275,7 @@ fn the_probes_own_faults_are_never_censorship() {
     };
     let started = Instant::now();
     let mut cases = faults();
-    let stable = || {
-        let mut case = Case::new(&["all", "lossy"], all());
-        case.fault = Fault::Benign;
-        case
-    };
+    let stable = || Case::new(&["all", "lossy"]);
     // One of the runs of the censor with loss is among the faults' already.
     cases.extend((1..LOSSY_RUNS).map(|_| stable()));
     let (mut failures, tallies, timings) = run_cases(&lab, &cases);
@@ -462,7 +290,7 @@ fn the_probes_own_faults_are_never_censorship() {
                 .verdicts
                 .iter()
                 .filter(|v| !lossy[0].verdicts.contains(v))
-                .map(|(t, v, b)| format!("{t}: {v} {b}"))
+                .map(|(t, v, b)| format!("{t}: {v} {}", kind(*b)))
                 .collect();
             let _ = writeln!(
                 failures,
@@ -484,7 +312,7 @@ struct Tally {
     inconclusive: usize,
     false_positives: usize,
     false_negatives: usize,
-    verdicts: BTreeSet<(String, String, String)>,
+    verdicts: Judged,
 }
 
 impl Tally {
@@ -545,8 +373,8 @@ fn shipped_targets_without_a_network_are_inconclusive() {
     );
     for row in &run.verdicts {
         assert_eq!(
-            (row.verdict.as_str(), row.blocking.as_str()),
-            ("inconclusive", ""),
+            (row.verdict, row.blocking),
+            (Verdict::Inconclusive, None),
             "{}: without a network nothing is blocked\n{run}",
             row.target
         );
@@ -794,9 +622,23 @@ fn is_root() -> Result<(), String> {
 #[derive(Debug, Deserialize)]
 struct VerdictRow {
     target: String,
-    verdict: String,
-    blocking: String,
+    verdict: Verdict,
+    blocking: Option<Blocking>,
     evidence: String,
+}
+
+/// A blocking kind as verdicts.csv writes it: "" for none.
+fn kind(blocking: Option<Blocking>) -> &'static str {
+    blocking.map_or("", Blocking::as_str)
+}
+
+/// A target's verdict and blocking kind, as the suite compares them between runs.
+type Judged = BTreeSet<(String, Verdict, Option<Blocking>)>;
+
+fn judged(rows: &[VerdictRow]) -> Judged {
+    rows.iter()
+        .map(|v| (v.target.clone(), v.verdict, v.blocking))
+        .collect()
 }
 
 /// One run of the real binary inside a namespace, with its results.
@@ -902,18 +744,14 @@ impl ProbeRun {
             .deserialize()
             .collect::<Result<_, _>>()
             .unwrap();
-        let judged = |rows: &[VerdictRow]| -> BTreeSet<(String, String, String)> {
-            rows.iter()
-                .map(|v| (v.target.clone(), v.verdict.clone(), v.blocking.clone()))
-                .collect()
-        };
         let (before, after) = (judged(&self.verdicts), judged(&back));
         let changed: Vec<String> = before
             .symmetric_difference(&after)
             .map(|(t, v, b)| {
                 format!(
-                    "{t}: {v} {b} ({})",
-                    if before.contains(&(t.clone(), v.clone(), b.clone())) {
+                    "{t}: {v} {} ({})",
+                    kind(*b),
+                    if before.contains(&(t.clone(), *v, *b)) {
                         "before"
                     } else {
                         "after"
@@ -956,12 +794,14 @@ impl ProbeRun {
     /// code 0; and the CDN trap really set: each side given its own edge (else its `ok`
     /// proves nothing).
     fn check(&self, case: &Case) -> Option<String> {
+        let expected = case.expected();
         let mut problems = String::new();
-        if case.fault != Fault::ResolverDead {
+        if expected.fault() != Some(Fault::ResolverDead) {
             for (vantage, edge) in [("probe", CDN_PROBE_EDGE), ("control", CDN_WORLD_EDGE)] {
                 let answers = self.answers(vantage, "cdn.test");
                 // A control out of descriptors may have looked nothing up: the scenario.
-                let starved = vantage == "control" && case.fault == Fault::ControlStarved;
+                let starved =
+                    vantage == "control" && expected.fault() == Some(Fault::ControlStarved);
                 if (answers.is_empty() && !starved) || answers.iter().any(|a| a != edge) {
                     let _ = writeln!(
                         problems,
@@ -986,25 +826,26 @@ impl ProbeRun {
                 let _ = writeln!(problems, "{target}: {} verdict rows, not 1", rows.len());
                 continue;
             };
-            let allowed = case.allowed(target);
-            let matching = allowed
-                .iter()
-                .find(|(v, b, _)| (row.verdict.as_str(), row.blocking.as_str()) == (*v, *b));
-            match matching {
+            let allowed = expected.allowed(target);
+            match allowed.iter().find(|o| o.is(row.verdict, row.blocking)) {
                 None => {
-                    let wanted: Vec<String> =
-                        allowed.iter().map(|(v, b, _)| format!("{v} {b}")).collect();
+                    let wanted: Vec<String> = allowed
+                        .iter()
+                        .map(|o| format!("{} {}", o.verdict, kind(o.blocking)))
+                        .collect();
                     let _ = writeln!(
                         problems,
                         "{target}: expected {}, got {} {} ({})",
                         wanted.join(" or "),
                         row.verdict,
-                        row.blocking,
+                        kind(row.blocking),
                         row.evidence
                     );
                 }
-                Some((_, _, evidence)) => {
-                    if row.evidence.is_empty() || evidence.iter().any(|e| !row.evidence.contains(e))
+                Some(outcome) => {
+                    let evidence = &outcome.evidence;
+                    if row.evidence.is_empty()
+                        || evidence.iter().any(|e| !row.evidence.contains(e.as_str()))
                     {
                         let _ = writeln!(
                             problems,
@@ -1025,41 +866,29 @@ impl ProbeRun {
 
     /// The run's false positives and negatives, against what the case censors.
     fn tally(&self, case: &Case) -> Tally {
-        let flagged = |row: &VerdictRow| matches!(row.verdict.as_str(), "blocked" | "anomaly");
+        let expected = case.expected();
+        let flagged = |row: &VerdictRow| matches!(row.verdict, Verdict::Blocked | Verdict::Anomaly);
+        let count = |verdict: Verdict| {
+            self.verdicts
+                .iter()
+                .filter(|r| r.verdict == verdict)
+                .count()
+        };
         let mut tally = Tally {
             case: case.name(),
             targets: self.verdicts.len(),
-            blocked: self
-                .verdicts
-                .iter()
-                .filter(|r| r.verdict == "blocked")
-                .count(),
-            inconclusive: self
-                .verdicts
-                .iter()
-                .filter(|r| r.verdict == "inconclusive")
-                .count(),
+            blocked: count(Verdict::Blocked),
+            inconclusive: count(Verdict::Inconclusive),
             false_positives: 0,
             false_negatives: 0,
-            verdicts: self
-                .verdicts
-                .iter()
-                .map(|r| (r.target.clone(), r.verdict.clone(), r.blocking.clone()))
-                .collect(),
+            verdicts: judged(&self.verdicts),
         };
         for row in &self.verdicts {
-            // What the case censors, and how: its special outcomes that flag a target,
-            // else its tables (an outage is not censorship).
-            let censored = match case.special.iter().find(|(t, _)| *t == row.target) {
-                Some((_, outcomes)) => outcomes
-                    .iter()
-                    .find(|(v, ..)| matches!(*v, "blocked" | "anomaly"))
-                    .copied(),
-                None => case.censored(&row.target).filter(|(v, ..)| *v != "down"),
-            };
-            match censored {
+            // What the case censors, and how: the first of its outcomes for the target
+            // that flags it (an outage is not censorship).
+            match expected.flagged(&row.target) {
                 None if flagged(row) => tally.false_positives += 1,
-                Some((_, kind, _)) if !(flagged(row) && row.blocking == kind) => {
+                Some(outcome) if !(flagged(row) && row.blocking == outcome.blocking) => {
                     tally.false_negatives += 1
                 }
                 _ => {}
@@ -1083,7 +912,10 @@ impl std::fmt::Display for ProbeRun {
             writeln!(
                 f,
                 "{} {} {} | {}",
-                row.target, row.verdict, row.blocking, row.evidence
+                row.target,
+                row.verdict,
+                kind(row.blocking),
+                row.evidence
             )?;
         }
         Ok(())

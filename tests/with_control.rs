@@ -5,7 +5,8 @@
 //! misbehave for 127.0.0.1 and serve the control, which measures from 127.0.0.2
 //! (`--bind`), honestly. The probe's resolver lies where the test says; the control's
 //! does not. Each rule is tested with its negative twin: the same failure at the
-//! control gives `down`, legitimately different answers give `ok`.
+//! control gives `down`, legitimately different answers give `ok`. A target staged as a
+//! scenario of the catalog (src/lab/scenarios.toml) must come out as it says.
 
 #[allow(dead_code)]
 mod common;
@@ -14,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use censorprobe::lab::catalog::Catalog;
 use tempfile::TempDir;
 
 use common::probe::{ProbeRun, run_offline, run_probe};
@@ -35,7 +37,7 @@ fn localhost() -> DnsBehaviour {
 
 /// A censored probe and an honest control.
 struct Lab {
-    ca: TestCa,
+    ca: Ca,
     ca_file: PathBuf,
     /// A healthy HTTPS server for every name of the lab: the default TLS port.
     healthy: SocketAddr,
@@ -53,18 +55,20 @@ impl Lab {
         control_zone: &[(&str, DnsBehaviour)],
     ) -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let ca_file = ca.write_pem(dir.path());
+        let ca = Ca::new().unwrap();
+        let ca_file = ca.write_pem(dir.path()).unwrap();
         let asn_db = dir.path().join("asn.csv");
         std::fs::write(&asn_db, "127.0.0.0,127.255.255.255,64500,Lab network,XX\n").unwrap();
         let mut names: Vec<&str> = probe_zone.iter().map(|(n, _)| *n).collect();
         names.push(CANARY);
-        let (chain, key) = ca.issue(&names);
-        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal).await;
+        let (chain, key) = ca.issue(&names).unwrap();
+        let healthy = TlsServer::spawn(chain, key, TlsBehaviour::Normal)
+            .await
+            .unwrap();
         let with_canary = |zone: &[(&str, DnsBehaviour)]| {
             let mut zone = zone.to_vec();
             zone.push((CANARY, localhost()));
-            DnsServer::spawn(&zone)
+            DnsServer::spawn(&zone).unwrap()
         };
         let (probe_dns, control_dns) = (with_canary(probe_zone), with_canary(control_zone));
         let control = spawn_control(
@@ -124,8 +128,8 @@ impl Lab {
 
     /// A TLS server for `names`, listening on 127.0.0.1, behaving as told.
     async fn tls_server(&self, names: &[&str], behaviour: TlsBehaviour) -> SocketAddr {
-        let (chain, key) = self.ca.issue(names);
-        TlsServer::spawn(chain, key, behaviour).await
+        let (chain, key) = self.ca.issue(names).unwrap();
+        TlsServer::spawn(chain, key, behaviour).await.unwrap()
     }
 }
 
@@ -181,9 +185,9 @@ domains = ["good.test", "hijack.test", "nx.test", "gone.test"]
 "#;
     let mut run = lab.run(services, None).await;
     run.assert_verdict("good.test", "ok", "");
-    run.assert_verdict("hijack.test", "blocked", "dns-hijack");
-    run.assert_verdict("nx.test", "blocked", "dns-nxdomain");
-    run.assert_verdict("gone.test", "down", "");
+    run.assert_scenario("hijack.test", "dns-hijack");
+    run.assert_scenario("nx.test", "dns-nxdomain");
+    run.assert_scenario("gone.test", "down");
     // The control told the probe its network, from its ASN database.
     let row = run.row("good.test");
     assert_eq!(
@@ -252,8 +256,8 @@ name = "dns"
 domains = ["nx.test", "gone.test"]
 "#;
     let run = lab.run(services, Some(&narrow.url)).await;
-    run.assert_verdict("nx.test", "blocked", "dns-nxdomain");
-    run.assert_verdict("gone.test", "down", "");
+    run.assert_scenario("nx.test", "dns-nxdomain");
+    run.assert_scenario("gone.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,8 +279,8 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
     let services = service("sni", "sni.test", censored.port())
         + &service("broken", "broken.test", broken.port());
     let run = lab.run(&services, None).await;
-    run.assert_verdict("sni.test", "blocked", "tls-reset");
-    run.assert_verdict("broken.test", "down", "");
+    run.assert_scenario("sni.test", "sni-filter");
+    run.assert_scenario("broken.test", "down");
 
     // The same pair, compared offline: a probe run and a run at the control site.
     let mut probe_run = run_probe(
@@ -304,8 +308,8 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
         &written,
     )
     .await;
-    probe_run.assert_verdict("sni.test", "blocked", "tls-reset");
-    probe_run.assert_verdict("broken.test", "down", "");
+    probe_run.assert_scenario("sni.test", "sni-filter");
+    probe_run.assert_scenario("broken.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -315,8 +319,8 @@ async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywh
         &[("mitm.test", localhost()), ("badcert.test", localhost())],
     )
     .await;
-    let rogue = TestCa::new();
-    let (rogue_chain, rogue_key) = rogue.issue(&["mitm.test", "badcert.test", CANARY]);
+    let rogue = Ca::new().unwrap();
+    let (rogue_chain, rogue_key) = rogue.issue(&["mitm.test", "badcert.test", CANARY]).unwrap();
     let intercept = TlsBehaviour::ForPeer {
         peer: PROBE,
         then: Box::new(TlsBehaviour::Intercept(
@@ -325,12 +329,14 @@ async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywh
         )),
     };
     let mitm = lab.tls_server(&["mitm.test", CANARY], intercept).await;
-    let bad = TlsServer::spawn(rogue_chain, rogue_key, TlsBehaviour::Normal).await;
+    let bad = TlsServer::spawn(rogue_chain, rogue_key, TlsBehaviour::Normal)
+        .await
+        .unwrap();
     let services =
         service("mitm", "mitm.test", mitm.port()) + &service("badcert", "badcert.test", bad.port());
     let run = lab.run(&services, None).await;
-    run.assert_verdict("mitm.test", "blocked", "tls-mitm");
-    run.assert_verdict("badcert.test", "down", "");
+    run.assert_scenario("mitm.test", "tls-mitm");
+    run.assert_scenario("badcert.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,10 +354,12 @@ async fn a_blockpage_on_the_probe_path_is_blocked_and_a_dead_server_is_down() {
         ],
     )
     .await;
-    let page = test_page("a site", "<p>news</p>");
-    let censored = HttpServer::spawn_censoring(PROBE, IRAN_BLOCKPAGE, &page).await;
-    let fine = HttpServer::spawn(200, &page).await;
-    let dead = closed_port();
+    let page = page("a site", "<p>news</p>");
+    let censored = HttpServer::spawn_censoring(PROBE, IRAN_BLOCKPAGE, &page)
+        .await
+        .unwrap();
+    let fine = HttpServer::spawn(200, &page).await.unwrap();
+    let dead = closed_port().unwrap();
     let services = format!(
         "[[service]]\nname = \"web\"\nurls = [\"http://page.test:{}/\", \"http://fine.test:{}/\", \"http://dead.test:{}/\"]\n",
         censored.port(),
@@ -359,13 +367,12 @@ async fn a_blockpage_on_the_probe_path_is_blocked_and_a_dead_server_is_down() {
         dead.port()
     );
     let run = lab.run(&services, None).await;
-    run.assert_verdict(
+    run.assert_scenario(
         &format!("http://page.test:{}/", censored.port()),
-        "blocked",
         "http-blockpage",
     );
     run.assert_verdict(&format!("http://fine.test:{}/", fine.port()), "ok", "");
-    run.assert_verdict(&format!("http://dead.test:{}/", dead.port()), "down", "");
+    run.assert_scenario(&format!("http://dead.test:{}/", dead.port()), "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -382,7 +389,7 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
     )
     .await;
     let names = ["cdn.test", "fake.test", CANARY];
-    let (chain, key) = lab.ca.issue(&names);
+    let (chain, key) = lab.ca.issue(&names).unwrap();
     let edge = |ip: [u8; 4], port| SocketAddr::new(IpAddr::from(ip), port);
     let probe_edge = TlsServer::spawn_at(
         edge([127, 0, 0, 3], 0),
@@ -391,7 +398,8 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
         TlsBehaviour::Normal,
         "",
     )
-    .await;
+    .await
+    .unwrap();
     let port = probe_edge.port();
     TlsServer::spawn_at(
         edge([127, 0, 0, 4], port),
@@ -400,8 +408,9 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
         TlsBehaviour::Normal,
         "",
     )
-    .await;
-    let (wrong_chain, wrong_key) = lab.ca.issue(&["elsewhere.test"]);
+    .await
+    .unwrap();
+    let (wrong_chain, wrong_key) = lab.ca.issue(&["elsewhere.test"]).unwrap();
     TlsServer::spawn_at(
         edge([127, 0, 0, 5], port),
         wrong_chain,
@@ -409,11 +418,12 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
         TlsBehaviour::Normal,
         "",
     )
-    .await;
+    .await
+    .unwrap();
     let services = service("cdn", "cdn.test", port) + &service("fake", "fake.test", port);
     let run = lab.run(&services, None).await;
     run.assert_verdict("cdn.test", "ok", "");
-    run.assert_verdict("fake.test", "blocked", "dns-hijack");
+    run.assert_scenario("fake.test", "dns-hijack");
 }
 
 /// The control's faults are never the target's: a target the control's deadline cuts
@@ -423,7 +433,7 @@ async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() 
 async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
     let zone = [("good.test", localhost()), ("stall.test", localhost())];
     let lab = Lab::new(&zone, &zone).await;
-    let stalled = silent().await;
+    let stalled = silent().await.unwrap();
     let hasty = spawn_control(lab.control_dns, &lab.ca_file, &["--request-deadline", "1"]).await;
     let services = service("good", "good.test", lab.healthy.port())
         + &service("stall", "stall.test", stalled.port());
@@ -437,7 +447,7 @@ async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
     );
 
     let run = lab.run(&services, None).await;
-    run.assert_verdict("stall.test", "down", "");
+    run.assert_scenario("stall.test", "down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -452,12 +462,12 @@ async fn without_a_reachable_control_only_strong_evidence_stands() {
         then: Box::new(TlsBehaviour::ResetOnSni("sni.test".into())),
     };
     let censored = lab.tls_server(&["sni.test", CANARY], on_path).await;
-    let closed = closed_port();
+    let closed = closed_port().unwrap();
     let services = format!(
         "[[service]]\nname = \"good\"\ndomains = [\"good.test\"]\n\n{}[[service]]\nname = \"fixed\"\nendpoints = [\"{closed}\"]\n",
         service("sni", "sni.test", censored.port())
     );
-    let nobody = format!("http://{}", closed_port());
+    let nobody = format!("http://{}", closed_port().unwrap());
     let run = lab.run(&services, Some(&nobody)).await;
     run.assert_verdict("good.test", "ok", "");
     run.assert_verdict("sni.test", "anomaly", "tls-reset");
@@ -477,7 +487,7 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
     let lab = Lab::new(&[("good.test", localhost())], &[("good.test", localhost())]).await;
     let dead = format!(
         "udp://{}",
-        DnsServer::spawn_with(|_| Some(DnsBehaviour::Silent))
+        DnsServer::spawn_with(|_| Some(DnsBehaviour::Silent)).unwrap()
     );
     let services = format!(
         "[[service]]\nname = \"svc\"\ndomains = [\"good.test\"]\nendpoints = [\"{}\"]\n",
@@ -492,8 +502,10 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
         &lab.control.url,
     ];
     let run = run_probe(&lab.targets(&services), &args).await;
+    let catalog = Catalog::load().unwrap();
+    let expected = catalog.case(&["resolver-down"]).unwrap();
     for target in [CANARY, "good.test"] {
-        run.assert_verdict(target, "inconclusive", "");
+        run.assert_outcome(target, &expected.allowed(target));
         assert!(
             run.row(target)
                 .evidence
@@ -502,7 +514,8 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
         );
     }
     // The endpoint needs no DNS; the control's answers show the probe has a network.
-    run.assert_verdict(&lab.healthy.to_string(), "ok", "");
+    let endpoint = lab.healthy.to_string();
+    run.assert_outcome(&endpoint, &expected.allowed(&endpoint));
     assert!(!run.stdout.contains("No network"), "{run}");
     assert_eq!(
         run.stdout

@@ -10,7 +10,7 @@ use crate::lab;
 
 pub async fn command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
     let lab = lab::Lab::start().await?;
-    out!("{}", lab.intro());
+    out!("{}", lab.intro()?);
     let report = lab.run(out, progress).await?;
     super::print_report(&report);
     out!("\n{}", lab.outro());

@@ -24,6 +24,19 @@ pub fn listener(blackholed: Blackholed) -> std::io::Result<TcpListener> {
     listener_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), blackholed)
 }
 
+/// A port of 127.0.0.1 on which every connect hangs until the client gives up, for as
+/// long as the runtime runs: a blocked address, or a server gone for everyone.
+pub fn port() -> std::io::Result<SocketAddr> {
+    let listener = listener(Blackholed::Everyone)?;
+    let addr = listener.local_addr()?;
+    // Nothing reaches it to accept: it only has to stay open.
+    tokio::spawn(async move {
+        let _held = listener;
+        std::future::pending::<()>().await
+    });
+    Ok(addr)
+}
+
 /// As [`listener`], on `addr` (0.0.0.0 blackholes a port on every local address).
 pub fn listener_at(addr: SocketAddr, blackholed: Blackholed) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
@@ -60,6 +73,6 @@ fn drop_packets(socket: &Socket, blackholed: Blackholed) -> std::io::Result<()> 
 fn drop_packets(_: &Socket, _: Blackholed) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
-        "the demo's blackhole needs Linux's socket filters",
+        "the lab's blackhole needs Linux's socket filters",
     ))
 }

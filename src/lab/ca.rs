@@ -1,6 +1,13 @@
 //! The lab's certificate authority. No censor technique here: the lab's sites present
 //! certificates it issued, and the probe and the control trust it through `--ca-file`,
 //! as they would a lab's or a company's CA, so that only the censor makes TLS fail.
+//!
+//! The two kinds of bad certificate a censor's middlebox presents are both made from
+//! here: `ca.issue(&["other.test"])` is valid for the wrong names, and
+//! `Ca::new()?.issue(names)` comes from a CA the probe was never told about.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use rcgen::{
@@ -9,25 +16,30 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+static NEXT_CA: AtomicUsize = AtomicUsize::new(1);
+
 pub struct Ca {
     cert: Certificate,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl Ca {
-    /// A new CA with a key of its own, made afresh for every demo.
+    /// A new CA with a key of its own, made afresh for every lab.
     pub fn new() -> anyhow::Result<Ca> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A name of its own: a verifier that finds a trusted CA by the issuer's name
+        // would report a second CA's certificates as badly signed, not unknown.
+        let serial = NEXT_CA.fetch_add(1, Ordering::Relaxed);
         params
             .distinguished_name
-            .push(DnType::CommonName, "censorprobe demo CA");
+            .push(DnType::CommonName, format!("censorprobe lab CA {serial}"));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let key = KeyPair::generate().context("cannot make the demo CA's key")?;
+        let key = KeyPair::generate().context("cannot make the lab CA's key")?;
         let cert = params.self_signed(&key)?;
         Ok(Ca {
             cert,
@@ -35,25 +47,53 @@ impl Ca {
         })
     }
 
-    /// The CA certificate, for `--ca-file`.
-    pub fn pem(&self) -> String {
-        self.cert.pem()
+    /// Writes the CA certificate as PEM into `dir`, for `--ca-file`.
+    pub fn write_pem(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join("lab-ca.pem");
+        std::fs::write(&path, self.cert.pem())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
     }
 
-    /// A leaf certificate (a chain of one) and its key for `name`. A wildcard covers
-    /// one label, and only before at least two more (`*.demo.test`), as webpki wants.
+    /// A leaf certificate (a chain of one) and its key for the DNS names `names` (the
+    /// first is its common name). A wildcard covers one label, and only before at least
+    /// two more (`*.lab.test`, not `*.test`), as webpki wants.
     pub fn issue(
         &self,
-        name: &str,
+        names: &[&str],
     ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-        let mut params = CertificateParams::new(vec![name.to_string()])?;
-        params.distinguished_name.push(DnType::CommonName, name);
+        let (cert, key) = self.leaf(names)?;
+        let key = PrivatePkcs8KeyDer::from(key.serialize_der());
+        Ok((vec![cert.der().clone()], key.into()))
+    }
+
+    /// A leaf certificate for `names` and its key, as the PEM files `cert.pem` and
+    /// `key.pem` in `dir`, for a server's `--tls-cert` and `--tls-key`.
+    pub fn write_server_files(
+        &self,
+        dir: &Path,
+        names: &[&str],
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let (cert, key) = self.leaf(names)?;
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        for (file, pem) in [(&cert_file, cert.pem()), (&key_file, key.serialize_pem())] {
+            std::fs::write(file, pem)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        Ok((cert_file, key_file))
+    }
+
+    fn leaf(&self, names: &[&str]) -> anyhow::Result<(Certificate, KeyPair)> {
+        let sans: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = CertificateParams::new(sans)?;
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, *first);
+        }
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().context("cannot make a certificate's key")?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        let key = PrivatePkcs8KeyDer::from(key.serialize_der());
-        Ok((vec![cert.der().clone()], key.into()))
+        Ok((cert, key))
     }
 }

@@ -6,11 +6,17 @@
 //! is the probe's source address: each censoring server misbehaves for 127.0.0.1 only.
 //! The run itself is the real one: `run::run` on the lab's targets file, asking the
 //! real control server, with the real analysis.
+//!
+//! Its fake servers (`ca`, `dns`, `http`, `tls`, `tcp`, `blackhole`) are the loopback
+//! tests' too, and `catalog` says what each scenario does and what the probe must
+//! conclude, for the demo, the loopback tests and the testbed suite alike.
 
 pub mod blackhole;
 pub mod ca;
+pub mod catalog;
 pub mod dns;
 pub mod http;
+pub mod tcp;
 pub mod tls;
 
 use std::fmt::Write;
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::MultiProgress;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::cmd::run::{self, RunArgs};
@@ -29,7 +35,10 @@ use crate::input::settings::MeasureFlags;
 use crate::input::targets::ResolverSpec;
 use crate::rundir::RunReport;
 use blackhole::Blackholed;
-use tls::SniFilter;
+use catalog::Catalog;
+use dns::{DnsBehaviour, DnsServer};
+use http::HttpServer;
+use tls::{TlsBehaviour, TlsServer};
 
 const PROBE: Ipv4Addr = Ipv4Addr::LOCALHOST;
 const CONTROL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -40,52 +49,22 @@ const BLOCKPAGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 10, 34, 34);
 /// Short, so that the blackholed connects give up soon; loopback answers in microseconds.
 const STEP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The lab's services (`<name>.demo.test`): the verdict an honest probe gives, and what
-/// the censor does to each.
-const SERVICES: [(&str, &str, &str); 7] = [
-    (
-        "canary",
-        "ok",
-        "nothing: it shows the probe has a network at all",
-    ),
-    ("news", "ok", "nothing"),
-    (
-        "chat",
-        "blocked, tls-reset",
-        "resets TLS handshakes naming chat.demo.test (SNI filter)",
-    ),
-    (
-        "video",
-        "blocked, tcp-blackhole",
-        "drops the probe's packets to video's server (blackhole)",
-    ),
-    (
-        "social",
-        "blocked, dns-hijack",
-        "its resolver answers 10.10.34.34, Iran's blockpage server",
-    ),
-    (
-        "wiki",
-        "blocked, http-blockpage",
-        "serves Iran's blockpage instead of the wiki's page",
-    ),
-    (
-        "forum",
-        "down",
-        "nothing, but its server is down for everyone. Alone,\n\
-         the probe would take the timeout for a tcp-blackhole;\n\
-         the control times out too: an outage, not censorship",
-    ),
-];
+/// The lab's services (`<name>.demo.test`), in the order the intro lists them. What the
+/// censor does to each, and the verdict an honest probe gives it, are the catalog's
+/// (`demo` in scenarios.toml).
+const SERVICES: [&str; 7] = ["canary", "news", "chat", "video", "social", "wiki", "forum"];
+/// The width of the intro's column of what the censor does.
+const INTRO_TEXT_WIDTH: usize = 44;
 
-/// The lab's servers, which serve as long as it lives, and the files of its run.
+/// The lab's control, which serves as long as it lives, and the files of its run. Its
+/// fake servers serve as long as the runtime runs: the command's.
 pub struct Lab {
     /// Where the lab's files are, and the results unless told otherwise.
     dir: PathBuf,
     targets: PathBuf,
     ca_file: PathBuf,
     control: url::Url,
-    _servers: JoinSet<()>,
+    _control: JoinSet<()>,
 }
 
 impl Lab {
@@ -94,75 +73,80 @@ impl Lab {
         let dir =
             std::env::temp_dir().join(format!("censorprobe-demo-{:08x}", rand::random::<u32>()));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut servers = JoinSet::new();
 
         let ca = ca::Ca::new()?;
-        let ca_file = dir.join("demo-ca.pem");
-        std::fs::write(&ca_file, ca.pem())
-            .with_context(|| format!("cannot write {}", ca_file.display()))?;
-        let (chain, key) = ca.issue("*.demo.test")?;
+        let ca_file = ca.write_pem(&dir)?;
+        let (chain, key) = ca.issue(&["*.demo.test"])?;
         let site = tls::server_config(chain, key)?;
 
-        let honest: dns::Zone = SERVICES
+        let names: Vec<String> = SERVICES
             .iter()
-            .map(|(name, ..)| (format!("{name}.demo.test"), PROBE))
+            .map(|name| format!("{name}.demo.test"))
             .collect();
-        let mut censored = honest.clone();
-        censored.insert("social.demo.test".into(), BLOCKPAGE_ADDRESS);
-        let probe_dns = udp().await?;
-        let probe_resolver = probe_dns.local_addr()?;
-        dns::spawn(&mut servers, probe_dns, censored);
-        let control_dns = udp().await?;
-        let control_resolver = control_dns.local_addr()?;
-        dns::spawn(&mut servers, control_dns, honest);
+        let zone = |lie: Option<(&str, Ipv4Addr)>| -> Vec<(&str, DnsBehaviour)> {
+            names
+                .iter()
+                .map(|name| {
+                    let address = match lie {
+                        Some((lied_about, address)) if lied_about == name => address,
+                        _ => PROBE,
+                    };
+                    (name.as_str(), DnsBehaviour::Answer(vec![address.into()]))
+                })
+                .collect()
+        };
+        let probe_resolver = DnsServer::spawn(&zone(Some(("social.demo.test", BLOCKPAGE_ADDRESS))))
+            .context("cannot bind a UDP port on loopback")?;
+        let control_resolver =
+            DnsServer::spawn(&zone(None)).context("cannot bind a UDP port on loopback")?;
 
         // canary, news and chat share an address, as sites behind a CDN do: the DPI box
         // tells chat apart by its SNI alone.
-        let https = tcp().await?;
-        let https_port = https.local_addr()?.port();
-        let filter = SniFilter {
-            source: PROBE.into(),
-            sni: "chat.demo.test".into(),
+        let (https, https_addr) = tcp::listen().await.context("cannot listen on loopback")?;
+        let sni_filter = TlsBehaviour::ForPeer {
+            peer: PROBE.into(),
+            then: Box::new(TlsBehaviour::ResetOnSni("chat.demo.test".into())),
         };
-        tls::spawn(&mut servers, https, site.clone(), Some(filter));
+        TlsServer::serve_on(https, site.clone(), sni_filter, tls::BODY);
         let video = blackhole::listener(Blackholed::Source(PROBE))?;
         let video_port = video.local_addr()?.port();
-        tls::spawn(&mut servers, video, site.clone(), None);
+        TlsServer::serve_on(video, site.clone(), TlsBehaviour::Normal, tls::BODY);
         let forum = blackhole::listener(Blackholed::Everyone)?;
         let forum_port = forum.local_addr()?.port();
         // A site nobody reaches.
-        tls::spawn(&mut servers, forum, site, None);
-        let wiki = tcp().await?;
-        let wiki_port = wiki.local_addr()?.port();
-        http::spawn_blockpage(
-            &mut servers,
-            wiki,
+        TlsServer::serve_on(forum, site, TlsBehaviour::Normal, tls::BODY);
+        let wiki = HttpServer::spawn_censoring(
             PROBE.into(),
-            http::page("wiki.demo.test"),
-        );
+            http::IRAN_BLOCKPAGE,
+            &http::page("wiki.demo.test", "<p>The wiki.</p>"),
+        )
+        .await
+        .context("cannot listen on loopback")?;
 
         let targets = dir.join("targets.toml");
         let file = targets_file(
             probe_resolver,
-            https_port,
+            https_addr.port(),
             video_port,
             forum_port,
-            wiki_port,
+            wiki.port(),
         );
         std::fs::write(&targets, file)
             .with_context(|| format!("cannot write {}", targets.display()))?;
-        let control = control(&mut servers, control_resolver, &ca_file).await?;
+        let mut control_task = JoinSet::new();
+        let control = control(&mut control_task, control_resolver, &ca_file).await?;
         Ok(Lab {
             dir,
             targets,
             ca_file,
             control,
-            _servers: servers,
+            _control: control_task,
         })
     }
 
     /// What the lab simulates, to print before the run.
-    pub fn intro(&self) -> String {
+    pub fn intro(&self) -> anyhow::Result<String> {
+        let catalog = Catalog::load()?;
         let mut out = String::from(
             "censorprobe demo: a censored network, simulated on this machine's loopback.\n\
              Nothing leaves the machine; nothing needs root.\n\n\
@@ -175,8 +159,14 @@ impl Lab {
             "  {:9}{:25}what the censor does",
             "service", "honest verdict"
         );
-        for (name, verdict, technique) in SERVICES {
-            let mut lines = technique.lines();
+        for name in SERVICES {
+            let scenario = catalog.demo_service(name)?;
+            let outcome = scenario.outcome()?;
+            let verdict = match outcome.blocking {
+                Some(blocking) => format!("{}, {blocking}", outcome.verdict),
+                None => outcome.verdict.to_string(),
+            };
+            let mut lines = wrap(&scenario.censor, INTRO_TEXT_WIDTH).into_iter();
             let first = lines.next().unwrap_or_default();
             let _ = writeln!(out, "  {name:9}{verdict:25}{first}");
             for line in lines {
@@ -188,7 +178,7 @@ impl Lab {
             "\nMeasuring (a blackholed connect waits out the {} s step timeout)...\n",
             STEP_TIMEOUT.as_secs()
         );
-        out
+        Ok(out)
     }
 
     /// The real run on the lab's targets, with the lab's control, into `out` or the
@@ -222,16 +212,19 @@ impl Lab {
     }
 }
 
-async fn udp() -> anyhow::Result<UdpSocket> {
-    UdpSocket::bind((PROBE, 0))
-        .await
-        .context("cannot bind a UDP port on loopback")
-}
-
-async fn tcp() -> anyhow::Result<TcpListener> {
-    TcpListener::bind((PROBE, 0))
-        .await
-        .context("cannot listen on loopback")
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 /// The lab's targets.toml: every name through the censor's resolver, on the lab's ports.
@@ -306,4 +299,32 @@ async fn control(
     let server = ControlServer::new(&args)?;
     servers.spawn(server.serve_on(listener, std::future::pending()));
     Ok(format!("http://{address}").parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The catalog's demo services are the lab's, each with the verdict it gives.
+    #[test]
+    fn the_catalog_has_every_service_of_the_demo_and_only_those() {
+        let catalog = Catalog::load().unwrap();
+        let listed: BTreeSet<&str> = catalog
+            .scenarios()
+            .iter()
+            .flat_map(|s| s.demo.iter().map(String::as_str))
+            .collect();
+        assert_eq!(listed, BTreeSet::from(SERVICES));
+        for service in SERVICES {
+            catalog.demo_service(service).unwrap().outcome().unwrap();
+        }
+    }
+
+    #[test]
+    fn wrap_breaks_between_words() {
+        assert_eq!(wrap("a bb ccc dd", 6), ["a bb", "ccc dd"]);
+        assert_eq!(wrap("toolongword x", 4), ["toolongword", "x"]);
+    }
 }

@@ -1,27 +1,26 @@
-//! Loopback lab shared by the integration tests: a test CA, DNS, TLS, HTTP and TCP
-//! servers that play honest and censoring networks on 127.0.0.1, and a runner for the
-//! real binary. Every server binds port 0 and runs as a tokio task, so it lives as long
-//! as the test's runtime; nothing here ever talks to anything but loopback.
+//! What the integration tests share: the lab's fake servers (`censorprobe::lab`: a CA,
+//! DNS, TLS, HTTP and TCP servers that play honest and censoring networks on
+//! 127.0.0.1, the demo's too), re-exported, and a runner for the real binary and its
+//! control server. Every server binds port 0 and runs as a tokio task, so it lives as
+//! long as the test's runtime; nothing here ever talks to anything but loopback.
 //!
 //! Each test crate uses a different part of this module, so the crates declare it with
 //! `#[allow(dead_code)]`.
 
 #![allow(unused_imports)]
 
-pub mod ca;
 pub mod control;
-pub mod dns;
-pub mod http;
 pub mod probe;
-pub mod tcp;
 pub mod tls;
 
-pub use ca::TestCa;
+pub use censorprobe::lab::blackhole;
+pub use censorprobe::lab::ca::Ca;
+pub use censorprobe::lab::dns::{DnsBehaviour, DnsServer};
+pub use censorprobe::lab::http::{HttpServer, IRAN_BLOCKPAGE, page};
+pub use censorprobe::lab::tcp::{accept_each, closed_port, listen, silent};
+pub use censorprobe::lab::tls::{TlsBehaviour, TlsServer};
 pub use control::ControlServer;
-pub use dns::{DnsBehaviour, DnsServer};
-pub use http::{HttpServer, IRAN_BLOCKPAGE, test_page};
-pub use tcp::{TcpBlackhole, accept_each, closed_port, listen, silent};
-pub use tls::{Healthy, TlsBehaviour, TlsServer};
+pub use tls::Healthy;
 
 use std::net::{IpAddr, Ipv4Addr};
 

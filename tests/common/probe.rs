@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use censorprobe::analyse::Blocking;
+use censorprobe::lab::catalog::{Catalog, Outcome};
 use serde::Deserialize;
 use tempfile::TempDir;
 
@@ -195,6 +197,39 @@ impl ProbeRun {
             !self.row(target).evidence.is_empty(),
             "no evidence for target {target}\n{self}"
         );
+    }
+
+    /// Asserts that `target` came out as the scenario catalog says every target
+    /// `scenario` acts on does, with evidence.
+    pub fn assert_scenario(&self, target: &str, scenario: &str) {
+        let catalog = Catalog::load().unwrap();
+        let outcome = catalog.scenario(scenario).unwrap().outcome().unwrap();
+        self.assert_outcome(target, std::slice::from_ref(outcome));
+    }
+
+    /// Asserts that `target` came out as one of `allowed` (the catalog's for a case of
+    /// scenarios), its evidence showing all of that outcome's.
+    pub fn assert_outcome(&self, target: &str, allowed: &[Outcome]) {
+        let row = self.row(target);
+        let outcome = allowed
+            .iter()
+            .find(|o| {
+                (o.verdict.as_str(), o.blocking.map_or("", Blocking::as_str))
+                    == (row.verdict.as_str(), row.blocking.as_str())
+            })
+            .unwrap_or_else(|| {
+                panic!("verdict for target {target}: not one of {allowed:?}\n{self}")
+            });
+        assert!(
+            !row.evidence.is_empty(),
+            "no evidence for target {target}\n{self}"
+        );
+        for piece in &outcome.evidence {
+            assert!(
+                row.evidence.contains(piece.as_str()),
+                "the evidence for target {target} does not show {piece:?}\n{self}"
+            );
+        }
     }
 
     /// The rows of measurements.csv whose `target` column is `target`; panics if the

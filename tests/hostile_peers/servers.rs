@@ -22,11 +22,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, sleep};
 
-use crate::common::dns::{framed, question_name, read_tcp_query, reply, spawn_udp, zone_map};
-use crate::common::http::{read_head, redirect, request_path, write_then_close};
-use crate::common::tcp::{accept_each, listen};
-use crate::common::tls::server_config;
 use crate::common::{IRAN_BLOCKPAGE_IP, LOCALHOST};
+use censorprobe::lab::dns::{framed, question_name, read_tcp_query, reply, spawn_udp, zone_map};
+use censorprobe::lab::http::{read_head, redirect, request_path, write_then_close};
+use censorprobe::lab::tcp::{accept_each, listen};
+use censorprobe::lab::tls::server_config;
 
 /// No hostile server sends for longer than this, whatever the probe does.
 const SEND_LIMIT: Duration = Duration::from_secs(30);
@@ -58,7 +58,7 @@ pub enum HttpHostility {
 pub const PAGE: &str = "<html><head><title>Hostile</title></head><body>hi</body></html>";
 
 pub async fn spawn_http(hostility: HttpHostility) -> SocketAddr {
-    let (listener, addr) = listen().await;
+    let (listener, addr) = listen().await.unwrap();
     accept_each(listener, move |stream, _| serve_http(stream, hostility));
     addr
 }
@@ -189,7 +189,7 @@ pub enum TlsHostility {
 }
 
 pub async fn spawn_tls(hostility: TlsHostility) -> SocketAddr {
-    let (listener, addr) = listen().await;
+    let (listener, addr) = listen().await.unwrap();
     accept_each(listener, move |mut stream, _| {
         let hostility = hostility.clone();
         async move {
@@ -261,10 +261,10 @@ pub async fn spawn_h2(
     key: PrivateKeyDer<'static>,
     hostility: H2Hostility,
 ) -> SocketAddr {
-    let mut config = (*server_config(chain, key)).clone();
+    let mut config = (*server_config(chain, key).unwrap()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let (listener, addr) = listen().await;
+    let (listener, addr) = listen().await.unwrap();
     accept_each(listener, move |stream, _| {
         let acceptor = acceptor.clone();
         async move {
@@ -323,7 +323,7 @@ const FLOOD_PAUSE: Duration = Duration::from_millis(5);
 /// other names get NXDOMAIN.
 pub fn spawn_dns(zone: &[(&str, DnsHostility)]) -> SocketAddr {
     let zone = zone_map(zone);
-    spawn_udp(move |socket, peer, query| answer(socket, peer, query, zone.clone()))
+    spawn_udp(move |socket, peer, query| answer(socket, peer, query, zone.clone())).unwrap()
 }
 
 async fn answer(
@@ -484,7 +484,7 @@ pub fn malformed(id: u16) -> Vec<Vec<u8>> {
 /// announces a 65,535-byte reply, sends 12 bytes of it and stalls.
 pub async fn spawn_stalling_tcp_dns(honest: &[&str]) -> SocketAddr {
     let honest: Arc<Vec<String>> = Arc::new(honest.iter().map(|n| n.to_string()).collect());
-    let (listener, addr) = listen().await;
+    let (listener, addr) = listen().await.unwrap();
     accept_each(listener, move |mut stream, _| {
         let honest = honest.clone();
         async move {
