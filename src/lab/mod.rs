@@ -4,7 +4,7 @@
 //! The probe stands at 127.0.0.1 behind a censor; a control server, in-process, stands
 //! at 127.0.0.2 outside it. Both reach the same loopback sockets, so the censor's "path"
 //! is the probe's source address: each censoring server misbehaves for 127.0.0.1 only.
-//! The run itself is the real one: `run::run` on the lab's targets file, asking the
+//! The demo (`cmd::demo`) makes the real run on the lab's targets file, asking the
 //! real control server, with the real analysis.
 //!
 //! Its fake servers (`ca`, `dns`, `http`, `tls`, `tcp`, `blackhole`) are the loopback
@@ -25,15 +25,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::MultiProgress;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::cmd::run::{self, RunArgs};
 use crate::control::server::{ControlServer, ServeArgs};
 use crate::input::settings::MeasureFlags;
 use crate::input::targets::ResolverSpec;
-use crate::rundir::RunReport;
 use blackhole::Blackholed;
 use catalog::Catalog;
 use dns::{DnsBehaviour, DnsServer};
@@ -181,24 +178,24 @@ impl Lab {
         Ok(out)
     }
 
-    /// The real run on the lab's targets, with the lab's control, into `out` or the
-    /// lab's directory.
-    pub async fn run(
-        &self,
-        out: Option<PathBuf>,
-        progress: &MultiProgress,
-    ) -> anyhow::Result<RunReport> {
-        let args = RunArgs {
-            targets: self.targets.clone(),
-            out: Some(out.unwrap_or_else(|| self.dir.join("results"))),
-            measure: MeasureFlags {
-                ca_file: Some(self.ca_file.clone()),
-                ..MeasureFlags::default()
-            },
-            control: Some(self.control.clone()),
-            ..RunArgs::default()
-        };
-        run::run(args, progress).await
+    /// The lab's targets file, which its servers answer for.
+    pub fn targets(&self) -> &Path {
+        &self.targets
+    }
+
+    /// The lab CA's certificate, which the probe must trust.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// The lab's control server.
+    pub fn control(&self) -> &url::Url {
+        &self.control
+    }
+
+    /// Where the lab keeps its files, and the run's unless told otherwise.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where to look next, to print after the summary.
