@@ -22,12 +22,10 @@ use super::transport::{connect_problem, name_singled_out, tcp_finding};
 use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{HttpFacts, HttpHop, Measurement, Step};
+use crate::facts::{HttpFacts, HttpHop, Measurement, Step, THROTTLE_RATIO};
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
-/// A probe transfer slower than the control's divided by this is throttled.
-const THROTTLE_RATIO: f64 = 4.0;
 /// A throttle holds a transfer below this (bytes per second, 3 Mbit/s) even in its
 /// fastest quarter second (its burst allowance included: Russia held Twitter to
 /// 130-150 kbit/s). A faster transfer is not throttled, however much faster the

@@ -416,6 +416,12 @@ impl HttpFacts {
     }
 }
 
+/// How many times faster than the target's transfer another must run for the target's to
+/// count as held back: the control's page against the probe's, and the control-SNI twin
+/// against the transfer it stands beside. `measure` makes a second twin when the first
+/// falls short of it, and `analyse` judges by it.
+pub const THROTTLE_RATIO: f64 = 4.0;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpHop {
     pub url: String,

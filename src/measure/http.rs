@@ -26,7 +26,7 @@ use super::address::Ticket;
 use super::tcp::RETRY_PAUSE;
 use super::{Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{HttpFacts, HttpHop, Measurement, Step, Trigger, Vantage};
+use crate::facts::{HttpFacts, HttpHop, Measurement, Step, THROTTLE_RATIO, Trigger, Vantage};
 use crate::input::targets::Target;
 
 /// How much of a body is read: enough for any blockpage and a stable length comparison
@@ -524,27 +524,29 @@ impl Measurer {
     /// does not. When the twin ran at least twice as fast, the URL is fetched once more
     /// with its own name (A/B/A): a path congested for the first transfer only is fast
     /// again by then, a throttle is not. Only at the probe: the control's speed is the
-    /// other yardstick. A twin as slow as the first is made once more: loss slows one
-    /// transfer now and then, whatever its name.
+    /// other yardstick. A twin short of [`THROTTLE_RATIO`] times as fast is made once
+    /// more: loss slows one transfer now and then, whatever its name, and the analysis
+    /// takes the best of them.
     pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Vec<Measurement> {
         let Some((url, address, flowed, sni)) = self.slow_https(facts) else {
             return Vec::new();
         };
-        // At its best, as the analysis compares it; half its margin, so that no twin
-        // it would take for a throttle's sign goes without the fetch after it.
-        let faster = |twin: &Measurement| match &twin.step {
+        // At its best, as the analysis compares it.
+        let faster = |twin: &Measurement, ratio: f64| match &twin.step {
             Step::Http(h) => h.final_response().is_some_and(|hop| {
-                hop.peak_rate.unwrap_or_else(|| average_rate(hop)) >= 2.0 * flowed
+                hop.peak_rate.unwrap_or_else(|| average_rate(hop)) >= ratio * flowed
             }),
             _ => false,
         };
         let mut out = vec![self.refetch(target, &url, address, sni, true).await];
         // Loss can slow any one transfer, whatever its name: the path's speed is the
         // best of two twins.
-        if !faster(&out[0]) {
+        if !faster(&out[0], THROTTLE_RATIO) {
             out.push(self.refetch(target, &url, address, sni, true).await);
         }
-        if out.iter().any(faster) {
+        // Half the analysis's margin, so that no twin it would take for a throttle's
+        // sign goes without the fetch after it.
+        if out.iter().any(|twin| faster(twin, THROTTLE_RATIO / 2.0)) {
             let host = url.host_str().unwrap_or_default().to_string();
             out.push(self.refetch(target, &url, address, &host, false).await);
         }
