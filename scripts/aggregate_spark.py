@@ -19,7 +19,7 @@ VERDICTS = ["ok", "blocked", "anomaly", "down", "inconclusive"]
 KINDS = [
     "dns-hijack", "dns-nxdomain", "dns-failure", "dns-injection", "tcp-blackhole",
     "tcp-reset", "tcp-refused", "tls-reset", "tls-timeout", "tls-mitm", "tls-failure",
-    "http-blockpage", "http-diff", "http-failure", "throttled",
+    "tls-stall", "http-blockpage", "http-diff", "http-failure", "throttled",
 ]
 
 

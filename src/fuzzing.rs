@@ -86,6 +86,8 @@ pub fn html(bytes: &[u8]) {
         transfer_ms: 0.0,
         active_rate: None,
         peak_rate: None,
+        read_ms: None,
+        silent_ms: None,
         error: None,
     };
     let _ = http_blockpage(&hop);

@@ -352,6 +352,8 @@ fn hop(body: &str) -> HttpHop {
         transfer_ms: 0.0,
         active_rate: None,
         peak_rate: None,
+        read_ms: None,
+        silent_ms: None,
         error: None,
     }
 }

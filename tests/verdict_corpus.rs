@@ -346,6 +346,19 @@ fn cases() -> Vec<Case> {
             Some(B::TlsFailure),
         ),
         case(
+            "a body frozen after 12 kB, its control-SNI twins too: by address",
+            url(),
+            with(vec![
+                frozen(12_000),
+                stopped_after(twin(0, 0.0), 11_900),
+                stopped_after(twin(0, 0.0), 11_900),
+            ]),
+            Measured(video()),
+            V::Blocked,
+            Some(B::TlsStall),
+        )
+        .saying("stopped dead after 12000 bytes"),
+        case(
             "a fetch reset in its handshake after the control SNI worked",
             url(),
             with(vec![
@@ -543,6 +556,40 @@ fn cases() -> Vec<Case> {
             None,
         )
         .saying("the probe's own network"),
+        case(
+            "a body frozen, the canary unreachable right after",
+            url(),
+            with(vec![
+                checked(frozen(12_000), Some(Failure::GenericTimeout)),
+                stopped_after(twin(0, 0.0), 11_900),
+            ]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "a body stopped dead after 1.4 kB: a path MTU black hole as likely",
+            url(),
+            with(vec![frozen(1_400), stopped_after(twin(0, 0.0), 1_400)]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("path MTU black hole"),
+        case(
+            "lossy: a body stopped dead, fine with its own name again after the twin",
+            url(),
+            with(vec![
+                frozen(12_000),
+                twin(400_000, 500.0),
+                again(400_000, 600.0),
+            ]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("a path that stalled for a while"),
         case(
             "lossy: every step took retries, and succeeded",
             domain(&[]),

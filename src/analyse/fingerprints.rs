@@ -367,6 +367,8 @@ mod tests {
             transfer_ms: 0.0,
             active_rate: None,
             peak_rate: None,
+            read_ms: None,
+            silent_ms: None,
             error: None,
         }
     }

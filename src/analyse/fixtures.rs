@@ -206,6 +206,8 @@ pub fn fetch(
             transfer_ms,
             active_rate: None,
             peak_rate: None,
+            read_ms: None,
+            silent_ms: None,
             error: error.clone(),
         }],
         control_sni: None,
@@ -269,6 +271,33 @@ pub fn stalled() -> Measurement {
         h.error = Some(error);
     }
     m
+}
+
+/// `m`'s body cut off by the deadline of a `read_ms` read after `body` bytes, its last
+/// `silent_ms` bringing nothing: stopped dead when that is most of the read, still
+/// moving when it is little.
+pub fn cut_at_deadline(mut m: Measurement, body: u64, read_ms: f64, silent_ms: f64) -> Measurement {
+    if let Step::Http(h) = &mut m.step {
+        let error = StepError::timeout(Operation::Read);
+        let hop = &mut h.hops[0];
+        hop.body_length = body;
+        hop.transfer_ms = read_ms;
+        hop.read_ms = Some(read_ms);
+        hop.silent_ms = Some(silent_ms);
+        hop.error = Some(error.clone());
+        h.error = Some(error);
+    }
+    m
+}
+
+/// A fetch whose body stopped dead after `body` bytes, early in a 10 s read.
+pub fn frozen(body: u64) -> Measurement {
+    stopped_after(fetch(200, 0, "Video", 0.0, None), body)
+}
+
+/// `m` (a twin, a fetch again) stopped dead after `body` bytes, as [`frozen`] is.
+pub fn stopped_after(m: Measurement, body: u64) -> Measurement {
+    cut_at_deadline(m, body, 10_000.0, 9_800.0)
 }
 
 /// `m`'s response made Cloudflare's challenge page.

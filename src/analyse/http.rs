@@ -1,7 +1,8 @@
 //! HTTP: blockpage fingerprints first (they prove interference whatever else
 //! happened), then a CDN's own challenge page (a difference, not interference), then a
-//! failed fetch where the control's worked, a transfer far slower than the control's
-//! (throttling), and a page that differs from the control's.
+//! failed fetch where the control's worked (a body that stopped dead among them: a
+//! freeze), a transfer far slower than the control's (throttling), and a page that
+//! differs from the control's.
 //!
 //! The page comparison is OONI's Web Connectivity rule, so that dynamic pages do not
 //! read as blockpages: the status must match and at least one of body length
@@ -13,8 +14,10 @@
 //! four times faster than the throttled transfer typically flowed, with the control SNI
 //! (the canary's name): a throttle keyed on the name spares that twin, a slow path does
 //! not. The URL fetched with its own name once more after the twin must still be capped:
-//! a path congested for the first transfer only is not (A/B/A). A TLS failure of the fetch is SNI filtering when the control-SNI
-//! handshakes to the same address around it worked, as for domains.
+//! a path congested for the first transfer only is not (A/B/A). A transfer that stopped
+//! dead is no throttle's: it is a freeze (`tls_stall`) when new connections froze again.
+//! A TLS failure of the fetch is SNI filtering when the control-SNI handshakes to the
+//! same address around it worked, as for domains.
 
 use std::collections::BTreeSet;
 
@@ -73,12 +76,24 @@ fn fetches(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &HttpFact
     })
 }
 
-/// The refetches of a slow transfer, if made (see `measure::http`): its control-SNI
-/// twin (the fastest, when loss had it made twice), and the fetch with the target's
+/// The refetches of a slow or stalled transfer, if made (see `measure::http`): its
+/// control-SNI twins (two, when loss slowed the first), and the fetch with the target's
 /// name again after a far faster twin.
 struct Refetches<'a> {
-    twin: Option<&'a HttpHop>,
+    twins: Vec<&'a HttpHop>,
     again: Option<&'a HttpHop>,
+}
+
+impl<'a> Refetches<'a> {
+    /// The twin that went fastest, at its best: what the path gives the URL under
+    /// another name.
+    fn fastest_twin(&self) -> Option<&'a HttpHop> {
+        let best = |hop: &&HttpHop| hop.peak_rate.or(rate(hop)).unwrap_or(0.0);
+        self.twins
+            .iter()
+            .copied()
+            .max_by(|a, b| best(a).total_cmp(&best(b)))
+    }
 }
 
 fn refetches(facts: &TargetFacts) -> Refetches<'_> {
@@ -93,9 +108,8 @@ fn refetches(facts: &TargetFacts) -> Refetches<'_> {
                 _ => None,
             })
     };
-    let best = |hop: &&HttpHop| hop.peak_rate.or(rate(hop)).unwrap_or(0.0);
     Refetches {
-        twin: found(true).max_by(|a, b| best(a).total_cmp(&best(b))),
+        twins: found(true).collect(),
         again: found(false).next(),
     }
 }
@@ -149,6 +163,15 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                     connect_problem(probe, m, address, e, 1, h.check.as_ref(), control);
                 problem.control = saw;
                 out.push(problem);
+                continue;
+            }
+            if let Some(problem) =
+                last.and_then(|hop| tls_stall(hop, their_page, saw.clone(), &refetches(probe)))
+            {
+                // A stall the probe's own network accounts for (its check right after
+                // failed too: the link, not the address, went dead) is no freeze.
+                let why = explain::step(&format!("fetching {}", h.url), e, h.check.as_ref());
+                out.push(problem.unless(why));
                 continue;
             }
             if let Some(slow) = their_page.and_then(|page| throttled(h, page, refetches(probe))) {
@@ -236,8 +259,10 @@ fn site_unfollowable(hop: &HttpHop, e: &StepError, theirs: Option<&HttpHop>) -> 
 
 /// The response came and its body did not finish before the deadline, while the
 /// control read the whole page, and no control-SNI twin was made (plain HTTP, or a
-/// measurement imported from a tool that makes none): a throttle or a stall, not a
-/// reset, with nothing to tell it from a slow path. A sign, never proof.
+/// measurement imported from a tool that makes none), nor the silence at the end of the
+/// read recorded (an older run, an import) that tells a freeze (`tls_stall`): a
+/// throttle or a stall, not a reset, with nothing to tell it from a slow path. A sign,
+/// never proof.
 fn body_stalled(
     hop: &HttpHop,
     e: &StepError,
@@ -249,7 +274,7 @@ fn body_stalled(
     let stalled = e.failed_operation == Operation::Read
         && e.failure.is_timeout()
         && theirs.body_length > hop.body_length
-        && refetches(probe).twin.is_none();
+        && refetches(probe).twins.is_empty();
     if !stalled || cut_off(hop) {
         return None;
     }
@@ -266,6 +291,184 @@ fn body_stalled(
             "no transfer with the control SNI from the same address to tell a throttle from a slow path".into(),
         )),
     ))
+}
+
+/// A body that stopped dead had brought at least this much first: more than two
+/// full-size segments at Ethernet's MSS (1460 bytes), and a server sends a body in
+/// full-size segments, so full-size packets passed. A path MTU black hole (the probe's
+/// network dropping every full-size packet, the ICMP that would say so filtered) stops
+/// a transfer at its first full-size segment, past at most the head and a short first
+/// write. Russia's freeze comes after about 16 KB of the server's data: some 10 KB of
+/// body, past the handshake's certificates.
+const STALL_BYTES: u64 = 4 * 1024;
+/// A read stopped dead when nothing came for this long before its deadline, and from
+/// at most halfway through it. Loss cannot keep a transfer silent so long with any
+/// likelihood: at 15 % loss each way a resend and its acknowledgement both get through
+/// 72 % of the time, and a sender waiting for its timer resends after 0.2 s, then 0.4,
+/// 0.8, 1.6 s (Linux's least), so 2 s of silence takes three resends in a row lost
+/// (2 %), and half the default 10 s read four (0.6 %); and when one gets through the
+/// transfer moves again. A freeze comes early in the read (16 KB), which is then silent
+/// nearly whole. Rare is not never on a link that stalls often: `blocked` also wants
+/// the freeze again on new connections (the control-SNI twins, or the fetch with its
+/// own name after one that read on), which loss would have to repeat by chance.
+const STALL_SILENCE_MS: f64 = 2000.0;
+
+/// Whether a read the deadline ended had stopped dead: silent until the deadline for
+/// [`STALL_SILENCE_MS`] at least, from at most halfway through the read. A transfer
+/// that kept moving until the deadline (a throttle) did not.
+fn stopped_dead(hop: &HttpHop) -> bool {
+    match (hop.silent_ms, hop.read_ms) {
+        (Some(silent), Some(read)) => {
+            read_timed_out(hop) && silent >= STALL_SILENCE_MS && 2.0 * silent >= read
+        }
+        _ => false,
+    }
+}
+
+/// Whether a transfer froze: stopped dead after full-size packets passed.
+fn froze(hop: &HttpHop) -> bool {
+    stopped_dead(hop) && hop.body_length >= STALL_BYTES
+}
+
+/// How a refetch of a stalled transfer ended, in words.
+fn ending(hop: &HttpHop) -> String {
+    match &hop.error {
+        None => format!("it read {} bytes", hop.body_length),
+        Some(_) if stopped_dead(hop) => format!("it stopped dead after {} bytes", hop.body_length),
+        Some(_) if cut_off(hop) => format!(
+            "it was still coming at the deadline, after {} bytes",
+            hop.body_length
+        ),
+        Some(e) => format!(
+            "{} bytes, then {} ({})",
+            hop.body_length, e.failure, e.failed_operation
+        ),
+    }
+}
+
+/// An HTTPS body that stopped dead (see [`stopped_dead`]) after full-size packets
+/// passed, where the control read more: a freeze. By address when every control-SNI
+/// twin from the same address froze too (Russia's TSPU has frozen TLS to foreign
+/// hosting and CDN networks after about 16 KB since 2025, whatever the name); by name
+/// when a twin read past that point and the fetch with its own name right after froze
+/// again. Loss stalls a transfer once in a while, and by chance only, so a freeze
+/// nothing repeated is a sign; one too short to rule out a path MTU black hole, or
+/// over plain HTTP with no twin, says nothing.
+fn tls_stall(
+    hop: &HttpHop,
+    theirs: Option<&HttpHop>,
+    saw: Option<ControlSaw>,
+    refetched: &Refetches<'_>,
+) -> Option<Problem> {
+    if !stopped_dead(hop) || theirs.is_some_and(|t| t.body_length <= hop.body_length) {
+        return None;
+    }
+    let secs = |ms: Option<f64>| ms.unwrap_or_default() / 1000.0;
+    let mut evidence = format!(
+        "{} stopped dead after {} bytes of its body: nothing more came, and no reset or FIN, in the last {:.1} s of a {:.1} s read",
+        hop.url,
+        hop.body_length,
+        secs(hop.silent_ms),
+        secs(hop.read_ms)
+    );
+    let explained = |evidence: String, why: &str| {
+        let finding = Finding::new(Blocking::TlsStall, evidence);
+        let why = format!("{}{why}", finding.evidence);
+        Some(Problem::explained(finding, why))
+    };
+    if hop.body_length < STALL_BYTES {
+        return explained(
+            evidence,
+            ": too few bytes to show that full-size packets passed, so a path MTU black hole of the probe's own network is as likely as a freeze",
+        );
+    }
+    if !hop.url.starts_with("https:") {
+        return explained(
+            evidence,
+            ", over plain HTTP: no control-SNI twin from the same address to show it again, and one stall may be loss's",
+        );
+    }
+    let control = match theirs {
+        Some(page) => Some(ControlSaw::Success(format!(
+            "the control read the whole body ({} bytes)",
+            page.body_length
+        ))),
+        None => saw,
+    };
+    let twins = &refetched.twins;
+    if let Some(twin) = twins
+        .iter()
+        .find(|t| t.error.is_none() && t.body_length > hop.body_length)
+    {
+        evidence.push_str(&format!(
+            ", while the control-SNI twin from the same address read {} bytes",
+            twin.body_length
+        ));
+        return match refetched.again {
+            Some(again) if froze(again) => {
+                evidence.push_str(&format!(
+                    ", and the fetch with its own name right after stopped dead again after {} bytes: a freeze by name",
+                    again.body_length
+                ));
+                Some(Problem::strong(
+                    Finding::new(Blocking::TlsStall, evidence),
+                    control,
+                ))
+            }
+            Some(again) => explained(
+                evidence,
+                &format!(
+                    ", and with its own name right after {}: a path that stalled for a while, not a freeze of the name",
+                    ending(again)
+                ),
+            ),
+            None => Some(unrepeated(
+                evidence,
+                "no fetch with its own name after the twin, to show the freeze held",
+                control,
+            )),
+        };
+    }
+    if !twins.is_empty() && twins.iter().all(|t| froze(t)) {
+        let counts: Vec<String> = twins.iter().map(|t| t.body_length.to_string()).collect();
+        evidence.push_str(&format!(
+            ", and so did the control-SNI twin{} from the same address, after {} bytes: a freeze by address, whatever the name",
+            if twins.len() > 1 { "s" } else { "" },
+            counts.join(" and ")
+        ));
+        return Some(Problem::weak(
+            Finding::new(Blocking::TlsStall, evidence),
+            control,
+        ));
+    }
+    match twins.first() {
+        None => Some(unrepeated(
+            evidence,
+            "no control-SNI twin from the same address, to show it again",
+            control,
+        )),
+        Some(twin) => explained(
+            evidence,
+            &format!(
+                ", and the control-SNI twin from the same address neither read past that point nor froze ({}): nothing tells a freeze from a stall of the path",
+                ending(twin)
+            ),
+        ),
+    }
+}
+
+/// A freeze nothing repeated: a sign where the control read the whole body, as weak as
+/// any failure otherwise.
+fn unrepeated(mut evidence: String, why: &str, control: Option<ControlSaw>) -> Problem {
+    evidence.push_str(&format!("; {why}"));
+    match control {
+        Some(ControlSaw::Success(said)) => {
+            evidence.push_str(&format!("; {said}"));
+            let finding = Finding::new(Blocking::TlsStall, evidence);
+            Problem::strong(finding, Some(ControlSaw::NotMeasured(why.into())))
+        }
+        control => Problem::weak(Finding::new(Blocking::TlsStall, evidence), control),
+    }
 }
 
 /// Appended to a page difference seen over a TLS session with a valid certificate for
@@ -430,11 +633,14 @@ fn failure_finding(h: &HttpFacts, m: &Measurement, probe: &TargetFacts) -> (Find
 
 /// A body the deadline cut off after some of it came.
 fn cut_off(hop: &HttpHop) -> bool {
-    hop.body_length > 0
-        && hop
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read)
+    hop.body_length > 0 && read_timed_out(hop)
+}
+
+/// A body's read that the deadline ended.
+fn read_timed_out(hop: &HttpHop) -> bool {
+    hop.error
+        .as_ref()
+        .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read)
 }
 
 /// Bytes per second over the body, when the transfer was long enough to tell: enough
@@ -465,6 +671,10 @@ impl Slow {
 
 fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Option<Slow> {
     let ours = h.hops.last()?;
+    // A throttle keeps a transfer moving; one that stopped dead is a freeze's or none.
+    if stopped_dead(ours) {
+        return None;
+    }
     let (our_rate, their_rate) = (rate(ours)?, rate(theirs)?);
     if our_rate * THROTTLE_RATIO >= their_rate {
         return None;
@@ -492,7 +702,9 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
         theirs.body_length
     );
     // What the path gave the same URL under another name, at its best.
-    let twin_rate = refetched.twin.and_then(|t| t.peak_rate.or(rate(t)));
+    let twin_rate = refetched
+        .fastest_twin()
+        .and_then(|t| t.peak_rate.or(rate(t)));
     if let Some(rate) = twin_rate {
         evidence.push_str(&format!(
             ", and at up to {} from the same address with the control SNI",
@@ -644,8 +856,9 @@ fn titles_match(ours: &HttpHop, theirs: &HttpHop) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{Blocking, Verdict};
+    use super::super::{Blocking, Control, Outcome, Verdict};
     use crate::facts::failure::{Failure, Operation, StepError};
+    use crate::facts::{Measurement, Step};
 
     #[test]
     fn a_cdn_challenge_is_an_anomaly_of_the_cdn_never_a_block() {
@@ -743,6 +956,171 @@ mod tests {
             "{}",
             outage.verdict.evidence
         );
+    }
+
+    /// The control read the whole video; the probe's facts after its lookup.
+    fn against_the_control(probe: Vec<Measurement>) -> Outcome {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let video = fetch(200, 400_000, "Video", 400.0, None);
+        compare(url(), (dns(), probe), (dns(), vec![video]))
+    }
+
+    fn evidence_of(outcome: &Outcome, said: &[&str]) {
+        for words in said {
+            assert!(
+                outcome.verdict.evidence.contains(words),
+                "{words:?} not in: {}",
+                outcome.verdict.evidence
+            );
+        }
+    }
+
+    #[test]
+    fn a_transfer_that_stopped_dead_is_a_freeze_by_address_or_by_name() {
+        let passed = |m| checked(m, None);
+        // Its twins from the same address froze too: by address (Russia's TSPU).
+        let by_address = against_the_control(vec![
+            passed(frozen(12_000)),
+            stopped_after(twin(0, 0.0), 11_900),
+            stopped_after(twin(0, 0.0), 11_900),
+        ]);
+        assert_eq!(
+            kind(&by_address),
+            (Verdict::Blocked, Some(Blocking::TlsStall))
+        );
+        evidence_of(
+            &by_address,
+            &[
+                "stopped dead after 12000 bytes",
+                "9.8 s of a 10.0 s read",
+                "twins from the same address, after 11900 and 11900 bytes",
+                "by address",
+                "the control read the whole body (400000 bytes)",
+            ],
+        );
+        // The twin read it all, and the name froze again right after: by name.
+        let by_name = against_the_control(vec![
+            frozen(12_000),
+            twin(400_000, 500.0),
+            stopped_after(again(0, 0.0), 12_100),
+        ]);
+        assert_eq!(kind(&by_name), (Verdict::Blocked, Some(Blocking::TlsStall)));
+        evidence_of(
+            &by_name,
+            &[
+                "twin from the same address read 400000 bytes",
+                "again after 12100 bytes: a freeze by name",
+            ],
+        );
+        // The name did not freeze again: a path that stalled for a while.
+        let passed_again = against_the_control(vec![
+            frozen(12_000),
+            twin(400_000, 500.0),
+            again(400_000, 600.0),
+        ]);
+        assert_eq!(kind(&passed_again), (Verdict::Inconclusive, None));
+        evidence_of(
+            &passed_again,
+            &["it read 400000 bytes", "stalled for a while"],
+        );
+        // Nothing repeated it: a sign.
+        let alone = against_the_control(vec![frozen(12_000)]);
+        assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::TlsStall)));
+        evidence_of(
+            &alone,
+            &["no control-SNI twin", "the control read the whole body"],
+        );
+        // A twin that neither froze nor read past it (slow, still moving): no telling.
+        let crawling = cut_at_deadline(twin(0, 0.0), 30_000, 10_000.0, 200.0);
+        let unsure = against_the_control(vec![frozen(12_000), crawling]);
+        assert_eq!(kind(&unsure), (Verdict::Inconclusive, None));
+        evidence_of(
+            &unsure,
+            &["neither read past that point nor froze (it was still coming"],
+        );
+        // Too few bytes to show that full-size packets passed: a path MTU black hole.
+        let mtu = against_the_control(vec![frozen(1_400), stopped_after(twin(0, 0.0), 1_400)]);
+        assert_eq!(kind(&mtu), (Verdict::Inconclusive, None));
+        evidence_of(&mtu, &["path MTU black hole"]);
+    }
+
+    #[test]
+    fn a_freeze_is_blocked_only_with_the_controls_body_and_the_probes_network() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let by_address = || vec![frozen(12_000), stopped_after(twin(0, 0.0), 11_900)];
+        let by_name = || {
+            vec![
+                frozen(12_000),
+                twin(400_000, 500.0),
+                stopped_after(again(0, 0.0), 12_100),
+            ]
+        };
+        // No control: a sign at most.
+        for probe in [by_address(), by_name(), vec![frozen(12_000)]] {
+            let alone = judge(url(), dns(), probe);
+            assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::TlsStall)));
+        }
+        // A control that could not be asked: the name singled out is a sign; a freeze of
+        // the address might be the server's, for everyone.
+        let unavailable = |probe| {
+            judge_with(
+                &facts(&url(), dns(), probe),
+                Control::Unavailable("refused"),
+            )
+        };
+        assert_eq!(
+            kind(&unavailable(by_name())),
+            (Verdict::Anomaly, Some(Blocking::TlsStall))
+        );
+        assert_eq!(
+            kind(&unavailable(by_address())),
+            (Verdict::Inconclusive, None)
+        );
+        // The canary took no connect right after: the probe's link went dead, not the
+        // address.
+        let mut own = by_address();
+        own[0] = checked(frozen(12_000), Some(Failure::GenericTimeout));
+        let lost = against_the_control(own);
+        assert_eq!(kind(&lost), (Verdict::Inconclusive, None));
+        evidence_of(&lost, &["the probe's own network"]);
+        // The control's body stopped too: no freeze of the probe's.
+        let theirs = stopped_after(fetch(200, 0, "Video", 0.0, None), 12_000);
+        let everyone = compare(url(), (dns(), by_address()), (dns(), vec![theirs]));
+        assert_ne!(everyone.verdict.verdict, Verdict::Blocked);
+        assert_ne!(everyone.verdict.blocking, Some(Blocking::TlsStall));
+    }
+
+    #[test]
+    fn loss_and_throttles_are_no_freeze() {
+        let fast_twin_then_slow =
+            |first| vec![first, twin(400_000, 500.0), again(400_000, 20_000.0)];
+        // Loss's silences end when a resend gets through: 1.5 s at the end of a 3 s read,
+        // or 3 s of a 10 s read (the last byte in its second half), is no freeze.
+        for (read, silent) in [(3_000.0, 1_500.0), (10_000.0, 3_000.0)] {
+            let mut gaps =
+                cut_at_deadline(fetch(200, 0, "Video", 0.0, None), 150_000, read, silent);
+            if let Step::Http(h) = &mut gaps.step {
+                h.hops[0].peak_rate = Some(5_000_000.0);
+            }
+            let lossy = against_the_control(fast_twin_then_slow(gaps));
+            assert_eq!(
+                kind(&lossy),
+                (Verdict::Inconclusive, None),
+                "{}",
+                lossy.verdict.evidence
+            );
+            assert!(lossy.verdict.evidence.contains("cut off by the deadline"));
+        }
+        // A throttle keeps the transfer moving until the deadline: still throttled.
+        let crawling = cut_at_deadline(fetch(200, 0, "Video", 0.0, None), 150_000, 10_000.0, 150.0);
+        let throttle = against_the_control(fast_twin_then_slow(crawling));
+        assert_eq!(
+            kind(&throttle),
+            (Verdict::Blocked, Some(Blocking::Throttled))
+        );
+        // And a freeze is never a throttle, however slow it was on average.
+        let freeze = against_the_control(fast_twin_then_slow(frozen(150_000)));
+        assert_ne!(kind(&freeze).1, Some(Blocking::Throttled));
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub enum Blocking {
     TlsMitm,
     /// TLS: any other handshake failure, where the control's handshake worked.
     TlsFailure,
+    /// TLS: an HTTPS transfer that stopped dead (no reset, no FIN) after full-size
+    /// packets had passed, where the control read the whole body: a freeze, by address
+    /// (Russia's of foreign hosting since 2025) when the control-SNI twins from the same
+    /// address froze too, by name when one read on and the name froze again.
+    TlsStall,
     /// HTTP: a known blockpage. Proof alone, unless served over a valid session for
     /// the name (then the site's own answer).
     HttpBlockpage,
@@ -108,13 +113,14 @@ pub enum Blocking {
     /// HTTP: the fetch failed where the control's worked.
     HttpFailure,
     /// HTTP: capped far below the control's rate and below the same address's with the
-    /// control SNI, and still capped with its own name again; a body stalled with no
-    /// twin to compare is a sign only.
+    /// control SNI, and still capped with its own name again, moving until the end; a
+    /// body stalled with no twin to compare, recorded without its silence, is a sign
+    /// only.
     Throttled,
 }
 
 impl Blocking {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -127,6 +133,7 @@ impl Blocking {
         (Blocking::TlsTimeout, "tls-timeout"),
         (Blocking::TlsMitm, "tls-mitm"),
         (Blocking::TlsFailure, "tls-failure"),
+        (Blocking::TlsStall, "tls-stall"),
         (Blocking::HttpBlockpage, "http-blockpage"),
         (Blocking::HttpDiff, "http-diff"),
         (Blocking::HttpFailure, "http-failure"),

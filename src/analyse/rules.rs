@@ -214,6 +214,26 @@ impl Blocking {
                     ],
                 }],
             ),
+            Blocking::TlsStall => (
+                Layer::Tls,
+                &[
+                    Form {
+                        fires: "an HTTPS body stopped dead after at least 4 KiB (silent, with no reset or FIN, from at most halfway through its read to the deadline, and for 2 s at least) while the control read the whole body, and the control-SNI twins from the same address stopped dead too: a freeze by address",
+                        needs: Control,
+                        decided_in: &["analyse::http::tls_stall", "analyse::http::froze"],
+                    },
+                    Form {
+                        fires: "the same, where a control-SNI twin from the same address read past that point and the fetch with its own name right after stopped dead again: a freeze by name",
+                        needs: ControlElseSign,
+                        decided_in: &["analyse::http::tls_stall", "analyse::http::froze"],
+                    },
+                    Form {
+                        fires: "the same, with no control-SNI twin, or no fetch with its own name after one that read on, to tell",
+                        needs: Unconfirmable,
+                        decided_in: &["analyse::http::tls_stall"],
+                    },
+                ],
+            ),
             Blocking::HttpBlockpage => (
                 Layer::Http,
                 &[Form {
@@ -245,12 +265,12 @@ impl Blocking {
                 Layer::Http,
                 &[
                     Form {
-                        fires: "a transfer capped at under a quarter of the control's rate, its control-SNI twin from the same address four times faster, and capped again when fetched with its own name after the twin (A/B/A)",
+                        fires: "a transfer capped at under a quarter of the control's rate (and moving, not stopped dead), its control-SNI twin from the same address four times faster, and capped again when fetched with its own name after the twin (A/B/A)",
                         needs: ControlFacts,
                         decided_in: &["analyse::http::throttled"],
                     },
                     Form {
-                        fires: "a body stalled after the response while the control read the whole page, with no control-SNI twin to tell a throttle from a slow path",
+                        fires: "a body stalled after the response while the control read the whole page, with no control-SNI twin to tell a throttle from a slow path, recorded without the silence at its end (an older run, an import) that tells a freeze",
                         needs: Unconfirmable,
                         decided_in: &["analyse::http::body_stalled"],
                     },

@@ -390,9 +390,10 @@ pub struct CertificateFacts {
 pub struct HttpFacts {
     pub url: String,
     pub hops: Vec<HttpHop>,
-    /// Set on the control-SNI twin of a slow transfer: the same URL fetched again from
-    /// the same address with this name (the canary's) as SNI instead of the URL's host,
-    /// to tell a throttle keyed on the name from a slow path.
+    /// Set on the control-SNI twin of a slow or stalled transfer: the same URL fetched
+    /// again from the same address with this name (the canary's) as SNI instead of the
+    /// URL's host, to tell a throttle or a freeze keyed on the name from a slow path or
+    /// one keyed on the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_sni: Option<String>,
     /// Set on the fetch made with the target's own name again right after a control-SNI
@@ -402,7 +403,8 @@ pub struct HttpFacts {
     /// Times the fetch was made: one that timed out before any response is made again.
     #[serde(default = "one")]
     pub tries: u32,
-    /// After a fetch that timed out: a connect to the canary.
+    /// After a fetch that timed out (before the response, or in its body's read): a
+    /// connect to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
     #[serde(flatten)]
@@ -441,7 +443,8 @@ pub struct HttpHop {
     pub title: Option<String>,
     /// The start of the body, as text, for blockpage fingerprints.
     pub body_prefix: String,
-    /// Milliseconds from the first body byte to the last one read, for transfer rates.
+    /// Milliseconds from the first body byte to the end of the read (the last byte, or
+    /// the deadline that cut it off), for transfer rates.
     pub transfer_ms: f64,
     /// Bytes per second while the body flowed: in the typical quarter second in which
     /// data came (the median), so that loss's stalls and the bursts after them do not
@@ -455,6 +458,16 @@ pub struct HttpHop {
     /// in fewer than three quarter seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rate: Option<f64>,
+    /// Milliseconds the body's read lasted, from the response head to the deadline,
+    /// when the deadline ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_ms: Option<f64>,
+    /// Milliseconds at the end of that read in which nothing came: from the last body
+    /// byte (or the head, when none came) to the deadline. A transfer that stopped dead
+    /// (no reset, no FIN: a censor's freeze) is silent for most of its read; a slow one
+    /// (a throttle, loss) kept moving until the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_ms: Option<f64>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -476,6 +489,8 @@ impl HttpHop {
             transfer_ms: 0.0,
             active_rate: None,
             peak_rate: None,
+            read_ms: None,
+            silent_ms: None,
             error: None,
         }
     }

@@ -181,6 +181,8 @@ pub struct HopFacts {
     pub transfer_ms: Option<f64>,
     pub active_rate: Option<f64>,
     pub peak_rate: Option<f64>,
+    pub read_ms: Option<f64>,
+    pub silent_ms: Option<f64>,
     pub failed_operation: Option<crate::facts::failure::Operation>,
     pub fetch_error: Option<crate::facts::failure::StepError>,
 }

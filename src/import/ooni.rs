@@ -628,6 +628,8 @@ fn hop(r: &Transaction, keys: &TestKeys, hosts: &[String]) -> Option<HttpHop> {
         hop.transfer_ms = x.transfer_ms.unwrap_or_default();
         hop.active_rate = x.active_rate;
         hop.peak_rate = x.peak_rate;
+        hop.read_ms = x.read_ms;
+        hop.silent_ms = x.silent_ms;
     }
     Some(hop)
 }

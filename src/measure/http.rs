@@ -215,6 +215,9 @@ pub struct Body {
     /// See `HttpHop::active_rate` and `HttpHop::peak_rate`.
     pub active_rate: Option<f64>,
     pub peak_rate: Option<f64>,
+    /// See `HttpHop::read_ms` and `HttpHop::silent_ms`.
+    pub read_ms: Option<f64>,
+    pub silent_ms: Option<f64>,
     pub error: Option<StepError>,
 }
 
@@ -250,22 +253,33 @@ fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
 }
 
 /// Reads a body up to `cap` bytes within `timeout`; what arrived before a failure is
-/// kept, because a page cut short by a reset is evidence too.
-pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> Body {
-    let deadline = tokio::time::Instant::now() + timeout;
+/// kept, because a page cut short by a reset is evidence too. A read the deadline ends
+/// says how long it had been silent: a transfer that stopped dead from one still moving.
+pub async fn read_to_cap<B>(mut body: B, cap: usize, timeout: Duration) -> Body
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    let began = tokio::time::Instant::now();
+    let deadline = began + timeout;
     let mut out = Body {
         bytes: Vec::new(),
         truncated: false,
         transfer_ms: 0.0,
         active_rate: None,
         peak_rate: None,
+        read_ms: None,
+        silent_ms: None,
         error: None,
     };
     let mut arrivals: Vec<(Instant, usize)> = Vec::new();
+    let mut last = began;
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
                 out.error = Some(StepError::timeout(Operation::Read));
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                out.read_ms = Some(ms(timeout));
+                out.silent_ms = Some(ms(deadline - last));
                 break;
             }
             Ok(None) => break,
@@ -278,6 +292,9 @@ pub async fn read_to_cap(mut body: Incoming, cap: usize, timeout: Duration) -> B
                     continue;
                 };
                 arrivals.push((Instant::now(), data.len()));
+                if !data.is_empty() {
+                    last = tokio::time::Instant::now();
+                }
                 let room = cap - out.bytes.len();
                 out.bytes.extend_from_slice(&data[..data.len().min(room)]);
                 if data.len() > room {
@@ -402,11 +419,12 @@ impl Measurer {
                     .find_map(|h| h.tls.as_ref().and_then(|t| t.error.clone()))
             })
         };
-        let unanswered = last.status.is_none()
-            && facts
-                .error
-                .as_ref()
-                .is_some_and(|e| e.failure.is_unanswered());
+        // Nothing came back: no response, or no more of its body before the deadline (a
+        // freeze, or the probe's link gone).
+        let unanswered = facts.error.as_ref().is_some_and(|e| {
+            e.failure.is_unanswered()
+                && (last.status.is_none() || e.failed_operation == Operation::Read)
+        });
         if unanswered {
             facts.check = self.network_check(began).await;
         }
@@ -518,15 +536,16 @@ impl Measurer {
         places
     }
 
-    /// The control-SNI twin of a slow HTTPS transfer: the final hop's URL fetched again
-    /// from the same address with the canary's name as SNI. A throttle keyed on the name
-    /// (Russia's of Twitter in 2021 inspected the ClientHello) spares it; a slow link
-    /// does not. When the twin ran at least twice as fast, the URL is fetched once more
-    /// with its own name (A/B/A): a path congested for the first transfer only is fast
-    /// again by then, a throttle is not. Only at the probe: the control's speed is the
-    /// other yardstick. A twin short of [`THROTTLE_RATIO`] times as fast is made once
-    /// more: loss slows one transfer now and then, whatever its name, and the analysis
-    /// takes the best of them.
+    /// The control-SNI twin of a slow or stalled HTTPS transfer: the final hop's URL
+    /// fetched again from the same address with the canary's name as SNI. A throttle or a
+    /// freeze keyed on the name (Russia's throttle of Twitter in 2021 inspected the
+    /// ClientHello) spares it; a slow link, or a freeze of the address's network
+    /// (Russia's of foreign hosting since 2025), does not. When the twin ran at least
+    /// twice as fast, the URL is fetched once more with its own name (A/B/A): a path
+    /// congested or stalled for the first transfer only is fine again by then, a throttle
+    /// is not. Only at the probe: the control's speed is the other yardstick. A twin short
+    /// of [`THROTTLE_RATIO`] times as fast is made once more: loss slows one transfer now
+    /// and then, whatever its name, and the analysis takes the best of them.
     pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Vec<Measurement> {
         let Some((url, address, flowed, sni)) = self.slow_https(facts) else {
             return Vec::new();
@@ -554,26 +573,16 @@ impl Measurer {
     }
 
     /// A successful transfer's final URL, address, rate while it flowed and the control
-    /// SNI to fetch it with, when it was slow enough to look for a throttle: HTTPS, at
-    /// the probe, large enough (or cut off by the deadline) and under [`SLOW_RATE`].
+    /// SNI to fetch it with, when it was slow enough to look for a throttle or a freeze
+    /// (see [`worth_a_twin`]), at the probe.
     fn slow_https(&self, facts: &HttpFacts) -> Option<(Url, SocketAddr, f64, &str)> {
         if self.options.vantage != Vantage::Probe {
             return None;
         }
         let hop = facts.final_response()?;
-        let url = Url::parse(&hop.url).ok()?;
-        let cut_off = hop
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read);
-        let rate = average_rate(hop);
-        let slow = (hop.body_length >= SLOW_BYTES || cut_off) && rate < SLOW_RATE;
-        let success = hop.status.is_some_and(|s| (200..300).contains(&s));
-        if url.scheme() != "https" || !slow || !success {
-            return None;
-        }
+        let (url, flowed) = worth_a_twin(hop)?;
         let sni = self.control_sni_for(url.host_str()?)?;
-        Some((url, hop.address?, hop.active_rate.unwrap_or(rate), sni))
+        Some((url, hop.address?, flowed, sni))
     }
 
     /// `url` fetched once more from `address` with `sni`, recorded: the control-SNI
@@ -721,6 +730,8 @@ impl Measurer {
         hop.transfer_ms = body.transfer_ms;
         hop.active_rate = body.active_rate;
         hop.peak_rate = body.peak_rate;
+        hop.read_ms = body.read_ms;
+        hop.silent_ms = body.silent_ms;
         hop.error = body.error;
         (hop, None)
     }
@@ -741,6 +752,21 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
         error,
         ..HttpHop::new(url.as_str())
     }
+}
+
+/// A hop's URL and the rate its body flowed at, when it was slow enough to look for a
+/// throttle or a freeze: HTTPS, a success, large enough or cut off by the deadline (a
+/// transfer slowed down, or one that stopped dead), and under [`SLOW_RATE`].
+fn worth_a_twin(hop: &HttpHop) -> Option<(Url, f64)> {
+    let url = Url::parse(&hop.url).ok()?;
+    let cut_off = hop
+        .error
+        .as_ref()
+        .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::Read);
+    let rate = average_rate(hop);
+    let slow = (hop.body_length >= SLOW_BYTES || cut_off) && rate < SLOW_RATE;
+    let success = hop.status.is_some_and(|s| (200..300).contains(&s));
+    (url.scheme() == "https" && slow && success).then(|| (url, hop.active_rate.unwrap_or(rate)))
 }
 
 /// Bytes per second over a hop's body.
@@ -772,6 +798,74 @@ mod tests {
         let burst = [(at(0), 16_000), (at(64), 16_000)];
         assert_eq!(window_rates(&burst), None);
         assert_eq!(window_rates(&[]), None);
+    }
+
+    /// A body that brings `chunks` of 4 KiB, one every `every`, and then neither more
+    /// nor its end.
+    fn trickle(
+        chunks: usize,
+        every: Duration,
+    ) -> impl hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin {
+        let frames = futures_util::stream::unfold(0, move |sent| async move {
+            if sent == chunks {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(every).await;
+            let frame = hyper::body::Frame::data(Bytes::from(vec![0u8; 4096]));
+            Some((Ok(frame), sent + 1))
+        });
+        http_body_util::StreamBody::new(Box::pin(frames))
+    }
+
+    #[tokio::test]
+    async fn a_read_the_deadline_ends_says_how_long_it_was_silent() {
+        let timeout = Duration::from_millis(400);
+        // Three chunks at once, then nothing: stopped dead, silent for nearly all of it.
+        let dead = read_to_cap(trickle(3, Duration::ZERO), BODY_CAP, timeout).await;
+        assert_eq!(dead.bytes.len(), 3 * 4096);
+        assert_eq!(dead.error, Some(StepError::timeout(Operation::Read)));
+        assert_eq!(dead.read_ms, Some(400.0));
+        let silent = dead.silent_ms.expect("a silence");
+        assert!((300.0..=400.0).contains(&silent), "{silent}");
+        // A chunk every 20 ms until the deadline: moving, hardly silent at its end.
+        let moving = read_to_cap(
+            trickle(usize::MAX, Duration::from_millis(20)),
+            BODY_CAP,
+            timeout,
+        )
+        .await;
+        let silent = moving.silent_ms.expect("a silence");
+        assert!(silent < 200.0, "{silent}");
+        // Nothing after the head: silent for the whole read.
+        let none = read_to_cap(trickle(0, Duration::ZERO), BODY_CAP, timeout).await;
+        assert_eq!((none.read_ms, none.silent_ms), (Some(400.0), Some(400.0)));
+        // A body that ends has no silence to tell.
+        let whole = Full::new(Bytes::from_static(b"page"))
+            .map_err(|never: std::convert::Infallible| -> hyper::Error { match never {} });
+        let read = read_to_cap(whole, BODY_CAP, timeout).await;
+        assert_eq!(
+            (read.error, read.read_ms, read.silent_ms),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_stalled_https_transfer_gets_its_twin() {
+        let mut hop = HttpHop::new("https://x.test/video");
+        hop.status = Some(200);
+        hop.body_length = 12_000;
+        hop.transfer_ms = 2_900.0;
+        hop.error = Some(StepError::timeout(Operation::Read));
+        assert!(worth_a_twin(&hop).is_some());
+        // Nothing of its body before it stalled, too.
+        hop.body_length = 0;
+        hop.transfer_ms = 0.0;
+        assert!(worth_a_twin(&hop).is_some());
+        // A small page read whole is no throttle's, nor a freeze's.
+        hop.error = None;
+        hop.body_length = 12_000;
+        hop.transfer_ms = 5.0;
+        assert!(worth_a_twin(&hop).is_none());
     }
 
     #[test]

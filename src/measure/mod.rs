@@ -280,7 +280,10 @@ impl Measurer {
                     _ => self.addresses_for(url).await,
                 };
                 let started = now();
-                let fetched = self.fetch(target, url, addresses, started.0).await;
+                // Boxed, as the exchange is: a fetch's state and its refetches' are large,
+                // and every target's future, a domain's too, would otherwise make room
+                // for them (in a debug build, on the stack of the task that polls it).
+                let fetched = Box::pin(self.fetch(target, url, addresses, started.0)).await;
                 measurements.extend(fetched.handshakes);
                 let fetch = self.record(target, started, Step::Http(fetched.facts));
                 let triggers = Trigger::of(&fetch);
@@ -288,7 +291,7 @@ impl Measurer {
                     ticket.end(triggers.clone());
                 }
                 let twin = match &fetch.step {
-                    Step::Http(facts) => self.twin(target, facts).await,
+                    Step::Http(facts) => Box::pin(self.twin(target, facts)).await,
                     _ => Vec::new(),
                 };
                 measurements.push(fetch);

@@ -214,8 +214,8 @@ struct HttpTransaction {
 
 /// What OONI's shapes have no key for, so that `import --ooni` reads our facts back
 /// whole: which fetch a hop belongs to (the first, its control-SNI twin, the fetch with
-/// the target's name again), the body's true length and how fast it came, and the
-/// step a failure happened in.
+/// the target's name again), the body's true length, how fast it came and how long it
+/// had been silent when the deadline ended it, and the step a failure happened in.
 #[derive(Serialize)]
 struct HopFacts {
     fetch: usize,
@@ -231,6 +231,10 @@ struct HopFacts {
     active_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    silent_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failed_operation: Option<Operation>,
     /// The fetch's own error, on its last hop, when the hop has none (a certificate
@@ -597,6 +601,8 @@ impl HttpTransaction {
                 transfer_ms: hop.transfer_ms,
                 active_rate: hop.active_rate,
                 peak_rate: hop.peak_rate,
+                read_ms: hop.read_ms,
+                silent_ms: hop.silent_ms,
                 failed_operation: hop.error.as_ref().map(|e| e.failed_operation),
                 fetch_error: None,
             },
@@ -668,6 +674,8 @@ mod tests {
             transfer_ms: 1.0,
             active_rate: None,
             peak_rate: None,
+            read_ms: None,
+            silent_ms: None,
             error: None,
         }
     }
