@@ -76,6 +76,7 @@ HOSTS=(
     "twimg.test 198.19.10.10"
     "pbs.twimg.test 198.19.10.11"
     "smallsite.test 198.19.11.10"
+    "vps.test 198.19.13.10" # a site on a foreign hosting network (scenario stall-16k)
     "cdn.test 198.19.12.1 198.19.12.2"
 )
 # Telegram's data centres, measured as endpoints (IP:443), with no name.
@@ -204,6 +205,7 @@ check_kernel() {
         "iptables -w -t mangle -A PREROUTING -p tcp -m recent --name cp-check --rdest --set -j DROP"
         "iptables -w -t mangle -A PREROUTING -m recent --name cp-check --rdest --rcheck --seconds 60 -j DROP"
         "iptables -w -A FORWARD -m conntrack --ctstate NEW -m connlimit --connlimit-above 32 --connlimit-mask 0 -j DROP"
+        "iptables -w -A FORWARD -p tcp -m connbytes --connbytes 16384: --connbytes-dir reply --connbytes-mode bytes -j DROP"
         "tc qdisc add dev to-a root handle 1: htb default 10"
         "tc class add dev to-a parent 1: classid 1:20 htb rate 1gbit"
         "tc qdisc add dev to-a parent 1:20 handle 20: tbf rate 1mbit burst 32kb latency 1s"
@@ -478,7 +480,8 @@ write_web_servers() {
     done
     local tls="ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $STATE/pki/sites.pem; ssl_certificate_key $STATE/pki/sites.key;"
     mkdir -p "$STATE/www/media"
-    # A large file (1 MiB, more than the 512 KiB the probe reads) for the throttling test.
+    # A large file (1 MiB, more than the 512 KiB the probe reads) for the throttling and
+    # stall tests.
     head -c 1048576 /dev/urandom >"$STATE/www/media/large.jpg"
     chmod -R a+rX "$STATE/www"
     nginx_conf web "    server {

@@ -121,6 +121,7 @@ fn censorship() -> Vec<Case> {
         "tls-mitm",
         "http-blockpage",
         "throttle",
+        "stall-16k",
         "down",
         "all",
         "none",
