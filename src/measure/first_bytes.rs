@@ -23,7 +23,7 @@ pub const LENGTH: usize = 64;
 /// How long an answer is waited for, at most: a server that answers such bytes does so
 /// within a round trip, and one that waits for more (an MTProto server) says nothing
 /// however long it is given.
-pub const WAIT: Duration = Duration::from_secs(2);
+pub const WAIT: Duration = Duration::from_secs(1);
 
 /// Random bytes that start like none of TLS (a handshake record, 0x16), HTTP (a method,
 /// ASCII letters), a DNS message over TCP (a length that is the rest of the bytes), nor

@@ -263,7 +263,9 @@ impl Measurer {
                 measurements.extend(tcp);
             }
             TargetKind::Endpoint(addr) => match self.public_only(addr.ip()) {
-                Ok(_) => measurements.push(self.endpoint(target, *addr).await),
+                // Boxed: an endpoint's state (two connects', a read's) would otherwise
+                // swell every target's future, and a debug build's stack with it.
+                Ok(_) => measurements.push(Box::pin(self.endpoint(target, *addr)).await),
                 Err(_) => {
                     let refused = TcpFacts::new(
                         *addr,
