@@ -30,6 +30,7 @@ SELECT
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tcp-blackhole') AS blocked_tcp_blackhole,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tcp-reset') AS blocked_tcp_reset,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tcp-refused') AS blocked_tcp_refused,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'protocol-filtered') AS blocked_protocol_filtered,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-reset') AS blocked_tls_reset,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-timeout') AS blocked_tls_timeout,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-mitm') AS blocked_tls_mitm,

@@ -18,8 +18,8 @@ from pyspark.sql import functions as F
 VERDICTS = ["ok", "blocked", "anomaly", "down", "inconclusive"]
 KINDS = [
     "dns-hijack", "dns-nxdomain", "dns-failure", "dns-injection", "tcp-blackhole",
-    "tcp-reset", "tcp-refused", "tls-reset", "tls-timeout", "tls-mitm", "tls-failure",
-    "tls-stall", "http-blockpage", "http-diff", "http-failure", "throttled",
+    "tcp-reset", "tcp-refused", "protocol-filtered", "tls-reset", "tls-timeout", "tls-mitm",
+    "tls-failure", "tls-stall", "http-blockpage", "http-diff", "http-failure", "throttled",
 ]
 
 

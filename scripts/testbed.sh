@@ -204,6 +204,7 @@ check_kernel() {
         "iptables -w -t raw -A PREROUTING -m statistic --mode random --probability 0.15 -j DROP"
         "iptables -w -t mangle -A PREROUTING -p tcp -m recent --name cp-check --rdest --set -j DROP"
         "iptables -w -t mangle -A PREROUTING -m recent --name cp-check --rdest --rcheck --seconds 60 -j DROP"
+        "iptables -w -t mangle -A PREROUTING -p tcp -m u32 --u32 0>>22&0x3C@12>>26&0x3C@0>>16=0x1603 -j CONNMARK --set-mark 0x40/0x40"
         "iptables -w -A FORWARD -m conntrack --ctstate NEW -m connlimit --connlimit-above 32 --connlimit-mask 0 -j DROP"
         "iptables -w -A FORWARD -p tcp -m connbytes --connbytes 16384: --connbytes-dir reply --connbytes-mode bytes -j DROP"
         "tc qdisc add dev to-a root handle 1: htb default 10"

@@ -291,7 +291,12 @@ async fn refuses_quickly_when_busy_and_stays_up() {
 async fn a_batch_past_its_deadline_keeps_what_was_measured_and_marks_the_rest() {
     let (_listener, open) = listener_on("127.0.0.1");
     let stalled = silent().await.unwrap();
-    let zone = [("stall.test", DnsBehaviour::Answer(vec![LOCALHOST]))];
+    // A name's bare connect, which is done at once (an endpoint's first-bytes probe
+    // waits a second for an answer that this port never gives).
+    let zone = [
+        ("open.test", DnsBehaviour::Answer(vec![LOCALHOST])),
+        ("stall.test", DnsBehaviour::Answer(vec![LOCALHOST])),
+    ];
     let args = [
         "--token",
         TOKEN,
@@ -305,7 +310,7 @@ async fn a_batch_past_its_deadline_keeps_what_was_measured_and_marks_the_rest() 
     let control = Control::start(&zone, &args).await;
     let body = json!({
         "targets": [
-            { "service": "lab", "target": open.to_string() },
+            { "service": "lab", "target": "open.test", "tcp_ports": [open.port()] },
             { "service": "lab", "target": "stall.test", "tls_ports": [stalled.port()] },
         ],
         "control_sni": "canary.test",

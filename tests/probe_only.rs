@@ -308,6 +308,33 @@ endpoints = ["{listening}", "{dropped}"]
     expect(&run, &dropped, "anomaly", "tcp-blackhole");
 }
 
+/// An endpoint that goes dark after bytes that are neither TLS nor HTTP, and one (a TLS
+/// server) that turns them down and takes the next connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_dark_after_non_tls_first_bytes_are_protocol_filtered() {
+    let lab = Lab::new(&[]).await;
+    let listening = lab.https.addr.to_string();
+    let filtered = protocol_filtered(blackhole::Blackholed::Everyone)
+        .await
+        .unwrap()
+        .to_string();
+    let run = lab
+        .run(&format!(
+            r#"
+[[service]]
+name = "fixed"
+endpoints = ["{listening}", "{filtered}"]
+"#
+        ))
+        .await;
+    expect(&run, &listening, "ok", "");
+    expect(&run, &filtered, "anomaly", "protocol-filtered");
+    assert!(
+        run.row(&filtered).evidence.contains("neither TLS nor HTTP"),
+        "{run}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn no_network_is_inconclusive_and_said_once() {
     let resolver = DnsServer::spawn(&[

@@ -116,6 +116,7 @@ fn censorship() -> Vec<Case> {
         "dns-injection",
         "blackhole-partial",
         "blackhole-all",
+        "protocol",
         "tcp-reset",
         "sni-filter",
         "tls-mitm",

@@ -15,7 +15,7 @@ use censorprobe::analyse::fixtures::*;
 use censorprobe::analyse::{Blocking as B, Verdict as V};
 use censorprobe::cmd::offline;
 use censorprobe::facts::failure::{Failure, Operation, StepError};
-use censorprobe::facts::{Measurement, QueryType, Step, Vantage};
+use censorprobe::facts::{Measurement, QueryType, Reply, Step, Vantage};
 use censorprobe::input::targets::{CANARY_SERVICE, Target, TargetKind};
 use censorprobe::rundir::rows::VerdictRow;
 use censorprobe::rundir::writer::ResultsWriter;
@@ -283,6 +283,23 @@ fn cases() -> Vec<Case> {
             V::Blocked,
             Some(B::TcpBlackhole),
         ),
+        case(
+            "dark after non-TLS first bytes where the control connected again",
+            endpoint(),
+            vec![dark_after_first_bytes()],
+            Measured(vec![first_bytes(DC_443, Reply::Closed, None)]),
+            V::Blocked,
+            Some(B::ProtocolFiltered),
+        )
+        .saying("neither TLS nor HTTP"),
+        case(
+            "dark after non-TLS first bytes, no control",
+            endpoint(),
+            vec![dark_after_first_bytes()],
+            Control::None,
+            V::Anomaly,
+            Some(B::ProtocolFiltered),
+        ),
         // TLS
         case(
             "SNI reset where the control's handshake worked",
@@ -473,6 +490,23 @@ fn cases() -> Vec<Case> {
             None,
         ),
         case(
+            "a server that closes on the first bytes and takes the next connection",
+            endpoint(),
+            vec![first_bytes(DC_443, Reply::Closed, None)],
+            Measured(vec![first_bytes(DC_443, Reply::Closed, None)]),
+            V::Ok,
+            None,
+        ),
+        case(
+            "a server that shuns such bytes, at both",
+            endpoint(),
+            vec![dark_after_first_bytes()],
+            Measured(vec![dark_after_first_bytes()]),
+            V::Ok,
+            None,
+        )
+        .saying("at both vantage points"),
+        case(
             "a dynamic page",
             url(),
             with(vec![page(200, 2000, "Facebook - log in")]),
@@ -543,6 +577,18 @@ fn cases() -> Vec<Case> {
                 Some(Failure::GenericTimeout),
             )]),
             Measured(connected()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "dark after the first bytes, the canary unreachable right after",
+            endpoint(),
+            vec![reconnect_checked(
+                dark_after_first_bytes(),
+                Some(Failure::GenericTimeout),
+            )],
+            Measured(vec![first_bytes(DC_443, Reply::Closed, None)]),
             V::Inconclusive,
             None,
         )
@@ -813,6 +859,12 @@ fn cases() -> Vec<Case> {
             None,
         ),
     ]
+}
+
+/// A connect to Telegram's data centre that worked, and none right after the first
+/// bytes: every try unanswered.
+fn dark_after_first_bytes() -> Measurement {
+    first_bytes(DC_443, Reply::Silent, Some(Failure::GenericTimeout))
 }
 
 /// A lookup answered `first`, then under the same ID `then`: an injector's race.

@@ -312,6 +312,26 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
     probe_run.assert_scenario("broken.test", "down");
 }
 
+/// A protocol filter on the probe's path: the endpoint takes the probe's connect, and
+/// after its non-TLS first bytes no more of the probe's; the control's, after the same
+/// bytes, go through. A TLS server that turns the bytes down and takes the next
+/// connection is no such thing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_dark_after_the_first_bytes_on_the_probe_path_is_protocol_filtered() {
+    let lab = Lab::new(&[], &[]).await;
+    // PROBE's packets, that is.
+    let filtered = protocol_filtered(blackhole::Blackholed::Source(Ipv4Addr::LOCALHOST))
+        .await
+        .unwrap()
+        .to_string();
+    let healthy = lab.healthy.to_string();
+    let services =
+        format!("[[service]]\nname = \"dc\"\nendpoints = [\"{filtered}\", \"{healthy}\"]\n");
+    let run = lab.run(&services, None).await;
+    run.assert_scenario(&filtered, "protocol");
+    run.assert_verdict(&healthy, "ok", "");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn interception_on_the_probe_path_is_blocked_and_a_bad_certificate_everywhere_is_down() {
     let lab = Lab::new(

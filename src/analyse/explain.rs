@@ -171,11 +171,9 @@ pub fn residual(
             && !disproved
     })?;
     Some(format!(
-        "{} stopped answering after a handshake naming {} failed at {} ({}, {:.0} s before): residual blocking set off by another target; nothing can be said of this one",
+        "{} stopped answering after {}, {:.0} s before: residual blocking set off by another target; nothing can be said of this one",
         failed.ip(),
-        trigger.name,
-        trigger.address,
-        trigger.failure,
+        trigger.what(),
         (until - trigger.at).as_seconds_f64()
     ))
 }
@@ -232,6 +230,15 @@ pub fn answers(measurements: &[Measurement]) -> Vec<(SocketAddr, DateTime<Utc>)>
             Step::TcpConnect(t) => {
                 out.extend(t.error.is_none().then_some((t.address, m.measured_at)));
                 out.extend(check(&t.check));
+                for again in t.first_bytes.iter().map(|f| &f.reconnect) {
+                    out.extend(
+                        again
+                            .error
+                            .is_none()
+                            .then_some((t.address, again.measured_at)),
+                    );
+                    out.extend(check(&again.check));
+                }
             }
             Step::TlsHandshake(t) => {
                 out.extend(t.server_answered().then_some((t.address, m.measured_at)));
@@ -290,7 +297,7 @@ mod tests {
     use super::super::{Blocking, Context, Verdict};
     use super::ResolverHealth;
     use crate::facts::failure::{Failure, StepError};
-    use crate::facts::{Measurement, QueryType, Step, Trigger};
+    use crate::facts::{Measurement, QueryType, Sent, Step, Trigger};
 
     /// A run whose canary's A lookup through `system` failed with `failure`.
     fn canary_failed(failure: Failure) -> Context {
@@ -537,7 +544,7 @@ mod tests {
         let ip: IpAddr = FB.parse().unwrap();
         let trigger = |target: &str, port: u16, seconds_before: i64| Trigger {
             address: SocketAddr::new(ip, port),
-            name: "forbidden.test".into(),
+            sent: Sent::Name("forbidden.test".into()),
             target: target.into(),
             at: Utc::now() - TimeDelta::seconds(seconds_before),
             failure: Failure::GenericTimeout,

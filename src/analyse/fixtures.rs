@@ -9,8 +9,8 @@ use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType,
-    Step, TcpFacts, TlsFacts, Vantage,
+    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, FirstBytes, HttpFacts, HttpHop, Measurement,
+    QueryType, Reconnect, Reply, Step, TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
 
@@ -76,6 +76,51 @@ pub fn tcp(address: &str, failure: Option<Failure>) -> Measurement {
         address.parse().expect("a literal address"),
         failure.map(|f| StepError::new(Operation::Connect, f)),
     )))
+}
+
+/// A data centre of Telegram's, measured as a fixed endpoint.
+pub const DC_443: &str = "149.154.167.51:443";
+
+pub fn endpoint() -> Target {
+    Target {
+        service: "telegram".into(),
+        kind: TargetKind::Endpoint(DC_443.parse().expect("a literal address")),
+        tls_ports: vec![],
+        tcp_ports: vec![],
+        asns: vec![],
+    }
+}
+
+/// A connect to `address` that worked, then the first-bytes probe on it: the server's
+/// `reply`, and the connect right after failing with `reconnect`, or not.
+pub fn first_bytes(address: &str, reply: Reply, reconnect: Option<Failure>) -> Measurement {
+    let mut m = tcp(address, None);
+    if let Step::TcpConnect(t) = &mut m.step {
+        t.first_bytes = Some(FirstBytes {
+            measured_at: m.measured_at,
+            sent: 64,
+            reply,
+            received: 0,
+            reconnect: Reconnect {
+                measured_at: m.measured_at,
+                runtime_ms: 6500.0,
+                tries: if reconnect.is_some() { 6 } else { 1 },
+                check: None,
+                error: reconnect.map(|f| StepError::new(Operation::Connect, f)),
+            },
+        });
+    }
+    m
+}
+
+/// `m`'s first-bytes reconnect followed by a check that failed with `result`, or passed.
+pub fn reconnect_checked(mut m: Measurement, result: Option<Failure>) -> Measurement {
+    if let Step::TcpConnect(t) = &mut m.step
+        && let Some(f) = &mut t.first_bytes
+    {
+        f.reconnect.check = Some(check(result));
+    }
+    m
 }
 
 pub fn timed_out_connect() -> Measurement {

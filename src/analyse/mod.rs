@@ -89,6 +89,10 @@ pub enum Blocking {
     TcpReset,
     /// TCP: the connect was refused, where the control's was not.
     TcpRefused,
+    /// TCP: the endpoint took a connection, and after bytes that were neither TLS nor
+    /// HTTP sent on it took no more (a protocol filter, Iran's), where the control
+    /// connected again after the same bytes.
+    ProtocolFiltered,
     /// TLS: the handshake with the target's name reset while the control name went
     /// through to the same address; `blocked` where the control's handshake worked, a
     /// sign (`anomaly`) where the control could not say.
@@ -120,7 +124,7 @@ pub enum Blocking {
 }
 
 impl Blocking {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -129,6 +133,7 @@ impl Blocking {
         (Blocking::TcpBlackhole, "tcp-blackhole"),
         (Blocking::TcpReset, "tcp-reset"),
         (Blocking::TcpRefused, "tcp-refused"),
+        (Blocking::ProtocolFiltered, "protocol-filtered"),
         (Blocking::TlsReset, "tls-reset"),
         (Blocking::TlsTimeout, "tls-timeout"),
         (Blocking::TlsMitm, "tls-mitm"),

@@ -168,6 +168,17 @@ impl Blocking {
                     ],
                 }],
             ),
+            Blocking::ProtocolFiltered => (
+                Layer::Tcp,
+                &[Form {
+                    fires: "a connect to an endpoint worked, and after bytes that were neither TLS, HTTP nor DNS sent on it every try of the connect right after went unanswered (dark from the start is `tcp-blackhole`)",
+                    needs: Control,
+                    decided_in: &[
+                        "analyse::transport::protocol_problem",
+                        "analyse::transport::first_bytes_at",
+                    ],
+                }],
+            ),
             Blocking::TlsReset => (
                 Layer::Tls,
                 &[Form {

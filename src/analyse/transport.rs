@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{Check, Measurement, Step, TlsFacts};
+use crate::facts::{Check, FirstBytes, Measurement, Step, TlsFacts};
 
 pub fn problems(
     probe: &TargetFacts,
@@ -44,6 +44,9 @@ pub fn problems(
                         t.check.as_ref(),
                         control,
                     ));
+                }
+                if let Some(f) = &t.first_bytes {
+                    out.extend(protocol_problem(probe, m, t.address, f, control));
                 }
             }
             Step::TlsHandshake(t) if !t.control_sni => {
@@ -75,6 +78,74 @@ pub fn connect_problem(
     let why = explain::step(&what, e, check)
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
     Problem::weak(finding, control.map(|c| connect_at(c, address))).unless(why)
+}
+
+/// A connect that worked, after whose first bytes (see [`FirstBytes`]) the endpoint
+/// took no connection: every try of the connect right after went unanswered. The
+/// endpoint answered, so this is no blackhole; a protocol filter where the control
+/// connected again after the same bytes, a server that shuns such bytes where it did
+/// not. A reconnect refused or reset is a server's answer, and not taken for one.
+pub fn protocol_problem(
+    probe: &TargetFacts,
+    m: &Measurement,
+    address: SocketAddr,
+    f: &FirstBytes,
+    control: Option<&TargetFacts>,
+) -> Option<Problem> {
+    let again = &f.reconnect;
+    let e = again
+        .error
+        .as_ref()
+        .filter(|e| e.local || e.failure.is_unanswered())?;
+    let mut finding = Finding::new(
+        Blocking::ProtocolFiltered,
+        format!(
+            "TCP connect to {address} worked, but after {} bytes that were neither TLS nor HTTP were sent on it (the server: {}) the connect right after failed: {}",
+            f.sent,
+            f.reply.as_str(),
+            e.failure
+        ),
+    );
+    if again.tries > 1 {
+        finding
+            .evidence
+            .push_str(&format!(" ({} tries)", again.tries));
+    }
+    let what = format!("TCP connect to {address} after the first bytes");
+    let ended = again.ended_at();
+    let why = explain::step(&what, e, again.check.as_ref()).or_else(|| {
+        let answers = explain::answers(&probe.measurements);
+        explain::residual(address, ended, ended, &m.target, &probe.triggers, &answers)
+    });
+    let saw = control.map(|c| first_bytes_at(c, address));
+    Some(Problem::weak(finding, saw).unless(why))
+}
+
+/// What the control's first-bytes probe to the same endpoint gave: whether it connected
+/// again after the same bytes.
+fn first_bytes_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
+    let theirs = control.measurements.iter().find_map(|m| match &m.step {
+        Step::TcpConnect(t) if t.address == address => t.first_bytes.as_ref(),
+        _ => None,
+    });
+    let Some(f) = theirs else {
+        return ControlSaw::NotMeasured(format!(
+            "the control did not send the same bytes to {address}"
+        ));
+    };
+    match &f.reconnect.error {
+        None => ControlSaw::Success(format!(
+            "the control connected to {address} again after the same bytes (the server: {})",
+            f.reply.as_str()
+        )),
+        Some(e) if e.local => {
+            ControlSaw::NotMeasured(explain::at_control(e, None).unwrap_or_default())
+        }
+        Some(e) => ControlSaw::Failure(format!(
+            "the control could not connect to {address} again after the same bytes either ({})",
+            e.failure
+        )),
+    }
 }
 
 fn handshakes(measurements: &[Measurement]) -> Vec<&TlsFacts> {
@@ -295,5 +366,179 @@ pub fn name_singled_out(
             ))
         }
         Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::{Blocking, Control, Verdict};
+    use crate::facts::Reply;
+    use crate::facts::failure::Failure;
+
+    /// The endpoint, went dark after the first bytes at the probe.
+    fn dark() -> Vec<crate::facts::Measurement> {
+        vec![first_bytes(
+            DC_443,
+            Reply::Silent,
+            Some(Failure::GenericTimeout),
+        )]
+    }
+
+    /// The control connected again after the same bytes (the server closed on them).
+    fn took_them() -> (
+        Vec<crate::facts::Measurement>,
+        Vec<crate::facts::Measurement>,
+    ) {
+        (vec![], vec![first_bytes(DC_443, Reply::Closed, None)])
+    }
+
+    #[test]
+    fn dark_after_the_first_bytes_where_the_control_connected_again_is_protocol_filtering() {
+        let filtered = compare(endpoint(), (vec![], dark()), took_them());
+        assert_eq!(
+            kind(&filtered),
+            (Verdict::Blocked, Some(Blocking::ProtocolFiltered)),
+            "{}",
+            filtered.verdict.evidence
+        );
+        let said = &filtered.verdict.evidence;
+        assert!(
+            said.contains("neither TLS nor HTTP") && said.contains("again after the same bytes"),
+            "{said}"
+        );
+        // Dark from the start: a blackhole, as before.
+        let blackhole = compare(
+            endpoint(),
+            (vec![], vec![tcp(DC_443, Some(Failure::GenericTimeout))]),
+            took_them(),
+        );
+        assert_eq!(
+            kind(&blackhole),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        // A control that did not make the probe (an older one): nothing to compare.
+        let unmeasured = compare(
+            endpoint(),
+            (vec![], dark()),
+            (vec![], vec![tcp(DC_443, None)]),
+        );
+        assert_eq!(kind(&unmeasured), (Verdict::Inconclusive, None));
+    }
+
+    #[test]
+    fn without_a_control_it_is_a_sign_only() {
+        let alone = judge(endpoint(), vec![], dark());
+        assert_eq!(
+            kind(&alone),
+            (Verdict::Anomaly, Some(Blocking::ProtocolFiltered))
+        );
+        let unavailable = judge_with(
+            &facts(&endpoint(), vec![], dark()),
+            Control::Unavailable("refused"),
+        );
+        assert_eq!(kind(&unavailable), (Verdict::Inconclusive, None));
+    }
+
+    #[test]
+    fn the_probes_own_network_down_after_the_bytes_is_inconclusive() {
+        let lost = reconnect_checked(dark().remove(0), Some(Failure::GenericTimeout));
+        let own = compare(endpoint(), (vec![], vec![lost]), took_them());
+        assert_eq!(kind(&own), (Verdict::Inconclusive, None));
+        assert!(
+            own.verdict.evidence.contains("the probe's own network"),
+            "{}",
+            own.verdict.evidence
+        );
+        // The canary answered right after: the endpoint, not the link.
+        let answered = reconnect_checked(dark().remove(0), None);
+        let filtered = compare(endpoint(), (vec![], vec![answered]), took_them());
+        assert_eq!(
+            kind(&filtered),
+            (Verdict::Blocked, Some(Blocking::ProtocolFiltered))
+        );
+    }
+
+    #[test]
+    fn a_server_that_closes_on_the_bytes_and_takes_the_next_connection_is_ok() {
+        for reply in [Reply::Closed, Reply::Reset, Reply::Answered, Reply::Silent] {
+            let fine = compare(
+                endpoint(),
+                (vec![], vec![first_bytes(DC_443, reply, None)]),
+                took_them(),
+            );
+            assert_eq!(kind(&fine), (Verdict::Ok, None), "{reply:?}");
+        }
+        // A server that shuns such bytes, at both: no problem of the path's.
+        let shunned = || {
+            vec![first_bytes(
+                DC_443,
+                Reply::Closed,
+                Some(Failure::GenericTimeout),
+            )]
+        };
+        let both = compare(endpoint(), (vec![], shunned()), (vec![], shunned()));
+        assert_eq!(
+            kind(&both),
+            (Verdict::Ok, None),
+            "{}",
+            both.verdict.evidence
+        );
+        // Refused right after: the server's answer, not a path gone dark.
+        let refused = compare(
+            endpoint(),
+            (
+                vec![],
+                vec![first_bytes(
+                    DC_443,
+                    Reply::Closed,
+                    Some(Failure::ConnectionRefused),
+                )],
+            ),
+            took_them(),
+        );
+        assert_eq!(kind(&refused), (Verdict::Ok, None));
+    }
+
+    /// The first bytes that darkened an address are a trigger: another target's failure
+    /// there after them is their echo, not evidence; and a neighbour's trigger between
+    /// the connect and the reconnect explains the reconnect's failure.
+    #[test]
+    fn first_bytes_that_darkened_an_address_explain_its_neighbours_failures() {
+        let mut probe = at(
+            first_bytes(FB_443, Reply::Silent, Some(Failure::GenericTimeout)),
+            -10,
+        );
+        probe.target = DC_443.into();
+        let triggers = crate::facts::Trigger::of(&probe);
+        assert_eq!(triggers.len(), 1);
+        assert_eq!(triggers[0].sent, crate::facts::Sent::FirstBytes);
+        let dns = || vec![lookup(&[(FB, None)])];
+        let mut ours = facts(&domain(&[]), dns(), vec![timed_out_connect()]);
+        ours.triggers = triggers.clone();
+        let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
+        let echo = judge_with(&ours, Control::Measured(&theirs));
+        assert_eq!(kind(&echo), (Verdict::Inconclusive, None));
+        assert!(
+            echo.verdict.evidence.contains("neither TLS nor HTTP"),
+            "{}",
+            echo.verdict.evidence
+        );
+        // The other way round: a name's trigger after the connect, before the reconnect.
+        let mut neighbour = triggers[0].clone();
+        neighbour.sent = crate::facts::Sent::Name("forbidden.test".into());
+        neighbour.target = "forbidden.test".into();
+        neighbour.address = DC_443.parse().unwrap();
+        neighbour.at = chrono::Utc::now() - chrono::TimeDelta::seconds(5);
+        let mut endpoint_facts = facts(&endpoint(), vec![], vec![at(dark().remove(0), -20)]);
+        endpoint_facts.triggers = vec![neighbour];
+        let theirs = facts(&endpoint(), vec![], took_them().1).into_control();
+        let echo = judge_with(&endpoint_facts, Control::Measured(&theirs));
+        assert_eq!(
+            kind(&echo),
+            (Verdict::Inconclusive, None),
+            "{}",
+            echo.verdict.evidence
+        );
     }
 }

@@ -48,8 +48,13 @@ pub struct Measurement {
 impl Measurement {
     /// When the step ended.
     pub fn ended_at(&self) -> DateTime<Utc> {
-        self.measured_at + chrono::TimeDelta::microseconds((self.runtime_ms * 1000.0) as i64)
+        ended(self.measured_at, self.runtime_ms)
     }
+}
+
+/// When a step begun at `at` that took `runtime_ms` ended.
+fn ended(at: DateTime<Utc>, runtime_ms: f64) -> DateTime<Utc> {
+    at + chrono::TimeDelta::microseconds((runtime_ms * 1000.0) as i64)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,6 +307,9 @@ pub struct TcpFacts {
     /// After a connect that timed out: a connect to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
+    /// After a connect to a fixed endpoint that worked: the first-bytes probe made on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bytes: Option<FirstBytes>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -312,8 +320,89 @@ impl TcpFacts {
             address,
             tries: 1,
             check: None,
+            first_bytes: None,
             error,
         }
+    }
+}
+
+/// Bytes that are neither TLS, HTTP nor DNS (random, as an MTProto obfuscated handshake
+/// looks) sent on a connection to an endpoint, what came back, and a connect to the same
+/// endpoint right after. A protocol filter (Iran's, 2020 on) lets only what starts like
+/// DNS, HTTP or TLS through, and drops everything after other bytes for a minute: the
+/// endpoint took the first connection and not the next. A server that dislikes the
+/// bytes closes the connection, and takes the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstBytes {
+    /// When the bytes were sent.
+    pub measured_at: DateTime<Utc>,
+    /// How many were sent.
+    pub sent: u32,
+    pub reply: Reply,
+    /// Bytes of the answer read, when the server answered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub received: u64,
+    /// The connect to the same endpoint made right after, its tries as any connect's.
+    pub reconnect: Reconnect,
+}
+
+impl FirstBytes {
+    /// The endpoint took no connection after the bytes (every try unanswered), and not
+    /// for a fault of the probe's own machine.
+    pub fn went_dark(&self) -> bool {
+        self.reconnect
+            .error
+            .as_ref()
+            .is_some_and(|e| !e.local && e.failure.is_unanswered())
+    }
+}
+
+/// What came back within a short wait after the first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Some bytes.
+    Answered,
+    /// The server closed the connection (FIN).
+    Closed,
+    /// A reset.
+    Reset,
+    /// Nothing: a server waiting for more (an MTProto server does), or a filter that
+    /// dropped the bytes.
+    Silent,
+    /// The write or the read failed otherwise (an ICMP error, the probe's own machine).
+    Failed,
+}
+
+impl Reply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reply::Answered => "answered",
+            Reply::Closed => "closed",
+            Reply::Reset => "reset",
+            Reply::Silent => "silent",
+            Reply::Failed => "failed",
+        }
+    }
+}
+
+/// The connect made right after the first bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reconnect {
+    pub measured_at: DateTime<Utc>,
+    pub runtime_ms: f64,
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// After a reconnect that timed out: a connect to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+    #[serde(flatten)]
+    pub error: Option<StepError>,
+}
+
+impl Reconnect {
+    pub fn ended_at(&self) -> DateTime<Utc> {
+        ended(self.measured_at, self.runtime_ms)
     }
 }
 
@@ -504,14 +593,15 @@ impl HttpHop {
 }
 
 /// A handshake or request that failed after its connection was made (reset, closed or
-/// stalled): the moment at which a censor with residual blocking (the GFW for 90 to
-/// 180 s, Iran for about a minute) begins to block the whole address, whatever name
-/// comes next. A later failure of another target on the same address may be its echo.
+/// stalled), or first bytes after which the endpoint went dark: the moment at which a
+/// censor with residual blocking (the GFW for 90 to 180 s, Iran for about a minute)
+/// begins to block the whole address, whatever comes next. A later failure of another
+/// target on the same address may be its echo.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     pub address: SocketAddr,
-    /// The name the failed handshake or request carried.
-    pub name: String,
+    /// What was sent.
+    pub sent: Sent,
     /// The target it was made for.
     pub target: String,
     /// When the step began (its measurement's `measured_at`).
@@ -519,9 +609,33 @@ pub struct Trigger {
     pub failure: Failure,
 }
 
+/// What a trigger sent to its address.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sent {
+    /// A ClientHello or a request naming this.
+    Name(String),
+    /// The first-bytes probe's bytes (see [`FirstBytes`]).
+    FirstBytes,
+}
+
 impl Trigger {
+    /// What happened, for evidence: "a handshake naming X failed at IP:PORT (failure)".
+    pub fn what(&self) -> String {
+        match &self.sent {
+            Sent::Name(name) => format!(
+                "a handshake naming {name} failed at {} ({})",
+                self.address, self.failure
+            ),
+            Sent::FirstBytes => format!(
+                "bytes that were neither TLS nor HTTP were sent to {}, which then took no connection ({})",
+                self.address, self.failure
+            ),
+        }
+    }
+
     /// The triggers a probe's measurement holds: a handshake with the target's own name,
-    /// or a fetch's hop, failed after connecting.
+    /// or a fetch's hop, failed after connecting; first bytes after which the endpoint
+    /// went dark.
     pub fn of(m: &Measurement) -> Vec<Trigger> {
         if m.vantage != Vantage::Probe {
             return Vec::new();
@@ -534,7 +648,7 @@ impl Trigger {
             (after_connect && (e.failure.is_reset_or_eof() || e.failure.is_timeout())).then(|| {
                 Trigger {
                     address,
-                    name: name.to_string(),
+                    sent: Sent::Name(name.to_string()),
                     target: m.target.clone(),
                     at: m.measured_at,
                     failure: e.failure.clone(),
@@ -561,6 +675,21 @@ impl Trigger {
                     let at = hop.started_at.unwrap_or(m.measured_at);
                     trigger(address, &host, e).map(|t| Trigger { at, ..t })
                 })
+                .collect(),
+            Step::TcpConnect(t) => t
+                .first_bytes
+                .as_ref()
+                .filter(|f| f.went_dark())
+                .and_then(|f| {
+                    Some(Trigger {
+                        address: t.address,
+                        sent: Sent::FirstBytes,
+                        target: m.target.clone(),
+                        at: f.measured_at,
+                        failure: f.reconnect.error.as_ref()?.failure.clone(),
+                    })
+                })
+                .into_iter()
                 .collect(),
             _ => Vec::new(),
         }

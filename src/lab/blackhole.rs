@@ -47,8 +47,9 @@ pub fn listener_at(addr: SocketAddr, blackholed: Blackholed) -> std::io::Result<
     TcpListener::from_std(socket.into())
 }
 
+/// Makes `socket` (a listener: the connects to it) never hear from `blackholed` again.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn drop_packets(socket: &Socket, blackholed: Blackholed) -> std::io::Result<()> {
+pub fn drop_packets(socket: &Socket, blackholed: Blackholed) -> std::io::Result<()> {
     use socket2::SockFilter;
     // Classic BPF (linux/filter.h): load a word, compare, return how much to keep.
     const LD_W_ABS: u16 = 0x20;
@@ -70,7 +71,7 @@ fn drop_packets(socket: &Socket, blackholed: Blackholed) -> std::io::Result<()> 
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn drop_packets(_: &Socket, _: Blackholed) -> std::io::Result<()> {
+pub fn drop_packets(_: &Socket, _: Blackholed) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "the lab's blackhole needs Linux's socket filters",

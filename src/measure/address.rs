@@ -231,7 +231,7 @@ mod tests {
     fn trigger(ip: IpAddr, at: DateTime<Utc>) -> Trigger {
         Trigger {
             address: SocketAddr::new(ip, 443),
-            name: "forbidden.test".into(),
+            sent: crate::facts::Sent::Name("forbidden.test".into()),
             target: "forbidden.test".into(),
             at,
             failure: Failure::GenericTimeout,

@@ -14,6 +14,7 @@
 pub mod address;
 pub mod checks;
 pub mod dns;
+pub mod first_bytes;
 pub mod http;
 pub mod limits;
 pub mod tcp;
@@ -33,8 +34,8 @@ use url::Url;
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, Measurement, QueryType, Step, TargetFacts, TcpFacts, TlsFacts,
-    Trigger, Vantage, answered_addresses,
+    Check, CheckTarget, DnsFacts, FirstBytes, Measurement, QueryType, Reconnect, Step, TargetFacts,
+    TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses,
 };
 use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
@@ -262,7 +263,9 @@ impl Measurer {
                 measurements.extend(tcp);
             }
             TargetKind::Endpoint(addr) => match self.public_only(addr.ip()) {
-                Ok(_) => measurements.push(self.connect_only(target, *addr).await),
+                // Boxed: an endpoint's state (two connects', a read's) would otherwise
+                // swell every target's future, and a debug build's stack with it.
+                Ok(_) => measurements.push(Box::pin(self.endpoint(target, *addr)).await),
                 Err(_) => {
                     let refused = TcpFacts::new(
                         *addr,
@@ -616,6 +619,57 @@ impl Measurer {
         self.record(target, started, Step::TcpConnect(facts))
     }
 
+    /// A fixed endpoint: a connect, then the first-bytes probe on its connection (see
+    /// [`FirstBytes`]). The probe comes last, as a trigger does: a block it sets off
+    /// cannot spoil a step made before it. Targets on the same address measured after
+    /// it (a domain whose address this is) are not spared, but their failures then meet
+    /// the trigger it leaves, and are `inconclusive`, not `blocked`.
+    async fn endpoint(&self, target: &Target, address: SocketAddr) -> Measurement {
+        let _host = self.limits.host(address.ip()).await;
+        let started = now();
+        let (mut facts, stream) = self.connect(address).await;
+        let connected = self.record(target, started, Step::TcpConnect(facts.clone()));
+        let Some(stream) = stream else {
+            return connected;
+        };
+        let ticket = self.addresses.open(address.ip(), Utc::now());
+        facts.first_bytes = Some(self.first_bytes(stream, address).await);
+        let m = Measurement {
+            step: Step::TcpConnect(facts),
+            ..connected
+        };
+        ticket.end(Trigger::of(&m));
+        m
+    }
+
+    /// The first-bytes probe, in its address's turn (as a name sent there), then a
+    /// connect to the same endpoint.
+    async fn first_bytes(&self, mut stream: TcpStream, address: SocketAddr) -> FirstBytes {
+        let bytes = first_bytes::obfuscated_handshake(&mut rand::rng());
+        let wait = self.options.timeout.min(first_bytes::WAIT);
+        let turn = self.addresses.turn(address.ip()).await;
+        let measured_at = Utc::now();
+        let (reply, received) = turn
+            .during(first_bytes::exchange(&mut stream, &bytes, wait))
+            .await;
+        drop(stream);
+        let started = now();
+        let (again, _) = self.connect(address).await;
+        FirstBytes {
+            measured_at,
+            sent: bytes.len() as u32,
+            reply,
+            received,
+            reconnect: Reconnect {
+                measured_at: started.0,
+                runtime_ms: started.1.elapsed().as_secs_f64() * 1000.0,
+                tries: again.tries,
+                check: again.check,
+                error: again.error,
+            },
+        }
+    }
+
     /// A connect, with its tries, and a network check if it timed out.
     async fn connect(&self, address: SocketAddr) -> (TcpFacts, Option<TcpStream>) {
         let began = tokio::time::Instant::now();
@@ -868,25 +922,31 @@ fn worth_another_lookup(e: &StepError) -> bool {
     !e.local && !matches!(e.failure, Failure::DnsNxdomain | Failure::DnsNoAnswer)
 }
 
-/// Where `measurements` failed (to connect, or to hear back after connecting), and when
-/// each such step ended.
+/// Where `measurements` failed (to connect, or to hear back after connecting, or to
+/// connect again after the first bytes), and when each such failure ended.
 fn failures(measurements: &[Measurement]) -> Vec<(IpAddr, DateTime<Utc>)> {
     measurements
         .iter()
         .flat_map(|m| {
-            let addresses: Vec<IpAddr> = match &m.step {
-                Step::TcpConnect(t) if t.error.is_some() => vec![t.address.ip()],
+            let at_end = |ip: IpAddr| (ip, m.ended_at());
+            match &m.step {
+                Step::TcpConnect(t) if t.error.is_some() => vec![at_end(t.address.ip())],
+                Step::TcpConnect(t) => t
+                    .first_bytes
+                    .iter()
+                    .filter(|f| f.went_dark())
+                    .map(|f| (t.address.ip(), f.reconnect.ended_at()))
+                    .collect(),
                 Step::TlsHandshake(t) if t.error.is_some() && !t.control_sni => {
-                    vec![t.address.ip()]
+                    vec![at_end(t.address.ip())]
                 }
                 Step::Http(h) if h.error.is_some() => h
                     .hops
                     .iter()
-                    .filter_map(|hop| hop.address.map(|a| a.ip()))
+                    .filter_map(|hop| hop.address.map(|a| at_end(a.ip())))
                     .collect(),
                 _ => Vec::new(),
-            };
-            addresses.into_iter().map(|ip| (ip, m.ended_at()))
+            }
         })
         .collect()
 }

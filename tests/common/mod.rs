@@ -17,7 +17,7 @@ pub use censorprobe::lab::blackhole;
 pub use censorprobe::lab::ca::Ca;
 pub use censorprobe::lab::dns::{DnsBehaviour, DnsServer};
 pub use censorprobe::lab::http::{HttpServer, IRAN_BLOCKPAGE, page};
-pub use censorprobe::lab::tcp::{accept_each, closed_port, listen, silent};
+pub use censorprobe::lab::tcp::{accept_each, closed_port, listen, protocol_filtered, silent};
 pub use censorprobe::lab::tls::{TlsBehaviour, TlsServer};
 pub use control::ControlServer;
 pub use tls::Healthy;
