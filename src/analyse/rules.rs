@@ -335,6 +335,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_names_every_kind_in_order() {
+        let rows: Vec<String> = include_str!("../../README.md")
+            .lines()
+            .filter_map(|line| {
+                let kind = line.strip_prefix("| `")?.split_once('`')?.0;
+                kind.parse::<Blocking>().is_ok().then(|| kind.to_string())
+            })
+            .collect();
+        let kinds: Vec<String> = Blocking::all().map(|k| k.to_string()).collect();
+        assert_eq!(rows, kinds, "README.md's table of blocking kinds");
+    }
+
+    #[test]
     fn every_rule_names_functions_that_exist() {
         for kind in Blocking::all() {
             let rule = kind.rule();
