@@ -88,6 +88,7 @@ pub fn html(bytes: &[u8]) {
         peak_rate: None,
         read_ms: None,
         silent_ms: None,
+        received_after_handshake: None,
         error: None,
     };
     let _ = http_blockpage(&hop);

@@ -354,6 +354,7 @@ fn hop(body: &str) -> HttpHop {
         peak_rate: None,
         read_ms: None,
         silent_ms: None,
+        received_after_handshake: None,
         error: None,
     }
 }

@@ -376,6 +376,19 @@ fn cases() -> Vec<Case> {
         )
         .saying("stopped dead after 12000 bytes"),
         case(
+            "a round trip frozen before its head after 14 kB of TLS records, its twins too",
+            url(),
+            with(vec![
+                head_frozen(fetch(0, 0, "", 0.0, None), 14_000, 9_900.0),
+                head_frozen(twin(0, 0.0), 13_900, 9_900.0),
+                head_frozen(twin(0, 0.0), 13_900, 9_900.0),
+            ]),
+            Measured(video()),
+            V::Blocked,
+            Some(B::TlsStall),
+        )
+        .saying("14000 bytes on the connection after the TLS handshake, no response head"),
+        case(
             "a fetch reset in its handshake after the control SNI worked",
             url(),
             with(vec![
@@ -608,6 +621,21 @@ fn cases() -> Vec<Case> {
             with(vec![
                 checked(frozen(12_000), Some(Failure::GenericTimeout)),
                 stopped_after(twin(0, 0.0), 11_900),
+            ]),
+            Measured(video()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "a round trip frozen before its head, the canary unreachable right after",
+            url(),
+            with(vec![
+                checked(
+                    head_frozen(fetch(0, 0, "", 0.0, None), 14_000, 9_900.0),
+                    Some(Failure::GenericTimeout),
+                ),
+                head_frozen(twin(0, 0.0), 13_900, 9_900.0),
             ]),
             Measured(video()),
             V::Inconclusive,

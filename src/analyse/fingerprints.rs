@@ -369,6 +369,7 @@ mod tests {
             peak_rate: None,
             read_ms: None,
             silent_ms: None,
+            received_after_handshake: None,
             error: None,
         }
     }

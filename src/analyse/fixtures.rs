@@ -253,6 +253,7 @@ pub fn fetch(
             peak_rate: None,
             read_ms: None,
             silent_ms: None,
+            received_after_handshake: None,
             error: error.clone(),
         }],
         control_sni: None,
@@ -330,6 +331,27 @@ pub fn cut_at_deadline(mut m: Measurement, body: u64, read_ms: f64, silent_ms: f
         hop.read_ms = Some(read_ms);
         hop.silent_ms = Some(silent_ms);
         hop.error = Some(error.clone());
+        h.error = Some(error);
+    }
+    m
+}
+
+/// `m` (a fetch, a twin, a fetch again) whose HTTPS round trip the deadline ended
+/// before any response head, `received` bytes after the TLS handshake, the last
+/// `silent_ms` of its 10 s wait bringing nothing.
+pub fn head_frozen(mut m: Measurement, received: u64, silent_ms: f64) -> Measurement {
+    if let Step::Http(h) = &mut m.step {
+        let error = StepError::timeout(Operation::HttpRoundTrip);
+        let hop = &mut h.hops[0];
+        *hop = HttpHop {
+            url: hop.url.clone(),
+            address: hop.address,
+            received_after_handshake: Some(received),
+            read_ms: Some(10_000.0),
+            silent_ms: Some(silent_ms),
+            error: Some(error.clone()),
+            ..HttpHop::new("")
+        };
         h.error = Some(error);
     }
     m

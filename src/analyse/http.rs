@@ -25,7 +25,7 @@ use super::transport::{connect_problem, name_singled_out, tcp_finding};
 use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{HttpFacts, HttpHop, Measurement, Step, THROTTLE_RATIO};
+use crate::facts::{HttpFacts, HttpHop, Measurement, STALL_BYTES, Step, THROTTLE_RATIO};
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
@@ -102,9 +102,9 @@ fn refetches(facts: &TargetFacts) -> Refetches<'_> {
             .measurements
             .iter()
             .filter_map(move |m| match &m.step {
-                Step::Http(h) if h.control_sni.is_some() == twin && h.again != twin => {
-                    h.final_response()
-                }
+                Step::Http(h) if h.control_sni.is_some() == twin && h.again != twin => h
+                    .final_response()
+                    .or_else(|| h.hops.last().filter(|hop| before_head(hop).is_some())),
                 _ => None,
             })
     };
@@ -293,14 +293,6 @@ fn body_stalled(
     ))
 }
 
-/// A body that stopped dead had brought at least this much first: more than two
-/// full-size segments at Ethernet's MSS (1460 bytes), and a server sends a body in
-/// full-size segments, so full-size packets passed. A path MTU black hole (the probe's
-/// network dropping every full-size packet, the ICMP that would say so filtered) stops
-/// a transfer at its first full-size segment, past at most the head and a short first
-/// write. Russia's freeze comes after about 16 KB of the server's data: some 10 KB of
-/// body, past the handshake's certificates.
-const STALL_BYTES: u64 = 4 * 1024;
 /// A read stopped dead when nothing came for this long before its deadline, and from
 /// at most halfway through it. Loss cannot keep a transfer silent so long with any
 /// likelihood: at 15 % loss each way a resend and its acknowledgement both get through
@@ -313,28 +305,59 @@ const STALL_BYTES: u64 = 4 * 1024;
 /// own name after one that read on), which loss would have to repeat by chance.
 const STALL_SILENCE_MS: f64 = 2000.0;
 
-/// Whether a read the deadline ended had stopped dead: silent until the deadline for
-/// [`STALL_SILENCE_MS`] at least, from at most halfway through the read. A transfer
-/// that kept moving until the deadline (a throttle) did not.
+/// Whether a read the deadline ended (a body's, or a round trip's that had its TLS
+/// handshake) had stopped dead: silent until the deadline for [`STALL_SILENCE_MS`] at
+/// least, from at most halfway through the read. A transfer that kept moving until the
+/// deadline (a throttle) did not.
 fn stopped_dead(hop: &HttpHop) -> bool {
     match (hop.silent_ms, hop.read_ms) {
         (Some(silent), Some(read)) => {
-            read_timed_out(hop) && silent >= STALL_SILENCE_MS && 2.0 * silent >= read
+            (read_timed_out(hop) || before_head(hop).is_some())
+                && silent >= STALL_SILENCE_MS
+                && 2.0 * silent >= read
         }
         _ => false,
     }
 }
 
+/// The raw bytes an HTTPS round trip the deadline ended received after the handshake,
+/// with no response head: the record carrying the head (with the start of the body,
+/// as servers send it) never completed.
+fn before_head(hop: &HttpHop) -> Option<u64> {
+    let timed_out = hop
+        .error
+        .as_ref()
+        .is_some_and(|e| e.failure.is_timeout() && e.failed_operation == Operation::HttpRoundTrip);
+    hop.received_after_handshake
+        .filter(|_| timed_out && hop.status.is_none())
+}
+
+/// The bytes a transfer brought before the deadline: of its body, or, before its head,
+/// of TLS records.
+fn brought(hop: &HttpHop) -> u64 {
+    before_head(hop).unwrap_or(hop.body_length)
+}
+
+/// How far a transfer that stopped came, in words.
+fn stop_point(hop: &HttpHop) -> String {
+    match before_head(hop) {
+        Some(bytes) => format!(
+            "{bytes} bytes on the connection after the TLS handshake, no response head among them"
+        ),
+        None => format!("{} bytes of its body", hop.body_length),
+    }
+}
+
 /// Whether a transfer froze: stopped dead after full-size packets passed.
 fn froze(hop: &HttpHop) -> bool {
-    stopped_dead(hop) && hop.body_length >= STALL_BYTES
+    stopped_dead(hop) && brought(hop) >= STALL_BYTES
 }
 
 /// How a refetch of a stalled transfer ended, in words.
 fn ending(hop: &HttpHop) -> String {
     match &hop.error {
         None => format!("it read {} bytes", hop.body_length),
-        Some(_) if stopped_dead(hop) => format!("it stopped dead after {} bytes", hop.body_length),
+        Some(_) if stopped_dead(hop) => format!("it stopped dead after {}", stop_point(hop)),
         Some(_) if cut_off(hop) => format!(
             "it was still coming at the deadline, after {} bytes",
             hop.body_length
@@ -347,7 +370,11 @@ fn ending(hop: &HttpHop) -> String {
 }
 
 /// An HTTPS body that stopped dead (see [`stopped_dead`]) after full-size packets
-/// passed, where the control read more: a freeze. By address when every control-SNI
+/// passed, where the control read more: a freeze. So is a round trip that stopped dead
+/// after full-size packets passed the handshake, before its head (the first record of
+/// the response never completed; Russia's freeze after 16 KB comes there as often as
+/// not), where the control read the page; one with fewer bytes is left to the round
+/// trip's failure. By address when every control-SNI
 /// twin from the same address froze too (Russia's TSPU has frozen TLS to foreign
 /// hosting and CDN networks after about 16 KB since 2025, whatever the name); by name
 /// when a twin read past that point and the fetch with its own name right after froze
@@ -360,14 +387,19 @@ fn tls_stall(
     saw: Option<ControlSaw>,
     refetched: &Refetches<'_>,
 ) -> Option<Problem> {
-    if !stopped_dead(hop) || theirs.is_some_and(|t| t.body_length <= hop.body_length) {
+    let head = before_head(hop).is_some();
+    let short = match head {
+        true => brought(hop) < STALL_BYTES,
+        false => theirs.is_some_and(|t| t.body_length <= hop.body_length),
+    };
+    if !stopped_dead(hop) || short {
         return None;
     }
     let secs = |ms: Option<f64>| ms.unwrap_or_default() / 1000.0;
     let mut evidence = format!(
-        "{} stopped dead after {} bytes of its body: nothing more came, and no reset or FIN, in the last {:.1} s of a {:.1} s read",
+        "{} stopped dead after {}: nothing more came, and no reset or FIN, in the last {:.1} s of a {:.1} s read",
         hop.url,
-        hop.body_length,
+        stop_point(hop),
         secs(hop.silent_ms),
         secs(hop.read_ms)
     );
@@ -376,7 +408,7 @@ fn tls_stall(
         let why = format!("{}{why}", finding.evidence);
         Some(Problem::explained(finding, why))
     };
-    if hop.body_length < STALL_BYTES {
+    if brought(hop) < STALL_BYTES {
         return explained(
             evidence,
             ": too few bytes to show that full-size packets passed, so a path MTU black hole of the probe's own network is as likely as a freeze",
@@ -398,7 +430,7 @@ fn tls_stall(
     let twins = &refetched.twins;
     if let Some(twin) = twins
         .iter()
-        .find(|t| t.error.is_none() && t.body_length > hop.body_length)
+        .find(|t| t.error.is_none() && (head || t.body_length > hop.body_length))
     {
         evidence.push_str(&format!(
             ", while the control-SNI twin from the same address read {} bytes",
@@ -407,8 +439,8 @@ fn tls_stall(
         return match refetched.again {
             Some(again) if froze(again) => {
                 evidence.push_str(&format!(
-                    ", and the fetch with its own name right after stopped dead again after {} bytes: a freeze by name",
-                    again.body_length
+                    ", and the fetch with its own name right after stopped dead again after {}: a freeze by name",
+                    stop_point(again)
                 ));
                 Some(Problem::strong(
                     Finding::new(Blocking::TlsStall, evidence),
@@ -430,7 +462,7 @@ fn tls_stall(
         };
     }
     if !twins.is_empty() && twins.iter().all(|t| froze(t)) {
-        let counts: Vec<String> = twins.iter().map(|t| t.body_length.to_string()).collect();
+        let counts: Vec<String> = twins.iter().map(|t| brought(t).to_string()).collect();
         evidence.push_str(&format!(
             ", and so did the control-SNI twin{} from the same address, after {} bytes: a freeze by address, whatever the name",
             if twins.len() > 1 { "s" } else { "" },
@@ -1009,7 +1041,7 @@ mod tests {
             &by_name,
             &[
                 "twin from the same address read 400000 bytes",
-                "again after 12100 bytes: a freeze by name",
+                "again after 12100 bytes of its body: a freeze by name",
             ],
         );
         // The name did not freeze again: a path that stalled for a while.
@@ -1042,6 +1074,58 @@ mod tests {
         let mtu = against_the_control(vec![frozen(1_400), stopped_after(twin(0, 0.0), 1_400)]);
         assert_eq!(kind(&mtu), (Verdict::Inconclusive, None));
         evidence_of(&mtu, &["path MTU black hole"]);
+    }
+
+    #[test]
+    fn a_round_trip_that_froze_before_its_head_is_a_freeze_too() {
+        let first = |received, silent| {
+            let m = head_frozen(fetch(0, 0, "", 0.0, None), received, silent);
+            checked(m, None)
+        };
+        let frozen_twins = || [13_900, 13_800].map(|n| head_frozen(twin(0, 0.0), n, 9_900.0));
+        // 14 kB of TLS records after the handshake, then nothing, on every connection to
+        // the address: the record carrying the head never completed (Russia's freeze).
+        let mut probe = vec![first(14_000, 9_900.0)];
+        probe.extend(frozen_twins());
+        let by_address = against_the_control(probe);
+        assert_eq!(
+            kind(&by_address),
+            (Verdict::Blocked, Some(Blocking::TlsStall)),
+            "{}",
+            by_address.verdict.evidence
+        );
+        evidence_of(
+            &by_address,
+            &[
+                "stopped dead after 14000 bytes on the connection after the TLS handshake, no response head",
+                "9.9 s of a 10.0 s read",
+                "twins from the same address, after 13900 and 13800 bytes",
+                "by address",
+                "the control read the whole body",
+            ],
+        );
+        // The twin read the page, and the name froze again before its head: by name.
+        let by_name = against_the_control(vec![
+            first(14_000, 9_900.0),
+            twin(400_000, 500.0),
+            head_frozen(again(0, 0.0), 14_100, 9_900.0),
+        ]);
+        assert_eq!(kind(&by_name), (Verdict::Blocked, Some(Blocking::TlsStall)));
+        evidence_of(&by_name, &["again after 14100 bytes on the connection"]);
+        // Too few bytes to show that full-size packets passed, or a silence loss could
+        // make: the round trip's failure, judged as before.
+        for (received, silent) in [(1_400, 9_900.0), (14_000, 1_000.0)] {
+            let mut probe = vec![first(received, silent)];
+            probe.extend(frozen_twins());
+            let other = against_the_control(probe);
+            assert_ne!(
+                other.verdict.blocking,
+                Some(Blocking::TlsStall),
+                "{}",
+                other.verdict.evidence
+            );
+            evidence_of(&other, &["http_round_trip"]);
+        }
     }
 
     #[test]

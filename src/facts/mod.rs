@@ -513,6 +513,17 @@ impl HttpFacts {
 /// falls short of it, and `analyse` judges by it.
 pub const THROTTLE_RATIO: f64 = 4.0;
 
+/// A transfer that stopped dead had brought at least this much first: more than two
+/// full-size segments at Ethernet's MSS (1460 bytes), and a server sends a body in
+/// full-size segments, so full-size packets passed. A path MTU black hole (the probe's
+/// network dropping every full-size packet, the ICMP that would say so filtered) stops
+/// a transfer at its first full-size segment, past at most the head and a short first
+/// write. Russia's freeze comes after about 16 KB of the server's data: some 10 KB of
+/// body, past the handshake's certificates. Bytes of the body, or, for a round trip
+/// that froze before its head, the TLS records after the handshake. `measure` twins a
+/// round trip that froze after so many, and `analyse` judges by it.
+pub const STALL_BYTES: u64 = 4 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpHop {
     pub url: String,
@@ -548,15 +559,23 @@ pub struct HttpHop {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rate: Option<f64>,
     /// Milliseconds the body's read lasted, from the response head to the deadline,
-    /// when the deadline ended it.
+    /// when the deadline ended it; or, when it ended an HTTPS round trip before any
+    /// response head, from the request to the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_ms: Option<f64>,
     /// Milliseconds at the end of that read in which nothing came: from the last body
-    /// byte (or the head, when none came) to the deadline. A transfer that stopped dead
-    /// (no reset, no FIN: a censor's freeze) is silent for most of its read; a slow one
-    /// (a throttle, loss) kept moving until the deadline.
+    /// byte (or the head, when none came; for a round trip, the last byte the connection
+    /// received, or the request) to the deadline. A transfer that stopped dead (no
+    /// reset, no FIN: a censor's freeze) is silent for most of its read; a slow one (a
+    /// throttle, loss) kept moving until the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silent_ms: Option<f64>,
+    /// Raw bytes (TLS records) the connection received after the TLS handshake, when
+    /// the deadline ended the round trip before a response head was read. Servers send
+    /// the head in one record with the start of the body, so a freeze in that record
+    /// leaves no head to decrypt: many bytes here show the response was flowing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_after_handshake: Option<u64>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -580,6 +599,7 @@ impl HttpHop {
             peak_rate: None,
             read_ms: None,
             silent_ms: None,
+            received_after_handshake: None,
             error: None,
         }
     }

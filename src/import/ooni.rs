@@ -630,6 +630,7 @@ fn hop(r: &Transaction, keys: &TestKeys, hosts: &[String]) -> Option<HttpHop> {
         hop.peak_rate = x.peak_rate;
         hop.read_ms = x.read_ms;
         hop.silent_ms = x.silent_ms;
+        hop.received_after_handshake = x.received_after_handshake;
     }
     Some(hop)
 }

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,9 @@ use super::address::Ticket;
 use super::tcp::RETRY_PAUSE;
 use super::{Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{HttpFacts, HttpHop, Measurement, Step, THROTTLE_RATIO, Trigger, Vantage};
+use crate::facts::{
+    HttpFacts, HttpHop, Measurement, STALL_BYTES, Step, THROTTLE_RATIO, Trigger, Vantage,
+};
 use crate::input::targets::Target;
 
 /// How much of a body is read: enough for any blockpage and a stable length comparison
@@ -187,6 +189,92 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Yielding<S> {
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
+}
+
+/// What a connection has received: raw bytes, and when the last came. Shared between
+/// the [`Counted`] stream under a TLS stream and the fetch, which sees through it a
+/// freeze in the middle of a record: TLS gives nothing of a record until it is whole.
+#[derive(Clone, Default)]
+struct Tally(Arc<Mutex<(u64, Option<tokio::time::Instant>)>>);
+
+impl Tally {
+    fn get(&self) -> (u64, Option<tokio::time::Instant>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A stream that adds what it reads to its [`Tally`].
+struct Counted<S> {
+    io: S,
+    tally: Tally,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        let came = buf.filled().len() - before;
+        if came > 0 {
+            let mut tally = self.tally.0.lock().unwrap_or_else(|p| p.into_inner());
+            tally.0 += came as u64;
+            tally.1 = Some(tokio::time::Instant::now());
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Records in `hop` what its connection received after the handshake, `handshaken`
+/// bytes in at `sent` (the request), when the deadline ended the round trip: see
+/// `HttpHop::received_after_handshake`.
+fn record_round_trip(
+    hop: &mut HttpHop,
+    tally: &Tally,
+    handshaken: u64,
+    sent: tokio::time::Instant,
+) {
+    let (bytes, last) = tally.get();
+    let now = tokio::time::Instant::now();
+    let ms = |since: tokio::time::Instant| (now - since).as_secs_f64() * 1000.0;
+    hop.received_after_handshake = Some(bytes - handshaken);
+    hop.read_ms = Some(ms(sent));
+    hop.silent_ms = Some(ms(last.map_or(sent, |last| last.max(sent))));
 }
 
 /// A hyper error as one of our failures: the I/O error underneath when there is one.
@@ -572,14 +660,15 @@ impl Measurer {
         out
     }
 
-    /// A successful transfer's final URL, address, rate while it flowed and the control
-    /// SNI to fetch it with, when it was slow enough to look for a throttle or a freeze
-    /// (see [`worth_a_twin`]), at the probe.
+    /// A transfer's final URL, address, rate while it flowed and the control SNI to
+    /// fetch it with, when it was slow enough to look for a throttle or a freeze (see
+    /// [`worth_a_twin`]), at the probe.
     fn slow_https(&self, facts: &HttpFacts) -> Option<(Url, SocketAddr, f64, &str)> {
         if self.options.vantage != Vantage::Probe {
             return None;
         }
-        let hop = facts.final_response()?;
+        // The last hop: the final response, or a round trip that froze before its head.
+        let hop = facts.hops.last()?;
         let (url, flowed) = worth_a_twin(hop)?;
         let sni = self.control_sni_for(url.host_str()?)?;
         Some((url, hop.address?, flowed, sni))
@@ -667,7 +756,14 @@ impl Measurer {
             request(Method::GET, url, h2, &BROWSER_HEADERS, Bytes::new())
                 .map_err(|e| StepError::new(Operation::HttpRoundTrip, Failure::unknown(e)))
         };
+        // The connection's tally at the request, over TLS: see `record_round_trip`.
+        let mut counted = None;
         let exchange = if url.scheme() == "https" {
+            let tally = Tally::default();
+            let tcp = Counted {
+                io: tcp,
+                tally: tally.clone(),
+            };
             let (tls_facts, stream) = self
                 .tls
                 .handshake(tcp, address, server_name, false, timeout)
@@ -679,6 +775,7 @@ impl Measurer {
                 return (hop, None);
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            counted = Some((tally.get().0, tokio::time::Instant::now(), tally));
             match request(h2) {
                 Ok(req) => tokio::time::timeout(timeout, send(stream, h2, req)).await,
                 Err(e) => Ok(Err(e)),
@@ -692,6 +789,9 @@ impl Measurer {
         let (response, _connection) = match exchange {
             Err(_) => {
                 hop.error = Some(StepError::timeout(Operation::HttpRoundTrip));
+                if let Some((handshaken, sent, tally)) = counted {
+                    record_round_trip(&mut hop, &tally, handshaken, sent);
+                }
                 return (hop, None);
             }
             Ok(Err(e)) => {
@@ -756,9 +856,19 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
 
 /// A hop's URL and the rate its body flowed at, when it was slow enough to look for a
 /// throttle or a freeze: HTTPS, a success, large enough or cut off by the deadline (a
-/// transfer slowed down, or one that stopped dead), and under [`SLOW_RATE`].
+/// transfer slowed down, or one that stopped dead), and under [`SLOW_RATE`]; or a round
+/// trip the deadline ended after [`STALL_BYTES`] came after the handshake (a freeze
+/// before the head could be read), at no rate.
 fn worth_a_twin(hop: &HttpHop) -> Option<(Url, f64)> {
     let url = Url::parse(&hop.url).ok()?;
+    let froze_before_head = hop.status.is_none()
+        && hop.received_after_handshake >= Some(STALL_BYTES)
+        && hop.error.as_ref().is_some_and(|e| {
+            e.failure.is_timeout() && e.failed_operation == Operation::HttpRoundTrip
+        });
+    if url.scheme() == "https" && froze_before_head {
+        return Some((url, 0.0));
+    }
     let cut_off = hop
         .error
         .as_ref()
@@ -866,6 +976,50 @@ mod tests {
         hop.body_length = 12_000;
         hop.transfer_ms = 5.0;
         assert!(worth_a_twin(&hop).is_none());
+    }
+
+    #[test]
+    fn a_round_trip_frozen_before_its_head_gets_its_twin() {
+        let mut hop = HttpHop::new("https://x.test/video");
+        hop.error = Some(StepError::timeout(Operation::HttpRoundTrip));
+        hop.received_after_handshake = Some(14_000);
+        assert_eq!(worth_a_twin(&hop).map(|(_, rate)| rate), Some(0.0));
+        // Too little after the handshake to be the response flowing: no freeze to twin.
+        hop.received_after_handshake = Some(STALL_BYTES - 1);
+        assert!(worth_a_twin(&hop).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_tallies_what_it_received_and_when() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut peer, _) = listener.accept().await.unwrap();
+            peer.write_all(&[0u8; 10_000]).await.unwrap();
+            // Then nothing, and no FIN, as a freeze.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let tally = Tally::default();
+        let mut stream = Counted {
+            io: TcpStream::connect(address).await.unwrap(),
+            tally: tally.clone(),
+        };
+        let mut handshake = [0u8; 4_000];
+        stream.read_exact(&mut handshake).await.unwrap();
+        let sent = tokio::time::Instant::now();
+        let mut rest = [0u8; 6_000];
+        stream.read_exact(&mut rest).await.unwrap();
+        let (bytes, last) = tally.get();
+        assert_eq!(bytes, 10_000);
+        assert!(last.is_some_and(|last| last >= sent));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut hop = HttpHop::new("https://x.test/");
+        record_round_trip(&mut hop, &tally, 4_000, sent);
+        assert_eq!(hop.received_after_handshake, Some(6_000));
+        let (read, silent) = (hop.read_ms.unwrap(), hop.silent_ms.unwrap());
+        assert!(silent >= 300.0 && silent <= read, "{silent} of {read}");
+        server.abort();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -100,14 +101,14 @@ impl TlsContext {
 
     /// A handshake on `tcp` with `server_name` as SNI (none for an IP address). Returns
     /// the facts, and the stream when the handshake finished.
-    pub async fn handshake(
+    pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        tcp: TcpStream,
+        tcp: S,
         address: SocketAddr,
         server_name: &str,
         control_sni: bool,
         timeout: Duration,
-    ) -> (TlsFacts, Option<TlsStream<TcpStream>>) {
+    ) -> (TlsFacts, Option<TlsStream<S>>) {
         let mut facts = TlsFacts::new(address, server_name, control_sni);
         let name = match server_name_of(server_name) {
             Ok(name) => name,

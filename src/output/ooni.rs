@@ -236,6 +236,8 @@ struct HopFacts {
     #[serde(skip_serializing_if = "Option::is_none")]
     silent_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    received_after_handshake: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     failed_operation: Option<Operation>,
     /// The fetch's own error, on its last hop, when the hop has none (a certificate
     /// that did not verify, the page fetched all the same to record it).
@@ -603,6 +605,7 @@ impl HttpTransaction {
                 peak_rate: hop.peak_rate,
                 read_ms: hop.read_ms,
                 silent_ms: hop.silent_ms,
+                received_after_handshake: hop.received_after_handshake,
                 failed_operation: hop.error.as_ref().map(|e| e.failed_operation),
                 fetch_error: None,
             },
@@ -676,6 +679,7 @@ mod tests {
             peak_rate: None,
             read_ms: None,
             silent_ms: None,
+            received_after_handshake: None,
             error: None,
         }
     }
