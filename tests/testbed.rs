@@ -96,6 +96,8 @@ const TARGETS: &[&str] = &[
     "https://cdn.test/",
     "shared.test",
     "https://shared.test/",
+    "vps.test",
+    "https://vps.test/media/large.jpg",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
