@@ -484,6 +484,10 @@ write_web_servers() {
     # A large file (1 MiB, more than the 512 KiB the probe reads) for the throttling and
     # stall tests.
     head -c 1048576 /dev/urandom >"$STATE/www/media/large.jpg"
+    # One of 48 KiB for the stall test: past a freeze at 16 KiB, and under the 64 KiB
+    # from which a slow transfer is looked at for a throttle (so that loss alone leaves
+    # it ok, as any small page).
+    head -c 49152 /dev/urandom >"$STATE/www/media/page.jpg"
     chmod -R a+rX "$STATE/www"
     nginx_conf web "    server {
 $listens        $tls

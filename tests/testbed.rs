@@ -97,7 +97,7 @@ const TARGETS: &[&str] = &[
     "shared.test",
     "https://shared.test/",
     "vps.test",
-    "https://vps.test/media/large.jpg",
+    "https://vps.test/media/page.jpg",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.

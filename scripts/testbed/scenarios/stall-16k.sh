@@ -5,7 +5,7 @@
 # probe, every further packet of it is dropped (iptables connbytes, counted on the
 # reply direction). The TLS handshake fits under it; the body does not. The freeze is
 # by address: the same address with any SNI freezes too.
-# Expect: https://vps.test/media/large.jpg: blocked tls-stall, evidence giving the byte
+# Expect: https://vps.test/media/page.jpg: blocked tls-stall, evidence giving the byte
 # count; vps.test ok.
 STALL_AT=16384
 censor iptables -w -A FORWARD -s "$(addr_of vps.test)" -o "$LAN_IF" -p tcp --sport 443 \
