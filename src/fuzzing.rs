@@ -73,23 +73,12 @@ pub fn html(bytes: &[u8]) {
         assert_eq!(title.trim(), title, "a title is trimmed");
     }
     let hop = HttpHop {
-        url: "http://x.test/".into(),
-        started_at: None,
-        address: None,
-        tls: None,
         status: Some(302),
         headers: vec![("location".into(), body.to_string())],
         body_length: body.len() as u64,
-        body_truncated: false,
         title,
         body_prefix: body.to_string(),
-        transfer_ms: 0.0,
-        active_rate: None,
-        peak_rate: None,
-        read_ms: None,
-        silent_ms: None,
-        received_after_handshake: None,
-        error: None,
+        ..HttpHop::new("http://x.test/")
     };
     let _ = http_blockpage(&hop);
 }

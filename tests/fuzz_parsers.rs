@@ -339,23 +339,11 @@ fn dns_message(id: u16, name: &str, addresses: &[Ipv4Addr], ttl: u32) -> Vec<u8>
 
 fn hop(body: &str) -> HttpHop {
     HttpHop {
-        url: "http://x.test/".into(),
-        started_at: None,
-        address: None,
-        tls: None,
         status: Some(200),
-        headers: Vec::new(),
         body_length: body.len() as u64,
-        body_truncated: false,
         title: title_of(body),
         body_prefix: body.into(),
-        transfer_ms: 0.0,
-        active_rate: None,
-        peak_rate: None,
-        read_ms: None,
-        silent_ms: None,
-        received_after_handshake: None,
-        error: None,
+        ..HttpHop::new("http://x.test/")
     }
 }
 

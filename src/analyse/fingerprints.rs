@@ -351,26 +351,14 @@ mod tests {
 
     fn hop(status: u16, headers: &[(&str, &str)], body: &str) -> HttpHop {
         HttpHop {
-            url: "http://x.test/".into(),
-            started_at: None,
-            address: None,
-            tls: None,
             status: Some(status),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body_length: body.len() as u64,
-            body_truncated: false,
-            title: None,
             body_prefix: body.into(),
-            transfer_ms: 0.0,
-            active_rate: None,
-            peak_rate: None,
-            read_ms: None,
-            silent_ms: None,
-            received_after_handshake: None,
-            error: None,
+            ..HttpHop::new("http://x.test/")
         }
     }
 

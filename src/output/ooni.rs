@@ -661,8 +661,6 @@ mod tests {
 
     fn hop(url: &str, status: u16, tls: Option<TlsFacts>) -> HttpHop {
         HttpHop {
-            url: url.into(),
-            started_at: None,
             address: Some("127.0.0.1:8443".parse().unwrap()),
             tls,
             status: Some(status),
@@ -671,16 +669,9 @@ mod tests {
                 ("set-cookie".into(), "b=2".into()),
             ],
             body_length: 70_000,
-            body_truncated: false,
-            title: None,
             body_prefix: "<html>".into(),
             transfer_ms: 1.0,
-            active_rate: None,
-            peak_rate: None,
-            read_ms: None,
-            silent_ms: None,
-            received_after_handshake: None,
-            error: None,
+            ..HttpHop::new(url)
         }
     }
 
