@@ -17,6 +17,7 @@ pub mod fingerprints;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod http;
+pub mod quic;
 pub mod rules;
 pub mod transport;
 
@@ -26,7 +27,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, Step};
+use crate::facts::{Measurement, QuicFacts, Step};
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::TargetKind;
 
@@ -121,10 +122,14 @@ pub enum Blocking {
     /// body stalled with no twin to compare, recorded without its silence, is a sign
     /// only.
     Throttled,
+    /// QUIC: handshakes over UDP got no answer where TCP+TLS with the same name to the
+    /// same address was answered: by name where the control name's QUIC handshake there
+    /// was answered, by address where only the control's QUIC handshakes were.
+    QuicBlocked,
 }
 
 impl Blocking {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -143,6 +148,7 @@ impl Blocking {
         (Blocking::HttpDiff, "http-diff"),
         (Blocking::HttpFailure, "http-failure"),
         (Blocking::Throttled, "throttled"),
+        (Blocking::QuicBlocked, "quic-blocked"),
     ];
 
     /// Every kind, in docs/design.md's order.
@@ -345,6 +351,9 @@ pub fn problems(
         TargetKind::Url(_) => out.extend(http::problems(probe, control)),
         _ => out.extend(transport::problems(probe, control, context)),
     }
+    // Last: a browser falls back from QUIC to TCP, so a block of TCP or TLS is the one
+    // that users meet, and the finding that counts.
+    out.extend(quic::problems(probe, control));
     out
 }
 
@@ -557,7 +566,9 @@ pub fn no_network(outcome: &Outcome) -> TargetVerdict {
 fn reached(measurements: &[Measurement]) -> bool {
     measurements.iter().any(|m| match &m.step {
         Step::TcpConnect(t) => t.error.is_none(),
-        Step::TlsHandshake(t) => t.server_answered(),
+        Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
+            t.server_answered()
+        }
         Step::Http(h) => h.hops.iter().any(|hop| hop.status.is_some()),
         Step::Dns(_) => false,
     })

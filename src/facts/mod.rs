@@ -64,6 +64,7 @@ pub enum Step {
     TcpConnect(TcpFacts),
     TlsHandshake(TlsFacts),
     Http(HttpFacts),
+    QuicHandshake(QuicFacts),
 }
 
 impl Step {
@@ -73,6 +74,7 @@ impl Step {
             Step::TcpConnect(_) => "tcp_connect",
             Step::TlsHandshake(_) => "tls_handshake",
             Step::Http(_) => "http",
+            Step::QuicHandshake(_) => "quic_handshake",
         }
     }
 
@@ -82,6 +84,7 @@ impl Step {
             Step::TcpConnect(f) => f.error.as_ref(),
             Step::TlsHandshake(f) => f.error.as_ref(),
             Step::Http(f) => f.error.as_ref(),
+            Step::QuicHandshake(f) => f.handshake.error.as_ref(),
         }
     }
 
@@ -92,6 +95,7 @@ impl Step {
             Step::TcpConnect(f) => (f.tries, f.check.as_ref()),
             Step::TlsHandshake(f) => (f.tries, f.check.as_ref()),
             Step::Http(f) => (f.tries, f.check.as_ref()),
+            Step::QuicHandshake(f) => (f.handshake.tries, f.handshake.check.as_ref()),
         }
     }
 }
@@ -459,6 +463,29 @@ impl TlsFacts {
     pub fn server_answered(&self) -> bool {
         self.handshake_done
             || matches!(&self.error, Some(e) if e.failure == Failure::SslFailedHandshake)
+    }
+}
+
+/// A QUIC handshake (HTTP/3's transport: TLS 1.3 carried in UDP) to the address and with
+/// the name of a TCP+TLS handshake, so that the two transports can be compared: a censor
+/// may drop UDP to an address, or read the name in the QUIC Initial, and leave TCP be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuicFacts {
+    #[serde(flatten)]
+    pub handshake: TlsFacts,
+    /// The UDP port the handshake was sent from: a censor's state is kept per flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    /// Datagrams that came back from the address, over every try. None at all is what
+    /// a path that drops the flow leaves; loss leaves some, whatever else it spoils.
+    #[serde(default)]
+    pub datagrams_received: u64,
+}
+
+impl QuicFacts {
+    /// Nothing came back: the handshake failed, and not one datagram arrived.
+    pub fn dark(&self) -> bool {
+        !self.handshake.server_answered() && self.datagrams_received == 0
     }
 }
 

@@ -67,6 +67,8 @@ pub struct TlsContext {
     recording: Arc<ClientConfig>,
     /// Refuses invalid certificates; used where we must trust the peer (DoH).
     strict: Arc<ClientConfig>,
+    /// The recording configuration for QUIC: TLS 1.3 only, offering HTTP/3.
+    quic: quinn::ClientConfig,
 }
 
 impl TlsContext {
@@ -92,10 +94,22 @@ impl TlsContext {
             .with_webpki_verifier(webpki.clone())
             .with_no_client_auth();
         strict.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut quic = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("cannot configure TLS for QUIC")?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+                webpki: webpki.clone(),
+            }))
+            .with_no_client_auth();
+        quic.alpn_protocols = vec![b"h3".to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(quic)
+            .context("cannot configure QUIC")?;
         Ok(TlsContext {
             webpki,
             recording: Arc::new(recording),
             strict: Arc::new(strict),
+            quic: quinn::ClientConfig::new(Arc::new(quic)),
         })
     }
 
@@ -131,7 +145,6 @@ impl TlsContext {
             Ok(Ok(stream)) => stream,
         };
         let (_, conn) = stream.get_ref();
-        facts.handshake_done = true;
         facts.tls_version = conn
             .protocol_version()
             .map(|v| format!("{v:?}").replace('_', "."));
@@ -141,14 +154,37 @@ impl TlsContext {
         facts.alpn = conn
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned());
-        let chain = conn.peer_certificates().unwrap_or_default();
+        self.record_peer(
+            &mut facts,
+            &name,
+            conn.peer_certificates().unwrap_or_default(),
+            Operation::TlsHandshake,
+        );
+        (facts, Some(stream))
+    }
+
+    /// The client configuration of QUIC handshakes, which record as TCP+TLS ones do.
+    pub fn quic(&self) -> quinn::ClientConfig {
+        self.quic.clone()
+    }
+
+    /// Records what a finished handshake negotiated and the certificate it was shown
+    /// (the whole chain but for a control-SNI handshake), and checks the chain for the
+    /// name, as a browser would have before going on.
+    pub fn record_peer(
+        &self,
+        facts: &mut TlsFacts,
+        name: &ServerName<'_>,
+        chain: &[CertificateDer<'_>],
+        operation: Operation,
+    ) {
+        facts.handshake_done = true;
         facts.certificate = chain
             .first()
-            .map(|leaf| describe(leaf, if control_sni { &[] } else { chain }));
-        if let Err(failure) = self.verify(chain, &name) {
-            facts.error = Some(StepError::new(Operation::TlsHandshake, failure));
+            .map(|leaf| describe(leaf, if facts.control_sni { &[] } else { chain }));
+        if let Err(failure) = self.verify(chain, name) {
+            facts.error = Some(StepError::new(operation, failure));
         }
-        (facts, Some(stream))
     }
 
     /// Checks a chain for a name, as a browser would have before going on.
@@ -179,7 +215,7 @@ impl TlsContext {
     }
 }
 
-fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {
+pub fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Ok(ServerName::IpAddress(ip.into()));
     }

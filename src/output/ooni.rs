@@ -120,6 +120,9 @@ struct Archival {
     x_dns_duplicate_responses: Vec<DnsQuery>,
     tcp_connect: Vec<TcpConnect>,
     tls_handshakes: Vec<TlsHandshake>,
+    /// OONI's key for QUIC handshakes, in the shape of TLS ones over `udp`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    quic_handshakes: Vec<TlsHandshake>,
     requests: Vec<HttpTransaction>,
     /// Fetches written so far, to number them.
     #[serde(skip)]
@@ -403,6 +406,10 @@ impl Archival {
                 Step::TlsHandshake(facts) => archival
                     .tls_handshakes
                     .push(TlsHandshake::new(facts, t0, t)),
+                Step::QuicHandshake(facts) => archival.quic_handshakes.push(TlsHandshake {
+                    network: "udp",
+                    ..TlsHandshake::new(&facts.handshake, t0, t)
+                }),
                 Step::Http(facts) => archival.add_http(facts, t0, t),
             }
         }
