@@ -603,8 +603,23 @@ pub struct HttpHop {
     /// leaves no head to decrypt: many bytes here show the response was flowing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_after_handshake: Option<u64>,
+    /// The body's first reads (at most [`READ_EVENTS`]), as OONI's throttling
+    /// measurements keep them (dd-007): how the transfer moved, read by read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadEvent>,
     #[serde(flatten)]
     pub error: Option<StepError>,
+}
+
+/// The reads of a body that are kept: OONI's first 64 read events.
+pub const READ_EVENTS: usize = 64;
+
+/// One read of a body: when it ended, in milliseconds from the hop's start
+/// (`started_at`), and the bytes it brought.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReadEvent {
+    pub t_ms: f64,
+    pub bytes: u64,
 }
 
 impl HttpHop {
@@ -627,6 +642,7 @@ impl HttpHop {
             read_ms: None,
             silent_ms: None,
             received_after_handshake: None,
+            reads: Vec::new(),
             error: None,
         }
     }
