@@ -100,6 +100,8 @@ const TARGETS: &[&str] = &[
     "https://vps.test/media/page.jpg",
     "video.test",
     "https://video.test/",
+    "dual.test",
+    "https://dual.test/",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -128,6 +130,8 @@ fn censorship() -> Vec<Case> {
         "throttle",
         "stall-16k",
         "quic-block",
+        "ipv6-block",
+        "ipv6-off",
         "down",
         "all",
         "none",

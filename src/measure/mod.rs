@@ -943,7 +943,7 @@ impl Measurer {
         server_name: &str,
         address: SocketAddr,
     ) -> Vec<Measurement> {
-        let _host = self.limits.host(address.ip()).await;
+        let host = self.limits.host(address.ip()).await;
         let started = now();
         let (tcp, stream) = self.connect(address).await;
         let mut out = vec![self.record(target, started, Step::TcpConnect(tcp))];
@@ -970,6 +970,8 @@ impl Measurer {
             out.push(self.control_handshake_after(target, sni, address).await);
         }
         if answered && target.quic_ports.contains(&address.port()) {
+            // QUIC does not load the server's TCP side: the address's next target may go.
+            drop(host);
             out.extend(self.quic_pair(target, server_name, address).await);
         }
         out
