@@ -245,6 +245,17 @@ impl Blocking {
                     },
                 ],
             ),
+            Blocking::TlsFingerprint => (
+                Layer::Tls,
+                &[Form {
+                    fires: "handshakes with the default ClientHello failed once connected with the target's name and with the control name to the same address (before, and right after), while another ClientHello (split, padded or browser-like) passed with both names: the probe's own fingerprint is blocked, not the site (never `blocked`, whatever the control saw)",
+                    needs: Unconfirmable,
+                    decided_in: &[
+                        "analyse::hello::fingerprint",
+                        "analyse::transport::tls_problem",
+                    ],
+                }],
+            ),
             Blocking::HttpBlockpage => (
                 Layer::Http,
                 &[Form {
