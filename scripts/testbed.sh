@@ -77,6 +77,7 @@ HOSTS=(
     "pbs.twimg.test 198.19.10.11"
     "smallsite.test 198.19.11.10"
     "vps.test 198.19.13.10" # a site on a foreign hosting network (scenario stall-16k)
+    "mirror.test 198.19.14.10" # a tool's download mirror (scenario fingerprint)
     "cdn.test 198.19.12.1 198.19.12.2"
 )
 # Telegram's data centres, measured as endpoints (IP:443), with no name.

@@ -98,6 +98,7 @@ const TARGETS: &[&str] = &[
     "https://shared.test/",
     "vps.test",
     "https://vps.test/media/page.jpg",
+    "mirror.test",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -125,6 +126,7 @@ fn censorship() -> Vec<Case> {
         "http-blockpage",
         "throttle",
         "stall-16k",
+        "fingerprint",
         "down",
         "all",
         "none",
