@@ -19,8 +19,8 @@ VERDICTS = ["ok", "blocked", "anomaly", "down", "inconclusive"]
 KINDS = [
     "dns-hijack", "dns-nxdomain", "dns-failure", "dns-injection", "tcp-blackhole",
     "tcp-reset", "tcp-refused", "protocol-filtered", "tls-reset", "tls-timeout", "tls-mitm",
-    "tls-failure", "tls-stall", "http-blockpage", "http-diff", "http-failure", "throttled",
-    "quic-blocked",
+    "tls-failure", "tls-stall", "tls-fingerprint", "http-blockpage", "http-diff", "http-failure",
+    "throttled", "quic-blocked",
 ]
 
 

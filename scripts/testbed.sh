@@ -87,7 +87,8 @@ HOSTS=(
     "smallsite.test 198.19.11.10"
     "vps.test 198.19.13.10" # a site on a foreign hosting network (scenario stall-16k)
     "video.test 198.19.14.10" # a site whose QUIC the censor drops (scenario quic-block)
-    "dual.test 198.19.16.10" # a dual-stack site (scenarios ipv6-off, ipv6-block)
+    "dual.test 198.19.18.10" # a dual-stack site (scenarios ipv6-off, ipv6-block)
+    "mirror.test 198.19.17.10" # a tool's download mirror (scenario fingerprint)
     "cdn.test 198.19.12.1 198.19.12.2"
 )
 # The names with an IPv6 address too (AAAA), the same in both DNS views. Only these: a
@@ -95,7 +96,7 @@ HOSTS=(
 # slip through over IPv6.
 HOSTS6=(
     "canary.test 2001:db8:19::10"
-    "dual.test 2001:db8:19:16::10"
+    "dual.test 2001:db8:19:18::10"
 )
 # Telegram's data centres, measured as endpoints (IP:443), with no name.
 TELEGRAM_DCS=(198.19.1.1 198.19.1.2 198.19.1.3 198.19.1.4)

@@ -102,6 +102,7 @@ const TARGETS: &[&str] = &[
     "https://video.test/",
     "dual.test",
     "https://dual.test/",
+    "mirror.test",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -132,6 +133,7 @@ fn censorship() -> Vec<Case> {
         "quic-block",
         "ipv6-block",
         "ipv6-off",
+        "fingerprint",
         "down",
         "all",
         "none",

@@ -15,7 +15,7 @@ use censorprobe::analyse::fixtures::*;
 use censorprobe::analyse::{Blocking as B, Verdict as V};
 use censorprobe::cmd::offline;
 use censorprobe::facts::failure::{Failure, Operation, StepError};
-use censorprobe::facts::{Measurement, QueryType, Reply, Step, Vantage};
+use censorprobe::facts::{Hello, Measurement, QueryType, Reply, Step, Vantage};
 use censorprobe::input::targets::{CANARY_SERVICE, Target, TargetKind};
 use censorprobe::rundir::rows::VerdictRow;
 use censorprobe::rundir::writer::ResultsWriter;
@@ -112,6 +112,52 @@ fn cases() -> Vec<Case> {
             tcp(FB_443, None),
             tls(FB_443, true, None),
             tls(FB_443, false, Some(failure)),
+        ])
+    };
+    // The default ClientHello reset with both names; other ClientHellos as `tries`.
+    let fingerprinted = |failure: Failure, tries: &[(Hello, bool, Option<Failure>)]| {
+        with(vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, Some(failure.clone())),
+            hellos(tls(FB_443, false, Some(failure.clone())), tries),
+            at(tls(FB_443, true, Some(failure)), 1),
+        ])
+    };
+    let reset = || Some(Failure::ConnectionReset);
+    let only_alternate = [
+        (Hello::Split, false, reset()),
+        (Hello::Padded, false, reset()),
+        (Hello::Alternate, false, None),
+        (Hello::Split, true, reset()),
+        (Hello::Padded, true, reset()),
+        (Hello::Alternate, true, None),
+    ];
+    // The target's name reset, the control's passed; the split ClientHello ended as
+    // `split`, the padded and alternate ones as `others`.
+    let sni_with = |split: Option<Failure>, others: Option<Failure>| {
+        let tries = [
+            (Hello::Split, false, split),
+            (Hello::Padded, false, others.clone()),
+            (Hello::Alternate, false, others),
+        ];
+        with(vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, None),
+            hellos(tls(FB_443, false, Some(Failure::ConnectionReset)), &tries),
+        ])
+    };
+    // Every handshake timed out with both names, and the canary after: the probe's own
+    // link; the alternate ClientHello with both names then ended as `alternate`.
+    let lost = |alternate: Option<Failure>| {
+        let timeout = || Some(Failure::GenericTimeout);
+        let tries = [
+            (Hello::Alternate, false, alternate.clone()),
+            (Hello::Alternate, true, alternate),
+        ];
+        with(vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, timeout()),
+            checked(hellos(tls(FB_443, false, timeout()), &tries), timeout()),
         ])
     };
     let page = |status, body, title| fetch(status, body, title, 5.0, None);
@@ -362,6 +408,41 @@ fn cases() -> Vec<Case> {
             Control::None,
             V::Anomaly,
             Some(B::TlsFailure),
+        ),
+        case(
+            "SNI reset, a split ClientHello passed",
+            domain(&[]),
+            sni_with(None, reset()),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsReset),
+        )
+        .saying("a split ClientHello passed: stateless DPI"),
+        case(
+            "SNI reset, no other ClientHello passed",
+            domain(&[]),
+            sni_with(reset(), reset()),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsReset),
+        )
+        .saying("stateful DPI (reassembles)"),
+        case(
+            "the probe's ClientHello reset with any name, another passed with both",
+            domain(&[]),
+            fingerprinted(Failure::ConnectionReset, &only_alternate),
+            Measured(handshakes()),
+            V::Anomaly,
+            Some(B::TlsFingerprint),
+        )
+        .saying("the alternate ClientHello passed with both: what is blocked is the probe's own TLS fingerprint, not facebook.com"),
+        case(
+            "the probe's ClientHello reset with any name, another passed with both, no control",
+            domain(&[]),
+            fingerprinted(Failure::ConnectionReset, &only_alternate),
+            Control::None,
+            V::Anomaly,
+            Some(B::TlsFingerprint),
         ),
         case(
             "a body frozen after 12 kB, its control-SNI twins too: by address",
@@ -645,6 +726,47 @@ fn cases() -> Vec<Case> {
         )
         .saying("the probe's own network"),
         // The probe's own faults
+        case(
+            "SNI reset, the other ClientHellos timed out: nothing said of the DPI",
+            domain(&[]),
+            sni_with(
+                Some(Failure::GenericTimeout),
+                Some(Failure::GenericTimeout),
+            ),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsReset),
+        )
+        .saying("to the same address succeeded; the control"),
+        case(
+            "every ClientHello timed out with both names, the canary too",
+            domain(&[]),
+            lost(Some(Failure::GenericTimeout)),
+            Measured(handshakes()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "the default ClientHello timed out with both names and the canary, another passed later",
+            domain(&[]),
+            lost(None),
+            Measured(handshakes()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
+        case(
+            "another ClientHello passed with the target's name only",
+            domain(&[]),
+            fingerprinted(
+                Failure::ConnectionReset,
+                &[(Hello::Alternate, false, None), (Hello::Alternate, true, reset())],
+            ),
+            Control::None,
+            V::Anomaly,
+            Some(B::TlsFailure),
+        ),
         case(
             "a resolver that failed the canary too",
             domain(&[]),

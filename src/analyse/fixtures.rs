@@ -9,8 +9,9 @@ use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, FirstBytes, HttpFacts, HttpHop, Measurement,
-    QueryType, QuicFacts, Reconnect, Reply, Step, TcpFacts, TlsFacts, Vantage,
+    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, FirstBytes, Hello, HelloTry, HttpFacts,
+    HttpHop, Measurement, QueryType, QuicFacts, Reconnect, Reply, Step, TcpFacts, TlsFacts,
+    Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
 
@@ -406,6 +407,34 @@ pub fn over_valid_tls(mut m: Measurement) -> Measurement {
         );
         tls.handshake_done = true;
         h.hops[0].tls = Some(tls);
+    }
+    m
+}
+
+/// `m`, a handshake, made again with other ClientHellos: each `(hello, with the control
+/// SNI, failure)`.
+pub fn hellos(mut m: Measurement, tries: &[(Hello, bool, Option<Failure>)]) -> Measurement {
+    if let Step::TlsHandshake(t) = &mut m.step {
+        t.hellos = tries
+            .iter()
+            .map(|(hello, control_sni, failure)| HelloTry {
+                hello: *hello,
+                server_name: if *control_sni {
+                    "example.com"
+                } else {
+                    "facebook.com"
+                }
+                .into(),
+                control_sni: *control_sni,
+                measured_at: m.measured_at,
+                runtime_ms: 20.0,
+                handshake_done: failure.is_none(),
+                name_at: None,
+                error: failure
+                    .clone()
+                    .map(|f| StepError::new(Operation::TlsHandshake, f)),
+            })
+            .collect();
     }
     m
 }

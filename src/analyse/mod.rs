@@ -16,6 +16,7 @@ pub mod explain;
 pub mod fingerprints;
 #[doc(hidden)]
 pub mod fixtures;
+pub mod hello;
 pub mod http;
 pub mod quic;
 pub mod rules;
@@ -110,6 +111,11 @@ pub enum Blocking {
     /// (Russia's of foreign hosting since 2025) when the control-SNI twins from the same
     /// address froze too, by name when one read on and the name froze again.
     TlsStall,
+    /// TLS: the probe's own ClientHello blocked, not the site: handshakes with the
+    /// default ClientHello failed with the target's name and with the control name to
+    /// the same address, and another ClientHello passed with both. Never `blocked`: an
+    /// `anomaly` at most, since the site answered another ClientHello.
+    TlsFingerprint,
     /// HTTP: a known blockpage. Proof alone, unless served over a valid session for
     /// the name (then the site's own answer).
     HttpBlockpage,
@@ -129,7 +135,7 @@ pub enum Blocking {
 }
 
 impl Blocking {
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -144,6 +150,7 @@ impl Blocking {
         (Blocking::TlsMitm, "tls-mitm"),
         (Blocking::TlsFailure, "tls-failure"),
         (Blocking::TlsStall, "tls-stall"),
+        (Blocking::TlsFingerprint, "tls-fingerprint"),
         (Blocking::HttpBlockpage, "http-blockpage"),
         (Blocking::HttpDiff, "http-diff"),
         (Blocking::HttpFailure, "http-failure"),

@@ -247,6 +247,17 @@ impl Blocking {
                     },
                 ],
             ),
+            Blocking::TlsFingerprint => (
+                Layer::Tls,
+                &[Form {
+                    fires: "handshakes with the default ClientHello failed once connected with the target's name and with the control name to the same address (before, and right after), while another ClientHello (split, padded or browser-like) passed with both names: the probe's own fingerprint is blocked, not the site (never `blocked`, whatever the control saw)",
+                    needs: Unconfirmable,
+                    decided_in: &[
+                        "analyse::hello::fingerprint",
+                        "analyse::transport::tls_problem",
+                    ],
+                }],
+            ),
             Blocking::HttpBlockpage => (
                 Layer::Http,
                 &[Form {
@@ -293,12 +304,12 @@ impl Blocking {
                 Layer::Quic,
                 &[
                     Form {
-                        fires: "a QUIC handshake with the target's name got no answer (every try) while the control name's to the same address was answered, and TCP+TLS with the name to that address was answered: by name",
+                        fires: "a QUIC handshake with the target's name got not one datagram back (every try) while the control name's to the same address were answered before and right after, and TCP+TLS with the name to that address was answered: by name",
                         needs: ControlElseSign,
                         decided_in: &["analyse::quic::quic_problem", "analyse::quic::quic_at"],
                     },
                     Form {
-                        fires: "QUIC handshakes to an address got no answer with the control name (the name is then not tried), while TCP+TLS with the name there was answered and the control's QUIC handshakes to the address were: by address (without the control's answer, an address that does not speak QUIC, no finding)",
+                        fires: "QUIC handshakes to an address got not one datagram back with the control name (the name is then not tried), while TCP+TLS with the name there was answered and the control's QUIC handshakes to the address were: by address (without the control's answer, an address that does not speak QUIC, no finding)",
                         needs: ControlFacts,
                         decided_in: &["analyse::quic::quic_problem", "analyse::quic::quic_at"],
                     },

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 
-use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
+use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, hello};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{Check, FirstBytes, Measurement, QuicFacts, Step, TlsFacts};
@@ -301,8 +301,12 @@ fn tls_problem(
             control.map(|c| handshake_at(c, t, true)),
         ));
     }
+    if let Some(problem) = hello::fingerprint(probe, m, t) {
+        return Some(problem);
+    }
     // The handshake is recorded from when its name was sent.
-    let contrast = name_singled_out(probe, address, m.measured_at);
+    let contrast =
+        name_singled_out(probe, address, m.measured_at).map(|c| format!("{c}{}", hello::dpi(t)));
     let (blocking, strong) = match (&e.failure, &contrast) {
         (f, Some(_)) if f.is_reset_or_eof() => (Blocking::TlsReset, true),
         (Failure::GenericTimeout, Some(_)) => (Blocking::TlsTimeout, true),
@@ -341,17 +345,7 @@ pub fn name_singled_out(
     address: SocketAddr,
     sent: DateTime<Utc>,
 ) -> Option<String> {
-    let around = probe.measurements.iter().filter_map(|m| match &m.step {
-        Step::TlsHandshake(t) if t.control_sni && t.address == address => Some((m, t)),
-        _ => None,
-    });
-    let (mut before, mut after) = (None, None);
-    for (m, t) in around {
-        match m.measured_at <= sent {
-            true => before = Some(t),
-            false => after = after.or(Some(t)),
-        }
-    }
+    let (before, after) = control_around(probe, address, sent);
     let before = before.filter(|t| t.server_answered())?;
     let name = &before.server_name;
     match after.map(|t| (t.server_answered(), t.error.as_ref())) {
@@ -369,6 +363,27 @@ pub fn name_singled_out(
         }
         Some(_) => None,
     }
+}
+
+/// The control-SNI handshakes to `address` around a handshake with a target's name sent
+/// at `sent`: the last one before (once per address in the run), and the first after.
+pub fn control_around(
+    probe: &TargetFacts,
+    address: SocketAddr,
+    sent: DateTime<Utc>,
+) -> (Option<&TlsFacts>, Option<&TlsFacts>) {
+    let around = probe.measurements.iter().filter_map(|m| match &m.step {
+        Step::TlsHandshake(t) if t.control_sni && t.address == address => Some((m, t)),
+        _ => None,
+    });
+    let (mut before, mut after) = (None, None);
+    for (m, t) in around {
+        match m.measured_at <= sent {
+            true => before = Some(t),
+            false => after = after.or(Some(t)),
+        }
+    }
+    (before, after)
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! memory during a run or from `measurements.jsonl` long after it.
 
 pub mod failure;
+mod hello;
 pub mod scrub;
 mod target;
 
+pub use hello::{Hello, HelloTry};
 pub use target::TargetFacts;
 
 use std::net::{IpAddr, SocketAddr};
@@ -436,6 +438,11 @@ pub struct TlsFacts {
     /// After a handshake that timed out: a connect to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
+    /// After a handshake with the target's name that failed once connected: the same
+    /// handshake with other ClientHellos, and with the control SNI too where that one
+    /// failed before (see [`Hello`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hellos: Vec<HelloTry>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -454,6 +461,7 @@ impl TlsFacts {
             certificate: None,
             tries: 1,
             check: None,
+            hellos: Vec::new(),
             error: None,
         }
     }

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod quic;
 pub mod tcp;
 pub mod tls;
+pub mod tls_variants;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -945,11 +946,13 @@ impl Measurer {
         };
         let mut open = Some(stream);
         let sni = self.control_sni_for(server_name);
+        let mut control_failed = false;
         if let Some(sni) = sni {
-            out.push(
-                self.shared_control_handshake(target, sni, address, &mut open)
-                    .await,
-            );
+            let shared = self
+                .shared_control_handshake(target, sni, address, &mut open)
+                .await;
+            control_failed = failed_once_connected(&shared.step.error().cloned());
+            out.push(shared);
         }
         let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
@@ -958,9 +961,18 @@ impl Measurer {
         // Recorded from when the name was sent: what a trigger's time must be.
         let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
         ticket.end(Trigger::of(&handshake));
+        let at = out.len();
         out.push(handshake);
         if let Some(sni) = sni.filter(|_| failed) {
             out.push(self.control_handshake_after(target, sni, address).await);
+        }
+        // After the control name's handshake right after, which they could spoil.
+        if failed && self.options.vantage == Vantage::Probe {
+            let control = sni.filter(|_| control_failed);
+            let hellos = self.other_hellos(address, server_name, control).await;
+            if let Step::TlsHandshake(facts) = &mut out[at].step {
+                facts.hellos = hellos;
+            }
         }
         if answered && target.quic_ports.contains(&address.port()) {
             // QUIC does not load the server's TCP side: the address's next target may go.

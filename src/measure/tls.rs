@@ -27,6 +27,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{CertificateFacts, TlsFacts};
+use crate::measure::tls_variants::Hellos;
 
 /// The one crypto provider of the program (two would make rustls refuse to choose).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -76,6 +77,8 @@ pub struct TlsContext {
     private: Vec<(Vec<String>, Arc<WebPkiServerVerifier>)>,
     /// Records instead of refusing; used for measurements.
     recording: Arc<ClientConfig>,
+    /// The same, with other ClientHellos (see `tls_variants`).
+    hellos: Arc<Hellos>,
     /// Refuses invalid certificates; used where we must trust the peer (DoH).
     strict: Arc<ClientConfig>,
     /// The recording configuration for QUIC: TLS 1.3 only, offering HTTP/3.
@@ -97,34 +100,15 @@ impl TlsContext {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .context("cannot build the certificate verifier")?;
-        let builder = || {
-            ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .context("cannot configure TLS")
-        };
-        let mut recording = builder()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                webpki: webpki.clone(),
-            }))
-            .with_no_client_auth();
-        // What a browser offers, so that a handshake looks like one.
-        recording.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut strict = builder()?
+        let recording = recording_on(&webpki, provider.clone())?;
+        let hellos = Hellos::new(&recording, |other| recording_on(&webpki, other))?;
+        let mut strict = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("cannot configure TLS")?
             .with_webpki_verifier(webpki.clone())
             .with_no_client_auth();
         strict.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut quic = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .context("cannot configure TLS for QUIC")?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                webpki: webpki.clone(),
-            }))
-            .with_no_client_auth();
-        quic.alpn_protocols = vec![b"h3".to_vec()];
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(quic)
-            .context("cannot configure QUIC")?;
+        let quic = quic_recording_on(&webpki, provider.clone())?;
         let private = anchors
             .iter()
             .map(|(domains, pem)| {
@@ -143,15 +127,36 @@ impl TlsContext {
             webpki,
             private,
             recording: Arc::new(recording),
+            hellos: Arc::new(hellos),
             strict: Arc::new(strict),
-            quic: quinn::ClientConfig::new(Arc::new(quic)),
+            quic,
         })
+    }
+
+    /// The configurations of the other ClientHellos.
+    pub fn hellos(&self) -> &Hellos {
+        &self.hellos
     }
 
     /// A handshake on `tcp` with `server_name` as SNI (none for an IP address). Returns
     /// the facts, and the stream when the handshake finished.
     pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
+        tcp: S,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+        timeout: Duration,
+    ) -> (TlsFacts, Option<TlsStream<S>>) {
+        let config = self.recording.clone();
+        self.handshake_with(config, tcp, address, server_name, control_sni, timeout)
+            .await
+    }
+
+    /// The same, with the ClientHello of `config` (one of [`TlsContext::hellos`]).
+    pub async fn handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        config: Arc<ClientConfig>,
         tcp: S,
         address: SocketAddr,
         server_name: &str,
@@ -166,7 +171,7 @@ impl TlsContext {
                 return (facts, None);
             }
         };
-        let connector = TlsConnector::from(self.recording.clone());
+        let connector = TlsConnector::from(config);
         let stream = match tokio::time::timeout(timeout, connector.connect(name.clone(), tcp)).await
         {
             Err(_) => {
@@ -278,6 +283,48 @@ fn under(name: &ServerName<'_>, domains: &[String]) -> bool {
     domains
         .iter()
         .any(|d| name == *d || name.ends_with(&format!(".{d}")))
+}
+
+/// A configuration that records instead of refusing, on `provider`, offering what a
+/// browser does so that a handshake looks like one.
+fn recording_on(
+    webpki: &Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> anyhow::Result<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot configure TLS")?;
+    Ok(recording(webpki, builder, &[b"h2", b"http/1.1"]))
+}
+
+/// The same for QUIC: TLS 1.3 only, offering HTTP/3.
+fn quic_recording_on(
+    webpki: &Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> anyhow::Result<quinn::ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("cannot configure TLS for QUIC")?;
+    let quic =
+        quinn::crypto::rustls::QuicClientConfig::try_from(recording(webpki, builder, &[b"h3"]))
+            .context("cannot configure QUIC")?;
+    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// A configuration from `builder` whose verifier records, offering `alpn`.
+fn recording(
+    webpki: &Arc<WebPkiServerVerifier>,
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>,
+    alpn: &[&[u8]],
+) -> ClientConfig {
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+            webpki: webpki.clone(),
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }
 
 pub fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {

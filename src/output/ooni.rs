@@ -835,6 +835,7 @@ mod tests {
             }),
             tries: 1,
             check: None,
+            hellos: Vec::new(),
             error: None,
         };
         let mut redirect = hop("http://web.test/start", 302, None);
