@@ -975,6 +975,24 @@ fn cases() -> Vec<Case> {
         .after(vec![neighbours_trigger(10)])
         .saying("residual blocking set off by another target"),
         case(
+            "QUIC dark to an address after another target's trigger during its tries",
+            domain(&[]),
+            with(
+                [
+                    reachable().into_iter().map(|m| at(m, -20)).collect(),
+                    vec![quic_lasting(at(quic(FB_443, true, timeout(), 0), -12), 6_500.0)],
+                ]
+                .concat(),
+            ),
+            Measured(with(
+                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
+            )),
+            V::Inconclusive,
+            None,
+        )
+        .after(vec![neighbours_trigger(10)])
+        .saying("residual blocking set off by another target"),
+        case(
             "nothing failed, nothing reached",
             domain(&[]),
             nowhere(),
@@ -1141,6 +1159,14 @@ fn neighbours_trigger(seconds: i64) -> Measurement {
         t.server_name = "forbidden.test".into();
     }
     m
+}
+
+/// `m`, lasting `ms` milliseconds.
+fn quic_lasting(m: Measurement, ms: f64) -> Measurement {
+    Measurement {
+        runtime_ms: ms,
+        ..m
+    }
 }
 
 /// `m`, answered only at its third try.

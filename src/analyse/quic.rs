@@ -117,8 +117,10 @@ fn quic_problem(
         "QUIC handshake with {} to {address}",
         failed.handshake.server_name
     );
+    // Its tries span the whole step, as a connect's do (and the control name's sends no
+    // name that could set a block off): a trigger any time before its end may explain it.
     let why = explain::step(&what, e, failed.handshake.check.as_ref())
-        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.ended_at()));
     Some(problem.unless(why))
 }
 
