@@ -103,6 +103,9 @@ const TARGETS: &[&str] = &[
     "dual.test",
     "https://dual.test/",
     "mirror.test",
+    "stream.test",
+    "www.stream.test",
+    "https://stream.test/",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
