@@ -137,6 +137,7 @@ fn censorship() -> Vec<Case> {
         "ipv6-block",
         "ipv6-off",
         "fingerprint",
+        "quic-sni",
         "down",
         "all",
         "none",
