@@ -14,9 +14,13 @@ else is accepted. One line per verdict goes to the log.
 
 Only what the client sends is queued: dropping it is enough to starve the handshake.
 While a flow's ClientHello is incomplete (a post-quantum key share makes it span two
-Initials, and rustls puts its extensions in random order, so the name may come in the
-second), its Initials are held back rather than passed: the server must not hear of a
-flow the censor is going to drop, or its ACK of the first Initial would reach the client.
+Initials, and with its extensions in random order, as rustls and browsers send them,
+the name may come in the second), its Initials are held back rather than passed: the
+server must not hear of a flow the censor is going to drop, or its ACK of the first
+Initial would reach the client. That holding is this censor's own: the GFW is only
+known to decide on a flow's first packet, and after a catch it is reported to block
+the 3-tuple (client address, server address and port) for a while too, residual
+blocking that this one leaves out: only the caught flow's 4-tuple is dropped.
 """
 
 import argparse
