@@ -89,6 +89,8 @@ HOSTS=(
     "video.test 198.19.14.10" # a site whose QUIC the censor drops (scenario quic-block)
     "dual.test 198.19.18.10" # a dual-stack site (scenarios ipv6-off, ipv6-block)
     "mirror.test 198.19.17.10" # a tool's download mirror (scenario fingerprint)
+    "stream.test 198.19.15.10" # a site whose QUIC is filtered by name (scenario quic-sni)
+    "www.stream.test 198.19.15.10"
     "cdn.test 198.19.12.1 198.19.12.2"
 )
 # The names with an IPv6 address too (AAAA), the same in both DNS views. Only these: a
@@ -103,12 +105,17 @@ TELEGRAM_DCS=(198.19.1.1 198.19.1.2 198.19.1.3 198.19.1.4)
 # The site that really goes down (scenario "down"): its own web server.
 SMALLSITE_IP=198.19.11.10
 
-REQUIRED_TOOLS=(ip ss iptables ip6tables tc dnsmasq nginx caddy openssl flock setsid prlimit)
+REQUIRED_TOOLS=(ip ss iptables ip6tables tc dnsmasq nginx caddy openssl flock setsid prlimit python3)
 # The nginx modules the lab loads: headers-more sets the Server header of the CDN's
 # challenge page (scenario cdn-challenge), which nginx alone always writes itself.
 REQUIRED_NGINX_MODULES=(ngx_http_headers_more_filter_module)
 # What provides all of them on Debian and Ubuntu.
-PACKAGES="iproute2 iptables dnsmasq-base nginx libnginx-mod-http-headers-more-filter caddy openssl util-linux"
+PACKAGES="iproute2 iptables dnsmasq-base nginx libnginx-mod-http-headers-more-filter caddy openssl util-linux python3 python3-pip"
+# The Python modules of the QUIC censor (scenario quic-sni, scripts/testbed/quic-censor.py),
+# from PyPI: NetfilterQueue builds against libnetfilter_queue's headers.
+REQUIRED_PYTHON_MODULES=(netfilterqueue cryptography)
+PIP_PACKAGES="NetfilterQueue cryptography"
+PIP_BUILD_PACKAGES="libnetfilter-queue-dev python3-dev gcc"
 
 # Bench mode (up --bench HOSTS, for scripts/bench.sh): synthetic sites under bench.test,
 # one "ADDRESS NAME" line each, at addresses in BENCH_RANGE, served by an nginx of their
@@ -197,6 +204,11 @@ missing_tools() {
             [[ -f $(nginx_module "$module") ]] || missing+=("nginx module $module")
         done
     fi
+    if command -v python3 >/dev/null 2>&1; then
+        for module in "${REQUIRED_PYTHON_MODULES[@]}"; do
+            python3 -c "import $module" 2>/dev/null || missing+=("python3 module $module")
+        done
+    fi
     echo "${missing[*]}"
 }
 
@@ -210,7 +222,7 @@ nginx_module() {
 require_tools() {
     local missing
     missing=$(missing_tools)
-    [[ -z $missing ]] || unfit "missing tools: $missing (Debian/Ubuntu: apt-get install $PACKAGES)"
+    [[ -z $missing ]] || unfit "missing tools: $missing (Debian/Ubuntu: apt-get install $PACKAGES $PIP_BUILD_PACKAGES; python3 -m pip install $PIP_PACKAGES)"
 }
 
 censorprobe_bin() {
@@ -247,6 +259,8 @@ check_kernel() {
         "iptables -w -A FORWARD -p tcp -m connbytes --connbytes 16384: --connbytes-dir reply --connbytes-mode bytes -j DROP"
         "ip6tables -w -A FORWARD -d 2001:db8::1 -j DROP"
         "ip6tables -w -t nat -A PREROUTING -p udp --dport 443 -j REDIRECT --to-ports 8443"
+        "iptables -w -A FORWARD -p udp --dport 443 -j NFQUEUE --queue-num 0 --queue-bypass"
+        "python3 $LAB/quic-censor.py --check"
         "tc qdisc add dev to-a root handle 1: htb default 10"
         "tc class add dev to-a parent 1: classid 1:20 htb rate 1gbit"
         "tc qdisc add dev to-a parent 1:20 handle 20: tbf rate 1mbit burst 32kb latency 1s"
@@ -872,6 +886,9 @@ up() {
 #   stop_server NAME      stop one of the internet's web servers (smallsite)
 #   starve_control FILES  restart the control server with at most FILES open files
 #   cdn_challenge         make the CDN's edge for the probe's country serve its challenge
+#   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
+#                         flows whose Initial names NAME or a subdomain (the scenario
+#                         adds the rule that queues packets to it)
 #   include NAME...       apply other scenarios too
 #   addr_of NAME          the address of a lab name
 # and the address plan's variables ($LAN_IF, $RESOLVER_IP, $TELEGRAM_DCS, ...).
@@ -906,6 +923,24 @@ starve_control() {
 }
 
 cdn_challenge() { : >"$CDN_CHALLENGE"; }
+
+# The QUIC censor (scripts/testbed/quic-censor.py): a process of its own in the censor's
+# namespace, which reads what iptables queues to it, until the next scenario switch.
+# Its log has one line per verdict. The pid file is written once the queue is bound:
+# until then a rule with --queue-bypass lets packets through uncensored.
+QUIC_CENSOR_PID=$STATE/run/quic-censor.pid
+quic_censor() {
+    local queue=$1 log=$STATE/log/quic-censor.log round
+    shift
+    rm -f "$QUIC_CENSOR_PID"
+    in_ns "$NS_CENSOR" setsid python3 "$LAB/quic-censor.py" --queue "$queue" --log "$log" \
+        --pidfile "$QUIC_CENSOR_PID" "$@" </dev/null >>"$log.out" 2>&1 9>&- &
+    for round in $(seq 1 100); do
+        [[ -s $QUIC_CENSOR_PID ]] && return 0
+        sleep 0.1
+    done
+    die "the QUIC censor did not start: $(tail -n 5 "$log.out")"
+}
 
 stop_server() {
     local name=$1
@@ -951,9 +986,10 @@ apply_scenarios() {
     : >"$STATE/isp-scenario.conf"
     # The internet and the control as they are without a scenario: the small site up,
     # the sites' HTTP/3, the CDN's edge serving the site, the control with the open
-    # files it asks for.
+    # files it asks for; no QUIC censor.
     [[ -f $STATE/run/nginx-smallsite.pid ]] || start_nginx "$NS_NET" smallsite
     redirect_http3
+    stop_pidfile "$QUIC_CENSOR_PID"
     rm -f "$CDN_CHALLENGE"
     if [[ -f $STATE/run/control.nofile ]]; then
         stop_pidfile "$STATE/run/control.pid"

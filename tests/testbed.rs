@@ -103,6 +103,9 @@ const TARGETS: &[&str] = &[
     "dual.test",
     "https://dual.test/",
     "mirror.test",
+    "stream.test",
+    "www.stream.test",
+    "https://stream.test/",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -134,6 +137,7 @@ fn censorship() -> Vec<Case> {
         "ipv6-block",
         "ipv6-off",
         "fingerprint",
+        "quic-sni",
         "down",
         "all",
         "none",
