@@ -12,6 +12,7 @@
 //! be told, the verdict is `inconclusive`, and the evidence says why.
 
 pub mod dns;
+pub mod ech;
 pub mod explain;
 pub mod fingerprints;
 #[doc(hidden)]
@@ -109,6 +110,10 @@ pub enum Blocking {
     /// (Russia's of foreign hosting since 2025) when the control-SNI twins from the same
     /// address froze too, by name when one read on and the name froze again.
     TlsStall,
+    /// TLS: handshakes offering ECH reset or stalled, every one, while the same without
+    /// ECH (same name, same address, in random order with them) went through, where the
+    /// control's with ECH went through; a sign where the control could not say.
+    EchBlocked,
     /// HTTP: a known blockpage. Proof alone, unless served over a valid session for
     /// the name (then the site's own answer).
     HttpBlockpage,
@@ -124,7 +129,7 @@ pub enum Blocking {
 }
 
 impl Blocking {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -139,6 +144,7 @@ impl Blocking {
         (Blocking::TlsMitm, "tls-mitm"),
         (Blocking::TlsFailure, "tls-failure"),
         (Blocking::TlsStall, "tls-stall"),
+        (Blocking::EchBlocked, "ech-blocked"),
         (Blocking::HttpBlockpage, "http-blockpage"),
         (Blocking::HttpDiff, "http-diff"),
         (Blocking::HttpFailure, "http-failure"),
@@ -345,6 +351,7 @@ pub fn problems(
         TargetKind::Url(_) => out.extend(http::problems(probe, control)),
         _ => out.extend(transport::problems(probe, control, context)),
     }
+    out.extend(ech::problems(probe, control));
     out
 }
 
@@ -559,6 +566,7 @@ fn reached(measurements: &[Measurement]) -> bool {
         Step::TcpConnect(t) => t.error.is_none(),
         Step::TlsHandshake(t) => t.server_answered(),
         Step::Http(h) => h.hops.iter().any(|hop| hop.status.is_some()),
+        Step::Ech(f) => f.handshakes.iter().any(|h| h.handshake_done),
         Step::Dns(_) => false,
     })
 }

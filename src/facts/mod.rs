@@ -2,10 +2,12 @@
 //! and how it failed. No opinions live here; `analyse` reads these records, from
 //! memory during a run or from `measurements.jsonl` long after it.
 
+mod ech;
 pub mod failure;
 pub mod scrub;
 mod target;
 
+pub use ech::{EchFacts, EchHandshake, EchOffer};
 pub use target::TargetFacts;
 
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +66,8 @@ pub enum Step {
     TcpConnect(TcpFacts),
     TlsHandshake(TlsFacts),
     Http(HttpFacts),
+    /// Handshakes with and without ECH (see [`EchFacts`]).
+    Ech(EchFacts),
 }
 
 impl Step {
@@ -73,6 +77,7 @@ impl Step {
             Step::TcpConnect(_) => "tcp_connect",
             Step::TlsHandshake(_) => "tls_handshake",
             Step::Http(_) => "http",
+            Step::Ech(_) => "ech",
         }
     }
 
@@ -82,6 +87,12 @@ impl Step {
             Step::TcpConnect(f) => f.error.as_ref(),
             Step::TlsHandshake(f) => f.error.as_ref(),
             Step::Http(f) => f.error.as_ref(),
+            // The first failure of a handshake offering ECH: what the step is about.
+            Step::Ech(f) => f
+                .handshakes
+                .iter()
+                .filter(|h| h.ech != EchOffer::None)
+                .find_map(|h| h.error.as_ref()),
         }
     }
 
@@ -92,6 +103,7 @@ impl Step {
             Step::TcpConnect(f) => (f.tries, f.check.as_ref()),
             Step::TlsHandshake(f) => (f.tries, f.check.as_ref()),
             Step::Http(f) => (f.tries, f.check.as_ref()),
+            Step::Ech(f) => (f.handshakes.len() as u32, None),
         }
     }
 }
@@ -710,6 +722,21 @@ impl Trigger {
                     })
                 })
                 .into_iter()
+                .collect(),
+            // A ClientHello with ECH may set off a block too.
+            Step::Ech(f) => f
+                .handshakes
+                .iter()
+                .filter(|h| h.torn_down())
+                .filter_map(|h| {
+                    Some(Trigger {
+                        address: f.address,
+                        sent: Sent::Name(f.server_name.clone()),
+                        target: m.target.clone(),
+                        at: h.measured_at,
+                        failure: h.error.as_ref()?.failure.clone(),
+                    })
+                })
                 .collect(),
             _ => Vec::new(),
         }

@@ -14,6 +14,7 @@
 pub mod address;
 pub mod checks;
 pub mod dns;
+pub mod ech;
 pub mod first_bytes;
 pub mod http;
 pub mod limits;
@@ -104,6 +105,7 @@ pub struct Measurer {
     options: Options,
     limits: Arc<Limits>,
     tls: TlsContext,
+    ech: ech::Ech,
     asn: Option<Arc<AsnDb>>,
     resolvers: Vec<Resolver>,
     hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<HostDns>>>>>,
@@ -151,6 +153,7 @@ impl Measurer {
         Ok(Measurer {
             limits,
             options,
+            ech: ech::Ech::new(&tls)?,
             tls,
             asn,
             resolvers,
@@ -293,12 +296,16 @@ impl Measurer {
                 for ticket in fetched.tickets {
                     ticket.end(triggers.clone());
                 }
-                let twin = match &fetch.step {
-                    Step::Http(facts) => Box::pin(self.twin(target, facts)).await,
-                    _ => Vec::new(),
+                let (twin, ech) = match &fetch.step {
+                    Step::Http(facts) => (
+                        Box::pin(self.twin(target, facts)).await,
+                        self.ech_after(target, facts).await,
+                    ),
+                    _ => (Vec::new(), None),
                 };
                 measurements.push(fetch);
                 measurements.extend(twin);
+                measurements.extend(ech);
             }
         }
         let mut dns = Arc::new(Vec::new());
@@ -866,12 +873,16 @@ impl Measurer {
         let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
         let failed = failed_once_connected(&facts.error);
+        let ech = ech::informative(&facts);
         // Recorded from when the name was sent: what a trigger's time must be.
         let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
         ticket.end(Trigger::of(&handshake));
         out.push(handshake);
         if let Some(sni) = sni.filter(|_| failed) {
             out.push(self.control_handshake_after(target, sni, address).await);
+        }
+        if ech {
+            out.push(self.ech(target, server_name, address).await);
         }
         out
     }

@@ -18,7 +18,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    WantsVerifier,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -80,18 +83,11 @@ impl TlsContext {
                 .with_safe_default_protocol_versions()
                 .context("cannot configure TLS")
         };
-        let mut recording = builder()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                webpki: webpki.clone(),
-            }))
-            .with_no_client_auth();
-        // What a browser offers, so that a handshake looks like one.
-        recording.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let mut strict = builder()?
             .with_webpki_verifier(webpki.clone())
             .with_no_client_auth();
-        strict.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        strict.alpn_protocols = alpn();
+        let recording = recording(builder()?, &webpki);
         Ok(TlsContext {
             webpki,
             recording: Arc::new(recording),
@@ -99,10 +95,31 @@ impl TlsContext {
         })
     }
 
+    /// A configuration for measurements from `builder` (its protocol versions, its ECH
+    /// mode): the recording verifier, and a browser's ALPN.
+    pub fn recording(&self, builder: ConfigBuilder<ClientConfig, WantsVerifier>) -> ClientConfig {
+        recording(builder, &self.webpki)
+    }
+
     /// A handshake on `tcp` with `server_name` as SNI (none for an IP address). Returns
     /// the facts, and the stream when the handshake finished.
     pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
+        tcp: S,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+        timeout: Duration,
+    ) -> (TlsFacts, Option<TlsStream<S>>) {
+        let config = self.recording.clone();
+        self.handshake_with(config, tcp, address, server_name, control_sni, timeout)
+            .await
+    }
+
+    /// The same, with another configuration (see [`TlsContext::recording`]).
+    pub async fn handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        config: Arc<ClientConfig>,
         tcp: S,
         address: SocketAddr,
         server_name: &str,
@@ -117,7 +134,7 @@ impl TlsContext {
                 return (facts, None);
             }
         };
-        let connector = TlsConnector::from(self.recording.clone());
+        let connector = TlsConnector::from(config);
         let stream = match tokio::time::timeout(timeout, connector.connect(name.clone(), tcp)).await
         {
             Err(_) => {
@@ -177,6 +194,26 @@ impl TlsContext {
             Ok(Ok(stream)) => Ok(stream),
         }
     }
+}
+
+/// What a browser offers, so that a handshake looks like one.
+fn alpn() -> Vec<Vec<u8>> {
+    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+}
+
+/// A configuration that records any certificate (see [`RecordingVerifier`]).
+fn recording(
+    builder: ConfigBuilder<ClientConfig, WantsVerifier>,
+    webpki: &Arc<WebPkiServerVerifier>,
+) -> ClientConfig {
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+            webpki: webpki.clone(),
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn();
+    config
 }
 
 fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {

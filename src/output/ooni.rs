@@ -404,6 +404,8 @@ impl Archival {
                     .tls_handshakes
                     .push(TlsHandshake::new(facts, t0, t)),
                 Step::Http(facts) => archival.add_http(facts, t0, t),
+                // web_connectivity has no place for it (OONI's echcheck is a test apart).
+                Step::Ech(_) => {}
             }
         }
         archival

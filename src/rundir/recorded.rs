@@ -219,6 +219,7 @@ impl RecordedRun {
             .flat_map(|m| match &m.step {
                 Step::TcpConnect(t) => vec![t.address.ip()],
                 Step::TlsHandshake(t) => vec![t.address.ip()],
+                Step::Ech(f) => vec![f.address.ip()],
                 Step::Http(h) => h
                     .hops
                     .iter()
