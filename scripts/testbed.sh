@@ -77,6 +77,7 @@ HOSTS=(
     "pbs.twimg.test 198.19.10.11"
     "smallsite.test 198.19.11.10"
     "vps.test 198.19.13.10" # a site on a foreign hosting network (scenario stall-16k)
+    "cloudflare-ech.test 198.19.14.10" # ECH blocked with its name (scenario ech-block)
     "cdn.test 198.19.12.1 198.19.12.2"
 )
 # Telegram's data centres, measured as endpoints (IP:443), with no name.
@@ -206,6 +207,7 @@ check_kernel() {
         "iptables -w -t mangle -A PREROUTING -m recent --name cp-check --rdest --rcheck --seconds 60 -j DROP"
         "iptables -w -t mangle -A PREROUTING -p tcp -m u32 --u32 0>>22&0x3C@12>>26&0x3C@0>>16=0x1603 -j CONNMARK --set-mark 0x40/0x40"
         "iptables -w -A FORWARD -m conntrack --ctstate NEW -m connlimit --connlimit-above 32 --connlimit-mask 0 -j DROP"
+        "iptables -w -A FORWARD -p tcp -m string --string x --algo bm -m string --hex-string |fe0d| --algo bm -j DROP"
         "iptables -w -A FORWARD -p tcp -m connbytes --connbytes 16384: --connbytes-dir reply --connbytes-mode bytes -j DROP"
         "tc qdisc add dev to-a root handle 1: htb default 10"
         "tc class add dev to-a parent 1: classid 1:20 htb rate 1gbit"

@@ -98,6 +98,8 @@ const TARGETS: &[&str] = &[
     "https://shared.test/",
     "vps.test",
     "https://vps.test/media/page.jpg",
+    "cloudflare-ech.test",
+    "https://cloudflare-ech.test/",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -125,6 +127,7 @@ fn censorship() -> Vec<Case> {
         "http-blockpage",
         "throttle",
         "stall-16k",
+        "ech-block",
         "down",
         "all",
         "none",

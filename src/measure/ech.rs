@@ -236,3 +236,45 @@ impl Measurer {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(ech: &Ech, offer: EchOffer, name: &str) -> Vec<u8> {
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(ech.config(offer), name).unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
+    /// The bytes the testbed's censor (scenarios/ech-block.sh) looks for: the ECH
+    /// extension's type and length, then the outer form with HKDF-SHA256 and AES-128-GCM.
+    fn censors_pattern() -> Vec<u8> {
+        let script = include_str!("../../scripts/testbed/scenarios/ech-block.sh");
+        let hex = script
+            .split("--hex-string '|")
+            .nth(1)
+            .and_then(|rest| rest.split('|').next())
+            .expect("a --hex-string in ech-block.sh");
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_grease_hello_carries_the_ech_extension_the_testbed_looks_for() {
+        let tls = TlsContext::new(tls::root_store(None).unwrap()).unwrap();
+        let ech = Ech::new(&tls).unwrap();
+        let pattern = censors_pattern();
+        let carries = |bytes: &[u8]| bytes.windows(pattern.len()).any(|w| w == pattern);
+        for name in ["cloudflare-ech.test", "canary.test", "www.example.com"] {
+            // The GREASE payload is random: more than one hello each.
+            for _ in 0..20 {
+                assert!(carries(&hello(&ech, EchOffer::Grease, name)), "{name}");
+                assert!(!carries(&hello(&ech, EchOffer::None, name)), "{name}");
+            }
+        }
+    }
+}
