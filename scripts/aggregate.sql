@@ -40,7 +40,8 @@ SELECT
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-blockpage') AS blocked_http_blockpage,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-diff') AS blocked_http_diff,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-failure') AS blocked_http_failure,
-    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'throttled') AS blocked_throttled
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'throttled') AS blocked_throttled,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'quic-blocked') AS blocked_quic_blocked
 FROM verdicts
 GROUP BY ALL
 ORDER BY service, probe_cc, probe_asn, day;

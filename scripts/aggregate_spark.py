@@ -20,7 +20,7 @@ KINDS = [
     "dns-hijack", "dns-nxdomain", "dns-failure", "dns-injection", "tcp-blackhole",
     "tcp-reset", "tcp-refused", "protocol-filtered", "tls-reset", "tls-timeout", "tls-mitm",
     "tls-failure", "tls-stall", "ech-blocked", "http-blockpage", "http-diff", "http-failure",
-    "throttled",
+    "throttled", "quic-blocked",
 ]
 
 

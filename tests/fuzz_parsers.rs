@@ -262,9 +262,10 @@ proptest! {
         ],
         tls_ports in prop::collection::vec(1u16.., 0..3),
         tcp_ports in prop::collection::vec(1u16.., 0..3),
+        quic_ports in prop::collection::vec(1u16.., 0..3),
         addresses in prop::collection::vec(any::<IpAddr>(), 0..3),
     ) {
-        let target = Target { service: "svc".into(), kind, tls_ports, tcp_ports, asns: Vec::new() };
+        let target = Target { service: "svc".into(), kind, tls_ports, tcp_ports, quic_ports, asns: Vec::new() };
         let request = ControlRequest {
             targets: vec![ControlTarget::new(&target, addresses.clone())],
             control_sni: Some("canary.test".into()),

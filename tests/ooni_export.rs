@@ -299,6 +299,14 @@ async fn a_run_exports_as_ooni_measurements_one_per_target() {
     let body = requests[0]["response"]["body"].as_str().unwrap();
     assert!(body.contains("Test page good.test"), "{body}");
     assert_eq!(requests[0]["response"]["body_is_truncated"], false);
+    // The body's reads, as OONI's network events: they add up to the body, in time order.
+    let reads = page["network_events"].as_array().unwrap();
+    assert!(!reads.is_empty());
+    assert!(reads.iter().all(|e| e["operation"] == "read"));
+    let read: u64 = reads.iter().map(|e| e["num_bytes"].as_u64().unwrap()).sum();
+    assert_eq!(read as usize, body.len());
+    let times: Vec<f64> = reads.iter().map(|e| e["t"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
     // A redirect: the final response first.
     let hops = by_input[&lab.moved]["test_keys"]["requests"]

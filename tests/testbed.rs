@@ -100,6 +100,8 @@ const TARGETS: &[&str] = &[
     "https://vps.test/media/page.jpg",
     "cloudflare-ech.test",
     "https://cloudflare-ech.test/",
+    "video.test",
+    "https://video.test/",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -128,6 +130,7 @@ fn censorship() -> Vec<Case> {
         "throttle",
         "stall-16k",
         "ech-block",
+        "quic-block",
         "down",
         "all",
         "none",

@@ -137,6 +137,7 @@ fn cases() -> Vec<Case> {
         with([reachable(), vec![ech(FB_443, handshakes)]].concat())
     };
     let ech_passes = || with_ech(&[grease(None), plain(None)]);
+    let timeout = || Some(Failure::GenericTimeout);
     vec![
         // DNS
         case(
@@ -589,6 +590,88 @@ fn cases() -> Vec<Case> {
             V::Ok,
             None,
         ),
+        // QUIC
+        case(
+            "QUIC with the name dark where the control name's was answered",
+            domain(&[]),
+            with(
+                [
+                    reachable(),
+                    vec![
+                        quic(FB_443, true, None, 6),
+                        quic(FB_443, false, timeout(), 0),
+                    ],
+                ]
+                .concat(),
+            ),
+            Measured(with(
+                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
+            )),
+            V::Blocked,
+            Some(B::QuicBlocked),
+        )
+        .saying("QUIC blocked by name"),
+        case(
+            "QUIC dark to an address the control reached over QUIC",
+            url(),
+            with(vec![
+                over_valid_tls(page(200, 9000, "Facebook - log in")),
+                quic(FB_443, true, timeout(), 0),
+            ]),
+            Measured(with(vec![
+                over_valid_tls(page(200, 9000, "Facebook - log in")),
+                quic(FB_443, false, None, 6),
+            ])),
+            V::Blocked,
+            Some(B::QuicBlocked),
+        )
+        .saying("QUIC blocked by address"),
+        case(
+            "QUIC dark to an address that is dark to the control's QUIC too",
+            domain(&[]),
+            with([reachable(), vec![quic(FB_443, true, timeout(), 0)]].concat()),
+            Measured(with(
+                [reachable(), vec![quic(FB_443, true, timeout(), 0)]].concat(),
+            )),
+            V::Ok,
+            None,
+        ),
+        case(
+            "QUIC that got datagrams back and failed: loss",
+            domain(&[]),
+            with(
+                [
+                    reachable(),
+                    vec![
+                        quic(FB_443, true, None, 6),
+                        quic(FB_443, false, timeout(), 2),
+                    ],
+                ]
+                .concat(),
+            ),
+            Measured(with(
+                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
+            )),
+            V::Ok,
+            None,
+        ),
+        case(
+            "QUIC dark while the canary could not be reached either",
+            domain(&[]),
+            with(
+                [
+                    reachable(),
+                    vec![checked(quic(FB_443, true, timeout(), 0), timeout())],
+                ]
+                .concat(),
+            ),
+            Measured(with(
+                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
+            )),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's own network"),
         // The probe's own faults
         case(
             "a handshake offering ECH stalled once, then went through: loss",
@@ -1022,6 +1105,7 @@ fn retried(mut m: Measurement) -> Measurement {
         Step::Dns(d) => d.tries = 3,
         Step::TcpConnect(t) => t.tries = 3,
         Step::TlsHandshake(t) => t.tries = 3,
+        Step::QuicHandshake(q) => q.handshake.tries = 3,
         Step::Http(h) => h.tries = 3,
         Step::Ech(_) => {}
     }

@@ -13,7 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, HttpHop, Measurement, QueryType, Step, TlsFacts, Trigger,
+    Check, CheckTarget, DnsFacts, HttpHop, Measurement, QueryType, QuicFacts, Step, TlsFacts,
+    Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -240,7 +241,7 @@ pub fn answers(measurements: &[Measurement]) -> Vec<(SocketAddr, DateTime<Utc>)>
                     out.extend(check(&again.check));
                 }
             }
-            Step::TlsHandshake(t) => {
+            Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
                 out.extend(t.server_answered().then_some((t.address, m.measured_at)));
                 out.extend(check(&t.check));
             }

@@ -10,8 +10,8 @@ use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, EchFacts, EchHandshake, EchOffer,
-    FirstBytes, HttpFacts, HttpHop, Measurement, QueryType, Reconnect, Reply, Step, TcpFacts,
-    TlsFacts, Vantage,
+    FirstBytes, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts, Reconnect, Reply, Step,
+    TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
 
@@ -25,6 +25,7 @@ pub fn domain(asns: &[u32]) -> Target {
         kind: TargetKind::Domain("facebook.com".into()),
         tls_ports: vec![443],
         tcp_ports: vec![],
+        quic_ports: vec![],
         asns: asns.to_vec(),
     }
 }
@@ -88,6 +89,7 @@ pub fn endpoint() -> Target {
         kind: TargetKind::Endpoint(DC_443.parse().expect("a literal address")),
         tls_ports: vec![],
         tcp_ports: vec![],
+        quic_ports: vec![],
         asns: vec![],
     }
 }
@@ -164,6 +166,27 @@ pub fn ech(address: &str, handshakes: &[(EchOffer, Option<Failure>)]) -> Measure
                     .map(|f| StepError::new(Operation::TlsHandshake, f)),
             })
             .collect(),
+    }))
+}
+
+/// A QUIC handshake to `address`, with the control name or the target's, that got
+/// `datagrams` back.
+pub fn quic(
+    address: &str,
+    control_sni: bool,
+    failure: Option<Failure>,
+    datagrams: u64,
+) -> Measurement {
+    let Step::TlsHandshake(mut handshake) = tls(address, control_sni, failure).step else {
+        unreachable!("a handshake")
+    };
+    if let Some(e) = &mut handshake.error {
+        e.failed_operation = Operation::QuicHandshake;
+    }
+    measurement(Step::QuicHandshake(QuicFacts {
+        handshake,
+        local_port: Some(50_000),
+        datagrams_received: datagrams,
     }))
 }
 
@@ -319,6 +342,7 @@ pub fn checked(mut m: Measurement, result: Option<Failure>) -> Measurement {
         Step::Dns(d) => d.check = check,
         Step::TcpConnect(t) => t.check = check,
         Step::TlsHandshake(t) => t.check = check,
+        Step::QuicHandshake(q) => q.handshake.check = check,
         Step::Http(h) => h.check = check,
         Step::Ech(_) => {}
     }

@@ -648,7 +648,9 @@ fn failure_finding(h: &HttpFacts, m: &Measurement, probe: &TargetFacts) -> (Find
             Blocking::TlsTimeout,
             format!("TLS handshake for {hop} with {at} timed out"),
         ),
-        Operation::TlsHandshake => Finding::new(
+        // A fetch is made over TCP: a QUIC failure is not one of its own, but is a
+        // handshake's all the same.
+        Operation::TlsHandshake | Operation::QuicHandshake => Finding::new(
             Blocking::TlsFailure,
             format!("TLS handshake for {hop} with {at} failed: {}", e.failure),
         ),

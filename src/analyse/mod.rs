@@ -18,6 +18,7 @@ pub mod fingerprints;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod http;
+pub mod quic;
 pub mod rules;
 pub mod transport;
 
@@ -27,7 +28,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, Step};
+use crate::facts::{Measurement, QuicFacts, Step};
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::TargetKind;
 
@@ -126,10 +127,14 @@ pub enum Blocking {
     /// body stalled with no twin to compare, recorded without its silence, is a sign
     /// only.
     Throttled,
+    /// QUIC: handshakes over UDP got no answer where TCP+TLS with the same name to the
+    /// same address was answered: by name where the control name's QUIC handshake there
+    /// was answered, by address where only the control's QUIC handshakes were.
+    QuicBlocked,
 }
 
 impl Blocking {
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -149,6 +154,7 @@ impl Blocking {
         (Blocking::HttpDiff, "http-diff"),
         (Blocking::HttpFailure, "http-failure"),
         (Blocking::Throttled, "throttled"),
+        (Blocking::QuicBlocked, "quic-blocked"),
     ];
 
     /// Every kind, in docs/design.md's order.
@@ -352,6 +358,9 @@ pub fn problems(
         _ => out.extend(transport::problems(probe, control, context)),
     }
     out.extend(ech::problems(probe, control));
+    // Last: a browser falls back from QUIC to TCP, so a block of TCP or TLS is the one
+    // that users meet, and the finding that counts.
+    out.extend(quic::problems(probe, control));
     out
 }
 
@@ -564,7 +573,9 @@ pub fn no_network(outcome: &Outcome) -> TargetVerdict {
 fn reached(measurements: &[Measurement]) -> bool {
     measurements.iter().any(|m| match &m.step {
         Step::TcpConnect(t) => t.error.is_none(),
-        Step::TlsHandshake(t) => t.server_answered(),
+        Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
+            t.server_answered()
+        }
         Step::Http(h) => h.hops.iter().any(|hop| hop.status.is_some()),
         Step::Ech(f) => f.handshakes.iter().any(|h| h.handshake_done),
         Step::Dns(_) => false,

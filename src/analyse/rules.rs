@@ -19,6 +19,7 @@ pub enum Layer {
     Tcp,
     Tls,
     Http,
+    Quic,
 }
 
 impl Layer {
@@ -28,6 +29,7 @@ impl Layer {
             Layer::Tcp => "TCP",
             Layer::Tls => "TLS",
             Layer::Http => "HTTP",
+            Layer::Quic => "QUIC",
         }
     }
 }
@@ -295,6 +297,21 @@ impl Blocking {
                     },
                 ],
             ),
+            Blocking::QuicBlocked => (
+                Layer::Quic,
+                &[
+                    Form {
+                        fires: "a QUIC handshake with the target's name got no answer (every try) while the control name's to the same address was answered, and TCP+TLS with the name to that address was answered: by name",
+                        needs: ControlElseSign,
+                        decided_in: &["analyse::quic::quic_problem", "analyse::quic::quic_at"],
+                    },
+                    Form {
+                        fires: "QUIC handshakes to an address got no answer with the control name (the name is then not tried), while TCP+TLS with the name there was answered and the control's QUIC handshakes to the address were: by address (without the control's answer, an address that does not speak QUIC, no finding)",
+                        needs: ControlFacts,
+                        decided_in: &["analyse::quic::quic_problem", "analyse::quic::quic_at"],
+                    },
+                ],
+            ),
         };
         Rule { layer, forms }
     }
@@ -314,7 +331,7 @@ mod tests {
                     return None;
                 };
                 let kind = kind.strip_prefix('`')?.strip_suffix('`')?;
-                let layers = [Layer::Dns, Layer::Tcp, Layer::Tls, Layer::Http];
+                let layers = [Layer::Dns, Layer::Tcp, Layer::Tls, Layer::Http, Layer::Quic];
                 layers
                     .iter()
                     .any(|l| l.as_str() == *layer)

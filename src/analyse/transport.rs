@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{Check, FirstBytes, Measurement, Step, TlsFacts};
+use crate::facts::{Check, FirstBytes, Measurement, QuicFacts, Step, TlsFacts};
 
 pub fn problems(
     probe: &TargetFacts,
@@ -185,7 +185,9 @@ fn left_out(probe: &TargetFacts, context: &Context, address: SocketAddr, e: &Ste
 pub fn reached_over(probe: &TargetFacts, ipv6: bool) -> bool {
     probe.measurements.iter().any(|m| match &m.step {
         Step::TcpConnect(t) => t.address.is_ipv6() == ipv6 && t.error.is_none(),
-        Step::TlsHandshake(t) => t.address.is_ipv6() == ipv6 && t.server_answered(),
+        Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
+            t.address.is_ipv6() == ipv6 && t.server_answered()
+        }
         Step::Http(h) => h
             .hops
             .iter()

@@ -712,6 +712,7 @@ mod tests {
             kind: TargetKind::Domain(domain.into()),
             tls_ports: vec![443],
             tcp_ports: Vec::new(),
+            quic_ports: Vec::new(),
             asns: Vec::new(),
         }
     }

@@ -15,16 +15,17 @@ pub const HEALTH_PATH: &str = "/health";
 /// Step timeouts one target may take at the control, one after another: its DNS (a
 /// lookup, another after a silence, and a check of the resolver), then on each address
 /// (all at once) a connect (its tries take up to two), a handshake with the control SNI
-/// and one with the target's name (a handshake that timed out is made again).
-const STEPS_PER_TARGET: u32 = 8;
+/// and one with the target's name (a handshake that timed out is made again), then the
+/// same two over QUIC.
+const STEPS_PER_TARGET: u32 = 12;
 /// Targets of a batch per further step timeout: the batch's targets are measured at
 /// once, but those on one address share its places (8 by default, `--per-host`), and a
 /// stalled chain holds one for two handshakes: a quarter of a step per target.
 const TARGETS_PER_STEP: u32 = 4;
 
 /// How long a control whose steps time out after `step_timeout` may take over a batch
-/// of `targets`: eight step timeouts plus a quarter of one per target (10 s steps:
-/// 82.5 s for one target, 205 s for 50). The control measures within this (and within its
+/// of `targets`: twelve step timeouts plus a quarter of one per target (10 s steps:
+/// 122.5 s for one target, 245 s for 50). The control measures within this (and within its
 /// `--request-deadline`) and answers what it cut off as not measured; the probe waits
 /// this long for its own step timeout, which the control shares by default, plus the
 /// transfer. Both sides compute it, so that a large batch is neither cut short by the
@@ -56,6 +57,8 @@ pub struct ControlTarget {
     pub tls_ports: Vec<u16>,
     #[serde(default)]
     pub tcp_ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quic_ports: Vec<u16>,
     /// The addresses the probe's DNS gave, for the control to test too.
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
@@ -68,6 +71,7 @@ impl ControlTarget {
             target: target.to_string(),
             tls_ports: target.tls_ports.clone(),
             tcp_ports: target.tcp_ports.clone(),
+            quic_ports: target.quic_ports.clone(),
             addresses,
         }
     }
@@ -79,6 +83,7 @@ impl ControlTarget {
             kind: TargetKind::parse(&self.target)?,
             tls_ports: self.tls_ports.clone(),
             tcp_ports: self.tcp_ports.clone(),
+            quic_ports: self.quic_ports.clone(),
             asns: Vec::new(),
         })
     }
@@ -124,14 +129,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_has_eight_step_timeouts_plus_a_quarter_of_one_per_target() {
+    fn a_batch_has_twelve_step_timeouts_plus_a_quarter_of_one_per_target() {
         let step = Duration::from_secs(10);
-        assert_eq!(batch_deadline(step, 0), Duration::from_secs(80));
-        assert_eq!(batch_deadline(step, 1), Duration::from_millis(82_500));
-        assert_eq!(batch_deadline(step, 50), Duration::from_secs(205));
+        assert_eq!(batch_deadline(step, 0), Duration::from_secs(120));
+        assert_eq!(batch_deadline(step, 1), Duration::from_millis(122_500));
+        assert_eq!(batch_deadline(step, 50), Duration::from_secs(245));
         assert_eq!(
             batch_deadline(Duration::from_secs(2), 100),
-            Duration::from_secs(66)
+            Duration::from_secs(74)
         );
         // The largest step timeout (an hour) and a count past u32: no overflow.
         assert!(batch_deadline(Duration::from_secs(3600), usize::MAX) > step * 1800);

@@ -1270,12 +1270,12 @@ mod tests {
         lab.timeout = Duration::from_secs(2);
         lab.request_deadline = Duration::from_secs(30);
         let server = Server::new(&lab).unwrap();
-        assert_eq!(server.deadline(1), Duration::from_millis(16_500));
+        assert_eq!(server.deadline(1), Duration::from_millis(24_500));
         assert_eq!(server.deadline(50), Duration::from_secs(30));
-        assert!(server.deadline(1) < server.deadline(20));
+        assert!(server.deadline(1) < server.deadline(10));
         assert_eq!(
-            server.deadline(20),
-            batch_deadline(Duration::from_secs(2), 20)
+            server.deadline(10),
+            batch_deadline(Duration::from_secs(2), 10)
         );
     }
 }

@@ -254,6 +254,7 @@ pub enum Operation {
     Resolve,
     Connect,
     TlsHandshake,
+    QuicHandshake,
     HttpRoundTrip,
     Read,
 }
@@ -264,6 +265,7 @@ impl fmt::Display for Operation {
             Operation::Resolve => "resolve",
             Operation::Connect => "connect",
             Operation::TlsHandshake => "tls_handshake",
+            Operation::QuicHandshake => "quic_handshake",
             Operation::HttpRoundTrip => "http_round_trip",
             Operation::Read => "read",
         })

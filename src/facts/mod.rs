@@ -68,6 +68,7 @@ pub enum Step {
     Http(HttpFacts),
     /// Handshakes with and without ECH (see [`EchFacts`]).
     Ech(EchFacts),
+    QuicHandshake(QuicFacts),
 }
 
 impl Step {
@@ -78,6 +79,7 @@ impl Step {
             Step::TlsHandshake(_) => "tls_handshake",
             Step::Http(_) => "http",
             Step::Ech(_) => "ech",
+            Step::QuicHandshake(_) => "quic_handshake",
         }
     }
 
@@ -93,6 +95,7 @@ impl Step {
                 .iter()
                 .filter(|h| h.ech != EchOffer::None)
                 .find_map(|h| h.error.as_ref()),
+            Step::QuicHandshake(f) => f.handshake.error.as_ref(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Step {
             Step::TlsHandshake(f) => (f.tries, f.check.as_ref()),
             Step::Http(f) => (f.tries, f.check.as_ref()),
             Step::Ech(f) => (f.handshakes.len() as u32, None),
+            Step::QuicHandshake(f) => (f.handshake.tries, f.handshake.check.as_ref()),
         }
     }
 }
@@ -474,6 +478,29 @@ impl TlsFacts {
     }
 }
 
+/// A QUIC handshake (HTTP/3's transport: TLS 1.3 carried in UDP) to the address and with
+/// the name of a TCP+TLS handshake, so that the two transports can be compared: a censor
+/// may drop UDP to an address, or read the name in the QUIC Initial, and leave TCP be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuicFacts {
+    #[serde(flatten)]
+    pub handshake: TlsFacts,
+    /// The UDP port the handshake was sent from: a censor's state is kept per flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    /// Datagrams that came back from the address, over every try. None at all is what
+    /// a path that drops the flow leaves; loss leaves some, whatever else it spoils.
+    #[serde(default)]
+    pub datagrams_received: u64,
+}
+
+impl QuicFacts {
+    /// Nothing came back: the handshake failed, and not one datagram arrived.
+    pub fn dark(&self) -> bool {
+        !self.handshake.server_answered() && self.datagrams_received == 0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CertificateFacts {
     pub subject: String,
@@ -588,8 +615,23 @@ pub struct HttpHop {
     /// leaves no head to decrypt: many bytes here show the response was flowing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_after_handshake: Option<u64>,
+    /// The body's first reads (at most [`READ_EVENTS`]), as OONI's throttling
+    /// measurements keep them (dd-007): how the transfer moved, read by read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadEvent>,
     #[serde(flatten)]
     pub error: Option<StepError>,
+}
+
+/// The reads of a body that are kept: OONI's first 64 read events.
+pub const READ_EVENTS: usize = 64;
+
+/// One read of a body: when it ended, in milliseconds from the hop's start
+/// (`started_at`), and the bytes it brought.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReadEvent {
+    pub t_ms: f64,
+    pub bytes: u64,
 }
 
 impl HttpHop {
@@ -612,6 +654,7 @@ impl HttpHop {
             read_ms: None,
             silent_ms: None,
             received_after_handshake: None,
+            reads: Vec::new(),
             error: None,
         }
     }

@@ -108,6 +108,7 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
         kind,
         tls_ports: Vec::new(),
         tcp_ports: Vec::new(),
+        quic_ports: Vec::new(),
     };
     let start = envelope
         .measurement_start_time

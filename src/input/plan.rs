@@ -7,13 +7,14 @@
 
 use std::collections::HashSet;
 
-use crate::input::settings::{TCP_PORTS, TLS_PORTS};
+use crate::input::settings::{QUIC_PORTS, TCP_PORTS, TLS_PORTS};
 use crate::input::targets::{CANARY_SERVICE, Service, Settings, Target, TargetKind};
 
 /// Expands the services into targets, the canary first, without repeats.
 pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
     let default_tls = settings.tls_ports.clone().unwrap_or(TLS_PORTS.to_vec());
     let default_tcp = settings.tcp_ports.clone().unwrap_or(TCP_PORTS.to_vec());
+    let default_quic = settings.quic_ports.clone().unwrap_or(QUIC_PORTS.to_vec());
     let mut targets: Vec<Target> = Vec::new();
     let mut seen = HashSet::new();
     let mut push = |target: Target| {
@@ -27,6 +28,7 @@ pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
             kind: TargetKind::Domain(canary.clone()),
             tls_ports: default_tls.clone(),
             tcp_ports: default_tcp.clone(),
+            quic_ports: default_quic.clone(),
             asns: Vec::new(),
         });
     }
@@ -36,6 +38,7 @@ pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
             kind,
             tls_ports: service.tls_ports.clone().unwrap_or(default_tls.clone()),
             tcp_ports: service.tcp_ports.clone().unwrap_or(default_tcp.clone()),
+            quic_ports: service.quic_ports.clone().unwrap_or(default_quic.clone()),
             asns: service.asns.clone(),
         };
         for domain in &service.domains {

@@ -48,13 +48,17 @@ pub const RESOLVERS: &[ResolverSpec] = &[ResolverSpec::System];
 /// nor `[settings]` names any: HTTPS's.
 pub const TLS_PORTS: &[u16] = &[443];
 
+/// The ports a domain gets QUIC handshakes on (an HTTPS URL too, when its port is one
+/// of them) when neither its service nor `[settings]` names any: HTTP/3's.
+pub const QUIC_PORTS: &[u16] = &[443];
+
 /// The ports a domain gets a plain TCP connect on when neither its service nor
 /// `[settings]` names any: HTTP's.
 pub const TCP_PORTS: &[u16] = &[80];
 
-/// The most a control's request may take: a probe's batch of 50 targets gets 8 + 50/4
-/// step timeouts, 205 s at the default timeout, and fits.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(240);
+/// The most a control's request may take: a probe's batch of 50 targets gets 12 + 50/4
+/// step timeouts, 245 s at the default timeout, and fits.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Requests the control measures at once: beyond, probes are told to come back, so
 /// that the requests measured keep their pace.

@@ -97,6 +97,7 @@ pub struct Settings {
     pub treat_as_public: Vec<IpNet>,
     pub tls_ports: Option<Vec<u16>>,
     pub tcp_ports: Option<Vec<u16>>,
+    pub quic_ports: Option<Vec<u16>>,
 }
 
 /// One `[[service]]`.
@@ -112,6 +113,9 @@ pub struct Service {
     pub tls_ports: Option<Vec<u16>>,
     /// Ports its domains get a TCP connect on (default 80).
     pub tcp_ports: Option<Vec<u16>>,
+    /// Ports its domains, and its HTTPS URLs on them, get QUIC handshakes on (default
+    /// 443; none: no QUIC).
+    pub quic_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +275,7 @@ struct RawSettings {
     treat_as_public: Vec<Spanned<String>>,
     tls_ports: Option<Vec<Spanned<u16>>>,
     tcp_ports: Option<Vec<Spanned<u16>>>,
+    quic_ports: Option<Vec<Spanned<u16>>>,
 }
 
 impl RawSettings {
@@ -308,6 +313,7 @@ impl RawSettings {
             )?,
             tls_ports: at.ports("settings.tls_ports", self.tls_ports)?,
             tcp_ports: at.ports("settings.tcp_ports", self.tcp_ports)?,
+            quic_ports: at.ports("settings.quic_ports", self.quic_ports)?,
         })
     }
 }
@@ -326,6 +332,7 @@ struct RawService {
     asns: Vec<u32>,
     tls_ports: Option<Vec<Spanned<u16>>>,
     tcp_ports: Option<Vec<Spanned<u16>>>,
+    quic_ports: Option<Vec<Spanned<u16>>>,
 }
 
 impl RawService {
@@ -357,6 +364,7 @@ impl RawService {
             asns: self.asns,
             tls_ports: at.ports(&key("tls_ports"), self.tls_ports)?,
             tcp_ports: at.ports(&key("tcp_ports"), self.tcp_ports)?,
+            quic_ports: at.ports(&key("quic_ports"), self.quic_ports)?,
             name,
         })
     }
@@ -449,6 +457,9 @@ pub struct Target {
     pub tls_ports: Vec<u16>,
     /// Ports a domain gets a TCP connect on.
     pub tcp_ports: Vec<u16>,
+    /// Ports a domain gets QUIC handshakes on; an HTTPS URL on one of them gets one too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quic_ports: Vec<u16>,
     /// ASNs the service's addresses are expected in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub asns: Vec<u32>,

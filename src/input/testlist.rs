@@ -122,6 +122,7 @@ pub fn parse(
             asns: Vec::new(),
             tls_ports: None,
             tcp_ports: None,
+            quic_ports: None,
         });
     }
     Ok(services)

@@ -47,10 +47,15 @@ impl Ca {
         })
     }
 
+    /// The CA certificate, as PEM.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
     /// Writes the CA certificate as PEM into `dir`, for `--ca-file`.
     pub fn write_pem(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         let path = dir.join("lab-ca.pem");
-        std::fs::write(&path, self.cert.pem())
+        std::fs::write(&path, self.pem())
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }

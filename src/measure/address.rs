@@ -4,8 +4,8 @@
 //! a forbidden name by blocking the whole address for a minute or three afterwards
 //! (residual blocking: the GFW, Iran). Two consequences for measuring:
 //!
-//! - The control-SNI handshake to an address and port, which shows that the address
-//!   itself answers, is made once per run and before any target's own name is sent
+//! - The control-SNI handshake to an address and port (over TCP, and over QUIC), which
+//!   shows that the address itself answers, is made once per run and before any target's own name is sent
 //!   there: made after a forbidden name, it would fail and hide the SNI filter.
 //! - A handshake or request that failed after its connection was made may be such a
 //!   trigger. Each is logged, so that a later failure of a neighbour on the same address
@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{OnceCell, watch};
 
-use crate::facts::{TlsFacts, Trigger};
+use crate::facts::{Step, Trigger};
 
 /// Triggers are kept this long: longer than any residual blocking reported (the GFW's
 /// 180 s, Russia's 10 minutes for UDP to some hosting networks).
@@ -33,7 +33,17 @@ const MAX_WAIT: Duration = Duration::from_secs(120);
 pub struct SharedHandshake {
     pub measured_at: DateTime<Utc>,
     pub runtime_ms: f64,
-    pub facts: TlsFacts,
+    pub step: Step,
+}
+
+/// Where a shared handshake is, once made: the targets after the first wait on it.
+type SharedCell = Arc<OnceCell<Arc<SharedHandshake>>>;
+
+/// What a shared handshake is carried over: the same port number is two endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Quic,
 }
 
 #[derive(Default)]
@@ -45,7 +55,7 @@ struct Log {
 }
 
 pub struct Addresses {
-    control_sni: Mutex<HashMap<SocketAddr, Arc<OnceCell<Arc<SharedHandshake>>>>>,
+    control_sni: Mutex<HashMap<(Transport, SocketAddr), SharedCell>>,
     /// Whose turn it is to send a name to each address (see [`Addresses::turn`]).
     turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     log: Mutex<Log>,
@@ -98,9 +108,14 @@ impl Default for Addresses {
 }
 
 impl Addresses {
-    /// The control-SNI handshake to `address`, made by `make` if no target has made it
-    /// yet in this run; the others wait for it.
-    pub async fn control_sni<F, Fut>(&self, address: SocketAddr, make: F) -> Arc<SharedHandshake>
+    /// The control-SNI handshake to `address` over `transport`, made by `make` if no
+    /// target has made it yet in this run; the others wait for it.
+    pub async fn control_sni<F, Fut>(
+        &self,
+        transport: Transport,
+        address: SocketAddr,
+        make: F,
+    ) -> Arc<SharedHandshake>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = SharedHandshake>,
@@ -113,7 +128,7 @@ impl Addresses {
                 let old = Utc::now() - KEEP;
                 cells.retain(|_, cell| cell.get().is_none_or(|h| h.measured_at > old));
             }
-            cells.entry(address).or_default().clone()
+            cells.entry((transport, address)).or_default().clone()
         };
         cell.get_or_init(|| async { Arc::new(make().await) })
             .await
@@ -226,6 +241,7 @@ impl Drop for Ticket<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::TlsFacts;
     use crate::facts::failure::Failure;
 
     fn trigger(ip: IpAddr, at: DateTime<Utc>) -> Trigger {
@@ -284,14 +300,20 @@ mod tests {
             SharedHandshake {
                 measured_at: Utc::now(),
                 runtime_ms: 1.0,
-                facts: TlsFacts::new(address, "canary.test", true),
+                step: Step::TlsHandshake(TlsFacts::new(address, "canary.test", true)),
             }
         };
         let (a, b) = tokio::join!(
-            addresses.control_sni(address, make),
-            addresses.control_sni(address, make)
+            addresses.control_sni(Transport::Tcp, address, make),
+            addresses.control_sni(Transport::Tcp, address, make)
         );
         assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(a.measured_at, b.measured_at);
+        addresses.control_sni(Transport::Quic, address, make).await;
+        assert_eq!(
+            made.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "QUIC to the same port is another endpoint"
+        );
     }
 }

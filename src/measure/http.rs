@@ -27,7 +27,8 @@ use super::tcp::RETRY_PAUSE;
 use super::{Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    HttpFacts, HttpHop, Measurement, STALL_BYTES, Step, THROTTLE_RATIO, Trigger, Vantage,
+    HttpFacts, HttpHop, Measurement, READ_EVENTS, ReadEvent, STALL_BYTES, Step, THROTTLE_RATIO,
+    Trigger, Vantage,
 };
 use crate::input::targets::Target;
 
@@ -289,6 +290,8 @@ pub struct Body {
     /// See `HttpHop::read_ms` and `HttpHop::silent_ms`.
     pub read_ms: Option<f64>,
     pub silent_ms: Option<f64>,
+    /// The first reads, in milliseconds from the start of the body's read.
+    pub reads: Vec<ReadEvent>,
     pub error: Option<StepError>,
 }
 
@@ -340,6 +343,7 @@ where
         peak_rate: None,
         read_ms: None,
         silent_ms: None,
+        reads: Vec::new(),
         error: None,
     };
     let mut arrivals: Vec<(Instant, usize)> = Vec::new();
@@ -365,6 +369,12 @@ where
                 arrivals.push((Instant::now(), data.len()));
                 if !data.is_empty() {
                     last = tokio::time::Instant::now();
+                    if out.reads.len() < READ_EVENTS {
+                        out.reads.push(ReadEvent {
+                            t_ms: (last - began).as_secs_f64() * 1000.0,
+                            bytes: data.len() as u64,
+                        });
+                    }
                 }
                 let room = cap - out.bytes.len();
                 out.bytes.extend_from_slice(&data[..data.len().min(room)]);
@@ -804,6 +814,10 @@ impl Measurer {
                 return (hop, next);
             }
         }
+        // The reads are timed from the hop's start, as every step's times are.
+        let head_ms = hop
+            .started_at
+            .map_or(0.0, |at| (Utc::now() - at).as_seconds_f64() * 1000.0);
         let body = read_to_cap(response.into_body(), BODY_CAP, timeout).await;
         let text = String::from_utf8_lossy(&body.bytes);
         hop.title = title_of(&text);
@@ -815,6 +829,14 @@ impl Measurer {
         hop.peak_rate = body.peak_rate;
         hop.read_ms = body.read_ms;
         hop.silent_ms = body.silent_ms;
+        hop.reads = body
+            .reads
+            .into_iter()
+            .map(|read| ReadEvent {
+                t_ms: head_ms + read.t_ms,
+                ..read
+            })
+            .collect();
         hop.error = body.error;
         (hop, None)
     }
@@ -870,6 +892,23 @@ fn average_rate(hop: &HttpHop) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_bodys_first_64_reads_are_kept_in_order() {
+        let frames = (1..=100u8).map(|i| {
+            Ok::<_, hyper::Error>(hyper::body::Frame::data(Bytes::from(vec![
+                i;
+                usize::from(i)
+            ])))
+        });
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let read = read_to_cap(body, BODY_CAP, Duration::from_secs(5)).await;
+        assert_eq!(read.bytes.len(), (1..=100).sum::<usize>());
+        assert_eq!(read.reads.len(), READ_EVENTS);
+        let sizes: Vec<u64> = read.reads.iter().map(|r| r.bytes).collect();
+        assert_eq!(sizes, (1..=64).collect::<Vec<u64>>());
+        assert!(read.reads.windows(2).all(|w| w[0].t_ms <= w[1].t_ms));
+    }
 
     #[test]
     fn rates_are_counted_in_quarter_seconds() {

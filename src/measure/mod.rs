@@ -18,6 +18,7 @@ pub mod ech;
 pub mod first_bytes;
 pub mod http;
 pub mod limits;
+pub mod quic;
 pub mod tcp;
 pub mod tls;
 
@@ -35,14 +36,14 @@ use url::Url;
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, FirstBytes, Measurement, QueryType, Reconnect, Step, TargetFacts,
-    TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses,
+    Check, CheckTarget, DnsFacts, FirstBytes, Measurement, QueryType, QuicFacts, Reconnect, Step,
+    TargetFacts, TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses,
 };
 use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::ResolverSpec;
 use crate::input::targets::{Target, TargetKind};
-use address::{Addresses, SharedHandshake};
+use address::{Addresses, SharedHandshake, Transport};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
@@ -303,9 +304,20 @@ impl Measurer {
                     ),
                     _ => (Vec::new(), None),
                 };
+                // The first hop's handshake, if it was answered: QUIC is compared with it.
+                let answered = match &fetch.step {
+                    Step::Http(facts) => facts.hops.first().and_then(|hop| hop.tls.as_ref()),
+                    _ => None,
+                }
+                .filter(|t| t.server_answered() && target.quic_ports.contains(&t.address.port()));
+                let quic = match answered {
+                    Some(t) => Box::pin(self.quic_pair(target, &t.server_name, t.address)).await,
+                    None => Vec::new(),
+                };
                 measurements.push(fetch);
                 measurements.extend(twin);
                 measurements.extend(ech);
+                measurements.extend(quic);
             }
         }
         let mut dns = Arc::new(Vec::new());
@@ -739,26 +751,109 @@ impl Measurer {
         let waited = tokio::time::Instant::now();
         let shared = self
             .addresses
-            .control_sni(address, || async {
+            .control_sni(Transport::Tcp, address, || async {
                 let started = now();
                 let (facts, _) = self.handshake(open.take(), address, sni, true).await;
-                SharedHandshake {
-                    measured_at: started.0,
-                    runtime_ms: started.1.elapsed().as_secs_f64() * 1000.0,
-                    facts,
-                }
+                shared(started, Step::TlsHandshake(facts))
             })
             .await;
         if waited.elapsed() > IDLE_AT_MOST {
             *open = None;
         }
+        self.record_shared(target, &shared)
+    }
+
+    /// A shared handshake, recorded as one of `target`'s measurements.
+    fn record_shared(&self, target: &Target, shared: &SharedHandshake) -> Measurement {
         Measurement {
             vantage: self.options.vantage,
             service: target.service.clone(),
             target: target.to_string(),
             measured_at: shared.measured_at,
             runtime_ms: shared.runtime_ms,
-            step: Step::TlsHandshake(shared.facts.clone()),
+            step: shared.step.clone(),
+        }
+    }
+
+    /// QUIC handshakes to `address`'s port over UDP, made after a TCP+TLS handshake
+    /// with `server_name` there was answered (before, a name the censor punishes could
+    /// spoil it): the control SNI's first, once per address in the run, then the
+    /// name's, in the address's turn. Where the control name got no answer, the name
+    /// is not tried: the address does not speak QUIC or UDP to it is dropped, the name
+    /// would only wait out the timeout again, and the control's handshakes tell which.
+    async fn quic_pair(
+        &self,
+        target: &Target,
+        server_name: &str,
+        address: SocketAddr,
+    ) -> Vec<Measurement> {
+        let mut out = Vec::new();
+        if let Some(sni) = self.control_sni_for(server_name) {
+            let shared = self
+                .addresses
+                .control_sni(Transport::Quic, address, || async {
+                    let started = now();
+                    let facts = self.quic_handshake(address, sni, true).await;
+                    shared(started, Step::QuicHandshake(facts))
+                })
+                .await;
+            out.push(self.record_shared(target, &shared));
+            let answered =
+                matches!(&shared.step, Step::QuicHandshake(q) if q.handshake.server_answered());
+            if !answered {
+                return out;
+            }
+        }
+        let turn = self.addresses.turn(address.ip()).await;
+        let sent = Utc::now();
+        let facts = turn
+            .during(self.quic_handshake(address, server_name, false))
+            .await;
+        out.push(self.record_since(target, sent, Step::QuicHandshake(facts)));
+        out
+    }
+
+    /// A QUIC handshake, made again once on a new socket after a pause if it timed out,
+    /// as a TCP+TLS one is; if both timed out, the first is kept, with a network check.
+    async fn quic_handshake(
+        &self,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+    ) -> QuicFacts {
+        let began = tokio::time::Instant::now();
+        let once = || async {
+            let _work = self.limits.work().await;
+            let (timeout, source) = (self.options.timeout, self.options.source);
+            quic::handshake(
+                &self.tls,
+                address,
+                server_name,
+                control_sni,
+                timeout,
+                source,
+            )
+            .await
+        };
+        let first = once().await;
+        if !timed_out(&first.handshake.error) {
+            return first;
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        let mut second = once().await;
+        second.handshake.tries = 2;
+        if !timed_out(&second.handshake.error) {
+            return second;
+        }
+        let check = self.network_check(began).await;
+        QuicFacts {
+            handshake: TlsFacts {
+                tries: 2,
+                check,
+                ..first.handshake
+            },
+            datagrams_received: first.datagrams_received + second.datagrams_received,
+            ..first
         }
     }
 
@@ -874,6 +969,7 @@ impl Measurer {
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
         let failed = failed_once_connected(&facts.error);
         let ech = ech::informative(&facts);
+        let answered = facts.server_answered();
         // Recorded from when the name was sent: what a trigger's time must be.
         let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
         ticket.end(Trigger::of(&handshake));
@@ -883,6 +979,9 @@ impl Measurer {
         }
         if ech {
             out.push(self.ech(target, server_name, address).await);
+        }
+        if answered && target.quic_ports.contains(&address.port()) {
+            out.extend(self.quic_pair(target, server_name, address).await);
         }
         out
     }
@@ -911,6 +1010,15 @@ fn failed_once_connected(error: &Option<StepError>) -> bool {
             && e.failed_operation == Operation::TlsHandshake
             && !e.failure.is_certificate_error()
     })
+}
+
+/// A handshake begun at `started`, to be shared.
+fn shared(started: (DateTime<Utc>, Instant), step: Step) -> SharedHandshake {
+    SharedHandshake {
+        measured_at: started.0,
+        runtime_ms: started.1.elapsed().as_secs_f64() * 1000.0,
+        step,
+    }
 }
 
 /// A check of `what`, made by `check`, with when it began.
@@ -950,6 +1058,11 @@ fn failures(measurements: &[Measurement]) -> Vec<(IpAddr, DateTime<Utc>)> {
                     .collect(),
                 Step::TlsHandshake(t) if t.error.is_some() && !t.control_sni => {
                     vec![at_end(t.address.ip())]
+                }
+                // The control name's too: made after other names went to the address
+                // over TCP, it may meet a block one of them set off.
+                Step::QuicHandshake(q) if q.handshake.error.is_some() => {
+                    vec![at_end(q.handshake.address.ip())]
                 }
                 Step::Http(h) if h.error.is_some() => h
                     .hops

@@ -120,7 +120,14 @@ struct Archival {
     x_dns_duplicate_responses: Vec<DnsQuery>,
     tcp_connect: Vec<TcpConnect>,
     tls_handshakes: Vec<TlsHandshake>,
+    /// OONI's key for QUIC handshakes, in the shape of TLS ones over `udp`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    quic_handshakes: Vec<TlsHandshake>,
     requests: Vec<HttpTransaction>,
+    /// df-008: the reads of bodies kept (the first 64 of each), as OONI's throttling
+    /// analysis reads them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    network_events: Vec<NetworkEvent>,
     /// Fetches written so far, to number them.
     #[serde(skip)]
     fetches: usize,
@@ -155,6 +162,16 @@ struct DnsAnswer {
     /// The address's ASN, 0 when unknown (OONI's AS0); absent for names.
     #[serde(skip_serializing_if = "Option::is_none")]
     asn: Option<u32>,
+}
+
+/// df-008: one read.
+#[derive(Serialize)]
+struct NetworkEvent {
+    address: String,
+    operation: &'static str,
+    proto: &'static str,
+    num_bytes: u64,
+    t: f64,
 }
 
 /// df-005.
@@ -403,9 +420,13 @@ impl Archival {
                 Step::TlsHandshake(facts) => archival
                     .tls_handshakes
                     .push(TlsHandshake::new(facts, t0, t)),
-                Step::Http(facts) => archival.add_http(facts, t0, t),
                 // web_connectivity has no place for it (OONI's echcheck is a test apart).
                 Step::Ech(_) => {}
+                Step::QuicHandshake(facts) => archival.quic_handshakes.push(TlsHandshake {
+                    network: "udp",
+                    ..TlsHandshake::new(&facts.handshake, t0, t)
+                }),
+                Step::Http(facts) => archival.add_http(facts, start, t0, t),
             }
         }
         archival
@@ -447,9 +468,20 @@ impl Archival {
         }));
     }
 
-    fn add_http(&mut self, facts: &HttpFacts, t0: f64, t: f64) {
-        // Hops carry no times of their own: each gets the whole fetch's.
+    fn add_http(&mut self, facts: &HttpFacts, start: DateTime<Utc>, t0: f64, t: f64) {
+        // Hops carry no times of their own but their start: each gets the whole fetch's.
         for hop in &facts.hops {
+            if let (Some(address), Some(began)) = (hop.address, hop.started_at) {
+                let began = seconds(began - start);
+                self.network_events
+                    .extend(hop.reads.iter().map(|read| NetworkEvent {
+                        address: address.to_string(),
+                        operation: "read",
+                        proto: "tcp",
+                        num_bytes: read.bytes,
+                        t: microseconds(began + read.t_ms / 1000.0),
+                    }));
+            }
             if let Some(address) = hop.address {
                 let connect_error = hop
                     .error

@@ -15,7 +15,7 @@ use super::{MEASUREMENTS_JSONL, ResolverStatus, RunInfo, read_info};
 use crate::analyse::Context;
 use crate::analyse::explain::{self, ResolverHealth};
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, Step, Trigger, Vantage};
+use crate::facts::{Measurement, QuicFacts, Step, Trigger, Vantage};
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::Target;
 
@@ -171,6 +171,7 @@ impl RecordedRun {
                 }),
                 tls_ports: Vec::new(),
                 tcp_ports: Vec::new(),
+                quic_ports: Vec::new(),
                 asns: Vec::new(),
             })
     }
@@ -218,7 +219,9 @@ impl RecordedRun {
             .iter()
             .flat_map(|m| match &m.step {
                 Step::TcpConnect(t) => vec![t.address.ip()],
-                Step::TlsHandshake(t) => vec![t.address.ip()],
+                Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
+                    vec![t.address.ip()]
+                }
                 Step::Ech(f) => vec![f.address.ip()],
                 Step::Http(h) => h
                     .hops

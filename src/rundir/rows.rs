@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analyse::{Blocking, TargetVerdict, Verdict};
-use crate::facts::{Measurement, Step};
+use crate::facts::{Measurement, QuicFacts, Step};
 
 /// A row of verdicts.csv. The first nine columns are docs/design.md's contract.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -194,7 +194,7 @@ impl MeasurementRow {
                 row.replies = d.replies.len().to_string();
             }
             Step::TcpConnect(t) => row.address = t.address.to_string(),
-            Step::TlsHandshake(t) => {
+            Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
                 row.address = t.address.to_string();
                 row.hostname = t.server_name.clone();
                 row.control_sni = t.control_sni.to_string();

@@ -1,0 +1,256 @@
+//! QUIC, judged against TCP+TLS to the same address.
+//!
+//! A QUIC handshake says something only where a TCP+TLS handshake with the same name
+//! to the same address was answered: many sites do not speak QUIC at all, and a failure
+//! of TCP+TLS is judged in `transport` already. Then, at each address:
+//!
+//! - The name's QUIC handshake got no answer while the control name's to the same
+//!   address was answered: QUIC filtered by name (the Initial packet's keys come from
+//!   its own header, so a censor can read the SNI in it). Proven at the probe; `blocked`
+//!   where the control's QUIC handshake with the name went through.
+//! - The control name got no answer either (the name is then not tried): UDP to the
+//!   address dropped, or an address that does not speak QUIC. Only the control can tell
+//!   them apart, so this is `blocked` where the control's QUIC handshakes to the same
+//!   address were answered, and no finding otherwise.
+//!
+//! What the probe's own network or another target's trigger accounts for is
+//! `inconclusive`, as everywhere (see `explain`).
+
+use std::net::SocketAddr;
+
+use super::{Blocking, ControlSaw, Finding, Problem, explain};
+use crate::facts::{Measurement, QuicFacts, Step, TargetFacts, TlsFacts};
+
+pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
+    let mut addresses: Vec<SocketAddr> = quic(probe).map(|(_, q)| q.handshake.address).collect();
+    addresses.dedup();
+    addresses
+        .into_iter()
+        .filter_map(|address| quic_problem(probe, address, control))
+        .collect()
+}
+
+/// The QUIC handshakes among the facts, with their measurements.
+fn quic(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &QuicFacts)> {
+    facts.measurements.iter().filter_map(|m| match &m.step {
+        Step::QuicHandshake(q) => Some((m, q)),
+        _ => None,
+    })
+}
+
+/// A TCP+TLS handshake with a target's name to `address` that the server answered.
+fn tls_answered(facts: &TargetFacts, address: SocketAddr) -> Option<&TlsFacts> {
+    let tls = facts.measurements.iter().flat_map(|m| match &m.step {
+        Step::TlsHandshake(t) => vec![t],
+        Step::Http(h) => h.hops.iter().filter_map(|hop| hop.tls.as_ref()).collect(),
+        _ => Vec::new(),
+    });
+    tls.filter(|t| !t.control_sni && t.address == address)
+        .find(|t| t.server_answered())
+}
+
+/// The QUIC problem at `address`, if any: only a handshake from which not one datagram
+/// came back counts (see [`QuicFacts::dark`]); one that got some and failed met loss or
+/// a server that stopped half-way, not a path that drops QUIC.
+fn quic_problem(
+    probe: &TargetFacts,
+    address: SocketAddr,
+    control: Option<&TargetFacts>,
+) -> Option<Problem> {
+    let tls = tls_answered(probe, address)?;
+    let at = |control_sni: bool| {
+        quic(probe)
+            .find(|(_, q)| q.handshake.address == address && q.handshake.control_sni == control_sni)
+    };
+    let (named, control_name) = (at(false), at(true));
+    let name = &tls.server_name;
+    let answered = |q: &QuicFacts| q.handshake.server_answered();
+    let (m, failed, by) = match (named, control_name) {
+        (Some((m, q)), Some((_, c))) if q.dark() && answered(c) => (
+            m,
+            q,
+            format!(
+                "while one with the control name {} to the same address was answered: QUIC blocked by name",
+                c.handshake.server_name
+            ),
+        ),
+        (Some((_, q)), _) if !q.dark() => return None,
+        (_, Some((m, q))) | (Some((m, q)), None) if q.dark() => {
+            (m, q, "QUIC blocked by address".to_string())
+        }
+        _ => return None,
+    };
+    let proven = !failed.handshake.control_sni;
+    let e = failed.handshake.error.as_ref()?;
+    let saw = control.map(|c| quic_at(c, name, address));
+    // UDP to the address dropped and an address that does not speak QUIC look the same
+    // from the probe: only the control's answer there makes it a finding.
+    if !proven && !matches!(saw, Some(ControlSaw::Success(_))) {
+        return None;
+    }
+    let finding = Finding::new(
+        Blocking::QuicBlocked,
+        format!(
+            "QUIC handshake with {} to {address} failed ({}){} and not one datagram came back, while TCP+TLS with {name} to the same address was answered; {by}",
+            failed.handshake.server_name,
+            e.failure,
+            tries(&failed.handshake),
+        ),
+    );
+    let problem = match proven {
+        true => Problem::strong(finding, saw),
+        false => Problem::weak(finding, saw),
+    };
+    let what = format!(
+        "QUIC handshake with {} to {address}",
+        failed.handshake.server_name
+    );
+    let why = explain::step(&what, e, failed.handshake.check.as_ref())
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
+    Some(problem.unless(why))
+}
+
+fn failure(q: &TlsFacts) -> String {
+    q.error
+        .as_ref()
+        .map_or("no error".into(), |e| e.failure.to_string())
+}
+
+fn tries(q: &TlsFacts) -> String {
+    match q.tries {
+        1 => String::new(),
+        n => format!(" ({n} tries)"),
+    }
+}
+
+/// What the control's QUIC handshakes to `address` gave: the one with `name` if it made
+/// it, else the control name's (a QUIC answer from the address all the same).
+fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr) -> ControlSaw {
+    let theirs: Vec<&TlsFacts> = quic(control)
+        .map(|(_, q)| &q.handshake)
+        .filter(|q| q.address == address)
+        .collect();
+    let named = theirs
+        .iter()
+        .find(|q| !q.control_sni && q.server_name == name);
+    let answered = named
+        .filter(|q| q.server_answered())
+        .or(theirs.iter().find(|q| q.server_answered()));
+    if let Some(q) = answered {
+        return ControlSaw::Success(format!(
+            "the control's QUIC handshake with {} to {address} was answered",
+            q.server_name
+        ));
+    }
+    match named.or(theirs.first()) {
+        Some(q) => ControlSaw::Failure(format!(
+            "the control's QUIC handshake with {} to {address} failed too ({})",
+            q.server_name,
+            failure(q)
+        )),
+        None => ControlSaw::NotMeasured(format!("the control made no QUIC handshake to {address}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::{Blocking, Verdict};
+    use crate::facts::failure::Failure;
+
+    const TIMEOUT: Option<Failure> = Some(Failure::GenericTimeout);
+
+    fn dns() -> Vec<crate::facts::Measurement> {
+        vec![lookup(&[(FB, None)])]
+    }
+
+    /// TCP+TLS to the address answered, then the QUIC handshakes given.
+    fn reached_then(quic: Vec<crate::facts::Measurement>) -> Vec<crate::facts::Measurement> {
+        let mut steps = vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, None),
+            tls(FB_443, false, None),
+        ];
+        steps.extend(quic);
+        steps
+    }
+
+    #[test]
+    fn the_name_dark_where_the_control_name_was_answered_is_blocked_by_name() {
+        let probe = reached_then(vec![
+            quic(FB_443, true, None, 6),
+            quic(FB_443, false, TIMEOUT, 0),
+        ]);
+        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
+        let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), control));
+        assert_eq!(kind(&o), (Verdict::Blocked, Some(Blocking::QuicBlocked)));
+        assert!(
+            o.verdict.evidence.contains("by name"),
+            "{}",
+            o.verdict.evidence
+        );
+        // Without a control, a sign.
+        let alone = judge(domain(&[]), dns(), probe);
+        assert_eq!(
+            kind(&alone),
+            (Verdict::Anomaly, Some(Blocking::QuicBlocked))
+        );
+    }
+
+    #[test]
+    fn an_address_dark_to_quic_is_blocked_only_where_the_control_got_an_answer() {
+        let probe = reached_then(vec![quic(FB_443, true, TIMEOUT, 0)]);
+        let answered = reached_then(vec![quic(FB_443, false, None, 6)]);
+        let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), answered));
+        assert_eq!(kind(&o), (Verdict::Blocked, Some(Blocking::QuicBlocked)));
+        assert!(
+            o.verdict.evidence.contains("by address"),
+            "{}",
+            o.verdict.evidence
+        );
+        // A site that speaks no QUIC, from anywhere: nothing to say.
+        let dark_too = reached_then(vec![quic(FB_443, true, TIMEOUT, 0)]);
+        let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), dark_too));
+        assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
+        assert_eq!(kind(&judge(domain(&[]), dns(), probe)), (Verdict::Ok, None));
+    }
+
+    #[test]
+    fn a_handshake_that_got_datagrams_back_is_loss_not_a_block() {
+        let probe = reached_then(vec![
+            quic(FB_443, true, None, 6),
+            quic(FB_443, false, TIMEOUT, 3),
+        ]);
+        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
+        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
+        assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
+    }
+
+    #[test]
+    fn the_probes_own_network_down_is_inconclusive() {
+        let dark = checked(quic(FB_443, true, TIMEOUT, 0), TIMEOUT);
+        let probe = reached_then(vec![dark]);
+        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
+        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
+        assert_eq!(
+            kind(&o),
+            (Verdict::Inconclusive, None),
+            "{}",
+            o.verdict.evidence
+        );
+    }
+
+    #[test]
+    fn quic_is_not_judged_where_tcp_and_tls_failed_too() {
+        let probe = vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, None),
+            tls(FB_443, false, Some(Failure::ConnectionReset)),
+            quic(FB_443, true, TIMEOUT, 0),
+        ];
+        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
+        let target = domain(&[]);
+        let (ours, theirs) = (facts(&target, dns(), probe), facts(&target, dns(), control));
+        assert!(super::problems(&ours, Some(&theirs)).is_empty());
+    }
+}
