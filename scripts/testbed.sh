@@ -48,6 +48,15 @@ MITM_PORT=8443          # the censor's intercepting TLS server, on RESOLVER_IP
 FORGED_IP=198.19.255.1  # what the injector answers: a public-looking host running nothing
 LAN_IF=to-probe         # the censor's interface toward the probe
 CONTROL_URL=http://$CONTROL_IP:$CONTROL_PORT
+# IPv6, on every link, in the documentation prefix 2001:db8::/32 (a bogon the probe and
+# the control are told to treat as public): the same plan, /64 per link.
+PROBE_IP6=2001:db8:1::2
+RESOLVER_IP6=2001:db8:1::1
+CENSOR_WAN_IP6=2001:db8::1
+NET_WAN_IP6=2001:db8::2
+NET_CTL_IP6=2001:db8:2::1
+CONTROL_IP6=2001:db8:2::2
+LAB_PREFIX6=2001:db8::/32
 # While this file exists, the CDN's edge for the probe's country serves its bot
 # challenge instead of the site (scenario cdn-challenge).
 CDN_CHALLENGE=$STATE/cdn-challenge
@@ -77,16 +86,24 @@ HOSTS=(
     "pbs.twimg.test 198.19.10.11"
     "smallsite.test 198.19.11.10"
     "vps.test 198.19.13.10" # a site on a foreign hosting network (scenario stall-16k)
-    "cloudflare-ech.test 198.19.16.10" # ECH blocked with its name (scenario ech-block)
+    "cloudflare-ech.test 198.19.17.10" # ECH blocked with its name (scenario ech-block)
     "video.test 198.19.14.10" # a site whose QUIC the censor drops (scenario quic-block)
+    "dual.test 198.19.16.10" # a dual-stack site (scenarios ipv6-off, ipv6-block)
     "cdn.test 198.19.12.1 198.19.12.2"
+)
+# The names with an IPv6 address too (AAAA), the same in both DNS views. Only these: a
+# censor's rules in the other scenarios are IPv4 rules, and a site they act on must not
+# slip through over IPv6.
+HOSTS6=(
+    "canary.test 2001:db8:19::10"
+    "dual.test 2001:db8:19:16::10"
 )
 # Telegram's data centres, measured as endpoints (IP:443), with no name.
 TELEGRAM_DCS=(198.19.1.1 198.19.1.2 198.19.1.3 198.19.1.4)
 # The site that really goes down (scenario "down"): its own web server.
 SMALLSITE_IP=198.19.11.10
 
-REQUIRED_TOOLS=(ip ss iptables tc dnsmasq nginx caddy openssl flock setsid prlimit)
+REQUIRED_TOOLS=(ip ss iptables ip6tables tc dnsmasq nginx caddy openssl flock setsid prlimit)
 # The nginx modules the lab loads: headers-more sets the Server header of the CDN's
 # challenge page (scenario cdn-challenge), which nginx alone always writes itself.
 REQUIRED_NGINX_MODULES=(ngx_http_headers_more_filter_module)
@@ -132,6 +149,25 @@ addr_of() {
         fi
     done
     die "no lab host named $name"
+}
+
+# The IPv6 address of a lab name, if it has one.
+addr6_of() {
+    local name=$1 entry
+    for entry in "${HOSTS6[@]}"; do
+        read -r n a <<<"$entry"
+        [[ $n == "$name" ]] && echo "$a" && return 0
+    done
+    return 0
+}
+
+# Every IPv6 address a web server of the internet listens on.
+web_addresses6() {
+    local entry
+    for entry in "${HOSTS6[@]}"; do
+        read -r _ a <<<"$entry"
+        echo "$a"
+    done
 }
 
 # Every address a web server of the internet listens on, but the small site's.
@@ -210,6 +246,8 @@ check_kernel() {
         "iptables -w -A FORWARD -m conntrack --ctstate NEW -m connlimit --connlimit-above 32 --connlimit-mask 0 -j DROP"
         "iptables -w -A FORWARD -p tcp -m string --string x --algo bm -m string --hex-string |fe0d| --algo bm -j DROP"
         "iptables -w -A FORWARD -p tcp -m connbytes --connbytes 16384: --connbytes-dir reply --connbytes-mode bytes -j DROP"
+        "ip6tables -w -A FORWARD -d 2001:db8::1 -j DROP"
+        "ip6tables -w -t nat -A PREROUTING -p udp --dport 443 -j REDIRECT --to-ports 8443"
         "tc qdisc add dev to-a root handle 1: htb default 10"
         "tc class add dev to-a parent 1: classid 1:20 htb rate 1gbit"
         "tc qdisc add dev to-a parent 1:20 handle 20: tbf rate 1mbit burst 32kb latency 1s"
@@ -324,14 +362,26 @@ build_network() {
     link "$NS_NET" to-control "$NET_CTL_IP/24" "$NS_CONTROL" to-net "$CONTROL_IP/24"
     link "$NS_CENSOR" to-inject "$CENSOR_INJ_IP/24" "$NS_INJECT" to-censor "$INJECT_IP/24"
 
+    # IPv6 on the same links (no duplicate address detection: usable at once).
+    ip -n "$NS_PROBE" addr add "$PROBE_IP6/64" dev to-censor nodad
+    ip -n "$NS_CENSOR" addr add "$RESOLVER_IP6/64" dev "$LAN_IF" nodad
+    ip -n "$NS_CENSOR" addr add "$CENSOR_WAN_IP6/64" dev to-net nodad
+    ip -n "$NS_NET" addr add "$NET_WAN_IP6/64" dev to-censor nodad
+    ip -n "$NS_NET" addr add "$NET_CTL_IP6/64" dev to-control nodad
+    ip -n "$NS_CONTROL" addr add "$CONTROL_IP6/64" dev to-net nodad
+
     # Routes: only the lab's range, never a default route.
     ip -n "$NS_PROBE" route add 198.18.0.0/15 via "$RESOLVER_IP"
     ip -n "$NS_CENSOR" route add 198.18.0.0/15 via "$NET_WAN_IP"
     ip -n "$NS_NET" route add "${PROBE_IP%.*}.0/24" via "$CENSOR_WAN_IP"
     ip -n "$NS_CONTROL" route add 198.18.0.0/15 via "$NET_CTL_IP"
     ip -n "$NS_INJECT" route add "${PROBE_IP%.*}.0/24" via "$CENSOR_INJ_IP"
-    in_ns "$NS_CENSOR" sysctl -qw net.ipv4.ip_forward=1
-    in_ns "$NS_NET" sysctl -qw net.ipv4.ip_forward=1
+    ip -n "$NS_PROBE" -6 route add "$LAB_PREFIX6" via "$RESOLVER_IP6"
+    ip -n "$NS_CENSOR" -6 route add "$LAB_PREFIX6" via "$NET_WAN_IP6"
+    ip -n "$NS_NET" -6 route add "${PROBE_IP6%::*}::/64" via "$CENSOR_WAN_IP6"
+    ip -n "$NS_CONTROL" -6 route add "$LAB_PREFIX6" via "$NET_CTL_IP6"
+    in_ns "$NS_CENSOR" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    in_ns "$NS_NET" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     # The injector answers as the ISP resolver: the censor must accept packets from
     # its own address arriving on that link, and forward them to the probe.
     ip -n "$NS_INJECT" addr add "$RESOLVER_IP/32" dev lo
@@ -346,6 +396,9 @@ build_network() {
     ip -n "$NS_NET" addr add "$FORGED_IP/32" dev lo
     for a in $(web_addresses); do
         ip -n "$NS_NET" addr add "$a/32" dev lo
+    done
+    for a in $(web_addresses6); do
+        ip -n "$NS_NET" addr add "$a/128" dev lo nodad
     done
     if bench_mode; then
         bench_addresses | sed 's|.*|addr add &/32 dev lo|' | ip -n "$NS_NET" -batch -
@@ -482,6 +535,9 @@ write_web_servers() {
     for a in $(web_addresses | grep -vx "$edge"); do
         listens+="        listen $a:80; listen $a:443 ssl;"$'\n'
     done
+    for a in $(web_addresses6); do
+        listens+="        listen [$a]:80; listen [$a]:443 ssl;"$'\n'
+    done
     local tls="ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $STATE/pki/sites.pem; ssl_certificate_key $STATE/pki/sites.key;"
     mkdir -p "$STATE/www/media"
     # A large file (1 MiB, more than the 512 KiB the probe reads) for the throttling and
@@ -577,6 +633,10 @@ redirect_http3() {
         internet iptables -w -t nat -A PREROUTING -d "$a" -p udp --dport 443 \
             -j REDIRECT --to-ports "$HTTP3_PORT"
     done
+    for a in $(web_addresses6); do
+        internet ip6tables -w -t nat -A PREROUTING -d "$a" -p udp --dport 443 \
+            -j REDIRECT --to-ports "$HTTP3_PORT"
+    done
 }
 
 # Bench mode: every bench address on 80 and 443, one wildcard certificate. As many
@@ -646,11 +706,12 @@ start_dnsmasq() {
 
 # The authoritative zone of the lab's internet, in one view.
 zone() {
-    local view=$1 entry
+    local view=$1 entry a6
     echo "local=/test/"
     for entry in "${HOSTS[@]}"; do
         read -r n _ <<<"$entry"
-        echo "host-record=$n,$(addr_of "$n" "$view")"
+        a6=$(addr6_of "$n")
+        echo "host-record=$n,$(addr_of "$n" "$view")${a6:+,$a6}"
     done
 }
 
@@ -702,7 +763,7 @@ start_control() {
     fi
     # Its own session, its output to a file: it outlives this script.
     in_ns "$NS_CONTROL" setsid "${limit[@]}" "$bin" control serve --listen "$CONTROL_IP:$CONTROL_PORT" \
-        --resolver "udp://$AUTH_WORLD:53" --treat-as-public 198.18.0.0/15 \
+        --resolver "udp://$AUTH_WORLD:53" --treat-as-public 198.18.0.0/15 --treat-as-public "$LAB_PREFIX6" \
         --ca-file "$STATE/ca.pem" --timeout 3 --max-in-flight 128 \
         </dev/null >"$STATE/log/control.log" 2>&1 9>&- &
     local round
@@ -884,6 +945,8 @@ apply_scenarios() {
     for table in filter nat mangle raw; do
         censor iptables -w -t "$table" -F
         internet iptables -w -t "$table" -F
+        censor ip6tables -w -t "$table" -F
+        internet ip6tables -w -t "$table" -F
     done
     censor tc qdisc del dev "$LAN_IF" root 2>/dev/null || true
     : >"$STATE/isp-scenario.conf"

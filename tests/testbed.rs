@@ -102,6 +102,8 @@ const TARGETS: &[&str] = &[
     "https://cloudflare-ech.test/",
     "video.test",
     "https://video.test/",
+    "dual.test",
+    "https://dual.test/",
 ];
 
 /// The CDN trap's edges: the probe's country's DNS view answers one, the world's the other.
@@ -131,6 +133,8 @@ fn censorship() -> Vec<Case> {
         "stall-16k",
         "ech-block",
         "quic-block",
+        "ipv6-block",
+        "ipv6-off",
         "down",
         "all",
         "none",

@@ -599,7 +599,8 @@ fn cases() -> Vec<Case> {
                     reachable(),
                     vec![
                         quic(FB_443, true, None, 6),
-                        quic(FB_443, false, timeout(), 0),
+                        at(quic(FB_443, false, timeout(), 0), 1),
+                        at(quic(FB_443, true, None, 6), 2),
                     ],
                 ]
                 .concat(),
@@ -632,6 +633,26 @@ fn cases() -> Vec<Case> {
             with([reachable(), vec![quic(FB_443, true, timeout(), 0)]].concat()),
             Measured(with(
                 [reachable(), vec![quic(FB_443, true, timeout(), 0)]].concat(),
+            )),
+            V::Ok,
+            None,
+        ),
+        case(
+            "QUIC with the name dark, and the control name's dark right after: the path",
+            domain(&[]),
+            with(
+                [
+                    reachable(),
+                    vec![
+                        quic(FB_443, true, None, 6),
+                        at(quic(FB_443, false, timeout(), 0), 1),
+                        at(quic(FB_443, true, timeout(), 0), 2),
+                    ],
+                ]
+                .concat(),
+            ),
+            Measured(with(
+                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
             )),
             V::Ok,
             None,

@@ -186,7 +186,7 @@ pub fn quic(
     measurement(Step::QuicHandshake(QuicFacts {
         handshake,
         local_port: Some(50_000),
-        datagrams_received: datagrams,
+        datagrams_received: Some(datagrams),
     }))
 }
 

@@ -65,12 +65,24 @@ fn quic_problem(
     let (named, control_name) = (at(false), at(true));
     let name = &tls.server_name;
     let answered = |q: &QuicFacts| q.handshake.server_answered();
+    // The control name's handshake right after the name's: answered, the name was
+    // singled out; dark too, the path went dark (the probe's own router out of room for
+    // flows, say), which says nothing of the name.
+    let after = named.and_then(|(m, _)| {
+        quic(probe).find(|(a, q)| {
+            q.handshake.address == address
+                && q.handshake.control_sni
+                && a.measured_at > m.measured_at
+        })
+    });
+    let singled_out = after.is_some_and(|(_, q)| answered(q));
     let (m, failed, by) = match (named, control_name) {
+        (Some((_, q)), Some(_)) if q.dark() && !singled_out => return None,
         (Some((m, q)), Some((_, c))) if q.dark() && answered(c) => (
             m,
             q,
             format!(
-                "while one with the control name {} to the same address was answered: QUIC blocked by name",
+                "while ones with the control name {} to the same address were answered before and right after: QUIC blocked by name",
                 c.handshake.server_name
             ),
         ),
@@ -175,12 +187,17 @@ mod tests {
         steps
     }
 
+    /// The control name's QUIC handshake, the name's, and the control name's right after.
+    fn around(
+        name: crate::facts::Measurement,
+        after: crate::facts::Measurement,
+    ) -> Vec<crate::facts::Measurement> {
+        reached_then(vec![quic(FB_443, true, None, 6), at(name, 1), at(after, 2)])
+    }
+
     #[test]
     fn the_name_dark_where_the_control_name_was_answered_is_blocked_by_name() {
-        let probe = reached_then(vec![
-            quic(FB_443, true, None, 6),
-            quic(FB_443, false, TIMEOUT, 0),
-        ]);
+        let probe = around(quic(FB_443, false, TIMEOUT, 0), quic(FB_443, true, None, 6));
         let control = reached_then(vec![quic(FB_443, false, None, 6)]);
         let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), control));
         assert_eq!(kind(&o), (Verdict::Blocked, Some(Blocking::QuicBlocked)));
@@ -213,6 +230,18 @@ mod tests {
         let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), dark_too));
         assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
         assert_eq!(kind(&judge(domain(&[]), dns(), probe)), (Verdict::Ok, None));
+    }
+
+    #[test]
+    fn the_name_dark_and_the_control_name_dark_right_after_is_no_finding() {
+        // The probe's router out of room for new flows, say: not the name.
+        let probe = around(
+            quic(FB_443, false, TIMEOUT, 0),
+            quic(FB_443, true, TIMEOUT, 0),
+        );
+        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
+        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
+        assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
     }
 
     #[test]

@@ -490,14 +490,16 @@ pub struct QuicFacts {
     pub local_port: Option<u16>,
     /// Datagrams that came back from the address, over every try. None at all is what
     /// a path that drops the flow leaves; loss leaves some, whatever else it spoils.
-    #[serde(default)]
-    pub datagrams_received: u64,
+    /// Unknown (absent) for a handshake imported from elsewhere without the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagrams_received: Option<u64>,
 }
 
 impl QuicFacts {
-    /// Nothing came back: the handshake failed, and not one datagram arrived.
+    /// Nothing came back: the handshake failed, and not one datagram is known to have
+    /// arrived.
     pub fn dark(&self) -> bool {
-        !self.handshake.server_answered() && self.datagrams_received == 0
+        !self.handshake.server_answered() && self.datagrams_received == Some(0)
     }
 }
 

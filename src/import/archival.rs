@@ -53,6 +53,8 @@ pub struct TestKeys {
     pub tcp_connect: Vec<Connect>,
     #[serde(deserialize_with = "list")]
     pub tls_handshakes: Vec<Handshake>,
+    #[serde(default, deserialize_with = "list")]
+    pub quic_handshakes: Vec<Handshake>,
     #[serde(deserialize_with = "list")]
     pub requests: Vec<Transaction>,
     #[serde(deserialize_with = "failure")]
@@ -104,6 +106,13 @@ pub struct Connect {
     pub tags: Vec<String>,
 }
 
+/// A QUIC handshake's facts beyond OONI's shape.
+#[derive(Deserialize, Default)]
+pub struct QuicExtra {
+    pub local_port: Option<u16>,
+    pub datagrams_received: Option<u64>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct ConnectStatus {
@@ -130,6 +139,9 @@ pub struct Handshake {
     pub transaction_id: Option<i64>,
     #[serde(deserialize_with = "list")]
     pub tags: Vec<String>,
+    /// censorprobe's own facts of a QUIC handshake (`export --ooni`).
+    #[serde(default)]
+    pub x_censorprobe: Option<QuicExtra>,
 }
 
 /// OONI's binary data: `{"format": "base64", "data": ...}`, or plain text.

@@ -20,8 +20,8 @@ use crate::analyse::Context;
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, Step, TcpFacts,
-    TlsFacts, Vantage,
+    DnsAnswer, DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts, Step,
+    TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::{Target, TargetKind};
@@ -235,8 +235,17 @@ fn facts(target: &Target, keys: &TestKeys, clock: &Clock, vantage: Vantage) -> T
         })
         .collect();
     measurements.extend(keys.tls_handshakes.iter().filter_map(|h| {
-        let facts = handshake(h, &hosts)?;
+        let facts = handshake(h, &hosts, Operation::TlsHandshake)?;
         Some(clock.measurement(vantage, h.t0, h.t, Step::TlsHandshake(facts)))
+    }));
+    measurements.extend(keys.quic_handshakes.iter().filter_map(|h| {
+        let extra = h.x_censorprobe.as_ref();
+        let facts = QuicFacts {
+            handshake: handshake(h, &hosts, Operation::QuicHandshake)?,
+            local_port: extra.and_then(|x| x.local_port),
+            datagrams_received: extra.and_then(|x| x.datagrams_received),
+        };
+        Some(clock.measurement(vantage, h.t0, h.t, Step::QuicHandshake(facts)))
     }));
     for (requests, fetch) in fetches(target, keys, &hosts) {
         let first = requests.iter().filter_map(|r| r.t0).reduce(f64::min);
@@ -262,12 +271,12 @@ fn connect_address(c: &Connect) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, c.port?))
 }
 
-fn handshake(h: &Handshake, hosts: &[String]) -> Option<TlsFacts> {
+fn handshake(h: &Handshake, hosts: &[String], operation: Operation) -> Option<TlsFacts> {
     let address: SocketAddr = h.address.as_deref()?.parse().ok()?;
     let server_name = h.server_name.clone().unwrap_or_default();
     let control_sni = !hosts.is_empty() && !hosts.contains(&server_name);
     let mut facts = TlsFacts::new(address, &server_name, control_sni);
-    let error = error(Operation::TlsHandshake, h.failure.as_deref());
+    let error = error(operation, h.failure.as_deref());
     facts.handshake_done = error
         .as_ref()
         .is_none_or(|e| e.failure.is_certificate_error());
@@ -579,7 +588,7 @@ fn hop(r: &Transaction, keys: &TestKeys, hosts: &[String]) -> Option<HttpHop> {
                     .and_then(|a| a.parse::<SocketAddr>().ok())
                     == hop.address
             })
-            .and_then(|h| handshake(h, hosts));
+            .and_then(|h| handshake(h, hosts, Operation::TlsHandshake));
     }
     let response = &r.response;
     hop.status = response

@@ -781,6 +781,9 @@ impl Measurer {
     /// name's, in the address's turn. Where the control name got no answer, the name
     /// is not tried: the address does not speak QUIC or UDP to it is dropped, the name
     /// would only wait out the timeout again, and the control's handshakes tell which.
+    /// Where the name got nothing back, the control name is tried again right after: a
+    /// block of the name spares it, a path gone dark (a full connection table on the
+    /// probe's router, a block of the address) does not.
     async fn quic_pair(
         &self,
         target: &Target,
@@ -809,12 +812,18 @@ impl Measurer {
         let facts = turn
             .during(self.quic_handshake(address, server_name, false))
             .await;
+        let dark = facts.dark();
         out.push(self.record_since(target, sent, Step::QuicHandshake(facts)));
+        if let Some(sni) = self.control_sni_for(server_name).filter(|_| dark) {
+            let started = now();
+            let again = self.quic_handshake(address, sni, true).await;
+            out.push(self.record(target, started, Step::QuicHandshake(again)));
+        }
         out
     }
 
-    /// A QUIC handshake, made again once on a new socket after a pause if it timed out,
-    /// as a TCP+TLS one is; if both timed out, the first is kept, with a network check.
+    /// A QUIC handshake (made again once after a pause if it timed out, as a TCP+TLS one
+    /// is), followed by a network check if it still timed out.
     async fn quic_handshake(
         &self,
         address: SocketAddr,
@@ -822,39 +831,23 @@ impl Measurer {
         control_sni: bool,
     ) -> QuicFacts {
         let began = tokio::time::Instant::now();
-        let once = || async {
-            let _work = self.limits.work().await;
-            let (timeout, source) = (self.options.timeout, self.options.source);
-            quic::handshake(
-                &self.tls,
-                address,
-                server_name,
-                control_sni,
-                timeout,
-                source,
-            )
-            .await
-        };
-        let first = once().await;
-        if !timed_out(&first.handshake.error) {
-            return first;
+        let work = self.limits.work().await;
+        let (timeout, source) = (self.options.timeout, self.options.source);
+        let mut facts = quic::handshake(
+            &self.tls,
+            address,
+            server_name,
+            control_sni,
+            timeout,
+            source,
+            RETRY_PAUSE,
+        )
+        .await;
+        drop(work);
+        if timed_out(&facts.handshake.error) {
+            facts.handshake.check = self.network_check(began).await;
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
-        let mut second = once().await;
-        second.handshake.tries = 2;
-        if !timed_out(&second.handshake.error) {
-            return second;
-        }
-        let check = self.network_check(began).await;
-        QuicFacts {
-            handshake: TlsFacts {
-                tries: 2,
-                check,
-                ..first.handshake
-            },
-            datagrams_received: first.datagrams_received + second.datagrams_received,
-            ..first
-        }
+        facts
     }
 
     /// A handshake with `server_name`, on `open` if a work place is free at once, else
@@ -950,7 +943,7 @@ impl Measurer {
         server_name: &str,
         address: SocketAddr,
     ) -> Vec<Measurement> {
-        let _host = self.limits.host(address.ip()).await;
+        let host = self.limits.host(address.ip()).await;
         let started = now();
         let (tcp, stream) = self.connect(address).await;
         let mut out = vec![self.record(target, started, Step::TcpConnect(tcp))];
@@ -981,6 +974,8 @@ impl Measurer {
             out.push(self.ech(target, server_name, address).await);
         }
         if answered && target.quic_ports.contains(&address.port()) {
+            // QUIC does not load the server's TCP side: the address's next target may go.
+            drop(host);
             out.extend(self.quic_pair(target, server_name, address).await);
         }
         out

@@ -34,9 +34,14 @@ use crate::facts::{QuicFacts, TlsFacts};
 /// endpoint is let go in the background, so the probe never waits for it.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// One QUIC handshake with `server_name` to `address`, from a new UDP socket (bound to
+/// A QUIC handshake with `server_name` to `address`, from a new UDP socket (bound to
 /// `source` if given). The handshake's deadline is `timeout`; within it, quinn sends
-/// the Initial again as its loss timer says, as a TCP connect does its SYN.
+/// the Initial again as its loss timer says, as a TCP connect does its SYN. One that
+/// timed out is made again once after `retry_after`, from the same socket: every flow
+/// a probe opens takes a place in its router's connection table for as long as the
+/// router keeps it (half a minute to two for UDP, which a router cannot see close), and
+/// a router with a small table must not be filled by the probe's own tries. Of two
+/// timed-out tries the first is kept, with the datagrams both got back.
 pub async fn handshake(
     tls: &TlsContext,
     address: SocketAddr,
@@ -44,11 +49,12 @@ pub async fn handshake(
     control_sni: bool,
     timeout: Duration,
     source: Option<IpAddr>,
+    retry_after: Duration,
 ) -> QuicFacts {
     let mut facts = QuicFacts {
         handshake: TlsFacts::new(address, server_name, control_sni),
         local_port: None,
-        datagrams_received: 0,
+        datagrams_received: None,
     };
     let name = match server_name_of(server_name) {
         Ok(name) => name,
@@ -69,13 +75,37 @@ pub async fn handshake(
         }
     };
     facts.local_port = endpoint.local_addr().ok().map(|a| a.port());
-    let facts = connect(tls, &endpoint, facts, &name, timeout).await;
+    let first = connect(tls, &endpoint, facts.clone(), &name, timeout).await;
+    let timed_out = |f: &QuicFacts| {
+        f.handshake
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure.is_timeout())
+    };
+    let facts = match timed_out(&first) {
+        false => first,
+        true => {
+            tokio::time::sleep(retry_after).await;
+            let mut second = connect(tls, &endpoint, facts, &name, timeout).await;
+            second.handshake.tries = 2;
+            match timed_out(&second) {
+                false => second,
+                true => QuicFacts {
+                    handshake: TlsFacts {
+                        tries: 2,
+                        ..first.handshake
+                    },
+                    ..first
+                },
+            }
+        }
+    };
     let datagrams_received = received.load(Ordering::Relaxed);
     tokio::spawn(async move {
         let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
     });
     QuicFacts {
-        datagrams_received,
+        datagrams_received: Some(datagrams_received),
         ..facts
     }
 }

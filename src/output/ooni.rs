@@ -206,6 +206,18 @@ struct TlsHandshake {
     failure: Option<String>,
     t0: f64,
     t: f64,
+    /// On a QUIC handshake, what OONI's shape has no key for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_censorprobe: Option<QuicExtra>,
+}
+
+/// A QUIC handshake's facts beyond OONI's: its UDP port, the datagrams that came back.
+#[derive(Serialize)]
+struct QuicExtra {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datagrams_received: Option<u64>,
 }
 
 /// OONI's form of binary data.
@@ -424,6 +436,10 @@ impl Archival {
                 Step::Ech(_) => {}
                 Step::QuicHandshake(facts) => archival.quic_handshakes.push(TlsHandshake {
                     network: "udp",
+                    x_censorprobe: Some(QuicExtra {
+                        local_port: facts.local_port,
+                        datagrams_received: facts.datagrams_received,
+                    }),
                     ..TlsHandshake::new(&facts.handshake, t0, t)
                 }),
                 Step::Http(facts) => archival.add_http(facts, start, t0, t),
@@ -580,6 +596,7 @@ impl TlsHandshake {
             failure: failure(facts.error.as_ref()),
             t0,
             t,
+            x_censorprobe: None,
         }
     }
 }
