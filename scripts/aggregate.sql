@@ -37,6 +37,7 @@ SELECT
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-failure') AS blocked_tls_failure,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-stall') AS blocked_tls_stall,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'tls-fingerprint') AS blocked_tls_fingerprint,
+    count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'ech-blocked') AS blocked_ech_blocked,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-blockpage') AS blocked_http_blockpage,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-diff') AS blocked_http_diff,
     count(*) FILTER (WHERE verdict = 'blocked' AND blocking = 'http-failure') AS blocked_http_failure,

@@ -19,7 +19,8 @@ VERDICTS = ["ok", "blocked", "anomaly", "down", "inconclusive"]
 KINDS = [
     "dns-hijack", "dns-nxdomain", "dns-failure", "dns-injection", "tcp-blackhole",
     "tcp-reset", "tcp-refused", "protocol-filtered", "tls-reset", "tls-timeout", "tls-mitm",
-    "tls-failure", "tls-stall", "tls-fingerprint", "http-blockpage", "http-diff", "http-failure",
+    "tls-failure", "tls-stall", "tls-fingerprint", "ech-blocked", "http-blockpage",
+    "http-diff", "http-failure",
     "throttled", "quic-blocked",
 ]
 

@@ -86,6 +86,7 @@ HOSTS=(
     "pbs.twimg.test 198.19.10.11"
     "smallsite.test 198.19.11.10"
     "vps.test 198.19.13.10" # a site on a foreign hosting network (scenario stall-16k)
+    "cloudflare-ech.test 198.19.16.10" # ECH blocked with its name (scenario ech-block)
     "video.test 198.19.14.10" # a site whose QUIC the censor drops (scenario quic-block)
     "dual.test 198.19.18.10" # a dual-stack site (scenarios ipv6-off, ipv6-block)
     "mirror.test 198.19.17.10" # a tool's download mirror (scenario fingerprint)
@@ -256,6 +257,7 @@ check_kernel() {
         "iptables -w -t mangle -A PREROUTING -m recent --name cp-check --rdest --rcheck --seconds 60 -j DROP"
         "iptables -w -t mangle -A PREROUTING -p tcp -m u32 --u32 0>>22&0x3C@12>>26&0x3C@0>>16=0x1603 -j CONNMARK --set-mark 0x40/0x40"
         "iptables -w -A FORWARD -m conntrack --ctstate NEW -m connlimit --connlimit-above 32 --connlimit-mask 0 -j DROP"
+        "iptables -w -A FORWARD -p tcp -m string --string x --algo bm -m string --hex-string |fe0d| --algo bm -j DROP"
         "iptables -w -A FORWARD -p tcp -m connbytes --connbytes 16384: --connbytes-dir reply --connbytes-mode bytes -j DROP"
         "ip6tables -w -A FORWARD -d 2001:db8::1 -j DROP"
         "ip6tables -w -t nat -A PREROUTING -p udp --dport 443 -j REDIRECT --to-ports 8443"

@@ -9,6 +9,7 @@ mod common;
 
 use std::net::SocketAddr;
 
+use censorprobe::facts::{EchOffer, Measurement, Step};
 use common::probe::{ProbeRun, run_probe};
 use common::*;
 
@@ -87,6 +88,27 @@ domains = ["good.test"]
         )
         .await;
     expect(&run, "good.test", "ok", "");
+    // The ECH comparison was made, and the server (rustls, as nginx with OpenSSL)
+    // ignored the GREASE extension.
+    let jsonl = std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap();
+    let ech: Vec<_> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str::<Measurement>(line).unwrap())
+        .filter(|m| m.target == "good.test")
+        .filter_map(|m| match m.step {
+            Step::Ech(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ech.len(), 1, "{run}");
+    let offered: Vec<_> = ech[0]
+        .handshakes
+        .iter()
+        .map(|h| (h.ech, h.handshake_done))
+        .collect();
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    assert!(offered.iter().all(|(_, done)| *done), "{offered:?}");
+    assert!(offered.contains(&(EchOffer::Grease, true)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,7 @@ use censorprobe::analyse::fixtures::*;
 use censorprobe::analyse::{Blocking as B, Verdict as V};
 use censorprobe::cmd::offline;
 use censorprobe::facts::failure::{Failure, Operation, StepError};
-use censorprobe::facts::{Hello, Measurement, QueryType, Reply, Step, Vantage};
+use censorprobe::facts::{EchOffer, Hello, Measurement, QueryType, Reply, Step, Vantage};
 use censorprobe::input::targets::{CANARY_SERVICE, Target, TargetKind};
 use censorprobe::rundir::rows::VerdictRow;
 use censorprobe::rundir::writer::ResultsWriter;
@@ -173,6 +173,16 @@ fn cases() -> Vec<Case> {
         m
     };
     let six = "[2a03:2880::1]:443";
+    let grease = |failure: Option<Failure>| (EchOffer::Grease, failure);
+    let plain = |failure: Option<Failure>| (EchOffer::None, failure);
+    let stalled_twice = || {
+        let stall = || Some(Failure::GenericTimeout);
+        [plain(None), grease(stall()), grease(stall()), plain(None)]
+    };
+    let with_ech = |handshakes: &[(EchOffer, Option<Failure>)]| {
+        with([reachable(), vec![ech(FB_443, handshakes)]].concat())
+    };
+    let ech_passes = || with_ech(&[grease(None), plain(None)]);
     let timeout = || Some(Failure::GenericTimeout);
     vec![
         // DNS
@@ -500,6 +510,45 @@ fn cases() -> Vec<Case> {
             V::Anomaly,
             Some(B::TlsMitm),
         ),
+        case(
+            "handshakes offering ECH stalled, the same without it went through",
+            domain(&[]),
+            with_ech(&stalled_twice()),
+            Measured(ech_passes()),
+            V::Blocked,
+            Some(B::EchBlocked),
+        )
+        .saying("offering ECH (GREASE) failed 2 of 2 (generic_timeout_error)"),
+        case(
+            "a fetched page whose handshakes offering ECH were reset",
+            url(),
+            with(vec![
+                page(200, 9000, "Facebook - log in"),
+                ech(
+                    FB_443,
+                    &[
+                        grease(Some(Failure::ConnectionReset)),
+                        plain(None),
+                        plain(None),
+                        grease(Some(Failure::ConnectionReset)),
+                    ],
+                ),
+            ]),
+            Measured(with(vec![
+                page(200, 9000, "Facebook - log in"),
+                ech(FB_443, &[plain(None), grease(None)]),
+            ])),
+            V::Blocked,
+            Some(B::EchBlocked),
+        ),
+        case(
+            "handshakes offering ECH stalled, the control unavailable",
+            domain(&[]),
+            with_ech(&stalled_twice()),
+            Unavailable,
+            V::Anomaly,
+            Some(B::EchBlocked),
+        ),
         // HTTP
         case(
             "HTTP 451 over plain HTTP",
@@ -768,6 +817,44 @@ fn cases() -> Vec<Case> {
             Some(B::TlsFailure),
         ),
         case(
+            "a handshake offering ECH stalled once, then went through: loss",
+            domain(&[]),
+            with_ech(&[
+                grease(Some(Failure::GenericTimeout)),
+                plain(None),
+                plain(None),
+                grease(None),
+            ]),
+            Measured(ech_passes()),
+            V::Ok,
+            None,
+        ),
+        case(
+            "a handshake offering ECH stalled, and the one without it right after",
+            domain(&[]),
+            with_ech(&[
+                grease(Some(Failure::GenericTimeout)),
+                plain(Some(Failure::GenericTimeout)),
+            ]),
+            Measured(ech_passes()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("cannot be told from one of ECH"),
+        case(
+            "a server that refuses ECH with an alert",
+            domain(&[]),
+            with_ech(&[
+                plain(None),
+                grease(Some(Failure::SslFailedHandshake)),
+                grease(Some(Failure::SslFailedHandshake)),
+                plain(None),
+            ]),
+            Measured(ech_passes()),
+            V::Ok,
+            None,
+        ),
+        case(
             "a resolver that failed the canary too",
             domain(&[]),
             vec![failed_lookup(Failure::GenericTimeout)],
@@ -1022,6 +1109,18 @@ fn cases() -> Vec<Case> {
         .saying("did not answer the canary either"),
         // The control's faults
         case(
+            "handshakes offering ECH stalled at the control too",
+            domain(&[]),
+            with_ech(&stalled_twice()),
+            Measured(with_ech(&[
+                plain(None),
+                grease(Some(Failure::GenericTimeout)),
+            ])),
+            V::Ok,
+            None,
+        )
+        .saying("at both vantage points"),
+        case(
             "the control unavailable, nothing failed",
             domain(&[]),
             connected(),
@@ -1177,6 +1276,7 @@ fn retried(mut m: Measurement) -> Measurement {
         Step::TlsHandshake(t) => t.tries = 3,
         Step::QuicHandshake(q) => q.handshake.tries = 3,
         Step::Http(h) => h.tries = 3,
+        Step::Ech(_) => {}
     }
     m
 }

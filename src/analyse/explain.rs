@@ -254,6 +254,12 @@ pub fn answers(measurements: &[Measurement]) -> Vec<(SocketAddr, DateTime<Utc>)>
                 }
                 out.extend(check(&h.check));
             }
+            Step::Ech(f) => out.extend(
+                f.handshakes
+                    .iter()
+                    .filter(|h| h.handshake_done)
+                    .map(|h| (f.address, h.measured_at)),
+            ),
             Step::Dns(_) => {}
         }
     }

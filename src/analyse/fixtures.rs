@@ -9,9 +9,9 @@ use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, FirstBytes, Hello, HelloTry, HttpFacts,
-    HttpHop, Measurement, QueryType, QuicFacts, Reconnect, Reply, Step, TcpFacts, TlsFacts,
-    Vantage,
+    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, EchFacts, EchHandshake, EchOffer,
+    FirstBytes, Hello, HelloTry, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts, Reconnect,
+    Reply, Step, TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
 
@@ -144,6 +144,29 @@ pub fn tls(address: &str, control_sni: bool, failure: Option<Failure>) -> Measur
     facts.handshake_done = failure.is_none();
     facts.error = failure.map(|f| StepError::new(Operation::TlsHandshake, f));
     measurement(Step::TlsHandshake(facts))
+}
+
+/// The ECH comparison with facebook.com at `address`: its handshakes in order, with ECH
+/// (GREASE) or without, each failing in the handshake with its failure or not.
+pub fn ech(address: &str, handshakes: &[(EchOffer, Option<Failure>)]) -> Measurement {
+    let at = chrono::Utc::now();
+    measurement(Step::Ech(EchFacts {
+        address: address.parse().expect("a literal address"),
+        server_name: "facebook.com".into(),
+        handshakes: handshakes
+            .iter()
+            .enumerate()
+            .map(|(i, (ech, failure))| EchHandshake {
+                ech: *ech,
+                measured_at: at + chrono::TimeDelta::milliseconds(i as i64 * 100),
+                runtime_ms: 50.0,
+                handshake_done: failure.is_none(),
+                error: failure
+                    .clone()
+                    .map(|f| StepError::new(Operation::TlsHandshake, f)),
+            })
+            .collect(),
+    }))
 }
 
 /// A QUIC handshake to `address`, with the control name or the target's, that got
@@ -321,6 +344,7 @@ pub fn checked(mut m: Measurement, result: Option<Failure>) -> Measurement {
         Step::TlsHandshake(t) => t.check = check,
         Step::QuicHandshake(q) => q.handshake.check = check,
         Step::Http(h) => h.check = check,
+        Step::Ech(_) => {}
     }
     m
 }

@@ -12,6 +12,7 @@
 //! be told, the verdict is `inconclusive`, and the evidence says why.
 
 pub mod dns;
+pub mod ech;
 pub mod explain;
 pub mod fingerprints;
 #[doc(hidden)]
@@ -116,6 +117,10 @@ pub enum Blocking {
     /// the same address, and another ClientHello passed with both. Never `blocked`: an
     /// `anomaly` at most, since the site answered another ClientHello.
     TlsFingerprint,
+    /// TLS: handshakes offering ECH reset or stalled, every one, while the same without
+    /// ECH (same name, same address, in random order with them) went through, where the
+    /// control's with ECH went through; a sign where the control could not say.
+    EchBlocked,
     /// HTTP: a known blockpage. Proof alone, unless served over a valid session for
     /// the name (then the site's own answer).
     HttpBlockpage,
@@ -135,7 +140,7 @@ pub enum Blocking {
 }
 
 impl Blocking {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     const NAMES: [(Blocking, &'static str); Blocking::COUNT] = [
         (Blocking::DnsHijack, "dns-hijack"),
         (Blocking::DnsNxdomain, "dns-nxdomain"),
@@ -151,6 +156,7 @@ impl Blocking {
         (Blocking::TlsFailure, "tls-failure"),
         (Blocking::TlsStall, "tls-stall"),
         (Blocking::TlsFingerprint, "tls-fingerprint"),
+        (Blocking::EchBlocked, "ech-blocked"),
         (Blocking::HttpBlockpage, "http-blockpage"),
         (Blocking::HttpDiff, "http-diff"),
         (Blocking::HttpFailure, "http-failure"),
@@ -358,6 +364,7 @@ pub fn problems(
         TargetKind::Url(_) => out.extend(http::problems(probe, control)),
         _ => out.extend(transport::problems(probe, control, context)),
     }
+    out.extend(ech::problems(probe, control));
     // Last: a browser falls back from QUIC to TCP, so a block of TCP or TLS is the one
     // that users meet, and the finding that counts.
     out.extend(quic::problems(probe, control));
@@ -577,6 +584,7 @@ fn reached(measurements: &[Measurement]) -> bool {
             t.server_answered()
         }
         Step::Http(h) => h.hops.iter().any(|hop| hop.status.is_some()),
+        Step::Ech(f) => f.handshakes.iter().any(|h| h.handshake_done),
         Step::Dns(_) => false,
     })
 }

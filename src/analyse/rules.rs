@@ -258,6 +258,14 @@ impl Blocking {
                     ],
                 }],
             ),
+            Blocking::EchBlocked => (
+                Layer::Tls,
+                &[Form {
+                    fires: "every handshake offering ECH (two at least, in random order with as many without it) was reset or stalled, while every one without ECH with the same name to the same address went through, the target's own first",
+                    needs: ControlElseSign,
+                    decided_in: &["analyse::ech::ech_problem"],
+                }],
+            ),
             Blocking::HttpBlockpage => (
                 Layer::Http,
                 &[Form {

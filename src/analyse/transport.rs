@@ -192,6 +192,9 @@ pub fn reached_over(probe: &TargetFacts, ipv6: bool) -> bool {
             .hops
             .iter()
             .any(|hop| hop.status.is_some() && hop.address.is_some_and(|a| a.is_ipv6() == ipv6)),
+        Step::Ech(f) => {
+            f.address.is_ipv6() == ipv6 && f.handshakes.iter().any(|h| h.handshake_done)
+        }
         Step::Dns(_) => false,
     })
 }

@@ -2,11 +2,13 @@
 //! and how it failed. No opinions live here; `analyse` reads these records, from
 //! memory during a run or from `measurements.jsonl` long after it.
 
+mod ech;
 pub mod failure;
 mod hello;
 pub mod scrub;
 mod target;
 
+pub use ech::{EchFacts, EchHandshake, EchOffer};
 pub use hello::{Hello, HelloTry};
 pub use target::TargetFacts;
 
@@ -66,6 +68,8 @@ pub enum Step {
     TcpConnect(TcpFacts),
     TlsHandshake(TlsFacts),
     Http(HttpFacts),
+    /// Handshakes with and without ECH (see [`EchFacts`]).
+    Ech(EchFacts),
     QuicHandshake(QuicFacts),
 }
 
@@ -76,6 +80,7 @@ impl Step {
             Step::TcpConnect(_) => "tcp_connect",
             Step::TlsHandshake(_) => "tls_handshake",
             Step::Http(_) => "http",
+            Step::Ech(_) => "ech",
             Step::QuicHandshake(_) => "quic_handshake",
         }
     }
@@ -86,6 +91,12 @@ impl Step {
             Step::TcpConnect(f) => f.error.as_ref(),
             Step::TlsHandshake(f) => f.error.as_ref(),
             Step::Http(f) => f.error.as_ref(),
+            // The first failure of a handshake offering ECH: what the step is about.
+            Step::Ech(f) => f
+                .handshakes
+                .iter()
+                .filter(|h| h.ech != EchOffer::None)
+                .find_map(|h| h.error.as_ref()),
             Step::QuicHandshake(f) => f.handshake.error.as_ref(),
         }
     }
@@ -97,6 +108,7 @@ impl Step {
             Step::TcpConnect(f) => (f.tries, f.check.as_ref()),
             Step::TlsHandshake(f) => (f.tries, f.check.as_ref()),
             Step::Http(f) => (f.tries, f.check.as_ref()),
+            Step::Ech(f) => (f.handshakes.len() as u32, None),
             Step::QuicHandshake(f) => (f.handshake.tries, f.handshake.check.as_ref()),
         }
     }
@@ -763,6 +775,21 @@ impl Trigger {
                     })
                 })
                 .into_iter()
+                .collect(),
+            // A ClientHello with ECH may set off a block too.
+            Step::Ech(f) => f
+                .handshakes
+                .iter()
+                .filter(|h| h.torn_down())
+                .filter_map(|h| {
+                    Some(Trigger {
+                        address: f.address,
+                        sent: Sent::Name(f.server_name.clone()),
+                        target: m.target.clone(),
+                        at: h.measured_at,
+                        failure: h.error.as_ref()?.failure.clone(),
+                    })
+                })
                 .collect(),
             _ => Vec::new(),
         }

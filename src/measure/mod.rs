@@ -14,6 +14,7 @@
 pub mod address;
 pub mod checks;
 pub mod dns;
+pub mod ech;
 pub mod first_bytes;
 pub mod http;
 pub mod limits;
@@ -106,6 +107,7 @@ pub struct Measurer {
     options: Options,
     limits: Arc<Limits>,
     tls: TlsContext,
+    ech: ech::Ech,
     asn: Option<Arc<AsnDb>>,
     resolvers: Vec<Resolver>,
     hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<HostDns>>>>>,
@@ -153,6 +155,7 @@ impl Measurer {
         Ok(Measurer {
             limits,
             options,
+            ech: ech::Ech::new(&tls)?,
             tls,
             asn,
             resolvers,
@@ -295,9 +298,12 @@ impl Measurer {
                 for ticket in fetched.tickets {
                     ticket.end(triggers.clone());
                 }
-                let twin = match &fetch.step {
-                    Step::Http(facts) => Box::pin(self.twin(target, facts)).await,
-                    _ => Vec::new(),
+                let (twin, ech) = match &fetch.step {
+                    Step::Http(facts) => (
+                        Box::pin(self.twin(target, facts)).await,
+                        self.ech_after(target, facts).await,
+                    ),
+                    _ => (Vec::new(), None),
                 };
                 // The first hop's handshake, if it was answered: QUIC is compared with it.
                 let answered = match &fetch.step {
@@ -311,6 +317,7 @@ impl Measurer {
                 };
                 measurements.push(fetch);
                 measurements.extend(twin);
+                measurements.extend(ech);
                 measurements.extend(quic);
             }
         }
@@ -957,6 +964,7 @@ impl Measurer {
         let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
         let failed = failed_once_connected(&facts.error);
+        let ech = ech::informative(&facts);
         let answered = facts.server_answered();
         // Recorded from when the name was sent: what a trigger's time must be.
         let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
@@ -973,6 +981,9 @@ impl Measurer {
             if let Step::TlsHandshake(facts) = &mut out[at].step {
                 facts.hellos = hellos;
             }
+        }
+        if ech {
+            out.push(self.ech(target, server_name, address).await);
         }
         if answered && target.quic_ports.contains(&address.port()) {
             // QUIC does not load the server's TCP side: the address's next target may go.

@@ -18,7 +18,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    WantsVerifier,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -107,7 +110,7 @@ impl TlsContext {
             .context("cannot configure TLS")?
             .with_webpki_verifier(webpki.clone())
             .with_no_client_auth();
-        strict.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        strict.alpn_protocols = BROWSER_ALPN.iter().map(|p| p.to_vec()).collect();
         let quic = quic_recording_on(&webpki, provider.clone())?;
         let private = anchors
             .iter()
@@ -138,6 +141,12 @@ impl TlsContext {
         &self.hellos
     }
 
+    /// A configuration for measurements from `builder` (its protocol versions, its ECH
+    /// mode): the recording verifier, and a browser's ALPN.
+    pub fn recording(&self, builder: ConfigBuilder<ClientConfig, WantsVerifier>) -> ClientConfig {
+        recording(&self.webpki, builder, BROWSER_ALPN)
+    }
+
     /// A handshake on `tcp` with `server_name` as SNI (none for an IP address). Returns
     /// the facts, and the stream when the handshake finished.
     pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
@@ -153,7 +162,8 @@ impl TlsContext {
             .await
     }
 
-    /// The same, with the ClientHello of `config` (one of [`TlsContext::hellos`]).
+    /// The same, with another configuration (one of [`TlsContext::hellos`], or one
+    /// made by [`TlsContext::recording`]).
     pub async fn handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         config: Arc<ClientConfig>,
@@ -274,6 +284,9 @@ impl TlsContext {
     }
 }
 
+/// What a browser offers, so that a handshake looks like one.
+const BROWSER_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
 /// Whether `name` is one of `domains` or under one.
 fn under(name: &ServerName<'_>, domains: &[String]) -> bool {
     let ServerName::DnsName(name) = name else {
@@ -294,7 +307,7 @@ fn recording_on(
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("cannot configure TLS")?;
-    Ok(recording(webpki, builder, &[b"h2", b"http/1.1"]))
+    Ok(recording(webpki, builder, BROWSER_ALPN))
 }
 
 /// The same for QUIC: TLS 1.3 only, offering HTTP/3.
@@ -314,7 +327,7 @@ fn quic_recording_on(
 /// A configuration from `builder` whose verifier records, offering `alpn`.
 fn recording(
     webpki: &Arc<WebPkiServerVerifier>,
-    builder: rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>,
+    builder: ConfigBuilder<ClientConfig, WantsVerifier>,
     alpn: &[&[u8]],
 ) -> ClientConfig {
     let mut config = builder

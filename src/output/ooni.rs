@@ -432,6 +432,8 @@ impl Archival {
                 Step::TlsHandshake(facts) => archival
                     .tls_handshakes
                     .push(TlsHandshake::new(facts, t0, t)),
+                // web_connectivity has no place for it (OONI's echcheck is a test apart).
+                Step::Ech(_) => {}
                 Step::QuicHandshake(facts) => archival.quic_handshakes.push(TlsHandshake {
                     network: "udp",
                     x_censorprobe: Some(QuicExtra {

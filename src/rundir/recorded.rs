@@ -222,6 +222,7 @@ impl RecordedRun {
                 Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
                     vec![t.address.ip()]
                 }
+                Step::Ech(f) => vec![f.address.ip()],
                 Step::Http(h) => h
                     .hops
                     .iter()

@@ -205,6 +205,10 @@ impl MeasurementRow {
                     .map(|c| c.issuer.clone())
                     .unwrap_or_default();
             }
+            Step::Ech(f) => {
+                row.address = f.address.to_string();
+                row.hostname = f.server_name.clone();
+            }
             Step::Http(h) => {
                 row.hostname = h.url.clone();
                 if let Some(hop) = h.final_response().or(h.hops.last()) {

@@ -3,4 +3,4 @@
 # included: each acts on its own service, and none may leak into another's verdicts.
 # Expect: the union of the scenarios' expectations; the canary and the CDN ok.
 include dns-hijack dns-nxdomain dns-silence dns-injection blackhole-all tcp-reset \
-    sni-filter tls-mitm http-blockpage throttle quic-block down
+    sni-filter tls-mitm http-blockpage throttle quic-block ech-block down

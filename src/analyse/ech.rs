@@ -1,0 +1,260 @@
+//! ECH: handshakes that offered ECH failed where the same without it, with the same
+//! name to the same address, went through (see `facts::EchFacts` for what was made).
+//!
+//! `ech-blocked` needs the pattern whole: every handshake with ECH (two at least, one
+//! per round) reset or silent after connecting, and every one without it, the target's
+//! own and those of the comparison, through. Loss fails one handshake now and then,
+//! whichever it is, and never that pattern but by a rare chance; a block of the whole
+//! address (a residual one, the path failing) fails those without ECH too. Those are
+//! `inconclusive` when every handshake with ECH failed (the ECH hello may have set off
+//! the block, or not); a handshake with ECH that went through says it passes. A server
+//! that refused ECH with a TLS alert answered, and that is no block; a server on TLS 1.2
+//! is never compared (`measure::ech`).
+//!
+//! The site itself is reachable without ECH, but a browser that offers ECH (Chrome and
+//! Firefox offer real ECH where the name publishes a configuration, Chrome GREASE ECH
+//! by default elsewhere) fails to reach it: `blocked` where the control's handshake with ECH
+//! to the same address went through, as any step the control passed; a sign
+//! (`anomaly`) where the control could not say, the probe's pairing singling ECH out by
+//! itself.
+
+use super::{Blocking, ControlSaw, Finding, Problem, explain};
+use crate::facts::{EchFacts, EchOffer, Step, TargetFacts};
+
+/// The problems of the target's ECH comparisons.
+pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
+    comparisons(probe)
+        .filter_map(|f| ech_problem(f, control))
+        .collect()
+}
+
+fn comparisons(facts: &TargetFacts) -> impl Iterator<Item = &EchFacts> {
+    facts.measurements.iter().filter_map(|m| match &m.step {
+        Step::Ech(f) => Some(f),
+        _ => None,
+    })
+}
+
+/// The comparison's problem: every handshake with ECH torn down (see
+/// `EchHandshake::torn_down`), and those without it through or not.
+pub fn ech_problem(f: &EchFacts, control: Option<&TargetFacts>) -> Option<Problem> {
+    let with: Vec<_> = f.with(EchOffer::Grease).collect();
+    if with.is_empty() || !with.iter().all(|h| h.torn_down()) {
+        return None;
+    }
+    let without: Vec<_> = f.with(EchOffer::None).collect();
+    let through = without.iter().filter(|h| h.handshake_done).count();
+    let failure = with[0].error.as_ref().map(|e| e.failure.to_string());
+    let evidence = format!(
+        "TLS handshakes with {} to {} offering ECH (GREASE) failed {} of {} ({}), while the same without ECH went through {through} of {} in random order with them, after the target's own",
+        f.server_name,
+        f.address,
+        with.len(),
+        with.len(),
+        failure.unwrap_or_default(),
+        without.len(),
+    );
+    let finding = Finding::new(Blocking::EchBlocked, evidence);
+    let why = if through < without.len() {
+        Some(format!(
+            "{}; a block of the whole address (which the ECH may have set off, or the path failing) cannot be told from one of ECH",
+            finding.evidence
+        ))
+    } else if with.len() < 2 {
+        Some(format!(
+            "{}; once only, which loss can do",
+            finding.evidence
+        ))
+    } else {
+        None
+    };
+    let saw = control.map(|c| ech_at(c, f));
+    Some(Problem::strong(finding, saw).unless(why))
+}
+
+/// What the control's comparison with the same name gave: at the same address, else at
+/// any (a CDN hands out different ones).
+fn ech_at(control: &TargetFacts, f: &EchFacts) -> ControlSaw {
+    let same_name = || comparisons(control).filter(|c| c.server_name == f.server_name);
+    let Some(theirs) = same_name()
+        .find(|c| c.address == f.address)
+        .or_else(|| same_name().next())
+    else {
+        return ControlSaw::NotMeasured(format!(
+            "the control made no handshake offering ECH with {}",
+            f.server_name
+        ));
+    };
+    if theirs.with(EchOffer::Grease).any(|h| h.handshake_done) {
+        return ControlSaw::Success(format!(
+            "the control's handshake with {} to {} offering ECH went through",
+            theirs.server_name, theirs.address
+        ));
+    }
+    match theirs.with(EchOffer::Grease).find_map(|h| h.error.as_ref()) {
+        Some(e) if e.local => {
+            ControlSaw::NotMeasured(explain::at_control(e, None).unwrap_or_default())
+        }
+        Some(e) => ControlSaw::Failure(format!(
+            "the control's handshake with {} to {} offering ECH failed too ({})",
+            theirs.server_name, theirs.address, e.failure
+        )),
+        None => ControlSaw::NotMeasured(format!(
+            "the control made no handshake offering ECH with {}",
+            f.server_name
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::{Blocking, Verdict};
+    use crate::facts::EchOffer::{Grease, None as Plain};
+    use crate::facts::failure::Failure;
+
+    fn reachable() -> Vec<crate::facts::Measurement> {
+        vec![
+            tcp(FB_443, None),
+            tls(FB_443, true, None),
+            tls(FB_443, false, None),
+        ]
+    }
+
+    fn with_ech(
+        handshakes: &[(crate::facts::EchOffer, Option<Failure>)],
+    ) -> Vec<crate::facts::Measurement> {
+        [reachable(), vec![ech(FB_443, handshakes)]].concat()
+    }
+
+    /// The censor's pattern: both rounds, ECH failing, the plain one through.
+    fn singled_out(failure: Failure) -> Vec<crate::facts::Measurement> {
+        with_ech(&[
+            (Plain, None),
+            (Grease, Some(failure.clone())),
+            (Grease, Some(failure)),
+            (Plain, None),
+        ])
+    }
+
+    fn passes() -> Vec<crate::facts::Measurement> {
+        with_ech(&[(Grease, None), (Plain, None)])
+    }
+
+    fn dns() -> Vec<crate::facts::Measurement> {
+        vec![lookup(&[(FB, None)])]
+    }
+
+    #[test]
+    fn ech_failing_every_time_where_the_plain_handshake_passes_is_blocked() {
+        for failure in [Failure::GenericTimeout, Failure::ConnectionReset] {
+            let outcome = compare(
+                domain(&[]),
+                (dns(), singled_out(failure)),
+                (dns(), passes()),
+            );
+            assert_eq!(
+                kind(&outcome),
+                (Verdict::Blocked, Some(Blocking::EchBlocked)),
+                "{}",
+                outcome.verdict.evidence
+            );
+            assert!(
+                outcome
+                    .verdict
+                    .evidence
+                    .contains("offering ECH (GREASE) failed 2 of 2")
+                    && outcome.verdict.evidence.contains("went through 2 of 2"),
+                "{}",
+                outcome.verdict.evidence
+            );
+        }
+        // Without a control, a sign.
+        let alone = judge(domain(&[]), dns(), singled_out(Failure::GenericTimeout));
+        assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::EchBlocked)));
+    }
+
+    #[test]
+    fn ech_failing_at_the_control_too_is_the_servers() {
+        let theirs = with_ech(&[(Plain, None), (Grease, Some(Failure::ConnectionReset))]);
+        let outcome = compare(
+            domain(&[]),
+            (dns(), singled_out(Failure::ConnectionReset)),
+            (dns(), theirs),
+        );
+        assert_eq!(
+            kind(&outcome),
+            (Verdict::Ok, None),
+            "{}",
+            outcome.verdict.evidence
+        );
+        assert!(outcome.verdict.evidence.contains("at both vantage points"));
+    }
+
+    #[test]
+    fn loss_a_dead_address_and_a_refusing_server_are_never_ech_blocked() {
+        let cases = [
+            // Loss: ECH failed once, then went through.
+            (
+                vec![
+                    (Grease, Some(Failure::GenericTimeout)),
+                    (Plain, None),
+                    (Plain, None),
+                    (Grease, None),
+                ],
+                Verdict::Ok,
+            ),
+            // The plain one failed too: the address, or the path.
+            (
+                vec![
+                    (Grease, Some(Failure::GenericTimeout)),
+                    (Plain, Some(Failure::GenericTimeout)),
+                ],
+                Verdict::Inconclusive,
+            ),
+            // Failed in the second round only.
+            (
+                vec![
+                    (Plain, None),
+                    (Grease, Some(Failure::GenericTimeout)),
+                    (Grease, Some(Failure::GenericTimeout)),
+                    (Plain, Some(Failure::ConnectionReset)),
+                ],
+                Verdict::Inconclusive,
+            ),
+            // Once only (an older or partial record).
+            (
+                vec![(Plain, None), (Grease, Some(Failure::ConnectionReset))],
+                Verdict::Inconclusive,
+            ),
+            // The server refused ECH with an alert: it answered.
+            (
+                vec![
+                    (Plain, None),
+                    (Grease, Some(Failure::SslFailedHandshake)),
+                    (Grease, Some(Failure::SslFailedHandshake)),
+                    (Plain, None),
+                ],
+                Verdict::Ok,
+            ),
+            // The probe's own machine.
+            (
+                vec![
+                    (Plain, None),
+                    (Grease, Some(Failure::unknown("too many open files"))),
+                ],
+                Verdict::Ok,
+            ),
+        ];
+        for (handshakes, verdict) in cases {
+            let ours = with_ech(&handshakes);
+            let outcome = compare(domain(&[]), (dns(), ours), (dns(), passes()));
+            assert_eq!(
+                kind(&outcome),
+                (verdict, None),
+                "{handshakes:?}: {}",
+                outcome.verdict.evidence
+            );
+        }
+    }
+}
