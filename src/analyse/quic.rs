@@ -96,8 +96,15 @@ fn quic_problem(
     let e = failed.handshake.error.as_ref()?;
     let saw = control.map(|c| quic_at(c, name, address));
     // UDP to the address dropped and an address that does not speak QUIC look the same
-    // from the probe: only the control's answer there makes it a finding.
-    if !proven && !matches!(saw, Some(ControlSaw::Success(_))) {
+    // from the probe: only the control's answer there makes it a finding, and where the
+    // control could not try (its own machine failed, it measured no QUIC there) nothing
+    // can be said either way. Without the control's facts, or with the control dark there
+    // too, it is no finding.
+    let speaks_or_unknown = matches!(
+        saw,
+        Some(ControlSaw::Success(_) | ControlSaw::NotMeasured(_))
+    );
+    if !proven && !speaks_or_unknown {
         return None;
     }
     let finding = Finding::new(
@@ -157,6 +164,9 @@ fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr) -> ControlSaw
         ));
     }
     match named.or(theirs.first()) {
+        Some(q) if q.error.as_ref().is_some_and(|e| e.local) => ControlSaw::NotMeasured(
+            explain::at_control(q.error.as_ref().expect("checked"), None).unwrap_or_default(),
+        ),
         Some(q) => ControlSaw::Failure(format!(
             "the control's QUIC handshake with {} to {address} failed too ({})",
             q.server_name,
@@ -244,6 +254,39 @@ mod tests {
         let control = reached_then(vec![quic(FB_443, false, None, 6)]);
         let o = compare(domain(&[]), (dns(), probe), (dns(), control));
         assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
+    }
+
+    #[test]
+    fn an_address_dark_where_the_control_could_not_try_quic_is_inconclusive() {
+        let probe = reached_then(vec![quic(FB_443, true, TIMEOUT, 0)]);
+        // The control reached the site but made no QUIC handshake there.
+        let o = compare(
+            domain(&[]),
+            (dns(), probe.clone()),
+            (dns(), reached_then(vec![])),
+        );
+        assert_eq!(
+            kind(&o),
+            (Verdict::Inconclusive, None),
+            "{}",
+            o.verdict.evidence
+        );
+        // Its own machine out of descriptors.
+        let mut starved = quic(FB_443, false, Some(Failure::TooManyOpenFiles), 0);
+        if let crate::facts::Step::QuicHandshake(q) = &mut starved.step {
+            q.handshake.error.as_mut().unwrap().local = true;
+        }
+        let o = compare(
+            domain(&[]),
+            (dns(), probe),
+            (dns(), reached_then(vec![starved])),
+        );
+        assert_eq!(
+            kind(&o),
+            (Verdict::Inconclusive, None),
+            "{}",
+            o.verdict.evidence
+        );
     }
 
     #[test]

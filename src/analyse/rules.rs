@@ -317,7 +317,7 @@ impl Blocking {
                         decided_in: &["analyse::quic::quic_problem", "analyse::quic::quic_at"],
                     },
                     Form {
-                        fires: "QUIC handshakes to an address got not one datagram back with the control name (the name is then not tried), while TCP+TLS with the name there was answered and the control's QUIC handshakes to the address were: by address (without the control's answer, an address that does not speak QUIC, no finding)",
+                        fires: "QUIC handshakes to an address got not one datagram back with the control name (the name is then not tried), while TCP+TLS with the name there was answered and the control's QUIC handshakes to the address were: by address (the control dark there too: an address that does not speak QUIC, no finding; the control unable to try: `inconclusive`)",
                         needs: ControlFacts,
                         decided_in: &["analyse::quic::quic_problem", "analyse::quic::quic_at"],
                     },
