@@ -146,10 +146,14 @@ fn cases() -> Vec<Case> {
             hellos(tls(FB_443, false, Some(Failure::ConnectionReset)), &tries),
         ])
     };
+    let timeout = || Some(Failure::GenericTimeout);
+    // TCP+TLS to the address answered, then QUIC handshakes; a control whose QUIC with
+    // the name went through.
+    let then_quic = |quic: Vec<Measurement>| with([reachable(), quic].concat());
+    let quic_answered = || Measured(then_quic(vec![quic(FB_443, false, None, 6)]));
     // Every handshake timed out with both names, and the canary after: the probe's own
     // link; the alternate ClientHello with both names then ended as `alternate`.
     let lost = |alternate: Option<Failure>| {
-        let timeout = || Some(Failure::GenericTimeout);
         let tries = [
             (Hello::Alternate, false, alternate.clone()),
             (Hello::Alternate, true, alternate),
@@ -176,14 +180,17 @@ fn cases() -> Vec<Case> {
     let grease = |failure: Option<Failure>| (EchOffer::Grease, failure);
     let plain = |failure: Option<Failure>| (EchOffer::None, failure);
     let stalled_twice = || {
-        let stall = || Some(Failure::GenericTimeout);
-        [plain(None), grease(stall()), grease(stall()), plain(None)]
+        [
+            plain(None),
+            grease(timeout()),
+            grease(timeout()),
+            plain(None),
+        ]
     };
     let with_ech = |handshakes: &[(EchOffer, Option<Failure>)]| {
         with([reachable(), vec![ech(FB_443, handshakes)]].concat())
     };
     let ech_passes = || with_ech(&[grease(None), plain(None)]);
-    let timeout = || Some(Failure::GenericTimeout);
     vec![
         // DNS
         case(
@@ -675,20 +682,12 @@ fn cases() -> Vec<Case> {
         case(
             "QUIC with the name dark where the control name's was answered",
             domain(&[]),
-            with(
-                [
-                    reachable(),
-                    vec![
-                        quic(FB_443, true, None, 6),
-                        at(quic(FB_443, false, timeout(), 0), 1),
-                        at(quic(FB_443, true, None, 6), 2),
-                    ],
-                ]
-                .concat(),
-            ),
-            Measured(with(
-                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
-            )),
+            then_quic(vec![
+                quic(FB_443, true, None, 6),
+                at(quic(FB_443, false, timeout(), 0), 1),
+                at(quic(FB_443, true, None, 6), 2),
+            ]),
+            quic_answered(),
             V::Blocked,
             Some(B::QuicBlocked),
         )
@@ -711,65 +710,39 @@ fn cases() -> Vec<Case> {
         case(
             "QUIC dark to an address that is dark to the control's QUIC too",
             domain(&[]),
-            with([reachable(), vec![quic(FB_443, true, timeout(), 0)]].concat()),
-            Measured(with(
-                [reachable(), vec![quic(FB_443, true, timeout(), 0)]].concat(),
-            )),
+            then_quic(vec![quic(FB_443, true, timeout(), 0)]),
+            Measured(then_quic(vec![quic(FB_443, true, timeout(), 0)])),
             V::Ok,
             None,
         ),
         case(
             "QUIC with the name dark, and the control name's dark right after: the path",
             domain(&[]),
-            with(
-                [
-                    reachable(),
-                    vec![
-                        quic(FB_443, true, None, 6),
-                        at(quic(FB_443, false, timeout(), 0), 1),
-                        at(quic(FB_443, true, timeout(), 0), 2),
-                    ],
-                ]
-                .concat(),
-            ),
-            Measured(with(
-                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
-            )),
+            then_quic(vec![
+                quic(FB_443, true, None, 6),
+                at(quic(FB_443, false, timeout(), 0), 1),
+                at(quic(FB_443, true, timeout(), 0), 2),
+            ]),
+            quic_answered(),
             V::Ok,
             None,
         ),
         case(
             "QUIC that got datagrams back and failed: loss",
             domain(&[]),
-            with(
-                [
-                    reachable(),
-                    vec![
-                        quic(FB_443, true, None, 6),
-                        quic(FB_443, false, timeout(), 2),
-                    ],
-                ]
-                .concat(),
-            ),
-            Measured(with(
-                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
-            )),
+            then_quic(vec![
+                quic(FB_443, true, None, 6),
+                quic(FB_443, false, timeout(), 2),
+            ]),
+            quic_answered(),
             V::Ok,
             None,
         ),
         case(
             "QUIC dark while the canary could not be reached either",
             domain(&[]),
-            with(
-                [
-                    reachable(),
-                    vec![checked(quic(FB_443, true, timeout(), 0), timeout())],
-                ]
-                .concat(),
-            ),
-            Measured(with(
-                [reachable(), vec![quic(FB_443, false, None, 6)]].concat(),
-            )),
+            then_quic(vec![checked(quic(FB_443, true, timeout(), 0), timeout())]),
+            quic_answered(),
             V::Inconclusive,
             None,
         )

@@ -22,8 +22,13 @@ use super::{Blocking, ControlSaw, Finding, Problem, explain};
 use crate::facts::{Measurement, QuicFacts, Step, TargetFacts, TlsFacts};
 
 pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
-    let mut addresses: Vec<SocketAddr> = quic(probe).map(|(_, q)| q.handshake.address).collect();
-    addresses.dedup();
+    // Each address once, in the order it was measured.
+    let mut addresses: Vec<SocketAddr> = Vec::new();
+    for (_, q) in quic(probe) {
+        if !addresses.contains(&q.handshake.address) {
+            addresses.push(q.handshake.address);
+        }
+    }
     addresses
         .into_iter()
         .filter_map(|address| quic_problem(probe, address, control))
@@ -76,23 +81,23 @@ fn quic_problem(
         })
     });
     let singled_out = after.is_some_and(|(_, q)| answered(q));
-    let (m, failed, by) = match (named, control_name) {
-        (Some((_, q)), Some(_)) if q.dark() && !singled_out => return None,
-        (Some((m, q)), Some((_, c))) if q.dark() && answered(c) => (
-            m,
-            q,
-            format!(
-                "while ones with the control name {} to the same address were answered before and right after: QUIC blocked by name",
-                c.handshake.server_name
-            ),
-        ),
+    // By name: the name's handshake dark between the control name's answered ones,
+    // proven at the probe. By address: the control name's dark (the name's, without one).
+    let ((m, failed), by_name) = match (named, control_name) {
         (Some((_, q)), _) if !q.dark() => return None,
-        (_, Some((m, q))) | (Some((m, q)), None) if q.dark() => {
-            (m, q, "QUIC blocked by address".to_string())
-        }
+        (Some(_), Some(_)) if !singled_out => return None,
+        (Some(named), Some((_, c))) if answered(c) => (named, Some(c)),
+        (Some(named), None) => (named, None),
+        (_, Some(control_name)) if control_name.1.dark() => (control_name, None),
         _ => return None,
     };
-    let proven = !failed.handshake.control_sni;
+    let by = match by_name {
+        Some(c) => format!(
+            "while ones with the control name {} to the same address were answered before and right after: QUIC blocked by name",
+            c.handshake.server_name
+        ),
+        None => "QUIC blocked by address".to_string(),
+    };
     let e = failed.handshake.error.as_ref()?;
     let saw = control.map(|c| quic_at(c, name, address));
     // UDP to the address dropped and an address that does not speak QUIC look the same
@@ -104,7 +109,7 @@ fn quic_problem(
         saw,
         Some(ControlSaw::Success(_) | ControlSaw::NotMeasured(_))
     );
-    if !proven && !speaks_or_unknown {
+    if by_name.is_none() && !speaks_or_unknown {
         return None;
     }
     let finding = Finding::new(
@@ -116,9 +121,9 @@ fn quic_problem(
             tries(&failed.handshake),
         ),
     );
-    let problem = match proven {
-        true => Problem::strong(finding, saw),
-        false => Problem::weak(finding, saw),
+    let problem = match by_name {
+        Some(_) => Problem::strong(finding, saw),
+        None => Problem::weak(finding, saw),
     };
     let what = format!(
         "QUIC handshake with {} to {address}",
@@ -180,16 +185,17 @@ fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr) -> ControlSaw
 mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Verdict};
+    use crate::facts::Measurement;
     use crate::facts::failure::Failure;
 
     const TIMEOUT: Option<Failure> = Some(Failure::GenericTimeout);
 
-    fn dns() -> Vec<crate::facts::Measurement> {
+    fn dns() -> Vec<Measurement> {
         vec![lookup(&[(FB, None)])]
     }
 
     /// TCP+TLS to the address answered, then the QUIC handshakes given.
-    fn reached_then(quic: Vec<crate::facts::Measurement>) -> Vec<crate::facts::Measurement> {
+    fn reached_then(quic: Vec<Measurement>) -> Vec<Measurement> {
         let mut steps = vec![
             tcp(FB_443, None),
             tls(FB_443, true, None),
@@ -200,24 +206,34 @@ mod tests {
     }
 
     /// The control name's QUIC handshake, the name's, and the control name's right after.
-    fn around(
-        name: crate::facts::Measurement,
-        after: crate::facts::Measurement,
-    ) -> Vec<crate::facts::Measurement> {
+    fn around(name: Measurement, after: Measurement) -> Vec<Measurement> {
         reached_then(vec![quic(FB_443, true, None, 6), at(name, 1), at(after, 2)])
     }
+
+    /// A control whose QUIC handshake with the name went through.
+    fn control_answered() -> Vec<Measurement> {
+        reached_then(vec![quic(FB_443, false, None, 6)])
+    }
+
+    /// The verdict of a domain target on these facts, with its evidence.
+    fn judged(
+        probe: Vec<Measurement>,
+        control: Vec<Measurement>,
+    ) -> ((Verdict, Option<Blocking>), String) {
+        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
+        (kind(&o), o.verdict.evidence)
+    }
+
+    const OK: (Verdict, Option<Blocking>) = (Verdict::Ok, None);
+    const INCONCLUSIVE: (Verdict, Option<Blocking>) = (Verdict::Inconclusive, None);
+    const BLOCKED: (Verdict, Option<Blocking>) = (Verdict::Blocked, Some(Blocking::QuicBlocked));
 
     #[test]
     fn the_name_dark_where_the_control_name_was_answered_is_blocked_by_name() {
         let probe = around(quic(FB_443, false, TIMEOUT, 0), quic(FB_443, true, None, 6));
-        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
-        let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), control));
-        assert_eq!(kind(&o), (Verdict::Blocked, Some(Blocking::QuicBlocked)));
-        assert!(
-            o.verdict.evidence.contains("by name"),
-            "{}",
-            o.verdict.evidence
-        );
+        let (verdict, evidence) = judged(probe.clone(), control_answered());
+        assert_eq!(verdict, BLOCKED, "{evidence}");
+        assert!(evidence.contains("by name"), "{evidence}");
         // Without a control, a sign.
         let alone = judge(domain(&[]), dns(), probe);
         assert_eq!(
@@ -229,19 +245,14 @@ mod tests {
     #[test]
     fn an_address_dark_to_quic_is_blocked_only_where_the_control_got_an_answer() {
         let probe = reached_then(vec![quic(FB_443, true, TIMEOUT, 0)]);
-        let answered = reached_then(vec![quic(FB_443, false, None, 6)]);
-        let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), answered));
-        assert_eq!(kind(&o), (Verdict::Blocked, Some(Blocking::QuicBlocked)));
-        assert!(
-            o.verdict.evidence.contains("by address"),
-            "{}",
-            o.verdict.evidence
-        );
+        let (verdict, evidence) = judged(probe.clone(), control_answered());
+        assert_eq!(verdict, BLOCKED, "{evidence}");
+        assert!(evidence.contains("by address"), "{evidence}");
         // A site that speaks no QUIC, from anywhere: nothing to say.
         let dark_too = reached_then(vec![quic(FB_443, true, TIMEOUT, 0)]);
-        let o = compare(domain(&[]), (dns(), probe.clone()), (dns(), dark_too));
-        assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
-        assert_eq!(kind(&judge(domain(&[]), dns(), probe)), (Verdict::Ok, None));
+        let (verdict, evidence) = judged(probe.clone(), dark_too);
+        assert_eq!(verdict, OK, "{evidence}");
+        assert_eq!(kind(&judge(domain(&[]), dns(), probe)), OK);
     }
 
     #[test]
@@ -251,42 +262,24 @@ mod tests {
             quic(FB_443, false, TIMEOUT, 0),
             quic(FB_443, true, TIMEOUT, 0),
         );
-        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
-        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
-        assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
+        let (verdict, evidence) = judged(probe, control_answered());
+        assert_eq!(verdict, OK, "{evidence}");
     }
 
     #[test]
     fn an_address_dark_where_the_control_could_not_try_quic_is_inconclusive() {
         let probe = reached_then(vec![quic(FB_443, true, TIMEOUT, 0)]);
         // The control reached the site but made no QUIC handshake there.
-        let o = compare(
-            domain(&[]),
-            (dns(), probe.clone()),
-            (dns(), reached_then(vec![])),
-        );
-        assert_eq!(
-            kind(&o),
-            (Verdict::Inconclusive, None),
-            "{}",
-            o.verdict.evidence
-        );
+        let (verdict, evidence) = judged(probe.clone(), reached_then(vec![]));
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
+        assert!(evidence.contains("made no QUIC handshake"), "{evidence}");
         // Its own machine out of descriptors.
         let mut starved = quic(FB_443, false, Some(Failure::TooManyOpenFiles), 0);
         if let crate::facts::Step::QuicHandshake(q) = &mut starved.step {
             q.handshake.error.as_mut().unwrap().local = true;
         }
-        let o = compare(
-            domain(&[]),
-            (dns(), probe),
-            (dns(), reached_then(vec![starved])),
-        );
-        assert_eq!(
-            kind(&o),
-            (Verdict::Inconclusive, None),
-            "{}",
-            o.verdict.evidence
-        );
+        let (verdict, evidence) = judged(probe, reached_then(vec![starved]));
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
     }
 
     #[test]
@@ -295,23 +288,16 @@ mod tests {
             quic(FB_443, true, None, 6),
             quic(FB_443, false, TIMEOUT, 3),
         ]);
-        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
-        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
-        assert_eq!(kind(&o), (Verdict::Ok, None), "{}", o.verdict.evidence);
+        let (verdict, evidence) = judged(probe, control_answered());
+        assert_eq!(verdict, OK, "{evidence}");
     }
 
     #[test]
     fn the_probes_own_network_down_is_inconclusive() {
         let dark = checked(quic(FB_443, true, TIMEOUT, 0), TIMEOUT);
-        let probe = reached_then(vec![dark]);
-        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
-        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
-        assert_eq!(
-            kind(&o),
-            (Verdict::Inconclusive, None),
-            "{}",
-            o.verdict.evidence
-        );
+        let (verdict, evidence) = judged(reached_then(vec![dark]), control_answered());
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
+        assert!(evidence.contains("the probe's own network"), "{evidence}");
     }
 
     #[test]
@@ -322,9 +308,9 @@ mod tests {
             tls(FB_443, false, Some(Failure::ConnectionReset)),
             quic(FB_443, true, TIMEOUT, 0),
         ];
-        let control = reached_then(vec![quic(FB_443, false, None, 6)]);
         let target = domain(&[]);
-        let (ours, theirs) = (facts(&target, dns(), probe), facts(&target, dns(), control));
+        let ours = facts(&target, dns(), probe);
+        let theirs = facts(&target, dns(), control_answered());
         assert!(super::problems(&ours, Some(&theirs)).is_empty());
     }
 }

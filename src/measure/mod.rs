@@ -792,7 +792,8 @@ impl Measurer {
         address: SocketAddr,
     ) -> Vec<Measurement> {
         let mut out = Vec::new();
-        if let Some(sni) = self.control_sni_for(server_name) {
+        let sni = self.control_sni_for(server_name);
+        if let Some(sni) = sni {
             let shared = self
                 .addresses
                 .control_sni(Transport::Quic, address, || async {
@@ -815,7 +816,7 @@ impl Measurer {
             .await;
         let dark = facts.dark();
         out.push(self.record_since(target, sent, Step::QuicHandshake(facts)));
-        if let Some(sni) = self.control_sni_for(server_name).filter(|_| dark) {
+        if let Some(sni) = sni.filter(|_| dark) {
             let started = now();
             let again = self.quic_handshake(address, sni, true).await;
             out.push(self.record(target, started, Step::QuicHandshake(again)));
@@ -833,14 +834,13 @@ impl Measurer {
     ) -> QuicFacts {
         let began = tokio::time::Instant::now();
         let work = self.limits.work().await;
-        let (timeout, source) = (self.options.timeout, self.options.source);
         let mut facts = quic::handshake(
             &self.tls,
             address,
             server_name,
             control_sni,
-            timeout,
-            source,
+            self.options.timeout,
+            self.dialer().local_for(address),
             RETRY_PAUSE,
         )
         .await;

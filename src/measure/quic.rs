@@ -12,7 +12,7 @@
 //! drops QUIC leaves.
 
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +34,8 @@ use crate::facts::{QuicFacts, TlsFacts};
 /// endpoint is let go in the background, so the probe never waits for it.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// A QUIC handshake with `server_name` to `address`, from a new UDP socket (bound to
-/// `source` if given). The handshake's deadline is `timeout`; within it, quinn sends
+/// A QUIC handshake with `server_name` to `address`, from a new UDP socket bound to
+/// `local`. The handshake's deadline is `timeout`; within it, quinn sends
 /// the Initial again as its loss timer says, as a TCP connect does its SYN. One that
 /// timed out is made again once after `retry_after`, from the same socket: every flow
 /// a probe opens takes a place in its router's connection table for as long as the
@@ -48,7 +48,7 @@ pub async fn handshake(
     server_name: &str,
     control_sni: bool,
     timeout: Duration,
-    source: Option<IpAddr>,
+    local: SocketAddr,
     retry_after: Duration,
 ) -> QuicFacts {
     let mut facts = QuicFacts {
@@ -67,7 +67,7 @@ pub async fn handshake(
         }
     };
     let received = Arc::new(AtomicU64::new(0));
-    let endpoint = match counting_endpoint(local(address, source), received.clone()) {
+    let endpoint = match counting_endpoint(local, received.clone()) {
         Ok(endpoint) => endpoint,
         Err(e) => {
             facts.handshake.error = Some(StepError::io(Operation::QuicHandshake, &e));
@@ -76,12 +76,7 @@ pub async fn handshake(
     };
     facts.local_port = endpoint.local_addr().ok().map(|a| a.port());
     let first = connect(tls, &endpoint, facts.clone(), &name, timeout).await;
-    let timed_out = |f: &QuicFacts| {
-        f.handshake
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure.is_timeout())
-    };
+    let timed_out = |f: &QuicFacts| super::timed_out(&f.handshake.error);
     let facts = match timed_out(&first) {
         false => first,
         true => {
@@ -158,10 +153,10 @@ async fn connect(
     facts
 }
 
-/// A client endpoint on a new socket bound to `ip`, counting into `received` the
+/// A client endpoint on a new socket bound to `local`, counting into `received` the
 /// datagrams that arrive.
-fn counting_endpoint(ip: IpAddr, received: Arc<AtomicU64>) -> io::Result<Endpoint> {
-    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+fn counting_endpoint(local: SocketAddr, received: Arc<AtomicU64>) -> io::Result<Endpoint> {
+    let socket = UdpSocket::bind(local)?;
     let runtime = Arc::new(TokioRuntime);
     let inner = runtime.wrap_udp_socket(socket)?;
     let socket = Arc::new(Counting { inner, received });
@@ -217,14 +212,6 @@ impl AsyncUdpSocket for Counting {
     fn may_fragment(&self) -> bool {
         self.inner.may_fragment()
     }
-}
-
-/// The unspecified address of `address`'s family, or `source` when given.
-fn local(address: SocketAddr, source: Option<IpAddr>) -> IpAddr {
-    source.unwrap_or(match address {
-        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    })
 }
 
 /// quinn's idle timeout is also its handshake's: the step's own deadline decides.
