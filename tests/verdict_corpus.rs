@@ -815,6 +815,29 @@ fn cases() -> Vec<Case> {
         )
         .saying("cannot be told from one of ECH"),
         case(
+            "handshakes with ECH and without it stalled after another target's trigger",
+            domain(&[]),
+            // The target's own handshake before the trigger, the comparison after it.
+            with(
+                [
+                    reachable().into_iter().map(|m| at(m, -20)).collect(),
+                    vec![ech(
+                        FB_443,
+                        &[
+                            grease(Some(Failure::GenericTimeout)),
+                            plain(Some(Failure::GenericTimeout)),
+                        ],
+                    )],
+                ]
+                .concat(),
+            ),
+            Measured(ech_passes()),
+            V::Inconclusive,
+            None,
+        )
+        .after(vec![neighbours_trigger(10)])
+        .saying("residual blocking set off by another target"),
+        case(
             "a server that refuses ECH with an alert",
             domain(&[]),
             with_ech(&[

@@ -18,14 +18,41 @@
 //! (`anomaly`) where the control could not say, the probe's pairing singling ECH out by
 //! itself.
 
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
+
 use super::{Blocking, ControlSaw, Finding, Problem, explain};
 use crate::facts::{EchFacts, EchOffer, Step, TargetFacts};
 
 /// The problems of the target's ECH comparisons.
 pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
-    comparisons(probe)
-        .filter_map(|f| ech_problem(f, control))
+    let answers = explain::answers(&probe.measurements);
+    probe
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.step {
+            Step::Ech(f) => {
+                ech_problem(f, control).map(|p| p.unless(residual(probe, &m.target, f, &answers)))
+            }
+            _ => None,
+        })
         .collect()
+}
+
+/// A residual block that another target set off on the address before one of the
+/// comparison's handshakes failed: it fails those with ECH and without alike, and says
+/// nothing of ECH.
+fn residual(
+    probe: &TargetFacts,
+    target: &str,
+    f: &EchFacts,
+    answers: &[(SocketAddr, DateTime<Utc>)],
+) -> Option<String> {
+    f.handshakes.iter().filter(|h| h.torn_down()).find_map(|h| {
+        let ended = h.ended_at();
+        explain::residual(f.address, ended, ended, target, &probe.triggers, answers)
+    })
 }
 
 fn comparisons(facts: &TargetFacts) -> impl Iterator<Item = &EchFacts> {

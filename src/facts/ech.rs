@@ -66,6 +66,11 @@ pub struct EchHandshake {
 }
 
 impl EchHandshake {
+    /// When the handshake ended.
+    pub fn ended_at(&self) -> DateTime<Utc> {
+        super::ended(self.measured_at, self.runtime_ms)
+    }
+
     /// Failed the way a censor fails a handshake: reset, closed or silent after the
     /// connection was made, and not for the probe's own machine. A TLS alert is the
     /// server's answer, and does not count.

@@ -1071,6 +1071,13 @@ fn failures(measurements: &[Measurement]) -> Vec<(IpAddr, DateTime<Utc>)> {
                 Step::QuicHandshake(q) if q.handshake.error.is_some() => {
                     vec![at_end(q.handshake.address.ip())]
                 }
+                // A block another target set off on the address fails those without ECH too.
+                Step::Ech(f) => f
+                    .handshakes
+                    .iter()
+                    .filter(|h| h.torn_down())
+                    .map(|h| (f.address.ip(), h.ended_at()))
+                    .collect(),
                 Step::Http(h) if h.error.is_some() => h
                     .hops
                     .iter()
