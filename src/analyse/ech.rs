@@ -40,16 +40,19 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
         .collect()
 }
 
-/// A residual block that another target set off on the address before one of the
-/// comparison's handshakes failed: it fails those with ECH and without alike, and says
-/// nothing of ECH.
+/// A residual block that another target set off on the address before a handshake of
+/// the comparison without ECH failed: it fails those with ECH and without alike, and
+/// says nothing of ECH. Only those without ECH are looked at: another target's failed
+/// ECH handshake with the same name (a URL's, a domain's) is a trigger on the address
+/// too, and the block of ECH it shows, which spares the plain handshakes, is no residual.
 fn residual(
     probe: &TargetFacts,
     target: &str,
     f: &EchFacts,
     answers: &[(SocketAddr, DateTime<Utc>)],
 ) -> Option<String> {
-    f.handshakes.iter().filter(|h| h.torn_down()).find_map(|h| {
+    let plain = f.with(EchOffer::None);
+    plain.filter(|h| h.torn_down()).find_map(|h| {
         let ended = h.ended_at();
         explain::residual(f.address, ended, ended, target, &probe.triggers, answers)
     })
