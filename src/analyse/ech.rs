@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use chrono::{DateTime, Utc};
 
 use super::{Blocking, ControlSaw, Finding, Problem, explain};
-use crate::facts::{EchFacts, EchOffer, Step, TargetFacts};
+use crate::facts::failure::Operation;
+use crate::facts::{EchFacts, EchHandshake, EchOffer, Step, TargetFacts};
 
 /// The problems of the target's ECH comparisons.
 pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
@@ -41,18 +42,24 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
 }
 
 /// A residual block that another target set off on the address before a handshake of
-/// the comparison without ECH failed: it fails those with ECH and without alike, and
-/// says nothing of ECH. Only those without ECH are looked at: another target's failed
-/// ECH handshake with the same name (a URL's, a domain's) is a trigger on the address
-/// too, and the block of ECH it shows, which spares the plain handshakes, is no residual.
+/// the comparison without ECH went unanswered: it fails those with ECH and without
+/// alike, and says nothing of ECH. Only those without ECH are looked at: another
+/// target's failed ECH handshake with the same name (a URL's, a domain's) is a trigger
+/// on the address too, and the block of ECH it shows, which spares the plain handshakes,
+/// is no residual. Unanswered is silent after connecting, or no connection at all (a
+/// residual block drops everything); a reset answers.
 fn residual(
     probe: &TargetFacts,
     target: &str,
     f: &EchFacts,
     answers: &[(SocketAddr, DateTime<Utc>)],
 ) -> Option<String> {
-    let plain = f.with(EchOffer::None);
-    plain.filter(|h| h.torn_down()).find_map(|h| {
+    let unanswered = |h: &&EchHandshake| {
+        h.error.as_ref().is_some_and(|e| {
+            !e.local && (e.failed_operation == Operation::Connect || e.failure.is_timeout())
+        })
+    };
+    f.with(EchOffer::None).filter(unanswered).find_map(|h| {
         let ended = h.ended_at();
         explain::residual(f.address, ended, ended, target, &probe.triggers, answers)
     })
@@ -283,6 +290,57 @@ mod tests {
                 kind(&outcome),
                 (verdict, None),
                 "{handshakes:?}: {}",
+                outcome.verdict.evidence
+            );
+        }
+    }
+
+    /// Another target's name, sent to the address before the comparison, set off a
+    /// residual block there: a handshake without ECH that then got no connection, or no
+    /// answer, is that block's, and says nothing of ECH.
+    #[test]
+    fn a_residual_block_another_target_set_off_is_named() {
+        use crate::facts::failure::Operation;
+        use crate::facts::{Sent, Step, Trigger};
+        let trigger = Trigger {
+            address: FB_443.parse().unwrap(),
+            sent: Sent::Name("forbidden.test".into()),
+            target: "forbidden.test".into(),
+            at: chrono::Utc::now() - chrono::TimeDelta::seconds(5),
+            failure: Failure::GenericTimeout,
+        };
+        let theirs = facts(&domain(&[]), dns(), passes()).into_control();
+        for plain_failed_at in [Operation::Connect, Operation::TlsHandshake] {
+            let mut comparison = ech(
+                FB_443,
+                &[
+                    (Grease, Some(Failure::GenericTimeout)),
+                    (Plain, Some(Failure::GenericTimeout)),
+                ],
+            );
+            if let Step::Ech(f) = &mut comparison.step {
+                f.handshakes[1].error.as_mut().unwrap().failed_operation = plain_failed_at;
+            }
+            let before: Vec<_> = reachable().into_iter().map(|m| at(m, -10)).collect();
+            let mut ours = facts(&domain(&[]), dns(), [before, vec![comparison]].concat());
+            let alone = judge_with(&ours, super::super::Control::Measured(&theirs));
+            assert!(
+                alone
+                    .verdict
+                    .evidence
+                    .contains("cannot be told from one of ECH"),
+                "{}",
+                alone.verdict.evidence
+            );
+            ours.triggers = vec![trigger.clone()];
+            let outcome = judge_with(&ours, super::super::Control::Measured(&theirs));
+            assert_eq!(kind(&outcome), (Verdict::Inconclusive, None));
+            assert!(
+                outcome
+                    .verdict
+                    .evidence
+                    .contains("residual blocking set off by another target"),
+                "{plain_failed_at:?}: {}",
                 outcome.verdict.evidence
             );
         }

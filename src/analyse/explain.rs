@@ -149,7 +149,9 @@ pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
 /// while such a block would still hold (before the failure, right after the failed step
 /// `ended`, or within the shortest block reported): on the failing port, or on any port
 /// when the trigger was on another one (a block of the whole address is disproved by
-/// any answer; one of the trigger's port, only by an answer there).
+/// any answer; one of the trigger's port, only by an answer there). Of several, the
+/// earliest is named: what a residual block makes fail is logged as a trigger too, and
+/// the first set the block off.
 pub fn residual(
     failed: SocketAddr,
     until: DateTime<Utc>,
@@ -158,7 +160,7 @@ pub fn residual(
     triggers: &[Trigger],
     answers: &[(SocketAddr, DateTime<Utc>)],
 ) -> Option<String> {
-    let trigger = triggers.iter().find(|t| {
+    let candidates = triggers.iter().filter(|t| {
         let disproved = answers.iter().any(|(address, answered)| {
             address.ip() == failed.ip()
                 && *answered > t.at
@@ -170,7 +172,8 @@ pub fn residual(
             && t.at < until
             && until - t.at <= RESIDUAL_WINDOW
             && !disproved
-    })?;
+    });
+    let trigger = candidates.min_by_key(|t| t.at)?;
     Some(format!(
         "{} stopped answering after {}, {:.0} s before: residual blocking set off by another target; nothing can be said of this one",
         failed.ip(),

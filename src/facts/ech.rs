@@ -55,7 +55,8 @@ impl EchOffer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EchHandshake {
     pub ech: EchOffer,
-    /// When the ClientHello was sent (its address's turn taken).
+    /// When the ClientHello was sent (its address's turn taken); where no connection
+    /// was made, when the handshake set out to make one.
     pub measured_at: DateTime<Utc>,
     pub runtime_ms: f64,
     /// The handshake finished (the certificate is not judged here: the target's own

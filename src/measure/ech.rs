@@ -206,6 +206,7 @@ impl Measurer {
         name: &str,
         offer: EchOffer,
     ) -> EchHandshake {
+        let set_out = now();
         let (_work, stream) = self.at_work(None, address).await;
         let (facts, (measured_at, began)) = match stream {
             Err(error) => {
@@ -213,7 +214,7 @@ impl Measurer {
                     error: Some(error),
                     ..TlsFacts::new(address, name, false)
                 };
-                (failed, now())
+                (failed, set_out)
             }
             Ok(stream) => {
                 let config = self.ech.config(offer);
