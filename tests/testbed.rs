@@ -185,6 +185,7 @@ fn faults() -> Vec<Case> {
             "nat-small",
             "control-starved",
             "residual",
+            "quic-off",
             "cdn-challenge",
         ] {
             cases.push(match with_all {

@@ -27,6 +27,8 @@ enum Network {
     Up,
     /// The same, and it was reached over IPv6 too.
     Ipv6,
+    /// The same, and its QUIC handshake was answered.
+    Quic,
     /// Its resolver failed the canary's lookup so.
     ResolverFailed(Failure),
     /// Its address took no connect.
@@ -165,6 +167,15 @@ fn cases() -> Vec<Case> {
         ])
     };
     let page = |status, body, title| fetch(status, body, title, 5.0, None);
+    // A URL fetched over TLS, then a QUIC handshake to its address: dark, or answered.
+    let fetched_then = |quic_handshake| {
+        with(vec![
+            over_valid_tls(page(200, 9000, "Facebook - log in")),
+            quic_handshake,
+        ])
+    };
+    let quic_dark = || fetched_then(quic(FB_443, true, timeout(), 0));
+    let quic_answered_there = || fetched_then(quic(FB_443, false, None, 6));
     let fb_page = || with(vec![page(200, 9000, "Facebook - log in")]);
     let video = || with(vec![fetch(200, 400_000, "Video", 400.0, None)]);
     let slow = || fetch(200, 400_000, "Video", 20_000.0, None);
@@ -695,18 +706,22 @@ fn cases() -> Vec<Case> {
         case(
             "QUIC dark to an address the control reached over QUIC",
             url(),
-            with(vec![
-                over_valid_tls(page(200, 9000, "Facebook - log in")),
-                quic(FB_443, true, timeout(), 0),
-            ]),
-            Measured(with(vec![
-                over_valid_tls(page(200, 9000, "Facebook - log in")),
-                quic(FB_443, false, None, 6),
-            ])),
+            quic_dark(),
+            Measured(quic_answered_there()),
             V::Blocked,
             Some(B::QuicBlocked),
         )
-        .saying("QUIC blocked by address"),
+        .saying("QUIC blocked by address")
+        .on(Network::Quic),
+        case(
+            "QUIC dark to an address the control reached over QUIC, and to the canary too",
+            url(),
+            quic_dark(),
+            Measured(quic_answered_there()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's QUIC reached no server in this run, the canary's included"),
         case(
             "QUIC dark to an address that is dark to the control's QUIC too",
             domain(&[]),
@@ -1312,6 +1327,11 @@ fn canary_facts(network: &Network) -> Vec<Measurement> {
             lookup(&[(CANARY_IP, None)]),
             tcp(&address, None),
             tcp("[2606:2800:21f::1]:443", None),
+        ],
+        Network::Quic => vec![
+            lookup(&[(CANARY_IP, None)]),
+            tcp(&address, None),
+            quic(&address, true, None, 6),
         ],
         Network::ResolverFailed(failure) => vec![failed_lookup(failure.clone())],
         Network::Down => vec![

@@ -171,7 +171,14 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 // A stall the probe's own network accounts for (its check right after
                 // failed too: the link, not the address, went dead) is no freeze.
                 let why = explain::step(&format!("fetching {}", h.url), e, h.check.as_ref());
-                out.push(problem.unless(why));
+                let problem = problem.unless(why);
+                // No freeze: the fetch with its own name after the twin may still show
+                // a throttle.
+                let slow = their_page
+                    .filter(|_| problem.explained.is_some())
+                    .and_then(|page| throttled(h, page, refetches(probe)));
+                out.push(problem);
+                out.extend(slow.map(|slow| slow.with_control(saw)));
                 continue;
             }
             if let Some(slow) = their_page.and_then(|page| throttled(h, page, refetches(probe))) {
@@ -704,11 +711,15 @@ impl Slow {
 }
 
 fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Option<Slow> {
-    let ours = h.hops.last()?;
-    // A throttle keeps a transfer moving; one that stopped dead is a freeze's or none.
-    if stopped_dead(ours) {
-        return None;
-    }
+    let first = h.hops.last()?;
+    // A throttle keeps a transfer moving; one that stopped dead is a freeze's, or the
+    // path's for a while (loss on a throttled link stalls it too). Where the fetch with
+    // its own name after the twin kept moving, that one is rated: the name's transfers
+    // on either side of the twin then both failed to flow as the twin did.
+    let (ours, stalled) = match stopped_dead(first) {
+        false => (first, None),
+        true => (refetched.again.filter(|a| !stopped_dead(a))?, Some(first)),
+    };
     let (our_rate, their_rate) = (rate(ours)?, rate(theirs)?);
     if our_rate * THROTTLE_RATIO >= their_rate {
         return None;
@@ -726,9 +737,16 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
         return None;
     }
     let kbps = |rate: f64| format!("{:.0} kB/s", rate / 1000.0);
+    let head = match stalled {
+        Some(first) => format!(
+            "{} stopped dead after {} and, fetched with its own name again after the control-SNI twin, arrived",
+            first.url,
+            stop_point(first)
+        ),
+        None => format!("{} arrived", ours.url),
+    };
     let mut evidence = format!(
-        "{} arrived at {} ({} while it flowed) at the probe against {} at the control ({} and {} bytes)",
-        ours.url,
+        "{head} at {} ({} while it flowed) at the probe against {} at the control ({} and {} bytes)",
         kbps(our_rate),
         kbps(our_active),
         kbps(their_rate),
@@ -749,13 +767,19 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
     // Capped when it flowed nearer (by ratio) the first transfer's rate than the twin's
     // best: loss slows the twin too, and a throttle's token bucket, refilled while the
     // twin ran, lets a burst through at its start. Too short to rate: stalled, capped.
-    let again = refetched.again.map(|a| {
-        let flowed = a.active_rate.or(rate(a));
-        let capped = flowed
-            .is_none_or(|flowed| twin_rate.is_some_and(|twin| flowed < (our_active * twin).sqrt()));
-        (capped, flowed)
-    });
-    if let Some((_, flowed)) = again {
+    // Rated after a stall, it is that fetch again: the stall before the twin showed
+    // the name not flowing already.
+    let again = match stalled {
+        Some(_) => Some((true, None)),
+        None => refetched.again.map(|a| {
+            let flowed = a.active_rate.or(rate(a));
+            let capped = flowed.is_none_or(|flowed| {
+                twin_rate.is_some_and(|twin| flowed < (our_active * twin).sqrt())
+            });
+            (capped, Some(flowed))
+        }),
+    };
+    if let Some((_, Some(flowed))) = again {
         let flowed = flowed.map_or("no measurable rate".into(), kbps);
         evidence.push_str(&format!(
             ", then at {flowed} while it flowed with its own name again"
@@ -1072,6 +1096,32 @@ mod tests {
             &unsure,
             &["neither read past that point nor froze (it was still coming"],
         );
+        // The name did not freeze again, but crawled where the twin flowed at the
+        // path's speed: a throttle, which loss on the link stalled the first time.
+        let crawled = |peak: f64| {
+            let mut m = cut_at_deadline(again(0, 0.0), 150_000, 3000.0, 50.0);
+            if let Step::Http(h) = &mut m.step {
+                h.hops[0].peak_rate = Some(peak);
+            }
+            against_the_control(vec![frozen(32_000), twin(400_000, 500.0), m])
+        };
+        let throttled = crawled(60_000.0);
+        assert_eq!(
+            kind(&throttled),
+            (Verdict::Blocked, Some(Blocking::Throttled)),
+            "{}",
+            throttled.verdict.evidence
+        );
+        evidence_of(
+            &throttled,
+            &[
+                "stopped dead after 32000 bytes of its body and, fetched with its own name again after the control-SNI twin, arrived at 50 kB/s",
+            ],
+        );
+        // Loss alone: between its stalls the transfer ran at the path's speed.
+        let lossy = crawled(900_000.0);
+        assert_eq!(kind(&lossy), (Verdict::Inconclusive, None));
+        evidence_of(&lossy, &["stalled for a while"]);
         // Too few bytes to show that full-size packets passed: a path MTU black hole.
         let mtu = against_the_control(vec![frozen(1_400), stopped_after(twin(0, 0.0), 1_400)]);
         assert_eq!(kind(&mtu), (Verdict::Inconclusive, None));
@@ -1204,9 +1254,19 @@ mod tests {
             kind(&throttle),
             (Verdict::Blocked, Some(Blocking::Throttled))
         );
-        // And a freeze is never a throttle, however slow it was on average.
-        let freeze = against_the_control(fast_twin_then_slow(frozen(150_000)));
+        // And a freeze is never rated as a throttle, however slow it was on average:
+        // only the fetch after the twin is, where that kept moving.
+        let freeze = against_the_control(vec![
+            frozen(150_000),
+            twin(400_000, 500.0),
+            again(400_000, 600.0),
+        ]);
         assert_ne!(kind(&freeze).1, Some(Blocking::Throttled));
+        let frozen_then_slow = against_the_control(fast_twin_then_slow(frozen(150_000)));
+        assert_eq!(
+            kind(&frozen_then_slow),
+            (Verdict::Blocked, Some(Blocking::Throttled))
+        );
     }
 
     #[test]

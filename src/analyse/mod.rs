@@ -248,6 +248,9 @@ pub struct Context {
     /// Whether the probe reached the canary over IPv6: its IPv6 works, and a target's
     /// IPv6 address it cannot reach is evidence like any other.
     pub ipv6: bool,
+    /// Whether the probe's QUIC reached the canary: QUIC works from the probe's network,
+    /// and an address whose QUIC it cannot reach is evidence.
+    pub quic: bool,
 }
 
 impl Context {
@@ -255,6 +258,7 @@ impl Context {
     pub fn learn_from_canary(&mut self, canary: &TargetFacts) {
         self.resolvers = explain::ResolverHealth::of(&canary.dns);
         self.ipv6 = transport::reached_over(canary, true);
+        self.quic = quic::reached(canary);
     }
 }
 
@@ -367,7 +371,7 @@ pub fn problems(
     out.extend(ech::problems(probe, control));
     // Last: a browser falls back from QUIC to TCP, so a block of TCP or TLS is the one
     // that users meet, and the finding that counts.
-    out.extend(quic::problems(probe, control));
+    out.extend(quic::problems(probe, control, context));
     out
 }
 

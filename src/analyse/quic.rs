@@ -11,17 +11,24 @@
 //! - The control name got no answer either (the name is then not tried): UDP to the
 //!   address dropped, or an address that does not speak QUIC. Only the control can tell
 //!   them apart, so this is `blocked` where the control's QUIC handshakes to the same
-//!   address were answered, and no finding otherwise.
+//!   address were answered, and no finding otherwise. And only where the probe's QUIC
+//!   was seen to work (it reached the canary, or this target at another address): many
+//!   networks drop all QUIC (an office firewall, an ISP in a shutdown), and that is no
+//!   block of this address; it is `inconclusive` then.
 //!
 //! What the probe's own network or another target's trigger accounts for is
 //! `inconclusive`, as everywhere (see `explain`).
 
 use std::net::SocketAddr;
 
-use super::{Blocking, ControlSaw, Finding, Problem, explain};
+use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
 use crate::facts::{Measurement, QuicFacts, Step, TargetFacts, TlsFacts};
 
-pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
+pub fn problems(
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+    context: &Context,
+) -> Vec<Problem> {
     // Each address once, in the order it was measured.
     let mut addresses: Vec<SocketAddr> = Vec::new();
     for (_, q) in quic(probe) {
@@ -31,8 +38,13 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
     }
     addresses
         .into_iter()
-        .filter_map(|address| quic_problem(probe, address, control))
+        .filter_map(|address| quic_problem(probe, address, control, context))
         .collect()
+}
+
+/// Whether a QUIC handshake of these facts was answered: the probe's QUIC works.
+pub fn reached(facts: &TargetFacts) -> bool {
+    quic(facts).any(|(_, q)| q.handshake.server_answered())
 }
 
 /// The QUIC handshakes among the facts, with their measurements.
@@ -61,6 +73,7 @@ fn quic_problem(
     probe: &TargetFacts,
     address: SocketAddr,
     control: Option<&TargetFacts>,
+    context: &Context,
 ) -> Option<Problem> {
     let tls = tls_answered(probe, address)?;
     let at = |control_sni: bool| {
@@ -132,7 +145,14 @@ fn quic_problem(
     // Its tries span the whole step, as a connect's do (and the control name's sends no
     // name that could set a block off): a trigger any time before its end may explain it.
     let why = explain::step(&what, e, failed.handshake.check.as_ref())
-        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.ended_at()));
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.ended_at()))
+        .or_else(|| {
+            let unseen = by_name.is_none() && !context.quic && !reached(probe);
+            unseen.then(|| format!(
+                "{}; the probe's QUIC reached no server in this run, the canary's included: a network that drops all QUIC cannot be told from a block of this address",
+                problem.finding.evidence
+            ))
+        });
     Some(problem.unless(why))
 }
 
@@ -184,7 +204,7 @@ fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr) -> ControlSaw
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{Blocking, Verdict};
+    use super::super::{Blocking, Context, Verdict};
     use crate::facts::Measurement;
     use crate::facts::failure::Failure;
 
@@ -215,12 +235,25 @@ mod tests {
         reached_then(vec![quic(FB_443, false, None, 6)])
     }
 
-    /// The verdict of a domain target on these facts, with its evidence.
+    /// The verdict of a domain target on these facts, with its evidence, in a run whose
+    /// QUIC reached the canary.
     fn judged(
         probe: Vec<Measurement>,
         control: Vec<Measurement>,
     ) -> ((Verdict, Option<Blocking>), String) {
-        let o = compare(domain(&[]), (dns(), probe), (dns(), control));
+        let works = Context {
+            quic: true,
+            ..Context::default()
+        };
+        judged_in(&works, probe, control)
+    }
+
+    fn judged_in(
+        context: &Context,
+        probe: Vec<Measurement>,
+        control: Vec<Measurement>,
+    ) -> ((Verdict, Option<Blocking>), String) {
+        let o = compare_in(context, domain(&[]), (dns(), probe), (dns(), control));
         (kind(&o), o.verdict.evidence)
     }
 
@@ -253,6 +286,34 @@ mod tests {
         let (verdict, evidence) = judged(probe.clone(), dark_too);
         assert_eq!(verdict, OK, "{evidence}");
         assert_eq!(kind(&judge(domain(&[]), dns(), probe)), OK);
+    }
+
+    /// A network that drops all QUIC (the canary's too) darkens every address alike:
+    /// that is no block of this one. The name singled out is, whatever the canary says;
+    /// and the target's QUIC answered at another of its addresses shows QUIC works.
+    #[test]
+    fn an_address_dark_where_the_probes_quic_reached_no_one_is_inconclusive() {
+        let unseen = Context::default();
+        let dark = || quic(FB_443, true, TIMEOUT, 0);
+        let (verdict, evidence) =
+            judged_in(&unseen, reached_then(vec![dark()]), control_answered());
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
+        assert!(
+            evidence.contains("QUIC blocked by address")
+                && evidence.contains("the canary's included"),
+            "{evidence}"
+        );
+        let by_name = around(quic(FB_443, false, TIMEOUT, 0), quic(FB_443, true, None, 6));
+        let (verdict, evidence) = judged_in(&unseen, by_name, control_answered());
+        assert_eq!(verdict, BLOCKED, "{evidence}");
+        let mut elsewhere = reached_then(vec![dark()]);
+        let mut answered = quic(FB_443, true, None, 6);
+        if let crate::facts::Step::QuicHandshake(q) = &mut answered.step {
+            q.handshake.address = "157.240.1.36:443".parse().unwrap();
+        }
+        elsewhere.push(answered);
+        let (verdict, evidence) = judged_in(&unseen, elsewhere, control_answered());
+        assert_eq!(verdict, BLOCKED, "{evidence}");
     }
 
     #[test]
@@ -311,6 +372,10 @@ mod tests {
         let target = domain(&[]);
         let ours = facts(&target, dns(), probe);
         let theirs = facts(&target, dns(), control_answered());
-        assert!(super::problems(&ours, Some(&theirs)).is_empty());
+        let works = Context {
+            quic: true,
+            ..Context::default()
+        };
+        assert!(super::problems(&ours, Some(&theirs), &works).is_empty());
     }
 }

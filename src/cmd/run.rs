@@ -200,8 +200,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         info,
         context: analyse::Context {
             policy,
-            resolvers: Default::default(),
-            ipv6: false,
+            ..Default::default()
         },
         earlier,
     })

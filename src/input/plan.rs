@@ -3,7 +3,8 @@
 //! A target is a domain (resolved, then connected to on its TLS and TCP ports), a
 //! fixed endpoint `IP:PORT` (connected to), or a URL (fetched). The canary is a domain
 //! target of its own, planned first, because its fate decides whether the probe has a
-//! network at all.
+//! network at all. It measures QUIC wherever any target does: whether the probe's QUIC
+//! reaches the canary tells a network that drops all QUIC from a block of one address.
 
 use std::collections::HashSet;
 
@@ -51,6 +52,12 @@ pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
             push(target(TargetKind::Url(url.clone())));
         }
     }
+    let mut quic: Vec<u16> = targets.iter().flat_map(|t| t.quic_ports.clone()).collect();
+    quic.sort_unstable();
+    quic.dedup();
+    if let Some(canary) = targets.first_mut().filter(|t| t.is_canary()) {
+        canary.quic_ports = quic;
+    }
     targets
 }
 
@@ -73,6 +80,10 @@ domains = ["a.test", "canary.test"]
 endpoints = ["127.0.0.1:9"]
 urls = ["http://a.test:8080/x"]
 tls_ports = [8443]
+[[service]]
+name = "b"
+domains = ["b.test"]
+quic_ports = [443]
 "#,
             Path::new("t.toml"),
         )
@@ -85,9 +96,14 @@ tls_ports = [8443]
                 "canary.test",
                 "a.test",
                 "127.0.0.1:9",
-                "http://a.test:8080/x"
+                "http://a.test:8080/x",
+                "b.test"
             ]
         );
+        // QUIC only where asked, and at the canary wherever it is asked.
+        assert!(targets[1].quic_ports.is_empty());
+        assert_eq!(targets[4].quic_ports, [443]);
+        assert_eq!(targets[0].quic_ports, [443]);
         assert!(targets[0].is_canary());
         assert_eq!(targets[0].tls_ports, [443]);
         assert_eq!(targets[1].tls_ports, [8443]);

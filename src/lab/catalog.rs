@@ -61,6 +61,9 @@ pub enum Fault {
     /// `inconclusive`, the evidence naming the resolver, unless a forged answer still
     /// shows (an injector, a resolver's own lie).
     ResolverDead,
+    /// The probe's network drops all QUIC, the canary's too: a target whose QUIC the
+    /// censor blocks may be `inconclusive` (QUIC dark everywhere singles no address out).
+    QuicDead,
     /// The control cannot measure all it is asked: a censored target is `blocked`, or
     /// `anomaly` (strong evidence the control could not confirm), or `inconclusive`;
     /// a target down for everyone may be `inconclusive` too.
@@ -345,7 +348,21 @@ impl Case<'_> {
             }
             (Some(Fault::ResolverDead), true) => ok(),
             (Some(Fault::ResolverDead | Fault::Benign), false) => censored,
-            (Some(Fault::Benign | Fault::ControlStarved), true) => {
+            (Some(Fault::QuicDead), false) => {
+                let quic = censored
+                    .iter()
+                    .any(|o| o.blocking == Some(Blocking::QuicBlocked));
+                let mut outcomes = censored;
+                if quic {
+                    outcomes.push(Outcome::new(
+                        Verdict::Inconclusive,
+                        None,
+                        &["the probe's QUIC reached no server"],
+                    ));
+                }
+                outcomes
+            }
+            (Some(Fault::Benign | Fault::ControlStarved | Fault::QuicDead), true) => {
                 [ok(), vec![inconclusive]].concat()
             }
             (Some(Fault::ControlStarved), false) => censored

@@ -13,7 +13,7 @@ use super::rows::RunColumns;
 use super::writer::JsonlRecord;
 use super::{MEASUREMENTS_JSONL, ResolverStatus, RunInfo, read_info};
 use crate::analyse::Context;
-use crate::analyse::explain::{self, ResolverHealth};
+use crate::analyse::explain;
 use crate::facts::TargetFacts;
 use crate::facts::{Measurement, QuicFacts, Step, Trigger, Vantage};
 use crate::input::bogon::AddressPolicy;
@@ -109,8 +109,7 @@ impl RecordedRun {
             .and_then(|canary| run.facts(canary, Vantage::Probe));
         run.context = Context {
             policy: AddressPolicy::new(run.info.settings.treat_as_public.clone()),
-            resolvers: ResolverHealth::default(),
-            ipv6: false,
+            ..Context::default()
         };
         if let Some(canary) = &canary {
             run.context.learn_from_canary(canary);
