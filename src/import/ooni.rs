@@ -129,6 +129,10 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
                 .filter_map(|net| net.parse().ok())
                 .collect(),
         ),
+        // Only censorprobe's own export says what its canary showed; OONI's data does
+        // not, so an address dark to QUIC or IPv6 there is no evidence.
+        quic: annotation(&envelope, "censorprobe_probe_quic") == Some("true"),
+        ipv6: annotation(&envelope, "censorprobe_probe_ipv6") == Some("true"),
         ..Context::default()
     };
     let probe = facts(&target, &keys, &clock, Vantage::Probe);

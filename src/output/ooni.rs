@@ -58,7 +58,7 @@ pub fn export(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Exported> {
             };
             let control = run.facts(unit, Vantage::Control);
             let verdict = verdicts.get(&(unit.origin.run_id.clone(), unit.target.to_string()));
-            let measurement = measurement(&run.info, unit, &probe, control.as_ref(), verdict);
+            let measurement = measurement(&run, unit, &probe, control.as_ref(), verdict);
             serde_json::to_writer(&mut *writer, &measurement)?;
             writer.write_all(b"\n")?;
             measurements += 1;
@@ -297,12 +297,13 @@ struct HttpResponse {
 }
 
 fn measurement(
-    info: &RunInfo,
+    run: &RecordedRun,
     unit: &Unit,
     probe: &TargetFacts,
     control: Option<&TargetFacts>,
     verdict: Option<&VerdictRow>,
 ) -> OoniMeasurement {
+    let info = &run.info;
     let target = &probe.target;
     let steps = steps_of(probe);
     let start = steps
@@ -331,6 +332,10 @@ fn measurement(
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
+        // What the run's canary showed of the probe's network, which an import cannot
+        // measure again: whether an address dark to QUIC or IPv6 is evidence.
+        ("censorprobe_probe_quic", run.context.quic.to_string()),
+        ("censorprobe_probe_ipv6", run.context.ipv6.to_string()),
     ]);
     OoniMeasurement {
         annotations,
