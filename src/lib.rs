@@ -25,3 +25,4 @@ pub mod lab;
 pub mod measure;
 pub mod output;
 pub mod rundir;
+pub mod shutdown;

@@ -98,7 +98,12 @@ impl Lab {
 
     /// Starts a run into `out`.
     fn start(&self, out: &Path) -> Child {
-        probe(&[
+        self.start_with(out, &[])
+    }
+
+    /// Starts a run into `out`, with these flags besides.
+    fn start_with(&self, out: &Path, flags: &[&str]) -> Child {
+        let mut args = vec![
             "run",
             "--yes",
             "--targets",
@@ -115,7 +120,9 @@ impl Lab {
             "1",
             "--per-host",
             "1",
-        ])
+        ];
+        args.extend(flags);
+        probe(&args)
     }
 }
 
@@ -468,6 +475,100 @@ async fn a_run_killed_before_it_saw_the_network_holds_its_verdicts_after_resumin
         "{verdicts:?}\n{said}"
     );
     assert_eq!(run_json(&out)["no_network"], true);
+}
+
+/// Sends `signal` (INT, TERM) to the run.
+fn send(child: &Child, signal: &str) {
+    let pid = child.id().expect("the run is still going").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// What a run stopped early must leave: the note on how to finish it, naming as done
+/// exactly the targets with a verdict row, and an unfinished run.json; and then
+/// `--resume` finishes it with every target measured once, and a new run into the same
+/// directory is told to resume it instead.
+async fn check_stopped(lab: &Lab, output: &Output, why: &str) {
+    let out = lab.out();
+    let said = text(output);
+    let done = rows(&out.join("verdicts.csv"));
+    assert!(done < SLOW + 1, "nothing was left to stop: {said}");
+    assert!(
+        said.contains(&format!(
+            "{why}: {done} of {} targets done; finish with: censorprobe run --resume {}",
+            SLOW + 1,
+            out.display()
+        )),
+        "{said}"
+    );
+    assert!(run_json(&out)["finished_at"].is_null(), "{said}");
+
+    let again = finish(lab.start(&out)).await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains(&format!(
+            "did not finish: finish it with censorprobe run --resume {}",
+            out.display()
+        )),
+        "{}",
+        text(&again)
+    );
+
+    let resumed = finish(probe(&["run", "--yes", "--resume", out.to_str().unwrap()])).await;
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    check_whole(&out, &lab.slow);
+}
+
+/// Ctrl-C: no new targets, those in flight given a few seconds; a second Ctrl-C stops
+/// at once. Exit 130, as a shell reports a process SIGINT ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_the_run_cleanly_and_says_how_to_finish_it() {
+    let lab = Lab::new(true, &[], SLOW).await;
+    let out = lab.out();
+    let child = lab.start(&out);
+    let started = Instant::now();
+    while rows(&out.join("verdicts.csv")) < 2 {
+        assert!(started.elapsed() < DEADLINE, "no verdicts came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send(&child, "INT");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&child, "INT");
+    let interrupted = Instant::now();
+    let output = finish(child).await;
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "the second Ctrl-C did not stop it at once: {:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    check_stopped(&lab, &output, "interrupted").await;
+}
+
+/// SIGTERM (a service manager stopping the run) and --max-runtime stop it the same
+/// way, without a second signal: targets in flight finish or are cut after a few
+/// seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_and_max_runtime_stop_the_run_cleanly() {
+    let lab = Lab::new(true, &[], SLOW).await;
+    let out = lab.out();
+    let child = lab.start(&out);
+    while rows(&out.join("verdicts.csv")) < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send(&child, "TERM");
+    let output = finish(child).await;
+    assert_eq!(output.status.code(), Some(143), "{}", text(&output));
+    check_stopped(&lab, &output, "interrupted").await;
+
+    let lab = Lab::new(true, &[], SLOW).await;
+    let out = lab.out();
+    let output = finish(lab.start_with(&out, &["--max-runtime", "1"])).await;
+    assert!(output.status.success(), "{}", text(&output));
+    check_stopped(&lab, &output, "stopped at --max-runtime 1").await;
 }
 
 #[tokio::test]

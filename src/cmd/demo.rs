@@ -9,6 +9,7 @@ use indicatif::MultiProgress;
 use super::run::{self, RunArgs};
 use crate::input::settings::MeasureFlags;
 use crate::lab;
+use crate::rundir::Stopped;
 
 pub async fn command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
     let lab = lab::Lab::start().await?;
@@ -25,6 +26,9 @@ pub async fn command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::
         ..RunArgs::default()
     };
     let report = run::run(args, progress).await?;
+    if let Some(Stopped::Signal(signal)) = report.stopped {
+        return Ok(ExitCode::from(signal.exit_code()));
+    }
     super::print_report(&report);
     out!("\n{}", lab.outro());
     Ok(ExitCode::SUCCESS)

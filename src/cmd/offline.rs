@@ -110,5 +110,7 @@ fn write(run: &RecordedRun, judged: Vec<Judged>, out: &Path) -> anyhow::Result<R
         verdicts,
         no_network,
         resolvers: run.info.resolvers.clone(),
+        stopped: None,
+        planned: run.info.targets.len(),
     })
 }

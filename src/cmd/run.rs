@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,7 +36,8 @@ use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
 use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
-use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings};
+use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, Stopped};
+use crate::shutdown::Signals;
 
 /// Targets in flight per network operation allowed at once (`--concurrency`).
 const TARGETS_PER_OPERATION: usize = 32;
@@ -102,7 +104,16 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub control_token: Option<String>,
+    /// Stop starting targets after SECS seconds, as Ctrl-C does, and leave the run to
+    /// finish with --resume (a scheduled run on a metered link, say).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_runtime: Option<u64>,
 }
+
+/// How long targets in flight may go on once the run is asked to stop: long enough for
+/// most to finish (and not be measured again on resume), short enough that a stop feels
+/// like one. A second Ctrl-C cuts it short.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The help of a flag over a key of targets.toml's `[settings]`, with its default as
 /// clap writes one.
@@ -342,11 +353,26 @@ fn open_results(args: &RunArgs, info: &RunInfo) -> anyhow::Result<(PathBuf, Resu
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("results").join(&info.run_id));
+            unfinished_elsewhere(&dir)?;
             let writer = ResultsWriter::create(&dir, info);
             (dir, writer)
         }
     };
     Ok((dir, writer?))
+}
+
+/// An `--out` that holds a run stopped before its end is one to finish, not to write
+/// over (nothing is ever overwritten): say how.
+fn unfinished_elsewhere(dir: &Path) -> anyhow::Result<()> {
+    match crate::rundir::read_info(dir) {
+        Ok(earlier) if earlier.finished_at.is_none() => anyhow::bail!(
+            "{} holds run {}, which did not finish: finish it with censorprobe run --resume {}, or choose another --out",
+            dir.display(),
+            earlier.run_id,
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// A fixed address in a private or reserved range is almost always a mistake (and the
@@ -370,6 +396,9 @@ fn refuse_bogon_targets(
 }
 
 pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunReport> {
+    // Watched before anything is written: a Ctrl-C from then on leaves a run that
+    // --resume can finish.
+    let mut signals = Signals::watch()?;
     let Prepared {
         measurer,
         control,
@@ -381,6 +410,7 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     if let Some(client) = &control {
         locate(client, &mut info).await?;
     }
+    let planned = info.targets.len();
     let (dir, mut writer) = open_results(&args, &info).map_err(InputError)?;
     let bar = progress.add(ProgressBar::new(targets.len() as u64));
     bar.set_style(
@@ -420,15 +450,77 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     // The canary (first in `targets`) starts first but is not waited for: the sink
     // holds verdicts back until the canary has shown how the resolvers fare, and until
     // some target, the canary or another, shows a network.
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut results = futures_util::stream::iter(targets)
         .map(|target| {
             let (measurer, control) = (measurer.clone(), control.clone());
-            tokio::spawn(async move { measure_both(&measurer, control.as_ref(), target).await })
+            let stopping = stopping.clone();
+            tokio::spawn(async move {
+                // Once the run is stopping, a target not yet started is left to --resume.
+                if stopping.load(Ordering::Relaxed) {
+                    return None;
+                }
+                Some(measure_both(&measurer, control.as_ref(), target).await)
+            })
         })
         .buffer_unordered(in_flight);
-    while let Some(joined) = results.next().await {
-        let (probe, control) = joined.context("a measurement task failed")?;
-        sink.take(probe, control)?;
+    let max_runtime = async {
+        match args.max_runtime {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(max_runtime);
+    let mut stopped = None;
+    let mut left_out = false;
+    let cut = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(cut);
+    loop {
+        tokio::select! {
+            joined = results.next() => match joined {
+                Some(joined) => match joined.context("a measurement task failed")? {
+                    Some((probe, control)) => sink.take(probe, control)?,
+                    None => left_out = true,
+                },
+                None => break,
+            },
+            signal = signals.next() => {
+                // A second one: stop at once.
+                if stopped.is_some() {
+                    left_out = true;
+                    break;
+                }
+                stopped = Some(Stopped::Signal(signal));
+            }
+            () = &mut max_runtime, if stopped.is_none() => {
+                stopped = args.max_runtime.map(Stopped::MaxRuntime);
+            }
+            () = &mut cut, if stopped.is_some() => {
+                left_out = true;
+                break;
+            }
+        }
+        if stopped.is_some() && !stopping.swap(true, Ordering::Relaxed) {
+            cut.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+            bar.println(format!(
+                "stopping: no new targets; those in flight have {} s to finish (Ctrl-C again to stop now)",
+                STOP_GRACE.as_secs()
+            ));
+        }
+    }
+    // Stopped with targets left: the run stays unfinished (no finished_at), its held
+    // and unjudged verdicts unwritten, so that --resume measures those targets again.
+    if let Some(stopped) = stopped.filter(|_| left_out) {
+        bar.finish_and_clear();
+        let (verdicts, resolvers) = sink.stopped();
+        return Ok(RunReport {
+            dir,
+            verdicts,
+            no_network: false,
+            resolvers,
+            stopped: Some(stopped),
+            planned,
+        });
     }
     let (verdicts, no_network, resolvers) = sink.finish()?;
     bar.finish_and_clear();
@@ -441,6 +533,8 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         verdicts,
         no_network,
         resolvers,
+        stopped: None,
+        planned,
     })
 }
 
@@ -607,6 +701,12 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
+    /// The verdicts written and the resolvers' statuses, when the run stopped early:
+    /// what is held back or unjudged stays unwritten, for --resume to measure again.
+    fn stopped(self) -> (Vec<TargetVerdict>, Vec<ResolverStatus>) {
+        (self.verdicts, self.resolvers.unwrap_or_default())
+    }
+
     /// Judges what is left (a run whose canary never finished), writes the held
     /// verdicts as "no network" if no target ever got through, and gives the verdicts,
     /// whether the probe had no network, and the resolvers' statuses.
@@ -677,10 +777,17 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         .transpose()
         .map_err(InputError)?;
     let report = run(cmd.run, progress).await?;
+    if let Some(Stopped::Signal(signal)) = report.stopped {
+        stopped_note(&report);
+        return Ok(ExitCode::from(signal.exit_code()));
+    }
     if cmd.format == TableFormat::Parquet {
         crate::output::parquet::write_run(&report.dir)?;
     }
     super::print_report(&report);
+    if report.stopped.is_some() {
+        stopped_note(&report);
+    }
     let differences = expected.map(|e| super::expect::compare(&e, &report.verdicts));
     if let Some(path) = &cmd.junit {
         super::expect::write_junit(path, &report.verdicts, differences.as_deref())?;
@@ -698,6 +805,23 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// What a run that stopped early did, and how to finish it, on standard error.
+fn stopped_note(report: &RunReport) {
+    let why = match report.stopped {
+        Some(Stopped::Signal(_)) => "interrupted".to_string(),
+        Some(Stopped::MaxRuntime(secs)) => format!("stopped at --max-runtime {secs}"),
+        None => return,
+    };
+    // Not `eprintln!`, which panics if standard error is gone.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{why}: {} of {} targets done; finish with: censorprobe run --resume {}",
+        report.verdicts.len(),
+        report.planned,
+        report.dir.display()
+    );
 }
 
 #[cfg(test)]

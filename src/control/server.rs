@@ -189,11 +189,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     // Watch for signals before announcing, so that a signal sent as soon as the line
     // is read still ends the server cleanly.
-    let shutdown = shutdown_signal()?;
+    let mut signals = crate::shutdown::Signals::watch()?;
     announce(&listener, control.tls.is_some())?;
     control
         .serve_on(listener, async {
-            shutdown.await;
+            signals.next().await;
             tracing::info!("signal received, shutting down");
         })
         .await;
@@ -271,26 +271,6 @@ fn announce(listener: &TcpListener, https: bool) -> anyhow::Result<()> {
     writeln!(stdout, "listening on {scheme}://{address}")?;
     stdout.flush()?;
     Ok(())
-}
-
-#[cfg(unix)]
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-}
-
-#[cfg(not(unix))]
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
 }
 
 /// The TLS acceptors of an HTTPS server.

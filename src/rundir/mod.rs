@@ -38,6 +38,19 @@ pub struct RunReport {
     pub no_network: bool,
     /// The resolvers as the canary found them (empty without a canary).
     pub resolvers: Vec<ResolverStatus>,
+    /// Why the run stopped before all its targets were done: it is left unfinished,
+    /// for `run --resume`.
+    pub stopped: Option<Stopped>,
+    /// The targets the run planned, those done before a resume included.
+    pub planned: usize,
+}
+
+/// What stopped a run before all its targets were done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Signal(crate::shutdown::Signal),
+    /// `--max-runtime`, in seconds.
+    MaxRuntime(u64),
 }
 
 /// run.json: what ran, when, with which settings, on which targets.
