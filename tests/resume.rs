@@ -159,15 +159,6 @@ async fn finish(child: Child) -> Output {
         .unwrap()
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "exit: {}\n--- stdout:\n{}\n--- stderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// The data rows of a file (its lines after the header), 0 if it is not there yet.
 fn rows(path: &Path) -> usize {
     std::fs::read_to_string(path)

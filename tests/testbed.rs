@@ -13,8 +13,9 @@
 //! where the fault leaves its layer measurable, and every other stays `ok` or
 //! `inconclusive`. The censor with a lossy link runs five times, and no verdict may
 //! change. Each test prints a table of false positives and negatives per scenario.
-//! Then the shipped targets.toml runs in a namespace with no network at all, and must
-//! say so instead of crying censorship.
+//! Then the built-in targets (the shipped targets.toml) run in a namespace with no
+//! network at all, as a volunteer's first run would (no targets file, results under the
+//! home), and must say so instead of crying censorship.
 //!
 //! What each scenario does to each target is the scenario catalog's
 //! (`censorprobe::lab::catalog`, src/lab/scenarios.toml); this suite says which
@@ -37,7 +38,6 @@ use serde::Deserialize;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed.sh");
 const LAB_TARGETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed/targets.toml");
-const SHIPPED_TARGETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/targets.toml");
 const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
 /// Where the lab keeps its state (its CA among it).
 const STATE: &str = "/run/cp-testbed";
@@ -378,7 +378,14 @@ fn shipped_targets_without_a_network_are_inconclusive() {
         );
     }
 
-    let run = ProbeRun::new(ISOLATED_NS, SHIPPED_TARGETS, &["--timeout", "2"]);
+    // As a volunteer's first run: the built-in targets (the shipped file), from a
+    // directory without a targets file, into the results directory under the home.
+    let run = ProbeRun::installed(ISOLATED_NS, &["--timeout", "2"]);
+    assert_eq!(
+        run.info()["settings"]["targets_file"],
+        "built-in targets",
+        "{run}"
+    );
     assert!(run.output.status.success(), "the run failed\n{run}");
     assert_eq!(
         run.stdout().matches("No network").count(),
@@ -663,6 +670,17 @@ fn judged(rows: &[VerdictRow]) -> Judged {
 }
 
 /// One run of the real binary inside a namespace, with its results.
+/// The verdict rows of the run in `out`, none if it has no verdicts.csv.
+fn read_verdicts(out: &Path) -> Vec<VerdictRow> {
+    match csv::Reader::from_path(out.join("verdicts.csv")) {
+        Ok(mut reader) => reader
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("verdicts.csv: {e}")),
+        Err(_) => Vec::new(),
+    }
+}
+
 struct ProbeRun {
     output: Output,
     out: PathBuf,
@@ -671,24 +689,41 @@ struct ProbeRun {
 }
 
 impl ProbeRun {
+    /// A run of `targets` into a directory of the test's own.
     fn new(ns: &str, targets: &str, args: &[&str]) -> ProbeRun {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
+        let out_flag = out.to_str().unwrap().to_string();
+        let mut flags = vec!["--targets", targets, "--out", &out_flag];
+        flags.extend(args);
+        ProbeRun::start(ns, dir, &flags, out)
+    }
+
+    /// A run as a volunteer's first one is made: of the built-in targets, from a
+    /// directory with no targets file in it, into the results directory under the home.
+    fn installed(ns: &str, args: &[&str]) -> ProbeRun {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join(".local/share/censorprobe/results");
+        let mut run = ProbeRun::start(ns, dir, args, PathBuf::new());
+        let runs: Vec<PathBuf> = std::fs::read_dir(&results)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{run}", results.display()))
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        let [out] = &runs[..] else {
+            panic!("{} holds {runs:?}, not one run\n{run}", results.display());
+        };
+        run.out = out.clone();
+        run.verdicts = read_verdicts(out);
+        run
+    }
+
+    fn start(ns: &str, dir: tempfile::TempDir, flags: &[&str], out: PathBuf) -> ProbeRun {
         let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                BIN,
-                "run",
-                "--yes",
-                "--targets",
-                targets,
-                "--out",
-            ])
-            .arg(&out)
-            .args(args)
+            .args(["netns", "exec", ns, BIN, "run", "--yes"])
+            .args(flags)
+            .env("HOME", dir.path())
+            .env_remove("XDG_DATA_HOME")
             // Consent to the notice is given by whoever runs the suite (CI, a developer);
             // a binary that does not ask ignores it.
             .env("CENSORPROBE_YES", "1")
@@ -718,17 +753,10 @@ impl ProbeRun {
             stdout: std::fs::read(&stdout).unwrap_or_default(),
             stderr: std::fs::read(&stderr).unwrap_or_default(),
         };
-        let verdicts = match csv::Reader::from_path(out.join("verdicts.csv")) {
-            Ok(mut reader) => reader
-                .deserialize()
-                .collect::<Result<_, _>>()
-                .unwrap_or_else(|e| panic!("verdicts.csv: {e}")),
-            Err(_) => Vec::new(),
-        };
         ProbeRun {
             output,
+            verdicts: read_verdicts(&out),
             out,
-            verdicts,
             _dir: dir,
         }
     }
@@ -795,10 +823,14 @@ impl ProbeRun {
     }
 
     /// How many targets run.json says were planned.
-    fn planned_targets(&self) -> usize {
+    /// run.json, `null` if there is none.
+    fn info(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.out.join("run.json")).unwrap_or_default();
-        let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        info["targets"].as_array().map_or(0, Vec::len)
+        serde_json::from_str(&text).unwrap_or_default()
+    }
+
+    fn planned_targets(&self) -> usize {
+        self.info()["targets"].as_array().map_or(0, Vec::len)
     }
 
     /// The A addresses `vantage` (probe or control) was given for `hostname`.

@@ -12,9 +12,8 @@
 //! This is a concern of the command line: `run::run` (which the loopback-only demo
 //! also calls) never asks.
 
-use std::ffi::OsString;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
@@ -74,10 +73,7 @@ pub fn ensure(yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
-    let dir = config_dir(
-        std::env::var_os("XDG_CONFIG_HOME"),
-        std::env::var_os("HOME"),
-    );
+    let dir = super::places::config_dir();
     let config = dir.as_ref().map(|dir| dir.join(CONFIG_FILE));
     if let Some(config) = &config
         && read_config(config)?.consent
@@ -121,19 +117,6 @@ pub fn ensure(yes: bool) -> anyhow::Result<()> {
 const CONSENT_FILE: &str = "consent";
 /// The user's configuration, in the configuration directory.
 const CONFIG_FILE: &str = "config.toml";
-
-/// `$XDG_CONFIG_HOME/censorprobe`, else `~/.config/censorprobe`, as the XDG base
-/// directory spec says (a relative XDG_CONFIG_HOME is ignored).
-fn config_dir(xdg_config_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
-    let config = xdg_config_home
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            home.filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        })?;
-    Some(config.join("censorprobe"))
-}
 
 /// The configuration in `path`: the defaults when there is no such file.
 fn read_config(path: &Path) -> anyhow::Result<Config> {
@@ -187,27 +170,6 @@ fn ask(input: &mut impl BufRead, output: &mut impl Write) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_config_directory_follows_xdg() {
-        let dir = |xdg: Option<&str>, home: Option<&str>| {
-            config_dir(xdg.map(OsString::from), home.map(OsString::from))
-        };
-        assert_eq!(
-            dir(Some("/x"), Some("/home/v")),
-            Some(PathBuf::from("/x/censorprobe"))
-        );
-        assert_eq!(
-            dir(Some("relative"), Some("/home/v")),
-            Some(PathBuf::from("/home/v/.config/censorprobe"))
-        );
-        assert_eq!(
-            dir(None, Some("/home/v")),
-            Some(PathBuf::from("/home/v/.config/censorprobe"))
-        );
-        assert_eq!(dir(None, Some("")), None);
-        assert_eq!(dir(None, None), None);
-    }
 
     #[test]
     fn the_config_file_gives_consent_only_when_it_says_so() {

@@ -16,7 +16,7 @@ pub async fn command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::
     out!("{}", lab.intro()?);
     // The real run on the lab's targets, with the lab's control.
     let args = RunArgs {
-        targets: lab.targets().to_path_buf(),
+        targets: Some(lab.targets().to_path_buf()),
         out: Some(out.unwrap_or_else(|| lab.dir().join("results"))),
         measure: MeasureFlags {
             ca_file: Some(lab.ca_file().to_path_buf()),

@@ -27,6 +27,7 @@ pub mod consent;
 pub mod demo;
 pub mod expect;
 pub mod offline;
+pub mod places;
 pub mod run;
 
 use std::io::Write;
@@ -57,6 +58,9 @@ pub struct Cli {
 pub enum Command {
     /// Measure every target of a targets file and write the results.
     Run(RunCommand),
+    /// Print the built-in targets (what `run` measures without --targets), as a
+    /// targets file to start one's own from.
+    Targets,
     /// Show the whole job on a censored network simulated on loopback (no root, no
     /// internet): the real measurement and analysis, with a control.
     Demo {
@@ -117,8 +121,9 @@ pub enum Command {
     /// Write one self-contained HTML page over runs: a heatmap of services by network
     /// and day, the blocked targets with their evidence, and the runs' metadata.
     Report {
-        /// Run directories, or directories holding runs up to six levels down.
-        #[arg(required = true, value_name = "DIR")]
+        /// Run directories, or directories holding runs up to six levels down
+        /// (default: where `run` writes them, ~/.local/share/censorprobe/results).
+        #[arg(value_name = "DIR")]
         dirs: Vec<PathBuf>,
         /// The HTML file to write.
         #[arg(long, value_name = "FILE")]
@@ -136,6 +141,10 @@ pub enum ControlCommand {
 pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(cmd) => run::command(cmd, progress).await,
+        Command::Targets => {
+            out!("{}", crate::input::targets::SHIPPED);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { out } => demo::command(out, progress).await,
         Command::Control(ControlCommand::Serve(args)) => {
             server::serve(args).await?;
@@ -187,7 +196,10 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { dirs, html } => {
+        Command::Report { mut dirs, html } => {
+            if dirs.is_empty() {
+                dirs.push(places::results_dir());
+            }
             outln!("{}", output::html::write(&dirs, &html)?);
             Ok(ExitCode::SUCCESS)
         }

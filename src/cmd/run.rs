@@ -30,7 +30,7 @@ use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
 use crate::input::plan;
 use crate::input::settings::{self, MeasureFlags};
-use crate::input::targets::{Settings, Target, TargetsFile};
+use crate::input::targets::{SHIPPED_NAME, Settings, Target, TargetsFile};
 use crate::input::testlist;
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
@@ -47,9 +47,10 @@ const TARGETS_PER_OPERATION: usize = 32;
 /// left to the caller to name.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
-    /// The targets file.
-    #[arg(long, default_value = "targets.toml")]
-    pub targets: PathBuf,
+    /// The targets file (default: the built-in targets; `censorprobe targets` prints
+    /// them, as a file to start one's own from).
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
     /// Finish the run in DIR that was killed: measure only its targets without a
     /// verdict, with its own targets and settings (DIR/run.json), appending to its files.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
@@ -64,7 +65,8 @@ pub struct RunArgs {
     /// Measure only the test list's rows of this category (e.g. NEWS). Repeatable.
     #[arg(long = "category", value_name = "CODE", requires = "test_list")]
     pub categories: Vec<String>,
-    /// Write the run into DIR (default: results/<run_id>/).
+    /// Write the run into DIR (default: <run_id> in ~/.local/share/censorprobe/results,
+    /// or $XDG_DATA_HOME/censorprobe/results).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -219,8 +221,11 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
 
 /// A new run: the targets file's services and settings, the command line over them.
 fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
-    let file = TargetsFile::load(&args.targets)?;
-    let settings = resolve(args, &file.settings);
+    let (file, named) = match &args.targets {
+        Some(path) => (TargetsFile::load(path)?, path.clone()),
+        None => (TargetsFile::shipped(), PathBuf::from(SHIPPED_NAME)),
+    };
+    let settings = resolve(args, &file.settings, &named);
     let policy = AddressPolicy::new(settings.treat_as_public.clone());
     let mut services = file.services.clone();
     if let Some(list) = &args.test_list {
@@ -240,10 +245,10 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
         };
         anyhow::bail!(
             "{}: nothing to measure: no [[service]] entries{list}",
-            args.targets.display()
+            named.display()
         );
     }
-    refuse_bogon_targets(&targets, &policy, &args.targets)?;
+    refuse_bogon_targets(&targets, &policy, &named)?;
     let info = RunInfo::start("", settings, targets.clone());
     Ok(Plan {
         info,
@@ -257,7 +262,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
 
 /// The run's settings: each from its flag, else from the targets file's `[settings]`,
 /// else its default; but `treat_as_public`, whose ranges from both are exempt.
-fn resolve(args: &RunArgs, file: &Settings) -> RunSettings {
+fn resolve(args: &RunArgs, file: &Settings, named: &Path) -> RunSettings {
     let flags = &args.measure;
     let resolvers = match flags.resolvers.is_empty() {
         true => file
@@ -270,7 +275,7 @@ fn resolve(args: &RunArgs, file: &Settings) -> RunSettings {
     treat_as_public.extend(flags.treat_as_public.iter().copied());
     let timeout = args.timeout.or(file.timeout).unwrap_or(settings::TIMEOUT);
     RunSettings {
-        targets_file: args.targets.display().to_string(),
+        targets_file: named.display().to_string(),
         timeout_secs: timeout.as_secs_f64(),
         concurrency: args
             .concurrency
@@ -352,7 +357,7 @@ fn open_results(args: &RunArgs, info: &RunInfo) -> anyhow::Result<(PathBuf, Resu
             let dir = args
                 .out
                 .clone()
-                .unwrap_or_else(|| PathBuf::from("results").join(&info.run_id));
+                .unwrap_or_else(|| super::places::results_dir().join(&info.run_id));
             unfinished_elsewhere(&dir)?;
             let writer = ResultsWriter::create(&dir, info);
             (dir, writer)
@@ -856,7 +861,7 @@ mod tests {
             },
             ..RunArgs::default()
         };
-        let resolved = resolve(&args, &file);
+        let resolved = resolve(&args, &file, Path::new("t.toml"));
         assert_eq!(resolved.concurrency, 7);
         assert_eq!(resolved.timeout_secs, 3.0);
         assert_eq!(resolved.per_host, settings::RUN_PER_HOST);

@@ -53,3 +53,13 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
 }
+
+/// A finished command's exit status and output, for an assertion's message.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "exit: {}\n--- stdout:\n{}\n--- stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

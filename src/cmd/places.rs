@@ -1,0 +1,64 @@
+//! Where censorprobe keeps things on the volunteer's machine, as the XDG base directory
+//! specification says: its configuration (the stored consent, config.toml) under
+//! `$XDG_CONFIG_HOME/censorprobe`, its results under `$XDG_DATA_HOME/censorprobe`, each
+//! else under the home directory. So an installed binary works from any directory, and
+//! results do not land wherever the shell happens to be.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The configuration directory, if the environment names one.
+pub fn config_dir() -> Option<PathBuf> {
+    base(std::env::var_os("XDG_CONFIG_HOME"), home(), ".config")
+}
+
+/// Where runs go without `--out`, and what `report` reads without a directory:
+/// `$XDG_DATA_HOME/censorprobe/results`, else `~/.local/share/censorprobe/results`, else
+/// (no home at all: a bare container) `results` in the current directory.
+pub fn results_dir() -> PathBuf {
+    base(std::env::var_os("XDG_DATA_HOME"), home(), ".local/share")
+        .map_or_else(|| PathBuf::from("results"), |dir| dir.join("results"))
+}
+
+fn home() -> Option<OsString> {
+    std::env::var_os("HOME")
+}
+
+/// `$XDG_…_HOME/censorprobe`, else `~/<fallback>/censorprobe`; a relative XDG
+/// variable is ignored, as the specification says.
+pub fn base(xdg: Option<OsString>, home: Option<OsString>, fallback: &str) -> Option<PathBuf> {
+    let dir = xdg
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            home.filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(fallback))
+        })?;
+    Some(dir.join("censorprobe"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_directories_follow_xdg() {
+        let dir = |xdg: Option<&str>, home: Option<&str>, fallback| {
+            base(xdg.map(OsString::from), home.map(OsString::from), fallback)
+        };
+        assert_eq!(
+            dir(Some("/x"), Some("/home/v"), ".config"),
+            Some(PathBuf::from("/x/censorprobe"))
+        );
+        assert_eq!(
+            dir(Some("relative"), Some("/home/v"), ".config"),
+            Some(PathBuf::from("/home/v/.config/censorprobe"))
+        );
+        assert_eq!(
+            dir(None, Some("/home/v"), ".local/share"),
+            Some(PathBuf::from("/home/v/.local/share/censorprobe"))
+        );
+        assert_eq!(dir(None, Some(""), ".config"), None);
+        assert_eq!(dir(None, None, ".config"), None);
+    }
+}
