@@ -38,6 +38,13 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
+/// Colour in log lines only on a terminal, and not there either under `NO_COLOR`
+/// (no-color.org): a log in a file or a pipe keeps no escape codes.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let progress = MultiProgress::new();
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
         )
         .with_writer(LogWriter(progress.clone()))
         .with_target(false)
+        .with_ansi(colour())
         .init();
     // Thousands of targets in flight each hold a socket or two: the default soft limit
     // of open files (often 1024) would fail them, the hard limit rarely does.

@@ -87,6 +87,11 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     };
     let output = run(None);
     assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        !text(&output).contains("concurrency"),
+        "a warning for the default concurrency:\n{}",
+        text(&output)
+    );
     let results = home.join(".local/share/censorprobe/results");
     let written = runs(&results);
     assert_eq!(written.len(), 1, "{written:?}\n{}", text(&output));
@@ -106,6 +111,24 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     let output = run(Some(&xdg));
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(runs(&xdg.join("censorprobe/results")).len(), 1);
+
+    // A concurrency that would fill a router's connection table is warned of.
+    let mut flags = vec!["run", "--targets", targets.to_str().unwrap()];
+    flags.extend([
+        "--resolver",
+        "udp://127.0.0.1:1",
+        "--treat-as-public",
+        "127.0.0.0/8",
+    ]);
+    flags.extend(["--timeout", "1", "--concurrency", "1000000000"]);
+    let output = probe(&cwd, &home, Some(&xdg), &flags);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output)
+            .contains("concurrency 1000000000 is more than a home router's connection table"),
+        "{}",
+        text(&output)
+    );
 
     // `report` without a directory reads the results directory.
     let page = dir.path().join("report.html");

@@ -620,10 +620,20 @@ fn reached_evidence(measurements: &[Measurement]) -> String {
     }
     match http {
         Some(status) => format!("fetched with HTTP status {status}, no sign of interference"),
-        None if tls > 0 => {
-            format!("{tcp} TCP connects and {tls} TLS handshakes with valid certificates succeeded")
-        }
-        None => format!("{tcp} TCP connects succeeded"),
+        None if tls > 0 => format!(
+            "{} and {} with valid certificates succeeded",
+            counted(tcp, "TCP connect", "TCP connects"),
+            counted(tls, "TLS handshake", "TLS handshakes")
+        ),
+        None => format!("{} succeeded", counted(tcp, "TCP connect", "TCP connects")),
+    }
+}
+
+/// "1 run", "2 runs": a count with its noun, singular or plural.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
     }
 }
 
@@ -1377,5 +1387,15 @@ mod tests {
             (Verdict::Inconclusive, None)
         );
         assert!(verdict.evidence.starts_with("no network"));
+    }
+
+    #[test]
+    fn counts_read_in_the_singular_and_the_plural() {
+        assert_eq!(super::counted(1, "run", "runs"), "1 run");
+        assert_eq!(super::counted(0, "run", "runs"), "0 runs");
+        assert_eq!(
+            super::counted(2, "TCP connect", "TCP connects"),
+            "2 TCP connects"
+        );
     }
 }

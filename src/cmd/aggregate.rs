@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use crate::analyse::{Blocking, Verdict};
+use crate::analyse::{Blocking, Verdict, counted};
 use crate::error::InputError;
 use crate::rundir::rows::{VerdictRow, read_verdicts};
 use crate::rundir::{self, Found, RUN_JSON, VERDICTS_CSV, find_runs};
@@ -213,9 +213,9 @@ pub fn command(inputs: &[PathBuf], by: &[GroupBy], out: Option<&Path>) -> anyhow
         None => write_csv(&result.groups, by, io::stdout().lock())?,
     }
     errln!(
-        "merged {} runs into {} groups",
-        result.runs,
-        result.groups.len()
+        "merged {} into {}",
+        counted(result.runs, "run", "runs"),
+        counted(result.groups.len(), "group", "groups")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -152,7 +152,8 @@ fn store(path: &Path, now: DateTime<Utc>) -> anyhow::Result<()> {
     replace_file(path, text.as_bytes())
 }
 
-/// Shows the notice and reads the answer: true only for "yes" (or "y").
+/// Shows the notice and reads the answer: true only for "yes", as the prompt says (a
+/// stray "y" is no informed consent).
 fn ask(input: &mut impl BufRead, output: &mut impl Write) -> io::Result<bool> {
     write!(
         output,
@@ -161,10 +162,7 @@ fn ask(input: &mut impl BufRead, output: &mut impl Write) -> io::Result<bool> {
     output.flush()?;
     let mut answer = String::new();
     input.read_line(&mut answer)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "yes" | "y"
-    ))
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }
 
 #[cfg(test)]
@@ -196,7 +194,7 @@ mod tests {
         for (answer, consent) in [
             ("yes\n", true),
             (" YES \n", true),
-            ("y\n", true),
+            ("y\n", false),
             ("no\n", false),
             ("\n", false),
             ("", false),

@@ -39,6 +39,11 @@ use crate::rundir::writer::ResultsWriter;
 use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, Stopped};
 use crate::shutdown::Signals;
 
+/// Network operations in flight at once beyond which a run is warned: each may hold a
+/// flow in the probe's router, whose table (a few thousand flows on a home router, far
+/// fewer on some) a run must not fill.
+const SENSIBLE_CONCURRENCY: usize = 1024;
+
 /// Targets in flight per network operation allowed at once (`--concurrency`).
 const TARGETS_PER_OPERATION: usize = 32;
 
@@ -177,6 +182,12 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         Some(dir) => plan_resume(dir)?,
     };
     let settings = &info.settings;
+    if settings.concurrency > SENSIBLE_CONCURRENCY {
+        tracing::warn!(
+            "concurrency {} is more than a home router's connection table is sure to hold: connects the probe's own router drops would look like blocking; {SENSIBLE_CONCURRENCY} or fewer is safer",
+            settings.concurrency
+        );
+    }
     let timeout = Duration::from_secs_f64(settings.timeout_secs);
     let policy = AddressPolicy::new(settings.treat_as_public.clone());
     let tls = TlsContext::new(root_store(ca_file.as_deref())?)?;
@@ -420,10 +431,13 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     let bar = progress.add(ProgressBar::new(targets.len() as u64));
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} targets, {msg}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} targets ({per_sec}, {eta} left) {msg}",
         )
         .expect("progress template is valid"),
     );
+    // Ticks on its own: targets take seconds each, and a bar that moves only when one
+    // ends looks hung.
+    bar.enable_steady_tick(Duration::from_millis(120));
 
     let Earlier {
         verdicts,
@@ -619,7 +633,6 @@ struct Sink<'a> {
     unjudged: Vec<(TargetFacts, Option<Result<TargetFacts, String>>)>,
     held: Vec<(String, Outcome)>,
     verdicts: Vec<TargetVerdict>,
-    flagged: usize,
 }
 
 impl<'a> Sink<'a> {
@@ -633,11 +646,7 @@ impl<'a> Sink<'a> {
         bar: &'a ProgressBar,
         verdicts: Vec<TargetVerdict>,
     ) -> Sink<'a> {
-        let flagged = verdicts
-            .iter()
-            .filter(|v| matches!(v.verdict, Verdict::Anomaly | Verdict::Blocked))
-            .count();
-        bar.set_message(format!("{flagged} anomalies"));
+        bar.set_message(flagged(&verdicts));
         Sink {
             writer,
             context,
@@ -647,7 +656,6 @@ impl<'a> Sink<'a> {
             unjudged: Vec::new(),
             held: Vec::new(),
             verdicts,
-            flagged,
         }
     }
 
@@ -734,13 +742,25 @@ impl<'a> Sink<'a> {
 
     fn write(&mut self, measured_at: &str, verdict: TargetVerdict) -> anyhow::Result<()> {
         self.writer.write_verdict(measured_at, &verdict)?;
-        if matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked) {
-            self.flagged += 1;
-            self.bar.set_message(format!("{} anomalies", self.flagged));
-        }
+        let flags = matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked);
         self.verdicts.push(verdict);
+        if flags {
+            self.bar.set_message(flagged(&self.verdicts));
+        }
         Ok(())
     }
+}
+
+/// The progress bar's count of what was found so far: "2 blocked, 1 anomaly".
+fn flagged(verdicts: &[TargetVerdict]) -> String {
+    let count = |verdict| verdicts.iter().filter(|v| v.verdict == verdict).count();
+    let (blocked, anomalies) = (count(Verdict::Blocked), count(Verdict::Anomaly));
+    let plural = if anomalies == 1 {
+        "anomaly"
+    } else {
+        "anomalies"
+    };
+    format!("{blocked} blocked, {anomalies} {plural}")
 }
 
 /// The command line of `run`: the run's, and what the command does around it.

@@ -88,8 +88,8 @@ pub const MAX_CONNECTIONS_PER_CLIENT: usize = 128;
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 pub struct MeasureFlags {
     /// A resolver to measure DNS with: system, udp://IP:PORT, tcp://IP:PORT or
-    /// doh://HOST/PATH. Repeatable; replaces the default list (the targets file's, or
-    /// system).
+    /// doh://HOST/PATH. Repeatable; replaces the default list (a run's: its targets
+    /// file's resolvers, else system; the control's: system).
     #[arg(long = "resolver", value_name = "SPEC", value_parser = ResolverSpec::from_str)]
     pub resolvers: Vec<ResolverSpec>,
     /// Extra CA certificates (PEM) to trust, e.g. a lab's test CA.

@@ -35,23 +35,32 @@ pub fn render(
             .expect("known verdict");
         counts[i] += 1;
     }
+    // Each column as wide as its heading (or its largest count): the table fits an
+    // 80-column terminal.
     let width = by_service.keys().map(|s| s.len()).max().unwrap_or(7).max(7);
+    let digits = verdicts.len().to_string().len();
+    let widths: Vec<usize> = Verdict::ALL
+        .iter()
+        .map(|v| v.as_str().len().max(digits))
+        .collect();
     let _ = write!(out, "{:width$}  {:>7}", "service", "targets");
-    for verdict in Verdict::ALL {
-        let _ = write!(out, "  {:>12}", verdict.as_str());
+    for (verdict, w) in Verdict::ALL.iter().zip(&widths) {
+        let _ = write!(out, "  {:>w$}", verdict.as_str());
     }
     out.push('\n');
     for (service, counts) in &by_service {
         let _ = write!(out, "{service:width$}  {:>7}", counts.iter().sum::<usize>());
-        for count in counts {
-            let _ = write!(out, "  {count:>12}");
+        for (count, w) in counts.iter().zip(&widths) {
+            let _ = write!(out, "  {count:>w$}");
         }
         out.push('\n');
     }
-    let flagged: Vec<&TargetVerdict> = verdicts
+    // In the order of the table, whatever order the targets finished in.
+    let mut flagged: Vec<&TargetVerdict> = verdicts
         .iter()
         .filter(|v| matches!(v.verdict, Verdict::Blocked | Verdict::Anomaly))
         .collect();
+    flagged.sort_by(|a, b| (&a.service, &a.target).cmp(&(&b.service, &b.target)));
     if !flagged.is_empty() {
         out.push_str("\nBlocked or anomalous:\n");
         for v in flagged {
@@ -101,17 +110,35 @@ mod tests {
                 ),
                 verdict("telegram", "telegram.org", Verdict::Ok, None),
                 verdict("canary", "example.com", Verdict::Ok, None),
+                verdict("signal", "signal.org", Verdict::Blocked, None),
+                verdict("facebook-messenger", "m.me", Verdict::Blocked, None),
             ],
             false,
             &[],
         );
         let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() <= 80 || l.contains(": because")),
+            "wider than a terminal:\n{text}"
+        );
+        let flagged: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.ends_with(": because"))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            flagged,
+            ["facebook-messenger", "signal", "telegram"],
+            "{text}"
+        );
         assert!(lines[0].starts_with("service"), "{text}");
         assert!(
             lines[1].starts_with("canary") && lines[1].contains(" 1 "),
             "{text}"
         );
-        assert!(lines[2].starts_with("telegram"), "{text}");
+        assert!(lines[4].starts_with("telegram"), "{text}");
         assert!(
             text.contains("telegram t.me anomaly [tls-reset]: because"),
             "{text}"
