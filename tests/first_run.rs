@@ -55,36 +55,40 @@ fn the_built_in_targets_print_as_a_file_to_start_from() {
     assert!(parsed.services.iter().any(|s| s.name == "telegram"));
 }
 
+/// A targets file in `dir` whose run takes a second and needs no server: a canary
+/// whose resolver refuses, and a closed port on loopback.
+fn loopback_targets(dir: &Path) -> PathBuf {
+    let targets = dir.join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    targets
+}
+
+/// `run` of `targets`, with `flags` besides.
+fn run_args<'a>(targets: &'a Path, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--targets", targets.to_str().unwrap()];
+    args.extend([
+        "--resolver",
+        "udp://127.0.0.1:1",
+        "--treat-as-public",
+        "127.0.0.0/8",
+    ]);
+    args.extend(["--timeout", "1"]);
+    args.extend(flags);
+    args
+}
+
 #[test]
 fn results_go_under_the_home_and_report_finds_them_there() {
     let dir = tempfile::tempdir().unwrap();
     let (home, cwd) = (dir.path().join("home"), dir.path().join("somewhere"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&cwd).unwrap();
-    let targets = dir.path().join("targets.toml");
-    std::fs::write(
-        &targets,
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
-    let run = |xdg_data: Option<&Path>| {
-        probe(
-            &cwd,
-            &home,
-            xdg_data,
-            &[
-                "run",
-                "--targets",
-                targets.to_str().unwrap(),
-                "--resolver",
-                "udp://127.0.0.1:1",
-                "--treat-as-public",
-                "127.0.0.0/8",
-                "--timeout",
-                "1",
-            ],
-        )
-    };
+    let targets = loopback_targets(dir.path());
+    let run = |xdg_data: Option<&Path>| probe(&cwd, &home, xdg_data, &run_args(&targets, &[]));
     let output = run(None);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
@@ -113,14 +117,7 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     assert_eq!(runs(&xdg.join("censorprobe/results")).len(), 1);
 
     // A concurrency that would fill a router's connection table is warned of.
-    let mut flags = vec!["run", "--targets", targets.to_str().unwrap()];
-    flags.extend([
-        "--resolver",
-        "udp://127.0.0.1:1",
-        "--treat-as-public",
-        "127.0.0.0/8",
-    ]);
-    flags.extend(["--timeout", "1", "--concurrency", "1000000000"]);
+    let flags = run_args(&targets, &["--concurrency", "1000000000"]);
     let output = probe(&cwd, &home, Some(&xdg), &flags);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
@@ -142,4 +139,45 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     let html = std::fs::read_to_string(&page).unwrap();
     let run_id = written[0].file_name().unwrap().to_str().unwrap();
     assert!(html.contains(run_id), "the report leaves out {run_id}");
+}
+
+/// Without a control that knows where the probe is, every run is ZZ AS0, and two
+/// volunteers on two networks would merge into one: they say where they are by hand.
+#[test]
+fn a_run_is_labelled_by_hand_with_its_country_and_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = loopback_targets(dir.path());
+    let out = dir.path().join("out");
+    let flags = [
+        "--probe-cc",
+        "ir",
+        "--probe-asn",
+        "58224",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = probe(dir.path(), dir.path(), None, &run_args(&targets, &flags));
+    assert!(output.status.success(), "{}", text(&output));
+    let verdicts = std::fs::read_to_string(out.join("verdicts.csv")).unwrap();
+    let rows: Vec<&str> = verdicts.lines().skip(1).collect();
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert!(row.contains(",IR,AS58224,"), "{row}");
+    }
+    let info = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(info.contains("\"probe_cc\": \"IR\"") && info.contains("\"probe_asn\": \"AS58224\""));
+
+    for (flag, value, said) in [
+        ("--probe-cc", "Iran", "is not a country code"),
+        ("--probe-asn", "AS-1", "is not an AS number"),
+    ] {
+        let bad = probe(
+            dir.path(),
+            dir.path(),
+            None,
+            &run_args(&targets, &[flag, value]),
+        );
+        assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+        assert!(text(&bad).contains(said), "{}", text(&bad));
+    }
 }

@@ -60,7 +60,7 @@ pub struct RunArgs {
     /// verdict, with its own targets and settings (DIR/run.json), appending to its files.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "targets", "test_list", "out", "resolvers", "ca_file", "asn_db", "treat_as_public",
-        "concurrency", "per_host", "timeout", "control",
+        "concurrency", "per_host", "timeout", "control", "probe_cc", "probe_asn",
     ])]
     pub resume: Option<PathBuf>,
     /// A Citizen Lab test list (CSV: url,category_code,...) whose URLs are measured
@@ -111,6 +111,15 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub control_token: Option<String>,
+    /// The country the probe measures from (two letters, as IR), written in every row
+    /// in place of what the control's database says (ZZ without one).
+    #[arg(long, value_name = "CC", value_parser = settings::parse_cc)]
+    pub probe_cc: Option<String>,
+    /// The network the probe measures from (AS58224, or 58224), in place of what the
+    /// control's database says (AS0 without one): two volunteers on two networks must
+    /// not merge into one in `aggregate` and the report.
+    #[arg(long, value_name = "ASN", value_parser = settings::parse_asn)]
+    pub probe_asn: Option<String>,
     /// Stop starting targets after SECS seconds, as Ctrl-C does, and leave the run to
     /// finish with --resume (a scheduled run on a metered link, say).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -425,6 +434,20 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     } = prepare(&args).map_err(InputError)?;
     if let Some(client) = &control {
         locate(client, &mut info).await?;
+    }
+    // Labels given by hand are the volunteer's word on where they are, over a database's.
+    for (given, label, what) in [
+        (&args.probe_cc, &mut info.probe_cc, "country"),
+        (&args.probe_asn, &mut info.probe_asn, "network"),
+    ] {
+        if let Some(given) = given {
+            if control.is_some() && *label != *given && !matches!(label.as_str(), "ZZ" | "AS0") {
+                tracing::warn!(
+                    "the control places this probe's {what} at {label}; labelling the run {given}, as given"
+                );
+            }
+            *label = given.clone();
+        }
     }
     let planned = info.targets.len();
     let (dir, mut writer) = open_results(&args, &info).map_err(InputError)?;

@@ -110,6 +110,30 @@ pub fn places() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=u64::from(u32::MAX))
 }
 
+/// The parser of `--probe-cc`: a country code of two letters (ISO 3166-1 alpha-2, as
+/// OONI writes them), upper-cased.
+pub fn parse_cc(s: &str) -> Result<String, String> {
+    match s.len() == 2 && s.chars().all(|c| c.is_ascii_alphabetic()) {
+        true => Ok(s.to_ascii_uppercase()),
+        false => Err(format!(
+            "{s:?} is not a country code: two letters, as IR or RU"
+        )),
+    }
+}
+
+/// The parser of `--probe-asn`: an autonomous system number, with or without its
+/// `AS`, written as OONI does (`AS58224`).
+pub fn parse_asn(s: &str) -> Result<String, String> {
+    let digits = s
+        .strip_prefix("AS")
+        .or_else(|| s.strip_prefix("as"))
+        .unwrap_or(s);
+    match digits.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(format!("AS{n}")),
+        _ => Err(format!("{s:?} is not an AS number: AS58224, or 58224")),
+    }
+}
+
 /// The parser of a flag in seconds (`--timeout`, `--request-deadline`), within the
 /// bounds of targets.toml's `timeout_secs`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
