@@ -139,6 +139,61 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     let html = std::fs::read_to_string(&page).unwrap();
     let run_id = written[0].file_name().unwrap().to_str().unwrap();
     assert!(html.contains(run_id), "the report leaves out {run_id}");
+
+    // `list` and `show` browse them; a run stopped early says how to finish it.
+    let unfinished = results.join("20260101T000000Z-0000");
+    std::fs::create_dir_all(&unfinished).unwrap();
+    for file in ["verdicts.csv", "measurements.csv", "measurements.jsonl"] {
+        std::fs::copy(written[0].join(file), unfinished.join(file)).unwrap();
+    }
+    let mut info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written[0].join("run.json")).unwrap())
+            .unwrap();
+    info["finished_at"] = serde_json::Value::Null;
+    info["run_id"] = "20260101T000000Z-0000".into();
+    info["started_at"] = "2026-01-01T00:00:00Z".into();
+    std::fs::write(unfinished.join("run.json"), info.to_string()).unwrap();
+    let listed = probe(&cwd, &home, None, &["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", text(&listed));
+    assert!(lines[0].starts_with("started (UTC)"), "{stdout}");
+    // Oldest first, each with its network and counts.
+    assert!(
+        lines[1].ends_with("20260101T000000Z-0000 (unfinished)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("ZZ AS0") && lines[2].ends_with(&format!("{run_id} (no network)")),
+        "{stdout}"
+    );
+    assert!(text(&listed).contains("2 runs in"), "{}", text(&listed));
+
+    let shown = probe(&cwd, &home, None, &["show", run_id]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let said = text(&shown);
+    assert!(said.contains(&format!("Run {run_id}: started")), "{said}");
+    assert!(
+        said.contains("without a control") && said.contains("service"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("Results: {}", written[0].display())),
+        "{said}"
+    );
+    let shown = probe(&cwd, &home, None, &["show", unfinished.to_str().unwrap()]);
+    assert!(
+        text(&shown).contains(&format!(
+            "finish it with censorprobe run --resume {}",
+            unfinished.display()
+        )),
+        "{}",
+        text(&shown)
+    );
+    let missing = probe(&cwd, &home, None, &["show", "no-such-run"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(text(&missing).contains("no such run directory"));
 }
 
 /// Without a control that knows where the probe is, every run is ZZ AS0, and two

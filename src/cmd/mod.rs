@@ -23,6 +23,7 @@ macro_rules! errln {
 }
 
 pub mod aggregate;
+pub mod browse;
 pub mod consent;
 pub mod demo;
 pub mod expect;
@@ -63,6 +64,19 @@ pub enum Command {
     /// Print the built-in targets (what `run` measures without --targets), as a
     /// targets file to start one's own from.
     Targets,
+    /// List the runs made, oldest first: when, from where, how many targets blocked.
+    List {
+        /// The directory of runs (default: where `run` writes them,
+        /// ~/.local/share/censorprobe/results).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Show a run's summary again: its blocked targets with their evidence.
+    Show {
+        /// The run's id (as `list` gives it) or its directory.
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+    },
     /// Show the whole job on a censored network simulated on loopback (no root, no
     /// internet): the real measurement and analysis, with a control.
     Demo {
@@ -147,6 +161,8 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
             out!("{}", crate::input::targets::SHIPPED);
             Ok(ExitCode::SUCCESS)
         }
+        Command::List { dir } => browse::list(&dir.unwrap_or_else(places::results_dir)),
+        Command::Show { run } => browse::show(&run, &places::results_dir()),
         Command::Demo { out } => demo::command(out, progress).await,
         Command::Control(ControlCommand::Serve(args)) => {
             server::serve(args).await?;

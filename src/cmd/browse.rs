@@ -1,0 +1,143 @@
+//! `censorprobe list` and `censorprobe show RUN`: the runs a volunteer made, browsed
+//! from the results directory, as OONI Probe's `list` and `show` do.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::analyse::TargetVerdict;
+use crate::analyse::Verdict;
+use crate::error::InputError;
+use crate::output;
+use crate::rundir::rows::read_verdicts;
+use crate::rundir::{self, Found, RunInfo, VERDICTS_CSV};
+
+/// A run as the list shows it: what run.json says, and its verdicts.
+struct Listed {
+    dir: PathBuf,
+    info: RunInfo,
+    verdicts: Vec<TargetVerdict>,
+}
+
+fn load(dir: &Path) -> anyhow::Result<Listed> {
+    let info = rundir::read_info(dir).with_context(|| dir.display().to_string())?;
+    let mut verdicts = Vec::new();
+    for row in read_verdicts(&dir.join(VERDICTS_CSV))? {
+        let (line, row) = row?;
+        let (verdict, blocking) = row
+            .judgement()
+            .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", dir.join(VERDICTS_CSV).display()))?;
+        verdicts.push(TargetVerdict {
+            service: row.service,
+            target: row.target,
+            verdict,
+            blocking,
+            evidence: row.evidence,
+        });
+    }
+    Ok(Listed {
+        dir: dir.to_path_buf(),
+        info,
+        verdicts,
+    })
+}
+
+/// One line per run in `dir` (the results directory by default), oldest first: when
+/// it started, where from, how many targets, how many blocked, anomalous and
+/// inconclusive, and whether it finished. A directory that is no readable run is said
+/// on standard error and left out.
+pub fn list(dir: &Path) -> anyhow::Result<ExitCode> {
+    let mut runs = Vec::new();
+    for found in rundir::find_runs(dir) {
+        match found {
+            Found::Run(path) => match load(&path) {
+                Ok(run) => runs.push(run),
+                Err(e) => errln!("skipped {}: {e:#}", path.display()),
+            },
+            Found::NotRun(path, why) if path == dir => {
+                return Err(InputError(anyhow::anyhow!("{}: {why}", path.display())).into());
+            }
+            Found::NotRun(path, why) => errln!("skipped {}: {why}", path.display()),
+        }
+    }
+    runs.sort_by_key(|run| run.info.started_at);
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "{:<16}  {:<14}  {:>7}  {:>7}  {:>7}  {:>7}  run",
+        "started (UTC)", "network", "targets", "blocked", "anomaly", "inconcl"
+    )?;
+    for run in &runs {
+        let count = |verdict| run.verdicts.iter().filter(|v| v.verdict == verdict).count();
+        let state = match (run.info.finished_at, run.info.no_network) {
+            (None, _) => " (unfinished)",
+            (Some(_), true) => " (no network)",
+            (Some(_), false) => "",
+        };
+        writeln!(
+            stdout,
+            "{:<16}  {:<14}  {:>7}  {:>7}  {:>7}  {:>7}  {}{state}",
+            run.info.started_at.format("%Y-%m-%d %H:%M"),
+            format!("{} {}", run.info.probe_cc, run.info.probe_asn),
+            run.info.targets.len(),
+            count(Verdict::Blocked),
+            count(Verdict::Anomaly),
+            count(Verdict::Inconclusive),
+            run.info.run_id,
+        )?;
+    }
+    errln!(
+        "{} in {}; see one with: censorprobe show RUN_ID",
+        crate::analyse::counted(runs.len(), "run", "runs"),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run's summary, as `run` printed it at its end: `run` is its directory, or its id
+/// in the results directory `results`.
+pub fn show(run: &Path, results: &Path) -> anyhow::Result<ExitCode> {
+    let dir = match run.is_dir() {
+        true => run.to_path_buf(),
+        false => results.join(run),
+    };
+    if !dir.is_dir() {
+        return Err(InputError(anyhow::anyhow!(
+            "{}: no such run directory, nor a run of that id in {}",
+            run.display(),
+            results.display()
+        ))
+        .into());
+    }
+    let listed = load(&dir).map_err(InputError)?;
+    let info = &listed.info;
+    let ended = match info.finished_at {
+        Some(at) => format!("finished {}", at.format("%Y-%m-%d %H:%M UTC")),
+        None => format!(
+            "unfinished ({} of {} targets done): finish it with censorprobe run --resume {}",
+            listed.verdicts.len(),
+            info.targets.len(),
+            dir.display()
+        ),
+    };
+    outln!(
+        "Run {}: started {}, {ended}; from {} {}; {}, {}.\n",
+        info.run_id,
+        info.started_at.format("%Y-%m-%d %H:%M UTC"),
+        info.probe_cc,
+        info.probe_asn,
+        crate::analyse::counted(info.targets.len(), "target", "targets"),
+        match &info.settings.control {
+            Some(url) => format!("with the control {url}"),
+            None => "without a control".to_string(),
+        }
+    );
+    out!(
+        "{}",
+        output::summary::render(&listed.verdicts, info.no_network, &info.resolvers)
+    );
+    outln!("\nResults: {}", listed.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
