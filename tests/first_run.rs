@@ -191,6 +191,58 @@ fn results_go_under_the_home_and_report_finds_them_there() {
         "{}",
         text(&shown)
     );
+    // `bundle` packs a run to send: what it holds said first, no path of the machine in.
+    let archive = dir.path().join("to-send.tar.gz");
+    let bundled = probe(
+        &cwd,
+        &home,
+        None,
+        &["bundle", run_id, "--out", archive.to_str().unwrap()],
+    );
+    assert!(bundled.status.success(), "{}", text(&bundled));
+    let said = String::from_utf8_lossy(&bundled.stdout);
+    let (listed_first, written) = said.split_once("Written:").expect("the archive is written");
+    for name in [
+        "run.json",
+        "verdicts.csv",
+        "measurements.jsonl",
+        "summary.txt",
+        "report.html",
+    ] {
+        assert!(listed_first.contains(&format!("{run_id}/{name}")), "{said}");
+    }
+    assert!(written.contains("no address of yours"), "{said}");
+    let mut names = Vec::new();
+    let mut summary = String::new();
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&archive).unwrap());
+    for entry in tar::Archive::new(gz).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        if name.ends_with("summary.txt") {
+            std::io::Read::read_to_string(&mut entry, &mut summary).unwrap();
+        }
+        names.push(name);
+    }
+    assert!(
+        names.contains(&format!("{run_id}/verdicts.csv")),
+        "{names:?}"
+    );
+    assert!(
+        summary.contains(&format!("Run {run_id}: started")),
+        "{summary}"
+    );
+    let home_text = home.display().to_string();
+    assert!(
+        !summary.contains(&home_text),
+        "a path of the machine:\n{summary}"
+    );
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.ends_with(".html") && n.starts_with('.'))
+        .collect();
+    assert!(beside.is_empty(), "left beside the archive: {beside:?}");
+
     let missing = probe(&cwd, &home, None, &["show", "no-such-run"]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert!(text(&missing).contains("no such run directory"));

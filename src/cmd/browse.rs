@@ -16,7 +16,6 @@ use crate::rundir::{self, Found, RunInfo, VERDICTS_CSV};
 
 /// A run as the list shows it: what run.json says, and its verdicts.
 struct Listed {
-    dir: PathBuf,
     info: RunInfo,
     verdicts: Vec<TargetVerdict>,
 }
@@ -37,11 +36,7 @@ fn load(dir: &Path) -> anyhow::Result<Listed> {
             evidence: row.evidence,
         });
     }
-    Ok(Listed {
-        dir: dir.to_path_buf(),
-        info,
-        verdicts,
-    })
+    Ok(Listed { info, verdicts })
 }
 
 /// One line per run in `dir` (the results directory by default), oldest first: when
@@ -96,48 +91,60 @@ pub fn list(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A run's summary, as `run` printed it at its end: `run` is its directory, or its id
-/// in the results directory `results`.
-pub fn show(run: &Path, results: &Path) -> anyhow::Result<ExitCode> {
+/// The run `run` names: its directory, or its id in the results directory `results`.
+pub fn run_dir(run: &Path, results: &Path) -> anyhow::Result<PathBuf> {
     let dir = match run.is_dir() {
         true => run.to_path_buf(),
         false => results.join(run),
     };
-    if !dir.is_dir() {
-        return Err(InputError(anyhow::anyhow!(
+    match dir.is_dir() {
+        true => Ok(dir),
+        false => Err(InputError(anyhow::anyhow!(
             "{}: no such run directory, nor a run of that id in {}",
             run.display(),
             results.display()
         ))
-        .into());
+        .into()),
     }
-    let listed = load(&dir).map_err(InputError)?;
+}
+
+/// What a run was and found: when, from where, with what control, then the summary
+/// `run` printed at its end. `dir` names where an unfinished run is, for the command
+/// that finishes it; left out, no path of the machine's is said.
+pub fn summary(dir: &Path, resume_from: Option<&Path>) -> anyhow::Result<String> {
+    let listed = load(dir).map_err(InputError)?;
     let info = &listed.info;
-    let ended = match info.finished_at {
-        Some(at) => format!("finished {}", at.format("%Y-%m-%d %H:%M UTC")),
-        None => format!(
-            "unfinished ({} of {} targets done): finish it with censorprobe run --resume {}",
+    let ended = match (info.finished_at, resume_from) {
+        (Some(at), _) => format!("finished {}", at.format("%Y-%m-%d %H:%M UTC")),
+        (None, resume) => format!(
+            "unfinished ({} of {} targets done){}",
             listed.verdicts.len(),
             info.targets.len(),
-            dir.display()
+            resume.map_or(String::new(), |dir| format!(
+                ": finish it with censorprobe run --resume {}",
+                dir.display()
+            ))
         ),
     };
-    outln!(
-        "Run {}: started {}, {ended}; from {} {}; {}, {}.\n",
+    let control = match &info.settings.control {
+        Some(url) => format!("with the control {url}"),
+        None => "without a control".to_string(),
+    };
+    Ok(format!(
+        "Run {}: started {}, {ended}; from {} {}; {}, {control}.\n\n{}",
         info.run_id,
         info.started_at.format("%Y-%m-%d %H:%M UTC"),
         info.probe_cc,
         info.probe_asn,
         crate::analyse::counted(info.targets.len(), "target", "targets"),
-        match &info.settings.control {
-            Some(url) => format!("with the control {url}"),
-            None => "without a control".to_string(),
-        }
-    );
-    out!(
-        "{}",
         output::summary::render(&listed.verdicts, info.no_network, &info.resolvers)
-    );
-    outln!("\nResults: {}", listed.dir.display());
+    ))
+}
+
+/// A run's summary again (see [`summary`]), and where it is.
+pub fn show(run: &Path, results: &Path) -> anyhow::Result<ExitCode> {
+    let dir = run_dir(run, results)?;
+    out!("{}", summary(&dir, Some(&dir))?);
+    outln!("\nResults: {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ macro_rules! errln {
 
 pub mod aggregate;
 pub mod browse;
+pub mod bundle;
 pub mod consent;
 pub mod demo;
 pub mod expect;
@@ -76,6 +77,16 @@ pub enum Command {
         /// The run's id (as `list` gives it) or its directory.
         #[arg(value_name = "RUN")]
         run: PathBuf,
+    },
+    /// Pack a run into one archive to send a researcher: its files, a summary and the
+    /// HTML report; what it holds is listed first.
+    Bundle {
+        /// The run's id (as `list` gives it) or its directory.
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+        /// The archive to write (default: RUN_ID.tar.gz here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Show the whole job on a censored network simulated on loopback (no root, no
     /// internet): the real measurement and analysis, with a control.
@@ -163,6 +174,7 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
         }
         Command::List { dir } => browse::list(&dir.unwrap_or_else(places::results_dir)),
         Command::Show { run } => browse::show(&run, &places::results_dir()),
+        Command::Bundle { run, out } => bundle::command(&run, out.as_deref()),
         Command::Demo { out } => demo::command(out, progress).await,
         Command::Control(ControlCommand::Serve(args)) => {
             server::serve(args).await?;
