@@ -288,3 +288,34 @@ fn a_run_is_labelled_by_hand_with_its_country_and_network() {
         assert!(text(&bad).contains(said), "{}", text(&bad));
     }
 }
+
+/// -v says each verdict as it comes; -q keeps standard error to errors (the summary,
+/// on standard output, stays).
+#[test]
+fn verbose_and_quiet_say_more_and_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = loopback_targets(dir.path());
+    let run = |flags: &[&str]| {
+        let out = dir.path().join(flags.join(""));
+        let mut all = vec!["--out", out.to_str().unwrap(), "--concurrency", "2000"];
+        all.extend(flags);
+        let output = probe(dir.path(), dir.path(), None, &run_args(&targets, &all));
+        assert!(output.status.success(), "{}", text(&output));
+        output
+    };
+    let verbose = run(&["-v"]);
+    let stderr = String::from_utf8_lossy(&verbose.stderr);
+    assert!(
+        stderr.contains("canary canary.test: inconclusive"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("concurrency 2000"), "{stderr}");
+
+    let quiet = run(&["-q"]);
+    assert!(quiet.stderr.is_empty(), "{}", text(&quiet));
+    assert!(
+        String::from_utf8_lossy(&quiet.stdout).contains("service"),
+        "{}",
+        text(&quiet)
+    );
+}

@@ -54,6 +54,25 @@ use run::RunCommand;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Say more on standard error: -v each verdict as it comes, -vv what is done on
+    /// the way (RUST_LOG, when set, says exactly what).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Say less on standard error: no progress bar, errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// What is logged, as tracing's filter says it.
+    pub fn log_level(&self) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, _) => "debug",
+        }
+    }
 }
 
 // Parsed once and matched once at start: the size of its largest variant costs nothing.

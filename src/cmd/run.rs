@@ -765,6 +765,13 @@ impl<'a> Sink<'a> {
 
     fn write(&mut self, measured_at: &str, verdict: TargetVerdict) -> anyhow::Result<()> {
         self.writer.write_verdict(measured_at, &verdict)?;
+        tracing::info!(
+            "{} {}: {}{}",
+            verdict.service,
+            verdict.target,
+            verdict.verdict,
+            verdict.blocking.map_or(String::new(), |b| format!(" {b}"))
+        );
         let flags = matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked);
         self.verdicts.push(verdict);
         if flags {
