@@ -33,10 +33,13 @@ fn probe(cwd: &Path, home: &Path, xdg_data: Option<&Path>, args: &[&str]) -> Out
     command.output().unwrap()
 }
 
-/// The runs in `results`.
+/// The runs in `results`: its directories (beside them, the history and a lock).
 fn runs(results: &Path) -> Vec<PathBuf> {
     match std::fs::read_dir(results) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -109,6 +112,37 @@ fn results_go_under_the_home_and_report_finds_them_there() {
         runs(&cwd).is_empty(),
         "nothing is written where the shell is"
     );
+    let history = || std::fs::read_to_string(results.join("history.log")).unwrap_or_default();
+    let run_id = written[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        history().contains(&format!("{run_id} finished, no network: 2 of 2 targets")),
+        "{}",
+        history()
+    );
+
+    // Runs into the results directory go one at a time: one that finds another going
+    // is refused, and says so in the history too.
+    let lock = std::fs::File::open(results.join(".run.lock")).unwrap();
+    lock.lock().unwrap();
+    let refused = run(None);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("another run is going into"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        history().contains("refused: another run is going into"),
+        "{}",
+        history()
+    );
+    assert_eq!(runs(&results).len(), 1);
+    drop(lock);
 
     // $XDG_DATA_HOME, when set, is where they go.
     let xdg = dir.path().join("xdg");
@@ -137,7 +171,7 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     );
     assert!(report.status.success(), "{}", text(&report));
     let html = std::fs::read_to_string(&page).unwrap();
-    let run_id = written[0].file_name().unwrap().to_str().unwrap();
+    let run_id = run_id.as_str();
     assert!(html.contains(run_id), "the report leaves out {run_id}");
 
     // `list` and `show` browse them; a run stopped early says how to finish it.

@@ -708,6 +708,7 @@ impl ProbeRun {
         let runs: Vec<PathBuf> = std::fs::read_dir(&results)
             .unwrap_or_else(|e| panic!("{}: {e}\n{run}", results.display()))
             .map(|entry| entry.unwrap().path())
+            .filter(|path| path.is_dir())
             .collect();
         let [out] = &runs[..] else {
             panic!("{} holds {runs:?}, not one run\n{run}", results.display());

@@ -28,6 +28,7 @@ pub mod bundle;
 pub mod consent;
 pub mod demo;
 pub mod expect;
+pub mod history;
 pub mod offline;
 pub mod places;
 pub mod run;

@@ -831,7 +831,23 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         .map(super::expect::load)
         .transpose()
         .map_err(InputError)?;
-    let report = run(cmd.run, progress).await?;
+    // Runs into the results directory go one at a time, each logged (see `history`).
+    let results =
+        (cmd.run.out.is_none() && cmd.run.resume.is_none()).then(super::places::results_dir);
+    let _held = match results.as_deref().map(super::history::hold).transpose() {
+        Ok(held) => held,
+        Err(e) => {
+            if let Some(results) = &results {
+                super::history::append(results, &format!("refused: {e:#}"));
+            }
+            return Err(e);
+        }
+    };
+    let report = run(cmd.run, progress).await;
+    if let Some(results) = &results {
+        super::history::append(results, &history_line(&report));
+    }
+    let report = report?;
     if let Some(Stopped::Signal(signal)) = report.stopped {
         stopped_note(&report);
         return Ok(ExitCode::from(signal.exit_code()));
@@ -860,6 +876,35 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// A run's line in the history: its id, how it ended, and what it found.
+fn history_line(report: &anyhow::Result<RunReport>) -> String {
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => return format!("failed: {e:#}"),
+    };
+    let id = report.dir.file_name().unwrap_or_default().to_string_lossy();
+    let ended = match report.stopped {
+        Some(Stopped::Signal(_)) => "interrupted",
+        Some(Stopped::MaxRuntime(_)) => "stopped at --max-runtime",
+        None if report.no_network => "finished, no network",
+        None => "finished",
+    };
+    let count = |verdict| {
+        report
+            .verdicts
+            .iter()
+            .filter(|v| v.verdict == verdict)
+            .count()
+    };
+    format!(
+        "{id} {ended}: {} of {} targets, {} blocked, {} anomalous",
+        report.verdicts.len(),
+        report.planned,
+        count(Verdict::Blocked),
+        count(Verdict::Anomaly)
+    )
 }
 
 /// What a run that stopped early did, and how to finish it, on standard error.
