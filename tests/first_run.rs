@@ -261,6 +261,20 @@ fn results_go_under_the_home_and_report_finds_them_there() {
         names.contains(&format!("{run_id}/verdicts.csv")),
         "{names:?}"
     );
+    // The targets file was given by its path: the bundle's run.json keeps its name only.
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&archive).unwrap());
+    let mut info = String::new();
+    for entry in tar::Archive::new(gz).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with("run.json") {
+            std::io::Read::read_to_string(&mut entry, &mut info).unwrap();
+        }
+    }
+    assert!(
+        info.contains("\"targets_file\": \"targets.toml\""),
+        "{info}"
+    );
+    assert!(!info.contains(&dir.path().display().to_string()), "{info}");
     assert!(
         summary.contains(&format!("Run {run_id}: started")),
         "{summary}"
@@ -280,6 +294,37 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     let missing = probe(&cwd, &home, None, &["show", "no-such-run"]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert!(text(&missing).contains("no such run directory"));
+
+    // A run another censorprobe is still writing is no run to resume: listed as running,
+    // shown as going, and a resume of it refused.
+    let writing = std::fs::File::create(unfinished.join(".writing.lock")).unwrap();
+    writing.lock().unwrap();
+    let listed = probe(&cwd, &home, None, &["list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("20260101T000000Z-0000 (running)"),
+        "{}",
+        text(&listed)
+    );
+    let shown = probe(&cwd, &home, None, &["show", unfinished.to_str().unwrap()]);
+    assert!(text(&shown).contains("still going"), "{}", text(&shown));
+    assert!(!text(&shown).contains("--resume"), "{}", text(&shown));
+    let resumed = probe(
+        &cwd,
+        &home,
+        None,
+        &["run", "--resume", unfinished.to_str().unwrap()],
+    );
+    assert_eq!(resumed.status.code(), Some(2), "{}", text(&resumed));
+    assert!(text(&resumed).contains("still going"), "{}", text(&resumed));
+    drop(writing);
+}
+
+#[test]
+fn a_fresh_install_lists_no_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let listed = probe(home.path(), home.path(), None, &["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(text(&listed).contains("0 runs in"), "{}", text(&listed));
 }
 
 /// Without a control that knows where the probe is, every run is ZZ AS0, and two

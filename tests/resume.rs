@@ -547,7 +547,9 @@ async fn sigterm_and_max_runtime_stop_the_run_cleanly() {
     let lab = Lab::new(true, &[], SLOW).await;
     let out = lab.out();
     let child = lab.start(&out);
+    let started = Instant::now();
     while rows(&out.join("verdicts.csv")) < 2 {
+        assert!(started.elapsed() < DEADLINE, "no verdicts came");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     send(&child, "TERM");

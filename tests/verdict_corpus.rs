@@ -721,7 +721,7 @@ fn cases() -> Vec<Case> {
             V::Inconclusive,
             None,
         )
-        .saying("the probe's QUIC reached no server in this run, the canary's included"),
+        .saying("the probe's QUIC was not tried at the canary in this run"),
         case(
             "QUIC dark to an address that is dark to the control's QUIC too",
             domain(&[]),

@@ -171,11 +171,13 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 // A stall the probe's own network accounts for (its check right after
                 // failed too: the link, not the address, went dead) is no freeze.
                 let why = explain::step(&format!("fetching {}", h.url), e, h.check.as_ref());
+                let own_network = why.is_some();
                 let problem = problem.unless(why);
-                // No freeze: the fetch with its own name after the twin may still show
-                // a throttle.
+                // No freeze, and not the probe's own network: where a twin read the whole
+                // body, the fetch with its own name after it may still show a throttle.
+                let twin_read_it = refetches(probe).twins.iter().any(|t| t.error.is_none());
                 let slow = their_page
-                    .filter(|_| problem.explained.is_some())
+                    .filter(|_| problem.explained.is_some() && !own_network && twin_read_it)
                     .and_then(|page| throttled(h, page, refetches(probe)));
                 out.push(problem);
                 out.extend(slow.map(|slow| slow.with_control(saw)));
@@ -1122,6 +1124,23 @@ mod tests {
         let lossy = crawled(900_000.0);
         assert_eq!(kind(&lossy), (Verdict::Inconclusive, None));
         evidence_of(&lossy, &["stalled for a while"]);
+        // The probe's own network failed its check right after the stall: nothing after
+        // it is evidence, the crawl included.
+        let mut m = cut_at_deadline(again(0, 0.0), 150_000, 3000.0, 50.0);
+        if let Step::Http(h) = &mut m.step {
+            h.hops[0].peak_rate = Some(60_000.0);
+        }
+        let own = against_the_control(vec![
+            checked(frozen(32_000), Some(Failure::GenericTimeout)),
+            twin(400_000, 500.0),
+            m,
+        ]);
+        assert_eq!(
+            kind(&own),
+            (Verdict::Inconclusive, None),
+            "{}",
+            own.verdict.evidence
+        );
         // Too few bytes to show that full-size packets passed: a path MTU black hole.
         let mtu = against_the_control(vec![frozen(1_400), stopped_after(twin(0, 0.0), 1_400)]);
         assert_eq!(kind(&mtu), (Verdict::Inconclusive, None));

@@ -248,9 +248,11 @@ pub struct Context {
     /// Whether the probe reached the canary over IPv6: its IPv6 works, and a target's
     /// IPv6 address it cannot reach is evidence like any other.
     pub ipv6: bool,
-    /// Whether the probe's QUIC reached the canary: QUIC works from the probe's network,
-    /// and an address whose QUIC it cannot reach is evidence.
-    pub quic: bool,
+    /// What the probe's QUIC handshakes to the canary got: an answer (QUIC works from
+    /// the probe's network, and an address whose QUIC it cannot reach is evidence), none
+    /// (`Some(false)`), or none was made (`None`: no QUIC asked for, no canary, or the
+    /// canary not reached over TCP+TLS).
+    pub quic: Option<bool>,
 }
 
 impl Context {
@@ -258,7 +260,7 @@ impl Context {
     pub fn learn_from_canary(&mut self, canary: &TargetFacts) {
         self.resolvers = explain::ResolverHealth::of(&canary.dns);
         self.ipv6 = transport::reached_over(canary, true);
-        self.quic = quic::reached(canary);
+        self.quic = quic::canary(canary);
     }
 }
 

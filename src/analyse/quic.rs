@@ -47,6 +47,11 @@ pub fn reached(facts: &TargetFacts) -> bool {
     quic(facts).any(|(_, q)| q.handshake.server_answered())
 }
 
+/// What the canary's QUIC handshakes got (see `Context::quic`): None where it made none.
+pub fn canary(facts: &TargetFacts) -> Option<bool> {
+    quic(facts).next().map(|_| reached(facts))
+}
+
 /// The QUIC handshakes among the facts, with their measurements.
 fn quic(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &QuicFacts)> {
     facts.measurements.iter().filter_map(|m| match &m.step {
@@ -147,9 +152,13 @@ fn quic_problem(
     let why = explain::step(&what, e, failed.handshake.check.as_ref())
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.ended_at()))
         .or_else(|| {
-            let unseen = by_name.is_none() && !context.quic && !reached(probe);
+            let unseen = by_name.is_none() && context.quic != Some(true) && !reached(probe);
+            let canary = match context.quic {
+                Some(_) => "the probe's QUIC handshake to the canary got no answer either",
+                None => "the probe's QUIC was not tried at the canary in this run",
+            };
             unseen.then(|| format!(
-                "{}; the probe's QUIC reached no server in this run, the canary's included: a network that drops all QUIC cannot be told from a block of this address",
+                "{}; {canary}: a network that drops all QUIC cannot be told from a block of this address",
                 problem.finding.evidence
             ))
         });
@@ -242,7 +251,7 @@ mod tests {
         control: Vec<Measurement>,
     ) -> ((Verdict, Option<Blocking>), String) {
         let works = Context {
-            quic: true,
+            quic: Some(true),
             ..Context::default()
         };
         judged_in(&works, probe, control)
@@ -300,7 +309,19 @@ mod tests {
         assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
         assert!(
             evidence.contains("QUIC blocked by address")
-                && evidence.contains("the canary's included"),
+                && evidence.contains("not tried at the canary"),
+            "{evidence}"
+        );
+        // The canary's QUIC dark too: said so.
+        let dark_there = Context {
+            quic: Some(false),
+            ..Context::default()
+        };
+        let (verdict, evidence) =
+            judged_in(&dark_there, reached_then(vec![dark()]), control_answered());
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
+        assert!(
+            evidence.contains("QUIC handshake to the canary got no answer either"),
             "{evidence}"
         );
         let by_name = around(quic(FB_443, false, TIMEOUT, 0), quic(FB_443, true, None, 6));
@@ -373,7 +394,7 @@ mod tests {
         let ours = facts(&target, dns(), probe);
         let theirs = facts(&target, dns(), control_answered());
         let works = Context {
-            quic: true,
+            quic: Some(true),
             ..Context::default()
         };
         assert!(super::problems(&ours, Some(&theirs), &works).is_empty());

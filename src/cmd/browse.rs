@@ -16,6 +16,7 @@ use crate::rundir::{self, Found, RunInfo, VERDICTS_CSV};
 
 /// A run as the list shows it: what run.json says, and its verdicts.
 struct Listed {
+    dir: PathBuf,
     info: RunInfo,
     verdicts: Vec<TargetVerdict>,
 }
@@ -36,14 +37,18 @@ fn load(dir: &Path) -> anyhow::Result<Listed> {
             evidence: row.evidence,
         });
     }
-    Ok(Listed { info, verdicts })
+    Ok(Listed {
+        dir: dir.to_path_buf(),
+        info,
+        verdicts,
+    })
 }
 
 /// One line per run in `dir` (the results directory by default), oldest first: when
 /// it started, where from, how many targets, how many blocked, anomalous and
 /// inconclusive, and whether it finished. A directory that is no readable run is said
 /// on standard error and left out.
-pub fn list(dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn list(dir: &Path, is_default: bool) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     for found in rundir::find_runs(dir) {
         match found {
@@ -51,6 +56,8 @@ pub fn list(dir: &Path) -> anyhow::Result<ExitCode> {
                 Ok(run) => runs.push(run),
                 Err(e) => errln!("skipped {}: {e:#}", path.display()),
             },
+            // The results directory before any run, or with none that ended well: no runs.
+            Found::NotRun(path, _) if path == dir && is_default => {}
             Found::NotRun(path, why) if path == dir => {
                 return Err(InputError(anyhow::anyhow!("{}: {why}", path.display())).into());
             }
@@ -67,6 +74,7 @@ pub fn list(dir: &Path) -> anyhow::Result<ExitCode> {
     for run in &runs {
         let count = |verdict| run.verdicts.iter().filter(|v| v.verdict == verdict).count();
         let state = match (run.info.finished_at, run.info.no_network) {
+            (None, _) if rundir::being_written(&run.dir) => " (running)",
             (None, _) => " (unfinished)",
             (Some(_), true) => " (no network)",
             (Some(_), false) => "",
@@ -116,6 +124,11 @@ pub fn summary(dir: &Path, resume_from: Option<&Path>) -> anyhow::Result<String>
     let info = &listed.info;
     let ended = match (info.finished_at, resume_from) {
         (Some(at), _) => format!("finished {}", at.format("%Y-%m-%d %H:%M UTC")),
+        (None, _) if rundir::being_written(dir) => format!(
+            "still going ({} of {} targets done so far)",
+            listed.verdicts.len(),
+            info.targets.len()
+        ),
         (None, resume) => format!(
             "unfinished ({} of {} targets done){}",
             listed.verdicts.len(),

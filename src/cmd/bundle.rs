@@ -14,7 +14,7 @@ use flate2::write::GzEncoder;
 use super::browse;
 use crate::error::InputError;
 use crate::output;
-use crate::rundir;
+use crate::rundir::{self, RUN_JSON};
 
 /// The files of a bundle besides the run's own.
 const SUMMARY: &str = "summary.txt";
@@ -41,10 +41,25 @@ pub fn command(run: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What goes into the archive under a name: a file as it is, or bytes made for it.
+enum Content {
+    File(PathBuf),
+    Made(Vec<u8>),
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        match self {
+            Content::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            Content::Made(bytes) => bytes.len() as u64,
+        }
+    }
+}
+
 fn write(dir: &Path, run_id: &str, out: &Path, summary: &str, report: &Path) -> anyhow::Result<()> {
     // The run's files, a name each (the run's id for its folder), then what was made.
     let folder = PathBuf::from(run_id);
-    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut files: Vec<(PathBuf, Content)> = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
         let name = path
@@ -52,35 +67,61 @@ fn write(dir: &Path, run_id: &str, out: &Path, summary: &str, report: &Path) -> 
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if path.is_file() && !name.starts_with('.') && !name.ends_with(".tmp") {
-            files.push((path, folder.join(name)));
+        if !path.is_file() || name.starts_with('.') || name.ends_with(".tmp") {
+            continue;
         }
+        let content = match name == RUN_JSON {
+            true => Content::Made(shareable_info(&path)?),
+            false => Content::File(path),
+        };
+        files.push((folder.join(name), content));
     }
-    files.sort();
-    files.push((report.to_path_buf(), folder.join(REPORT)));
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.push((folder.join(REPORT), Content::File(report.to_path_buf())));
+    files.push((
+        folder.join(SUMMARY),
+        Content::Made(summary.as_bytes().to_vec()),
+    ));
     outln!("{} will hold:", out.display());
-    for (path, name) in &files {
-        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-        outln!("  {}  ({bytes} bytes)", name.display());
+    for (name, content) in &files {
+        outln!("  {}  ({} bytes)", name.display(), content.len());
     }
-    outln!(
-        "  {}  ({} bytes)",
-        folder.join(SUMMARY).display(),
-        summary.len()
-    );
     rundir::replace_with(out, |writer| {
         let mut archive = tar::Builder::new(GzEncoder::new(writer, Compression::default()));
         archive.mode(tar::HeaderMode::Deterministic);
-        for (path, name) in &files {
-            archive
-                .append_path_with_name(path, name)
-                .with_context(|| format!("cannot add {}", path.display()))?;
+        for (name, content) in &files {
+            match content {
+                Content::File(path) => archive
+                    .append_path_with_name(path, name)
+                    .with_context(|| format!("cannot add {}", path.display()))?,
+                Content::Made(bytes) => {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(bytes.len() as u64);
+                    header.set_mode(0o644);
+                    archive.append_data(&mut header, name, bytes.as_slice())?;
+                }
+            }
         }
-        let mut header = tar::Header::new_gnu();
-        header.set_size(summary.len() as u64);
-        header.set_mode(0o644);
-        archive.append_data(&mut header, folder.join(SUMMARY), summary.as_bytes())?;
         archive.into_inner()?.finish()?.flush()?;
         Ok(())
     })
+}
+
+/// run.json as it may leave the machine: the files its settings name (the targets
+/// file, a CA file, an ASN database), which `--resume` reads again from their paths,
+/// by their names alone, since a path may name the volunteer's home.
+fn shareable_info(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut info: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    for key in ["targets_file", "ca_file", "asn_db"] {
+        if let Some(named) = info["settings"][key].as_str() {
+            let name = Path::new(named)
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            info["settings"][key] = name.into();
+        }
+    }
+    Ok(serde_json::to_vec_pretty(&info)?)
 }

@@ -27,23 +27,13 @@ pub struct Held {
 pub fn hold(results: &Path) -> anyhow::Result<Held> {
     std::fs::create_dir_all(results)
         .with_context(|| format!("cannot create results directory {}", results.display()))?;
-    let path = results.join(LOCK);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(Held { _lock: lock }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(InputError(anyhow::anyhow!(
+    match crate::rundir::try_lock(&results.join(LOCK))? {
+        Some(lock) => Ok(Held { _lock: lock }),
+        None => Err(InputError(anyhow::anyhow!(
             "another run is going into {}: runs there go one at a time; wait for it to end, or give this one --out DIR",
             results.display()
         ))
         .into()),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(anyhow::anyhow!("cannot lock {}: {e}", path.display()))
-        }
     }
 }
 

@@ -192,7 +192,10 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
             out!("{}", crate::input::targets::SHIPPED);
             Ok(ExitCode::SUCCESS)
         }
-        Command::List { dir } => browse::list(&dir.unwrap_or_else(places::results_dir)),
+        Command::List { dir } => match dir {
+            Some(dir) => browse::list(&dir, false),
+            None => browse::list(&places::results_dir(), true),
+        },
         Command::Show { run } => browse::show(&run, &places::results_dir()),
         Command::Bundle { run, out } => bundle::command(&run, out.as_deref()),
         Command::Demo { out } => demo::command(out, progress).await,

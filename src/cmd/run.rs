@@ -390,6 +390,11 @@ fn open_results(args: &RunArgs, info: &RunInfo) -> anyhow::Result<(PathBuf, Resu
 /// over (nothing is ever overwritten): say how.
 fn unfinished_elsewhere(dir: &Path) -> anyhow::Result<()> {
     match crate::rundir::read_info(dir) {
+        Ok(earlier) if crate::rundir::being_written(dir) => anyhow::bail!(
+            "{} holds run {}, which is still going: choose another --out",
+            dir.display(),
+            earlier.run_id
+        ),
         Ok(earlier) if earlier.finished_at.is_none() => anyhow::bail!(
             "{} holds run {}, which did not finish: finish it with censorprobe run --resume {}, or choose another --out",
             dir.display(),
@@ -424,6 +429,19 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     // Watched before anything is written: a Ctrl-C from then on leaves a run that
     // --resume can finish.
     let mut signals = Signals::watch()?;
+    // --max-runtime counts from the start, the control's lookup included.
+    let deadline = args
+        .max_runtime
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    // A resume holds its run from before the repair: not while another writes it (what
+    // is no run is left to the repair to say).
+    let _resuming = args
+        .resume
+        .as_deref()
+        .filter(|dir| dir.join(RUN_JSON).is_file())
+        .map(crate::rundir::hold_run)
+        .transpose()
+        .map_err(InputError)?;
     let Prepared {
         measurer,
         control,
@@ -433,7 +451,13 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         earlier,
     } = prepare(&args).map_err(InputError)?;
     if let Some(client) = &control {
+        // A resumed run keeps the labels its run.json has, whatever the control says
+        // now (or what was given by hand then): one run, one network.
+        let labels = (info.probe_cc.clone(), info.probe_asn.clone());
         locate(client, &mut info).await?;
+        if args.resume.is_some() {
+            (info.probe_cc, info.probe_asn) = labels;
+        }
     }
     // Labels given by hand are the volunteer's word on where they are, over a database's.
     for (given, label, what) in [
@@ -451,6 +475,10 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     }
     let planned = info.targets.len();
     let (dir, mut writer) = open_results(&args, &info).map_err(InputError)?;
+    let _writing = match args.resume {
+        Some(_) => None,
+        None => Some(crate::rundir::hold_run(&dir)?),
+    };
     let bar = progress.add(ProgressBar::new(targets.len() as u64));
     bar.set_style(
         ProgressStyle::with_template(
@@ -493,22 +521,29 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     // holds verdicts back until the canary has shown how the resolvers fare, and until
     // some target, the canary or another, shows a network.
     let stopping = Arc::new(AtomicBool::new(false));
+    // Kept to cut the targets still in flight when a stop's grace ends: a detached task
+    // would go on sending names and asking the control while the run ends.
+    let in_flight_tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut results = futures_util::stream::iter(targets)
         .map(|target| {
             let (measurer, control) = (measurer.clone(), control.clone());
             let stopping = stopping.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 // Once the run is stopping, a target not yet started is left to --resume.
                 if stopping.load(Ordering::Relaxed) {
                     return None;
                 }
                 Some(measure_both(&measurer, control.as_ref(), target).await)
-            })
+            });
+            let mut tasks = in_flight_tasks.lock().expect("task list lock poisoned");
+            tasks.retain(|t: &tokio::task::AbortHandle| !t.is_finished());
+            tasks.push(task.abort_handle());
+            task
         })
         .buffer_unordered(in_flight);
     let max_runtime = async {
-        match args.max_runtime {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };
@@ -527,12 +562,13 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
                 None => break,
             },
             signal = signals.next() => {
-                // A second one: stop at once.
-                if stopped.is_some() {
+                // A second one (or one after --max-runtime): stop at once.
+                let again = stopped.is_some();
+                stopped = Some(Stopped::Signal(signal));
+                if again {
                     left_out = true;
                     break;
                 }
-                stopped = Some(Stopped::Signal(signal));
             }
             () = &mut max_runtime, if stopped.is_none() => {
                 stopped = args.max_runtime.map(Stopped::MaxRuntime);
@@ -553,6 +589,13 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
     // Stopped with targets left: the run stays unfinished (no finished_at), its held
     // and unjudged verdicts unwritten, so that --resume measures those targets again.
     if let Some(stopped) = stopped.filter(|_| left_out) {
+        for task in in_flight_tasks
+            .lock()
+            .expect("task list lock poisoned")
+            .iter()
+        {
+            task.abort();
+        }
         bar.finish_and_clear();
         let (verdicts, resolvers) = sink.stopped();
         return Ok(RunReport {

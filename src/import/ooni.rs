@@ -131,7 +131,7 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
         ),
         // Only censorprobe's own export says what its canary showed; OONI's data does
         // not, so an address dark to QUIC or IPv6 there is no evidence.
-        quic: annotation(&envelope, "censorprobe_probe_quic") == Some("true"),
+        quic: annotation(&envelope, "censorprobe_probe_quic").and_then(|q| q.parse().ok()),
         ipv6: annotation(&envelope, "censorprobe_probe_ipv6") == Some("true"),
         ..Context::default()
     };

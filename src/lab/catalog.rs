@@ -357,7 +357,7 @@ impl Case<'_> {
                     outcomes.push(Outcome::new(
                         Verdict::Inconclusive,
                         None,
-                        &["the probe's QUIC reached no server"],
+                        &["the probe's QUIC handshake to the canary got no answer either"],
                     ));
                 }
                 outcomes

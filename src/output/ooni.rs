@@ -334,7 +334,10 @@ fn measurement(
         ),
         // What the run's canary showed of the probe's network, which an import cannot
         // measure again: whether an address dark to QUIC or IPv6 is evidence.
-        ("censorprobe_probe_quic", run.context.quic.to_string()),
+        (
+            "censorprobe_probe_quic",
+            run.context.quic.map_or("unknown".into(), |q| q.to_string()),
+        ),
         ("censorprobe_probe_ipv6", run.context.ipv6.to_string()),
     ]);
     OoniMeasurement {

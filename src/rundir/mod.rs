@@ -312,3 +312,47 @@ pub fn aside(path: &Path) -> PathBuf {
     name.push(".tmp");
     path.with_file_name(name)
 }
+
+/// The lock file in a run directory, held by the censorprobe writing it.
+const WRITING: &str = ".writing.lock";
+
+/// A run directory held by the censorprobe that writes it (a run, a resume), for as
+/// long as this lives: a second writer, or a resume of a run still going, would
+/// rewrite files from under it and lose its rows.
+pub struct Writing {
+    _lock: File,
+}
+
+/// Holds `dir` (which must exist) for writing, or says who holds it.
+pub fn hold_run(dir: &Path) -> anyhow::Result<Writing> {
+    match try_lock(&dir.join(WRITING))? {
+        Some(lock) => Ok(Writing { _lock: lock }),
+        None => bail!(
+            "{}: the run there is still going (another censorprobe is writing it): wait for it to end",
+            dir.display()
+        ),
+    }
+}
+
+/// The lock file at `path`, created if need be and locked for this process; None
+/// where another process holds it. Let go when the file is dropped (or the process
+/// ends, however it ends).
+pub fn try_lock(path: &Path) -> anyhow::Result<Option<File>> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+    }
+}
+
+/// Whether another censorprobe is writing the run in `dir` now.
+pub fn being_written(dir: &Path) -> bool {
+    File::open(dir.join(WRITING))
+        .is_ok_and(|lock| matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
