@@ -16,6 +16,12 @@ pub const EXIT_INTERNAL_ERROR: u8 = 3;
 #[error(transparent)]
 pub struct InputError(#[from] pub anyhow::Error);
 
+/// A signal that stopped a command before it wrote anything: it ends with the code a
+/// shell gives a process the signal ended.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted before anything was measured: nothing was written")]
+pub struct Interrupted(pub crate::shutdown::Signal);
+
 /// The kind of an error, from what it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -45,7 +51,10 @@ impl Kind {
 
 /// The exit code of a command that failed with `error`.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    Kind::of(error).exit_code()
+    match error.downcast_ref::<Interrupted>() {
+        Some(Interrupted(signal)) => signal.exit_code(),
+        None => Kind::of(error).exit_code(),
+    }
 }
 
 #[cfg(test)]

@@ -564,6 +564,32 @@ async fn sigterm_and_max_runtime_stop_the_run_cleanly() {
     check_stopped(&lab, &output, "stopped at --max-runtime 1").await;
 }
 
+/// A Ctrl-C while the probe waits for a control that does not answer ends it at once,
+/// before anything is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_the_control_is_asked_where_the_probe_is_writes_nothing() {
+    let lab = Lab::new(true, &[], 1).await;
+    let out = lab.out();
+    let control = format!("http://{}/", blackhole::port().unwrap());
+    let child = lab.start_with(&out, &["--control", &control]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&child, "INT");
+    let interrupted = Instant::now();
+    let output = finish(child).await;
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "the Ctrl-C waited for the control: {:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(
+        text(&output).contains("interrupted before anything was measured"),
+        "{}",
+        text(&output)
+    );
+    assert!(!out.exists(), "a results directory was made");
+}
+
 #[tokio::test]
 async fn resume_refuses_a_newer_run_and_a_directory_that_is_no_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -454,7 +454,12 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         // A resumed run keeps the labels its run.json has, whatever the control says
         // now (or what was given by hand then): one run, one network.
         let labels = (info.probe_cc.clone(), info.probe_asn.clone());
-        locate(client, &mut info).await?;
+        // The lookup may wait on a control that does not answer: a stop then ends it,
+        // before anything is written.
+        tokio::select! {
+            located = locate(client, &mut info) => located?,
+            signal = signals.next() => return Err(crate::error::Interrupted(signal).into()),
+        }
         if args.resume.is_some() {
             (info.probe_cc, info.probe_asn) = labels;
         }
