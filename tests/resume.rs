@@ -166,13 +166,14 @@ fn rows(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Waits until `path` has at least `n` data rows, then kills the run with SIGKILL.
-async fn kill_after_rows(mut child: Child, path: &Path, n: usize) {
+/// Waits until `path` has at least `n` data rows, the run still going.
+async fn wait_for_rows(child: &mut Child, path: &Path, n: usize) {
     let started = Instant::now();
     while rows(path) < n {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
+            "the run ended before {} had {n} rows",
+            path.display()
         );
         assert!(
             started.elapsed() < DEADLINE,
@@ -181,6 +182,11 @@ async fn kill_after_rows(mut child: Child, path: &Path, n: usize) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `path` has at least `n` data rows, then kills the run with SIGKILL.
+async fn kill_after_rows(mut child: Child, path: &Path, n: usize) {
+    wait_for_rows(&mut child, path, n).await;
     child.kill().await.unwrap();
 }
 
@@ -519,12 +525,8 @@ async fn check_stopped(lab: &Lab, output: &Output, why: &str) {
 async fn ctrl_c_stops_the_run_cleanly_and_says_how_to_finish_it() {
     let lab = Lab::new(true, &[], SLOW).await;
     let out = lab.out();
-    let child = lab.start(&out);
-    let started = Instant::now();
-    while rows(&out.join("verdicts.csv")) < 2 {
-        assert!(started.elapsed() < DEADLINE, "no verdicts came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = lab.start(&out);
+    wait_for_rows(&mut child, &out.join("verdicts.csv"), 2).await;
     send(&child, "INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
     send(&child, "INT");
@@ -546,12 +548,8 @@ async fn ctrl_c_stops_the_run_cleanly_and_says_how_to_finish_it() {
 async fn sigterm_and_max_runtime_stop_the_run_cleanly() {
     let lab = Lab::new(true, &[], SLOW).await;
     let out = lab.out();
-    let child = lab.start(&out);
-    let started = Instant::now();
-    while rows(&out.join("verdicts.csv")) < 2 {
-        assert!(started.elapsed() < DEADLINE, "no verdicts came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = lab.start(&out);
+    wait_for_rows(&mut child, &out.join("verdicts.csv"), 2).await;
     send(&child, "TERM");
     let output = finish(child).await;
     assert_eq!(output.status.code(), Some(143), "{}", text(&output));
