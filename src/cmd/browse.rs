@@ -72,7 +72,7 @@ pub fn list(dir: &Path, is_default: bool) -> anyhow::Result<ExitCode> {
         "started (UTC)", "network", "targets", "blocked", "anomaly", "inconcl"
     )?;
     for run in &runs {
-        let count = |verdict| run.verdicts.iter().filter(|v| v.verdict == verdict).count();
+        let count = |verdict: Verdict| verdict.count_in(&run.verdicts);
         let state = match (run.info.finished_at, run.info.no_network) {
             (None, _) if rundir::being_written(&run.dir) => " (running)",
             (None, _) => " (unfinished)",

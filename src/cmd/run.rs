@@ -831,7 +831,7 @@ impl<'a> Sink<'a> {
 
 /// The progress bar's count of what was found so far: "2 blocked, 1 anomaly".
 fn flagged(verdicts: &[TargetVerdict]) -> String {
-    let count = |verdict| verdicts.iter().filter(|v| v.verdict == verdict).count();
+    let count = |verdict: Verdict| verdict.count_in(verdicts);
     let (blocked, anomalies) = (count(Verdict::Blocked), count(Verdict::Anomaly));
     let plural = if anomalies == 1 {
         "anomaly"
@@ -939,13 +939,7 @@ fn history_line(report: &anyhow::Result<RunReport>) -> String {
         None if report.no_network => "finished, no network",
         None => "finished",
     };
-    let count = |verdict| {
-        report
-            .verdicts
-            .iter()
-            .filter(|v| v.verdict == verdict)
-            .count()
-    };
+    let count = |verdict: Verdict| verdict.count_in(&report.verdicts);
     format!(
         "{id} {ended}: {} of {} targets, {} blocked, {} anomalous",
         report.verdicts.len(),
