@@ -175,10 +175,11 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 let problem = problem.unless(why);
                 // No freeze, and not the probe's own network: where a twin read the whole
                 // body, the fetch with its own name after it may still show a throttle.
-                let twin_read_it = refetches(probe).twins.iter().any(|t| t.error.is_none());
+                let refetched = refetches(probe);
+                let twin_read_it = refetched.twins.iter().any(|t| t.error.is_none());
                 let slow = their_page
                     .filter(|_| problem.explained.is_some() && !own_network && twin_read_it)
-                    .and_then(|page| throttled(h, page, refetches(probe)));
+                    .and_then(|page| throttled(h, page, refetched));
                 out.push(problem);
                 out.extend(slow.map(|slow| slow.with_control(saw)));
                 continue;
