@@ -456,6 +456,27 @@ fn cases() -> Vec<Case> {
         )
         .saying("stateful DPI (reassembles)"),
         case(
+            "SNI reset, a split ClientHello lost once and passed when made again",
+            domain(&[]),
+            with(vec![
+                tcp(FB_443, None),
+                tls(FB_443, true, None),
+                hellos(
+                    tls(FB_443, false, reset()),
+                    &[
+                        (Hello::Split, false, timeout()),
+                        (Hello::Split, false, None),
+                        (Hello::Padded, false, reset()),
+                        (Hello::Alternate, false, reset()),
+                    ],
+                ),
+            ]),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsReset),
+        )
+        .saying("a split ClientHello passed: stateless DPI (passed: split)"),
+        case(
             "the probe's ClientHello reset with any name, another passed with both",
             domain(&[]),
             fingerprinted(Failure::ConnectionReset, &only_alternate),

@@ -78,20 +78,24 @@ pub fn dpi(t: &TlsFacts) -> String {
         .filter(|h| h.passed())
         .map(|h| h.hello.to_string())
         .collect();
-    let split = own.iter().find(|h| h.hello == Hello::Split);
-    match split {
-        Some(s) if s.passed() => format!(
+    // A variant may have been made twice (the first try said nothing): any try counts.
+    let split =
+        |what: fn(&HelloTry) -> bool| own.iter().any(|h| h.hello == Hello::Split && what(h));
+    if split(HelloTry::passed) {
+        format!(
             "; a split ClientHello passed: stateless DPI (passed: {})",
             passed.join(", ")
-        ),
-        _ if !passed.is_empty() => format!("; the {} ClientHello passed", passed.join(", ")),
-        Some(s) if s.torn_down() => {
-            let tried: Vec<String> = own.iter().map(|h| h.hello.to_string()).collect();
-            format!(
-                "; no other ClientHello passed ({}): stateful DPI (reassembles)",
-                tried.join(", ")
-            )
-        }
-        _ => String::new(),
+        )
+    } else if !passed.is_empty() {
+        format!("; the {} ClientHello passed", passed.join(", "))
+    } else if split(HelloTry::torn_down) {
+        let mut tried: Vec<String> = own.iter().map(|h| h.hello.to_string()).collect();
+        tried.dedup();
+        format!(
+            "; no other ClientHello passed ({}): stateful DPI (reassembles)",
+            tried.join(", ")
+        )
+    } else {
+        String::new()
     }
 }

@@ -107,8 +107,10 @@ impl Measurer {
     /// After a handshake with `name` failed once connected at `address`: the same
     /// handshake with each other ClientHello, and with `control` (the control SNI) too
     /// where that failed at the address before. All at once, each on a connection of its
-    /// own and made once, waiting half the step timeout at most: a variant that times
-    /// out only says nothing.
+    /// own, waiting half the step timeout at most. A variant that neither passed nor was
+    /// torn down (a timeout, a connect lost on a lossy link) says nothing, so it is made
+    /// once more, and both tries are kept: otherwise one lost packet would hide that a
+    /// split ClientHello gets through a stateless censor.
     pub(super) async fn other_hellos(
         &self,
         address: SocketAddr,
@@ -117,9 +119,29 @@ impl Measurer {
     ) -> Vec<HelloTry> {
         let names = std::iter::once((name, false)).chain(control.map(|sni| (sni, true)));
         let tries = names.flat_map(|(name, control_sni)| {
-            Hello::ALL.map(|hello| self.hello_once(hello, address, name, control_sni))
+            Hello::ALL.map(|hello| self.hello_twice(hello, address, name, control_sni))
         });
-        join_all(tries).await
+        join_all(tries).await.into_iter().flatten().collect()
+    }
+
+    /// [`Self::hello_once`], and again if the first said nothing.
+    async fn hello_twice(
+        &self,
+        hello: Hello,
+        address: SocketAddr,
+        server_name: &str,
+        control_sni: bool,
+    ) -> Vec<HelloTry> {
+        let first = self
+            .hello_once(hello, address, server_name, control_sni)
+            .await;
+        if first.passed() || first.torn_down() {
+            return vec![first];
+        }
+        let second = self
+            .hello_once(hello, address, server_name, control_sni)
+            .await;
+        vec![first, second]
     }
 
     /// One handshake with `hello`; one with the target's name in its address's turn.
