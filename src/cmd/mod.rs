@@ -199,7 +199,8 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
         Command::Show { run } => browse::show(&run, &places::results_dir()),
         Command::Bundle { run, out } => bundle::command(&run, out.as_deref()),
         Command::Demo { out } => demo::command(out, progress).await,
-        Command::Control(ControlCommand::Serve(args)) => {
+        Command::Control(ControlCommand::Serve(mut args)) => {
+            args.ip_db_dir = places::ip_db_dir();
             server::serve(args).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -12,12 +12,23 @@ pub fn config_dir() -> Option<PathBuf> {
     base(std::env::var_os("XDG_CONFIG_HOME"), home(), ".config")
 }
 
-/// Where runs go without `--out`, and what `report` reads without a directory:
-/// `$XDG_DATA_HOME/censorprobe/results`, else `~/.local/share/censorprobe/results`, else
-/// (no home at all: a bare container) `results` in the current directory.
-pub fn results_dir() -> PathBuf {
+/// The data directory: `$XDG_DATA_HOME/censorprobe`, else
+/// `~/.local/share/censorprobe`.
+fn data_dir() -> Option<PathBuf> {
     base(std::env::var_os("XDG_DATA_HOME"), home(), ".local/share")
-        .map_or_else(|| PathBuf::from("results"), |dir| dir.join("results"))
+}
+
+/// Where runs go without `--out`, and what `report` reads without a directory: the data
+/// directory's `results`, else (no home at all: a bare container) `results` in the
+/// current directory.
+pub fn results_dir() -> PathBuf {
+    data_dir().map_or_else(|| PathBuf::from("results"), |dir| dir.join("results"))
+}
+
+/// Where `run` and `control serve` find an IP database without `--asn-db`: the data
+/// directory's `ip-db` (scripts/fetch-ip-db.sh fills it).
+pub fn ip_db_dir() -> Option<PathBuf> {
+    data_dir().map(|dir| dir.join("ip-db"))
 }
 
 fn home() -> Option<OsString> {

@@ -26,7 +26,7 @@ use crate::control::protocol::{ControlRequest, ControlTarget};
 use crate::error::InputError;
 use crate::facts::TargetFacts;
 use crate::facts::{Measurement, Step, Vantage};
-use crate::input::asn::AsnDb;
+use crate::input::asn;
 use crate::input::bogon::AddressPolicy;
 use crate::input::plan;
 use crate::input::settings::{self, MeasureFlags};
@@ -190,6 +190,13 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         None => plan_run(args)?,
         Some(dir) => plan_resume(dir)?,
     };
+    let asn = match asn::load(asn_db.as_deref(), super::places::ip_db_dir()).map_err(InputError)? {
+        Some((path, db)) => {
+            info.settings.asn_db = Some(path.display().to_string());
+            Some(Arc::new(db))
+        }
+        None => None,
+    };
     let settings = &info.settings;
     if settings.concurrency > SENSIBLE_CONCURRENCY {
         tracing::warn!(
@@ -203,11 +210,6 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     let control = control
         .map(|url| ControlClient::new(&url, args.control_token.clone(), tls.clone(), timeout))
         .transpose()?;
-    let asn = asn_db
-        .as_deref()
-        .map(AsnDb::open)
-        .transpose()?
-        .map(Arc::new);
     let measurer = Measurer::new(
         measure::Options {
             vantage: Vantage::Probe,

@@ -50,7 +50,7 @@ use super::protocol::{
 };
 use crate::facts::TargetFacts;
 use crate::facts::{Measurement, Step, Vantage};
-use crate::input::asn::AsnDb;
+use crate::input::asn::{self, AsnDb};
 use crate::input::bogon::AddressPolicy;
 use crate::input::settings::{self, MeasureFlags};
 use crate::input::targets::{Target, parse_domain};
@@ -155,6 +155,10 @@ pub struct ServeArgs {
     /// beyond this, new ones are answered 503 and closed.
     #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_CONNECTIONS_PER_CLIENT)]
     pub max_connections_per_client: usize,
+    /// Where an IP database is found without `--asn-db` (the command line sets the data
+    /// directory's; servers made in-process have none).
+    #[arg(skip)]
+    pub ip_db_dir: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -177,6 +181,7 @@ impl Default for ServeArgs {
             max_body_bytes: settings::MAX_BODY_BYTES,
             max_connections: settings::MAX_CONNECTIONS,
             max_connections_per_client: settings::MAX_CONNECTIONS_PER_CLIENT,
+            ip_db_dir: None,
         }
     }
 }
@@ -714,13 +719,8 @@ impl Server {
             body_budget: Semaphore::new(BODY_BUDGET.max(args.max_body_bytes)),
             limits: Arc::new(Limits::new(args.concurrency, args.per_host)),
             tls: TlsContext::new(root_store(args.measure.ca_file.as_deref())?)?,
-            asn: args
-                .measure
-                .asn_db
-                .as_deref()
-                .map(AsnDb::open)
-                .transpose()?
-                .map(Arc::new),
+            asn: asn::load(args.measure.asn_db.as_deref(), args.ip_db_dir.clone())?
+                .map(|(_, db)| Arc::new(db)),
             options: measure::Options {
                 vantage: Vantage::Control,
                 timeout: args.timeout,

@@ -95,8 +95,10 @@ pub struct MeasureFlags {
     /// Extra CA certificates (PEM) to trust, e.g. a lab's test CA.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// An IP-to-ASN database: a MaxMind-format file or a CSV of ranges.
-    #[arg(long, value_name = "FILE")]
+    /// An IP-to-ASN (and country) database: a MaxMind-format file, a CSV of ranges, or
+    /// a directory of them (default: the data directory's ip-db, where it exists;
+    /// scripts/fetch-ip-db.sh fills it).
+    #[arg(long, value_name = "PATH")]
     pub asn_db: Option<PathBuf>,
     /// A CIDR block exempt from the bogon check (a lab network). Repeatable.
     #[arg(long = "treat-as-public", value_name = "CIDR", value_parser = targets::parse_cidr)]

@@ -30,9 +30,15 @@ impl ControlServer {
     /// Starts `control serve --listen 127.0.0.1:0 <args>` and waits for its
     /// "listening on URL" line.
     pub async fn spawn(args: &[&str]) -> ControlServer {
+        ControlServer::spawn_with(args, &[]).await
+    }
+
+    /// [`ControlServer::spawn`], with these environment variables besides.
+    pub async fn spawn_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> ControlServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_censorprobe"))
             .args(["control", "serve", "--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
