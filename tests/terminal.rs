@@ -75,15 +75,16 @@ fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
         "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
     )
     .unwrap();
-    // A control that cannot be reached: the run goes on, with a warning.
+    // A control that cannot be reached: the run goes on, with a warning that names it
+    // as it was given.
     let args = |out: &str| {
         format!(
-            "run --targets {} --out {} --resolver udp://127.0.0.1:1 --treat-as-public 127.0.0.0/8 --timeout 1 --control http://127.0.0.1:1",
+            "run --targets {} --out {} --resolver udp://127.0.0.1:1 --treat-as-public 127.0.0.0/8 --timeout 1 --control http://localhost:1",
             targets.display(),
             dir.path().join(out).display()
         )
     };
-    let warned = |shown: &str| shown.contains("cannot reach the control");
+    let warned = |shown: &str| shown.contains("cannot reach the control http://localhost:1: ");
     let (output, shown) = on_a_terminal(&args("tty"), &[]).unwrap();
     assert!(warned(&shown), "{}", text(&output));
     // WARN in yellow (the progress bar's own escape codes move the cursor, and colour

@@ -47,7 +47,7 @@ pub enum ControlClientError {
     Rejected(u16, String),
     #[error("the control is busy")]
     Busy,
-    #[error("cannot reach the control: {0}")]
+    #[error("cannot reach the control {0}")]
     Transport(String),
     #[error("no answer from the control within {0:?}, the most it may take over this batch")]
     TimedOut(Duration),
@@ -130,7 +130,10 @@ impl ControlClient {
         wait: Duration,
     ) -> Result<ControlResponse, ControlClientError> {
         let _slot = self.slots.acquire().await.expect("never closed");
-        let transport = |e: String| ControlClientError::Transport(e);
+        // Named as the user gave it: the address it resolved to would be scrubbed from
+        // the log line (see `crate::facts::scrub`), leaving nothing to recognise.
+        let control = self.endpoint.origin().ascii_serialization();
+        let transport = |e: String| ControlClientError::Transport(format!("{control}: {e}"));
         let host = self
             .endpoint
             .host_str()
@@ -146,7 +149,7 @@ impl ControlClient {
         let tcp = Dialer::new(self.timeout, None)
             .connect(address)
             .await
-            .map_err(|e| transport(format!("connect to {address}: {}", e.failure)))?;
+            .map_err(|e| transport(format!("connect: {}", e.failure)))?;
         let mut headers = vec![
             ("content-type", "application/json"),
             ("accept", "application/json"),
