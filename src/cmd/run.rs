@@ -37,7 +37,7 @@ use crate::measure::{self, Measurer};
 use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
 use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, Stopped};
-use crate::shutdown::Signals;
+use crate::shutdown::{Signal, Signals};
 
 /// Network operations in flight at once beyond which a run is warned: each may hold a
 /// flow in the probe's router, whose table (a few thousand flows on a home router, far
@@ -902,8 +902,14 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
         stopped_note(&report);
         return Ok(ExitCode::from(signal.exit_code()));
     }
-    if cmd.format == TableFormat::Parquet {
-        crate::output::parquet::write_run(&report.dir)?;
+    if cmd.format == TableFormat::Parquet
+        && let Some(signal) = parquet_copy(&report.dir).await?
+    {
+        errln!(
+            "interrupted while writing the Parquet copy: the run is whole in its CSV tables, in {}",
+            report.dir.display()
+        );
+        return Ok(ExitCode::from(signal.exit_code()));
     }
     super::print_report(&report);
     if report.stopped.is_some() {
@@ -925,6 +931,22 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
             Ok(ExitCode::from(crate::error::EXIT_DIFFERENCES))
         }
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The Parquet copy of a finished run's tables, made while listening for Ctrl-C and
+/// SIGTERM, which would otherwise go unheard (the run's handler has taken them): one
+/// stops the copy, and the run, whole in its CSV tables, stands. Gives the signal.
+async fn parquet_copy(dir: &Path) -> anyhow::Result<Option<Signal>> {
+    let mut signals = Signals::watch()?;
+    let run = dir.to_path_buf();
+    let copy = tokio::task::spawn_blocking(move || crate::output::parquet::write_run(&run));
+    tokio::select! {
+        copied = copy => {
+            copied.context("the Parquet copy stopped")??;
+            Ok(None)
+        }
+        signal = signals.next() => Ok(Some(signal)),
     }
 }
 

@@ -56,13 +56,25 @@ pub fn csv_to_parquet(csv_path: &Path, parquet_path: &Path) -> anyhow::Result<u6
             .map(|name| Field::new(name, type_of(name), true))
             .collect::<Vec<_>>(),
     ));
-    let file = File::create(parquet_path)
-        .with_context(|| format!("cannot create {}", parquet_path.display()))?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))?;
-    let mut columns = builders(&schema);
+    // Written aside and renamed: a copy stopped half-way (Ctrl-C, a full disk) leaves no
+    // half file that a reader would take for the table.
+    crate::rundir::replace_with(parquet_path, |file| {
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))?;
+        copy_rows(reader, csv_path, &schema, writer)
+    })
+}
+
+/// The rows of `reader` (of `csv_path`) into `writer`, in batches; gives their number.
+fn copy_rows<W: std::io::Write + Send>(
+    mut reader: csv::Reader<File>,
+    csv_path: &Path,
+    schema: &Arc<Schema>,
+    mut writer: ArrowWriter<W>,
+) -> anyhow::Result<u64> {
+    let mut columns = builders(schema);
     let mut rows = 0u64;
     for (index, record) in reader.records().enumerate() {
         let record =
@@ -80,11 +92,11 @@ pub fn csv_to_parquet(csv_path: &Path, parquet_path: &Path) -> anyhow::Result<u6
         }
         rows += 1;
         if columns[0].len() == BATCH_ROWS {
-            writer.write(&batch(&schema, &mut columns)?)?;
+            writer.write(&batch(schema, &mut columns)?)?;
         }
     }
     if columns.first().is_some_and(|c| !c.is_empty()) {
-        writer.write(&batch(&schema, &mut columns)?)?;
+        writer.write(&batch(schema, &mut columns)?)?;
     }
     writer.close()?;
     Ok(rows)
@@ -164,6 +176,26 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn a_copy_that_fails_half_way_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv_path = dir.path().join("measurements.csv");
+        let mut rows = String::from("run_id,runtime_ms\n");
+        for _ in 0..BATCH_ROWS + 1 {
+            rows.push_str("r,1.5\n");
+        }
+        rows.push_str("r,not a number\n");
+        std::fs::write(&csv_path, rows).unwrap();
+        let parquet_path = dir.path().join("measurements.parquet");
+        let err = csv_to_parquet(&csv_path, &parquet_path).unwrap_err();
+        assert!(format!("{err:#}").contains("column runtime_ms"), "{err:#}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["measurements.csv"]);
+    }
 
     #[test]
     fn typed_columns_and_nulls_survive_the_copy() {
