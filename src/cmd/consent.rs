@@ -70,20 +70,12 @@ struct Config {
 /// (which is stored). Otherwise an error that says what to do; nothing has been
 /// measured. A configuration file that cannot be read is an error that names it.
 pub fn ensure(yes: bool) -> anyhow::Result<()> {
-    if yes {
+    if yes || given()? {
         return Ok(());
     }
     let dir = super::places::config_dir();
     let config = dir.as_ref().map(|dir| dir.join(CONFIG_FILE));
-    if let Some(config) = &config
-        && read_config(config)?.consent
-    {
-        return Ok(());
-    }
     let path = dir.map(|dir| dir.join(CONSENT_FILE));
-    if path.as_deref().is_some_and(agreed) {
-        return Ok(());
-    }
     if !io::stdin().is_terminal() {
         let config = config.map_or("censorprobe's config.toml".into(), |c| {
             c.display().to_string()
@@ -111,6 +103,16 @@ pub fn ensure(yes: bool) -> anyhow::Result<()> {
         )?,
     }
     Ok(())
+}
+
+/// Whether the user agreed already, without asking: by `consent = true` in their
+/// configuration file, or by a stored consent to this notice. A configuration file that
+/// cannot be read is an error that names it.
+pub fn given() -> anyhow::Result<bool> {
+    let Some(dir) = super::places::config_dir() else {
+        return Ok(false);
+    };
+    Ok(read_config(&dir.join(CONFIG_FILE))?.consent || agreed(&dir.join(CONSENT_FILE)))
 }
 
 /// The stored consent, in the configuration directory.

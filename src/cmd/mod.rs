@@ -32,6 +32,7 @@ pub mod history;
 pub mod offline;
 pub mod places;
 pub mod run;
+pub mod schedule;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -115,6 +116,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Run `run` unattended, every so often: a systemd user timer, else a crontab line.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// The control vantage point, run on an uncensored host.
     #[command(subcommand)]
     Control(ControlCommand),
@@ -199,6 +203,7 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
         Command::Show { run } => browse::show(&run, &places::results_dir()),
         Command::Bundle { run, out } => bundle::command(&run, out.as_deref()),
         Command::Demo { out } => demo::command(out, progress).await,
+        Command::Schedule(command) => schedule::command(command),
         Command::Control(ControlCommand::Serve(mut args)) => {
             args.ip_db_dir = places::ip_db_dir();
             server::serve(args).await?;

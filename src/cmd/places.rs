@@ -9,13 +9,12 @@ use std::path::PathBuf;
 
 /// The configuration directory, if the environment names one.
 pub fn config_dir() -> Option<PathBuf> {
-    base(std::env::var_os("XDG_CONFIG_HOME"), home(), ".config")
+    config_home().map(|dir| dir.join(NAME))
 }
 
-/// The data directory: `$XDG_DATA_HOME/censorprobe`, else
-/// `~/.local/share/censorprobe`.
-fn data_dir() -> Option<PathBuf> {
-    base(std::env::var_os("XDG_DATA_HOME"), home(), ".local/share")
+/// censorprobe's data directory: its results, its IP database and a scheduled run's log.
+pub fn data_dir() -> Option<PathBuf> {
+    data_home().map(|dir| dir.join(NAME))
 }
 
 /// Where runs go without `--out`, and what `report` reads without a directory: the data
@@ -31,21 +30,33 @@ pub fn ip_db_dir() -> Option<PathBuf> {
     data_dir().map(|dir| dir.join("ip-db"))
 }
 
+/// `$XDG_CONFIG_HOME`, else `~/.config`: every program's configuration (systemd's user
+/// units too).
+pub fn config_home() -> Option<PathBuf> {
+    xdg_home(std::env::var_os("XDG_CONFIG_HOME"), home(), ".config")
+}
+
+/// `$XDG_DATA_HOME`, else `~/.local/share`.
+pub fn data_home() -> Option<PathBuf> {
+    xdg_home(std::env::var_os("XDG_DATA_HOME"), home(), ".local/share")
+}
+
+/// censorprobe's directory in a base directory.
+const NAME: &str = "censorprobe";
+
 fn home() -> Option<OsString> {
     std::env::var_os("HOME")
 }
 
-/// `$XDG_…_HOME/censorprobe`, else `~/<fallback>/censorprobe`; a relative XDG
-/// variable is ignored, as the specification says.
-pub fn base(xdg: Option<OsString>, home: Option<OsString>, fallback: &str) -> Option<PathBuf> {
-    let dir = xdg
-        .map(PathBuf::from)
+/// `$XDG_…_HOME`, else `~/<fallback>`; a relative XDG variable is ignored, as the
+/// specification says.
+fn xdg_home(xdg: Option<OsString>, home: Option<OsString>, fallback: &str) -> Option<PathBuf> {
+    xdg.map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| {
             home.filter(|h| !h.is_empty())
                 .map(|h| PathBuf::from(h).join(fallback))
-        })?;
-    Some(dir.join("censorprobe"))
+        })
 }
 
 #[cfg(test)]
@@ -55,19 +66,19 @@ mod tests {
     #[test]
     fn the_directories_follow_xdg() {
         let dir = |xdg: Option<&str>, home: Option<&str>, fallback| {
-            base(xdg.map(OsString::from), home.map(OsString::from), fallback)
+            xdg_home(xdg.map(OsString::from), home.map(OsString::from), fallback)
         };
         assert_eq!(
             dir(Some("/x"), Some("/home/v"), ".config"),
-            Some(PathBuf::from("/x/censorprobe"))
+            Some(PathBuf::from("/x"))
         );
         assert_eq!(
             dir(Some("relative"), Some("/home/v"), ".config"),
-            Some(PathBuf::from("/home/v/.config/censorprobe"))
+            Some(PathBuf::from("/home/v/.config"))
         );
         assert_eq!(
             dir(None, Some("/home/v"), ".local/share"),
-            Some(PathBuf::from("/home/v/.local/share/censorprobe"))
+            Some(PathBuf::from("/home/v/.local/share"))
         );
         assert_eq!(dir(None, Some(""), ".config"), None);
         assert_eq!(dir(None, None, ".config"), None);
