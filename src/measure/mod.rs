@@ -964,6 +964,12 @@ impl Measurer {
         let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
         let failed = failed_once_connected(&facts.error);
+        // Where the censor tears handshakes down, a variant that only timed out was lost
+        // on the way and is worth a second try; where it stalls them, that is its answer.
+        let torn_down = facts
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure.is_reset_or_eof());
         let ech = ech::informative(&facts);
         let answered = facts.server_answered();
         // Recorded from when the name was sent: what a trigger's time must be.
@@ -977,7 +983,9 @@ impl Measurer {
         // After the control name's handshake right after, which they could spoil.
         if failed && self.options.vantage == Vantage::Probe {
             let control = sni.filter(|_| control_failed);
-            let hellos = self.other_hellos(address, server_name, control).await;
+            let hellos = self
+                .other_hellos(address, server_name, control, torn_down)
+                .await;
             if let Step::TlsHandshake(facts) = &mut out[at].step {
                 facts.hellos = hellos;
             }

@@ -107,35 +107,38 @@ impl Measurer {
     /// After a handshake with `name` failed once connected at `address`: the same
     /// handshake with each other ClientHello, and with `control` (the control SNI) too
     /// where that failed at the address before. All at once, each on a connection of its
-    /// own, waiting half the step timeout at most. A variant that neither passed nor was
-    /// torn down (a timeout, a connect lost on a lossy link) says nothing, so it is made
-    /// once more, and both tries are kept: otherwise one lost packet would hide that a
-    /// split ClientHello gets through a stateless censor.
+    /// own, waiting half the step timeout at most. With `again` (the default handshake
+    /// was torn down, not stalled), a variant that neither passed nor was torn down (a
+    /// timeout, a connect lost on a lossy link) said nothing, so it is made once more,
+    /// and both tries are kept: otherwise one lost packet would hide that a split
+    /// ClientHello gets through a stateless censor.
     pub(super) async fn other_hellos(
         &self,
         address: SocketAddr,
         name: &str,
         control: Option<&str>,
+        again: bool,
     ) -> Vec<HelloTry> {
         let names = std::iter::once((name, false)).chain(control.map(|sni| (sni, true)));
         let tries = names.flat_map(|(name, control_sni)| {
-            Hello::ALL.map(|hello| self.hello_twice(hello, address, name, control_sni))
+            Hello::ALL.map(|hello| self.hello_twice(hello, address, name, control_sni, again))
         });
         join_all(tries).await.into_iter().flatten().collect()
     }
 
-    /// [`Self::hello_once`], and again if the first said nothing.
+    /// [`Self::hello_once`], and with `again` once more if the first said nothing.
     async fn hello_twice(
         &self,
         hello: Hello,
         address: SocketAddr,
         server_name: &str,
         control_sni: bool,
+        again: bool,
     ) -> Vec<HelloTry> {
         let first = self
             .hello_once(hello, address, server_name, control_sni)
             .await;
-        if first.passed() || first.torn_down() {
+        if !again || first.passed() || first.torn_down() {
             return vec![first];
         }
         let second = self
