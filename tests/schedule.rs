@@ -368,3 +368,73 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
         text(&verified)
     );
 }
+
+/// No user manager runs here nor in CI's container (systemd is not PID 1), so the
+/// systemd path's `systemctl --user` calls go to a stand-in on PATH that answers as a
+/// user manager does and notes each call; `systemd-analyze verify` checks the units
+/// themselves (above). Where a real user manager answers, nothing here touches it.
+#[test]
+fn a_systemd_timer_is_installed_enabled_shown_and_removed() {
+    let v = Volunteer::new();
+    let bin = v.home.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = v.home.join("systemctl.calls");
+    let systemctl = bin.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$*\" in\n  *list-timers*) echo 'NEXT LEFT LAST PASSED UNIT ACTIVATES'; echo 'Thu 2026-12-03 13:00:00 UTC 5h left - - censorprobe.timer censorprobe.service';;\nesac\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The stand-in alone on PATH: no `crontab`, so the test running beside this one
+    // on the real crontab is left alone.
+    let path = bin.as_path();
+    let schedule = |args: &[&str]| {
+        let mut command = vec!["schedule"];
+        command.extend(args);
+        let output = v.probe(&command, Some(path));
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let taken = || std::fs::read_to_string(&calls).unwrap_or_default();
+
+    // Auto: a user manager answers, so a timer rather than a crontab line.
+    let said = schedule(&["install", "--every", "6h", "--", "--yes"]);
+    let units = v.config.join("systemd/user");
+    assert!(said.contains("Installed the systemd user timer"), "{said}");
+    assert!(said.contains("every 6h"), "{said}");
+    let service = std::fs::read_to_string(units.join("censorprobe.service")).unwrap();
+    assert!(service.contains(r#" "run" "-q" "--yes""#), "{service}");
+    let timer = std::fs::read_to_string(units.join("censorprobe.timer")).unwrap();
+    assert!(timer.contains("OnUnitActiveSec=6h"), "{timer}");
+    let mode = std::fs::metadata(units.join("censorprobe.service"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the unit may hold a token");
+    assert!(
+        taken().contains("--user daemon-reload\n--user enable censorprobe.timer\n--user restart censorprobe.timer\n"),
+        "{}",
+        taken()
+    );
+
+    let status = schedule(&["status"]);
+    assert!(status.contains("systemd"), "{status}");
+    assert!(status.contains("5h left"), "{status}");
+
+    let removed = schedule(&["remove"]);
+    assert!(removed.contains("censorprobe.timer"), "{removed}");
+    assert!(
+        taken().contains("--user disable --now censorprobe.timer"),
+        "{}",
+        taken()
+    );
+    assert!(!units.join("censorprobe.timer").exists());
+    assert!(!units.join("censorprobe.service").exists());
+    let again = schedule(&["remove"]);
+    assert!(again.to_lowercase().contains("no schedule"), "{again}");
+}
