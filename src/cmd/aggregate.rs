@@ -75,6 +75,14 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// How many of the group's targets got `verdict`.
+    pub fn of(&self, verdict: Verdict) -> u64 {
+        self.verdicts[Verdict::ALL
+            .iter()
+            .position(|v| *v == verdict)
+            .expect("known verdict")]
+    }
+
     fn add(&mut self, other: &Counts) {
         self.targets += other.targets;
         for (a, b) in self.verdicts.iter_mut().zip(other.verdicts) {

@@ -25,6 +25,7 @@ macro_rules! errln {
 pub mod aggregate;
 pub mod browse;
 pub mod bundle;
+pub mod changes;
 pub mod consent;
 pub mod demo;
 pub mod expect;
@@ -142,6 +143,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Find when blocking of a service started or stopped on a network, over runs of
+    /// many days: a two-sided CUSUM over each network and service's daily share of
+    /// blocked targets.
+    Changes {
+        /// Run directories, or directories holding runs (default: where `run` writes
+        /// them, ~/.local/share/censorprobe/results).
+        #[arg(value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Days of data in which a full switch is found; more ask for more evidence and
+        /// pass over shorter blips.
+        #[arg(long, value_name = "DAYS", default_value_t = 3.0, value_parser = changes::parse_delay)]
+        delay: f64,
+        #[arg(long, value_enum, default_value_t = changes::Format::Text)]
+        format: changes::Format,
+    },
     /// Recompute a run's verdicts from its recorded facts alone.
     Analyse {
         run_dir: PathBuf,
@@ -219,6 +235,16 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         Command::Aggregate { inputs, by, out } => aggregate::command(&inputs, &by, out.as_deref()),
+        Command::Changes {
+            mut dirs,
+            delay,
+            format,
+        } => {
+            if dirs.is_empty() {
+                dirs.push(places::results_dir());
+            }
+            changes::command(&dirs, delay, format)
+        }
         Command::Analyse { run_dir, out } => {
             let report = offline::analyse(&run_dir, out.as_deref())?;
             print_report(&report);

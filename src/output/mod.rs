@@ -3,6 +3,7 @@
 //! measurement format. Outputs read a run through `rundir`; the run itself is never
 //! changed.
 
+pub mod changes;
 pub mod html;
 pub mod ooni;
 pub mod parquet;
