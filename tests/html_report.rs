@@ -156,15 +156,27 @@ const CELLS: [(&str, &str, &str, usize, usize, &str); 8] = [
     ("telegram", "IR AS58224", "2026-11-24", 2, 3, "67%"),
     ("telegram", "IR AS58224", "2026-11-25", 3, 3, "100%"),
     ("telegram", "TR AS9121", "2026-11-25", 0, 2, "0%"),
-    ("twitter", "IR AS58224", "2026-11-24", 0, 2, "n/a"),
+    ("twitter", "IR AS58224", "2026-11-24", 0, 0, "n/a"),
     ("twitter", "IR AS58224", "2026-11-25", 0, 2, "0%"),
     ("twitter", "TR AS9121", "2026-11-25", 2, 2, "100%"),
     ("youtube", "IR AS58224", "2026-11-24", 0, 2, "0%"),
     ("youtube", "IR AS58224", "2026-11-25", 1, 2, "50%"),
 ];
 
-/// Writes a run directory: run.json and verdicts.csv, as `censorprobe run` would.
+/// Writes a run directory: run.json and verdicts.csv, as `censorprobe run` would, of a
+/// run with a control that found the network.
 fn write_run(dir: &Path, run_id: &str, cc: &str, asn: &str, started: &str, rows: &[Row]) {
+    write_run_as(dir, (run_id, cc, asn, started), rows, true, false);
+}
+
+/// [`write_run`] of a run with or without a control, and with or without a network.
+fn write_run_as(
+    dir: &Path,
+    (run_id, cc, asn, started): (&str, &str, &str, &str),
+    rows: &[Row],
+    control: bool,
+    no_network: bool,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let started_at: DateTime<Utc> = started.parse().unwrap();
     let info = RunInfo {
@@ -186,10 +198,10 @@ fn write_run(dir: &Path, run_id: &str, cc: &str, asn: &str, started: &str, rows:
             treat_as_public: Vec::new(),
             ca_file: None,
             asn_db: None,
-            control: Some("https://control.example:8443/".into()),
+            control: control.then(|| "https://control.example:8443/".into()),
         },
         targets: Vec::new(),
-        no_network: false,
+        no_network,
         resolvers: Vec::new(),
     };
     std::fs::write(
@@ -327,15 +339,47 @@ fn page_has_the_heatmap_the_blocked_targets_and_the_runs() {
 
     assert_eq!(cells(&html), expected_cells());
     // TR measured no youtube: an empty cell, with no data to claim.
-    assert_eq!(html.matches("class=\"cell empty\"").count(), 1);
-    // Two days: a row of day headers under the networks.
-    assert!(html.contains("<th class=\"network\" colspan=\"2\">IR AS58224</th>"));
-    assert_eq!(html.matches("<th class=\"day\">").count(), 3);
+    // TR measured only on the 25th: its rows have an empty cell on the 24th; it
+    // measured no youtube, so no youtube row at all.
+    assert_eq!(html.matches("class=\"cell empty\"").count(), 2);
+    assert_eq!(html.matches("<th class=\"period\"").count(), 2);
+    assert!(html.contains("<th class=\"period\" title=\"2026-11-24\">11-24</th>"));
+    // Every run here had a control: one grid, no probe-only one, no banner.
+    assert!(html.contains("<section id=\"controlled\">"));
+    assert!(!html.contains("<section id=\"probe-only\">"));
+    assert!(!html.contains("class=\"banner\""));
 
-    // Blocked or anomalous rows: 2 + 4 + 2, each with its evidence, escaped.
-    assert!(html.contains("Blocked or anomalous targets (8)"));
-    assert_eq!(html.matches("<span class=\"badge blocked\">").count(), 6);
+    // The flagged targets, each once per network with its runs: 4 in IR, 2 in TR.
+    assert!(html.contains("Blocked or anomalous targets (6)"));
+    assert_eq!(html.matches("<span class=\"badge blocked\">").count(), 4);
     assert_eq!(html.matches("<span class=\"badge anomaly\">").count(), 2);
+    let listed = Regex::new(r#"<td class="target mono">([^<]*)</td><td class="nowrap">([^<]*)</td><td class="nowrap">(\d+) of (\d+)</td>"#).unwrap();
+    let runs: Vec<(String, String, String)> = listed
+        .captures_iter(&html)
+        .map(|c| {
+            (
+                c[1].to_string(),
+                c[2].to_string(),
+                format!("{} of {}", &c[3], &c[4]),
+            )
+        })
+        .collect();
+    assert!(
+        runs.contains(&("telegram.org".into(), "IR AS58224".into(), "2 of 2".into())),
+        "{runs:?}"
+    );
+    assert!(
+        runs.contains(&(
+            "149.154.175.50:443".into(),
+            "IR AS58224".into(),
+            "1 of 2".into()
+        )),
+        "{runs:?}"
+    );
+    assert!(
+        runs.contains(&("x.com".into(), "TR AS9121".into(), "1 of 1".into())),
+        "{runs:?}"
+    );
     assert!(
         html.contains("https://x.com/?q=&lt;script&gt;alert(1)&lt;/script&gt;&amp;a=&quot;b&quot;")
     );
@@ -343,6 +387,13 @@ fn page_has_the_heatmap_the_blocked_targets_and_the_runs() {
         "blockpage &lt;iframe src=&quot;http://10.10.34.34&quot;&gt; &amp; &#39;more&#39;"
     ));
     assert!(!html.contains("<script") && !html.contains("<iframe"));
+
+    // How they were blocked: IR's telegram by DNS, TCP/IP and TLS over both days.
+    let techniques = Regex::new(r#"<tr><td>telegram</td><td class="nowrap">IR AS58224</td><td class="num">5</td><td class="num">2</td><td class="num">1</td><td class="num">2</td><td class="num zero">0</td><td class="num zero">0</td><td class="mono">dns-hijack, tcp-blackhole, tls-reset</td></tr>"#).unwrap();
+    assert!(
+        techniques.is_match(&html),
+        "no technique row for IR's telegram"
+    );
 
     // Run metadata.
     for run_id in ["ir-1", "ir-2", "tr-1"] {
@@ -472,8 +523,13 @@ fn long_lists_are_capped_and_a_torn_last_row_is_left_out() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("torn last row left out"));
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.contains("data-blocked=\"620\" data-total=\"620\""));
-    assert_eq!(html.matches("<span class=\"badge blocked\">").count(), 500);
-    assert!(html.contains("And 120 more blocked or anomalous rows"));
+    // One target per row, however many runs and rows flagged it.
+    assert!(html.contains("Blocked or anomalous targets (1)"));
+    assert_eq!(
+        html.matches("<span class=\"badge blocked\">blocked</span> 620")
+            .count(),
+        1
+    );
 }
 
 /// Headless Chromium, or None (outside CI) if it is not installed. Under CI=true a
@@ -565,8 +621,32 @@ const cells = [...document.querySelectorAll("td.cell[data-service]")].map(td => 
 const pre = document.createElement("pre");
 pre.id = "layout";
 pre.textContent = JSON.stringify(cells);
-document.body.append(pre);
+const width = document.createElement("pre");
+width.id = "page-width";
+width.textContent = document.documentElement.scrollWidth;
+document.body.append(pre, width);
 </script>"#;
+
+/// The page without its policy and with PROBE_SCRIPT, which then runs and measures it.
+fn measured(html: &str) -> String {
+    let policy = Regex::new(r#"<meta http-equiv="Content-Security-Policy"[^>]*>"#).unwrap();
+    policy
+        .replace(
+            &html.replace("</body>", &format!("{PROBE_SCRIPT}</body>")),
+            "",
+        )
+        .into_owned()
+}
+
+/// The page's own width as laid out (what it scrolls to sideways), from PROBE_SCRIPT.
+fn page_width(dom: &str) -> f64 {
+    Regex::new(r#"<pre id="page-width">([0-9.]+)</pre>"#)
+        .unwrap()
+        .captures(dom)
+        .expect("the layout script did not run")[1]
+        .parse()
+        .unwrap()
+}
 
 /// What PROBE_SCRIPT wrote into the DOM, or None if it did not run.
 fn layout(dom: &str) -> Option<Vec<serde_json::Value>> {
@@ -623,17 +703,7 @@ fn chromium_renders_the_heatmap() {
 
     // Without the policy, a script measures the laid-out cells: each is visible inside
     // a 1280-pixel window, and coloured by its share.
-    let policy = Regex::new(r#"<meta http-equiv="Content-Security-Policy"[^>]*>"#).unwrap();
-    std::fs::write(
-        &scripted,
-        policy
-            .replace(
-                &html.replace("</body>", &format!("{PROBE_SCRIPT}</body>")),
-                "",
-            )
-            .as_ref(),
-    )
-    .unwrap();
+    std::fs::write(&scripted, measured(&html)).unwrap();
     let dom = browse(
         &chromium,
         &file_url(&scripted),
@@ -652,7 +722,7 @@ fn chromium_renders_the_heatmap() {
             (Some(service), Some(network), Some(day))
         );
         assert!(
-            cell["width"].as_f64().unwrap() >= 40.0 && cell["height"].as_f64().unwrap() >= 30.0,
+            cell["width"].as_f64().unwrap() >= 30.0 && cell["height"].as_f64().unwrap() >= 28.0,
             "{what}"
         );
         assert!(
@@ -689,4 +759,187 @@ fn chromium_renders_the_heatmap() {
         bytes.len()
     );
     eprintln!("screenshot: {}", png.display());
+}
+
+/// A month as researchers merge it: 20 networks in four countries, 30 days, a run a day
+/// each; one network's probe ran without a control, and one day's run of another found
+/// no network. In Iran telegram is blocked from the 10th on.
+fn month() -> (TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("results");
+    let networks: Vec<(&str, String)> = (0..20)
+        .map(|i| {
+            let cc = ["IR", "RU", "TR", "CN"][i % 4];
+            (cc, format!("AS{}", 10_000 + i * 37))
+        })
+        .collect();
+    for (n, (cc, asn)) in networks.iter().enumerate() {
+        let probe_only = n == 4;
+        for day in 1..=30 {
+            let blocked = *cc == "IR" && day >= 10;
+            let (verdict, blocking) = match (blocked, probe_only) {
+                (false, _) => ("ok", ""),
+                (true, false) => ("blocked", "tls-reset"),
+                (true, true) => ("anomaly", "tls-reset"),
+            };
+            let no_network = n == 5 && day == 7;
+            let rows: Vec<Row> = match no_network {
+                true => vec![("telegram", "telegram.org", "inconclusive", "", "no network")],
+                false => vec![
+                    (
+                        "telegram",
+                        "telegram.org",
+                        verdict,
+                        blocking,
+                        "handshake reset",
+                    ),
+                    (
+                        "telegram",
+                        "web.telegram.org",
+                        verdict,
+                        blocking,
+                        "handshake reset",
+                    ),
+                    ("youtube", "youtube.com", "ok", "", "reached"),
+                    ("twitter", "x.com", "ok", "", "reached"),
+                ],
+            };
+            let run_id = format!("{cc}-{asn}-{day:02}");
+            let started = format!("2026-11-{day:02}T10:00:00Z");
+            write_run_as(
+                &results.join(&run_id),
+                (&run_id, cc, asn, &started),
+                &rows,
+                !probe_only,
+                no_network,
+            );
+        }
+    }
+    (root, results)
+}
+
+#[test]
+fn a_month_of_twenty_networks_fits_the_window_and_keeps_probe_only_apart() {
+    let (root, results) = month();
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    // Kept, beside its screenshots, for a person to look at.
+    let html_path = artifacts.join("html_report_month.html");
+    let output = report(std::slice::from_ref(&results), &html_path);
+    assert_ok(&output);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("600 runs, 20 networks, 30 days"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    // A column a day.
+    assert_eq!(html.matches("<th class=\"period\"").count(), 2 * 30);
+    assert!(
+        html.contains("1 of 600 runs found no network at all"),
+        "no banner"
+    );
+
+    // The probe-only network has a grid of its own, and no cell in the other.
+    let section = |id: &str| {
+        let start = html.find(&format!("<section id=\"{id}\">")).unwrap();
+        let end = start + html[start..].find("</section>").unwrap();
+        html[start..end].to_string()
+    };
+    let (controlled, probe_only) = (section("controlled"), section("probe-only"));
+    assert!(probe_only.contains("data-network=\"IR AS10148\""));
+    assert!(!probe_only.contains("data-network=\"IR AS10000\""));
+    assert!(!controlled.contains("data-network=\"IR AS10148\""));
+
+    // Blocking began on the 10th in every Iranian network, the probe-only one too.
+    let changes = section("changes");
+    let started = Regex::new(r#"<tr><td class="nowrap">(IR AS\d+)</td><td>telegram</td><td>blocking started</td><td class="mono nowrap">2026-11-10</td>"#).unwrap();
+    let networks: Vec<&str> = started
+        .captures_iter(&changes)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(
+        networks,
+        [
+            "IR AS10000",
+            "IR AS10148",
+            "IR AS10296",
+            "IR AS10444",
+            "IR AS10592"
+        ],
+        "{changes}"
+    );
+    assert!(!changes.contains("RU AS"), "{changes}");
+
+    let Some(chromium) = chromium() else { return };
+    let scripted = root.path().join("scripted.html");
+    std::fs::write(&scripted, measured(&html)).unwrap();
+    for width in [1400.0, 800.0] {
+        let window = format!("--window-size={width},1000");
+        let dom = browse(&chromium, &file_url(&scripted), &["--dump-dom", &window]);
+        // The page never scrolls sideways: at 800 pixels a grid scrolls in its box.
+        assert!(
+            page_width(&dom) <= width,
+            "{width}: page {} wide",
+            page_width(&dom)
+        );
+        let cells = layout(&dom).expect("the layout script did not run");
+        // Every cell but the two services the run without a network did not measure.
+        assert_eq!(cells.len(), 20 * 3 * 30 - 2, "every cell laid out");
+        if width == 1400.0 {
+            // At 1400 a whole month of a network is in view.
+            let widest = cells
+                .iter()
+                .map(|c| c["right"].as_f64().unwrap())
+                .fold(0.0, f64::max);
+            assert!(widest <= width, "a cell ends at {widest}");
+        }
+        let png = artifacts.join(format!("html_report_month_{width}.png"));
+        let _ = std::fs::remove_file(&png);
+        browse(
+            &chromium,
+            &file_url(&html_path),
+            &[&format!("--screenshot={}", png.display()), &window],
+        );
+        assert!(
+            std::fs::metadata(&png).unwrap().len() > 20_000,
+            "a blank screenshot"
+        );
+        eprintln!("screenshot: {}", png.display());
+    }
+}
+
+#[test]
+fn a_longer_span_folds_into_weeks_and_a_dead_link_is_said_first() {
+    let root = tempfile::tempdir().unwrap();
+    for (i, day) in ["2026-10-01", "2026-10-20", "2026-11-15"]
+        .iter()
+        .enumerate()
+    {
+        let run_id = format!("r{i}");
+        write_run_as(
+            &root.path().join(&run_id),
+            (&run_id, "IR", "AS58224", &format!("{day}T10:00:00Z")),
+            &[("telegram", "telegram.org", "inconclusive", "", "no network")],
+            true,
+            true,
+        );
+    }
+    let html_path = root.path().join("report.html");
+    assert_ok(&report(&[root.path().to_path_buf()], &html_path));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let weeks: Vec<&str> = Regex::new(r#"<th class="period" title="[0-9-]+">(W\d+)</th>"#)
+        .unwrap()
+        .captures_iter(&html)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(weeks, ["W40", "W43", "W46"]);
+    assert!(
+        html.contains("No network: all 3 runs reached neither the canary nor any target"),
+        "no banner"
+    );
+    assert!(html.contains("n/a"));
 }

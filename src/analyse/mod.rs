@@ -191,6 +191,60 @@ impl Blocking {
     }
 }
 
+/// Where on the path a kind of blocking works, as a report groups them: which layer a
+/// censor's equipment acts on tells a researcher what it must look like (a DNS forger,
+/// an address filter, SNI-reading DPI, an HTTP proxy, a shaper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Technique {
+    Dns,
+    /// TCP and IP: addresses and ports, and protocol filters on the first bytes.
+    Tcp,
+    /// The TLS or QUIC handshake: SNI, certificates, ECH, ClientHello fingerprints.
+    Tls,
+    Http,
+    /// Transfers slowed or frozen once they began.
+    Throttling,
+}
+
+impl Technique {
+    pub const ALL: [Technique; 5] = [
+        Technique::Dns,
+        Technique::Tcp,
+        Technique::Tls,
+        Technique::Http,
+        Technique::Throttling,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Technique::Dns => "DNS",
+            Technique::Tcp => "TCP/IP",
+            Technique::Tls => "TLS",
+            Technique::Http => "HTTP",
+            Technique::Throttling => "throttling",
+        }
+    }
+
+    /// The technique's place in [`Technique::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Blocking {
+    pub fn technique(self) -> Technique {
+        use Blocking::*;
+        match self {
+            DnsHijack | DnsNxdomain | DnsFailure | DnsInjection => Technique::Dns,
+            TcpBlackhole | TcpReset | TcpRefused | ProtocolFiltered => Technique::Tcp,
+            TlsReset | TlsTimeout | TlsMitm | TlsFailure | TlsFingerprint | EchBlocked
+            | QuicBlocked => Technique::Tls,
+            HttpBlockpage | HttpDiff | HttpFailure => Technique::Http,
+            TlsStall | Throttled => Technique::Throttling,
+        }
+    }
+}
+
 impl fmt::Display for Blocking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

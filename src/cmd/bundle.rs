@@ -30,7 +30,7 @@ pub fn command(run: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let summary = browse::summary(&dir, None)?;
     // The report is written beside the archive, put in, and removed.
     let report = rundir::aside(&out.with_file_name(format!(".{}.{REPORT}", info.run_id)));
-    output::html::write(std::slice::from_ref(&dir), &report)?;
+    output::html::write(std::slice::from_ref(&dir), &report, Default::default())?;
     let written = write(&dir, &info.run_id, &out, &summary, &report);
     let _ = std::fs::remove_file(&report);
     written?;

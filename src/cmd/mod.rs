@@ -195,6 +195,10 @@ pub enum Command {
         /// The HTML file to write.
         #[arg(long, value_name = "FILE")]
         html: PathBuf,
+        /// Which verdicts of each run: as recorded, or those `analyse` or `compare`
+        /// wrote beside them (a run without that file is read as recorded).
+        #[arg(long, value_enum, default_value_t = output::html::VerdictsFile::Recorded)]
+        verdicts: output::html::VerdictsFile,
     },
 }
 
@@ -281,11 +285,15 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { mut dirs, html } => {
+        Command::Report {
+            mut dirs,
+            html,
+            verdicts,
+        } => {
             if dirs.is_empty() {
                 dirs.push(places::results_dir());
             }
-            outln!("{}", output::html::write(&dirs, &html)?);
+            outln!("{}", output::html::write(&dirs, &html, verdicts)?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -13,18 +13,45 @@ use std::fmt::{self, Display, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 
-use crate::analyse::Verdict;
+use crate::analyse::{Blocking, Technique, Verdict};
 use crate::error::InputError;
-use crate::rundir::rows::{VerdictRow, read_verdicts};
+use crate::output::changes::{Day, Detector, State};
+use crate::rundir::rows::read_verdicts;
 use crate::rundir::{Found, VERDICTS_CSV, find_runs, read_info};
 
-/// Blocked or anomalous rows listed on the page; beyond this they are only counted,
-/// so that the page stays readable and its size bounded.
+/// Targets listed on the page (each with its network); beyond this they are only
+/// counted, so that the page stays readable and its size bounded.
 const FLAGGED_CAP: usize = 500;
+/// Up to this many days, the grids have a column a day; beyond, a column a week.
+const DAYS_SHOWN: usize = 31;
 
 const STYLE: &str = include_str!("html.css");
+
+/// Which of a run's verdict files the report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VerdictsFile {
+    /// verdicts.csv, as the run judged its targets.
+    #[default]
+    Recorded,
+    /// verdicts.analysed.csv, from `censorprobe analyse` (today's rules on the run's
+    /// facts), where a run has one.
+    Analysed,
+    /// verdicts.compared.csv, from `censorprobe compare` (a probe-only run judged
+    /// against a control run), where a run has one.
+    Compared,
+}
+
+impl VerdictsFile {
+    fn name(self) -> &'static str {
+        match self {
+            VerdictsFile::Recorded => VERDICTS_CSV,
+            VerdictsFile::Analysed => "verdicts.analysed.csv",
+            VerdictsFile::Compared => "verdicts.compared.csv",
+        }
+    }
+}
 
 /// What was written, for the line printed at the end.
 pub struct Written {
@@ -52,10 +79,11 @@ impl Display for Written {
     }
 }
 
-/// Reads every run found in `dirs` and writes the page to `out`. Directories that are
-/// not readable runs are named on stderr and skipped; it fails only if none is left.
-pub fn write(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Written> {
-    let report = read(dirs);
+/// Reads every run found in `dirs` (their `verdicts` file, else verdicts.csv) and
+/// writes the page to `out`. Directories that are not readable runs are named on stderr
+/// and skipped; it fails only if none is left.
+pub fn write(dirs: &[PathBuf], out: &Path, verdicts: VerdictsFile) -> anyhow::Result<Written> {
+    let report = read(dirs, verdicts);
     if report.runs.is_empty() {
         return Err(InputError(anyhow!(
             "no readable run in {}: nothing to report",
@@ -79,30 +107,45 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Written> {
     })
 }
 
-/// How many rows of each verdict, in `Verdict::ALL`'s order.
+/// How many rows of each verdict, in `Verdict::ALL`'s order, and of the flagged ones
+/// how many by technique.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Counts([usize; 5]);
+struct Counts {
+    verdicts: [usize; 5],
+    techniques: [usize; 5],
+}
 
 impl Counts {
     fn of(&self, verdict: Verdict) -> usize {
-        self.0[index(verdict)]
+        self.verdicts[index(verdict)]
+    }
+
+    fn count(&mut self, verdict: Verdict, blocking: Option<Blocking>) {
+        self.verdicts[index(verdict)] += 1;
+        if let (Verdict::Blocked | Verdict::Anomaly, Some(kind)) = (verdict, blocking) {
+            self.techniques[kind.technique().index()] += 1;
+        }
     }
 
     fn total(&self) -> usize {
-        self.0.iter().sum()
+        self.verdicts.iter().sum()
     }
 
     fn flagged(&self) -> usize {
         self.of(Verdict::Blocked) + self.of(Verdict::Anomaly)
     }
 
-    /// Rows that say something about censorship: not down, not inconclusive.
+    /// Rows that say something about censorship: not down, not inconclusive. Shares
+    /// are of these: an outage or a dead link must not dilute them.
     fn decided(&self) -> usize {
         self.of(Verdict::Ok) + self.flagged()
     }
 
-    fn add(&mut self, other: Counts) {
-        for (a, b) in self.0.iter_mut().zip(other.0) {
+    fn add(&mut self, other: &Counts) {
+        for (a, b) in self.verdicts.iter_mut().zip(other.verdicts) {
+            *a += b;
+        }
+        for (a, b) in self.techniques.iter_mut().zip(other.techniques) {
             *a += b;
         }
     }
@@ -114,6 +157,16 @@ impl Counts {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// The techniques of the flagged rows, "DNS 2, TLS 1", or None.
+    fn techniques(&self) -> Option<String> {
+        let seen: Vec<String> = Technique::ALL
+            .iter()
+            .filter(|t| self.techniques[t.index()] > 0)
+            .map(|t| format!("{} {}", t.as_str(), self.techniques[t.index()]))
+            .collect();
+        (!seen.is_empty()).then(|| seen.join(", "))
+    }
 }
 
 fn index(verdict: Verdict) -> usize {
@@ -123,52 +176,120 @@ fn index(verdict: Verdict) -> usize {
         .expect("ALL lists every verdict")
 }
 
-/// A heatmap cell: a service in a network on a day.
+/// Whether a control judged a run's verdicts. Kept apart on the page: a probe-only
+/// run's `anomaly` is a sign, a controlled run's `blocked` a finding, and a cell mixing
+/// them would read as either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Judged {
+    Controlled,
+    ProbeOnly,
+}
+
+/// A network: country and AS, ordered by country, then AS number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Network {
+    cc: String,
+    asn: u64,
+    label: String,
+}
+
+impl Network {
+    fn new(cc: &str, asn: &str) -> Network {
+        Network {
+            cc: cc.to_string(),
+            asn: asn.trim_start_matches("AS").parse().unwrap_or(u64::MAX),
+            label: format!("{cc} {asn}"),
+        }
+    }
+}
+
+/// A grid cell: a service in a network on a day, judged one way.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct CellKey {
+    judged: Judged,
     service: String,
-    network: String,
+    network: Network,
     day: NaiveDate,
 }
 
-fn network(cc: &str, asn: &str) -> String {
-    format!("{cc} {asn}")
+/// A target in a network, over the runs that measured it there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TargetKey {
+    service: String,
+    target: String,
+    network: Network,
+}
+
+/// What the runs said of a target in a network.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Runs with a row for it, and those of them that flagged it.
+    runs: usize,
+    flagged_runs: usize,
+    blocked: usize,
+    anomaly: usize,
+    kinds: BTreeSet<Blocking>,
+    /// When it was first and last flagged, and the latest evidence.
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    evidence: String,
+}
+
+impl Seen {
+    fn flag(
+        &mut self,
+        verdict: Verdict,
+        blocking: Option<Blocking>,
+        at: DateTime<Utc>,
+        evidence: &str,
+    ) {
+        match verdict {
+            Verdict::Blocked => self.blocked += 1,
+            _ => self.anomaly += 1,
+        }
+        self.kinds.extend(blocking);
+        self.first = Some(self.first.map_or(at, |t| t.min(at)));
+        if self.last.is_none_or(|t| at >= t) {
+            self.last = Some(at);
+            self.evidence = evidence.to_string();
+        }
+    }
+
+    fn merge(&mut self, other: Seen) {
+        self.runs += other.runs;
+        self.flagged_runs += other.flagged_runs;
+        self.blocked += other.blocked;
+        self.anomaly += other.anomaly;
+        self.kinds.extend(other.kinds);
+        self.first = self.first.into_iter().chain(other.first).min();
+        if other.last.is_some() && other.last >= self.last {
+            self.last = other.last;
+            self.evidence = other.evidence;
+        }
+    }
 }
 
 /// One run's or all runs' verdicts, reduced to what the page shows.
 #[derive(Default)]
 struct Tally {
     cells: BTreeMap<CellKey, Counts>,
-    /// The first `FLAGGED_CAP` blocked or anomalous rows.
-    flagged: Vec<VerdictRow>,
-    /// All blocked or anomalous rows, listed or not.
-    flagged_total: usize,
+    targets: BTreeMap<TargetKey, Seen>,
 }
 
 impl Tally {
-    fn add(&mut self, key: CellKey, verdict: Verdict, row: VerdictRow) {
-        self.cells.entry(key).or_default().0[index(verdict)] += 1;
-        if matches!(verdict, Verdict::Blocked | Verdict::Anomaly) {
-            self.flagged_total += 1;
-            if self.flagged.len() < FLAGGED_CAP {
-                self.flagged.push(row);
-            }
-        }
-    }
-
     fn merge(&mut self, other: Tally) {
         for (key, counts) in other.cells {
-            self.cells.entry(key).or_default().add(counts);
+            self.cells.entry(key).or_default().add(&counts);
         }
-        let room = FLAGGED_CAP - self.flagged.len();
-        self.flagged.extend(other.flagged.into_iter().take(room));
-        self.flagged_total += other.flagged_total;
+        for (key, seen) in other.targets {
+            self.targets.entry(key).or_default().merge(seen);
+        }
     }
 
     fn counts(&self) -> Counts {
         let mut all = Counts::default();
         for counts in self.cells.values() {
-            all.add(*counts);
+            all.add(counts);
         }
         all
     }
@@ -181,10 +302,13 @@ struct RunMeta {
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
     software: String,
+    judged: Judged,
     control: Option<String>,
     resolvers: String,
     timeout_secs: f64,
     no_network: bool,
+    /// The verdicts file read, when it is not verdicts.csv.
+    verdicts_file: Option<&'static str>,
     counts: Counts,
 }
 
@@ -203,7 +327,7 @@ impl Report {
 
     /// The networks of the runs and of their rows (the same, unless a row was edited).
     fn networks(&self) -> BTreeSet<&str> {
-        let of_rows = self.tally.cells.keys().map(|k| k.network.as_str());
+        let of_rows = self.tally.cells.keys().map(|k| k.network.label.as_str());
         of_rows
             .chain(self.runs.iter().map(|r| r.network.as_str()))
             .collect()
@@ -213,18 +337,9 @@ impl Report {
     fn days(&self) -> BTreeSet<NaiveDate> {
         self.tally.cells.keys().map(|k| k.day).collect()
     }
-
-    /// The heatmap's rows (services) and columns (network and day), sorted.
-    fn axes(&self) -> (BTreeSet<&str>, BTreeSet<(&str, NaiveDate)>) {
-        let keys = self.tally.cells.keys();
-        (
-            keys.clone().map(|k| k.service.as_str()).collect(),
-            keys.map(|k| (k.network.as_str(), k.day)).collect(),
-        )
-    }
 }
 
-fn read(dirs: &[PathBuf]) -> Report {
+fn read(dirs: &[PathBuf], verdicts: VerdictsFile) -> Report {
     let mut report = Report::default();
     let mut seen_dirs = HashSet::new();
     let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
@@ -240,7 +355,7 @@ fn read(dirs: &[PathBuf]) -> Report {
         if !seen_dirs.insert(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())) {
             continue;
         }
-        match read_run(&dir) {
+        match read_run(&dir, verdicts) {
             Ok((meta, tally)) => match seen_ids.get(&meta.run_id) {
                 Some(first) => {
                     let reason = format!(
@@ -265,34 +380,56 @@ fn read(dirs: &[PathBuf]) -> Report {
 
 /// One run's metadata and verdicts, tallied apart so that a run found corrupt halfway
 /// through leaves nothing behind in the report.
-fn read_run(dir: &Path) -> anyhow::Result<(RunMeta, Tally)> {
+fn read_run(dir: &Path, verdicts: VerdictsFile) -> anyhow::Result<(RunMeta, Tally)> {
     let info = read_info(dir)?;
-    let path = dir.join(VERDICTS_CSV);
+    let chosen = dir.join(verdicts.name());
+    let (file, path) = match chosen.is_file() {
+        true => (verdicts, chosen),
+        false => (VerdictsFile::Recorded, dir.join(VERDICTS_CSV)),
+    };
+    let settings = &info.settings;
+    let judged = match (file, &settings.control) {
+        (VerdictsFile::Compared, _) | (_, Some(_)) => Judged::Controlled,
+        _ => Judged::ProbeOnly,
+    };
     let mut tally = Tally::default();
     for row in read_verdicts(&path)? {
         let (line, row) = row?;
-        let verdict: Verdict = row
-            .verdict
-            .parse()
-            .map_err(|e| anyhow!("{VERDICTS_CSV}:{line}: {e}"))?;
-        // Rows without a time (a target never measured) belong to the run's first day.
-        let day = DateTime::parse_from_rfc3339(&row.measured_at)
-            .map_or(info.started_at.date_naive(), |t| {
-                t.with_timezone(&Utc).date_naive()
-            });
-        let key = CellKey {
+        let name = file.name();
+        let (verdict, blocking) = row.judgement().map_err(|e| anyhow!("{name}:{line}: {e}"))?;
+        // Rows without a time (a target never measured) belong to the run's start.
+        let at = DateTime::parse_from_rfc3339(&row.measured_at)
+            .map_or(info.started_at, |t| t.with_timezone(&Utc));
+        let network = Network::new(&row.probe_cc, &row.probe_asn);
+        let cell = CellKey {
+            judged,
             service: row.service.clone(),
-            network: network(&row.probe_cc, &row.probe_asn),
-            day,
+            network: network.clone(),
+            day: at.date_naive(),
         };
-        tally.add(key, verdict, row);
+        tally
+            .cells
+            .entry(cell)
+            .or_default()
+            .count(verdict, blocking);
+        let key = TargetKey {
+            service: row.service,
+            target: row.target,
+            network,
+        };
+        let seen = tally.targets.entry(key.clone()).or_default();
+        seen.runs = 1;
+        if matches!(verdict, Verdict::Blocked | Verdict::Anomaly) {
+            seen.flagged_runs = 1;
+            seen.flag(verdict, blocking, at, &row.evidence);
+        }
     }
-    let settings = &info.settings;
     let meta = RunMeta {
-        network: network(&info.probe_cc, &info.probe_asn),
+        network: Network::new(&info.probe_cc, &info.probe_asn).label,
         started_at: info.started_at,
         finished_at: info.finished_at,
         software: format!("{} {}", info.software_name, info.software_version),
+        judged,
         control: settings.control.clone(),
         resolvers: settings
             .resolvers
@@ -302,6 +439,7 @@ fn read_run(dir: &Path) -> anyhow::Result<(RunMeta, Tally)> {
             .join(", "),
         timeout_secs: settings.timeout_secs,
         no_network: info.no_network,
+        verdicts_file: (file != VerdictsFile::Recorded).then(|| file.name()),
         counts: tally.counts(),
         run_id: info.run_id,
     };
@@ -378,7 +516,6 @@ fn time(t: DateTime<Utc>) -> String {
 }
 
 fn render(report: &Report, generated_at: DateTime<Utc>) -> String {
-    let (services, columns) = report.axes();
     let (networks, days) = (report.networks(), report.days());
     let first = report
         .runs
@@ -419,12 +556,40 @@ fn render(report: &Report, generated_at: DateTime<Utc>) -> String {
         Esc(&time(generated_at)),
         env!("CARGO_PKG_VERSION")
     );
+    render_banner(&mut out, report);
     render_facts(&mut out, report, first, last, &networks, &days);
-    render_heatmap(&mut out, report, &services, &columns, days.len() > 1);
+    let periods = Periods::of(&days);
+    render_changes(&mut out, report);
+    render_grid(&mut out, report, Judged::Controlled, &periods);
+    render_grid(&mut out, report, Judged::ProbeOnly, &periods);
+    render_techniques(&mut out, report);
     render_flagged(&mut out, &report.tally);
     render_runs(&mut out, report);
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// Runs that found no network at all, said before anything else: their targets are
+/// `inconclusive`, and a page of them says nothing about censorship.
+fn render_banner(out: &mut String, report: &Report) {
+    let dead = report.runs.iter().filter(|r| r.no_network).count();
+    let text = match dead {
+        0 => return,
+        _ if dead == report.runs.len() => format!(
+            "No network: {} reached neither the canary nor any target. Nothing here says \
+             anything about censorship; the link, or the probe's own network, was down.",
+            match dead {
+                1 => "the run".to_string(),
+                n => format!("all {n} runs"),
+            }
+        ),
+        _ => format!(
+            "{dead} of {} runs found no network at all: their targets are inconclusive, and \
+             count in no share below.",
+            report.runs.len()
+        ),
+    };
+    let _ = writeln!(out, "<p class=\"banner\" role=\"alert\">{}</p>", Esc(&text));
 }
 
 fn render_facts(
@@ -444,9 +609,21 @@ fn render_facts(
         .map(|(s, n)| format!("{s} ({})", count(*n, "run")))
         .collect::<Vec<_>>()
         .join(", ");
+    let controlled = report
+        .runs
+        .iter()
+        .filter(|r| r.judged == Judged::Controlled)
+        .count();
     let counts = report.tally.counts();
     let facts = [
-        ("Runs", report.runs.len().to_string()),
+        (
+            "Runs",
+            format!(
+                "{} ({controlled} with a control, {} probe only)",
+                report.runs.len(),
+                report.runs.len() - controlled
+            ),
+        ),
         (
             "Probes (networks)",
             networks.iter().copied().collect::<Vec<_>>().join(", "),
@@ -488,110 +665,215 @@ fn render_facts(
     out.push_str("</section>\n");
 }
 
-fn render_heatmap(
-    out: &mut String,
-    report: &Report,
-    services: &BTreeSet<&str>,
-    columns: &BTreeSet<(&str, NaiveDate)>,
-    by_day: bool,
-) {
-    out.push_str(
-        "<section id=\"heatmap\">\n<h2>Blocked or anomalous, by service and network</h2>\n",
-    );
-    // Runs killed before their first target have a header and no rows.
-    if services.is_empty() {
-        out.push_str("<p>No verdicts: these runs measured no target.</p>\n</section>\n");
-        return;
-    }
-    out.push_str(
-        "<div class=\"scroll\">\n<table class=\"heatmap\">\n<thead>\n<tr><th rowspan=\"2\"></th>",
-    );
-    let mut per_network: BTreeMap<&str, usize> = BTreeMap::new();
-    for (network, _) in columns {
-        *per_network.entry(network).or_default() += 1;
-    }
-    let rowspan = if by_day { "" } else { " rowspan=\"2\"" };
-    for (network, span) in &per_network {
-        let span = if by_day { *span } else { 1 };
-        let _ = write!(
-            out,
-            "<th class=\"network\" colspan=\"{span}\"{rowspan}>{}</th>",
-            Esc(network)
-        );
-    }
-    out.push_str("</tr>\n<tr>");
-    if by_day {
-        for (_, day) in columns {
-            let _ = write!(out, "<th class=\"day\">{day}</th>");
-        }
-    }
-    out.push_str("</tr>\n</thead>\n<tbody>\n");
-    for service in services {
-        let _ = write!(out, "<tr><th scope=\"row\">{}</th>", Esc(service));
-        for (network, day) in columns {
-            let key = CellKey {
-                service: service.to_string(),
-                network: network.to_string(),
-                day: *day,
-            };
-            match report.tally.cells.get(&key) {
-                Some(counts) => render_cell(out, &key, counts),
-                None => {
-                    let _ = write!(
-                        out,
-                        "<td class=\"cell empty\" title=\"{} was not measured in {} on {day}\">–</td>",
-                        Esc(service),
-                        Esc(network)
-                    );
+/// The grids' columns: the days with verdicts, or, over a longer span, the weeks.
+struct Periods {
+    /// Each column's first day and label, in order.
+    columns: Vec<(NaiveDate, String)>,
+    weekly: bool,
+}
+
+impl Periods {
+    fn of(days: &BTreeSet<NaiveDate>) -> Periods {
+        let span = match (days.first(), days.last()) {
+            (Some(first), Some(last)) => (*last - *first).num_days() + 1,
+            _ => 0,
+        };
+        let weekly = span > DAYS_SHOWN as i64;
+        let mut columns: Vec<(NaiveDate, String)> = Vec::new();
+        for day in days {
+            let (start, label) = match weekly {
+                true => {
+                    let week = day.iso_week();
+                    let monday =
+                        *day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()));
+                    (monday, format!("W{:02}", week.week()))
                 }
+                false => (*day, day.format("%m-%d").to_string()),
+            };
+            if columns.last().is_none_or(|(s, _)| *s != start) {
+                columns.push((start, label));
             }
         }
-        out.push_str("</tr>\n");
+        Periods { columns, weekly }
+    }
+
+    /// The column `day` falls in.
+    fn column(&self, day: NaiveDate) -> usize {
+        self.columns
+            .partition_point(|(start, _)| *start <= day)
+            .saturating_sub(1)
+    }
+
+    fn describe(&self, column: usize) -> String {
+        let start = self.columns[column].0;
+        match self.weekly {
+            true => format!("the week of {start}"),
+            false => start.to_string(),
+        }
+    }
+}
+
+/// One grid: for each service, a row per network (grouped by country), a column per
+/// day or week; each cell the share of the decided targets that were flagged.
+fn render_grid(out: &mut String, report: &Report, judged: Judged, periods: &Periods) {
+    // service -> network -> column -> counts
+    let mut rows: BTreeMap<&str, BTreeMap<&Network, BTreeMap<usize, Counts>>> = BTreeMap::new();
+    for (key, counts) in report.tally.cells.range(judged_range(judged)) {
+        rows.entry(&key.service)
+            .or_default()
+            .entry(&key.network)
+            .or_default()
+            .entry(periods.column(key.day))
+            .or_default()
+            .add(counts);
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let (id, title, note) = match judged {
+        Judged::Controlled => (
+            "controlled",
+            "With a control: blocked or anomalous",
+            "Runs that asked a control (or were compared with a control run): \
+             <b>blocked</b> is proven against it.",
+        ),
+        Judged::ProbeOnly => (
+            "probe-only",
+            "Probe only: anomalous",
+            "Runs without a control: their findings are <b>anomaly</b>, signs that no control \
+             confirmed, kept apart from the controlled ones.",
+        ),
+    };
+    let _ = write!(
+        out,
+        "<section id=\"{id}\">\n<h2>{title}</h2>\n<p class=\"note\">{note} Each cell is the \
+         share of a service's targets in one network (<code>probe_cc probe_asn</code>; \
+         <code>ZZ AS0</code> is unknown) and {}, over its runs, that were blocked or anomalous, \
+         out of those that said something (<code>down</code> and <code>inconclusive</code> \
+         count in no share); the marks below it show the techniques seen. Hover for the \
+         counts.</p>\n<div class=\"scroll\">\n<table class=\"grid\">\n<thead><tr><th></th>",
+        match periods.weekly {
+            true => "ISO week",
+            false => "day (UTC)",
+        }
+    );
+    for (start, label) in &periods.columns {
+        let _ = write!(
+            out,
+            "<th class=\"period\" title=\"{start}\">{}</th>",
+            Esc(label)
+        );
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    let width = periods.columns.len() + 1;
+    for (service, networks) in &rows {
+        let _ = writeln!(
+            out,
+            "<tr class=\"service\"><th colspan=\"{width}\" scope=\"rowgroup\">{}</th></tr>",
+            Esc(service)
+        );
+        let mut country = None;
+        for (network, columns) in networks {
+            let class = match country.replace(&network.cc) {
+                Some(cc) if cc != &network.cc => " class=\"country\"",
+                _ => "",
+            };
+            let _ = write!(
+                out,
+                "<tr{class}><th class=\"net\" scope=\"row\">{}</th>",
+                Esc(&network.label)
+            );
+            for column in 0..periods.columns.len() {
+                let at = periods.describe(column);
+                match columns.get(&column) {
+                    Some(counts) => render_cell(
+                        out,
+                        service,
+                        &network.label,
+                        &at,
+                        periods.columns[column].0,
+                        counts,
+                    ),
+                    None => {
+                        let _ = write!(
+                            out,
+                            "<td class=\"cell empty\" title=\"{} was not measured in {} on {at}\"></td>",
+                            Esc(service),
+                            Esc(&network.label)
+                        );
+                    }
+                }
+            }
+            out.push_str("</tr>\n");
+        }
     }
     out.push_str("</tbody>\n</table>\n</div>\n");
     render_legend(out);
     out.push_str("</section>\n");
 }
 
-fn render_cell(out: &mut String, key: &CellKey, counts: &Counts) {
-    let (flagged, total) = (counts.flagged(), counts.total());
-    // A newline in an attribute is kept: the tooltip shows the counts on a line of their own.
+/// The cells of one kind of judgement, as a range of the sorted map.
+fn judged_range(judged: Judged) -> std::ops::RangeInclusive<CellKey> {
+    let key = |service: &str, day| CellKey {
+        judged,
+        service: service.to_string(),
+        network: Network::new("", ""),
+        day,
+    };
+    key("", NaiveDate::MIN)..=key("\u{10ffff}", NaiveDate::MAX)
+}
+
+fn render_cell(
+    out: &mut String,
+    service: &str,
+    network: &str,
+    at: &str,
+    start: NaiveDate,
+    counts: &Counts,
+) {
+    let (flagged, decided) = (counts.flagged(), counts.decided());
+    // A newline in an attribute is kept: the tooltip shows the counts on lines of their own.
     let mut title = format!(
-        "{} in {} on {}\n{total} targets: {}",
-        key.service,
-        key.network,
-        key.day,
+        "{service} in {network} on {at}\n{} targets: {}",
+        counts.total(),
         counts.describe()
     );
+    if let Some(techniques) = counts.techniques() {
+        let _ = write!(title, "\nflagged by technique: {techniques}");
+    }
     // Down and inconclusive say nothing about censorship: a cell of only those is grey,
     // as green would read as "not blocked".
-    let (class, style, share) = match counts.decided() {
+    let (class, style, share) = match decided {
         0 => {
             title.push_str("\nnothing decidable: every target down or inconclusive");
             (" na", String::new(), "n/a".to_string())
         }
         _ => {
-            let (background, color) = heat(flagged as f64 / total as f64);
+            let (background, color) = heat(flagged as f64 / decided as f64);
             let style = format!(" style=\"background:{background};color:{color}\"");
-            ("", style, percent(flagged, total))
+            ("", style, percent(flagged, decided))
         }
     };
+    let marks: String = Technique::ALL
+        .iter()
+        .map(|t| match counts.techniques[t.index()] {
+            0 => "<i></i>",
+            _ => "<i class=\"on\"></i>",
+        })
+        .collect();
     let _ = write!(
         out,
-        "<td class=\"cell{class}\" data-service=\"{}\" data-network=\"{}\" data-day=\"{}\" \
-         data-blocked=\"{flagged}\" data-total=\"{total}\"{style} title=\"{}\">\
-         <b>{share}</b><small>{flagged}/{total}</small></td>",
-        Esc(&key.service),
-        Esc(&key.network),
-        key.day,
+        "<td class=\"cell{class}\" data-service=\"{}\" data-network=\"{}\" data-day=\"{start}\" \
+         data-blocked=\"{flagged}\" data-total=\"{decided}\"{style} title=\"{}\">\
+         <b>{share}</b><span class=\"tech\">{marks}</span></td>",
+        Esc(service),
+        Esc(network),
         Esc(&title),
     );
 }
 
 fn render_legend(out: &mut String) {
-    out.push_str(
-        "<div class=\"legend\"><span>Share blocked or anomalous:</span><span class=\"scale\">",
-    );
+    out.push_str("<div class=\"legend\"><span>Share flagged:</span><span class=\"scale\">");
     for share in [0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0] {
         let (background, color) = heat(share);
         let _ = write!(
@@ -601,77 +883,220 @@ fn render_legend(out: &mut String) {
         );
     }
     out.push_str(
-        "</span><span class=\"swatch na\">n/a</span><span>nothing decidable (all down or inconclusive)</span>\
-         <span class=\"swatch empty\">–</span><span>not measured</span></div>\n\
-         <p class=\"note\">Each cell counts the verdict rows of a service's targets in one network \
-         (<code>probe_cc probe_asn</code>; <code>ZZ AS0</code> is unknown) and day, over all runs: \
-         the share that is <b>blocked</b> or <b>anomaly</b>, and below it those rows out of all. \
-         Hover over a cell for every verdict's count.</p>\n\
+        "</span><span class=\"swatch na\">n/a</span><span>nothing decidable</span>\
+         <span class=\"swatch empty\"></span><span>not measured</span>\
+         <span class=\"tech key\">",
+    );
+    for t in Technique::ALL {
+        let _ = write!(out, "<i class=\"on\"></i><span>{}</span>", t.as_str());
+    }
+    out.push_str(
+        "</span></div>\n\
          <dl class=\"verdicts\">\
          <dt>ok</dt><dd>reached as the control reached it</dd>\
          <dt>blocked</dt><dd>failed where the control succeeded, in a way that points at interference</dd>\
-         <dt>anomaly</dt><dd>failed with no control to confirm (a probe-only run)</dd>\
+         <dt>anomaly</dt><dd>failed with no control to confirm (a probe-only run), or a sign the control could not settle</dd>\
          <dt>down</dt><dd>the control failed the same way: an outage, not censorship</dd>\
          <dt>inconclusive</dt><dd>nothing can be said: no control measurement, or no network at all</dd>\
          </dl>\n",
     );
 }
 
+/// When blocking started or stopped, per network: the CUSUM of `censorprobe changes`
+/// over each service's daily share, controlled and probe-only runs together.
+fn render_changes(out: &mut String, report: &Report) {
+    let mut series: BTreeMap<(&Network, &str), BTreeMap<NaiveDate, Counts>> = BTreeMap::new();
+    for (key, counts) in &report.tally.cells {
+        series
+            .entry((&key.network, key.service.as_str()))
+            .or_default()
+            .entry(key.day)
+            .or_default()
+            .add(counts);
+    }
+    let detector = Detector::default();
+    let mut rows = String::new();
+    for ((network, service), days) in &series {
+        let days: Vec<Day> = days
+            .iter()
+            .map(|(day, counts)| Day {
+                day: *day,
+                share: counts.flagged() as f64 / counts.decided().max(1) as f64,
+                targets: counts.decided() as u64,
+            })
+            .collect();
+        let history = detector.run(&days);
+        let row = |what: &str, since: NaiveDate, found: String, share: String| {
+            format!(
+                "<tr><td class=\"nowrap\">{}</td><td>{}</td><td>{what}</td><td class=\"mono nowrap\">{since}</td>\
+                 <td class=\"mono nowrap\">{found}</td><td class=\"nowrap\">{share}</td></tr>\n",
+                Esc(&network.label),
+                Esc(service)
+            )
+        };
+        for change in &history.changes {
+            rows.push_str(&row(
+                &format!("blocking {}", change.what()),
+                change.since,
+                change.detected.to_string(),
+                format!(
+                    "{:.0}% → {:.0}%",
+                    change.before * 100.0,
+                    change.after * 100.0
+                ),
+            ));
+        }
+        if history.changes.is_empty()
+            && let Some((State::Blocked, since)) = history.first
+        {
+            rows.push_str(&row(
+                "blocked from the start",
+                since,
+                String::new(),
+                String::new(),
+            ));
+        }
+    }
+    out.push_str("<section id=\"changes\">\n<h2>When blocking started or stopped</h2>\n");
+    match rows.is_empty() {
+        true => out.push_str(
+            "<p>No change in blocking found, and no service blocked from the start.</p>\n",
+        ),
+        false => {
+            let _ = write!(
+                out,
+                "<div class=\"scroll\">\n<table class=\"rows\">\n<thead><tr><th>Network</th><th>Service</th>\
+                 <th>Change</th><th>Since</th><th>Found on</th><th>Share</th></tr></thead>\n<tbody>\n{rows}\
+                 </tbody>\n</table>\n</div>\n"
+            );
+        }
+    }
+    out.push_str(
+        "<p class=\"note\">A two-sided CUSUM over each service's daily share of flagged targets in \
+         each network (as <code>censorprobe changes</code>, docs/usage.md): a full switch is \
+         found after three days of data, a lone bad day never; <i>since</i> is the day the \
+         evidence began.</p>\n</section>\n",
+    );
+}
+
+/// How the flagged targets were blocked, per service and network: the techniques and
+/// kinds, over every day.
+fn render_techniques(out: &mut String, report: &Report) {
+    let mut rows: BTreeMap<(&str, &Network), Counts> = BTreeMap::new();
+    for (key, counts) in &report.tally.cells {
+        rows.entry((&key.service, &key.network))
+            .or_default()
+            .add(counts);
+    }
+    let mut kinds: BTreeMap<(&str, &Network), BTreeSet<Blocking>> = BTreeMap::new();
+    for (key, seen) in &report.tally.targets {
+        kinds
+            .entry((&key.service, &key.network))
+            .or_default()
+            .extend(seen.kinds.iter().copied());
+    }
+    rows.retain(|_, counts| counts.flagged() > 0);
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section id=\"techniques\">\n<h2>How they were blocked</h2>\n<div class=\"scroll\">\n\
+         <table class=\"rows\">\n<thead><tr><th>Service</th><th>Network</th><th>Flagged</th>",
+    );
+    for t in Technique::ALL {
+        let _ = write!(out, "<th class=\"num\">{}</th>", t.as_str());
+    }
+    out.push_str("<th>Kinds</th></tr></thead>\n<tbody>\n");
+    for ((service, network), counts) in &rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"nowrap\">{}</td><td class=\"num\">{}</td>",
+            Esc(service),
+            Esc(&network.label),
+            counts.flagged()
+        );
+        for t in Technique::ALL {
+            let _ = match counts.techniques[t.index()] {
+                0 => write!(out, "<td class=\"num zero\">0</td>"),
+                n => write!(out, "<td class=\"num\">{n}</td>"),
+            };
+        }
+        let listed: Vec<&str> = kinds
+            .get(&(*service, *network))
+            .into_iter()
+            .flatten()
+            .map(|k| k.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "<td class=\"mono\">{}</td></tr>",
+            Esc(&listed.join(", "))
+        );
+    }
+    out.push_str("</tbody>\n</table>\n</div>\n</section>\n");
+}
+
 fn render_flagged(out: &mut String, tally: &Tally) {
+    let flagged: Vec<(&TargetKey, &Seen)> = tally
+        .targets
+        .iter()
+        .filter(|(_, seen)| seen.flagged_runs > 0)
+        .collect();
     let _ = write!(
         out,
         "<section id=\"blocked\">\n<h2>Blocked or anomalous targets ({})</h2>\n",
-        tally.flagged_total
+        flagged.len()
     );
-    if tally.flagged.is_empty() {
+    if flagged.is_empty() {
         out.push_str("<p>None: no target was blocked or anomalous.</p>\n</section>\n");
         return;
     }
-    let mut rows: Vec<&VerdictRow> = tally.flagged.iter().collect();
-    rows.sort_by(|a, b| {
-        (
-            &a.service,
-            &a.target,
-            &a.probe_cc,
-            &a.probe_asn,
-            &a.measured_at,
-        )
-            .cmp(&(
-                &b.service,
-                &b.target,
-                &b.probe_cc,
-                &b.probe_asn,
-                &b.measured_at,
-            ))
-    });
     out.push_str(
-        "<div class=\"scroll\">\n<table class=\"rows\">\n<thead><tr><th>Service</th><th>Target</th>\
-         <th>Network</th><th>Measured (UTC)</th><th>Verdict</th><th>Blocking</th><th>Evidence</th>\
-         </tr></thead>\n<tbody>\n",
+        "<p class=\"note\">Each target once per network, over the runs that measured it there: \
+         in how many it was flagged, when first and last, and the latest evidence.</p>\n\
+         <div class=\"scroll\">\n<table class=\"rows\">\n<thead><tr><th>Service</th><th>Target</th>\
+         <th>Network</th><th>Runs</th><th>Verdicts</th><th>Blocking</th><th>First and last (UTC)</th>\
+         <th>Latest evidence</th></tr></thead>\n<tbody>\n",
     );
-    for row in rows {
+    for (key, seen) in flagged.iter().take(FLAGGED_CAP) {
+        let mut verdicts = Vec::new();
+        if seen.blocked > 0 {
+            verdicts.push(format!(
+                "<span class=\"badge blocked\">blocked</span> {}",
+                seen.blocked
+            ));
+        }
+        if seen.anomaly > 0 {
+            verdicts.push(format!(
+                "<span class=\"badge anomaly\">anomaly</span> {}",
+                seen.anomaly
+            ));
+        }
+        let kinds: Vec<&str> = seen.kinds.iter().map(|k| k.as_str()).collect();
+        let when = |t: Option<DateTime<Utc>>| t.map(time).unwrap_or_default();
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td class=\"target mono\">{}</td><td class=\"nowrap\">{}</td>\
-             <td class=\"mono nowrap\">{}</td><td><span class=\"badge {}\">{}</span></td>\
-             <td class=\"mono nowrap\">{}</td><td class=\"evidence\">{}</td></tr>",
-            Esc(&row.service),
-            Esc(&row.target),
-            Esc(&network(&row.probe_cc, &row.probe_asn)),
-            Esc(&DateTime::parse_from_rfc3339(&row.measured_at)
-                .map_or(row.measured_at.clone(), |t| time(t.with_timezone(&Utc)))),
-            Esc(&row.verdict),
-            Esc(&row.verdict),
-            Esc(&row.blocking),
-            Esc(&row.evidence)
+             <td class=\"nowrap\">{} of {}</td><td class=\"nowrap\">{}</td>\
+             <td class=\"mono\">{}</td><td class=\"mono\">{}<br>{}</td><td class=\"evidence\">{}</td></tr>",
+            Esc(&key.service),
+            Esc(&key.target),
+            Esc(&key.network.label),
+            seen.flagged_runs,
+            seen.runs,
+            verdicts.join("<br>"),
+            Esc(&kinds.join(", ")),
+            Esc(&when(seen.first)),
+            Esc(&when(seen.last)),
+            Esc(&seen.evidence)
         );
     }
     out.push_str("</tbody>\n</table>\n</div>\n");
-    let more = tally.flagged_total - tally.flagged.len();
+    let more = flagged.len().saturating_sub(FLAGGED_CAP);
     if more > 0 {
         let _ = writeln!(
             out,
-            "<p class=\"note\">And {more} more blocked or anomalous rows, not listed: the page lists the first \
+            "<p class=\"note\">And {more} more blocked or anomalous targets, not listed: the page lists \
              {FLAGGED_CAP}. Every row is in the runs' <code>{VERDICTS_CSV}</code>.</p>"
         );
     }
@@ -680,9 +1105,9 @@ fn render_flagged(out: &mut String, tally: &Tally) {
 
 fn render_runs(out: &mut String, report: &Report) {
     out.push_str(
-        "<section id=\"runs\">\n<h2>Run details</h2>\n<div class=\"scroll\">\n<table class=\"rows\">\n\
+        "<section id=\"runs\">\n<h2>Run details</h2>\n<div class=\"scroll\">\n<table class=\"rows runs\">\n\
          <thead><tr><th>Run</th><th>Network</th><th>Time (UTC)</th><th>Software</th><th>Control</th><th>Resolvers</th><th>Timeout</th><th>Targets</th>\
-         <th>Blocked or anomalous</th></tr></thead>\n<tbody>\n",
+         <th>Flagged</th></tr></thead>\n<tbody>\n",
     );
     for run in &report.runs {
         // The end without its date when the run ended on the day it started.
@@ -693,21 +1118,29 @@ fn render_runs(out: &mut String, report: &Report) {
             Some(end) => time(end),
             None => "unfinished (killed?)".to_string(),
         };
-        let note = match run.no_network {
-            true => " <span class=\"badge nonet\">no network</span>",
-            false => "",
+        let mut notes = String::new();
+        if run.no_network {
+            notes.push_str(" <span class=\"badge nonet\">no network</span>");
+        }
+        if let Some(file) = run.verdicts_file {
+            let _ = write!(notes, " <span class=\"badge nonet\">{file}</span>");
+        }
+        let control = match (&run.control, run.judged) {
+            (Some(url), _) => url.clone(),
+            (None, Judged::Controlled) => "a control run (compare)".to_string(),
+            (None, Judged::ProbeOnly) => "none (probe only)".to_string(),
         };
         let _ = writeln!(
             out,
-            "<tr><td class=\"mono nowrap\">{}{note}</td><td class=\"nowrap\">{}</td>\
-             <td class=\"mono nowrap\">{} to {}</td><td class=\"nowrap\">{}</td>\
-             <td>{}</td><td class=\"mono\">{}</td><td>{} s</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"mono\">{}{notes}</td><td class=\"nowrap\">{}</td>\
+             <td class=\"mono\">{} to {}</td><td>{}</td>\
+             <td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"nowrap\">{} s</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             Esc(&run.run_id),
             Esc(&run.network),
             Esc(&time(run.started_at)),
             Esc(&finished),
             Esc(&run.software),
-            Esc(run.control.as_deref().unwrap_or("none (probe only)")),
+            Esc(&control),
             Esc(&run.resolvers),
             run.timeout_secs,
             run.counts.total(),
