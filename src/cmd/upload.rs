@@ -122,31 +122,35 @@ pub async fn command(args: UploadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `run --upload`: uploads the run just made, else queues it, saying so; the run
-/// stands either way, and so does its exit code.
+/// `run --upload`: uploads the run just made, else says why on standard error and
+/// queues it if a later try may succeed; the run stands either way, and so does its
+/// exit code.
 pub async fn after_run(dir: &Path, to: &UploadTo) {
-    let uploaded = async {
-        let uploader = Uploader::new(to)?;
-        uploader.upload(dir).await?;
-        anyhow::Ok(uploader)
+    let uploader = match Uploader::new(to) {
+        Ok(uploader) => uploader,
+        Err(e) => return errln!("warning: the run was not uploaded: {e:#}"),
     };
-    match uploaded.await {
-        Ok(uploader) => {
-            outln!("Uploaded to {}", to.url);
+    match uploader.upload(dir).await {
+        Ok(stored) => {
+            outln!("Uploaded to {}: {}", to.url, stored.path);
             if let Err(e) = send_queued(&uploader).await {
                 errln!("warning: {e:#}");
             }
         }
-        Err(e) => {
+        Err(e) if e.transient() => {
             let queued = enqueue(dir).map_or_else(
                 |q| format!("and cannot be queued ({q:#})"),
                 |queue| format!("queued in {}", queue.display()),
             );
             errln!(
-                "warning: the run was not uploaded ({e:#}); it stands in {}, {queued}: `censorprobe upload --queued --to URL` sends it",
+                "warning: the run was not uploaded ({e}); it stands in {}, {queued}: `censorprobe upload --queued --to URL` sends it",
                 dir.display()
             );
         }
+        Err(e) => errln!(
+            "warning: the run was not uploaded ({e}); it stands in {}",
+            dir.display()
+        ),
     }
 }
 
