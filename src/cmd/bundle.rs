@@ -14,11 +14,7 @@ use flate2::write::GzEncoder;
 use super::browse;
 use crate::error::InputError;
 use crate::output;
-use crate::rundir::{self, RUN_JSON};
-
-/// The files of a bundle besides the run's own.
-const SUMMARY: &str = "summary.txt";
-const REPORT: &str = "report.html";
+use crate::rundir::{self, REPORT_HTML, RUN_JSON, SUMMARY_TXT};
 
 pub fn command(run: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let dir = browse::run_dir(run, &super::places::results_dir())?;
@@ -27,18 +23,29 @@ pub fn command(run: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
         || PathBuf::from(format!("{}.tar.gz", info.run_id)),
         Path::to_path_buf,
     );
-    let summary = browse::summary(&dir, None)?;
-    // The report is written beside the archive, put in, and removed.
-    let report = rundir::aside(&out.with_file_name(format!(".{}.{REPORT}", info.run_id)));
-    output::html::write(std::slice::from_ref(&dir), &report, Default::default())?;
-    let written = write(&dir, &info.run_id, &out, &summary, &report);
-    let _ = std::fs::remove_file(&report);
-    written?;
+    make(&dir, &info.run_id, &out, |_| true)?;
     outln!(
         "Written: {}. Send it to the researcher you measure for; it holds no address of yours.",
         out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bundles the run `run_id` in `dir` into `out`: the run's files that `keep` keeps (by
+/// name), its summary and its HTML report, listed on standard output first.
+pub fn make(
+    dir: &Path,
+    run_id: &str,
+    out: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let summary = browse::summary(dir, None)?;
+    // The report is written beside the archive, put in, and removed.
+    let report = rundir::aside(&out.with_file_name(format!(".{run_id}.{REPORT_HTML}")));
+    output::html::write(&[dir.to_path_buf()], &report, Default::default())?;
+    let written = write(dir, run_id, out, &summary, &report, keep);
+    let _ = std::fs::remove_file(&report);
+    written
 }
 
 /// What goes into the archive under a name: a file as it is, or bytes made for it.
@@ -56,7 +63,14 @@ impl Content {
     }
 }
 
-fn write(dir: &Path, run_id: &str, out: &Path, summary: &str, report: &Path) -> anyhow::Result<()> {
+fn write(
+    dir: &Path,
+    run_id: &str,
+    out: &Path,
+    summary: &str,
+    report: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     // The run's files, a name each (the run's id for its folder), then what was made.
     let folder = PathBuf::from(run_id);
     let mut files: Vec<(PathBuf, Content)> = Vec::new();
@@ -67,7 +81,7 @@ fn write(dir: &Path, run_id: &str, out: &Path, summary: &str, report: &Path) -> 
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if !path.is_file() || name.starts_with('.') || name.ends_with(".tmp") {
+        if !path.is_file() || name.starts_with('.') || name.ends_with(".tmp") || !keep(&name) {
             continue;
         }
         let content = match name == RUN_JSON {
@@ -77,9 +91,12 @@ fn write(dir: &Path, run_id: &str, out: &Path, summary: &str, report: &Path) -> 
         files.push((folder.join(name), content));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    files.push((folder.join(REPORT), Content::File(report.to_path_buf())));
     files.push((
-        folder.join(SUMMARY),
+        folder.join(REPORT_HTML),
+        Content::File(report.to_path_buf()),
+    ));
+    files.push((
+        folder.join(SUMMARY_TXT),
         Content::Made(summary.as_bytes().to_vec()),
     ));
     outln!("{} will hold:", out.display());

@@ -34,6 +34,7 @@ pub mod offline;
 pub mod places;
 pub mod run;
 pub mod schedule;
+pub mod upload;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -110,6 +111,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Send a finished run to a collector (`control serve --collect`); one that cannot
+    /// be reached leaves it queued for `upload --queued`.
+    Upload(upload::UploadArgs),
     /// Show the whole job on a censored network simulated on loopback (no root, no
     /// internet): the real measurement and analysis, with a control.
     Demo {
@@ -222,6 +226,7 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
         },
         Command::Show { run } => browse::show(&run, &places::results_dir()),
         Command::Bundle { run, out } => bundle::command(&run, out.as_deref()),
+        Command::Upload(args) => upload::command(args).await,
         Command::Demo { out } => demo::command(out, progress).await,
         Command::Schedule(command) => schedule::command(command),
         Command::Control(ControlCommand::Serve(mut args)) => {

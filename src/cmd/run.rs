@@ -862,6 +862,19 @@ pub struct RunCommand {
     /// Also write the measurement and verdict tables as Parquet at the end of the run.
     #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
     format: TableFormat,
+    /// Upload the finished run to this collector (`control serve --collect`), as
+    /// `upload` does; one that cannot be reached leaves the run queued for `upload
+    /// --queued`. The run and its exit code stand either way.
+    #[arg(long = "upload", value_name = "URL", requires = "upload_token")]
+    upload: Option<url::Url>,
+    /// This probe's token at the --upload collector.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CENSORPROBE_UPLOAD_TOKEN",
+        hide_env_values = true
+    )]
+    upload_token: Option<String>,
 }
 
 /// The format of the result tables. CSV is always written (it is the run's crash-safe
@@ -893,6 +906,14 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
             return Err(e);
         }
     };
+    let upload = cmd
+        .upload
+        .zip(cmd.upload_token)
+        .map(|(url, token)| super::upload::UploadTo {
+            url,
+            token,
+            bind: cmd.run.bind,
+        });
     let report = run(cmd.run, progress).await;
     if let Some(results) = &results {
         super::history::append(results, &history_line(&report));
@@ -914,6 +935,8 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     super::print_report(&report);
     if report.stopped.is_some() {
         stopped_note(&report);
+    } else if let Some(upload) = &upload {
+        super::upload::after_run(&report.dir, upload).await;
     }
     let differences = expected.map(|e| super::expect::compare(&e, &report.verdicts));
     if let Some(path) = &cmd.junit {

@@ -8,7 +8,7 @@
 //! may take over it ([`batch_deadline`]), and not asked again once that has passed: a
 //! control that slow would only get slower.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -51,6 +51,15 @@ pub enum ControlClientError {
     Transport(String),
     #[error("no answer from the control within {0:?}, the most it may take over this batch")]
     TimedOut(Duration),
+}
+
+impl From<ExchangeError> for ControlClientError {
+    fn from(e: ExchangeError) -> ControlClientError {
+        match e {
+            ExchangeError::Transport(e) => ControlClientError::Transport(e),
+            ExchangeError::TimedOut(wait) => ControlClientError::TimedOut(wait),
+        }
+    }
 }
 
 impl ControlClientError {
@@ -130,67 +139,18 @@ impl ControlClient {
         wait: Duration,
     ) -> Result<ControlResponse, ControlClientError> {
         let _slot = self.slots.acquire().await.expect("never closed");
-        // Named as the user gave it: the address it resolved to would be scrubbed from
-        // the log line (see `crate::facts::scrub`), leaving nothing to recognise.
-        let control = self.endpoint.origin().ascii_serialization();
-        let transport = |e: String| ControlClientError::Transport(format!("{control}: {e}"));
-        let host = self
-            .endpoint
-            .host_str()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_string();
-        let port = self.endpoint.port_or_known_default().unwrap_or(80);
-        let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
-            .next()
-            .ok_or_else(|| transport(format!("{host} has no address")))?;
-        let tcp = Dialer::new(self.timeout, None)
-            .connect(address)
-            .await
-            .map_err(|e| transport(format!("connect: {}", e.failure)))?;
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-        ];
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        if let Some(bearer) = &bearer {
-            headers.push(("authorization", bearer));
-        }
-        let exchange = async {
-            let sent = if self.endpoint.scheme() == "https" {
-                let tls = self.tls.connect_strict(tcp, &host, self.timeout).await?;
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                let request = http::request(Method::POST, &self.endpoint, h2, &headers, body)
-                    .expect("valid request");
-                http::send(tls, h2, request).await?
-            } else {
-                let request = http::request(Method::POST, &self.endpoint, false, &headers, body)
-                    .expect("valid request");
-                http::send(tcp, false, request).await?
-            };
-            let (response, _connection) = sent;
-            let status = response.status().as_u16();
-            let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, wait).await;
-            match body.error {
-                Some(e) => Err(e),
-                None => Ok((status, body.bytes)),
-            }
+        let exchange = Exchange {
+            url: &self.endpoint,
+            token: self.token.as_deref(),
+            tls: &self.tls,
+            timeout: self.timeout,
+            source: None,
+            wait,
         };
-        let (status, bytes) = tokio::time::timeout(wait, exchange)
-            .await
-            .map_err(|_| ControlClientError::TimedOut(wait))?
-            .map_err(|e| transport(format!("{} ({})", e.failure, e.failed_operation)))?;
-        // The server's own words go into the evidence of verdicts.csv and into logs:
-        // scrubbed, since whoever answers (the control, a captive portal, a proxy in
-        // its place) sees the probe's public address and may well say it.
-        let message = || {
-            let text = serde_json::from_slice::<ControlError>(&bytes)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-            scrub_addresses(&text)
-        };
+        let (status, bytes) = exchange
+            .send(Method::POST, "application/json", body)
+            .await?;
+        let message = || server_message(&bytes);
         match status {
             200 => serde_json::from_slice(&bytes)
                 .map_err(|e| ControlClientError::Rejected(200, format!("unreadable answer: {e}"))),
@@ -201,6 +161,103 @@ impl ControlClient {
     }
 }
 
+/// One HTTP request to a censorprobe server (a control, a collector), over http:// or
+/// https:// (verified strictly), with the probe's own HTTP code (`measure::http`).
+pub struct Exchange<'a> {
+    pub url: &'a Url,
+    /// Sent as a bearer token.
+    pub token: Option<&'a str>,
+    pub tls: &'a TlsContext,
+    /// Of the connect and of the TLS handshake.
+    pub timeout: Duration,
+    /// The local address to connect from.
+    pub source: Option<IpAddr>,
+    /// The most the whole exchange may take.
+    pub wait: Duration,
+}
+
+/// Why an exchange got no answer.
+#[derive(Debug, Clone)]
+pub enum ExchangeError {
+    /// Naming the server's origin and what failed.
+    Transport(String),
+    TimedOut(Duration),
+}
+
+impl Exchange<'_> {
+    /// Sends `body` (of `content_type`, unless empty) and gives the answer's status and
+    /// body (at most `MAX_RESPONSE` bytes of it).
+    pub async fn send(
+        &self,
+        method: Method,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(u16, Vec<u8>), ExchangeError> {
+        // Named as the user gave it: the address it resolved to would be scrubbed from
+        // the log line (see `crate::facts::scrub`), leaving nothing to recognise.
+        let origin = self.url.origin().ascii_serialization();
+        let transport = |e: String| ExchangeError::Transport(format!("{origin}: {e}"));
+        let host = self
+            .url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = self.url.port_or_known_default().unwrap_or(80);
+        let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
+            .next()
+            .ok_or_else(|| transport(format!("{host} has no address")))?;
+        let tcp = Dialer::new(self.timeout, self.source)
+            .connect(address)
+            .await
+            .map_err(|e| transport(format!("connect: {}", e.failure)))?;
+        let mut headers = vec![("accept", "application/json")];
+        if !body.is_empty() {
+            headers.push(("content-type", content_type));
+        }
+        let bearer = self.token.map(|t| format!("Bearer {t}"));
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        let exchange = async {
+            let sent = if self.url.scheme() == "https" {
+                let tls = self.tls.connect_strict(tcp, &host, self.timeout).await?;
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let request =
+                    http::request(method, self.url, h2, &headers, body).expect("valid request");
+                http::send(tls, h2, request).await?
+            } else {
+                let request =
+                    http::request(method, self.url, false, &headers, body).expect("valid request");
+                http::send(tcp, false, request).await?
+            };
+            let (response, _connection) = sent;
+            let status = response.status().as_u16();
+            let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, self.wait).await;
+            match body.error {
+                Some(e) => Err(e),
+                None => Ok((status, body.bytes)),
+            }
+        };
+        tokio::time::timeout(self.wait, exchange)
+            .await
+            .map_err(|_| ExchangeError::TimedOut(self.wait))?
+            .map_err(|e| transport(format!("{} ({})", e.failure, e.failed_operation)))
+    }
+}
+
+/// A server's refusal in its own words: its JSON error, else the start of its body.
+/// Scrubbed, since they go into the evidence of verdicts.csv and into logs, and
+/// whoever answers (the server, a captive portal, a proxy in its place) sees the
+/// probe's public address and may well say it.
+pub fn server_message(bytes: &[u8]) -> String {
+    let text = serde_json::from_slice::<ControlError>(bytes)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(bytes).chars().take(200).collect());
+    scrub_addresses(&text)
+}
 /// A target waiting for its batch, and where its result goes.
 struct Queued {
     target: ControlTarget,

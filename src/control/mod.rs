@@ -3,5 +3,6 @@
 //! apart from a failure everywhere.
 
 pub mod client;
+pub mod collect;
 pub mod protocol;
 pub mod server;

@@ -40,10 +40,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::collect::{self, Collector};
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, HEALTH_PATH,
     MEASURE_PATH, batch_deadline,
@@ -155,6 +156,19 @@ pub struct ServeArgs {
     /// beyond this, new ones are answered 503 and closed.
     #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_CONNECTIONS_PER_CLIENT)]
     pub max_connections_per_client: usize,
+    /// Also collect finished runs from probes into DIR (`POST /v1/runs`, as `censorprobe
+    /// upload` sends them; `GET /v1/runs` lists a probe's own), stored as
+    /// `DIR/<probe_cc>/<probe_asn>/<day>/<run_id>/`.
+    #[arg(long, value_name = "DIR", requires = "collect_tokens")]
+    pub collect: Option<PathBuf>,
+    /// The probes that may upload to --collect, a line `PROBE_NAME TOKEN` each (`#`
+    /// starts a comment); read at start.
+    #[arg(long, value_name = "FILE", requires = "collect")]
+    pub collect_tokens: Option<PathBuf>,
+    /// Size of an uploaded run (its bundle), in bytes; it must arrive within
+    /// --request-deadline.
+    #[arg(long, value_name = "BYTES", value_parser = settings::places(), default_value_t = collect::MAX_UPLOAD)]
+    pub max_upload: usize,
     /// Where an IP database is found without `--asn-db` (the command line sets the data
     /// directory's; servers made in-process have none).
     #[arg(skip)]
@@ -181,6 +195,9 @@ impl Default for ServeArgs {
             max_body_bytes: settings::MAX_BODY_BYTES,
             max_connections: settings::MAX_CONNECTIONS,
             max_connections_per_client: settings::MAX_CONNECTIONS_PER_CLIENT,
+            collect: None,
+            collect_tokens: None,
+            max_upload: collect::MAX_UPLOAD,
             ip_db_dir: None,
         }
     }
@@ -223,6 +240,7 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// given: `serve` runs one, and so does the demo, in-process on a loopback port.
 pub struct ControlServer {
     server: Arc<Server>,
+    collector: Option<Arc<Collector>>,
     tls: Option<Tls>,
     admission: Admission,
     /// Long enough for one request's headers and body, and its whole measurement.
@@ -234,12 +252,14 @@ impl ControlServer {
     /// caller's part.
     pub fn new(args: &ServeArgs) -> anyhow::Result<ControlServer> {
         let server = Arc::new(Server::new(args)?);
+        let collector = Collector::new(args)?.map(Arc::new);
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
             _ => None,
         };
         Ok(ControlServer {
             server,
+            collector,
             tls,
             admission: Admission::new(args.max_connections, args.max_connections_per_client),
             lifetime: args.request_deadline + CLIENT_TIMEOUT * 2,
@@ -255,7 +275,7 @@ impl ControlServer {
         let accepting = accept_loop(
             listener,
             self.tls.map(|tls| tls.serve),
-            router(self.server),
+            router(self.server, self.collector),
             Arc::new(self.admission),
             refusals,
             self.lifetime,
@@ -319,12 +339,16 @@ fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
     })
 }
 
-fn router(server: Arc<Server>) -> Router {
-    Router::new()
+fn router(server: Arc<Server>, collector: Option<Arc<Collector>>) -> Router {
+    let app = Router::new()
         .route(MEASURE_PATH, post(measure))
         .route(HEALTH_PATH, get(health))
-        .fallback(not_found)
-        .with_state(server)
+        .with_state(server);
+    match collector {
+        Some(collector) => app.merge(collect::routes(collector)),
+        None => app,
+    }
+    .fallback(not_found)
 }
 
 /// Accepts connections for ever, serving each on a task of its own.
@@ -646,7 +670,10 @@ async fn health() -> &'static str {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("no such endpoint: this server answers POST {MEASURE_PATH} and GET {HEALTH_PATH}"),
+        format!(
+            "no such endpoint: this server answers POST {MEASURE_PATH}, GET {HEALTH_PATH}, and with --collect POST and GET {}",
+            collect::RUNS_PATH
+        ),
     )
 }
 
@@ -764,12 +791,7 @@ impl Server {
         let Some(expected) = &self.token else {
             return Ok(());
         };
-        let given = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.as_bytes().split_at_checked(b"Bearer ".len()))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
-            .map_or(&b""[..], |(_, token)| token);
-        if token_matches(expected, given) {
+        if token_matches(expected, bearer_token(headers)) {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -850,7 +872,7 @@ impl Server {
 
     /// Reads the body within [`CLIENT_TIMEOUT`], refusing at once one that says it is too
     /// large, and parses it. Its bytes count against the body budget until parsed.
-    async fn read_request(&self, mut body: Body) -> Result<ControlRequest, ApiError> {
+    async fn read_request(&self, body: Body) -> Result<ControlRequest, ApiError> {
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -860,49 +882,80 @@ impl Server {
                 ),
             )
         };
-        if body.size_hint().lower() > self.max_body_bytes as u64 {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::new();
-        let mut held = None;
-        let read = async {
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| {
-                    ApiError::bad_request(format!("cannot read the request body: {e}"))
-                })?;
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if bytes.len() + data.len() > self.max_body_bytes {
-                    return Err(too_large());
-                }
-                let permit = u32::try_from(data.len())
-                    .ok()
-                    .and_then(|n| self.body_budget.try_acquire_many(n).ok())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "busy: this server is reading as many request bodies as it can; retry later",
-                        )
-                    })?;
-                match &mut held {
-                    None => held = Some(permit),
-                    Some(held) => held.merge(permit),
-                }
-                bytes.extend_from_slice(&data);
-            }
-            Ok(())
+        let limit = BodyLimit {
+            max: self.max_body_bytes,
+            budget: &self.body_budget,
+            deadline: CLIENT_TIMEOUT,
         };
-        tokio::time::timeout(CLIENT_TIMEOUT, read)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("the request body did not arrive within {CLIENT_TIMEOUT:?}"),
-                )
-            })??;
+        let (bytes, _held) = read_body(body, limit, too_large).await?;
         parse(&bytes)
     }
+}
+
+/// The bounds of reading one request body.
+pub(super) struct BodyLimit<'a> {
+    /// Its most bytes.
+    pub max: usize,
+    /// The memory all bodies being read at once share, in bytes.
+    pub budget: &'a Semaphore,
+    /// How long it may take to arrive, from when the handler starts reading it.
+    pub deadline: Duration,
+}
+
+/// Reads a request body within `limit`, refusing at once (with `too_large()`, before
+/// reading a byte) one whose Content-Length says it is larger, and cutting off one that
+/// grows larger as it arrives. Its bytes hold a share of the budget, as they arrive (a
+/// slow client holds only what it has sent), until the permit given with them is
+/// dropped.
+pub(super) async fn read_body<'a>(
+    mut body: Body,
+    limit: BodyLimit<'a>,
+    too_large: impl Fn() -> ApiError,
+) -> Result<(Vec<u8>, Option<SemaphorePermit<'a>>), ApiError> {
+    if body.size_hint().lower() > limit.max as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    let mut held: Option<SemaphorePermit<'a>> = None;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if bytes.len() + data.len() > limit.max {
+                return Err(too_large());
+            }
+            let permit = u32::try_from(data.len())
+                .ok()
+                .and_then(|n| limit.budget.try_acquire_many(n).ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy: this server is reading as many request bodies as it can; retry later",
+                    )
+                })?;
+            match &mut held {
+                None => held = Some(permit),
+                Some(held) => held.merge(permit),
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(limit.deadline, read)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {:?}",
+                    limit.deadline
+                ),
+            )
+        })??;
+    Ok((bytes, held))
 }
 
 /// A request body as JSON.
@@ -995,7 +1048,16 @@ fn job(requested: &ControlTarget, policy: &AddressPolicy) -> Result<Job, String>
     })
 }
 
-fn digest(token: impl AsRef<[u8]>) -> [u8; 32] {
+/// The token of an `Authorization: Bearer` header (the scheme in any case), or none.
+pub(super) fn bearer_token(headers: &HeaderMap) -> &[u8] {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.as_bytes().split_at_checked(b"Bearer ".len()))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
+        .map_or(&b""[..], |(_, token)| token)
+}
+
+pub(super) fn digest(token: impl AsRef<[u8]>) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 
@@ -1057,20 +1119,20 @@ fn standalone(facts: TargetFacts) -> Vec<Measurement> {
 /// Every refusal of a handler: a status, and a message saying what is wrong, sent as
 /// [`ControlError`] JSON.
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
+pub(super) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
     }
 
-    fn bad_request(message: String) -> ApiError {
+    pub(super) fn bad_request(message: String) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 }

@@ -15,16 +15,49 @@ pub const SCRUBBED: &str = "[scrubbed]";
 /// as it has a decimal digit (every public address has one; `hyper::Error` is spared).
 pub fn scrub_addresses(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    scan(text, |piece| match piece {
+        Piece::Text(text) => out.push_str(text),
+        Piece::Address(_) => out.push_str(SCRUBBED),
+    });
+    out
+}
+
+/// Whether `text` names `ip` (with or without a port, in any of its spellings: an
+/// IPv6 address compressed or not, an IPv4 address mapped into IPv6), as
+/// [`scrub_addresses`] finds addresses: a collector refuses a run that names the
+/// address it was uploaded from. `127.0.0.15` does not name `127.0.0.1`.
+pub fn mentions(text: &str, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let mut found = false;
+    scan(text, |piece| {
+        if let Piece::Address(address) = piece {
+            let named = address
+                .parse::<IpAddr>()
+                .or_else(|_| address.parse::<SocketAddr>().map(|a| a.ip()));
+            found |= named.is_ok_and(|named| named.to_canonical() == ip);
+        }
+    });
+    found
+}
+
+/// A piece of free text: text to keep, or an address.
+enum Piece<'a> {
+    Text(&'a str),
+    Address(&'a str),
+}
+
+/// Hands each piece of `text` to `visit`, in order: the text between addresses, and
+/// each address.
+fn scan<'a>(text: &'a str, mut visit: impl FnMut(Piece<'a>)) {
     let mut rest = text;
     while let Some(start) = rest.find(is_address_char) {
-        out.push_str(&rest[..start]);
+        visit(Piece::Text(&rest[..start]));
         let run = &rest[start..];
         let len = run.find(|c| !is_address_char(c)).unwrap_or(run.len());
-        scrub_run(&run[..len], &mut out);
+        scan_run(&run[..len], &mut visit);
         rest = &run[len..];
     }
-    out.push_str(rest);
-    out
+    visit(Piece::Text(rest));
 }
 
 /// The longest text that can be an address: an IPv6 address in brackets, its last 32
@@ -39,17 +72,17 @@ fn is_address_char(c: char) -> bool {
 /// address starting there, so `[::1]:53:` loses `[::1]:53` and keeps its colon. No
 /// address is longer than [`MAX_ADDRESS_LEN`], so a long run (a hex dump in an error
 /// text, a hostile server's header) costs time in proportion to its length.
-fn scrub_run(run: &str, out: &mut String) {
+fn scan_run<'a>(run: &'a str, visit: &mut impl FnMut(Piece<'a>)) {
     let mut i = 0;
     while i < run.len() {
         let longest = run.len().min(i + MAX_ADDRESS_LEN);
         match (i + 1..=longest).rev().find(|&j| is_address(&run[i..j])) {
             Some(j) => {
-                out.push_str(SCRUBBED);
+                visit(Piece::Address(&run[i..j]));
                 i = j;
             }
             None => {
-                out.push_str(&run[i..=i]);
+                visit(Piece::Text(&run[i..=i]));
                 i += 1;
             }
         }
@@ -110,6 +143,24 @@ mod tests {
         for (text, scrubbed) in cases {
             assert_eq!(scrub_addresses(text), scrubbed, "{text}");
         }
+    }
+
+    #[test]
+    fn mentions_an_address_in_any_spelling_and_nothing_longer() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        for text in [
+            "from 192.0.2.7",
+            "to 192.0.2.7:443.",
+            "[::ffff:192.0.2.7]:80",
+        ] {
+            assert!(mentions(text, v4), "{text}");
+        }
+        for text in ["192.0.2.70", "10.192.0.2.7x", "192.0.2.6", "no address"] {
+            assert!(!mentions(text, v4), "{text}");
+        }
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        assert!(mentions("at [2001:0db8:0:0::7]:443", v6));
+        assert!(!mentions("at 2001:db8::77", v6));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub const MEASUREMENTS_CSV: &str = "measurements.csv";
 pub const MEASUREMENTS_JSONL: &str = "measurements.jsonl";
 pub const VERDICTS_CSV: &str = "verdicts.csv";
 pub const RUN_JSON: &str = "run.json";
+/// What a bundle adds to a run's files: its HTML report, and its summary in words.
+pub const REPORT_HTML: &str = "report.html";
+pub const SUMMARY_TXT: &str = "summary.txt";
 
 /// A run as written: where, its verdicts, and what the summary says of its network.
 pub struct RunReport {
@@ -355,4 +358,31 @@ pub fn try_lock(path: &Path) -> anyhow::Result<Option<File>> {
 pub fn being_written(dir: &Path) -> bool {
     File::open(dir.join(WRITING))
         .is_ok_and(|lock| matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector's tree (`control serve --collect DIR`): runs at
+    /// `DIR/<cc>/<asn>/<day>/<run_id>/`, beside its hidden bookkeeping, which is not
+    /// looked in.
+    #[test]
+    fn finds_the_runs_of_a_collectors_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |path: &str| {
+            let run = dir.path().join(path);
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join(RUN_JSON), "{}").unwrap();
+            run
+        };
+        let first = run("IR/AS64500/2026-01-02/r1");
+        let second = run("IR/AS64500/2026-01-03/r2");
+        let other = run("RU/AS12389/2026-01-02/r3");
+        run(".incoming/0123/r4");
+        assert_eq!(
+            find_runs(dir.path()),
+            [first, second, other].map(Found::Run)
+        );
+    }
 }
