@@ -637,3 +637,46 @@ async fn run_upload_sends_the_run_at_its_end() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["run_id"], run_id(&out).as_str());
 }
+
+/// A collector on https with a certificate of a private CA: refused without that CA
+/// (the upload is queued, nothing is sent in clear), taken with `--ca-file`.
+#[tokio::test]
+async fn an_https_collector_of_a_private_ca_is_trusted_with_ca_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path();
+    let ca = common::Ca::new().unwrap();
+    let ca_pem = ca.write_pem(home).unwrap();
+    let (cert, key) = ca.write_server_files(home, &["127.0.0.1"]).unwrap();
+    let server = collector(
+        home,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let run = copy_run(&runs()[0], home);
+    let id = run_id(&run);
+    let holds_it = || stored(&home.join("store")).iter().any(|p| p.ends_with(&id));
+
+    let untrusted = upload(home, Some(&run), &server.url, &[]);
+    assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    assert!(
+        text(&untrusted).contains("ssl_unknown_authority"),
+        "{}",
+        text(&untrusted)
+    );
+    assert!(!holds_it());
+
+    let trusted = upload(
+        home,
+        Some(&run),
+        &server.url,
+        &["--ca-file", ca_pem.to_str().unwrap()],
+    );
+    assert!(trusted.status.success(), "{}", text(&trusted));
+    assert!(holds_it(), "{:?}", stored(&home.join("store")));
+}

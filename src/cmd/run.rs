@@ -913,6 +913,8 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
             url,
             token,
             bind: cmd.run.bind,
+            // A lab's or a campaign's CA signs its collector as it signs its sites.
+            ca_file: cmd.run.measure.ca_file.clone(),
         });
     let report = run(cmd.run, progress).await;
     if let Some(results) = &results {

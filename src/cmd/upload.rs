@@ -64,6 +64,10 @@ pub struct UploadTo {
     /// Upload from this local address (a multi-homed host, a lab).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
+    /// Extra CA certificates (PEM) to trust for an https:// collector whose certificate
+    /// a private CA issued.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why an upload failed.
@@ -172,7 +176,7 @@ impl Uploader {
         Ok(Uploader {
             endpoint: to.url.join(RUNS_PATH)?,
             token: to.token.clone(),
-            tls: TlsContext::new(root_store(None)?)?,
+            tls: TlsContext::new(root_store(to.ca_file.as_deref())?)?,
             source: to.bind,
         })
     }
