@@ -191,6 +191,7 @@ fn write_run(dir: &Path, run_id: &str, cc: &str, asn: &str, started: &str, rows:
         targets: Vec::new(),
         no_network: false,
         resolvers: Vec::new(),
+        compare_warnings: Vec::new(),
     };
     std::fs::write(
         dir.join("run.json"),
@@ -210,6 +211,7 @@ fn write_run(dir: &Path, run_id: &str, cc: &str, asn: &str, started: &str, rows:
             verdict: (*verdict).into(),
             blocking: (*blocking).into(),
             evidence: (*evidence).into(),
+            ..VerdictRow::default()
         })
         .unwrap();
     }
@@ -413,12 +415,13 @@ fn corrupt_newer_and_foreign_dirs_are_named_and_skipped() {
     let output = report(&dirs, &html_path);
     assert_ok(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let newer = format!(
+        "schema version {}, newer than this censorprobe reads ({SCHEMA_VERSION})",
+        SCHEMA_VERSION + 1
+    );
     for (dir, why) in [
         (&broken, "run.json is not valid JSON"),
-        (
-            &future,
-            "schema version 2, newer than this censorprobe reads (1)",
-        ),
+        (&future, newer.as_str()),
         (&bad_rows, "unknown verdict \"fine\""),
         (&notes, "not a run"),
     ] {
