@@ -865,7 +865,8 @@ pub struct RunCommand {
     /// "target" = "verdict[/blocking]") and exit 1 listing each difference.
     #[arg(long, value_name = "FILE")]
     expect: Option<PathBuf>,
-    /// Write the verdicts as JUnit XML, one test case per target.
+    /// Write the verdicts as JUnit XML, one test case per target (and per target
+    /// --expect names that was not measured, a failure), sorted by service and target.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Also write the measurement and verdict tables as Parquet at the end of the run.
