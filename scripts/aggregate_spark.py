@@ -6,8 +6,10 @@ and scripts/aggregate.sql. Reads verdicts.csv or verdicts.parquet files directly
     spark-submit scripts/aggregate_spark.py 's3a://bucket/runs/*/*/verdicts.csv' out/
     spark-submit scripts/aggregate_spark.py --parquet 'hdfs:///runs/*/*/verdicts.parquet' out/
 
-Unlike the binary, it does not check each run's schema_version: filter the run.json files
-first when mixing software versions.
+Unlike the binary, it does not check each run's schema_version nor what a run is
+(docs/data.md): filter the run.json files first when mixing software versions. Schema-1 and
+schema-2 files (nine or thirteen columns) read together with the mergeSchema option of
+Parquet; for CSV, read each layout apart and union them by name.
 """
 
 import argparse
@@ -16,6 +18,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 VERDICTS = ["ok", "blocked", "anomaly", "down", "inconclusive"]
+# The verdicts counted by blocking kind: blocked_<kind>, then anomaly_<kind>.
+FLAGGED = ["blocked", "anomaly"]
 KINDS = [
     "dns-hijack", "dns-nxdomain", "dns-failure", "dns-injection", "tcp-blackhole",
     "tcp-reset", "tcp-refused", "protocol-filtered", "tls-reset", "tls-timeout", "tls-mitm",
@@ -29,8 +33,9 @@ def aggregate(verdicts):
     counts = [F.count(F.lit(1)).alias("targets")]
     counts += [F.sum(F.when(F.col("verdict") == v, 1).otherwise(0)).alias(v) for v in VERDICTS]
     counts += [
-        F.sum(F.when((F.col("verdict") == "blocked") & (F.col("blocking") == k), 1).otherwise(0))
-        .alias("blocked_" + k.replace("-", "_"))
+        F.sum(F.when((F.col("verdict") == v) & (F.col("blocking") == k), 1).otherwise(0))
+        .alias(v + "_" + k.replace("-", "_"))
+        for v in FLAGGED
         for k in KINDS
     ]
     grouped = (
@@ -39,7 +44,7 @@ def aggregate(verdicts):
         .agg(*counts)
     )
     shares = [F.round(F.col(v) / F.col("targets"), 4).alias(v + "_share") for v in VERDICTS]
-    kinds = ["blocked_" + k.replace("-", "_") for k in KINDS]
+    kinds = [v + "_" + k.replace("-", "_") for v in FLAGGED for k in KINDS]
     return grouped.select(
         "service", "probe_cc", "probe_asn", "day", "targets", *VERDICTS, *shares, *kinds
     ).orderBy("service", "probe_cc", "probe_asn", "day")

@@ -8,8 +8,13 @@
 pub const EXIT_DIFFERENCES: u8 = 1;
 /// Bad input: the command line, a targets file, a CA file, an ASN database, a run.
 pub const EXIT_INPUT_ERROR: u8 = 2;
-/// An internal error, or results that could not be written.
+/// An internal error, or results that could not be written (a run's files, or any
+/// output file the user named: `--out`, `--html`; the user named a place, the machine
+/// could not write there).
 pub const EXIT_INTERNAL_ERROR: u8 = 3;
+/// The run found no network at all (neither the canary nor any target reached): its
+/// verdicts, all inconclusive, say nothing, and a CI job must not pass on them.
+pub const EXIT_NO_NETWORK: u8 = 4;
 
 /// A mistake in what the user gave us (as opposed to a failure while running).
 #[derive(Debug, thiserror::Error)]

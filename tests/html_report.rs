@@ -203,6 +203,7 @@ fn write_run_as(
         targets: Vec::new(),
         no_network,
         resolvers: Vec::new(),
+        compare_warnings: Vec::new(),
     };
     std::fs::write(
         dir.join("run.json"),
@@ -222,6 +223,7 @@ fn write_run_as(
             verdict: (*verdict).into(),
             blocking: (*blocking).into(),
             evidence: (*evidence).into(),
+            ..VerdictRow::default()
         })
         .unwrap();
     }
@@ -464,12 +466,13 @@ fn corrupt_newer_and_foreign_dirs_are_named_and_skipped() {
     let output = report(&dirs, &html_path);
     assert_ok(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let newer = format!(
+        "schema version {}, newer than this censorprobe reads ({SCHEMA_VERSION})",
+        SCHEMA_VERSION + 1
+    );
     for (dir, why) in [
         (&broken, "run.json is not valid JSON"),
-        (
-            &future,
-            "schema version 2, newer than this censorprobe reads (1)",
-        ),
+        (&future, newer.as_str()),
         (&bad_rows, "unknown verdict \"fine\""),
         (&notes, "not a run"),
     ] {

@@ -391,6 +391,11 @@ endpoints = ["{closed}"]
         .matches("no network")
         .count();
     assert_eq!(said, 1, "times \"no network\" was said\n{run}");
+    assert_eq!(
+        run.status.code(),
+        Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),
+        "a run without a network has its own exit code\n{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

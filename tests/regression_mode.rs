@@ -1,5 +1,5 @@
 //! CI regression mode: `--expect` turns differences into exit code 1 with a list, and
-//! `--junit` writes one test case per target.
+//! `--junit` writes one test case per target, measured or expected, in a stable order.
 
 #[allow(dead_code)]
 mod common;
@@ -96,7 +96,50 @@ async fn matching_expectations_exit_0_and_differences_exit_1_with_a_list() {
         "{run_diff}"
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"failures="1""#), "{xml}");
+    // hijack.test differs, and gone.test, expected and not measured, fails too.
+    assert!(xml.contains(r#"failures="2""#), "{xml}");
+    assert!(
+        xml.contains(r#"<testcase classname="(service unknown)" name="gone.test">"#)
+            && xml.contains("expected down, got not measured"),
+        "{xml}"
+    );
+    // The expected target the plan does not have is said before anything is measured.
+    assert!(
+        run_diff
+            .stderr
+            .contains("warning: --expect names 1 target not in this run's targets, which will be differences (not measured): gone.test"),
+        "{run_diff}"
+    );
+
+    // Cases come sorted by service, then target, whatever order targets finish in: the
+    // same in every run.
+    let cases = |xml: &str| -> Vec<String> {
+        xml.lines()
+            .filter(|line| line.trim_start().starts_with("<testcase "))
+            .map(str::trim)
+            .map(String::from)
+            .collect()
+    };
+    let first = cases(&xml);
+    assert_eq!(
+        first,
+        [
+            r#"<testcase classname="(service unknown)" name="gone.test">"#,
+            r#"<testcase classname="canary" name="canary.test">"#,
+            r#"<testcase classname="svc" name="good.test">"#,
+            r#"<testcase classname="svc" name="hijack.test">"#,
+        ],
+        "{xml}"
+    );
+    let again = run(&[
+        "--expect",
+        expect.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(again.status.code(), Some(1), "{again}");
+    assert_eq!(cases(&std::fs::read_to_string(&junit).unwrap()), first);
 }
 
 #[tokio::test(flavor = "multi_thread")]

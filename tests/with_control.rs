@@ -310,6 +310,132 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
     .await;
     probe_run.assert_scenario("sni.test", "sni-filter");
     probe_run.assert_scenario("broken.test", "down");
+    // A sound comparison: nothing to warn of, and every row judged by the control run.
+    assert!(!probe_run.stderr.contains("warning:"), "{probe_run}");
+    let compared = std::fs::read_to_string(&written).unwrap();
+    let mut rows = csv::Reader::from_reader(compared.as_bytes());
+    for row in rows.deserialize::<std::collections::HashMap<String, String>>() {
+        let row = row.unwrap();
+        assert_eq!(row["controlled"], "true", "{compared}");
+        assert_eq!(row["target_kind"], "domain", "{compared}");
+    }
+}
+
+/// `censorprobe ARGS`, with consent given: its exit code and what it said.
+fn censorprobe(args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+        .args(args)
+        .env("CENSORPROBE_YES", "1")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), said)
+}
+
+/// `compare` says (on stderr, and in the probe run's run.json) when the comparison
+/// says little: a control run without a network (every lookup failed), no target in
+/// common, a probe run that had its own control. The verdicts are written all the same.
+#[test]
+fn compare_warns_of_a_control_run_that_is_no_control() {
+    let root = tempfile::tempdir().unwrap();
+    // A probe run made with a control of its own (tests/data/schema1-run, the lab's).
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/schema1-run");
+    let probe = root.path().join("probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    for file in std::fs::read_dir(&fixture).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, probe.join(file.file_name().unwrap())).unwrap();
+    }
+    // A "control" run with no network: its resolver refuses, its one endpoint is closed.
+    let targets = root.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let dead = root.path().join("dead");
+    let (code, said) = censorprobe(&[
+        "run",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--resolver",
+        "udp://127.0.0.1:1",
+        "--treat-as-public",
+        "127.0.0.0/8",
+        "--timeout",
+        "1",
+        "--out",
+        dead.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code,
+        Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),
+        "{said}"
+    );
+
+    let (probe_dir, dead_dir) = (probe.to_str().unwrap(), dead.to_str().unwrap());
+    let (code, said) = censorprobe(&["compare", probe_dir, dead_dir]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the verdicts are written all the same: {said}"
+    );
+    assert!(probe.join("verdicts.compared.csv").is_file());
+    let info = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+    };
+    let dead_id = info(&dead)["run_id"].as_str().unwrap().to_string();
+    for warning in [
+        format!("warning: the control run {dead_id} had no network"),
+        format!(
+            "warning: the control run {dead_id} measured none of run 20261203T073827Z-d393's targets"
+        ),
+        "warning: run 20261203T073827Z-d393 had its own control (http://127.0.0.2:36805/)"
+            .to_string(),
+    ] {
+        assert!(said.contains(&warning), "{warning} not in:\n{said}");
+    }
+    let problems = |dir: &std::path::Path| -> Vec<String> {
+        info(dir)["compare_warnings"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .map(|w| {
+                        format!(
+                            "{} {}",
+                            w["control_run"].as_str().unwrap(),
+                            w["problem"].as_str().unwrap()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        problems(&probe),
+        [
+            format!("{dead_id} control_unusable"),
+            format!("{dead_id} no_target_in_common"),
+            format!("{dead_id} had_own_control"),
+        ]
+    );
+    assert_eq!(
+        info(&probe)["schema_version"],
+        1,
+        "an old run stays of its schema"
+    );
+
+    // Compared with a control run that measured the same targets (here, itself), only
+    // its own control is left to warn of; the warnings of the other comparison stay.
+    let (code, said) = censorprobe(&["compare", probe_dir, probe_dir]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(said.matches("warning:").count(), 1, "{said}");
+    assert!(said.contains("had its own control"), "{said}");
+    assert_eq!(problems(&probe).len(), 4, "{:?}", problems(&probe));
 }
 
 /// A protocol filter on the probe's path: the endpoint takes the probe's connect, and

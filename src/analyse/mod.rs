@@ -296,6 +296,10 @@ pub struct TargetVerdict {
     pub verdict: Verdict,
     pub blocking: Option<Blocking>,
     pub evidence: String,
+    /// Whether a control's facts for the target were there to judge it against (the
+    /// `controlled` column): a verdict made without them rests on the probe's facts
+    /// alone, and a researcher weighs it so.
+    pub controlled: bool,
 }
 
 /// What analysis needs besides the facts.
@@ -453,6 +457,7 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
         Control::Measured(c) => Some(c),
         _ => None,
     };
+    let controlled = measured.is_some();
     let problems = problems(facts, measured, context);
     let (unexplained, explained): (Vec<Problem>, Vec<Problem>) =
         problems.into_iter().partition(|p| p.explained.is_none());
@@ -497,6 +502,7 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
                 evidence:
                     "nothing got through to the target, and no failure was evidence either way"
                         .into(),
+                controlled,
             },
             reached,
         };
@@ -520,6 +526,7 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
             verdict,
             blocking,
             evidence,
+            controlled,
         },
         reached,
     }

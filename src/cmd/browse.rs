@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::analyse::TargetVerdict;
-use crate::analyse::Verdict;
+use crate::analyse::{TargetVerdict, Verdict};
 use crate::error::InputError;
 use crate::output;
 use crate::rundir::rows::read_verdicts;
@@ -22,20 +21,15 @@ struct Listed {
 }
 
 fn load(dir: &Path) -> anyhow::Result<Listed> {
+    rundir::check_run(dir)?;
     let info = rundir::read_info(dir).with_context(|| dir.display().to_string())?;
     let mut verdicts = Vec::new();
     for row in read_verdicts(&dir.join(VERDICTS_CSV))? {
         let (line, row) = row?;
-        let (verdict, blocking) = row
-            .judgement()
+        let verdict = row
+            .into_verdict()
             .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", dir.join(VERDICTS_CSV).display()))?;
-        verdicts.push(TargetVerdict {
-            service: row.service,
-            target: row.target,
-            verdict,
-            blocking,
-            evidence: row.evidence,
-        });
+        verdicts.push(verdict);
     }
     Ok(Listed {
         dir: dir.to_path_buf(),
@@ -61,7 +55,9 @@ pub fn list(dir: &Path, is_default: bool) -> anyhow::Result<ExitCode> {
             Found::NotRun(path, why) if path == dir => {
                 return Err(InputError(anyhow::anyhow!("{}: {why}", path.display())).into());
             }
-            Found::NotRun(path, why) => errln!("skipped {}: {why}", path.display()),
+            Found::Unreadable(path, why) | Found::NotRun(path, why) => {
+                errln!("skipped {}: {why}", path.display())
+            }
         }
     }
     runs.sort_by_key(|run| run.info.started_at);

@@ -25,7 +25,7 @@ pub async fn command(out: Option<PathBuf>, progress: &MultiProgress) -> anyhow::
         control: Some(lab.control().clone()),
         ..RunArgs::default()
     };
-    let report = run::run(args, progress).await?;
+    let report = run::run(args, progress, None).await?;
     if let Some(Stopped::Signal(signal)) = report.stopped {
         return Ok(ExitCode::from(signal.exit_code()));
     }

@@ -5,7 +5,7 @@
 //! `"target" = "verdict"` or `"target" = "verdict/blocking"`. It may be partial: targets
 //! it does not name are not compared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 use quick_xml::Writer;
 use quick_xml::events::BytesText;
 
-use crate::analyse::{Blocking, TargetVerdict, Verdict};
+use crate::analyse::{Blocking, TargetVerdict, Verdict, counted};
+use crate::input::targets::Target;
 
 /// What one target should come out as.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,9 @@ pub struct Expected {
     pub verdict: Verdict,
     /// `None`: any blocking kind will do.
     pub blocking: Option<Option<Blocking>>,
+    /// The target's service, when the expectation says it (a verdicts.csv does, a TOML
+    /// file does not): the class of its JUnit case should it not be measured.
+    pub service: Option<String>,
 }
 
 pub type Expectations = BTreeMap<String, Expected>;
@@ -28,6 +32,8 @@ pub type Expectations = BTreeMap<String, Expected>;
 /// One target that did not come out as expected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Difference {
+    /// The service of the target, as measured or as expected (if said).
+    pub service: Option<String>,
     pub target: String,
     pub expected: String,
     pub actual: String,
@@ -49,6 +55,7 @@ pub fn load(path: &Path) -> anyhow::Result<Expectations> {
 fn from_verdicts_csv(text: &str, path: &Path) -> anyhow::Result<Expectations> {
     #[derive(serde::Deserialize)]
     struct Row {
+        service: String,
         target: String,
         verdict: String,
         blocking: String,
@@ -63,7 +70,13 @@ fn from_verdicts_csv(text: &str, path: &Path) -> anyhow::Result<Expectations> {
             row.with_context(|| format!("{}:{line}: not a verdicts.csv row", path.display()))?;
         let expected = parse(&row.verdict, Some(&row.blocking))
             .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
-        out.insert(row.target, expected);
+        out.insert(
+            row.target,
+            Expected {
+                service: Some(row.service),
+                ..expected
+            },
+        );
     }
     Ok(out)
 }
@@ -103,7 +116,11 @@ fn parse(verdict: &str, blocking: Option<&str>) -> Result<Expected, String> {
         Some("") => Some(None),
         Some(kind) => Some(Some(kind.parse::<Blocking>()?)),
     };
-    Ok(Expected { verdict, blocking })
+    Ok(Expected {
+        verdict,
+        blocking,
+        service: None,
+    })
 }
 
 fn show(verdict: Verdict, blocking: Option<Blocking>) -> String {
@@ -124,6 +141,7 @@ pub fn compare(expected: &Expectations, verdicts: &[TargetVerdict]) -> Vec<Diffe
         });
         if !matches {
             differences.push(Difference {
+                service: actual.map(|v| v.service.clone()).or(want.service.clone()),
                 target: target.clone(),
                 expected: match want.blocking {
                     Some(b) => show(want.verdict, b),
@@ -136,60 +154,104 @@ pub fn compare(expected: &Expectations, verdicts: &[TargetVerdict]) -> Vec<Diffe
     differences
 }
 
-/// JUnit XML, one test case per target (class = service). With expectations, a case
-/// fails when its target differs from them; without, when it is blocked or anomalous.
+/// Warns, before anything is measured, of expected targets the run does not plan to
+/// measure: each will come out "not measured", a difference, and the expectation may
+/// be for another targets file.
+pub fn warn_unplanned(expected: &Expectations, planned: &[Target]) {
+    let planned: HashSet<String> = planned.iter().map(Target::to_string).collect();
+    let unplanned: Vec<&str> = expected
+        .keys()
+        .filter(|target| !planned.contains(*target))
+        .map(String::as_str)
+        .collect();
+    if !unplanned.is_empty() {
+        errln!(
+            "warning: --expect names {} not in this run's targets, which will be differences (not measured): {}",
+            counted(unplanned.len(), "target", "targets"),
+            unplanned.join(", ")
+        );
+    }
+}
+
+/// One JUnit test case: a target, and why it failed if it did.
+struct Case<'a> {
+    service: &'a str,
+    target: &'a str,
+    failure: Option<String>,
+    out: String,
+}
+
+/// JUnit XML, one test case per target measured and per expected target not measured
+/// (class = service), sorted by service and target so that two runs' files compare
+/// line by line. With expectations, a case fails when its target differs from them
+/// (a target expected and not measured is one); without, when it is blocked or
+/// anomalous.
 pub fn write_junit(
     path: &Path,
     verdicts: &[TargetVerdict],
     differences: Option<&[Difference]>,
 ) -> anyhow::Result<()> {
-    let failure_of = |v: &TargetVerdict| -> Option<String> {
-        match differences {
-            Some(diffs) => diffs
-                .iter()
-                .find(|d| d.target == v.target)
-                .map(|d| format!("expected {}, got {}: {}", d.expected, d.actual, v.evidence)),
-            None => matches!(v.verdict, Verdict::Blocked | Verdict::Anomaly)
-                .then(|| format!("{}: {}", show(v.verdict, v.blocking), v.evidence)),
-        }
-    };
-    let failures = verdicts.iter().filter(|v| failure_of(v).is_some()).count();
+    let mut cases: Vec<Case<'_>> = verdicts
+        .iter()
+        .map(|v| {
+            let shown = format!("{}: {}", show(v.verdict, v.blocking), v.evidence);
+            let failure =
+                match differences {
+                    Some(diffs) => diffs.iter().find(|d| d.target == v.target).map(|d| {
+                        format!("expected {}, got {}: {}", d.expected, d.actual, v.evidence)
+                    }),
+                    None => matches!(v.verdict, Verdict::Blocked | Verdict::Anomaly)
+                        .then(|| shown.clone()),
+                };
+            Case {
+                service: &v.service,
+                target: &v.target,
+                failure,
+                out: shown,
+            }
+        })
+        .collect();
+    let measured: HashSet<&str> = verdicts.iter().map(|v| v.target.as_str()).collect();
+    cases.extend(
+        differences
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| !measured.contains(d.target.as_str()))
+            .map(|d| Case {
+                service: d.service.as_deref().unwrap_or(UNKNOWN_SERVICE),
+                target: &d.target,
+                failure: Some(format!("expected {}, got {}", d.expected, d.actual)),
+                out: String::new(),
+            }),
+    );
+    cases.sort_by(|a, b| (a.service, a.target).cmp(&(b.service, b.target)));
+    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
     let mut xml = Writer::new_with_indent(Vec::new(), b' ', 2);
     xml.get_mut()
         .write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
     xml.create_element("testsuite")
         .with_attributes([
             ("name", "censorprobe"),
-            ("tests", verdicts.len().to_string().as_str()),
+            ("tests", cases.len().to_string().as_str()),
             ("failures", failures.to_string().as_str()),
         ])
         .write_inner_content(|xml| {
-            for v in verdicts {
-                let case = xml.create_element("testcase").with_attributes([
-                    ("classname", v.service.as_str()),
-                    ("name", v.target.as_str()),
-                ]);
-                match failure_of(v) {
-                    Some(message) => {
-                        case.write_inner_content(|xml| {
-                            xml.create_element("failure")
-                                .with_attribute(("message", message.as_str()))
-                                .write_text_content(BytesText::new(&message))?;
-                            Ok(())
-                        })?;
-                    }
-                    None => {
-                        case.write_inner_content(|xml| {
-                            xml.create_element("system-out")
-                                .write_text_content(BytesText::new(&format!(
-                                    "{}: {}",
-                                    show(v.verdict, v.blocking),
-                                    v.evidence
-                                )))?;
-                            Ok(())
-                        })?;
-                    }
-                }
+            for c in &cases {
+                let case = xml
+                    .create_element("testcase")
+                    .with_attributes([("classname", c.service), ("name", c.target)]);
+                case.write_inner_content(|xml| {
+                    match &c.failure {
+                        Some(message) => xml
+                            .create_element("failure")
+                            .with_attribute(("message", message.as_str()))
+                            .write_text_content(BytesText::new(message))?,
+                        None => xml
+                            .create_element("system-out")
+                            .write_text_content(BytesText::new(&c.out))?,
+                    };
+                    Ok(())
+                })?;
             }
             Ok(())
         })?;
@@ -197,6 +259,10 @@ pub fn write_junit(
     bytes.push(b'\n');
     std::fs::write(path, bytes).with_context(|| format!("cannot write --junit {}", path.display()))
 }
+
+/// The class of the case of a target expected by a TOML file, which names no service,
+/// and not measured.
+const UNKNOWN_SERVICE: &str = "(service unknown)";
 
 #[cfg(test)]
 mod tests {
@@ -209,6 +275,7 @@ mod tests {
             verdict,
             blocking,
             evidence: "why <it> & so".into(),
+            controlled: false,
         }
     }
 
@@ -235,11 +302,13 @@ mod tests {
             diffs,
             [
                 Difference {
+                    service: Some("svc".into()),
                     target: "a.test".into(),
                     expected: "blocked/dns-hijack".into(),
                     actual: "blocked/tls-reset".into()
                 },
                 Difference {
+                    service: None,
                     target: "c.test".into(),
                     expected: "down".into(),
                     actual: "not measured".into()
@@ -306,5 +375,44 @@ mod tests {
         );
         assert!(xml.contains("why &lt;it&gt; &amp; so"), "{xml}");
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    }
+
+    #[test]
+    fn junit_fails_an_expected_target_not_measured_and_sorts_its_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let expected = expectations("\"gone.test\" = \"ok\"\n\"b.test\" = \"ok\"\n");
+        let mut run = vec![
+            TargetVerdict {
+                service: "zeta".into(),
+                ..verdict("b.test", Verdict::Ok, None)
+            },
+            verdict("c.test", Verdict::Ok, None),
+            verdict("a.test", Verdict::Ok, None),
+        ];
+        let diffs = compare(&expected, &run);
+        write_junit(&path, &run, Some(&diffs)).unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            xml.contains(r#"<testsuite name="censorprobe" tests="4" failures="1">"#),
+            "{xml}"
+        );
+        let names: Vec<&str> = xml
+            .split(" name=\"")
+            .skip(2)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["gone.test", "a.test", "c.test", "b.test"],
+            "by service ((service unknown), svc, zeta), then target: {xml}"
+        );
+        assert!(
+            xml.contains("expected ok, got not measured"),
+            "the unmeasured target fails: {xml}"
+        );
+        run.reverse();
+        write_junit(&path, &run, Some(&diffs)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), xml, "stable order");
     }
 }

@@ -140,7 +140,9 @@ pub enum Command {
         /// Run directories, directories holding runs, or verdicts CSV files.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Group by these columns: service, probe_cc, probe_asn, day.
+        /// Group by these columns: any of verdicts.csv's (run_id, probe_cc, probe_asn,
+        /// service, target, verdict, blocking, target_kind, software_version, controlled,
+        /// resolvers...), or day.
         #[arg(long, value_name = "COLUMNS", value_delimiter = ',', default_value = "service,probe_cc,probe_asn,day", value_parser = aggregate::GroupBy::parse)]
         by: Vec<aggregate::GroupBy>,
         /// Write the table here (default: standard output).

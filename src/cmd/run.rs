@@ -427,7 +427,13 @@ fn refuse_bogon_targets(
     Ok(())
 }
 
-pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunReport> {
+/// Runs the plan `args` make; `expected` (`--expect`) is checked against the plan before
+/// anything is measured.
+pub async fn run(
+    args: RunArgs,
+    progress: &MultiProgress,
+    expected: Option<&super::expect::Expectations>,
+) -> anyhow::Result<RunReport> {
     // Watched before anything is written: a Ctrl-C from then on leaves a run that
     // --resume can finish.
     let mut signals = Signals::watch()?;
@@ -452,6 +458,9 @@ pub async fn run(args: RunArgs, progress: &MultiProgress) -> anyhow::Result<RunR
         context,
         earlier,
     } = prepare(&args).map_err(InputError)?;
+    if let Some(expected) = expected {
+        super::expect::warn_unplanned(expected, &info.targets);
+    }
     if let Some(client) = &control {
         // A resumed run keeps the labels its run.json has, whatever the control says
         // now (or what was given by hand then): one run, one network.
@@ -856,7 +865,8 @@ pub struct RunCommand {
     /// "target" = "verdict[/blocking]") and exit 1 listing each difference.
     #[arg(long, value_name = "FILE")]
     expect: Option<PathBuf>,
-    /// Write the verdicts as JUnit XML, one test case per target.
+    /// Write the verdicts as JUnit XML, one test case per target (and per target
+    /// --expect names that was not measured, a failure), sorted by service and target.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Also write the measurement and verdict tables as Parquet at the end of the run.
@@ -916,7 +926,7 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
             // A lab's or a campaign's CA signs its collector as it signs its sites.
             ca_file: cmd.run.measure.ca_file.clone(),
         });
-    let report = run(cmd.run, progress).await;
+    let report = run(cmd.run, progress, expected.as_ref()).await;
     if let Some(results) = &results {
         super::history::append(results, &history_line(&report));
     }
@@ -944,18 +954,24 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     if let Some(path) = &cmd.junit {
         super::expect::write_junit(path, &report.verdicts, differences.as_deref())?;
     }
-    match differences {
-        Some(differences) if !differences.is_empty() => {
-            outln!(
-                "\n{} targets differ from the expectation:",
-                differences.len()
-            );
-            for d in &differences {
-                outln!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
-            }
-            Ok(ExitCode::from(crate::error::EXIT_DIFFERENCES))
+    let differ = differences.as_ref().is_some_and(|d| !d.is_empty());
+    if let Some(differences) = differences.filter(|d| !d.is_empty()) {
+        outln!(
+            "\n{} targets differ from the expectation:",
+            differences.len()
+        );
+        for d in &differences {
+            outln!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
         }
-        _ => Ok(ExitCode::SUCCESS),
+    }
+    // No network says more than any difference (every verdict is inconclusive): a CI
+    // job must not pass, nor blame the targets, on a dead link. The summary has said it.
+    if report.no_network {
+        return Ok(ExitCode::from(crate::error::EXIT_NO_NETWORK));
+    }
+    match differ {
+        true => Ok(ExitCode::from(crate::error::EXIT_DIFFERENCES)),
+        false => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -478,17 +478,47 @@ pub struct Target {
     pub asns: Vec<u32>,
 }
 
+/// Which of the three a target is, without its value: the `target_kind` column of
+/// verdicts.csv, so that rows can be filtered by it without reading run.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KindName {
+    Domain,
+    Endpoint,
+    Url,
+}
+
+impl KindName {
+    /// The kind of a target as it is named in result rows (see [`TargetKind::parse`]):
+    /// a URL has a scheme, an endpoint is an `IP:PORT`, anything else is a domain.
+    pub fn of(name: &str) -> KindName {
+        if name.contains("://") {
+            KindName::Url
+        } else if name.parse::<SocketAddr>().is_ok() {
+            KindName::Endpoint
+        } else {
+            KindName::Domain
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindName::Domain => "domain",
+            KindName::Endpoint => "endpoint",
+            KindName::Url => "url",
+        }
+    }
+}
+
 impl TargetKind {
     /// Reads a target as it is named in result rows: a URL, an `IP:PORT` endpoint, or a
     /// domain.
     pub fn parse(name: &str) -> Result<TargetKind, String> {
-        if name.contains("://") {
-            return parse_url(name).map(TargetKind::Url);
+        match KindName::of(name) {
+            KindName::Url => parse_url(name).map(TargetKind::Url),
+            KindName::Endpoint => parse_endpoint(name).map(TargetKind::Endpoint),
+            KindName::Domain => parse_domain(name).map(TargetKind::Domain),
         }
-        if let Ok(endpoint) = name.parse::<SocketAddr>() {
-            return parse_endpoint(name).map(|_| TargetKind::Endpoint(endpoint));
-        }
-        parse_domain(name).map(TargetKind::Domain)
     }
 }
 

@@ -95,9 +95,9 @@ pub fn write(dirs: &[PathBuf], out: &Path, verdicts: VerdictsFile) -> anyhow::Re
         .into());
     }
     let page = render(&report, Utc::now());
-    std::fs::write(out, page)
-        .with_context(|| format!("cannot write {}", out.display()))
-        .map_err(InputError)?;
+    // Not an input error: the file named cannot be written (exit 3, as for `aggregate
+    // --out` and `analyse --out`).
+    std::fs::write(out, page).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Written {
         path: out.to_path_buf(),
         runs: report.runs.len(),
@@ -346,7 +346,7 @@ fn read(dirs: &[PathBuf], verdicts: VerdictsFile) -> Report {
     for found in dirs.iter().flat_map(|d| find_runs(d)) {
         let dir = match found {
             Found::Run(dir) => dir,
-            Found::NotRun(dir, reason) => {
+            Found::Unreadable(dir, reason) | Found::NotRun(dir, reason) => {
                 report.skip(dir, reason);
                 continue;
             }

@@ -29,7 +29,7 @@ fn type_of(column: &str) -> DataType {
         "measured_at" => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         "runtime_ms" => DataType::Float64,
         "replies" | "http_status" | "body_length" | "tries" => DataType::Int64,
-        "control_sni" | "local_failure" => DataType::Boolean,
+        "control_sni" | "local_failure" | "controlled" => DataType::Boolean,
         _ => DataType::Utf8,
     }
 }

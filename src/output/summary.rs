@@ -95,6 +95,7 @@ mod tests {
             verdict,
             blocking,
             evidence: "because".into(),
+            controlled: false,
         }
     }
 

@@ -24,7 +24,9 @@ use crate::input::targets::ResolverSpec;
 use crate::input::targets::Target;
 
 /// The version of the result files' layout; readers refuse what they do not know.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2 added verdicts.csv's last four columns (docs/data.md, "Schema history"); runs of
+/// 1 are still read, and one resumed goes on in schema 1's columns.
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const MEASUREMENTS_CSV: &str = "measurements.csv";
 pub const MEASUREMENTS_JSONL: &str = "measurements.jsonl";
@@ -74,6 +76,37 @@ pub struct RunInfo {
     /// What the canary's lookups said of each resolver (none without a canary).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolvers: Vec<ResolverStatus>,
+    /// What `compare` warned of when this run was compared with a control run: kept
+    /// with the run, so that whoever reads its compared verdicts later sees why they
+    /// may say little. One comparison's warnings replace those of an earlier one with
+    /// the same control run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare_warnings: Vec<CompareWarning>,
+}
+
+/// Why a comparison with a control run may say little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareProblem {
+    /// The control run had no network, or every one of its lookups failed: its facts
+    /// are no control.
+    ControlUnusable,
+    /// The control run measured none of the probe run's targets: every verdict is made
+    /// without a control.
+    NoTargetInCommon,
+    /// The probe run had its own control (`--control`): comparing replaces a control's
+    /// facts measured at the same time with a run's made at another.
+    HadOwnControl,
+}
+
+/// One warning of `compare`, as run.json keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareWarning {
+    /// The control run's id.
+    pub control_run: String,
+    pub problem: CompareProblem,
+    /// The warning as it was said.
+    pub message: String,
 }
 
 impl RunInfo {
@@ -99,6 +132,7 @@ impl RunInfo {
             targets,
             no_network: false,
             resolvers: Vec::new(),
+            compare_warnings: Vec::new(),
         }
     }
 }
@@ -211,20 +245,46 @@ fn read_json(dir: &Path) -> anyhow::Result<serde_json::Value> {
     Ok(value)
 }
 
-/// A directory holding a run: its run.json, or at least its verdicts.
-pub fn is_run(dir: &Path) -> bool {
+/// A directory that looks like a run (it has a run.json or a verdicts.csv), readable
+/// or not: see [`check_run`] for whether it is one.
+fn looks_like_run(dir: &Path) -> bool {
     dir.join(RUN_JSON).is_file() || dir.join(VERDICTS_CSV).is_file()
+}
+
+/// What a run is, for every command that reads runs (`aggregate`, `report`, `list`,
+/// `show`, `analyse`, `compare`, `export`): a run.json this censorprobe reads (JSON,
+/// of a schema not newer than its own) and a verdicts.csv with that schema's header.
+/// Decided here once, so that a folder that is not one (a stray verdicts.csv, a
+/// half-copied run) is named and skipped alike by all of them.
+pub fn check_run(dir: &Path) -> anyhow::Result<()> {
+    let info = read_json(dir)?;
+    let schema = info
+        .get("schema_version")
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(1);
+    let layout = rows::read_verdicts(&dir.join(VERDICTS_CSV))?.layout;
+    if layout != rows::Layout::of_schema(schema) {
+        bail!(
+            "{VERDICTS_CSV} has the columns of another schema than {RUN_JSON}'s ({schema}): {}",
+            layout.columns().join(",")
+        );
+    }
+    Ok(())
 }
 
 /// How deep below a directory runs are looked for: a collector's tree
 /// (`<cc>/<asn>/<day>/<run_id>/`) and then some.
 const SEARCH_DEPTH: u32 = 6;
 
-/// A directory found under a directory given to `aggregate` or `report`.
+/// A directory found under a directory given to `aggregate`, `report` or `list`.
 #[derive(Debug, PartialEq)]
 pub enum Found {
-    /// It holds a run, readable or not.
+    /// It holds a run that [`check_run`] passed.
     Run(PathBuf),
+    /// It looks like a run but is not one that can be read, and why: to be named and
+    /// skipped.
+    Unreadable(PathBuf, String),
     /// Neither it nor anything below holds a run, and why.
     NotRun(PathBuf, String),
 }
@@ -237,8 +297,11 @@ pub fn find_runs(dir: &Path) -> Vec<Found> {
 }
 
 fn find_below(dir: &Path, depth: u32) -> Vec<Found> {
-    if is_run(dir) {
-        return vec![Found::Run(dir.to_path_buf())];
+    if looks_like_run(dir) {
+        return vec![match check_run(dir) {
+            Ok(()) => Found::Run(dir.to_path_buf()),
+            Err(e) => Found::Unreadable(dir.to_path_buf(), format!("{e:#}")),
+        }];
     }
     if !dir.is_dir() {
         let reason = match dir.exists() {
@@ -274,7 +337,7 @@ fn find_below(dir: &Path, depth: u32) -> Vec<Found> {
         .iter()
         .flat_map(|c| find_below(c, depth - 1))
         .collect();
-    match found.iter().any(|f| matches!(f, Found::Run(_))) {
+    match found.iter().any(|f| !matches!(f, Found::NotRun(..))) {
         true => found,
         false => vec![Found::NotRun(dir.to_path_buf(), not_found())],
     }

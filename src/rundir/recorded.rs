@@ -49,6 +49,7 @@ pub struct Unit {
 
 impl RecordedRun {
     pub fn load(dir: &Path) -> anyhow::Result<RecordedRun> {
+        super::check_run(dir)?;
         let info = read_info(dir)?;
         let own = RunColumns::of(&info);
         let units = info

@@ -73,7 +73,7 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
         // A second row for a target (two resumes at once) goes: one verdict each.
         let first = done.insert((row.service.clone(), row.target.clone()));
         if first {
-            verdicts.push(verdict_of(row)?);
+            verdicts.push(row.into_verdict().map_err(|e| anyhow!(e))?);
         }
         Ok(first)
     })?;
@@ -99,18 +99,6 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
         verdicts,
         remaining,
         network_check,
-    })
-}
-
-/// A verdict row read back as the verdict it was written from.
-fn verdict_of(row: VerdictRow) -> anyhow::Result<TargetVerdict> {
-    let (verdict, blocking) = row.judgement().map_err(|e| anyhow!(e))?;
-    Ok(TargetVerdict {
-        service: row.service,
-        target: row.target,
-        verdict,
-        blocking,
-        evidence: row.evidence,
     })
 }
 

@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyse::{Blocking, TargetVerdict, Verdict};
 use crate::facts::{Measurement, QuicFacts, Step};
+use crate::input::targets::KindName;
+use crate::rundir::RunSettings;
 
-/// A row of verdicts.csv. The first nine columns are docs/design.md's contract.
+/// A row of verdicts.csv. The first nine columns are docs/design.md's contract (and
+/// all of schema 1); the last four, from schema 2, say what a researcher filters on
+/// without joining run.json. A schema-1 row reads with them empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerdictRow {
     pub run_id: String,
@@ -23,6 +27,70 @@ pub struct VerdictRow {
     pub verdict: String,
     pub blocking: String,
     pub evidence: String,
+    /// domain, url or endpoint.
+    #[serde(default)]
+    pub target_kind: Option<KindName>,
+    /// The censorprobe that judged the row (for `analyse` and `compare`, the one that
+    /// judged it again, which may be newer than run.json's).
+    #[serde(default)]
+    pub software_version: String,
+    /// Whether a control's facts judged the target.
+    #[serde(default)]
+    pub controlled: Option<bool>,
+    /// The run's resolvers as run.json names them, `;`-joined (empty for a
+    /// measurement imported from OONI, whose resolver is its own).
+    #[serde(default)]
+    pub resolvers: String,
+}
+
+/// Which columns a verdicts file has: schema 1's nine, or the current thirteen. A file
+/// is read by its header, whichever it is; a run resumed goes on in its own layout, so
+/// that no file holds rows of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Schema1,
+    Schema2,
+}
+
+/// The current layout's columns, in order; schema 1's are the first nine.
+const COLUMNS: [&str; 13] = [
+    "run_id",
+    "measured_at",
+    "probe_cc",
+    "probe_asn",
+    "service",
+    "target",
+    "verdict",
+    "blocking",
+    "evidence",
+    "target_kind",
+    "software_version",
+    "controlled",
+    "resolvers",
+];
+
+impl Layout {
+    /// The layout of the verdicts.csv of a run whose run.json has `schema_version`.
+    pub fn of_schema(schema_version: u32) -> Layout {
+        match schema_version {
+            0 | 1 => Layout::Schema1,
+            _ => Layout::Schema2,
+        }
+    }
+
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Layout::Schema1 => &COLUMNS[..9],
+            Layout::Schema2 => &COLUMNS,
+        }
+    }
+
+    /// The layout a header is, if it is one.
+    fn of_header(header: &csv::StringRecord) -> Option<Layout> {
+        [Layout::Schema1, Layout::Schema2]
+            .into_iter()
+            .find(|layout| header.iter().eq(layout.columns().iter().copied()))
+    }
 }
 
 impl VerdictRow {
@@ -36,7 +104,28 @@ impl VerdictRow {
         Ok((verdict, blocking))
     }
 
-    pub fn new(run: &RunColumns, measured_at: &str, v: &TargetVerdict) -> VerdictRow {
+    /// The verdict the row was written from (a schema-1 row was judged without a control,
+    /// as far as it says).
+    pub fn into_verdict(self) -> Result<TargetVerdict, String> {
+        let (verdict, blocking) = self.judgement()?;
+        Ok(TargetVerdict {
+            service: self.service,
+            target: self.target,
+            verdict,
+            blocking,
+            evidence: self.evidence,
+            controlled: self.controlled.unwrap_or(false),
+        })
+    }
+
+    /// The row of `v`, a target of `run` measured at `measured_at`, judged by this
+    /// censorprobe; `resolvers` as [`resolvers_column`] makes it.
+    pub fn new(
+        run: &RunColumns,
+        resolvers: &str,
+        measured_at: &str,
+        v: &TargetVerdict,
+    ) -> VerdictRow {
         VerdictRow {
             run_id: run.run_id.clone(),
             measured_at: measured_at.to_string(),
@@ -47,8 +136,44 @@ impl VerdictRow {
             verdict: v.verdict.to_string(),
             blocking: v.blocking.map(|b| b.to_string()).unwrap_or_default(),
             evidence: v.evidence.clone(),
+            target_kind: Some(KindName::of(&v.target)),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            controlled: Some(v.controlled),
+            resolvers: resolvers.to_string(),
         }
     }
+
+    /// The row as a record of `layout`'s columns: all of them, or schema 1's nine.
+    pub fn record(&self, layout: Layout) -> Vec<String> {
+        [
+            self.run_id.clone(),
+            self.measured_at.clone(),
+            self.probe_cc.clone(),
+            self.probe_asn.clone(),
+            self.service.clone(),
+            self.target.clone(),
+            self.verdict.clone(),
+            self.blocking.clone(),
+            self.evidence.clone(),
+            self.target_kind.map_or("", KindName::as_str).to_string(),
+            self.software_version.clone(),
+            self.controlled.map_or(String::new(), |c| c.to_string()),
+            self.resolvers.clone(),
+        ]
+        .into_iter()
+        .take(layout.columns().len())
+        .collect()
+    }
+}
+
+/// The `resolvers` column of a run with these settings.
+pub fn resolvers_column(settings: &RunSettings) -> String {
+    settings
+        .resolvers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// The rows of a verdicts file in order, each with its line number. A run killed
@@ -57,6 +182,8 @@ impl VerdictRow {
 /// is an error naming the file and the line. Every command reads verdicts this way.
 pub struct VerdictRows {
     path: PathBuf,
+    /// Which columns the file has.
+    pub layout: Layout,
     headers: csv::StringRecord,
     records: std::iter::Peekable<csv::StringRecordsIntoIter<File>>,
 }
@@ -72,8 +199,17 @@ pub fn read_verdicts(path: &Path) -> anyhow::Result<VerdictRows> {
     if headers.is_empty() {
         bail!("{} has no header", path.display());
     }
+    let layout = Layout::of_header(&headers).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is not a verdicts file: its first line is {:?}, not {:?}",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(","),
+            Layout::Schema2.columns().join(",")
+        )
+    })?;
     Ok(VerdictRows {
         path: path.to_path_buf(),
+        layout,
         headers,
         records: reader.into_records().peekable(),
     })

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::rows::{MeasurementRow, RunColumns, VerdictRow};
+use super::rows::{Layout, MeasurementRow, RunColumns, VerdictRow, resolvers_column};
 use super::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RUN_JSON, RunInfo, VERDICTS_CSV, replace_file};
 use crate::analyse::TargetVerdict;
 use crate::facts::Measurement;
@@ -84,7 +84,11 @@ impl EncodedRows {
         Ok(EncodedRows {
             measurements_csv,
             measurements_jsonl,
-            verdict_csv: csv_rows([VerdictRow::new(origin, measured_at, verdict)])?,
+            // OONI's probe asked its own resolver, none of the run's.
+            verdict_csv: verdict_rows(
+                Layout::Schema2,
+                &VerdictRow::new(origin, "", measured_at, verdict),
+            )?,
         })
     }
 }
@@ -191,26 +195,33 @@ impl RowsFile {
 /// verdicts.csv, or a file of recomputed verdicts.
 pub struct VerdictsWriter {
     columns: RunColumns,
+    /// The run's `resolvers` column.
+    resolvers: String,
+    layout: Layout,
     file: RowsFile,
 }
 
 impl VerdictsWriter {
-    /// Writes to `file`, which must be new unless `replace` is set.
+    /// Writes to `file`, in the current layout, which must be new unless `replace` is set.
     pub fn create(path: &Path, info: &RunInfo, replace: bool) -> anyhow::Result<VerdictsWriter> {
         let mut writer = VerdictsWriter {
             columns: RunColumns::of(info),
+            resolvers: resolvers_column(&info.settings),
+            layout: Layout::Schema2,
             file: RowsFile::create(path, replace)?,
         };
-        writer
-            .file
-            .write(&csv_rows([csv_header::<VerdictRow>()])?)?;
+        writer.file.write(&csv_rows([writer.layout.columns()])?)?;
         Ok(writer)
     }
 
-    /// Appends to the verdicts of a run being resumed.
+    /// Appends to the verdicts of a run being resumed, in the layout of its schema: a
+    /// run begun by an older censorprobe goes on in the older columns, so that its file
+    /// stays one table.
     fn append(path: &Path, info: &RunInfo) -> anyhow::Result<VerdictsWriter> {
         Ok(VerdictsWriter {
             columns: RunColumns::of(info),
+            resolvers: resolvers_column(&info.settings),
+            layout: Layout::of_schema(info.schema_version),
             file: RowsFile::append(path)?,
         })
     }
@@ -227,9 +238,14 @@ impl VerdictsWriter {
         measured_at: &str,
         verdict: &TargetVerdict,
     ) -> anyhow::Result<()> {
-        let row = VerdictRow::new(origin, measured_at, verdict);
-        self.file.write(&csv_rows([row])?)
+        let row = VerdictRow::new(origin, &self.resolvers, measured_at, verdict);
+        self.file.write(&verdict_rows(self.layout, &row)?)
     }
+}
+
+/// A verdict row as CSV in `layout`'s columns.
+fn verdict_rows(layout: Layout, row: &VerdictRow) -> anyhow::Result<Vec<u8>> {
+    csv_rows([row.record(layout)])
 }
 
 impl RunColumns {
@@ -348,8 +364,9 @@ mod tests {
 
     #[test]
     fn verdict_columns_follow_the_contract() {
+        assert_eq!(csv_header::<VerdictRow>(), Layout::Schema2.columns());
         assert_eq!(
-            csv_header::<VerdictRow>(),
+            Layout::Schema1.columns(),
             [
                 "run_id",
                 "measured_at",
@@ -362,6 +379,63 @@ mod tests {
                 "evidence"
             ]
         );
+        let row = VerdictRow {
+            target_kind: Some(crate::input::targets::KindName::Url),
+            controlled: Some(true),
+            resolvers: "system;udp://1.1.1.1:53".into(),
+            evidence: "a, quoted \"why\"".into(),
+            ..VerdictRow::default()
+        };
+        assert_eq!(
+            verdict_rows(Layout::Schema2, &row).unwrap(),
+            csv_rows([&row]).unwrap(),
+            "a record is the row as serde writes it"
+        );
+        let old = verdict_rows(Layout::Schema1, &row).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(old.as_slice());
+        let record = reader.records().next().unwrap().unwrap();
+        assert_eq!(record.len(), 9, "schema 1's nine columns: {record:?}");
+    }
+
+    /// A run begun by a censorprobe of schema 1 and resumed by this one goes on in
+    /// schema 1's nine columns: its verdicts.csv stays one table, and reads back.
+    #[test]
+    fn a_resumed_schema_1_run_goes_on_in_its_own_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let header = Layout::Schema1.columns().join(",");
+        std::fs::write(
+            dir.join(VERDICTS_CSV),
+            format!("{header}\nr,2026-01-01T00:00:00Z,ZZ,AS0,s,a.test,ok,,fine\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join(MEASUREMENTS_CSV), "").unwrap();
+        std::fs::write(dir.join(MEASUREMENTS_JSONL), "").unwrap();
+        let mut info = RunInfo::start("r", Default::default(), Vec::new());
+        info.schema_version = 1;
+        let mut writer = ResultsWriter::append(dir, &info).unwrap();
+        let verdict = TargetVerdict {
+            service: "s".into(),
+            target: "b.test".into(),
+            verdict: crate::analyse::Verdict::Blocked,
+            blocking: Some(crate::analyse::Blocking::TlsReset),
+            evidence: "reset, twice".into(),
+            controlled: true,
+        };
+        writer
+            .write_verdict("2026-01-01T00:00:01Z", &verdict)
+            .unwrap();
+        let rows = super::super::rows::read_verdicts(&dir.join(VERDICTS_CSV)).unwrap();
+        assert_eq!(rows.layout, Layout::Schema1);
+        let rows: Vec<VerdictRow> = rows.map(|r| r.unwrap().1).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[1].target.as_str(), rows[1].blocking.as_str()),
+            ("b.test", "tls-reset")
+        );
+        assert_eq!(rows[1].controlled, None, "schema 1 has no such column");
     }
 
     #[test]
