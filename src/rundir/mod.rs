@@ -437,6 +437,8 @@ mod tests {
             let run = dir.path().join(path);
             std::fs::create_dir_all(&run).unwrap();
             std::fs::write(run.join(RUN_JSON), "{}").unwrap();
+            let header = rows::Layout::of_schema(1).columns().join(",");
+            std::fs::write(run.join(VERDICTS_CSV), format!("{header}\n")).unwrap();
             run
         };
         let first = run("IR/AS64500/2026-01-02/r1");
