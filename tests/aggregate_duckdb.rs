@@ -1,5 +1,6 @@
-//! `censorprobe aggregate` and scripts/aggregate.sql (DuckDB, from PyPI) agree row for
-//! row on generated runs from several probes and days.
+//! `censorprobe aggregate`, scripts/aggregate.sql (DuckDB, from PyPI) and
+//! scripts/aggregate_spark.py (PySpark in local mode, from PyPI, on Debian's Java) agree
+//! row for row on generated runs from several probes and days.
 
 #[allow(dead_code)]
 mod common;
@@ -83,14 +84,7 @@ fn duckdb_script_agrees_with_censorprobe_aggregate() {
     let root = tempfile::tempdir().unwrap();
     generate(root.path(), 6, 500);
     let ours = root.path().join("ours.csv");
-    let status = Command::new(env!("CARGO_BIN_EXE_censorprobe"))
-        .arg("aggregate")
-        .arg(root.path())
-        .arg("--out")
-        .arg(&ours)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    aggregate_into(root.path(), &ours);
     let theirs = root.path().join("theirs.csv");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aggregate.sql");
     let python = r#"
@@ -113,6 +107,24 @@ with open(out, "w", newline="") as f:
         .unwrap();
     assert!(status.success());
 
+    assert_same_table(&ours, &theirs);
+}
+
+/// `censorprobe aggregate ROOT --out FILE`, which must succeed.
+fn aggregate_into(root: &Path, out: &Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+        .arg("aggregate")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Two aggregate tables (of `generate`'s runs) with the same header and rows, shares
+/// equal to four decimals.
+fn assert_same_table(ours: &Path, theirs: &Path) {
     let read = |path: &Path| -> Vec<Vec<String>> {
         csv::Reader::from_path(path)
             .unwrap()
@@ -127,8 +139,8 @@ with open(out, "w", newline="") as f:
             .unwrap()
             .clone()
     };
-    assert_eq!(header(&ours), header(&theirs));
-    let (ours, theirs) = (read(&ours), read(&theirs));
+    assert_eq!(header(ours), header(theirs));
+    let (ours, theirs) = (read(ours), read(theirs));
     assert_eq!(ours.len(), 3 * 3 * 3, "3 networks x 3 services x 3 days");
     assert_eq!(ours.len(), theirs.len());
     for (a, b) in ours.iter().zip(&theirs) {
@@ -138,6 +150,62 @@ with open(out, "w", newline="") as f:
             assert!(same, "column {column} differs: {a:?} vs {b:?}");
         }
     }
+}
+
+/// Whether python3 has pyspark and a Java runtime is there for it to start.
+fn pyspark_available() -> bool {
+    let pyspark = Command::new("python3")
+        .args(["-c", "import pyspark"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(pyspark && java) {
+        common::skip(
+            "the PySpark job needs python3's pyspark (pip install pyspark) and a Java runtime",
+        );
+    }
+    pyspark && java
+}
+
+/// scripts/aggregate_spark.py, run by Spark in local mode (as `spark-submit` would on a
+/// cluster) over the same generated runs, agrees row for row with `censorprobe
+/// aggregate`, and so with the DuckDB script, which the test above holds to it.
+#[test]
+fn pyspark_job_agrees_with_censorprobe_aggregate() {
+    if !pyspark_available() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let runs = root.path().join("runs");
+    generate(&runs, 6, 500);
+    let ours = root.path().join("ours.csv");
+    aggregate_into(&runs, &ours);
+    let out = root.path().join("spark");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aggregate_spark.py");
+    let spark = Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/*/*/verdicts.csv", runs.display()))
+        .arg(&out)
+        // Local mode, on loopback only: Spark's driver would otherwise bind the host's
+        // name and address.
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .env("PYSPARK_SUBMIT_ARGS", "--master local[2] pyspark-shell")
+        .output()
+        .unwrap();
+    assert!(
+        spark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&spark.stderr)
+    );
+    let part = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .expect("Spark wrote no CSV part");
+    assert_same_table(&ours, &part);
 }
 
 /// `censorprobe ARGS`: its exit code, and what it said (stdout, then stderr).
