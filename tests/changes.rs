@@ -84,7 +84,7 @@ fn a_month_of_runs_gives_the_days_blocking_started_and_stopped() {
             "telegram",
             "started",
             "2026-11-10",
-            "2026-11-12"
+            "2026-11-14"
         ]
     );
     assert_eq!(
@@ -115,18 +115,18 @@ fn a_month_of_runs_gives_the_days_blocking_started_and_stopped() {
         rows[0],
         "probe_cc,probe_asn,service,change,since,detected,share_before,share_after"
     );
-    // More evidence asked for: the same onset, found two days later.
+    // More evidence asked for: the same onset, found four days later.
     assert_eq!(
-        rows[1], "IR,AS58224,telegram,started,2026-11-10,2026-11-14,0.0000,0.7500",
+        rows[1], "IR,AS58224,telegram,started,2026-11-10,2026-11-18,0.0000,0.7500",
         "{csv}"
     );
     assert_eq!(rows.len(), 3, "{csv}");
 
     let refused = Command::new(BIN)
-        .args(["changes", "--delay", "0.5"])
+        .args(["changes", "--delay", "1"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(text(&refused).contains("\"0.5\" is not a number of days of at least 1"));
+    assert!(text(&refused).contains("\"1\" is not a number of days of at least 2"));
 }

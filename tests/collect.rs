@@ -356,6 +356,23 @@ fn tar_gz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     archive.into_inner().unwrap().finish().unwrap()
 }
 
+/// A gzipped tar whose first entry is a GNU long-name header claiming `size` bytes, and
+/// then that many zeros: a few MiB on the wire.
+fn long_name_bomb(size: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(size);
+    header.set_cksum();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(header.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..size / zeros.len() as u64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap()
+}
+
 /// The files of a run as the entries of a bundle of it, under its id.
 fn files_of(run: &Path) -> Vec<(String, Vec<u8>)> {
     let id = run_id(run);
@@ -407,6 +424,19 @@ async fn uploads_that_break_the_rules_are_refused_with_a_reason_and_leave_nothin
         })
         .collect();
     let bad_verdicts = format!("{id}/verdicts.csv");
+    // The same rows, labelled as another network's.
+    let rows_elsewhere = files
+        .iter()
+        .find(|(name, _)| name.ends_with("/verdicts.csv"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).replace(",IR,AS64500,", ",RU,AS12389,"))
+        .unwrap();
+    let relabelled: Vec<(&str, tar::EntryType, &[u8])> = files
+        .iter()
+        .map(|(name, bytes)| match name.ends_with("/verdicts.csv") {
+            true => (name.as_str(), regular, rows_elsewhere.as_bytes()),
+            false => (name.as_str(), regular, bytes.as_slice()),
+        })
+        .collect();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "a ../ path",
@@ -461,6 +491,11 @@ async fn uploads_that_break_the_rules_are_refused_with_a_reason_and_leave_nothin
             "not gzip",
             b"PK\x03\x04 a zip".to_vec(),
             "not a gzipped tar archive",
+        ),
+        (
+            "rows of another network",
+            tar_gz(&relabelled),
+            "run.json says run",
         ),
     ];
     for (case, bytes, reason) in cases {
@@ -682,4 +717,21 @@ async fn an_https_collector_of_a_private_ca_is_trusted_with_ca_file() {
     );
     assert!(trusted.status.success(), "{}", text(&trusted));
     assert!(holds_it(), "{:?}", stored(&home.join("store")));
+}
+
+/// A header the tar reader would take whole into memory (a GNU long name of 64 MiB, a
+/// few KiB gzipped) is cut off at the unpacking cap, not read to its end.
+#[tokio::test]
+async fn a_header_bomb_is_cut_off_at_the_unpacking_cap() {
+    let scratch = tempfile::tempdir().unwrap();
+    // A cap of 16 x 1 MB.
+    let server = collector(scratch.path(), &["--max-upload", "1000000"]).await;
+    let bomb = long_name_bomb(64 << 20);
+    assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
+    let error = post(&server, ALICE, &bomb).await.error(413);
+    assert!(
+        error.contains("unpacked, the archive is larger than 16000000 bytes"),
+        "{error}"
+    );
+    assert!(stored(&scratch.path().join("store")).is_empty());
 }

@@ -6,7 +6,7 @@
 //! rows are counted apart and added only once its whole file has read cleanly, so a
 //! corrupt or newer-schema run is named and skipped, never half merged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -170,11 +170,33 @@ pub struct Aggregate {
 /// `rundir::find_runs`, which decides what a run is), or verdicts CSV files.
 pub fn aggregate(inputs: &[PathBuf], by: &[GroupBy]) -> anyhow::Result<Aggregate> {
     let mut result = Aggregate::default();
+    // A run given twice (itself and inside its parent, or a local copy beside a
+    // collector's) is counted once, as `report` reads it once.
+    let mut seen_files = HashSet::new();
+    let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
     for input in inputs {
         if !input.exists() {
             bail!("{}: no such file or directory", input.display());
         }
         for file in verdict_files(input, &mut result.skipped) {
+            if !seen_files.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                continue;
+            }
+            let run_id = file
+                .parent()
+                .and_then(|dir| rundir::read_info(dir).ok())
+                .map(|info| info.run_id);
+            if let Some(id) = run_id {
+                if let Some(first) = seen_ids.get(&id) {
+                    let why = format!(
+                        "run {id} was already read from {} (a copy?)",
+                        first.display()
+                    );
+                    result.skipped.push((file, why));
+                    continue;
+                }
+                seen_ids.insert(id, file.clone());
+            }
             match read_run(&file, by) {
                 Ok(groups) => {
                     result.runs += 1;
@@ -371,6 +393,20 @@ mod tests {
             "{text}"
         );
         assert!(lines[0].contains("blocked_dns_hijack") && lines[0].contains("blocked_tls_reset"));
+    }
+
+    #[test]
+    fn a_run_given_twice_is_counted_once() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("probe1/run-a");
+        write_run(
+            &run,
+            1,
+            "a,2026-11-24T10:00:00Z,IR,AS58224,telegram,t.me,blocked,tls-reset,x\n",
+        );
+        let result = aggregate(&[root.path().to_path_buf(), run], &[GroupBy::Service]).unwrap();
+        assert_eq!(result.runs, 1);
+        assert_eq!(result.groups[&vec!["telegram".to_string()]].targets, 1);
     }
 
     #[test]

@@ -71,12 +71,14 @@ pub fn detect(
     Ok((histories, merged))
 }
 
-/// `--delay`: a number of days, at least one (a change on one day's evidence would be
+/// `--delay`: a number of days, at least two (a change on one day's evidence would be
 /// any bad day).
 pub fn parse_delay(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(days) if days.is_finite() && days >= 1.0 => Ok(days),
-        _ => Err(format!("{text:?} is not a number of days of at least 1")),
+        Ok(days) if days.is_finite() && days >= 2.0 => Ok(days),
+        _ => Err(format!(
+            "{text:?} is not a number of days of at least 2 (one day's evidence would make any bad day a change)"
+        )),
     }
 }
 

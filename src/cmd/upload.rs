@@ -95,14 +95,39 @@ impl From<ExchangeError> for UploadError {
 }
 
 impl UploadError {
-    /// Whether trying again may succeed: a failure of the network or of the collector,
-    /// not a refusal of the run or of the token. Such an upload is queued.
+    /// Whether trying again at once may succeed: a failure of the network or of the
+    /// collector, or a collector that asks for patience (408, 429).
     fn transient(&self) -> bool {
         matches!(
             self,
-            UploadError::Unreachable(_) | UploadError::TimedOut(_) | UploadError::Failing(..)
+            UploadError::Unreachable(_)
+                | UploadError::TimedOut(_)
+                | UploadError::Failing(..)
+                | UploadError::Refused(408 | 429, _)
         )
     }
+
+    /// Whether the run stays queued: anything but the collector's own verdict on the
+    /// run (400: it breaks the rules; 409: its id is taken), which no retry changes. A
+    /// wrong or rotated token (401, 403), a wrong URL or a collector started without
+    /// --collect (404), a proxy's size limit (413) are put right by their owner, and
+    /// the run must still be there when they are.
+    fn kept(&self) -> bool {
+        !matches!(
+            self,
+            UploadError::Refused(400 | 409, _) | UploadError::Local(_)
+        )
+    }
+}
+
+/// The runs' endpoint of the collector at `url`, below its path: a collector behind a
+/// reverse proxy's path (`https://host/censorprobe`) keeps it.
+fn endpoint(url: &Url) -> anyhow::Result<Url> {
+    let mut base = url.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    Ok(base.join(RUNS_PATH.trim_start_matches('/'))?)
 }
 
 /// `censorprobe upload`: the run given, then the queue.
@@ -112,7 +137,7 @@ pub async fn command(args: UploadArgs) -> anyhow::Result<ExitCode> {
         let dir = browse::run_dir(run, &places::results_dir()).map_err(InputError)?;
         match uploader.upload(&dir).await {
             Ok(stored) => outln!("Uploaded: {} (stored as {})", stored.run_id, stored.path),
-            Err(e) if e.transient() => {
+            Err(e) if e.kept() => {
                 let queue = enqueue(&dir)?;
                 anyhow::bail!(
                     "{e}; queued in {}: `censorprobe upload --queued --to URL` sends it",
@@ -141,7 +166,7 @@ pub async fn after_run(dir: &Path, to: &UploadTo) {
                 errln!("warning: {e:#}");
             }
         }
-        Err(e) if e.transient() => {
+        Err(e) if e.kept() => {
             let queued = enqueue(dir).map_or_else(
                 |q| format!("and cannot be queued ({q:#})"),
                 |queue| format!("queued in {}", queue.display()),
@@ -174,7 +199,7 @@ impl Uploader {
             to.url
         );
         Ok(Uploader {
-            endpoint: to.url.join(RUNS_PATH)?,
+            endpoint: endpoint(&to.url)?,
             token: to.token.clone(),
             tls: TlsContext::new(root_store(to.ca_file.as_deref())?)?,
             source: to.bind,
@@ -307,7 +332,7 @@ async fn send_queued(uploader: &Uploader) -> anyhow::Result<()> {
                 );
                 done.push(run);
             }
-            Err(e) if e.transient() => {
+            Err(e) if e.kept() => {
                 errln!("queued run {} not uploaded: {e}", run.run_id);
                 left += 1;
             }
@@ -332,4 +357,38 @@ async fn send_queued(uploader: &Uploader) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_keeps_a_collectors_path() {
+        let at = |url: &str| endpoint(&url.parse().unwrap()).unwrap().to_string();
+        assert_eq!(
+            at("https://c.example:8443"),
+            "https://c.example:8443/v1/runs"
+        );
+        assert_eq!(
+            at("https://c.example/censorprobe"),
+            "https://c.example/censorprobe/v1/runs"
+        );
+        assert_eq!(
+            at("https://c.example/censorprobe/"),
+            "https://c.example/censorprobe/v1/runs"
+        );
+    }
+
+    #[test]
+    fn only_the_collectors_verdict_on_the_run_takes_it_off_the_queue() {
+        let refused = |status| UploadError::Refused(status, String::new());
+        for status in [401, 403, 404, 408, 413, 429] {
+            assert!(refused(status).kept(), "{status}");
+        }
+        for status in [400, 409] {
+            assert!(!refused(status).kept(), "{status}");
+        }
+        assert!(refused(429).transient() && !refused(401).transient());
+    }
 }

@@ -14,11 +14,13 @@
 //! same content, is answered as the first was (so a probe retries an upload cut short
 //! without a thought), and any other upload with its run_id is refused.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +71,10 @@ const REQUIRED: [&str; 2] = [RUN_JSON, VERDICTS_CSV];
 /// Those made from the others when the bundle is (they may differ between two bundles
 /// of one run), which the run's content is therefore compared without.
 const MADE: [&str; 2] = [REPORT_HTML, SUMMARY_TXT];
+/// The most a bundle's summary or page may hold.
+const MADE_MAX: u64 = 16 * 1024 * 1024;
+/// Room for a tar's headers and padding above the files it holds.
+const TAR_OVERHEAD: u64 = 1024 * 1024;
 
 /// Uploads being unpacked and checked, in DIR; left over by a crash, removed at start.
 const INCOMING: &str = ".incoming";
@@ -124,6 +130,8 @@ pub enum Rejection {
     WrongFolder(String, String),
     #[error("unpacked, the archive is larger than {0} bytes (16 times --max-upload)")]
     TooLargeUnpacked(u64),
+    #[error("{0} is larger than the {1} bytes a bundle's {0} may be")]
+    TooLargeFile(&'static str, u64),
     #[error("{0}")]
     Unreadable(String),
     #[error("{RUN_JSON}: {0} {1:?} cannot name a folder of the collector")]
@@ -142,7 +150,9 @@ impl Rejection {
     fn status(&self) -> StatusCode {
         match self {
             Rejection::Taken(_) => StatusCode::CONFLICT,
-            Rejection::TooLargeUnpacked(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::TooLargeUnpacked(_) | Rejection::TooLargeFile(..) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -173,6 +183,10 @@ pub struct Collector {
     /// Held while a checked run is indexed and renamed into place, so that of uploads
     /// of one run at once, exactly one stores it and the others find it stored.
     storing: Mutex<()>,
+    /// Uploads being checked at once, one per core: a check reads and scans every file,
+    /// and uploads beyond wait their turn rather than share the machine. Held by the
+    /// check itself, so that a client that hangs up does not free its place early.
+    checking: Arc<Semaphore>,
 }
 
 /// The routes of `/v1/runs`.
@@ -203,6 +217,9 @@ impl Collector {
             deadline: args.request_deadline,
             budget: Semaphore::new(UPLOAD_BUDGET.max(args.max_upload)),
             storing: Mutex::new(()),
+            checking: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            )),
         }))
     }
 
@@ -406,8 +423,21 @@ impl Drop for Incoming {
 /// named `FOLDER/FILE` for a file of [`RUN_FILES`], and stopping once more than
 /// `cap` bytes come out. Gives the folder.
 fn unpack(bundle: &[u8], into: &Path, cap: u64) -> Result<String, ApiError> {
-    let not_a_bundle = |e: std::io::Error| Rejection::NotABundle(e.to_string());
-    let mut archive = tar::Archive::new(GzDecoder::new(bundle));
+    // The cap is on the decompressed stream itself, not only on the files copied out:
+    // the tar reader takes an extension header (a long name, PAX attributes) whole
+    // into memory before the loop below sees it, so a small upload could otherwise
+    // claim gigabytes there. Headers and padding get a little room above the files.
+    let over = Rc::new(Cell::new(false));
+    let stream = Capped {
+        inner: GzDecoder::new(bundle),
+        left: cap + TAR_OVERHEAD,
+        over: over.clone(),
+    };
+    let not_a_bundle = |e: std::io::Error| match over.get() {
+        true => Rejection::TooLargeUnpacked(cap),
+        false => Rejection::NotABundle(e.to_string()),
+    };
+    let mut archive = tar::Archive::new(stream);
     let mut folder: Option<String> = None;
     let mut seen = HashSet::new();
     let mut left = cap;
@@ -437,6 +467,11 @@ fn unpack(bundle: &[u8], into: &Path, cap: u64) -> Result<String, ApiError> {
         if entry.size() > left {
             return Err(too_large());
         }
+        // The bundle's own summary and page are small; nothing reads them but the
+        // address check, which must not be handed a gigabyte to scan.
+        if MADE.contains(&name) && entry.size() > MADE_MAX {
+            return Err(Rejection::TooLargeFile(name, MADE_MAX).into());
+        }
         let path = into.join(name);
         let written = (|| {
             let mut file = std::fs::File::create_new(&path)?;
@@ -455,14 +490,44 @@ fn unpack(bundle: &[u8], into: &Path, cap: u64) -> Result<String, ApiError> {
     Ok(folder.expect("a run.json was unpacked, so a folder was named"))
 }
 
+/// A reader that gives at most `left` bytes, and notes in `over` that more were asked
+/// for: what ends the stream there is the cap, not the archive.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    over: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            if !buf.is_empty() {
+                self.over.set(true);
+            }
+            return Ok(0);
+        }
+        let most = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..most])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
 /// Checks an unpacked run as this censorprobe reads it: run.json of a schema version it
 /// reads, in the folder of its run_id, with labels that make safe folder names; every
 /// table readable; and no file naming `client`, the address it was uploaded from.
 fn check(dir: &Path, folder: &str, client: IpAddr) -> Result<RunInfo, ApiError> {
-    // The readers' errors name their file by its path, which is the collector's own.
-    let prefix = format!("{}/", dir.display());
+    // The readers' errors name their file, or the folder, by its path, which is the
+    // collector's own.
+    let folder_path = dir.display().to_string();
     let unreadable = |file: &str, e: anyhow::Error| {
-        Rejection::Unreadable(format!("{file}: {e:#}").replace(&prefix, ""))
+        Rejection::Unreadable(
+            format!("{file}: {e:#}")
+                .replace(&format!("{folder_path}/"), "")
+                .replace(&folder_path, "the run"),
+        )
     };
     let info = rundir::read_info(dir).map_err(|e| unreadable(RUN_JSON, e))?;
     if info.run_id != folder {
@@ -478,7 +543,9 @@ fn check(dir: &Path, folder: &str, client: IpAddr) -> Result<RunInfo, ApiError> 
             return Err(Rejection::UnsafeLabel(label, value.clone()).into());
         }
     }
-    read_tables(dir).map_err(|(file, e)| unreadable(file, e))?;
+    // A run as every reader takes it (aggregate, report): else stored and then skipped.
+    rundir::check_run(dir).map_err(|e| unreadable(VERDICTS_CSV, e))?;
+    read_tables(dir, &info).map_err(|(file, e)| unreadable(file, e))?;
     for file in RUN_FILES {
         let Ok(bytes) = std::fs::read(dir.join(file)) else {
             continue;
@@ -492,11 +559,28 @@ fn check(dir: &Path, folder: &str, client: IpAddr) -> Result<RunInfo, ApiError> 
 
 /// Reads every table of an unpacked run with the crate's readers; the error names the
 /// file.
-fn read_tables(dir: &Path) -> Result<(), (&'static str, anyhow::Error)> {
+fn read_tables(dir: &Path, info: &RunInfo) -> Result<(), (&'static str, anyhow::Error)> {
     for row in read_verdicts(&dir.join(VERDICTS_CSV)).map_err(|e| (VERDICTS_CSV, e))? {
         let (line, row) = row.map_err(|e| (VERDICTS_CSV, e))?;
         row.judgement()
             .map_err(|e| (VERDICTS_CSV, anyhow::anyhow!("line {line}: {e}")))?;
+        // Readers group by the rows' own labels: a row of another run or network
+        // would be counted there, under this probe's upload.
+        let labels = (&row.run_id, &row.probe_cc, &row.probe_asn);
+        if labels != (&info.run_id, &info.probe_cc, &info.probe_asn) {
+            return Err((
+                VERDICTS_CSV,
+                anyhow::anyhow!(
+                    "line {line}: run {} on {} {}, where run.json says run {} on {} {}",
+                    row.run_id,
+                    row.probe_cc,
+                    row.probe_asn,
+                    info.run_id,
+                    info.probe_cc,
+                    info.probe_asn
+                ),
+            ));
+        }
     }
     let measurements = dir.join(MEASUREMENTS_CSV);
     if measurements.is_file() {
@@ -506,7 +590,9 @@ fn read_tables(dir: &Path) -> Result<(), (&'static str, anyhow::Error)> {
             row.map_err(|e| (MEASUREMENTS_CSV, e.into()))?;
         }
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join(MEASUREMENTS_JSONL)) {
+    let jsonl = dir.join(MEASUREMENTS_JSONL);
+    if jsonl.is_file() {
+        let text = std::fs::read_to_string(&jsonl).map_err(|e| (MEASUREMENTS_JSONL, e.into()))?;
         for (index, line) in text
             .lines()
             .enumerate()
@@ -576,15 +662,24 @@ async fn upload(
     };
     let (bundle, _held) = read_body(body, limit, too_large).await?;
     let storing = collector.clone();
-    let stored = tokio::task::spawn_blocking(move || storing.store(&probe, client.ip(), &bundle))
+    let turn = collector
+        .checking
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| {
-            tracing::warn!("an upload's check stopped: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the upload's check stopped",
-            )
-        })?;
+        .expect("never closed");
+    let stored = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        storing.store(&probe, client.ip(), &bundle)
+    })
+    .await
+    .map_err(|e| {
+        tracing::warn!("an upload's check stopped: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the upload's check stopped",
+        )
+    })?;
     let (run, created) = stored?;
     let status = match created {
         true => StatusCode::CREATED,

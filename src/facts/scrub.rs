@@ -54,7 +54,12 @@ fn scan<'a>(text: &'a str, mut visit: impl FnMut(Piece<'a>)) {
         visit(Piece::Text(&rest[..start]));
         let run = &rest[start..];
         let len = run.find(|c| !is_address_char(c)).unwrap_or(run.len());
-        scan_run(&run[..len], &mut visit);
+        // Every address has a dot or a colon: a run of hex digits alone (a hash, a long
+        // number) is text, and need not be tried at every position.
+        match run[..len].contains(['.', ':']) {
+            true => scan_run(&run[..len], &mut visit),
+            false => visit(Piece::Text(&run[..len])),
+        }
         rest = &run[len..];
     }
     visit(Piece::Text(rest));

@@ -7,8 +7,10 @@
 //! down. The sum moves only with evidence that keeps coming: each day adds how far its
 //! share lies past the midpoint between the two levels, a day at the midpoint adds
 //! nothing, and a lone bad day decays again on the next good ones. A change is declared
-//! once the sum passes `delay × (μ₁ − μ₀) / 2`, so a full switch (share 0 to 1) is seen
-//! within `delay` days of data, a weaker one later, noise never.
+//! once the sum passes what `delay` days of a full switch add: `delay × (1 − m)` towards
+//! blocked, `delay × m` towards open, m the midpoint. So a full switch (share 0 to 1, or
+//! back) is seen after `delay` days of data either way, a weaker one later, and fewer
+//! days of it never.
 //!
 //! The two levels are fixed beforehand, not learnt: μ₀ = 0 (open: nothing blocked) and
 //! μ₁ = 0.7 (blocked: most targets, allowing for a service's domains that a censor
@@ -125,16 +127,25 @@ impl Sum {
     }
 }
 
+/// Midway between the two levels: a day's share above it is evidence of blocking, below
+/// it of none.
+const MIDPOINT: f64 = (OPEN_LEVEL + BLOCKED_LEVEL) / 2.0;
+
 impl Detector {
-    fn threshold(&self) -> f64 {
-        self.delay_days * (BLOCKED_LEVEL - OPEN_LEVEL) / 2.0
+    /// What the sum towards `to` must reach: `delay_days` of a full switch there.
+    fn threshold(&self, to: State) -> f64 {
+        self.delay_days
+            * match to {
+                State::Blocked => 1.0 - MIDPOINT,
+                State::Open => MIDPOINT,
+            }
     }
 
     /// The history of a series of days, in order of day. Days without a decided
     /// target are left out.
     pub fn run(&self, days: &[Day]) -> History {
         let days: Vec<&Day> = days.iter().filter(|d| d.targets > 0).collect();
-        let midpoint = (OPEN_LEVEL + BLOCKED_LEVEL) / 2.0;
+        let midpoint = MIDPOINT;
         let mut history = History::default();
         // Towards blocked (rises with shares above the midpoint), towards open.
         let (mut up, mut down) = (Sum::default(), Sum::default());
@@ -146,7 +157,7 @@ impl Detector {
                 let gap = (d.day - previous).num_days() as f64;
                 if gap > 1.0 {
                     let factor = 0.5f64.powf((gap - 1.0) / GAP_HALFLIFE_DAYS);
-                    let floor = self.threshold() / 20.0;
+                    let floor = self.threshold(State::Open) / 20.0;
                     up.decay(factor, floor);
                     down.decay(factor, floor);
                 }
@@ -158,9 +169,9 @@ impl Detector {
             if history.now != Some(State::Open) {
                 down.add(midpoint - d.share, d.day);
             }
-            // Within rounding: three days of a full switch make exactly the threshold.
-            let crossed = |sum: &Sum| sum.value >= self.threshold() - 1e-9;
-            let to = match (crossed(&up), crossed(&down)) {
+            // Within rounding: `delay` days of a full switch make exactly the threshold.
+            let crossed = |sum: &Sum, to| sum.value >= self.threshold(to) - 1e-9;
+            let to = match (crossed(&up, State::Blocked), crossed(&down, State::Open)) {
                 (true, _) => State::Blocked,
                 (_, true) => State::Open,
                 _ => continue,
@@ -183,12 +194,15 @@ impl Detector {
                 .sum();
             let changed = match history.now {
                 Some(_) => true,
-                None if leaned >= self.threshold() / 2.0 => {
+                None if leaned >= self.threshold(from) / 2.0 => {
                     history.first = Some((from, days[0].day));
                     true
                 }
                 None => {
                     history.first = Some((to, since));
+                    // The days before its evidence are no state's: a later change's
+                    // share before it is of this state's days.
+                    segment = start;
                     false
                 }
             };
@@ -258,7 +272,7 @@ mod tests {
         };
         assert_eq!(
             (change.to, change.since, change.detected),
-            (State::Blocked, day(5), day(6))
+            (State::Blocked, day(5), day(7))
         );
         assert_eq!((change.before, change.after), (0.0, 1.0));
     }
@@ -280,6 +294,27 @@ mod tests {
         let h = run(&[O, B, B, B]);
         assert_eq!(h.first, Some((State::Blocked, day(2))));
         assert!(h.changes.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn fewer_days_than_the_delay_are_no_change() {
+        // Two blocked days (an outage a probe-only run calls anomaly), either way round.
+        let h = run(&[O, O, O, B, B, O, O, O]);
+        assert!(h.changes.is_empty(), "{h:?}");
+        let h = run(&[B, B, B, B, O, O, B, B, B]);
+        assert!(h.changes.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn the_share_before_a_change_is_of_its_state_alone() {
+        // One open day, then blocked (no change: one day is no state), then open again.
+        let h = run(&[O, B, B, B, B, O, O, O]);
+        assert_eq!(h.first, Some((State::Blocked, day(2))));
+        let [change] = &h.changes[..] else {
+            panic!("{h:?}")
+        };
+        assert_eq!((change.what(), change.since), ("stopped", day(6)));
+        assert_eq!((change.before, change.after), (1.0, 0.0));
     }
 
     #[test]
@@ -328,7 +363,7 @@ mod tests {
         let [change] = &h.changes[..] else {
             panic!("{h:?}")
         };
-        assert_eq!((change.since, change.detected), (day(36), day(37)));
+        assert_eq!((change.since, change.detected), (day(36), day(38)));
         // A gap inside a block is no reason to end it.
         let h = run(&[O, O, O, B, B, B, None, None, B, B]);
         assert_eq!(h.changes.len(), 1, "{h:?}");

@@ -111,8 +111,8 @@ pub struct CompareWarning {
 
 impl RunInfo {
     /// A run of this censorprobe starting now, its id `prefix` and the time (and a
-    /// random suffix, for runs started in the same second), on a network not yet
-    /// located (ZZ, AS0).
+    /// random suffix of 64 bits: scheduled runs of many probes start in the same second,
+    /// and a collector keeps one run per id), on a network not yet located (ZZ, AS0).
     pub fn start(prefix: &str, settings: RunSettings, targets: Vec<Target>) -> RunInfo {
         let started_at = Utc::now();
         RunInfo {
@@ -120,9 +120,9 @@ impl RunInfo {
             software_name: env!("CARGO_PKG_NAME").into(),
             software_version: env!("CARGO_PKG_VERSION").into(),
             run_id: format!(
-                "{prefix}{}-{:04x}",
+                "{prefix}{}-{:016x}",
                 started_at.format("%Y%m%dT%H%M%SZ"),
-                rand::random::<u16>()
+                rand::random::<u64>()
             ),
             started_at,
             finished_at: None,
