@@ -347,7 +347,24 @@ impl Case<'_> {
                 outcomes
             }
             (Some(Fault::ResolverDead), true) => ok(),
-            (Some(Fault::ResolverDead | Fault::Benign), false) => censored,
+            (Some(Fault::ResolverDead), false) => censored,
+            (Some(Fault::Benign), false) => {
+                // A link that loses packets slows the control-SNI twin as well as the
+                // throttled transfer: where the twin falls short of the ratio, the
+                // honest verdict is a slow path, not a throttle of the name.
+                let throttled = censored
+                    .iter()
+                    .any(|o| o.blocking == Some(Blocking::Throttled));
+                let mut outcomes = censored;
+                if throttled {
+                    outcomes.push(Outcome::new(
+                        Verdict::Inconclusive,
+                        None,
+                        &["as slow with the control SNI"],
+                    ));
+                }
+                outcomes
+            }
             (Some(Fault::QuicDead), false) => {
                 let quic = censored
                     .iter()

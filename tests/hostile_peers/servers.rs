@@ -193,15 +193,13 @@ pub async fn spawn_tls(hostility: TlsHostility) -> SocketAddr {
     accept_each(listener, move |mut stream, _| {
         let hostility = hostility.clone();
         async move {
-            let mut buf = [0u8; 4096];
-            let hello = match stream.read(&mut buf).await {
-                Ok(n) if n > 0 => &buf[..n],
-                _ => return,
+            let Some(hello) = first_record(&mut stream).await else {
+                return;
             };
             let answer = match hostility {
                 TlsHostility::Garbage => garbage(16 * 1024),
                 TlsHostility::Stall => Vec::new(),
-                TlsHostility::StallAfterServerHello(config) => server_hello(config, hello),
+                TlsHostility::StallAfterServerHello(config) => server_hello(config, &hello),
             };
             if stream.write_all(&answer).await.is_ok() {
                 hold(stream).await;
@@ -209,6 +207,26 @@ pub async fn spawn_tls(hostility: TlsHostility) -> SocketAddr {
         }
     });
     addr
+}
+
+/// The first TLS record the client sends, read whole however it comes: the probe's
+/// split ClientHello comes in two segments, 200 ms apart. None if the client closes
+/// first.
+async fn first_record(stream: &mut (impl AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
+    let mut record = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if record.len() >= 5 {
+            let whole = 5 + usize::from(u16::from_be_bytes([record[3], record[4]]));
+            if record.len() >= whole {
+                return Some(record);
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(n) if n > 0 => record.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
 }
 
 /// The first record a server with `config` answers `client_hello` with: its
