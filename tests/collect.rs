@@ -20,34 +20,28 @@ use flate2::write::GzEncoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-use common::{ControlServer, text};
+use common::{ControlServer, DEAD_END_FLAGS, assert_no_network, dead_end_targets, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
-/// How the runs here end: their loopback target's port is closed and their resolver
-/// dead, so they find no network (exit 4); their files are whole runs all the same.
-const NO_NETWORK: i32 = 4;
 /// Where uploads come from: not an address the runs name.
 const UPLOADER: &str = "127.0.0.5";
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789abc";
 
 /// Two finished runs of a loopback target, made once for all the tests (a run takes
-/// seconds): each test copies what it needs.
+/// seconds): each test copies what it needs. They find no network (there is none to
+/// find on a closed port), and are whole runs all the same.
 fn runs() -> &'static [PathBuf; 2] {
     static RUNS: OnceLock<[PathBuf; 2]> = OnceLock::new();
     RUNS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("collect-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("collect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let targets = dir.join("targets.toml");
-        std::fs::write(
-            &targets,
-            "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-        )
-        .unwrap();
+        let targets = dead_end_targets(&dir);
         ["a", "b"].map(|name| {
             let out = dir.join(name);
             let made = probe(&dir, &run_args(&targets, &out, &[]));
-            assert_eq!(made.status.code(), Some(NO_NETWORK), "{}", text(&made));
+            assert_no_network(&made);
             out
         })
     })
@@ -55,27 +49,20 @@ fn runs() -> &'static [PathBuf; 2] {
 
 /// `run` of `targets` into `out`, on network IR/AS64500, with `flags` besides.
 fn run_args(targets: &Path, out: &Path, flags: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
+    let on_network = ["--probe-cc", "IR", "--probe-asn", "AS64500"];
+    [
         "run",
         "--targets",
         targets.to_str().unwrap(),
-        "--resolver",
-        "udp://127.0.0.1:1",
-        "--treat-as-public",
-        "127.0.0.0/8",
-        "--timeout",
-        "1",
-        "--probe-cc",
-        "IR",
-        "--probe-asn",
-        "AS64500",
         "--out",
         out.to_str().unwrap(),
     ]
+    .into_iter()
+    .chain(DEAD_END_FLAGS)
+    .chain(on_network)
+    .chain(flags.iter().copied())
     .map(String::from)
-    .into();
-    args.extend(flags.iter().map(|f| f.to_string()));
-    args
+    .collect()
 }
 
 /// `censorprobe ARGS` with `home` as its data home, consent given.
@@ -669,7 +656,7 @@ async fn run_upload_sends_the_run_at_its_end() {
             ],
         ),
     );
-    assert_eq!(made.status.code(), Some(NO_NETWORK), "{}", text(&made));
+    assert_no_network(&made);
     assert!(text(&made).contains("Uploaded to"), "{}", text(&made));
     let listed = list(&server, ALICE).await;
     assert_eq!(listed.len(), 1, "{listed:?}");

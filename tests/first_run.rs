@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::text;
+use common::{DEAD_END_FLAGS, assert_no_network, dead_end_targets, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
 
@@ -58,40 +58,10 @@ fn the_built_in_targets_print_as_a_file_to_start_from() {
     assert!(parsed.services.iter().any(|s| s.name == "telegram"));
 }
 
-/// A targets file in `dir` whose run takes a second and needs no server: a canary
-/// whose resolver refuses, and a closed port on loopback.
-fn loopback_targets(dir: &Path) -> PathBuf {
-    let targets = dir.join("targets.toml");
-    std::fs::write(
-        &targets,
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
-    targets
-}
-
-/// Asserts that a run of [`loopback_targets`] finished and found no network (there is
-/// none to find there): it has an exit code of its own, so that a CI job cannot pass
-/// on a dead link.
-fn assert_no_network(output: &Output) {
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),
-        "{}",
-        text(output)
-    );
-}
-
 /// `run` of `targets`, with `flags` besides.
 fn run_args<'a>(targets: &'a Path, flags: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["run", "--targets", targets.to_str().unwrap()];
-    args.extend([
-        "--resolver",
-        "udp://127.0.0.1:1",
-        "--treat-as-public",
-        "127.0.0.0/8",
-    ]);
-    args.extend(["--timeout", "1"]);
+    args.extend(DEAD_END_FLAGS);
     args.extend(flags);
     args
 }
@@ -102,7 +72,7 @@ fn results_go_under_the_home_and_report_finds_them_there() {
     let (home, cwd) = (dir.path().join("home"), dir.path().join("somewhere"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&cwd).unwrap();
-    let targets = loopback_targets(dir.path());
+    let targets = dead_end_targets(dir.path());
     let run = |xdg_data: Option<&Path>| probe(&cwd, &home, xdg_data, &run_args(&targets, &[]));
     let output = run(None);
     assert_no_network(&output);
@@ -344,7 +314,7 @@ fn a_fresh_install_lists_no_runs() {
 #[test]
 fn a_run_is_labelled_by_hand_with_its_country_and_network() {
     let dir = tempfile::tempdir().unwrap();
-    let targets = loopback_targets(dir.path());
+    let targets = dead_end_targets(dir.path());
     let out = dir.path().join("out");
     let flags = [
         "--probe-cc",
@@ -385,7 +355,7 @@ fn a_run_is_labelled_by_hand_with_its_country_and_network() {
 #[test]
 fn verbose_and_quiet_say_more_and_less() {
     let dir = tempfile::tempdir().unwrap();
-    let targets = loopback_targets(dir.path());
+    let targets = dead_end_targets(dir.path());
     let run = |flags: &[&str]| {
         let out = dir.path().join(flags.join(""));
         let mut all = vec!["--out", out.to_str().unwrap(), "--concurrency", "2000"];

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use censorprobe::input::asn::AsnDb;
-use common::{ControlServer, skip, text};
+use common::{ControlServer, DEAD_END_FLAGS, assert_no_network, dead_end_targets, skip, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
 
@@ -28,34 +28,15 @@ fn data_home(root: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
 
 /// `run` of a closed loopback port with `data` as `$XDG_DATA_HOME`, and `flags`.
 fn run(root: &Path, data: &Path, flags: &[&str]) -> Output {
-    let targets = root.join("targets.toml");
-    std::fs::write(
-        &targets,
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
     Command::new(BIN)
-        .args(["run", "--targets", targets.to_str().unwrap()])
-        .args(["--resolver", "udp://127.0.0.1:1", "--timeout", "1"])
-        .args(["--treat-as-public", "127.0.0.0/8"])
+        .args(["run", "--targets", dead_end_targets(root).to_str().unwrap()])
+        .args(DEAD_END_FLAGS)
         .args(flags)
         .env("HOME", root)
         .env("XDG_DATA_HOME", data)
         .env("CENSORPROBE_YES", "1")
         .output()
         .unwrap()
-}
-
-/// Asserts that a run of [`run`] without a control finished: with no network, as it
-/// has none to find (the resolver refuses, the endpoint is closed), which has an exit
-/// code of its own.
-fn assert_finished(output: &Output) {
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),
-        "{}",
-        text(output)
-    );
 }
 
 /// The one run under `data`'s results directory, as its run.json.
@@ -116,7 +97,7 @@ fn a_run_names_the_database_it_found_and_goes_on_without_a_broken_one() {
         &[("asn.csv", "127.0.0.0,127.255.255.255,64500,Lab AS\n")],
     );
     let output = run(root.path(), &found, &[]);
-    assert_finished(&output);
+    assert_no_network(&output);
     let info = run_json(&found);
     let ip_db = found.join("censorprobe/ip-db");
     assert_eq!(
@@ -132,7 +113,7 @@ fn a_run_names_the_database_it_found_and_goes_on_without_a_broken_one() {
         &[("asn.csv", "1.0.0.0,1.0.0.255,13335\n2.0.0.0,x,5\n")],
     );
     let output = run(root.path(), &broken, &[]);
-    assert_finished(&output);
+    assert_no_network(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("asn.csv:2:") && stderr.contains("going on without an IP database"),

@@ -637,12 +637,7 @@ async fn resume_refuses_a_newer_run_and_a_directory_that_is_no_run() {
 /// Runs a probe on one endpoint into `out`, which cannot be written: it must stop before
 /// it measures anything, with exit code 2 and an error saying `why`; returns the error.
 async fn refused_at_start(dir: &Path, out: &Path, why: &str) -> String {
-    let targets = dir.join("targets.toml");
-    std::fs::write(
-        &targets,
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
+    let targets = dead_end_targets(dir);
     let output = finish(probe(&[
         "run",
         "--yes",

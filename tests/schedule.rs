@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use censorprobe::cmd::schedule::{Job, service_unit, timer_unit};
-use common::{skip, text};
+use common::{DEAD_END_FLAGS, assert_no_network, dead_end_targets, skip, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
 
@@ -167,24 +167,14 @@ fn a_crontab_line_is_installed_replaced_run_and_removed() {
     );
     set_crontab(&theirs);
     let v = Volunteer::new();
-    std::fs::write(
-        v.cwd.join(TARGETS),
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
-    let run_flags = [
-        "--targets",
-        TARGETS,
-        "--resolver",
-        "udp://127.0.0.1:1",
-        "--treat-as-public",
-        "127.0.0.0/8",
-        "--timeout",
-        "1",
-    ];
+    std::fs::rename(dead_end_targets(&v.cwd), v.cwd.join(TARGETS)).unwrap();
+    let run_flags: Vec<&str> = ["--targets", TARGETS]
+        .into_iter()
+        .chain(DEAD_END_FLAGS)
+        .collect();
     let install = |every: &'static str, extra: &[&'static str]| {
         let mut args = vec!["install", "--every", every, "--with", "cron", "--"];
-        args.extend(run_flags);
+        args.extend(run_flags.iter().copied());
         args.extend(extra);
         args
     };
@@ -272,12 +262,7 @@ fn a_crontab_line_is_installed_replaced_run_and_removed() {
         .unwrap();
     // It ran: into a lab with no network to find (the resolver refuses), which is its
     // own exit code.
-    assert_eq!(
-        ran.status.code(),
-        Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),
-        "{command}\n{}",
-        text(&ran)
-    );
+    assert_no_network(&ran);
     let runs: Vec<PathBuf> = std::fs::read_dir(v.results())
         .unwrap_or_else(|e| panic!("{}: {e}\n{command}", v.results().display()))
         .map(|e| e.unwrap().path())

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::text;
+use common::{DEAD_END_FLAGS, dead_end_targets, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
 
@@ -69,19 +69,15 @@ fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let targets = dir.path().join("targets.toml");
-    std::fs::write(
-        &targets,
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
+    let targets = dead_end_targets(dir.path());
     // A control that cannot be reached: the run goes on, with a warning that names it
     // as it was given.
     let args = |out: &str| {
         format!(
-            "run --targets {} --out {} --resolver udp://127.0.0.1:1 --treat-as-public 127.0.0.0/8 --timeout 1 --control http://localhost:1",
+            "run --targets {} --out {} {} --control http://localhost:1",
             targets.display(),
-            dir.path().join(out).display()
+            dir.path().join(out).display(),
+            DEAD_END_FLAGS.join(" ")
         )
     };
     let warned = |shown: &str| shown.contains("cannot reach the control http://localhost:1: ");

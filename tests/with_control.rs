@@ -351,26 +351,12 @@ fn compare_warns_of_a_control_run_that_is_no_control() {
         std::fs::copy(&file, probe.join(file.file_name().unwrap())).unwrap();
     }
     // A "control" run with no network: its resolver refuses, its one endpoint is closed.
-    let targets = root.path().join("targets.toml");
-    std::fs::write(
-        &targets,
-        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
+    let targets = dead_end_targets(root.path());
     let dead = root.path().join("dead");
-    let (code, said) = censorprobe(&[
-        "run",
-        "--targets",
-        targets.to_str().unwrap(),
-        "--resolver",
-        "udp://127.0.0.1:1",
-        "--treat-as-public",
-        "127.0.0.0/8",
-        "--timeout",
-        "1",
-        "--out",
-        dead.to_str().unwrap(),
-    ]);
+    let mut args = vec!["run", "--targets", targets.to_str().unwrap()];
+    args.extend(DEAD_END_FLAGS);
+    args.extend(["--out", dead.to_str().unwrap()]);
+    let (code, said) = censorprobe(&args);
     assert_eq!(
         code,
         Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),

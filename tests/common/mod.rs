@@ -63,3 +63,39 @@ pub fn text(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// A targets file in `dir` whose run takes about a second and reaches nothing, no
+/// server needed: a canary whose resolver refuses (with [`DEAD_END_FLAGS`]) and a
+/// closed port on loopback. Such a run finds no network: [`assert_no_network`].
+pub fn dead_end_targets(dir: &std::path::Path) -> std::path::PathBuf {
+    let targets = dir.join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[settings]\ncanary = \"canary.test\"\n\n[[service]]\nname = \"s\"\nendpoints = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    targets
+}
+
+/// The flags a run of [`dead_end_targets`] goes with: a resolver that refuses,
+/// loopback counted as public, a one-second step timeout.
+pub const DEAD_END_FLAGS: [&str; 6] = [
+    "--resolver",
+    "udp://127.0.0.1:1",
+    "--treat-as-public",
+    "127.0.0.0/8",
+    "--timeout",
+    "1",
+];
+
+/// Asserts that a run finished having found no network, as a run of
+/// [`dead_end_targets`] must: an exit code of its own, so that a CI job cannot pass on
+/// a dead link.
+pub fn assert_no_network(output: &std::process::Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(censorprobe::error::EXIT_NO_NETWORK)),
+        "{}",
+        text(output)
+    );
+}
