@@ -57,6 +57,11 @@ impl Verdict {
         Verdict::Inconclusive,
     ];
 
+    /// The verdict's place in [`Verdict::ALL`], for tables of counts.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",

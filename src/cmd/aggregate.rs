@@ -123,10 +123,7 @@ pub struct Counts {
 impl Counts {
     /// How many of the group's targets got `verdict`.
     pub fn of(&self, verdict: Verdict) -> u64 {
-        self.verdicts[Verdict::ALL
-            .iter()
-            .position(|v| *v == verdict)
-            .expect("known verdict")]
+        self.verdicts[verdict.index()]
     }
 
     fn add(&mut self, other: &Counts) {
@@ -144,10 +141,7 @@ impl Counts {
 
     fn count(&mut self, verdict: Verdict, blocking: Option<Blocking>) {
         self.targets += 1;
-        self.verdicts[Verdict::ALL
-            .iter()
-            .position(|v| *v == verdict)
-            .expect("known verdict")] += 1;
+        self.verdicts[verdict.index()] += 1;
         match (verdict, blocking) {
             (Verdict::Blocked, Some(kind)) => self.blocked_by_kind[kind.index()] += 1,
             (Verdict::Anomaly, Some(kind)) => self.anomaly_by_kind[kind.index()] += 1,
@@ -186,19 +180,21 @@ pub fn aggregate(inputs: &[PathBuf], by: &[GroupBy]) -> anyhow::Result<Aggregate
                 .parent()
                 .and_then(|dir| rundir::read_info(dir).ok())
                 .map(|info| info.run_id);
-            if let Some(id) = run_id {
-                if let Some(first) = seen_ids.get(&id) {
-                    let why = format!(
-                        "run {id} was already read from {} (a copy?)",
-                        first.display()
-                    );
-                    result.skipped.push((file, why));
-                    continue;
-                }
-                seen_ids.insert(id, file.clone());
+            if let Some(first) = run_id.as_ref().and_then(|id| seen_ids.get(id)) {
+                let why = format!(
+                    "run {} was already read from {} (a copy?)",
+                    run_id.as_deref().unwrap_or_default(),
+                    first.display()
+                );
+                result.skipped.push((file, why));
+                continue;
             }
             match read_run(&file, by) {
                 Ok(groups) => {
+                    // Taken once read: a corrupt first copy leaves the place to a good one.
+                    if let Some(id) = run_id {
+                        seen_ids.insert(id, file.clone());
+                    }
                     result.runs += 1;
                     for (key, counts) in groups {
                         result.groups.entry(key).or_default().add(&counts);
@@ -404,9 +400,33 @@ mod tests {
             1,
             "a,2026-11-24T10:00:00Z,IR,AS58224,telegram,t.me,blocked,tls-reset,x\n",
         );
-        let result = aggregate(&[root.path().to_path_buf(), run], &[GroupBy::Service]).unwrap();
+        let result = aggregate(
+            &[root.path().to_path_buf(), run.clone()],
+            &[GroupBy::Service],
+        )
+        .unwrap();
         assert_eq!(result.runs, 1);
         assert_eq!(result.groups[&vec!["telegram".to_string()]].targets, 1);
+
+        // A copy elsewhere (a local run and its upload to a collector) is known by its
+        // run_id, and named.
+        let info = include_str!("../../tests/data/schema1-run/run.json");
+        std::fs::write(run.join(RUN_JSON), info).unwrap();
+        let copy = root.path().join("collector/IR/AS1/run-a");
+        std::fs::create_dir_all(&copy).unwrap();
+        for file in [RUN_JSON, VERDICTS_CSV] {
+            std::fs::copy(run.join(file), copy.join(file)).unwrap();
+        }
+        let result = aggregate(&[root.path().to_path_buf()], &[GroupBy::Service]).unwrap();
+        assert_eq!(result.runs, 1, "{:?}", result.skipped);
+        assert!(
+            result
+                .skipped
+                .iter()
+                .any(|(_, why)| why.contains("was already read from")),
+            "{:?}",
+            result.skipped
+        );
     }
 
     #[test]

@@ -288,6 +288,12 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl StepError {
+    /// Torn down by the far side or the path (reset, closed): an answer, where a
+    /// timeout says nothing.
+    pub fn torn_down(&self) -> bool {
+        !self.local && self.failure.is_reset_or_eof()
+    }
+
     pub fn new(failed_operation: Operation, failure: Failure) -> StepError {
         StepError {
             local: failure.is_local(),

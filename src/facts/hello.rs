@@ -74,8 +74,6 @@ impl HelloTry {
 
     /// Torn down once connected (reset, closed): an answer, where a timeout says nothing.
     pub fn torn_down(&self) -> bool {
-        self.error
-            .as_ref()
-            .is_some_and(|e| !e.local && e.failure.is_reset_or_eof())
+        self.error.as_ref().is_some_and(StepError::torn_down)
     }
 }

@@ -966,10 +966,7 @@ impl Measurer {
         let failed = failed_once_connected(&facts.error);
         // Where the censor tears handshakes down, a variant that only timed out was lost
         // on the way and is worth a second try; where it stalls them, that is its answer.
-        let torn_down = facts
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure.is_reset_or_eof());
+        let torn_down = facts.error.as_ref().is_some_and(StepError::torn_down);
         let ech = ech::informative(&facts);
         let answered = facts.server_answered();
         // Recorded from when the name was sent: what a trigger's time must be.

@@ -117,11 +117,11 @@ struct Counts {
 
 impl Counts {
     fn of(&self, verdict: Verdict) -> usize {
-        self.verdicts[index(verdict)]
+        self.verdicts[verdict.index()]
     }
 
     fn count(&mut self, verdict: Verdict, blocking: Option<Blocking>) {
-        self.verdicts[index(verdict)] += 1;
+        self.verdicts[verdict.index()] += 1;
         if let (Verdict::Blocked | Verdict::Anomaly, Some(kind)) = (verdict, blocking) {
             self.techniques[kind.technique().index()] += 1;
         }
@@ -167,13 +167,6 @@ impl Counts {
             .collect();
         (!seen.is_empty()).then(|| seen.join(", "))
     }
-}
-
-fn index(verdict: Verdict) -> usize {
-    Verdict::ALL
-        .iter()
-        .position(|v| *v == verdict)
-        .expect("ALL lists every verdict")
 }
 
 /// Whether a control judged a run's verdicts. Kept apart on the page: a probe-only
@@ -718,7 +711,12 @@ impl Periods {
 fn render_grid(out: &mut String, report: &Report, judged: Judged, periods: &Periods) {
     // service -> network -> column -> counts
     let mut rows: BTreeMap<&str, BTreeMap<&Network, BTreeMap<usize, Counts>>> = BTreeMap::new();
-    for (key, counts) in report.tally.cells.range(judged_range(judged)) {
+    let cells = report
+        .tally
+        .cells
+        .iter()
+        .filter(|(k, _)| k.judged == judged);
+    for (key, counts) in cells {
         rows.entry(&key.service)
             .or_default()
             .entry(&key.network)
@@ -810,17 +808,6 @@ fn render_grid(out: &mut String, report: &Report, judged: Judged, periods: &Peri
     out.push_str("</tbody>\n</table>\n</div>\n");
     render_legend(out);
     out.push_str("</section>\n");
-}
-
-/// The cells of one kind of judgement, as a range of the sorted map.
-fn judged_range(judged: Judged) -> std::ops::RangeInclusive<CellKey> {
-    let key = |service: &str, day| CellKey {
-        judged,
-        service: service.to_string(),
-        network: Network::new("", ""),
-        day,
-    };
-    key("", NaiveDate::MIN)..=key("\u{10ffff}", NaiveDate::MAX)
 }
 
 fn render_cell(
