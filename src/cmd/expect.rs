@@ -173,6 +173,10 @@ pub fn warn_unplanned(expected: &Expectations, planned: &[Target]) {
     }
 }
 
+/// Why every case of a run without a network fails.
+const NO_NETWORK: &str =
+    "no network: the run reached neither the canary nor any target, so it says nothing of this one";
+
 /// One JUnit test case: a target, and why it failed if it did.
 struct Case<'a> {
     service: &'a str,
@@ -185,24 +189,28 @@ struct Case<'a> {
 /// (class = service), sorted by service and target so that two runs' files compare
 /// line by line. With expectations, a case fails when its target differs from them
 /// (a target expected and not measured is one); without, when it is blocked or
-/// anomalous.
+/// anomalous. A run that found no network fails every case, saying so: a CI
+/// dashboard must not show green on a dead link, nor blame the targets.
 pub fn write_junit(
     path: &Path,
     verdicts: &[TargetVerdict],
     differences: Option<&[Difference]>,
+    no_network: bool,
 ) -> anyhow::Result<()> {
     let mut cases: Vec<Case<'_>> = verdicts
         .iter()
         .map(|v| {
             let shown = format!("{}: {}", show(v.verdict, v.blocking), v.evidence);
-            let failure =
-                match differences {
+            let failure = match (no_network, differences) {
+                (true, _) => Some(format!("{NO_NETWORK}: {}", v.evidence)),
+                (false, differences) => match differences {
                     Some(diffs) => diffs.iter().find(|d| d.target == v.target).map(|d| {
                         format!("expected {}, got {}: {}", d.expected, d.actual, v.evidence)
                     }),
                     None => matches!(v.verdict, Verdict::Blocked | Verdict::Anomaly)
                         .then(|| shown.clone()),
-                };
+                },
+            };
             Case {
                 service: &v.service,
                 target: &v.target,
@@ -356,6 +364,27 @@ mod tests {
     }
 
     #[test]
+    fn junit_of_a_run_without_a_network_fails_every_case_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let run = [
+            verdict("a.test", Verdict::Inconclusive, None),
+            verdict("b.test", Verdict::Inconclusive, None),
+        ];
+        write_junit(&path, &run, None, true).unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            xml.contains(r#"<testsuite name="censorprobe" tests="2" failures="2">"#),
+            "{xml}"
+        );
+        assert_eq!(
+            xml.matches("<failure message=\"no network:").count(),
+            2,
+            "{xml}"
+        );
+    }
+
+    #[test]
     fn junit_has_a_case_per_target_and_escapes_text() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junit.xml");
@@ -363,7 +392,7 @@ mod tests {
             verdict("a.test", Verdict::Ok, None),
             verdict("b.test", Verdict::Blocked, Some(Blocking::TlsReset)),
         ];
-        write_junit(&path, &run, None).unwrap();
+        write_junit(&path, &run, None, false).unwrap();
         let xml = std::fs::read_to_string(&path).unwrap();
         assert!(
             xml.contains(r#"<testsuite name="censorprobe" tests="2" failures="1">"#),
@@ -391,7 +420,7 @@ mod tests {
             verdict("a.test", Verdict::Ok, None),
         ];
         let diffs = compare(&expected, &run);
-        write_junit(&path, &run, Some(&diffs)).unwrap();
+        write_junit(&path, &run, Some(&diffs), false).unwrap();
         let xml = std::fs::read_to_string(&path).unwrap();
         assert!(
             xml.contains(r#"<testsuite name="censorprobe" tests="4" failures="1">"#),
@@ -412,7 +441,7 @@ mod tests {
             "the unmeasured target fails: {xml}"
         );
         run.reverse();
-        write_junit(&path, &run, Some(&diffs)).unwrap();
+        write_junit(&path, &run, Some(&diffs), false).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), xml, "stable order");
     }
 }

@@ -952,24 +952,29 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     }
     let differences = expected.map(|e| super::expect::compare(&e, &report.verdicts));
     if let Some(path) = &cmd.junit {
-        super::expect::write_junit(path, &report.verdicts, differences.as_deref())?;
-    }
-    let differ = differences.as_ref().is_some_and(|d| !d.is_empty());
-    if let Some(differences) = differences.filter(|d| !d.is_empty()) {
-        outln!(
-            "\n{} targets differ from the expectation:",
-            differences.len()
-        );
-        for d in &differences {
-            outln!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
-        }
+        super::expect::write_junit(
+            path,
+            &report.verdicts,
+            differences.as_deref(),
+            report.no_network,
+        )?;
     }
     // No network says more than any difference (every verdict is inconclusive): a CI
     // job must not pass, nor blame the targets, on a dead link. The summary has said it.
     if report.no_network {
         return Ok(ExitCode::from(crate::error::EXIT_NO_NETWORK));
     }
-    match differ {
+    let differences = differences.filter(|d| !d.is_empty());
+    if let Some(differences) = &differences {
+        outln!(
+            "\n{} targets differ from the expectation:",
+            differences.len()
+        );
+        for d in differences {
+            outln!("  {}: expected {}, got {}", d.target, d.expected, d.actual);
+        }
+    }
+    match differences.is_some() {
         true => Ok(ExitCode::from(crate::error::EXIT_DIFFERENCES)),
         false => Ok(ExitCode::SUCCESS),
     }

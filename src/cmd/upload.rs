@@ -22,6 +22,7 @@ use url::Url;
 use super::{browse, bundle, places};
 use crate::control::client::{Exchange, ExchangeError, server_message};
 use crate::control::collect::{RUN_FILES, RUNS_PATH, StoredRun};
+use crate::control::protocol::ControlError;
 use crate::error::InputError;
 use crate::measure::tls::{TlsContext, root_store};
 use crate::rundir;
@@ -238,6 +239,12 @@ impl Uploader {
             200 | 201 => serde_json::from_slice(&body)
                 .map_err(|e| UploadError::Failing(status, format!("unreadable answer: {e}"))),
             500.. => Err(UploadError::Failing(status, server_message(&body))),
+            // A refusal in the collector's own words (its JSON error) is its verdict on
+            // the run; a 400 from anything else on the way (a captive portal, a proxy,
+            // a censor's box) is no answer about the run, and keeps it queued.
+            400 | 409 if serde_json::from_slice::<ControlError>(&body).is_err() => {
+                Err(UploadError::Failing(status, server_message(&body)))
+            }
             _ => Err(UploadError::Refused(status, server_message(&body))),
         }
     }
