@@ -718,6 +718,16 @@ mod tests {
     use crate::facts::failure::{Failure, Operation, StepError};
 
     #[test]
+    fn index_is_the_place_in_all() {
+        for (i, verdict) in Verdict::ALL.into_iter().enumerate() {
+            assert_eq!(verdict.index(), i, "{verdict:?}");
+        }
+        for (i, technique) in super::Technique::ALL.into_iter().enumerate() {
+            assert_eq!(technique.index(), i, "{technique:?}");
+        }
+    }
+
+    #[test]
     fn blocking_names_round_trip() {
         for (kind, name) in Blocking::NAMES {
             assert_eq!(kind.to_string(), name);
