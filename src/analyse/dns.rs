@@ -74,7 +74,7 @@ pub fn problems(
             if let Some(problem) = inconsistent(f, probe, control).filter(|_| !untried) {
                 out.push(problem);
             }
-        } else if let Some(finding) = outside_asns(f, &probe.target.asns) {
+        } else if let Some(finding) = outside_asns(f, probe) {
             out.push(Problem::proven(finding));
         }
     }
@@ -142,17 +142,24 @@ fn forged(
     })
 }
 
-/// Without a control: an answer whose ASN (from --asn-db) is not one of the service's.
-fn outside_asns(f: &DnsFacts, expected: &[u32]) -> Option<Finding> {
+/// Without a control: an answer whose ASN (from the IP database) is not one of the
+/// service's. Not one that gave a valid TLS session for the name: the service's own
+/// caches sit in local ISPs' networks (Google's, Meta's), and vouch for themselves.
+fn outside_asns(f: &DnsFacts, probe: &TargetFacts) -> Option<Finding> {
+    let expected = &probe.target.asns;
     if expected.is_empty() {
         return None;
     }
+    let vouched = |a: &crate::facts::DnsAnswer| {
+        a.address()
+            .is_some_and(|ip| valid_tls(ip, &f.hostname, probe))
+    };
     let answer = f
         .replies
         .iter()
         .filter(|r| r.matches_query)
         .flat_map(|r| r.answers.iter())
-        .find(|a| a.asn.is_some_and(|asn| !expected.contains(&asn)))?;
+        .find(|a| a.asn.is_some_and(|asn| !expected.contains(&asn)) && !vouched(a))?;
     Some(Finding::new(
         Blocking::DnsHijack,
         format!(

@@ -755,6 +755,17 @@ mod tests {
             "{}",
             bad.verdict.evidence
         );
+        // An ISP-hosted cache of the service's, in the ISP's AS, vouched for by a valid
+        // TLS session for the name.
+        let cache = judge(
+            domain(&[32934]),
+            vec![lookup(&[("93.184.216.34", Some(15133))])],
+            vec![
+                tcp("93.184.216.34:443", None),
+                tls("93.184.216.34:443", false, None),
+            ],
+        );
+        assert_eq!(kind(&cache), (Verdict::Ok, None));
         // Without an ASN database the answers carry no ASN, and nothing is concluded.
         let unknown = judge(
             domain(&[32934]),
