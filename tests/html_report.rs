@@ -876,6 +876,14 @@ fn a_month_of_twenty_networks_fits_the_window_and_keeps_probe_only_apart() {
         "{changes}"
     );
     assert!(!changes.contains("RU AS"), "{changes}");
+    // The probe-only network's change is its own, and unconfirmed.
+    let judged = Regex::new(r#"<tr><td class="nowrap">(IR AS\d+)</td>.*?<td>(with a control|unconfirmed \(probe only\))</td></tr>"#).unwrap();
+    let unconfirmed: Vec<&str> = judged
+        .captures_iter(&changes)
+        .filter(|c| &c[2] != "with a control")
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(unconfirmed, ["IR AS10148"], "{changes}");
 
     let Some(chromium) = chromium() else { return };
     let scripted = root.path().join("scripted.html");

@@ -1,11 +1,12 @@
 //! `censorprobe changes`: when blocking of a service started or stopped on a network,
 //! over the runs of many days (the detector is [`crate::output::changes`]).
 //!
-//! Each series is one network (country and AS) and one service; its days are the
-//! share of the service's decided targets (`ok`, `blocked`, `anomaly`) found blocked or
-//! anomalous there that day, over all runs of that day. `inconclusive` and `down` say
-//! nothing of censorship and are left out; a probe-only run's blocking is an `anomaly`
-//! and counts, so volunteers without a control still show when blocking changed.
+//! Each series is one network (country and AS) and one service, its rows judged with a
+//! control or not; its days are the share of the service's decided targets (`ok`,
+//! `blocked`, `anomaly`) found blocked or anomalous there that day, over all runs of
+//! that day. `inconclusive` and `down` say nothing of censorship and are left out.
+//! Rows no control judged make series of their own, whose changes are `unconfirmed`:
+//! there an outage of the service reads as `anomaly` just as blocking does.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,12 +20,26 @@ use crate::analyse::{Verdict, counted};
 use crate::error::InputError;
 use crate::output::changes::{Change, Day, Detector, History};
 
-/// One series: a network and a service.
+/// One series: a network and a service, judged with a control or not.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Series {
     pub probe_cc: String,
     pub probe_asn: String,
     pub service: String,
+    /// Whether a control judged its rows (verdicts.csv's `controlled`). Kept apart:
+    /// without a control, an outage of the service reads as `anomaly` as blocking does,
+    /// so a change there is unconfirmed, and must not mix with confirmed days.
+    pub confirmed: bool,
+}
+
+impl Series {
+    /// How its changes were judged, as the outputs say it.
+    pub fn judged(&self) -> &'static str {
+        match self.confirmed {
+            true => "control",
+            false => "unconfirmed",
+        }
+    }
 }
 
 /// The histories of every series in `inputs` (run directories or directories of runs),
@@ -37,14 +52,15 @@ pub fn detect(
         GroupBy::ProbeCc,
         GroupBy::ProbeAsn,
         GroupBy::Service,
+        GroupBy::Controlled,
         GroupBy::Day,
     ];
     let merged = aggregate::aggregate(inputs, &by)?;
     let mut days: BTreeMap<Series, Vec<Day>> = BTreeMap::new();
     for (key, counts) in &merged.groups {
-        // Grouped by those four columns; a row without a readable day has no place in
+        // Grouped by those five columns; a row without a readable day has no place in
         // a series.
-        let [probe_cc, probe_asn, service, day] = &key[..] else {
+        let [probe_cc, probe_asn, service, controlled, day] = &key[..] else {
             continue;
         };
         let Ok(day) = day.parse::<NaiveDate>() else {
@@ -56,6 +72,7 @@ pub fn detect(
             probe_cc: probe_cc.clone(),
             probe_asn: probe_asn.clone(),
             service: service.clone(),
+            confirmed: controlled == "true",
         };
         days.entry(series).or_default().push(Day {
             day,
@@ -128,6 +145,7 @@ fn write_csv(changes: &[(&Series, &Change)]) -> anyhow::Result<()> {
         "detected",
         "share_before",
         "share_after",
+        "judged",
     ])?;
     for (series, change) in changes {
         writer.write_record([
@@ -139,6 +157,7 @@ fn write_csv(changes: &[(&Series, &Change)]) -> anyhow::Result<()> {
             &change.detected.to_string(),
             &format!("{:.4}", change.before),
             &format!("{:.4}", change.after),
+            series.judged(),
         ])?;
     }
     writer.flush()?;
@@ -150,21 +169,23 @@ fn write_text(changes: &[(&Series, &Change)], histories: &BTreeMap<Series, Histo
         outln!("No change in blocking found.");
     } else {
         outln!(
-            "{:<20} {:<12} {:<8} {:<10} {:<10} share",
+            "{:<20} {:<12} {:<8} {:<10} {:<10} {:<11} share",
             "network",
             "service",
             "change",
             "since",
-            "found on"
+            "found on",
+            "judged"
         );
         for (series, change) in changes {
             outln!(
-                "{:<20} {:<12} {:<8} {:<10} {:<10} {:.0}% -> {:.0}%",
+                "{:<20} {:<12} {:<8} {:<10} {:<10} {:<11} {:.0}% -> {:.0}%",
                 format!("{} {}", series.probe_cc, series.probe_asn),
                 series.service,
                 change.what(),
                 change.since,
                 change.detected,
+                series.judged(),
                 change.before * 100.0,
                 change.after * 100.0
             );
@@ -173,7 +194,13 @@ fn write_text(changes: &[(&Series, &Change)], histories: &BTreeMap<Series, Histo
     let blocked_now: Vec<String> = histories
         .iter()
         .filter(|(_, h)| h.now == Some(crate::output::changes::State::Blocked))
-        .map(|(s, _)| format!("{} on {} {}", s.service, s.probe_cc, s.probe_asn))
+        .map(|(s, _)| {
+            let unconfirmed = if s.confirmed { "" } else { " (unconfirmed)" };
+            format!(
+                "{} on {} {}{unconfirmed}",
+                s.service, s.probe_cc, s.probe_asn
+            )
+        })
         .collect();
     if !blocked_now.is_empty() {
         outln!(

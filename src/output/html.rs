@@ -394,8 +394,14 @@ fn read_run(dir: &Path, verdicts: VerdictsFile) -> anyhow::Result<(RunMeta, Tall
         let at = DateTime::parse_from_rfc3339(&row.measured_at)
             .map_or(info.started_at, |t| t.with_timezone(&Utc));
         let network = Network::new(&row.probe_cc, &row.probe_asn);
+        // A row says itself whether a control judged it (schema 2): a control that
+        // could not measure a target leaves that row probe-only in a controlled run.
         let cell = CellKey {
-            judged,
+            judged: match row.controlled {
+                Some(true) => Judged::Controlled,
+                Some(false) => Judged::ProbeOnly,
+                None => judged,
+            },
             service: row.service.clone(),
             network: network.clone(),
             day: at.date_naive(),
@@ -892,10 +898,14 @@ fn render_legend(out: &mut String) {
 /// When blocking started or stopped, per network: the CUSUM of `censorprobe changes`
 /// over each service's daily share, controlled and probe-only runs together.
 fn render_changes(out: &mut String, report: &Report) {
-    let mut series: BTreeMap<(&Network, &str), BTreeMap<NaiveDate, Counts>> = BTreeMap::new();
+    // Judged with a control or not, apart: without one, an outage reads as `anomaly`
+    // as blocking does, so such a change is unconfirmed, and confirmed days keep clear
+    // of it.
+    let mut series: BTreeMap<(&Network, &str, Judged), BTreeMap<NaiveDate, Counts>> =
+        BTreeMap::new();
     for (key, counts) in &report.tally.cells {
         series
-            .entry((&key.network, key.service.as_str()))
+            .entry((&key.network, key.service.as_str(), key.judged))
             .or_default()
             .entry(key.day)
             .or_default()
@@ -903,7 +913,7 @@ fn render_changes(out: &mut String, report: &Report) {
     }
     let detector = Detector::default();
     let mut rows = String::new();
-    for ((network, service), days) in &series {
+    for ((network, service, judged), days) in &series {
         let days: Vec<Day> = days
             .iter()
             .map(|(day, counts)| Day {
@@ -916,9 +926,13 @@ fn render_changes(out: &mut String, report: &Report) {
         let row = |what: &str, since: NaiveDate, found: String, share: String| {
             format!(
                 "<tr><td class=\"nowrap\">{}</td><td>{}</td><td>{what}</td><td class=\"mono nowrap\">{since}</td>\
-                 <td class=\"mono nowrap\">{found}</td><td class=\"nowrap\">{share}</td></tr>\n",
+                 <td class=\"mono nowrap\">{found}</td><td class=\"nowrap\">{share}</td><td>{}</td></tr>\n",
                 Esc(&network.label),
-                Esc(service)
+                Esc(service),
+                match judged {
+                    Judged::Controlled => "with a control",
+                    Judged::ProbeOnly => "unconfirmed (probe only)",
+                }
             )
         };
         for change in &history.changes {
@@ -953,7 +967,7 @@ fn render_changes(out: &mut String, report: &Report) {
             let _ = write!(
                 out,
                 "<div class=\"scroll\">\n<table class=\"rows\">\n<thead><tr><th>Network</th><th>Service</th>\
-                 <th>Change</th><th>Since</th><th>Found on</th><th>Share</th></tr></thead>\n<tbody>\n{rows}\
+                 <th>Change</th><th>Since</th><th>Found on</th><th>Share</th><th>Judged</th></tr></thead>\n<tbody>\n{rows}\
                  </tbody>\n</table>\n</div>\n"
             );
         }
@@ -962,7 +976,8 @@ fn render_changes(out: &mut String, report: &Report) {
         "<p class=\"note\">A two-sided CUSUM over each service's daily share of flagged targets in \
          each network (as <code>censorprobe changes</code>, docs/usage.md): a full switch is \
          found after three days of data, a lone bad day never; <i>since</i> is the day the \
-         evidence began.</p>\n</section>\n",
+         evidence began. Results no control judged are a series of their own, and their \
+         changes unconfirmed: an outage of the service looks the same there.</p>\n</section>\n",
     );
 }
 
