@@ -303,8 +303,56 @@ fn without_systemd_or_cron_install_names_both() {
     );
     assert!(!refused.status.success(), "{}", text(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    for said in ["systemctl --user", "crontab", "cron"] {
+    for said in [
+        "a systemd user manager (`systemctl --user` does not answer)",
+        "cron (no `crontab` command)",
+    ] {
         assert!(stderr.contains(said), "{said}: {}", text(&refused));
+    }
+    assert!(!v.config.join("systemd").exists(), "a unit was written");
+}
+
+/// A token from this shell's environment would be missing from a scheduled run's: the
+/// install is refused, naming the variable, before any scheduler is asked.
+#[test]
+fn a_token_from_the_environment_is_refused_at_install() {
+    let v = Volunteer::new();
+    let empty = v.home.join("bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (variable, flags) in [
+        (
+            "CENSORPROBE_CONTROL_TOKEN",
+            ["--control", "https://c.example"],
+        ),
+        (
+            "CENSORPROBE_UPLOAD_TOKEN",
+            ["--upload", "https://c.example"],
+        ),
+    ] {
+        let mut args = vec!["schedule", "install", "--every", "6h", "--", "--yes"];
+        args.extend(flags);
+        let refused = Command::new(BIN)
+            .args(&args)
+            .current_dir(&v.cwd)
+            .env("HOME", &v.home)
+            .env("XDG_CONFIG_HOME", &v.config)
+            .env("XDG_DATA_HOME", &v.data)
+            .env("PATH", &empty)
+            .env(variable, "t0ken")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{variable}: {}",
+            text(&refused)
+        );
+        assert!(
+            text(&refused).contains(&format!("{variable} is set here")),
+            "{}",
+            text(&refused)
+        );
     }
 }
 

@@ -229,11 +229,22 @@ fn check_run_flags(argv: &[String]) -> anyhow::Result<bool> {
             .into());
         }
     }
-    if run.value_source("control_token") == Some(ValueSource::EnvVariable) {
-        return Err(InputError(anyhow!(
-            "CENSORPROBE_CONTROL_TOKEN is set here, but a scheduled run does not get this shell's environment: give the token among the run flags, as --control-token T"
-        ))
-        .into());
+    // A scheduled run does not get this shell's environment: a value that came from it
+    // would be missing at 3 a.m. (consent, `yes`, is checked on its own).
+    for (id, variable, flag) in [
+        (
+            "control_token",
+            "CENSORPROBE_CONTROL_TOKEN",
+            "--control-token",
+        ),
+        ("upload_token", "CENSORPROBE_UPLOAD_TOKEN", "--upload-token"),
+    ] {
+        if run.value_source(id) == Some(ValueSource::EnvVariable) {
+            return Err(InputError(anyhow!(
+                "{variable} is set here, but a scheduled run does not get this shell's environment: give the token among the run flags, as {flag} T"
+            ))
+            .into());
+        }
     }
     Ok(given("yes") && run.get_flag("yes"))
 }
