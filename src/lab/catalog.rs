@@ -348,37 +348,19 @@ impl Case<'_> {
             }
             (Some(Fault::ResolverDead), true) => ok(),
             (Some(Fault::ResolverDead), false) => censored,
-            (Some(Fault::Benign), false) => {
-                // A link that loses packets slows the control-SNI twin as well as the
-                // throttled transfer: where the twin falls short of the ratio, the
-                // honest verdict is a slow path, not a throttle of the name.
-                let throttled = censored
-                    .iter()
-                    .any(|o| o.blocking == Some(Blocking::Throttled));
-                let mut outcomes = censored;
-                if throttled {
-                    outcomes.push(Outcome::new(
-                        Verdict::Inconclusive,
-                        None,
-                        &["as slow with the control SNI"],
-                    ));
-                }
-                outcomes
-            }
-            (Some(Fault::QuicDead), false) => {
-                let quic = censored
-                    .iter()
-                    .any(|o| o.blocking == Some(Blocking::QuicBlocked));
-                let mut outcomes = censored;
-                if quic {
-                    outcomes.push(Outcome::new(
-                        Verdict::Inconclusive,
-                        None,
-                        &["the probe's QUIC handshake to the canary got no answer either"],
-                    ));
-                }
-                outcomes
-            }
+            // A link that loses packets slows the control-SNI twin as well as the
+            // throttled transfer: where the twin falls short of the ratio, the honest
+            // verdict is a slow path, not a throttle of the name.
+            (Some(Fault::Benign), false) => excused(
+                censored,
+                Blocking::Throttled,
+                "as slow with the control SNI",
+            ),
+            (Some(Fault::QuicDead), false) => excused(
+                censored,
+                Blocking::QuicBlocked,
+                "the probe's QUIC handshake to the canary got no answer either",
+            ),
             (Some(Fault::Benign | Fault::ControlStarved | Fault::QuicDead), true) => {
                 [ok(), vec![inconclusive]].concat()
             }
@@ -391,6 +373,17 @@ impl Case<'_> {
                 .collect(),
         }
     }
+}
+
+/// `censored`, and `inconclusive` saying `why` besides where one of them is of `kind`:
+/// a fault that can hide that kind of blocking, and only that kind.
+fn excused(censored: Vec<Outcome>, kind: Blocking, why: &str) -> Vec<Outcome> {
+    let hidden = censored.iter().any(|o| o.blocking == Some(kind));
+    let mut outcomes = censored;
+    if hidden {
+        outcomes.push(Outcome::new(Verdict::Inconclusive, None, &[why]));
+    }
+    outcomes
 }
 
 #[cfg(test)]
