@@ -2,19 +2,21 @@
 //! through on TLS 1.3, handshakes with the same name to the same address with and
 //! without a GREASE ECH extension.
 //!
-//! The order, and why: one without ECH and one with, in random order (a round), and a
-//! second round only when the first's handshake with ECH failed and the one without
-//! went through. A censor that keys on ECH and the name fails every handshake with ECH
-//! and none without; loss fails one now and then, whichever it is; a block of the
-//! address that lingers (another name's residual block ending, or one the ECH hello set
-//! off) fails those after it, whichever they are. Random order within each round keeps
-//! the ones with ECH from always meeting the end or the start of such a block, as
-//! OONI's echcheck (ts-039) orders its three handshakes at random for the same reason.
-//! With the target's own handshake, the evidence for `ech-blocked` is then three
-//! handshakes without ECH that went through and two with it that failed, at least one
-//! of them between two that went through. An uncensored address costs two handshakes
-//! more per address and name, once per run (a domain and its URL share them); a
-//! censored one four.
+//! The order, and why: first one with ECH alone. Where it goes through, ECH passes and
+//! nothing is left to compare: an uncensored address and name cost one handshake more,
+//! once per run (a domain and its URL share it). Where it fails, rounds follow: one
+//! without ECH and one with, in random order, and a second round only when the first
+//! round's handshake with ECH failed and the one without went through. A censor that
+//! keys on ECH and the name fails every handshake with ECH and none without; loss fails
+//! one now and then, whichever it is; a block of the address that lingers (another
+//! name's residual block ending, or one the ECH hello set off) fails those after it,
+//! whichever they are. Random order within each round keeps the ones with ECH from
+//! always meeting the end or the start of such a block, as OONI's echcheck (ts-039)
+//! orders its three handshakes at random for the same reason. With the target's own
+//! handshake, the evidence for `ech-blocked` is then three handshakes without ECH that
+//! went through and three with it that failed, the first right after the target's own
+//! and the others in random order between those without. A censored address and name
+//! cost five handshakes more.
 //!
 //! Only TLS 1.3 is compared: ECH needs it, and a server that speaks only TLS 1.2 would
 //! refuse any ClientHello offering only 1.3, with ECH or without. Real ECH, with a
@@ -39,7 +41,8 @@ use crate::facts::{
 };
 use crate::input::targets::Target;
 
-/// Rounds at most: the second only after the first's handshake with ECH failed.
+/// Rounds after a first handshake with ECH that failed, at most: the second only after
+/// the first's handshake with ECH failed too.
 const ROUNDS: usize = 2;
 
 /// The configurations and the comparisons made in a run.
@@ -167,8 +170,13 @@ impl Measurer {
     async fn compare(&self, target: &Target, name: &str, address: SocketAddr) -> Made {
         let started = now();
         let ticket = self.addresses.open(address.ip(), started.0);
-        let mut handshakes: Vec<EchHandshake> = Vec::new();
-        for _ in 0..ROUNDS {
+        let mut handshakes = vec![self.ech_handshake(address, name, EchOffer::Grease).await];
+        let rounds = if handshakes[0].handshake_done {
+            0
+        } else {
+            ROUNDS
+        };
+        for _ in 0..rounds {
             let mut round = [EchOffer::None, EchOffer::Grease];
             if rand::random() {
                 round.reverse();
