@@ -7,6 +7,13 @@
 //! - The control-SNI handshake to an address and port (over TCP, and over QUIC), which
 //!   shows that the address itself answers, is made once per run and before any target's own name is sent
 //!   there: made after a forbidden name, it would fail and hide the SNI filter.
+//! - A connect that went unanswered, every try, speaks for the address and port for a
+//!   minute: the targets waiting to connect there take it as theirs instead of each
+//!   waiting out the same timeout in turn (a SYN names no target, so a censor treats
+//!   them all alike). Until an address and port has answered, connects to it are made
+//!   one at a time, so that the second waits for the first's outcome; once one connects,
+//!   the rest go together again (within the per-host limit). Only a silence the probe's
+//!   own network was checked clear of is shared (see [`Silence::from_connect`]).
 //! - A handshake or request that failed after its connection was made may be such a
 //!   trigger. Each is logged, so that a later failure of a neighbour on the same address
 //!   can be told as explained by it ([`Trigger`]); a neighbour waits for the outcome of
@@ -19,15 +26,86 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{OnceCell, OwnedMutexGuard, watch};
 
-use crate::facts::{Step, Trigger};
+use crate::facts::{Step, TcpFacts, Trigger};
 
 /// Triggers are kept this long: longer than any residual blocking reported (the GFW's
 /// 180 s, Russia's 10 minutes for UDP to some hosting networks).
 const KEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(600);
 /// A neighbour waits at most this long for handshakes still in progress.
 const MAX_WAIT: Duration = Duration::from_secs(120);
+/// How long an unanswered connect speaks for its address and port: a block lifted, or a
+/// server back, is found by the first target after this.
+const SILENCE_KEPT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// A connect that went unanswered, every try, with a check of the probe's own network
+/// that passed: shared by the targets that would connect to the same address and port.
+pub struct Silence {
+    pub measured_at: DateTime<Utc>,
+    pub runtime_ms: f64,
+    pub facts: TcpFacts,
+}
+
+impl Silence {
+    /// The silence a connect shows, if it is one worth sharing: no answer to any try
+    /// (a refusal or a reset is an answer, and cheap to get again), not the probe's own
+    /// failure, and the canary answered right after (where the canary failed too, the
+    /// probe's network may be back for the next target).
+    pub fn from_connect(
+        measured_at: DateTime<Utc>,
+        runtime_ms: f64,
+        facts: &TcpFacts,
+    ) -> Option<Silence> {
+        let error = facts.error.as_ref()?;
+        let network_fine = facts.check.as_ref().is_some_and(|c| c.error.is_none());
+        (error.failure.is_unanswered() && !error.local && network_fine).then(|| Silence {
+            measured_at,
+            runtime_ms,
+            facts: facts.clone(),
+        })
+    }
+}
+
+/// The turn to connect to an address and port, or what the last connect there learnt.
+pub enum Dial {
+    /// This target connects, and says what came of it with [`DialTurn::learnt`].
+    Mine(DialTurn),
+    /// Another target's connect there went unanswered a moment ago.
+    Silent(Arc<Silence>),
+}
+
+/// The turn to connect to an address and port: held until dropped while the address
+/// has not answered yet, and shared once it has.
+pub struct DialTurn {
+    held: Option<OwnedMutexGuard<Last>>,
+}
+
+impl DialTurn {
+    /// Ends the turn with the silence its connect found, if any, or with an answer.
+    /// Once an address has answered, a silence there speaks only for its own target: it
+    /// may be a passing loss, or a block the run should see begin target by target.
+    pub fn learnt(self, silence: Option<Silence>) {
+        if let Some(mut held) = self.held {
+            *held = match silence {
+                Some(silence) => Last::Silent(Arc::new(silence)),
+                None => Last::Answered,
+            };
+        }
+    }
+}
+
+/// What the last connect to an address and port came to.
+#[derive(Default)]
+enum Last {
+    #[default]
+    Unknown,
+    Answered,
+    Silent(Arc<Silence>),
+}
+
+/// The last outcome on an address and port, behind its turn to connect.
+type DialCell = Arc<tokio::sync::Mutex<Last>>;
 
 /// A handshake made once for every target on an address, with when it was made.
 pub struct SharedHandshake {
@@ -56,6 +134,7 @@ struct Log {
 
 pub struct Addresses {
     control_sni: Mutex<HashMap<(Transport, SocketAddr), SharedCell>>,
+    dials: Mutex<HashMap<SocketAddr, DialCell>>,
     /// Whose turn it is to send a name to each address (see [`Addresses::turn`]).
     turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     log: Mutex<Log>,
@@ -71,7 +150,7 @@ const TURN_HOLD: Duration = Duration::from_secs(1);
 
 /// The turn of one handshake or request to an address, held until dropped.
 pub struct Turn {
-    _held: tokio::sync::OwnedMutexGuard<()>,
+    _held: OwnedMutexGuard<()>,
 }
 
 impl Turn {
@@ -100,6 +179,7 @@ impl Default for Addresses {
     fn default() -> Addresses {
         Addresses {
             control_sni: Mutex::default(),
+            dials: Mutex::default(),
             turns: Mutex::default(),
             log: Mutex::default(),
             ended: watch::Sender::new(0),
@@ -133,6 +213,32 @@ impl Addresses {
         cell.get_or_init(|| async { Arc::new(make().await) })
             .await
             .clone()
+    }
+
+    /// The turn to connect to `address`, once the connect before it there has ended;
+    /// or, when that one went unanswered a moment ago, its silence.
+    pub async fn dial(&self, address: SocketAddr) -> Dial {
+        let cell = {
+            let mut dials = self.dials.lock().expect("address lock poisoned");
+            if dials.len() >= 4096 {
+                let old = Utc::now() - SILENCE_KEPT;
+                dials.retain(|_, cell| {
+                    Arc::strong_count(cell) > 1
+                        || cell.try_lock().is_ok_and(
+                            |last| matches!(&*last, Last::Silent(s) if s.measured_at > old),
+                        )
+                });
+            }
+            dials.entry(address).or_default().clone()
+        };
+        let last = cell.lock_owned().await;
+        match &*last {
+            Last::Silent(silence) if silence.measured_at > Utc::now() - SILENCE_KEPT => {
+                Dial::Silent(silence.clone())
+            }
+            Last::Answered => Dial::Mine(DialTurn { held: None }),
+            _ => Dial::Mine(DialTurn { held: Some(last) }),
+        }
     }
 
     /// The turn to send a name (a ClientHello, a request) to `ip`, taken once the
@@ -288,6 +394,108 @@ mod tests {
             .triggers_before(ip, Utc::now() + chrono::TimeDelta::seconds(1))
             .await;
         assert!(found.is_empty());
+    }
+
+    fn silence(at: DateTime<Utc>, checked: Option<Failure>) -> Option<Silence> {
+        let address: SocketAddr = "192.0.2.7:443".parse().unwrap();
+        let timeout =
+            crate::facts::failure::StepError::timeout(crate::facts::failure::Operation::Connect);
+        let facts = TcpFacts {
+            check: Some(crate::facts::Check {
+                checked: crate::facts::CheckTarget::Connect(address),
+                measured_at: at,
+                error: checked.map(|f| {
+                    crate::facts::failure::StepError::new(
+                        crate::facts::failure::Operation::Connect,
+                        f,
+                    )
+                }),
+            }),
+            ..TcpFacts::new(address, Some(timeout))
+        };
+        Silence::from_connect(at, 6500.0, &facts)
+    }
+
+    #[tokio::test]
+    async fn a_silence_is_shared_with_the_connects_waiting_behind_it() {
+        let addresses = Arc::new(Addresses::default());
+        let address: SocketAddr = "192.0.2.7:443".parse().unwrap();
+        let Dial::Mine(turn) = addresses.dial(address).await else {
+            panic!("the first connect is made")
+        };
+        let waiter = {
+            let addresses = addresses.clone();
+            tokio::spawn(async move { matches!(addresses.dial(address).await, Dial::Silent(_)) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "the second waits for the first");
+        turn.learnt(silence(Utc::now(), None));
+        assert!(waiter.await.unwrap(), "and takes its silence");
+        // Another port of the address is its own endpoint.
+        let other: SocketAddr = "192.0.2.7:80".parse().unwrap();
+        assert!(matches!(addresses.dial(other).await, Dial::Mine(_)));
+        // An answer shares nothing; a silence a minute old is forgotten.
+        for (port, learnt, shared) in [
+            (8443, silence(Utc::now(), None), true),
+            (8444, None, false),
+            (
+                8445,
+                silence(Utc::now() - chrono::TimeDelta::seconds(61), None),
+                false,
+            ),
+        ] {
+            let address = SocketAddr::new(address.ip(), port);
+            let Dial::Mine(turn) = addresses.dial(address).await else {
+                panic!("a connect is made")
+            };
+            turn.learnt(learnt);
+            let again = addresses.dial(address).await;
+            assert_eq!(matches!(again, Dial::Silent(_)), shared);
+        }
+    }
+
+    #[tokio::test]
+    async fn once_an_address_answered_its_connects_go_together_and_keep_their_silences() {
+        let addresses = Addresses::default();
+        let address: SocketAddr = "192.0.2.8:443".parse().unwrap();
+        let Dial::Mine(first) = addresses.dial(address).await else {
+            panic!("the first connect is made")
+        };
+        first.learnt(None);
+        let (Dial::Mine(a), Dial::Mine(b)) = (
+            addresses.dial(address).await,
+            addresses.dial(address).await,
+        ) else {
+            panic!("each connects")
+        };
+        a.learnt(silence(Utc::now(), None));
+        b.learnt(None);
+        assert!(
+            matches!(addresses.dial(address).await, Dial::Mine(_)),
+            "a silence after an answer is its own target's"
+        );
+    }
+
+    #[test]
+    fn only_a_silence_the_network_was_checked_clear_of_is_shared() {
+        assert!(silence(Utc::now(), None).is_some());
+        assert!(silence(Utc::now(), Some(Failure::GenericTimeout)).is_none());
+        let address: SocketAddr = "192.0.2.7:443".parse().unwrap();
+        let unchecked = TcpFacts::new(
+            address,
+            Some(crate::facts::failure::StepError::timeout(
+                crate::facts::failure::Operation::Connect,
+            )),
+        );
+        assert!(Silence::from_connect(Utc::now(), 1.0, &unchecked).is_none());
+        let refused = TcpFacts::new(
+            address,
+            Some(crate::facts::failure::StepError::new(
+                crate::facts::failure::Operation::Connect,
+                Failure::ConnectionRefused,
+            )),
+        );
+        assert!(Silence::from_connect(Utc::now(), 1.0, &refused).is_none());
     }
 
     #[tokio::test]

@@ -535,11 +535,28 @@ impl Measurer {
             .take(MAX_ATTEMPTS)
             .map(|ip| SocketAddr::new(*ip, port))
             .collect();
-        let _places = self.host_places(&candidates).await;
-        let dialed = self.dialer().dial(&candidates).await;
-        let (tcp, address) = match dialed.result {
+        // One address: connected to as a domain's are, one target at a time, sharing a
+        // silence (see `address::Silence`). More: tried in turn, in places on them all.
+        let connection = match candidates[..] {
+            [only] => {
+                let (connected, stream, place) = self.connect_first(target, only).await;
+                match stream {
+                    Some(stream) => Ok((stream, only, Vec::from_iter(place))),
+                    None => Err((only, connected.step.error().cloned())),
+                }
+            }
+            _ => {
+                let places = self.host_places(&candidates).await;
+                let dialed = self.dialer().dial(&candidates).await;
+                match dialed.result {
+                    Ok((stream, address)) => Ok((stream, address, places)),
+                    Err(e) => Err((dialed.address, Some(e))),
+                }
+            }
+        };
+        let (tcp, address, _places) = match connection {
             Ok(connection) => connection,
-            Err(e) => return (empty_hop(url, Some(dialed.address), Some(e)), None),
+            Err((address, e)) => return (empty_hop(url, Some(address), e), None),
         };
         let mut open = Some(tcp);
         let sni = self

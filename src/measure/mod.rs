@@ -44,7 +44,7 @@ use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::ResolverSpec;
 use crate::input::targets::{Target, TargetKind};
-use address::{Addresses, SharedHandshake, Transport};
+use address::{Addresses, Dial, SharedHandshake, Silence, Transport};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
@@ -633,10 +633,41 @@ impl Measurer {
 
     /// A TCP connect, on its own.
     async fn connect_only(&self, target: &Target, address: SocketAddr) -> Measurement {
-        let _host = self.limits.host(address.ip()).await;
+        self.connect_first(target, address).await.0
+    }
+
+    /// A target's first connect to `address`, in a place on its server (held, with the
+    /// connection, by the caller): this target's own, or, where the one before it there
+    /// went unanswered a moment ago, that one, recorded as this target's (see
+    /// `address::Silence`) with no place taken.
+    async fn connect_first(
+        &self,
+        target: &Target,
+        address: SocketAddr,
+    ) -> (Measurement, Option<TcpStream>, Option<limits::Permit>) {
+        let turn = match self.addresses.dial(address).await {
+            Dial::Silent(silence) => {
+                let learnt = Measurement {
+                    measured_at: silence.measured_at,
+                    runtime_ms: silence.runtime_ms,
+                    ..self.record(target, now(), Step::TcpConnect(silence.facts.clone()))
+                };
+                return (learnt, None, None);
+            }
+            Dial::Mine(turn) => turn,
+        };
+        let host = self.limits.host(address.ip()).await;
         let started = now();
-        let (facts, _) = self.connect(address).await;
-        self.record(target, started, Step::TcpConnect(facts))
+        let (facts, stream) = self.connect(address).await;
+        let measurement = self.record(target, started, Step::TcpConnect(facts));
+        if let Step::TcpConnect(facts) = &measurement.step {
+            turn.learnt(Silence::from_connect(
+                measurement.measured_at,
+                measurement.runtime_ms,
+                facts,
+            ));
+        }
+        (measurement, stream, Some(host))
     }
 
     /// A fixed endpoint: a connect, then the first-bytes probe on its connection (see
@@ -645,11 +676,8 @@ impl Measurer {
     /// it (a domain whose address this is) are not spared, but their failures then meet
     /// the trigger it leaves, and are `inconclusive`, not `blocked`.
     async fn endpoint(&self, target: &Target, address: SocketAddr) -> Measurement {
-        let _host = self.limits.host(address.ip()).await;
-        let started = now();
-        let (mut facts, stream) = self.connect(address).await;
-        let connected = self.record(target, started, Step::TcpConnect(facts.clone()));
-        let Some(stream) = stream else {
+        let (connected, stream, _host) = self.connect_first(target, address).await;
+        let (Some(stream), Step::TcpConnect(mut facts)) = (stream, connected.step.clone()) else {
             return connected;
         };
         let ticket = self.addresses.open(address.ip(), Utc::now());
@@ -944,10 +972,8 @@ impl Measurer {
         server_name: &str,
         address: SocketAddr,
     ) -> Vec<Measurement> {
-        let host = self.limits.host(address.ip()).await;
-        let started = now();
-        let (tcp, stream) = self.connect(address).await;
-        let mut out = vec![self.record(target, started, Step::TcpConnect(tcp))];
+        let (connected, stream, host) = self.connect_first(target, address).await;
+        let mut out = vec![connected];
         let Some(stream) = stream else {
             return out;
         };
