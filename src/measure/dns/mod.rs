@@ -11,11 +11,13 @@
 
 mod doh;
 mod message;
+mod pace;
 mod tcp;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
@@ -40,6 +42,8 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 pub struct Resolver {
     spec: ResolverSpec,
     transport: Transport,
+    /// How long it takes to answer: the length of its queries' listening windows.
+    pace: Arc<pace::Pace>,
 }
 
 enum Transport {
@@ -115,6 +119,7 @@ impl Resolver {
         Ok(Resolver {
             spec: spec.clone(),
             transport,
+            pace: Arc::default(),
         })
     }
 
@@ -162,7 +167,9 @@ impl Resolver {
             }
         };
         let exchange = match &self.transport {
-            Transport::Udp(server) => udp::exchange(io, *server, &bytes, &question).await,
+            Transport::Udp(server) => {
+                udp::exchange(io, &self.pace, *server, &bytes, &question).await
+            }
             Transport::Tcp(server) => tcp::exchange(io, *server, &bytes, &question).await,
             Transport::Doh { url, address } => {
                 doh::exchange(io, url, address, bytes, &question).await
@@ -195,7 +202,8 @@ pub struct DnsIo<'a> {
     pub tls: &'a TlsContext,
     pub dialer: Dialer,
     pub timeout: Duration,
-    /// How long to keep listening after the first matching UDP reply.
+    /// How long to keep listening after the first matching UDP reply, at most (see
+    /// `pace`).
     pub window: Duration,
 }
 

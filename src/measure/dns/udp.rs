@@ -2,11 +2,13 @@
 //! so that a forged answer racing the real one is seen.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
 use super::message::{Question, Replies, reply_of};
+use super::pace::Pace;
 use super::{DnsIo, Exchange};
 use crate::facts::DnsReply;
 use crate::facts::failure::{Operation, StepError};
@@ -28,10 +30,11 @@ const WINDOW_RESENDS: u32 = 6;
 /// still gets a reply through within the deadline) until a matching reply arrives or
 /// the deadline passes, recording every datagram. After the first matching reply the
 /// exchange returns at once, so that the target's connections can start, and a task of
-/// its own keeps listening for the window: a forged answer usually wins the race, and
-/// the real one follows.
+/// its own keeps listening for the window (as long as `pace` says, at most `io.window`):
+/// a forged answer usually wins the race, and the real one follows.
 pub(super) async fn exchange(
     io: &DnsIo<'_>,
+    pace: &Arc<Pace>,
     server: SocketAddr,
     query: &[u8],
     question: &Question,
@@ -75,19 +78,21 @@ pub(super) async fn exchange(
             Ok(Ok((len, source))) => {
                 let reply = copies.reply(&buf[..len], source.to_string(), started);
                 let matched = reply.matches_query;
+                copies.time(&reply, started, pace);
                 replies.push(reply);
                 if matched {
-                    let window_end = (tokio::time::Instant::now() + io.window).min(deadline);
-                    let kept = std::mem::take(&mut replies.kept);
-                    let sent = replies.sent;
                     let late = Late {
                         socket,
                         server,
                         copies,
-                        window_end,
-                        resend_every: io.window / (WINDOW_RESENDS + 1),
+                        first_reply: tokio::time::Instant::now(),
+                        configured: io.window,
+                        deadline,
+                        pace: pace.clone(),
                         started,
                     };
+                    let kept = std::mem::take(&mut replies.kept);
+                    let sent = replies.sent;
                     return Ok(Exchange {
                         server: server.to_string(),
                         replies: kept,
@@ -138,6 +143,14 @@ impl Copies {
         &self.query
     }
 
+    /// Times a reply to the first copy that answers the question (a later copy's
+    /// reply may answer an earlier one: its time says nothing).
+    fn time(&self, reply: &DnsReply, started: Instant, pace: &Pace) {
+        if reply.matches_query && reply.id == self.question.id {
+            pace.answered(started.elapsed());
+        }
+    }
+
     /// A datagram read as a reply to whichever copy its ID names.
     fn reply(&self, bytes: &[u8], source: String, started: Instant) -> DnsReply {
         let id = u16::from_be_bytes([
@@ -161,36 +174,54 @@ struct Late {
     socket: UdpSocket,
     server: SocketAddr,
     copies: Copies,
-    window_end: tokio::time::Instant,
-    resend_every: Duration,
+    first_reply: tokio::time::Instant,
+    /// The longest window, and the query's deadline, which it never passes.
+    configured: Duration,
+    deadline: tokio::time::Instant,
+    pace: Arc<Pace>,
     started: Instant,
 }
 
 impl Late {
+    /// The window by the resolver's pace as it is now: another query's slow answer may
+    /// stretch it while this one listens.
+    fn window(&self) -> Duration {
+        self.pace.window(self.configured)
+    }
+
     /// Every datagram that arrives until the window's end, added to `replies` (so that
     /// the bounds count the replies before the first answer too), while the query is
-    /// sent again every `resend_every`.
+    /// sent again `WINDOW_RESENDS` times spread over the window.
     async fn listen(mut self, mut replies: Replies) -> Replies {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut next_send = tokio::time::Instant::now() + self.resend_every;
+        let mut last_send = self.first_reply;
         loop {
-            let wake = next_send.min(self.window_end);
-            match tokio::time::timeout_at(wake, self.socket.recv_from(&mut buf)).await {
+            let window = self.window();
+            let end = (self.first_reply + window).min(self.deadline);
+            let next_send = last_send + window / (WINDOW_RESENDS + 1);
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                break;
+            }
+            if now >= next_send {
+                let copy = self.copies.next();
+                if self.socket.send_to(copy, self.server).await.is_ok() {
+                    replies.sent += 1;
+                }
+                last_send = now;
+                continue;
+            }
+            match tokio::time::timeout_at(next_send.min(end), self.socket.recv_from(&mut buf)).await
+            {
                 Ok(Ok((len, source))) => {
                     let reply = self
                         .copies
                         .reply(&buf[..len], source.to_string(), self.started);
+                    self.copies.time(&reply, self.started, &self.pace);
                     replies.push(reply);
                 }
                 Ok(Err(_)) => break,
-                Err(_) if wake >= self.window_end => break,
-                Err(_) => {
-                    let copy = self.copies.next();
-                    if self.socket.send_to(copy, self.server).await.is_ok() {
-                        replies.sent += 1;
-                    }
-                    next_send += self.resend_every;
-                }
+                Err(_) => {}
             }
         }
         replies
