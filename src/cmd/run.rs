@@ -715,6 +715,9 @@ struct Sink<'a> {
     unjudged: Vec<(TargetFacts, Option<Result<TargetFacts, String>>)>,
     held: Vec<(String, Outcome)>,
     verdicts: Vec<TargetVerdict>,
+    /// The verdicts by kind, for the progress bar: counted again for each of 100,000
+    /// targets, the list would cost more than measuring them.
+    counts: [usize; 5],
 }
 
 impl<'a> Sink<'a> {
@@ -728,7 +731,11 @@ impl<'a> Sink<'a> {
         bar: &'a ProgressBar,
         verdicts: Vec<TargetVerdict>,
     ) -> Sink<'a> {
-        bar.set_message(flagged(&verdicts));
+        let mut counts = [0; 5];
+        for v in &verdicts {
+            counts[v.verdict.index()] += 1;
+        }
+        bar.set_message(flagged(&counts));
         Sink {
             writer,
             context,
@@ -738,6 +745,7 @@ impl<'a> Sink<'a> {
             unjudged: Vec::new(),
             held: Vec::new(),
             verdicts,
+            counts,
         }
     }
 
@@ -831,19 +839,22 @@ impl<'a> Sink<'a> {
             verdict.verdict,
             verdict.blocking.map_or(String::new(), |b| format!(" {b}"))
         );
-        let flags = matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked);
-        self.verdicts.push(verdict);
-        if flags {
-            self.bar.set_message(flagged(&self.verdicts));
+        self.counts[verdict.verdict.index()] += 1;
+        if matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked) {
+            self.bar.set_message(flagged(&self.counts));
         }
+        self.verdicts.push(verdict);
         Ok(())
     }
 }
 
-/// The progress bar's count of what was found so far: "2 blocked, 1 anomaly".
-fn flagged(verdicts: &[TargetVerdict]) -> String {
-    let count = |verdict: Verdict| verdict.count_in(verdicts);
-    let (blocked, anomalies) = (count(Verdict::Blocked), count(Verdict::Anomaly));
+/// The progress bar's count of what was found so far: "2 blocked, 1 anomaly", from the
+/// verdicts' counts by kind.
+fn flagged(counts: &[usize; 5]) -> String {
+    let (blocked, anomalies) = (
+        counts[Verdict::Blocked.index()],
+        counts[Verdict::Anomaly.index()],
+    );
     let plural = if anomalies == 1 {
         "anomaly"
     } else {
