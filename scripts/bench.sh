@@ -71,50 +71,67 @@ die() {
     printf '%s: error: %s\n' "$SELF" "$*" >&2
     exit 1
 }
+# A bad argument: named, exit 2.
+bad() {
+    printf '%s: error: %s\n' "$SELF" "$*" >&2
+    exit 2
+}
 usage() {
     sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
-    exit 2
+    exit 0
+}
+
+# need_value "$@": an option's value, the next argument, must be there and not be
+# another option.
+need_value() {
+    if (($# < 2)) || [[ -z $2 || $2 == --* ]]; then
+        bad "$1: needs a value (see --help)"
+    fi
 }
 
 while (($#)); do
     case $1 in
-    --sizes) SIZES=$2 && shift ;;
-    --kind) KIND=$2 && shift ;;
-    --blackholed) BLACKHOLED=$2 && shift ;;
-    --reset) RESET=$2 && shift ;;
-    --addresses) ADDRESSES=$2 && shift ;;
-    --concurrency) CONCURRENCY=$2 && shift ;;
-    --timeout) TIMEOUT=$2 && shift ;;
+    --sizes) need_value "$@" && SIZES=$2 && shift ;;
+    --kind) need_value "$@" && KIND=$2 && shift ;;
+    --blackholed) need_value "$@" && BLACKHOLED=$2 && shift ;;
+    --reset) need_value "$@" && RESET=$2 && shift ;;
+    --addresses) need_value "$@" && ADDRESSES=$2 && shift ;;
+    --concurrency) need_value "$@" && CONCURRENCY=$2 && shift ;;
+    --timeout) need_value "$@" && TIMEOUT=$2 && shift ;;
     --no-clean) RUN_CLEAN=0 ;;
     --no-censored) RUN_CENSORED=0 ;;
     --no-curl) RUN_CURL=0 ;;
-    --control-clients) CONTROL_CLIENTS=$2 && shift ;;
-    --control-batch) CONTROL_BATCH=$2 && shift ;;
-    --control-seconds) CONTROL_SECONDS=$2 && shift ;;
+    --control-clients) need_value "$@" && CONTROL_CLIENTS=$2 && shift ;;
+    --control-batch) need_value "$@" && CONTROL_BATCH=$2 && shift ;;
+    --control-seconds) need_value "$@" && CONTROL_SECONDS=$2 && shift ;;
     --no-control-load) CONTROL_LOAD=0 ;;
     --no-build) BUILD=0 ;;
-    --keep) KEEP=$2 && shift ;;
+    --keep) need_value "$@" && KEEP=$2 && shift ;;
     -h | --help) usage ;;
-    *) usage ;;
+    *) bad "$1: unknown argument (see --help)" ;;
     esac
     shift
 done
 
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
-for n in $SIZES; do is_count "$n" || die "--sizes: $n is not a count"; done
-[[ -n ${SIZES// /} ]] || die "--sizes: no size"
-[[ $KIND == urls || $KIND == domains ]] || die "--kind: urls or domains"
-if ! [[ $BLACKHOLED =~ ^[0-9]+$ && $RESET =~ ^[0-9]+$ ]] || ((BLACKHOLED + RESET >= 100)); then
-    die "--blackholed and --reset: whole percentages, together under 100"
-fi
+SIZES=${SIZES//,/ }
+[[ -n ${SIZES//[[:space:]]/} ]] || bad "--sizes: no size"
+for n in $SIZES; do is_count "$n" || bad "--sizes: '$n' is not a count (want e.g. \"1000 10000 100000\")"; done
+SIZES=$(tr -s '[:space:]' '\n' <<<"$SIZES" | grep . | sort -nu | paste -sd' ' -) # in order, once each
+((RUN_CLEAN + RUN_CENSORED > 0)) || bad "--no-clean and --no-censored: nothing to run"
+[[ $KIND == urls || $KIND == domains ]] || bad "--kind: '$KIND': want urls or domains"
+for v in BLACKHOLED RESET; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || bad "--${v,,}: '${!v}': want a whole percentage"
+done
+((BLACKHOLED + RESET < 100)) || bad "--blackholed and --reset: $BLACKHOLED% + $RESET%: together under 100"
 if ! is_count "$ADDRESSES" || ((ADDRESSES < 3 || ADDRESSES > 4000)); then
-    die "--addresses: 3 to 4000"
+    bad "--addresses: '$ADDRESSES': want 3 to 4000"
 fi
 for v in CONCURRENCY TIMEOUT CONTROL_CLIENTS CONTROL_BATCH CONTROL_SECONDS; do
-    is_count "${!v}" || die "--${v,,}: want a positive whole number"
+    opt=${v,,} && opt=--${opt//_/-}
+    is_count "${!v}" || bad "$opt: '${!v}': want a positive whole number"
 done
-((CONTROL_CLIENTS <= 384)) || die "--control-clients: at most 384 (3 source addresses, 128 connections each)"
-((RUN_CLEAN + RUN_CENSORED > 0)) || die "--no-clean and --no-censored: nothing to run"
+((CONTROL_CLIENTS <= 384)) || bad "--control-clients: $CONTROL_CLIENTS: at most 384 (3 source addresses, 128 connections each)"
 
 # --- Preconditions ------------------------------------------------------------------
 
