@@ -1,32 +1,48 @@
 #!/usr/bin/env bash
-# censorprobe's throughput on the testbed (issue 6): how fast, how heavy, against curl,
-# and how many probes one control server takes. Not part of `cargo test`.
+# censorprobe's throughput on the testbed (issues 6 and 16): how fast, how heavy, against
+# curl, and how many probes one control server takes. Not part of `cargo test`.
 #
 #   sudo scripts/bench.sh [--sizes "1000 10000"] [--kind urls|domains]
 #                         [--blackholed PCT] [--reset PCT] [--addresses N]
 #                         [--concurrency N] [--timeout SECS] [--no-clean] [--no-censored]
-#                         [--no-curl] [--control-clients N] [--control-batch N]
+#                         [--no-curl] [--curl-max N] [--control-clients N] [--control-batch N]
 #                         [--control-seconds S] [--no-control-load] [--no-build]
-#                         [--keep DIR]
+#                         [--keep DIR] [--results DIR] [--plot FILE.png] [--history FILE.md]
+#   scripts/bench.sh --from bench.json [--from bench.json ...] [--plot FILE.png]
+#                    [--history FILE.md]
 #
 # It builds the release binary, brings the testbed up in bench mode (scripts/testbed.sh
 # up --bench: synthetic sites t<i>.bench.test spread over --addresses server addresses,
-# all served by nginx with a wildcard certificate from the lab CA), and for each size N:
+# all served by nginx with a wildcard certificate from the lab CA), and for each size N
+# (--sizes, e.g. "1000 10000 100000"):
 #   - runs `censorprobe run --control` in the probe's namespace on N targets under
 #     /usr/bin/time -v, once on an honest network ("clean") and once with --blackholed %
 #     of the sites' addresses dropped by the censor and --reset % answered with a RST
-#     ("censored"); prints wall time, targets/s, CPU time, peak RSS, the time to the first
-#     measurement and verdict rows, and where the time went (measurements.jsonl);
+#     ("censored"); prints wall time, targets/s, CPU time (user+sys, and per target),
+#     peak RSS, the time to the first measurement and verdict rows, and where the time
+#     went (measurements.jsonl);
 #   - fetches the same URLs with `curl --parallel --parallel-max <concurrency>` from the
-#     same namespace, and prints the probe's targets/s as a share of curl's;
+#     same namespace, and prints the probe's targets/s as a share of curl's (not for
+#     sizes above --curl-max N: curl pays each blackholed site's timeout in its window of
+#     transfers, which makes a censored 100,000 last about half an hour);
 # then loads the control server with --control-clients concurrent clients (wrk) POSTing
 # batches of --control-batch targets, and prints requests/s, the share of 503s and the
 # control's peak RSS. A summary table ends it, with the issue's targets.
 #
+# Results go to --results DIR (default results/bench-<UTC time>/ in the repository, which
+# git ignores): bench.json (every figure of every run, with the commit: see
+# docs/performance.md; rewritten after each size, so a bench cut short keeps what it
+# measured) and summary.txt (the table). --keep DIR keeps the runs' directories too.
+# --plot FILE.png draws wall time and peak RSS against N (gnuplot); --history FILE.md adds
+# the runs as rows to the history tables of FILE.md (docs/performance.md). --from reads
+# earlier bench.json files instead of running (no root, no lab): it prints their table
+# and plots or adds them to the history, merged (a plot of 1k and 10k from one bench and
+# 100k from another).
+#
 # It takes the testbed suite's machine lock (/run/cp-testbed.suite, as tests/testbed.rs
 # does), waiting for it, and on exit takes the lab down and lets the lock go. Needs root,
-# the testbed's tools (scripts/testbed.sh check), /usr/bin/time, curl, wrk, jq; curl, wrk
-# and time are installed with apt-get when missing and apt-get is there.
+# the testbed's tools (scripts/testbed.sh check), /usr/bin/time, curl, wrk, jq, and
+# gnuplot for --plot; these are installed with apt-get when missing and apt-get is there.
 set -euo pipefail
 
 SELF=bench.sh
@@ -59,76 +75,122 @@ TIMEOUT=3      # the lab's (scripts/testbed/targets.toml)
 RUN_CLEAN=1
 RUN_CENSORED=1
 RUN_CURL=1
+CURL_MAX=0 # curl for every size
 CONTROL_LOAD=1
 CONTROL_CLIENTS=200
 CONTROL_BATCH=10
 CONTROL_SECONDS=20
 BUILD=1
 KEEP=""
+RESULTS=""
+PLOT=""
+HISTORY=""
+FROM=()
 
 say() { printf '%s: %s\n' "$SELF" "$*" >&2; }
 die() {
     printf '%s: error: %s\n' "$SELF" "$*" >&2
     exit 1
 }
-usage() {
-    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+# A bad argument: named, exit 2.
+bad() {
+    printf '%s: error: %s\n' "$SELF" "$*" >&2
     exit 2
 }
+usage() {
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+    exit 0
+}
+
+# need_value "$@": an option's value, the next argument, must be there and not be
+# another option.
+need_value() {
+    if (($# < 2)) || [[ -z $2 || $2 == --* ]]; then
+        bad "$1: needs a value (see --help)"
+    fi
+}
+
+# A path as given, made absolute (the bench works from the repository's top).
+absolute() { if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
 
 while (($#)); do
     case $1 in
-    --sizes) SIZES=$2 && shift ;;
-    --kind) KIND=$2 && shift ;;
-    --blackholed) BLACKHOLED=$2 && shift ;;
-    --reset) RESET=$2 && shift ;;
-    --addresses) ADDRESSES=$2 && shift ;;
-    --concurrency) CONCURRENCY=$2 && shift ;;
-    --timeout) TIMEOUT=$2 && shift ;;
+    --sizes) need_value "$@" && SIZES=$2 && shift ;;
+    --kind) need_value "$@" && KIND=$2 && shift ;;
+    --blackholed) need_value "$@" && BLACKHOLED=$2 && shift ;;
+    --reset) need_value "$@" && RESET=$2 && shift ;;
+    --addresses) need_value "$@" && ADDRESSES=$2 && shift ;;
+    --concurrency) need_value "$@" && CONCURRENCY=$2 && shift ;;
+    --timeout) need_value "$@" && TIMEOUT=$2 && shift ;;
     --no-clean) RUN_CLEAN=0 ;;
     --no-censored) RUN_CENSORED=0 ;;
     --no-curl) RUN_CURL=0 ;;
-    --control-clients) CONTROL_CLIENTS=$2 && shift ;;
-    --control-batch) CONTROL_BATCH=$2 && shift ;;
-    --control-seconds) CONTROL_SECONDS=$2 && shift ;;
+    --curl-max) need_value "$@" && CURL_MAX=$2 && shift ;;
+    --control-clients) need_value "$@" && CONTROL_CLIENTS=$2 && shift ;;
+    --control-batch) need_value "$@" && CONTROL_BATCH=$2 && shift ;;
+    --control-seconds) need_value "$@" && CONTROL_SECONDS=$2 && shift ;;
     --no-control-load) CONTROL_LOAD=0 ;;
     --no-build) BUILD=0 ;;
-    --keep) KEEP=$2 && shift ;;
+    --keep) need_value "$@" && KEEP=$(absolute "$2") && shift ;;
+    --results) need_value "$@" && RESULTS=$(absolute "$2") && shift ;;
+    --plot) need_value "$@" && PLOT=$(absolute "$2") && shift ;;
+    --history) need_value "$@" && HISTORY=$(absolute "$2") && shift ;;
+    --from) need_value "$@" && FROM+=("$(absolute "$2")") && shift ;;
     -h | --help) usage ;;
-    *) usage ;;
+    *) bad "$1: unknown argument (see --help)" ;;
     esac
     shift
 done
 
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
-for n in $SIZES; do is_count "$n" || die "--sizes: $n is not a count"; done
-[[ -n ${SIZES// /} ]] || die "--sizes: no size"
-[[ $KIND == urls || $KIND == domains ]] || die "--kind: urls or domains"
-if ! [[ $BLACKHOLED =~ ^[0-9]+$ && $RESET =~ ^[0-9]+$ ]] || ((BLACKHOLED + RESET >= 100)); then
-    die "--blackholed and --reset: whole percentages, together under 100"
-fi
-if ! is_count "$ADDRESSES" || ((ADDRESSES < 3 || ADDRESSES > 4000)); then
-    die "--addresses: 3 to 4000"
-fi
-for v in CONCURRENCY TIMEOUT CONTROL_CLIENTS CONTROL_BATCH CONTROL_SECONDS; do
-    is_count "${!v}" || die "--${v,,}: want a positive whole number"
+SIZES=${SIZES//,/ }
+[[ -n ${SIZES//[[:space:]]/} ]] || bad "--sizes: no size"
+for n in $SIZES; do is_count "$n" || bad "--sizes: '$n' is not a count (want e.g. \"1000 10000 100000\")"; done
+SIZES=$(tr -s '[:space:]' '\n' <<<"$SIZES" | grep . | sort -nu | paste -sd' ' -) # in order, once each
+((RUN_CLEAN + RUN_CENSORED > 0)) || bad "--no-clean and --no-censored: nothing to run"
+[[ $KIND == urls || $KIND == domains ]] || bad "--kind: '$KIND': want urls or domains"
+for v in BLACKHOLED RESET; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || bad "--${v,,}: '${!v}': want a whole percentage"
 done
-((CONTROL_CLIENTS <= 384)) || die "--control-clients: at most 384 (3 source addresses, 128 connections each)"
-((RUN_CLEAN + RUN_CENSORED > 0)) || die "--no-clean and --no-censored: nothing to run"
+((BLACKHOLED + RESET < 100)) || bad "--blackholed and --reset: $BLACKHOLED% + $RESET%: together under 100"
+if ! is_count "$ADDRESSES" || ((ADDRESSES < 3 || ADDRESSES > 4000)); then
+    bad "--addresses: '$ADDRESSES': want 3 to 4000"
+fi
+[[ $CURL_MAX == 0 ]] || is_count "$CURL_MAX" || bad "--curl-max: '$CURL_MAX': want a number of targets"
+for v in CONCURRENCY TIMEOUT CONTROL_CLIENTS CONTROL_BATCH CONTROL_SECONDS; do
+    opt=${v,,} && opt=--${opt//_/-}
+    is_count "${!v}" || bad "$opt: '${!v}': want a positive whole number"
+done
+((CONTROL_CLIENTS <= 384)) || bad "--control-clients: $CONTROL_CLIENTS: at most 384 (3 source addresses, 128 connections each)"
+for f in "${FROM[@]}"; do
+    [[ -f $f && -r $f ]] || bad "--from: no file $f"
+    jq -e '.schema == 1 and (.runs | type == "array")' "$f" >/dev/null 2>&1 || bad "--from: $f is not a bench.json of scripts/bench.sh"
+done
+if ((${#FROM[@]})) && [[ -n $KEEP || -n $RESULTS ]]; then
+    bad "--from: no bench runs, so nothing for --keep or --results (it prints, plots, adds to the history)"
+fi
+[[ -z $PLOT || $PLOT == *.png ]] || bad "--plot: '$PLOT': want a .png file"
+if [[ -n $HISTORY ]]; then
+    [[ -f $HISTORY && -w $HISTORY ]] || bad "--history: '$HISTORY': no such file (or not writable)"
+    grep -qxF -- '<!-- bench.sh --history: runs -->' "$HISTORY" ||
+        bad "--history: '$HISTORY' has no line '<!-- bench.sh --history: runs -->' before its history table (see docs/performance.md)"
+fi
 
 # --- Preconditions ------------------------------------------------------------------
 
-[[ $(id -u) -eq 0 ]] || die "must run as root: the testbed builds network namespaces (try: sudo $0)"
-
-# Tools the bench needs on top of the testbed's (which `testbed.sh check` tries).
+# Tools the bench needs on top of the testbed's (which `testbed.sh check` tries), each
+# with its Debian package: installed with apt-get when missing.
 ensure_tools() {
     local missing=() tool
-    [[ -x /usr/bin/time ]] || missing+=(time)
-    for tool in curl wrk jq; do
-        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    for tool in "$@"; do
+        case $tool in
+        time) [[ -x /usr/bin/time ]] || missing+=(time) ;;
+        gnuplot) command -v gnuplot >/dev/null 2>&1 || missing+=(gnuplot-nox) ;;
+        *) command -v "$tool" >/dev/null 2>&1 || missing+=("$tool") ;;
+        esac
     done
     ((${#missing[@]})) || return 0
-    if command -v apt-get >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
         say "installing ${missing[*]} (apt-get)"
         if apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
             { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }; then
@@ -137,9 +199,14 @@ ensure_tools() {
     fi
     die "missing tools: ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]})"
 }
-ensure_tools
-command -v cargo >/dev/null 2>&1 || ((BUILD == 0)) || die "missing tool: cargo (or pass --no-build with target/release/censorprobe built)"
-curl --help all 2>/dev/null | grep -q -- '--parallel-max' || die "curl has no --parallel-max (curl 7.66 or newer needed)"
+if ((${#FROM[@]})); then
+    ensure_tools jq ${PLOT:+gnuplot}
+else
+    [[ $(id -u) -eq 0 ]] || die "must run as root: the testbed builds network namespaces (try: sudo $0)"
+    ensure_tools time curl wrk jq ${PLOT:+gnuplot}
+    command -v cargo >/dev/null 2>&1 || ((BUILD == 0)) || die "missing tool: cargo (or pass --no-build with target/release/censorprobe built)"
+    curl --help all 2>/dev/null | grep -q -- '--parallel-max' || die "curl has no --parallel-max (curl 7.66 or newer needed)"
+fi
 
 # --- Clean-up: whatever happens, the lab goes down and the lock is let go ------------
 
@@ -304,6 +371,9 @@ probe_run() {
     cpid=$(control_pid)
     reset_peak "$cpid"
     say "probe: $n $KIND, $mode network (load average $(cut -d' ' -f1 /proc/loadavg))"
+    local key=$n/$mode
+    FIG[$key/date]=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    FIG[$key/load]=$(cut -d' ' -f1 /proc/loadavg)
     local started first_m="" first_v="" t
     started=$(now)
     /usr/bin/time -v -o "$dir/time.txt" ip netns exec "$NS_PROBE" "$BIN" run --yes \
@@ -333,21 +403,31 @@ probe_run() {
     user=$(time_field "$dir/time.txt" "User time (seconds)")
     sys=$(time_field "$dir/time.txt" "System time (seconds)")
     rss=$(time_field "$dir/time.txt" "Maximum resident set size (kbytes)")
-    local key=$n/$mode
     FIG[$key/wall]=$wall
     FIG[$key/tps]=$(calc "%.0f" "$n / $wall")
     FIG[$key/cpu]=$(calc "%.2f" "$user + $sys")
     FIG[$key/cpu_detail]="$user user + $sys sys"
+    FIG[$key/user]=$user
+    FIG[$key/sys]=$sys
+    FIG[$key/cpu_ms]=$(calc "%.3f" "($user + $sys) * 1000 / $n")
     FIG[$key/rss]=$(calc "%.1f" "$rss / 1024")
     FIG[$key/first_m]=${first_m:-?}
     FIG[$key/first_v]=${first_v:-?}
     FIG[$key/control_rss]=$(peak_mib "$cpid")
     FIG[$key/verdicts]=$(verdict_summary "$dir" "$n")
-    printf '  %s targets (%s), %s: %s s wall, %s targets/s, CPU %s s (%s), peak RSS %s MiB, first measurement row %s s, first verdict row %s s; control peak RSS %s MiB\n' \
+    verdict_counts "$dir" >"$dir/verdicts.json"
+    printf '  %s targets (%s), %s: %s s wall, %s targets/s, CPU %s s (%s; %s ms per target), peak RSS %s MiB, first measurement row %s s, first verdict row %s s; control peak RSS %s MiB\n' \
         "$n" "$KIND" "$mode" "$wall" "${FIG[$key/tps]}" "${FIG[$key/cpu]}" "${FIG[$key/cpu_detail]}" \
-        "${FIG[$key/rss]}" "${FIG[$key/first_m]}" "${FIG[$key/first_v]}" "${FIG[$key/control_rss]}"
+        "${FIG[$key/cpu_ms]}" "${FIG[$key/rss]}" "${FIG[$key/first_m]}" "${FIG[$key/first_v]}" "${FIG[$key/control_rss]}"
     printf '  verdicts: %s\n' "${FIG[$key/verdicts]}"
     where_time_goes "$dir" | sed 's/^/  /'
+}
+
+# The same as a JSON object, {"bench-ok ok": 700, ...}, for bench.json.
+verdict_counts() {
+    awk -F, 'NR > 1 && $5 != "canary" { c[$5 " " $7 ($8 != "" ? "/" $8 : "")]++ }
+        END { for (k in c) printf "%s\t%d\n", k, c[k] }' "$1/out/verdicts.csv" | sort |
+        jq -R -n '[inputs | split("\t") | {(.[0]): (.[1] | tonumber)}] | add // {}'
 }
 
 # Verdicts per category ("bench-ok ok/ 700", ...), to show the censor did its part.
@@ -416,6 +496,7 @@ curl_run() {
     ok=$(awk '$1 == 200' "$dir/results" | wc -l)
     local key=$n/$mode
     FIG[$key/curl_wall]=$wall
+    FIG[$key/curl_ok]=$ok
     FIG[$key/curl_tps]=$(calc "%.0f" "$n / $wall")
     FIG[$key/curl_cpu]=$(calc "%.2f" "$(time_field "$dir/time.txt" "User time (seconds)") + $(time_field "$dir/time.txt" "System time (seconds)")")
     FIG[$key/curl_rss]=$(calc "%.1f" "$(time_field "$dir/time.txt" "Maximum resident set size (kbytes)") / 1024")
@@ -487,6 +568,7 @@ EOF
     local cpid namespaces=("$NS_PROBE" "$NS_NET" "$NS_CENSOR") per i pids=()
     cpid=$(control_pid)
     reset_peak "$cpid"
+    FIG[control/date]=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     say "control: $CONTROL_CLIENTS clients, $CONTROL_BATCH $KIND per request, ${CONTROL_SECONDS}s (load average $(cut -d' ' -f1 /proc/loadavg))"
     for i in 0 1 2; do
         per=$(((CONTROL_CLIENTS + 2 - i) / 3))
@@ -507,6 +589,8 @@ EOF
     local n200 n503 nother errors timeouts p99
     read -r n200 n503 nother < <(cat "$dir"/wrk-*.out | awk -F'[ =]' '/^statuses:/ { a += $3; b += $5; c += $7 } END { print a + 0, b + 0, c + 0 }')
     read -r errors timeouts p99 < <(cat "$dir"/wrk-*.out | awk -F'[ =]' '/^wrk:/ { e += $3; t += $5; if ($9 > p) p = $9 } END { print e + 0, t + 0, p + 0 }')
+    FIG[control/errors]=$errors
+    FIG[control/timeouts]=$timeouts
     local total=$((n200 + n503 + nother))
     ((total > 0)) || die "the control answered nothing: $(tail -n 5 "$dir"/wrk-*.out)"
     FIG[control/rps]=$(calc "%.1f" "$n200 / $CONTROL_SECONDS")
@@ -519,61 +603,233 @@ EOF
         "${FIG[control/503]}" "$n503" "$total" "$nother" "$errors" "$timeouts" "$p99" "${FIG[control/rss]}"
 }
 
-# --- The summary ----------------------------------------------------------------------
+# --- The results: bench.json, the summary table, the plot, the history ----------------
 
-verdict_mark() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "MISSED"; fi; }
+# A figure as JSON: a number, or null where it was not measured ("?", "-" or nothing).
+num() { if [[ ${1:-} =~ ^-?[0-9]+([.][0-9]+)?$ ]]; then echo "$1"; else echo null; fi; }
 
-summary() {
-    local n mode key modes=()
-    ((RUN_CLEAN)) && modes+=(clean)
-    ((RUN_CENSORED)) && modes+=(censored)
+# run_json N MODE: one probe run as a JSON object, with curl's figures where curl ran.
+run_json() {
+    local n=$1 mode=$2 key=$1/$2 verdicts=$WORK/run-$1-$2/verdicts.json
+    jq -c -n --arg commit "$COMMIT" --argjson dirty "$DIRTY" --arg date "${FIG[$key/date]}" \
+        --arg kind "$KIND" --argjson size "$n" --arg network "$mode" \
+        --argjson wall "$(num "${FIG[$key/wall]}")" --argjson tps "$(num "${FIG[$key/tps]}")" \
+        --argjson user "$(num "${FIG[$key/user]}")" --argjson sys "$(num "${FIG[$key/sys]}")" \
+        --argjson cpu "$(num "${FIG[$key/cpu]}")" --argjson cpu_ms "$(num "${FIG[$key/cpu_ms]}")" \
+        --argjson rss "$(num "${FIG[$key/rss]}")" --argjson first_m "$(num "${FIG[$key/first_m]}")" \
+        --argjson first_v "$(num "${FIG[$key/first_v]}")" --argjson ctl_rss "$(num "${FIG[$key/control_rss]}")" \
+        --argjson load "$(num "${FIG[$key/load]}")" \
+        --argjson curl_wall "$(num "${FIG[$key/curl_wall]:-}")" --argjson curl_tps "$(num "${FIG[$key/curl_tps]:-}")" \
+        --argjson curl_ok "$(num "${FIG[$key/curl_ok]:-}")" --argjson curl_cpu "$(num "${FIG[$key/curl_cpu]:-}")" \
+        --argjson curl_rss "$(num "${FIG[$key/curl_rss]:-}")" --argjson ratio "$(num "${FIG[$key/ratio]:-}")" \
+        --slurpfile verdicts "$verdicts" '{
+            commit: $commit, dirty: $dirty, date: $date, kind: $kind, size: $size, network: $network,
+            wall_s: $wall, targets_per_s: $tps, cpu_user_s: $user, cpu_sys_s: $sys, cpu_s: $cpu,
+            cpu_ms_per_target: $cpu_ms, peak_rss_mib: $rss, first_measurement_s: $first_m,
+            first_verdict_s: $first_v, control_peak_rss_mib: $ctl_rss, load_average: $load,
+            curl_wall_s: $curl_wall, curl_targets_per_s: $curl_tps, curl_answered_200: $curl_ok,
+            curl_cpu_s: $curl_cpu, curl_peak_rss_mib: $curl_rss, curl_ratio: $ratio,
+            verdicts: $verdicts[0]
+        }'
+}
+
+# The control under load as a JSON object.
+control_json() {
+    jq -c -n --arg commit "$COMMIT" --argjson dirty "$DIRTY" --arg date "${FIG[control/date]}" \
+        --arg kind "$KIND" --argjson clients "$CONTROL_CLIENTS" --argjson batch "$CONTROL_BATCH" \
+        --argjson seconds "$CONTROL_SECONDS" --argjson rps "$(num "${FIG[control/rps]}")" \
+        --argjson tps "$(num "${FIG[control/tps]}")" --argjson all "$(num "${FIG[control/all_rps]}")" \
+        --argjson p503 "$(num "${FIG[control/503]}")" --argjson p99 "$(num "${FIG[control/p99]}")" \
+        --argjson rss "$(num "${FIG[control/rss]}")" --argjson errors "$(num "${FIG[control/errors]}")" \
+        --argjson timeouts "$(num "${FIG[control/timeouts]}")" '{
+            commit: $commit, dirty: $dirty, date: $date, kind: $kind, clients: $clients,
+            batch: $batch, seconds: $seconds, requests_per_s: $rps, targets_per_s: $tps,
+            responses_per_s: $all, pct_503: $p503, p99_ms: $p99, peak_rss_mib: $rss,
+            socket_errors: $errors, timeouts: $timeouts
+        }'
+}
+
+# write_json: $WORK/bench.json from the runs so far (written after each size, so that a
+# bench cut short keeps what it measured), copied into the results directory.
+write_json() {
+    local n mode
+    for n in $SIZES; do
+        for mode in clean censored; do
+            if [[ -n ${FIG[$n/$mode/wall]:-} ]]; then run_json "$n" "$mode"; fi
+        done
+    done >"$WORK/runs.jsonl"
+    if [[ -n ${FIG[control/rps]:-} ]]; then control_json; fi >"$WORK/control.jsonl"
+    jq -n --arg commit "$COMMIT" --argjson dirty "$DIRTY" --arg describe "$REVISION" \
+        --arg build "$(if ((BUILD)); then echo "cargo build --release"; else echo "--no-build"; fi)" \
+        --arg date "$STARTED" --argjson cores "$(nproc)" \
+        --argjson memory "$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" \
+        --arg kernel "$(uname -r)" --arg kind "$KIND" --argjson timeout "$TIMEOUT" \
+        --argjson concurrency "$CONCURRENCY" --argjson addresses "$ADDRESSES" \
+        --argjson blackholed "$BLACKHOLED" --argjson reset "$RESET" \
+        --argjson clients "$CONTROL_CLIENTS" --argjson batch "$CONTROL_BATCH" \
+        --argjson seconds "$CONTROL_SECONDS" \
+        --slurpfile runs "$WORK/runs.jsonl" --slurpfile control "$WORK/control.jsonl" '{
+            schema: 1, tool: "scripts/bench.sh", commit: $commit, dirty: $dirty,
+            describe: $describe, build: $build, date: $date,
+            machine: { cores: $cores, memory_gib: $memory, kernel: $kernel },
+            settings: {
+                kind: $kind, timeout_s: $timeout, concurrency: $concurrency, addresses: $addresses,
+                blackholed_pct: $blackholed, reset_pct: $reset, control_clients: $clients,
+                control_batch: $batch, control_seconds: $seconds
+            },
+            runs: $runs, control_load: $control
+        }' >"$WORK/bench.json"
+    mkdir -p "$RESULTS"
+    cp "$WORK/bench.json" "$RESULTS/bench.json"
+}
+
+# summary_of JSON: the summary table of a bench.json, with the issue's targets.
+summary_of() {
+    local json=$1 fmt='%-7s %-9s %8s %9s %8s %8s %8s %8s %8s %9s %7s %7s %s\n'
+    jq -r '"=== censorprobe bench: \(.date[0:10]), \(.machine.cores) cores, \(.machine.memory_gib) GiB, \(.describe) (\(.build))",
+        "    \(.settings.kind) targets; control on; timeout \(.settings.timeout_s)s, concurrency \(.settings.concurrency), per-host 4; \(.settings.addresses) server addresses; censored = \(.settings.blackholed_pct)% blackholed, \(.settings.reset_pct)% reset"' "$json"
+    # shellcheck disable=SC2059 # the format is the table's
+    printf "$fmt" targets network "wall s" targets/s "CPU s" "CPU ms/t" "RSS MiB" "1st row" "1st ver" "curl t/s" "vs curl" "ctl MiB" commit
+    jq -r '.runs[] | [.size, .network, .wall_s, .targets_per_s, .cpu_s, .cpu_ms_per_target, .peak_rss_mib,
+        .first_measurement_s, .first_verdict_s, .curl_targets_per_s, .curl_ratio, .control_peak_rss_mib,
+        (.commit[0:9] + (if .dirty then "+dirty" else "" end))] | map(. // "-" | tostring) | @tsv' "$json" |
+        awk -F'\t' -v fmt="$fmt" '{ printf fmt, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
+    jq -r '.control_load[] | "control under \(.clients) clients x \(.batch) \(.kind): \(.requests_per_s) requests/s answered (\(.targets_per_s) targets/s), 503s \(.pct_503)%, p99 \(.p99_ms) ms, peak RSS \(.peak_rss_mib) MiB"' "$json"
+    # Blackholed targets should cost their timeout about once, in parallel
+    # (src/measure/limits.rs): at most half again the clean run, or one timeout and a
+    # second more.
+    jq -r --slurpfile s <(jq .settings "$json") '
+        def mark(c): if c then "met" else "MISSED" end;
+        def r2: . * 100 | round / 100;
+        $s[0] as $s |
+        "targets (issue 6):",
+        (.runs | group_by([.commit, .size])[] |
+            (.[] |
+                (select(.size == 1000) | "  1,000 targets in <= 5 s (\(.network)): \(.wall_s) s: \(mark(.wall_s <= 5))"),
+                (select(.size == 10000) | "  10,000 targets in <= 30 s (\(.network)): \(.wall_s) s: \(mark(.wall_s <= 30))",
+                    "  peak RSS <= 100 MB at 10,000 (\(.network)): \(.peak_rss_mib) MiB: \(mark(.peak_rss_mib * 1.048576 <= 100))"),
+                (select(.curl_ratio != null) | "  at least curl\u0027s targets/s (\(.size), \(.network)): x\(.curl_ratio): \(mark(.curl_ratio >= 1))")),
+            ((map(select(.network == "clean"))[0]) as $c | (map(select(.network == "censored"))[0]) as $x |
+                select($c != null and $x != null) |
+                ($x.wall_s / $c.wall_s | r2) as $ratio | ($x.wall_s - $c.wall_s | r2) as $extra |
+                "  \($s.blackholed_pct)% blackholed does not multiply wall time (\($c.size)): censored/clean = x\($ratio) (+\($extra) s; timeout \($s.timeout_s) s): \(mark($ratio <= 1.5 or $extra <= $s.timeout_s + 1))"))' "$json"
+}
+
+# Tics of the N axis: 1000 as 1k, 1000000 as 1M.
+size_label() { awk -v n="$1" 'BEGIN { if (n % 1000000 == 0) printf "%dM", n / 1000000; else if (n % 1000 == 0) printf "%dk", n / 1000; else printf "%d", n }'; }
+
+# plot_of JSON PNG: wall time (left axis) and peak RSS (right axis) against the number
+# of targets (log scale), clean and censored, from the last run of each size and
+# network; with gnuplot.
+plot_of() {
+    local json=$1 png=$2 data tics="" n title
+    data=$(mktemp /tmp/cp-bench-plot.XXXXXX)
+    jq -r '.runs | group_by(.size)[] |
+        (map(select(.network == "clean")) | last) as $c | (map(select(.network == "censored")) | last) as $x |
+        [.[0].size, $c.wall_s, $c.peak_rss_mib, $x.wall_s, $x.peak_rss_mib] | map(. // "NaN" | tostring) | join(" ")' \
+        "$json" >"$data"
+    [[ -s $data ]] || die "--plot: no runs in $json"
+    while read -r n _; do tics+="${tics:+, }\"$(size_label "$n")\" $n"; done <"$data"
+    title=$(jq -r '"censorprobe bench, \(.settings.kind) targets: \(.describe), \(.date[0:10]), \(.machine.cores) cores"' "$json")
+    local terminal="pngcairo size 900,540 font 'sans,10'"
+    gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 || terminal="png size 900,540"
+    mkdir -p "$(dirname "$png")"
+    gnuplot <<EOF || die "--plot: gnuplot failed"
+set terminal $terminal
+set output "$png"
+set title "$title"
+set datafile missing "NaN"
+set key top left box opaque
+set grid xtics ytics
+set logscale x 10
+set xrange [$(awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%g:%g", lo / 1.6, hi * 1.6 }' "$data")]
+set xtics ($tics)
+set xlabel "targets (N, log scale)"
+set logscale y 10
+set ylabel "wall time, s (log scale)"
+set ytics nomirror
+set y2label "peak RSS, MiB"
+set y2range [0:$(jq '[.runs[].peak_rss_mib // 0] | max * 1.15' "$json")]
+set y2tics
+set style line 1 lc rgb "#1f77b4" lw 2 pt 7
+set style line 2 lc rgb "#1f77b4" lw 2 pt 5 dt 2
+set style line 3 lc rgb "#d62728" lw 2 pt 7
+set style line 4 lc rgb "#d62728" lw 2 pt 5 dt 2
+plot "$data" using 1:2 axes x1y1 with linespoints ls 1 title "wall, clean", \
+     "$data" using 1:4 axes x1y1 with linespoints ls 2 title "wall, censored", \
+     "$data" using 1:3 axes x1y2 with linespoints ls 3 title "peak RSS, clean", \
+     "$data" using 1:5 axes x1y2 with linespoints ls 4 title "peak RSS, censored"
+EOF
+    rm -f "$data"
+    say "plot: $png"
+}
+
+# history_of JSON FILE: appends the runs (and the control load) of a bench.json to the
+# history tables of FILE, each the table after its marker line; a row already there is
+# not added again.
+HISTORY_RUNS_MARK='<!-- bench.sh --history: runs -->'
+HISTORY_CONTROL_MARK='<!-- bench.sh --history: control -->'
+history_of() {
+    local json=$1 file=$2 rows part mark
+    [[ -f $file ]] || die "--history: no file $file"
+    rows=$(mktemp /tmp/cp-bench-history.XXXXXX)
+    jq -r 'def c: .commit[0:9] + (if .dirty then "-dirty" else "" end);
+        def v: if . == null then "–" else tostring end;
+        .runs[] | "| \(.date[0:16] | sub("T"; " ")) | `\(c)` | \(.kind) | \(.size) | \(.network) | \(.wall_s | v) | \(.targets_per_s | v) | \(.cpu_ms_per_target | v) | \(.peak_rss_mib | v) | \(.first_verdict_s | v) | \(.curl_ratio | if . == null then "–" else "×\(.)" end) |"' \
+        "$json" >"$rows.runs"
+    jq -r 'def c: .commit[0:9] + (if .dirty then "-dirty" else "" end);
+        .control_load[] | "| \(.date[0:16] | sub("T"; " ")) | `\(c)` | \(.kind) | \(.clients) × \(.batch) | \(.requests_per_s) | \(.targets_per_s) | \(.pct_503)% | \(.p99_ms) | \(.peak_rss_mib) |"' \
+        "$json" >"$rows.control"
+    for part in runs control; do
+        [[ -s $rows.$part ]] || continue
+        mark=$HISTORY_RUNS_MARK
+        [[ $part == control ]] && mark=$HISTORY_CONTROL_MARK
+        grep -qxF -- "$mark" "$file" || die "--history: $file has no line '$mark' before its table of $part"
+        # The table after the marker ends at its first line not starting with "|"; new
+        # rows go there, unless the table holds them already.
+        awk -v mark="$mark" -v rowsfile="$rows.$part" '
+            BEGIN { while ((getline line < rowsfile) > 0) new[++n] = line }
+            function flush(   i) { for (i = 1; i <= n; i++) if (!(new[i] in seen)) print new[i]; done = 1 }
+            state == 2 && !done && !/^\|/ { flush() }
+            { print }
+            state == 2 && /^\|/ { seen[$0] = 1 }
+            state == 1 && /^\|/ { state = 2; seen[$0] = 1 }
+            state == 0 && $0 == mark { state = 1 }
+            END { if (state == 2 && !done) flush() }
+        ' "$file" >"$rows.out"
+        cat "$rows.out" >"$file"
+    done
+    rm -f "$rows" "$rows".*
+    say "history: rows added to $file"
+}
+
+# report JSON: the summary (on stdout and, for a bench that ran, in summary.txt beside
+# bench.json), then the plot and the history, as asked.
+report() {
+    local json=$1
     echo
-    echo "=== censorprobe bench: $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $REVISION"
-    echo "    $KIND targets; control on; timeout ${TIMEOUT}s, concurrency $CONCURRENCY, per-host 4; $ADDRESSES server addresses; censored = ${BLACKHOLED}% blackholed, ${RESET}% reset"
-    printf '%-7s %-9s %8s %9s %8s %9s %8s %8s %9s %9s %7s\n' targets network "wall s" targets/s "CPU s" "RSS MiB" "1st row" "1st ver" "curl t/s" "vs curl" "ctl MiB"
-    for n in $SIZES; do
-        for mode in "${modes[@]}"; do
-            key=$n/$mode
-            printf '%-7s %-9s %8s %9s %8s %9s %8s %8s %9s %9s %7s\n' "$n" "$mode" "${FIG[$key/wall]}" "${FIG[$key/tps]}" \
-                "${FIG[$key/cpu]}" "${FIG[$key/rss]}" "${FIG[$key/first_m]}" "${FIG[$key/first_v]}" \
-                "${FIG[$key/curl_tps]:--}" "${FIG[$key/ratio]:--}" "${FIG[$key/control_rss]}"
-        done
-    done
-    if ((CONTROL_LOAD)); then
-        printf 'control under %s clients x %s %s: %s requests/s answered (%s targets/s), 503s %s%%, p99 %s ms, peak RSS %s MiB\n' \
-            "$CONTROL_CLIENTS" "$CONTROL_BATCH" "$KIND" "${FIG[control/rps]}" "${FIG[control/tps]}" "${FIG[control/503]}" \
-            "${FIG[control/p99]}" "${FIG[control/rss]}"
+    if [[ -n $RESULTS ]]; then
+        summary_of "$json" | tee "$RESULTS/summary.txt"
+    else
+        summary_of "$json"
     fi
-    echo "targets (issue 6):"
-    local wall
-    for n in $SIZES; do
-        for mode in "${modes[@]}"; do
-            key=$n/$mode
-            wall=${FIG[$key/wall]}
-            case $n in
-            1000) echo "  1,000 targets in <= 5 s ($mode): $wall s: $(verdict_mark "$wall <= 5")" ;;
-            10000) echo "  10,000 targets in <= 30 s ($mode): $wall s: $(verdict_mark "$wall <= 30")" ;;
-            esac
-            if [[ $n == 10000 ]]; then
-                echo "  peak RSS <= 100 MB at 10,000 ($mode): ${FIG[$key/rss]} MiB: $(verdict_mark "${FIG[$key/rss]} * 1.048576 <= 100")"
-            fi
-            if [[ -n ${FIG[$key/ratio]:-} ]]; then
-                echo "  at least curl's targets/s ($n, $mode): x${FIG[$key/ratio]}: $(verdict_mark "${FIG[$key/ratio]} >= 1")"
-            fi
-        done
-        if ((RUN_CLEAN && RUN_CENSORED)); then
-            # Blackholed targets should cost their timeout about once, in parallel
-            # (src/measure/limits.rs): at most half again the clean run, or one timeout
-            # and a second more.
-            local ratio extra
-            ratio=$(calc "%.2f" "${FIG[$n/censored/wall]} / ${FIG[$n/clean/wall]}")
-            extra=$(calc "%.2f" "${FIG[$n/censored/wall]} - ${FIG[$n/clean/wall]}")
-            echo "  ${BLACKHOLED}% blackholed does not multiply wall time ($n): censored/clean = x$ratio (+$extra s; timeout ${TIMEOUT} s): $(verdict_mark "$ratio <= 1.5 || $extra <= $TIMEOUT + 1")"
-        fi
-    done
+    [[ -z $PLOT ]] || plot_of "$json" "$PLOT"
+    [[ -z $HISTORY ]] || history_of "$json" "$HISTORY"
 }
 
 # --- Main -----------------------------------------------------------------------------
+
+if ((${#FROM[@]})); then
+    # No bench: the runs of earlier ones, merged (settings and machine of the last file).
+    WORK=$(mktemp -d /tmp/cp-bench.XXXXXX)
+    jq -s '.[-1] + {
+        describe: (map(.describe) | unique | join(", ")),
+        runs: (map(.runs) | add | sort_by(.size)),
+        control_load: (map(.control_load // []) | add)
+    }' "${FROM[@]}" >"$WORK/bench.json"
+    report "$WORK/bench.json"
+    exit 0
+fi
 
 take_machine_lock
 cd "$REPO"
@@ -584,7 +840,13 @@ if ((BUILD)); then
 fi
 BIN=$REPO/target/release/censorprobe
 [[ -x $BIN ]] || die "no $BIN: build it (cargo build --release)"
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 REVISION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+COMMIT=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
+DIRTY=false
+[[ -z $(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null) ]] || DIRTY=true
+RESULTS=${RESULTS:-$REPO/results/bench-$(date -u -d "$STARTED" +%Y%m%dT%H%M%SZ)}
+mkdir -p "$RESULTS" || die "--results: cannot make $RESULTS"
 export CENSORPROBE=$BIN # the control server runs the release binary too
 export CP_TESTBED_STATE=$STATE
 
@@ -601,10 +863,15 @@ bash "$TESTBED" up --bench "$WORK/bench-hosts" >"$WORK/up.log" 2>&1 || die "scri
 for n in $SIZES; do
     ((RUN_CLEAN)) && probe_run "$n" clean
     ((RUN_CENSORED)) && probe_run "$n" censored
-    if ((RUN_CURL)); then
+    if ((RUN_CURL && (CURL_MAX == 0 || n <= CURL_MAX))); then
         ((RUN_CLEAN)) && curl_run "$n" clean
         ((RUN_CENSORED)) && curl_run "$n" censored
     fi
+    write_json
 done
-((CONTROL_LOAD)) && control_load
-summary
+if ((CONTROL_LOAD)); then
+    control_load
+    write_json
+fi
+report "$WORK/bench.json"
+say "results: $RESULTS (bench.json, summary.txt)"
