@@ -89,7 +89,8 @@ domains = ["good.test"]
         .await;
     expect(&run, "good.test", "ok", "");
     // The ECH comparison was made, and the server (rustls, as nginx with OpenSSL)
-    // ignored the GREASE extension.
+    // ignored the GREASE extension: its one handshake with ECH went through, so there
+    // was nothing to compare it with.
     let jsonl = std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap();
     let ech: Vec<_> = jsonl
         .lines()
@@ -106,9 +107,7 @@ domains = ["good.test"]
         .iter()
         .map(|h| (h.ech, h.handshake_done))
         .collect();
-    assert_eq!(offered.len(), 2, "{offered:?}");
-    assert!(offered.iter().all(|(_, done)| *done), "{offered:?}");
-    assert!(offered.contains(&(EchOffer::Grease, true)));
+    assert_eq!(offered, [(EchOffer::Grease, true)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

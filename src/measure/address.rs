@@ -462,10 +462,9 @@ mod tests {
             panic!("the first connect is made")
         };
         first.learnt(None);
-        let (Dial::Mine(a), Dial::Mine(b)) = (
-            addresses.dial(address).await,
-            addresses.dial(address).await,
-        ) else {
+        let (Dial::Mine(a), Dial::Mine(b)) =
+            (addresses.dial(address).await, addresses.dial(address).await)
+        else {
             panic!("each connects")
         };
         a.learnt(silence(Utc::now(), None));
