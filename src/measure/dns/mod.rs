@@ -170,9 +170,11 @@ impl Resolver {
             Transport::Udp(server) => {
                 udp::exchange(io, &self.pace, *server, &bytes, &question).await
             }
-            Transport::Tcp(server) => tcp::exchange(io, *server, &bytes, &question).await,
+            // Boxed: a lookup's future is as large as its largest transport's, and a
+            // run holds thousands of UDP ones at once, which need a fraction of it.
+            Transport::Tcp(server) => Box::pin(tcp::exchange(io, *server, &bytes, &question)).await,
             Transport::Doh { url, address } => {
-                doh::exchange(io, url, address, bytes, &question).await
+                Box::pin(doh::exchange(io, url, address, bytes, &question)).await
             }
         };
         match exchange {
