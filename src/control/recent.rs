@@ -327,13 +327,15 @@ mod tests {
     async fn a_measurement_cut_off_is_made_again() {
         let recent = Recent::new(Duration::from_secs(10), 16);
         let entry = recent.get(key("a.test", &[], None));
-        let stalled = recent.measure(&entry, std::future::pending());
-        let waiting = recent.measure(&entry, async { Vec::new() });
+        let begun = tokio::sync::Notify::new();
+        let stalled = recent.measure(&entry, async {
+            begun.notify_one();
+            std::future::pending().await
+        });
         let cut_off = tokio::time::timeout(Duration::from_millis(10), stalled);
         let (cut_off, waited) = tokio::join!(cut_off, async {
-            // Waits behind the stalled one, which goes first.
-            tokio::task::yield_now().await;
-            waiting.await
+            begun.notified().await;
+            recent.measure(&entry, async { Vec::new() }).await
         });
         assert!(cut_off.is_err());
         assert!(waited.is_empty());
