@@ -235,6 +235,12 @@ async fn explains_what_is_wrong_with_a_request() {
     assert!(error.contains("application/json"), "{error}");
 }
 
+/// The server's wait for a place in flight before it refuses a request as busy.
+const QUEUE_WAIT: Duration = Duration::from_millis(250);
+
+/// A server with all its places in flight taken refuses a request that would begin a
+/// measurement, after a short wait, and stays up; a request for a target already being
+/// measured is not refused but shares that measurement.
 #[tokio::test(flavor = "multi_thread")]
 async fn refuses_quickly_when_busy_and_stays_up() {
     let blackhole = blackhole::port().unwrap();
@@ -253,36 +259,49 @@ async fn refuses_quickly_when_busy_and_stays_up() {
     )
     .await;
     let control = Arc::new(control);
-    let hang = json!([{ "service": "lab", "target": blackhole.to_string() }]);
-    let first: Vec<_> = (0..2)
-        .map(|_| {
-            let (control, hang) = (control.clone(), hang.clone());
+    // Targets told apart by their service: each is a measurement of its own.
+    let hang = |service: &str| json!([{ "service": service, "target": blackhole.to_string() }]);
+    let first: Vec<_> = ["lab-0", "lab-1"]
+        .map(|service| {
+            let (control, hang) = (control.clone(), hang(service));
             tokio::spawn(async move { control.measure(hang).await })
         })
-        .collect();
+        .into();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let shared = {
+        let (control, hang) = (control.clone(), hang("lab-0"));
+        tokio::spawn(async move { control.measure(hang).await })
+    };
     let started = Instant::now();
-    let extra = (0..3).map(|_| control.measure(hang.clone()));
+    let extra = ["lab-2", "lab-3", "lab-4"].map(|service| control.measure(hang(service)));
     for reply in futures_util::future::join_all(extra).await {
         assert!(reply.error(503).contains("busy"), "{}", reply.text);
         assert_eq!(reply.headers[RETRY_AFTER], "1");
     }
+    let elapsed = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_millis(800),
-        "refusals took {:?}",
-        started.elapsed()
+        elapsed >= QUEUE_WAIT && elapsed < QUEUE_WAIT + Duration::from_millis(800),
+        "refusals took {elapsed:?}"
     );
     let health = control.get(HEALTH_PATH).await;
     assert_eq!((health.status, health.text.as_str()), (200, "ok"));
 
+    let mut answers = Vec::new();
     for reply in first {
         let response = reply.await.unwrap().results();
         assert_eq!(
             connects(&response.results[0]),
             [(blackhole, Some(Failure::GenericTimeout))]
         );
+        answers.push(response.results.into_iter().next().unwrap());
     }
+    let shared = shared.await.unwrap().results().results;
+    assert_eq!(
+        shared,
+        answers[..1],
+        "the same facts, measured at the same time"
+    );
 }
 
 /// A target the batch's deadline cuts off costs only itself its facts: the request is

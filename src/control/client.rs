@@ -1,6 +1,6 @@
 //! The probe's side of the control protocol.
 //!
-//! A busy control answers 503 at once rather than queueing (over its caps on
+//! A busy control answers 503 rather than queueing for long (over its caps on
 //! connections too); the client backs off and tries again a few times (backon), and
 //! bounds its own requests in flight so that one probe does not fill a control that
 //! serves many. Targets are sent in batches: one request per target would cost the

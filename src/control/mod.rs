@@ -5,4 +5,5 @@
 pub mod client;
 pub mod collect;
 pub mod protocol;
+mod recent;
 pub mod server;

@@ -49,6 +49,7 @@ use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, HEALTH_PATH,
     MEASURE_PATH, batch_deadline,
 };
+use super::recent::{self, Entry, Recent};
 use crate::facts::TargetFacts;
 use crate::facts::{Measurement, Step, Vantage};
 use crate::input::asn::{self, AsnDb};
@@ -96,6 +97,12 @@ const MAX_REFUSALS: usize = 64;
 /// included) to closing it: long enough for a probe across the world to send its
 /// request's head and read the answer, too short for a client to hold the place.
 const REFUSAL_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a request that would begin a measurement waits for a place before it is
+/// refused: as long as a probe backs off after a 503 at the least (client.rs). Under
+/// load places come free every few milliseconds, and the semaphore hands them out in
+/// order, so a request that waits is answered no later than a refusal and its retry
+/// would be, and costs no second request; a server busy for longer still refuses.
+const QUEUE_WAIT: Duration = Duration::from_millis(250);
 /// What a refusal reads of the request after its head before closing, so that the
 /// close does not reset a connection whose client has not read the answer yet.
 const REFUSAL_DRAIN: usize = 64 * 1024;
@@ -140,7 +147,8 @@ pub struct ServeArgs {
     /// --timeout.
     #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, default_value = settings::secs(settings::REQUEST_DEADLINE))]
     pub request_deadline: Duration,
-    /// Requests measured at once; beyond this, probes get 503 at once.
+    /// Requests measuring at once (one answered from measurements shared with others
+    /// takes no place); beyond this, probes get 503 after a short wait.
     #[arg(long, value_name = "N", value_parser = settings::places(), default_value_t = settings::MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Targets in one request.
@@ -687,13 +695,6 @@ async fn measure(
     require_json(&headers)?;
     // The body before a place in flight: a client sending slowly must not hold one.
     let request = server.read_request(body).await?;
-    // Refuse at once rather than queue: a probe would rather retry than hang.
-    let _place = server.in_flight.try_acquire().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy: this server is measuring as many requests as it can (--max-in-flight); retry later",
-        )
-    })?;
     server.answer(client.ip(), &request).await.map(Json)
 }
 
@@ -717,7 +718,9 @@ struct Server {
     /// SHA-256 of the token: comparing digests takes the same time whatever the
     /// lengths, so timing tells an attacker nothing about the token.
     token: Option<[u8; 32]>,
+    /// Places for the requests that begin a measurement (see [`Recent`]).
     in_flight: Semaphore,
+    recent: Recent,
     /// Bytes of the request bodies being read, within [`BODY_BUDGET`].
     body_budget: Semaphore,
     limits: Arc<Limits>,
@@ -743,6 +746,7 @@ impl Server {
         let server = Server {
             token: args.token.as_deref().map(digest),
             in_flight: Semaphore::new(args.max_in_flight),
+            recent: Recent::new(recent::FRESH, recent::CAPACITY),
             body_budget: Semaphore::new(BODY_BUDGET.max(args.max_body_bytes)),
             limits: Arc::new(Limits::new(args.concurrency, args.per_host)),
             tls: TlsContext::new(root_store(args.measure.ca_file.as_deref())?)?,
@@ -787,6 +791,21 @@ impl Server {
         )
     }
 
+    /// A place among the requests measuring, waited for up to [`QUEUE_WAIT`], else a
+    /// refusal (503).
+    async fn place(&self) -> Result<SemaphorePermit<'_>, ApiError> {
+        tokio::time::timeout(QUEUE_WAIT, self.in_flight.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: this server is measuring as many requests as it can (--max-in-flight); retry later",
+                )
+            })
+    }
+
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(expected) = &self.token else {
             return Ok(());
@@ -807,14 +826,31 @@ impl Server {
         request: &ControlRequest,
     ) -> Result<ControlResponse, ApiError> {
         let (jobs, control_sni) = check(request, self.max_targets, &self.options.policy)?;
-        let measurer = self.measurer(control_sni).map_err(|e| {
+        let measurer = self.measurer(control_sni.clone()).map_err(|e| {
             tracing::warn!("cannot set up a measurement: {e:#}");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot set up the measurement: {e:#}"),
             )
         })?;
-        let results = self.measure_within_deadline(&jobs, &measurer).await;
+        let keys: Vec<recent::Key> = jobs
+            .iter()
+            .map(|job| job.key(control_sni.as_deref()))
+            .collect();
+        // Only a request that begins a measurement takes a place, and before it begins
+        // any: one answered from what others measured or are measuring costs the
+        // measured servers nothing and this server little.
+        let (entries, _place) = match self.recent.all_begun(&keys) {
+            Some(entries) => (entries, None),
+            None => {
+                let place = self.place().await?;
+                let entries = keys.into_iter().map(|key| self.recent.get(key)).collect();
+                (entries, Some(place))
+            }
+        };
+        let results = self
+            .measure_within_deadline(&jobs, &entries, &measurer)
+            .await;
         // The client's network, never its address: see docs/design.md.
         let network = self
             .asn
@@ -839,14 +875,18 @@ impl Server {
     async fn measure_within_deadline(
         &self,
         jobs: &[Job],
+        entries: &[Entry],
         measurer: &Measurer,
     ) -> Vec<ControlResult> {
         let deadline = self.deadline(jobs.len());
         let mut results: Vec<Option<ControlResult>> = vec![None; jobs.len()];
         let mut running: FuturesUnordered<_> = jobs
             .iter()
+            .zip(entries)
             .enumerate()
-            .map(|(index, job)| async move { (index, job.run(measurer).await) })
+            .map(|(index, (job, entry))| async move {
+                (index, job.run(&self.recent, entry, measurer).await)
+            })
             .collect();
         let gather = async {
             while let Some((index, result)) = running.next().await {
@@ -1081,12 +1121,24 @@ struct Job {
 }
 
 impl Job {
-    async fn run(&self, measurer: &Measurer) -> ControlResult {
-        let facts = measurer.measure_with(&self.target, &self.addresses).await;
+    /// What makes this target's measurement the same as another request's.
+    fn key(&self, control_sni: Option<&str>) -> recent::Key {
+        recent::Key::new(&self.target, &self.addresses, control_sni)
+    }
+
+    /// The target's result: its measurement in `entry`, made by this request unless
+    /// another made it or is making it.
+    async fn run(&self, recent: &Recent, entry: &Entry, measurer: &Measurer) -> ControlResult {
+        // Boxed: a measurement's state is large, and the single flight's futures
+        // around it would otherwise hold it more than once (in a debug build, on the
+        // stack of the task that polls it).
+        let make = Box::pin(async {
+            standalone(measurer.measure_with(&self.target, &self.addresses).await)
+        });
         ControlResult {
             target: self.name.clone(),
             refused_addresses: self.refused.clone(),
-            measurements: standalone(facts),
+            measurements: recent.measure(entry, make).await.to_vec(),
             not_measured: None,
         }
     }

@@ -1,0 +1,345 @@
+//! The control's recent measurements, shared between requests.
+//!
+//! Many probes ask about the same targets (a country's probes measure the same test
+//! list), often within seconds of each other. A target named the same way, with the same
+//! addresses and control SNI, measured anew for each of them would cost the control the
+//! same handshakes many times over, and the servers measured a burst of them, for facts
+//! that cannot differ but by the seconds between them. So a measurement begun less than
+//! [`FRESH`] ago answers every request for the same target, and one still in progress is
+//! waited for rather than made again (single flight). Each measurement keeps the time it
+//! was made (`measured_at`), so an answer shared this way still says when its facts were
+//! true. A measurement cut off (by its request's deadline, or dropped with its request)
+//! is not kept: a request waiting for it makes it itself, and a later one anew.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+use crate::facts::Measurement;
+use crate::input::targets::Target;
+
+/// How long a measurement answers for its target: seconds, as long as a probe's request
+/// may already wait at a busy control (a 503 and its retries), and short beside how long
+/// a site stays down or blocked.
+pub const FRESH: Duration = Duration::from_secs(10);
+
+/// Targets remembered at once, evicting the oldest when full: a few seconds of
+/// measurements at full load, in tens of MiB (a URL's facts are a few KiB).
+pub const CAPACITY: usize = 4096;
+
+/// What makes two requested targets the same measurement: all that the control measures
+/// of it, as the measurer is given it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Named in every measurement's facts.
+    service: String,
+    /// The target as the measurer names it in its facts (a URL normalised).
+    target: String,
+    tls_ports: Vec<u16>,
+    tcp_ports: Vec<u16>,
+    quic_ports: Vec<u16>,
+    /// The probe's addresses that are measured, in its order (the first that answers
+    /// is fetched from).
+    addresses: Vec<IpAddr>,
+    control_sni: Option<String>,
+}
+
+impl Key {
+    pub fn new(target: &Target, addresses: &[IpAddr], control_sni: Option<&str>) -> Key {
+        Key {
+            service: target.service.clone(),
+            target: target.to_string(),
+            tls_ports: target.tls_ports.clone(),
+            tcp_ports: target.tcp_ports.clone(),
+            quic_ports: target.quic_ports.clone(),
+            addresses: addresses.to_vec(),
+            control_sni: control_sni.map(str::to_string),
+        }
+    }
+}
+
+/// A target's measurements (each standing on its own, its host's DNS included).
+pub type Measurements = Arc<Vec<Measurement>>;
+
+/// One measurement of a target, made once by whichever request gets to it first.
+#[derive(Clone)]
+pub struct Entry {
+    key: Arc<Key>,
+    cell: Arc<OnceCell<Measurements>>,
+}
+
+impl Entry {
+    fn is(&self, other: &Entry) -> bool {
+        Arc::ptr_eq(&self.cell, &other.cell)
+    }
+}
+
+pub struct Recent {
+    fresh: Duration,
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+/// The entries, and the order they were begun in, which is the order they go stale in.
+/// Every entry is in both; an entry forgotten early stays in `begun` until it would
+/// have gone stale, and is only let go then.
+#[derive(Default)]
+struct State {
+    entries: HashMap<Arc<Key>, Entry>,
+    begun: VecDeque<(Instant, Entry)>,
+}
+
+impl Recent {
+    pub fn new(fresh: Duration, capacity: usize) -> Recent {
+        Recent {
+            fresh,
+            capacity,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The entries of `keys` if every one was begun less than `fresh` ago (done or in
+    /// progress); else none, and nothing is begun: a request that would measure must
+    /// first get a place.
+    pub fn all_begun(&self, keys: &[Key]) -> Option<Vec<Entry>> {
+        let state = self.lock(Instant::now());
+        keys.iter()
+            .map(|key| state.entries.get(key).cloned())
+            .collect()
+    }
+
+    /// The entry of `key` begun less than `fresh` ago, or a new one, for the caller
+    /// to make.
+    pub fn get(&self, key: Key) -> Entry {
+        self.get_at(key, Instant::now())
+    }
+
+    fn get_at(&self, key: Key, now: Instant) -> Entry {
+        let mut state = self.lock(now);
+        if let Some(entry) = state.entries.get(&key) {
+            return entry.clone();
+        }
+        let entry = Entry {
+            key: Arc::new(key),
+            cell: Arc::default(),
+        };
+        if self.capacity == 0 {
+            return entry;
+        }
+        while state.entries.len() >= self.capacity {
+            state.pop_oldest();
+        }
+        state.begun.push_back((now, entry.clone()));
+        state.entries.insert(entry.key.clone(), entry.clone());
+        entry
+    }
+
+    /// The measurements of `entry`: made by `make` unless another request made them or
+    /// is making them, in which case they are waited for. If `make` is cut off, the
+    /// entry is forgotten, so that the next request for the target makes it anew (one
+    /// waiting for it already makes it itself).
+    pub async fn measure(
+        &self,
+        entry: &Entry,
+        make: impl Future<Output = Vec<Measurement>>,
+    ) -> Measurements {
+        entry
+            .cell
+            .get_or_init(|| async {
+                let cut_off = Forget {
+                    recent: self,
+                    entry,
+                };
+                let measurements = Arc::new(make.await);
+                std::mem::forget(cut_off);
+                measurements
+            })
+            .await
+            .clone()
+    }
+
+    /// The state, its stale entries let go as of `now`.
+    fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, State> {
+        let mut state = self
+            .state
+            .lock()
+            .expect("recent measurements lock poisoned");
+        while let Some((begun, _)) = state.begun.front()
+            && now.saturating_duration_since(*begun) >= self.fresh
+        {
+            state.pop_oldest();
+        }
+        state
+    }
+}
+
+/// Forgets its entry when dropped: armed while a measurement is made, and dropped only
+/// if it is cut off.
+struct Forget<'a> {
+    recent: &'a Recent,
+    entry: &'a Entry,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut state = self.recent.lock(Instant::now());
+        state.remove(self.entry);
+    }
+}
+
+impl State {
+    fn pop_oldest(&mut self) {
+        if let Some((_, entry)) = self.begun.pop_front() {
+            self.remove(&entry);
+        }
+    }
+
+    /// Removes `entry`, unless its key is another entry's by now.
+    fn remove(&mut self, entry: &Entry) {
+        if self.entries.get(&entry.key).is_some_and(|e| e.is(entry)) {
+            self.entries.remove(&entry.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::input::targets::TargetKind;
+
+    fn key(name: &str, addresses: &[&str], sni: Option<&str>) -> Key {
+        let target = Target {
+            service: "s".into(),
+            kind: TargetKind::parse(name).unwrap(),
+            tls_ports: vec![443],
+            tcp_ports: vec![80],
+            quic_ports: Vec::new(),
+            asns: Vec::new(),
+        };
+        let addresses: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        Key::new(&target, &addresses, sni)
+    }
+
+    impl Recent {
+        fn len(&self) -> usize {
+            self.lock(Instant::now()).entries.len()
+        }
+    }
+
+    #[test]
+    fn shares_a_measurement_while_fresh_then_makes_it_anew() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let start = Instant::now();
+        let a = || key("https://a.test/", &[], Some("canary.test"));
+        let first = recent.get_at(a(), start);
+        assert!(first.is(&recent.get_at(a(), start)));
+        assert!(first.is(&recent.get_at(a(), start + Duration::from_secs(9))));
+        let stale = start + Duration::from_secs(10);
+        assert!(!first.is(&recent.get_at(a(), stale)));
+        assert_eq!(recent.len(), 1, "the stale entry is gone");
+    }
+
+    #[test]
+    fn what_is_measured_differently_is_not_shared() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let base = recent.get(key("https://a.test/", &["192.0.2.1"], Some("canary.test")));
+        for other in [
+            key("https://b.test/", &["192.0.2.1"], Some("canary.test")),
+            key("https://a.test/", &["192.0.2.2"], Some("canary.test")),
+            key("https://a.test/", &[], Some("canary.test")),
+            key("https://a.test/", &["192.0.2.1"], None),
+            key("https://a.test/", &["192.0.2.1"], Some("other.test")),
+            key("a.test", &["192.0.2.1"], Some("canary.test")),
+        ] {
+            assert!(!base.is(&recent.get(other.clone())), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity_evicting_the_oldest() {
+        let recent = Recent::new(Duration::from_secs(10), 3);
+        let names = ["a.test", "b.test", "c.test", "d.test"];
+        let entries: Vec<Entry> = names
+            .iter()
+            .map(|name| recent.get(key(name, &[], None)))
+            .collect();
+        assert_eq!(recent.len(), 3);
+        assert!(!entries[0].is(&recent.get(key("a.test", &[], None))));
+        assert!(entries[3].is(&recent.get(key("d.test", &[], None))));
+        assert_eq!(recent.len(), 3);
+
+        let none = Recent::new(Duration::from_secs(10), 0);
+        let once = none.get(key("a.test", &[], None));
+        assert!(!once.is(&none.get(key("a.test", &[], None))));
+        assert_eq!(none.len(), 0);
+    }
+
+    /// A request that would begin nothing is told so, and one that would is told
+    /// nothing, with nothing begun for it before it has a place.
+    #[test]
+    fn tells_whether_all_of_a_request_is_begun_without_beginning_any() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let (a, b) = (key("a.test", &[], None), key("b.test", &[], None));
+        let first = recent.get(a.clone());
+        assert!(recent.all_begun(&[a.clone(), b.clone()]).is_none());
+        assert_eq!(recent.len(), 1);
+        let [shared] = <[Entry; 1]>::try_from(recent.all_begun(&[a]).unwrap())
+            .ok()
+            .unwrap();
+        assert!(shared.is(&first));
+        assert!(recent.all_begun(&[]).is_some());
+    }
+
+    /// Requests at once for one target get one measurement, the same facts and times.
+    #[tokio::test]
+    async fn measures_a_target_once_for_requests_at_once() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let made = AtomicUsize::new(0);
+        let make = || async {
+            made.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Vec::new()
+        };
+        let entries = [
+            recent.get(key("a.test", &[], None)),
+            recent.get(key("a.test", &[], None)),
+        ];
+        let (first, second) = tokio::join!(
+            recent.measure(&entries[0], make()),
+            recent.measure(&entries[1], make())
+        );
+        assert!(Arc::ptr_eq(&first, &second));
+        let later = recent
+            .measure(&recent.get(key("a.test", &[], None)), make())
+            .await;
+        assert!(Arc::ptr_eq(&first, &later));
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+    }
+
+    /// A measurement cut off is not kept: the request waiting for it makes it, and the
+    /// next request for the target begins anew.
+    #[tokio::test]
+    async fn a_measurement_cut_off_is_made_again() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let entry = recent.get(key("a.test", &[], None));
+        let begun = tokio::sync::Notify::new();
+        let stalled = recent.measure(&entry, async {
+            begun.notify_one();
+            std::future::pending().await
+        });
+        let cut_off = tokio::time::timeout(Duration::from_millis(10), stalled);
+        let (cut_off, waited) = tokio::join!(cut_off, async {
+            begun.notified().await;
+            recent.measure(&entry, async { Vec::new() }).await
+        });
+        assert!(cut_off.is_err());
+        assert!(waited.is_empty());
+        assert!(!entry.is(&recent.get(key("a.test", &[], None))));
+        assert_eq!(recent.len(), 1);
+    }
+}
