@@ -721,7 +721,7 @@ struct Sink<'a> {
     verdicts: Vec<TargetVerdict>,
     /// The verdicts by kind, for the progress bar: counted again for each of 100,000
     /// targets, the list would cost more than measuring them.
-    counts: [usize; 5],
+    counts: [usize; Verdict::ALL.len()],
 }
 
 impl<'a> Sink<'a> {
@@ -735,7 +735,7 @@ impl<'a> Sink<'a> {
         bar: &'a ProgressBar,
         verdicts: Vec<TargetVerdict>,
     ) -> Sink<'a> {
-        let mut counts = [0; 5];
+        let mut counts = [0; Verdict::ALL.len()];
         for v in &verdicts {
             counts[v.verdict.index()] += 1;
         }
@@ -854,7 +854,7 @@ impl<'a> Sink<'a> {
 
 /// The progress bar's count of what was found so far: "2 blocked, 1 anomaly", from the
 /// verdicts' counts by kind.
-fn flagged(counts: &[usize; 5]) -> String {
+fn flagged(counts: &[usize; Verdict::ALL.len()]) -> String {
     let (blocked, anomalies) = (
         counts[Verdict::Blocked.index()],
         counts[Verdict::Anomaly.index()],

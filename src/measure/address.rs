@@ -21,6 +21,7 @@
 //!   address in turn, so that a trigger is known to have gone before its echo.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -187,6 +188,24 @@ impl Default for Addresses {
     }
 }
 
+/// Entries a per-address map holds before it lets go of those no longer needed.
+const MAX_KEPT: usize = 4096;
+
+/// The entry of `key` in `map`, made if missing. A map that has reached [`MAX_KEPT`]
+/// first lets go of the entries `keep` refuses, so that memory stays bounded over a
+/// long run.
+pub(super) fn kept_entry<K: Eq + Hash, V: Clone + Default>(
+    map: &Mutex<HashMap<K, V>>,
+    key: K,
+    mut keep: impl FnMut(&V) -> bool,
+) -> V {
+    let mut map = map.lock().expect("per-address map lock poisoned");
+    if map.len() >= MAX_KEPT {
+        map.retain(|_, value| keep(value));
+    }
+    map.entry(key).or_default().clone()
+}
+
 impl Addresses {
     /// The control-SNI handshake to `address` over `transport`, made by `make` if no
     /// target has made it yet in this run; the others wait for it.
@@ -200,16 +219,12 @@ impl Addresses {
         F: FnOnce() -> Fut,
         Fut: Future<Output = SharedHandshake>,
     {
-        let cell = {
-            let mut cells = self.control_sni.lock().expect("address lock poisoned");
-            // Forget handshakes made long ago: memory stays bounded over a long run, and
-            // an address seen again much later is asked afresh.
-            if cells.len() >= 4096 {
-                let old = Utc::now() - KEEP;
-                cells.retain(|_, cell| cell.get().is_none_or(|h| h.measured_at > old));
-            }
-            cells.entry((transport, address)).or_default().clone()
-        };
+        // Handshakes made long ago are forgotten: an address seen again much later is
+        // asked afresh.
+        let old = Utc::now() - KEEP;
+        let cell = kept_entry(&self.control_sni, (transport, address), |cell| {
+            cell.get().is_none_or(|h| h.measured_at > old)
+        });
         cell.get_or_init(|| async { Arc::new(make().await) })
             .await
             .clone()
@@ -218,19 +233,13 @@ impl Addresses {
     /// The turn to connect to `address`, once the connect before it there has ended;
     /// or, when that one went unanswered a moment ago, its silence.
     pub async fn dial(&self, address: SocketAddr) -> Dial {
-        let cell = {
-            let mut dials = self.dials.lock().expect("address lock poisoned");
-            if dials.len() >= 4096 {
-                let old = Utc::now() - SILENCE_KEPT;
-                dials.retain(|_, cell| {
-                    Arc::strong_count(cell) > 1
-                        || cell.try_lock().is_ok_and(
-                            |last| matches!(&*last, Last::Silent(s) if s.measured_at > old),
-                        )
-                });
-            }
-            dials.entry(address).or_default().clone()
-        };
+        let old = Utc::now() - SILENCE_KEPT;
+        let cell = kept_entry(&self.dials, address, |cell| {
+            Arc::strong_count(cell) > 1
+                || cell
+                    .try_lock()
+                    .is_ok_and(|last| matches!(&*last, Last::Silent(s) if s.measured_at > old))
+        });
         let last = cell.lock_owned().await;
         match &*last {
             Last::Silent(silence) if silence.measured_at > Utc::now() - SILENCE_KEPT => {
@@ -246,13 +255,7 @@ impl Addresses {
     /// time, so that the order in which they were sent is known, and with it which may
     /// have set off a residual block and which met it. See [`Turn::during`].
     pub async fn turn(&self, ip: IpAddr) -> Turn {
-        let lock = {
-            let mut turns = self.turns.lock().expect("address lock poisoned");
-            if turns.len() >= 4096 {
-                turns.retain(|_, lock| Arc::strong_count(lock) > 1);
-            }
-            turns.entry(ip).or_default().clone()
-        };
+        let lock = kept_entry(&self.turns, ip, |lock| Arc::strong_count(lock) > 1);
         Turn {
             _held: lock.lock_owned().await,
         }
@@ -462,10 +465,13 @@ mod tests {
             panic!("the first connect is made")
         };
         first.learnt(None);
-        let (Dial::Mine(a), Dial::Mine(b)) =
-            (addresses.dial(address).await, addresses.dial(address).await)
-        else {
-            panic!("each connects")
+        // Were they still one at a time, the second would wait for the first's outcome.
+        let at_once = Duration::from_secs(1);
+        let (Ok(Dial::Mine(a)), Ok(Dial::Mine(b))) = (
+            tokio::time::timeout(at_once, addresses.dial(address)).await,
+            tokio::time::timeout(at_once, addresses.dial(address)).await,
+        ) else {
+            panic!("each connects, at once")
         };
         a.learnt(silence(Utc::now(), None));
         b.learnt(None);

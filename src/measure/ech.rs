@@ -112,14 +112,8 @@ impl Ech {
     }
 
     fn cell(&self, address: SocketAddr, name: &str) -> Cell {
-        let mut made = self.made.lock().expect("ECH lock poisoned");
-        // Bounded over a long run, as the control-SNI handshakes are.
-        if made.len() >= 4096 {
-            made.retain(|_, cell| cell.get().is_none());
-        }
-        made.entry((address, name.to_ascii_lowercase()))
-            .or_default()
-            .clone()
+        let key = (address, name.to_ascii_lowercase());
+        super::address::kept_entry(&self.made, key, |cell| cell.get().is_none())
     }
 }
 
