@@ -6,7 +6,7 @@
 #                         [--blackholed PCT] [--reset PCT] [--addresses N]
 #                         [--concurrency N] [--timeout SECS] [--no-clean] [--no-censored]
 #                         [--no-curl] [--curl-max N] [--control-clients N] [--control-batch N]
-#                         [--control-seconds S] [--no-control-load] [--no-build]
+#                         [--control-seconds S] [--no-control-load] [--no-build] [--bin PATH]
 #                         [--keep DIR] [--results DIR] [--plot FILE.png] [--history FILE.md]
 #   scripts/bench.sh --from bench.json [--from bench.json ...] [--plot FILE.png]
 #                    [--history FILE.md]
@@ -33,6 +33,9 @@
 # git ignores): bench.json (every figure of every run, with the commit: see
 # docs/performance.md; rewritten after each size, so a bench cut short keeps what it
 # measured) and summary.txt (the table). --keep DIR keeps the runs' directories too.
+# --bin PATH runs that binary, as probe and as control, instead of building
+# target/release/censorprobe: an earlier commit's build, to compare before and after in
+# one session (bench.json's `build` then names the binary; `commit` stays the checkout's).
 # --plot FILE.png draws wall time and peak RSS against N (gnuplot); --history FILE.md adds
 # the runs as rows to the history tables of FILE.md (docs/performance.md). --from reads
 # earlier bench.json files instead of running (no root, no lab): it prints their table
@@ -81,6 +84,7 @@ CONTROL_CLIENTS=200
 CONTROL_BATCH=10
 CONTROL_SECONDS=20
 BUILD=1
+BIN_GIVEN=""
 KEEP=""
 RESULTS=""
 PLOT=""
@@ -131,6 +135,7 @@ while (($#)); do
     --control-seconds) need_value "$@" && CONTROL_SECONDS=$2 && shift ;;
     --no-control-load) CONTROL_LOAD=0 ;;
     --no-build) BUILD=0 ;;
+    --bin) need_value "$@" && BIN_GIVEN=$(absolute "$2") && BUILD=0 && shift ;;
     --keep) need_value "$@" && KEEP=$(absolute "$2") && shift ;;
     --results) need_value "$@" && RESULTS=$(absolute "$2") && shift ;;
     --plot) need_value "$@" && PLOT=$(absolute "$2") && shift ;;
@@ -660,7 +665,7 @@ write_json() {
     done >"$WORK/runs.jsonl"
     if [[ -n ${FIG[control/rps]:-} ]]; then control_json; fi >"$WORK/control.jsonl"
     jq -n --arg commit "$COMMIT" --argjson dirty "$DIRTY" --arg describe "$REVISION" \
-        --arg build "$(if ((BUILD)); then echo "cargo build --release"; else echo "--no-build"; fi)" \
+        --arg build "$(if ((BUILD)); then echo "cargo build --release"; elif [[ -n $BIN_GIVEN ]]; then echo "--bin $BIN_GIVEN"; else echo "--no-build"; fi)" \
         --arg date "$STARTED" --argjson cores "$(nproc)" \
         --argjson memory "$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" \
         --arg kernel "$(uname -r)" --arg kind "$KIND" --argjson timeout "$TIMEOUT" \
@@ -838,8 +843,8 @@ if ((BUILD)); then
     cargo build --release --quiet 2>&1 | tail -n 20 >&2
     ((PIPESTATUS[0] == 0)) || die "cargo build --release failed"
 fi
-BIN=$REPO/target/release/censorprobe
-[[ -x $BIN ]] || die "no $BIN: build it (cargo build --release)"
+BIN=${BIN_GIVEN:-$REPO/target/release/censorprobe}
+[[ -x $BIN ]] || die "no $BIN: build it (cargo build --release), or give --bin an executable"
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 REVISION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
 COMMIT=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
