@@ -152,7 +152,7 @@ SIZES=${SIZES//,/ }
 [[ -n ${SIZES//[[:space:]]/} ]] || bad "--sizes: no size"
 for n in $SIZES; do is_count "$n" || bad "--sizes: '$n' is not a count (want e.g. \"1000 10000 100000\")"; done
 SIZES=$(tr -s '[:space:]' '\n' <<<"$SIZES" | grep . | sort -nu | paste -sd' ' -) # in order, once each
-((RUN_CLEAN + RUN_CENSORED > 0)) || bad "--no-clean and --no-censored: nothing to run"
+((RUN_CLEAN + RUN_CENSORED + CONTROL_LOAD > 0)) || bad "--no-clean, --no-censored and --no-control-load: nothing to run"
 [[ $KIND == urls || $KIND == domains ]] || bad "--kind: '$KIND': want urls or domains"
 for v in BLACKHOLED RESET; do
     [[ ${!v} =~ ^[0-9]+$ ]] || bad "--${v,,}: '${!v}': want a whole percentage"
