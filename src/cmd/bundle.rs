@@ -40,8 +40,11 @@ pub fn make(
     keep: impl Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
     let summary = browse::summary(dir, None)?;
-    // The report is written beside the archive, put in, and removed.
-    let report = rundir::aside(&out.with_file_name(format!(".{run_id}.{REPORT_HTML}")));
+    // The report is written beside the archive, put in, and removed; named after the
+    // archive, not the run, so that two bundles of one run at once (an upload and a
+    // bundle) do not write and remove each other's.
+    let archive = out.file_name().unwrap_or_default().to_string_lossy();
+    let report = rundir::aside(&out.with_file_name(format!(".{archive}.{REPORT_HTML}")));
     output::html::write(&[dir.to_path_buf()], &report, Default::default())?;
     let written = write(dir, run_id, out, &summary, &report, keep);
     let _ = std::fs::remove_file(&report);
