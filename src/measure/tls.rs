@@ -6,10 +6,11 @@
 //! being an opaque handshake error. Handshake signatures are still verified, so the
 //! peer did prove it holds the key of the certificate it showed.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
@@ -86,6 +87,67 @@ pub struct TlsContext {
     strict: Arc<ClientConfig>,
     /// The recording configuration for QUIC: TLS 1.3 only, offering HTTP/3.
     quic: quinn::ClientConfig,
+    verified: Arc<Verified>,
+}
+
+/// How long a chain's verification stands for the same chain and name. A target's
+/// handshakes (its own, its fetch's, the ECH comparison's, the control's likewise) show
+/// one chain within seconds, and each verification is two or three signature checks;
+/// a minute is too short for a chain's validity to change but at its very edge.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Verifications kept at most: a run of 100,000 names keeps a few thousand.
+const VERIFIED_KEPT: usize = 4096;
+
+/// Chain verifications made lately, by the SHA-256 of the name and every certificate
+/// of the chain (a chain that differs in one byte is verified afresh).
+#[derive(Default)]
+struct Verified(Mutex<HashMap<[u8; 32], Kept>>);
+
+/// A verification and when it was made.
+type Kept = (Instant, Result<(), Failure>);
+
+impl Verified {
+    fn key(chain: &[CertificateDer<'_>], name: &ServerName<'_>) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        let name = name.to_str();
+        digest.update((name.len() as u64).to_be_bytes());
+        digest.update(name.as_bytes());
+        for cert in chain {
+            digest.update((cert.len() as u64).to_be_bytes());
+            digest.update(cert.as_ref());
+        }
+        digest.finalize().into()
+    }
+
+    /// The verification of `key`, made by `verify` unless one younger than
+    /// [`VERIFIED_FOR`] is kept.
+    fn get_or(
+        &self,
+        key: [u8; 32],
+        verify: impl FnOnce() -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let fresh = |(at, _): &Kept| at.elapsed() < VERIFIED_FOR;
+        if let Some((_, result)) = self
+            .0
+            .lock()
+            .expect("verifications lock poisoned")
+            .get(&key)
+            .filter(|kept| fresh(kept))
+        {
+            return result.clone();
+        }
+        // Made outside the lock: other handshakes' verifications go on meanwhile.
+        let result = verify();
+        let mut kept = self.0.lock().expect("verifications lock poisoned");
+        if kept.len() >= VERIFIED_KEPT {
+            kept.retain(|_, entry| fresh(entry));
+            if kept.len() >= VERIFIED_KEPT {
+                kept.clear();
+            }
+        }
+        kept.insert(key, (Instant::now(), result.clone()));
+        result
+    }
 }
 
 impl TlsContext {
@@ -133,6 +195,7 @@ impl TlsContext {
             hellos: Arc::new(hellos),
             strict: Arc::new(strict),
             quic,
+            verified: Arc::default(),
         })
     }
 
@@ -237,8 +300,18 @@ impl TlsContext {
         }
     }
 
-    /// Checks a chain for a name, as a browser would have before going on.
+    /// Checks a chain for a name, as a browser would have before going on (or gives
+    /// the same check made lately: see [`Verified`]).
     fn verify(&self, chain: &[CertificateDer<'_>], name: &ServerName<'_>) -> Result<(), Failure> {
+        self.verified
+            .get_or(Verified::key(chain, name), || self.verify_now(chain, name))
+    }
+
+    fn verify_now(
+        &self,
+        chain: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+    ) -> Result<(), Failure> {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(Failure::SslInvalidCertificate);
         };
@@ -475,6 +548,34 @@ mod tests {
             check(&["chat.private.test"], "storage.private.test"),
             Err(Failure::SslInvalidHostname)
         );
+    }
+
+    #[test]
+    fn a_verification_kept_stands_only_for_the_same_chain_and_name() {
+        let ca = Ca::new().unwrap();
+        let pem = ca.pem();
+        let tls = TlsContext::with_private_anchors(
+            root_store(None).unwrap(),
+            &[(&["kept.test"], pem.as_str())],
+        )
+        .unwrap();
+        let (chain, _) = ca.issue(&["a.kept.test"]).unwrap();
+        let name = |n: &str| server_name_of(n).unwrap();
+        for _ in 0..2 {
+            assert_eq!(tls.verify(&chain, &name("a.kept.test")), Ok(()));
+            // The same chain for another name: its own verdict, not the one kept.
+            assert_eq!(
+                tls.verify(&chain, &name("b.kept.test")),
+                Err(Failure::SslInvalidHostname)
+            );
+        }
+        // A chain that differs in one byte of its leaf is verified afresh.
+        let mut forged = chain[0].as_ref().to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let forged = vec![CertificateDer::from(forged)];
+        assert_ne!(tls.verify(&forged, &name("a.kept.test")), Ok(()));
+        assert_eq!(tls.verified.0.lock().unwrap().len(), 3);
     }
 
     #[test]
