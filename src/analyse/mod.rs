@@ -44,11 +44,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// How many of `verdicts` are this one.
-    pub fn count_in(self, verdicts: &[TargetVerdict]) -> usize {
-        verdicts.iter().filter(|v| v.verdict == self).count()
-    }
-
     pub const ALL: [Verdict; 5] = [
         Verdict::Ok,
         Verdict::Blocked,

@@ -7,30 +7,23 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::analyse::{TargetVerdict, Verdict};
+use crate::analyse::Verdict;
 use crate::error::InputError;
-use crate::output;
-use crate::rundir::rows::read_verdicts;
-use crate::rundir::{self, Found, RunInfo, VERDICTS_CSV};
+use crate::output::summary::Tally;
+use crate::rundir::rows::run_verdicts;
+use crate::rundir::{self, Found, RunInfo};
 
-/// A run as the list shows it: what run.json says, and its verdicts.
+/// A run as the list shows it: what run.json says, and what its verdicts add up to.
 struct Listed {
     dir: PathBuf,
     info: RunInfo,
-    verdicts: Vec<TargetVerdict>,
+    verdicts: Tally,
 }
 
 fn load(dir: &Path) -> anyhow::Result<Listed> {
     rundir::check_run(dir)?;
     let info = rundir::read_info(dir).with_context(|| dir.display().to_string())?;
-    let mut verdicts = Vec::new();
-    for row in read_verdicts(&dir.join(VERDICTS_CSV))? {
-        let (line, row) = row?;
-        let verdict = row
-            .into_verdict()
-            .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", dir.join(VERDICTS_CSV).display()))?;
-        verdicts.push(verdict);
-    }
+    let verdicts = run_verdicts(dir)?.collect::<anyhow::Result<Tally>>()?;
     Ok(Listed {
         dir: dir.to_path_buf(),
         info,
@@ -68,7 +61,7 @@ pub fn list(dir: &Path, is_default: bool) -> anyhow::Result<ExitCode> {
         "started (UTC)", "network", "targets", "blocked", "anomaly", "inconcl"
     )?;
     for run in &runs {
-        let count = |verdict: Verdict| verdict.count_in(&run.verdicts);
+        let count = |verdict: Verdict| run.verdicts.count(verdict);
         let state = match (run.info.finished_at, run.info.no_network) {
             (None, _) if rundir::being_written(&run.dir) => " (running)",
             (None, _) => " (unfinished)",
@@ -122,12 +115,12 @@ pub fn summary(dir: &Path, resume_from: Option<&Path>) -> anyhow::Result<String>
         (Some(at), _) => format!("finished {}", at.format("%Y-%m-%d %H:%M UTC")),
         (None, _) if rundir::being_written(dir) => format!(
             "still going ({} of {} targets done so far)",
-            listed.verdicts.len(),
+            listed.verdicts.total(),
             info.targets.len()
         ),
         (None, resume) => format!(
             "unfinished ({} of {} targets done){}",
-            listed.verdicts.len(),
+            listed.verdicts.total(),
             info.targets.len(),
             resume.map_or(String::new(), |dir| format!(
                 ": finish it with censorprobe run --resume {}",
@@ -146,7 +139,7 @@ pub fn summary(dir: &Path, resume_from: Option<&Path>) -> anyhow::Result<String>
         info.probe_cc,
         info.probe_asn,
         crate::analyse::counted(info.targets.len(), "target", "targets"),
-        output::summary::render(&listed.verdicts, info.no_network, &info.resolvers)
+        listed.verdicts.render(info.no_network, &info.resolvers)
     ))
 }
 

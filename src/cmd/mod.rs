@@ -309,7 +309,7 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
 fn print_report(report: &RunReport) {
     out!(
         "{}",
-        output::summary::render(&report.verdicts, report.no_network, &report.resolvers)
+        report.verdicts.render(report.no_network, &report.resolvers)
     );
     outln!("\nResults: {}", report.dir.display());
 }

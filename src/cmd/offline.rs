@@ -11,6 +11,7 @@ use std::path::Path;
 use crate::analyse::{self, Control, Outcome};
 use crate::error::InputError;
 use crate::facts::{TargetFacts, Vantage};
+use crate::output::summary::Tally;
 use crate::rundir::recorded::{RecordedRun, Unit};
 use crate::rundir::rows::{RunColumns, measured_at_column};
 use crate::rundir::writer::VerdictsWriter;
@@ -162,7 +163,7 @@ fn record_warnings(
         return Ok(());
     }
     info.compare_warnings.extend(warnings);
-    rundir::replace_file(&dir.join(RUN_JSON), &serde_json::to_vec_pretty(&info)?)
+    rundir::write_info(dir, &info)
 }
 
 /// One unit's verdict, when its first measurement was made, and whether the control's
@@ -193,14 +194,14 @@ fn write(run: &RecordedRun, judged: Vec<Judged>, out: &Path) -> anyhow::Result<R
         .iter()
         .any(|j| analyse::shows_network(&j.outcome, j.control_answered));
     let mut writer = VerdictsWriter::create(out, &run.info, true)?;
-    let mut verdicts = Vec::new();
+    let mut verdicts = Tally::default();
     for j in judged {
         let verdict = match no_network {
             true => analyse::no_network(&j.outcome),
             false => j.outcome.verdict,
         };
         writer.write_as(&j.origin, &j.measured_at, &verdict)?;
-        verdicts.push(verdict);
+        verdicts.add(verdict);
     }
     Ok(RunReport {
         dir: out.to_path_buf(),

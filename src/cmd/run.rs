@@ -34,6 +34,7 @@ use crate::input::targets::{SHIPPED_NAME, Settings, Target, TargetsFile};
 use crate::input::testlist;
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
+use crate::output::summary::Tally;
 use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
 use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, Stopped};
@@ -140,8 +141,9 @@ fn over_file(help: &str, key: &str, default: impl std::fmt::Display) -> String {
 struct Prepared {
     measurer: Measurer,
     control: Option<ControlClient>,
-    /// The targets to measure, in the order to measure them.
-    targets: Vec<Target>,
+    /// The targets to measure, as places in `info.targets` (the run's one copy of its
+    /// targets), in the order to measure them.
+    order: Vec<usize>,
     info: RunInfo,
     context: analyse::Context,
     /// What a resumed run had done before it was killed.
@@ -151,7 +153,7 @@ struct Prepared {
 /// The verdicts of a resumed run written before it was killed.
 #[derive(Default)]
 struct Earlier {
-    verdicts: Vec<TargetVerdict>,
+    verdicts: Tally,
     /// A target to measure, unrecorded, for whether this session has a network.
     network_check: Option<Target>,
 }
@@ -160,8 +162,8 @@ struct Earlier {
 /// or, for `--resume`, what the killed run had planned, read back from its run.json.
 struct Plan {
     info: RunInfo,
-    /// The targets still to measure, in plan order.
-    targets: Vec<Target>,
+    /// The targets still to measure, as places in `info.targets`, in plan order.
+    order: Vec<usize>,
     ca_file: Option<PathBuf>,
     asn_db: Option<PathBuf>,
     control: Option<url::Url>,
@@ -181,7 +183,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     }
     let Plan {
         mut info,
-        targets,
+        order,
         ca_file,
         asn_db,
         control,
@@ -231,7 +233,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         measurer,
         control,
-        targets: measuring_order(targets, &mut rand::rng()),
+        order: measuring_order(order, &info.targets, &mut rand::rng()),
         info,
         context: analyse::Context {
             policy,
@@ -243,17 +245,17 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
 
 /// A new run: the targets file's services and settings, the command line over them.
 fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
-    let (file, named) = match &args.targets {
+    let (mut file, named) = match &args.targets {
         Some(path) => (TargetsFile::load(path)?, path.clone()),
         None => (TargetsFile::shipped(), PathBuf::from(SHIPPED_NAME)),
     };
     let settings = resolve(args, &file.settings, &named);
     let policy = AddressPolicy::new(settings.treat_as_public.clone());
-    let mut services = file.services.clone();
     if let Some(list) = &args.test_list {
-        services.extend(testlist::load(list, &args.categories, &policy)?);
+        file.services
+            .extend(testlist::load(list, &args.categories, &policy)?);
     }
-    let targets = plan::plan(&file.settings, &services);
+    let targets = plan::plan(&file.settings, std::mem::take(&mut file.services));
     // Checked once the test list is merged: a targets file may hold [settings] alone.
     if targets.iter().all(Target::is_canary) {
         let list = match (&args.test_list, args.categories.is_empty()) {
@@ -271,10 +273,10 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
         );
     }
     refuse_bogon_targets(&targets, &policy, &named)?;
-    let info = RunInfo::start("", settings, targets.clone());
+    let order = (0..targets.len()).collect();
     Ok(Plan {
-        info,
-        targets,
+        info: RunInfo::start("", settings, targets),
+        order,
         ca_file: args.measure.ca_file.clone(),
         asn_db: args.measure.asn_db.clone(),
         control: args.control.clone(),
@@ -340,9 +342,9 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
         ca_file: settings.ca_file.as_ref().map(PathBuf::from),
         asn_db: settings.asn_db.as_ref().map(PathBuf::from),
         control,
-        targets: resumed.remaining,
+        order: resumed.remaining,
         earlier: Some(Earlier {
-            verdicts: resumed.verdicts,
+            verdicts: resumed.verdicts.into_iter().collect(),
             network_check: resumed.network_check,
         }),
         info: resumed.info,
@@ -362,9 +364,9 @@ fn canary_port(targets: &[Target]) -> Option<u16> {
 
 /// The canary first, the rest shuffled: a run that always asks for the same services
 /// in the same order is easy to fingerprint on the wire.
-fn measuring_order(targets: Vec<Target>, rng: &mut impl rand::Rng) -> Vec<Target> {
-    let (mut order, mut rest): (Vec<Target>, Vec<Target>) =
-        targets.into_iter().partition(Target::is_canary);
+fn measuring_order(order: Vec<usize>, targets: &[Target], rng: &mut impl rand::Rng) -> Vec<usize> {
+    let (mut order, mut rest): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|&i| targets[i].is_canary());
     rest.shuffle(rng);
     order.append(&mut rest);
     order
@@ -453,7 +455,7 @@ pub async fn run(
     let Prepared {
         measurer,
         control,
-        targets,
+        order,
         mut info,
         context,
         earlier,
@@ -495,7 +497,7 @@ pub async fn run(
         Some(_) => None,
         None => Some(crate::rundir::hold_run(&dir)?),
     };
-    let bar = progress.add(ProgressBar::new(targets.len() as u64));
+    let bar = progress.add(ProgressBar::new(order.len() as u64));
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} targets ({per_sec}, {eta} left) {msg}",
@@ -519,10 +521,10 @@ pub async fn run(
         sink.network_seen = analyse::judge(&facts, Control::None, &sink.context).reached;
         measurer.forget_dns();
     }
-    if !targets.iter().any(Target::is_canary) && sink.resolvers.is_none() {
+    if !order.iter().any(|&i| info.targets[i].is_canary()) && sink.resolvers.is_none() {
         sink.resolvers = Some(Vec::new());
     }
-    measurer.expect(&targets);
+    measurer.expect(order.iter().map(|&i| &info.targets[i]));
     let measurer = Arc::new(measurer);
     let control = control
         .map(|client| Batcher::start(Arc::new(client), measurer.options().control_sni.clone()));
@@ -533,15 +535,16 @@ pub async fn run(
         .concurrency
         .saturating_mul(TARGETS_PER_OPERATION)
         .max(1);
-    // The canary (first in `targets`) starts first but is not waited for: the sink
+    // The canary (first in `order`) starts first but is not waited for: the sink
     // holds verdicts back until the canary has shown how the resolvers fare, and until
     // some target, the canary or another, shows a network.
     let stopping = Arc::new(AtomicBool::new(false));
     // Kept to cut the targets still in flight when a stop's grace ends: a detached task
     // would go on sending names and asking the control while the run ends.
     let in_flight_tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut results = futures_util::stream::iter(targets)
-        .map(|target| {
+    let mut results = futures_util::stream::iter(order)
+        .map(|i| {
+            let target = info.targets[i].clone();
             let (measurer, control) = (measurer.clone(), control.clone());
             let stopping = stopping.clone();
             let task = tokio::spawn(async move {
@@ -718,10 +721,8 @@ struct Sink<'a> {
     /// Targets measured before the canary, not yet judged.
     unjudged: Vec<(TargetFacts, Option<Result<TargetFacts, String>>)>,
     held: Vec<(String, Outcome)>,
-    verdicts: Vec<TargetVerdict>,
-    /// The verdicts by kind, for the progress bar: counted again for each of 100,000
-    /// targets, the list would cost more than measuring them.
-    counts: [usize; Verdict::ALL.len()],
+    /// The verdicts written, counted (each is in verdicts.csv, not kept here).
+    verdicts: Tally,
 }
 
 impl<'a> Sink<'a> {
@@ -733,13 +734,9 @@ impl<'a> Sink<'a> {
         writer: &'a mut ResultsWriter,
         context: analyse::Context,
         bar: &'a ProgressBar,
-        verdicts: Vec<TargetVerdict>,
+        verdicts: Tally,
     ) -> Sink<'a> {
-        let mut counts = [0; Verdict::ALL.len()];
-        for v in &verdicts {
-            counts[v.verdict.index()] += 1;
-        }
-        bar.set_message(flagged(&counts));
+        bar.set_message(flagged(&verdicts));
         Sink {
             writer,
             context,
@@ -749,7 +746,6 @@ impl<'a> Sink<'a> {
             unjudged: Vec::new(),
             held: Vec::new(),
             verdicts,
-            counts,
         }
     }
 
@@ -810,14 +806,14 @@ impl<'a> Sink<'a> {
 
     /// The verdicts written and the resolvers' statuses, when the run stopped early:
     /// what is held back or unjudged stays unwritten, for --resume to measure again.
-    fn stopped(self) -> (Vec<TargetVerdict>, Vec<ResolverStatus>) {
+    fn stopped(self) -> (Tally, Vec<ResolverStatus>) {
         (self.verdicts, self.resolvers.unwrap_or_default())
     }
 
     /// Judges what is left (a run whose canary never finished), writes the held
     /// verdicts as "no network" if no target ever got through, and gives the verdicts,
     /// whether the probe had no network, and the resolvers' statuses.
-    fn finish(mut self) -> anyhow::Result<(Vec<TargetVerdict>, bool, Vec<ResolverStatus>)> {
+    fn finish(mut self) -> anyhow::Result<(Tally, bool, Vec<ResolverStatus>)> {
         for (facts, control) in std::mem::take(&mut self.unjudged) {
             self.judge(facts, control)?;
         }
@@ -843,21 +839,21 @@ impl<'a> Sink<'a> {
             verdict.verdict,
             verdict.blocking.map_or(String::new(), |b| format!(" {b}"))
         );
-        self.counts[verdict.verdict.index()] += 1;
-        if matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked) {
-            self.bar.set_message(flagged(&self.counts));
+        let flags = matches!(verdict.verdict, Verdict::Anomaly | Verdict::Blocked);
+        self.verdicts.add(verdict);
+        if flags {
+            self.bar.set_message(flagged(&self.verdicts));
         }
-        self.verdicts.push(verdict);
         Ok(())
     }
 }
 
 /// The progress bar's count of what was found so far: "2 blocked, 1 anomaly", from the
 /// verdicts' counts by kind.
-fn flagged(counts: &[usize; Verdict::ALL.len()]) -> String {
+fn flagged(verdicts: &Tally) -> String {
     let (blocked, anomalies) = (
-        counts[Verdict::Blocked.index()],
-        counts[Verdict::Anomaly.index()],
+        verdicts.count(Verdict::Blocked),
+        verdicts.count(Verdict::Anomaly),
     );
     let plural = if anomalies == 1 {
         "anomaly"
@@ -965,14 +961,14 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     } else if let Some(upload) = &upload {
         super::upload::after_run(&report.dir, upload).await;
     }
-    let differences = expected.map(|e| super::expect::compare(&e, &report.verdicts));
+    // Each verdict again, from the run's verdicts file: the run kept only their counts.
+    let verdicts = match expected.is_some() || cmd.junit.is_some() {
+        true => crate::rundir::rows::run_verdicts(&report.dir)?.collect::<anyhow::Result<_>>()?,
+        false => Vec::new(),
+    };
+    let differences = expected.map(|e| super::expect::compare(&e, &verdicts));
     if let Some(path) = &cmd.junit {
-        super::expect::write_junit(
-            path,
-            &report.verdicts,
-            differences.as_deref(),
-            report.no_network,
-        )?;
+        super::expect::write_junit(path, &verdicts, differences.as_deref(), report.no_network)?;
     }
     // No network says more than any difference (every verdict is inconclusive): a CI
     // job must not pass, nor blame the targets, on a dead link. The summary has said it.
@@ -1024,10 +1020,10 @@ fn history_line(report: &anyhow::Result<RunReport>) -> String {
         None if report.no_network => "finished, no network",
         None => "finished",
     };
-    let count = |verdict: Verdict| verdict.count_in(&report.verdicts);
+    let count = |verdict: Verdict| report.verdicts.count(verdict);
     format!(
         "{id} {ended}: {} of {} targets, {} blocked, {} anomalous",
-        report.verdicts.len(),
+        report.verdicts.total(),
         report.planned,
         count(Verdict::Blocked),
         count(Verdict::Anomaly)
@@ -1045,7 +1041,7 @@ fn stopped_note(report: &RunReport) {
     let _ = writeln!(
         std::io::stderr(),
         "{why}: {} of {} targets done; finish with: censorprobe run --resume {}",
-        report.verdicts.len(),
+        report.verdicts.total(),
         report.planned,
         report.dir.display()
     );
@@ -1096,20 +1092,23 @@ mod tests {
 
     #[test]
     fn the_canary_goes_first_and_the_rest_is_shuffled() {
-        let mut planned = vec![target(CANARY_SERVICE, "canary.test")];
-        planned.extend((0..50).map(|i| target("s", &format!("t{i}.test"))));
-        let first = measuring_order(planned.clone(), &mut rand::rng());
-        let second = measuring_order(planned.clone(), &mut rand::rng());
+        // The canary in the middle of the plan: it still goes first.
+        let mut planned: Vec<Target> = (0..50)
+            .map(|i| target("s", &format!("t{i}.test")))
+            .collect();
+        planned.insert(25, target(CANARY_SERVICE, "canary.test"));
+        let plan_order: Vec<usize> = (0..planned.len()).collect();
+        let first = measuring_order(plan_order.clone(), &planned, &mut rand::rng());
+        let second = measuring_order(plan_order.clone(), &planned, &mut rand::rng());
         for order in [&first, &second] {
-            assert!(order[0].is_canary());
-            let mut sorted: Vec<String> = order.iter().map(Target::to_string).collect();
+            assert!(planned[order[0]].is_canary());
+            let mut sorted = order.clone();
             sorted.sort();
-            let mut expected: Vec<String> = planned.iter().map(Target::to_string).collect();
-            expected.sort();
-            assert_eq!(sorted, expected, "every target once");
+            assert_eq!(sorted, plan_order, "every target once");
         }
         // 50! orders: the same one twice, or the plan's, is not chance.
-        assert_ne!(first, planned);
+        let unshuffled: Vec<usize> = plan_order.iter().copied().filter(|&i| i != 25).collect();
+        assert_ne!(first[1..], unshuffled[..]);
         assert_ne!(first, second);
     }
 }

@@ -11,12 +11,17 @@ use std::collections::HashSet;
 use crate::input::settings::{QUIC_PORTS, TCP_PORTS, TLS_PORTS};
 use crate::input::targets::{CANARY_SERVICE, Service, Settings, Target, TargetKind};
 
-/// Expands the services into targets, the canary first, without repeats.
-pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
+/// Expands the services into targets, the canary first, without repeats. Each service
+/// is let go of once expanded: a list of 100,000 is not held twice.
+pub fn plan(settings: &Settings, services: Vec<Service>) -> Vec<Target> {
     let default_tls = settings.tls_ports.clone().unwrap_or(TLS_PORTS.to_vec());
     let default_tcp = settings.tcp_ports.clone().unwrap_or(TCP_PORTS.to_vec());
     let default_quic = settings.quic_ports.clone().unwrap_or(QUIC_PORTS.to_vec());
-    let mut targets: Vec<Target> = Vec::new();
+    let planned = services
+        .iter()
+        .map(|s| s.domains.len() + s.endpoints.len() + s.urls.len())
+        .sum::<usize>();
+    let mut targets: Vec<Target> = Vec::with_capacity(planned + 1);
     let mut seen = HashSet::new();
     let mut push = |target: Target| {
         if seen.insert(target.to_string()) {
@@ -42,14 +47,14 @@ pub fn plan(settings: &Settings, services: &[Service]) -> Vec<Target> {
             quic_ports: service.quic_ports.clone().unwrap_or(default_quic.clone()),
             asns: service.asns.clone(),
         };
-        for domain in &service.domains {
-            push(target(TargetKind::Domain(domain.clone())));
+        for domain in service.domains {
+            push(target(TargetKind::Domain(domain)));
         }
         for endpoint in &service.endpoints {
             push(target(TargetKind::Endpoint(*endpoint)));
         }
-        for url in &service.urls {
-            push(target(TargetKind::Url(url.clone())));
+        for url in service.urls {
+            push(target(TargetKind::Url(url)));
         }
     }
     let mut quic: Vec<u16> = targets.iter().flat_map(|t| t.quic_ports.clone()).collect();
@@ -88,7 +93,7 @@ quic_ports = [443]
             Path::new("t.toml"),
         )
         .unwrap();
-        let targets = plan(&file.settings, &file.services);
+        let targets = plan(&file.settings, file.services);
         let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
         assert_eq!(
             names,

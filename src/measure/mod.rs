@@ -170,9 +170,9 @@ impl Measurer {
 
     /// Tells the measurer which targets are coming, so it can let go of each host's
     /// DNS once the last of them is measured.
-    pub fn expect(&self, targets: &[Target]) {
+    pub fn expect<'t>(&self, targets: impl IntoIterator<Item = &'t Target>) {
         let mut users = self.users.lock().expect("host users lock poisoned");
-        for host in targets.iter().filter_map(Target::hostname) {
+        for host in targets.into_iter().filter_map(Target::hostname) {
             *users.entry(host.to_string()).or_default() += 1;
         }
     }
@@ -301,7 +301,7 @@ impl Measurer {
                 let (twin, ech) = match &fetch.step {
                     Step::Http(facts) => (
                         Box::pin(self.twin(target, facts)).await,
-                        self.ech_after(target, facts).await,
+                        Box::pin(self.ech_after(target, facts)).await,
                     ),
                     _ => (Vec::new(), None),
                 };

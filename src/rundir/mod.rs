@@ -17,11 +17,11 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::analyse::TargetVerdict;
 use crate::analyse::explain::ResolverHealth;
 use crate::facts::{Measurement, Step};
 use crate::input::targets::ResolverSpec;
 use crate::input::targets::Target;
+use crate::output::summary::Tally;
 
 /// The version of the result files' layout; readers refuse what they do not know.
 /// 2 added verdicts.csv's last four columns (docs/data.md, "Schema history"); runs of
@@ -39,7 +39,8 @@ pub const SUMMARY_TXT: &str = "summary.txt";
 /// A run as written: where, its verdicts, and what the summary says of its network.
 pub struct RunReport {
     pub dir: PathBuf,
-    pub verdicts: Vec<TargetVerdict>,
+    /// What the verdicts add up to; each verdict is in the run's verdicts file.
+    pub verdicts: Tally,
     pub no_network: bool,
     /// The resolvers as the canary found them (empty without a canary).
     pub resolvers: Vec<ResolverStatus>,
@@ -221,6 +222,14 @@ pub fn check_schema(info: &serde_json::Value) -> anyhow::Result<()> {
 pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
     serde_json::from_value(read_json(dir)?)
         .with_context(|| format!("{RUN_JSON} is not a run description"))
+}
+
+/// Writes a run's run.json, streamed: 100,000 targets make tens of megabytes of JSON,
+/// which need not be held whole as well as the targets they come from.
+pub fn write_info(dir: &Path, info: &RunInfo) -> anyhow::Result<()> {
+    replace_with(&dir.join(RUN_JSON), |out| {
+        Ok(serde_json::to_writer_pretty(out, info)?)
+    })
 }
 
 /// Refuses a run written by a newer censorprobe, without reading it as a `RunInfo`:

@@ -27,8 +27,9 @@ pub struct Resumed {
     pub info: RunInfo,
     /// The verdicts written before the kill, in the order they were written.
     pub verdicts: Vec<TargetVerdict>,
-    /// The planned targets without a verdict, in plan order.
-    pub remaining: Vec<Target>,
+    /// The planned targets without a verdict, as places in `info.targets`, in plan
+    /// order.
+    pub remaining: Vec<usize>,
     /// The canary, when it was judged before the kill: the new session measures it
     /// again, unrecorded, to learn whether it has a network now (the kill may well
     /// have come with the network's loss).
@@ -88,12 +89,14 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     rewrite_csv(&dir.join(MEASUREMENTS_CSV), owned_by_done)?;
     rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
 
-    let (judged, remaining): (Vec<Target>, Vec<Target>) = info
+    let remaining = (0..info.targets.len())
+        .filter(|&i| !done.contains(&key(&info.targets[i])))
+        .collect();
+    let network_check = info
         .targets
         .iter()
-        .cloned()
-        .partition(|target| done.contains(&key(target)));
-    let network_check = judged.into_iter().find(Target::is_canary);
+        .find(|target| target.is_canary() && done.contains(&key(target)))
+        .cloned();
     Ok(Resumed {
         info,
         verdicts,

@@ -235,6 +235,19 @@ impl Iterator for VerdictRows {
     }
 }
 
+/// A run's verdicts, read back from its verdicts.csv one at a time: a bad row is an
+/// error naming the file and its line.
+pub fn run_verdicts(
+    dir: &Path,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<TargetVerdict>>> {
+    let path = dir.join(super::VERDICTS_CSV);
+    Ok(read_verdicts(&path)?.map(move |row| {
+        let (line, row) = row?;
+        row.into_verdict()
+            .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))
+    }))
+}
+
 /// The columns every row of a run shares.
 #[derive(Debug, Clone)]
 pub struct RunColumns {

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::rows::{Layout, MeasurementRow, RunColumns, VerdictRow, resolvers_column};
-use super::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RUN_JSON, RunInfo, VERDICTS_CSV, replace_file};
+use super::{MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV};
 use crate::analyse::TargetVerdict;
 use crate::facts::Measurement;
 
@@ -332,7 +332,7 @@ impl ResultsWriter {
     }
 
     pub fn write_info(&self, info: &RunInfo) -> anyhow::Result<()> {
-        replace_file(&self.dir.join(RUN_JSON), &serde_json::to_vec_pretty(info)?)
+        super::write_info(&self.dir, info)
     }
 }
 
