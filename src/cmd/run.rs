@@ -334,7 +334,7 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
         "Resuming run {} in {}: {} of {} targets are done, measuring the other {} with the run's own targets and settings (its run.json)",
         resumed.info.run_id,
         dir.display(),
-        resumed.verdicts.len(),
+        resumed.verdicts.total(),
         resumed.info.targets.len(),
         resumed.remaining.len()
     );
@@ -344,7 +344,7 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
         control,
         order: resumed.remaining,
         earlier: Some(Earlier {
-            verdicts: resumed.verdicts.into_iter().collect(),
+            verdicts: resumed.verdicts,
             network_check: resumed.network_check,
         }),
         info: resumed.info,
@@ -961,10 +961,16 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     } else if let Some(upload) = &upload {
         super::upload::after_run(&report.dir, upload).await;
     }
-    // Each verdict again, from the run's verdicts file: the run kept only their counts.
-    let verdicts = match expected.is_some() || cmd.junit.is_some() {
-        true => crate::rundir::rows::run_verdicts(&report.dir)?.collect::<anyhow::Result<_>>()?,
-        false => Vec::new(),
+    // The verdicts again, from the run's verdicts file (the run kept only their
+    // counts): every one for JUnit, else those of expected targets.
+    let verdicts: Vec<TargetVerdict> = match (&expected, &cmd.junit) {
+        (None, None) => Vec::new(),
+        (_, junit) => crate::rundir::rows::run_verdicts(&report.dir)?
+            .filter(|v| match (v, &expected) {
+                (Ok(v), Some(expected)) if junit.is_none() => expected.contains_key(&v.target),
+                _ => true,
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let differences = expected.map(|e| super::expect::compare(&e, &verdicts));
     if let Some(path) = &cmd.junit {

@@ -21,8 +21,10 @@ pub const LISTED: usize = 100;
 pub struct Tally {
     counts: [usize; Verdict::ALL.len()],
     by_service: BTreeMap<String, [usize; Verdict::ALL.len()]>,
-    /// Keyed by (service, target); the last is let go when one more would pass LISTED.
-    listed: BTreeMap<(String, String), TargetVerdict>,
+    /// Keyed by (service, target, rank added): a target may have several rows (an
+    /// imported run has one per measurement), listed in the order they came. The last
+    /// is let go when one more would pass LISTED.
+    listed: BTreeMap<(String, String, usize), TargetVerdict>,
 }
 
 impl Tally {
@@ -40,7 +42,11 @@ impl Tally {
         if !matches!(verdict.verdict, Verdict::Blocked | Verdict::Anomaly) {
             return;
         }
-        let key = (verdict.service.clone(), verdict.target.clone());
+        let key = (
+            verdict.service.clone(),
+            verdict.target.clone(),
+            self.total(),
+        );
         if self.listed.len() == LISTED
             && self
                 .listed
@@ -126,7 +132,7 @@ impl Tally {
         if flagged > self.listed.len() {
             let _ = writeln!(
                 out,
-                "  ... and {} more: every verdict is in the run's verdicts.csv",
+                "  ... and {} more, in the verdicts file with every other verdict",
                 flagged - self.listed.len()
             );
         }
@@ -248,7 +254,7 @@ mod tests {
         let first: Vec<String> = (0..LISTED).map(|i| format!("t{i:04}.example")).collect();
         assert_eq!(listed, first, "{text}");
         assert!(
-            text.contains("... and 150 more: every verdict is in the run's verdicts.csv"),
+            text.contains("... and 150 more, in the verdicts file with every other verdict"),
             "{text}"
         );
         assert_eq!(
@@ -257,5 +263,24 @@ mod tests {
         );
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row, ["svc", "251", "1", "250", "0", "0", "0"], "{text}");
+    }
+
+    #[test]
+    fn a_target_with_several_rows_is_listed_once_for_each() {
+        // An imported run has a row per measurement: each is listed, in the order
+        // they came, and none is counted as "more".
+        let mut first = verdict("svc", "t.example", Verdict::Blocked, None);
+        first.evidence = "first".into();
+        let mut second = first.clone();
+        second.evidence = "second".into();
+        let tally: Tally = [second, first].into_iter().collect();
+        let text = tally.render(false, &[]);
+        let listed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  svc"))
+            .map(|l| l.rsplit(": ").next().unwrap())
+            .collect();
+        assert_eq!(listed, ["second", "first"], "{text}");
+        assert!(!text.contains("more"), "{text}");
     }
 }

@@ -15,8 +15,8 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::analyse::TargetVerdict;
 use crate::input::targets::Target;
+use crate::output::summary::Tally;
 use crate::rundir::rows::VerdictRow;
 use crate::rundir::{
     MEASUREMENTS_CSV, MEASUREMENTS_JSONL, RunInfo, VERDICTS_CSV, aside, read_info,
@@ -25,8 +25,8 @@ use crate::rundir::{
 /// A killed run, repaired and ready to be appended to.
 pub struct Resumed {
     pub info: RunInfo,
-    /// The verdicts written before the kill, in the order they were written.
-    pub verdicts: Vec<TargetVerdict>,
+    /// What the verdicts written before the kill add up to.
+    pub verdicts: Tally,
     /// The planned targets without a verdict, as places in `info.targets`, in plan
     /// order.
     pub remaining: Vec<usize>,
@@ -64,7 +64,7 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     }
     let run_id = info.run_id.as_str();
     let mut done = HashSet::new();
-    let mut verdicts = Vec::new();
+    let mut verdicts = Tally::default();
     rewrite_csv(&dir.join(VERDICTS_CSV), |row: VerdictRow| {
         ensure!(
             row.run_id == run_id,
@@ -74,7 +74,7 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
         // A second row for a target (two resumes at once) goes: one verdict each.
         let first = done.insert((row.service.clone(), row.target.clone()));
         if first {
-            verdicts.push(row.into_verdict().map_err(|e| anyhow!(e))?);
+            verdicts.add(row.into_verdict().map_err(|e| anyhow!(e))?);
         }
         Ok(first)
     })?;
