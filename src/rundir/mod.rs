@@ -204,27 +204,41 @@ pub struct RunSettings {
     pub control: Option<String>,
 }
 
-/// Refuses a run.json written by a newer censorprobe, which may mean other things by
-/// the same columns. One without `schema_version` was written before versions were
-/// kept: version 1. Errors name run.json; the caller names its run.
-pub fn check_schema(info: &serde_json::Value) -> anyhow::Result<()> {
-    if let Some(v) = info.get("schema_version").and_then(|v| v.as_u64())
-        && v > u64::from(SCHEMA_VERSION)
-    {
-        bail!(
-            "{RUN_JSON} has schema version {v}, newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe"
-        );
+/// The schema version of run.json's text, refused when a newer censorprobe wrote it,
+/// which may mean other things by the same columns. One without `schema_version` was
+/// written before versions were kept: version 1. Read without building the JSON's tree
+/// (a run of 100,000 targets has about 20 MB of it). Errors name run.json; the
+/// caller names its run.
+fn schema_of(text: &str) -> anyhow::Result<u32> {
+    #[derive(Deserialize)]
+    struct Schema {
+        schema_version: Option<serde_json::Value>,
     }
-    Ok(())
+    let version = match serde_json::from_str::<Schema>(text) {
+        Ok(schema) => schema.schema_version.and_then(|v| v.as_u64()),
+        // Valid JSON but no object: no version, as before versions were kept.
+        Err(_) => {
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .with_context(|| format!("{RUN_JSON} is not valid JSON"))?;
+            None
+        }
+    };
+    match version {
+        Some(v) if v > u64::from(SCHEMA_VERSION) => bail!(
+            "{RUN_JSON} has schema version {v}, newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe"
+        ),
+        Some(v) => Ok(u32::try_from(v).unwrap_or(1)),
+        None => Ok(1),
+    }
 }
 
 /// A run's run.json, refused when a newer censorprobe wrote it.
 pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
-    serde_json::from_value(read_json(dir)?)
-        .with_context(|| format!("{RUN_JSON} is not a run description"))
+    let (text, _) = read_json(dir)?;
+    serde_json::from_str(&text).with_context(|| format!("{RUN_JSON} is not a run description"))
 }
 
-/// Writes a run's run.json, streamed: 100,000 targets make tens of megabytes of JSON,
+/// Writes a run's run.json, streamed: 100,000 targets make about 20 MB of JSON,
 /// which need not be held whole as well as the targets they come from.
 pub fn write_info(dir: &Path, info: &RunInfo) -> anyhow::Result<()> {
     replace_with(&dir.join(RUN_JSON), |out| {
@@ -238,8 +252,8 @@ pub fn check_schema_of(dir: &Path) -> anyhow::Result<()> {
     read_json(dir).map(drop)
 }
 
-/// run.json as JSON whose schema version this censorprobe reads.
-fn read_json(dir: &Path) -> anyhow::Result<serde_json::Value> {
+/// run.json's text and its schema version, one this censorprobe reads.
+fn read_json(dir: &Path) -> anyhow::Result<(String, u32)> {
     let path = dir.join(RUN_JSON);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -248,10 +262,8 @@ fn read_json(dir: &Path) -> anyhow::Result<serde_json::Value> {
             path.display()
         )
     })?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{RUN_JSON} is not valid JSON"))?;
-    check_schema(&value)?;
-    Ok(value)
+    let schema = schema_of(&text)?;
+    Ok((text, schema))
 }
 
 /// A directory that looks like a run (it has a run.json or a verdicts.csv), readable
@@ -266,12 +278,7 @@ fn looks_like_run(dir: &Path) -> bool {
 /// Decided here once, so that a folder that is not one (a stray verdicts.csv, a
 /// half-copied run) is named and skipped alike by all of them.
 pub fn check_run(dir: &Path) -> anyhow::Result<()> {
-    let info = read_json(dir)?;
-    let schema = info
-        .get("schema_version")
-        .and_then(|v| v.as_u64())
-        .and_then(|v| u32::try_from(v).ok())
-        .unwrap_or(1);
+    let (_, schema) = read_json(dir)?;
     let layout = rows::read_verdicts(&dir.join(VERDICTS_CSV))?.layout;
     if layout != rows::Layout::of_schema(schema) {
         bail!(
@@ -435,6 +442,23 @@ pub fn being_written(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_version_is_read_without_the_rest() {
+        assert_eq!(
+            schema_of(r#"{"run_id": "x", "schema_version": 2}"#).unwrap(),
+            2
+        );
+        // Before versions were kept, and JSON that is no run description: version 1
+        // (reading it as a run then says what is wrong).
+        assert_eq!(schema_of(r#"{"run_id": "x"}"#).unwrap(), 1);
+        assert_eq!(schema_of(r#"{"schema_version": "2"}"#).unwrap(), 1);
+        assert_eq!(schema_of("[1, 2]").unwrap(), 1);
+        let newer = schema_of(&format!(r#"{{"schema_version": {}}}"#, SCHEMA_VERSION + 1));
+        assert!(format!("{:#}", newer.unwrap_err()).contains("newer than this censorprobe reads"));
+        let broken = schema_of(r#"{"schema_version": 2"#);
+        assert!(format!("{:#}", broken.unwrap_err()).contains("run.json is not valid JSON"));
+    }
 
     /// A collector's tree (`control serve --collect DIR`): runs at
     /// `DIR/<cc>/<asn>/<day>/<run_id>/`, beside its hidden bookkeeping, which is not
