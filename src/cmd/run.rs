@@ -963,14 +963,14 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
     }
     // The verdicts again, from the run's verdicts file (the run kept only their
     // counts): every one for JUnit, else those of expected targets.
-    let verdicts: Vec<TargetVerdict> = match (&expected, &cmd.junit) {
-        (None, None) => Vec::new(),
-        (_, junit) => crate::rundir::rows::run_verdicts(&report.dir)?
-            .filter(|v| match (v, &expected) {
-                (Ok(v), Some(expected)) if junit.is_none() => expected.contains_key(&v.target),
-                _ => true,
-            })
+    let wanted = |v: &TargetVerdict| {
+        cmd.junit.is_some() || expected.as_ref().is_some_and(|e| e.contains_key(&v.target))
+    };
+    let verdicts: Vec<TargetVerdict> = match expected.is_some() || cmd.junit.is_some() {
+        true => crate::rundir::rows::run_verdicts(&report.dir)?
+            .filter(|v| v.as_ref().map_or(true, wanted))
             .collect::<anyhow::Result<_>>()?,
+        false => Vec::new(),
     };
     let differences = expected.map(|e| super::expect::compare(&e, &verdicts));
     if let Some(path) = &cmd.junit {

@@ -519,15 +519,16 @@ mod tests {
     use super::*;
     use crate::lab::ca::Ca;
 
+    /// A context that trusts `ca` for names under `domain` alone.
+    fn trusting(ca: &Ca, domain: &str) -> TlsContext {
+        TlsContext::with_private_anchors(root_store(None).unwrap(), &[(&[domain], &ca.pem())])
+            .unwrap()
+    }
+
     #[test]
     fn a_private_anchor_vouches_only_for_its_own_domains() {
         let private = Ca::new().unwrap();
-        let pem = private.pem();
-        let tls = TlsContext::with_private_anchors(
-            root_store(None).unwrap(),
-            &[(&["private.test"], pem.as_str())],
-        )
-        .unwrap();
+        let tls = trusting(&private, "private.test");
         let check = |names: &[&str], name: &str| {
             let (chain, _) = private.issue(names).unwrap();
             tls.verify(&chain, &server_name_of(name).unwrap())
@@ -553,14 +554,22 @@ mod tests {
     #[test]
     fn a_verification_kept_stands_only_for_the_same_chain_and_name() {
         let ca = Ca::new().unwrap();
-        let pem = ca.pem();
-        let tls = TlsContext::with_private_anchors(
-            root_store(None).unwrap(),
-            &[(&["kept.test"], pem.as_str())],
-        )
-        .unwrap();
+        let tls = trusting(&ca, "kept.test");
         let (chain, _) = ca.issue(&["a.kept.test"]).unwrap();
         let name = |n: &str| server_name_of(n).unwrap();
+        // What is kept is what is given: a verdict planted for the chain and name is
+        // served, until it is older than VERIFIED_FOR, when the chain is checked again.
+        let key = Verified::key(&chain, &name("a.kept.test"));
+        let plant = |at: Instant| {
+            let planted = (at, Err(Failure::SslInvalidCertificate));
+            tls.verified.0.lock().unwrap().insert(key, planted);
+        };
+        plant(Instant::now());
+        assert_eq!(
+            tls.verify(&chain, &name("a.kept.test")),
+            Err(Failure::SslInvalidCertificate)
+        );
+        plant(Instant::now() - VERIFIED_FOR - Duration::from_secs(1));
         for _ in 0..2 {
             assert_eq!(tls.verify(&chain, &name("a.kept.test")), Ok(()));
             // The same chain for another name: its own verdict, not the one kept.

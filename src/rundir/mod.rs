@@ -227,7 +227,8 @@ fn schema_of(text: &str) -> anyhow::Result<u32> {
         Some(v) if v > u64::from(SCHEMA_VERSION) => bail!(
             "{RUN_JSON} has schema version {v}, newer than this censorprobe reads ({SCHEMA_VERSION}); upgrade censorprobe"
         ),
-        Some(v) => Ok(u32::try_from(v).unwrap_or(1)),
+        // Not above SCHEMA_VERSION, a u32.
+        Some(v) => Ok(v as u32),
         None => Ok(1),
     }
 }
