@@ -22,6 +22,7 @@ pub mod quic;
 pub mod tcp;
 pub mod tls;
 pub mod tls_variants;
+pub mod unacknowledged;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

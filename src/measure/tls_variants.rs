@@ -19,12 +19,17 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::tls::{TlsContext, provider};
+use super::unacknowledged::Unacknowledged;
 use super::{Measurer, now};
 use crate::facts::{Hello, HelloTry, TlsFacts};
 
 /// How long the split ClientHello waits between its two parts, so that they leave as
 /// two segments and a censor holding the first sees it alone.
 const SPLIT_PAUSE: Duration = Duration::from_millis(200);
+
+/// How often the split ClientHello asks, after its pause, whether its first part was
+/// acknowledged yet.
+const ACK_POLL: Duration = Duration::from_millis(10);
 
 /// Junk ALPN entries that make the padded ClientHello longer than a packet: seven of
 /// 250 bytes, past Ethernet's 1460-byte segment on their own.
@@ -243,8 +248,12 @@ async fn handshake(
 }
 
 /// A stream that finds the server name in its first write (the ClientHello) and, for
-/// the split ClientHello, writes that in two parts cut inside the name, with a pause
-/// between them. Reads pass straight through.
+/// the split ClientHello, writes that in two parts cut inside the name: the second
+/// after a pause, and only once the peer acknowledged the first where the kernel can
+/// tell. A first part lost on the way is sent again by the kernel, and a
+/// retransmission may carry the second part with it in one segment, the name whole:
+/// a censor that reads one packet would tear that down, and the split ClientHello
+/// would read as one that reassembles the stream. Reads pass straight through.
 struct FirstWrite<S> {
     io: S,
     name: Vec<u8>,
@@ -260,7 +269,7 @@ enum Stage {
     Cut,
     /// Bytes of the first part still to write.
     First(usize),
-    /// The first part written: wait before the rest.
+    /// The first part written: wait before the rest, then until it is acknowledged.
     Pause(Pin<Box<Sleep>>),
     Through,
 }
@@ -275,7 +284,7 @@ fn cut_point(len: usize, name: Option<(usize, usize)>) -> usize {
     .min(len)
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for FirstWrite<S> {
+impl<S: AsyncWrite + Unacknowledged + Unpin> AsyncWrite for FirstWrite<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -309,7 +318,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstWrite<S> {
                 }
                 Stage::Pause(pause) => {
                     ready!(pause.as_mut().poll(cx));
-                    this.stage = Stage::Through;
+                    // Unacknowledged until the handshake's timeout: the try says nothing.
+                    match this.io.unacknowledged() {
+                        Some(queued) if queued > 0 => {
+                            pause.as_mut().reset(tokio::time::Instant::now() + ACK_POLL)
+                        }
+                        _ => this.stage = Stage::Through,
+                    }
                 }
                 Stage::Through => return Pin::new(&mut this.io).poll_write(cx, buf),
             }
@@ -423,6 +438,51 @@ mod tests {
         tokio::io::AsyncReadExt::read_to_end(&mut theirs, &mut got)
             .await
             .unwrap();
+        assert_eq!(got, hello);
+    }
+
+    impl Unacknowledged for tokio::io::DuplexStream {
+        fn unacknowledged(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    /// The peer's socket drops what arrives, so nothing is acknowledged: the second part
+    /// waits, past the pause, until the first was sent again and acknowledged.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_second_part_waits_until_the_first_is_acknowledged() {
+        use crate::lab::blackhole::{Blackholed, drop_packets};
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        ours.set_nodelay(true).unwrap();
+        let (mut theirs, _) = listener.accept().await.unwrap();
+        drop_packets(&socket2::SockRef::from(&theirs), Blackholed::Everyone).unwrap();
+        let hello = b"\x16\x03\x01....signal.test....".to_vec();
+        let mut io = FirstWrite {
+            io: ours,
+            name: b"signal.test".to_vec(),
+            stage: Stage::Cut,
+            name_at: Arc::new(OnceLock::new()),
+        };
+        let first = io.write(&hello).await.unwrap();
+        assert_eq!(io.io.unacknowledged(), Some(first as u32));
+        let rest = hello[first..].to_vec();
+        let writing = tokio::spawn(async move { io.write_all(&rest).await.map(|_| io) });
+        tokio::time::sleep(SPLIT_PAUSE * 3).await;
+        assert!(
+            !writing.is_finished(),
+            "the rest was written unacknowledged"
+        );
+        socket2::SockRef::from(&theirs).detach_filter().unwrap();
+        let io = writing.await.unwrap().unwrap();
+        assert_eq!(io.io.unacknowledged(), Some(0));
+        drop(io);
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, hello);
     }
 

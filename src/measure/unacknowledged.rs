@@ -1,0 +1,59 @@
+//! How many of the bytes written to a TCP connection its peer has not acknowledged
+//! yet: the split ClientHello waits for its first part's acknowledgement before it
+//! writes the rest (see `tls_variants`).
+//!
+//! Neither the standard library nor socket2 asks the kernel this (Linux's SIOCOUTQ), so
+//! this module holds the crate's one `unsafe` call, and nothing else.
+
+use tokio::net::TcpStream;
+
+/// A stream that can tell how many of the bytes written to it its peer has not
+/// acknowledged yet; none where it cannot.
+pub trait Unacknowledged {
+    fn unacknowledged(&self) -> Option<u32>;
+}
+
+impl Unacknowledged for TcpStream {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[allow(unsafe_code)]
+    fn unacknowledged(&self) -> Option<u32> {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: on a socket, TIOCOUTQ (SIOCOUTQ) writes one int through the pointer,
+        // which outlives the call; the descriptor is this stream's own, open while it is
+        // borrowed.
+        let done = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        (done == 0).then(|| queued.max(0) as u32)
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn unacknowledged(&self) -> Option<u32> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Loopback acknowledges at once: what was written is soon all acknowledged.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn written_bytes_are_acknowledged_over_loopback() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let _theirs = listener.accept().await.unwrap();
+        assert_eq!(ours.unacknowledged(), Some(0));
+        ours.write_all(b"hello").await.unwrap();
+        for _ in 0..100 {
+            if ours.unacknowledged() == Some(0) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("5 bytes still unacknowledged over loopback after 1 s");
+    }
+}
