@@ -1,5 +1,5 @@
-//! How long a UDP query keeps listening after its first reply, from how long its
-//! resolver takes to answer.
+//! How long a UDP query keeps listening after its first reply, and how many copies of
+//! it go out meanwhile, from how its resolver has answered.
 //!
 //! The window is there to see a forged answer and the real one to the same query: an
 //! injector on the path answers first, and the resolver's own answer follows as soon
@@ -11,45 +11,103 @@
 //! and never over the configured window. Until a resolver has answered a few queries,
 //! the configured window holds; a window already listening is stretched at once when a
 //! slower answer arrives (an uncached name's, a real answer behind a forged one).
+//!
+//! On a lossy link the real answer may be lost while the forged one arrives, so the
+//! query is sent again during the window: as many times as the link needs for one of
+//! the copies' round trips to come through but once in 100,000 queries ([`MISSED`]),
+//! judged by how often a first copy went unanswered of late (lost, or slower than the
+//! resend). A first copy is judged answered when its answer comes, unanswered when the
+//! second is sent: until the first query is a resend's interval old, no first copy
+//! can have been judged unanswered, and a new resolver (or one judged on fewer than
+//! eight) gets the most, six. A clean link needs two copies more, a link that loses
+//! one round trip in four, six.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Answers timed before the window follows them.
 const MIN_SAMPLES: usize = 8;
-/// The answers remembered: the slowest of them sets the window.
+/// The answers remembered: the slowest of them sets the window; how many of their
+/// first copies went unanswered, the copies sent during it.
 const SAMPLES: usize = 64;
 /// The window is this many times the slowest recent answer: room for a recursion the
 /// resolver had cached for the others.
 const MARGIN: u32 = 3;
 /// The shortest window: a resolver on another continent answers well within it.
 pub const FLOOR: Duration = Duration::from_millis(250);
+/// Copies sent during the window at most, and while the resolver is new.
+pub const MAX_COPIES: u32 = 6;
+/// How rarely the real answer may be lost in every copy's round trip.
+const MISSED: f64 = 1e-5;
 
-/// How long one resolver has taken to answer its recent queries.
+/// How one resolver has answered its recent queries.
 #[derive(Default)]
 pub struct Pace {
-    recent: Mutex<VecDeque<Duration>>,
+    recent: Mutex<Recent>,
+    /// When the first query judged began.
+    began: OnceLock<Instant>,
+}
+
+#[derive(Default)]
+struct Recent {
+    /// How long the first copy's answer took.
+    took: VecDeque<Duration>,
+    /// Whether the first copy went unanswered until another was sent.
+    unanswered: VecDeque<bool>,
+}
+
+/// Pushes `value`, forgetting the oldest past [`SAMPLES`].
+fn remember<T>(list: &mut VecDeque<T>, value: T) {
+    if list.len() == SAMPLES {
+        list.pop_front();
+    }
+    list.push_back(value);
 }
 
 impl Pace {
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().expect("pace lock poisoned")
+    }
+
     /// Times an answer to the first copy of a query, `took` after it was sent.
     pub fn answered(&self, took: Duration) {
-        let mut recent = self.recent.lock().expect("pace lock poisoned");
-        if recent.len() == SAMPLES {
-            recent.pop_front();
-        }
-        recent.push_back(took);
+        remember(&mut self.recent().took, took);
+    }
+
+    /// The first copy of a query that began at `began` was answered, or went
+    /// unanswered until the second was sent.
+    pub fn first_copy(&self, began: Instant, answered: bool) {
+        self.began.get_or_init(|| began);
+        remember(&mut self.recent().unanswered, !answered);
     }
 
     /// How long to listen after a first reply, at most `configured`.
     pub fn window(&self, configured: Duration) -> Duration {
-        let recent = self.recent.lock().expect("pace lock poisoned");
-        if recent.len() < MIN_SAMPLES {
+        let recent = self.recent();
+        if recent.took.len() < MIN_SAMPLES {
             return configured;
         }
-        let slowest = recent.iter().max().copied().unwrap_or(configured);
+        let slowest = recent.took.iter().max().copied().unwrap_or(configured);
         (slowest * MARGIN).max(FLOOR).min(configured)
+    }
+
+    /// How many more copies to send during the window, where a query's second copy
+    /// goes `resend` after its first: with the first, enough that all their round trips
+    /// fail once in [`MISSED`] queries at most, the chance of one failing estimated from
+    /// the recent first copies (one unanswered more than seen, of two more: no link is
+    /// taken for lossless).
+    pub fn copies(&self, resend: Duration) -> u32 {
+        let old_enough = self.began.get().is_some_and(|b| b.elapsed() >= resend);
+        let recent = self.recent();
+        let seen = recent.unanswered.len();
+        if !old_enough || seen < MIN_SAMPLES {
+            return MAX_COPIES;
+        }
+        let unanswered = recent.unanswered.iter().filter(|u| **u).count();
+        let fails = (unanswered + 1) as f64 / (seen + 2) as f64;
+        let sends = (MISSED.ln() / fails.ln()).ceil();
+        (sends as u32).saturating_sub(1).clamp(1, MAX_COPIES)
     }
 }
 
@@ -86,5 +144,42 @@ mod tests {
             pace.answered(Duration::from_millis(10));
         }
         assert_eq!(pace.window(SECOND), FLOOR);
+    }
+
+    #[test]
+    fn the_copies_follow_how_often_a_first_copy_went_unanswered() {
+        let resend = Duration::from_millis(500);
+        let pace = Pace::default();
+        let began = Instant::now() - resend;
+        for _ in 0..MIN_SAMPLES - 1 {
+            pace.first_copy(began, true);
+        }
+        assert_eq!(pace.copies(resend), MAX_COPIES, "a new resolver");
+        for _ in 0..SAMPLES {
+            pace.first_copy(began, true);
+        }
+        assert_eq!(pace.copies(resend), 2, "a clean link");
+        // One round trip in four lost (a packet in seven each way).
+        for i in 0..SAMPLES {
+            pace.first_copy(began, i % 4 != 0);
+        }
+        assert_eq!(pace.copies(resend), MAX_COPIES, "a lossy link");
+        for i in 0..SAMPLES {
+            pace.first_copy(began, i % 16 != 0);
+        }
+        assert_eq!(pace.copies(resend), 4, "one in sixteen");
+    }
+
+    /// Early in a run only answers have come: a lost first copy is judged when the
+    /// second goes, a resend's interval after the first.
+    #[test]
+    fn no_link_is_judged_before_a_first_copy_could_go_unanswered() {
+        let resend = Duration::from_millis(500);
+        let pace = Pace::default();
+        for _ in 0..SAMPLES {
+            pace.first_copy(Instant::now(), true);
+        }
+        assert_eq!(pace.copies(resend), MAX_COPIES);
+        assert_eq!(pace.copies(Duration::ZERO), 2);
     }
 }

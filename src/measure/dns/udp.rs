@@ -20,10 +20,6 @@ const MAX_DATAGRAM: usize = 4096;
 const RESENDS: u32 = 6;
 /// Sends of one UDP query are at least this far apart.
 const MIN_RESEND: Duration = Duration::from_millis(100);
-/// Sends of a UDP query during its listening window after the first reply: with the
-/// first, seven chances for each of an injector's reply and the real one to arrive
-/// (on a lossy link, both replies to one copy must come through).
-const WINDOW_RESENDS: u32 = 6;
 
 /// Sends the query (again every sixth of the deadline, each copy with an ID of its own
 /// (see [`Copies`]): stub resolvers resend too, and a link losing one packet in six
@@ -62,6 +58,9 @@ pub(super) async fn exchange(
             break;
         }
         if now >= next_send {
+            if replies.sent == 1 {
+                pace.first_copy(started, false);
+            }
             socket.send_to(copies.next(), server).await.map_err(fail)?;
             replies.sent += 1;
             next_send = now + resend_every;
@@ -81,11 +80,15 @@ pub(super) async fn exchange(
                 copies.time(&reply, started, pace);
                 replies.push(reply);
                 if matched {
+                    if replies.sent == 1 {
+                        pace.first_copy(started, true);
+                    }
                     let late = Late {
                         socket,
                         server,
                         copies,
                         first_reply: tokio::time::Instant::now(),
+                        resends: pace.copies(resend_every),
                         configured: io.window,
                         deadline,
                         pace: pace.clone(),
@@ -175,6 +178,8 @@ struct Late {
     server: SocketAddr,
     copies: Copies,
     first_reply: tokio::time::Instant,
+    /// Copies to send during the window (see [`Pace::copies`]).
+    resends: u32,
     /// The longest window, and the query's deadline, which it never passes.
     configured: Duration,
     deadline: tokio::time::Instant,
@@ -191,14 +196,19 @@ impl Late {
 
     /// Every datagram that arrives until the window's end, added to `replies` (so that
     /// the bounds count the replies before the first answer too), while the query is
-    /// sent again `WINDOW_RESENDS` times spread over the window.
+    /// sent again `resends` times spread over the window: on a lossy link, an
+    /// injector's reply and the real one to one copy must both come through.
     async fn listen(mut self, mut replies: Replies) -> Replies {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut last_send = self.first_reply;
+        let mut left = self.resends;
         loop {
             let window = self.window();
             let end = (self.first_reply + window).min(self.deadline);
-            let next_send = last_send + window / (WINDOW_RESENDS + 1);
+            let next_send = match left {
+                0 => end,
+                _ => last_send + window / (self.resends + 1),
+            };
             let now = tokio::time::Instant::now();
             if now >= end {
                 break;
@@ -209,6 +219,7 @@ impl Late {
                     replies.sent += 1;
                 }
                 last_send = now;
+                left -= 1;
                 continue;
             }
             match tokio::time::timeout_at(next_send.min(end), self.socket.recv_from(&mut buf)).await
