@@ -37,23 +37,29 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    /// Loopback acknowledges at once: what was written is soon all acknowledged.
+    /// While the peer's socket drops what arrives, the bytes written stay
+    /// unacknowledged; once it takes them, the kernel's retransmission is acknowledged.
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn written_bytes_are_acknowledged_over_loopback() {
+    async fn written_bytes_stay_unacknowledged_until_the_peer_takes_them() {
+        use crate::lab::blackhole::{Blackholed, drop_packets};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut ours = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let _theirs = listener.accept().await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
         assert_eq!(ours.unacknowledged(), Some(0));
+        drop_packets(&socket2::SockRef::from(&theirs), Blackholed::Everyone).unwrap();
         ours.write_all(b"hello").await.unwrap();
-        for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(ours.unacknowledged(), Some(5));
+        socket2::SockRef::from(&theirs).detach_filter().unwrap();
+        for _ in 0..300 {
             if ours.unacknowledged() == Some(0) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("5 bytes still unacknowledged over loopback after 1 s");
+        panic!("5 bytes still unacknowledged 3 s after the peer took them again");
     }
 }

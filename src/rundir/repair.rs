@@ -89,12 +89,14 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     rewrite_csv(&dir.join(MEASUREMENTS_CSV), owned_by_done)?;
     rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
 
-    let (judged, remaining): (Vec<usize>, Vec<usize>) =
-        (0..info.targets.len()).partition(|&i| done.contains(&key(&info.targets[i])));
-    let network_check = judged
-        .into_iter()
-        .map(|i| &info.targets[i])
-        .find(|target| target.is_canary())
+    let remaining = (0..info.targets.len())
+        .filter(|&i| !done.contains(&key(&info.targets[i])))
+        .collect();
+    // Only the canary is looked up: no list of every judged target is needed for it.
+    let network_check = info
+        .targets
+        .iter()
+        .find(|target| target.is_canary() && done.contains(&key(target)))
         .cloned();
     Ok(Resumed {
         info,

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 /// Answers timed before the window follows them.
 const MIN_SAMPLES: usize = 8;
-/// The answers remembered: the slowest of them sets the window; how many of their
-/// first copies went unanswered, the copies sent during it.
+/// The answers remembered, the slowest of which sets the window; and the first copies
+/// judged, how many of which went unanswered sets the copies sent during it.
 const SAMPLES: usize = 64;
 /// The window is this many times the slowest recent answer: room for a recursion the
 /// resolver had cached for the others.
