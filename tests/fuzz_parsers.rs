@@ -265,7 +265,7 @@ proptest! {
         quic_ports in prop::collection::vec(1u16.., 0..3),
         addresses in prop::collection::vec(any::<IpAddr>(), 0..3),
     ) {
-        let target = Target { service: "svc".into(), kind, tls_ports, tcp_ports, quic_ports, asns: Vec::new() };
+        let target = Target { service: "svc".into(), kind, tls_ports: tls_ports.into(), tcp_ports: tcp_ports.into(), quic_ports: quic_ports.into(), asns: Vec::new().into() };
         let request = ControlRequest {
             targets: vec![ControlTarget::new(&target, addresses.clone())],
             control_sni: Some("canary.test".into()),

@@ -23,10 +23,10 @@ pub fn domain(asns: &[u32]) -> Target {
     Target {
         service: "facebook".into(),
         kind: TargetKind::Domain("facebook.com".into()),
-        tls_ports: vec![443],
-        tcp_ports: vec![],
-        quic_ports: vec![],
-        asns: asns.to_vec(),
+        tls_ports: vec![443].into(),
+        tcp_ports: vec![].into(),
+        quic_ports: vec![].into(),
+        asns: asns.to_vec().into(),
     }
 }
 
@@ -87,10 +87,10 @@ pub fn endpoint() -> Target {
     Target {
         service: "telegram".into(),
         kind: TargetKind::Endpoint(DC_443.parse().expect("a literal address")),
-        tls_ports: vec![],
-        tcp_ports: vec![],
-        quic_ports: vec![],
-        asns: vec![],
+        tls_ports: vec![].into(),
+        tcp_ports: vec![].into(),
+        quic_ports: vec![].into(),
+        asns: vec![].into(),
     }
 }
 

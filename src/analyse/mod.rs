@@ -495,7 +495,7 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
     if decision.is_none() && !reached {
         return Outcome {
             verdict: TargetVerdict {
-                service: facts.target.service.clone(),
+                service: facts.target.service.to_string(),
                 target: facts.target.to_string(),
                 verdict: Verdict::Inconclusive,
                 blocking: None,
@@ -521,7 +521,7 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
     };
     Outcome {
         verdict: TargetVerdict {
-            service: facts.target.service.clone(),
+            service: facts.target.service.to_string(),
             target: facts.target.to_string(),
             verdict,
             blocking,

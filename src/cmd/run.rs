@@ -1066,10 +1066,10 @@ mod tests {
         Target {
             service: service.into(),
             kind: TargetKind::Domain(domain.into()),
-            tls_ports: vec![443],
-            tcp_ports: Vec::new(),
-            quic_ports: Vec::new(),
-            asns: Vec::new(),
+            tls_ports: vec![443].into(),
+            tcp_ports: Vec::new().into(),
+            quic_ports: Vec::new().into(),
+            asns: Vec::new().into(),
         }
     }
 

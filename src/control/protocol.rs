@@ -2,12 +2,13 @@
 //! a `ControlResponse`. Documented with an example in docs/control.md.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::facts::Measurement;
-use crate::input::targets::{Target, TargetKind};
+use crate::input::targets::{self, Target, TargetKind};
 
 pub const MEASURE_PATH: &str = "/v1/measure";
 pub const HEALTH_PATH: &str = "/health";
@@ -50,15 +51,15 @@ pub struct ControlRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlTarget {
-    pub service: String,
+    pub service: Arc<str>,
     /// As named in verdicts.csv: a domain, `IP:PORT`, or a URL.
     pub target: String,
-    #[serde(default)]
-    pub tls_ports: Vec<u16>,
-    #[serde(default)]
-    pub tcp_ports: Vec<u16>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quic_ports: Vec<u16>,
+    #[serde(default = "targets::empty")]
+    pub tls_ports: Arc<[u16]>,
+    #[serde(default = "targets::empty")]
+    pub tcp_ports: Arc<[u16]>,
+    #[serde(default = "targets::empty", skip_serializing_if = "targets::is_empty")]
+    pub quic_ports: Arc<[u16]>,
     /// The addresses the probe's DNS gave, for the control to test too.
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
@@ -84,7 +85,7 @@ impl ControlTarget {
             tls_ports: self.tls_ports.clone(),
             tcp_ports: self.tcp_ports.clone(),
             quic_ports: self.quic_ports.clone(),
-            asns: Vec::new(),
+            asns: targets::empty(),
         })
     }
 }

@@ -35,12 +35,12 @@ pub const CAPACITY: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// Named in every measurement's facts.
-    service: String,
+    service: Arc<str>,
     /// The target as the measurer names it in its facts (a URL normalised).
     target: String,
-    tls_ports: Vec<u16>,
-    tcp_ports: Vec<u16>,
-    quic_ports: Vec<u16>,
+    tls_ports: Arc<[u16]>,
+    tcp_ports: Arc<[u16]>,
+    quic_ports: Arc<[u16]>,
     /// The probe's addresses that are measured, in its order (the first that answers
     /// is fetched from).
     addresses: Vec<IpAddr>,
@@ -216,10 +216,10 @@ mod tests {
         let target = Target {
             service: "s".into(),
             kind: TargetKind::parse(name).unwrap(),
-            tls_ports: vec![443],
-            tcp_ports: vec![80],
-            quic_ports: Vec::new(),
-            asns: Vec::new(),
+            tls_ports: vec![443].into(),
+            tcp_ports: vec![80].into(),
+            quic_ports: Vec::new().into(),
+            asns: Vec::new().into(),
         };
         let addresses: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
         Key::new(&target, &addresses, sni)

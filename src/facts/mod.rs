@@ -13,6 +13,7 @@ pub use hello::{Hello, HelloTry};
 pub use target::TargetFacts;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,7 @@ impl Vantage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     pub vantage: Vantage,
-    pub service: String,
+    pub service: Arc<str>,
     /// The target this measurement was made for (its verdict row's `target`).
     pub target: String,
     pub measured_at: DateTime<Utc>,

@@ -9,6 +9,7 @@
 //! ours without adding to it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use url::Url;
@@ -24,7 +25,7 @@ use crate::facts::{
     TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::bogon::AddressPolicy;
-use crate::input::targets::{Target, TargetKind};
+use crate::input::targets::{self, Target, TargetKind};
 use crate::measure::http::{BODY_PREFIX, title_of};
 use crate::measure::tls::certificate_facts;
 
@@ -83,14 +84,14 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
                 return Err(Skip::NewerFormat(version));
             }
             let input = envelope.input.as_deref().unwrap_or_default();
-            let url = crate::input::targets::parse_url(input).map_err(Skip::Unusable)?;
-            (TargetKind::Url(url), "web".to_string())
+            let url = targets::parse_url(input).map_err(Skip::Unusable)?;
+            (TargetKind::Url(url), "web".into())
         }
         "censorprobe_domain" | "censorprobe_endpoint" => {
             let input = envelope.input.as_deref().unwrap_or_default();
             let kind = TargetKind::parse(input).map_err(Skip::Unusable)?;
             let service = annotation(&envelope, "censorprobe_service");
-            (kind, service.unwrap_or("web").to_string())
+            (kind, service.unwrap_or("web").into())
         }
         "telegram" => (
             TargetKind::Domain("web.telegram.org".into()),
@@ -102,13 +103,13 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
     let target = Target {
         service,
         asns: match test_name.as_str() {
-            "facebook_messenger" => vec![FACEBOOK_ASN],
-            _ => Vec::new(),
+            "facebook_messenger" => Arc::new([FACEBOOK_ASN]),
+            _ => targets::empty(),
         },
         kind,
-        tls_ports: Vec::new(),
-        tcp_ports: Vec::new(),
-        quic_ports: Vec::new(),
+        tls_ports: targets::empty(),
+        tcp_ports: targets::empty(),
+        quic_ports: targets::empty(),
     };
     let start = envelope
         .measurement_start_time
@@ -190,7 +191,7 @@ fn ooni_time(s: &str) -> Option<DateTime<Utc>> {
 struct Clock {
     start: DateTime<Utc>,
     target: String,
-    service: String,
+    service: Arc<str>,
 }
 
 impl Clock {

@@ -7,16 +7,20 @@
 //! reaches the canary tells a network that drops all QUIC from a block of one address.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::input::settings::{QUIC_PORTS, TCP_PORTS, TLS_PORTS};
-use crate::input::targets::{CANARY_SERVICE, Service, Settings, Target, TargetKind};
+use crate::input::targets::{self, CANARY_SERVICE, Service, Settings, Target, TargetKind};
 
 /// Expands the services into targets, the canary first, without repeats. Each service
 /// is let go of once expanded: a list of 100,000 is not held twice.
 pub fn plan(settings: &Settings, services: Vec<Service>) -> Vec<Target> {
-    let default_tls = settings.tls_ports.clone().unwrap_or(TLS_PORTS.to_vec());
-    let default_tcp = settings.tcp_ports.clone().unwrap_or(TCP_PORTS.to_vec());
-    let default_quic = settings.quic_ports.clone().unwrap_or(QUIC_PORTS.to_vec());
+    let ports = |given: &Option<Vec<u16>>, default: &[u16]| -> Arc<[u16]> {
+        given.as_deref().unwrap_or(default).into()
+    };
+    let default_tls = ports(&settings.tls_ports, TLS_PORTS);
+    let default_tcp = ports(&settings.tcp_ports, TCP_PORTS);
+    let default_quic = ports(&settings.quic_ports, QUIC_PORTS);
     let planned = services
         .iter()
         .map(|s| s.domains.len() + s.endpoints.len() + s.urls.len())
@@ -35,33 +39,42 @@ pub fn plan(settings: &Settings, services: Vec<Service>) -> Vec<Target> {
             tls_ports: default_tls.clone(),
             tcp_ports: default_tcp.clone(),
             quic_ports: default_quic.clone(),
-            asns: Vec::new(),
+            asns: targets::empty(),
         });
     }
     for service in services {
+        // Made once per service, and shared by each of its targets.
+        let name: Arc<str> = service.name.into();
+        let tls_ports = service.tls_ports.map_or(default_tls.clone(), Arc::from);
+        let tcp_ports = service.tcp_ports.map_or(default_tcp.clone(), Arc::from);
+        let quic_ports = service.quic_ports.map_or(default_quic.clone(), Arc::from);
+        let asns: Arc<[u32]> = service.asns.into();
         let target = |kind| Target {
-            service: service.name.clone(),
+            service: name.clone(),
             kind,
-            tls_ports: service.tls_ports.clone().unwrap_or(default_tls.clone()),
-            tcp_ports: service.tcp_ports.clone().unwrap_or(default_tcp.clone()),
-            quic_ports: service.quic_ports.clone().unwrap_or(default_quic.clone()),
-            asns: service.asns.clone(),
+            tls_ports: tls_ports.clone(),
+            tcp_ports: tcp_ports.clone(),
+            quic_ports: quic_ports.clone(),
+            asns: asns.clone(),
         };
         for domain in service.domains {
             push(target(TargetKind::Domain(domain)));
         }
-        for endpoint in &service.endpoints {
-            push(target(TargetKind::Endpoint(*endpoint)));
+        for endpoint in service.endpoints {
+            push(target(TargetKind::Endpoint(endpoint)));
         }
         for url in service.urls {
             push(target(TargetKind::Url(url)));
         }
     }
-    let mut quic: Vec<u16> = targets.iter().flat_map(|t| t.quic_ports.clone()).collect();
+    let mut quic: Vec<u16> = targets
+        .iter()
+        .flat_map(|t| t.quic_ports.iter().copied())
+        .collect();
     quic.sort_unstable();
     quic.dedup();
     if let Some(canary) = targets.first_mut().filter(|t| t.is_canary()) {
-        canary.quic_ports = quic;
+        canary.quic_ports = quic.into();
     }
     targets
 }
@@ -107,11 +120,11 @@ quic_ports = [443]
         );
         // QUIC only where asked, and at the canary wherever it is asked.
         assert!(targets[1].quic_ports.is_empty());
-        assert_eq!(targets[4].quic_ports, [443]);
-        assert_eq!(targets[0].quic_ports, [443]);
+        assert_eq!(*targets[4].quic_ports, [443]);
+        assert_eq!(*targets[0].quic_ports, [443]);
         assert!(targets[0].is_canary());
-        assert_eq!(targets[0].tls_ports, [443]);
-        assert_eq!(targets[1].tls_ports, [8443]);
+        assert_eq!(*targets[0].tls_ports, [443]);
+        assert_eq!(*targets[1].tls_ports, [8443]);
         assert!(targets[1].tcp_ports.is_empty());
         assert_eq!(targets[3].hostname(), Some("a.test"));
         for target in &targets {

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -461,21 +462,36 @@ pub enum TargetKind {
     Url(Url),
 }
 
+/// One target of the plan, one verdict row: what is measured, with its service's ports.
+///
+/// What a service's targets have in common (its name, ports and ASNs) is shared among
+/// them, not copied: a plan of 100,000 targets holds each once, and a target sent to a
+/// task in flight is cloned without allocating.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
-    pub service: String,
+    pub service: Arc<str>,
     #[serde(flatten)]
     pub kind: TargetKind,
     /// Ports a domain gets a TCP connect and TLS handshakes on.
-    pub tls_ports: Vec<u16>,
+    pub tls_ports: Arc<[u16]>,
     /// Ports a domain gets a TCP connect on.
-    pub tcp_ports: Vec<u16>,
+    pub tcp_ports: Arc<[u16]>,
     /// Ports a domain gets QUIC handshakes on; an HTTPS URL on one of them gets one too.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quic_ports: Vec<u16>,
+    #[serde(default = "empty", skip_serializing_if = "is_empty")]
+    pub quic_ports: Arc<[u16]>,
     /// ASNs the service's addresses are expected in.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub asns: Vec<u32>,
+    #[serde(default = "empty", skip_serializing_if = "is_empty")]
+    pub asns: Arc<[u32]>,
+}
+
+/// A shared list with nothing in it (serde's default for one left out).
+pub fn empty<T>() -> Arc<[T]> {
+    Arc::new([])
+}
+
+/// Whether a shared list is empty (serde's test for leaving it out).
+pub fn is_empty<T>(list: &Arc<[T]>) -> bool {
+    list.is_empty()
 }
 
 /// Which of the three a target is, without its value: the `target_kind` column of
@@ -549,7 +565,7 @@ impl Target {
     }
 
     pub fn is_canary(&self) -> bool {
-        self.service == CANARY_SERVICE
+        *self.service == *CANARY_SERVICE
     }
 }
 

@@ -321,7 +321,7 @@ fn measurement(
         ("engine_name", info.software_name.clone()),
         ("engine_version", info.software_version.clone()),
         ("censorprobe_run_id", unit.origin.run_id.clone()),
-        ("censorprobe_service", target.service.clone()),
+        ("censorprobe_service", target.service.to_string()),
         // Lab networks the run took for public, so that an import judges as it did.
         (
             "censorprobe_treat_as_public",

@@ -165,14 +165,14 @@ impl RecordedRun {
             .find(|t| t.to_string() == name)
             .cloned()
             .unwrap_or_else(|| Target {
-                service: service.to_string(),
+                service: service.into(),
                 kind: crate::input::targets::TargetKind::parse(name).unwrap_or_else(|_| {
                     crate::input::targets::TargetKind::Domain(name.to_string())
                 }),
-                tls_ports: Vec::new(),
-                tcp_ports: Vec::new(),
-                quic_ports: Vec::new(),
-                asns: Vec::new(),
+                tls_ports: Vec::new().into(),
+                tcp_ports: Vec::new().into(),
+                quic_ports: Vec::new().into(),
+                asns: Vec::new().into(),
             })
     }
 

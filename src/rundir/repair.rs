@@ -40,7 +40,7 @@ pub struct Resumed {
 type Key = (String, String);
 
 fn key(target: &Target) -> Key {
-    (target.service.clone(), target.to_string())
+    (target.service.to_string(), target.to_string())
 }
 
 /// The columns of a measurement row (CSV or JSON line) that say whose it is.

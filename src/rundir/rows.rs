@@ -305,7 +305,7 @@ impl MeasurementRow {
                 .measured_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             vantage: m.vantage.as_str().to_string(),
-            service: m.service.clone(),
+            service: m.service.to_string(),
             target: m.target.clone(),
             step: m.step.name().to_string(),
             runtime_ms: format!("{:.1}", m.runtime_ms),
