@@ -25,6 +25,7 @@ pub mod tls_variants;
 pub mod unacknowledged;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,8 +114,12 @@ pub struct Measurer {
     resolvers: Vec<Resolver>,
     hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<HostDns>>>>>,
     /// Targets still to come for each host, when the plan is known: a host's DNS is
-    /// forgotten after its last target, so memory does not grow with the run.
-    users: Mutex<HashMap<String, usize>>,
+    /// forgotten after its last target, so memory does not grow with the run. Keyed by
+    /// the name's hash, not the name (a plan of 100,000 hosts held its names twice): two
+    /// names with one hash (a chance in 2^64 for a pair) only keep the DNS of the one done
+    /// first until the run ends.
+    users: Mutex<HashMap<u64, usize>>,
+    user_keys: RandomState,
     addresses: Addresses,
     checks: Checks,
     /// Bounds of the checks' own lookups, apart from the run's: a check may be made by a
@@ -162,6 +167,7 @@ impl Measurer {
             resolvers,
             hosts: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
+            user_keys: RandomState::new(),
             addresses: Addresses::default(),
             checks: Checks::default(),
             check_limits: Limits::new(1, 1),
@@ -174,16 +180,17 @@ impl Measurer {
     pub fn expect<'t>(&self, targets: impl IntoIterator<Item = &'t Target>) {
         let mut users = self.users.lock().expect("host users lock poisoned");
         for host in targets.into_iter().filter_map(Target::hostname) {
-            *users.entry(host.to_string()).or_default() += 1;
+            *users.entry(self.user_keys.hash_one(host)).or_default() += 1;
         }
     }
 
     fn done_with(&self, host: &str) {
         let mut users = self.users.lock().expect("host users lock poisoned");
-        if let Some(left) = users.get_mut(host) {
+        let key = self.user_keys.hash_one(host);
+        if let Some(left) = users.get_mut(&key) {
             *left -= 1;
             if *left == 0 {
-                users.remove(host);
+                users.remove(&key);
                 self.hosts
                     .lock()
                     .expect("host cache lock poisoned")
@@ -1125,4 +1132,52 @@ fn failures(measurements: &[Measurement]) -> Vec<(IpAddr, DateTime<Utc>)> {
 /// runtime is measured from.
 fn now() -> (DateTime<Utc>, Instant) {
     (Utc::now(), Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::targets::TargetKind;
+
+    fn url(service: &str, url: &str) -> Target {
+        let mut target = crate::analyse::fixtures::url();
+        target.service = service.into();
+        target.kind = TargetKind::parse(url).unwrap();
+        target
+    }
+
+    #[test]
+    fn a_hosts_dns_is_let_go_after_its_last_target_only() {
+        let options = Options {
+            vantage: Vantage::Probe,
+            timeout: Duration::from_secs(1),
+            concurrency: 1,
+            per_host: 1,
+            resolvers: vec![ResolverSpec::Udp("127.0.0.1:53".parse().unwrap())],
+            control_sni: None,
+            canary_port: None,
+            policy: AddressPolicy::new(Vec::new()),
+            dns_window: Duration::from_secs(1),
+            source: None,
+        };
+        let tls = TlsContext::new(tls::root_store(None).unwrap()).unwrap();
+        let measurer = Measurer::new(options, tls, None).unwrap();
+        let targets = [
+            url("a", "https://a.test/1"),
+            url("a", "https://a.test/2"),
+            url("b", "https://b.test/"),
+        ];
+        measurer.expect(&targets);
+        let cached = |host: &str| measurer.hosts.lock().unwrap().contains_key(host);
+        for host in ["a.test", "b.test"] {
+            measurer.host_cell(host);
+        }
+        measurer.done_with("a.test");
+        assert!(cached("a.test"), "one target of a.test is still to come");
+        measurer.done_with("a.test");
+        assert!(!cached("a.test"));
+        assert!(cached("b.test"));
+        measurer.done_with("b.test");
+        assert!(!cached("b.test"));
+    }
 }
