@@ -390,7 +390,10 @@ fn ending(hop: &HttpHop) -> String {
 /// when a twin read past that point and the fetch with its own name right after froze
 /// again. Loss stalls a transfer once in a while, and by chance only, so a freeze
 /// nothing repeated is a sign; one too short to rule out a path MTU black hole, or
-/// over plain HTTP with no twin, says nothing.
+/// over plain HTTP with no twin, says nothing. By address wants two twins that froze:
+/// the fetch's own stall may be a throttle's under loss (the throttled name only), and
+/// one twin's, loss's on that link now and then; loss repeating it on a third
+/// connection is much rarer, a freeze of the address never fails to.
 fn tls_stall(
     hop: &HttpHop,
     theirs: Option<&HttpHop>,
@@ -471,7 +474,7 @@ fn tls_stall(
             )),
         };
     }
-    if !twins.is_empty() && twins.iter().all(|t| froze(t)) {
+    if twins.len() >= 2 && twins.iter().all(|t| froze(t)) {
         let counts: Vec<String> = twins.iter().map(|t| brought(t).to_string()).collect();
         evidence.push_str(&format!(
             ", and so did the control-SNI twin{} from the same address, after {} bytes: a freeze by address, whatever the name",
@@ -489,6 +492,13 @@ fn tls_stall(
             "no control-SNI twin from the same address, to show it again",
             control,
         )),
+        Some(twin) if twins.len() == 1 && froze(twin) => explained(
+            evidence,
+            &format!(
+                ", and so did the one control-SNI twin from the same address, after {} bytes: two stalls in a row are loss's now and then on a lossy link, and no second twin showed the address frozen",
+                brought(twin)
+            ),
+        ),
         Some(twin) => explained(
             evidence,
             &format!(
@@ -1084,6 +1094,24 @@ mod tests {
             &passed_again,
             &["it read 400000 bytes", "stalled for a while"],
         );
+        // One twin froze too, and no second one was made (a run of an earlier version):
+        // two stalls in a row, which loss makes now and then.
+        let once = against_the_control(vec![
+            passed(frozen(12_000)),
+            stopped_after(twin(0, 0.0), 11_900),
+        ]);
+        assert_eq!(kind(&once), (Verdict::Inconclusive, None));
+        evidence_of(&once, &["the one control-SNI twin", "no second twin"]);
+        // The second twin read past it: the address is not frozen, and the name's own
+        // fetch after it tells.
+        let second_read = against_the_control(vec![
+            passed(frozen(12_000)),
+            stopped_after(twin(0, 0.0), 11_900),
+            twin(400_000, 500.0),
+            again(400_000, 600.0),
+        ]);
+        assert_eq!(kind(&second_read), (Verdict::Inconclusive, None));
+        evidence_of(&second_read, &["read 400000 bytes", "stalled for a while"]);
         // Nothing repeated it: a sign.
         let alone = against_the_control(vec![frozen(12_000)]);
         assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::TlsStall)));
@@ -1203,7 +1231,13 @@ mod tests {
     #[test]
     fn a_freeze_is_blocked_only_with_the_controls_body_and_the_probes_network() {
         let dns = || vec![lookup(&[(FB, None)])];
-        let by_address = || vec![frozen(12_000), stopped_after(twin(0, 0.0), 11_900)];
+        let by_address = || {
+            vec![
+                frozen(12_000),
+                stopped_after(twin(0, 0.0), 11_900),
+                stopped_after(twin(0, 0.0), 11_800),
+            ]
+        };
         let by_name = || {
             vec![
                 frozen(12_000),

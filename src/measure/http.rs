@@ -641,29 +641,23 @@ impl Measurer {
     /// (Russia's of foreign hosting since 2025), does not. When the twin ran at least
     /// twice as fast, the URL is fetched once more with its own name (A/B/A): a path
     /// congested or stalled for the first transfer only is fine again by then, a throttle
-    /// is not. Only at the probe: the control's speed is the other yardstick. A twin short
-    /// of [`THROTTLE_RATIO`] times as fast is made once more: loss slows one transfer now
-    /// and then, whatever its name, and the analysis takes the best of them.
+    /// is not. Only at the probe: the control's speed is the other yardstick. A twin that
+    /// was not [`THROTTLE_RATIO`] times as fast, or did not read the whole body, is made
+    /// once more (see [`another_twin`]).
     pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Vec<Measurement> {
         let Some((url, address, flowed, sni)) = self.slow_https(facts) else {
             return Vec::new();
         };
-        // At its best, as the analysis compares it.
-        let faster = |twin: &Measurement, ratio: f64| match &twin.step {
-            Step::Http(h) => h.final_response().is_some_and(|hop| {
-                hop.peak_rate.unwrap_or_else(|| average_rate(hop)) >= ratio * flowed
-            }),
-            _ => false,
-        };
         let mut out = vec![self.refetch(target, &url, address, sni, true).await];
-        // Loss can slow any one transfer, whatever its name: the path's speed is the
-        // best of two twins.
-        if !faster(&out[0], THROTTLE_RATIO) {
+        if another_twin(&out[0].step, flowed) {
             out.push(self.refetch(target, &url, address, sni, true).await);
         }
         // Half the analysis's margin, so that no twin it would take for a throttle's
         // sign goes without the fetch after it.
-        if out.iter().any(|twin| faster(twin, THROTTLE_RATIO / 2.0)) {
+        if out
+            .iter()
+            .any(|twin| faster(&twin.step, flowed, THROTTLE_RATIO / 2.0))
+        {
             let host = url.host_str().unwrap_or_default().to_string();
             out.push(self.refetch(target, &url, address, &host, false).await);
         }
@@ -902,6 +896,27 @@ fn worth_a_twin(hop: &HttpHop) -> Option<(Url, f64)> {
 }
 
 /// Bytes per second over a hop's body.
+/// Whether a second control-SNI twin follows `twin`, made of a transfer that flowed at
+/// `flowed` bytes per second: loss can slow or stall any one transfer, whatever its
+/// name, so the path's speed is the best of two twins, and a freeze of the address is
+/// told by two that froze (the target's own stall may be a throttle's under loss, and
+/// one twin's loss's by chance).
+fn another_twin(twin: &Step, flowed: f64) -> bool {
+    let whole = matches!(twin, Step::Http(h) if h.error.is_none());
+    !whole || !faster(twin, flowed, THROTTLE_RATIO)
+}
+
+/// Whether the twin `twin` ran `ratio` times as fast as `flowed`, at its best, as the analysis
+/// compares it.
+fn faster(twin: &Step, flowed: f64, ratio: f64) -> bool {
+    match twin {
+        Step::Http(h) => h.final_response().is_some_and(|hop| {
+            hop.peak_rate.unwrap_or_else(|| average_rate(hop)) >= ratio * flowed
+        }),
+        _ => false,
+    }
+}
+
 fn average_rate(hop: &HttpHop) -> f64 {
     hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0)
 }
@@ -1015,6 +1030,33 @@ mod tests {
         hop.body_length = 12_000;
         hop.transfer_ms = 5.0;
         assert!(worth_a_twin(&hop).is_none());
+    }
+
+    #[test]
+    fn a_twin_slow_or_cut_short_is_made_once_more() {
+        let twin = |body_length: u64, peak: f64, error: Option<StepError>| {
+            let mut hop = HttpHop::new("https://x.test/video");
+            (hop.status, hop.body_length, hop.transfer_ms) = (Some(200), body_length, 500.0);
+            (hop.peak_rate, hop.error) = (Some(peak), error.clone());
+            // As `fetch` records it: the step's error is its last hop's.
+            Step::Http(HttpFacts {
+                url: hop.url.clone(),
+                hops: vec![hop],
+                control_sni: Some("canary.test".into()),
+                again: false,
+                tries: 1,
+                check: None,
+                error,
+            })
+        };
+        let flowed = 50_000.0;
+        // Read whole, four times as fast: the path's speed is known.
+        assert!(!another_twin(&twin(400_000, 800_000.0, None), flowed));
+        // As slow as the transfer: loss may have slowed this one.
+        assert!(another_twin(&twin(400_000, 60_000.0, None), flowed));
+        // Fast, then stopped dead: one stall, loss's now and then.
+        let stalled = Some(StepError::timeout(Operation::Read));
+        assert!(another_twin(&twin(262_000, 800_000.0, stalled), flowed));
     }
 
     #[test]
