@@ -23,11 +23,12 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use censorprobe::control::client::{ControlClient, ControlClientError};
-use censorprobe::control::protocol::{ControlRequest, ControlResult, HEALTH_PATH};
+use censorprobe::control::protocol::{ControlRequest, ControlResult, HEALTH_PATH, MEASURE_PATH};
 use censorprobe::facts::failure::Failure;
 use censorprobe::facts::{Step, Vantage};
 use censorprobe::measure::tls::{TlsContext, root_store};
 use common::control::{Reply, exchange, get, measure_request};
+use common::tls::Healthy;
 use common::{
     Ca, ControlServer, DnsBehaviour, DnsServer, LOCALHOST, blackhole, closed_port, silent, tls,
 };
@@ -233,6 +234,63 @@ async fn explains_what_is_wrong_with_a_request() {
         .insert(CONTENT_TYPE, "text/plain".parse().unwrap());
     let error = control.exchange(plain).await.error(415);
     assert!(error.contains("application/json"), "{error}");
+}
+
+/// The ECH comparison as `?ech=` asks: with everything by default (a probe that
+/// predates the parameter), not at all with `later` (a probe's batches), alone with
+/// `only` (a probe whose own comparison failed), and a value it does not know refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn makes_the_ech_comparison_as_the_request_asks() {
+    let site = Healthy::spawn(&["lab.test"]).await;
+    let zone = [("lab.test", DnsBehaviour::Answer(vec![site.addr.ip()]))];
+    let ca = site.ca_file.to_str().unwrap();
+    let control = Control::start(
+        &zone,
+        &[
+            "--token",
+            TOKEN,
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--ca-file",
+            ca,
+        ],
+    )
+    .await;
+    let body = json!({ "targets": [{
+        "service": "lab",
+        "target": "lab.test",
+        "tls_ports": [site.addr.port()],
+        "addresses": [site.addr.ip()],
+    }]})
+    .to_string();
+    let ask = |plan: &str| {
+        let mut request = measure_request(control.address, Some(TOKEN), body.clone(), false);
+        *request.uri_mut() = format!("{MEASURE_PATH}{plan}").parse().unwrap();
+        control.exchange(request)
+    };
+    let steps = |reply: Reply| -> Vec<&'static str> {
+        let mut steps: Vec<&str> = reply.results().results[0]
+            .measurements
+            .iter()
+            .map(|m| match &m.step {
+                Step::Ech(ech) => {
+                    assert!(ech.handshakes[0].handshake_done, "{ech:?}");
+                    "ech"
+                }
+                Step::TlsHandshake(_) => "tls",
+                Step::TcpConnect(_) => "tcp",
+                Step::Dns(_) => "dns",
+                _ => "other",
+            })
+            .collect();
+        steps.dedup();
+        steps
+    };
+    assert_eq!(steps(ask("").await), ["dns", "tcp", "tls", "ech"]);
+    assert_eq!(steps(ask("?ech=later").await), ["dns", "tcp", "tls"]);
+    assert_eq!(steps(ask("?ech=only").await), ["ech"]);
+    let error = ask("?ech=sometimes").await.error(400);
+    assert!(error.contains("ech=sometimes"), "{error}");
 }
 
 /// The server's wait for a place in flight before it refuses a request as busy.

@@ -75,10 +75,10 @@ fn comparisons(facts: &TargetFacts) -> impl Iterator<Item = &EchFacts> {
 /// The comparison's problem: every handshake with ECH torn down (see
 /// `EchHandshake::torn_down`), and those without it through or not.
 pub fn ech_problem(f: &EchFacts, control: Option<&TargetFacts>) -> Option<Problem> {
-    let with: Vec<_> = f.with(EchOffer::Grease).collect();
-    if with.is_empty() || !with.iter().all(|h| h.torn_down()) {
+    if !f.ech_torn_down() {
         return None;
     }
+    let with: Vec<_> = f.with(EchOffer::Grease).collect();
     let without: Vec<_> = f.with(EchOffer::None).collect();
     let through = without.iter().filter(|h| h.handshake_done).count();
     let failure = with[0].error.as_ref().map(|e| e.failure.to_string());
@@ -110,9 +110,12 @@ pub fn ech_problem(f: &EchFacts, control: Option<&TargetFacts>) -> Option<Proble
 }
 
 /// What the control's comparison with the same name gave: at the same address, else at
-/// any (a CDN hands out different ones).
+/// any (a CDN hands out different ones); one that reached no server says nothing.
 fn ech_at(control: &TargetFacts, f: &EchFacts) -> ControlSaw {
-    let same_name = || comparisons(control).filter(|c| c.server_name == f.server_name);
+    let same_name = || {
+        comparisons(control)
+            .filter(|c| c.server_name.eq_ignore_ascii_case(&f.server_name) && c.reached())
+    };
     let Some(theirs) = same_name()
         .find(|c| c.address == f.address)
         .or_else(|| same_name().next())
@@ -182,6 +185,18 @@ mod tests {
         vec![lookup(&[(FB, None)])]
     }
 
+    fn ech_blocked_saying(outcome: &super::super::Outcome, words: &[&str]) {
+        let evidence = &outcome.verdict.evidence;
+        assert_eq!(
+            kind(outcome),
+            (Verdict::Blocked, Some(Blocking::EchBlocked)),
+            "{evidence}"
+        );
+        for said in words {
+            assert!(evidence.contains(said), "{said:?} not in: {evidence}");
+        }
+    }
+
     #[test]
     fn ech_failing_every_time_where_the_plain_handshake_passes_is_blocked() {
         for failure in [Failure::GenericTimeout, Failure::ConnectionReset] {
@@ -190,24 +205,46 @@ mod tests {
                 (dns(), singled_out(failure)),
                 (dns(), passes()),
             );
-            assert_eq!(
-                kind(&outcome),
-                (Verdict::Blocked, Some(Blocking::EchBlocked)),
-                "{}",
-                outcome.verdict.evidence
-            );
-            assert!(
-                outcome
-                    .verdict
-                    .evidence
-                    .contains("offering ECH (GREASE) failed 2 of 2")
-                    && outcome.verdict.evidence.contains("went through 2 of 2"),
-                "{}",
-                outcome.verdict.evidence
+            ech_blocked_saying(
+                &outcome,
+                &["offering ECH (GREASE) failed 2 of 2", "went through 2 of 2"],
             );
         }
         // Without a control, a sign.
         let alone = judge(domain(&[]), dns(), singled_out(Failure::GenericTimeout));
+        assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::EchBlocked)));
+    }
+
+    /// The control could not connect to the probe's address (a CDN's node inside the
+    /// probe's network): its comparison there says nothing, and one at an address of
+    /// its own does.
+    #[test]
+    fn a_control_comparison_that_reached_nothing_is_passed_over() {
+        let mut unreached = ech(
+            FB_443,
+            &[
+                (Grease, Some(Failure::GenericTimeout)),
+                (Plain, Some(Failure::GenericTimeout)),
+            ],
+        );
+        if let crate::facts::Step::Ech(f) = &mut unreached.step {
+            for h in &mut f.handshakes {
+                h.error.as_mut().unwrap().failed_operation =
+                    crate::facts::failure::Operation::Connect;
+            }
+        }
+        let elsewhere = ech("157.240.9.9:443", &[(Grease, None)]);
+        let judged = |theirs: Vec<crate::facts::Measurement>| {
+            compare(
+                domain(&[]),
+                (dns(), singled_out(Failure::ConnectionReset)),
+                (dns(), [reachable(), theirs].concat()),
+            )
+        };
+        let outcome = judged(vec![unreached.clone(), elsewhere]);
+        ech_blocked_saying(&outcome, &["157.240.9.9:443 offering ECH went through"]);
+        // Nothing else: the control could not say.
+        let alone = judged(vec![unreached]);
         assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::EchBlocked)));
     }
 

@@ -8,6 +8,7 @@
 //! not a page of anomalies.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,13 +26,14 @@ use crate::control::client::{Batcher, ControlClient, ControlClientError};
 use crate::control::protocol::{ControlRequest, ControlTarget};
 use crate::error::InputError;
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, Step, Vantage};
+use crate::facts::{Measurement, Step, Vantage, answered_addresses};
 use crate::input::asn;
 use crate::input::bogon::AddressPolicy;
 use crate::input::plan;
 use crate::input::settings::{self, MeasureFlags};
 use crate::input::targets::{SHIPPED_NAME, Settings, Target, TargetsFile};
 use crate::input::testlist;
+use crate::measure::ech::EchPlan;
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
 use crate::output::summary::Tally;
@@ -104,7 +106,7 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     /// Measure from this local address (a multi-homed host, a lab).
     #[arg(long, value_name = "ADDR")]
-    pub bind: Option<std::net::IpAddr>,
+    pub bind: Option<IpAddr>,
     /// A control server to ask for every target (http:// or https:// URL).
     #[arg(long, value_name = "URL")]
     pub control: Option<url::Url>,
@@ -229,6 +231,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             dns_window: measure::DNS_WINDOW.min(timeout),
             // Never written to run.json: it is the probe's own address.
             source: args.bind,
+            ech: EchPlan::Always,
         },
         tls,
         asn,
@@ -693,7 +696,67 @@ async fn measure_both(
         Ok(control_facts(&target, result.measurements))
     };
     let (ours, theirs) = tokio::join!(ours, theirs);
+    let theirs = match theirs {
+        Ok(theirs) => Ok(with_ech_where_needed(batcher, &target, &ours, theirs).await),
+        Err(e) => Err(e),
+    };
     (ours, Some(theirs))
+}
+
+/// Addresses at which the control is asked for an ECH comparison, at most: the
+/// probe's that failed, then the control's own DNS answers.
+const ECH_ADDRESSES: usize = 8;
+
+/// The control's facts, with its ECH comparison where ours failed: the batches leave
+/// it out (see `Batcher`), and only then does the analysis ask whether the server
+/// takes ECH from elsewhere. Asked at the addresses ours failed at and at those the
+/// control's DNS gave (where it cannot reach the probe's: a CDN's node inside the
+/// probe's network); where the control cannot answer, its facts stay as they were, and
+/// the analysis says it made no such handshake.
+async fn with_ech_where_needed(
+    batcher: &Batcher,
+    target: &Target,
+    ours: &TargetFacts,
+    mut theirs: TargetFacts,
+) -> TargetFacts {
+    let compared = |name: &str| {
+        theirs
+            .measurements
+            .iter()
+            .any(|m| matches!(&m.step, Step::Ech(f) if f.server_name.eq_ignore_ascii_case(name)))
+    };
+    let failed: Vec<IpAddr> = ours
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.step {
+            Step::Ech(f) if f.ech_torn_down() && !compared(&f.server_name) => Some(f.address.ip()),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return theirs;
+    }
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for ip in failed.into_iter().chain(answered_addresses(&theirs.dns)) {
+        if !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+    }
+    addresses.truncate(ECH_ADDRESSES);
+    match batcher.ech(ControlTarget::new(target, addresses)).await {
+        // The comparisons only: a control that predates `ech=only` measures the whole
+        // target again, which the facts have already.
+        Ok(result) => {
+            let more = control_facts(target, result.measurements);
+            let ech = more
+                .measurements
+                .into_iter()
+                .filter(|m| matches!(m.step, Step::Ech(_)));
+            theirs.measurements.extend(ech);
+        }
+        Err(e) => tracing::warn!("{target}: the control made no ECH comparison: {e}"),
+    }
+    theirs
 }
 
 /// The control's measurements as facts about our target.

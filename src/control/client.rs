@@ -19,10 +19,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use url::Url;
 
 use super::protocol::{
-    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, MEASURE_PATH,
-    batch_deadline,
+    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
+    MEASURE_PATH, batch_deadline,
 };
 use crate::facts::scrub::scrub_addresses;
+use crate::measure::ech::EchPlan;
 use crate::measure::http;
 use crate::measure::tcp::Dialer;
 use crate::measure::tls::TlsContext;
@@ -115,19 +116,34 @@ impl ControlClient {
         batch_deadline(self.timeout, targets) + self.timeout + TRANSFER
     }
 
-    /// Asks the control to measure, retrying while it is busy or unreachable.
+    /// Asks the control to measure everything of each target, retrying while it is
+    /// busy or unreachable.
     pub async fn measure(
         &self,
         request: &ControlRequest,
     ) -> Result<ControlResponse, ControlClientError> {
+        self.measure_planned(request, EchPlan::Always).await
+    }
+
+    /// Asks the control to measure, with the ECH comparison as `ech` says.
+    pub async fn measure_planned(
+        &self,
+        request: &ControlRequest,
+        ech: EchPlan,
+    ) -> Result<ControlResponse, ControlClientError> {
         let body = Bytes::from(serde_json::to_vec(request).expect("requests serialize"));
         let wait = self.wait(request.targets.len());
+        let mut url = self.endpoint.clone();
+        if ech != EchPlan::Always {
+            url.query_pairs_mut().append_pair(ECH_PARAMETER, ech.name());
+        }
+        let url = &url;
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
             .with_max_times(4)
             .with_jitter();
-        (|| self.post(body.clone(), wait))
+        (|| self.post(url, body.clone(), wait))
             .retry(policy)
             .when(ControlClientError::retryable)
             .await
@@ -135,12 +151,13 @@ impl ControlClient {
 
     async fn post(
         &self,
+        url: &Url,
         body: Bytes,
         wait: Duration,
     ) -> Result<ControlResponse, ControlClientError> {
         let _slot = self.slots.acquire().await.expect("never closed");
         let exchange = Exchange {
-            url: &self.endpoint,
+            url,
             token: self.token.as_deref(),
             tls: &self.tls,
             timeout: self.timeout,
@@ -264,47 +281,75 @@ struct Queued {
     reply: oneshot::Sender<Result<ControlResult, String>>,
 }
 
-/// Gathers targets into batches for one control.
+/// Gathers targets into batches for one control, asked to leave the ECH comparison
+/// for later, and, in batches of their own, the targets whose comparison the probe
+/// needs the control's for ([`Batcher::ech`]).
 #[derive(Clone)]
 pub struct Batcher {
-    queue: mpsc::Sender<Queued>,
+    measure: mpsc::Sender<Queued>,
+    ech: mpsc::Sender<Queued>,
 }
 
 impl Batcher {
     /// Starts gathering for `client`; every batch carries `control_sni`.
     pub fn start(client: std::sync::Arc<ControlClient>, control_sni: Option<String>) -> Batcher {
-        let (queue, mut incoming) = mpsc::channel::<Queued>(BATCH * MAX_IN_FLIGHT);
-        tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
-                let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + LINGER;
-                while batch.len() < BATCH {
-                    match tokio::time::timeout_at(deadline, incoming.recv()).await {
-                        Ok(Some(next)) => batch.push(next),
-                        _ => break,
-                    }
-                }
-                tokio::spawn(send_batch(client.clone(), control_sni.clone(), batch));
-            }
-        });
-        Batcher { queue }
+        let queue = |ech: EchPlan| {
+            let (queue, incoming) = mpsc::channel::<Queued>(BATCH * MAX_IN_FLIGHT);
+            tokio::spawn(gather(client.clone(), control_sni.clone(), ech, incoming));
+            queue
+        };
+        Batcher {
+            measure: queue(EchPlan::Later),
+            ech: queue(EchPlan::Only),
+        }
     }
 
-    /// The control's result for one target.
+    /// The control's result for one target, all but its ECH comparison.
     pub async fn measure(&self, target: ControlTarget) -> Result<ControlResult, String> {
-        let (reply, result) = oneshot::channel();
-        let closed = || "the control batcher stopped".to_string();
-        self.queue
-            .send(Queued { target, reply })
-            .await
-            .map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        ask(&self.measure, target).await
+    }
+
+    /// The control's ECH comparison alone for one target, at `target`'s addresses.
+    pub async fn ech(&self, target: ControlTarget) -> Result<ControlResult, String> {
+        ask(&self.ech, target).await
+    }
+}
+
+async fn ask(queue: &mpsc::Sender<Queued>, target: ControlTarget) -> Result<ControlResult, String> {
+    let (reply, result) = oneshot::channel();
+    let closed = || "the control batcher stopped".to_string();
+    queue
+        .send(Queued { target, reply })
+        .await
+        .map_err(|_| closed())?;
+    result.await.map_err(|_| closed())?
+}
+
+/// Sends what comes on `incoming` in batches of up to [`BATCH`], each after
+/// [`LINGER`] at most, with the ECH comparison as `ech` says.
+async fn gather(
+    client: std::sync::Arc<ControlClient>,
+    control_sni: Option<String>,
+    ech: EchPlan,
+    mut incoming: mpsc::Receiver<Queued>,
+) {
+    while let Some(first) = incoming.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, incoming.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                _ => break,
+            }
+        }
+        tokio::spawn(send_batch(client.clone(), control_sni.clone(), ech, batch));
     }
 }
 
 async fn send_batch(
     client: std::sync::Arc<ControlClient>,
     control_sni: Option<String>,
+    ech: EchPlan,
     batch: Vec<Queued>,
 ) {
     let request = |targets: Vec<ControlTarget>| ControlRequest {
@@ -312,7 +357,7 @@ async fn send_batch(
         control_sni: control_sni.clone(),
     };
     let all = request(batch.iter().map(|q| q.target.clone()).collect());
-    match client.measure(&all).await {
+    match client.measure_planned(&all, ech).await {
         // A request the control refuses for one of its targets (too many addresses, an
         // address it may not measure) or for their number (its --max-targets): each
         // target is asked alone, so that one costs only itself its control.
@@ -320,7 +365,10 @@ async fn send_batch(
             let alone = batch.into_iter().map(|queued| {
                 let single = request(vec![queued.target]);
                 let client = &client;
-                async move { answer(vec![queued.reply], client.measure(&single).await) }
+                async move {
+                    let asked = client.measure_planned(&single, ech).await;
+                    answer(vec![queued.reply], asked)
+                }
             });
             join_all(alone).await;
         }

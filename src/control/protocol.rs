@@ -11,6 +11,12 @@ use crate::facts::Measurement;
 use crate::input::targets::{self, Target, TargetKind};
 
 pub const MEASURE_PATH: &str = "/v1/measure";
+/// The query parameter of [`MEASURE_PATH`] that says when the control makes the ECH
+/// comparison (`measure::ech::EchPlan`): `later` (not at all: a probe asks for it where
+/// its own failed), `only` (nothing else, at the addresses the request names), `always`
+/// (the default). A control that predates it ignores it and measures everything, which
+/// answers both.
+pub const ECH_PARAMETER: &str = "ech";
 pub const HEALTH_PATH: &str = "/health";
 
 /// Step timeouts one target may take at the control, one after another: its DNS (a

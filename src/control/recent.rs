@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 
 use crate::facts::Measurement;
 use crate::input::targets::Target;
+use crate::measure::ech::EchPlan;
 
 /// How long a measurement answers for its target: seconds, as long as a probe's request
 /// may already wait at a busy control (a 503 and its retries), and short beside how long
@@ -45,10 +46,16 @@ pub struct Key {
     /// is fetched from).
     addresses: Vec<IpAddr>,
     control_sni: Option<String>,
+    ech: EchPlan,
 }
 
 impl Key {
-    pub fn new(target: &Target, addresses: &[IpAddr], control_sni: Option<&str>) -> Key {
+    pub fn new(
+        target: &Target,
+        addresses: &[IpAddr],
+        control_sni: Option<&str>,
+        ech: EchPlan,
+    ) -> Key {
         Key {
             service: target.service.clone(),
             target: target.to_string(),
@@ -57,6 +64,7 @@ impl Key {
             quic_ports: target.quic_ports.clone(),
             addresses: addresses.to_vec(),
             control_sni: control_sni.map(str::to_string),
+            ech,
         }
     }
 }
@@ -222,7 +230,7 @@ mod tests {
             asns: Vec::new().into(),
         };
         let addresses: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
-        Key::new(&target, &addresses, sni)
+        Key::new(&target, &addresses, sni, EchPlan::Always)
     }
 
     impl Recent {

@@ -20,7 +20,7 @@ use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -46,8 +46,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::collect::{self, Collector};
 use super::protocol::{
-    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, HEALTH_PATH,
-    MEASURE_PATH, batch_deadline,
+    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
+    HEALTH_PATH, MEASURE_PATH, batch_deadline,
 };
 use super::recent::{self, Entry, Recent};
 use crate::facts::TargetFacts;
@@ -56,6 +56,7 @@ use crate::input::asn::{self, AsnDb};
 use crate::input::bogon::AddressPolicy;
 use crate::input::settings::{self, MeasureFlags};
 use crate::input::targets::{Target, parse_domain};
+use crate::measure::ech::EchPlan;
 use crate::measure::limits::Limits;
 use crate::measure::tls::{TlsContext, provider, root_store};
 use crate::measure::{self, Measurer};
@@ -688,14 +689,33 @@ async fn not_found() -> ApiError {
 async fn measure(
     State(server): State<Arc<Server>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ControlResponse>, ApiError> {
     server.authorize(&headers)?;
     require_json(&headers)?;
+    let ech = ech_plan(&uri)?;
     // The body before a place in flight: a client sending slowly must not hold one.
     let request = server.read_request(body).await?;
-    server.answer(client.ip(), &request).await.map(Json)
+    server.answer(client.ip(), &request, ech).await.map(Json)
+}
+
+/// What the request's `ech` parameter asks of the ECH comparison (see
+/// [`ECH_PARAMETER`]); other parameters are left alone, as a control that does not know
+/// `ech` leaves it.
+fn ech_plan(uri: &Uri) -> Result<EchPlan, ApiError> {
+    let query = uri.query().unwrap_or_default();
+    url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(key, _)| key == ECH_PARAMETER)
+        .last()
+        .map_or(Ok(EchPlan::Always), |(_, value)| {
+            EchPlan::parse(&value).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{ECH_PARAMETER}={value}: expected always, later or only"
+                ))
+            })
+        })
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -766,21 +786,24 @@ impl Server {
                 // answers, and every probe target would wait out the window twice.
                 dns_window: Duration::ZERO,
                 source: args.bind,
+                // As the request asks: see `measurer`.
+                ech: EchPlan::Always,
             },
             request_deadline: args.request_deadline,
             max_targets: args.max_targets,
             max_body_bytes: args.max_body_bytes,
         };
         // A resolver that cannot be set up should stop the start, not every request.
-        server.measurer(None)?;
+        server.measurer(None, EchPlan::Always)?;
         Ok(server)
     }
 
     /// One measurer per request (its DNS cache is the request's), all of them within
     /// the same bounds.
-    fn measurer(&self, control_sni: Option<String>) -> anyhow::Result<Measurer> {
+    fn measurer(&self, control_sni: Option<String>, ech: EchPlan) -> anyhow::Result<Measurer> {
         let options = measure::Options {
             control_sni,
+            ech,
             ..self.options.clone()
         };
         Measurer::with_limits(
@@ -824,9 +847,10 @@ impl Server {
         &self,
         client: IpAddr,
         request: &ControlRequest,
+        ech: EchPlan,
     ) -> Result<ControlResponse, ApiError> {
         let (jobs, control_sni) = check(request, self.max_targets, &self.options.policy)?;
-        let measurer = self.measurer(control_sni.clone()).map_err(|e| {
+        let measurer = self.measurer(control_sni.clone(), ech).map_err(|e| {
             tracing::warn!("cannot set up a measurement: {e:#}");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -835,7 +859,7 @@ impl Server {
         })?;
         let keys: Vec<recent::Key> = jobs
             .iter()
-            .map(|job| job.key(control_sni.as_deref()))
+            .map(|job| job.key(control_sni.as_deref(), ech))
             .collect();
         // Only a request that begins a measurement takes a place, and before it begins
         // any: one answered from what others measured or are measuring costs the
@@ -1122,8 +1146,8 @@ struct Job {
 
 impl Job {
     /// What makes this target's measurement the same as another request's.
-    fn key(&self, control_sni: Option<&str>) -> recent::Key {
-        recent::Key::new(&self.target, &self.addresses, control_sni)
+    fn key(&self, control_sni: Option<&str>, ech: EchPlan) -> recent::Key {
+        recent::Key::new(&self.target, &self.addresses, control_sni, ech)
     }
 
     /// The target's result: its measurement in `entry`, made by this request unless

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::failure::StepError;
+use super::failure::{Operation, StepError};
 
 /// A comparison of handshakes with and without ECH, with one name to one address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,24 @@ impl EchFacts {
     /// The handshakes made with `offer`.
     pub fn with(&self, offer: EchOffer) -> impl Iterator<Item = &EchHandshake> {
         self.handshakes.iter().filter(move |h| h.ech == offer)
+    }
+
+    /// Whether handshakes offered ECH and every one of them was torn down (see
+    /// [`EchHandshake::torn_down`]): what a block of ECH shows, and all a comparison
+    /// needs the control's for.
+    pub fn ech_torn_down(&self) -> bool {
+        let mut with = self.with(EchOffer::Grease).peekable();
+        with.peek().is_some() && with.all(EchHandshake::torn_down)
+    }
+
+    /// Whether any of its handshakes connected: one that reached nothing says nothing
+    /// of ECH.
+    pub fn reached(&self) -> bool {
+        self.handshakes.iter().any(|h| {
+            h.error
+                .as_ref()
+                .is_none_or(|e| e.failed_operation != Operation::Connect)
+        })
     }
 }
 
@@ -78,7 +96,7 @@ impl EchHandshake {
     pub fn torn_down(&self) -> bool {
         self.error.as_ref().is_some_and(|e| {
             !e.local
-                && e.failed_operation == super::failure::Operation::TlsHandshake
+                && e.failed_operation == Operation::TlsHandshake
                 && (e.failure.is_reset_or_eof() || e.failure.is_timeout())
         })
     }

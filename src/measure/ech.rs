@@ -24,7 +24,7 @@
 //! are asked for A and AAAA records only.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -39,11 +39,51 @@ use super::{Measurer, now};
 use crate::facts::{
     EchFacts, EchHandshake, EchOffer, HttpFacts, Measurement, Step, TlsFacts, Trigger, Vantage,
 };
-use crate::input::targets::Target;
+use crate::input::targets::{Target, TargetKind};
+use futures_util::future::join_all;
 
 /// Rounds after a first handshake with ECH that failed, at most: the second only after
 /// the first's handshake with ECH failed too.
 const ROUNDS: usize = 2;
+
+/// When a measurer makes the comparison. A control's only tells a probe whose own
+/// comparison failed whether the server takes ECH, so a probe asks for it then, not
+/// with every target: one handshake fewer per target for the control and the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EchPlan {
+    /// After every handshake with a target's name that can tell (see [`informative`]).
+    #[default]
+    Always,
+    /// Never: the probe asks for it later where it needs it.
+    Later,
+    /// Nothing but the comparison, with the target's name at the addresses given (a
+    /// URL's port, a domain's TLS ports), without the handshake before it: what a probe
+    /// asks for where its own failed.
+    Only,
+}
+
+impl EchPlan {
+    /// As the control protocol names it (`?ech=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EchPlan::Always => "always",
+            EchPlan::Later => "later",
+            EchPlan::Only => "only",
+        }
+    }
+
+    /// Whether the comparison follows a handshake with a target's name (see
+    /// [`informative`]).
+    pub fn after_handshakes(self) -> bool {
+        self == EchPlan::Always
+    }
+
+    pub fn parse(name: &str) -> Option<EchPlan> {
+        [EchPlan::Always, EchPlan::Later, EchPlan::Only]
+            .into_iter()
+            .find(|plan| plan.name() == name)
+    }
+}
 
 /// The configurations and the comparisons made in a run.
 pub struct Ech {
@@ -149,6 +189,9 @@ impl Measurer {
         target: &Target,
         fetch: &HttpFacts,
     ) -> Option<Measurement> {
+        if !self.options.ech.after_handshakes() {
+            return None;
+        }
         let tls = fetch
             .hops
             .first()?
@@ -157,6 +200,29 @@ impl Measurer {
             .filter(|t| informative(t))?;
         let _host = self.limits.host(tls.address.ip()).await;
         Some(self.ech(target, &tls.server_name, tls.address).await)
+    }
+
+    /// The comparisons alone, with the target's name at each of `addresses` (see
+    /// [`EchPlan::Only`]), each in a place on its address.
+    pub(super) async fn ech_only(&self, target: &Target, addresses: &[IpAddr]) -> Vec<Measurement> {
+        let (name, ports) = match &target.kind {
+            TargetKind::Domain(domain) => (domain.as_str(), target.tls_ports.to_vec()),
+            // A name's only: an address has no name to offer ECH with.
+            TargetKind::Url(url) => match (url.host(), url.port_or_known_default()) {
+                (Some(url::Host::Domain(host)), Some(port)) if url.scheme() == "https" => {
+                    (host, vec![port])
+                }
+                _ => return Vec::new(),
+            },
+            TargetKind::Endpoint(_) => return Vec::new(),
+        };
+        let comparisons = addresses.iter().flat_map(|ip| {
+            ports.iter().map(move |port| async move {
+                let _host = self.limits.host(*ip).await;
+                self.ech(target, name, SocketAddr::new(*ip, *port)).await
+            })
+        });
+        join_all(comparisons).await
     }
 
     /// The rounds (see the module's comment), logged as a step that may set off a

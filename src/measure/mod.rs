@@ -92,6 +92,8 @@ pub struct Options {
     pub dns_window: Duration,
     /// The source address of every measurement, if not the system's choice.
     pub source: Option<IpAddr>,
+    /// When the ECH comparison is made.
+    pub ech: ech::EchPlan,
 }
 
 /// The DNS of one host, measured once per run.
@@ -239,6 +241,16 @@ impl Measurer {
         extra: &[IpAddr],
         answers: Option<oneshot::Sender<Vec<IpAddr>>>,
     ) -> TargetFacts {
+        if self.options.ech == ech::EchPlan::Only {
+            let addresses = self.with_extra(Ok(Vec::new()), extra).unwrap_or_default();
+            let measurements = self.ech_only(target, &addresses).await;
+            return TargetFacts {
+                target: target.clone(),
+                measurements,
+                dns: Arc::new(Vec::new()),
+                triggers: Vec::new(),
+            };
+        }
         let mut measurements = Vec::new();
         let resolved = match target.hostname() {
             Some(host) => Some(self.resolve(target, host).await),
@@ -1001,7 +1013,7 @@ impl Measurer {
         // Where the censor tears handshakes down, a variant that only timed out was lost
         // on the way and is worth a second try; where it stalls them, that is its answer.
         let torn_down = facts.error.as_ref().is_some_and(StepError::torn_down);
-        let ech = ech::informative(&facts);
+        let ech = ech::informative(&facts) && self.options.ech.after_handshakes();
         let answered = facts.server_answered();
         // Recorded from when the name was sent: what a trigger's time must be.
         let handshake = self.record_since(target, sent, Step::TlsHandshake(facts));
@@ -1159,6 +1171,7 @@ mod tests {
             policy: AddressPolicy::new(Vec::new()),
             dns_window: Duration::from_secs(1),
             source: None,
+            ech: ech::EchPlan::Always,
         };
         let tls = TlsContext::new(tls::root_store(None).unwrap()).unwrap();
         let measurer = Measurer::new(options, tls, None).unwrap();
