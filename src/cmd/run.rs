@@ -747,12 +747,14 @@ async fn with_ech_where_needed(
         // The comparisons only: a control that predates `ech=only` measures the whole
         // target again, which the facts have already.
         Ok(result) => {
-            let more = control_facts(target, result.measurements);
-            let ech = more
+            let ech = result
                 .measurements
                 .into_iter()
-                .filter(|m| matches!(m.step, Step::Ech(_)));
-            theirs.measurements.extend(ech);
+                .filter(|m| matches!(m.step, Step::Ech(_)))
+                .collect();
+            theirs
+                .measurements
+                .extend(control_facts(target, ech).measurements);
         }
         Err(e) => tracing::warn!("{target}: the control made no ECH comparison: {e}"),
     }

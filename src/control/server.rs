@@ -1157,7 +1157,10 @@ impl Job {
         // around it would otherwise hold it more than once (in a debug build, on the
         // stack of the task that polls it).
         let make = Box::pin(async {
-            standalone(measurer.measure_with(&self.target, &self.addresses).await)
+            match measurer.options().ech {
+                EchPlan::Only => measurer.ech_only(&self.target, &self.addresses).await,
+                _ => standalone(measurer.measure_with(&self.target, &self.addresses).await),
+            }
         });
         ControlResult {
             target: self.name.clone(),

@@ -56,9 +56,9 @@ pub enum EchPlan {
     Always,
     /// Never: the probe asks for it later where it needs it.
     Later,
-    /// Nothing but the comparison, with the target's name at the addresses given (a
-    /// URL's port, a domain's TLS ports), without the handshake before it: what a probe
-    /// asks for where its own failed.
+    /// Nothing but the comparison ([`Measurer::ech_only`], which the control calls in
+    /// place of the target's measurement): what a probe asks for where its own failed.
+    /// A measurement made with this plan makes none.
     Only,
 }
 
@@ -204,7 +204,7 @@ impl Measurer {
 
     /// The comparisons alone, with the target's name at each of `addresses` (see
     /// [`EchPlan::Only`]), each in a place on its address.
-    pub(super) async fn ech_only(&self, target: &Target, addresses: &[IpAddr]) -> Vec<Measurement> {
+    pub async fn ech_only(&self, target: &Target, addresses: &[IpAddr]) -> Vec<Measurement> {
         let (name, ports) = match &target.kind {
             TargetKind::Domain(domain) => (domain.as_str(), target.tls_ports.to_vec()),
             // A name's only: an address has no name to offer ECH with.

@@ -895,7 +895,6 @@ fn worth_a_twin(hop: &HttpHop) -> Option<(Url, f64)> {
     (url.scheme() == "https" && slow && success).then(|| (url, hop.active_rate.unwrap_or(rate)))
 }
 
-/// Bytes per second over a hop's body.
 /// Whether a second control-SNI twin follows `twin`, made of a transfer that flowed at
 /// `flowed` bytes per second: loss can slow or stall any one transfer, whatever its
 /// name, so the path's speed is the best of two twins, and a freeze of the address is
@@ -906,7 +905,7 @@ fn another_twin(twin: &Step, flowed: f64) -> bool {
     !whole || !faster(twin, flowed, THROTTLE_RATIO)
 }
 
-/// Whether the twin `twin` ran `ratio` times as fast as `flowed`, at its best, as the analysis
+/// Whether `twin` ran `ratio` times as fast as `flowed`, at its best, as the analysis
 /// compares it.
 fn faster(twin: &Step, flowed: f64, ratio: f64) -> bool {
     match twin {
@@ -917,6 +916,7 @@ fn faster(twin: &Step, flowed: f64, ratio: f64) -> bool {
     }
 }
 
+/// Bytes per second over a hop's body.
 fn average_rate(hop: &HttpHop) -> f64 {
     hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0)
 }

@@ -241,16 +241,6 @@ impl Measurer {
         extra: &[IpAddr],
         answers: Option<oneshot::Sender<Vec<IpAddr>>>,
     ) -> TargetFacts {
-        if self.options.ech == ech::EchPlan::Only {
-            let addresses = self.with_extra(Ok(Vec::new()), extra).unwrap_or_default();
-            let measurements = self.ech_only(target, &addresses).await;
-            return TargetFacts {
-                target: target.clone(),
-                measurements,
-                dns: Arc::new(Vec::new()),
-                triggers: Vec::new(),
-            };
-        }
         let mut measurements = Vec::new();
         let resolved = match target.hostname() {
             Some(host) => Some(self.resolve(target, host).await),
