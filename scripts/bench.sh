@@ -444,8 +444,8 @@ verdict_summary() {
 }
 
 # Where the time went, from measurements.jsonl: per step, how long it took (ms), and per
-# target, when its first step started after the run began (queueing) and how long from
-# its first step to the end of its last (steps and waits between them).
+# target, when its first step started after the run began (queueing), how long from its
+# first step to the end of its last (steps and waits between them), and when that was.
 where_time_goes() {
     local dir=$1 started
     started=$(jq -r .started_at "$dir/out/run.json")
@@ -464,7 +464,8 @@ where_time_goes() {
         END { for (k in first) { split(k, p, SUBSEP); print "start", p[1], first[k] * 1000; print "span", p[1], (last[k] - first[k]) * 1000; print "end", p[1], last[k] * 1000 } }
     ' >"$dir/timing.tsv"
     echo "where the time goes, in ms (p50 p90 p99 max, count): steps by vantage; per target"
-    echo "from the run's start to its first step (start), first step to last step's end (span)"
+    echo "from the run's start to its first step (start), first step to last step's end (span),"
+    echo "the run's start to its last step's end (end)"
     sort -k1,1 -k2,2 -k3,3g "$dir/timing.tsv" | awk '
         function flush() {
             if (n == 0) return
@@ -475,7 +476,7 @@ where_time_goes() {
         }
         $1 != kind || $2 != group { flush(); kind = $1; group = $2; n = 0 }
         { v[++n] = $3 }
-        END { flush() }' | grep -v '^    end'
+        END { flush() }'
 }
 
 # curl_run N MODE: the same URLs with curl --parallel from the probe's namespace.

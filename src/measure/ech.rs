@@ -34,6 +34,7 @@ use rustls::client::{EchGreaseConfig, EchMode, Resumption};
 use rustls::crypto::aws_lc_rs::hpke;
 use tokio::sync::OnceCell;
 
+use super::limits::Limits;
 use super::tls::{self, TlsContext};
 use super::{Measurer, now};
 use crate::facts::{
@@ -222,7 +223,7 @@ impl Measurer {
                 self.ech(target, name, SocketAddr::new(*ip, *port)).await
             })
         });
-        join_all(comparisons).await
+        Limits::measuring(join_all(comparisons)).await
     }
 
     /// The rounds (see the module's comment), logged as a step that may set off a

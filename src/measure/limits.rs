@@ -9,15 +9,32 @@
 //! nothing: a connect whose SYN went unanswered holds no work place, and gives its
 //! fresh-attempt place back after a second (see `tcp::Dialer`), so that blackholed
 //! targets cost their timeout in parallel instead of queueing behind each other.
+//!
+//! Work that carries on a target already begun (its ECH comparison, its twins, a
+//! redirect's next hop, a retry) goes ahead of work that begins another: in a plain
+//! queue, a target's last handshake waits behind the first handshakes of every target
+//! started meanwhile, so that all of them finish together at the end of the run, each
+//! holding its memory and its verdict until then. The run's pace is the same either
+//! way (the CPU bounds it); the verdicts come as the run goes.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+tokio::task_local! {
+    /// Whether the target being measured has held a work place (see [`Limits::measuring`]).
+    static BEGUN: Cell<bool>;
+}
+
 pub struct Limits {
     work: Arc<Semaphore>,
+    /// The one place in the queue for `work` that work beginning a target may wait in:
+    /// work carrying a target on waits behind one such at most.
+    beginning: Semaphore,
     queries: Arc<Semaphore>,
     connects: Arc<Semaphore>,
     per_host: usize,
@@ -33,6 +50,7 @@ impl Limits {
     pub fn new(concurrency: usize, per_host: usize) -> Limits {
         Limits {
             work: Arc::new(Semaphore::new(concurrency.max(1))),
+            beginning: Semaphore::new(1),
             // Resolvers are built for bursts, but not unbounded ones.
             queries: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             connects: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
@@ -64,15 +82,20 @@ impl Limits {
     /// used at once, instead of waiting idle (a NAT or server drops idle connections,
     /// which would read as a reset).
     pub fn try_work(&self) -> Option<Permit> {
-        self.work
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|held| Permit { _held: held })
+        let held = self.work.clone().try_acquire_owned().ok()?;
+        let _ = BEGUN.try_with(|begun| begun.set(true));
+        Some(Permit { _held: held })
     }
 
     /// A place for work: a handshake, a transfer. Connect after taking it, not before.
+    /// Within [`Limits::measuring`], the target's first place waits its turn among other
+    /// targets' first, and its later ones go ahead of them.
     pub async fn work(&self) -> Permit {
+        let begun = BEGUN.try_with(|begun| begun.replace(true)).unwrap_or(false);
+        let _line = match begun {
+            true => None,
+            false => Some(self.beginning.acquire().await.expect("never closed")),
+        };
         Permit {
             _held: self
                 .work
@@ -81,6 +104,12 @@ impl Limits {
                 .await
                 .expect("never closed"),
         }
+    }
+
+    /// Runs `measure`, the measurement of one target, so that its work places after
+    /// the first go ahead of other targets' first (see the module's comment).
+    pub async fn measuring<F: Future>(measure: F) -> F::Output {
+        BEGUN.scope(Cell::new(false), measure).await
     }
 
     /// A place for a DNS query until its first answer.
@@ -93,5 +122,54 @@ impl Limits {
                 .await
                 .expect("never closed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three targets queue for their first place while another holds the only one; when
+    /// that one lets it go and asks again, one of the three at most is served before it.
+    #[tokio::test]
+    async fn work_carrying_a_target_on_goes_ahead_of_work_beginning_others() {
+        let limits = Arc::new(Limits::new(1, 1));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (begun, has_begun) = tokio::sync::oneshot::channel();
+        let (go_on, may_go_on) = tokio::sync::oneshot::channel::<()>();
+        let carried = {
+            let (limits, order) = (limits.clone(), order.clone());
+            tokio::spawn(Limits::measuring(async move {
+                let first = limits.work().await;
+                begun.send(()).unwrap();
+                may_go_on.await.unwrap();
+                drop(first);
+                let _second = limits.work().await;
+                order.lock().unwrap().push("carried on");
+            }))
+        };
+        has_begun.await.unwrap();
+        let beginners: Vec<_> = ["first", "second", "third"]
+            .into_iter()
+            .map(|name| {
+                let (limits, order) = (limits.clone(), order.clone());
+                tokio::spawn(Limits::measuring(async move {
+                    let _place = limits.work().await;
+                    order.lock().unwrap().push(name);
+                }))
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        go_on.send(()).unwrap();
+        carried.await.unwrap();
+        for beginner in beginners {
+            beginner.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let at = order.iter().position(|o| *o == "carried on").unwrap();
+        assert!(at <= 1, "served in the order {order:?}");
+        assert_eq!(order.len(), 4);
     }
 }

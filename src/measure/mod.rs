@@ -241,6 +241,15 @@ impl Measurer {
         extra: &[IpAddr],
         answers: Option<oneshot::Sender<Vec<IpAddr>>>,
     ) -> TargetFacts {
+        Limits::measuring(self.measure_target(target, extra, answers)).await
+    }
+
+    async fn measure_target(
+        &self,
+        target: &Target,
+        extra: &[IpAddr],
+        answers: Option<oneshot::Sender<Vec<IpAddr>>>,
+    ) -> TargetFacts {
         let mut measurements = Vec::new();
         let resolved = match target.hostname() {
             Some(host) => Some(self.resolve(target, host).await),
