@@ -286,8 +286,10 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
         steps.dedup();
         steps
     };
-    assert_eq!(steps(ask("").await), ["dns", "tcp", "tls", "ech"]);
+    // `later` first: once the target is measured with the comparison, a `later`
+    // request is answered with that measurement.
     assert_eq!(steps(ask("?ech=later").await), ["dns", "tcp", "tls"]);
+    assert_eq!(steps(ask("").await), ["dns", "tcp", "tls", "ech"]);
     assert_eq!(steps(ask("?ech=only").await), ["ech"]);
     let error = ask("?ech=sometimes").await.error(400);
     assert!(error.contains("ech=sometimes"), "{error}");

@@ -114,9 +114,7 @@ impl Recent {
     /// first get a place.
     pub fn all_begun(&self, keys: &[Key]) -> Option<Vec<Entry>> {
         let state = self.lock(Instant::now());
-        keys.iter()
-            .map(|key| state.entries.get(key).cloned())
-            .collect()
+        keys.iter().map(|key| state.answering(key)).collect()
     }
 
     /// The entry of `key` begun less than `fresh` ago, or a new one, for the caller
@@ -127,8 +125,8 @@ impl Recent {
 
     fn get_at(&self, key: Key, now: Instant) -> Entry {
         let mut state = self.lock(now);
-        if let Some(entry) = state.entries.get(&key) {
-            return entry.clone();
+        if let Some(entry) = state.answering(&key) {
+            return entry;
         }
         let entry = Entry {
             key: Arc::new(key),
@@ -199,6 +197,28 @@ impl Drop for Forget<'_> {
 }
 
 impl State {
+    /// The entry that answers `key`: its own, or for a request that leaves the ECH
+    /// comparison for later, a measurement made with it (a probe that predates
+    /// [`EchPlan::Later`] asks for it always): such a probe takes the comparison from
+    /// the answer as from a control that predates the parameter, and during a rollout
+    /// the two kinds of probes share the control's measurements. Only one made: a
+    /// request waiting for one in progress would make it itself, without the
+    /// comparison, were its maker cut off, and answer the others that wait without it.
+    fn answering(&self, key: &Key) -> Option<Entry> {
+        let own = self.entries.get(key);
+        let made_with_ech = || match key.ech {
+            EchPlan::Later => self
+                .entries
+                .get(&Key {
+                    ech: EchPlan::Always,
+                    ..key.clone()
+                })
+                .filter(|entry| entry.cell.initialized()),
+            EchPlan::Always | EchPlan::Only => None,
+        };
+        own.or_else(made_with_ech).cloned()
+    }
+
     fn pop_oldest(&mut self) {
         if let Some((_, entry)) = self.begun.pop_front() {
             self.remove(&entry);
@@ -285,6 +305,44 @@ mod tests {
         let once = none.get(key("a.test", &[], None));
         assert!(!once.is(&none.get(key("a.test", &[], None))));
         assert_eq!(none.len(), 0);
+    }
+
+    /// A measurement made with the ECH comparison answers a request that leaves it for
+    /// later (an older probe's and a newer one's), once made; nothing else is shared
+    /// between plans.
+    #[tokio::test]
+    async fn a_measurement_made_with_the_ech_comparison_answers_one_without() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let planned = |name: &str, ech| Key {
+            ech,
+            ..key(name, &["192.0.2.1"], Some("canary.test"))
+        };
+        let in_progress = recent.get(planned("https://a.test/", EchPlan::Always));
+        let later = recent.get(planned("https://a.test/", EchPlan::Later));
+        assert!(!later.is(&in_progress));
+
+        let made = recent.get(planned("https://b.test/", EchPlan::Always));
+        recent.measure(&made, async { Vec::new() }).await;
+        assert!(
+            recent
+                .get(planned("https://b.test/", EchPlan::Later))
+                .is(&made)
+        );
+        let begun = recent.all_begun(&[planned("https://b.test/", EchPlan::Later)]);
+        assert!(begun.unwrap()[0].is(&made));
+        assert!(
+            !recent
+                .get(planned("https://b.test/", EchPlan::Only))
+                .is(&made)
+        );
+
+        let without = recent.get(planned("https://c.test/", EchPlan::Later));
+        recent.measure(&without, async { Vec::new() }).await;
+        assert!(
+            !recent
+                .get(planned("https://c.test/", EchPlan::Always))
+                .is(&without)
+        );
     }
 
     /// A request that would begin nothing is told so, and one that would is told
