@@ -256,18 +256,22 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
         ],
     )
     .await;
-    let body = json!({ "targets": [{
-        "service": "lab",
-        "target": "lab.test",
-        "tls_ports": [site.addr.port()],
-        "addresses": [site.addr.ip()],
-    }]})
-    .to_string();
-    let ask = |plan: &str| {
-        let mut request = measure_request(control.address, Some(TOKEN), body.clone(), false);
+    // The service names the measurement: another service's is made anew.
+    let body = |service: &str| {
+        json!({ "targets": [{
+            "service": service,
+            "target": "lab.test",
+            "tls_ports": [site.addr.port()],
+            "addresses": [site.addr.ip()],
+        }]})
+        .to_string()
+    };
+    let ask_about = |service: &str, plan: &str| {
+        let mut request = measure_request(control.address, Some(TOKEN), body(service), false);
         *request.uri_mut() = format!("{MEASURE_PATH}{plan}").parse().unwrap();
         control.exchange(request)
     };
+    let ask = |plan: &str| ask_about("lab", plan);
     let steps = |reply: Reply| -> Vec<&'static str> {
         let mut steps: Vec<&str> = reply.results().results[0]
             .measurements
@@ -286,10 +290,18 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
         steps.dedup();
         steps
     };
-    // `later` first: once the target is measured with the comparison, a `later`
-    // request is answered with that measurement.
     assert_eq!(steps(ask("?ech=later").await), ["dns", "tcp", "tls"]);
     assert_eq!(steps(ask("").await), ["dns", "tcp", "tls", "ech"]);
+    // A target measured with the comparison (for a probe that predates the parameter)
+    // answers a `later` request about it with that measurement.
+    assert_eq!(
+        steps(ask_about("other", "").await),
+        ["dns", "tcp", "tls", "ech"]
+    );
+    assert_eq!(
+        steps(ask_about("other", "?ech=later").await),
+        ["dns", "tcp", "tls", "ech"]
+    );
     assert_eq!(steps(ask("?ech=only").await), ["ech"]);
     let error = ask("?ech=sometimes").await.error(400);
     assert!(error.contains("ech=sometimes"), "{error}");

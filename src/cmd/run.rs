@@ -723,7 +723,7 @@ async fn with_ech_where_needed(
         theirs
             .measurements
             .iter()
-            .any(|m| matches!(&m.step, Step::Ech(f) if f.server_name.eq_ignore_ascii_case(name)))
+            .any(|m| matches!(&m.step, Step::Ech(f) if f.server_name.eq_ignore_ascii_case(name) && f.tells()))
     };
     let failed: Vec<IpAddr> = ours
         .measurements

@@ -32,7 +32,8 @@ pub const FRESH: Duration = Duration::from_secs(10);
 pub const CAPACITY: usize = 4096;
 
 /// What makes two requested targets the same measurement: all that the control measures
-/// of it, as the measurer is given it.
+/// of it, as the measurer is given it (one made with the ECH comparison also answers a
+/// request that leaves it for later: see [`Recent::get`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// Named in every measurement's facts.
@@ -109,16 +110,17 @@ impl Recent {
         }
     }
 
-    /// The entries of `keys` if every one was begun less than `fresh` ago (done or in
-    /// progress); else none, and nothing is begun: a request that would measure must
-    /// first get a place.
+    /// The entries answering `keys` (see [`Recent::get`]) if every one was begun less
+    /// than `fresh` ago (done or in progress); else none, and nothing is begun: a
+    /// request that would measure must first get a place.
     pub fn all_begun(&self, keys: &[Key]) -> Option<Vec<Entry>> {
         let state = self.lock(Instant::now());
         keys.iter().map(|key| state.answering(key)).collect()
     }
 
-    /// The entry of `key` begun less than `fresh` ago, or a new one, for the caller
-    /// to make.
+    /// The entry that answers `key` (its own, or one made with the ECH comparison for
+    /// a `later` key) begun less than `fresh` ago, or a new one, for the caller to
+    /// make.
     pub fn get(&self, key: Key) -> Entry {
         self.get_at(key, Instant::now())
     }

@@ -14,8 +14,8 @@
 //! redirect's next hop, a retry) goes ahead of work that begins another: in a plain
 //! queue, a target's last handshake waits behind the first handshakes of every target
 //! started meanwhile, so that all of them finish together at the end of the run, each
-//! holding its memory and its verdict until then. The run's pace is the same either
-//! way (the CPU bounds it); the verdicts come as the run goes.
+//! holding its memory and its verdict until then. The same work is done in another
+//! order, and the verdicts come as the run goes.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -88,22 +88,23 @@ impl Limits {
     }
 
     /// A place for work: a handshake, a transfer. Connect after taking it, not before.
-    /// Within [`Limits::measuring`], the target's first place waits its turn among other
-    /// targets' first, and its later ones go ahead of them.
+    /// Within [`Limits::measuring`], the places a target asks for before it holds one
+    /// wait their turn among other targets' first, and those it asks for after go
+    /// ahead of them.
     pub async fn work(&self) -> Permit {
-        let begun = BEGUN.try_with(|begun| begun.replace(true)).unwrap_or(false);
+        let begun = BEGUN.try_with(Cell::get).unwrap_or(false);
         let _line = match begun {
             true => None,
             false => Some(self.beginning.acquire().await.expect("never closed")),
         };
-        Permit {
-            _held: self
-                .work
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("never closed"),
-        }
+        let held = self
+            .work
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let _ = BEGUN.try_with(|begun| begun.set(true));
+        Permit { _held: held }
     }
 
     /// Runs `measure`, the measurement of one target, so that its work places after
@@ -171,5 +172,38 @@ mod tests {
         let at = order.iter().position(|o| *o == "carried on").unwrap();
         assert!(at <= 1, "served in the order {order:?}");
         assert_eq!(order.len(), 4);
+    }
+
+    /// The places a target asks for at once before it holds any (a domain's addresses)
+    /// all wait their turn behind other targets' first places asked for before.
+    #[tokio::test]
+    async fn a_target_asking_for_places_at_once_begins_in_line() {
+        let limits = Arc::new(Limits::new(1, 1));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = limits.work().await;
+        let target = |name: &'static str, places: usize| {
+            let (limits, order) = (limits.clone(), order.clone());
+            tokio::spawn(Limits::measuring(async move {
+                let place = || async {
+                    let _place = limits.work().await;
+                    order.lock().unwrap().push(name);
+                    tokio::task::yield_now().await;
+                };
+                futures_util::future::join_all((0..places).map(|_| place())).await;
+            }))
+        };
+        let mut targets = Vec::new();
+        for (name, places) in [("first", 1), ("second", 1), ("both at once", 2)] {
+            targets.push(target(name, places));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for target in targets {
+            target.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order, ["first", "second", "both at once", "both at once"]);
     }
 }
