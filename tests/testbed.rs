@@ -208,7 +208,7 @@ fn run_cases(lab: &Lab, cases: &[Case]) -> (String, Vec<Tally>, Vec<String>) {
         command.extend(&case.scenarios);
         lab.script(&command);
         let started = Instant::now();
-        let run = ProbeRun::new(
+        let mut run = ProbeRun::new(
             PROBE_NS,
             LAB_TARGETS,
             &[
@@ -224,7 +224,13 @@ fn run_cases(lab: &Lab, cases: &[Case]) -> (String, Vec<Tally>, Vec<String>) {
             started.elapsed().as_secs_f64()
         ));
         if let Some(problems) = run.check(case) {
-            let _ = writeln!(failures, "=== scenario {}:\n{problems}\n{run}", case.name());
+            let kept = run.keep();
+            let _ = writeln!(
+                failures,
+                "=== scenario {}:\n{problems}\n(the run is kept in {})\n{run}",
+                case.name(),
+                kept.display()
+            );
         }
         if case.scenarios == ["all"]
             && let Some(problems) = run.round_trip()
@@ -720,7 +726,9 @@ struct ProbeRun {
     output: Output,
     out: PathBuf,
     verdicts: Vec<VerdictRow>,
-    _dir: tempfile::TempDir,
+    /// The run's directory, removed when the run is dropped unless [`ProbeRun::keep`]
+    /// took it.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl ProbeRun {
@@ -793,7 +801,7 @@ impl ProbeRun {
             output,
             verdicts: read_verdicts(&out),
             out,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -852,6 +860,15 @@ impl ProbeRun {
             })
             .collect();
         (!changed.is_empty()).then(|| changed.join("\n"))
+    }
+
+    /// Keeps the run's directory (its facts, for a failure that does not come back
+    /// when run again) and gives its path.
+    fn keep(&mut self) -> PathBuf {
+        self.dir
+            .take()
+            .map(tempfile::TempDir::keep)
+            .unwrap_or_default()
     }
 
     fn stdout(&self) -> String {
