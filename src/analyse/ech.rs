@@ -109,6 +109,16 @@ pub fn ech_problem(f: &EchFacts, control: Option<&TargetFacts>) -> Option<Proble
     Some(Problem::strong(finding, saw).unless(why))
 }
 
+/// Whether the control's facts hold a comparison with `f`'s name that the analysis can
+/// read (at the same address first, else at any; not one that reached no server, nor
+/// one its own machine failed): where they do not, the probe asks the control for one.
+pub fn control_compared(control: &TargetFacts, f: &EchFacts) -> bool {
+    matches!(
+        ech_at(control, f),
+        ControlSaw::Success(_) | ControlSaw::Failure(_)
+    )
+}
+
 /// What the control's comparison with the same name gave: at the same address, else at
 /// any (a CDN hands out different ones); one that reached no server says nothing.
 fn ech_at(control: &TargetFacts, f: &EchFacts) -> ControlSaw {
@@ -149,11 +159,13 @@ fn ech_at(control: &TargetFacts, f: &EchFacts) -> ControlSaw {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{Blocking, Verdict};
+    use super::super::{Blocking, Outcome, Verdict};
+    use super::{EchHandshake, EchOffer, Step, control_compared};
     use crate::facts::EchOffer::{Grease, None as Plain};
-    use crate::facts::failure::Failure;
+    use crate::facts::Measurement;
+    use crate::facts::failure::{Failure, Operation};
 
-    fn reachable() -> Vec<crate::facts::Measurement> {
+    fn reachable() -> Vec<Measurement> {
         vec![
             tcp(FB_443, None),
             tls(FB_443, true, None),
@@ -161,14 +173,12 @@ mod tests {
         ]
     }
 
-    fn with_ech(
-        handshakes: &[(crate::facts::EchOffer, Option<Failure>)],
-    ) -> Vec<crate::facts::Measurement> {
+    fn with_ech(handshakes: &[(EchOffer, Option<Failure>)]) -> Vec<Measurement> {
         [reachable(), vec![ech(FB_443, handshakes)]].concat()
     }
 
     /// The censor's pattern: both rounds, ECH failing, the plain one through.
-    fn singled_out(failure: Failure) -> Vec<crate::facts::Measurement> {
+    fn singled_out(failure: Failure) -> Vec<Measurement> {
         with_ech(&[
             (Plain, None),
             (Grease, Some(failure.clone())),
@@ -177,15 +187,55 @@ mod tests {
         ])
     }
 
-    fn passes() -> Vec<crate::facts::Measurement> {
+    fn passes() -> Vec<Measurement> {
         with_ech(&[(Grease, None), (Plain, None)])
     }
 
-    fn dns() -> Vec<crate::facts::Measurement> {
+    fn dns() -> Vec<Measurement> {
         vec![lookup(&[(FB, None)])]
     }
 
-    fn ech_blocked_saying(outcome: &super::super::Outcome, words: &[&str]) {
+    /// The handshakes of an ECH comparison, to make its failures other than a fixture's.
+    fn handshakes(m: &mut Measurement) -> &mut Vec<EchHandshake> {
+        match &mut m.step {
+            Step::Ech(f) => &mut f.handshakes,
+            _ => panic!("not an ECH comparison"),
+        }
+    }
+
+    /// The control's comparison is read where its handshake offering ECH went through
+    /// or was failed by the network; not where it reached nothing, nor where its own
+    /// machine failed it (the first failure says which), nor without one offering ECH.
+    #[test]
+    fn the_control_compared_only_what_its_network_did() {
+        let ours = ech(FB_443, &[(Grease, Some(Failure::ConnectionReset))]);
+        let Step::Ech(ours) = &ours.step else {
+            unreachable!()
+        };
+        let failing = |failures: &[(Operation, bool)]| {
+            let mut m = ech(
+                FB_443,
+                &vec![(Grease, Some(Failure::GenericTimeout)); failures.len()],
+            );
+            for (h, (operation, local)) in handshakes(&mut m).iter_mut().zip(failures) {
+                let error = h.error.as_mut().unwrap();
+                error.failed_operation = *operation;
+                error.local = *local;
+            }
+            m
+        };
+        let compared =
+            |theirs: Measurement| control_compared(&facts(&domain(&[]), dns(), vec![theirs]), ours);
+        let handshake = Operation::TlsHandshake;
+        assert!(compared(ech(FB_443, &[(Grease, None)])));
+        assert!(compared(failing(&[(handshake, false)])));
+        assert!(!compared(failing(&[(Operation::Connect, false)])));
+        assert!(!compared(failing(&[(handshake, true)])));
+        assert!(!compared(failing(&[(handshake, true), (handshake, false)])));
+        assert!(!compared(ech(FB_443, &[(Plain, None)])));
+    }
+
+    fn ech_blocked_saying(outcome: &Outcome, words: &[&str]) {
         let evidence = &outcome.verdict.evidence;
         assert_eq!(
             kind(outcome),
@@ -227,14 +277,11 @@ mod tests {
                 (Plain, Some(Failure::GenericTimeout)),
             ],
         );
-        if let crate::facts::Step::Ech(f) = &mut unreached.step {
-            for h in &mut f.handshakes {
-                h.error.as_mut().unwrap().failed_operation =
-                    crate::facts::failure::Operation::Connect;
-            }
+        for h in handshakes(&mut unreached) {
+            h.error.as_mut().unwrap().failed_operation = Operation::Connect;
         }
         let elsewhere = ech("157.240.9.9:443", &[(Grease, None)]);
-        let judged = |theirs: Vec<crate::facts::Measurement>| {
+        let judged = |theirs: Vec<Measurement>| {
             compare(
                 domain(&[]),
                 (dns(), singled_out(Failure::ConnectionReset)),

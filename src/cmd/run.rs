@@ -26,7 +26,7 @@ use crate::control::client::{Batcher, ControlClient, ControlClientError};
 use crate::control::protocol::{ControlRequest, ControlTarget};
 use crate::error::InputError;
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, Step, Vantage, answered_addresses};
+use crate::facts::{Measurement, Step, Vantage, answered_addresses, distinct};
 use crate::input::asn;
 use crate::input::bogon::AddressPolicy;
 use crate::input::plan;
@@ -719,29 +719,20 @@ async fn with_ech_where_needed(
     ours: &TargetFacts,
     mut theirs: TargetFacts,
 ) -> TargetFacts {
-    let compared = |name: &str| {
-        theirs
-            .measurements
-            .iter()
-            .any(|m| matches!(&m.step, Step::Ech(f) if f.server_name.eq_ignore_ascii_case(name) && f.tells()))
-    };
     let failed: Vec<IpAddr> = ours
         .measurements
         .iter()
         .filter_map(|m| match &m.step {
-            Step::Ech(f) if f.ech_torn_down() && !compared(&f.server_name) => Some(f.address.ip()),
+            Step::Ech(f) if f.ech_torn_down() && !analyse::ech::control_compared(&theirs, f) => {
+                Some(f.address.ip())
+            }
             _ => None,
         })
         .collect();
     if failed.is_empty() {
         return theirs;
     }
-    let mut addresses: Vec<IpAddr> = Vec::new();
-    for ip in failed.into_iter().chain(answered_addresses(&theirs.dns)) {
-        if !addresses.contains(&ip) {
-            addresses.push(ip);
-        }
-    }
+    let mut addresses = distinct(failed.into_iter().chain(answered_addresses(&theirs.dns)));
     addresses.truncate(ECH_ADDRESSES);
     match batcher.ech(ControlTarget::new(target, addresses)).await {
         // The comparisons only: a control that predates `ech=only` measures the whole

@@ -711,8 +711,10 @@ fn ech_plan(uri: &Uri) -> Result<EchPlan, ApiError> {
         .last()
         .map_or(Ok(EchPlan::Always), |(_, value)| {
             EchPlan::parse(&value).ok_or_else(|| {
+                let known: Vec<&str> = EchPlan::ALL.iter().map(|plan| plan.name()).collect();
                 ApiError::bad_request(format!(
-                    "{ECH_PARAMETER}={value}: expected always, later or only"
+                    "{ECH_PARAMETER}={value}: expected one of {}",
+                    known.join(", ")
                 ))
             })
         })

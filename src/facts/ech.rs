@@ -46,18 +46,6 @@ impl EchFacts {
                 .is_none_or(|e| e.failed_operation != Operation::Connect)
         })
     }
-
-    /// Whether, as the control's comparison, it tells how a handshake offering ECH
-    /// fares from there: it reached the server, and one such went through or failed
-    /// for a reason not the machine's own.
-    pub fn tells(&self) -> bool {
-        self.reached()
-            && (self.with(EchOffer::Grease).any(|h| h.handshake_done)
-                || self
-                    .with(EchOffer::Grease)
-                    .find_map(|h| h.error.as_ref())
-                    .is_some_and(|e| !e.local))
-    }
 }
 
 /// What a handshake offered of ECH.
@@ -111,49 +99,5 @@ impl EchHandshake {
                 && e.failed_operation == Operation::TlsHandshake
                 && (e.failure.is_reset_or_eof() || e.failure.is_timeout())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::facts::failure::Failure;
-
-    fn comparison(handshakes: &[(EchOffer, Option<StepError>)]) -> EchFacts {
-        EchFacts {
-            address: "192.0.2.1:443".parse().unwrap(),
-            server_name: "a.test".to_string(),
-            handshakes: handshakes
-                .iter()
-                .map(|(ech, error)| EchHandshake {
-                    ech: *ech,
-                    measured_at: Utc::now(),
-                    runtime_ms: 1.0,
-                    handshake_done: error.is_none(),
-                    error: error.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    /// A control's comparison tells something where its handshake offering ECH went
-    /// through, or was failed by the network; not where it reached nothing, nor where
-    /// its own machine failed it.
-    #[test]
-    fn a_comparison_tells_only_what_the_network_did() {
-        let reset = StepError::new(Operation::TlsHandshake, Failure::ConnectionReset);
-        let unreached = StepError::new(Operation::Connect, Failure::GenericTimeout);
-        let local = StepError {
-            local: true,
-            ..StepError::new(Operation::TlsHandshake, Failure::GenericTimeout)
-        };
-        let grease = EchOffer::Grease;
-        assert!(comparison(&[(grease, None)]).tells());
-        assert!(comparison(&[(grease, Some(reset.clone()))]).tells());
-        assert!(!comparison(&[(grease, Some(unreached))]).tells());
-        assert!(!comparison(&[(grease, Some(local.clone()))]).tells());
-        // As the analysis reads it: by the first failure.
-        assert!(!comparison(&[(grease, Some(local)), (grease, Some(reset))]).tells());
-        assert!(!comparison(&[(EchOffer::None, None)]).tells());
     }
 }

@@ -117,17 +117,21 @@ impl Step {
 
 /// Every address any DNS measurement among `measurements` was answered, without repeats.
 pub fn answered_addresses(measurements: &[Measurement]) -> Vec<IpAddr> {
-    let mut all: Vec<IpAddr> = Vec::new();
-    for m in measurements {
-        if let Step::Dns(facts) = &m.step {
-            for ip in facts.all_addresses() {
-                if !all.contains(&ip) {
-                    all.push(ip);
-                }
-            }
+    distinct(measurements.iter().flat_map(|m| match &m.step {
+        Step::Dns(facts) => facts.all_addresses(),
+        _ => Vec::new(),
+    }))
+}
+
+/// `items` in their order, each once (a few addresses: no hashing needed).
+pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut kept = Vec::new();
+    for item in items {
+        if !kept.contains(&item) {
+            kept.push(item);
         }
     }
-    all
+    kept
 }
 
 /// One query (a name and a record type) to one resolver.
@@ -170,15 +174,12 @@ pub struct DnsFacts {
 impl DnsFacts {
     /// Every address in every matching reply, without repeats.
     pub fn all_addresses(&self) -> Vec<IpAddr> {
-        let mut all: Vec<IpAddr> = Vec::new();
-        for reply in self.replies.iter().filter(|r| r.matches_query) {
-            for ip in reply.addresses() {
-                if !all.contains(&ip) {
-                    all.push(ip);
-                }
-            }
-        }
-        all
+        distinct(
+            self.replies
+                .iter()
+                .filter(|r| r.matches_query)
+                .flat_map(DnsReply::addresses),
+        )
     }
 }
 

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use rustls::ClientConfig;
 use rustls::client::{EchGreaseConfig, EchMode, Resumption};
 use rustls::crypto::aws_lc_rs::hpke;
@@ -41,7 +42,6 @@ use crate::facts::{
     EchFacts, EchHandshake, EchOffer, HttpFacts, Measurement, Step, TlsFacts, Trigger, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
-use futures_util::future::join_all;
 
 /// Rounds after a first handshake with ECH that failed, at most: the second only after
 /// the first's handshake with ECH failed too.
@@ -64,6 +64,8 @@ pub enum EchPlan {
 }
 
 impl EchPlan {
+    pub const ALL: [EchPlan; 3] = [EchPlan::Always, EchPlan::Later, EchPlan::Only];
+
     /// As the control protocol names it (`?ech=`).
     pub fn name(self) -> &'static str {
         match self {
@@ -80,9 +82,7 @@ impl EchPlan {
     }
 
     pub fn parse(name: &str) -> Option<EchPlan> {
-        [EchPlan::Always, EchPlan::Later, EchPlan::Only]
-            .into_iter()
-            .find(|plan| plan.name() == name)
+        EchPlan::ALL.into_iter().find(|plan| plan.name() == name)
     }
 }
 

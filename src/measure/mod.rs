@@ -40,7 +40,7 @@ use url::Url;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     Check, CheckTarget, DnsFacts, FirstBytes, Measurement, QueryType, QuicFacts, Reconnect, Step,
-    TargetFacts, TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses,
+    TargetFacts, TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses, distinct,
 };
 use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
@@ -767,13 +767,9 @@ impl Measurer {
         if extra.is_empty() {
             return usable;
         }
-        let mut all = usable.unwrap_or_default();
-        for ip in extra {
-            if !all.contains(&ip) {
-                all.push(ip);
-            }
-        }
-        Ok(all)
+        Ok(distinct(
+            usable.unwrap_or_default().into_iter().chain(extra),
+        ))
     }
 
     /// The control SNI to use before a handshake or fetch naming `name`, if any.
