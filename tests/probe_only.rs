@@ -49,13 +49,19 @@ impl Lab {
     /// Runs the probe on `services` (TOML `[[service]]` tables) with the lab's
     /// resolver and CA, and checks that the canary came out healthy.
     async fn run(&self, services: &str) -> ProbeRun {
+        self.run_with(services, &[]).await
+    }
+
+    /// As [`Lab::run`], with more arguments to the probe.
+    async fn run_with(&self, services: &str, args: &[&str]) -> ProbeRun {
         let targets = format!(
             "[settings]\ncanary = \"{CANARY}\"\ntls_ports = [{}]\ntcp_ports = []\n\n{services}",
             self.https.addr.port()
         );
         let resolver = format!("udp://{}", self.resolver);
         let ca_file = self.https.ca_file.to_str().unwrap();
-        let run = run_probe(&targets, &["--resolver", &resolver, "--ca-file", ca_file]).await;
+        let args = [&["--resolver", &resolver, "--ca-file", ca_file], args].concat();
+        let run = run_probe(&targets, &args).await;
         assert_eq!(
             run.row(CANARY).service,
             "canary",
@@ -108,6 +114,53 @@ domains = ["good.test"]
         .map(|h| (h.ech, h.handshake_done))
         .collect();
     assert_eq!(offered, [(EchOffer::Grease, true)]);
+}
+
+/// With one place per server address, a URL's ECH comparison follows its fetch at once
+/// there: the fetch's place is kept for it, not given to a target beginning there
+/// (which would hold it while waiting its turn for work, so that the comparison, meant
+/// to go first, would wait behind it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_urls_ech_comparison_keeps_its_fetchs_place_on_the_address() {
+    let names: Vec<String> = (1..=6).map(|i| format!("site{i}.test")).collect();
+    let zone: Vec<(&str, DnsBehaviour)> = names.iter().map(|n| (n.as_str(), localhost())).collect();
+    let lab = Lab::new(&zone).await;
+    let port = lab.https.addr.port();
+    let urls: Vec<String> = names
+        .iter()
+        .map(|n| format!("https://{n}:{port}/"))
+        .collect();
+    let services = format!("[[service]]\nname = \"sites\"\nurls = {urls:?}\n");
+    let run = lab.run_with(&services, &["--per-host", "1"]).await;
+    let jsonl = std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap();
+    let mut sent = Vec::new();
+    let mut compared = Vec::new();
+    for m in jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<Measurement>(l).unwrap())
+    {
+        match &m.step {
+            Step::Http(facts) => sent.push((m.target.clone(), facts.hops[0].started_at.unwrap())),
+            Step::Ech(_) => compared.push((m.target.clone(), m.measured_at)),
+            _ => {}
+        }
+    }
+    for url in &urls {
+        expect(&run, url, "ok", "");
+        let mine = |steps: &[(String, _)]| steps.iter().find(|(t, _)| t == url).map(|(_, at)| *at);
+        let (Some(fetched), Some(ech)) = (mine(&sent), mine(&compared)) else {
+            panic!("{url}: no fetch or no ECH comparison\n{run}");
+        };
+        let between: Vec<&String> = sent
+            .iter()
+            .filter(|(t, at)| t != url && fetched < *at && *at < ech)
+            .map(|(t, _)| t)
+            .collect();
+        assert!(
+            between.is_empty(),
+            "{url}: fetched at {fetched}, compared at {ech}, and {between:?} fetched between\n{run}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

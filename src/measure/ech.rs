@@ -35,7 +35,7 @@ use rustls::client::{EchGreaseConfig, EchMode, Resumption};
 use rustls::crypto::aws_lc_rs::hpke;
 use tokio::sync::OnceCell;
 
-use super::limits::Limits;
+use super::limits::{Held, Limits};
 use super::tls::{self, TlsContext};
 use super::{Measurer, now};
 use crate::facts::{
@@ -184,11 +184,13 @@ impl Measurer {
     }
 
     /// The ECH comparison after a fetch whose first hop's handshake is informative
-    /// (see [`informative`]), with that hop's name and address.
+    /// (see [`informative`]), with that hop's name and address, in a place there (the
+    /// fetch's, if `held` has it).
     pub(super) async fn ech_after(
         &self,
         target: &Target,
         fetch: &HttpFacts,
+        held: &mut Held,
     ) -> Option<Measurement> {
         if !self.options.ech.after_handshakes() {
             return None;
@@ -199,7 +201,7 @@ impl Measurer {
             .tls
             .as_ref()
             .filter(|t| informative(t))?;
-        let _host = self.limits.host(tls.address.ip()).await;
+        held.on(&self.limits, tls.address.ip()).await;
         Some(self.ech(target, &tls.server_name, tls.address).await)
     }
 

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::address::Ticket;
+use super::limits::Held;
 use super::tcp::RETRY_PAUSE;
 use super::{Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError};
@@ -416,6 +417,9 @@ pub(super) struct Fetched<'a> {
     /// The fetch's requests on each address, logged as possible triggers of residual
     /// blocking until the fetch's measurement is recorded.
     pub tickets: Vec<Ticket<'a>>,
+    /// The places on the last hop's addresses, for the twin and the ECH comparison to
+    /// carry on in (see [`Held`]).
+    pub held: Held,
     /// When the fetch began: its measurement's time, which its triggers carry.
     began: DateTime<Utc>,
 }
@@ -450,6 +454,7 @@ impl Measurer {
             },
             handshakes: Vec::new(),
             tickets: Vec::new(),
+            held: Held::default(),
             began: started,
         };
         let mut current = url.clone();
@@ -462,6 +467,9 @@ impl Measurer {
             };
             out.facts.hops.push(hop);
             let Some(next) = next else { break };
+            // A hop's places are taken anew: a redirect to the same address, asking for
+            // one more there, could otherwise wait for itself.
+            out.held = Held::default();
             // Back to a URL already fetched: without cookies it only goes round again.
             if out.facts.hops.iter().any(|h| h.url == next.as_str()) {
                 looped = true;
@@ -507,7 +515,9 @@ impl Measurer {
                 && (last.status.is_none() || e.failed_operation == Operation::Read)
         });
         if unanswered {
-            facts.check = self.network_check(began).await;
+            // Nothing is sent to the server meanwhile: its places are for others.
+            out.held = Held::default();
+            out.facts.check = self.network_check(began).await;
         }
         out
     }
@@ -539,22 +549,25 @@ impl Measurer {
         // silence (see `address::Silence`). More: tried in turn, in places on them all.
         let connection = match candidates[..] {
             [only] => {
-                let (connected, stream, place) = self.connect_first(target, only).await;
+                let (connected, stream, held) = self.connect_first(target, only).await;
                 match stream {
-                    Some(stream) => Ok((stream, only, Vec::from_iter(place))),
+                    Some(stream) => Ok((stream, only, held)),
                     None => Err((only, connected.step.error().cloned())),
                 }
             }
             _ => {
-                let places = self.host_places(&candidates).await;
+                let held = self
+                    .limits
+                    .hosts(candidates.iter().map(SocketAddr::ip))
+                    .await;
                 let dialed = self.dialer().dial(&candidates).await;
                 match dialed.result {
-                    Ok((stream, address)) => Ok((stream, address, places)),
+                    Ok((stream, address)) => Ok((stream, address, held)),
                     Err(e) => Err((dialed.address, Some(e))),
                 }
             }
         };
-        let (tcp, address, _places) = match connection {
+        let (tcp, address, held) = match connection {
             Ok(connection) => connection,
             Err((address, e)) => return (empty_hop(url, Some(address), e), None),
         };
@@ -589,6 +602,7 @@ impl Measurer {
             let after = self.control_handshake_after(target, sni, address).await;
             out.handshakes.push(after);
         }
+        out.held = held;
         kept
     }
 
@@ -621,19 +635,6 @@ impl Measurer {
         (hop, next)
     }
 
-    /// Per-host places for every candidate address, taken in address order, so that two
-    /// fetches over the same addresses never each hold what the other waits for.
-    async fn host_places(&self, candidates: &[SocketAddr]) -> Vec<super::limits::Permit> {
-        let mut ips: Vec<IpAddr> = candidates.iter().map(SocketAddr::ip).collect();
-        ips.sort();
-        ips.dedup();
-        let mut places = Vec::with_capacity(ips.len());
-        for ip in ips {
-            places.push(self.limits.host(ip).await);
-        }
-        places
-    }
-
     /// The control-SNI twin of a slow or stalled HTTPS transfer: the final hop's URL
     /// fetched again from the same address with the canary's name as SNI. A throttle or a
     /// freeze keyed on the name (Russia's throttle of Twitter in 2021 inspected the
@@ -644,10 +645,16 @@ impl Measurer {
     /// is not. Only at the probe: the control's speed is the other yardstick. A twin that
     /// was not [`THROTTLE_RATIO`] times as fast, or did not read the whole body, is made
     /// once more (see [`another_twin`]).
-    pub(super) async fn twin(&self, target: &Target, facts: &HttpFacts) -> Vec<Measurement> {
+    pub(super) async fn twin(
+        &self,
+        target: &Target,
+        facts: &HttpFacts,
+        held: &mut Held,
+    ) -> Vec<Measurement> {
         let Some((url, address, flowed, sni)) = self.slow_https(facts) else {
             return Vec::new();
         };
+        held.on(&self.limits, address.ip()).await;
         let mut out = vec![self.refetch(target, &url, address, sni, true).await];
         if another_twin(&out[0].step, flowed) {
             out.push(self.refetch(target, &url, address, sni, true).await);
@@ -681,7 +688,8 @@ impl Measurer {
     /// `url` fetched once more from `address` with `sni`, recorded: the control-SNI
     /// twin, or the target's name again after it (see [`Measurer::twin`]), which is
     /// sent in its address's turn and logged as a possible trigger, as the first was.
-    /// One that timed out before any response is made again once, as a fetch is.
+    /// One that timed out before any response is made again once, as a fetch is. The
+    /// caller holds a place on the address.
     async fn refetch(
         &self,
         target: &Target,
@@ -690,7 +698,6 @@ impl Measurer {
         sni: &str,
         control_sni: bool,
     ) -> Measurement {
-        let _host = self.limits.host(address.ip()).await;
         let started = now();
         let ticket = (!control_sni).then(|| self.addresses.open(address.ip(), started.0));
         let work = self.limits.work().await;

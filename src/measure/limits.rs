@@ -46,6 +46,26 @@ pub struct Permit {
     _held: OwnedSemaphorePermit,
 }
 
+/// The places a target holds on the addresses of the server it exchanges with, kept
+/// from one of its steps to the next there (a fetch, then its twin and its ECH
+/// comparison): let go between them, a place on a busy address goes to a target
+/// beginning there, which holds it while it waits its turn for work, and the target
+/// carrying on waits behind it after all (see the module's comment).
+#[derive(Default)]
+pub struct Held(Vec<(IpAddr, Permit)>);
+
+impl Held {
+    /// Holds a place on `ip`, the one already held there if any, and on no other
+    /// address: waiting for one while holding another could stall a target
+    /// redirected the other way round, each holding what the other awaits.
+    pub async fn on(&mut self, limits: &Limits, ip: IpAddr) {
+        self.0.retain(|(held, _)| *held == ip);
+        if self.0.is_empty() {
+            self.0.push((ip, limits.host(ip).await));
+        }
+    }
+}
+
 impl Limits {
     pub fn new(concurrency: usize, per_host: usize) -> Limits {
         Limits {
@@ -71,6 +91,19 @@ impl Limits {
         Permit {
             _held: semaphore.acquire_owned().await.expect("never closed"),
         }
+    }
+
+    /// Places on every one of `ips`, taken in address order, so that two targets over
+    /// the same addresses never each hold what the other waits for.
+    pub async fn hosts(&self, ips: impl IntoIterator<Item = IpAddr>) -> Held {
+        let mut ips: Vec<IpAddr> = ips.into_iter().collect();
+        ips.sort();
+        ips.dedup();
+        let mut held = Held::default();
+        for ip in ips {
+            held.0.push((ip, self.host(ip).await));
+        }
+        held
     }
 
     /// The places for fresh connection attempts, for `tcp::Dialer::fresh`.
@@ -205,5 +238,23 @@ mod tests {
         }
         let order = order.lock().unwrap().clone();
         assert_eq!(order, ["first", "second", "both at once", "both at once"]);
+    }
+
+    /// A target carrying on at an address it holds a place on waits for nothing; one
+    /// going on to another address lets go of the first before it waits there.
+    #[tokio::test]
+    async fn held_places_are_kept_on_their_address_and_let_go_for_another() {
+        use futures_util::FutureExt;
+        let limits = Limits::new(8, 1);
+        let (here, there): (IpAddr, IpAddr) =
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let mut held = limits.hosts([here]).await;
+        let mut waiting_here = Box::pin(limits.host(here));
+        assert!((&mut waiting_here).now_or_never().is_none());
+        assert!(held.on(&limits, here).now_or_never().is_some());
+        let _other = limits.host(there).await;
+        let mut going_there = Box::pin(held.on(&limits, there));
+        assert!((&mut going_there).now_or_never().is_none());
+        assert!(waiting_here.now_or_never().is_some());
     }
 }

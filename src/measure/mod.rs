@@ -311,6 +311,7 @@ impl Measurer {
                 // and every target's future, a domain's too, would otherwise make room
                 // for them (in a debug build, on the stack of the task that polls it).
                 let fetched = Box::pin(self.fetch(target, url, addresses, started.0)).await;
+                let mut held = fetched.held;
                 measurements.extend(fetched.handshakes);
                 let fetch = self.record(target, started, Step::Http(fetched.facts));
                 let triggers = Trigger::of(&fetch);
@@ -319,11 +320,13 @@ impl Measurer {
                 }
                 let (twin, ech) = match &fetch.step {
                     Step::Http(facts) => (
-                        Box::pin(self.twin(target, facts)).await,
-                        Box::pin(self.ech_after(target, facts)).await,
+                        Box::pin(self.twin(target, facts, &mut held)).await,
+                        Box::pin(self.ech_after(target, facts, &mut held)).await,
                     ),
                     _ => (Vec::new(), None),
                 };
+                // QUIC does not load the server's TCP side, as in `tls_chain`.
+                drop(held);
                 // The first hop's handshake, if it was answered: QUIC is compared with it.
                 let answered = match &fetch.step {
                     Step::Http(facts) => facts.hops.first().and_then(|hop| hop.tls.as_ref()),
@@ -663,7 +666,7 @@ impl Measurer {
         &self,
         target: &Target,
         address: SocketAddr,
-    ) -> (Measurement, Option<TcpStream>, Option<limits::Permit>) {
+    ) -> (Measurement, Option<TcpStream>, limits::Held) {
         let turn = match self.addresses.dial(address).await {
             Dial::Silent(silence) => {
                 let learnt = Measurement {
@@ -671,11 +674,11 @@ impl Measurer {
                     runtime_ms: silence.runtime_ms,
                     ..self.record(target, now(), Step::TcpConnect(silence.facts.clone()))
                 };
-                return (learnt, None, None);
+                return (learnt, None, limits::Held::default());
             }
             Dial::Mine(turn) => turn,
         };
-        let host = self.limits.host(address.ip()).await;
+        let host = self.limits.hosts([address.ip()]).await;
         let started = now();
         let (facts, stream) = self.connect(address).await;
         let measurement = self.record(target, started, Step::TcpConnect(facts));
@@ -686,7 +689,7 @@ impl Measurer {
                 facts,
             ));
         }
-        (measurement, stream, Some(host))
+        (measurement, stream, host)
     }
 
     /// A fixed endpoint: a connect, then the first-bytes probe on its connection (see
