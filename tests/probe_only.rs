@@ -380,6 +380,19 @@ endpoints = ["{listening}", "{dropped}"]
         .await;
     expect(&run, &listening, "ok", "");
     expect(&run, &dropped, "anomaly", "tcp-blackhole");
+    // The check after the silence counts the connects answered meanwhile (the check's
+    // own to the canary among them), each at its first try on loopback.
+    let jsonl = std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap();
+    let meanwhile = jsonl
+        .lines()
+        .map(|line| serde_json::from_str::<Measurement>(line).unwrap())
+        .find_map(|m| match m.step {
+            Step::TcpConnect(t) if m.target == dropped => t.check?.meanwhile,
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no connect check with meanwhile for {dropped}\n{run}"));
+    assert!(meanwhile.connects >= 1, "{meanwhile:?}");
+    assert_eq!(meanwhile.tries, meanwhile.connects, "{meanwhile:?}");
 }
 
 /// An endpoint that goes dark after bytes that are neither TLS nor HTTP, and one (a TLS

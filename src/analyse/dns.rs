@@ -17,14 +17,14 @@
 //! other type, through the same resolver, gave addresses is no problem of the target's.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{
     Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints, http, transport,
 };
 use crate::facts::TargetFacts;
-use crate::facts::failure::Failure;
-use crate::facts::{DnsFacts, Measurement, QueryType, Step, TlsFacts};
+use crate::facts::failure::{Failure, StepError};
+use crate::facts::{Check, DnsFacts, Measurement, QueryType, Step, TlsFacts};
 
 fn lookups(measurements: &[Measurement]) -> impl Iterator<Item = &DnsFacts> {
     measurements.iter().filter_map(|m| match &m.step {
@@ -71,7 +71,7 @@ pub fn problems(
             let untried = f.query_type == QueryType::Aaaa
                 && !context.ipv6
                 && !transport::reached_over(probe, true);
-            if let Some(problem) = inconsistent(f, probe, control).filter(|_| !untried) {
+            if let Some(problem) = inconsistent(f, probe, control, context).filter(|_| !untried) {
                 out.push(problem);
             }
         } else if let Some(finding) = outside_asns(f, probe) {
@@ -207,7 +207,12 @@ fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
 }
 
 /// An answer consistent with nothing the control knows.
-fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Option<Problem> {
+fn inconsistent(
+    f: &DnsFacts,
+    probe: &TargetFacts,
+    control: &TargetFacts,
+    context: &Context,
+) -> Option<Problem> {
     let ours = f.all_addresses();
     let theirs: Vec<&DnsFacts> = lookups(&control.dns)
         .filter(|c| c.hostname == f.hostname && c.query_type == f.query_type)
@@ -247,12 +252,13 @@ fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Opt
             }
         ),
     );
+    let untested = untested(&ours, probe, context);
     let nxdomain = theirs.iter().any(|c| {
         c.error
             .as_ref()
             .is_some_and(|e| e.failure == Failure::DnsNxdomain)
     });
-    Some(match (their_addresses.is_empty(), nxdomain) {
+    let problem = match (their_addresses.is_empty(), nxdomain) {
         (false, _) => Problem::weak(
             finding,
             Some(ControlSaw::Success("the control resolved it".into())),
@@ -273,7 +279,62 @@ fn inconsistent(f: &DnsFacts, probe: &TargetFacts, control: &TargetFacts) -> Opt
                 "the control could not resolve it to compare".into(),
             )),
         ),
-    })
+    };
+    Some(problem.unless(untested))
+}
+
+/// Why the probe could not put an answer to the test (a certificate, a page): it got
+/// no TLS or HTTP answer from any of `ours`, and what failed there its own network
+/// explains (see `explain::step`, `explain::like_the_canary`). Such an answer says
+/// nothing either way: a censor's, or a CDN's node the control was not sent to. A
+/// failure its network does not explain stands: a censor's answer may lead nowhere.
+fn untested(ours: &[IpAddr], probe: &TargetFacts, context: &Context) -> Option<String> {
+    let mut why = None;
+    for m in &probe.measurements {
+        // Each try at an address: whether the server answered at TLS or HTTP (which
+        // would have vouched for it or not), and what failed otherwise.
+        let tried: Vec<(SocketAddr, bool, Option<&StepError>, Option<&Check>)> = match &m.step {
+            Step::TcpConnect(t) => vec![(t.address, false, t.error.as_ref(), t.check.as_ref())],
+            Step::TlsHandshake(t) if !t.control_sni => {
+                vec![(
+                    t.address,
+                    t.server_answered(),
+                    t.error.as_ref(),
+                    t.check.as_ref(),
+                )]
+            }
+            Step::Http(h) => h
+                .hops
+                .iter()
+                .filter_map(|hop| {
+                    let tls = hop.tls.as_ref();
+                    let answered =
+                        hop.status.is_some() || tls.is_some_and(TlsFacts::server_answered);
+                    let e = hop.error.as_ref().or(tls.and_then(|t| t.error.as_ref()));
+                    Some((hop.address?, answered, e, h.check.as_ref()))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (address, answered, e, check) in tried {
+            if !ours.contains(&address.ip()) {
+                continue;
+            }
+            if answered {
+                return None;
+            }
+            // A connect that went through vouches for nothing either way.
+            let Some(e) = e else { continue };
+            let what = format!("the connection to {address}");
+            let found = explain::step(&what, e, check)
+                .or_else(|| explain::like_the_canary(&what, address, e, &context.canary_failed));
+            match found {
+                Some(found) => why = why.or(Some(found)),
+                None => return None,
+            }
+        }
+    }
+    why.map(|why| format!("the probe could not try the answer: {why}"))
 }
 
 /// True when `ip` completed a TLS handshake with a certificate valid for `name`.

@@ -13,8 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, HttpHop, Measurement, QueryType, QuicFacts, Step, TlsFacts,
-    Trigger,
+    Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts, Step,
+    TlsFacts, Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -27,6 +27,103 @@ const SHORTEST_RESIDUAL: TimeDelta = TimeDelta::seconds(60);
 /// An answer this soon after a failed step ended (the control-SNI handshake made right
 /// after it) would have met a block that the failure met.
 const RIGHT_AFTER: TimeDelta = TimeDelta::seconds(10);
+
+/// A way the canary's own steps failed in the run: at an address of one family, in one
+/// operation, with one failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryFailure {
+    ipv6: bool,
+    operation: Operation,
+    failure: Failure,
+}
+
+impl CanaryFailure {
+    /// The ways the canary's steps over TCP went unanswered (its QUIC is judged apart,
+    /// see `quic`): its connects, handshakes and fetches, where no step of the same
+    /// operation over the same family succeeded in the run (one dead node among its
+    /// addresses is that node's). Its machine's own errors are not the network's, and
+    /// an answer (a reset, a refusal) is a server's or a censor's: both are left out.
+    pub fn of(canary: &crate::facts::TargetFacts) -> Vec<CanaryFailure> {
+        let mut failed = Vec::new();
+        let mut worked = Vec::new();
+        let mut add = |address: Option<SocketAddr>, e: Option<&StepError>, done: &[Operation]| {
+            let Some(address) = address else { return };
+            let ipv6 = address.is_ipv6();
+            worked.extend(done.iter().map(|operation| (ipv6, *operation)));
+            if let Some(e) = e.filter(|e| !e.local && e.failure.is_unanswered()) {
+                failed.push(CanaryFailure {
+                    ipv6,
+                    operation: e.failed_operation,
+                    failure: e.failure.clone(),
+                });
+            }
+        };
+        use Operation::{Connect, HttpRoundTrip, TlsHandshake};
+        for m in &canary.measurements {
+            match &m.step {
+                Step::TcpConnect(t) => {
+                    let done: &[Operation] = if t.error.is_none() { &[Connect] } else { &[] };
+                    add(Some(t.address), t.error.as_ref(), done);
+                }
+                Step::TlsHandshake(t) => {
+                    let done: &[Operation] = match t.handshake_done {
+                        true => &[Connect, TlsHandshake],
+                        false => &[],
+                    };
+                    add(Some(t.address), t.error.as_ref(), done);
+                }
+                Step::Http(h) => {
+                    for hop in &h.hops {
+                        let tls = hop.tls.as_ref();
+                        let done: &[Operation] =
+                            match (hop.status.is_some(), tls.is_some_and(|t| t.handshake_done)) {
+                                (true, _) => &[Connect, TlsHandshake, HttpRoundTrip],
+                                (false, true) => &[Connect, TlsHandshake],
+                                (false, false) => &[],
+                            };
+                        let e = hop.error.as_ref().or(tls.and_then(|t| t.error.as_ref()));
+                        add(hop.address, e, done);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out: Vec<CanaryFailure> = Vec::new();
+        for f in failed {
+            if !worked.contains(&(f.ipv6, f.operation)) && !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
+    }
+}
+
+/// Why a failure at `address` is no evidence against its target: the canary, which
+/// nothing blocks (the user chose it so), went unanswered the same way in the run, at
+/// every address of the same family (see [`CanaryFailure::of`]). A network that loses
+/// full-size packets (a path-MTU black hole), or one too slow for a handshake, fails
+/// every target so, the canary first. A link down while the canary was measured would
+/// count too, and leave the run's like failures `inconclusive`: the careful side.
+pub fn like_the_canary(
+    what: &str,
+    address: SocketAddr,
+    e: &StepError,
+    canary: &[CanaryFailure],
+) -> Option<String> {
+    let same = CanaryFailure {
+        ipv6: address.is_ipv6(),
+        operation: e.failed_operation,
+        failure: e.failure.clone(),
+    };
+    canary.contains(&same).then(|| {
+        format!(
+            "{what} failed ({} in {}), as the canary's own did over IPv{} in this run: the probe's own network, not the target",
+            e.failure,
+            e.failed_operation,
+            if same.ipv6 { 6 } else { 4 }
+        )
+    })
+}
 
 /// What the canary's own lookups said of each resolver and record type, at the start
 /// of the run.
@@ -107,18 +204,48 @@ pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<St
 }
 
 /// Why a failed connect, handshake or fetch is no evidence against the target: the
-/// probe's own error, or a network that could not reach the canary either right after.
+/// probe's own error, a network that could not reach the canary either right after,
+/// or one that left so many of its other connects meanwhile unanswered at first (see
+/// `failing_connects`) that a target's every try going unanswered is no sign.
 pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> {
     if e.local {
         return Some(format!("{what} failed: {}", own_error(e)));
     }
-    let check = check.filter(|c| !c.passed())?;
+    let check = check?;
+    if !check.passed() {
+        return Some(format!(
+            "{what} failed ({}), and a connect to the canary at {} right after failed too ({}): the probe's own network, not the target",
+            e.failure,
+            check.checked,
+            failure_of(check)
+        ));
+    }
+    let meanwhile = check.meanwhile?;
+    let unanswered = failing_connects(meanwhile)?;
     Some(format!(
-        "{what} failed ({}), and a connect to the canary at {} right after failed too ({}): the probe's own network, not the target",
+        "{what} failed ({}) while the probe's network was failing new connections: the {} connects it had answered meanwhile took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: the probe's own network, not the target, however the canary fared",
         e.failure,
-        check.checked,
-        failure_of(check)
+        meanwhile.connects,
+        meanwhile.tries,
+        unanswered * 100.0,
+        Meanwhile::CONNECT_TRIES,
+        1.0 / unanswered.powi(Meanwhile::CONNECT_TRIES as i32)
     ))
+}
+
+/// The share of the probe's connection tries left unanswered at first meanwhile, where
+/// it is so high that all the tries of one connect go unanswered often enough (once in
+/// a thousand connects: 32 % of tries) for that to be no sign of a block: a full NAT
+/// table, a firewall's limit on new flows, a saturated link (which the testbed put at
+/// 44 to 70 %). A censor's blackhole leaves the other addresses' connects alone; a
+/// lossy link (one round trip in four lost) left 17 to 31 %. The share is judged at
+/// the low end of what so many tries can tell (two standard errors under it), so that
+/// a lossy link's, high by chance in a short span, does not pass for a failing network.
+fn failing_connects(meanwhile: Meanwhile) -> Option<f64> {
+    let share = meanwhile.unanswered()?;
+    let error = (share * (1.0 - share) / f64::from(meanwhile.tries)).sqrt();
+    let low = (share - 2.0 * error).max(0.0);
+    (low.powi(Meanwhile::CONNECT_TRIES as i32) >= 0.001).then_some(share)
 }
 
 /// Why the control's failure says nothing of the target: its own error, or its
@@ -508,6 +635,111 @@ mod tests {
         assert_eq!(
             kind(&blackhole),
             (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        // The canary answered, but the probe's other connects meanwhile took three tries
+        // each on the whole (a full NAT table): all of one connect's going unanswered
+        // comes once in eleven there.
+        let meanwhile = |connects, tries| {
+            let mut m = checked(timed_out_connect(), None);
+            if let Step::TcpConnect(t) = &mut m.step {
+                t.check.as_mut().unwrap().meanwhile =
+                    Some(crate::facts::Meanwhile { connects, tries });
+            }
+            compare(domain(&[]), (dns(), vec![m]), control())
+        };
+        let full = meanwhile(40, 120);
+        assert_eq!(kind(&full), (Verdict::Inconclusive, None));
+        assert!(
+            full.verdict
+                .evidence
+                .contains("the 40 connects it had answered meanwhile took 120 tries, 67 % of them unanswered at first, a rate at which all 6 tries of a connect go unanswered once in 11"),
+            "{}",
+            full.verdict.evidence
+        );
+        // One try in four unanswered (a lossy link): one connect in 4,096 loses all six.
+        let lossy = meanwhile(30, 40);
+        assert_eq!(
+            kind(&lossy),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        // Too few tries meanwhile to tell: none, or 36 % of 14, which a lossy link gives
+        // by chance.
+        let few = meanwhile(1, 5);
+        assert_eq!(kind(&few), (Verdict::Blocked, Some(Blocking::TcpBlackhole)));
+        let short = meanwhile(9, 14);
+        assert_eq!(
+            kind(&short),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        // A like share over many tries (37 % of 400): a failing network.
+        let long = meanwhile(250, 400);
+        assert_eq!(kind(&long), (Verdict::Inconclusive, None));
+    }
+
+    /// The canary's own IPv4 handshake timed out in the run (a path-MTU black hole drops
+    /// every server's first flight): so does a target's, which is no sign, while an IPv6
+    /// one's stays evidence.
+    #[test]
+    fn a_failure_the_canary_met_too_is_the_probes_networks() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let timed_out = |address| {
+            vec![
+                tcp(address, None),
+                tls(address, true, Some(Failure::GenericTimeout)),
+                tls(address, false, Some(Failure::GenericTimeout)),
+            ]
+        };
+        let answered = |address| vec![tcp(address, None), tls(address, false, None)];
+        let canary = facts(&domain(&[]), dns(), timed_out("198.18.0.10:443"));
+        let mut context = Context::default();
+        context.learn_from_canary(&canary);
+        let like = compare_in(
+            &context,
+            domain(&[]),
+            (dns(), timed_out(FB_443)),
+            (dns(), answered(FB_443)),
+        );
+        assert_eq!(kind(&like), (Verdict::Inconclusive, None));
+        assert!(
+            like.verdict.evidence.contains(
+                "failed (generic_timeout_error in tls_handshake), as the canary's own did over IPv4 in this run"
+            ),
+            "{}",
+            like.verdict.evidence
+        );
+        let six = "[2a03:2880::1]:443";
+        let v6 = compare_in(
+            &context,
+            domain(&[]),
+            (dns(), timed_out(six)),
+            (dns(), answered(six)),
+        );
+        assert_eq!(kind(&v6), (Verdict::Blocked, Some(Blocking::TlsFailure)));
+        // One of the canary's two IPv4 addresses timed out, the other answered: a dead
+        // node of its own, which says nothing of the network.
+        let mut steps = timed_out("198.18.0.10:443");
+        steps.extend(answered("198.18.0.11:443"));
+        let mut node = Context::default();
+        node.learn_from_canary(&facts(&domain(&[]), dns(), steps));
+        let one_node = compare_in(
+            &node,
+            domain(&[]),
+            (dns(), timed_out(FB_443)),
+            (dns(), answered(FB_443)),
+        );
+        assert_eq!(
+            kind(&one_node),
+            (Verdict::Blocked, Some(Blocking::TlsFailure))
+        );
+        let unlike = compare_in(
+            &Context::default(),
+            domain(&[]),
+            (dns(), timed_out(FB_443)),
+            (dns(), answered(FB_443)),
+        );
+        assert_eq!(
+            kind(&unlike),
+            (Verdict::Blocked, Some(Blocking::TlsFailure))
         );
     }
 

@@ -332,6 +332,7 @@ pub fn check(error: Option<Failure>) -> Check {
         checked: CheckTarget::Resolver("cp-0.example.com".into()),
         measured_at: chrono::Utc::now(),
         error: error.map(|f| StepError::new(Operation::Resolve, f)),
+        meanwhile: None,
     }
 }
 

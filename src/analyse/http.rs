@@ -21,8 +21,8 @@
 
 use std::collections::BTreeSet;
 
-use super::transport::{connect_problem, name_singled_out, tcp_finding};
-use super::{Blocking, ControlSaw, Finding, Problem, explain, fingerprints};
+use super::transport::{connect_problem, name_singled_out, slow_path, tcp_finding};
+use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{HttpFacts, HttpHop, Measurement, STALL_BYTES, Step, THROTTLE_RATIO};
@@ -114,7 +114,28 @@ fn refetches(facts: &TargetFacts) -> Refetches<'_> {
     }
 }
 
-pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
+/// Why a fetch that timed out says nothing against its name: the same URL, fetched
+/// again with that name right after (the last of an A/B/A, see `measure::http`), came
+/// whole. What stopped the first did not stop the name: a path that stalled then. A
+/// reset or a refusal is an answer, and is not excused so.
+fn read_again(probe: &TargetFacts, url: &str, e: &StepError) -> Option<String> {
+    if !e.failure.is_timeout() {
+        return None;
+    }
+    let again = refetches(probe)
+        .again
+        .filter(|hop| hop.status.is_some() && hop.error.is_none())?;
+    Some(format!(
+        "fetching {url} failed, and fetched again with its own name right after it came whole ({} bytes): what stopped the first did not stop the name",
+        again.body_length
+    ))
+}
+
+pub fn problems(
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+    context: &Context,
+) -> Vec<Problem> {
     let theirs = control.map(|c| fetches(c).next().map(|(_, h)| h));
     let their_page = theirs
         .flatten()
@@ -159,8 +180,7 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
             if e.failed_operation == Operation::Connect
                 && let Some(address) = last.and_then(|hop| hop.address)
             {
-                let mut problem =
-                    connect_problem(probe, m, address, e, 1, h.check.as_ref(), control);
+                let mut problem = connect_problem(probe, m, address, e, control, context);
                 problem.control = saw;
                 out.push(problem);
                 continue;
@@ -214,11 +234,17 @@ pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Probl
                 false => Problem::weak(finding, saw),
             };
             let what = format!("fetching {}", h.url);
-            let why = explain::step(&what, e, h.check.as_ref()).or_else(|| {
-                let hop = last?;
-                let sent = hop.started_at.unwrap_or(m.measured_at);
-                explain::silent_after_trigger(probe, m, hop.address?, e, sent)
-            });
+            let why = explain::step(&what, e, h.check.as_ref())
+                .or_else(|| {
+                    let hop = last?;
+                    let sent = hop.started_at.unwrap_or(m.measured_at);
+                    explain::silent_after_trigger(probe, m, hop.address?, e, sent)
+                        .or_else(|| slow_path(probe, hop.address?, sent, e, context))
+                        .or_else(|| {
+                            explain::like_the_canary(&what, hop.address?, e, &context.canary_failed)
+                        })
+                })
+                .or_else(|| read_again(probe, &h.url, e));
             out.push(problem.unless(why));
         } else if let (Some(ours), Some(page)) = (h.final_response(), their_page) {
             let saw = || Some(ControlSaw::Success("the control fetched it".into()));

@@ -316,6 +316,12 @@ pub struct Context {
     /// (`Some(false)`), or none was made (`None`: no QUIC asked for, no canary, or the
     /// canary not reached over TCP+TLS).
     pub quic: Option<bool>,
+    /// The run's deadline for a step (`--timeout`), when known: what a slow step is
+    /// measured against.
+    pub deadline: Option<std::time::Duration>,
+    /// How the canary's own steps failed: the same failure at a target is the probe's
+    /// network's (see `explain::like_the_canary`).
+    pub canary_failed: Vec<explain::CanaryFailure>,
 }
 
 impl Context {
@@ -324,6 +330,7 @@ impl Context {
         self.resolvers = explain::ResolverHealth::of(&canary.dns);
         self.ipv6 = transport::reached_over(canary, true);
         self.quic = quic::canary(canary);
+        self.canary_failed = explain::CanaryFailure::of(canary);
     }
 }
 
@@ -430,7 +437,7 @@ pub fn problems(
         _ => dns::problems(probe, control, context),
     };
     match probe.target.kind {
-        TargetKind::Url(_) => out.extend(http::problems(probe, control)),
+        TargetKind::Url(_) => out.extend(http::problems(probe, control, context)),
         _ => out.extend(transport::problems(probe, control, context)),
     }
     out.extend(ech::problems(probe, control));
@@ -882,6 +889,37 @@ mod tests {
         );
         assert_eq!(kind(&stall), (Verdict::Anomaly, Some(Blocking::TlsTimeout)));
         assert!(stall.reached);
+        // The control name's handshake right after took most of the 3 s deadline (a
+        // saturated link): the name's may have run out of time on the same path.
+        let slow_after = |handshake_ms| {
+            let mut after = at(tls(a, true, None), 5);
+            if let Step::TlsHandshake(t) = &mut after.step {
+                t.handshake_ms = Some(handshake_ms);
+            }
+            let context = Context {
+                deadline: Some(std::time::Duration::from_secs(3)),
+                ..Context::default()
+            };
+            let steps = vec![
+                tcp(a, None),
+                tls(a, true, None),
+                tls(a, false, Some(Failure::GenericTimeout)),
+                after,
+            ];
+            let probe = facts(&domain(&[]), vec![lookup(&[("157.240.1.35", None)])], steps);
+            super::judge(&probe, Control::None, &context)
+        };
+        let slow = slow_after(2_400.0);
+        assert_eq!(kind(&slow), (Verdict::Inconclusive, None));
+        assert!(
+            slow.verdict.evidence.contains(
+                "right after took 2400 ms, half the deadline of 3000 ms or more: the path was slow for any name then"
+            ),
+            "{}",
+            slow.verdict.evidence
+        );
+        let quick = slow_after(80.0);
+        assert_eq!(kind(&quick), (Verdict::Anomaly, Some(Blocking::TlsTimeout)));
     }
 
     #[test]
@@ -999,6 +1037,41 @@ mod tests {
             (vec![lookup(&[(FB, Some(32934))])], vec![]),
         );
         assert_eq!(kind(&lie), (Verdict::Blocked, Some(Blocking::DnsHijack)));
+        // Its connect timed out, the canary answered: a hijack leading nowhere.
+        let nowhere = |meanwhile| {
+            let mut m = checked(
+                tcp("93.184.216.34:443", Some(Failure::GenericTimeout)),
+                None,
+            );
+            if let Step::TcpConnect(t) = &mut m.step {
+                t.check.as_mut().unwrap().meanwhile = meanwhile;
+            }
+            compare(
+                domain(&[]),
+                (vec![lookup(&[("93.184.216.34", Some(15133))])], vec![m]),
+                (vec![lookup(&[(FB, Some(32934))])], vec![tcp(FB_443, None)]),
+            )
+        };
+        let led_nowhere = nowhere(None);
+        assert_eq!(
+            kind(&led_nowhere),
+            (Verdict::Blocked, Some(Blocking::DnsHijack))
+        );
+        // The probe's network failing most new connections then (a full NAT table): the
+        // answer, a CDN's other node as well as a censor's, was never put to the test.
+        let failing = nowhere(Some(crate::facts::Meanwhile {
+            connects: 30,
+            tries: 90,
+        }));
+        assert_eq!(kind(&failing), (Verdict::Inconclusive, None));
+        assert!(
+            failing
+                .verdict
+                .evidence
+                .contains("the probe could not try the answer: the connection to 93.184.216.34:443 failed (generic_timeout_error) while the probe's network was failing new connections"),
+            "{}",
+            failing.verdict.evidence
+        );
         // A plain-HTTP page from the address just like the control's: the site's.
         let mut served = fetch(200, 5000, "Facebook", 5.0, None);
         if let Step::Http(h) = &mut served.step {
@@ -1215,6 +1288,7 @@ mod tests {
                 checked: crate::facts::CheckTarget::Connect("198.18.0.2:443".parse().unwrap()),
                 measured_at: chrono::Utc::now(),
                 error: Some(StepError::timeout(Operation::Connect)),
+                meanwhile: None,
             });
         }
         let lost = compare(url(), (dns(), vec![own]), their_page());
@@ -1223,6 +1297,31 @@ mod tests {
             lost.verdict.evidence.contains("the probe's own network"),
             "{}",
             lost.verdict.evidence
+        );
+        // Its round trip timed out, and fetched again with its own name after a fast
+        // twin it came whole (a slow link that had stalled): the name was not stopped.
+        let mut timed_out = fetch(200, 0, "Video", 0.0, None);
+        if let Step::Http(h) = &mut timed_out.step {
+            let error = StepError::timeout(Operation::HttpRoundTrip);
+            h.hops[0].status = None;
+            h.hops[0].error = Some(error.clone());
+            h.error = Some(error);
+        }
+        let whole = compare(
+            url(),
+            (
+                dns(),
+                vec![timed_out, twin(400_000, 400.0), again(400_000, 900.0)],
+            ),
+            their_page(),
+        );
+        assert_eq!(kind(&whole), (Verdict::Inconclusive, None));
+        assert!(
+            whole.verdict.evidence.contains(
+                "fetched again with its own name right after it came whole (400000 bytes)"
+            ),
+            "{}",
+            whole.verdict.evidence
         );
     }
 

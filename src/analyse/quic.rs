@@ -12,9 +12,11 @@
 //!   address dropped, or an address that does not speak QUIC. Only the control can tell
 //!   them apart, so this is `blocked` where the control's QUIC handshakes to the same
 //!   address were answered, and no finding otherwise. And only where the probe's QUIC
-//!   was seen to work (it reached the canary, or this target at another address): many
-//!   networks drop all QUIC (an office firewall, an ISP in a shutdown), and that is no
-//!   block of this address; it is `inconclusive` then.
+//!   was seen to work (it reached the canary over every address family, or this target
+//!   at another address of the same family): many networks drop all QUIC (an office
+//!   firewall, an ISP in a shutdown) or all of one family's (a tunnel whose small MTU
+//!   drops QUIC's large first packets), and that is no block of this address; it is
+//!   `inconclusive` then.
 //!
 //! What the probe's own network or another target's trigger accounts for is
 //! `inconclusive`, as everywhere (see `explain`).
@@ -42,14 +44,25 @@ pub fn problems(
         .collect()
 }
 
-/// Whether a QUIC handshake of these facts was answered: the probe's QUIC works.
-pub fn reached(facts: &TargetFacts) -> bool {
-    quic(facts).any(|(_, q)| q.handshake.server_answered())
+/// Whether a QUIC handshake of these facts to an address of the family of `address`
+/// was answered: the probe's QUIC works over it.
+fn reached(facts: &TargetFacts, address: SocketAddr) -> bool {
+    quic(facts).any(|(_, q)| {
+        q.handshake.address.is_ipv6() == address.is_ipv6() && q.handshake.server_answered()
+    })
 }
 
-/// What the canary's QUIC handshakes got (see `Context::quic`): None where it made none.
+/// What the canary's QUIC handshakes got (see `Context::quic`): None where it made none;
+/// an answer only where one came over every address family that TCP+TLS reached it by.
+/// A network may drop one family's large datagrams alone (a tunnel with a small MTU),
+/// and QUIC's first packets are large.
 pub fn canary(facts: &TargetFacts) -> Option<bool> {
-    quic(facts).next().map(|_| reached(facts))
+    quic(facts).next()?;
+    let dark_family = quic(facts).any(|(_, q)| {
+        let address = q.handshake.address;
+        tls_answered(facts, address).is_some() && !reached(facts, address)
+    });
+    Some(!dark_family && quic(facts).any(|(_, q)| q.handshake.server_answered()))
 }
 
 /// The QUIC handshakes among the facts, with their measurements.
@@ -152,9 +165,12 @@ fn quic_problem(
     let why = explain::step(&what, e, failed.handshake.check.as_ref())
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.ended_at()))
         .or_else(|| {
-            let unseen = by_name.is_none() && context.quic != Some(true) && !reached(probe);
+            let unseen =
+                by_name.is_none() && context.quic != Some(true) && !reached(probe, address);
             let canary = match context.quic {
-                Some(_) => "the probe's QUIC handshake to the canary got no answer either",
+                Some(_) => {
+                    "the probe's QUIC handshake to the canary got no answer either, over one address family at least"
+                }
                 None => "the probe's QUIC was not tried at the canary in this run",
             };
             unseen.then(|| format!(
@@ -398,5 +414,38 @@ mod tests {
             ..Context::default()
         };
         assert!(super::problems(&ours, Some(&theirs), &works).is_empty());
+    }
+
+    /// The canary's QUIC answered over IPv6 and went dark over IPv4, where TCP+TLS
+    /// reached it (a tunnel dropping large IPv4 datagrams): QUIC is not seen to work.
+    #[test]
+    fn the_canarys_quic_works_only_where_it_works_over_every_family() {
+        let (v4, v6) = ("198.18.0.10:443", "[2001:db8::10]:443");
+        let canary = |v4_datagrams| {
+            let steps = vec![
+                tls(v4, false, None),
+                tls(v6, false, None),
+                quic(
+                    v4,
+                    false,
+                    (v4_datagrams == 0).then_some(Failure::GenericTimeout),
+                    v4_datagrams,
+                ),
+                quic(v6, false, None, 3),
+            ];
+            super::canary(&facts(&domain(&[]), dns(), steps))
+        };
+        assert_eq!(canary(0), Some(false));
+        assert_eq!(canary(3), Some(true));
+        // No IPv6 route: the family TCP+TLS did not reach is not asked of QUIC.
+        let without_v6 = vec![
+            tls(v4, false, None),
+            tls(v6, false, Some(Failure::NetworkUnreachable)),
+            quic(v4, false, None, 3),
+        ];
+        assert_eq!(
+            super::canary(&facts(&domain(&[]), dns(), without_v6)),
+            Some(true)
+        );
     }
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, hello};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{Check, FirstBytes, Measurement, QuicFacts, Step, TlsFacts};
+use crate::facts::{FirstBytes, Measurement, QuicFacts, Step, TlsFacts};
 
 pub fn problems(
     probe: &TargetFacts,
@@ -35,15 +35,7 @@ pub fn problems(
                     .as_ref()
                     .filter(|e| !left_out(probe, context, t.address, e))
                 {
-                    out.push(connect_problem(
-                        probe,
-                        m,
-                        t.address,
-                        e,
-                        t.tries,
-                        t.check.as_ref(),
-                        control,
-                    ));
+                    out.push(connect_problem(probe, m, t.address, e, control, context));
                 }
                 if let Some(f) = &t.first_bytes {
                     out.extend(protocol_problem(probe, m, t.address, f, control));
@@ -60,23 +52,30 @@ pub fn problems(
     out
 }
 
-/// A connect that failed, to `address`, in the step `m`.
+/// A connect that failed, to `address`, in the step `m` (a connect, a handshake's, a
+/// fetch's), with the step's tries and check.
 pub fn connect_problem(
     probe: &TargetFacts,
     m: &Measurement,
     address: SocketAddr,
     e: &StepError,
-    tries: u32,
-    check: Option<&Check>,
     control: Option<&TargetFacts>,
+    context: &Context,
 ) -> Problem {
+    let (tries, check) = match &m.step {
+        Step::TcpConnect(t) => (t.tries, t.check.as_ref()),
+        Step::TlsHandshake(t) => (t.tries, t.check.as_ref()),
+        Step::Http(h) => (1, h.check.as_ref()),
+        _ => (1, None),
+    };
     let what = format!("TCP connect to {address}");
     let mut finding = tcp_finding(&address.to_string(), e);
     if tries > 1 {
         finding.evidence.push_str(&format!(" ({tries} tries)"));
     }
     let why = explain::step(&what, e, check)
-        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at))
+        .or_else(|| explain::like_the_canary(&what, address, e, &context.canary_failed));
     Problem::weak(finding, control.map(|c| connect_at(c, address))).unless(why)
 }
 
@@ -285,7 +284,7 @@ fn tls_problem(
     let (name, address) = (&t.server_name, t.address);
     if e.failed_operation == Operation::Connect {
         return (!left_out(probe, context, address, e))
-            .then(|| connect_problem(probe, m, address, e, t.tries, t.check.as_ref(), control));
+            .then(|| connect_problem(probe, m, address, e, control, context));
     }
     if t.handshake_done && e.failure.is_certificate_error() {
         let issuer = t
@@ -331,8 +330,34 @@ fn tls_problem(
     };
     let what = format!("TLS handshake with {name} to {address}");
     let why = explain::step(&what, e, t.check.as_ref())
-        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at));
+        .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at))
+        .or_else(|| slow_path(probe, address, m.measured_at, e, context))
+        .or_else(|| explain::like_the_canary(&what, address, e, &context.canary_failed));
     Some(problem.unless(why))
+}
+
+/// Why a handshake with a target's name that timed out at `address` (sent at `sent`)
+/// is no sign: the control name's right after it there finished, but took half the
+/// deadline or more (a saturated link, a congested path), so that the name's could
+/// have run out of time just as well. A censor that drops the name's handshake leaves
+/// the control name's as quick as ever.
+pub fn slow_path(
+    probe: &TargetFacts,
+    address: SocketAddr,
+    sent: DateTime<Utc>,
+    e: &StepError,
+    context: &Context,
+) -> Option<String> {
+    if e.failed_operation != Operation::TlsHandshake || !e.failure.is_timeout() {
+        return None;
+    }
+    let deadline = context.deadline?.as_secs_f64() * 1000.0;
+    let after = control_around(probe, address, sent).1?;
+    let took = after.handshake_ms.filter(|ms| *ms >= deadline / 2.0)?;
+    Some(format!(
+        "the TLS handshake with the control name {} to the same address right after took {took:.0} ms, half the deadline of {deadline:.0} ms or more: the path was slow for any name then, and the name's handshake could have run out of time as well",
+        after.server_name
+    ))
 }
 
 /// Whether a handshake with a target's name to `address`, sent at `sent`, failed for

@@ -244,6 +244,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         info,
         context: analyse::Context {
             policy,
+            deadline: Some(timeout),
             ..Default::default()
         },
         earlier,

@@ -201,6 +201,33 @@ pub struct Check {
     pub measured_at: DateTime<Utc>,
     #[serde(flatten)]
     pub error: Option<StepError>,
+    /// The probe's other connects while the step that failed went on: a canary
+    /// reached once says little of a network that drops most new connections, and
+    /// these say how many it dropped then. None where not counted (an earlier
+    /// version's run, a resolver's check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meanwhile: Option<Meanwhile>,
+}
+
+/// The probe's connects answered during a span of time (see `measure::meanwhile`),
+/// and the tries they took: each try after a connect's first was made because the ones
+/// before it went a third of the deadline unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meanwhile {
+    pub connects: u32,
+    pub tries: u32,
+}
+
+impl Meanwhile {
+    /// The tries one connect makes at most before it is given up (`measure::tcp`).
+    pub const CONNECT_TRIES: u32 = 6;
+
+    /// The share of the tries that went unanswered, when there were enough of them to
+    /// tell (as many as one connect makes in all).
+    pub fn unanswered(&self) -> Option<f64> {
+        (self.tries >= Self::CONNECT_TRIES)
+            .then(|| f64::from(self.tries.saturating_sub(self.connects)) / f64::from(self.tries))
+    }
 }
 
 /// What a check asked.
@@ -446,6 +473,10 @@ pub struct TlsFacts {
     pub alpn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateFacts>,
+    /// How long a handshake that finished took, from its ClientHello (the wait for
+    /// a work place and the connect apart): a path slow for every name shows here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<f64>,
     /// Handshakes made, each on a new connection: one that timed out is made again once.
     #[serde(default = "one")]
     pub tries: u32,
@@ -473,6 +504,7 @@ impl TlsFacts {
             cipher_suite: None,
             alpn: None,
             certificate: None,
+            handshake_ms: None,
             tries: 1,
             check: None,
             hellos: Vec::new(),

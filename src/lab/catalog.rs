@@ -64,6 +64,10 @@ pub enum Fault {
     /// The probe's network drops all QUIC, the canary's too: a target whose QUIC the
     /// censor blocks may be `inconclusive` (QUIC dark everywhere singles no address out).
     QuicDead,
+    /// The probe's network fails much of what it tries (full-size packets lost, new
+    /// connections refused room): no target the censor leaves alone is flagged, and a
+    /// censored one may be `inconclusive`, its failure no longer told from the network's.
+    Degraded,
     /// The control cannot measure all it is asked: a censored target is `blocked`, or
     /// `anomaly` (strong evidence the control could not confirm), or `inconclusive`;
     /// a target down for everyone may be `inconclusive` too.
@@ -349,21 +353,27 @@ impl Case<'_> {
             (Some(Fault::ResolverDead), true) => ok(),
             (Some(Fault::ResolverDead), false) => censored,
             // A link that loses packets slows the control-SNI twin as well as the
-            // throttled transfer: where the twin falls short of the ratio, the honest
-            // verdict is a slow path, not a throttle of the name.
+            // throttled transfer, and now and then the fetch with its own name after it
+            // less: where the twin falls short of the ratio, or the name's fetch again
+            // came faster, the honest verdict is a slow path, not a throttle of the name.
             (Some(Fault::Benign), false) => excused(
                 censored,
                 Blocking::Throttled,
-                "as slow with the control SNI",
+                &[
+                    "as slow with the control SNI",
+                    "no longer capped once fetched again",
+                ],
             ),
             (Some(Fault::QuicDead), false) => excused(
                 censored,
                 Blocking::QuicBlocked,
-                "the probe's QUIC handshake to the canary got no answer either",
+                &["the probe's QUIC handshake to the canary got no answer either"],
             ),
-            (Some(Fault::Benign | Fault::ControlStarved | Fault::QuicDead), true) => {
-                [ok(), vec![inconclusive]].concat()
-            }
+            (
+                Some(Fault::Benign | Fault::ControlStarved | Fault::QuicDead | Fault::Degraded),
+                true,
+            ) => [ok(), vec![inconclusive]].concat(),
+            (Some(Fault::Degraded), false) => [censored, vec![inconclusive]].concat(),
             (Some(Fault::ControlStarved), false) => censored
                 .into_iter()
                 .flat_map(|outcome| {
@@ -375,13 +385,17 @@ impl Case<'_> {
     }
 }
 
-/// `censored`, and `inconclusive` saying `why` besides where one of them is of `kind`:
-/// a fault that can hide that kind of blocking, and only that kind.
-fn excused(censored: Vec<Outcome>, kind: Blocking, why: &str) -> Vec<Outcome> {
+/// `censored`, and `inconclusive` saying one of `reasons` besides where one of them is
+/// of `kind`: a fault that can hide that kind of blocking, and only that kind.
+fn excused(censored: Vec<Outcome>, kind: Blocking, reasons: &[&str]) -> Vec<Outcome> {
     let hidden = censored.iter().any(|o| o.blocking == Some(kind));
     let mut outcomes = censored;
     if hidden {
-        outcomes.push(Outcome::new(Verdict::Inconclusive, None, &[why]));
+        outcomes.extend(
+            reasons
+                .iter()
+                .map(|why| Outcome::new(Verdict::Inconclusive, None, &[why])),
+        );
     }
     outcomes
 }

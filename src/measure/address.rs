@@ -413,6 +413,7 @@ mod tests {
                         f,
                     )
                 }),
+                meanwhile: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

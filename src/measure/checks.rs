@@ -27,7 +27,7 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// The network check to share with a failure that began at `after`: one begun since,
+    /// The network check to share with a failure that ended at `after`: one begun since,
     /// or a new one (empty: whoever gets it first makes it).
     pub fn network(&self, after: Instant) -> Arc<OnceCell<Check>> {
         share(

@@ -18,6 +18,7 @@ pub mod ech;
 pub mod first_bytes;
 pub mod http;
 pub mod limits;
+pub mod meanwhile;
 pub mod quic;
 pub mod tcp;
 pub mod tls;
@@ -50,6 +51,7 @@ use address::{Addresses, Dial, SharedHandshake, Silence, Transport};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
+use meanwhile::Connects;
 use tcp::RETRY_PAUSE;
 use tls::TlsContext;
 
@@ -73,6 +75,8 @@ pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
 /// How long a connection may wait unused before a handshake is made on it: servers
 /// close idle connections after seconds (nginx: 60, many CDNs less).
 const IDLE_AT_MOST: Duration = Duration::from_secs(2);
+/// How long before a failure ended a network check may have begun and still be its.
+const SHARED_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -124,6 +128,8 @@ pub struct Measurer {
     user_keys: RandomState,
     addresses: Addresses,
     checks: Checks,
+    /// The run's connects answered lately, for the network checks (see `meanwhile`).
+    connects: Arc<Connects>,
     /// Bounds of the checks' own lookups, apart from the run's: a check may be made by a
     /// task that holds a place on the resolver's address itself.
     check_limits: Limits,
@@ -172,6 +178,7 @@ impl Measurer {
             user_keys: RandomState::new(),
             addresses: Addresses::default(),
             checks: Checks::default(),
+            connects: Arc::default(),
             check_limits: Limits::new(1, 1),
             canary: OnceCell::new(),
         })
@@ -216,6 +223,7 @@ impl Measurer {
             timeout: self.options.timeout,
             source: self.options.source,
             fresh: Some(self.limits.connects()),
+            answered: Some(self.connects.clone()),
         }
     }
 
@@ -549,9 +557,11 @@ impl Measurer {
         Some(check.clone())
     }
 
-    /// A connect to the canary, shared with failures that began at `after` or later;
-    /// none at the control, without a canary, or when the canary has no address.
-    async fn network_check(&self, after: tokio::time::Instant) -> Option<Check> {
+    /// A connect to the canary once a failure that began at `began` is over (shared
+    /// with the failures over within a second of it), with the connects the probe had
+    /// answered since `began` (see `meanwhile`); none at the control, without a canary,
+    /// or when the canary has no address.
+    async fn network_check(&self, began: tokio::time::Instant) -> Option<Check> {
         let port = self.options.canary_port?;
         let canary = self.options.control_sni.as_deref()?;
         let address = *self
@@ -569,7 +579,13 @@ impl Measurer {
             })
             .await
             .ok()?;
-        let cell = self.checks.network(after);
+        // Shared only with a check begun as this failure ended (within a second, so that
+        // failures ending together share one): one begun while it still waited may
+        // have got through before the network failed it.
+        let now = tokio::time::Instant::now();
+        let cell = self
+            .checks
+            .network(now.checked_sub(SHARED_CHECK).unwrap_or(now));
         let check = cell
             .get_or_init(|| {
                 checked(CheckTarget::Connect(address), async {
@@ -577,7 +593,10 @@ impl Measurer {
                 })
             })
             .await;
-        Some(check.clone())
+        Some(Check {
+            meanwhile: Some(self.connects.since(began)),
+            ..check.clone()
+        })
     }
 
     /// Every address any resolver gave, bogons excepted; when there are none, why.
@@ -1084,6 +1103,7 @@ async fn checked(what: CheckTarget, check: impl Future<Output = Option<StepError
         checked: what,
         measured_at,
         error: check.await,
+        meanwhile: None,
     }
 }
 

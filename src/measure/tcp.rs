@@ -13,6 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -20,6 +21,8 @@ use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::meanwhile::Connects;
+use crate::facts::Meanwhile;
 use crate::facts::failure::{Failure, Operation, StepError};
 
 /// Tries in one round: the first at once, the others a third and two thirds of the
@@ -27,6 +30,7 @@ use crate::facts::failure::{Failure, Operation, StepError};
 const TRIES_PER_ROUND: u32 = 3;
 /// Rounds: the second one only when every try of the first timed out.
 const ROUNDS: u32 = 2;
+const _: () = assert!(ROUNDS * TRIES_PER_ROUND == Meanwhile::CONNECT_TRIES);
 /// The pause between rounds: long enough for a burst of loss or a full NAT table to pass.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// An attempt unanswered this long is almost surely lost (or blackholed): it gives back
@@ -45,6 +49,8 @@ pub struct Dialer {
     pub timeout: Duration,
     pub source: Option<IpAddr>,
     pub fresh: Option<Arc<Semaphore>>,
+    /// Where connects answered are counted, for the network checks (see `meanwhile`).
+    pub answered: Option<Arc<Connects>>,
 }
 
 /// A connection made with [`Dialer::dial`], or why none could be; and the tries made.
@@ -61,6 +67,7 @@ impl Dialer {
             timeout,
             source,
             fresh: None,
+            answered: None,
         }
     }
 
@@ -77,7 +84,8 @@ impl Dialer {
     /// One connect, telling a refusal, a reset, an unreachable network and a silent drop
     /// (our own deadline) apart, as the kernel reported them.
     pub async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, StepError> {
-        self.attempt(addr, self.timeout).await
+        self.attempt(addr, self.timeout, &AtomicBool::new(false))
+            .await
     }
 
     /// Connects to the first of `addresses` that answers, trying again as the module
@@ -94,6 +102,10 @@ impl Dialer {
         let mut address = first;
         // A router's word that an address is unreachable, which says more than silence.
         let mut unreachable = None;
+        // Whether a try waited for a place among the fresh attempts: its wait is this
+        // probe's own pace, not the network's answer (see `Connects`).
+        let queued = AtomicBool::new(false);
+        let queued = &queued;
         for round in 0..ROUNDS {
             if round > 0 {
                 tokio::time::sleep(RETRY_PAUSE).await;
@@ -112,12 +124,22 @@ impl Dialer {
                         address,
                         deadline - tokio::time::Instant::now().min(deadline),
                     );
-                    pending.push(async move { (to, self.attempt(to, left).await) });
+                    pending.push(async move { (to, self.attempt(to, left, queued).await) });
                     continue;
                 }
                 tokio::select! {
                     Some((to, result)) = pending.next() => match result {
-                        Ok(stream) => return Dialed { result: Ok((stream, to)), address: to, tries },
+                        Ok(stream) => {
+                            if let Some(answered) = self.answered.as_ref().filter(|_| !queued.load(Ordering::Relaxed)) {
+                                // The tries to the address that answered: one elsewhere
+                                // may have met a block of that address.
+                                let there = (0..tries)
+                                    .filter(|i| addresses[*i as usize % addresses.len()] == to)
+                                    .count();
+                                answered.answered(u32::try_from(there).unwrap_or(u32::MAX));
+                            }
+                            return Dialed { result: Ok((stream, to)), address: to, tries };
+                        }
                         Err(e) if !e.local && e.failure.is_unanswered() => {
                             if !e.failure.is_timeout() {
                                 unreachable = Some((to, e));
@@ -143,11 +165,22 @@ impl Dialer {
     }
 
     /// One try within `timeout`, holding a place among the fresh attempts until it is
-    /// answered or presumed lost.
-    async fn attempt(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, StepError> {
+    /// answered or presumed lost; `queued` is set if it had to wait for one.
+    async fn attempt(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        queued: &AtomicBool,
+    ) -> Result<TcpStream, StepError> {
         let fail = |e: std::io::Error| StepError::io(Operation::Connect, &e);
         let place = match &self.fresh {
-            Some(fresh) => Some(fresh.clone().acquire_owned().await.expect("never closed")),
+            Some(fresh) => Some(match fresh.clone().try_acquire_owned() {
+                Ok(place) => place,
+                Err(_) => {
+                    queued.store(true, Ordering::Relaxed);
+                    fresh.clone().acquire_owned().await.expect("never closed")
+                }
+            }),
             None => None,
         };
         let socket = match addr {

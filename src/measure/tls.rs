@@ -245,6 +245,7 @@ impl TlsContext {
             }
         };
         let connector = TlsConnector::from(config);
+        let began = Instant::now();
         let stream = match tokio::time::timeout(timeout, connector.connect(name.clone(), tcp)).await
         {
             Err(_) => {
@@ -257,6 +258,7 @@ impl TlsContext {
             }
             Ok(Ok(stream)) => stream,
         };
+        facts.handshake_ms = Some(began.elapsed().as_secs_f64() * 1000.0);
         let (_, conn) = stream.get_ref();
         facts.tls_version = conn
             .protocol_version()

@@ -843,6 +843,7 @@ mod tests {
                 sha256: "00".into(),
                 chain: vec!["MIIB".into(), "MIIC".into()],
             }),
+            handshake_ms: None,
             tries: 1,
             check: None,
             hellos: Vec::new(),

@@ -108,8 +108,12 @@ impl RecordedRun {
             .iter()
             .find(|u| u.target.is_canary() && u.origin.run_id == run.info.run_id)
             .and_then(|canary| run.facts(canary, Vantage::Probe));
+        let timeout = run.info.settings.timeout_secs;
         run.context = Context {
             policy: AddressPolicy::new(run.info.settings.treat_as_public.clone()),
+            // A run that did not write it (one imported from OONI's) has none.
+            deadline: (timeout.is_finite() && timeout > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(timeout)),
             ..Context::default()
         };
         if let Some(canary) = &canary {
