@@ -463,3 +463,14 @@ pub fn hellos(mut m: Measurement, tries: &[(Hello, bool, Option<Failure>)]) -> M
     }
     m
 }
+
+/// Asserts that `outcome`'s evidence says each of `said`.
+pub fn evidence_of(outcome: &Outcome, said: &[&str]) {
+    for words in said {
+        assert!(
+            outcome.verdict.evidence.contains(words),
+            "{words:?} not in: {}",
+            outcome.verdict.evidence
+        );
+    }
+}

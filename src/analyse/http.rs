@@ -1062,16 +1062,6 @@ mod tests {
         compare(url(), (dns(), probe), (dns(), vec![video]))
     }
 
-    fn evidence_of(outcome: &Outcome, said: &[&str]) {
-        for words in said {
-            assert!(
-                outcome.verdict.evidence.contains(words),
-                "{words:?} not in: {}",
-                outcome.verdict.evidence
-            );
-        }
-    }
-
     #[test]
     fn a_transfer_that_stopped_dead_is_a_freeze_by_address_or_by_name() {
         let passed = |m| checked(m, None);

@@ -911,12 +911,11 @@ mod tests {
         };
         let slow = slow_after(2_400.0);
         assert_eq!(kind(&slow), (Verdict::Inconclusive, None));
-        assert!(
-            slow.verdict.evidence.contains(
-                "right after took 2400 ms, half the deadline of 3000 ms or more: the path was slow for any name then"
-            ),
-            "{}",
-            slow.verdict.evidence
+        evidence_of(
+            &slow,
+            &[
+                "right after took 2400 ms, half the deadline of 3000 ms or more: the path was slow for any name then",
+            ],
         );
         let quick = slow_after(80.0);
         assert_eq!(kind(&quick), (Verdict::Anomaly, Some(Blocking::TlsTimeout)));
@@ -1064,13 +1063,11 @@ mod tests {
             tries: 90,
         }));
         assert_eq!(kind(&failing), (Verdict::Inconclusive, None));
-        assert!(
-            failing
-                .verdict
-                .evidence
-                .contains("the probe could not try the answer: the connection to 93.184.216.34:443 failed (generic_timeout_error) while the probe's network was failing new connections"),
-            "{}",
-            failing.verdict.evidence
+        evidence_of(
+            &failing,
+            &[
+                "the probe could not try the answer: the connection to 93.184.216.34:443 failed (generic_timeout_error) while the probe's network was failing new connections",
+            ],
         );
         // A plain-HTTP page from the address just like the control's: the site's.
         let mut served = fetch(200, 5000, "Facebook", 5.0, None);
@@ -1316,12 +1313,9 @@ mod tests {
             their_page(),
         );
         assert_eq!(kind(&whole), (Verdict::Inconclusive, None));
-        assert!(
-            whole.verdict.evidence.contains(
-                "fetched again with its own name right after it came whole (400000 bytes)"
-            ),
-            "{}",
-            whole.verdict.evidence
+        evidence_of(
+            &whole,
+            &["fetched again with its own name right after it came whole (400000 bytes)"],
         );
     }
 

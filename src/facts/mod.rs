@@ -222,10 +222,9 @@ impl Meanwhile {
     /// The tries one connect makes at most before it is given up (`measure::tcp`).
     pub const CONNECT_TRIES: u32 = 6;
 
-    /// The share of the tries that went unanswered, when there were enough of them to
-    /// tell (as many as one connect makes in all).
+    /// The share of the tries that went unanswered at first; none without tries.
     pub fn unanswered(&self) -> Option<f64> {
-        (self.tries >= Self::CONNECT_TRIES)
+        (self.tries > 0)
             .then(|| f64::from(self.tries.saturating_sub(self.connects)) / f64::from(self.tries))
     }
 }

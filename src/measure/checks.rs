@@ -27,8 +27,8 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// The network check to share with a failure that ended at `after`: one begun since,
-    /// or a new one (empty: whoever gets it first makes it).
+    /// The network check to share with a failure: one begun at `after` or since, or a
+    /// new one (empty: whoever gets it first makes it).
     pub fn network(&self, after: Instant) -> Arc<OnceCell<Check>> {
         share(
             &mut self.network.lock().expect("checks lock poisoned"),

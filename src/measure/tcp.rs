@@ -84,8 +84,7 @@ impl Dialer {
     /// One connect, telling a refusal, a reset, an unreachable network and a silent drop
     /// (our own deadline) apart, as the kernel reported them.
     pub async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, StepError> {
-        self.attempt(addr, self.timeout, &AtomicBool::new(false))
-            .await
+        self.attempt(addr, self.timeout, None).await
     }
 
     /// Connects to the first of `addresses` that answers, trying again as the module
@@ -124,7 +123,7 @@ impl Dialer {
                         address,
                         deadline - tokio::time::Instant::now().min(deadline),
                     );
-                    pending.push(async move { (to, self.attempt(to, left, queued).await) });
+                    pending.push(async move { (to, self.attempt(to, left, Some(queued)).await) });
                     continue;
                 }
                 tokio::select! {
@@ -165,19 +164,21 @@ impl Dialer {
     }
 
     /// One try within `timeout`, holding a place among the fresh attempts until it is
-    /// answered or presumed lost; `queued` is set if it had to wait for one.
+    /// answered or presumed lost; `queued`, if given, is set if it had to wait for one.
     async fn attempt(
         &self,
         addr: SocketAddr,
         timeout: Duration,
-        queued: &AtomicBool,
+        queued: Option<&AtomicBool>,
     ) -> Result<TcpStream, StepError> {
         let fail = |e: std::io::Error| StepError::io(Operation::Connect, &e);
         let place = match &self.fresh {
             Some(fresh) => Some(match fresh.clone().try_acquire_owned() {
                 Ok(place) => place,
                 Err(_) => {
-                    queued.store(true, Ordering::Relaxed);
+                    if let Some(queued) = queued {
+                        queued.store(true, Ordering::Relaxed);
+                    }
                     fresh.clone().acquire_owned().await.expect("never closed")
                 }
             }),
