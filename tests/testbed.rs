@@ -24,7 +24,7 @@
 //! It needs root and the lab's tools (iproute2, iptables, dnsmasq, nginx, openssl).
 //! Without them it skips with the reason, unless CI=true, where it fails: CI must run it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -187,6 +187,7 @@ fn faults() -> Vec<Case> {
             "residual",
             "quic-off",
             "cdn-challenge",
+            "reset-flaky",
         ] {
             cases.push(match with_all {
                 true => Case::new(&["all", name]),
@@ -341,15 +342,24 @@ fn the_probes_own_faults_are_never_censorship() {
     for run in &lossy[1..] {
         let (this, first) = (steady(&run.verdicts), steady(&lossy[0].verdicts));
         if this != first {
+            // Both runs' evidence, since the runs themselves are not kept.
             let changed: Vec<String> = this
                 .iter()
                 .filter(|v| !first.contains(v))
-                .map(|(t, v, b)| format!("{t}: {v} {}", kind(*b)))
+                .map(|(t, v, b)| {
+                    let said = |run: &Tally| run.evidence.get(t).cloned().unwrap_or_default();
+                    format!(
+                        "{t}: {v} {} ({}), where the first run said: {}",
+                        kind(*b),
+                        said(run),
+                        said(lossy[0])
+                    )
+                })
                 .collect();
             let _ = writeln!(
                 failures,
-                "=== all lossy: verdicts changed between runs: {}",
-                changed.join("; ")
+                "=== all lossy: verdicts changed between runs:\n{}",
+                changed.join("\n")
             );
         }
     }
@@ -379,6 +389,8 @@ struct Tally {
     false_positives: usize,
     false_negatives: usize,
     verdicts: Judged,
+    /// Each target's evidence, to show why a verdict changed between runs.
+    evidence: BTreeMap<String, String>,
 }
 
 impl Tally {
@@ -1000,6 +1012,11 @@ impl ProbeRun {
             false_positives: 0,
             false_negatives: 0,
             verdicts: judged(&self.verdicts),
+            evidence: self
+                .verdicts
+                .iter()
+                .map(|r| (r.target.clone(), r.evidence.clone()))
+                .collect(),
         };
         for row in &self.verdicts {
             // What the case censors, and how: the first of its outcomes for the target

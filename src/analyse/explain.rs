@@ -171,15 +171,16 @@ fn answered(e: &StepError) -> bool {
 }
 
 /// Why a failed lookup is no evidence against the name: the probe's own error, or a
-/// resolver that failed the canary too (at the start of the run, or right after). A
-/// check right after that the resolver passed outweighs the start of the run: it had
-/// recovered by then.
+/// resolver that failed the canary too (at the start of the run, or right after), or
+/// one that was dropping most queries meanwhile (see `dropping_queries`). A check right
+/// after that the resolver passed outweighs the start of the run: it had recovered by
+/// then.
 pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<String> {
     if e.local {
         return Some(own_error(e));
     }
-    if f.check.as_ref().is_some_and(Check::passed) {
-        return None;
+    if let Some(check) = f.check.as_ref().filter(|c| c.passed()) {
+        return dropping_queries(f, e, check);
     }
     if let Some(canary) = health.failure(&f.resolver, f.query_type) {
         return Some(format!(
@@ -203,10 +204,34 @@ pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<St
     ))
 }
 
+/// Why a lookup none of whose copies was answered is no sign, though the resolver
+/// answered its check: the resolver, or the way to it, was leaving so many of its
+/// other lookups' copies unanswered meanwhile (see `failing`) that all of this one's
+/// going unanswered is no surprise. A censor that drops the queries naming a target
+/// leaves the other names' answered at their first copy.
+fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String> {
+    if !e.failure.is_timeout() {
+        return None;
+    }
+    let (counted, when, unanswered) = judged(check, |m| failing(m, f.sent, LOW))?;
+    Some(format!(
+        "{} {} lookup of {} failed ({}) while the resolver was dropping queries: the {} lookups it had answered {when} took {} copies of the query, {:.0} % of them unanswered, a rate at which all {} copies of a lookup go unanswered once in {:.0}: the resolver or the way to it, not the name",
+        f.resolver,
+        f.query_type.as_str(),
+        f.hostname,
+        e.failure,
+        counted.answered,
+        counted.tries,
+        unanswered * 100.0,
+        f.sent,
+        1.0 / unanswered.powi(f.sent as i32)
+    ))
+}
+
 /// Why a failed connect, handshake or fetch is no evidence against the target: the
 /// probe's own error, a network that could not reach the canary either right after,
 /// or one that left so many of its other connects meanwhile unanswered at first (see
-/// `failing_connects`) that a target's every try going unanswered is no sign.
+/// `failing`) that a target's every try going unanswered is no sign.
 pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> {
     if e.local {
         return Some(format!("{what} failed: {}", own_error(e)));
@@ -220,35 +245,89 @@ pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> 
             failure_of(check)
         ));
     }
-    let meanwhile = check.meanwhile?;
-    let unanswered = failing_connects(meanwhile)?;
+    if e.failure.is_turned_down() {
+        return turned_down_at_random(what, e, check);
+    }
+    let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES, LOW))?;
     Some(format!(
-        "{what} failed ({}) while the probe's network was failing new connections: the {} connects it had answered meanwhile took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: the probe's own network, not the target, however the canary fared",
+        "{what} failed ({}) while the probe's network was failing new connections: the {} connects it had answered {when} took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: the probe's own network, not the target, however the canary fared",
         e.failure,
-        meanwhile.connects,
-        meanwhile.tries,
+        counted.answered,
+        counted.tries,
         unanswered * 100.0,
         Meanwhile::CONNECT_TRIES,
         1.0 / unanswered.powi(Meanwhile::CONNECT_TRIES as i32)
     ))
 }
 
-/// The share of the probe's connection tries left unanswered at first meanwhile, where
-/// it is so high that all the tries of one connect go unanswered often enough (once in
-/// a thousand connects: 32 % of tries) for that to be no sign of a block: a full NAT
-/// table, a firewall's limit on new flows, a saturated link (which the testbed put at
-/// 44 to 70 %). A censor's blackhole leaves the other addresses' connects alone; a
-/// lossy link (one round trip in four lost) left 17 to 31 %. The share is judged at
-/// the low end of what so many tries can tell (two standard errors under it), so that
-/// a lossy link's, high by chance in a short span, does not pass for a failing network.
-fn failing_connects(meanwhile: Meanwhile) -> Option<f64> {
-    // Fewer tries than one connect makes tell nothing of the network.
+/// Why a step refused or torn down at every try is no sign: the probe's other connects,
+/// handshakes and fetches meanwhile were turned down at a try, and went through at a
+/// later one, so often that all three tries of one step fail so once in a thousand
+/// steps or more often (10 % of tries). A censor turns a target down at every
+/// try, and leaves the others alone; a flaky middlebox or NAT turns any flow down now
+/// and then.
+fn turned_down_at_random(what: &str, e: &StepError, check: &Check) -> Option<String> {
+    // Judged as seen: a censor's work seldom counts here (its target fails every try,
+    // and no step that failed is counted), so a share high by chance is still a
+    // network that turns flows down now and then; but over a few tries, one step's
+    // luck (or a censor's that lets a try through) would make it.
+    let judge = |m: Meanwhile| {
+        let enough = m.tries >= TURNED_DOWN_SAMPLE;
+        enough.then(|| failing(m, Meanwhile::TURNED_DOWN_TRIES, 0.0))?
+    };
+    let (counted, when, turned) = judged(check, judge)?;
+    Some(format!(
+        "{what} failed ({}) while the probe's network was turning connections down at random: of the {} tries its {} other connects, handshakes and fetches that went through {when} took, {:.1} % were refused or reset and went through when made again, a rate at which all {} tries of a step fail once in {:.0}: the probe's own network, not the target",
+        e.failure,
+        counted.tries,
+        counted.answered,
+        turned * 100.0,
+        Meanwhile::TURNED_DOWN_TRIES,
+        1.0 / turned.powi(Meanwhile::TURNED_DOWN_TRIES as i32)
+    ))
+}
+
+/// The counts of a check that `judge` finds failing, when they were made, and the share
+/// it found: those made while the failed step went on, which tell of the network then;
+/// or, where they do not, those with the latest before (`Check::before`), more of
+/// them, which tell of a network failing for longer.
+fn judged(
+    check: &Check,
+    judge: impl Fn(Meanwhile) -> Option<f64>,
+) -> Option<(Meanwhile, &'static str, f64)> {
+    let meanwhile = check.meanwhile?;
+    let with_before = check
+        .before
+        .map(|before| (meanwhile.and(before), "meanwhile and just before"));
+    std::iter::once((meanwhile, "meanwhile"))
+        .chain(with_before)
+        .find_map(|(counted, when)| Some((counted, when, judge(counted)?)))
+}
+
+/// The fewest tries over which a share of tries turned down is judged.
+const TURNED_DOWN_SAMPLE: u32 = 30;
+
+/// How many standard errors under the share seen an unanswered share is judged.
+const LOW: f64 = 2.0;
+
+/// The share of the probe's tries (connects, or copies of a resolver's queries) left
+/// unanswered at first meanwhile, where it is so high that all `tries` of one exchange
+/// go unanswered often enough (once in a thousand: 32 % of a connect's six tries) for
+/// that to be no sign of a block: a full NAT table, a firewall's limit on new flows, a
+/// saturated link (which the testbed put at 44 to 70 % of connects), a resolver
+/// dropping half its queries. A censor's blackhole leaves the other addresses'
+/// connects alone; a lossy link (one round trip in four lost) left 17 to 31 %. The
+/// share is judged `errors` standard errors under what was seen ([`LOW`]: at the low
+/// end of what so many tries can tell), so that a lossy link's, high by chance in a
+/// short span, does not pass for a failing network.
+fn failing(meanwhile: Meanwhile, tries: u32, errors: f64) -> Option<f64> {
+    // Fewer tries than one exchange makes tell nothing of the network.
     let share = meanwhile
         .unanswered()
-        .filter(|_| meanwhile.tries >= Meanwhile::CONNECT_TRIES)?;
+        .filter(|_| tries > 0 && meanwhile.tries >= tries)?;
     let error = (share * (1.0 - share) / f64::from(meanwhile.tries)).sqrt();
-    let low = (share - 2.0 * error).max(0.0);
-    (low.powi(Meanwhile::CONNECT_TRIES as i32) >= 0.001).then_some(share)
+    let low = (share - errors * error).max(0.0);
+    (low.powi(tries as i32) >= 0.001).then_some(share)
 }
 
 /// Why the control's failure says nothing of the target: its own error, or its
@@ -437,7 +516,7 @@ mod tests {
     use super::super::{Blocking, Context, Verdict};
     use super::ResolverHealth;
     use crate::facts::failure::{Failure, StepError};
-    use crate::facts::{Measurement, QueryType, Sent, Step, Trigger};
+    use crate::facts::{Meanwhile, Measurement, QueryType, Sent, Step, Trigger};
 
     /// A run whose canary's A lookup through `system` failed with `failure`.
     fn canary_failed(failure: Failure) -> Context {
@@ -499,6 +578,45 @@ mod tests {
         );
         assert_eq!(
             kind(&answered),
+            (Verdict::Blocked, Some(Blocking::DnsFailure))
+        );
+    }
+
+    /// A lookup none of whose six copies was answered, though the resolver answered its
+    /// check: a censor dropping the name's queries, unless the resolver was leaving
+    /// most other lookups' copies unanswered too.
+    #[test]
+    fn a_resolver_dropping_most_queries_leaves_a_silent_lookup_inconclusive() {
+        let resolved = || vec![lookup(&[(FB, None)])];
+        let silent = |failure, answered, tries| {
+            let mut m = checked(failed_lookup(failure), None);
+            if let Step::Dns(d) = &mut m.step {
+                d.replies.clear();
+                d.sent = 6;
+                d.check.as_mut().unwrap().meanwhile = Some(Meanwhile { answered, tries });
+            }
+            compare(domain(&[]), (vec![m], vec![]), (resolved(), vec![]))
+        };
+        // Two copies in three unanswered, over 120: all six of one lookup's go
+        // unanswered once in 11 lookups.
+        let dropping = silent(Failure::GenericTimeout, 40, 120);
+        assert_eq!(kind(&dropping), (Verdict::Inconclusive, None));
+        evidence_of(
+            &dropping,
+            &[
+                "system A lookup of facebook.com failed (generic_timeout_error) while the resolver was dropping queries: the 40 lookups it had answered meanwhile took 120 copies of the query, 67 % of them unanswered, a rate at which all 6 copies of a lookup go unanswered once in 11",
+            ],
+        );
+        // One copy in seven unanswered (a lossy link): the name's queries dropped.
+        let lossy = silent(Failure::GenericTimeout, 60, 70);
+        assert_eq!(kind(&lossy), (Verdict::Blocked, Some(Blocking::DnsFailure)));
+        // Too few copies meanwhile to tell.
+        let few = silent(Failure::GenericTimeout, 1, 4);
+        assert_eq!(kind(&few), (Verdict::Blocked, Some(Blocking::DnsFailure)));
+        // A lookup the resolver answered, if with a failure, was not dropped.
+        let refused = silent(Failure::DnsServfail, 40, 120);
+        assert_eq!(
+            kind(&refused),
             (Verdict::Blocked, Some(Blocking::DnsFailure))
         );
     }
@@ -642,14 +760,16 @@ mod tests {
         // The canary answered, but the probe's other connects meanwhile took three tries
         // each on the whole (a full NAT table): all of one connect's going unanswered
         // comes once in eleven there.
-        let meanwhile = |connects, tries| {
+        let around = |answered, tries, before: Option<Meanwhile>| {
             let mut m = checked(timed_out_connect(), None);
             if let Step::TcpConnect(t) = &mut m.step {
-                t.check.as_mut().unwrap().meanwhile =
-                    Some(crate::facts::Meanwhile { connects, tries });
+                let check = t.check.as_mut().unwrap();
+                check.meanwhile = Some(Meanwhile { answered, tries });
+                check.before = before;
             }
             compare(domain(&[]), (dns(), vec![m]), control())
         };
+        let meanwhile = |answered, tries| around(answered, tries, None);
         let full = meanwhile(40, 120);
         assert_eq!(kind(&full), (Verdict::Inconclusive, None));
         evidence_of(
@@ -676,6 +796,74 @@ mod tests {
         // A like share over many tries (37 % of 400): a failing network.
         let long = meanwhile(250, 400);
         assert_eq!(kind(&long), (Verdict::Inconclusive, None));
+        // Too few meanwhile, and so many before as well (half of 100 tries): a network
+        // failing for longer than the step.
+        let half = Some(Meanwhile {
+            answered: 50,
+            tries: 100,
+        });
+        let longer = around(9, 14, half);
+        assert_eq!(kind(&longer), (Verdict::Inconclusive, None));
+        evidence_of(
+            &longer,
+            &["the 59 connects it had answered meanwhile and just before took 114 tries"],
+        );
+        // A share the tries before do not bear out (one in ten of 100).
+        let tenth = Some(Meanwhile {
+            answered: 90,
+            tries: 100,
+        });
+        assert_eq!(
+            kind(&around(9, 14, tenth)),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+    }
+
+    /// A handshake reset at every try, while the control name's went through: a
+    /// censor's reset, unless the probe's other steps meanwhile were reset at a try and
+    /// went through at a later one so often, over enough tries, that all of one step's
+    /// come by chance.
+    #[test]
+    fn resets_on_a_network_that_resets_at_random_are_no_sign() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let control = || (dns(), vec![tcp(FB_443, None), tls(FB_443, false, None)]);
+        let reset = |meanwhile: Option<Meanwhile>| {
+            let before = tls(FB_443, true, None);
+            let mut m = checked(tls(FB_443, false, Some(Failure::ConnectionReset)), None);
+            if let Step::TlsHandshake(t) = &mut m.step {
+                t.tries = Meanwhile::TURNED_DOWN_TRIES;
+                t.check.as_mut().unwrap().meanwhile = meanwhile;
+            }
+            let after = tls(FB_443, true, None);
+            let probe = vec![tcp(FB_443, None), before, m, after];
+            compare(domain(&[]), (dns(), probe), control())
+        };
+        let sni = reset(None);
+        assert_eq!(kind(&sni), (Verdict::Blocked, Some(Blocking::TlsReset)));
+        // Twelve tries in a hundred turned down, and through when made again.
+        let flaky = reset(Some(Meanwhile {
+            answered: 88,
+            tries: 100,
+        }));
+        assert_eq!(kind(&flaky), (Verdict::Inconclusive, None));
+        evidence_of(
+            &flaky,
+            &[
+                "failed (connection_reset) while the probe's network was turning connections down at random: of the 100 tries its 88 other connects, handshakes and fetches that went through meanwhile took, 12.0 % were refused or reset and went through when made again, a rate at which all 3 tries of a step fail once in 579",
+            ],
+        );
+        // Five in a hundred: all three of one step's come once in 8,000.
+        let rare = reset(Some(Meanwhile {
+            answered: 95,
+            tries: 100,
+        }));
+        assert_eq!(kind(&rare), (Verdict::Blocked, Some(Blocking::TlsReset)));
+        // Two other steps, one of them reset once: too few tries to tell.
+        let few = reset(Some(Meanwhile {
+            answered: 2,
+            tries: 3,
+        }));
+        assert_eq!(kind(&few), (Verdict::Blocked, Some(Blocking::TlsReset)));
     }
 
     /// The canary's own IPv4 handshake timed out in the run (a path-MTU black hole drops

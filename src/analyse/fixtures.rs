@@ -298,6 +298,7 @@ pub fn fetch(
         control_sni: None,
         again: false,
         tries: 1,
+        first_failure: None,
         check: None,
         error,
     }))
@@ -333,6 +334,7 @@ pub fn check(error: Option<Failure>) -> Check {
         measured_at: chrono::Utc::now(),
         error: error.map(|f| StepError::new(Operation::Resolve, f)),
         meanwhile: None,
+        before: None,
     }
 }
 

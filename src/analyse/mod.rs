@@ -1059,7 +1059,7 @@ mod tests {
         // The probe's network failing most new connections then (a full NAT table): the
         // answer, a CDN's other node as well as a censor's, was never put to the test.
         let failing = nowhere(Some(crate::facts::Meanwhile {
-            connects: 30,
+            answered: 30,
             tries: 90,
         }));
         assert_eq!(kind(&failing), (Verdict::Inconclusive, None));
@@ -1286,6 +1286,7 @@ mod tests {
                 measured_at: chrono::Utc::now(),
                 error: Some(StepError::timeout(Operation::Connect)),
                 meanwhile: None,
+                before: None,
             });
         }
         let lost = compare(url(), (dns(), vec![own]), their_page());

@@ -167,6 +167,12 @@ impl Failure {
         )
     }
 
+    /// True when the far side or the path turned an attempt down: refused, reset or
+    /// closed it. A censor does so every time; a flaky middlebox or NAT, now and then.
+    pub fn is_turned_down(&self) -> bool {
+        self.is_reset_or_eof() || *self == Failure::ConnectionRefused
+    }
+
     /// True for the errors of the probe's own machine (see the variants).
     pub fn is_local(&self) -> bool {
         matches!(

@@ -201,31 +201,52 @@ pub struct Check {
     pub measured_at: DateTime<Utc>,
     #[serde(flatten)]
     pub error: Option<StepError>,
-    /// The probe's other connects while the step that failed went on: a canary
-    /// reached once says little of a network that drops most new connections, and
-    /// these say how many it dropped then. None where not counted (an earlier
-    /// version's run, a resolver's check).
+    /// The probe's other exchanges of the same kind while the step that failed went
+    /// on: its connects for a connect check, its lookups through the same resolver
+    /// for a resolver check. A canary reached once says little of a network or a
+    /// resolver that drops most of what it is sent, and these say how much it dropped
+    /// then. None where not counted (an earlier version's run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meanwhile: Option<Meanwhile>,
+    /// The latest of those exchanges before the failed step began, where the ones
+    /// meanwhile took fewer than a hundred tries: a short failure on a slow network sees
+    /// few, and what fails a network lasts longer. None where there were none, or
+    /// enough meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Meanwhile>,
 }
 
-/// The probe's connects answered during a span of time (see `measure::meanwhile`),
-/// and the tries they took: each try after a connect's first was made because the ones
-/// before it went a third of the deadline unanswered.
+/// The probe's exchanges answered during a span of time (see `measure::meanwhile`),
+/// and the tries they took: connects, each try after whose first was made because the
+/// ones before it went a third of the deadline unanswered; or a resolver's lookups,
+/// each copy of the query after the first sent because the ones before it went a
+/// sixth of the deadline unanswered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meanwhile {
-    pub connects: u32,
+    /// Written `connects` before lookups were counted too (runs of 2026-12-04).
+    #[serde(alias = "connects")]
+    pub answered: u32,
     pub tries: u32,
 }
 
 impl Meanwhile {
     /// The tries one connect makes at most before it is given up (`measure::tcp`).
     pub const CONNECT_TRIES: u32 = 6;
+    /// The tries of a connect, handshake or fetch refused or reset (`measure`).
+    pub const TURNED_DOWN_TRIES: u32 = 3;
+
+    /// These and `other` together.
+    pub fn and(self, other: Meanwhile) -> Meanwhile {
+        Meanwhile {
+            answered: self.answered + other.answered,
+            tries: self.tries + other.tries,
+        }
+    }
 
     /// The share of the tries that went unanswered at first; none without tries.
     pub fn unanswered(&self) -> Option<f64> {
         (self.tries > 0)
-            .then(|| f64::from(self.tries.saturating_sub(self.connects)) / f64::from(self.tries))
+            .then(|| f64::from(self.tries.saturating_sub(self.answered)) / f64::from(self.tries))
     }
 }
 
@@ -350,7 +371,14 @@ pub struct TcpFacts {
     /// Connection attempts made, each from a fresh source port (see `measure::tcp`).
     #[serde(default = "one")]
     pub tries: u32,
-    /// After a connect that timed out: a connect to the canary.
+    /// The first try's failure, where a try made again went through: a reset, a
+    /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
+    /// tries through), or a refusal or reset followed by a silence, which is kept (see
+    /// `measure::Again`). None where the first try was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<Failure>,
+    /// After a connect that timed out, or was turned down at every try: a connect to the
+    /// canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
     /// After a connect to a fixed endpoint that worked: the first-bytes probe made on it.
@@ -365,6 +393,7 @@ impl TcpFacts {
         TcpFacts {
             address,
             tries: 1,
+            first_failure: None,
             check: None,
             first_bytes: None,
             error,
@@ -476,10 +505,18 @@ pub struct TlsFacts {
     /// a work place and the connect apart): a path slow for every name shows here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_ms: Option<f64>,
-    /// Handshakes made, each on a new connection: one that timed out is made again once.
+    /// Handshakes made, each on a new connection: one that timed out is made again once,
+    /// one torn down twice more (see `measure::Again`).
     #[serde(default = "one")]
     pub tries: u32,
-    /// After a handshake that timed out: a connect to the canary.
+    /// The first try's failure, where a try made again went through: a reset, a
+    /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
+    /// tries through), or a refusal or reset followed by a silence, which is kept (see
+    /// `measure::Again`). None where the first try was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<Failure>,
+    /// After a handshake that timed out, or was torn down at every try: a connect to the
+    /// canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
     /// After a handshake with the target's name that failed once connected: the same
@@ -505,6 +542,7 @@ impl TlsFacts {
             certificate: None,
             handshake_ms: None,
             tries: 1,
+            first_failure: None,
             check: None,
             hellos: Vec::new(),
             error: None,
@@ -571,11 +609,18 @@ pub struct HttpFacts {
     /// twin that ran far faster: whether the first transfer's slowness held.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
-    /// Times the fetch was made: one that timed out before any response is made again.
+    /// Times the fetch was made: one that timed out, or was torn down, before any
+    /// response is made again.
     #[serde(default = "one")]
     pub tries: u32,
-    /// After a fetch that timed out (before the response, or in its body's read): a
-    /// connect to the canary.
+    /// The first try's failure, where a try made again went through: a reset, a
+    /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
+    /// tries through), or a refusal or reset followed by a silence, which is kept (see
+    /// `measure::Again`). None where the first try was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<Failure>,
+    /// After a fetch that timed out (before the response, or in its body's read), or was
+    /// turned down at every try: a connect to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
     #[serde(flatten)]

@@ -544,6 +544,7 @@ fn fetch(
         control_sni: ours.and_then(|x| x.control_sni.clone()),
         again: ours.is_some_and(|x| x.again),
         tries: 1,
+        first_failure: None,
         check: None,
     })
 }
@@ -775,6 +776,7 @@ fn helper_facts(target: &Target, helper: &HelperControl, clock: &Clock) -> Targe
             control_sni: None,
             again: false,
             tries: 1,
+            first_failure: None,
             check: None,
         });
         measurements.push(clock.measurement(vantage, None, None, step));

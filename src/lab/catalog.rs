@@ -356,13 +356,20 @@ impl Case<'_> {
             // throttled transfer, and now and then the fetch with its own name after it
             // less: where the twin falls short of the ratio, or the name's fetch again
             // came faster, the honest verdict is a slow path, not a throttle of the name.
+            // A NAT table full now and then leaves a new flow without room: a TCP connect
+            // has six tries to find some, a QUIC handshake two, so a blocked QUIC
+            // handshake's silence may be no longer told from the network's.
             (Some(Fault::Benign), false) => excused(
-                censored,
-                Blocking::Throttled,
-                &[
-                    "as slow with the control SNI",
-                    "no longer capped once fetched again",
-                ],
+                excused(
+                    censored,
+                    Blocking::Throttled,
+                    &[
+                        "as slow with the control SNI",
+                        "no longer capped once fetched again",
+                    ],
+                ),
+                Blocking::QuicBlocked,
+                &["while the probe's network was failing new connections"],
             ),
             (Some(Fault::QuicDead), false) => excused(
                 censored,

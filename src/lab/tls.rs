@@ -10,6 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -30,6 +31,10 @@ pub enum TlsBehaviour {
     /// Resets the TCP connection once the ClientHello names this SNI; other SNIs are
     /// served normally, so the probe's control-SNI handshake to the same address works.
     ResetOnSni(String),
+    /// Resets the first handshake naming this SNI, and serves every later one, as a
+    /// flaky middlebox's stray reset does (a censor's comes every time). Made with
+    /// [`TlsBehaviour::reset_on_sni_once`].
+    ResetOnSniOnce(String, Arc<AtomicBool>),
     /// Completes the handshake with this (rogue) certificate chain instead, as an
     /// intercepting middlebox does.
     Intercept(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>),
@@ -38,6 +43,12 @@ pub enum TlsBehaviour {
         peer: IpAddr,
         then: Box<TlsBehaviour>,
     },
+}
+
+impl TlsBehaviour {
+    pub fn reset_on_sni_once(sni: &str) -> TlsBehaviour {
+        TlsBehaviour::ResetOnSniOnce(sni.to_string(), Arc::default())
+    }
 }
 
 pub struct TlsServer;
@@ -113,9 +124,14 @@ async fn serve(
         return;
     };
     let sni = start.client_hello().server_name().unwrap_or("").to_owned();
-    if let TlsBehaviour::ResetOnSni(blocked) = &behaviour
-        && sni == *blocked
-    {
+    let reset = match &behaviour {
+        TlsBehaviour::ResetOnSni(blocked) => sni == *blocked,
+        TlsBehaviour::ResetOnSniOnce(blocked, done) => {
+            sni == *blocked && !done.swap(true, Ordering::Relaxed)
+        }
+        _ => false,
+    };
+    if reset {
         // A zero linger makes the close an RST, like the DPI box's forged reset.
         let _ = start.io.set_zero_linger();
         return;

@@ -414,6 +414,7 @@ mod tests {
                     )
                 }),
                 meanwhile: None,
+                before: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

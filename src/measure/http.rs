@@ -24,8 +24,7 @@ use url::Url;
 
 use super::address::Ticket;
 use super::limits::Held;
-use super::tcp::RETRY_PAUSE;
-use super::{Measurer, now};
+use super::{Again, Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     HttpFacts, HttpHop, Measurement, READ_EVENTS, ReadEvent, STALL_BYTES, Step, THROTTLE_RATIO,
@@ -449,6 +448,7 @@ impl Measurer {
                 control_sni: None,
                 again: false,
                 tries: 1,
+                first_failure: None,
                 check: None,
                 error: None,
             },
@@ -509,24 +509,25 @@ impl Measurer {
             })
         };
         // Nothing came back: no response, or no more of its body before the deadline (a
-        // freeze, or the probe's link gone).
-        let unanswered = facts.error.as_ref().is_some_and(|e| {
-            e.failure.is_unanswered()
-                && (last.status.is_none() || e.failed_operation == Operation::Read)
+        // freeze, or the probe's link gone); or the fetch was turned down.
+        let failed = facts.error.as_ref().filter(|e| {
+            let unanswered = e.failure.is_unanswered()
+                && (last.status.is_none() || e.failed_operation == Operation::Read);
+            unanswered || (!e.local && e.failure.is_turned_down())
         });
-        if unanswered {
+        if let Some(failure) = failed.map(|e| e.failure.clone()) {
             // Nothing is sent to the server meanwhile: its places are for others.
             out.held = Held::default();
-            out.facts.check = self.network_check(began).await;
+            out.facts.check = self.network_check(began, &failure).await;
         }
         out
     }
 
     /// One hop: a connection to the first of `addresses` that answers (the control-SNI
     /// handshake first, for HTTPS), then the exchange on a connection opened right after
-    /// its work place is taken. An exchange that timed out before any response is made
-    /// again once, on a new connection after a pause; if that fails too, the first is
-    /// kept.
+    /// its work place is taken. An exchange that timed out, or was refused or torn down,
+    /// before any response is made again, on a new connection after a pause (see
+    /// `Again`); if every try fails, the first is kept.
     async fn fetch_hop<'a>(
         &'a self,
         target: &Target,
@@ -560,10 +561,11 @@ impl Measurer {
                     .limits
                     .hosts(candidates.iter().map(SocketAddr::ip))
                     .await;
-                let dialed = self.dialer().dial(&candidates).await;
-                match dialed.result {
+                let again = self.dial_again(&candidates).await;
+                out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
+                match again.kept.result {
                     Ok((stream, address)) => Ok((stream, address, held)),
-                    Err(e) => Err((dialed.address, Some(e))),
+                    Err(e) => Err((again.kept.address, Some(e))),
                 }
             }
         };
@@ -586,18 +588,15 @@ impl Measurer {
             }
         }
         let first = self.exchange_at_work(url, open, address, &host, out).await;
-        let kept = match exchange_timed_out(&first.0) {
-            false => first,
-            true => {
-                tokio::time::sleep(RETRY_PAUSE).await;
-                out.facts.tries = 2;
-                let second = self.exchange_at_work(url, None, address, &host, out).await;
-                match exchange_timed_out(&second.0) {
-                    true => first,
-                    false => second,
-                }
-            }
-        };
+        let mut again = Again::new(first, |exchanged| worth_refetching(&exchanged.0));
+        while again.another().await {
+            let next = self.exchange_at_work(url, None, address, &host, out).await;
+            again.took(next);
+        }
+        self.went_through(&again);
+        out.facts.tries = out.facts.tries.max(again.tries);
+        out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
+        let kept = again.kept;
         if let Some(sni) = sni.filter(|_| super::failed_once_connected(&kept.0.error)) {
             let after = self.control_handshake_after(target, sni, address).await;
             out.handshakes.push(after);
@@ -688,8 +687,9 @@ impl Measurer {
     /// `url` fetched once more from `address` with `sni`, recorded: the control-SNI
     /// twin, or the target's name again after it (see [`Measurer::twin`]), which is
     /// sent in its address's turn and logged as a possible trigger, as the first was.
-    /// One that timed out before any response is made again once, as a fetch is. The
-    /// caller holds a place on the address.
+    /// One that failed before any response, or was torn down in its body, is made
+    /// again, as a fetch is (see `worth_refetching`). The caller holds a place on the
+    /// address.
     async fn refetch(
         &self,
         target: &Target,
@@ -701,24 +701,23 @@ impl Measurer {
         let started = now();
         let ticket = (!control_sni).then(|| self.addresses.open(address.ip(), started.0));
         let work = self.limits.work().await;
-        let mut tries = 1;
-        let mut hop = self.refetch_once(url, address, sni, control_sni).await;
-        if exchange_timed_out(&hop) {
-            tokio::time::sleep(RETRY_PAUSE).await;
-            tries = 2;
-            let second = self.refetch_once(url, address, sni, control_sni).await;
-            if !exchange_timed_out(&second) {
-                hop = second;
-            }
+        let first = self.refetch_once(url, address, sni, control_sni).await;
+        let mut again = Again::new(first, worth_refetching);
+        while again.another().await {
+            let next = self.refetch_once(url, address, sni, control_sni).await;
+            again.took(next);
         }
         drop(work);
+        self.went_through(&again);
+        let hop = again.kept;
         let error = hop.error.clone();
         let facts = HttpFacts {
             url: url.to_string(),
             hops: vec![hop],
             control_sni: control_sni.then(|| sni.to_string()),
             again: !control_sni,
-            tries,
+            tries: again.tries,
+            first_failure: again.first_failure,
             check: None,
             error,
         };
@@ -860,9 +859,14 @@ impl Measurer {
     }
 }
 
-/// An exchange that timed out before any response: loss, or a censor's drop.
-fn exchange_timed_out(hop: &HttpHop) -> bool {
-    hop.status.is_none() && hop.error.as_ref().is_some_and(|e| e.failure.is_timeout())
+/// An exchange's failure that may be worth another try (see `Again`): any before a
+/// response, and a reset or close in its body (a flaky path tears a long transfer down
+/// now and then, a censor every time); a stall in the body is judged as it is (see
+/// `analyse::http`'s throttle and stall).
+fn worth_refetching(hop: &HttpHop) -> Option<&StepError> {
+    hop.error
+        .as_ref()
+        .filter(|e| hop.status.is_none() || e.failure.is_turned_down())
 }
 
 fn is_redirect(status: u16) -> bool {
@@ -1052,6 +1056,7 @@ mod tests {
                 control_sni: Some("canary.test".into()),
                 again: false,
                 tries: 1,
+                first_failure: None,
                 check: None,
                 error,
             })

@@ -1,12 +1,14 @@
-//! What the probe's other connects met while a step failed unanswered.
+//! What the probe's other connects, or lookups, met while a step failed unanswered.
 //!
 //! A network check reaches the canary once, after the failure; a network that drops
 //! most new connections (a full NAT table, a firewall limiting new flows, a saturated
 //! link) lets that one through now and then, and a target's every try goes unanswered
 //! just as often. The connects the run made meanwhile, to every address that answered,
 //! tell the two apart: on a sound network they are answered at their first try, on
-//! such a one they need several. Their count goes into the check (`facts::Meanwhile`),
-//! for the analysis to judge.
+//! such a one they need several. So do a resolver's lookups meanwhile, of names it
+//! answered, for a resolver that drops most queries: a censor that drops the queries
+//! naming a target leaves the others' answered at their first copy. Their count goes
+//! into the check (`facts::Meanwhile`), for the analysis to judge.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -21,9 +23,17 @@ use crate::facts::Meanwhile;
 /// longer one is judged on its last two minutes.
 const KEPT: Duration = Duration::from_secs(120);
 
-/// The run's answered connects of the last `KEPT`, in the order they were answered.
+/// The fewest tries a share is counted over: where those made meanwhile are fewer, the
+/// latest before them count too. A short failure on a slow network sees a few dozen,
+/// over which a link losing one round trip in four and one losing one in two look
+/// alike (see `analyse::explain::failing`); what fails a network (loss, a full NAT
+/// table, a limit on new flows) lasts longer than a step's failure.
+const ENOUGH: u32 = 100;
+
+/// The run's answered exchanges of one kind (connects, or one resolver's lookups) of
+/// the last `KEPT`, in the order they were answered.
 #[derive(Debug, Default)]
-pub struct Connects {
+pub struct Exchanges {
     answered: Mutex<VecDeque<Answered>>,
 }
 
@@ -33,10 +43,10 @@ struct Answered {
     tries: u32,
 }
 
-impl Connects {
-    /// A connect answered now, after `tries` tries.
+impl Exchanges {
+    /// An exchange answered now, after `tries` tries.
     pub fn answered(&self, tries: u32) {
-        let mut answered = self.answered.lock().expect("connects lock poisoned");
+        let mut answered = self.answered.lock().expect("exchanges lock poisoned");
         // Taken under the lock, so that the list stays in the order of the times.
         let now = Instant::now();
         while answered
@@ -48,18 +58,25 @@ impl Connects {
         answered.push_back(Answered { at: now, tries });
     }
 
-    /// The connects answered since `since`, and the tries they took.
-    pub fn since(&self, since: Instant) -> Meanwhile {
-        let answered = self.answered.lock().expect("connects lock poisoned");
-        let mut meanwhile = Meanwhile {
-            connects: 0,
+    /// The exchanges answered since `since`, and the tries they took; and, where those
+    /// took fewer than a hundred tries (`ENOUGH`), the latest before, as many as make it up.
+    pub fn since(&self, since: Instant) -> (Meanwhile, Option<Meanwhile>) {
+        let answered = self.answered.lock().expect("exchanges lock poisoned");
+        let none = Meanwhile {
+            answered: 0,
             tries: 0,
         };
-        for a in answered.iter().rev().take_while(|a| a.at >= since) {
-            meanwhile.connects += 1;
-            meanwhile.tries += a.tries;
+        let (mut meanwhile, mut before) = (none, none);
+        for a in answered.iter().rev() {
+            let counted = match a.at >= since {
+                true => &mut meanwhile,
+                false if meanwhile.and(before).tries < ENOUGH => &mut before,
+                false => break,
+            };
+            counted.answered += 1;
+            counted.tries += a.tries;
         }
-        meanwhile
+        (meanwhile, (before.answered > 0).then_some(before))
     }
 }
 
@@ -68,19 +85,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_the_connects_answered_since_and_their_tries() {
-        let connects = Connects::default();
-        connects.answered(1);
+    fn counts_the_exchanges_answered_since_and_enough_before() {
+        let exchanges = Exchanges::default();
+        for _ in 0..ENOUGH {
+            exchanges.answered(2);
+        }
         std::thread::sleep(Duration::from_millis(2));
         let since = Instant::now();
-        connects.answered(3);
-        connects.answered(1);
+        exchanges.answered(3);
+        exchanges.answered(1);
+        // Four tries meanwhile: the latest 48 before make the hundred.
+        let counts = |answered, tries| Meanwhile { answered, tries };
+        assert_eq!(exchanges.since(since), (counts(2, 4), Some(counts(48, 96))));
+        for _ in 0..ENOUGH {
+            exchanges.answered(1);
+        }
         assert_eq!(
-            connects.since(since),
-            Meanwhile {
-                connects: 2,
-                tries: 4
-            }
+            exchanges.since(since),
+            (counts(102, 104), None),
+            "enough meanwhile: none before"
         );
     }
 }

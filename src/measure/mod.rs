@@ -40,8 +40,9 @@ use url::Url;
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, FirstBytes, Measurement, QueryType, QuicFacts, Reconnect, Step,
-    TargetFacts, TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses, distinct,
+    Check, CheckTarget, DnsFacts, FirstBytes, Meanwhile, Measurement, QueryType, QuicFacts,
+    Reconnect, Step, TargetFacts, TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses,
+    distinct,
 };
 use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
@@ -51,7 +52,7 @@ use address::{Addresses, Dial, SharedHandshake, Silence, Transport};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
-use meanwhile::Connects;
+use meanwhile::Exchanges;
 use tcp::RETRY_PAUSE;
 use tls::TlsContext;
 
@@ -128,8 +129,13 @@ pub struct Measurer {
     user_keys: RandomState,
     addresses: Addresses,
     checks: Checks,
-    /// The run's connects answered lately, for the network checks (see `meanwhile`).
-    connects: Arc<Connects>,
+    /// The run's connects answered lately, for the network checks after a silence (see
+    /// `meanwhile`).
+    connects: Arc<Exchanges>,
+    /// The run's connects, handshakes and fetches that went through lately, a second
+    /// try counted where the first was turned down, for the checks after a refusal or
+    /// a reset.
+    turned_down: Exchanges,
     /// Bounds of the checks' own lookups, apart from the run's: a check may be made by a
     /// task that holds a place on the resolver's address itself.
     check_limits: Limits,
@@ -179,6 +185,7 @@ impl Measurer {
             addresses: Addresses::default(),
             checks: Checks::default(),
             connects: Arc::default(),
+            turned_down: Exchanges::default(),
             check_limits: Limits::new(1, 1),
             canary: OnceCell::new(),
         })
@@ -520,7 +527,15 @@ impl Measurer {
             !e.local && !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
         });
         if failed {
-            lookup.facts.check = self.resolver_check(resolver, host, qtype, began).await;
+            let check = self.resolver_check(resolver, host, qtype, began).await;
+            lookup.facts.check = check.map(|check| {
+                let (meanwhile, before) = resolver.answered_since(began);
+                Check {
+                    meanwhile: Some(meanwhile),
+                    before,
+                    ..check
+                }
+            });
         }
         lookup
     }
@@ -557,11 +572,13 @@ impl Measurer {
         Some(check.clone())
     }
 
-    /// A connect to the canary once a failure that began at `began` is over (shared
-    /// with the failures over within a second of it), with the connects the probe had
-    /// answered since `began` (see `meanwhile`); none at the control, without a canary,
-    /// or when the canary has no address.
-    async fn network_check(&self, began: tokio::time::Instant) -> Option<Check> {
+    /// A connect to the canary once a step that began at `began` failed with `failure`
+    /// (shared with the failures over within a second of it), with what the probe's
+    /// other steps met since `began` (see `meanwhile`): after a silence, the connects
+    /// answered and their tries; after a refusal or reset, the connects, handshakes and
+    /// fetches that went through, and the tries that were turned down. None at the
+    /// control, without a canary, or when the canary has no address.
+    async fn network_check(&self, began: tokio::time::Instant, failure: &Failure) -> Option<Check> {
         let port = self.options.canary_port?;
         let canary = self.options.control_sni.as_deref()?;
         let address = *self
@@ -593,8 +610,14 @@ impl Measurer {
                 })
             })
             .await;
+        let others = match failure.is_turned_down() {
+            true => &self.turned_down,
+            false => &self.connects,
+        };
+        let (meanwhile, before) = others.since(began);
         Some(Check {
-            meanwhile: Some(self.connects.since(began)),
+            meanwhile: Some(meanwhile),
+            before,
             ..check.clone()
         })
     }
@@ -762,17 +785,40 @@ impl Measurer {
     /// A connect, with its tries, and a network check if it timed out.
     async fn connect(&self, address: SocketAddr) -> (TcpFacts, Option<TcpStream>) {
         let began = tokio::time::Instant::now();
-        let dialed = self.dialer().dial(&[address]).await;
+        let again = self.dial_again(&[address]).await;
+        let dialed = again.kept;
         let mut facts = TcpFacts::new(address, dialed.result.as_ref().err().cloned());
         facts.tries = dialed.tries;
-        if facts
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure.is_unanswered())
-        {
-            facts.check = self.network_check(began).await;
+        facts.first_failure = again.first_failure;
+        if let Some(failure) = worth_a_check(&facts.error) {
+            facts.check = self.network_check(began, failure).await;
         }
         (facts, dialed.result.ok().map(|(stream, _)| stream))
+    }
+
+    /// Counts a connect, handshake or fetch that got through (see [`got_through`]), with
+    /// the tries turned down before, for the checks after a refusal or reset.
+    fn went_through<T>(&self, again: &Again<T>) {
+        if let Some(tries) = again.through() {
+            self.turned_down.answered(tries);
+        }
+    }
+
+    /// A dial (which tries a silence again itself), made again after a pause where it
+    /// was refused or reset (see [`Again`]); with the first failure, where a later try
+    /// got through. If every try fails, the first failure is kept.
+    async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<tcp::Dialed> {
+        let dialed = self.dialer().dial(addresses).await;
+        let mut tries = dialed.tries;
+        let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err());
+        while again.another().await {
+            let dialed = self.dialer().dial(addresses).await;
+            tries += dialed.tries;
+            again.took(dialed);
+        }
+        again.kept.tries = tries;
+        self.went_through(&again);
+        again
     }
 
     /// Our addresses plus the public ones among `extra`, without repeats.
@@ -910,8 +956,14 @@ impl Measurer {
         )
         .await;
         drop(work);
-        if timed_out(&facts.handshake.error) {
-            facts.handshake.check = self.network_check(began).await;
+        if let Some(failure) = facts
+            .handshake
+            .error
+            .as_ref()
+            .map(|e| &e.failure)
+            .filter(|f| f.is_timeout())
+        {
+            facts.handshake.check = self.network_check(began, failure).await;
         }
         facts
     }
@@ -919,9 +971,10 @@ impl Measurer {
     /// A handshake with `server_name`, on `open` if a work place is free at once, else
     /// on a connection made right after a place is taken (a connection left idle while
     /// waiting can be dropped by a NAT or the server, which would read as a reset). One
-    /// that times out is made again once, on a new connection after a pause; if that
-    /// fails too, the first failure is kept (the second, after a censor's residual
-    /// block, may only show the block), with the tries and a network check.
+    /// that is [`worth_again`] is made again (see [`Again`]), on a new connection after a
+    /// pause; if every try fails, the first failure is kept (a later one, after a
+    /// censor's residual block, may only show the block), with the tries and, after a
+    /// timeout or where every try was torn down, a network check.
     async fn handshake(
         &self,
         open: Option<TcpStream>,
@@ -930,25 +983,24 @@ impl Measurer {
         control_sni: bool,
     ) -> (TlsFacts, DateTime<Utc>) {
         let began = tokio::time::Instant::now();
-        let (first, sent) = self
+        let first = self
             .handshake_once(open, address, server_name, control_sni)
             .await;
-        if !timed_out(&first.error) {
-            return (first, sent);
+        let sent = first.1;
+        let mut again = Again::new(first, |first| first.0.error.as_ref());
+        while again.another().await {
+            let next = self
+                .handshake_once(None, address, server_name, control_sni)
+                .await;
+            again.took(next);
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
-        let (mut second, _) = self
-            .handshake_once(None, address, server_name, control_sni)
-            .await;
-        second.tries = 2;
-        if !timed_out(&second.error) {
-            return (second, sent);
+        self.went_through(&again);
+        let (mut kept, _) = again.kept;
+        kept.tries = again.tries;
+        kept.first_failure = again.first_failure;
+        if let Some(failure) = worth_a_check(&kept.error).filter(|_| worth_again(&kept.error)) {
+            kept.check = self.network_check(began, failure).await;
         }
-        let kept = TlsFacts {
-            tries: 2,
-            check: self.network_check(began).await,
-            ..first
-        };
         (kept, sent)
     }
 
@@ -1104,11 +1156,140 @@ async fn checked(what: CheckTarget, check: impl Future<Output = Option<StepError
         measured_at,
         error: check.await,
         meanwhile: None,
+        before: None,
     }
 }
 
 fn timed_out(error: &Option<StepError>) -> bool {
     error.as_ref().is_some_and(|e| e.failure.is_timeout())
+}
+
+/// Whether a failed connect, handshake or fetch is made again, after a pause: it went
+/// unanswered (loss, or a censor's drop), or it was refused or torn down (a flaky
+/// middlebox or NAT resets a flow now and then, as a censor does every time). A censor
+/// fails every try, where a fault seldom strikes twice in a row. Not an error
+/// of the probe's own machine, nor an answer that would only come again (a
+/// certificate, an alert).
+fn worth_again(error: &Option<StepError>) -> bool {
+    error
+        .as_ref()
+        .is_some_and(|e| !e.local && (e.failure.is_timeout() || e.failure.is_turned_down()))
+}
+
+/// How many times a step that failed with `error` is made in all: one turned down three
+/// times, since a path that turns one try in twenty down at random turns two in a row
+/// down once in 400 steps, and three once in 8,000 (a censor turns down every one, at
+/// once); one unanswered twice, each waiting out the deadline.
+fn tries_for(error: Option<&StepError>) -> u32 {
+    match error.is_some_and(|e| e.failure.is_turned_down()) {
+        true => Meanwhile::TURNED_DOWN_TRIES,
+        false => 2,
+    }
+}
+
+/// Whether a try got through: no failure, or an answer (a certificate, an alert, a
+/// response) rather than a silence, a refusal or reset, or the probe's own error.
+fn got_through(error: Option<&StepError>) -> bool {
+    error.is_none_or(|e| !e.local && !e.failure.is_timeout() && !e.failure.is_turned_down())
+}
+
+/// A step made again after a pause each time while its last try is [`worth_again`] and
+/// [`tries_for`] it leaves one: the caller makes each try while [`Again::another`] says so
+/// and hands it to [`Again::took`]. (A loop of the caller's, not a closure, so that a try
+/// may borrow what the caller holds.)
+pub(crate) struct Again<T> {
+    /// The first try that got through (see [`got_through`]); where none did, the first
+    /// (a later one may only meet a residual block the first set off), but for a
+    /// silence after a refusal or reset: a censor turns down every try, so one turned
+    /// down that was not again is a fault's, and the silence is what the path does (a
+    /// flaky middlebox's reset in front of a censor's blackhole).
+    pub kept: T,
+    pub tries: u32,
+    /// The first try's failure, where a later try was kept.
+    pub first_failure: Option<Failure>,
+    turned_down: u32,
+    error: fn(&T) -> Option<&StepError>,
+    last: Option<StepError>,
+    /// Whether a silence is tried again here (a dial tries its silences itself).
+    silences: bool,
+    settled: bool,
+}
+
+impl<T> Again<T> {
+    /// The first try, and how to read its error (and each later try's).
+    pub(crate) fn new(first: T, error: fn(&T) -> Option<&StepError>) -> Again<T> {
+        let last = error(&first).cloned();
+        Again {
+            kept: first,
+            tries: 1,
+            first_failure: None,
+            turned_down: 0,
+            error,
+            last,
+            silences: true,
+            settled: false,
+        }
+    }
+
+    /// As [`Again::new`], for a step that tries a silence again itself: only a refusal or
+    /// a reset is made again here.
+    fn turned_down_only(first: T, error: fn(&T) -> Option<&StepError>) -> Again<T> {
+        Again {
+            silences: false,
+            ..Again::new(first, error)
+        }
+    }
+
+    /// Whether another try is due; if so, after the pause before it.
+    pub(crate) async fn another(&mut self) -> bool {
+        let due = !self.settled
+            && self.last.as_ref().is_some_and(|e| {
+                worth_again(&self.last)
+                    && (self.silences || e.failure.is_turned_down())
+                    && self.tries < tries_for(Some(e))
+            });
+        if due {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        due
+    }
+
+    /// Takes a try made because [`Again::another`] said so.
+    pub(crate) fn took(&mut self, next: T) {
+        let turned_down = self
+            .last
+            .as_ref()
+            .is_some_and(|e| e.failure.is_turned_down());
+        self.turned_down += u32::from(turned_down);
+        self.tries += 1;
+        self.last = (self.error)(&next).cloned();
+        let through = got_through(self.last.as_ref());
+        let silent_after = self
+            .last
+            .as_ref()
+            .is_some_and(|e| !e.local && e.failure.is_timeout())
+            && (self.error)(&self.kept).is_some_and(|e| e.failure.is_turned_down());
+        if through || silent_after {
+            self.first_failure = (self.error)(&self.kept).map(|e| e.failure.clone());
+            self.kept = next;
+            self.settled = through;
+        }
+    }
+
+    /// The tries the step took where the one kept got through, for the tally of those
+    /// (see [`Measurer::went_through`]): it and those turned down before it.
+    fn through(&self) -> Option<u32> {
+        got_through((self.error)(&self.kept)).then_some(1 + self.turned_down)
+    }
+}
+
+/// The failure of a step that is followed by a network check: one that went unanswered,
+/// or was turned down, and not by the probe's own machine.
+fn worth_a_check(error: &Option<StepError>) -> Option<&Failure> {
+    error
+        .as_ref()
+        .filter(|e| !e.local && (e.failure.is_unanswered() || e.failure.is_turned_down()))
+        .map(|e| &e.failure)
 }
 
 /// Whether a failed lookup is made again: not for an answer (NXDOMAIN, no data), nor
@@ -1168,6 +1349,62 @@ fn now() -> (DateTime<Utc>, Instant) {
 mod tests {
     use super::*;
     use crate::input::targets::TargetKind;
+
+    /// A step whose tries fail with `errors` in turn (`None`: through), made again as
+    /// [`Again`] says: which try is kept, the tries, the first failure, and the tries
+    /// counted as having got through.
+    async fn made(errors: &[Option<StepError>]) -> (usize, u32, Option<Failure>, Option<u32>) {
+        let mut again = Again::new((0, errors[0].clone()), |t| t.1.as_ref());
+        while again.another().await {
+            let next = again.tries as usize;
+            again.took((next, errors[next].clone()));
+        }
+        let kept = again.kept.0;
+        (
+            kept,
+            again.tries,
+            again.first_failure.clone(),
+            again.through(),
+        )
+    }
+
+    /// A censor turns down every try; a flaky path one now and then. A try that got
+    /// through takes the first's place, and so does a silence after a reset (the reset
+    /// did not come again); the probe's own error never does.
+    #[tokio::test]
+    async fn a_step_is_made_again_until_a_try_gets_through() {
+        let at = |failure| Some(StepError::new(Operation::TlsHandshake, failure));
+        let reset = || at(Failure::ConnectionReset);
+        let timeout = || at(Failure::GenericTimeout);
+        let through = || (1, 2, Some(Failure::ConnectionReset), Some(2));
+        let cases = [
+            (vec![reset(), reset(), reset()], (0, 3, None, None)),
+            (vec![reset(), None], through()),
+            (vec![reset(), at(Failure::SslUnknownAuthority)], through()),
+            (
+                vec![reset(), timeout()],
+                (1, 2, Some(Failure::ConnectionReset), None),
+            ),
+            (vec![timeout(), reset(), reset()], (0, 3, None, None)),
+            (vec![timeout(), timeout()], (0, 2, None, None)),
+            (
+                vec![reset(), reset().map(StepError::from_probe)],
+                (0, 2, None, None),
+            ),
+            (vec![None], (0, 1, None, Some(1))),
+            (
+                vec![at(Failure::SslUnknownAuthority)],
+                (0, 1, None, Some(1)),
+            ),
+        ];
+        let made = join_all(cases.iter().map(|(errors, _)| made(errors))).await;
+        for ((errors, expected), made) in cases.iter().zip(made) {
+            assert_eq!(&made, expected, "{errors:?}");
+        }
+        // A dial tries its silences itself.
+        let mut silent = Again::turned_down_only(timeout(), Option::as_ref);
+        assert!(!silent.another().await);
+    }
 
     fn url(service: &str, url: &str) -> Target {
         let mut target = crate::analyse::fixtures::url();

@@ -8,7 +8,8 @@
 //! try still waits, and again after two thirds; if the deadline passes with none
 //! answered, the whole round is made once more after a short pause. A router's word
 //! that the address is unreachable counts as no answer (routes flap; censors forge it);
-//! a refusal or a reset is an answer, and is not tried again. A live server answers the
+//! a refusal or a reset is an answer, and is not tried again here (the measurer makes
+//! the whole connect again, three times in all; see `measure::worth_again`). A live server answers the
 //! first try at once, so it never sees a second.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -21,7 +22,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::meanwhile::Connects;
+use super::meanwhile::Exchanges;
 use crate::facts::Meanwhile;
 use crate::facts::failure::{Failure, Operation, StepError};
 
@@ -50,7 +51,7 @@ pub struct Dialer {
     pub source: Option<IpAddr>,
     pub fresh: Option<Arc<Semaphore>>,
     /// Where connects answered are counted, for the network checks (see `meanwhile`).
-    pub answered: Option<Arc<Connects>>,
+    pub answered: Option<Arc<Exchanges>>,
 }
 
 /// A connection made with [`Dialer::dial`], or why none could be; and the tries made.
@@ -102,7 +103,7 @@ impl Dialer {
         // A router's word that an address is unreachable, which says more than silence.
         let mut unreachable = None;
         // Whether a try waited for a place among the fresh attempts: its wait is this
-        // probe's own pace, not the network's answer (see `Connects`).
+        // probe's own pace, not the network's answer (see `Exchanges`).
         let queued = AtomicBool::new(false);
         let queued = &queued;
         for round in 0..ROUNDS {

@@ -845,6 +845,7 @@ mod tests {
             }),
             handshake_ms: None,
             tries: 1,
+            first_failure: None,
             check: None,
             hellos: Vec::new(),
             error: None,
@@ -859,6 +860,7 @@ mod tests {
             control_sni: None,
             again: false,
             tries: 1,
+            first_failure: None,
             check: None,
             error: None,
         };

@@ -10,7 +10,9 @@
 # own resolver is not forwarded (a home router's DNS forwarder runs on it), so it is
 # not counted.
 # With all: the limit comes before the censor's rules; a flow they drop or reset on
-# this router is never confirmed and takes no room.
+# this router is never confirmed and takes no room. A QUIC handshake has two tries to
+# find room where a TCP connect has six: a blocked one's silence may read inconclusive,
+# "while the probe's network was failing new connections".
 # FLOWS is far below a real router's table, so that the probe's own burst meets it:
 # some 40 to 80 of its SYNs are dropped in a run, and its tries get through.
 # Expect: every target ok or inconclusive, nothing blocked or anomaly.

@@ -27,10 +27,11 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::limits::Limits;
+use super::meanwhile::Exchanges;
 use super::tcp::Dialer;
 use super::tls::TlsContext;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{DnsFacts, DnsReply, QueryType};
+use crate::facts::{DnsFacts, DnsReply, Meanwhile, QueryType};
 use crate::input::targets::ResolverSpec;
 use message::Replies;
 pub use message::{MAX_REPLIES, Question, parse_reply};
@@ -44,6 +45,9 @@ pub struct Resolver {
     transport: Transport,
     /// How long it takes to answer: the length of its queries' listening windows.
     pace: Arc<pace::Pace>,
+    /// Its lookups answered lately, and the copies each took, for the checks after a
+    /// lookup that failed (see `meanwhile`).
+    answered: Exchanges,
 }
 
 enum Transport {
@@ -63,6 +67,10 @@ struct Exchange {
     dropped: u64,
     /// Datagrams sent (1 for TCP and DoH).
     sent: u32,
+    /// Which copy (from 1) the first matching reply answered; 0 with none. The copies
+    /// before it went unanswered; one answered late, after a later copy went out, was
+    /// slow rather than lost.
+    answered_copy: u32,
     /// The task still listening for replies after the first matching one (UDP only).
     late: Option<JoinHandle<Replies>>,
 }
@@ -80,6 +88,7 @@ impl Exchange {
             )],
             dropped: 0,
             sent: 1,
+            answered_copy: 1,
             late: None,
         }
     }
@@ -120,12 +129,20 @@ impl Resolver {
             spec: spec.clone(),
             transport,
             pace: Arc::default(),
+            answered: Exchanges::default(),
         })
     }
 
     /// The resolver as configured (`system`, `udp://IP:PORT`, ...).
     pub fn name(&self) -> String {
         self.spec.to_string()
+    }
+
+    /// Its lookups answered since `since`, and the copies of the query they took before
+    /// their first answer; with the latest before, where those were few (see
+    /// `meanwhile::Exchanges::since`).
+    pub fn answered_since(&self, since: tokio::time::Instant) -> (Meanwhile, Option<Meanwhile>) {
+        self.answered.since(since)
     }
 
     /// One query for `hostname` and `qtype`, with every reply of its listening window.
@@ -188,6 +205,9 @@ impl Resolver {
                 facts.replies = exchange.replies;
                 facts.dropped_replies = exchange.dropped;
                 facts.sent = exchange.sent;
+                if exchange.answered_copy > 0 {
+                    self.answered.answered(exchange.answered_copy);
+                }
                 judge(&mut facts, question.record_type);
                 Lookup {
                     facts,

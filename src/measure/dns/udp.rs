@@ -77,6 +77,7 @@ pub(super) async fn exchange(
             Ok(Ok((len, source))) => {
                 let reply = copies.reply(&buf[..len], source.to_string(), started);
                 let matched = reply.matches_query;
+                let copy = copies.number(reply.id);
                 copies.time(&reply, started, pace);
                 replies.push(reply);
                 if matched {
@@ -101,6 +102,7 @@ pub(super) async fn exchange(
                         replies: kept,
                         dropped: 0,
                         sent,
+                        answered_copy: copy,
                         late: Some(tokio::spawn(late.listen(replies))),
                     });
                 }
@@ -112,6 +114,7 @@ pub(super) async fn exchange(
         replies: replies.kept,
         dropped: replies.dropped,
         sent: replies.sent,
+        answered_copy: 0,
         late: None,
     })
 }
@@ -133,6 +136,12 @@ impl Copies {
             ids: Vec::new(),
             question: question.clone(),
         }
+    }
+
+    /// Which copy (from 1) a reply with `id` answers; the latest where none has it.
+    fn number(&self, id: u16) -> u32 {
+        let at = self.ids.iter().position(|&copy| copy == id);
+        at.unwrap_or(self.ids.len().saturating_sub(1)) as u32 + 1
     }
 
     /// The next copy to send.
