@@ -72,13 +72,13 @@ fn comparisons(facts: &TargetFacts) -> impl Iterator<Item = &EchFacts> {
     })
 }
 
-/// The comparison's problem: every handshake with ECH torn down (see
-/// `EchHandshake::torn_down`), and those without it through or not.
+/// The comparison's problem: every handshake with ECH that reached the server torn down
+/// (see `EchHandshake::torn_down`), and those without it through or not.
 pub fn ech_problem(f: &EchFacts, control: Option<&TargetFacts>) -> Option<Problem> {
     if !f.ech_torn_down() {
         return None;
     }
-    let with: Vec<_> = f.with(EchOffer::Grease).collect();
+    let with: Vec<_> = f.with_ech_sent().collect();
     let without: Vec<_> = f.with(EchOffer::None).collect();
     let through = without.iter().filter(|h| h.handshake_done).count();
     let failure = with[0].error.as_ref().map(|e| e.failure.to_string());
@@ -135,13 +135,13 @@ fn ech_at(control: &TargetFacts, f: &EchFacts) -> ControlSaw {
             f.server_name
         ));
     };
-    if theirs.with(EchOffer::Grease).any(|h| h.handshake_done) {
+    if theirs.with_ech_sent().any(|h| h.handshake_done) {
         return ControlSaw::Success(format!(
             "the control's handshake with {} to {} offering ECH went through",
             theirs.server_name, theirs.address
         ));
     }
-    match theirs.with(EchOffer::Grease).find_map(|h| h.error.as_ref()) {
+    match theirs.with_ech_sent().find_map(|h| h.error.as_ref()) {
         Some(e) if e.local => {
             ControlSaw::NotMeasured(explain::at_control(e, None).unwrap_or_default())
         }
@@ -163,7 +163,7 @@ mod tests {
     use super::{EchHandshake, EchOffer, Step, control_compared};
     use crate::facts::EchOffer::{Grease, None as Plain};
     use crate::facts::Measurement;
-    use crate::facts::failure::{Failure, Operation};
+    use crate::facts::failure::{Failure, Operation, StepError};
 
     fn reachable() -> Vec<Measurement> {
         vec![
@@ -263,6 +263,32 @@ mod tests {
         // Without a control, a sign.
         let alone = judge(domain(&[]), dns(), singled_out(Failure::GenericTimeout));
         assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::EchBlocked)));
+    }
+
+    /// A handshake offering ECH whose connect was turned down (a flaky path resets one
+    /// now and then) never sent its ECH: it neither clears ECH nor counts against it.
+    #[test]
+    fn a_handshake_with_ech_that_reached_nothing_says_nothing_of_it() {
+        let reached_nothing = |mut probe: Vec<Measurement>| {
+            let comparison = handshakes(probe.last_mut().unwrap());
+            let mut unsent = comparison[0].clone();
+            unsent.ech = Grease;
+            unsent.error = Some(StepError::new(Operation::Connect, Failure::ConnectionReset));
+            comparison.push(unsent);
+            compare(domain(&[]), (dns(), probe), (dns(), passes()))
+        };
+        let outcome = reached_nothing(singled_out(Failure::ConnectionReset));
+        ech_blocked_saying(&outcome, &["offering ECH (GREASE) failed 2 of 2"]);
+        let once = reached_nothing(with_ech(&[
+            (Grease, Some(Failure::ConnectionReset)),
+            (Plain, None),
+        ]));
+        assert_eq!(kind(&once), (Verdict::Inconclusive, None));
+        assert!(
+            once.verdict.evidence.contains("once only"),
+            "{}",
+            once.verdict.evidence
+        );
     }
 
     /// The control could not connect to the probe's address (a CDN's node inside the

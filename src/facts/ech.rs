@@ -29,22 +29,24 @@ impl EchFacts {
         self.handshakes.iter().filter(move |h| h.ech == offer)
     }
 
-    /// Whether handshakes offered ECH and every one of them was torn down (see
-    /// [`EchHandshake::torn_down`]): what a block of ECH shows, and all a comparison
-    /// needs the control's for.
+    /// The handshakes offering ECH that reached a server: one whose connect failed
+    /// never sent its ECH, and says nothing of it.
+    pub fn with_ech_sent(&self) -> impl Iterator<Item = &EchHandshake> {
+        self.with(EchOffer::Grease).filter(|h| h.reached())
+    }
+
+    /// Whether handshakes offered ECH to a server and every one of them was torn down
+    /// (see [`EchHandshake::torn_down`]): what a block of ECH shows, and all a
+    /// comparison needs the control's for.
     pub fn ech_torn_down(&self) -> bool {
-        let mut with = self.with(EchOffer::Grease).peekable();
+        let mut with = self.with_ech_sent().peekable();
         with.peek().is_some() && with.all(EchHandshake::torn_down)
     }
 
     /// Whether any of its handshakes connected: one that reached nothing says nothing
     /// of ECH.
     pub fn reached(&self) -> bool {
-        self.handshakes.iter().any(|h| {
-            h.error
-                .as_ref()
-                .is_none_or(|e| e.failed_operation != Operation::Connect)
-        })
+        self.handshakes.iter().any(EchHandshake::reached)
     }
 }
 
@@ -88,6 +90,13 @@ impl EchHandshake {
     /// When the handshake ended.
     pub fn ended_at(&self) -> DateTime<Utc> {
         super::ended(self.measured_at, self.runtime_ms)
+    }
+
+    /// Whether it connected (and so sent its ClientHello).
+    pub fn reached(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_none_or(|e| e.failed_operation != Operation::Connect)
     }
 
     /// Failed the way a censor fails a handshake: reset, closed or silent after the

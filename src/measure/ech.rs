@@ -278,8 +278,11 @@ impl Measurer {
         offer: EchOffer,
     ) -> EchHandshake {
         let set_out = now();
-        let (_work, stream) = self.at_work(None, address).await;
-        let (facts, (measured_at, began)) = match stream {
+        let _work = self.limits.work().await;
+        // A connect turned down at random sends no ECH, and would leave the round without
+        // its handshake: made again, as any connect is.
+        let stream = self.dial_again(&[address]).await.kept.result;
+        let (facts, (measured_at, began)) = match stream.map(|(stream, _)| stream) {
             Err(error) => {
                 let failed = TlsFacts {
                     error: Some(error),
