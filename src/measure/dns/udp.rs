@@ -214,9 +214,13 @@ impl Late {
         loop {
             let window = self.window();
             let end = (self.first_reply + window).min(self.deadline);
+            // The copies left, spread over what is left of the window: one that shrank
+            // while this query listened (its resolver's pace learnt meanwhile, at a
+            // run's start) still gets them all, where spacing them by the window alone
+            // had left some unsent.
             let next_send = match left {
                 0 => end,
-                _ => last_send + window / (self.resends + 1),
+                _ => last_send + end.saturating_duration_since(last_send) / (left + 1),
             };
             let now = tokio::time::Instant::now();
             if now >= end {
