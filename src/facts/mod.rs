@@ -373,8 +373,8 @@ pub struct TcpFacts {
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
     /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
-    /// tries through), or a refusal or reset followed by a silence, which is kept (see
-    /// `measure::Again`). None where the first try was kept.
+    /// tries through), or, for a connect, one refusal or reset followed by a silence,
+    /// which is kept (see `measure::Again`). None where the first try was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
     /// After a connect that timed out, or was turned down at every try: a connect to the
@@ -511,8 +511,8 @@ pub struct TlsFacts {
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
     /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
-    /// tries through), or a refusal or reset followed by a silence, which is kept (see
-    /// `measure::Again`). None where the first try was kept.
+    /// tries through), or, for a connect, one refusal or reset followed by a silence,
+    /// which is kept (see `measure::Again`). None where the first try was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
     /// After a handshake that timed out, or was torn down at every try: a connect to the
@@ -615,8 +615,8 @@ pub struct HttpFacts {
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
     /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
-    /// tries through), or a refusal or reset followed by a silence, which is kept (see
-    /// `measure::Again`). None where the first try was kept.
+    /// tries through), or, for a connect, one refusal or reset followed by a silence,
+    /// which is kept (see `measure::Again`). None where the first try was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
     /// After a fetch that timed out (before the response, or in its body's read), or was

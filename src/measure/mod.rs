@@ -994,14 +994,21 @@ impl Measurer {
                 .await;
             again.took(next);
         }
-        self.went_through(&again);
-        let (mut kept, _) = again.kept;
-        kept.tries = again.tries;
-        kept.first_failure = again.first_failure;
+        let mut kept = self.kept_handshake(again);
         if let Some(failure) = worth_a_check(&kept.error).filter(|_| worth_again(&kept.error)) {
             kept.check = self.network_check(began, failure).await;
         }
         (kept, sent)
+    }
+
+    /// The handshake `again` kept, with its tries and first failure; counted where it
+    /// got through (see [`Measurer::went_through`]).
+    fn kept_handshake(&self, again: Again<(TlsFacts, DateTime<Utc>)>) -> TlsFacts {
+        self.went_through(&again);
+        let (mut kept, _) = again.kept;
+        kept.tries = again.tries;
+        kept.first_failure = again.first_failure;
+        kept
     }
 
     /// One handshake; one with the target's name is sent in its address's turn (see
@@ -1116,7 +1123,10 @@ impl Measurer {
     /// A control-SNI handshake to `address` right after one with a target's name failed
     /// there: whether the address still answered the control name then tells a failure
     /// of the name (it did; or it stopped answering at all, as a residual block the name
-    /// set off does) from a server that had stopped doing TLS with anyone.
+    /// set off does) from a server that had stopped doing TLS with anyone. Made again
+    /// where it was torn down, as any handshake is (a flaky path's reset of this one
+    /// would hide that only the name was turned down); a silence is not waited out
+    /// twice, the name's handshake having just waited out its own.
     async fn control_handshake_after(
         &self,
         target: &Target,
@@ -1124,7 +1134,12 @@ impl Measurer {
         address: SocketAddr,
     ) -> Measurement {
         let started = now();
-        let (facts, _) = self.handshake_once(None, address, sni, true).await;
+        let first = self.handshake_once(None, address, sni, true).await;
+        let mut again = Again::turned_down_only(first, |first| first.0.error.as_ref());
+        while again.another().await {
+            again.took(self.handshake_once(None, address, sni, true).await);
+        }
+        let facts = self.kept_handshake(again);
         self.record(target, started, Step::TlsHandshake(facts))
     }
 }
@@ -1199,10 +1214,10 @@ fn got_through(error: Option<&StepError>) -> bool {
 /// may borrow what the caller holds.)
 pub(crate) struct Again<T> {
     /// The first try that got through (see [`got_through`]); where none did, the first
-    /// (a later one may only meet a residual block the first set off), but for a
-    /// silence after a refusal or reset: a censor turns down every try, so one turned
-    /// down that was not again is a fault's, and the silence is what the path does (a
-    /// flaky middlebox's reset in front of a censor's blackhole).
+    /// (a later one may only meet a residual block the first set off), but for a dial
+    /// silent after one refusal or reset: a censor turns down every try, so one turned
+    /// down that was not again is a fault's, and six SYNs unanswered are what the path
+    /// does (a flaky middlebox's reset in front of a censor's blackhole).
     pub kept: T,
     pub tries: u32,
     /// The first try's failure, where a later try was kept.
@@ -1231,8 +1246,8 @@ impl<T> Again<T> {
         }
     }
 
-    /// As [`Again::new`], for a step that tries a silence again itself: only a refusal or
-    /// a reset is made again here.
+    /// As [`Again::new`], for a step that tries a silence again itself, or whose
+    /// silence is not worth waiting out twice: only a refusal or a reset is made again.
     fn turned_down_only(first: T, error: fn(&T) -> Option<&StepError>) -> Again<T> {
         Again {
             silences: false,
@@ -1264,11 +1279,15 @@ impl<T> Again<T> {
         self.tries += 1;
         self.last = (self.error)(&next).cloned();
         let through = got_through(self.last.as_ref());
-        let silent_after = self
-            .last
-            .as_ref()
-            .is_some_and(|e| !e.local && e.failure.is_timeout())
-            && (self.error)(&self.kept).is_some_and(|e| e.failure.is_turned_down());
+        // A step that tries its silences itself (a dial: six SYNs unanswered) outweighs
+        // one refusal before it; one silent exchange does not outweigh a reset, whose
+        // packets loss may have swallowed the next time.
+        let silent_after = !self.silences
+            && self.turned_down == 1
+            && self
+                .last
+                .as_ref()
+                .is_some_and(|e| !e.local && e.failure.is_timeout());
         if through || silent_after {
             self.first_failure = (self.error)(&self.kept).map(|e| e.failure.clone());
             self.kept = next;
@@ -1369,8 +1388,8 @@ mod tests {
     }
 
     /// A censor turns down every try; a flaky path one now and then. A try that got
-    /// through takes the first's place, and so does a silence after a reset (the reset
-    /// did not come again); the probe's own error never does.
+    /// through takes the first's place, and so does a dial's silence after one refusal
+    /// (the refusal did not come again); the probe's own error never does.
     #[tokio::test]
     async fn a_step_is_made_again_until_a_try_gets_through() {
         let at = |failure| Some(StepError::new(Operation::TlsHandshake, failure));
@@ -1381,10 +1400,7 @@ mod tests {
             (vec![reset(), reset(), reset()], (0, 3, None, None)),
             (vec![reset(), None], through()),
             (vec![reset(), at(Failure::SslUnknownAuthority)], through()),
-            (
-                vec![reset(), timeout()],
-                (1, 2, Some(Failure::ConnectionReset), None),
-            ),
+            (vec![reset(), timeout()], (0, 2, None, None)),
             (vec![timeout(), reset(), reset()], (0, 3, None, None)),
             (vec![timeout(), timeout()], (0, 2, None, None)),
             (
@@ -1401,9 +1417,17 @@ mod tests {
         for ((errors, expected), made) in cases.iter().zip(made) {
             assert_eq!(&made, expected, "{errors:?}");
         }
-        // A dial tries its silences itself.
+        // A dial tries its silences itself, and its silence after one refusal is kept.
         let mut silent = Again::turned_down_only(timeout(), Option::as_ref);
         assert!(!silent.another().await);
+        let mut dial = Again::turned_down_only(at(Failure::ConnectionRefused), Option::as_ref);
+        assert!(dial.another().await);
+        dial.took(timeout());
+        assert!(!dial.another().await);
+        assert_eq!(
+            (dial.kept, dial.first_failure),
+            (timeout(), Some(Failure::ConnectionRefused))
+        );
     }
 
     fn url(service: &str, url: &str) -> Target {
