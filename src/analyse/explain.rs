@@ -272,8 +272,7 @@ fn turned_down_at_random(what: &str, e: &StepError, check: &Check) -> Option<Str
     // network that turns flows down now and then; but over a few tries, one step's
     // luck (or a censor's that lets a try through) would make it.
     let judge = |m: Meanwhile| {
-        let enough = m.tries >= TURNED_DOWN_SAMPLE;
-        enough.then(|| failing(m, Meanwhile::TURNED_DOWN_TRIES, 0.0))?
+        failing(m, Meanwhile::TURNED_DOWN_TRIES, 0.0).filter(|_| m.tries >= TURNED_DOWN_SAMPLE)
     };
     let (counted, when, turned) = judged(check, judge)?;
     Some(format!(

@@ -995,8 +995,10 @@ impl Measurer {
             again.took(next);
         }
         let mut kept = self.kept_handshake(again);
-        if let Some(failure) = worth_a_check(&kept.error).filter(|_| worth_again(&kept.error)) {
-            kept.check = self.network_check(began, failure).await;
+        // Checked after the failures made again (a silence, a refusal or reset), as those
+        // are what the network alone can cause.
+        if let Some(failure) = kept.error.clone().filter(|_| worth_again(&kept.error)) {
+            kept.check = self.network_check(began, &failure.failure).await;
         }
         (kept, sent)
     }
