@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::facts::failure::{Failure, Operation, StepError};
+use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
     Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts, Step,
     TlsFacts, Trigger,
@@ -233,6 +233,20 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
 /// or one that left so many of its other connects meanwhile unanswered at first (see
 /// `failing`) that a target's every try going unanswered is no sign.
 pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> {
+    step_tried(what, e, check, Meanwhile::TURNED_DOWN_TRIES, &[])
+}
+
+/// As [`step`], for a step made `tries` times (a refusal or reset is made again more
+/// often on a network seen doing so: `measure::Again::on`), whose tries were torn down
+/// in their bodies after `cut_after` bytes, for a fetch (see `HttpFacts::cut_after`),
+/// which met that many more packets.
+pub fn step_tried(
+    what: &str,
+    e: &StepError,
+    check: Option<&Check>,
+    tries: u32,
+    cut_after: &[u64],
+) -> Option<String> {
     if e.local {
         return Some(format!("{what} failed: {}", own_error(e)));
     }
@@ -246,7 +260,7 @@ pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> 
         ));
     }
     if e.failure.is_turned_down() {
-        return turned_down_at_random(what, e, check);
+        return turned_down_at_random(what, e, check, tries.max(1), cut_after);
     }
     let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES, LOW))?;
     Some(format!(
@@ -262,27 +276,79 @@ pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> 
 
 /// Why a step refused or torn down at every try is no sign: the probe's other connects,
 /// handshakes and fetches meanwhile were turned down at a try, and went through at a
-/// later one, so often that all three tries of one step fail so once in a thousand
-/// steps or more often (10 % of tries). A censor turns a target down at every
-/// try, and leaves the others alone; a flaky middlebox or NAT turns any flow down now
-/// and then.
-fn turned_down_at_random(what: &str, e: &StepError, check: &Check) -> Option<String> {
-    // Judged as seen: a censor's work seldom counts here (its target fails every try,
-    // and no step that failed is counted), so a share high by chance is still a
-    // network that turns flows down now and then; but over a few tries, one step's
-    // luck (or a censor's that lets a try through) would make it.
-    let judge = |m: Meanwhile| {
-        failing(m, Meanwhile::TURNED_DOWN_TRIES, 0.0).filter(|_| m.tries >= TURNED_DOWN_SAMPLE)
+/// later one, so often that all `tries` of one step like it (three, or five on a
+/// network seen doing so) fail so once in a thousand or more often. A censor turns a target down at every try, and leaves the
+/// others alone; a flaky middlebox or NAT turns any flow down now and then, and the
+/// more packets a flow met, the more often: a fetch's try more often than a connect's,
+/// a long transfer (`cut_after`: torn down in its body) far more often than a short
+/// one. So the rate is one per packet the counted tries met, and the step's tries are
+/// weighed by theirs (see [`Operation::packets`]).
+fn turned_down_at_random(
+    what: &str,
+    e: &StepError,
+    check: &Check,
+    tries: u32,
+    cut_after: &[u64],
+) -> Option<String> {
+    let packets: Vec<f64> = (0..tries as usize)
+        .map(|i| {
+            let body = cut_after.get(i).map_or(0.0, |bytes| body_packets(*bytes));
+            f64::from(e.failed_operation.packets()) + body
+        })
+        .collect();
+    // The rate at which tries, or packets, were turned down, and the chance that all
+    // of the step's tries fail at it. An earlier version's run counted tries only.
+    let odds = |m: Meanwhile| {
+        let turned = f64::from(m.tries.saturating_sub(m.answered));
+        let (rate, exposed) = match m.packets {
+            0 => (turned / f64::from(m.tries), vec![1.0; packets.len()]),
+            counted => (turned / f64::from(counted), packets.clone()),
+        };
+        let all_fail = exposed
+            .iter()
+            .map(|k| 1.0 - (1.0 - rate).powf(*k))
+            .product::<f64>();
+        (rate, all_fail)
     };
-    let (counted, when, turned) = judged(check, judge)?;
+    // Judged as seen: a censor's work seldom counts here (its target fails every try,
+    // and no step that failed is counted), so a rate high by chance is still a network
+    // that turns flows down now and then; but over a few tries, one step's luck (or a
+    // censor's that lets a try through) would make it.
+    let judge = |m: Meanwhile| {
+        let (_, all_fail) = odds(m);
+        (m.tries >= TURNED_DOWN_SAMPLE && all_fail >= 0.001).then_some(all_fail)
+    };
+    let (counted, when, all_fail) = judged(check, judge)?;
+    let turned = counted.unanswered().unwrap_or_default();
+    let rate = match counted.packets {
+        0 => format!(
+            "a rate at which all {tries} tries of a step fail once in {:.0}",
+            1.0 / all_fail
+        ),
+        _ => {
+            let listed = |items: Vec<String>| items.join(", ");
+            let met = match cut_after {
+                [] => format!("{:.0} packets each", packets[0]),
+                bytes => format!(
+                    "{} packets, torn down in the body after {} bytes",
+                    listed(packets.iter().map(|k| format!("{k:.0}")).collect()),
+                    listed(bytes.iter().map(u64::to_string).collect())
+                ),
+            };
+            format!(
+                "one in {:.0} of the some {} packets they met; at that rate all {tries} tries of this step ({met}) fail once in {:.0}",
+                1.0 / odds(counted).0,
+                counted.packets,
+                1.0 / all_fail
+            )
+        }
+    };
     Some(format!(
-        "{what} failed ({}) while the probe's network was turning connections down at random: of the {} tries its {} other connects, handshakes and fetches that went through {when} took, {:.1} % were refused or reset and went through when made again, a rate at which all {} tries of a step fail once in {:.0}: the probe's own network, not the target",
+        "{what} failed ({}) while the probe's network was turning connections down at random: of the {} tries its {} other connects, handshakes and fetches that went through {when} took, {:.1} % were refused or reset and went through when made again, {rate}: the probe's own network, not the target",
         e.failure,
         counted.tries,
         counted.answered,
         turned * 100.0,
-        Meanwhile::TURNED_DOWN_TRIES,
-        1.0 / turned.powi(Meanwhile::TURNED_DOWN_TRIES as i32)
     ))
 }
 
@@ -592,7 +658,11 @@ mod tests {
             if let Step::Dns(d) = &mut m.step {
                 d.replies.clear();
                 d.sent = 6;
-                d.check.as_mut().unwrap().meanwhile = Some(Meanwhile { answered, tries });
+                d.check.as_mut().unwrap().meanwhile = Some(Meanwhile {
+                    answered,
+                    tries,
+                    ..Default::default()
+                });
             }
             compare(domain(&[]), (vec![m], vec![]), (resolved(), vec![]))
         };
@@ -763,7 +833,11 @@ mod tests {
             let mut m = checked(timed_out_connect(), None);
             if let Step::TcpConnect(t) = &mut m.step {
                 let check = t.check.as_mut().unwrap();
-                check.meanwhile = Some(Meanwhile { answered, tries });
+                check.meanwhile = Some(Meanwhile {
+                    answered,
+                    tries,
+                    ..Default::default()
+                });
                 check.before = before;
             }
             compare(domain(&[]), (dns(), vec![m]), control())
@@ -800,6 +874,7 @@ mod tests {
         let half = Some(Meanwhile {
             answered: 50,
             tries: 100,
+            ..Default::default()
         });
         let longer = around(9, 14, half);
         assert_eq!(kind(&longer), (Verdict::Inconclusive, None));
@@ -811,6 +886,7 @@ mod tests {
         let tenth = Some(Meanwhile {
             answered: 90,
             tries: 100,
+            ..Default::default()
         });
         assert_eq!(
             kind(&around(9, 14, tenth)),
@@ -843,6 +919,7 @@ mod tests {
         let flaky = reset(Some(Meanwhile {
             answered: 88,
             tries: 100,
+            ..Default::default()
         }));
         assert_eq!(kind(&flaky), (Verdict::Inconclusive, None));
         evidence_of(
@@ -855,14 +932,36 @@ mod tests {
         let rare = reset(Some(Meanwhile {
             answered: 95,
             tries: 100,
+            ..Default::default()
         }));
         assert_eq!(kind(&rare), (Verdict::Blocked, Some(Blocking::TlsReset)));
         // Two other steps, one of them reset once: too few tries to tell.
         let few = reset(Some(Meanwhile {
             answered: 2,
             tries: 3,
+            ..Default::default()
         }));
         assert_eq!(kind(&few), (Verdict::Blocked, Some(Blocking::TlsReset)));
+        // Counted by the packets the tries met: one in 50 turned down, where a
+        // handshake's try meets seven, fails all three once in 436.
+        let per_packet = |answered| {
+            reset(Some(Meanwhile {
+                answered,
+                tries: 120,
+                packets: 1000,
+            }))
+        };
+        let flaky = per_packet(100);
+        assert_eq!(kind(&flaky), (Verdict::Inconclusive, None));
+        evidence_of(
+            &flaky,
+            &[
+                "one in 50 of the some 1000 packets they met; at that rate all 3 tries of this step (7 packets each) fail once in 436",
+            ],
+        );
+        // One in 200: all three once in 24,000.
+        let rare = per_packet(115);
+        assert_eq!(kind(&rare), (Verdict::Blocked, Some(Blocking::TlsReset)));
     }
 
     /// The canary's own IPv4 handshake timed out in the run (a path-MTU black hole drops

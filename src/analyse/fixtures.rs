@@ -299,6 +299,7 @@ pub fn fetch(
         again: false,
         tries: 1,
         first_failure: None,
+        cut_after: Vec::new(),
         check: None,
         error,
     }))

@@ -234,7 +234,7 @@ pub fn problems(
                 false => Problem::weak(finding, saw),
             };
             let what = format!("fetching {}", h.url);
-            let why = explain::step(&what, e, h.check.as_ref())
+            let why = explain::step_tried(&what, e, h.check.as_ref(), h.tries, &h.cut_after)
                 .or_else(|| {
                     let hop = last?;
                     let sent = hop.started_at.unwrap_or(m.measured_at);
@@ -955,7 +955,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Control, Outcome, Verdict};
     use crate::facts::failure::{Failure, Operation, StepError};
-    use crate::facts::{Measurement, Step};
+    use crate::facts::{Meanwhile, Measurement, Step};
 
     #[test]
     fn a_cdn_challenge_is_an_anomaly_of_the_cdn_never_a_block() {
@@ -1367,5 +1367,66 @@ mod tests {
             ok(),
         );
         assert_eq!(kind(&plain), (Verdict::Blocked, Some(Blocking::TlsFailure)));
+    }
+
+    /// A long transfer meets far more packets than the short steps a network's random
+    /// resets are measured on: torn down in its body at every try, it is no sign where
+    /// the network turned other steps down now and then; before any byte, it is.
+    #[test]
+    fn a_long_transfer_torn_down_on_a_network_that_resets_at_random_is_no_sign() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let ok = || (dns(), vec![fetch(200, 524_288, "Photo", 50.0, None)]);
+        let torn = |answered: u32, cut_after: &[u64]| {
+            let (status, operation) = match cut_after.is_empty() {
+                true => (0, Operation::HttpRoundTrip),
+                false => (200, Operation::Read),
+            };
+            let error = StepError::new(operation, Failure::ConnectionReset);
+            let body = cut_after.first().copied().unwrap_or(0);
+            let mut m = checked(fetch(status, body, "Photo", 30.0, Some(error)), None);
+            if let Step::Http(h) = &mut m.step {
+                h.tries = Meanwhile::TURNED_DOWN_TRIES;
+                h.cut_after = cut_after.to_vec();
+                // 159 tries of connects, handshakes and fetches, some 1,000 packets.
+                h.check.as_mut().unwrap().meanwhile = Some(Meanwhile {
+                    answered,
+                    tries: 159,
+                    packets: 1000,
+                });
+            }
+            compare(url(), (dns(), vec![tls(FB_443, true, None), m]), ok())
+        };
+        // Three tries in 159 turned down at random, one packet in 333: a transfer cut
+        // after 100 to 230 kB met some 100 to 250 packets at each try.
+        let cut = torn(156, &[147_210, 98_304, 230_000]);
+        assert_eq!(
+            kind(&cut),
+            (Verdict::Inconclusive, None),
+            "{}",
+            cut.verdict.evidence
+        );
+        evidence_of(
+            &cut,
+            &[
+                "turning connections down at random",
+                "one in 333 of the some 1000 packets they met; at that rate all 3 tries of this step (161, 111, 246 packets, torn down in the body after 147210, 98304, 230000 bytes) fail once in",
+            ],
+        );
+        // The same network, the fetch reset before its response at every try.
+        let early = torn(156, &[]);
+        assert_eq!(
+            kind(&early).0,
+            Verdict::Blocked,
+            "{}",
+            early.verdict.evidence
+        );
+        // A network that turned nothing else down: a cut at every try is a sign.
+        let steady = torn(159, &[147_210, 98_304, 230_000]);
+        assert_eq!(
+            kind(&steady).0,
+            Verdict::Blocked,
+            "{}",
+            steady.verdict.evidence
+        );
     }
 }

@@ -1061,6 +1061,7 @@ mod tests {
         let failing = nowhere(Some(crate::facts::Meanwhile {
             answered: 30,
             tries: 90,
+            ..Default::default()
         }));
         assert_eq!(kind(&failing), (Verdict::Inconclusive, None));
         evidence_of(

@@ -265,6 +265,29 @@ pub enum Operation {
     Read,
 }
 
+impl Operation {
+    /// About how many packets, both ways, a try has met by the end of this operation,
+    /// from its connect on: a SYN and its answer and an acknowledgement; a ClientHello,
+    /// the server's flight and a Finished; a request, its response and an
+    /// acknowledgement. A path that resets one packet in so many at random meets a
+    /// fetch's try more often than a connect's. A body's read is counted by its bytes
+    /// ([`body_packets`]); a lookup is no flow.
+    pub fn packets(self) -> u32 {
+        match self {
+            Operation::Resolve => 0,
+            Operation::Connect => 3,
+            Operation::TlsHandshake | Operation::QuicHandshake => 7,
+            Operation::HttpRoundTrip | Operation::Read => 10,
+        }
+    }
+}
+
+/// About how many packets, both ways, `bytes` of a body met: full-size segments (1,460
+/// bytes at Ethernet's MSS) and an acknowledgement for every other one.
+pub fn body_packets(bytes: u64) -> f64 {
+    bytes as f64 / 1460.0 * 1.5
+}
+
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

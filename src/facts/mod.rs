@@ -183,8 +183,8 @@ impl DnsFacts {
     }
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 fn one() -> u32 {
@@ -220,13 +220,19 @@ pub struct Check {
 /// and the tries they took: connects, each try after whose first was made because the
 /// ones before it went a third of the deadline unanswered; or a resolver's lookups,
 /// each copy of the query after the first sent because the ones before it went a
-/// sixth of the deadline unanswered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// sixth of the deadline unanswered; or connects, handshakes and fetches that went
+/// through, each try after the first made because the one before was refused or reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meanwhile {
     /// Written `connects` before lookups were counted too (runs of 2026-12-04).
     #[serde(alias = "connects")]
     pub answered: u32,
     pub tries: u32,
+    /// For connects, handshakes and fetches: about how many packets their tries met (see
+    /// [`Operation::packets`]), over which a flaky path's resets fall. Zero where not
+    /// counted (lookups, connects unanswered, runs before 2026-12-05).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub packets: u32,
 }
 
 impl Meanwhile {
@@ -234,12 +240,15 @@ impl Meanwhile {
     pub const CONNECT_TRIES: u32 = 6;
     /// The tries of a connect, handshake or fetch refused or reset (`measure`).
     pub const TURNED_DOWN_TRIES: u32 = 3;
+    /// The same, on a network seen turning steps down at random (`measure::Again::on`).
+    pub const FLAKY_TURNED_DOWN_TRIES: u32 = 5;
 
     /// These and `other` together.
     pub fn and(self, other: Meanwhile) -> Meanwhile {
         Meanwhile {
             answered: self.answered + other.answered,
             tries: self.tries + other.tries,
+            packets: self.packets + other.packets,
         }
     }
 
@@ -506,7 +515,8 @@ pub struct TlsFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_ms: Option<f64>,
     /// Handshakes made, each on a new connection: one that timed out is made again once,
-    /// one torn down twice more (see `measure::Again`).
+    /// one torn down twice more, or four times on a network seen turning steps down at
+    /// random (see `measure::Again`).
     #[serde(default = "one")]
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
@@ -619,6 +629,12 @@ pub struct HttpFacts {
     /// which is kept (see `measure::Again`). None where the first try was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
+    /// The bytes of the body each try torn down in its body (reset, or closed early) had
+    /// read, in the order of the tries: how exposed the fetch was to a path that tears
+    /// flows down at random, which meets a long transfer far more often than a short
+    /// step (see `analyse::explain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut_after: Vec<u64>,
     /// After a fetch that timed out (before the response, or in its body's read), or was
     /// turned down at every try: a connect to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -545,6 +545,7 @@ fn fetch(
         again: ours.is_some_and(|x| x.again),
         tries: 1,
         first_failure: None,
+        cut_after: Vec::new(),
         check: None,
     })
 }
@@ -777,6 +778,7 @@ fn helper_facts(target: &Target, helper: &HelperControl, clock: &Clock) -> Targe
             again: false,
             tries: 1,
             first_failure: None,
+            cut_after: Vec::new(),
             check: None,
         });
         measurements.push(clock.measurement(vantage, None, None, step));

@@ -16,7 +16,8 @@
 //! handshake, the evidence for `ech-blocked` is then three handshakes without ECH that
 //! went through and three with it that failed, the first right after the target's own
 //! and the others in random order between those without. A censored address and name
-//! cost five handshakes more.
+//! cost five handshakes more; on a network seen turning steps down at random, where a
+//! flaky middlebox tears down a longer ClientHello now and then, up to nine.
 //!
 //! Only TLS 1.3 is compared: ECH needs it, and a server that speaks only TLS 1.2 would
 //! refuse any ClientHello offering only 1.3, with ECH or without. Real ECH, with a
@@ -234,12 +235,9 @@ impl Measurer {
         let started = now();
         let ticket = self.addresses.open(address.ip(), started.0);
         let mut handshakes = vec![self.ech_handshake(address, name, EchOffer::Grease).await];
-        let rounds = if handshakes[0].handshake_done {
-            0
-        } else {
-            ROUNDS
-        };
-        for _ in 0..rounds {
+        let mut rounds = 0;
+        while !handshakes[0].handshake_done && rounds < self.ech_rounds() {
+            rounds += 1;
             let mut round = [EchOffer::None, EchOffer::Grease];
             if rand::random() {
                 round.reverse();
@@ -268,6 +266,17 @@ impl Measurer {
         };
         ticket.end(Trigger::of(&made.measurement(self.options.vantage, target)));
         made
+    }
+
+    /// The rounds after a first handshake with ECH that failed, at most: two more on a
+    /// network seen turning steps down at a try and letting them through at a later one
+    /// (see `Again::on`), where a handshake with ECH, longer than one without, is torn
+    /// down at random now and then.
+    fn ech_rounds(&self) -> usize {
+        match self.turned_down.any_made_again() {
+            true => ROUNDS + 2,
+            false => ROUNDS,
+        }
     }
 
     /// One handshake, on a new connection, sent in its address's turn.

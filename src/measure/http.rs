@@ -25,7 +25,7 @@ use url::Url;
 use super::address::Ticket;
 use super::limits::Held;
 use super::{Again, Measurer, now};
-use crate::facts::failure::{Failure, Operation, StepError};
+use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
     HttpFacts, HttpHop, Measurement, READ_EVENTS, ReadEvent, STALL_BYTES, Step, THROTTLE_RATIO,
     Trigger, Vantage,
@@ -449,6 +449,7 @@ impl Measurer {
                 again: false,
                 tries: 1,
                 first_failure: None,
+                cut_after: Vec::new(),
                 check: None,
                 error: None,
             },
@@ -588,12 +589,16 @@ impl Measurer {
             }
         }
         let first = self.exchange_at_work(url, open, address, &host, out).await;
-        let mut again = Again::new(first, |exchanged| worth_refetching(&exchanged.0));
+        out.facts.cut_after = cut_in_body(&first.0).into_iter().collect();
+        let mut again =
+            Again::new(first, |exchanged| worth_refetching(&exchanged.0)).on(&self.turned_down);
         while again.another().await {
             let next = self.exchange_at_work(url, None, address, &host, out).await;
+            out.facts.cut_after.extend(cut_in_body(&next.0));
             again.took(next);
         }
-        self.went_through(&again);
+        let body = read(&again.kept.0, &out.facts.cut_after);
+        self.went_through(&again, Operation::HttpRoundTrip, body);
         out.facts.tries = out.facts.tries.max(again.tries);
         out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
         let kept = again.kept;
@@ -702,13 +707,19 @@ impl Measurer {
         let ticket = (!control_sni).then(|| self.addresses.open(address.ip(), started.0));
         let work = self.limits.work().await;
         let first = self.refetch_once(url, address, sni, control_sni).await;
-        let mut again = Again::new(first, worth_refetching);
+        let mut cut_after: Vec<u64> = cut_in_body(&first).into_iter().collect();
+        let mut again = Again::new(first, worth_refetching).on(&self.turned_down);
         while again.another().await {
             let next = self.refetch_once(url, address, sni, control_sni).await;
+            cut_after.extend(cut_in_body(&next));
             again.took(next);
         }
         drop(work);
-        self.went_through(&again);
+        self.went_through(
+            &again,
+            Operation::HttpRoundTrip,
+            read(&again.kept, &cut_after),
+        );
         let hop = again.kept;
         let error = hop.error.clone();
         let facts = HttpFacts {
@@ -718,6 +729,7 @@ impl Measurer {
             again: !control_sni,
             tries: again.tries,
             first_failure: again.first_failure,
+            cut_after,
             check: None,
             error,
         };
@@ -867,6 +879,26 @@ fn worth_refetching(hop: &HttpHop) -> Option<&StepError> {
     hop.error
         .as_ref()
         .filter(|e| hop.status.is_none() || e.failure.is_turned_down())
+}
+
+/// The packets of the bodies a fetch's tries read: the kept one's (`hop`), and those of
+/// the tries torn down in their bodies before (`cut_after`).
+fn read(hop: &HttpHop, cut_after: &[u64]) -> f64 {
+    let kept = cut_in_body(hop).is_none().then_some(hop.body_length);
+    cut_after
+        .iter()
+        .copied()
+        .chain(kept)
+        .map(body_packets)
+        .sum()
+}
+
+/// The bytes of its body a hop torn down in its body had read.
+fn cut_in_body(hop: &HttpHop) -> Option<u64> {
+    hop.error
+        .as_ref()
+        .filter(|e| hop.status.is_some() && !e.local && e.failure.is_turned_down())
+        .map(|_| hop.body_length)
 }
 
 fn is_redirect(status: u16) -> bool {
@@ -1057,6 +1089,7 @@ mod tests {
                 again: false,
                 tries: 1,
                 first_failure: None,
+                cut_after: Vec::new(),
                 check: None,
                 error,
             })

@@ -35,17 +35,29 @@ const ENOUGH: u32 = 100;
 #[derive(Debug, Default)]
 pub struct Exchanges {
     answered: Mutex<VecDeque<Answered>>,
+    /// When an exchange last took more than one try.
+    made_again: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug)]
 struct Answered {
     at: Instant,
     tries: u32,
+    packets: u32,
 }
 
 impl Exchanges {
     /// An exchange answered now, after `tries` tries.
     pub fn answered(&self, tries: u32) {
+        self.answered_over(tries, 0);
+    }
+
+    /// An exchange answered now, after `tries` tries that met about `packets` packets
+    /// in all (see `Meanwhile::packets`).
+    pub fn answered_over(&self, tries: u32, packets: u32) {
+        if tries > 1 {
+            *self.made_again.lock().expect("exchanges lock poisoned") = Some(Instant::now());
+        }
         let mut answered = self.answered.lock().expect("exchanges lock poisoned");
         // Taken under the lock, so that the list stays in the order of the times.
         let now = Instant::now();
@@ -55,17 +67,24 @@ impl Exchanges {
         {
             answered.pop_front();
         }
-        answered.push_back(Answered { at: now, tries });
+        answered.push_back(Answered {
+            at: now,
+            tries,
+            packets,
+        });
+    }
+
+    /// Whether an exchange of the last `KEPT` took more than one try.
+    pub fn any_made_again(&self) -> bool {
+        let made_again = self.made_again.lock().expect("exchanges lock poisoned");
+        made_again.is_some_and(|at| at.elapsed() <= KEPT)
     }
 
     /// The exchanges answered since `since`, and the tries they took; and, where those
     /// took fewer than a hundred tries (`ENOUGH`), the latest before, as many as make it up.
     pub fn since(&self, since: Instant) -> (Meanwhile, Option<Meanwhile>) {
         let answered = self.answered.lock().expect("exchanges lock poisoned");
-        let none = Meanwhile {
-            answered: 0,
-            tries: 0,
-        };
+        let none = Meanwhile::default();
         let (mut meanwhile, mut before) = (none, none);
         for a in answered.iter().rev() {
             let counted = match a.at >= since {
@@ -75,6 +94,7 @@ impl Exchanges {
             };
             counted.answered += 1;
             counted.tries += a.tries;
+            counted.packets += a.packets;
         }
         (meanwhile, (before.answered > 0).then_some(before))
     }
@@ -87,15 +107,22 @@ mod tests {
     #[test]
     fn counts_the_exchanges_answered_since_and_enough_before() {
         let exchanges = Exchanges::default();
+        exchanges.answered(1);
+        assert!(!exchanges.any_made_again(), "one try: none made again");
         for _ in 0..ENOUGH {
             exchanges.answered(2);
         }
+        assert!(exchanges.any_made_again());
         std::thread::sleep(Duration::from_millis(2));
         let since = Instant::now();
         exchanges.answered(3);
         exchanges.answered(1);
         // Four tries meanwhile: the latest 48 before make the hundred.
-        let counts = |answered, tries| Meanwhile { answered, tries };
+        let counts = |answered, tries| Meanwhile {
+            answered,
+            tries,
+            packets: 0,
+        };
         assert_eq!(exchanges.since(since), (counts(2, 4), Some(counts(48, 96))));
         for _ in 0..ENOUGH {
             exchanges.answered(1);

@@ -605,8 +605,10 @@ impl Measurer {
             .network(now.checked_sub(SHARED_CHECK).unwrap_or(now));
         let check = cell
             .get_or_init(|| {
+                // Made again where refused or reset, as a step is: one flaky reset of
+                // the check would otherwise pass for a network that fails everything.
                 checked(CheckTarget::Connect(address), async {
-                    self.dialer().dial(&[address]).await.result.err()
+                    self.dial_again(&[address]).await.kept.result.err()
                 })
             })
             .await;
@@ -796,28 +798,31 @@ impl Measurer {
         (facts, dialed.result.ok().map(|(stream, _)| stream))
     }
 
-    /// Counts a connect, handshake or fetch that got through (see [`got_through`]), with
-    /// the tries turned down before, for the checks after a refusal or reset.
-    fn went_through<T>(&self, again: &Again<T>) {
+    /// Counts a connect, handshake or fetch (each try of which went as far as `through`,
+    /// and met `body` packets of bodies besides) that got through (see [`got_through`]),
+    /// with the tries turned down before, for the checks after a refusal or reset.
+    fn went_through<T>(&self, again: &Again<'_, T>, through: Operation, body: f64) {
         if let Some(tries) = again.through() {
-            self.turned_down.answered(tries);
+            let packets = f64::from(tries * through.packets()) + body;
+            self.turned_down.answered_over(tries, packets as u32);
         }
     }
 
     /// A dial (which tries a silence again itself), made again after a pause where it
     /// was refused or reset (see [`Again`]); with the first failure, where a later try
     /// got through. If every try fails, the first failure is kept.
-    async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<tcp::Dialed> {
+    async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<'_, tcp::Dialed> {
         let dialed = self.dialer().dial(addresses).await;
         let mut tries = dialed.tries;
-        let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err());
+        let mut again =
+            Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(&self.turned_down);
         while again.another().await {
             let dialed = self.dialer().dial(addresses).await;
             tries += dialed.tries;
             again.took(dialed);
         }
         again.kept.tries = tries;
-        self.went_through(&again);
+        self.went_through(&again, Operation::Connect, 0.0);
         again
     }
 
@@ -987,7 +992,7 @@ impl Measurer {
             .handshake_once(open, address, server_name, control_sni)
             .await;
         let sent = first.1;
-        let mut again = Again::new(first, |first| first.0.error.as_ref());
+        let mut again = Again::new(first, |first| first.0.error.as_ref()).on(&self.turned_down);
         while again.another().await {
             let next = self
                 .handshake_once(None, address, server_name, control_sni)
@@ -1005,8 +1010,8 @@ impl Measurer {
 
     /// The handshake `again` kept, with its tries and first failure; counted where it
     /// got through (see [`Measurer::went_through`]).
-    fn kept_handshake(&self, again: Again<(TlsFacts, DateTime<Utc>)>) -> TlsFacts {
-        self.went_through(&again);
+    fn kept_handshake(&self, again: Again<'_, (TlsFacts, DateTime<Utc>)>) -> TlsFacts {
+        self.went_through(&again, Operation::TlsHandshake, 0.0);
         let (mut kept, _) = again.kept;
         kept.tries = again.tries;
         kept.first_failure = again.first_failure;
@@ -1137,7 +1142,8 @@ impl Measurer {
     ) -> Measurement {
         let started = now();
         let first = self.handshake_once(None, address, sni, true).await;
-        let mut again = Again::turned_down_only(first, |first| first.0.error.as_ref());
+        let mut again =
+            Again::turned_down_only(first, |first| first.0.error.as_ref()).on(&self.turned_down);
         while again.another().await {
             again.took(self.handshake_once(None, address, sni, true).await);
         }
@@ -1196,10 +1202,11 @@ fn worth_again(error: &Option<StepError>) -> bool {
 /// How many times a step that failed with `error` is made in all: one turned down three
 /// times, since a path that turns one try in twenty down at random turns two in a row
 /// down once in 400 steps, and three once in 8,000 (a censor turns down every one, at
-/// once); one unanswered twice, each waiting out the deadline.
-fn tries_for(error: Option<&StepError>) -> u32 {
+/// once), or `turned_down` times on a network seen doing so; one unanswered twice, each
+/// waiting out the deadline.
+fn tries_for(error: Option<&StepError>, turned_down: u32) -> u32 {
     match error.is_some_and(|e| e.failure.is_turned_down()) {
-        true => Meanwhile::TURNED_DOWN_TRIES,
+        true => turned_down,
         false => 2,
     }
 }
@@ -1214,7 +1221,7 @@ fn got_through(error: Option<&StepError>) -> bool {
 /// [`tries_for`] it leaves one: the caller makes each try while [`Again::another`] says so
 /// and hands it to [`Again::took`]. (A loop of the caller's, not a closure, so that a try
 /// may borrow what the caller holds.)
-pub(crate) struct Again<T> {
+pub(crate) struct Again<'a, T> {
     /// The first try that got through (see [`got_through`]); where none did, the first
     /// (a later one may only meet a residual block the first set off), but for a dial
     /// silent after one refusal or reset: a censor turns down every try, so one turned
@@ -1229,12 +1236,15 @@ pub(crate) struct Again<T> {
     last: Option<StepError>,
     /// Whether a silence is tried again here (a dial tries its silences itself).
     silences: bool,
+    /// The steps that went through lately, where a step refused or reset at each try
+    /// is made more often on a network seen turning steps down (see [`Again::on`]).
+    flaky: Option<&'a Exchanges>,
     settled: bool,
 }
 
-impl<T> Again<T> {
+impl<'a, T> Again<'a, T> {
     /// The first try, and how to read its error (and each later try's).
-    pub(crate) fn new(first: T, error: fn(&T) -> Option<&StepError>) -> Again<T> {
+    pub(crate) fn new(first: T, error: fn(&T) -> Option<&StepError>) -> Again<'a, T> {
         let last = error(&first).cloned();
         Again {
             kept: first,
@@ -1244,13 +1254,33 @@ impl<T> Again<T> {
             error,
             last,
             silences: true,
+            flaky: None,
             settled: false,
+        }
+    }
+
+    /// Made more times where refused or reset while `went_through` shows other steps
+    /// lately turned down at a try and let through at a later one: on such a network
+    /// three tries turned down may be chance (a flaky middlebox meets a fetch's many
+    /// packets often), five seldom are, and a censor turns down every one.
+    pub(crate) fn on(self, went_through: &'a Exchanges) -> Again<'a, T> {
+        Again {
+            flaky: Some(went_through),
+            ..self
+        }
+    }
+
+    /// The tries of a step refused or reset at each (see [`Again::on`]).
+    fn turned_down_tries(&self) -> u32 {
+        match self.flaky.is_some_and(Exchanges::any_made_again) {
+            true => Meanwhile::FLAKY_TURNED_DOWN_TRIES,
+            false => Meanwhile::TURNED_DOWN_TRIES,
         }
     }
 
     /// As [`Again::new`], for a step that tries a silence again itself, or whose
     /// silence is not worth waiting out twice: only a refusal or a reset is made again.
-    fn turned_down_only(first: T, error: fn(&T) -> Option<&StepError>) -> Again<T> {
+    fn turned_down_only(first: T, error: fn(&T) -> Option<&StepError>) -> Again<'a, T> {
         Again {
             silences: false,
             ..Again::new(first, error)
@@ -1263,7 +1293,7 @@ impl<T> Again<T> {
             && self.last.as_ref().is_some_and(|e| {
                 worth_again(&self.last)
                     && (self.silences || e.failure.is_turned_down())
-                    && self.tries < tries_for(Some(e))
+                    && self.tries < tries_for(Some(e), self.turned_down_tries())
             });
         if due {
             tokio::time::sleep(RETRY_PAUSE).await;

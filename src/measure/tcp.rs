@@ -9,7 +9,10 @@
 //! answered, the whole round is made once more after a short pause. A router's word
 //! that the address is unreachable counts as no answer (routes flap; censors forge it);
 //! a refusal or a reset is an answer, and is not tried again here (the measurer makes
-//! the whole connect again, three times in all; see `measure::worth_again`). A live server answers the
+//! the whole connect again; see `measure::Again`), but for one that came after a SYN to
+//! the address went unanswered (the try's own first, or an earlier try's): a censor
+//! refuses every SYN at once, so that refusal is a fault's (a flaky middlebox in front
+//! of a blackhole), and the dial goes on, till a second one. A live server answers the
 //! first try at once, so it never sees a second.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -102,6 +105,10 @@ impl Dialer {
         let mut address = first;
         // A router's word that an address is unreachable, which says more than silence.
         let mut unreachable = None;
+        // A refusal or reset that came amid silence (see `silent_before`).
+        let mut amid_silence: Option<(SocketAddr, StepError)> = None;
+        // The addresses a try of this dial went unanswered at.
+        let mut went_silent: Vec<SocketAddr> = Vec::new();
         // Whether a try waited for a place among the fresh attempts: its wait is this
         // probe's own pace, not the network's answer (see `Exchanges`).
         let queued = AtomicBool::new(false);
@@ -113,48 +120,78 @@ impl Dialer {
             let round_start = tokio::time::Instant::now();
             let deadline = round_start + self.timeout;
             let mut pending = FuturesUnordered::new();
+            // The tries of this round not yet answered, in the order they were made.
+            let mut waiting: Vec<(u32, SocketAddr)> = Vec::new();
             let mut started = 0;
             loop {
                 let due = round_start + self.timeout * started / TRIES_PER_ROUND;
                 if started < TRIES_PER_ROUND && tokio::time::Instant::now() >= due {
                     address = addresses[tries as usize % addresses.len()];
-                    tries += 1;
-                    started += 1;
-                    let (to, left) = (
+                    let (to, left, n) = (
                         address,
                         deadline - tokio::time::Instant::now().min(deadline),
+                        tries,
                     );
-                    pending.push(async move { (to, self.attempt(to, left, Some(queued)).await) });
+                    tries += 1;
+                    started += 1;
+                    waiting.push((n, to));
+                    pending.push(async move {
+                        let sent = tokio::time::Instant::now();
+                        let result = self.attempt(to, left, Some(queued)).await;
+                        (n, to, sent.elapsed(), result)
+                    });
                     continue;
                 }
                 tokio::select! {
-                    Some((to, result)) = pending.next() => match result {
-                        Ok(stream) => {
-                            if let Some(answered) = self.answered.as_ref().filter(|_| !queued.load(Ordering::Relaxed)) {
-                                // The tries to the address that answered: one elsewhere
-                                // may have met a block of that address.
-                                let there = (0..tries)
-                                    .filter(|i| addresses[*i as usize % addresses.len()] == to)
-                                    .count();
-                                answered.answered(u32::try_from(there).unwrap_or(u32::MAX));
+                    Some((n, to, took, result)) = pending.next() => {
+                        waiting.retain(|(i, _)| *i != n);
+                        // Refused or reset after the try, or one before it to the same
+                        // address, had gone unanswered: its first SYN, or theirs.
+                        let silent_before = took >= PRESUMED_LOST
+                            || went_silent.contains(&to)
+                            || waiting.iter().any(|(i, there)| *i < n && *there == to);
+                        match result {
+                            Ok(stream) => {
+                                if let Some(answered) = self.answered.as_ref().filter(|_| !queued.load(Ordering::Relaxed)) {
+                                    // The tries to the address that answered: one elsewhere
+                                    // may have met a block of that address.
+                                    let there = (0..tries)
+                                        .filter(|i| addresses[*i as usize % addresses.len()] == to)
+                                        .count();
+                                    answered.answered(u32::try_from(there).unwrap_or(u32::MAX));
+                                }
+                                return Dialed { result: Ok((stream, to)), address: to, tries };
                             }
-                            return Dialed { result: Ok((stream, to)), address: to, tries };
+                            Err(e) if !e.local && e.failure.is_unanswered() => {
+                                went_silent.push(to);
+                                if !e.failure.is_timeout() {
+                                    unreachable = Some((to, e));
+                                }
+                            }
+                            // A second refusal ends the dial, as a first with no silence
+                            // before it does: a middlebox resetting a few packets in a
+                            // hundred seldom meets two SYNs of one dial, and a censor that
+                            // refuses every SYN must not wait out its silences under loss.
+                            Err(e) if e.failure.is_turned_down()
+                                && !queued.load(Ordering::Relaxed)
+                                && silent_before
+                                && amid_silence.is_none() =>
+                            {
+                                amid_silence = Some((to, e));
+                            }
+                            Err(e) => return Dialed { result: Err(e), address: to, tries },
                         }
-                        Err(e) if !e.local && e.failure.is_unanswered() => {
-                            if !e.failure.is_timeout() {
-                                unreachable = Some((to, e));
-                            }
-                            if pending.is_empty() && started == TRIES_PER_ROUND {
-                                break;
-                            }
+                        if pending.is_empty() && started == TRIES_PER_ROUND {
+                            break;
                         }
-                        Err(e) => return Dialed { result: Err(e), address: to, tries },
                     },
                     () = tokio::time::sleep_until(due), if started < TRIES_PER_ROUND => {}
                     else => break,
                 }
             }
         }
+        // One refusal amid silence, and the others silent: a flaky middlebox in front of a
+        // blackhole.
         let (address, error) =
             unreachable.unwrap_or((address, StepError::timeout(Operation::Connect)));
         Dialed {

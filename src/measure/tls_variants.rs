@@ -20,7 +20,7 @@ use tokio::time::Sleep;
 
 use super::tls::{TlsContext, provider};
 use super::unacknowledged::Unacknowledged;
-use super::{Measurer, now};
+use super::{Again, Measurer, now};
 use crate::facts::{Hello, HelloTry, TlsFacts};
 
 /// How long the split ClientHello waits between its two parts, so that they leave as
@@ -113,10 +113,11 @@ impl Measurer {
     /// handshake with each other ClientHello, and with `control` (the control SNI) too
     /// where that failed at the address before. All at once, each on a connection of its
     /// own, waiting half the step timeout at most. With `again` (the default handshake
-    /// was torn down, not stalled), a variant that neither passed nor was torn down (a
-    /// timeout, a connect lost on a lossy link) said nothing, so it is made once more,
-    /// and both tries are kept: otherwise one lost packet would hide that a split
-    /// ClientHello gets through a stateless censor.
+    /// was torn down, not stalled), a variant that did not get through is made again as
+    /// a step is (see `Again`: a silence once more, a refusal or reset up to three tries
+    /// in all, not more on a flaky network: each try may renew a residual block), and
+    /// every try is kept: otherwise one lost packet, or one reset of a flaky middlebox,
+    /// would hide that a split ClientHello gets through a stateless censor.
     pub(super) async fn other_hellos(
         &self,
         address: SocketAddr,
@@ -126,13 +127,13 @@ impl Measurer {
     ) -> Vec<HelloTry> {
         let names = std::iter::once((name, false)).chain(control.map(|sni| (sni, true)));
         let tries = names.flat_map(|(name, control_sni)| {
-            Hello::ALL.map(|hello| self.hello_twice(hello, address, name, control_sni, again))
+            Hello::ALL.map(|hello| self.hello_again(hello, address, name, control_sni, again))
         });
         join_all(tries).await.into_iter().flatten().collect()
     }
 
-    /// [`Self::hello_once`], and with `again` once more if the first said nothing.
-    async fn hello_twice(
+    /// [`Self::hello_once`], and with `again` made again while it does not get through.
+    async fn hello_again(
         &self,
         hello: Hello,
         address: SocketAddr,
@@ -143,13 +144,19 @@ impl Measurer {
         let first = self
             .hello_once(hello, address, server_name, control_sni)
             .await;
-        if !again || first.passed() || first.torn_down() {
-            return vec![first];
+        let mut tries = vec![first.clone()];
+        if !again {
+            return tries;
         }
-        let second = self
-            .hello_once(hello, address, server_name, control_sni)
-            .await;
-        vec![first, second]
+        let mut again = Again::new(first, |h| h.error.as_ref());
+        while again.another().await {
+            let next = self
+                .hello_once(hello, address, server_name, control_sni)
+                .await;
+            tries.push(next.clone());
+            again.took(next);
+        }
+        tries
     }
 
     /// One handshake with `hello`; one with the target's name in its address's turn.

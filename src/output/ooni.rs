@@ -861,6 +861,7 @@ mod tests {
             again: false,
             tries: 1,
             first_failure: None,
+            cut_after: Vec::new(),
             check: None,
             error: None,
         };
