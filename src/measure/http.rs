@@ -602,8 +602,12 @@ impl Measurer {
         out.facts.tries = out.facts.tries.max(again.tries);
         out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
         let kept = again.kept;
-        if let Some(sni) = sni.filter(|_| super::failed_once_connected(&kept.0.error)) {
-            let after = self.control_handshake_after(target, sni, address).await;
+        let failed = kept.0.error.as_ref();
+        if let (Some(sni), Some(e)) = (
+            sni,
+            failed.filter(|e| super::failed_once_connected(Some(e))),
+        ) {
+            let after = self.control_handshake_after(target, sni, address, e).await;
             out.handshakes.push(after);
         }
         out.held = held;

@@ -1087,12 +1087,15 @@ impl Measurer {
             let shared = self
                 .shared_control_handshake(target, sni, address, &mut open)
                 .await;
-            control_failed = failed_once_connected(&shared.step.error().cloned());
+            control_failed = failed_once_connected(shared.step.error());
             out.push(shared);
         }
         let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
-        let failed = failed_once_connected(&facts.error);
+        let failed = facts
+            .error
+            .clone()
+            .filter(|e| failed_once_connected(Some(e)));
         // Where the censor tears handshakes down, a variant that only timed out was lost
         // on the way and is worth a second try; where it stalls them, that is its answer.
         let torn_down = facts.error.as_ref().is_some_and(StepError::torn_down);
@@ -1103,11 +1106,11 @@ impl Measurer {
         ticket.end(Trigger::of(&handshake));
         let at = out.len();
         out.push(handshake);
-        if let Some(sni) = sni.filter(|_| failed) {
-            out.push(self.control_handshake_after(target, sni, address).await);
+        if let (Some(sni), Some(e)) = (sni, &failed) {
+            out.push(self.control_handshake_after(target, sni, address, e).await);
         }
         // After the control name's handshake right after, which they could spoil.
-        if failed && self.options.vantage == Vantage::Probe {
+        if failed.is_some() && self.options.vantage == Vantage::Probe {
             let control = sni.filter(|_| control_failed);
             let hellos = self
                 .other_hellos(address, server_name, control, torn_down)
@@ -1128,22 +1131,30 @@ impl Measurer {
     }
 
     /// A control-SNI handshake to `address` right after one with a target's name failed
-    /// there: whether the address still answered the control name then tells a failure
-    /// of the name (it did; or it stopped answering at all, as a residual block the name
-    /// set off does) from a server that had stopped doing TLS with anyone. Made again
-    /// where it was torn down, as any handshake is (a flaky path's reset of this one
-    /// would hide that only the name was turned down); a silence is not waited out
-    /// twice, the name's handshake having just waited out its own.
+    /// there (`name_failed`): whether the address still answered the control name then
+    /// tells a failure of the name (it did; or it stopped answering at all, as a residual
+    /// block the name set off does) from a server that had stopped doing TLS with
+    /// anyone. Made again where it was torn down, as any handshake is (a flaky path's
+    /// reset of this one would hide that only the name was turned down), and where it
+    /// went unanswered after the name's was torn down (a lossy link stalls a handshake
+    /// now and then); not after the name's went unanswered, which it just waited out.
     async fn control_handshake_after(
         &self,
         target: &Target,
         sni: &str,
         address: SocketAddr,
+        name_failed: &StepError,
     ) -> Measurement {
         let started = now();
         let first = self.handshake_once(None, address, sni, true).await;
-        let mut again =
-            Again::turned_down_only(first, |first| first.0.error.as_ref()).on(&self.turned_down);
+        fn error(first: &(TlsFacts, DateTime<Utc>)) -> Option<&StepError> {
+            first.0.error.as_ref()
+        }
+        let again = match name_failed.failure.is_turned_down() {
+            true => Again::new(first, error),
+            false => Again::turned_down_only(first, error),
+        };
+        let mut again = again.on(&self.turned_down);
         while again.another().await {
             again.took(self.handshake_once(None, address, sni, true).await);
         }
@@ -1154,8 +1165,8 @@ impl Measurer {
 
 /// A handshake with a target's name that failed once the connection was made, for a
 /// reason a control-SNI handshake can tell about (not a certificate, not the probe's own).
-fn failed_once_connected(error: &Option<StepError>) -> bool {
-    error.as_ref().is_some_and(|e| {
+fn failed_once_connected(error: Option<&StepError>) -> bool {
+    error.is_some_and(|e| {
         !e.local
             && e.failed_operation == Operation::TlsHandshake
             && !e.failure.is_certificate_error()
