@@ -944,6 +944,22 @@ quic_censor() {
     die "the QUIC censor did not start: $(tail -n 5 "$log.out")"
 }
 
+# The intercepting middlebox (scripts/testbed/interceptor.py): a process of its own in the
+# censor's namespace, which resets what iptables redirects to it, until the next
+# scenario switch. The pid file is written once its port is bound.
+INTERCEPTOR_PID=$STATE/run/interceptor.pid
+interceptor() {
+    local port=$1 log=$STATE/log/interceptor.log round
+    rm -f "$INTERCEPTOR_PID"
+    in_ns "$NS_CENSOR" setsid python3 "$LAB/interceptor.py" --port "$port" \
+        --pidfile "$INTERCEPTOR_PID" </dev/null >>"$log" 2>&1 9>&- &
+    for round in $(seq 1 100); do
+        [[ -s $INTERCEPTOR_PID ]] && return 0
+        sleep 0.1
+    done
+    die "the interceptor did not start: $(tail -n 5 "$log")"
+}
+
 stop_server() {
     local name=$1
     stop_pidfile "$STATE/run/nginx-$name.pid"
@@ -988,10 +1004,11 @@ apply_scenarios() {
     : >"$STATE/isp-scenario.conf"
     # The internet and the control as they are without a scenario: the small site up,
     # the sites' HTTP/3, the CDN's edge serving the site, the control with the open
-    # files it asks for; no QUIC censor.
+    # files it asks for; no QUIC censor, no interceptor.
     [[ -f $STATE/run/nginx-smallsite.pid ]] || start_nginx "$NS_NET" smallsite
     redirect_http3
     stop_pidfile "$QUIC_CENSOR_PID"
+    stop_pidfile "$INTERCEPTOR_PID"
     rm -f "$CDN_CHALLENGE"
     if [[ -f $STATE/run/control.nofile ]]; then
         stop_pidfile "$STATE/run/control.pid"

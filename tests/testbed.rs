@@ -188,6 +188,7 @@ fn faults() -> Vec<Case> {
             "quic-off",
             "cdn-challenge",
             "reset-flaky",
+            "intercept-reset",
         ] {
             cases.push(match with_all {
                 true => Case::new(&["all", name]),

@@ -38,11 +38,13 @@ pub struct CanaryFailure {
 }
 
 impl CanaryFailure {
-    /// The ways the canary's steps over TCP went unanswered (its QUIC is judged apart,
-    /// see `quic`): its connects, handshakes and fetches, where no step of the same
-    /// operation over the same family succeeded in the run (one dead node among its
-    /// addresses is that node's). Its machine's own errors are not the network's, and
-    /// an answer (a reset, a refusal) is a server's or a censor's: both are left out.
+    /// The ways the canary's steps over TCP went unanswered or were turned down at every
+    /// try (its QUIC is judged apart, see `quic`): its connects, handshakes and fetches,
+    /// where no step of the same operation over the same family succeeded in the run
+    /// (one dead node among its addresses is that node's). Its machine's own errors are
+    /// not the network's, and are left out. Nothing blocks the canary (the user chose
+    /// it so): a reset of it is the probe's network's (an intercepting proxy, a captive
+    /// portal) or its server's, and says nothing of a target reset alike.
     pub fn of(canary: &crate::facts::TargetFacts) -> Vec<CanaryFailure> {
         let mut failed = Vec::new();
         let mut worked = Vec::new();
@@ -50,7 +52,10 @@ impl CanaryFailure {
             let Some(address) = address else { return };
             let ipv6 = address.is_ipv6();
             worked.extend(done.iter().map(|operation| (ipv6, *operation)));
-            if let Some(e) = e.filter(|e| !e.local && e.failure.is_unanswered()) {
+            let network = |e: &&StepError| {
+                !e.local && (e.failure.is_unanswered() || e.failure.is_turned_down())
+            };
+            if let Some(e) = e.filter(network) {
                 failed.push(CanaryFailure {
                     ipv6,
                     operation: e.failed_operation,
@@ -99,30 +104,81 @@ impl CanaryFailure {
 }
 
 /// Why a failure at `address` is no evidence against its target: the canary, which
-/// nothing blocks (the user chose it so), went unanswered the same way in the run, at
-/// every address of the same family (see [`CanaryFailure::of`]). A network that loses
+/// nothing blocks (the user chose it so), failed the same way in the run, at every
+/// address of the same family (see [`CanaryFailure::of`]). A network that loses
 /// full-size packets (a path-MTU black hole), or one too slow for a handshake, fails
-/// every target so, the canary first. A link down while the canary was measured would
-/// count too, and leave the run's like failures `inconclusive`: the careful side.
+/// every target so, the canary first; one that tears flows down (an intercepting proxy,
+/// a captive portal) tears down the canary's, and every target's at that stage of the
+/// flow or a later one (a handshake torn down, then a fetch in its round trip). A link
+/// down while the canary was measured would count too, and leave the run's like
+/// failures `inconclusive`: the careful side.
 pub fn like_the_canary(
     what: &str,
     address: SocketAddr,
     e: &StepError,
     canary: &[CanaryFailure],
 ) -> Option<String> {
-    let same = CanaryFailure {
-        ipv6: address.is_ipv6(),
-        operation: e.failed_operation,
-        failure: e.failure.clone(),
+    let ipv6 = address.is_ipv6();
+    let alike = |c: &&CanaryFailure| {
+        c.ipv6 == ipv6
+            && match e.failure.is_turned_down() {
+                true => {
+                    c.failure.is_turned_down()
+                        && stage(c.operation)
+                            .is_some_and(|at| Some(at) <= stage(e.failed_operation))
+                }
+                false => c.operation == e.failed_operation && c.failure == e.failure,
+            }
     };
-    canary.contains(&same).then(|| {
-        format!(
-            "{what} failed ({} in {}), as the canary's own did over IPv{} in this run: the probe's own network, not the target",
-            e.failure,
-            e.failed_operation,
-            if same.ipv6 { 6 } else { 4 }
-        )
-    })
+    let theirs = canary.iter().find(alike)?;
+    Some(format!(
+        "{what} failed ({} in {}), as the canary's own did over IPv{} in this run ({} in {}): the probe's own network, not the target",
+        e.failure,
+        e.failed_operation,
+        if ipv6 { 6 } else { 4 },
+        theirs.failure,
+        theirs.operation
+    ))
+}
+
+/// Why a target of which nothing but TCP connects got through (a fixed endpoint) is no
+/// `ok`: in this run the canary's connects got through and its flows were torn down
+/// after (see [`CanaryFailure::of`]), over the same family. A middlebox that takes every
+/// connection and resets it (an intercepting proxy, a captive portal) answers any
+/// connect, a blackholed address's too.
+pub fn connects_only(measurements: &[Measurement], canary: &[CanaryFailure]) -> Option<String> {
+    let mut connected = None;
+    for m in measurements {
+        match &m.step {
+            Step::TcpConnect(t) if t.error.is_none() => connected = Some(t.address),
+            Step::TlsHandshake(t) if t.server_answered() => return None,
+            Step::Http(h) if h.hops.iter().any(|hop| hop.status.is_some()) => return None,
+            Step::QuicHandshake(q) if q.handshake.server_answered() => return None,
+            _ => {}
+        }
+    }
+    let address = connected?;
+    let torn = canary.iter().find(|c| {
+        c.ipv6 == address.is_ipv6()
+            && c.failure.is_turned_down()
+            && stage(c.operation).is_some_and(|at| at > 0)
+    })?;
+    Some(format!(
+        "TCP connects to {address} succeeded, but the canary's own flows were torn down after connecting in this run ({} in {}): a middlebox of the probe's network may have taken the connects, which then say nothing of the target",
+        torn.failure, torn.operation
+    ))
+}
+
+/// How far into a flow over TCP an operation is: a flow torn down at one stage is torn
+/// down at any later one too.
+fn stage(operation: Operation) -> Option<u8> {
+    match operation {
+        Operation::Connect => Some(0),
+        Operation::TlsHandshake => Some(1),
+        Operation::HttpRoundTrip => Some(2),
+        Operation::Read => Some(3),
+        Operation::Resolve | Operation::QuicHandshake => None,
+    }
 }
 
 /// What the canary's own lookups said of each resolver and record type, at the start
@@ -996,7 +1052,7 @@ mod tests {
         evidence_of(
             &like,
             &[
-                "failed (generic_timeout_error in tls_handshake), as the canary's own did over IPv4 in this run",
+                "failed (generic_timeout_error in tls_handshake), as the canary's own did over IPv4 in this run (generic_timeout_error in tls_handshake)",
             ],
         );
         let v6 = judged(timed_out(canary_v4), "[2a03:2880::1]:443");
@@ -1011,6 +1067,73 @@ mod tests {
         assert_eq!(
             kind(&unlike),
             (Verdict::Blocked, Some(Blocking::TlsFailure))
+        );
+    }
+
+    /// An intercepting proxy or a captive portal accepts every connection and tears
+    /// the flows down: the canary's handshake was reset at every try, so a target's
+    /// handshake or fetch reset alike is the network's; a refused connect, earlier in
+    /// the flow than anything the canary met, is still a sign.
+    #[test]
+    fn a_network_that_tears_down_the_canarys_flows_tears_down_the_targets() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let reset = |address| {
+            vec![
+                tcp(address, None),
+                tls(address, false, Some(Failure::ConnectionReset)),
+            ]
+        };
+        let mut context = Context::default();
+        context.learn_from_canary(&facts(&domain(&[]), dns(), reset("198.18.0.10:443")));
+        let answered = || (dns(), vec![tcp(FB_443, None), tls(FB_443, false, None)]);
+        let torn = compare_in(&context, domain(&[]), (dns(), reset(FB_443)), answered());
+        assert_eq!(kind(&torn), (Verdict::Inconclusive, None));
+        evidence_of(
+            &torn,
+            &["as the canary's own did over IPv4 in this run (connection_reset in tls_handshake)"],
+        );
+        let refused = compare_in(
+            &context,
+            domain(&[]),
+            (dns(), vec![tcp(FB_443, Some(Failure::ConnectionRefused))]),
+            answered(),
+        );
+        assert_eq!(
+            kind(&refused),
+            (Verdict::Blocked, Some(Blocking::TcpRefused))
+        );
+        // A canary that went through: the same reset is the target's.
+        let mut clean = Context::default();
+        clean.learn_from_canary(&facts(
+            &domain(&[]),
+            dns(),
+            vec![
+                tcp("198.18.0.10:443", None),
+                tls("198.18.0.10:443", false, None),
+            ],
+        ));
+        let blocked = compare_in(&clean, domain(&[]), (dns(), reset(FB_443)), answered());
+        assert_eq!(
+            kind(&blocked).0,
+            Verdict::Blocked,
+            "{}",
+            blocked.verdict.evidence
+        );
+        // Such a middlebox answers every connect, a blackholed address's too: a fixed
+        // endpoint that only connected is no `ok` there.
+        let connected = || (vec![], vec![tcp(DC_443, None)]);
+        let taken = compare_in(&context, endpoint(), connected(), connected());
+        assert_eq!(kind(&taken), (Verdict::Inconclusive, None));
+        evidence_of(
+            &taken,
+            &["a middlebox of the probe's network may have taken the connects"],
+        );
+        let reached = compare_in(&clean, endpoint(), connected(), connected());
+        assert_eq!(
+            kind(&reached),
+            (Verdict::Ok, None),
+            "{}",
+            reached.verdict.evidence
         );
     }
 

@@ -520,11 +520,14 @@ pub fn judge(facts: &TargetFacts, control: Control<'_>, context: &Context) -> Ou
             let kind = (flagged && d.problem.interference).then_some(d.problem.finding.blocking);
             (d.verdict, kind, d.evidence)
         }
-        None => (
-            Verdict::Ok,
-            None,
-            ok_evidence(&facts.measurements, &unexplained),
-        ),
+        None => match explain::connects_only(&facts.measurements, &context.canary_failed) {
+            Some(why) => (Verdict::Inconclusive, None, why),
+            None => (
+                Verdict::Ok,
+                None,
+                ok_evidence(&facts.measurements, &unexplained),
+            ),
+        },
     };
     Outcome {
         verdict: TargetVerdict {
