@@ -588,6 +588,7 @@ impl Measurer {
                 out.handshakes.push(handshake);
             }
         }
+        let besides = super::counted_connect(&open);
         let first = self.exchange_at_work(url, open, address, &host, out).await;
         out.facts.cut_after = cut_in_body(&first.0).into_iter().collect();
         let mut again =
@@ -598,7 +599,7 @@ impl Measurer {
             again.took(next);
         }
         let body = read(&again.kept.0, &out.facts.cut_after);
-        self.went_through(&again, Operation::HttpRoundTrip, body);
+        self.went_through(&again, Operation::HttpRoundTrip, body + besides);
         out.facts.tries = out.facts.tries.max(again.tries);
         out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
         let kept = again.kept;

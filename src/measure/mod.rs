@@ -798,13 +798,15 @@ impl Measurer {
         (facts, dialed.result.ok().map(|(stream, _)| stream))
     }
 
-    /// Counts a connect, handshake or fetch (each try of which went as far as `through`,
-    /// and met `body` packets of bodies besides) that got through (see [`got_through`]),
-    /// with the tries turned down before, for the checks after a refusal or reset.
-    fn went_through<T>(&self, again: &Again<'_, T>, through: Operation, body: f64) {
+    /// Counts a connect, handshake or fetch (each try of which went as far as `through`)
+    /// that got through (see [`got_through`]), with the tries turned down before, for the
+    /// checks after a refusal or reset; with `besides` packets: the bodies its tries read,
+    /// less a connect counted already (see [`counted_connect`]).
+    fn went_through<T>(&self, again: &Again<'_, T>, through: Operation, besides: f64) {
         if let Some(tries) = again.through() {
-            let packets = f64::from(tries * through.packets()) + body;
-            self.turned_down.answered_over(tries, packets as u32);
+            let packets = f64::from(tries * through.packets()) + besides;
+            self.turned_down
+                .answered_over(tries, packets.max(0.0) as u32);
         }
     }
 
@@ -988,6 +990,7 @@ impl Measurer {
         control_sni: bool,
     ) -> (TlsFacts, DateTime<Utc>) {
         let began = tokio::time::Instant::now();
+        let besides = counted_connect(&open);
         let first = self
             .handshake_once(open, address, server_name, control_sni)
             .await;
@@ -999,7 +1002,7 @@ impl Measurer {
                 .await;
             again.took(next);
         }
-        let mut kept = self.kept_handshake(again);
+        let mut kept = self.kept_handshake(again, besides);
         // Checked after the failures made again (a silence, a refusal or reset), as those
         // are what the network alone can cause.
         if let Some(failure) = kept.error.clone().filter(|_| worth_again(&kept.error)) {
@@ -1009,9 +1012,13 @@ impl Measurer {
     }
 
     /// The handshake `again` kept, with its tries and first failure; counted where it
-    /// got through (see [`Measurer::went_through`]).
-    fn kept_handshake(&self, again: Again<'_, (TlsFacts, DateTime<Utc>)>) -> TlsFacts {
-        self.went_through(&again, Operation::TlsHandshake, 0.0);
+    /// got through (see [`Measurer::went_through`], and `besides` there).
+    fn kept_handshake(
+        &self,
+        again: Again<'_, (TlsFacts, DateTime<Utc>)>,
+        besides: f64,
+    ) -> TlsFacts {
+        self.went_through(&again, Operation::TlsHandshake, besides);
         let (mut kept, _) = again.kept;
         kept.tries = again.tries;
         kept.first_failure = again.first_failure;
@@ -1158,8 +1165,18 @@ impl Measurer {
         while again.another().await {
             again.took(self.handshake_once(None, address, sni, true).await);
         }
-        let facts = self.kept_handshake(again);
+        let facts = self.kept_handshake(again, 0.0);
         self.record(target, started, Step::TlsHandshake(facts))
+    }
+}
+
+/// Packets to leave out of a handshake's or fetch's count in the tally of steps that went
+/// through (see [`Measurer::went_through`]): where its first try is made on `open`, a
+/// connection its connect step made, that step counted the connect's already.
+fn counted_connect(open: &Option<TcpStream>) -> f64 {
+    match open {
+        Some(_) => -f64::from(Operation::Connect.packets()),
+        None => 0.0,
     }
 }
 
