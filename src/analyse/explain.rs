@@ -52,10 +52,7 @@ impl CanaryFailure {
             let Some(address) = address else { return };
             let ipv6 = address.is_ipv6();
             worked.extend(done.iter().map(|operation| (ipv6, *operation)));
-            let network = |e: &&StepError| {
-                !e.local && (e.failure.is_unanswered() || e.failure.is_turned_down())
-            };
-            if let Some(e) = e.filter(network) {
+            if let Some(e) = e.filter(|e| e.by_network()) {
                 failed.push(CanaryFailure {
                     ipv6,
                     operation: e.failed_operation,
@@ -124,8 +121,9 @@ pub fn like_the_canary(
             && match e.failure.is_turned_down() {
                 true => {
                     c.failure.is_turned_down()
-                        && stage(c.operation)
-                            .is_some_and(|at| Some(at) <= stage(e.failed_operation))
+                        && c.operation.stage().is_some_and(|at| {
+                            e.failed_operation.stage().is_some_and(|mine| at <= mine)
+                        })
                 }
                 false => c.operation == e.failed_operation && c.failure == e.failure,
             }
@@ -161,24 +159,12 @@ pub fn connects_only(measurements: &[Measurement], canary: &[CanaryFailure]) -> 
     let torn = canary.iter().find(|c| {
         c.ipv6 == address.is_ipv6()
             && c.failure.is_turned_down()
-            && stage(c.operation).is_some_and(|at| at > 0)
+            && c.operation.stage().is_some_and(|at| at > 0)
     })?;
     Some(format!(
         "TCP connects to {address} succeeded, but the canary's own flows were torn down after connecting in this run ({} in {}): a middlebox of the probe's network may have taken the connects, which then say nothing of the target",
         torn.failure, torn.operation
     ))
-}
-
-/// How far into a flow over TCP an operation is: a flow torn down at one stage is torn
-/// down at any later one too.
-fn stage(operation: Operation) -> Option<u8> {
-    match operation {
-        Operation::Connect => Some(0),
-        Operation::TlsHandshake => Some(1),
-        Operation::HttpRoundTrip => Some(2),
-        Operation::Read => Some(3),
-        Operation::Resolve | Operation::QuicHandshake => None,
-    }
 }
 
 /// What the canary's own lookups said of each resolver and record type, at the start
@@ -269,7 +255,7 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
     if !e.failure.is_timeout() {
         return None;
     }
-    let (counted, when, unanswered) = judged(check, |m| failing(m, f.sent, LOW))?;
+    let (counted, when, unanswered) = judged(check, |m| failing(m, f.sent))?;
     Some(format!(
         "{} {} lookup of {} failed ({}) while the resolver was dropping queries: the {} lookups it had answered {when} took {} copies of the query, {:.0} % of them unanswered, a rate at which all {} copies of a lookup go unanswered once in {:.0}: the resolver or the way to it, not the name",
         f.resolver,
@@ -318,7 +304,7 @@ pub fn step_tried(
     if e.failure.is_turned_down() {
         return turned_down_at_random(what, e, check, tries.max(1), cut_after);
     }
-    let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES, LOW))?;
+    let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES))?;
     Some(format!(
         "{what} failed ({}) while the probe's network was failing new connections: the {} connects it had answered {when} took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: the probe's own network, not the target, however the canary fared",
         e.failure,
@@ -371,10 +357,10 @@ fn turned_down_at_random(
     // that turns flows down now and then; but over a few tries, one step's luck (or a
     // censor's that lets a try through) would make it.
     let judge = |m: Meanwhile| {
-        let (_, all_fail) = odds(m);
-        (m.tries >= TURNED_DOWN_SAMPLE && all_fail >= 0.001).then_some(all_fail)
+        let (rate, all_fail) = odds(m);
+        (m.tries >= TURNED_DOWN_SAMPLE && all_fail >= 0.001).then_some((rate, all_fail))
     };
-    let (counted, when, all_fail) = judged(check, judge)?;
+    let (counted, when, (rate_seen, all_fail)) = judged(check, judge)?;
     let turned = counted.unanswered().unwrap_or_default();
     let rate = match counted.packets {
         0 => format!(
@@ -393,7 +379,7 @@ fn turned_down_at_random(
             };
             format!(
                 "one in {:.0} of the some {} packets they met; at that rate all {tries} tries of this step ({met}) fail once in {:.0}",
-                1.0 / odds(counted).0,
+                1.0 / rate_seen,
                 counted.packets,
                 1.0 / all_fail
             )
@@ -412,10 +398,10 @@ fn turned_down_at_random(
 /// it found: those made while the failed step went on, which tell of the network then;
 /// or, where they do not, those with the latest before (`Check::before`), more of
 /// them, which tell of a network failing for longer.
-fn judged(
+fn judged<T>(
     check: &Check,
-    judge: impl Fn(Meanwhile) -> Option<f64>,
-) -> Option<(Meanwhile, &'static str, f64)> {
+    judge: impl Fn(Meanwhile) -> Option<T>,
+) -> Option<(Meanwhile, &'static str, T)> {
     let meanwhile = check.meanwhile?;
     let with_before = check
         .before
@@ -438,16 +424,16 @@ const LOW: f64 = 2.0;
 /// saturated link (which the testbed put at 44 to 70 % of connects), a resolver
 /// dropping half its queries. A censor's blackhole leaves the other addresses'
 /// connects alone; a lossy link (one round trip in four lost) left 17 to 31 %. The
-/// share is judged `errors` standard errors under what was seen ([`LOW`]: at the low
-/// end of what so many tries can tell), so that a lossy link's, high by chance in a
+/// share is judged [`LOW`] standard errors under what was seen (at the low end of what
+/// so many tries can tell), so that a lossy link's, high by chance in a
 /// short span, does not pass for a failing network.
-fn failing(meanwhile: Meanwhile, tries: u32, errors: f64) -> Option<f64> {
+fn failing(meanwhile: Meanwhile, tries: u32) -> Option<f64> {
     // Fewer tries than one exchange makes tell nothing of the network.
     let share = meanwhile
         .unanswered()
         .filter(|_| tries > 0 && meanwhile.tries >= tries)?;
     let error = (share * (1.0 - share) / f64::from(meanwhile.tries)).sqrt();
-    let low = (share - errors * error).max(0.0);
+    let low = (share - LOW * error).max(0.0);
     (low.powi(tries as i32) >= 0.001).then_some(share)
 }
 

@@ -266,6 +266,18 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// How far into a flow over TCP the operation is (a flow torn down at one stage is
+    /// torn down at any later one too); none for a lookup or a QUIC handshake.
+    pub fn stage(self) -> Option<u8> {
+        match self {
+            Operation::Connect => Some(0),
+            Operation::TlsHandshake => Some(1),
+            Operation::HttpRoundTrip => Some(2),
+            Operation::Read => Some(3),
+            Operation::Resolve | Operation::QuicHandshake => None,
+        }
+    }
+
     /// About how many packets, both ways, a try has met by the end of this operation,
     /// from its connect on: a SYN and its answer and an acknowledgement; a ClientHello,
     /// the server's flight and a Finished; a request, its response and an
@@ -317,6 +329,13 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl StepError {
+    /// Whether the network stopped the step: it went unanswered, or was refused or torn
+    /// down, and not by the probe's own machine. Such a failure is followed by a network
+    /// check, and the canary's counts against the run's like failures.
+    pub fn by_network(&self) -> bool {
+        !self.local && (self.failure.is_unanswered() || self.failure.is_turned_down())
+    }
+
     /// Torn down by the far side or the path (reset, closed): an answer, where a
     /// timeout says nothing.
     pub fn torn_down(&self) -> bool {

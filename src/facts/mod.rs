@@ -521,8 +521,7 @@ pub struct TlsFacts {
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
     /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
-    /// tries through), or, for a connect, one refusal or reset followed by a silence,
-    /// which is kept (see `measure::Again`). None where the first try was kept.
+    /// tries through; see `measure::Again`). None where the first try was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
     /// After a handshake that timed out, or was torn down at every try: a connect to the

@@ -603,11 +603,7 @@ impl Measurer {
         out.facts.tries = out.facts.tries.max(again.tries);
         out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
         let kept = again.kept;
-        let failed = kept.0.error.as_ref();
-        if let (Some(sni), Some(e)) = (
-            sni,
-            failed.filter(|e| super::failed_once_connected(Some(e))),
-        ) {
+        if let (Some(sni), Some(e)) = (sni, super::failed_once_connected(kept.0.error.as_ref())) {
             let after = self.control_handshake_after(target, sni, address, e).await;
             out.handshakes.push(after);
         }

@@ -1094,15 +1094,12 @@ impl Measurer {
             let shared = self
                 .shared_control_handshake(target, sni, address, &mut open)
                 .await;
-            control_failed = failed_once_connected(shared.step.error());
+            control_failed = failed_once_connected(shared.step.error()).is_some();
             out.push(shared);
         }
         let ticket = self.addresses.open(address.ip(), Utc::now());
         let (facts, sent) = self.handshake(open, address, server_name, false).await;
-        let failed = facts
-            .error
-            .clone()
-            .filter(|e| failed_once_connected(Some(e)));
+        let failed = failed_once_connected(facts.error.as_ref()).cloned();
         // Where the censor tears handshakes down, a variant that only timed out was lost
         // on the way and is worth a second try; where it stalls them, that is its answer.
         let torn_down = facts.error.as_ref().is_some_and(StepError::torn_down);
@@ -1180,10 +1177,11 @@ fn counted_connect(open: &Option<TcpStream>) -> f64 {
     }
 }
 
-/// A handshake with a target's name that failed once the connection was made, for a
-/// reason a control-SNI handshake can tell about (not a certificate, not the probe's own).
-fn failed_once_connected(error: Option<&StepError>) -> bool {
-    error.is_some_and(|e| {
+/// The failure of a handshake with a target's name that failed once the connection was
+/// made, for a reason a control-SNI handshake can tell about (not a certificate, not the
+/// probe's own).
+fn failed_once_connected(error: Option<&StepError>) -> Option<&StepError> {
+    error.filter(|e| {
         !e.local
             && e.failed_operation == Operation::TlsHandshake
             && !e.failure.is_certificate_error()
@@ -1367,7 +1365,7 @@ impl<'a, T> Again<'a, T> {
 fn worth_a_check(error: &Option<StepError>) -> Option<&Failure> {
     error
         .as_ref()
-        .filter(|e| !e.local && (e.failure.is_unanswered() || e.failure.is_turned_down()))
+        .filter(|e| e.by_network())
         .map(|e| &e.failure)
 }
 

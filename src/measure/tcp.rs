@@ -105,8 +105,8 @@ impl Dialer {
         let mut address = first;
         // A router's word that an address is unreachable, which says more than silence.
         let mut unreachable = None;
-        // A refusal or reset that came amid silence (see `silent_before`).
-        let mut amid_silence: Option<(SocketAddr, StepError)> = None;
+        // Whether a refusal or reset came amid silence (see `silent_before`) already.
+        let mut refused_amid_silence = false;
         // The addresses a try of this dial went unanswered at.
         let mut went_silent: Vec<SocketAddr> = Vec::new();
         // Whether a try waited for a place among the fresh attempts: its wait is this
@@ -175,9 +175,9 @@ impl Dialer {
                             Err(e) if e.failure.is_turned_down()
                                 && !queued.load(Ordering::Relaxed)
                                 && silent_before
-                                && amid_silence.is_none() =>
+                                && !refused_amid_silence =>
                             {
-                                amid_silence = Some((to, e));
+                                refused_amid_silence = true;
                             }
                             Err(e) => return Dialed { result: Err(e), address: to, tries },
                         }
