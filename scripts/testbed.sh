@@ -891,6 +891,8 @@ up() {
 #   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
 #                         flows whose Initial names NAME or a subdomain (the scenario
 #                         adds the rule that queues packets to it)
+#   outage FIRST DOWN UP  cut the probe's link off for DOWN seconds every DOWN + UP,
+#                         the first cut FIRST seconds on, until the next scenario switch
 #   include NAME...       apply other scenarios too
 #   addr_of NAME          the address of a lab name
 # and the address plan's variables ($LAN_IF, $RESOLVER_IP, $TELEGRAM_DCS, ...).
@@ -960,6 +962,39 @@ interceptor() {
     die "the interceptor did not start: $(tail -n 5 "$log")"
 }
 
+# The link's outages: a loop of its own in the censor's namespace, which drops every
+# packet from and to the probe (DNS to the router's resolver included) for DOWN
+# seconds, lets them pass for UP, and so on, until the next scenario switch, which
+# stops it before it flushes the tables (a cut left in place goes with them).
+OUTAGE_PID=$STATE/run/outage.pid
+outage() {
+    local first=$1 down=$2 up=$3
+    rm -f "$OUTAGE_PID"
+    # shellcheck disable=SC2016 # expanded by the loop's own shell
+    in_ns "$NS_CENSOR" env LAN_IF="$LAN_IF" PIDFILE="$OUTAGE_PID" FIRST="$first" UP="$up" DOWN="$down" \
+        setsid bash -c '
+        cut() {
+            iptables -w -t raw "$1" PREROUTING -i "$LAN_IF" -j DROP
+            iptables -w -t mangle "$1" POSTROUTING -o "$LAN_IF" -j DROP
+            ip6tables -w -t raw "$1" PREROUTING -i "$LAN_IF" -j DROP
+            ip6tables -w -t mangle "$1" POSTROUTING -o "$LAN_IF" -j DROP
+        }
+        echo $$ >"$PIDFILE"
+        sleep "$FIRST"
+        while :; do
+            cut -I
+            sleep "$DOWN"
+            cut -D
+            sleep "$UP"
+        done' </dev/null >>"$STATE/log/outage.log" 2>&1 9>&- &
+    local round
+    for round in $(seq 1 100); do
+        [[ -s $OUTAGE_PID ]] && return 0
+        sleep 0.1
+    done
+    die "the outage loop did not start: $(tail -n 5 "$STATE/log/outage.log")"
+}
+
 stop_server() {
     local name=$1
     stop_pidfile "$STATE/run/nginx-$name.pid"
@@ -993,6 +1028,8 @@ apply_scenarios() {
     for name in "$@"; do
         [[ -f $(scenario_file "$name") ]] || die "no scenario named $name; scenarios: $(scenario_names | tr '\n' ' ')"
     done
+    # The outage loop first: a cut it made after the flush would stay.
+    stop_pidfile "$OUTAGE_PID"
     local table
     for table in filter nat mangle raw; do
         censor iptables -w -t "$table" -F

@@ -189,6 +189,7 @@ fn faults() -> Vec<Case> {
             "cdn-challenge",
             "reset-flaky",
             "intercept-reset",
+            "outage",
         ] {
             cases.push(match with_all {
                 true => Case::new(&["all", name]),

@@ -247,13 +247,25 @@ pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<St
 }
 
 /// Why a lookup none of whose copies was answered is no sign, though the resolver
-/// answered its check: the resolver, or the way to it, was leaving so many of its
+/// answered its check: the probe's link was down as it was made again (a pulse of the
+/// link found it so: see `measure::Measurer::pulse`), or the resolver, or the way to
+/// it, was leaving so many of its
 /// other lookups' copies unanswered meanwhile (see `failing`) that all of this one's
 /// going unanswered is no surprise. A censor that drops the queries naming a target
 /// leaves the other names' answered at their first copy.
 fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String> {
     if !e.failure.is_timeout() {
         return None;
+    }
+    if let Some(pulse) = check.during.filter(|pulse| pulse.answered == 0) {
+        return Some(format!(
+            "{} {} lookup of {} failed ({}) while the probe's link was down: {} connects to the canary, made at once as a step was tried again meanwhile, went unanswered too, though the resolver answered right after: the probe's own network, not the name",
+            f.resolver,
+            f.query_type.as_str(),
+            f.hostname,
+            e.failure,
+            pulse.made
+        ));
     }
     let (counted, when, unanswered) = judged(check, |m| failing(m, f.sent))?;
     Some(format!(
@@ -271,9 +283,12 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
 }
 
 /// Why a failed connect, handshake or fetch is no evidence against the target: the
-/// probe's own error, a network that could not reach the canary either right after,
-/// or one that left so many of its other connects meanwhile unanswered at first (see
-/// `failing`) that a target's every try going unanswered is no sign.
+/// probe's own error, a network that could not reach the canary either right after;
+/// after a silence, one that reached it only at a later try (a link down as the step
+/// ended, back as the check went on), or whose link a pulse found down during the
+/// step's last try (see `measure::Measurer::pulse`), or one that left so many of its
+/// other connects meanwhile unanswered at first (see `failing`) that a target's every
+/// try going unanswered is no sign.
 pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> {
     step_tried(what, e, check, Meanwhile::TURNED_DOWN_TRIES, &[])
 }
@@ -303,6 +318,22 @@ pub fn step_tried(
     }
     if e.failure.is_turned_down() {
         return turned_down_at_random(what, e, check, tries.max(1), cut_after);
+    }
+    let silent = e.failure.is_timeout();
+    if let Some(first) = check
+        .first_tries
+        .filter(|first| silent && first.answered == 0)
+    {
+        return Some(format!(
+            "{what} failed ({}), and the {} connects to the canary at {} made at once right after went unanswered at their first try too (it answered a later one): the probe's network was down as the step ended, not the target",
+            e.failure, first.made, check.checked
+        ));
+    }
+    if let Some(pulse) = check.during.filter(|pulse| silent && pulse.answered == 0) {
+        return Some(format!(
+            "{what} failed ({}) while the probe's link was down: {} connects to the canary at {}, made at once as a step was tried again meanwhile, went unanswered too, though the canary answered right after: the probe's own network, not the target",
+            e.failure, pulse.made, check.checked
+        ));
     }
     let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES))?;
     Some(format!(
@@ -623,7 +654,7 @@ mod tests {
     use super::super::{Blocking, Context, Verdict};
     use super::ResolverHealth;
     use crate::facts::failure::{Failure, StepError};
-    use crate::facts::{Meanwhile, Measurement, QueryType, Sent, Step, Trigger};
+    use crate::facts::{Burst, Meanwhile, Measurement, QueryType, Sent, Step, Trigger};
 
     /// A run whose canary's A lookup through `system` failed with `failure`.
     fn canary_failed(failure: Failure) -> Context {
@@ -728,6 +759,28 @@ mod tests {
         let refused = silent(Failure::DnsServfail, 40, 120);
         assert_eq!(
             kind(&refused),
+            (Verdict::Blocked, Some(Blocking::DnsFailure))
+        );
+        // A lookup made again while a pulse of the link found it down: the link's, though
+        // the resolver answered right after.
+        let pulsed = |answered| {
+            let mut m = checked(failed_lookup(Failure::GenericTimeout), None);
+            if let Step::Dns(d) = &mut m.step {
+                d.replies.clear();
+                d.check.as_mut().unwrap().during = Some(Burst { made: 6, answered });
+            }
+            compare(domain(&[]), (vec![m], vec![]), (resolved(), vec![]))
+        };
+        let link_down = pulsed(0);
+        assert_eq!(kind(&link_down), (Verdict::Inconclusive, None));
+        evidence_of(
+            &link_down,
+            &[
+                "failed (generic_timeout_error) while the probe's link was down: 6 connects to the canary",
+            ],
+        );
+        assert_eq!(
+            kind(&pulsed(1)),
             (Verdict::Blocked, Some(Blocking::DnsFailure))
         );
     }
@@ -868,6 +921,50 @@ mod tests {
             kind(&blackhole),
             (Verdict::Blocked, Some(Blocking::TcpBlackhole))
         );
+        // The canary answered, but none of the check's connects at its first try (the
+        // link was down as the connect ended, and came back as the check went on), or
+        // none of a pulse's as the connect was tried again (it came back between the
+        // two). One answered at once is enough for a blackhole.
+        let answered_at_first = |right_after, pulsed| {
+            let mut m = checked(timed_out_connect(), None);
+            if let Step::TcpConnect(t) = &mut m.step {
+                let check = t.check.as_mut().unwrap();
+                check.first_tries = Some(Burst {
+                    made: 6,
+                    answered: right_after,
+                });
+                check.during = Some(Burst {
+                    made: 6,
+                    answered: pulsed,
+                });
+            }
+            compare(domain(&[]), (dns(), vec![m]), control())
+        };
+        let back_later = answered_at_first(0, 6);
+        assert_eq!(kind(&back_later), (Verdict::Inconclusive, None));
+        evidence_of(
+            &back_later,
+            &[
+                "the 6 connects to the canary at",
+                "went unanswered at their first try too",
+                "the probe's network was down as the step ended",
+            ],
+        );
+        let came_back = answered_at_first(6, 0);
+        assert_eq!(kind(&came_back), (Verdict::Inconclusive, None));
+        evidence_of(
+            &came_back,
+            &[
+                "while the probe's link was down: 6 connects to the canary at",
+                "went unanswered too",
+            ],
+        );
+        for (right_after, pulsed) in [(1, 6), (6, 2)] {
+            assert_eq!(
+                kind(&answered_at_first(right_after, pulsed)),
+                (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+            );
+        }
         // The canary answered, but the probe's other connects meanwhile took three tries
         // each on the whole (a full NAT table): all of one connect's going unanswered
         // comes once in eleven there.

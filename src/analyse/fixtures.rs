@@ -336,6 +336,8 @@ pub fn check(error: Option<Failure>) -> Check {
         error: error.map(|f| StepError::new(Operation::Resolve, f)),
         meanwhile: None,
         before: None,
+        first_tries: None,
+        during: None,
     }
 }
 

@@ -1291,6 +1291,8 @@ mod tests {
                 error: Some(StepError::timeout(Operation::Connect)),
                 meanwhile: None,
                 before: None,
+                first_tries: None,
+                during: None,
             });
         }
         let lost = compare(url(), (dns(), vec![own]), their_page());

@@ -214,6 +214,29 @@ pub struct Check {
     /// enough meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Meanwhile>,
+    /// For a connect check: its connects to the canary, made at once, and how many were
+    /// answered at their first try (within a third of the deadline, before the dial tried
+    /// again). A link that was down as the failed step ended answers none of them at
+    /// first, though it may answer a later try once it is back; a lossy one loses some.
+    /// None for a resolver's check, or in an earlier version's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_tries: Option<Burst>,
+    /// The pulse of the link answered least during the failed step's last try (see
+    /// `measure::Measurer::pulse`): connects to the canary made at once, as this step or
+    /// another was tried again after a silence, each given a third of the deadline. None
+    /// answered: the link was down then, even where it was back for the check after.
+    /// None where there was no pulse then (no step tried again after a silence), or in an
+    /// earlier version's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<Burst>,
+}
+
+/// Connects to the canary made at once, and how many of them were answered (connected,
+/// or refused or reset: the link carried them) within a third of the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Burst {
+    pub made: u32,
+    pub answered: u32,
 }
 
 /// The probe's exchanges answered during a span of time (see `measure::meanwhile`),

@@ -415,6 +415,8 @@ mod tests {
                 }),
                 meanwhile: None,
                 before: None,
+                first_tries: None,
+                during: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

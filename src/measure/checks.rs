@@ -7,23 +7,49 @@
 //! canary's looked up through the same resolver, with the same record type, or the
 //! canary connected to. If the check fails too, the failure was
 //! the probe's own. Failures that end at about the same time share one check, so that a
-//! dead link costs one more timeout, not one per target.
+//! dead link costs one more timeout, not one per target. And as steps are tried again
+//! after a silence, the link is pulsed (connects to the canary made at once): a link
+//! that was down during a step's last try and came back before its check shows there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::facts::{Check, QueryType};
+use crate::facts::{Burst, Check, QueryType};
 
 type Slot = Option<(Instant, Arc<OnceCell<Check>>)>;
+/// Pulses of the link: when each began, and how it fared once done.
+type Pulses = Arc<Mutex<VecDeque<(Instant, Option<Burst>)>>>;
 
 #[derive(Default)]
 pub struct Checks {
     network: Mutex<Slot>,
     /// By resolver, as configured, and record type.
     resolvers: Mutex<HashMap<(String, QueryType), Slot>>,
+    /// The pulses of the link (see [`Checks::pulse`]), shared with the tasks that make
+    /// them.
+    pulses: Pulses,
+}
+
+/// How long the pulses are kept: longer than any step's last try.
+const PULSES_KEPT: Duration = Duration::from_secs(60);
+
+/// A pulse begun, to be told how it fared.
+pub struct Pulse {
+    pulses: Pulses,
+    began: Instant,
+}
+
+impl Pulse {
+    pub fn fared(self, burst: Burst) {
+        let mut pulses = self.pulses.lock().expect("checks lock poisoned");
+        if let Some(pulse) = pulses.iter_mut().find(|(began, _)| *began == self.began) {
+            pulse.1 = Some(burst);
+        }
+    }
 }
 
 impl Checks {
@@ -34,6 +60,41 @@ impl Checks {
             &mut self.network.lock().expect("checks lock poisoned"),
             after,
         )
+    }
+
+    /// A pulse of the link to begin now, as a step is tried again after a silence: none
+    /// where one is still going on, or began within `shared` (it tells of the link
+    /// then as well).
+    pub fn pulse(&self, shared: Duration) -> Option<Pulse> {
+        let now = Instant::now();
+        let mut pulses = self.pulses.lock().expect("checks lock poisoned");
+        while pulses
+            .front()
+            .is_some_and(|(began, _)| now.duration_since(*began) > PULSES_KEPT)
+        {
+            pulses.pop_front();
+        }
+        if pulses
+            .back()
+            .is_some_and(|(began, fared)| fared.is_none() || now.duration_since(*began) < shared)
+        {
+            return None;
+        }
+        pulses.push_back((now, None));
+        Some(Pulse {
+            pulses: self.pulses.clone(),
+            began: now,
+        })
+    }
+
+    /// Of the pulses begun from `since` to `until` and done, the one answered least.
+    pub fn worst_pulse(&self, since: Instant, until: Instant) -> Option<Burst> {
+        let pulses = self.pulses.lock().expect("checks lock poisoned");
+        pulses
+            .iter()
+            .filter(|(began, _)| (since..=until).contains(began))
+            .filter_map(|(_, fared)| *fared)
+            .min_by_key(|fared| fared.answered)
     }
 
     /// The same for a resolver's check with one record type.
@@ -81,5 +142,27 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &b));
         let aaaa = checks.resolver("udp://192.0.2.1:53", QueryType::Aaaa, first_failure);
         assert!(!Arc::ptr_eq(&a, &aaaa));
+    }
+
+    #[test]
+    fn a_pulse_is_shared_for_a_while_and_the_worst_of_a_span_is_told() {
+        let checks = Checks::default();
+        let step_began = Instant::now();
+        let shared = Duration::from_millis(50);
+        let fared = |made, answered| Burst { made, answered };
+        let first = checks.pulse(shared).unwrap();
+        // One still going on: none to make.
+        std::thread::sleep(shared);
+        assert!(checks.pulse(shared).is_none());
+        first.fared(fared(6, 0));
+        // One begun within `shared`: none to make.
+        assert!(checks.pulse(Duration::from_secs(60)).is_none());
+        std::thread::sleep(shared);
+        checks.pulse(shared).unwrap().fared(fared(6, 4));
+        let now = Instant::now();
+        assert_eq!(checks.worst_pulse(step_began, now), Some(fared(6, 0)));
+        // A span after the link's bad moment is not told of it; nor one before a pulse.
+        assert_eq!(checks.worst_pulse(now, now), None);
+        assert_eq!(checks.worst_pulse(step_began, step_began), None);
     }
 }

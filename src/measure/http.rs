@@ -594,7 +594,8 @@ impl Measurer {
         let mut again =
             Again::new(first, |exchanged| worth_refetching(&exchanged.0)).on(&self.turned_down);
         while again.another().await {
-            let next = self.exchange_at_work(url, None, address, &host, out).await;
+            let next = self.exchange_at_work(url, None, address, &host, out);
+            let next = self.alongside(next, again.pulse_after()).await;
             out.facts.cut_after.extend(cut_in_body(&next.0));
             again.took(next);
         }

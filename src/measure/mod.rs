@@ -40,7 +40,7 @@ use url::Url;
 
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, FirstBytes, Meanwhile, Measurement, QueryType, QuicFacts,
+    Burst, Check, CheckTarget, DnsFacts, FirstBytes, Meanwhile, Measurement, QueryType, QuicFacts,
     Reconnect, Step, TargetFacts, TcpFacts, TlsFacts, Trigger, Vantage, answered_addresses,
     distinct,
 };
@@ -78,6 +78,11 @@ pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
 const IDLE_AT_MOST: Duration = Duration::from_secs(2);
 /// How long before a failure ended a network check may have begun and still be its.
 const SHARED_CHECK: Duration = Duration::from_secs(1);
+/// The canary's connects a network check or a pulse makes at once: a link that loses
+/// 28 % of round trips (the testbed's `lossy`, 15 % each way) leaves all six unanswered
+/// at their first try once in some 2,000 (fewer: the kernel sends a SYN again within the
+/// try); a link that is down, every time.
+const CHECK_CONNECTS: usize = 6;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -518,7 +523,11 @@ impl Measurer {
             .is_some_and(worth_another_lookup)
         {
             tokio::time::sleep(RETRY_PAUSE).await;
-            lookup = resolver.lookup(io, host, qtype).await;
+            // The link pulsed alongside a lookup made again after a silence.
+            let pulse = timed_out(&lookup.facts.error).then_some(Duration::ZERO);
+            lookup = self
+                .alongside(resolver.lookup(io, host, qtype), pulse)
+                .await;
             lookup.facts.tries = 2;
         }
         // An NXDOMAIN is not checked: the check's own name does not exist either, so it
@@ -533,6 +542,7 @@ impl Measurer {
                 Check {
                     meanwhile: Some(meanwhile),
                     before,
+                    during: self.pulse_during_last_try(began),
                     ..check
                 }
             });
@@ -561,28 +571,79 @@ impl Measurer {
         let check = cell
             .get_or_init(|| {
                 let name = format!("cp-{:08x}.{canary}", rand::random::<u32>());
-                checked(CheckTarget::Resolver(name.clone()), async move {
+                async move {
+                    let measured_at = Utc::now();
                     let facts = resolver.query(&self.check_io(), &name, qtype).await;
-                    facts.error.filter(|e| {
+                    let error = facts.error.filter(|e| {
                         !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
-                    })
-                })
+                    });
+                    checked(CheckTarget::Resolver(name), measured_at, error)
+                }
             })
             .await;
         Some(check.clone())
     }
 
-    /// A connect to the canary once a step that began at `began` failed with `failure`
-    /// (shared with the failures over within a second of it), with what the probe's
-    /// other steps met since `began` (see `meanwhile`): after a silence, the connects
-    /// answered and their tries; after a refusal or reset, the connects, handshakes and
-    /// fetches that went through, and the tries that were turned down. None at the
-    /// control, without a canary, or when the canary has no address.
+    /// Connects to the canary once a step that began at `began` failed with `failure`
+    /// (shared with the failures over within a second of it): several at once, and how
+    /// many were answered at their first try (`first_tries`); with what the probe's other
+    /// steps met since `began` (see `meanwhile`): after a silence, the connects answered
+    /// and their tries; after a refusal or reset, the connects, handshakes and fetches
+    /// that went through, and the tries that were turned down; and the pulse of the link
+    /// answered least during the step's last try (`during`). None at the control,
+    /// without a canary, or when the canary has no address.
     async fn network_check(&self, began: tokio::time::Instant, failure: &Failure) -> Option<Check> {
+        let address = self.canary_address().await?;
+        // Shared only with a check begun as this failure ended (within a second, so that
+        // failures ending together share one): one begun while it still waited may
+        // have got through before the network failed it.
+        let now = tokio::time::Instant::now();
+        let cell = self
+            .checks
+            .network(now.checked_sub(SHARED_CHECK).unwrap_or(now));
+        let check = cell
+            .get_or_init(|| async {
+                let measured_at = Utc::now();
+                // Several at once, so that a lossy link answers one at its first try
+                // where a link that is down answers none; not counted among the run's
+                // connects, nor held back by its bound on fresh ones (a try that waited
+                // there would pass for one unanswered).
+                let dialer = tcp::Dialer::new(self.options.timeout, self.options.source);
+                let dials = join_all((0..CHECK_CONNECTS).map(|_| check_dial(&dialer, address)));
+                let dials = dials.await;
+                let first_tries = Burst {
+                    made: CHECK_CONNECTS as u32,
+                    answered: dials.iter().filter(|(_, answered)| *answered).count() as u32,
+                };
+                let error = match dials.iter().any(|(result, _)| result.is_ok()) {
+                    true => None,
+                    false => dials.into_iter().find_map(|(result, _)| result.err()),
+                };
+                Check {
+                    first_tries: Some(first_tries),
+                    ..checked(CheckTarget::Connect(address), measured_at, error)
+                }
+            })
+            .await;
+        let others = match failure.is_turned_down() {
+            true => &self.turned_down,
+            false => &self.connects,
+        };
+        let (meanwhile, before) = others.since(began);
+        Some(Check {
+            meanwhile: Some(meanwhile),
+            before,
+            during: self.pulse_during_last_try(began),
+            ..check.clone()
+        })
+    }
+
+    /// The canary's address, for the network checks and pulses: from its own lookups, or
+    /// looked up when first needed. None at the control, or without a canary.
+    async fn canary_address(&self) -> Option<SocketAddr> {
         let port = self.options.canary_port?;
         let canary = self.options.control_sni.as_deref()?;
-        let address = *self
-            .canary
+        self.canary
             .get_or_try_init(|| async {
                 let facts = self.resolvers[0]
                     .query(&self.check_io(), canary, QueryType::A)
@@ -595,33 +656,61 @@ impl Measurer {
                 Ok::<_, ()>(SocketAddr::new(ip, port))
             })
             .await
-            .ok()?;
-        // Shared only with a check begun as this failure ended (within a second, so that
-        // failures ending together share one): one begun while it still waited may
-        // have got through before the network failed it.
-        let now = tokio::time::Instant::now();
-        let cell = self
-            .checks
-            .network(now.checked_sub(SHARED_CHECK).unwrap_or(now));
-        let check = cell
-            .get_or_init(|| {
-                // Made again where refused or reset, as a step is: one flaky reset of
-                // the check would otherwise pass for a network that fails everything.
-                checked(CheckTarget::Connect(address), async {
-                    self.dial_again(&[address]).await.kept.result.err()
-                })
-            })
-            .await;
-        let others = match failure.is_turned_down() {
-            true => &self.turned_down,
-            false => &self.connects,
+            .ok()
+            .copied()
+    }
+
+    /// A pulse of the probe's link, as a step is tried again after a silence: connects
+    /// to the canary made at once, each given a third of the deadline (when a dial
+    /// would try again). A network check right after a failure finds the link as it is
+    /// then; one that was down while the step was last tried and came back just after
+    /// would pass it. A lossy link answers some of the pulse's connects; a link that is
+    /// down, none. One pulse at a time, a second apart at least, shared by the steps
+    /// tried meanwhile; made on a task of its own, so that it ends whatever its step does.
+    async fn pulse(&self) {
+        let Some(canary) = self.canary_address().await else {
+            return;
         };
-        let (meanwhile, before) = others.since(began);
-        Some(Check {
-            meanwhile: Some(meanwhile),
-            before,
-            ..check.clone()
-        })
+        let Some(pulse) = self.checks.pulse(SHARED_CHECK) else {
+            return;
+        };
+        let dialer = tcp::Dialer::new(self.options.timeout / 3, self.options.source);
+        tokio::spawn(async move {
+            let tries = join_all((0..CHECK_CONNECTS).map(|_| dialer.connect(canary))).await;
+            let answered = tries.iter().filter(|tried| carried(tried)).count();
+            pulse.fared(Burst {
+                made: CHECK_CONNECTS as u32,
+                answered: answered as u32,
+            });
+        });
+    }
+
+    /// `step`, with a pulse of the link (see [`Measurer::pulse`]) begun alongside it
+    /// `after` it began, if given and if the step still goes on then.
+    async fn alongside<T>(&self, step: impl Future<Output = T>, after: Option<Duration>) -> T {
+        let Some(after) = after else {
+            return step.await;
+        };
+        let pulse = async {
+            tokio::time::sleep(after).await;
+            self.pulse().await;
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            out = step => out,
+            () = pulse => unreachable!("a pulse never ends its step"),
+        }
+    }
+
+    /// The pulse of the link answered least during the last try of a step that began
+    /// at `began` and failed just now: begun within a deadline (and the second by which
+    /// pulses are shared) before now.
+    fn pulse_during_last_try(&self, began: tokio::time::Instant) -> Option<Burst> {
+        let now = tokio::time::Instant::now();
+        let last_try = now
+            .checked_sub(self.options.timeout + SHARED_CHECK)
+            .map_or(began, |at| at.max(began));
+        self.checks.worst_pulse(last_try, now)
     }
 
     /// Every address any resolver gave, bogons excepted; when there are none, why.
@@ -814,7 +903,11 @@ impl Measurer {
     /// was refused or reset (see [`Again`]); with the first failure, where a later try
     /// got through. If every try fails, the first failure is kept.
     async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<'_, tcp::Dialed> {
-        let dialed = self.dialer().dial(addresses).await;
+        // The link pulsed as the dial's second round begins, after a silent first.
+        let second_round = self.options.timeout + RETRY_PAUSE;
+        let dialed = self
+            .alongside(self.dialer().dial(addresses), Some(second_round))
+            .await;
         let mut tries = dialed.tries;
         let mut again =
             Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(&self.turned_down);
@@ -952,7 +1045,7 @@ impl Measurer {
     ) -> QuicFacts {
         let began = tokio::time::Instant::now();
         let work = self.limits.work().await;
-        let mut facts = quic::handshake(
+        let handshake = quic::handshake(
             &self.tls,
             address,
             server_name,
@@ -960,8 +1053,10 @@ impl Measurer {
             self.options.timeout,
             self.dialer().local_for(address),
             RETRY_PAUSE,
-        )
-        .await;
+        );
+        // The link pulsed as the handshake is made again after a silence.
+        let again = self.options.timeout + RETRY_PAUSE;
+        let mut facts = self.alongside(handshake, Some(again)).await;
         drop(work);
         if let Some(failure) = facts
             .handshake
@@ -997,10 +1092,8 @@ impl Measurer {
         let sent = first.1;
         let mut again = Again::new(first, |first| first.0.error.as_ref()).on(&self.turned_down);
         while again.another().await {
-            let next = self
-                .handshake_once(None, address, server_name, control_sni)
-                .await;
-            again.took(next);
+            let next = self.handshake_once(None, address, server_name, control_sni);
+            again.took(self.alongside(next, again.pulse_after()).await);
         }
         let mut kept = self.kept_handshake(again, besides);
         // Checked after the failures made again (a silence, a refusal or reset), as those
@@ -1197,15 +1290,38 @@ fn shared(started: (DateTime<Utc>, Instant), step: Step) -> SharedHandshake {
     }
 }
 
-/// A check of `what`, made by `check`, with when it began.
-async fn checked(what: CheckTarget, check: impl Future<Output = Option<StepError>>) -> Check {
-    let measured_at = Utc::now();
+/// A connect of a network check, made again where refused or reset, as a step is (one
+/// flaky reset would otherwise pass for a network that fails everything); and whether
+/// its first try was answered (see [`carried`]) before the dial tried again.
+async fn check_dial(dialer: &tcp::Dialer, address: SocketAddr) -> (Result<(), StepError>, bool) {
+    let first = dialer.dial(&[address]).await;
+    let answered = first.tries == 1 && carried(&first.result);
+    let mut again = Again::turned_down_only(first, |d| d.result.as_ref().err());
+    while again.another().await {
+        again.took(dialer.dial(&[address]).await);
+    }
+    (again.kept.result.map(drop), answered)
+}
+
+/// Whether a connect's packets were carried both ways: it connected, or was refused or
+/// reset.
+fn carried<T>(tried: &Result<T, StepError>) -> bool {
+    match tried {
+        Ok(_) => true,
+        Err(e) => e.failure.is_turned_down(),
+    }
+}
+
+/// A check of `what`, begun at `measured_at`, that failed with `error` (if it did).
+fn checked(what: CheckTarget, measured_at: DateTime<Utc>, error: Option<StepError>) -> Check {
     Check {
         checked: what,
         measured_at,
-        error: check.await,
+        error,
         meanwhile: None,
         before: None,
+        first_tries: None,
+        during: None,
     }
 }
 
@@ -1311,6 +1427,12 @@ impl<'a, T> Again<'a, T> {
             silences: false,
             ..Again::new(first, error)
         }
+    }
+
+    /// When to pulse the link alongside the try [`Again::another`] said was due: at
+    /// once, where the try before it went unanswered (see [`Measurer::pulse`]).
+    pub(crate) fn pulse_after(&self) -> Option<Duration> {
+        timed_out(&self.last).then_some(Duration::ZERO)
     }
 
     /// Whether another try is due; if so, after the pause before it.
