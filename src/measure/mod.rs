@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared, join_all};
+use futures_util::future::{BoxFuture, Either, Shared, join_all, select};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, oneshot};
 use url::Url;
@@ -686,20 +686,23 @@ impl Measurer {
     }
 
     /// `step`, with a pulse of the link (see [`Measurer::pulse`]) begun alongside it
-    /// `after` it began, if given and if the step still goes on then.
-    async fn alongside<T>(&self, step: impl Future<Output = T>, after: Option<Duration>) -> T {
+    /// `after` it began, if given and if the step still goes on then. Not an async fn:
+    /// one would hold `step` twice in its state (as its argument, and as moved on), and
+    /// a target waiting must stay small; here the step is held once, on the heap.
+    fn alongside<'a, T: 'a>(
+        &'a self,
+        step: impl Future<Output = T> + 'a,
+        after: Option<Duration>,
+    ) -> impl Future<Output = T> + 'a {
         let Some(after) = after else {
-            return step.await;
+            return Either::Left(step);
         };
-        let pulse = async {
+        let pulse = async move {
             tokio::time::sleep(after).await;
-            self.pulse().await;
-            std::future::pending::<()>().await
+            Box::pin(self.pulse()).await;
+            std::future::pending::<T>().await
         };
-        tokio::select! {
-            out = step => out,
-            () = pulse => unreachable!("a pulse never ends its step"),
-        }
+        Either::Right(select(Box::pin(step), Box::pin(pulse)).map(|done| done.factor_first().0))
     }
 
     /// The pulse of the link answered least during the last try of a step that began
