@@ -230,8 +230,8 @@ fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr) -> ControlSaw
 mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
-    use crate::facts::Measurement;
     use crate::facts::failure::Failure;
+    use crate::facts::{Burst, Measurement, Step};
 
     const TIMEOUT: Option<Failure> = Some(Failure::GenericTimeout);
 
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(verdict, BLOCKED, "{evidence}");
         let mut elsewhere = reached_then(vec![dark()]);
         let mut answered = quic(FB_443, true, None, 6);
-        if let crate::facts::Step::QuicHandshake(q) = &mut answered.step {
+        if let Step::QuicHandshake(q) = &mut answered.step {
             q.handshake.address = "157.240.1.36:443".parse().unwrap();
         }
         elsewhere.push(answered);
@@ -373,7 +373,7 @@ mod tests {
         assert!(evidence.contains("made no QUIC handshake"), "{evidence}");
         // Its own machine out of descriptors.
         let mut starved = quic(FB_443, false, Some(Failure::TooManyOpenFiles), 0);
-        if let crate::facts::Step::QuicHandshake(q) = &mut starved.step {
+        if let Step::QuicHandshake(q) = &mut starved.step {
             q.handshake.error.as_mut().unwrap().local = true;
         }
         let (verdict, evidence) = judged(probe, reached_then(vec![starved]));
@@ -396,6 +396,31 @@ mod tests {
         let (verdict, evidence) = judged(reached_then(vec![dark]), control_answered());
         assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
         assert!(evidence.contains("the probe's own network"), "{evidence}");
+    }
+
+    /// A link down for a few seconds through both tries of the name's handshake, and back
+    /// for the control name's right after and for the check: a pulse of the link made as
+    /// the handshake was tried again found it down.
+    #[test]
+    fn the_name_dark_while_a_pulse_found_the_link_down_is_inconclusive() {
+        let pulsed = |answered| {
+            let mut name = checked(quic(FB_443, false, TIMEOUT, 0), None);
+            if let Step::QuicHandshake(q) = &mut name.step {
+                q.handshake.check.as_mut().unwrap().during = Some(Burst { made: 6, answered });
+            }
+            judged(
+                around(name, quic(FB_443, true, None, 6)),
+                control_answered(),
+            )
+        };
+        let (verdict, evidence) = pulsed(0);
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
+        assert!(
+            evidence.contains("while the probe's link was down"),
+            "{evidence}"
+        );
+        let (verdict, evidence) = pulsed(1);
+        assert_eq!(verdict, BLOCKED, "{evidence}");
     }
 
     #[test]
