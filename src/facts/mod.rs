@@ -339,6 +339,14 @@ impl Check {
     pub fn passed(&self) -> bool {
         self.error.is_none()
     }
+
+    /// Whether the link was up through the failed step's end: the check passed, and
+    /// neither its connects nor a pulse during the step's last try went all unanswered
+    /// at first.
+    pub fn link_up(&self) -> bool {
+        let answered = |burst: Option<Burst>| burst.is_none_or(|b| b.answered > 0);
+        self.passed() && answered(self.first_tries) && answered(self.during)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

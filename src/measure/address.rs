@@ -51,15 +51,19 @@ pub struct Silence {
 impl Silence {
     /// The silence a connect shows, if it is one worth sharing: no answer to any try
     /// (a refusal or a reset is an answer, and cheap to get again), not the probe's own
-    /// failure, and the canary answered right after (where the canary failed too, the
-    /// probe's network may be back for the next target).
+    /// failure, and the link up through its end (`Check::link_up`: where the canary
+    /// failed too, or answered only late, the probe's network may be back for the next
+    /// target).
     pub fn from_connect(
         measured_at: DateTime<Utc>,
         runtime_ms: f64,
         facts: &TcpFacts,
     ) -> Option<Silence> {
         let error = facts.error.as_ref()?;
-        let network_fine = facts.check.as_ref().is_some_and(|c| c.error.is_none());
+        let network_fine = facts
+            .check
+            .as_ref()
+            .is_some_and(crate::facts::Check::link_up);
         (error.failure.is_unanswered() && !error.local && network_fine).then(|| Silence {
             measured_at,
             runtime_ms,
@@ -400,6 +404,15 @@ mod tests {
     }
 
     fn silence(at: DateTime<Utc>, checked: Option<Failure>) -> Option<Silence> {
+        silence_pulsed(at, checked, None)
+    }
+
+    /// As [`silence`], with a pulse of the link during the connect's last try.
+    fn silence_pulsed(
+        at: DateTime<Utc>,
+        checked: Option<Failure>,
+        during: Option<crate::facts::Burst>,
+    ) -> Option<Silence> {
         let address: SocketAddr = "192.0.2.7:443".parse().unwrap();
         let timeout =
             crate::facts::failure::StepError::timeout(crate::facts::failure::Operation::Connect);
@@ -416,7 +429,7 @@ mod tests {
                 meanwhile: None,
                 before: None,
                 first_tries: None,
-                during: None,
+                during,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };
@@ -489,6 +502,11 @@ mod tests {
     fn only_a_silence_the_network_was_checked_clear_of_is_shared() {
         assert!(silence(Utc::now(), None).is_some());
         assert!(silence(Utc::now(), Some(Failure::GenericTimeout)).is_none());
+        // The canary answered right after, but a pulse of the link as the connect was
+        // tried again got no answer: the link was down, and may be back for the next.
+        let pulse = |answered| Some(crate::facts::Burst { made: 6, answered });
+        assert!(silence_pulsed(Utc::now(), None, pulse(0)).is_none());
+        assert!(silence_pulsed(Utc::now(), None, pulse(1)).is_some());
         let address: SocketAddr = "192.0.2.7:443".parse().unwrap();
         let unchecked = TcpFacts::new(
             address,
