@@ -257,7 +257,7 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
     if !e.failure.is_timeout() {
         return None;
     }
-    if let Some(pulse) = check.during.filter(|pulse| pulse.answered == 0) {
+    if let Some(pulse) = check.during.filter(|pulse| pulse.none_answered()) {
         return Some(format!(
             "{} {} lookup of {} failed ({}) while the probe's link was down: {} connects to the canary, made at once as a step was tried again meanwhile, went unanswered too, though the resolver answered right after: the probe's own network, not the name",
             f.resolver,
@@ -322,14 +322,14 @@ pub fn step_tried(
     let silent = e.failure.is_timeout();
     if let Some(first) = check
         .first_tries
-        .filter(|first| silent && first.answered == 0)
+        .filter(|first| silent && first.none_answered())
     {
         return Some(format!(
             "{what} failed ({}), and the {} connects to the canary at {} made at once right after went unanswered at their first try too (it answered a later one): the probe's network was down as the step ended, not the target",
             e.failure, first.made, check.checked
         ));
     }
-    if let Some(pulse) = check.during.filter(|pulse| silent && pulse.answered == 0) {
+    if let Some(pulse) = check.during.filter(|pulse| silent && pulse.none_answered()) {
         return Some(format!(
             "{what} failed ({}) while the probe's link was down: {} connects to the canary at {}, made at once as a step was tried again meanwhile, went unanswered too, though the canary answered right after: the probe's own network, not the target",
             e.failure, pulse.made, check.checked

@@ -239,6 +239,13 @@ pub struct Burst {
     pub answered: u32,
 }
 
+impl Burst {
+    /// None of the connects answered: the link was down then.
+    pub fn none_answered(self) -> bool {
+        self.answered == 0
+    }
+}
+
 /// The probe's exchanges answered during a span of time (see `measure::meanwhile`),
 /// and the tries they took: connects, each try after whose first was made because the
 /// ones before it went a third of the deadline unanswered; or a resolver's lookups,
@@ -344,8 +351,8 @@ impl Check {
     /// neither its connects nor a pulse during the step's last try went all unanswered
     /// at first.
     pub fn link_up(&self) -> bool {
-        let answered = |burst: Option<Burst>| burst.is_none_or(|b| b.answered > 0);
-        self.passed() && answered(self.first_tries) && answered(self.during)
+        let down = |burst: Option<Burst>| burst.is_some_and(Burst::none_answered);
+        self.passed() && !down(self.first_tries) && !down(self.during)
     }
 }
 
