@@ -307,6 +307,55 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
     assert!(error.contains("ech=sometimes"), "{error}");
 }
 
+/// A measurement shared between requests is never older than `?max_age=` allows: a
+/// server that stopped since the control last connected to it is found stopped by a
+/// request that asks for younger facts (a probe that began the target since), while
+/// one without the parameter is still answered with the shared measurement.
+#[tokio::test(flavor = "multi_thread")]
+async fn shares_no_measurement_older_than_the_request_allows() {
+    let (listener, open) = listener_on("127.0.0.1");
+    let zone = [("lab.test", DnsBehaviour::Answer(vec![open.ip()]))];
+    let control = Control::start(
+        &zone,
+        &["--token", TOKEN, "--treat-as-public", "127.0.0.0/8"],
+    )
+    .await;
+    let body = json!({ "targets": [{
+        "service": "lab",
+        "target": "lab.test",
+        "tcp_ports": [open.port()],
+        "addresses": [open.ip()],
+    }]})
+    .to_string();
+    let ask = |query: &str| {
+        let mut request = measure_request(control.address, Some(TOKEN), body.clone(), false);
+        *request.uri_mut() = format!("{MEASURE_PATH}{query}").parse().unwrap();
+        control.exchange(request)
+    };
+    let connect = |reply: Reply| {
+        let result = &reply.results().results[0];
+        let found = connects(result);
+        assert_eq!(found.len(), 1, "{result:?}");
+        found[0].1.clone()
+    };
+    assert_eq!(connect(ask("").await), None);
+    drop(listener);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(connect(ask("").await), None, "shared within 10 s");
+    assert_eq!(connect(ask("?max_age=5000").await), None, "young enough");
+    assert_eq!(
+        connect(ask("?max_age=100").await),
+        Some(Failure::ConnectionRefused)
+    );
+    // The younger measurement answers the requests after it.
+    assert_eq!(connect(ask("").await), Some(Failure::ConnectionRefused));
+    let error = ask("?max_age=soon").await.error(400);
+    assert!(
+        error.contains("max_age=soon") && error.contains("milliseconds"),
+        "{error}"
+    );
+}
+
 /// The server's wait for a place in flight before it refuses a request as busy.
 const QUEUE_WAIT: Duration = Duration::from_millis(250);
 

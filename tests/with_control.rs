@@ -582,6 +582,25 @@ async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
     run.assert_scenario("stall.test", "down");
 }
 
+/// A server that stops between two runs is down in the second, not blocked: the
+/// control shares a target's measurement among requests for a few seconds, but never
+/// one begun before the probe began the target, which would show the server up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_stopped_since_the_last_run_is_down_not_blocked() {
+    let zone = [("stops.test", localhost())];
+    let lab = Lab::new(&zone, &zone).await;
+    let server = std::net::TcpListener::bind((PROBE, 0)).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let services = format!(
+        "[[service]]\nname = \"stops\"\ndomains = [\"stops.test\"]\ntls_ports = []\ntcp_ports = [{port}]\n"
+    );
+    let run = lab.run(&services, None).await;
+    run.assert_verdict("stops.test", "ok", "");
+    drop(server);
+    let run = lab.run(&services, None).await;
+    run.assert_scenario("stops.test", "down");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_reachable_control_only_strong_evidence_stands() {
     let lab = Lab::new(

@@ -687,18 +687,19 @@ async fn measure_both(
     let Some(batcher) = control else {
         return (measurer.measure(&target).await, None);
     };
+    let began = tokio::time::Instant::now();
     let (tell, answers) = tokio::sync::oneshot::channel();
     let ours = measurer.measure_telling(&target, &[], Some(tell));
     let theirs = async {
         let addresses = answers.await.unwrap_or_default();
         let result = batcher
-            .measure(ControlTarget::new(&target, addresses))
+            .measure(ControlTarget::new(&target, addresses), began)
             .await?;
         Ok(control_facts(&target, result.measurements))
     };
     let (ours, theirs) = tokio::join!(ours, theirs);
     let theirs = match theirs {
-        Ok(theirs) => Ok(with_ech_where_needed(batcher, &target, &ours, theirs).await),
+        Ok(theirs) => Ok(with_ech_where_needed(batcher, &target, began, &ours, theirs).await),
         Err(e) => Err(e),
     };
     (ours, Some(theirs))
@@ -717,6 +718,7 @@ const ECH_ADDRESSES: usize = 8;
 async fn with_ech_where_needed(
     batcher: &Batcher,
     target: &Target,
+    began: tokio::time::Instant,
     ours: &TargetFacts,
     mut theirs: TargetFacts,
 ) -> TargetFacts {
@@ -735,7 +737,10 @@ async fn with_ech_where_needed(
     }
     let mut addresses = distinct(failed.into_iter().chain(answered_addresses(&theirs.dns)));
     addresses.truncate(ECH_ADDRESSES);
-    match batcher.ech(ControlTarget::new(target, addresses)).await {
+    match batcher
+        .ech(ControlTarget::new(target, addresses), began)
+        .await
+    {
         // The comparisons only: a control that predates `ech=only` measures the whole
         // target again, which the facts have already.
         Ok(result) => {

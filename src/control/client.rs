@@ -16,11 +16,12 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use hyper::Method;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 use url::Url;
 
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
-    MEASURE_PATH, batch_deadline,
+    MAX_AGE_PARAMETER, MEASURE_PATH, batch_deadline,
 };
 use crate::facts::scrub::scrub_addresses;
 use crate::measure::ech::EchPlan;
@@ -122,28 +123,40 @@ impl ControlClient {
         &self,
         request: &ControlRequest,
     ) -> Result<ControlResponse, ControlClientError> {
-        self.measure_planned(request, EchPlan::Always).await
+        self.measure_planned(request, EchPlan::Always, None).await
     }
 
-    /// Asks the control to measure, with the ECH comparison as `ech` says.
+    /// Asks the control to measure, with the ECH comparison as `ech` says, and with
+    /// facts begun no earlier than `since`, when given (see [`MAX_AGE_PARAMETER`]).
     pub async fn measure_planned(
         &self,
         request: &ControlRequest,
         ech: EchPlan,
+        since: Option<Instant>,
     ) -> Result<ControlResponse, ControlClientError> {
         let body = Bytes::from(serde_json::to_vec(request).expect("requests serialize"));
         let wait = self.wait(request.targets.len());
-        let mut url = self.endpoint.clone();
+        let mut planned = self.endpoint.clone();
         if ech != EchPlan::Always {
-            url.query_pairs_mut().append_pair(ECH_PARAMETER, ech.name());
+            planned
+                .query_pairs_mut()
+                .append_pair(ECH_PARAMETER, ech.name());
         }
-        let url = &url;
+        // Made at each try: a retry's facts may be as old as the time since `since`.
+        let url = || {
+            let mut url = planned.clone();
+            if let Some(since) = since {
+                let age = since.elapsed().as_millis().to_string();
+                url.query_pairs_mut().append_pair(MAX_AGE_PARAMETER, &age);
+            }
+            url
+        };
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
             .with_max_times(4)
             .with_jitter();
-        (|| self.post(url, body.clone(), wait))
+        (|| async { self.post(&url(), body.clone(), wait).await })
             .retry(policy)
             .when(ControlClientError::retryable)
             .await
@@ -278,6 +291,8 @@ pub fn server_message(bytes: &[u8]) -> String {
 /// A target waiting for its batch, and where its result goes.
 struct Queued {
     target: ControlTarget,
+    /// When the probe began measuring the target: the control's facts must be as young.
+    began: Instant,
     reply: oneshot::Sender<Result<ControlResult, String>>,
 }
 
@@ -304,22 +319,40 @@ impl Batcher {
         }
     }
 
-    /// The control's result for one target, all but its ECH comparison.
-    pub async fn measure(&self, target: ControlTarget) -> Result<ControlResult, String> {
-        ask(&self.measure, target).await
+    /// The control's result for one target, all but its ECH comparison, from facts
+    /// begun no earlier than the probe `began` measuring the target.
+    pub async fn measure(
+        &self,
+        target: ControlTarget,
+        began: Instant,
+    ) -> Result<ControlResult, String> {
+        ask(&self.measure, target, began).await
     }
 
-    /// The control's ECH comparison alone for one target, at `target`'s addresses.
-    pub async fn ech(&self, target: ControlTarget) -> Result<ControlResult, String> {
-        ask(&self.ech, target).await
+    /// The control's ECH comparison alone for one target, at `target`'s addresses, as
+    /// young as [`Batcher::measure`]'s.
+    pub async fn ech(
+        &self,
+        target: ControlTarget,
+        began: Instant,
+    ) -> Result<ControlResult, String> {
+        ask(&self.ech, target, began).await
     }
 }
 
-async fn ask(queue: &mpsc::Sender<Queued>, target: ControlTarget) -> Result<ControlResult, String> {
+async fn ask(
+    queue: &mpsc::Sender<Queued>,
+    target: ControlTarget,
+    began: Instant,
+) -> Result<ControlResult, String> {
     let (reply, result) = oneshot::channel();
     let closed = || "the control batcher stopped".to_string();
     queue
-        .send(Queued { target, reply })
+        .send(Queued {
+            target,
+            began,
+            reply,
+        })
         .await
         .map_err(|_| closed())?;
     result.await.map_err(|_| closed())?
@@ -335,7 +368,7 @@ async fn gather(
 ) {
     while let Some(first) = incoming.recv().await {
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + LINGER;
+        let deadline = Instant::now() + LINGER;
         while batch.len() < BATCH {
             match tokio::time::timeout_at(deadline, incoming.recv()).await {
                 Ok(Some(next)) => batch.push(next),
@@ -357,7 +390,8 @@ async fn send_batch(
         control_sni: control_sni.clone(),
     };
     let all = request(batch.iter().map(|q| q.target.clone()).collect());
-    match client.measure_planned(&all, ech).await {
+    let since = batch.iter().map(|q| q.began).min();
+    match client.measure_planned(&all, ech, since).await {
         // A request the control refuses for one of its targets (too many addresses, an
         // address it may not measure) or for their number (its --max-targets): each
         // target is asked alone, so that one costs only itself its control.
@@ -366,7 +400,9 @@ async fn send_batch(
                 let single = request(vec![queued.target]);
                 let client = &client;
                 async move {
-                    let asked = client.measure_planned(&single, ech).await;
+                    let asked = client
+                        .measure_planned(&single, ech, Some(queued.began))
+                        .await;
                     answer(vec![queued.reply], asked)
                 }
             });

@@ -17,6 +17,12 @@ pub const MEASURE_PATH: &str = "/v1/measure";
 /// (the default). A control that predates it ignores it and measures everything, which
 /// answers both.
 pub const ECH_PARAMETER: &str = "ech";
+/// The query parameter of [`MEASURE_PATH`] that bounds how old a measurement begun for
+/// another request may be and still answer this one, in milliseconds (see
+/// `control::recent`): a probe sends how long ago it began the oldest target of the
+/// batch itself, so that the control's facts are never older than its own. Without
+/// it, any still shared (10 s); a control that predates it ignores it.
+pub const MAX_AGE_PARAMETER: &str = "max_age";
 pub const HEALTH_PATH: &str = "/health";
 
 /// Step timeouts one target may take at the control, one after another: its DNS (a

@@ -10,6 +10,11 @@
 //! was made (`measured_at`), so an answer shared this way still says when its facts were
 //! true. A measurement cut off (by its request's deadline, or dropped with its request)
 //! is not kept: a request waiting for it makes it itself, and a later one anew.
+//!
+//! A request may ask for younger facts than [`FRESH`] (`max_age`): a probe takes none
+//! begun before it began the target itself. A site that went down since would otherwise
+//! be refused to the probe and reached by the control's older facts: `blocked`, for an
+//! outage.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -78,6 +83,7 @@ pub type Measurements = Arc<Vec<Measurement>>;
 pub struct Entry {
     key: Arc<Key>,
     cell: Arc<OnceCell<Measurements>>,
+    begun: Instant,
 }
 
 impl Entry {
@@ -98,7 +104,7 @@ pub struct Recent {
 #[derive(Default)]
 struct State {
     entries: HashMap<Arc<Key>, Entry>,
-    begun: VecDeque<(Instant, Entry)>,
+    begun: VecDeque<Entry>,
 }
 
 impl Recent {
@@ -111,28 +117,33 @@ impl Recent {
     }
 
     /// The entries answering `keys` (see [`Recent::get`]) if every one was begun less
-    /// than `fresh` ago (done or in progress); else none, and nothing is begun: a
-    /// request that would measure must first get a place.
-    pub fn all_begun(&self, keys: &[Key]) -> Option<Vec<Entry>> {
-        let state = self.lock(Instant::now());
-        keys.iter().map(|key| state.answering(key)).collect()
+    /// than `fresh` and `max_age` ago (done or in progress); else none, and nothing is
+    /// begun: a request that would measure must first get a place.
+    pub fn all_begun(&self, keys: &[Key], max_age: Duration) -> Option<Vec<Entry>> {
+        let now = Instant::now();
+        let state = self.lock(now);
+        keys.iter()
+            .map(|key| state.answering(key, now.checked_sub(max_age)))
+            .collect()
     }
 
     /// The entry that answers `key` (its own, or one made with the ECH comparison for
-    /// a `later` key) begun less than `fresh` ago, or a new one, for the caller to
-    /// make.
-    pub fn get(&self, key: Key) -> Entry {
-        self.get_at(key, Instant::now())
+    /// a `later` key) begun less than `fresh` and `max_age` ago, or a new one, for the
+    /// caller to make. A new one takes the key's place from an entry too old for this
+    /// request, which goes on answering those that hold it already.
+    pub fn get(&self, key: Key, max_age: Duration) -> Entry {
+        self.get_at(key, max_age, Instant::now())
     }
 
-    fn get_at(&self, key: Key, now: Instant) -> Entry {
+    fn get_at(&self, key: Key, max_age: Duration, now: Instant) -> Entry {
         let mut state = self.lock(now);
-        if let Some(entry) = state.answering(&key) {
+        if let Some(entry) = state.answering(&key, now.checked_sub(max_age)) {
             return entry;
         }
         let entry = Entry {
             key: Arc::new(key),
             cell: Arc::default(),
+            begun: now,
         };
         if self.capacity == 0 {
             return entry;
@@ -140,7 +151,7 @@ impl Recent {
         while state.entries.len() >= self.capacity {
             state.pop_oldest();
         }
-        state.begun.push_back((now, entry.clone()));
+        state.begun.push_back(entry.clone());
         state.entries.insert(entry.key.clone(), entry.clone());
         entry
     }
@@ -175,8 +186,8 @@ impl Recent {
             .state
             .lock()
             .expect("recent measurements lock poisoned");
-        while let Some((begun, _)) = state.begun.front()
-            && now.saturating_duration_since(*begun) >= self.fresh
+        while let Some(oldest) = state.begun.front()
+            && now.saturating_duration_since(oldest.begun) >= self.fresh
         {
             state.pop_oldest();
         }
@@ -206,8 +217,10 @@ impl State {
     /// the two kinds of probes share the control's measurements. Only one made: a
     /// request waiting for one in progress would make it itself, without the
     /// comparison, were its maker cut off, and answer the others that wait without it.
-    fn answering(&self, key: &Key) -> Option<Entry> {
-        let own = self.entries.get(key);
+    /// Only one begun at `since` or after, when given.
+    fn answering(&self, key: &Key, since: Option<Instant>) -> Option<Entry> {
+        let young = |entry: &&Entry| since.is_none_or(|since| entry.begun >= since);
+        let own = self.entries.get(key).filter(young);
         let made_with_ech = || match key.ech {
             EchPlan::Later => self
                 .entries
@@ -215,14 +228,15 @@ impl State {
                     ech: EchPlan::Always,
                     ..key.clone()
                 })
-                .filter(|entry| entry.cell.initialized()),
+                .filter(|entry| entry.cell.initialized())
+                .filter(young),
             EchPlan::Always | EchPlan::Only => None,
         };
         own.or_else(made_with_ech).cloned()
     }
 
     fn pop_oldest(&mut self) {
-        if let Some((_, entry)) = self.begun.pop_front() {
+        if let Some(entry) = self.begun.pop_front() {
             self.remove(&entry);
         }
     }
@@ -241,6 +255,9 @@ mod tests {
 
     use super::*;
     use crate::input::targets::TargetKind;
+
+    /// Any measurement still fresh answers.
+    const ANY: Duration = Duration::MAX;
 
     fn key(name: &str, addresses: &[&str], sni: Option<&str>) -> Key {
         let target = Target {
@@ -266,18 +283,45 @@ mod tests {
         let recent = Recent::new(Duration::from_secs(10), 16);
         let start = Instant::now();
         let a = || key("https://a.test/", &[], Some("canary.test"));
-        let first = recent.get_at(a(), start);
-        assert!(first.is(&recent.get_at(a(), start)));
-        assert!(first.is(&recent.get_at(a(), start + Duration::from_secs(9))));
+        let first = recent.get_at(a(), ANY, start);
+        assert!(first.is(&recent.get_at(a(), ANY, start)));
+        assert!(first.is(&recent.get_at(a(), ANY, start + Duration::from_secs(9))));
         let stale = start + Duration::from_secs(10);
-        assert!(!first.is(&recent.get_at(a(), stale)));
+        assert!(!first.is(&recent.get_at(a(), ANY, stale)));
         assert_eq!(recent.len(), 1, "the stale entry is gone");
+    }
+
+    /// A request asking for facts younger than a measurement gets one of its own, which
+    /// then answers the requests after it; the older one still answers those holding it.
+    #[test]
+    fn a_measurement_older_than_a_request_allows_is_made_anew_for_it() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let start = Instant::now();
+        let a = || key("https://a.test/", &[], Some("canary.test"));
+        let old = recent.get_at(a(), ANY, start);
+        let later = start + Duration::from_secs(3);
+        let young = Duration::from_secs(2);
+        assert!(old.is(&recent.get_at(a(), Duration::from_secs(4), later)));
+        let own = recent.get_at(a(), young, later);
+        assert!(!own.is(&old));
+        assert!(own.is(&recent.get_at(a(), ANY, later)));
+        assert!(own.is(&recent.get_at(a(), young, later + Duration::from_secs(1))));
+        assert!(
+            recent
+                .lock(later)
+                .answering(&a(), later.checked_sub(young))
+                .is_some_and(|entry| entry.is(&own))
+        );
+        assert_eq!(recent.len(), 1);
     }
 
     #[test]
     fn what_is_measured_differently_is_not_shared() {
         let recent = Recent::new(Duration::from_secs(10), 16);
-        let base = recent.get(key("https://a.test/", &["192.0.2.1"], Some("canary.test")));
+        let base = recent.get(
+            key("https://a.test/", &["192.0.2.1"], Some("canary.test")),
+            ANY,
+        );
         for other in [
             key("https://b.test/", &["192.0.2.1"], Some("canary.test")),
             key("https://a.test/", &["192.0.2.2"], Some("canary.test")),
@@ -286,7 +330,7 @@ mod tests {
             key("https://a.test/", &["192.0.2.1"], Some("other.test")),
             key("a.test", &["192.0.2.1"], Some("canary.test")),
         ] {
-            assert!(!base.is(&recent.get(other.clone())), "{other:?}");
+            assert!(!base.is(&recent.get(other.clone(), ANY)), "{other:?}");
         }
     }
 
@@ -296,16 +340,16 @@ mod tests {
         let names = ["a.test", "b.test", "c.test", "d.test"];
         let entries: Vec<Entry> = names
             .iter()
-            .map(|name| recent.get(key(name, &[], None)))
+            .map(|name| recent.get(key(name, &[], None), ANY))
             .collect();
         assert_eq!(recent.len(), 3);
-        assert!(!entries[0].is(&recent.get(key("a.test", &[], None))));
-        assert!(entries[3].is(&recent.get(key("d.test", &[], None))));
+        assert!(!entries[0].is(&recent.get(key("a.test", &[], None), ANY)));
+        assert!(entries[3].is(&recent.get(key("d.test", &[], None), ANY)));
         assert_eq!(recent.len(), 3);
 
         let none = Recent::new(Duration::from_secs(10), 0);
-        let once = none.get(key("a.test", &[], None));
-        assert!(!once.is(&none.get(key("a.test", &[], None))));
+        let once = none.get(key("a.test", &[], None), ANY);
+        assert!(!once.is(&none.get(key("a.test", &[], None), ANY)));
         assert_eq!(none.len(), 0);
     }
 
@@ -319,30 +363,30 @@ mod tests {
             ech,
             ..key(name, &["192.0.2.1"], Some("canary.test"))
         };
-        let in_progress = recent.get(planned("https://a.test/", EchPlan::Always));
-        let later = recent.get(planned("https://a.test/", EchPlan::Later));
+        let in_progress = recent.get(planned("https://a.test/", EchPlan::Always), ANY);
+        let later = recent.get(planned("https://a.test/", EchPlan::Later), ANY);
         assert!(!later.is(&in_progress));
 
-        let made = recent.get(planned("https://b.test/", EchPlan::Always));
+        let made = recent.get(planned("https://b.test/", EchPlan::Always), ANY);
         recent.measure(&made, async { Vec::new() }).await;
         assert!(
             recent
-                .get(planned("https://b.test/", EchPlan::Later))
+                .get(planned("https://b.test/", EchPlan::Later), ANY)
                 .is(&made)
         );
-        let begun = recent.all_begun(&[planned("https://b.test/", EchPlan::Later)]);
+        let begun = recent.all_begun(&[planned("https://b.test/", EchPlan::Later)], ANY);
         assert!(begun.unwrap()[0].is(&made));
         assert!(
             !recent
-                .get(planned("https://b.test/", EchPlan::Only))
+                .get(planned("https://b.test/", EchPlan::Only), ANY)
                 .is(&made)
         );
 
-        let without = recent.get(planned("https://c.test/", EchPlan::Later));
+        let without = recent.get(planned("https://c.test/", EchPlan::Later), ANY);
         recent.measure(&without, async { Vec::new() }).await;
         assert!(
             !recent
-                .get(planned("https://c.test/", EchPlan::Always))
+                .get(planned("https://c.test/", EchPlan::Always), ANY)
                 .is(&without)
         );
     }
@@ -353,14 +397,14 @@ mod tests {
     fn tells_whether_all_of_a_request_is_begun_without_beginning_any() {
         let recent = Recent::new(Duration::from_secs(10), 16);
         let (a, b) = (key("a.test", &[], None), key("b.test", &[], None));
-        let first = recent.get(a.clone());
-        assert!(recent.all_begun(&[a.clone(), b.clone()]).is_none());
+        let first = recent.get(a.clone(), ANY);
+        assert!(recent.all_begun(&[a.clone(), b.clone()], ANY).is_none());
         assert_eq!(recent.len(), 1);
-        let [shared] = <[Entry; 1]>::try_from(recent.all_begun(&[a]).unwrap())
+        let [shared] = <[Entry; 1]>::try_from(recent.all_begun(&[a], ANY).unwrap())
             .ok()
             .unwrap();
         assert!(shared.is(&first));
-        assert!(recent.all_begun(&[]).is_some());
+        assert!(recent.all_begun(&[], ANY).is_some());
     }
 
     /// Requests at once for one target get one measurement, the same facts and times.
@@ -374,8 +418,8 @@ mod tests {
             Vec::new()
         };
         let entries = [
-            recent.get(key("a.test", &[], None)),
-            recent.get(key("a.test", &[], None)),
+            recent.get(key("a.test", &[], None), ANY),
+            recent.get(key("a.test", &[], None), ANY),
         ];
         let (first, second) = tokio::join!(
             recent.measure(&entries[0], make()),
@@ -383,7 +427,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&first, &second));
         let later = recent
-            .measure(&recent.get(key("a.test", &[], None)), make())
+            .measure(&recent.get(key("a.test", &[], None), ANY), make())
             .await;
         assert!(Arc::ptr_eq(&first, &later));
         assert_eq!(made.load(Ordering::SeqCst), 1);
@@ -394,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn a_measurement_cut_off_is_made_again() {
         let recent = Recent::new(Duration::from_secs(10), 16);
-        let entry = recent.get(key("a.test", &[], None));
+        let entry = recent.get(key("a.test", &[], None), ANY);
         let begun = tokio::sync::Notify::new();
         let stalled = recent.measure(&entry, async {
             begun.notify_one();
@@ -407,7 +451,7 @@ mod tests {
         });
         assert!(cut_off.is_err());
         assert!(waited.is_empty());
-        assert!(!entry.is(&recent.get(key("a.test", &[], None))));
+        assert!(!entry.is(&recent.get(key("a.test", &[], None), ANY)));
         assert_eq!(recent.len(), 1);
     }
 }

@@ -47,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use super::collect::{self, Collector};
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
-    HEALTH_PATH, MEASURE_PATH, batch_deadline,
+    HEALTH_PATH, MAX_AGE_PARAMETER, MEASURE_PATH, batch_deadline,
 };
 use super::recent::{self, Entry, Recent};
 use crate::facts::TargetFacts;
@@ -696,28 +696,49 @@ async fn measure(
     server.authorize(&headers)?;
     require_json(&headers)?;
     let ech = ech_plan(&uri)?;
+    let max_age = max_age(&uri)?;
     // The body before a place in flight: a client sending slowly must not hold one.
     let request = server.read_request(body).await?;
-    server.answer(client.ip(), &request, ech).await.map(Json)
+    server
+        .answer(client.ip(), &request, ech, max_age)
+        .await
+        .map(Json)
 }
 
 /// What the request's `ech` parameter asks of the ECH comparison (see
 /// [`ECH_PARAMETER`]); other parameters are left alone, as a control that does not know
 /// `ech` leaves it.
 fn ech_plan(uri: &Uri) -> Result<EchPlan, ApiError> {
+    parameter(uri, ECH_PARAMETER).map_or(Ok(EchPlan::Always), |value| {
+        EchPlan::parse(&value).ok_or_else(|| {
+            let known: Vec<&str> = EchPlan::ALL.iter().map(|plan| plan.name()).collect();
+            ApiError::bad_request(format!(
+                "{ECH_PARAMETER}={value}: expected one of {}",
+                known.join(", ")
+            ))
+        })
+    })
+}
+
+/// How old a shared measurement the request takes (see [`MAX_AGE_PARAMETER`]): as old
+/// as any still shared, without the parameter.
+fn max_age(uri: &Uri) -> Result<Duration, ApiError> {
+    parameter(uri, MAX_AGE_PARAMETER).map_or(Ok(recent::FRESH), |value| {
+        value.parse().map(Duration::from_millis).map_err(|_| {
+            ApiError::bad_request(format!(
+                "{MAX_AGE_PARAMETER}={value}: expected a whole number of milliseconds"
+            ))
+        })
+    })
+}
+
+/// The last value of the query parameter `key`, if the request has it.
+fn parameter(uri: &Uri, key: &str) -> Option<String> {
     let query = uri.query().unwrap_or_default();
     url::form_urlencoded::parse(query.as_bytes())
-        .filter(|(key, _)| key == ECH_PARAMETER)
+        .filter(|(name, _)| name == key)
         .last()
-        .map_or(Ok(EchPlan::Always), |(_, value)| {
-            EchPlan::parse(&value).ok_or_else(|| {
-                let known: Vec<&str> = EchPlan::ALL.iter().map(|plan| plan.name()).collect();
-                ApiError::bad_request(format!(
-                    "{ECH_PARAMETER}={value}: expected one of {}",
-                    known.join(", ")
-                ))
-            })
-        })
+        .map(|(_, value)| value.into_owned())
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -850,6 +871,7 @@ impl Server {
         client: IpAddr,
         request: &ControlRequest,
         ech: EchPlan,
+        max_age: Duration,
     ) -> Result<ControlResponse, ApiError> {
         let (jobs, control_sni) = check(request, self.max_targets, &self.options.policy)?;
         let measurer = self.measurer(control_sni.clone(), ech).map_err(|e| {
@@ -866,11 +888,14 @@ impl Server {
         // Only a request that begins a measurement takes a place, and before it begins
         // any: one answered from what others measured or are measuring costs the
         // measured servers nothing and this server little.
-        let (entries, _place) = match self.recent.all_begun(&keys) {
+        let (entries, _place) = match self.recent.all_begun(&keys, max_age) {
             Some(entries) => (entries, None),
             None => {
                 let place = self.place().await?;
-                let entries = keys.into_iter().map(|key| self.recent.get(key)).collect();
+                let entries = keys
+                    .into_iter()
+                    .map(|key| self.recent.get(key, max_age))
+                    .collect();
                 (entries, Some(place))
             }
         };
