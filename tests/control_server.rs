@@ -310,9 +310,10 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
 /// A measurement shared between requests is never older than `?max_age=` allows: a
 /// server that stopped since the control last connected to it is found stopped by a
 /// request that asks for younger facts (a probe that began the target since), while
-/// one without the parameter is still answered with the shared measurement.
+/// one without the parameter is still answered with the shared measurement. With
+/// `older=mark`, the older one answers, marked, and only such a request sees the mark.
 #[tokio::test(flavor = "multi_thread")]
-async fn shares_no_measurement_older_than_the_request_allows() {
+async fn shares_no_measurement_older_than_the_request_allows_unless_marked() {
     let (listener, open) = listener_on("127.0.0.1");
     let zone = [("lab.test", DnsBehaviour::Answer(vec![open.ip()]))];
     let control = Control::start(
@@ -332,28 +333,45 @@ async fn shares_no_measurement_older_than_the_request_allows() {
         *request.uri_mut() = format!("{MEASURE_PATH}{query}").parse().unwrap();
         control.exchange(request)
     };
+    // The connect's failure, and whether the answer was marked older.
     let connect = |reply: Reply| {
+        assert_eq!(
+            reply.text.contains("\"older\""),
+            reply.results().results[0].older,
+            "{}",
+            reply.text
+        );
         let result = &reply.results().results[0];
         let found = connects(result);
         assert_eq!(found.len(), 1, "{result:?}");
-        found[0].1.clone()
+        (found[0].1.clone(), result.older)
     };
-    assert_eq!(connect(ask("").await), None);
+    let refused = Some(Failure::ConnectionRefused);
+    assert_eq!(connect(ask("").await), (None, false));
     drop(listener);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(connect(ask("").await), None, "shared within 10 s");
-    assert_eq!(connect(ask("?max_age=5000").await), None, "young enough");
+    assert_eq!(connect(ask("").await), (None, false), "shared within 10 s");
+    assert_eq!(connect(ask("?max_age=5000").await), (None, false));
     assert_eq!(
-        connect(ask("?max_age=100").await),
-        Some(Failure::ConnectionRefused)
+        connect(ask("?max_age=5000&older=mark").await),
+        (None, false),
+        "young enough"
     );
+    assert_eq!(
+        connect(ask("?max_age=100&older=mark").await),
+        (None, true),
+        "older, marked"
+    );
+    assert_eq!(connect(ask("?max_age=100").await), (refused.clone(), false));
     // The younger measurement answers the requests after it.
-    assert_eq!(connect(ask("").await), Some(Failure::ConnectionRefused));
-    let error = ask("?max_age=soon").await.error(400);
-    assert!(
-        error.contains("max_age=soon") && error.contains("milliseconds"),
-        "{error}"
-    );
+    assert_eq!(connect(ask("").await), (refused, false));
+    for (query, names) in [
+        ("?max_age=soon", ["max_age=soon", "milliseconds"]),
+        ("?older=sometimes", ["older=sometimes", "expected mark"]),
+    ] {
+        let error = ask(query).await.error(400);
+        assert!(names.iter().all(|name| error.contains(name)), "{error}");
+    }
 }
 
 /// The server's wait for a place in flight before it refuses a request as busy.

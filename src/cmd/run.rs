@@ -536,6 +536,15 @@ pub async fn run(
     let measurer = Arc::new(measurer);
     let control = control
         .map(|client| Batcher::start(Arc::new(client), measurer.options().control_sni.clone()));
+    // What decides whether older facts of the control are asked for again, before the
+    // canary has told how the probe's network fares: one that takes a failure over
+    // IPv6 or QUIC for evidence as any other, so that no verdict the older facts could
+    // sway passes for `ok`.
+    let judging = Arc::new(analyse::Context {
+        ipv6: true,
+        quic: Some(true),
+        ..sink.context.clone()
+    });
     // Targets spend most of their time waiting (for a DNS window to close, for the
     // control): many may be in flight while `concurrency` bounds the work itself.
     let in_flight = measurer
@@ -553,14 +562,15 @@ pub async fn run(
     let mut results = futures_util::stream::iter(order)
         .map(|i| {
             let target = info.targets[i].clone();
-            let (measurer, control) = (measurer.clone(), control.clone());
+            let (measurer, control, judging) = (measurer.clone(), control.clone(), judging.clone());
             let stopping = stopping.clone();
             let task = tokio::spawn(async move {
                 // Once the run is stopping, a target not yet started is left to --resume.
                 if stopping.load(Ordering::Relaxed) {
                     return None;
                 }
-                Some(measure_both(&measurer, control.as_ref(), target).await)
+                let control = control.as_ref().map(|c| (c, judging.as_ref()));
+                Some(measure_both(&measurer, control, target).await)
             });
             let mut tasks = in_flight_tasks.lock().expect("task list lock poisoned");
             // Swept once it holds twice as many as can be in flight: then half at least
@@ -678,31 +688,51 @@ async fn locate(client: &ControlClient, info: &mut RunInfo) -> anyhow::Result<()
 }
 
 /// Measures a target at the probe and, as soon as the probe's DNS has answered, asks
-/// the control about the same target and the addresses the probe was given.
+/// the control about the same target and the addresses the probe was given. Where the
+/// control answered with facts it measured before the probe began the target (shared
+/// from another request), and the verdict is not `ok` with them, the control is asked
+/// again for facts as young as the probe's: a server that went down in between must
+/// not read as blocked, nor one that came back as down. `context` judges that.
 async fn measure_both(
     measurer: &Measurer,
-    control: Option<&Batcher>,
+    control: Option<(&Batcher, &analyse::Context)>,
     target: Target,
 ) -> (TargetFacts, Option<Result<TargetFacts, String>>) {
-    let Some(batcher) = control else {
+    let Some((batcher, context)) = control else {
         return (measurer.measure(&target).await, None);
     };
     let began = tokio::time::Instant::now();
     let (tell, answers) = tokio::sync::oneshot::channel();
     let ours = measurer.measure_telling(&target, &[], Some(tell));
     let theirs = async {
-        let addresses = answers.await.unwrap_or_default();
-        let result = batcher
-            .measure(ControlTarget::new(&target, addresses), began)
-            .await?;
-        Ok(control_facts(&target, result.measurements))
+        let asked = ControlTarget::new(&target, answers.await.unwrap_or_default());
+        let result = batcher.measure(asked.clone(), began).await?;
+        Ok((asked, result))
     };
     let (ours, theirs) = tokio::join!(ours, theirs);
     let theirs = match theirs {
-        Ok(theirs) => Ok(with_ech_where_needed(batcher, &target, began, &ours, theirs).await),
+        Ok((asked, result)) => {
+            let older = result.older;
+            let mut theirs = control_facts(&target, result.measurements);
+            if older && !judged_ok(&ours, &theirs, context) {
+                theirs = match batcher.again(asked, began).await {
+                    Ok(again) => control_facts(&target, again.measurements),
+                    Err(e) => return (ours, Some(Err(e))),
+                };
+            }
+            Ok(with_ech_where_needed(batcher, &target, began, &ours, theirs).await)
+        }
         Err(e) => Err(e),
     };
     (ours, Some(theirs))
+}
+
+/// Whether `ours` reads `ok` against `theirs`.
+fn judged_ok(ours: &TargetFacts, theirs: &TargetFacts, context: &analyse::Context) -> bool {
+    analyse::judge(ours, Control::Measured(theirs), context)
+        .verdict
+        .verdict
+        == Verdict::Ok
 }
 
 /// Addresses at which the control is asked for an ECH comparison, at most: the

@@ -21,7 +21,7 @@ use url::Url;
 
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
-    MAX_AGE_PARAMETER, MEASURE_PATH, batch_deadline,
+    MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER, batch_deadline,
 };
 use crate::facts::scrub::scrub_addresses;
 use crate::measure::ech::EchPlan;
@@ -123,24 +123,29 @@ impl ControlClient {
         &self,
         request: &ControlRequest,
     ) -> Result<ControlResponse, ControlClientError> {
-        self.measure_planned(request, EchPlan::Always, None).await
+        self.measure_planned(request, Asking::default(), None).await
     }
 
-    /// Asks the control to measure, with the ECH comparison as `ech` says, and with
-    /// facts begun no earlier than `since`, when given (see [`MAX_AGE_PARAMETER`]).
-    pub async fn measure_planned(
+    /// Asks the control to measure as `asking` says, with facts begun no earlier than
+    /// `since`, when given (see [`MAX_AGE_PARAMETER`]).
+    async fn measure_planned(
         &self,
         request: &ControlRequest,
-        ech: EchPlan,
+        asking: Asking,
         since: Option<Instant>,
     ) -> Result<ControlResponse, ControlClientError> {
         let body = Bytes::from(serde_json::to_vec(request).expect("requests serialize"));
         let wait = self.wait(request.targets.len());
         let mut planned = self.endpoint.clone();
-        if ech != EchPlan::Always {
+        if asking.ech != EchPlan::Always {
             planned
                 .query_pairs_mut()
-                .append_pair(ECH_PARAMETER, ech.name());
+                .append_pair(ECH_PARAMETER, asking.ech.name());
+        }
+        if asking.mark_older {
+            planned
+                .query_pairs_mut()
+                .append_pair(OLDER_PARAMETER, MARK_OLDER);
         }
         // Made at each try: a retry's facts may be as old as the time since `since`.
         let url = || {
@@ -296,37 +301,66 @@ struct Queued {
     reply: oneshot::Sender<Result<ControlResult, String>>,
 }
 
+/// How a request asks the control.
+#[derive(Debug, Clone, Copy, Default)]
+struct Asking {
+    ech: EchPlan,
+    /// Whether shared facts older than the request's `max_age` answer it too, marked
+    /// (see [`OLDER_PARAMETER`]).
+    mark_older: bool,
+}
+
 /// Gathers targets into batches for one control, asked to leave the ECH comparison
-/// for later, and, in batches of their own, the targets whose comparison the probe
-/// needs the control's for ([`Batcher::ech`]).
+/// for later and to answer with older shared facts, marked; in batches of their own,
+/// the targets whose marked facts could sway their verdict, asked again
+/// ([`Batcher::again`]), and those whose ECH comparison the probe needs the control's
+/// for ([`Batcher::ech`]).
 #[derive(Clone)]
 pub struct Batcher {
     measure: mpsc::Sender<Queued>,
+    again: mpsc::Sender<Queued>,
     ech: mpsc::Sender<Queued>,
 }
 
 impl Batcher {
     /// Starts gathering for `client`; every batch carries `control_sni`.
     pub fn start(client: std::sync::Arc<ControlClient>, control_sni: Option<String>) -> Batcher {
-        let queue = |ech: EchPlan| {
+        let queue = |ech: EchPlan, mark_older: bool| {
             let (queue, incoming) = mpsc::channel::<Queued>(BATCH * MAX_IN_FLIGHT);
-            tokio::spawn(gather(client.clone(), control_sni.clone(), ech, incoming));
+            let asking = Asking { ech, mark_older };
+            tokio::spawn(gather(
+                client.clone(),
+                control_sni.clone(),
+                asking,
+                incoming,
+            ));
             queue
         };
         Batcher {
-            measure: queue(EchPlan::Later),
-            ech: queue(EchPlan::Only),
+            measure: queue(EchPlan::Later, true),
+            again: queue(EchPlan::Later, false),
+            ech: queue(EchPlan::Only, false),
         }
     }
 
-    /// The control's result for one target, all but its ECH comparison, from facts
-    /// begun no earlier than the probe `began` measuring the target.
+    /// The control's result for one target, all but its ECH comparison: from facts
+    /// begun no earlier than the probe `began` measuring the target, or from older
+    /// facts it shares, marked [`ControlResult::older`].
     pub async fn measure(
         &self,
         target: ControlTarget,
         began: Instant,
     ) -> Result<ControlResult, String> {
         ask(&self.measure, target, began).await
+    }
+
+    /// As [`Batcher::measure`], from facts begun no earlier than `began` only.
+    pub async fn again(
+        &self,
+        target: ControlTarget,
+        began: Instant,
+    ) -> Result<ControlResult, String> {
+        ask(&self.again, target, began).await
     }
 
     /// The control's ECH comparison alone for one target, at `target`'s addresses, as
@@ -359,11 +393,11 @@ async fn ask(
 }
 
 /// Sends what comes on `incoming` in batches of up to [`BATCH`], each after
-/// [`LINGER`] at most, with the ECH comparison as `ech` says.
+/// [`LINGER`] at most, asking as `asking` says.
 async fn gather(
     client: std::sync::Arc<ControlClient>,
     control_sni: Option<String>,
-    ech: EchPlan,
+    asking: Asking,
     mut incoming: mpsc::Receiver<Queued>,
 ) {
     while let Some(first) = incoming.recv().await {
@@ -375,14 +409,19 @@ async fn gather(
                 _ => break,
             }
         }
-        tokio::spawn(send_batch(client.clone(), control_sni.clone(), ech, batch));
+        tokio::spawn(send_batch(
+            client.clone(),
+            control_sni.clone(),
+            asking,
+            batch,
+        ));
     }
 }
 
 async fn send_batch(
     client: std::sync::Arc<ControlClient>,
     control_sni: Option<String>,
-    ech: EchPlan,
+    asking: Asking,
     batch: Vec<Queued>,
 ) {
     let request = |targets: Vec<ControlTarget>| ControlRequest {
@@ -391,7 +430,7 @@ async fn send_batch(
     };
     let all = request(batch.iter().map(|q| q.target.clone()).collect());
     let since = batch.iter().map(|q| q.began).min();
-    match client.measure_planned(&all, ech, since).await {
+    match client.measure_planned(&all, asking, since).await {
         // A request the control refuses for one of its targets (too many addresses, an
         // address it may not measure) or for their number (its --max-targets): each
         // target is asked alone, so that one costs only itself its control.
@@ -401,7 +440,7 @@ async fn send_batch(
                 let client = &client;
                 async move {
                     let asked = client
-                        .measure_planned(&single, ech, Some(queued.began))
+                        .measure_planned(&single, asking, Some(queued.began))
                         .await;
                     answer(vec![queued.reply], asked)
                 }

@@ -23,6 +23,14 @@ pub const ECH_PARAMETER: &str = "ech";
 /// batch itself, so that the control's facts are never older than its own. Without
 /// it, any still shared (10 s); a control that predates it ignores it.
 pub const MAX_AGE_PARAMETER: &str = "max_age";
+/// The query parameter of [`MEASURE_PATH`] that lets any measurement still shared
+/// answer, however old, marked [`ControlResult::older`] where it is older than
+/// `max_age` allows (`older=mark`, the only value): a probe asks again, bound by
+/// `max_age` alone, for the targets whose verdict such facts could sway, and takes the
+/// others as they are.
+pub const OLDER_PARAMETER: &str = "older";
+/// [`OLDER_PARAMETER`]'s value.
+pub const MARK_OLDER: &str = "mark";
 pub const HEALTH_PATH: &str = "/health";
 
 /// Step timeouts one target may take at the control, one after another: its DNS (a
@@ -129,6 +137,11 @@ pub struct ControlResult {
     /// answer rather than take the empty list for facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_measured: Option<String>,
+    /// The measurement was begun before the request's `max_age` allows, and answers it
+    /// only as `older=mark` lets it. Sent only to a request with `older=mark`: an old
+    /// probe, which refuses unknown fields, never asks for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub older: bool,
 }
 
 /// An error answer: `{"error": "..."}` with a 4xx or 5xx status.
@@ -163,6 +176,7 @@ mod tests {
             refused_addresses: Vec::new(),
             measurements: Vec::new(),
             not_measured: None,
+            older: false,
         };
         let json = serde_json::to_string(&measured).unwrap();
         assert_eq!(json, r#"{"target":"a.test","measurements":[]}"#);

@@ -11,10 +11,10 @@
 //! true. A measurement cut off (by its request's deadline, or dropped with its request)
 //! is not kept: a request waiting for it makes it itself, and a later one anew.
 //!
-//! A request may ask for younger facts than [`FRESH`] (`max_age`): a probe takes none
-//! begun before it began the target itself. A site that went down since would otherwise
-//! be refused to the probe and reached by the control's older facts: `blocked`, for an
-//! outage.
+//! A request may ask for younger facts than [`FRESH`] (`max_age`): a probe judges none
+//! begun before it began the target itself, unless they read `ok` (the server's
+//! `older=mark`). A site that went down since would otherwise be refused to the probe
+//! and reached by the control's older facts: `blocked`, for an outage.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -89,6 +89,11 @@ pub struct Entry {
 impl Entry {
     fn is(&self, other: &Entry) -> bool {
         Arc::ptr_eq(&self.cell, &other.cell)
+    }
+
+    /// Whether the measurement was begun before `since`.
+    pub fn begun_before(&self, since: Instant) -> bool {
+        self.begun < since
     }
 }
 

@@ -47,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use super::collect::{self, Collector};
 use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
-    HEALTH_PATH, MAX_AGE_PARAMETER, MEASURE_PATH, batch_deadline,
+    HEALTH_PATH, MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER, batch_deadline,
 };
 use super::recent::{self, Entry, Recent};
 use crate::facts::TargetFacts;
@@ -696,11 +696,15 @@ async fn measure(
     server.authorize(&headers)?;
     require_json(&headers)?;
     let ech = ech_plan(&uri)?;
-    let max_age = max_age(&uri)?;
+    let sharing = Sharing {
+        max_age: max_age(&uri)?,
+        mark_older: marks_older(&uri)?,
+        arrived: std::time::Instant::now(),
+    };
     // The body before a place in flight: a client sending slowly must not hold one.
     let request = server.read_request(body).await?;
     server
-        .answer(client.ip(), &request, ech, max_age)
+        .answer(client.ip(), &request, ech, sharing)
         .await
         .map(Json)
 }
@@ -720,6 +724,34 @@ fn ech_plan(uri: &Uri) -> Result<EchPlan, ApiError> {
     })
 }
 
+/// Which measurements made for other requests answer a request.
+struct Sharing {
+    /// How old they may be (see [`MAX_AGE_PARAMETER`]).
+    max_age: Duration,
+    /// Whether older ones answer too, marked (see [`OLDER_PARAMETER`]).
+    mark_older: bool,
+    arrived: std::time::Instant,
+}
+
+impl Sharing {
+    /// How old a measurement may be and still answer, marked or not.
+    fn oldest(&self) -> Duration {
+        match self.mark_older {
+            true => recent::FRESH,
+            false => self.max_age,
+        }
+    }
+
+    /// Whether `entry` answers the request only as `older=mark` lets it.
+    fn is_older(&self, entry: &Entry) -> bool {
+        self.mark_older
+            && self
+                .arrived
+                .checked_sub(self.max_age)
+                .is_some_and(|since| entry.begun_before(since))
+    }
+}
+
 /// How old a shared measurement the request takes (see [`MAX_AGE_PARAMETER`]): as old
 /// as any still shared, without the parameter.
 fn max_age(uri: &Uri) -> Result<Duration, ApiError> {
@@ -729,6 +761,17 @@ fn max_age(uri: &Uri) -> Result<Duration, ApiError> {
                 "{MAX_AGE_PARAMETER}={value}: expected a whole number of milliseconds"
             ))
         })
+    })
+}
+
+/// Whether the request lets older measurements answer, marked (see
+/// [`OLDER_PARAMETER`]).
+fn marks_older(uri: &Uri) -> Result<bool, ApiError> {
+    parameter(uri, OLDER_PARAMETER).map_or(Ok(false), |value| match value == MARK_OLDER {
+        true => Ok(true),
+        false => Err(ApiError::bad_request(format!(
+            "{OLDER_PARAMETER}={value}: expected {MARK_OLDER}"
+        ))),
     })
 }
 
@@ -871,7 +914,7 @@ impl Server {
         client: IpAddr,
         request: &ControlRequest,
         ech: EchPlan,
-        max_age: Duration,
+        sharing: Sharing,
     ) -> Result<ControlResponse, ApiError> {
         let (jobs, control_sni) = check(request, self.max_targets, &self.options.policy)?;
         let measurer = self.measurer(control_sni.clone(), ech).map_err(|e| {
@@ -888,20 +931,24 @@ impl Server {
         // Only a request that begins a measurement takes a place, and before it begins
         // any: one answered from what others measured or are measuring costs the
         // measured servers nothing and this server little.
-        let (entries, _place) = match self.recent.all_begun(&keys, max_age) {
+        let oldest = sharing.oldest();
+        let (entries, _place) = match self.recent.all_begun(&keys, oldest) {
             Some(entries) => (entries, None),
             None => {
                 let place = self.place().await?;
                 let entries = keys
                     .into_iter()
-                    .map(|key| self.recent.get(key, max_age))
+                    .map(|key| self.recent.get(key, oldest))
                     .collect();
                 (entries, Some(place))
             }
         };
-        let results = self
+        let mut results = self
             .measure_within_deadline(&jobs, &entries, &measurer)
             .await;
+        for (result, entry) in results.iter_mut().zip(&entries) {
+            result.older = result.not_measured.is_none() && sharing.is_older(entry);
+        }
         // The client's network, never its address: see docs/design.md.
         let network = self
             .asn
@@ -1194,6 +1241,7 @@ impl Job {
             refused_addresses: self.refused.clone(),
             measurements: recent.measure(entry, make).await.to_vec(),
             not_measured: None,
+            older: false,
         }
     }
 
@@ -1204,6 +1252,7 @@ impl Job {
             refused_addresses: self.refused.clone(),
             measurements: Vec::new(),
             not_measured: Some(why),
+            older: false,
         }
     }
 }
