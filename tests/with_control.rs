@@ -583,22 +583,54 @@ async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
 }
 
 /// A server that stops between two runs is down in the second, not blocked: the
-/// control shares a target's measurement among requests for a few seconds, but never
-/// one begun before the probe began the target, which would show the server up.
+/// control shares a target's measurement among requests for a few seconds, but facts
+/// begun before the probe began a target decide nothing but `ok`: for the stopped
+/// server the control measures anew, while a server up in both runs keeps the
+/// control's facts of the first.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_stopped_since_the_last_run_is_down_not_blocked() {
-    let zone = [("stops.test", localhost())];
+    let zone = [("stops.test", localhost()), ("stays.test", localhost())];
     let lab = Lab::new(&zone, &zone).await;
     let server = std::net::TcpListener::bind((PROBE, 0)).unwrap();
     let port = server.local_addr().unwrap().port();
     let services = format!(
-        "[[service]]\nname = \"stops\"\ndomains = [\"stops.test\"]\ntls_ports = []\ntcp_ports = [{port}]\n"
+        "[[service]]\nname = \"stops\"\ndomains = [\"stops.test\"]\ntls_ports = []\ntcp_ports = [{port}]\n\n{}",
+        service("stays", "stays.test", lab.healthy.port())
     );
-    let run = lab.run(&services, None).await;
-    run.assert_verdict("stops.test", "ok", "");
+    let first = lab.run(&services, None).await;
+    first.assert_verdict("stops.test", "ok", "");
     drop(server);
     let run = lab.run(&services, None).await;
     run.assert_scenario("stops.test", "down");
+    run.assert_verdict("stays.test", "ok", "");
+
+    let at = |row: &csv::StringRecord| {
+        chrono::DateTime::parse_from_rfc3339(&row[1]).unwrap_or_else(|e| panic!("{e}: {row:?}"))
+    };
+    let control = |target: &str| -> Vec<_> {
+        let rows = run.measurements_of(target);
+        rows.iter()
+            .filter(|row| &row[2] == "control")
+            .map(at)
+            .collect()
+    };
+    let began = ["stops.test", "stays.test"]
+        .iter()
+        .flat_map(|target| run.measurements_of(target))
+        .filter(|row| &row[2] == "probe")
+        .map(|row| at(&row))
+        .min()
+        .unwrap();
+    let (stops, stays) = (control("stops.test"), control("stays.test"));
+    assert!(!stops.is_empty() && !stays.is_empty(), "{run}");
+    assert!(
+        stops.iter().all(|t| *t >= began),
+        "the stopped server's control facts begun before the run ({began}): {stops:?}\n{run}"
+    );
+    assert!(
+        stays.iter().all(|t| *t < began),
+        "the server up in both runs was measured anew, not shared from the first run ({began}): {stays:?}\n{first}\n{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -429,7 +429,8 @@ async fn send_batch(
         control_sni: control_sni.clone(),
     };
     let all = request(batch.iter().map(|q| q.target.clone()).collect());
-    let since = batch.iter().map(|q| q.began).min();
+    // The youngest target's: facts older than it must not answer it unmarked.
+    let since = batch.iter().map(|q| q.began).max();
     match client.measure_planned(&all, asking, since).await {
         // A request the control refuses for one of its targets (too many addresses, an
         // address it may not measure) or for their number (its --max-targets): each

@@ -19,9 +19,10 @@ pub const MEASURE_PATH: &str = "/v1/measure";
 pub const ECH_PARAMETER: &str = "ech";
 /// The query parameter of [`MEASURE_PATH`] that bounds how old a measurement begun for
 /// another request may be and still answer this one, in milliseconds (see
-/// `control::recent`): a probe sends how long ago it began the oldest target of the
-/// batch itself, so that the control's facts are never older than its own. Without
-/// it, any still shared (10 s); a control that predates it ignores it.
+/// `control::recent`): a probe sends how long ago it began the youngest target of the
+/// batch (its DNS lookup), so that the control's facts are not older than its own.
+/// Without it, any still shared (10 s); a control that predates it ignores it, and
+/// its older facts then answer as they did.
 pub const MAX_AGE_PARAMETER: &str = "max_age";
 /// The query parameter of [`MEASURE_PATH`] that lets any measurement still shared
 /// answer, however old, marked [`ControlResult::older`] where it is older than

@@ -153,6 +153,8 @@ impl Recent {
         if self.capacity == 0 {
             return entry;
         }
+        // An entry too old for this request gives its key up (it stays in `begun`).
+        state.entries.remove(&entry.key);
         while state.entries.len() >= self.capacity {
             state.pop_oldest();
         }
