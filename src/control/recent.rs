@@ -398,6 +398,25 @@ mod tests {
         );
     }
 
+    /// A measurement made with the ECH comparison answers a request that leaves it for
+    /// later only while young enough for that request, as its own would.
+    #[tokio::test]
+    async fn a_measurement_made_with_the_ech_comparison_answers_within_the_age_asked() {
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        let planned = |ech| Key {
+            ech,
+            ..key("https://a.test/", &["192.0.2.1"], Some("canary.test"))
+        };
+        let start = Instant::now();
+        let made = recent.get_at(planned(EchPlan::Always), ANY, start);
+        recent.measure(&made, async { Vec::new() }).await;
+        let later = start + Duration::from_secs(3);
+        let young =
+            |seconds| recent.get_at(planned(EchPlan::Later), Duration::from_secs(seconds), later);
+        assert!(made.is(&young(4)));
+        assert!(!made.is(&young(2)));
+    }
+
     /// A request that would begin nothing is told so, and one that would is told
     /// nothing, with nothing begun for it before it has a place.
     #[test]
