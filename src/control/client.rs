@@ -363,8 +363,8 @@ impl Batcher {
         ask(&self.again, target, began).await
     }
 
-    /// The control's ECH comparison alone for one target, at `target`'s addresses, as
-    /// young as [`Batcher::measure`]'s.
+    /// The control's ECH comparison alone for one target, at `target`'s addresses, from
+    /// facts begun no earlier than `began` only.
     pub async fn ech(
         &self,
         target: ControlTarget,
