@@ -240,6 +240,20 @@ pub struct Burst {
 }
 
 impl Burst {
+    /// Of connects made at once, whether each was answered.
+    pub fn of(answered: impl IntoIterator<Item = bool>) -> Burst {
+        answered.into_iter().fold(
+            Burst {
+                made: 0,
+                answered: 0,
+            },
+            |burst, answered| Burst {
+                made: burst.made + 1,
+                answered: burst.answered + u32::from(answered),
+            },
+        )
+    }
+
     /// None of the connects answered: the link was down then.
     pub fn none_answered(self) -> bool {
         self.answered == 0
@@ -929,7 +943,21 @@ impl Trigger {
 
 #[cfg(test)]
 mod tests {
-    use super::CheckTarget;
+    use super::{Burst, CheckTarget};
+
+    #[test]
+    fn a_burst_counts_its_connects_and_those_answered() {
+        let burst = Burst::of([true, false, false, true, false, false]);
+        assert_eq!(
+            burst,
+            Burst {
+                made: 6,
+                answered: 2
+            }
+        );
+        assert!(!burst.none_answered());
+        assert!(Burst::of([false; 6]).none_answered());
+    }
 
     #[test]
     fn check_targets_are_read_as_written_now_and_before() {

@@ -523,8 +523,7 @@ impl Measurer {
             .is_some_and(worth_another_lookup)
         {
             tokio::time::sleep(RETRY_PAUSE).await;
-            // The link pulsed alongside a lookup made again after a silence.
-            let pulse = timed_out(&lookup.facts.error).then_some(Duration::ZERO);
+            let pulse = pulse_after(&lookup.facts.error);
             lookup = self
                 .alongside(resolver.lookup(io, host, qtype), pulse)
                 .await;
@@ -611,10 +610,7 @@ impl Measurer {
                 let dialer = tcp::Dialer::new(self.options.timeout, self.options.source);
                 let dials = join_all((0..CHECK_CONNECTS).map(|_| check_dial(&dialer, address)));
                 let dials = dials.await;
-                let first_tries = Burst {
-                    made: CHECK_CONNECTS as u32,
-                    answered: dials.iter().filter(|(_, answered)| *answered).count() as u32,
-                };
+                let first_tries = Burst::of(dials.iter().map(|(_, answered)| *answered));
                 let error = match dials.iter().any(|(result, _)| result.is_ok()) {
                     true => None,
                     false => dials.into_iter().find_map(|(result, _)| result.err()),
@@ -677,11 +673,7 @@ impl Measurer {
         let dialer = tcp::Dialer::new(self.options.timeout / 3, self.options.source);
         tokio::spawn(async move {
             let tries = join_all((0..CHECK_CONNECTS).map(|_| dialer.connect(canary))).await;
-            let answered = tries.iter().filter(|tried| carried(tried)).count();
-            pulse.fared(Burst {
-                made: CHECK_CONNECTS as u32,
-                answered: answered as u32,
-            });
+            pulse.fared(Burst::of(tries.iter().map(carried)));
         });
     }
 
@@ -703,6 +695,12 @@ impl Measurer {
             std::future::pending::<T>().await
         };
         Either::Right(select(Box::pin(step), Box::pin(pulse)).map(|done| done.factor_first().0))
+    }
+
+    /// When a step that tries again by itself after a silence (a dial's second round,
+    /// QUIC's second handshake) makes that try: when the link is pulsed alongside it.
+    fn second_try(&self) -> Duration {
+        self.options.timeout + RETRY_PAUSE
     }
 
     /// The pulse of the link answered least during the last try of a step that began
@@ -906,10 +904,8 @@ impl Measurer {
     /// was refused or reset (see [`Again`]); with the first failure, where a later try
     /// got through. If every try fails, the first failure is kept.
     async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<'_, tcp::Dialed> {
-        // The link pulsed as the dial's second round begins, after a silent first.
-        let second_round = self.options.timeout + RETRY_PAUSE;
         let dialed = self
-            .alongside(self.dialer().dial(addresses), Some(second_round))
+            .alongside(self.dialer().dial(addresses), Some(self.second_try()))
             .await;
         let mut tries = dialed.tries;
         let mut again =
@@ -1057,9 +1053,7 @@ impl Measurer {
             self.dialer().local_for(address),
             RETRY_PAUSE,
         );
-        // The link pulsed as the handshake is made again after a silence.
-        let again = self.options.timeout + RETRY_PAUSE;
-        let mut facts = self.alongside(handshake, Some(again)).await;
+        let mut facts = self.alongside(handshake, Some(self.second_try())).await;
         drop(work);
         if let Some(failure) = facts
             .handshake
@@ -1332,6 +1326,12 @@ fn timed_out(error: &Option<StepError>) -> bool {
     error.as_ref().is_some_and(|e| e.failure.is_timeout())
 }
 
+/// When to pulse the link (see [`Measurer::pulse`]) alongside a step made again after
+/// one that failed with `error`: at once, where it went unanswered.
+fn pulse_after(error: &Option<StepError>) -> Option<Duration> {
+    timed_out(error).then_some(Duration::ZERO)
+}
+
 /// Whether a failed connect, handshake or fetch is made again, after a pause: it went
 /// unanswered (loss, or a censor's drop), or it was refused or torn down (a flaky
 /// middlebox or NAT resets a flow now and then, as a censor does every time). A censor
@@ -1435,7 +1435,7 @@ impl<'a, T> Again<'a, T> {
     /// When to pulse the link alongside the try [`Again::another`] said was due: at
     /// once, where the try before it went unanswered (see [`Measurer::pulse`]).
     pub(crate) fn pulse_after(&self) -> Option<Duration> {
-        timed_out(&self.last).then_some(Duration::ZERO)
+        pulse_after(&self.last)
     }
 
     /// Whether another try is due; if so, after the pause before it.
