@@ -122,27 +122,25 @@ impl Recent {
     }
 
     /// The entries answering `keys` (see [`Recent::get`]) if every one was begun less
-    /// than `fresh` and `max_age` ago (done or in progress); else none, and nothing is
-    /// begun: a request that would measure must first get a place.
-    pub fn all_begun(&self, keys: &[Key], max_age: Duration) -> Option<Vec<Entry>> {
-        let now = Instant::now();
-        let state = self.lock(now);
-        keys.iter()
-            .map(|key| state.answering(key, now.checked_sub(max_age)))
-            .collect()
+    /// than `fresh` ago, and at `since` or after when given (done or in progress); else
+    /// none, and nothing is begun: a request that would measure must first get a place.
+    pub fn all_begun(&self, keys: &[Key], since: Option<Instant>) -> Option<Vec<Entry>> {
+        let state = self.lock(Instant::now());
+        keys.iter().map(|key| state.answering(key, since)).collect()
     }
 
     /// The entry that answers `key` (its own, or one made with the ECH comparison for
-    /// a `later` key) begun less than `fresh` and `max_age` ago, or a new one, for the
-    /// caller to make. A new one takes the key's place from an entry too old for this
-    /// request, which goes on answering those that hold it already.
-    pub fn get(&self, key: Key, max_age: Duration) -> Entry {
-        self.get_at(key, max_age, Instant::now())
+    /// a `later` key) begun less than `fresh` ago, and at `since` or after when given,
+    /// or a new one, for the caller to make. A new one takes the key's place from an
+    /// entry too old for this request, which goes on answering those that hold it
+    /// already.
+    pub fn get(&self, key: Key, since: Option<Instant>) -> Entry {
+        self.get_at(key, since, Instant::now())
     }
 
-    fn get_at(&self, key: Key, max_age: Duration, now: Instant) -> Entry {
+    fn get_at(&self, key: Key, since: Option<Instant>, now: Instant) -> Entry {
         let mut state = self.lock(now);
-        if let Some(entry) = state.answering(&key, now.checked_sub(max_age)) {
+        if let Some(entry) = state.answering(&key, since) {
             return entry;
         }
         let entry = Entry {
@@ -264,7 +262,7 @@ mod tests {
     use crate::input::targets::TargetKind;
 
     /// Any measurement still fresh answers.
-    const ANY: Duration = Duration::MAX;
+    const ANY: Option<Instant> = None;
 
     fn key(name: &str, addresses: &[&str], sni: Option<&str>) -> Key {
         let target = Target {
@@ -307,16 +305,16 @@ mod tests {
         let a = || key("https://a.test/", &[], Some("canary.test"));
         let old = recent.get_at(a(), ANY, start);
         let later = start + Duration::from_secs(3);
-        let young = Duration::from_secs(2);
-        assert!(old.is(&recent.get_at(a(), Duration::from_secs(4), later)));
-        let own = recent.get_at(a(), young, later);
+        let since = |seconds| later.checked_sub(Duration::from_secs(seconds));
+        assert!(old.is(&recent.get_at(a(), since(4), later)));
+        let own = recent.get_at(a(), since(2), later);
         assert!(!own.is(&old));
         assert!(own.is(&recent.get_at(a(), ANY, later)));
-        assert!(own.is(&recent.get_at(a(), young, later + Duration::from_secs(1))));
+        assert!(own.is(&recent.get_at(a(), since(2), later + Duration::from_secs(1))));
         assert!(
             recent
                 .lock(later)
-                .answering(&a(), later.checked_sub(young))
+                .answering(&a(), since(2))
                 .is_some_and(|entry| entry.is(&own))
         );
         assert_eq!(recent.len(), 1);
@@ -411,8 +409,10 @@ mod tests {
         let made = recent.get_at(planned(EchPlan::Always), ANY, start);
         recent.measure(&made, async { Vec::new() }).await;
         let later = start + Duration::from_secs(3);
-        let young =
-            |seconds| recent.get_at(planned(EchPlan::Later), Duration::from_secs(seconds), later);
+        let young = |seconds| {
+            let since = later.checked_sub(Duration::from_secs(seconds));
+            recent.get_at(planned(EchPlan::Later), since, later)
+        };
         assert!(made.is(&young(4)));
         assert!(!made.is(&young(2)));
     }

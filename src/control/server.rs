@@ -696,10 +696,10 @@ async fn measure(
     server.authorize(&headers)?;
     require_json(&headers)?;
     let ech = ech_plan(&uri)?;
+    let arrived = std::time::Instant::now();
     let sharing = Sharing {
-        max_age: max_age(&uri)?,
+        since: max_age(&uri)?.and_then(|age| arrived.checked_sub(age)),
         mark_older: marks_older(&uri)?,
-        arrived: std::time::Instant::now(),
     };
     // The body before a place in flight: a client sending slowly must not hold one.
     let request = server.read_request(body).await?;
@@ -726,42 +726,37 @@ fn ech_plan(uri: &Uri) -> Result<EchPlan, ApiError> {
 
 /// Which measurements made for other requests answer a request.
 struct Sharing {
-    /// How old they may be (see [`MAX_AGE_PARAMETER`]).
-    max_age: Duration,
+    /// Those begun earlier are older than the request takes (see
+    /// [`MAX_AGE_PARAMETER`]); none: any still shared.
+    since: Option<std::time::Instant>,
     /// Whether older ones answer too, marked (see [`OLDER_PARAMETER`]).
     mark_older: bool,
-    arrived: std::time::Instant,
 }
 
 impl Sharing {
-    /// How old a measurement may be and still answer, marked or not.
-    fn oldest(&self) -> Duration {
-        match self.mark_older {
-            true => recent::FRESH,
-            false => self.max_age,
-        }
+    /// Since when a measurement must have begun to answer, marked or not.
+    fn answering(&self) -> Option<std::time::Instant> {
+        self.since.filter(|_| !self.mark_older)
     }
 
     /// Whether `entry` answers the request only as `older=mark` lets it.
     fn is_older(&self, entry: &Entry) -> bool {
-        self.mark_older
-            && self
-                .arrived
-                .checked_sub(self.max_age)
-                .is_some_and(|since| entry.begun_before(since))
+        self.mark_older && self.since.is_some_and(|since| entry.begun_before(since))
     }
 }
 
-/// How old a shared measurement the request takes (see [`MAX_AGE_PARAMETER`]): as old
-/// as any still shared, without the parameter.
-fn max_age(uri: &Uri) -> Result<Duration, ApiError> {
-    parameter(uri, MAX_AGE_PARAMETER).map_or(Ok(recent::FRESH), |value| {
-        value.parse().map(Duration::from_millis).map_err(|_| {
-            ApiError::bad_request(format!(
-                "{MAX_AGE_PARAMETER}={value}: expected a whole number of milliseconds"
-            ))
+/// How old a shared measurement the request takes (see [`MAX_AGE_PARAMETER`]), if it
+/// says.
+fn max_age(uri: &Uri) -> Result<Option<Duration>, ApiError> {
+    parameter(uri, MAX_AGE_PARAMETER)
+        .map(|value| {
+            value.parse().map(Duration::from_millis).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{MAX_AGE_PARAMETER}={value}: expected a whole number of milliseconds"
+                ))
+            })
         })
-    })
+        .transpose()
 }
 
 /// Whether the request lets older measurements answer, marked (see
@@ -931,14 +926,14 @@ impl Server {
         // Only a request that begins a measurement takes a place, and before it begins
         // any: one answered from what others measured or are measuring costs the
         // measured servers nothing and this server little.
-        let oldest = sharing.oldest();
-        let (entries, _place) = match self.recent.all_begun(&keys, oldest) {
+        let since = sharing.answering();
+        let (entries, _place) = match self.recent.all_begun(&keys, since) {
             Some(entries) => (entries, None),
             None => {
                 let place = self.place().await?;
                 let entries = keys
                     .into_iter()
-                    .map(|key| self.recent.get(key, oldest))
+                    .map(|key| self.recent.get(key, since))
                     .collect();
                 (entries, Some(place))
             }
