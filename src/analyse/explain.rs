@@ -940,25 +940,20 @@ mod tests {
             }
             compare(domain(&[]), (dns(), vec![m]), control())
         };
-        let back_later = answered_at_first(0, 6);
-        assert_eq!(kind(&back_later), (Verdict::Inconclusive, None));
-        evidence_of(
-            &back_later,
-            &[
-                "the 6 connects to the canary at",
-                "went unanswered at their first try too",
-                "the probe's network was down as the step ended",
-            ],
-        );
-        let came_back = answered_at_first(6, 0);
-        assert_eq!(kind(&came_back), (Verdict::Inconclusive, None));
-        evidence_of(
-            &came_back,
-            &[
-                "while the probe's link was down: 6 connects to the canary at",
-                "went unanswered too",
-            ],
-        );
+        let back_later: &[&str] = &[
+            "the 6 connects to the canary at",
+            "went unanswered at their first try too",
+            "the probe's network was down as the step ended",
+        ];
+        let came_back: &[&str] = &[
+            "while the probe's link was down: 6 connects to the canary at",
+            "went unanswered too",
+        ];
+        for ((right_after, pulsed), evidence) in [((0, 6), back_later), ((6, 0), came_back)] {
+            let outcome = answered_at_first(right_after, pulsed);
+            assert_eq!(kind(&outcome), (Verdict::Inconclusive, None));
+            evidence_of(&outcome, evidence);
+        }
         for (right_after, pulsed) in [(1, 6), (6, 2)] {
             assert_eq!(
                 kind(&answered_at_first(right_after, pulsed)),
