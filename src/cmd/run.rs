@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -23,7 +24,7 @@ use rand::seq::SliceRandom;
 
 use crate::analyse::{self, Control, Outcome, TargetVerdict, Verdict};
 use crate::control::client::{Batcher, ControlClient, ControlClientError};
-use crate::control::protocol::{ControlRequest, ControlTarget};
+use crate::control::protocol::{ControlRequest, ControlResult, ControlTarget};
 use crate::error::InputError;
 use crate::facts::TargetFacts;
 use crate::facts::{Measurement, Step, Vantage, answered_addresses, distinct};
@@ -714,9 +715,10 @@ async fn measure_both(
         Ok((asked, result)) => {
             let older = result.older;
             let mut theirs = control_facts(&target, result.measurements);
-            if older && !judged_ok(&ours, &theirs, context) {
-                theirs = match batcher.again(asked, began).await {
-                    Ok(again) => control_facts(&target, again.measurements),
+            if (older && !judged_ok(&ours, &theirs, context)) || failed_at_control(&theirs) {
+                let again = || batcher.again(asked.clone(), began);
+                theirs = match asked_again(&target, again).await {
+                    Ok(again) => again,
                     Err(e) => return (ours, Some(Err(e))),
                 };
             }
@@ -725,6 +727,53 @@ async fn measure_both(
         Err(e) => Err(e),
     };
     (ours, Some(theirs))
+}
+
+/// Whether any of the control's facts failed for its own reasons (see
+/// [`Step::failed_at_home`]): they say nothing of the target.
+fn failed_at_control(theirs: &TargetFacts) -> bool {
+    theirs.measurements.iter().any(|m| m.step.failed_at_home())
+}
+
+/// How often facts that failed at the control are asked for again, and the pause before
+/// the first time: a control out of file descriptors or buffers frees them within
+/// moments, as its other requests end.
+const AT_CONTROL_AGAIN: usize = 2;
+const AT_CONTROL_PAUSE: Duration = Duration::from_millis(500);
+
+/// The control's facts of `target` asked anew (`ask`), and again, after a pause,
+/// while they failed at the control: those are judged as the control's own failure
+/// (`inconclusive` where the probe's evidence needs a control), so they are kept only
+/// when the control fails that way every time.
+async fn asked_again<F, A>(target: &Target, ask: A) -> Result<TargetFacts, String>
+where
+    A: Fn() -> F,
+    F: Future<Output = Result<ControlResult, String>>,
+{
+    enum Again {
+        Failed(String),
+        AtControl(TargetFacts),
+    }
+    let once = || async {
+        let result = ask().await.map_err(Again::Failed)?;
+        let facts = control_facts(target, result.measurements);
+        match failed_at_control(&facts) {
+            true => Err(Again::AtControl(facts)),
+            false => Ok(facts),
+        }
+    };
+    let policy = ExponentialBuilder::default()
+        .with_min_delay(AT_CONTROL_PAUSE)
+        .with_max_times(AT_CONTROL_AGAIN)
+        .with_jitter();
+    match once
+        .retry(policy)
+        .when(|e| matches!(e, Again::AtControl(_)))
+        .await
+    {
+        Ok(facts) | Err(Again::AtControl(facts)) => Ok(facts),
+        Err(Again::Failed(e)) => Err(e),
+    }
 }
 
 /// Whether `ours` reads `ok` against `theirs`.
@@ -1163,6 +1212,56 @@ mod tests {
             quic_ports: Vec::new().into(),
             asns: Vec::new().into(),
         }
+    }
+
+    /// Facts that failed at the control are asked for again until the control
+    /// measures the target, and kept, judged as the control's own failure, only when it
+    /// fails that way every time; a request that fails ends the asking.
+    #[tokio::test(start_paused = true)]
+    async fn facts_that_failed_at_the_control_are_asked_again() {
+        use crate::analyse::fixtures::tcp;
+        use crate::facts::failure::Failure;
+        let target = target("s", "a.test");
+        let answer = |failure| {
+            Ok(ControlResult {
+                target: target.to_string(),
+                refused_addresses: Vec::new(),
+                measurements: vec![tcp("192.0.2.1:443", failure)],
+                not_measured: None,
+                older: false,
+            })
+        };
+        let asked = |answers: Vec<Result<ControlResult, String>>| {
+            let answers = std::sync::Mutex::new(answers.into_iter());
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let target = &target;
+            async move {
+                let ask = || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let next = answers.lock().unwrap().next().expect("asked too often");
+                    async move { next }
+                };
+                let facts = asked_again(target, ask).await;
+                let failure =
+                    facts.map(|f| f.measurements[0].step.error().map(|e| e.failure.clone()));
+                (failure, count.load(Ordering::SeqCst))
+            }
+        };
+        let starved = || answer(Some(Failure::TooManyOpenFiles));
+        let refused = || Some(Failure::ConnectionRefused);
+        assert_eq!(
+            asked(vec![starved(), answer(refused())]).await,
+            (Ok(refused()), 2)
+        );
+        assert_eq!(
+            asked(vec![starved(), starved(), starved()]).await,
+            (Ok(Some(Failure::TooManyOpenFiles)), 3)
+        );
+        assert_eq!(
+            asked(vec![starved(), Err("busy".into())]).await,
+            (Err("busy".into()), 2)
+        );
+        assert_eq!(asked(vec![answer(None)]).await, (Ok(None), 1));
     }
 
     #[test]

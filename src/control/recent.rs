@@ -164,7 +164,10 @@ impl Recent {
     /// The measurements of `entry`: made by `make` unless another request made them or
     /// is making them, in which case they are waited for. If `make` is cut off, the
     /// entry is forgotten, so that the next request for the target makes it anew (one
-    /// waiting for it already makes it itself).
+    /// waiting for it already makes it itself). So is one that failed for the control's
+    /// own reasons (out of file descriptors, its network failing its check): it
+    /// answers the requests that wait for it, but says nothing of the target that a
+    /// request after them should be given.
     pub async fn measure(
         &self,
         entry: &Entry,
@@ -178,7 +181,9 @@ impl Recent {
                     entry,
                 };
                 let measurements = Arc::new(make.await);
-                std::mem::forget(cut_off);
+                if !measurements.iter().any(|m| m.step.failed_at_home()) {
+                    std::mem::forget(cut_off);
+                }
                 measurements
             })
             .await
@@ -201,7 +206,7 @@ impl Recent {
 }
 
 /// Forgets its entry when dropped: armed while a measurement is made, and dropped only
-/// if it is cut off.
+/// if it is cut off or failed at the control.
 struct Forget<'a> {
     recent: &'a Recent,
     entry: &'a Entry,
@@ -479,5 +484,32 @@ mod tests {
         assert!(waited.is_empty());
         assert!(!entry.is(&recent.get(key("a.test", &[], None), ANY)));
         assert_eq!(recent.len(), 1);
+    }
+
+    /// A measurement that failed for the control's own reasons answers the requests
+    /// waiting for it, but not the next: that one measures anew. One that failed for
+    /// the target's (refused) is shared as any other.
+    #[tokio::test]
+    async fn a_measurement_failed_at_the_control_is_not_shared() {
+        use crate::analyse::fixtures::tcp;
+        use crate::facts::failure::Failure;
+        let recent = Recent::new(Duration::from_secs(10), 16);
+        for (failure, shared) in [
+            (Failure::TooManyOpenFiles, false),
+            (Failure::ConnectionRefused, true),
+        ] {
+            let a = || key("a.test", &["192.0.2.1"], None);
+            let entry = recent.get(a(), ANY);
+            let waiting = recent.get(a(), ANY);
+            let made = recent
+                .measure(&entry, async {
+                    vec![tcp("192.0.2.1:443", Some(failure.clone()))]
+                })
+                .await;
+            let waited = recent.measure(&waiting, async { Vec::new() }).await;
+            assert!(Arc::ptr_eq(&made, &waited), "{failure}");
+            assert_eq!(entry.is(&recent.get(a(), ANY)), shared, "{failure}");
+            recent.lock(Instant::now()).remove(&entry);
+        }
     }
 }
