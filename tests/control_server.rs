@@ -307,6 +307,53 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
     assert!(error.contains("ech=sometimes"), "{error}");
 }
 
+/// The control makes no control-SNI handshake over TCP, which nothing of its facts is
+/// judged by: a domain gets its name's handshake, a URL its fetch, on the connection it
+/// made first.
+#[tokio::test(flavor = "multi_thread")]
+async fn makes_no_control_sni_handshake_over_tcp() {
+    let site = Healthy::spawn(&["lab.test", "canary.test"]).await;
+    let zone = [("lab.test", DnsBehaviour::Answer(vec![site.addr.ip()]))];
+    let ca = site.ca_file.to_str().unwrap();
+    let control = Control::start(
+        &zone,
+        &["--treat-as-public", "127.0.0.0/8", "--ca-file", ca],
+    )
+    .await;
+    let port = site.addr.port();
+    let request = json!({
+        "targets": [
+            { "service": "lab", "target": "lab.test", "tls_ports": [port],
+              "addresses": [site.addr.ip()] },
+            { "service": "lab", "target": format!("https://lab.test:{port}/"),
+              "addresses": [site.addr.ip()] },
+        ],
+        "control_sni": "canary.test",
+    });
+    let reply = control.post(None, request.to_string()).await;
+    let results = reply.results().results;
+    assert_eq!(results.len(), 2, "{results:?}");
+    for result in &results {
+        let mut named = 0;
+        for m in &result.measurements {
+            match &m.step {
+                Step::TlsHandshake(t) => {
+                    assert!(!t.control_sni, "{}: {t:?}", result.target);
+                    assert!(t.handshake_done && t.error.is_none(), "{t:?}");
+                    named += 1;
+                }
+                Step::Http(h) => {
+                    assert_eq!(h.hops.len(), 1, "{h:?}");
+                    assert_eq!(h.hops[0].status, Some(200), "{h:?}");
+                    named += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(named, 1, "{}: {:?}", result.target, result.measurements);
+    }
+}
+
 /// A measurement shared between requests is never older than `?max_age=` allows: a
 /// server that stopped since the control last connected to it is found stopped by a
 /// request that asks for younger facts (a probe that began the target since), while

@@ -576,7 +576,7 @@ impl Measurer {
         };
         let mut open = Some(tcp);
         let sni = self
-            .control_sni_for(&host)
+            .tcp_control_sni_for(&host)
             .filter(|_| url.scheme() == "https");
         if let Some(sni) = sni {
             let handshake = self

@@ -947,6 +947,17 @@ impl Measurer {
             .filter(|sni| !sni.eq_ignore_ascii_case(name))
     }
 
+    /// The same before a TCP+TLS handshake or an HTTPS fetch: at the probe only. Those
+    /// control-SNI handshakes tell the probe's analysis whether a failure singled the
+    /// name out; nothing reads the control's (its facts are compared by the target's
+    /// name), and each would cost the server and the control a connection and a
+    /// handshake per address and request. Over QUIC the control makes its own, since
+    /// where it gets no answer the name's handshake is spared a timeout.
+    fn tcp_control_sni_for(&self, name: &str) -> Option<&str> {
+        self.control_sni_for(name)
+            .filter(|_| self.options.vantage == Vantage::Probe)
+    }
+
     /// The control-SNI handshake to `address`, made once per run for every target on it
     /// (on `open`, a connection of the caller's, if the caller is the first), recorded as
     /// one of `target`'s measurements. A connection of the caller's that waited long for
@@ -1178,7 +1189,7 @@ impl Measurer {
             return out;
         };
         let mut open = Some(stream);
-        let sni = self.control_sni_for(server_name);
+        let sni = self.tcp_control_sni_for(server_name);
         let mut control_failed = false;
         if let Some(sni) = sni {
             let shared = self
