@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -715,9 +715,11 @@ async fn measure_both(
         Ok((asked, result)) => {
             let older = result.older;
             let mut theirs = control_facts(&target, result.measurements);
-            if (older && !judged_ok(&ours, &theirs, context)) || failed_at_control(&theirs) {
+            if (older || ran_out_at_control(&theirs)) && !judged_ok(&ours, &theirs, context) {
                 let again = || batcher.again(asked.clone(), began);
-                theirs = match asked_again(&target, again).await {
+                // Older facts decide nothing but `ok`: none are kept to fall back on.
+                let kept = (!older).then_some(theirs);
+                theirs = match asked_again(&target, again, kept).await {
                     Ok(again) => again,
                     Err(e) => return (ours, Some(Err(e))),
                 };
@@ -729,51 +731,53 @@ async fn measure_both(
     (ours, Some(theirs))
 }
 
-/// Whether any of the control's facts failed for its own reasons (see
-/// [`Step::failed_at_home`]): they say nothing of the target.
-fn failed_at_control(theirs: &TargetFacts) -> bool {
-    theirs.measurements.iter().any(|m| m.step.failed_at_home())
+/// Whether the control ran out of file descriptors, buffers or ports in any of its
+/// facts (see [`Step::ran_out`]): those say nothing of the target.
+fn ran_out_at_control(theirs: &TargetFacts) -> bool {
+    theirs.measurements.iter().any(|m| m.step.ran_out())
 }
 
-/// How often facts that failed at the control are asked for again, and the pause before
-/// the first time: a control out of file descriptors or buffers frees them within
-/// moments, as its other requests end.
-const AT_CONTROL_AGAIN: usize = 2;
-const AT_CONTROL_PAUSE: Duration = Duration::from_millis(500);
+/// How often facts in which the control ran out are asked for again, and the first
+/// pause: a control frees what it ran out of within moments, as its other requests end.
+const RAN_OUT_AGAIN: usize = 2;
+const RAN_OUT_PAUSE: Duration = Duration::from_millis(500);
 
-/// The control's facts of `target` asked anew (`ask`), and again, after a pause,
-/// while they failed at the control: those are judged as the control's own failure
-/// (`inconclusive` where the probe's evidence needs a control), so they are kept only
-/// when the control fails that way every time.
-async fn asked_again<F, A>(target: &Target, ask: A) -> Result<TargetFacts, String>
+/// The control's facts of `target` asked anew (`ask`): at once where none are `kept`,
+/// and then, after a pause each time, while the control ran out of something in them.
+/// Those facts are judged as the control's failure (`inconclusive` where the probe's
+/// evidence needs a control), so they stand only when it runs out every time, or a
+/// request fails; with none kept, a failed request is the answer.
+async fn asked_again<F, A>(
+    target: &Target,
+    ask: A,
+    mut kept: Option<TargetFacts>,
+) -> Result<TargetFacts, String>
 where
     A: Fn() -> F,
     F: Future<Output = Result<ControlResult, String>>,
 {
-    enum Again {
-        Failed(String),
-        AtControl(TargetFacts),
-    }
-    let once = || async {
-        let result = ask().await.map_err(Again::Failed)?;
-        let facts = control_facts(target, result.measurements);
-        match failed_at_control(&facts) {
-            true => Err(Again::AtControl(facts)),
-            false => Ok(facts),
+    let mut pauses = ExponentialBuilder::default()
+        .with_min_delay(RAN_OUT_PAUSE)
+        .with_max_times(RAN_OUT_AGAIN)
+        .with_jitter()
+        .build();
+    loop {
+        if kept.is_some() {
+            let Some(pause) = pauses.next() else { break };
+            tokio::time::sleep(pause).await;
         }
-    };
-    let policy = ExponentialBuilder::default()
-        .with_min_delay(AT_CONTROL_PAUSE)
-        .with_max_times(AT_CONTROL_AGAIN)
-        .with_jitter();
-    match once
-        .retry(policy)
-        .when(|e| matches!(e, Again::AtControl(_)))
-        .await
-    {
-        Ok(facts) | Err(Again::AtControl(facts)) => Ok(facts),
-        Err(Again::Failed(e)) => Err(e),
+        match ask().await {
+            Ok(result) => {
+                let facts = control_facts(target, result.measurements);
+                if !ran_out_at_control(&facts) {
+                    return Ok(facts);
+                }
+                kept = Some(facts);
+            }
+            Err(e) => return kept.ok_or(e),
+        }
     }
+    Ok(kept.expect("paused only with facts kept"))
 }
 
 /// Whether `ours` reads `ok` against `theirs`.
@@ -1214,54 +1218,75 @@ mod tests {
         }
     }
 
-    /// Facts that failed at the control are asked for again until the control
-    /// measures the target, and kept, judged as the control's own failure, only when it
-    /// fails that way every time; a request that fails ends the asking.
+    /// Facts in which the control ran out of file descriptors are asked for again,
+    /// after a pause, until the control measures the target, and stand, judged as the
+    /// control's failure, only when it runs out every time or a request fails. With no
+    /// facts to fall back on (older ones), the first ask is at once, and a failed
+    /// request is the answer.
     #[tokio::test(start_paused = true)]
-    async fn facts_that_failed_at_the_control_are_asked_again() {
+    async fn facts_the_control_ran_out_in_are_asked_again_after_a_pause() {
         use crate::analyse::fixtures::tcp;
         use crate::facts::failure::Failure;
         let target = target("s", "a.test");
+        let facts = |failure| vec![tcp("192.0.2.1:443", failure)];
         let answer = |failure| {
             Ok(ControlResult {
                 target: target.to_string(),
                 refused_addresses: Vec::new(),
-                measurements: vec![tcp("192.0.2.1:443", failure)],
+                measurements: facts(failure),
                 not_measured: None,
                 older: false,
             })
         };
-        let asked = |answers: Vec<Result<ControlResult, String>>| {
+        let starved = || Some(Failure::TooManyOpenFiles);
+        let refused = || Some(Failure::ConnectionRefused);
+        let asked = |kept: Option<Option<Failure>>, answers: Vec<Result<ControlResult, String>>| {
             let answers = std::sync::Mutex::new(answers.into_iter());
             let count = std::sync::atomic::AtomicUsize::new(0);
             let target = &target;
             async move {
+                let began = tokio::time::Instant::now();
+                let first = std::sync::Mutex::new(None);
                 let ask = || {
                     count.fetch_add(1, Ordering::SeqCst);
+                    first.lock().unwrap().get_or_insert(began.elapsed());
                     let next = answers.lock().unwrap().next().expect("asked too often");
                     async move { next }
                 };
-                let facts = asked_again(target, ask).await;
+                let kept = kept.map(|failure| control_facts(target, facts(failure)));
+                let got = asked_again(target, ask, kept).await;
                 let failure =
-                    facts.map(|f| f.measurements[0].step.error().map(|e| e.failure.clone()));
-                (failure, count.load(Ordering::SeqCst))
+                    got.map(|f| f.measurements[0].step.error().map(|e| e.failure.clone()));
+                let first = first.lock().unwrap().expect("asked at least once");
+                (
+                    failure,
+                    count.load(Ordering::SeqCst),
+                    first >= RAN_OUT_PAUSE,
+                )
             }
         };
-        let starved = || answer(Some(Failure::TooManyOpenFiles));
-        let refused = || Some(Failure::ConnectionRefused);
+        // Older facts: asked at once.
         assert_eq!(
-            asked(vec![starved(), answer(refused())]).await,
-            (Ok(refused()), 2)
+            asked(None, vec![answer(starved()), answer(refused())]).await,
+            (Ok(refused()), 2, false)
         );
         assert_eq!(
-            asked(vec![starved(), starved(), starved()]).await,
-            (Ok(Some(Failure::TooManyOpenFiles)), 3)
+            asked(None, vec![Err("busy".into())]).await,
+            (Err("busy".into()), 1, false)
+        );
+        // Fresh facts the control ran out in: asked after a pause, twice at most.
+        assert_eq!(
+            asked(Some(starved()), vec![answer(None)]).await,
+            (Ok(None), 1, true)
         );
         assert_eq!(
-            asked(vec![starved(), Err("busy".into())]).await,
-            (Err("busy".into()), 2)
+            asked(Some(starved()), vec![answer(starved()), answer(starved())]).await,
+            (Ok(starved()), 2, true)
         );
-        assert_eq!(asked(vec![answer(None)]).await, (Ok(None), 1));
+        assert_eq!(
+            asked(Some(starved()), vec![Err("busy".into())]).await,
+            (Ok(starved()), 1, true)
+        );
     }
 
     #[test]

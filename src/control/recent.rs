@@ -164,10 +164,9 @@ impl Recent {
     /// The measurements of `entry`: made by `make` unless another request made them or
     /// is making them, in which case they are waited for. If `make` is cut off, the
     /// entry is forgotten, so that the next request for the target makes it anew (one
-    /// waiting for it already makes it itself). So is one that failed for the control's
-    /// own reasons (out of file descriptors, its network failing its check): it
-    /// answers the requests that wait for it, but says nothing of the target that a
-    /// request after them should be given.
+    /// waiting for it already makes it itself). So is one in which the control ran out
+    /// of file descriptors, buffers or ports: it answers the requests that wait for
+    /// it, but says nothing of the target that a request after them should be given.
     pub async fn measure(
         &self,
         entry: &Entry,
@@ -181,7 +180,7 @@ impl Recent {
                     entry,
                 };
                 let measurements = Arc::new(make.await);
-                if !measurements.iter().any(|m| m.step.failed_at_home()) {
+                if !measurements.iter().any(|m| m.step.ran_out()) {
                     std::mem::forget(cut_off);
                 }
                 measurements
@@ -206,7 +205,7 @@ impl Recent {
 }
 
 /// Forgets its entry when dropped: armed while a measurement is made, and dropped only
-/// if it is cut off or failed at the control.
+/// if it is cut off or the control ran out of something.
 struct Forget<'a> {
     recent: &'a Recent,
     entry: &'a Entry,
@@ -486,19 +485,21 @@ mod tests {
         assert_eq!(recent.len(), 1);
     }
 
-    /// A measurement that failed for the control's own reasons answers the requests
-    /// waiting for it, but not the next: that one measures anew. One that failed for
-    /// the target's (refused) is shared as any other.
+    /// A measurement in which the control ran out of file descriptors answers the
+    /// requests waiting for it, but not the next: that one measures anew. One that
+    /// failed for the target's reasons (refused), or the control's lasting ones (no
+    /// route), is shared as any other.
     #[tokio::test]
-    async fn a_measurement_failed_at_the_control_is_not_shared() {
+    async fn a_measurement_the_control_ran_out_in_is_not_shared() {
         use crate::analyse::fixtures::tcp;
         use crate::facts::failure::Failure;
         let recent = Recent::new(Duration::from_secs(10), 16);
-        for (failure, shared) in [
-            (Failure::TooManyOpenFiles, false),
-            (Failure::ConnectionRefused, true),
+        for (name, failure, shared) in [
+            ("a.test", Failure::TooManyOpenFiles, false),
+            ("b.test", Failure::ConnectionRefused, true),
+            ("c.test", Failure::NetworkUnreachable, true),
         ] {
-            let a = || key("a.test", &["192.0.2.1"], None);
+            let a = || key(name, &["192.0.2.1"], None);
             let entry = recent.get(a(), ANY);
             let waiting = recent.get(a(), ANY);
             let made = recent
@@ -509,7 +510,6 @@ mod tests {
             let waited = recent.measure(&waiting, async { Vec::new() }).await;
             assert!(Arc::ptr_eq(&made, &waited), "{failure}");
             assert_eq!(entry.is(&recent.get(a(), ANY)), shared, "{failure}");
-            recent.lock(Instant::now()).remove(&entry);
         }
     }
 }

@@ -186,6 +186,19 @@ impl Failure {
         )
     }
 
+    /// True when the machine ran out of something it frees within moments, as its other
+    /// exchanges end: file descriptors, buffers, local ports. Unlike its other local
+    /// errors (no route, a firewall's refusal), it says nothing that lasts.
+    pub fn is_exhaustion(&self) -> bool {
+        matches!(
+            self,
+            Failure::TooManyOpenFiles
+                | Failure::NoBufferSpace
+                | Failure::AddressInUse
+                | Failure::AddressNotAvailable
+        )
+    }
+
     /// True when nothing came back: the failure that packet loss, a full NAT table or a
     /// dead link produce as readily as a censor's drop.
     pub fn is_timeout(&self) -> bool {

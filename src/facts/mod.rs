@@ -102,12 +102,10 @@ impl Step {
         }
     }
 
-    /// Whether the step failed for a reason of the measuring machine's own, not the
-    /// target's: one of its local errors (out of file descriptors, of buffers), or its
-    /// own network failing the check made right after.
-    pub fn failed_at_home(&self) -> bool {
-        let (_, check) = self.tries_and_check();
-        self.error().is_some_and(|e| e.local) || check.is_some_and(|c| !c.passed())
+    /// Whether the step failed because the measuring machine ran out of something it
+    /// frees within moments (see [`Failure::is_exhaustion`]): nothing of the target.
+    pub fn ran_out(&self) -> bool {
+        self.error().is_some_and(|e| e.failure.is_exhaustion())
     }
 
     /// The tries the step took, and the check of the probe's own network after it.

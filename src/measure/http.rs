@@ -410,8 +410,8 @@ pub fn title_of(body: &str) -> Option<String> {
 /// What a fetch gives back besides its facts.
 pub(super) struct Fetched<'a> {
     pub facts: HttpFacts,
-    /// The control-SNI handshakes to the addresses fetched from (made once per address
-    /// in the run, and before the fetch sends its own name there).
+    /// At the probe, the control-SNI handshakes to the addresses fetched from (made once
+    /// per address in the run, and before the fetch sends its own name there).
     pub handshakes: Vec<Measurement>,
     /// The fetch's requests on each address, logged as possible triggers of residual
     /// blocking until the fetch's measurement is recorded.
@@ -524,11 +524,11 @@ impl Measurer {
         out
     }
 
-    /// One hop: a connection to the first of `addresses` that answers (the control-SNI
-    /// handshake first, for HTTPS), then the exchange on a connection opened right after
-    /// its work place is taken. An exchange that timed out, or was refused or torn down,
-    /// before any response is made again, on a new connection after a pause (see
-    /// `Again`); if every try fails, the first is kept.
+    /// One hop: a connection to the first of `addresses` that answers (at the probe, the
+    /// control-SNI handshake first, for HTTPS), then the exchange on a connection opened
+    /// right after its work place is taken. An exchange that timed out, or was refused or
+    /// torn down, before any response is made again, on a new connection after a pause
+    /// (see `Again`); if every try fails, the first is kept.
     async fn fetch_hop<'a>(
         &'a self,
         target: &Target,

@@ -1175,8 +1175,9 @@ impl Measurer {
         (work, dialed.result.map(|(stream, _)| stream))
     }
 
-    /// TCP connect, the control-SNI handshake (once per address and port in the run,
-    /// before any target's name is sent there), then a handshake with the target's name.
+    /// TCP connect, at the probe the control-SNI handshake (once per address and port in
+    /// the run, before any target's name is sent there), then a handshake with the
+    /// target's name.
     async fn tls_chain(
         &self,
         target: &Target,
