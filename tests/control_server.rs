@@ -308,8 +308,7 @@ async fn makes_the_ech_comparison_as_the_request_asks() {
 }
 
 /// The control makes no control-SNI handshake over TCP, which nothing of its facts is
-/// judged by: a domain gets its name's handshake, a URL its fetch, on the connection it
-/// made first.
+/// judged by: a domain gets its name's handshake alone, a URL its fetch alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn makes_no_control_sni_handshake_over_tcp() {
     let site = Healthy::spawn(&["lab.test", "canary.test"]).await;

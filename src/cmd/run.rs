@@ -27,7 +27,7 @@ use crate::control::client::{Batcher, ControlClient, ControlClientError};
 use crate::control::protocol::{ControlRequest, ControlResult, ControlTarget};
 use crate::error::InputError;
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, Step, Vantage, answered_addresses, distinct};
+use crate::facts::{Measurement, Step, Vantage, answered_addresses, distinct, ran_out};
 use crate::input::asn;
 use crate::input::bogon::AddressPolicy;
 use crate::input::plan;
@@ -715,7 +715,7 @@ async fn measure_both(
         Ok((asked, result)) => {
             let older = result.older;
             let mut theirs = control_facts(&target, result.measurements);
-            if (older || ran_out_at_control(&theirs)) && !judged_ok(&ours, &theirs, context) {
+            if (older || ran_out(&theirs.measurements)) && !judged_ok(&ours, &theirs, context) {
                 let again = || batcher.again(asked.clone(), began);
                 // Older facts decide nothing but `ok`: none are kept to fall back on.
                 let kept = (!older).then_some(theirs);
@@ -731,14 +731,8 @@ async fn measure_both(
     (ours, Some(theirs))
 }
 
-/// Whether the control ran out of file descriptors, buffers or ports in any of its
-/// facts (see [`Step::ran_out`]): those say nothing of the target.
-fn ran_out_at_control(theirs: &TargetFacts) -> bool {
-    theirs.measurements.iter().any(|m| m.step.ran_out())
-}
-
-/// How often facts in which the control ran out are asked for again, and the first
-/// pause: a control frees what it ran out of within moments, as its other requests end.
+/// How often facts in which the control ran out of file descriptors, buffers or ports
+/// (see [`ran_out`]) are asked for again, and the first pause: a control frees what it ran out of within moments, as its other requests end.
 const RAN_OUT_AGAIN: usize = 2;
 const RAN_OUT_PAUSE: Duration = Duration::from_millis(500);
 
@@ -769,7 +763,7 @@ where
         match ask().await {
             Ok(result) => {
                 let facts = control_facts(target, result.measurements);
-                if !ran_out_at_control(&facts) {
+                if !ran_out(&facts.measurements) {
                     return Ok(facts);
                 }
                 kept = Some(facts);

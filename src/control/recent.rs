@@ -180,7 +180,7 @@ impl Recent {
                     entry,
                 };
                 let measurements = Arc::new(make.await);
-                if !measurements.iter().any(|m| m.step.ran_out()) {
+                if !crate::facts::ran_out(&measurements) {
                     std::mem::forget(cut_off);
                 }
                 measurements

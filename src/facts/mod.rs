@@ -102,12 +102,6 @@ impl Step {
         }
     }
 
-    /// Whether the step failed because the measuring machine ran out of something it
-    /// frees within moments (see [`Failure::is_exhaustion`]): nothing of the target.
-    pub fn ran_out(&self) -> bool {
-        self.error().is_some_and(|e| e.failure.is_exhaustion())
-    }
-
     /// The tries the step took, and the check of the probe's own network after it.
     pub fn tries_and_check(&self) -> (u32, Option<&Check>) {
         match self {
@@ -119,6 +113,15 @@ impl Step {
             Step::QuicHandshake(f) => (f.handshake.tries, f.handshake.check.as_ref()),
         }
     }
+}
+
+/// Whether a step of `measurements` failed because the measuring machine ran out of
+/// something it frees within moments (see [`Failure::is_exhaustion`]): those say
+/// nothing of the target.
+pub fn ran_out(measurements: &[Measurement]) -> bool {
+    measurements
+        .iter()
+        .any(|m| m.step.error().is_some_and(|e| e.failure.is_exhaustion()))
 }
 
 /// Every address any DNS measurement among `measurements` was answered, without repeats.

@@ -28,7 +28,7 @@ use super::{Again, Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
     HttpFacts, HttpHop, Measurement, READ_EVENTS, ReadEvent, STALL_BYTES, Step, THROTTLE_RATIO,
-    Trigger, Vantage,
+    Trigger,
 };
 use crate::input::targets::Target;
 
@@ -679,15 +679,13 @@ impl Measurer {
 
     /// A transfer's final URL, address, rate while it flowed and the control SNI to
     /// fetch it with, when it was slow enough to look for a throttle or a freeze (see
-    /// [`worth_a_twin`]), at the probe.
+    /// [`worth_a_twin`]), at the probe: a control-SNI fetch over TCP, which the control
+    /// makes none of.
     fn slow_https(&self, facts: &HttpFacts) -> Option<(Url, SocketAddr, f64, &str)> {
-        if self.options.vantage != Vantage::Probe {
-            return None;
-        }
         // The last hop: the final response, or a round trip that froze before its head.
         let hop = facts.hops.last()?;
         let (url, flowed) = worth_a_twin(hop)?;
-        let sni = self.control_sni_for(url.host_str()?)?;
+        let sni = self.tcp_control_sni_for(url.host_str()?)?;
         Some((url, hop.address?, flowed, sni))
     }
 
