@@ -134,9 +134,9 @@ fn cases() -> Vec<Case> {
         (Hello::Padded, true, reset()),
         (Hello::Alternate, true, None),
     ];
-    // The target's name reset, the control's passed; the split ClientHello ended as
-    // `split`, the padded and alternate ones as `others`.
-    let sni_with = |split: Option<Failure>, others: Option<Failure>| {
+    // The target's name failed with `default`, the control's passed; the split
+    // ClientHello ended as `split`, the padded and alternate ones as `others`.
+    let sni_with = |default: Failure, split: Option<Failure>, others: Option<Failure>| {
         let tries = [
             (Hello::Split, false, split),
             (Hello::Padded, false, others.clone()),
@@ -145,7 +145,7 @@ fn cases() -> Vec<Case> {
         with(vec![
             tcp(FB_443, None),
             tls(FB_443, true, None),
-            hellos(tls(FB_443, false, Some(Failure::ConnectionReset)), &tries),
+            hellos(tls(FB_443, false, Some(default)), &tries),
         ])
     };
     let timeout = || Some(Failure::GenericTimeout);
@@ -440,16 +440,51 @@ fn cases() -> Vec<Case> {
         case(
             "SNI reset, a split ClientHello passed",
             domain(&[]),
-            sni_with(None, reset()),
+            sni_with(Failure::ConnectionReset, None, reset()),
             Measured(handshakes()),
             V::Blocked,
             Some(B::TlsReset),
         )
         .saying("a split ClientHello passed: stateless DPI"),
         case(
+            "SNI unanswered, the other ClientHellos with the name reset: its resets were lost",
+            domain(&[]),
+            sni_with(Failure::GenericTimeout, None, reset()),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsReset),
+        )
+        .saying("the padded and alternate ClientHellos with the name were reset"),
+        case(
+            "SNI unanswered, the other ClientHellos with the name too",
+            domain(&[]),
+            sni_with(Failure::GenericTimeout, None, timeout()),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsTimeout),
+        ),
+        case(
+            "SNI unanswered, one other ClientHello with the name reset, one unanswered",
+            domain(&[]),
+            with(vec![
+                tcp(FB_443, None),
+                tls(FB_443, true, None),
+                hellos(
+                    tls(FB_443, false, timeout()),
+                    &[
+                        (Hello::Padded, false, reset()),
+                        (Hello::Alternate, false, timeout()),
+                    ],
+                ),
+            ]),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsTimeout),
+        ),
+        case(
             "SNI reset, no other ClientHello passed",
             domain(&[]),
-            sni_with(reset(), reset()),
+            sni_with(Failure::ConnectionReset, reset(), reset()),
             Measured(handshakes()),
             V::Blocked,
             Some(B::TlsReset),
@@ -788,6 +823,7 @@ fn cases() -> Vec<Case> {
             "SNI reset, the other ClientHellos timed out: nothing said of the DPI",
             domain(&[]),
             sni_with(
+                Failure::ConnectionReset,
                 Some(Failure::GenericTimeout),
                 Some(Failure::GenericTimeout),
             ),

@@ -99,3 +99,36 @@ pub fn dpi(t: &TlsFacts) -> String {
         String::new()
     }
 }
+
+/// Where a handshake with a target's name went unanswered, what the other ClientHellos
+/// with the name say of the censor's answer, for the evidence: more of them reset (or
+/// closed) once connected than unanswered, so it resets the name, and the resets to the
+/// default one were lost on the way (loss swallows a censor's reset as any packet, and
+/// makes none; a flaky middlebox's reset now and then does not outnumber the silences of
+/// a censor that drops). Nothing where they were not made, or said otherwise.
+pub fn reset_instead(t: &TlsFacts) -> Option<String> {
+    let own = || t.hellos.iter().filter(|h| !h.control_sni);
+    let silent = own()
+        .filter(|h| {
+            h.error
+                .as_ref()
+                .is_some_and(|e| !e.local && e.failure.is_timeout())
+        })
+        .count();
+    let mut reset: Vec<String> = own()
+        .filter(|h| h.torn_down())
+        .map(|h| h.hello.to_string())
+        .collect();
+    if reset.len() <= silent {
+        return None;
+    }
+    reset.dedup();
+    let (hellos, were) = match reset.len() {
+        1 => ("ClientHello", "was"),
+        _ => ("ClientHellos", "were"),
+    };
+    Some(format!(
+        "; the {} {hellos} with the name {were} reset: the name is reset, and the resets to the default ClientHello were lost on the way",
+        reset.join(" and ")
+    ))
+}

@@ -309,11 +309,14 @@ fn tls_problem(
     // The handshake is recorded from when its name was sent.
     let contrast =
         name_singled_out(probe, address, m.measured_at).map(|c| format!("{c}{}", hello::dpi(t)));
-    let (blocking, strong) = match (&e.failure, &contrast) {
-        (f, Some(_)) if f.is_reset_or_eof() => (Blocking::TlsReset, true),
-        (Failure::GenericTimeout, Some(_)) => (Blocking::TlsTimeout, true),
+    let reset_instead = hello::reset_instead(t).filter(|_| e.failure == Failure::GenericTimeout);
+    let (blocking, strong) = match (&e.failure, &contrast, &reset_instead) {
+        (f, Some(_), _) if f.is_reset_or_eof() => (Blocking::TlsReset, true),
+        (Failure::GenericTimeout, Some(_), Some(_)) => (Blocking::TlsReset, true),
+        (Failure::GenericTimeout, Some(_), None) => (Blocking::TlsTimeout, true),
         _ => (Blocking::TlsFailure, false),
     };
+    let contrast = contrast.map(|c| format!("{c}{}", reset_instead.unwrap_or_default()));
     let evidence = format!(
         "TLS handshake with {name} to {address} failed ({}){}",
         e.failure,

@@ -582,7 +582,8 @@ pub struct TlsFacts {
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
     /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
-    /// tries through; see `measure::Again`). None where the first try was kept.
+    /// tries through), or where a silence was followed by more resets than silences, one
+    /// of which is kept (see `measure::Again`). None where the first try was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
     /// After a handshake that timed out, or was torn down at every try: a connect to the
@@ -686,7 +687,9 @@ pub struct HttpFacts {
     /// The first try's failure, where a try made again went through: a reset, a
     /// refusal or a silence that did not hold (a flaky path, or a censor that lets some
     /// tries through), or, for a connect, one refusal or reset followed by a silence,
-    /// which is kept (see `measure::Again`). None where the first try was kept.
+    /// which is kept, or, for the fetch, a silence followed by more resets than
+    /// silences, one of which is kept (see `measure::Again`). None where the first try
+    /// was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<Failure>,
     /// The bytes of the body each try torn down in its body (reset, or closed early) had

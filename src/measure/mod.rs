@@ -1368,6 +1368,16 @@ fn tries_for(error: Option<&StepError>, turned_down: u32) -> u32 {
     }
 }
 
+/// Whether a try was refused or reset.
+fn turned_down(error: Option<&StepError>) -> bool {
+    error.is_some_and(|e| e.failure.is_turned_down())
+}
+
+/// Whether a try went unanswered, and not for the probe's own machine.
+fn silent(error: Option<&StepError>) -> bool {
+    error.is_some_and(|e| !e.local && e.failure.is_timeout())
+}
+
 /// Whether a try got through: no failure, or an answer (a certificate, an alert, a
 /// response) rather than a silence, a refusal or reset, or the probe's own error.
 fn got_through(error: Option<&StepError>) -> bool {
@@ -1383,12 +1393,17 @@ pub(crate) struct Again<'a, T> {
     /// (a later one may only meet a residual block the first set off), but for a dial
     /// silent after one refusal or reset: a censor turns down every try, so one turned
     /// down that was not again is a fault's, and six SYNs unanswered are what the path
-    /// does (a flaky middlebox's reset in front of a censor's blackhole).
+    /// does (a flaky middlebox's reset in front of a censor's blackhole); and but for a
+    /// silent first try of another step once the tries refused or reset outnumber the
+    /// silent ones: loss swallows a censor's reset as any packet and makes none, while a
+    /// flaky middlebox's reset now and then does not outnumber a censor's silences.
     pub kept: T,
     pub tries: u32,
     /// The first try's failure, where a later try was kept.
     pub first_failure: Option<Failure>,
+    /// The tries refused or reset, and those unanswered, so far.
     turned_down: u32,
+    silent: u32,
     error: fn(&T) -> Option<&StepError>,
     last: Option<StepError>,
     /// Whether a silence is tried again here (a dial tries its silences itself).
@@ -1407,7 +1422,8 @@ impl<'a, T> Again<'a, T> {
             kept: first,
             tries: 1,
             first_failure: None,
-            turned_down: 0,
+            turned_down: u32::from(turned_down(last.as_ref())),
+            silent: u32::from(silent(last.as_ref())),
             error,
             last,
             silences: true,
@@ -1466,24 +1482,21 @@ impl<'a, T> Again<'a, T> {
 
     /// Takes a try made because [`Again::another`] said so.
     pub(crate) fn took(&mut self, next: T) {
-        let turned_down = self
-            .last
-            .as_ref()
-            .is_some_and(|e| e.failure.is_turned_down());
-        self.turned_down += u32::from(turned_down);
         self.tries += 1;
         self.last = (self.error)(&next).cloned();
-        let through = got_through(self.last.as_ref());
+        let last = self.last.as_ref();
+        self.turned_down += u32::from(turned_down(last));
+        self.silent += u32::from(silent(last));
+        let through = got_through(last);
         // A step that tries its silences itself (a dial: six SYNs unanswered) outweighs
         // one refusal before it; one silent exchange does not outweigh a reset, whose
         // packets loss may have swallowed the next time.
-        let silent_after = !self.silences
-            && self.turned_down == 1
-            && self
-                .last
-                .as_ref()
-                .is_some_and(|e| !e.local && e.failure.is_timeout());
-        if through || silent_after {
+        let silent_after = !self.silences && self.turned_down == 1 && silent(last);
+        let outnumbered = self.silences
+            && silent((self.error)(&self.kept))
+            && turned_down(last)
+            && self.turned_down > self.silent;
+        if through || silent_after || outnumbered {
             self.first_failure = (self.error)(&self.kept).map(|e| e.failure.clone());
             self.kept = next;
             self.settled = through;
@@ -1596,7 +1609,11 @@ mod tests {
             (vec![reset(), None], through()),
             (vec![reset(), at(Failure::SslUnknownAuthority)], through()),
             (vec![reset(), timeout()], (0, 2, None, None)),
-            (vec![timeout(), reset(), reset()], (0, 3, None, None)),
+            (
+                vec![timeout(), reset(), reset()],
+                (2, 3, Some(Failure::GenericTimeout), None),
+            ),
+            (vec![timeout(), reset(), timeout()], (0, 3, None, None)),
             (vec![timeout(), timeout()], (0, 2, None, None)),
             (
                 vec![reset(), reset().map(StepError::from_probe)],
