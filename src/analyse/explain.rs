@@ -13,8 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts, Step,
-    TlsFacts, Trigger,
+    Burst, Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts,
+    Step, TlsFacts, Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -344,6 +344,29 @@ pub fn step_tried(
         unanswered * 100.0,
         Meanwhile::CONNECT_TRIES,
         1.0 / unanswered.powi(Meanwhile::CONNECT_TRIES as i32)
+    ))
+}
+
+/// Why a transfer that stopped dead is no sign of a freeze: some of the connects to the
+/// canary made at once, right after it or during its last try, went unanswered at their
+/// first try. The link was losing packets then, and a lossy link stalls transfers for
+/// seconds often enough that stalls in a row are no sign (under 25 % loss each way, the
+/// testbed's large file stopped dead for 2 s or more in about half its transfers, with
+/// either name); a freeze leaves the rest of the link alone.
+pub fn losing_packets(what: &str, check: Option<&Check>) -> Option<String> {
+    let check = check?;
+    let lost = |burst: &Burst| burst.answered < burst.made;
+    let (burst, when) = [
+        (check.first_tries, "made at once right after"),
+        (check.during, "made at once during its last try"),
+    ]
+    .into_iter()
+    .find_map(|(burst, when)| Some((burst.filter(lost)?, when)))?;
+    Some(format!(
+        "{what} stopped while the probe's link was losing packets: {} of the {} connects to the canary at {} {when} went unanswered at first, and a lossy link stalls transfers for seconds often enough that stalls in a row are no sign of a freeze",
+        burst.made - burst.answered,
+        burst.made,
+        check.checked
     ))
 }
 

@@ -10,8 +10,8 @@ use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, EchFacts, EchHandshake, EchOffer,
-    FirstBytes, Hello, HelloTry, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts, Reconnect,
-    Reply, Step, TcpFacts, TlsFacts, Vantage,
+    FirstBytes, Hello, HelloTry, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts,
+    RATE_WINDOW, RATED_WINDOWS, Reconnect, Reply, Step, TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
 
@@ -275,6 +275,8 @@ pub fn url() -> Target {
     }
 }
 
+/// A fetch whose body flowed steadily: one long enough to be rated has its average as
+/// its active and peak rates (see `HttpHop::active_rate`).
 pub fn fetch(
     status: u16,
     body: u64,
@@ -282,6 +284,8 @@ pub fn fetch(
     transfer_ms: f64,
     error: Option<StepError>,
 ) -> Measurement {
+    let rated = transfer_ms >= RATED_WINDOWS as f64 * RATE_WINDOW.as_secs_f64() * 1000.0;
+    let steady = rated.then(|| body as f64 / (transfer_ms / 1000.0));
     measurement(Step::Http(HttpFacts {
         url: "https://facebook.com/".into(),
         hops: vec![HttpHop {
@@ -292,6 +296,8 @@ pub fn fetch(
             title: Some(title.into()),
             body_prefix: format!("<title>{title}</title>"),
             transfer_ms,
+            active_rate: steady,
+            peak_rate: steady,
             error: error.clone(),
             ..HttpHop::new("https://facebook.com/")
         }],

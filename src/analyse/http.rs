@@ -25,7 +25,9 @@ use super::transport::{connect_problem, name_singled_out, slow_path, tcp_finding
 use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprints};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{HttpFacts, HttpHop, Measurement, STALL_BYTES, Step, THROTTLE_RATIO};
+use crate::facts::{
+    HttpFacts, HttpHop, Measurement, RATE_WINDOW, RATED_WINDOWS, STALL_BYTES, Step, THROTTLE_RATIO,
+};
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
@@ -189,9 +191,13 @@ pub fn problems(
                 last.and_then(|hop| tls_stall(hop, their_page, saw.clone(), &refetches(probe)))
             {
                 // A stall the probe's own network accounts for (its check right after
-                // failed too: the link, not the address, went dead) is no freeze.
-                let why = explain::step(&format!("fetching {}", h.url), e, h.check.as_ref());
+                // failed too: the link, not the address, went dead) is no freeze, nor
+                // one on a link seen losing packets then.
+                let what = format!("fetching {}", h.url);
+                let why = explain::step(&what, e, h.check.as_ref());
                 let own_network = why.is_some();
+                let lossy = || explain::losing_packets(&what, h.check.as_ref());
+                let why = why.or_else(|| problem.explained.is_none().then(lossy).flatten());
                 let problem = problem.unless(why);
                 // No freeze, and not the probe's own network: where a twin read the whole
                 // body, the fetch with its own name after it may still show a throttle.
@@ -731,6 +737,17 @@ fn rate(hop: &HttpHop) -> Option<f64> {
     long_enough.then(|| hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0))
 }
 
+/// Whether a body came in fewer than [`RATED_WINDOWS`] quarter seconds (it has no peak
+/// rate) though it lasted longer: silent most of its time, in bursts between stalls. A
+/// throttle keeps a transfer moving, data in every quarter second; bursts and stalls are
+/// loss's (on a link losing a quarter of its packets each way, a transfer of the
+/// testbed's came in two bursts over 3 s, 104 kB/s on average) or a freeze's, and its
+/// average rate, which the stalls make, says nothing of a cap.
+fn came_in_bursts(hop: &HttpHop) -> bool {
+    let windows = RATED_WINDOWS as f64 * RATE_WINDOW.as_secs_f64() * 1000.0;
+    hop.peak_rate.is_none() && hop.transfer_ms >= windows
+}
+
 /// A transfer (finished or cut off by the deadline) far slower at the probe than at
 /// the control: throttling when the control-SNI twin from the same address was far
 /// faster too; otherwise, a slow path for all the probe can tell.
@@ -759,14 +776,17 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
         false => (first, None),
         true => (refetched.again.filter(|a| !stopped_dead(a))?, Some(first)),
     };
+    if came_in_bursts(ours) {
+        return None;
+    }
     let (our_rate, their_rate) = (rate(ours)?, rate(theirs)?);
     if our_rate * THROTTLE_RATIO >= their_rate {
         return None;
     }
     // Loss stalls a transfer between bursts at the path's speed; a throttle caps that
-    // speed, its fastest quarter seconds too. A transfer that came in one or two bursts
-    // (a throttle's allowance, then loss) shows no peak: the fetch with the target's name
-    // after the twin shows it instead.
+    // speed, its fastest quarter seconds too. A transfer too short to show a peak (under
+    // three quarter seconds; a longer one without is bursts, above) takes that of the
+    // fetch with the target's name after the twin.
     let our_active = ours.active_rate.unwrap_or(our_rate);
     let peak = ours
         .peak_rate
@@ -955,7 +975,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Control, Outcome, Verdict};
     use crate::facts::failure::{Failure, Operation, StepError};
-    use crate::facts::{Meanwhile, Measurement, Step};
+    use crate::facts::{Burst, Meanwhile, Measurement, Step};
 
     #[test]
     fn a_cdn_challenge_is_an_anomaly_of_the_cdn_never_a_block() {
@@ -1098,6 +1118,34 @@ mod tests {
                 "twin from the same address read 400000 bytes",
                 "again after 12100 bytes of its body: a freeze by name",
             ],
+        );
+        // The same, where some of the connects to the canary right after the first
+        // stall went unanswered at first, or during its last try: a lossy link, whose
+        // stalls in a row are no freeze. All of them answered: a freeze.
+        let lossy = |first_tries, during| {
+            let mut stalled = checked(frozen(12_000), None);
+            if let Step::Http(h) = &mut stalled.step {
+                let check = h.check.as_mut().expect("checked");
+                (check.first_tries, check.during) = (first_tries, during);
+            }
+            against_the_control(vec![
+                stalled,
+                twin(400_000, 500.0),
+                stopped_after(again(0, 0.0), 12_100),
+            ])
+        };
+        let burst = |answered| Some(Burst { made: 6, answered });
+        for (first_tries, during) in [(burst(4), None), (burst(6), burst(5))] {
+            let lost = lossy(first_tries, during);
+            assert_eq!(kind(&lost), (Verdict::Inconclusive, None));
+            evidence_of(
+                &lost,
+                &["the probe's link was losing packets", "went unanswered"],
+            );
+        }
+        assert_eq!(
+            kind(&lossy(burst(6), burst(6))),
+            (Verdict::Blocked, Some(Blocking::TlsStall))
         );
         // The name did not freeze again: a path that stalled for a while.
         let passed_again = against_the_control(vec![
@@ -1317,13 +1365,26 @@ mod tests {
             );
             assert!(lossy.verdict.evidence.contains("cut off by the deadline"));
         }
-        // A throttle keeps the transfer moving until the deadline: still throttled.
-        let crawling = cut_at_deadline(fetch(200, 0, "Video", 0.0, None), 150_000, 10_000.0, 150.0);
-        let throttle = against_the_control(fast_twin_then_slow(crawling));
+        // A throttle keeps the transfer moving until the deadline, data in every quarter
+        // second: still throttled.
+        let mut crawling =
+            cut_at_deadline(fetch(200, 0, "Video", 0.0, None), 150_000, 10_000.0, 150.0);
+        if let Step::Http(h) = &mut crawling.step {
+            (h.hops[0].active_rate, h.hops[0].peak_rate) = (Some(15_000.0), Some(15_000.0));
+        }
+        let throttle = against_the_control(fast_twin_then_slow(crawling.clone()));
         assert_eq!(
             kind(&throttle),
             (Verdict::Blocked, Some(Blocking::Throttled))
         );
+        // The same average in bursts between stalls (no quarter second but two brought
+        // data): loss's, or a freeze's, not a cap.
+        if let Step::Http(h) = &mut crawling.step {
+            (h.hops[0].active_rate, h.hops[0].peak_rate) = (None, None);
+        }
+        let bursts = against_the_control(fast_twin_then_slow(crawling));
+        assert_eq!(kind(&bursts), (Verdict::Inconclusive, None));
+        evidence_of(&bursts, &["cut off by the deadline"]);
         // And a freeze is never rated as a throttle, however slow it was on average:
         // only the fetch after the twin is, where that kept moving.
         let freeze = against_the_control(vec![

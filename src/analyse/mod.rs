@@ -1464,9 +1464,10 @@ mod tests {
         if let Step::Http(h) = &mut bursts.step {
             h.hops[0].peak_rate = Some(5_000_000.0);
         }
+        let short = page(200, 70_000, "Video", 700.0);
         let lossy_again = compare(
             url(),
-            (dns(), vec![slow(), twin(400_000, 500.0), bursts]),
+            (dns(), vec![short, twin(400_000, 500.0), bursts]),
             their_page(),
         );
         assert_eq!(

@@ -14,6 +14,7 @@ pub use target::TargetFacts;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -718,6 +719,12 @@ impl HttpFacts {
 /// against the transfer it stands beside. `measure` makes a second twin when the first
 /// falls short of it, and `analyse` judges by it.
 pub const THROTTLE_RATIO: f64 = 4.0;
+
+/// A body's arrivals are counted in windows this long for its active and peak rates
+/// (see [`HttpHop::active_rate`]). `measure` counts them, and `analyse` judges by them.
+pub const RATE_WINDOW: Duration = Duration::from_millis(250);
+/// Windows with data a body needs for an active and a peak rate.
+pub const RATED_WINDOWS: usize = 3;
 
 /// A transfer that stopped dead had brought at least this much first: more than two
 /// full-size segments at Ethernet's MSS (1460 bytes), and a server sends a body in

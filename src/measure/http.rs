@@ -27,8 +27,8 @@ use super::limits::Held;
 use super::{Again, Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
-    HttpFacts, HttpHop, Measurement, READ_EVENTS, ReadEvent, STALL_BYTES, Step, THROTTLE_RATIO,
-    Trigger,
+    HttpFacts, HttpHop, Measurement, RATE_WINDOW, RATED_WINDOWS, READ_EVENTS, ReadEvent,
+    STALL_BYTES, Step, THROTTLE_RATIO, Trigger,
 };
 use crate::input::targets::Target;
 
@@ -295,11 +295,6 @@ pub struct Body {
     pub error: Option<StepError>,
 }
 
-/// The body's arrivals are counted in windows this long for its active rate.
-const WINDOW: Duration = Duration::from_millis(250);
-/// Windows with data a body needs for an active rate.
-const RATED_WINDOWS: usize = 3;
-
 /// How fast a body arrived, counted in quarter seconds: see `HttpHop::active_rate` and
 /// `HttpHop::peak_rate`. A body that came in fewer than [`RATED_WINDOWS`] of them has
 /// neither: one or two bursts (a throttle's allowance before it stalled, a TLS record)
@@ -308,7 +303,7 @@ fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
     let first = arrivals.first()?.0;
     let mut windows: Vec<usize> = Vec::new();
     for (at, bytes) in arrivals {
-        let index = (at.duration_since(first).as_nanos() / WINDOW.as_nanos()) as usize;
+        let index = (at.duration_since(first).as_nanos() / RATE_WINDOW.as_nanos()) as usize;
         if windows.len() <= index {
             windows.resize(index + 1, 0);
         }
@@ -319,7 +314,7 @@ fn window_rates(arrivals: &[(Instant, usize)]) -> Option<(f64, f64)> {
         return None;
     }
     flowing.sort_unstable();
-    let per_second = |bytes: usize| bytes as f64 / WINDOW.as_secs_f64();
+    let per_second = |bytes: usize| bytes as f64 / RATE_WINDOW.as_secs_f64();
     Some((
         per_second(flowing[flowing.len() / 2]),
         per_second(flowing[flowing.len() - 2]),
