@@ -15,7 +15,9 @@ use censorprobe::analyse::fixtures::*;
 use censorprobe::analyse::{Blocking as B, Verdict as V};
 use censorprobe::cmd::offline;
 use censorprobe::facts::failure::{Failure, Operation, StepError};
-use censorprobe::facts::{EchOffer, Hello, Measurement, QueryType, Reply, Step, Vantage};
+use censorprobe::facts::{
+    Burst, EchOffer, Hello, Meanwhile, Measurement, QueryType, Reply, Step, Vantage,
+};
 use censorprobe::input::targets::{CANARY_SERVICE, Target, TargetKind};
 use censorprobe::rundir::rows::VerdictRow;
 use censorprobe::rundir::writer::ResultsWriter;
@@ -149,6 +151,20 @@ fn cases() -> Vec<Case> {
         ])
     };
     let timeout = || Some(Failure::GenericTimeout);
+    // The target's name silent at `tries` tries, the control's passed, while a pulse of
+    // the link during its last try lost 2 of its 6 connects.
+    let stalled_losing = |tries: u32| {
+        let before = tls(FB_443, true, None);
+        let mut stall = checked(tls(FB_443, false, timeout()), None);
+        if let Step::TlsHandshake(t) = &mut stall.step {
+            t.tries = tries;
+            t.check.as_mut().expect("checked").during = Some(Burst {
+                made: 6,
+                answered: 4,
+            });
+        }
+        with(vec![tcp(FB_443, None), before, stall])
+    };
     // TCP+TLS to the address answered, then QUIC handshakes; a control whose QUIC with
     // the name went through.
     let then_quic = |quic: Vec<Measurement>| with([reachable(), quic].concat());
@@ -405,6 +421,14 @@ fn cases() -> Vec<Case> {
             "SNI stall where the control's handshake worked",
             domain(&[]),
             sni(Failure::GenericTimeout),
+            Measured(handshakes()),
+            V::Blocked,
+            Some(B::TlsTimeout),
+        ),
+        case(
+            "SNI stall at four tries on a link losing packets",
+            domain(&[]),
+            stalled_losing(Meanwhile::LOSSY_SILENT_TRIES),
             Measured(handshakes()),
             V::Blocked,
             Some(B::TlsTimeout),
@@ -819,6 +843,15 @@ fn cases() -> Vec<Case> {
         )
         .saying("the probe's own network"),
         // The probe's own faults
+        case(
+            "SNI stall at two tries while the link was losing packets: loss's now and then",
+            domain(&[]),
+            stalled_losing(2),
+            Measured(handshakes()),
+            V::Inconclusive,
+            None,
+        )
+        .saying("the probe's link was losing packets"),
         case(
             "SNI reset, the other ClientHellos timed out: nothing said of the DPI",
             domain(&[]),

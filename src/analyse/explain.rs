@@ -335,6 +335,22 @@ pub fn step_tried(
             e.failure, pulse.made, check.checked
         ));
     }
+    let exchange = matches!(
+        e.failed_operation,
+        Operation::TlsHandshake | Operation::HttpRoundTrip | Operation::Read
+    );
+    if let Some(pulse) = check.during.filter(|pulse| {
+        silent && exchange && tries < Meanwhile::LOSSY_SILENT_TRIES && pulse.answered < pulse.made
+    }) {
+        return Some(format!(
+            "{what} failed ({}) at {tries} tries while the probe's link was losing packets: {} of the {} connects to the canary at {}, made at once during its last try, went unanswered at first, and on such a link that many silent tries are loss's now and then (a censor's drop leaves {} silent as well)",
+            e.failure,
+            pulse.made - pulse.answered,
+            pulse.made,
+            check.checked,
+            Meanwhile::LOSSY_SILENT_TRIES
+        ));
+    }
     let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES))?;
     Some(format!(
         "{what} failed ({}) while the probe's network was failing new connections: the {} connects it had answered {when} took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: the probe's own network, not the target, however the canary fared",

@@ -296,6 +296,9 @@ impl Meanwhile {
     pub const TURNED_DOWN_TRIES: u32 = 3;
     /// The same, on a network seen turning steps down at random (`measure::Again::on`).
     pub const FLAKY_TURNED_DOWN_TRIES: u32 = 5;
+    /// The tries of a handshake or fetch silent at each, on a link seen losing packets
+    /// during its last try (`measure::Again::on`); two elsewhere.
+    pub const LOSSY_SILENT_TRIES: u32 = 4;
 
     /// These and `other` together.
     pub fn and(self, other: Meanwhile) -> Meanwhile {
@@ -577,8 +580,9 @@ pub struct TlsFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_ms: Option<f64>,
     /// Handshakes made, each on a new connection: one that timed out is made again once,
-    /// one torn down twice more, or four times on a network seen turning steps down at
-    /// random (see `measure::Again`).
+    /// or three times on a link seen losing packets during a try, one torn down twice
+    /// more, or four times on a network seen turning steps down at random (see
+    /// `measure::Again`).
     #[serde(default = "one")]
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a
@@ -682,7 +686,8 @@ pub struct HttpFacts {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
     /// Times the fetch was made: one that timed out, or was torn down, before any
-    /// response is made again.
+    /// response is made again (see `measure::Again`: a silence once, or three times on a
+    /// link seen losing packets during a try).
     #[serde(default = "one")]
     pub tries: u32,
     /// The first try's failure, where a try made again went through: a reset, a

@@ -586,8 +586,7 @@ impl Measurer {
         let besides = super::counted_connect(&open);
         let first = self.exchange_at_work(url, open, address, &host, out).await;
         out.facts.cut_after = cut_in_body(&first.0).into_iter().collect();
-        let mut again =
-            Again::new(first, |exchanged| worth_refetching(&exchanged.0)).on(&self.turned_down);
+        let mut again = Again::new(first, |exchanged| worth_refetching(&exchanged.0)).on(self);
         while again.another().await {
             let next = self.exchange_at_work(url, None, address, &host, out);
             let next = self.alongside(next, again.pulse_after()).await;
@@ -703,7 +702,7 @@ impl Measurer {
         let work = self.limits.work().await;
         let first = self.refetch_once(url, address, sni, control_sni).await;
         let mut cut_after: Vec<u64> = cut_in_body(&first).into_iter().collect();
-        let mut again = Again::new(first, worth_refetching).on(&self.turned_down);
+        let mut again = Again::new(first, worth_refetching).on(self);
         while again.another().await {
             let next = self.refetch_once(url, address, sni, control_sni).await;
             cut_after.extend(cut_in_body(&next));

@@ -908,8 +908,7 @@ impl Measurer {
             .alongside(self.dialer().dial(addresses), Some(self.second_try()))
             .await;
         let mut tries = dialed.tries;
-        let mut again =
-            Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(&self.turned_down);
+        let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(self);
         while again.another().await {
             let dialed = self.dialer().dial(addresses).await;
             tries += dialed.tries;
@@ -1098,7 +1097,7 @@ impl Measurer {
             .handshake_once(open, address, server_name, control_sni)
             .await;
         let sent = first.1;
-        let mut again = Again::new(first, |first| first.0.error.as_ref()).on(&self.turned_down);
+        let mut again = Again::new(first, |first| first.0.error.as_ref()).on(self);
         while again.another().await {
             let next = self.handshake_once(None, address, server_name, control_sni);
             again.took(self.alongside(next, again.pulse_after()).await);
@@ -1260,7 +1259,7 @@ impl Measurer {
             true => Again::new(first, error),
             false => Again::turned_down_only(first, error),
         };
-        let mut again = again.on(&self.turned_down);
+        let mut again = again.on(self);
         while again.another().await {
             again.took(self.handshake_once(None, address, sni, true).await);
         }
@@ -1411,6 +1410,12 @@ pub(crate) struct Again<'a, T> {
     /// The steps that went through lately, where a step refused or reset at each try
     /// is made more often on a network seen turning steps down (see [`Again::on`]).
     flaky: Option<&'a Exchanges>,
+    /// The pulses of the link, where a silent step is made more often on a link seen
+    /// losing packets during one of its tries (see [`Again::on`]); when the last try
+    /// began, and whether the link was seen so.
+    link: Option<&'a Checks>,
+    last_began: tokio::time::Instant,
+    losing: bool,
     settled: bool,
 }
 
@@ -1428,18 +1433,33 @@ impl<'a, T> Again<'a, T> {
             last,
             silences: true,
             flaky: None,
+            link: None,
+            last_began: tokio::time::Instant::now(),
+            losing: false,
             settled: false,
         }
     }
 
-    /// Made more times where refused or reset while `went_through` shows other steps
-    /// lately turned down at a try and let through at a later one: on such a network
-    /// three tries turned down may be chance (a flaky middlebox meets a fetch's many
-    /// packets often), five seldom are, and a censor turns down every one.
-    pub(crate) fn on(self, went_through: &'a Exchanges) -> Again<'a, T> {
+    /// Made more times where refused or reset while the measurer's steps lately were
+    /// turned down at a try and let through at a later one: on such a network three
+    /// tries turned down may be chance (a flaky middlebox meets a fetch's many packets
+    /// often), five seldom are, and a censor turns down every one. And where silent
+    /// while a pulse of the link during the last try (see [`Measurer::pulse`]) went
+    /// unanswered in part: on a link losing packets two silent tries are loss's now and
+    /// then, four seldom are, and a censor that drops a step leaves every one silent.
+    pub(crate) fn on(self, measurer: &'a Measurer) -> Again<'a, T> {
         Again {
-            flaky: Some(went_through),
+            flaky: Some(&measurer.turned_down),
+            link: Some(&measurer.checks),
             ..self
+        }
+    }
+
+    /// The tries of a step that failed with `e` (see [`Again::on`]).
+    fn tries_for(&self, e: &StepError) -> u32 {
+        match silent(Some(e)) && self.losing {
+            true => Meanwhile::LOSSY_SILENT_TRIES,
+            false => tries_for(Some(e), self.turned_down_tries()),
         }
     }
 
@@ -1468,14 +1488,20 @@ impl<'a, T> Again<'a, T> {
 
     /// Whether another try is due; if so, after the pause before it.
     pub(crate) async fn another(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let pulse = self
+            .link
+            .and_then(|checks| checks.worst_pulse(self.last_began, now));
+        self.losing |= pulse.is_some_and(|pulse| pulse.answered < pulse.made);
         let due = !self.settled
             && self.last.as_ref().is_some_and(|e| {
                 worth_again(&self.last)
                     && (self.silences || e.failure.is_turned_down())
-                    && self.tries < tries_for(Some(e), self.turned_down_tries())
+                    && self.tries < self.tries_for(e)
             });
         if due {
             tokio::time::sleep(RETRY_PAUSE).await;
+            self.last_began = tokio::time::Instant::now();
         }
         due
     }
@@ -1639,6 +1665,45 @@ mod tests {
         assert_eq!(
             (dial.kept, dial.first_failure),
             (timeout(), Some(Failure::ConnectionRefused))
+        );
+    }
+
+    /// A step silent at every try, with a pulse of the link during each try but the
+    /// first that fared as `pulse`: the tries made.
+    async fn silent_tries(pulse: Option<Burst>) -> u32 {
+        let silence = || {
+            Some(StepError::new(
+                Operation::TlsHandshake,
+                Failure::GenericTimeout,
+            ))
+        };
+        let checks = Checks::default();
+        let mut again = Again::new(silence(), Option::as_ref);
+        again.link = Some(&checks);
+        while again.another().await {
+            if let (Some(burst), Some(during)) = (pulse, checks.pulse(Duration::ZERO)) {
+                during.fared(burst);
+            }
+            again.took(silence());
+        }
+        again.tries
+    }
+
+    /// Two silent tries are loss's now and then on a link losing packets: where a pulse
+    /// during a try lost some of its connects, a silence is made four times; where it
+    /// lost none, or there was none, twice.
+    #[tokio::test(start_paused = true)]
+    async fn a_silence_is_made_again_more_on_a_link_losing_packets() {
+        let answered = |answered| Some(Burst { made: 6, answered });
+        assert_eq!(silent_tries(None).await, 2);
+        assert_eq!(silent_tries(answered(6)).await, 2);
+        assert_eq!(
+            silent_tries(answered(4)).await,
+            Meanwhile::LOSSY_SILENT_TRIES
+        );
+        assert_eq!(
+            silent_tries(answered(0)).await,
+            Meanwhile::LOSSY_SILENT_TRIES
         );
     }
 
