@@ -31,8 +31,6 @@ use crate::facts::{
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
-/// The fewest connect tries over which a share of them unanswered is judged.
-const MIN_LOSS_SAMPLE: u32 = 30;
 /// A throttle holds a transfer below this (bytes per second, 3 Mbit/s) even in its
 /// fastest quarter second (its burst allowance included: Russia held Twitter to
 /// 130-150 kbit/s). A faster transfer is not throttled, however much faster the
@@ -881,8 +879,23 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
             ),
         ),
     };
-    let (throttled, why_not) = match timeout_regime(h).filter(|_| throttled) {
-        Some(why) => (false, format!("{evidence}{why}")),
+    // A first twin that fell short (slow, or stopped: a second was made) showed the path
+    // holding back a transfer with another name too; the faster one after it is a good
+    // moment of that path, and two transfers of the name on either side of it no proof
+    // of a cap (at 30 % loss each way, a stalled twin then one at 1,177 kB/s around the
+    // name's at 262 kB/s had read `throttled`).
+    let short = refetched
+        .twins
+        .first()
+        .filter(|_| refetched.twins.len() > 1);
+    let (throttled, why_not) = match short.filter(|_| throttled) {
+        Some(first) => (
+            false,
+            format!(
+                "{evidence}: but the first control-SNI twin fell short ({}), so the path held back a transfer with another name too, and the faster one after it says nothing of a cap on the name",
+                ending(first)
+            ),
+        ),
         None => (throttled, why_not),
     };
     Some(Slow {
@@ -890,32 +903,6 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
         throttled,
         why_not,
     })
-}
-
-/// The share of the probe's connect tries left unanswered at first, over the connects it
-/// had answered while a fetch failed, at which its link loses a round trip in three
-/// or more (at 15 % loss each way the testbed's runs left 14 to 26 %, at 25 and 30 %
-/// 29 to 41 %).
-const TIMEOUT_REGIME: f64 = 0.3;
-
-/// Why a slow fetch says nothing of a throttle, whatever its twin did: the probe's
-/// connects while it failed went unanswered at first at [`TIMEOUT_REGIME`] or more
-/// (over enough of them to tell). On such a link TCP spends its time in retransmission
-/// timeouts, a transfer crawls at one record per timeout as under a throttle, and the
-/// rates of two transfers differ by more than the ratio by chance, whatever their names
-/// (at 30 % loss each way the testbed's large file, with no throttle, read `throttled`
-/// in one run of three before).
-fn timeout_regime(h: &HttpFacts) -> Option<String> {
-    let meanwhile = h.check.as_ref()?.meanwhile?;
-    let share = meanwhile
-        .unanswered()
-        .filter(|share| meanwhile.tries >= MIN_LOSS_SAMPLE && *share >= TIMEOUT_REGIME)?;
-    Some(format!(
-        ": but the probe's link was losing a round trip in three or more then (its {} connects answered while the fetch failed took {} tries, {:.0} % unanswered at first), where transfers crawl and race by chance whatever their names, so no throttle can be told",
-        meanwhile.answered,
-        meanwhile.tries,
-        share * 100.0
-    ))
 }
 
 /// Whether a fetch of the probe's from `ip` got the page the control got: an address
@@ -1415,30 +1402,16 @@ mod tests {
             kind(&throttle),
             (Verdict::Blocked, Some(Blocking::Throttled))
         );
-        // The probe's connects while it failed went unanswered at first a third of the
-        // time: rates race by chance on such a link, and no throttle is told; a fifth of
-        // the time, it still is.
-        let losing = |answered, tries| {
-            let mut m = checked(crawling.clone(), None);
-            if let Step::Http(h) = &mut m.step {
-                h.check.as_mut().expect("checked").meanwhile = Some(Meanwhile {
-                    answered,
-                    tries,
-                    packets: 0,
-                });
-            }
-            against_the_control(fast_twin_then_slow(m))
-        };
-        let heavy = losing(132, 198);
-        assert_eq!(kind(&heavy), (Verdict::Inconclusive, None));
-        evidence_of(
-            &heavy,
-            &["losing a round trip in three or more", "198 tries"],
-        );
-        assert_eq!(
-            kind(&losing(97, 122)),
-            (Verdict::Blocked, Some(Blocking::Throttled))
-        );
+        // The first twin fell short too (a second was made): the path held back a
+        // transfer with another name as well.
+        let short_twin = against_the_control(vec![
+            crawling.clone(),
+            twin(100_000, 3_000.0),
+            twin(400_000, 500.0),
+            again(400_000, 20_000.0),
+        ]);
+        assert_eq!(kind(&short_twin), (Verdict::Inconclusive, None));
+        evidence_of(&short_twin, &["the first control-SNI twin fell short"]);
         // The fetch with its own name after the twin flowed faster than any throttle
         // lets through, or came in bursts between stalls: no cap held (heavy loss makes
         // a first transfer crawl at one record per retransmission timeout, as a throttle).

@@ -354,8 +354,10 @@ impl Case<'_> {
             (Some(Fault::ResolverDead), false) => censored,
             // A link that loses packets slows the control-SNI twin as well as the
             // throttled transfer, and now and then the fetch with its own name after it
-            // less: where the twin falls short of the ratio, or the name's fetch again
-            // came faster, the honest verdict is a slow path, not a throttle of the name.
+            // less, or brings the throttled transfer in bursts between stalls: where the
+            // twin (the first one, or both) falls short of the ratio, the name's fetch
+            // again came faster, or the transfer came in bursts (left as cut off by the
+            // deadline), the honest verdict is a slow path, not a throttle of the name.
             // A NAT table full now and then leaves a new flow without room: a TCP connect
             // has six tries to find some, a QUIC handshake two, so a blocked QUIC
             // handshake's silence may be no longer told from the network's.
@@ -366,6 +368,8 @@ impl Case<'_> {
                     &[
                         "as slow with the control SNI",
                         "no longer capped once fetched again",
+                        "the first control-SNI twin fell short",
+                        "cut off by the deadline",
                     ],
                 ),
                 Blocking::QuicBlocked,
