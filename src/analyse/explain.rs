@@ -335,9 +335,10 @@ pub fn step_tried(
             e.failure, pulse.made, check.checked
         ));
     }
+    // A body's read is not made again: its silence is a stall's, judged as such.
     let exchange = matches!(
         e.failed_operation,
-        Operation::TlsHandshake | Operation::HttpRoundTrip | Operation::Read
+        Operation::TlsHandshake | Operation::HttpRoundTrip
     );
     if let Some(pulse) = check.during.filter(|pulse| {
         silent && exchange && tries < Meanwhile::LOSSY_SILENT_TRIES && pulse.answered < pulse.made
