@@ -364,6 +364,15 @@ pub fn step_tried(
     ))
 }
 
+/// The tries of a step that failed as `e`, the one kept, like it: all of them but a
+/// first that went unanswered where a later refusal or reset was kept (see
+/// `measure::Again`), whose silence says nothing of how often the network turns a
+/// step down.
+pub fn tries_like(e: &StepError, tries: u32, first_failure: Option<&Failure>) -> u32 {
+    let silent_first = e.failure.is_turned_down() && first_failure.is_some_and(Failure::is_timeout);
+    tries - u32::from(silent_first && tries > 1)
+}
+
 /// Why a transfer that stopped dead is no sign of a freeze: some of the connects to the
 /// canary made at once, right after it or during its last try, went unanswered at their
 /// first try. The link was losing packets then, and a lossy link stalls transfers for

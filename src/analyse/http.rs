@@ -240,7 +240,8 @@ pub fn problems(
                 false => Problem::weak(finding, saw),
             };
             let what = format!("fetching {}", h.url);
-            let why = explain::step_tried(&what, e, h.check.as_ref(), h.tries, &h.cut_after)
+            let tries = explain::tries_like(e, h.tries, h.first_failure.as_ref());
+            let why = explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after)
                 .or_else(|| {
                     let hop = last?;
                     let sent = hop.started_at.unwrap_or(m.measured_at);

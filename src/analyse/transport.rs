@@ -332,7 +332,8 @@ fn tls_problem(
         false => Problem::weak(finding, saw),
     };
     let what = format!("TLS handshake with {name} to {address}");
-    let why = explain::step_tried(&what, e, t.check.as_ref(), t.tries, &[])
+    let tries = explain::tries_like(e, t.tries, t.first_failure.as_ref());
+    let why = explain::step_tried(&what, e, t.check.as_ref(), tries, &[])
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at))
         .or_else(|| slow_path(probe, address, m.measured_at, e, context))
         .or_else(|| explain::like_the_canary(&what, address, e, &context.canary_failed));

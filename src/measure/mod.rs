@@ -1488,10 +1488,13 @@ impl<'a, T> Again<'a, T> {
 
     /// Whether another try is due; if so, after the pause before it.
     pub(crate) async fn another(&mut self) -> bool {
+        // From a pulse's sharing before the try on: one begun within it stood for this
+        // try's own, as the analysis reads it (`Measurer::pulse_during_last_try`).
         let now = tokio::time::Instant::now();
+        let since = self.last_began.checked_sub(SHARED_CHECK);
         let pulse = self
             .link
-            .and_then(|checks| checks.worst_pulse(self.last_began, now));
+            .and_then(|checks| checks.worst_pulse(since.unwrap_or(self.last_began), now));
         self.losing |= pulse.is_some_and(|pulse| pulse.answered < pulse.made);
         let due = !self.settled
             && self.last.as_ref().is_some_and(|e| {
@@ -1523,7 +1526,8 @@ impl<'a, T> Again<'a, T> {
             && turned_down(last)
             && self.turned_down > self.silent;
         if through || silent_after || outnumbered {
-            self.first_failure = (self.error)(&self.kept).map(|e| e.failure.clone());
+            let kept = (self.error)(&self.kept).map(|e| e.failure.clone());
+            self.first_failure = self.first_failure.take().or(kept);
             self.kept = next;
             self.settled = through;
         }
