@@ -961,7 +961,22 @@ impl ProbeRun {
                 continue;
             };
             let allowed = expected.allowed(target);
-            match allowed.iter().find(|o| o.is(row.verdict, row.blocking)) {
+            // Of the outcomes with this verdict and kind, one whose evidence the row shows
+            // (a fault may allow the same verdict for several reasons).
+            let shown = |o: &catalog::Outcome| {
+                !row.evidence.is_empty()
+                    && o.evidence.iter().all(|e| row.evidence.contains(e.as_str()))
+            };
+            let same: Vec<&catalog::Outcome> = allowed
+                .iter()
+                .filter(|o| o.is(row.verdict, row.blocking))
+                .collect();
+            match same
+                .iter()
+                .copied()
+                .find(|o| shown(o))
+                .or(same.first().copied())
+            {
                 None => {
                     let wanted: Vec<String> = allowed
                         .iter()
@@ -978,9 +993,7 @@ impl ProbeRun {
                 }
                 Some(outcome) => {
                     let evidence = &outcome.evidence;
-                    if row.evidence.is_empty()
-                        || evidence.iter().any(|e| !row.evidence.contains(e.as_str()))
-                    {
+                    if !shown(outcome) {
                         let _ = writeln!(
                             problems,
                             "{target}: the evidence does not show all of {evidence:?}: {}",
