@@ -13,8 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
-    Burst, Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts,
-    Step, TlsFacts, Trigger,
+    Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts, Step,
+    TlsFacts, Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -341,7 +341,7 @@ pub fn step_tried(
         Operation::TlsHandshake | Operation::HttpRoundTrip
     );
     if let Some(pulse) = check.during.filter(|pulse| {
-        silent && exchange && tries < Meanwhile::LOSSY_SILENT_TRIES && pulse.answered < pulse.made
+        silent && exchange && tries < Meanwhile::LOSSY_SILENT_TRIES && pulse.lost_some()
     }) {
         return Some(format!(
             "{what} failed ({}) at {tries} tries while the probe's link was losing packets: {} of the {} connects to the canary at {}, made at once during its last try, went unanswered at first, and on such a link that many silent tries are loss's now and then (a censor's drop leaves {} silent as well)",
@@ -381,13 +381,12 @@ pub fn tries_like(e: &StepError, tries: u32, first_failure: Option<&Failure>) ->
 /// either name); a freeze leaves the rest of the link alone.
 pub fn losing_packets(what: &str, check: Option<&Check>) -> Option<String> {
     let check = check?;
-    let lost = |burst: &Burst| burst.answered < burst.made;
     let (burst, when) = [
         (check.first_tries, "made at once right after"),
         (check.during, "made at once during its last try"),
     ]
     .into_iter()
-    .find_map(|(burst, when)| Some((burst.filter(lost)?, when)))?;
+    .find_map(|(burst, when)| Some((burst.filter(|b| b.lost_some())?, when)))?;
     Some(format!(
         "{what} stopped while the probe's link was losing packets: {} of the {} connects to the canary at {} {when} went unanswered at first, and a lossy link stalls transfers for seconds often enough that stalls in a row are no sign of a freeze",
         burst.made - burst.answered,
@@ -704,6 +703,20 @@ mod tests {
     use super::ResolverHealth;
     use crate::facts::failure::{Failure, StepError};
     use crate::facts::{Burst, Meanwhile, Measurement, QueryType, Sent, Step, Trigger};
+
+    /// A reset kept after a silent first try is judged by its resets alone: the silence
+    /// is no try turned down.
+    #[test]
+    fn a_silent_first_try_is_not_counted_among_those_turned_down() {
+        let at = |failure| StepError::new(super::Operation::TlsHandshake, failure);
+        let (reset, timeout) = (Failure::ConnectionReset, Failure::GenericTimeout);
+        let tries_like =
+            |e, tries, first: Option<&Failure>| super::tries_like(&at(e), tries, first);
+        assert_eq!(tries_like(reset.clone(), 3, Some(&timeout)), 2);
+        assert_eq!(tries_like(reset.clone(), 3, None), 3);
+        assert_eq!(tries_like(reset.clone(), 3, Some(&reset)), 3);
+        assert_eq!(tries_like(timeout.clone(), 2, Some(&timeout)), 2);
+    }
 
     /// A run whose canary's A lookup through `system` failed with `failure`.
     fn canary_failed(failure: Failure) -> Context {

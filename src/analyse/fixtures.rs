@@ -11,7 +11,7 @@ use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
     Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, EchFacts, EchHandshake, EchOffer,
     FirstBytes, Hello, HelloTry, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts,
-    RATE_WINDOW, RATED_WINDOWS, Reconnect, Reply, Step, TcpFacts, TlsFacts, Vantage,
+    RATED_SPAN_MS, Reconnect, Reply, Step, TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
 
@@ -284,8 +284,7 @@ pub fn fetch(
     transfer_ms: f64,
     error: Option<StepError>,
 ) -> Measurement {
-    let rated = transfer_ms >= RATED_WINDOWS as f64 * RATE_WINDOW.as_secs_f64() * 1000.0;
-    let steady = rated.then(|| body as f64 / (transfer_ms / 1000.0));
+    let steady = (transfer_ms >= RATED_SPAN_MS).then(|| body as f64 / (transfer_ms / 1000.0));
     measurement(Step::Http(HttpFacts {
         url: "https://facebook.com/".into(),
         hops: vec![HttpHop {

@@ -10,7 +10,7 @@
 
 use super::transport::control_around;
 use super::{Blocking, ControlSaw, Finding, Problem, explain};
-use crate::facts::failure::Operation;
+use crate::facts::failure::{Operation, StepError};
 use crate::facts::{Hello, HelloTry, Measurement, TargetFacts, TlsFacts};
 
 /// A handshake with a target's name that failed once connected, where the control
@@ -109,11 +109,7 @@ pub fn dpi(t: &TlsFacts) -> String {
 pub fn reset_instead(t: &TlsFacts) -> Option<String> {
     let own = || t.hellos.iter().filter(|h| !h.control_sni);
     let silent = own()
-        .filter(|h| {
-            h.error
-                .as_ref()
-                .is_some_and(|e| !e.local && e.failure.is_timeout())
-        })
+        .filter(|h| h.error.as_ref().is_some_and(StepError::silent))
         .count();
     let mut reset: Vec<String> = own()
         .filter(|h| h.torn_down())

@@ -26,7 +26,7 @@ use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprin
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    HttpFacts, HttpHop, Measurement, RATE_WINDOW, RATED_WINDOWS, STALL_BYTES, Step, THROTTLE_RATIO,
+    HttpFacts, HttpHop, Measurement, RATED_SPAN_MS, STALL_BYTES, Step, THROTTLE_RATIO,
 };
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
@@ -196,9 +196,11 @@ pub fn problems(
                 let what = format!("fetching {}", h.url);
                 let why = explain::step(&what, e, h.check.as_ref());
                 let own_network = why.is_some();
-                let lossy = || explain::losing_packets(&what, h.check.as_ref());
-                let why = why.or_else(|| problem.explained.is_none().then(lossy).flatten());
-                let problem = problem.unless(why);
+                let lossy = match problem.explained {
+                    None => explain::losing_packets(&what, h.check.as_ref()),
+                    Some(_) => None,
+                };
+                let problem = problem.unless(why.or(lossy));
                 // No freeze, and not the probe's own network: where a twin read the whole
                 // body, the fetch with its own name after it may still show a throttle.
                 let refetched = refetches(probe);
@@ -738,15 +740,14 @@ fn rate(hop: &HttpHop) -> Option<f64> {
     long_enough.then(|| hop.body_length as f64 / (hop.transfer_ms.max(1.0) / 1000.0))
 }
 
-/// Whether a body came in fewer than [`RATED_WINDOWS`] quarter seconds (it has no peak
-/// rate) though it lasted longer: silent most of its time, in bursts between stalls. A
-/// throttle keeps a transfer moving, data in every quarter second; bursts and stalls are
-/// loss's (on a link losing a quarter of its packets each way, a transfer of the
-/// testbed's came in two bursts over 3 s, 104 kB/s on average) or a freeze's, and its
-/// average rate, which the stalls make, says nothing of a cap.
+/// Whether a body came in fewer than three quarter seconds (it has no peak rate) though
+/// it lasted longer ([`RATED_SPAN_MS`]): silent most of its time, in bursts between
+/// stalls. A throttle keeps a transfer moving, data in every quarter second; bursts and
+/// stalls are loss's (on a link losing a quarter of its packets each way, a transfer of
+/// the testbed's came in two bursts over 3 s, 104 kB/s on average) or a freeze's, and
+/// its average rate, which the stalls make, says nothing of a cap.
 fn came_in_bursts(hop: &HttpHop) -> bool {
-    let windows = RATED_WINDOWS as f64 * RATE_WINDOW.as_secs_f64() * 1000.0;
-    hop.peak_rate.is_none() && hop.transfer_ms >= windows
+    hop.peak_rate.is_none() && hop.transfer_ms >= RATED_SPAN_MS
 }
 
 /// A transfer (finished or cut off by the deadline) far slower at the probe than at
@@ -851,6 +852,15 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
             ", then at {flowed} while it flowed with its own name again"
         ));
     }
+    // A first twin that fell short (slow, or stopped: a second was made) showed the path
+    // holding back a transfer with another name too; the faster one after it is a good
+    // moment of that path, and two transfers of the name on either side of it no proof
+    // of a cap (at 30 % loss each way, a stalled twin then one at 1,177 kB/s around the
+    // name's at 262 kB/s had read `throttled`).
+    let short = refetched
+        .twins
+        .first()
+        .filter(|_| refetched.twins.len() > 1);
     let (throttled, why_not) = match twin_rate {
         Some(rate) if our_active * THROTTLE_RATIO >= rate => (
             false,
@@ -858,15 +868,22 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
                 "{evidence}: as slow with the control SNI, so a slow path (a congested route) or a throttle of the address, not of the name"
             ),
         ),
-        Some(_) => match again {
-            Some((true, _)) => (true, String::new()),
-            Some((false, _)) => (
+        Some(_) => match (again, short) {
+            (Some((true, _)), None) => (true, String::new()),
+            (Some((true, _)), Some(first)) => (
+                false,
+                format!(
+                    "{evidence}: but the first control-SNI twin fell short ({}), so the path held back a transfer with another name too, and the faster one after it says nothing of a cap on the name",
+                    ending(first)
+                ),
+            ),
+            (Some((false, _)), _) => (
                 false,
                 format!(
                     "{evidence}: no longer capped once fetched again, so a path congested for a while, not a throttle"
                 ),
             ),
-            None => (
+            (None, _) => (
                 false,
                 format!(
                     "{evidence}; no fetch with its own name after the twin, to tell a throttle from a path congested for a while"
@@ -879,25 +896,6 @@ fn throttled(h: &HttpFacts, theirs: &HttpHop, refetched: Refetches<'_>) -> Optio
                 "{evidence}; no transfer with the control SNI from the same address to tell a throttle from a slow path"
             ),
         ),
-    };
-    // A first twin that fell short (slow, or stopped: a second was made) showed the path
-    // holding back a transfer with another name too; the faster one after it is a good
-    // moment of that path, and two transfers of the name on either side of it no proof
-    // of a cap (at 30 % loss each way, a stalled twin then one at 1,177 kB/s around the
-    // name's at 262 kB/s had read `throttled`).
-    let short = refetched
-        .twins
-        .first()
-        .filter(|_| refetched.twins.len() > 1);
-    let (throttled, why_not) = match short.filter(|_| throttled) {
-        Some(first) => (
-            false,
-            format!(
-                "{evidence}: but the first control-SNI twin fell short ({}), so the path held back a transfer with another name too, and the faster one after it says nothing of a cap on the name",
-                ending(first)
-            ),
-        ),
-        None => (throttled, why_not),
     };
     Some(Slow {
         finding: Finding::new(Blocking::Throttled, evidence),

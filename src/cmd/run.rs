@@ -732,7 +732,8 @@ async fn measure_both(
 }
 
 /// How often facts in which the control ran out of file descriptors, buffers or ports
-/// (see [`ran_out`]) are asked for again, and the first pause: a control frees what it ran out of within moments, as its other requests end.
+/// (see [`ran_out`]) are asked for again, and the first pause: a control frees what it
+/// ran out of within moments, as its other requests end.
 const RAN_OUT_AGAIN: usize = 2;
 const RAN_OUT_PAUSE: Duration = Duration::from_millis(500);
 

@@ -349,6 +349,12 @@ impl StepError {
         !self.local && (self.failure.is_unanswered() || self.failure.is_turned_down())
     }
 
+    /// Nothing came back, and not for the probe's own machine: what loss, a dead link
+    /// or a censor's drop leave.
+    pub fn silent(&self) -> bool {
+        !self.local && self.failure.is_timeout()
+    }
+
     /// Torn down by the far side or the path (reset, closed): an answer, where a
     /// timeout says nothing.
     pub fn torn_down(&self) -> bool {

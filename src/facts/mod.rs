@@ -268,6 +268,12 @@ impl Burst {
     pub fn none_answered(self) -> bool {
         self.answered == 0
     }
+
+    /// Some of the connects went unanswered: the link was losing packets then (or was
+    /// down, where none answered).
+    pub fn lost_some(self) -> bool {
+        self.answered < self.made
+    }
 }
 
 /// The probe's exchanges answered during a span of time (see `measure::meanwhile`),
@@ -730,6 +736,9 @@ pub const THROTTLE_RATIO: f64 = 4.0;
 pub const RATE_WINDOW: Duration = Duration::from_millis(250);
 /// Windows with data a body needs for an active and a peak rate.
 pub const RATED_WINDOWS: usize = 3;
+/// Milliseconds a body must last to have [`RATED_WINDOWS`] windows: one that lasted as
+/// long and has no rates came in fewer, in bursts between silences.
+pub const RATED_SPAN_MS: f64 = RATED_WINDOWS as f64 * RATE_WINDOW.as_secs_f64() * 1000.0;
 
 /// A transfer that stopped dead had brought at least this much first: more than two
 /// full-size segments at Ethernet's MSS (1460 bytes), and a server sends a body in

@@ -1372,11 +1372,6 @@ fn turned_down(error: Option<&StepError>) -> bool {
     error.is_some_and(|e| e.failure.is_turned_down())
 }
 
-/// Whether a try went unanswered, and not for the probe's own machine.
-fn silent(error: Option<&StepError>) -> bool {
-    error.is_some_and(|e| !e.local && e.failure.is_timeout())
-}
-
 /// Whether a try got through: no failure, or an answer (a certificate, an alert, a
 /// response) rather than a silence, a refusal or reset, or the probe's own error.
 fn got_through(error: Option<&StepError>) -> bool {
@@ -1428,7 +1423,7 @@ impl<'a, T> Again<'a, T> {
             tries: 1,
             first_failure: None,
             turned_down: u32::from(turned_down(last.as_ref())),
-            silent: u32::from(silent(last.as_ref())),
+            silent: u32::from(last.as_ref().is_some_and(StepError::silent)),
             error,
             last,
             silences: true,
@@ -1457,7 +1452,7 @@ impl<'a, T> Again<'a, T> {
 
     /// The tries of a step that failed with `e` (see [`Again::on`]).
     fn tries_for(&self, e: &StepError) -> u32 {
-        match silent(Some(e)) && self.losing {
+        match e.silent() && self.losing {
             true => Meanwhile::LOSSY_SILENT_TRIES,
             false => tries_for(Some(e), self.turned_down_tries()),
         }
@@ -1495,7 +1490,7 @@ impl<'a, T> Again<'a, T> {
         let pulse = self
             .link
             .and_then(|checks| checks.worst_pulse(since.unwrap_or(self.last_began), now));
-        self.losing |= pulse.is_some_and(|pulse| pulse.answered < pulse.made);
+        self.losing |= pulse.is_some_and(Burst::lost_some);
         let due = !self.settled
             && self.last.as_ref().is_some_and(|e| {
                 worth_again(&self.last)
@@ -1515,14 +1510,15 @@ impl<'a, T> Again<'a, T> {
         self.last = (self.error)(&next).cloned();
         let last = self.last.as_ref();
         self.turned_down += u32::from(turned_down(last));
-        self.silent += u32::from(silent(last));
+        self.silent += u32::from(last.is_some_and(StepError::silent));
         let through = got_through(last);
         // A step that tries its silences itself (a dial: six SYNs unanswered) outweighs
         // one refusal before it; one silent exchange does not outweigh a reset, whose
         // packets loss may have swallowed the next time.
-        let silent_after = !self.silences && self.turned_down == 1 && silent(last);
+        let silent_after =
+            !self.silences && self.turned_down == 1 && last.is_some_and(StepError::silent);
         let outnumbered = self.silences
-            && silent((self.error)(&self.kept))
+            && (self.error)(&self.kept).is_some_and(StepError::silent)
             && turned_down(last)
             && self.turned_down > self.silent;
         if through || silent_after || outnumbered {
@@ -1691,6 +1687,52 @@ mod tests {
             again.took(silence());
         }
         again.tries
+    }
+
+    /// A pulse begun within the second before a try stands for the try's own (it is
+    /// shared, not made again): one that lost connects there makes the step's silence
+    /// worth four tries.
+    #[tokio::test(start_paused = true)]
+    async fn a_pulse_just_before_a_try_counts_for_it() {
+        let silence = || Some(StepError::timeout(Operation::TlsHandshake));
+        let checks = Checks::default();
+        let pulse = checks.pulse(Duration::ZERO).expect("none before");
+        pulse.fared(Burst {
+            made: 6,
+            answered: 4,
+        });
+        tokio::time::advance(SHARED_CHECK / 2).await;
+        let mut again = Again::new(silence(), Option::as_ref);
+        again.link = Some(&checks);
+        while again.another().await {
+            again.took(silence());
+        }
+        assert_eq!(again.tries, Meanwhile::LOSSY_SILENT_TRIES);
+    }
+
+    /// The first try's failure stays the first's when a later try is kept and another
+    /// then gets through (silent, reset, reset, through, on a network seen turning
+    /// steps down at random, where a reset is tried five times).
+    #[tokio::test(start_paused = true)]
+    async fn the_first_failure_is_the_first_tries_whatever_is_kept_after() {
+        let at = |failure| Some(StepError::new(Operation::TlsHandshake, failure));
+        let went_through = Exchanges::default();
+        went_through.answered(2);
+        let mut again = Again::new(at(Failure::GenericTimeout), Option::as_ref);
+        again.flaky = Some(&went_through);
+        for next in [
+            at(Failure::ConnectionReset),
+            at(Failure::ConnectionReset),
+            None,
+        ] {
+            assert!(again.another().await);
+            again.took(next);
+        }
+        assert!(!again.another().await);
+        assert_eq!(
+            (again.kept, again.tries, again.first_failure),
+            (None, 4, Some(Failure::GenericTimeout))
+        );
     }
 
     /// Two silent tries are loss's now and then on a link losing packets: where a pulse
