@@ -30,8 +30,12 @@ const KEPT: Duration = Duration::from_secs(120);
 /// table, a limit on new flows) lasts longer than a step's failure.
 const ENOUGH: u32 = 100;
 
+/// Exchanges answered within this of the first of them are kept as one entry: one by
+/// one, the two minutes of a run at a thousand connects a second took 3 MB a list.
+const GRAIN: Duration = Duration::from_millis(10);
+
 /// The run's answered exchanges of one kind (connects, or one resolver's lookups) of
-/// the last `KEPT`, in the order they were answered.
+/// the last `KEPT`, in the order they were answered, counted by `GRAIN`.
 #[derive(Debug, Default)]
 pub struct Exchanges {
     answered: Mutex<VecDeque<Answered>>,
@@ -39,11 +43,11 @@ pub struct Exchanges {
     made_again: Mutex<Option<Instant>>,
 }
 
+/// The exchanges answered from `at` to `GRAIN` after it.
 #[derive(Debug)]
 struct Answered {
     at: Instant,
-    tries: u32,
-    packets: u32,
+    counts: Meanwhile,
 }
 
 impl Exchanges {
@@ -67,11 +71,17 @@ impl Exchanges {
         {
             answered.pop_front();
         }
-        answered.push_back(Answered {
-            at: now,
+        let counts = Meanwhile {
+            answered: 1,
             tries,
             packets,
-        });
+        };
+        match answered.back_mut() {
+            Some(last) if now.duration_since(last.at) < GRAIN => {
+                last.counts = last.counts.and(counts);
+            }
+            _ => answered.push_back(Answered { at: now, counts }),
+        }
     }
 
     /// Whether an exchange of the last `KEPT` took more than one try.
@@ -92,9 +102,7 @@ impl Exchanges {
                 false if meanwhile.and(before).tries < ENOUGH => &mut before,
                 false => break,
             };
-            counted.answered += 1;
-            counted.tries += a.tries;
-            counted.packets += a.packets;
+            *counted = counted.and(a.counts);
         }
         (meanwhile, (before.answered > 0).then_some(before))
     }
@@ -104,25 +112,29 @@ impl Exchanges {
 mod tests {
     use super::*;
 
-    #[test]
-    fn counts_the_exchanges_answered_since_and_enough_before() {
+    fn counts(answered: u32, tries: u32) -> Meanwhile {
+        Meanwhile {
+            answered,
+            tries,
+            packets: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_the_exchanges_answered_since_and_enough_before() {
         let exchanges = Exchanges::default();
         exchanges.answered(1);
         assert!(!exchanges.any_made_again(), "one try: none made again");
         for _ in 0..ENOUGH {
+            tokio::time::advance(GRAIN).await;
             exchanges.answered(2);
         }
         assert!(exchanges.any_made_again());
-        std::thread::sleep(Duration::from_millis(2));
+        tokio::time::advance(GRAIN).await;
         let since = Instant::now();
         exchanges.answered(3);
         exchanges.answered(1);
         // Four tries meanwhile: the latest 48 before make the hundred.
-        let counts = |answered, tries| Meanwhile {
-            answered,
-            tries,
-            packets: 0,
-        };
         assert_eq!(exchanges.since(since), (counts(2, 4), Some(counts(48, 96))));
         for _ in 0..ENOUGH {
             exchanges.answered(1);
@@ -132,5 +144,32 @@ mod tests {
             (counts(102, 104), None),
             "enough meanwhile: none before"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exchanges_within_a_grain_are_kept_as_one_and_forgotten_after_kept() {
+        let exchanges = Exchanges::default();
+        let began = Instant::now();
+        for _ in 0..10_000 {
+            exchanges.answered(1);
+        }
+        tokio::time::advance(GRAIN / 2).await;
+        exchanges.answered_over(2, 5);
+        let entries = || exchanges.answered.lock().unwrap().len();
+        assert_eq!(entries(), 1, "a grain's exchanges are one entry");
+        let all = Meanwhile {
+            answered: 10_001,
+            tries: 10_002,
+            packets: 5,
+        };
+        assert_eq!(exchanges.since(began), (all, None));
+        tokio::time::advance(GRAIN).await;
+        let since = Instant::now();
+        exchanges.answered(1);
+        assert_eq!(entries(), 2, "the next grain is an entry of its own");
+        assert_eq!(exchanges.since(since), (counts(1, 1), Some(all)));
+        tokio::time::advance(KEPT + GRAIN).await;
+        exchanges.answered(1);
+        assert_eq!(entries(), 1, "those older than KEPT are let go");
     }
 }
