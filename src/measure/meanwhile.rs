@@ -97,14 +97,36 @@ impl Exchanges {
         let none = Meanwhile::default();
         let (mut meanwhile, mut before) = (none, none);
         for a in answered.iter().rev() {
-            let counted = match a.at >= since {
-                true => &mut meanwhile,
-                false if meanwhile.and(before).tries < ENOUGH => &mut before,
-                false => break,
-            };
-            *counted = counted.and(a.counts);
+            if a.at >= since {
+                meanwhile = meanwhile.and(a.counts);
+                continue;
+            }
+            let wanted = ENOUGH.saturating_sub(meanwhile.and(before).tries);
+            if wanted == 0 {
+                break;
+            }
+            before = before.and(share(a.counts, wanted));
         }
         (meanwhile, (before.answered > 0).then_some(before))
+    }
+}
+
+/// `counts` cut down to `tries` tries at most, its answers and packets in proportion: a
+/// grain before a step may hold many more than make up the hundred, and a burst of them
+/// must not outweigh what the others before it met.
+fn share(counts: Meanwhile, tries: u32) -> Meanwhile {
+    if counts.tries <= tries {
+        return counts;
+    }
+    let part = |n: u32| {
+        let n = (u64::from(n) * u64::from(tries) + u64::from(counts.tries) / 2)
+            / u64::from(counts.tries);
+        u32::try_from(n).expect("a part of a u32")
+    };
+    Meanwhile {
+        answered: part(counts.answered),
+        tries,
+        packets: part(counts.packets),
     }
 }
 
@@ -163,13 +185,42 @@ mod tests {
             packets: 5,
         };
         assert_eq!(exchanges.since(began), (all, None));
-        tokio::time::advance(GRAIN).await;
+        // A grain counts from its first exchange, not its latest.
+        tokio::time::advance(GRAIN / 2).await;
         let since = Instant::now();
         exchanges.answered(1);
         assert_eq!(entries(), 2, "the next grain is an entry of its own");
-        assert_eq!(exchanges.since(since), (counts(1, 1), Some(all)));
+        assert_eq!(
+            exchanges.since(since),
+            (counts(1, 1), Some(counts(99, 99))),
+            "of a grain before, no more than make up the hundred"
+        );
+        tokio::time::advance(GRAIN / 2).await;
+        let within = Instant::now();
+        exchanges.answered(1);
+        assert_eq!(
+            exchanges.since(within),
+            (counts(0, 0), Some(counts(100, 100))),
+            "a grain begun before a step is all before it"
+        );
         tokio::time::advance(KEPT + GRAIN).await;
         exchanges.answered(1);
         assert_eq!(entries(), 1, "those older than KEPT are let go");
+    }
+
+    #[test]
+    fn a_share_keeps_the_proportions() {
+        let counts = Meanwhile {
+            answered: 30,
+            tries: 60,
+            packets: 180,
+        };
+        let half = Meanwhile {
+            answered: 15,
+            tries: 30,
+            packets: 90,
+        };
+        assert_eq!(share(counts, 30), half);
+        assert_eq!(share(counts, 100), counts, "fewer than wanted: all of it");
     }
 }
