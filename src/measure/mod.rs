@@ -78,6 +78,11 @@ pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
 const IDLE_AT_MOST: Duration = Duration::from_secs(2);
 /// How long before a failure ended a network check may have begun and still be its.
 const SHARED_CHECK: Duration = Duration::from_secs(1);
+
+/// The earliest a check shared with what happened at `at` may have begun.
+fn sharing_from(at: tokio::time::Instant) -> tokio::time::Instant {
+    at.checked_sub(SHARED_CHECK).unwrap_or(at)
+}
 /// The canary's connects a network check or a pulse makes at once: a link that loses
 /// 28 % of round trips (the testbed's `lossy`, 15 % each way) leaves all six unanswered
 /// at their first try once in some 2,000 (fewer: the kernel sends a SYN again within the
@@ -596,10 +601,9 @@ impl Measurer {
         // Shared only with a check begun as this failure ended (within a second, so that
         // failures ending together share one): one begun while it still waited may
         // have got through before the network failed it.
-        let now = tokio::time::Instant::now();
         let cell = self
             .checks
-            .network(now.checked_sub(SHARED_CHECK).unwrap_or(now));
+            .network(sharing_from(tokio::time::Instant::now()));
         let check = cell
             .get_or_init(|| async {
                 let measured_at = Utc::now();
@@ -1486,10 +1490,9 @@ impl<'a, T> Again<'a, T> {
         // From a pulse's sharing before the try on: one begun within it stood for this
         // try's own, as the analysis reads it (`Measurer::pulse_during_last_try`).
         let now = tokio::time::Instant::now();
-        let since = self.last_began.checked_sub(SHARED_CHECK);
         let pulse = self
             .link
-            .and_then(|checks| checks.worst_pulse(since.unwrap_or(self.last_began), now));
+            .and_then(|checks| checks.worst_pulse(sharing_from(self.last_began), now));
         self.losing |= pulse.is_some_and(Burst::lost_some);
         let due = !self.settled
             && self.last.as_ref().is_some_and(|e| {
