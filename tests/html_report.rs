@@ -200,7 +200,7 @@ fn write_run_as(
             asn_db: None,
             control: control.then(|| "https://control.example:8443/".into()),
         },
-        targets: Vec::new(),
+        targets: Default::default(),
         no_network,
         resolvers: Vec::new(),
         compare_warnings: Vec::new(),

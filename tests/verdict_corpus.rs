@@ -1466,7 +1466,7 @@ fn write_run(dir: &Path, case: &Case) {
         control,
         ..RunSettings::default()
     };
-    let info = RunInfo::start("corpus-", settings, targets);
+    let info = RunInfo::start("corpus-", settings, targets.into_iter().collect());
     let mut writer = ResultsWriter::create(dir, &info).unwrap();
     let mut lines = of(&canary(), Vantage::Probe, &canary_facts(&case.network));
     lines.extend(of(&neighbour(), Vantage::Probe, &case.neighbour));

@@ -14,7 +14,6 @@ use quick_xml::Writer;
 use quick_xml::events::BytesText;
 
 use crate::analyse::{Blocking, TargetVerdict, Verdict, counted};
-use crate::input::targets::Target;
 
 /// What one target should come out as.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,11 +162,11 @@ pub fn compare(expected: &Expectations, verdicts: &[TargetVerdict]) -> Vec<Diffe
 /// Warns, before anything is measured, of expected targets the run does not plan to
 /// measure: each will come out "not measured", a difference, and the expectation may
 /// be for another targets file.
-pub fn warn_unplanned(expected: &Expectations, planned: &[Target]) {
-    let planned: HashSet<String> = planned.iter().map(Target::to_string).collect();
+pub fn warn_unplanned<'p>(expected: &Expectations, planned: impl Iterator<Item = &'p str>) {
+    let planned: HashSet<&str> = planned.collect();
     let unplanned: Vec<&str> = expected
         .keys()
-        .filter(|target| !planned.contains(*target))
+        .filter(|target| !planned.contains(target.as_str()))
         .map(String::as_str)
         .collect();
     if !unplanned.is_empty() {

@@ -30,7 +30,7 @@ use crate::facts::TargetFacts;
 use crate::facts::{Measurement, Step, Vantage, answered_addresses, distinct, ran_out};
 use crate::input::asn;
 use crate::input::bogon::AddressPolicy;
-use crate::input::plan;
+use crate::input::plan::{self, TargetList};
 use crate::input::settings::{self, MeasureFlags};
 use crate::input::targets::{SHIPPED_NAME, Settings, Target, TargetsFile};
 use crate::input::testlist;
@@ -266,7 +266,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
     }
     let targets = plan::plan(&file.settings, std::mem::take(&mut file.services));
     // Checked once the test list is merged: a targets file may hold [settings] alone.
-    if targets.iter().all(Target::is_canary) {
+    if (0..targets.len()).all(|i| targets.is_canary(i)) {
         let list = match (&args.test_list, args.categories.is_empty()) {
             (None, _) => String::new(),
             (Some(list), true) => format!(", and {} has no rows", list.display()),
@@ -362,8 +362,8 @@ fn plan_resume(dir: &Path) -> anyhow::Result<Plan> {
 
 /// The port the probe's own network is checked on, by a connect to the canary: its
 /// first TLS port, else its first TCP port.
-fn canary_port(targets: &[Target]) -> Option<u16> {
-    let canary = targets.iter().find(|t| t.is_canary())?;
+fn canary_port(targets: &TargetList) -> Option<u16> {
+    let canary = targets.get((0..targets.len()).find(|&i| targets.is_canary(i))?);
     canary
         .tls_ports
         .first()
@@ -373,9 +373,13 @@ fn canary_port(targets: &[Target]) -> Option<u16> {
 
 /// The canary first, the rest shuffled: a run that always asks for the same services
 /// in the same order is easy to fingerprint on the wire.
-fn measuring_order(order: Vec<usize>, targets: &[Target], rng: &mut impl rand::Rng) -> Vec<usize> {
+fn measuring_order(
+    order: Vec<usize>,
+    targets: &TargetList,
+    rng: &mut impl rand::Rng,
+) -> Vec<usize> {
     let (mut order, mut rest): (Vec<usize>, Vec<usize>) =
-        order.into_iter().partition(|&i| targets[i].is_canary());
+        order.into_iter().partition(|&i| targets.is_canary(i));
     rest.shuffle(rng);
     order.append(&mut rest);
     order
@@ -421,11 +425,11 @@ fn unfinished_elsewhere(dir: &Path) -> anyhow::Result<()> {
 /// A fixed address in a private or reserved range is almost always a mistake (and the
 /// probe would refuse to connect to it anyway): say so before anything runs.
 fn refuse_bogon_targets(
-    targets: &[Target],
+    targets: &TargetList,
     policy: &AddressPolicy,
     file: &Path,
 ) -> anyhow::Result<()> {
-    for target in targets {
+    for target in targets.iter() {
         let ip = target.literal_address();
         if let Some(ip) = ip.filter(|ip| policy.is_bogon(*ip)) {
             anyhow::bail!(
@@ -470,7 +474,7 @@ pub async fn run(
         earlier,
     } = prepare(&args).map_err(InputError)?;
     if let Some(expected) = expected {
-        super::expect::warn_unplanned(expected, &info.targets);
+        super::expect::warn_unplanned(expected, info.targets.names());
     }
     if let Some(client) = &control {
         // A resumed run keeps the labels its run.json has, whatever the control says
@@ -530,10 +534,10 @@ pub async fn run(
         sink.network_seen = analyse::judge(&facts, Control::None, &sink.context).reached;
         measurer.forget_dns();
     }
-    if !order.iter().any(|&i| info.targets[i].is_canary()) && sink.resolvers.is_none() {
+    if !order.iter().any(|&i| info.targets.is_canary(i)) && sink.resolvers.is_none() {
         sink.resolvers = Some(Vec::new());
     }
-    measurer.expect(order.iter().map(|&i| &info.targets[i]));
+    measurer.expect(order.iter().map(|&i| info.targets.get(i)));
     let measurer = Arc::new(measurer);
     let control = control
         .map(|client| Batcher::start(Arc::new(client), measurer.options().control_sni.clone()));
@@ -562,7 +566,7 @@ pub async fn run(
     let in_flight_tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut results = futures_util::stream::iter(order)
         .map(|i| {
-            let target = info.targets[i].clone();
+            let target = info.targets.get(i);
             let (measurer, control, judging) = (measurer.clone(), control.clone(), judging.clone());
             let stopping = stopping.clone();
             let task = tokio::spawn(async move {
@@ -1318,11 +1322,12 @@ mod tests {
             .map(|i| target("s", &format!("t{i}.test")))
             .collect();
         planned.insert(25, target(CANARY_SERVICE, "canary.test"));
+        let planned: TargetList = planned.into_iter().collect();
         let plan_order: Vec<usize> = (0..planned.len()).collect();
         let first = measuring_order(plan_order.clone(), &planned, &mut rand::rng());
         let second = measuring_order(plan_order.clone(), &planned, &mut rand::rng());
         for order in [&first, &second] {
-            assert!(planned[order[0]].is_canary());
+            assert!(planned.is_canary(order[0]));
             let mut sorted = order.clone();
             sorted.sort();
             assert_eq!(sorted, plan_order, "every target once");

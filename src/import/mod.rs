@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use crate::analyse::{self, Blocking, Control, Verdict};
 use crate::error::InputError;
+use crate::input::plan::TargetList;
 use crate::input::targets::Target;
 use crate::rundir::rows::{RunColumns, measured_at_column};
 use crate::rundir::writer::{EncodedRows, ResultsWriter};
@@ -77,7 +78,7 @@ pub fn import(files: &[PathBuf], out: &Path) -> anyhow::Result<ImportReport> {
         control: Some("OONI's test helpers".into()),
         ..RunSettings::default()
     };
-    let mut info = RunInfo::start("import-", settings, Vec::new());
+    let mut info = RunInfo::start("import-", settings, TargetList::default());
     let writer = ResultsWriter::create(out, &info)?;
     // Three stages at once: reading lines, judging a batch on every core, writing the
     // batch before.

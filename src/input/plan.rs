@@ -6,39 +6,51 @@
 //! network at all. It measures QUIC wherever any target does: whether the probe's QUIC
 //! reaches the canary tells a network that drops all QUIC from a block of one address.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::{self, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
 use crate::input::settings::{QUIC_PORTS, TCP_PORTS, TLS_PORTS};
-use crate::input::targets::{self, CANARY_SERVICE, Service, Settings, Target, TargetKind};
+use crate::input::targets::{
+    self, CANARY_SERVICE, KindName, Service, Settings, Target, TargetKind,
+};
 
 /// Expands the services into targets, the canary first, without repeats. Each service
 /// is let go of once expanded: a list of 100,000 is not held twice.
-pub fn plan(settings: &Settings, services: Vec<Service>) -> Vec<Target> {
+pub fn plan(settings: &Settings, services: Vec<Service>) -> TargetList {
     let ports = |given: &Option<Vec<u16>>, default: &[u16]| -> Arc<[u16]> {
         given.as_deref().unwrap_or(default).into()
     };
     let default_tls = ports(&settings.tls_ports, TLS_PORTS);
     let default_tcp = ports(&settings.tcp_ports, TCP_PORTS);
     let default_quic = ports(&settings.quic_ports, QUIC_PORTS);
-    let planned = services
-        .iter()
-        .map(|s| s.domains.len() + s.endpoints.len() + s.urls.len())
-        .sum::<usize>();
-    let mut targets: Vec<Target> = Vec::with_capacity(planned + 1);
+    let mut targets = TargetList::default();
     let mut seen = HashSet::new();
     let mut push = |target: Target| {
         if seen.insert(target.to_string()) {
-            targets.push(target);
+            targets.push(&target);
         }
     };
     if let Some(canary) = &settings.canary {
+        // QUIC at every port any service's targets have it on.
+        let quic: BTreeSet<u16> = services
+            .iter()
+            .filter(|s| !(s.domains.is_empty() && s.endpoints.is_empty() && s.urls.is_empty()))
+            .flat_map(|s| s.quic_ports.as_deref().unwrap_or(&default_quic))
+            .chain(default_quic.iter())
+            .copied()
+            .collect();
         push(Target {
             service: CANARY_SERVICE.into(),
             kind: TargetKind::Domain(canary.clone()),
             tls_ports: default_tls.clone(),
             tcp_ports: default_tcp.clone(),
-            quic_ports: default_quic.clone(),
+            quic_ports: quic.into_iter().collect(),
             asns: targets::empty(),
         });
     }
@@ -67,16 +79,197 @@ pub fn plan(settings: &Settings, services: Vec<Service>) -> Vec<Target> {
             push(target(TargetKind::Url(url)));
         }
     }
-    let mut quic: Vec<u16> = targets
-        .iter()
-        .flat_map(|t| t.quic_ports.iter().copied())
-        .collect();
-    quic.sort_unstable();
-    quic.dedup();
-    if let Some(canary) = targets.first_mut().filter(|t| t.is_canary()) {
-        canary.quic_ports = quic.into();
-    }
+    targets.shrink_to_fit();
     targets
+}
+
+/// A run's targets, held compactly. A run keeps its plan to its end (to take each next
+/// target from, and for run.json), and a [`Target`] is 168 bytes with its URL parsed:
+/// a plan of them was the part of the probe's memory that grew most with a list of
+/// 100,000. Here a target is its name, its kind and the place of its service's shape
+/// (name, ports, ASNs) in a list of them, 16 bytes and its name; it is made whole
+/// again, its URL parsed anew, when it is taken.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetList {
+    shapes: Vec<Shape>,
+    /// The targets' names, one after another.
+    names: String,
+    entries: Vec<Entry>,
+    /// The kinds that their name would not give back as they were, kept whole: none
+    /// of a planned target's, whose names were read from their text, but an imported
+    /// measurement's may be odd.
+    whole: BTreeMap<usize, TargetKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry {
+    /// Where the name ends in `names`; it starts where the one before ends.
+    end: usize,
+    /// Its place in `shapes`.
+    shape: u32,
+    kind: KindName,
+}
+
+/// What a service's targets have in common.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    service: Arc<str>,
+    tls_ports: Arc<[u16]>,
+    tcp_ports: Arc<[u16]>,
+    quic_ports: Arc<[u16]>,
+    asns: Arc<[u32]>,
+}
+
+impl Shape {
+    fn of(target: &Target) -> Shape {
+        Shape {
+            service: target.service.clone(),
+            tls_ports: target.tls_ports.clone(),
+            tcp_ports: target.tcp_ports.clone(),
+            quic_ports: target.quic_ports.clone(),
+            asns: target.asns.clone(),
+        }
+    }
+}
+
+impl TargetList {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds a target at the end. Consecutive targets of one service share its shape.
+    pub fn push(&mut self, target: &Target) {
+        let shape = Shape::of(target);
+        if self.shapes.last() != Some(&shape) {
+            self.shapes.push(shape);
+        }
+        let start = self.names.len();
+        write!(self.names, "{target}").expect("writing to a String cannot fail");
+        let kind = match target.kind {
+            TargetKind::Domain(_) => KindName::Domain,
+            TargetKind::Endpoint(_) => KindName::Endpoint,
+            TargetKind::Url(_) => KindName::Url,
+        };
+        if named(kind, &self.names[start..]).as_ref() != Some(&target.kind) {
+            self.whole.insert(self.entries.len(), target.kind.clone());
+        }
+        self.entries.push(Entry {
+            end: self.names.len(),
+            shape: u32::try_from(self.shapes.len() - 1)
+                .expect("fewer services than a list in memory could hold"),
+            kind,
+        });
+    }
+
+    /// Gives back the room left for more targets: the list is kept to the run's end,
+    /// and grown by doubling it may hold half as much again as it needs.
+    pub fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        self.entries.shrink_to_fit();
+        self.shapes.shrink_to_fit();
+    }
+
+    /// The `i`th target's name, as result rows name it.
+    pub fn name(&self, i: usize) -> &str {
+        let start = i
+            .checked_sub(1)
+            .map_or(0, |before| self.entries[before].end);
+        &self.names[start..self.entries[i].end]
+    }
+
+    /// The `i`th target's service.
+    pub fn service(&self, i: usize) -> &str {
+        &self.shape(i).service
+    }
+
+    pub fn is_canary(&self, i: usize) -> bool {
+        self.service(i) == CANARY_SERVICE
+    }
+
+    /// The `i`th target, whole.
+    pub fn get(&self, i: usize) -> Target {
+        let shape = self.shape(i);
+        let kind = match self.whole.get(&i) {
+            Some(kind) => kind.clone(),
+            None => named(self.entries[i].kind, self.name(i))
+                .expect("a name that gave its kind back when pushed gives it again"),
+        };
+        Target {
+            service: shape.service.clone(),
+            kind,
+            tls_ports: shape.tls_ports.clone(),
+            tcp_ports: shape.tcp_ports.clone(),
+            quic_ports: shape.quic_ports.clone(),
+            asns: shape.asns.clone(),
+        }
+    }
+
+    /// Every target, whole, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Target> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Every target's name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| self.name(i))
+    }
+
+    fn shape(&self, i: usize) -> &Shape {
+        &self.shapes[self.entries[i].shape as usize]
+    }
+}
+
+/// The target of that kind a name stands for, read without the checks of a targets
+/// file: the name was written from a target that passed them, or was recorded.
+fn named(kind: KindName, name: &str) -> Option<TargetKind> {
+    match kind {
+        KindName::Domain => Some(TargetKind::Domain(name.to_string())),
+        KindName::Endpoint => name.parse::<SocketAddr>().ok().map(TargetKind::Endpoint),
+        KindName::Url => Url::parse(name).ok().map(TargetKind::Url),
+    }
+}
+
+impl FromIterator<Target> for TargetList {
+    fn from_iter<I: IntoIterator<Item = Target>>(targets: I) -> TargetList {
+        let mut list = TargetList::default();
+        for target in targets {
+            list.push(&target);
+        }
+        list
+    }
+}
+
+/// Written as the list of whole targets it stands for: run.json is the same as before.
+impl Serialize for TargetList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+/// Read one target at a time, without a list of whole ones in between.
+impl<'de> Deserialize<'de> for TargetList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<TargetList, D::Error> {
+        struct Targets;
+        impl<'de> Visitor<'de> for Targets {
+            type Value = TargetList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of targets")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TargetList, A::Error> {
+                let mut list = TargetList::default();
+                while let Some(target) = seq.next_element::<Target>()? {
+                    list.push(&target);
+                }
+                list.shrink_to_fit();
+                Ok(list)
+            }
+        }
+        deserializer.deserialize_seq(Targets)
+    }
 }
 
 #[cfg(test)]
@@ -106,7 +299,7 @@ quic_ports = [443]
             Path::new("t.toml"),
         )
         .unwrap();
-        let targets = plan(&file.settings, file.services);
+        let targets: Vec<Target> = plan(&file.settings, file.services).iter().collect();
         let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
         assert_eq!(
             names,
@@ -135,5 +328,60 @@ quic_ports = [443]
                 .unwrap_err()
                 .contains("endpoints")
         );
+    }
+
+    #[test]
+    fn a_target_list_gives_back_the_targets_it_was_given() {
+        let file = TargetsFile::parse(
+            r#"
+[settings]
+canary = "canary.test"
+[[service]]
+name = "a"
+domains = ["a.test"]
+endpoints = ["127.0.0.1:9", "[::1]:443"]
+urls = ["https://a.test/x?y=1", "http://[::1]:8080/", "https://b.test"]
+asns = [64496]
+[[service]]
+name = "b"
+urls = ["https://b.test/other"]
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let list = plan(&file.settings, file.services);
+        let targets: Vec<Target> = list.iter().collect();
+        assert_eq!(targets.len(), 8);
+        assert_eq!(list.len(), 8);
+        // A URL is kept as its normal form, which reads back as the same URL.
+        assert_eq!(list.name(6), "https://b.test/");
+        assert_eq!(targets[6].service.as_ref(), "a");
+        assert_eq!(*targets[6].asns, [64496]);
+        assert_eq!(list.service(7), "b");
+        assert!(list.is_canary(0) && !list.is_canary(1));
+        // The service's shape is one for all its targets, as in a plan made whole.
+        assert!(Arc::ptr_eq(&targets[1].asns, &targets[5].asns));
+        // run.json holds the whole targets, as a list of them would be written.
+        let json = serde_json::to_string(&list).unwrap();
+        assert_eq!(json, serde_json::to_string(&targets).unwrap());
+        let read: TargetList = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.iter().collect::<Vec<_>>(), targets);
+        assert_eq!(list.names().collect::<Vec<_>>()[3], "[::1]:443");
+    }
+
+    #[test]
+    fn a_kind_its_name_would_not_give_back_is_kept_whole() {
+        let odd = std::net::SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, 443, 7, 0);
+        let target = Target {
+            service: "imported".into(),
+            kind: TargetKind::Endpoint(odd.into()),
+            tls_ports: targets::empty(),
+            tcp_ports: targets::empty(),
+            quic_ports: targets::empty(),
+            asns: targets::empty(),
+        };
+        let list: TargetList = [target.clone()].into_iter().collect();
+        assert_eq!(list.get(0), target);
+        assert_eq!(list.name(0), "[::1]:443");
     }
 }

@@ -203,10 +203,12 @@ impl Measurer {
 
     /// Tells the measurer which targets are coming, so it can let go of each host's
     /// DNS once the last of them is measured.
-    pub fn expect<'t>(&self, targets: impl IntoIterator<Item = &'t Target>) {
+    pub fn expect(&self, targets: impl IntoIterator<Item = Target>) {
         let mut users = self.users.lock().expect("host users lock poisoned");
-        for host in targets.into_iter().filter_map(Target::hostname) {
-            *users.entry(self.user_keys.hash_one(host)).or_default() += 1;
+        for target in targets {
+            if let Some(host) = target.hostname() {
+                *users.entry(self.user_keys.hash_one(host)).or_default() += 1;
+            }
         }
     }
 
@@ -1785,7 +1787,7 @@ mod tests {
             url("a", "https://a.test/2"),
             url("b", "https://b.test/"),
         ];
-        measurer.expect(&targets);
+        measurer.expect(targets.clone());
         let cached = |host: &str| measurer.hosts.lock().unwrap().contains_key(host);
         for host in ["a.test", "b.test"] {
             measurer.host_cell(host);

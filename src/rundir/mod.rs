@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyse::explain::ResolverHealth;
 use crate::facts::{Measurement, Step};
+use crate::input::plan::TargetList;
 use crate::input::targets::ResolverSpec;
-use crate::input::targets::Target;
 use crate::output::summary::Tally;
 
 /// The version of the result files' layout; readers refuse what they do not know.
@@ -71,7 +71,7 @@ pub struct RunInfo {
     pub probe_cc: String,
     pub probe_asn: String,
     pub settings: RunSettings,
-    pub targets: Vec<Target>,
+    pub targets: TargetList,
     /// Set when neither the canary nor any target could be reached.
     pub no_network: bool,
     /// What the canary's lookups said of each resolver (none without a canary).
@@ -114,7 +114,7 @@ impl RunInfo {
     /// A run of this censorprobe starting now, its id `prefix` and the time (and a
     /// random suffix of 64 bits: scheduled runs of many probes start in the same second,
     /// and a collector keeps one run per id), on a network not yet located (ZZ, AS0).
-    pub fn start(prefix: &str, settings: RunSettings, targets: Vec<Target>) -> RunInfo {
+    pub fn start(prefix: &str, settings: RunSettings, targets: TargetList) -> RunInfo {
         let started_at = Utc::now();
         RunInfo {
             schema_version: SCHEMA_VERSION,

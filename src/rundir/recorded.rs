@@ -167,7 +167,6 @@ impl RecordedRun {
             .targets
             .iter()
             .find(|t| t.to_string() == name)
-            .cloned()
             .unwrap_or_else(|| Target {
                 service: service.into(),
                 kind: crate::input::targets::TargetKind::parse(name).unwrap_or_else(|_| {

@@ -90,14 +90,13 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
 
     let remaining = (0..info.targets.len())
-        .filter(|&i| !done.contains(&key(&info.targets[i])))
+        .filter(|&i| !done.contains(&key(&info.targets.get(i))))
         .collect();
     // Only the canary is looked up: no list of every judged target is needed for it.
     let network_check = info
         .targets
         .iter()
-        .find(|target| target.is_canary() && done.contains(&key(target)))
-        .cloned();
+        .find(|target| target.is_canary() && done.contains(&key(target)));
     Ok(Resumed {
         info,
         verdicts,

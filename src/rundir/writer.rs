@@ -413,7 +413,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.join(MEASUREMENTS_CSV), "").unwrap();
         std::fs::write(dir.join(MEASUREMENTS_JSONL), "").unwrap();
-        let mut info = RunInfo::start("r", Default::default(), Vec::new());
+        let mut info = RunInfo::start("r", Default::default(), Default::default());
         info.schema_version = 1;
         let mut writer = ResultsWriter::append(dir, &info).unwrap();
         let verdict = TargetVerdict {
