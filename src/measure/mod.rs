@@ -28,6 +28,7 @@ pub mod unacknowledged;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,10 @@ pub struct Measurer {
     /// The canary's address, for network checks: from its own lookups, or looked up when
     /// first needed (a failed lookup is not kept: the next check tries again).
     canary: OnceCell<SocketAddr>,
+    /// Held through a lookup of the canary's address for the checks: one at a time.
+    canary_lookup: tokio::sync::Mutex<()>,
+    /// Those lookups ended, counted: a check that waited for one takes its outcome.
+    canary_lookups_ended: AtomicU64,
 }
 
 impl Measurer {
@@ -198,6 +203,8 @@ impl Measurer {
             turned_down: Exchanges::default(),
             check_limits: Limits::new(1, 1),
             canary: OnceCell::new(),
+            canary_lookup: tokio::sync::Mutex::new(()),
+            canary_lookups_ended: AtomicU64::new(0),
         })
     }
 
@@ -642,24 +649,36 @@ impl Measurer {
 
     /// The canary's address, for the network checks and pulses: from its own lookups, or
     /// looked up when first needed. None at the control, or without a canary.
+    ///
+    /// The checks that wait for a lookup under way take its outcome, a failure too:
+    /// with the resolver down, each making its own in turn, the failures of a run
+    /// waited out one lookup's deadline after another (a minute for 18 URLs).
     async fn canary_address(&self) -> Option<SocketAddr> {
         let port = self.options.canary_port?;
         let canary = self.options.control_sni.as_deref()?;
-        self.canary
-            .get_or_try_init(|| async {
-                let facts = self.resolvers[0]
-                    .query(&self.check_io(), canary, QueryType::A)
-                    .await;
-                let ip = facts
-                    .addresses
-                    .into_iter()
-                    .find(|ip| !self.options.policy.is_bogon(*ip))
-                    .ok_or(())?;
-                Ok::<_, ()>(SocketAddr::new(ip, port))
-            })
-            .await
-            .ok()
-            .copied()
+        if let Some(address) = self.canary.get() {
+            return Some(*address);
+        }
+        let ended = self.canary_lookups_ended.load(Ordering::Acquire);
+        let _turn = self.canary_lookup.lock().await;
+        if let Some(address) = self.canary.get() {
+            return Some(*address);
+        }
+        if self.canary_lookups_ended.load(Ordering::Acquire) != ended {
+            return None;
+        }
+        let facts = self.resolvers[0]
+            .query(&self.check_io(), canary, QueryType::A)
+            .await;
+        let found = facts
+            .addresses
+            .into_iter()
+            .find(|ip| !self.options.policy.is_bogon(*ip));
+        if let Some(ip) = found {
+            let _ = self.canary.set(SocketAddr::new(ip, port));
+        }
+        self.canary_lookups_ended.fetch_add(1, Ordering::Release);
+        self.canary.get().copied()
     }
 
     /// A pulse of the probe's link, as a step is tried again after a silence: connects
@@ -1763,6 +1782,59 @@ mod tests {
         target.service = service.into();
         target.kind = TargetKind::parse(url).unwrap();
         target
+    }
+
+    /// A measurer whose one resolver, `resolver`, never answers, with a canary.
+    fn with_a_dead_resolver(resolver: SocketAddr) -> Measurer {
+        let options = Options {
+            vantage: Vantage::Probe,
+            timeout: Duration::from_secs(3),
+            concurrency: 4,
+            per_host: 4,
+            resolvers: vec![ResolverSpec::Udp(resolver)],
+            control_sni: Some("canary.test".into()),
+            canary_port: Some(443),
+            policy: AddressPolicy::new(Vec::new()),
+            dns_window: Duration::from_secs(1),
+            source: None,
+            ech: ech::EchPlan::Always,
+        };
+        let tls = TlsContext::new(tls::root_store(None).unwrap()).unwrap();
+        Measurer::new(options, tls, None).unwrap()
+    }
+
+    /// The datagrams that reached `socket` since the last call.
+    fn datagrams(socket: &std::net::UdpSocket) -> usize {
+        let mut buf = [0u8; 512];
+        std::iter::from_fn(|| socket.recv(&mut buf).ok()).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn checks_waiting_for_a_lookup_of_the_canary_take_its_failure() {
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        dead.set_nonblocking(true).unwrap();
+        let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
+        assert_eq!(measurer.canary_address().await, None);
+        let one_lookup = datagrams(&dead);
+        assert!(one_lookup > 0);
+
+        let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
+        let began = tokio::time::Instant::now();
+        let found = join_all((0..5).map(|_| measurer.canary_address())).await;
+        assert_eq!(found, [None; 5]);
+        assert_eq!(
+            datagrams(&dead),
+            one_lookup,
+            "the five checks shared one lookup"
+        );
+        assert!(
+            began.elapsed() < 2 * measurer.options.timeout,
+            "the five waited out one deadline, not one each: {:?}",
+            began.elapsed()
+        );
+        // A failed lookup is not kept: a check after it looks the canary up again.
+        assert_eq!(measurer.canary_address().await, None);
+        assert_eq!(datagrams(&dead), one_lookup);
     }
 
     #[test]
