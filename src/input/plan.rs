@@ -31,26 +31,20 @@ pub fn plan(settings: &Settings, services: Vec<Service>) -> TargetList {
     let default_quic = ports(&settings.quic_ports, QUIC_PORTS);
     let mut targets = TargetList::default();
     let mut seen = HashSet::new();
+    let mut quic = BTreeSet::new();
     let mut push = |target: Target| {
         if seen.insert(target.to_string()) {
+            quic.extend(target.quic_ports.iter().copied());
             targets.push(&target);
         }
     };
     if let Some(canary) = &settings.canary {
-        // QUIC at every port any service's targets have it on.
-        let quic: BTreeSet<u16> = services
-            .iter()
-            .filter(|s| !(s.domains.is_empty() && s.endpoints.is_empty() && s.urls.is_empty()))
-            .flat_map(|s| s.quic_ports.as_deref().unwrap_or(&default_quic))
-            .chain(default_quic.iter())
-            .copied()
-            .collect();
         push(Target {
             service: CANARY_SERVICE.into(),
             kind: TargetKind::Domain(canary.clone()),
             tls_ports: default_tls.clone(),
             tcp_ports: default_tcp.clone(),
-            quic_ports: quic.into_iter().collect(),
+            quic_ports: default_quic.clone(),
             asns: targets::empty(),
         });
     }
@@ -79,6 +73,8 @@ pub fn plan(settings: &Settings, services: Vec<Service>) -> TargetList {
             push(target(TargetKind::Url(url)));
         }
     }
+    // The canary's QUIC at every port a target planned has it on.
+    targets.set_canary_quic_ports(quic.into_iter().collect());
     targets.shrink_to_fit();
     targets
 }
@@ -171,6 +167,14 @@ impl TargetList {
         self.names.shrink_to_fit();
         self.entries.shrink_to_fit();
         self.shapes.shrink_to_fit();
+    }
+
+    /// The QUIC ports of the canary, if it is the first target (as a plan's is).
+    fn set_canary_quic_ports(&mut self, ports: Arc<[u16]>) {
+        if !self.is_empty() && self.is_canary(0) {
+            let shape = self.entries[0].shape as usize;
+            self.shapes[shape].quic_ports = ports;
+        }
     }
 
     /// The `i`th target's name, as result rows name it.
@@ -278,9 +282,14 @@ mod tests {
     use crate::input::targets::TargetsFile;
     use std::path::Path;
 
+    fn planned(targets_toml: &str) -> TargetList {
+        let file = TargetsFile::parse(targets_toml, Path::new("t.toml")).unwrap();
+        plan(&file.settings, file.services)
+    }
+
     #[test]
     fn canary_first_then_services_in_order_with_their_ports() {
-        let file = TargetsFile::parse(
+        let targets: Vec<Target> = planned(
             r#"
 [settings]
 canary = "canary.test"
@@ -296,10 +305,9 @@ name = "b"
 domains = ["b.test"]
 quic_ports = [443]
 "#,
-            Path::new("t.toml"),
         )
-        .unwrap();
-        let targets: Vec<Target> = plan(&file.settings, file.services).iter().collect();
+        .iter()
+        .collect();
         let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
         assert_eq!(
             names,
@@ -331,8 +339,29 @@ quic_ports = [443]
     }
 
     #[test]
+    fn the_canary_has_quic_where_a_planned_target_has_it() {
+        let targets = planned(
+            r#"
+[settings]
+canary = "canary.test"
+[[service]]
+name = "a"
+domains = ["a.test"]
+quic_ports = [443]
+[[service]]
+name = "b"
+domains = ["a.test", "canary.test"]
+quic_ports = [8443]
+"#,
+        );
+        // b's targets repeat a's and the canary: none of them is planned on 8443.
+        assert_eq!(targets.len(), 2);
+        assert_eq!(*targets.get(0).quic_ports, [443]);
+    }
+
+    #[test]
     fn a_target_list_gives_back_the_targets_it_was_given() {
-        let file = TargetsFile::parse(
+        let list = planned(
             r#"
 [settings]
 canary = "canary.test"
@@ -346,10 +375,7 @@ asns = [64496]
 name = "b"
 urls = ["https://b.test/other"]
 "#,
-            Path::new("t.toml"),
-        )
-        .unwrap();
-        let list = plan(&file.settings, file.services);
+        );
         let targets: Vec<Target> = list.iter().collect();
         assert_eq!(targets.len(), 8);
         assert_eq!(list.len(), 8);

@@ -57,7 +57,7 @@ impl RecordedRun {
             .iter()
             .map(|target| Unit {
                 origin: own.clone(),
-                target: target.clone(),
+                target,
             })
             .collect();
         let mut run = RecordedRun {
@@ -163,10 +163,11 @@ impl RecordedRun {
 
     /// The run's target of that name, as run.json describes it.
     fn target_named(&self, name: &str, service: &str) -> Target {
-        self.info
-            .targets
-            .iter()
-            .find(|t| t.to_string() == name)
+        let targets = &self.info.targets;
+        targets
+            .names()
+            .position(|n| n == name)
+            .map(|i| targets.get(i))
             .unwrap_or_else(|| Target {
                 service: service.into(),
                 kind: crate::input::targets::TargetKind::parse(name).unwrap_or_else(|_| {

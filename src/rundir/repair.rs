@@ -90,7 +90,10 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
 
     let remaining = (0..info.targets.len())
-        .filter(|&i| !done.contains(&key(&info.targets.get(i))))
+        .filter(|&i| {
+            let key = (info.targets.service(i).into(), info.targets.name(i).into());
+            !done.contains(&key)
+        })
         .collect();
     // Only the canary is looked up: no list of every judged target is needed for it.
     let network_check = info
