@@ -50,19 +50,14 @@ pub fn plan(settings: &Settings, services: Vec<Service>) -> TargetList {
     }
     for service in services {
         // Made once per service, and shared by each of its targets.
-        let name: Arc<str> = service.name.into();
-        let tls_ports = service.tls_ports.map_or(default_tls.clone(), Arc::from);
-        let tcp_ports = service.tcp_ports.map_or(default_tcp.clone(), Arc::from);
-        let quic_ports = service.quic_ports.map_or(default_quic.clone(), Arc::from);
-        let asns: Arc<[u32]> = service.asns.into();
-        let target = |kind| Target {
-            service: name.clone(),
-            kind,
-            tls_ports: tls_ports.clone(),
-            tcp_ports: tcp_ports.clone(),
-            quic_ports: quic_ports.clone(),
-            asns: asns.clone(),
+        let shape = Shape {
+            service: service.name.into(),
+            tls_ports: service.tls_ports.map_or(default_tls.clone(), Arc::from),
+            tcp_ports: service.tcp_ports.map_or(default_tcp.clone(), Arc::from),
+            quic_ports: service.quic_ports.map_or(default_quic.clone(), Arc::from),
+            asns: service.asns.into(),
         };
+        let target = |kind| shape.target(kind);
         for domain in service.domains {
             push(target(TargetKind::Domain(domain)));
         }
@@ -124,6 +119,18 @@ impl Shape {
             tcp_ports: target.tcp_ports.clone(),
             quic_ports: target.quic_ports.clone(),
             asns: target.asns.clone(),
+        }
+    }
+
+    /// The target of this shape and `kind`.
+    fn target(&self, kind: TargetKind) -> Target {
+        Target {
+            service: self.service.clone(),
+            kind,
+            tls_ports: self.tls_ports.clone(),
+            tcp_ports: self.tcp_ports.clone(),
+            quic_ports: self.quic_ports.clone(),
+            asns: self.asns.clone(),
         }
     }
 }
@@ -196,20 +203,12 @@ impl TargetList {
 
     /// The `i`th target, whole.
     pub fn get(&self, i: usize) -> Target {
-        let shape = self.shape(i);
         let kind = match self.whole.get(&i) {
             Some(kind) => kind.clone(),
             None => named(self.entries[i].kind, self.name(i))
                 .expect("a name that gave its kind back when pushed gives it again"),
         };
-        Target {
-            service: shape.service.clone(),
-            kind,
-            tls_ports: shape.tls_ports.clone(),
-            tcp_ports: shape.tcp_ports.clone(),
-            quic_ports: shape.quic_ports.clone(),
-            asns: shape.asns.clone(),
-        }
+        self.shape(i).target(kind)
     }
 
     /// Every target, whole, in order.

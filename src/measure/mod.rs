@@ -661,10 +661,9 @@ impl Measurer {
         }
         let ended = self.canary_lookups_ended.load(Ordering::Acquire);
         let _turn = self.canary_lookup.lock().await;
-        if let Some(address) = self.canary.get() {
-            return Some(*address);
-        }
-        if self.canary_lookups_ended.load(Ordering::Acquire) != ended {
+        // Found meanwhile, or a lookup ended while this one waited: its outcome stands.
+        if self.canary.get().is_some() || self.canary_lookups_ended.load(Ordering::Acquire) != ended
+        {
             return self.canary.get().copied();
         }
         let facts = self.resolvers[0]

@@ -15,6 +15,7 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::input::plan::TargetList;
 use crate::input::targets::Target;
 use crate::output::summary::Tally;
 use crate::rundir::rows::VerdictRow;
@@ -39,8 +40,9 @@ pub struct Resumed {
 /// Which target a row belongs to: rows name their target by service and target.
 type Key = (String, String);
 
-fn key(target: &Target) -> Key {
-    (target.service.to_string(), target.to_string())
+/// The key of the `i`th target of `targets`.
+fn key(targets: &TargetList, i: usize) -> Key {
+    (targets.service(i).to_string(), targets.name(i).to_string())
 }
 
 /// The columns of a measurement row (CSV or JSON line) that say whose it is.
@@ -89,17 +91,12 @@ pub fn repair(dir: &Path) -> anyhow::Result<Resumed> {
     rewrite_csv(&dir.join(MEASUREMENTS_CSV), owned_by_done)?;
     rewrite_jsonl(&dir.join(MEASUREMENTS_JSONL), owned_by_done)?;
 
-    let remaining = (0..info.targets.len())
-        .filter(|&i| {
-            let key = (info.targets.service(i).into(), info.targets.name(i).into());
-            !done.contains(&key)
-        })
-        .collect();
+    let judged = |i| done.contains(&key(&info.targets, i));
+    let remaining = (0..info.targets.len()).filter(|&i| !judged(i)).collect();
     // Only the canary is looked up: no list of every judged target is needed for it.
-    let network_check = info
-        .targets
-        .iter()
-        .find(|target| target.is_canary() && done.contains(&key(target)));
+    let network_check = (0..info.targets.len())
+        .find(|&i| info.targets.is_canary(i) && judged(i))
+        .map(|i| info.targets.get(i));
     Ok(Resumed {
         info,
         verdicts,
