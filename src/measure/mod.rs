@@ -518,9 +518,11 @@ impl Measurer {
         }
     }
 
-    /// A lookup, made again once after a pause if it got no usable answer (silence, a
-    /// SERVFAIL or REFUSED, a broken connection to the resolver), then, if it still
-    /// failed, followed by a lookup of the canary through the same resolver.
+    /// A lookup, made again after a pause if it got no usable answer (silence, a
+    /// SERVFAIL or REFUSED, a broken connection to the resolver): once, and while it
+    /// stays silent on a resolver losing many copies of its other queries, till all of
+    /// its copies going unanswered is a sign (see [`Meanwhile::loses_all_of`]); then,
+    /// if it still failed, followed by a lookup of the canary through the same resolver.
     async fn lookup(
         &self,
         io: &DnsIo<'_>,
@@ -530,18 +532,29 @@ impl Measurer {
     ) -> dns::Lookup {
         let began = tokio::time::Instant::now();
         let mut lookup = resolver.lookup(io, host, qtype).await;
-        if lookup
+        let losing = |lookup: &dns::Lookup| {
+            let (meanwhile, before) = resolver.answered_since(began);
+            lookup.silent()
+                && lookup.facts.tries < Meanwhile::SILENT_LOOKUP_TRIES
+                && meanwhile
+                    .spans(before)
+                    .any(|(counted, _)| counted.loses_all_of(lookup.facts.sent).is_some())
+        };
+        while lookup
             .facts
             .error
             .as_ref()
             .is_some_and(worth_another_lookup)
+            && (lookup.facts.tries == 1 || losing(&lookup))
         {
             tokio::time::sleep(RETRY_PAUSE).await;
             let pulse = pulse_after(&lookup.facts.error);
+            let tries = lookup.facts.tries + 1;
             lookup = self
                 .alongside(resolver.lookup(io, host, qtype), pulse)
-                .await;
-            lookup.facts.tries = 2;
+                .await
+                .after(&lookup);
+            lookup.facts.tries = tries;
         }
         // An NXDOMAIN is not checked: the check's own name does not exist either, so it
         // could not tell a resolver that denies every name from one that works.
@@ -1409,9 +1422,10 @@ fn got_through(error: Option<&StepError>) -> bool {
 pub(crate) struct Again<'a, T> {
     /// The first try that got through (see [`got_through`]); where none did, the first
     /// (a later one may only meet a residual block the first set off), but for a dial
-    /// silent after one refusal or reset: a censor turns down every try, so one turned
-    /// down that was not again is a fault's, and six SYNs unanswered are what the path
-    /// does (a flaky middlebox's reset in front of a censor's blackhole); and but for a
+    /// silent after refusals or resets: a censor turns down every try, so tries turned
+    /// down and then a dial with none turned down are a fault's, and six SYNs
+    /// unanswered are what the path does (a flaky middlebox's resets in front of a
+    /// censor's blackhole: two dials in three may meet one); and but for a
     /// silent first try of another step once the tries refused or reset outnumber the
     /// silent ones: loss swallows a censor's reset as any packet and makes none, while a
     /// flaky middlebox's reset now and then does not outnumber a censor's silences.
@@ -1536,10 +1550,11 @@ impl<'a, T> Again<'a, T> {
         self.silent += u32::from(last.is_some_and(StepError::silent));
         let through = got_through(last);
         // A step that tries its silences itself (a dial: six SYNs unanswered) outweighs
-        // one refusal before it; one silent exchange does not outweigh a reset, whose
+        // the refusals before it; one silent exchange does not outweigh a reset, whose
         // packets loss may have swallowed the next time.
-        let silent_after =
-            !self.silences && self.turned_down == 1 && last.is_some_and(StepError::silent);
+        let silent_after = !self.silences
+            && (self.error)(&self.kept).is_some_and(|e| e.failure.is_turned_down())
+            && last.is_some_and(StepError::silent);
         let outnumbered = self.silences
             && (self.error)(&self.kept).is_some_and(StepError::silent)
             && turned_down(last)
@@ -1678,17 +1693,27 @@ mod tests {
         for ((errors, expected), made) in cases.iter().zip(made) {
             assert_eq!(&made, expected, "{errors:?}");
         }
-        // A dial tries its silences itself, and its silence after one refusal is kept.
+        // A dial tries its silences itself, and its silence after refusals is kept: one
+        // refusal, or two (a flaky middlebox in front of a blackhole meets two dials in
+        // a row now and then; a censor that refuses never leaves a dial silent).
         let mut silent = Again::turned_down_only(timeout(), Option::as_ref);
         assert!(!silent.another().await);
-        let mut dial = Again::turned_down_only(at(Failure::ConnectionRefused), Option::as_ref);
-        assert!(dial.another().await);
-        dial.took(timeout());
-        assert!(!dial.another().await);
-        assert_eq!(
-            (dial.kept, dial.first_failure),
-            (timeout(), Some(Failure::ConnectionRefused))
-        );
+        for refusals in [1, 2] {
+            let refused = || at(Failure::ConnectionRefused);
+            let mut dial = Again::turned_down_only(refused(), Option::as_ref);
+            for _ in 1..refusals {
+                assert!(dial.another().await);
+                dial.took(refused());
+            }
+            assert!(dial.another().await);
+            dial.took(timeout());
+            assert!(!dial.another().await, "{refusals} refusals");
+            assert_eq!(
+                (dial.kept, dial.first_failure),
+                (timeout(), Some(Failure::ConnectionRefused)),
+                "{refusals} refusals"
+            );
+        }
     }
 
     /// A step silent at every try, with a pulse of the link during each try but the
@@ -1834,6 +1859,46 @@ mod tests {
         // A failed lookup is not kept: a check after it looks the canary up again.
         assert_eq!(measurer.canary_address().await, None);
         assert_eq!(datagrams(&dead), one_lookup);
+    }
+
+    /// A lookup none of whose copies is answered is made twice, its copies counted over
+    /// both; more often, up to four times, while the resolver answers its other lookups
+    /// only after losing so many copies that all of this one's going unanswered is no
+    /// sign yet.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_lookup_is_made_again_while_its_resolver_loses_most_copies() {
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tries = |answered_at: Option<u32>| {
+            let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
+            async move {
+                let resolver = &measurer.resolvers[0];
+                let io = measurer.check_io();
+                let lookup = measurer.lookup(&io, resolver, "blocked.test", QueryType::A);
+                // Other lookups answered meanwhile, at their `answered_at`th copy.
+                let others = async {
+                    for _ in 0..200 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        resolver.answered.answered(answered_at.unwrap_or_default());
+                    }
+                };
+                let lookup = match answered_at {
+                    Some(_) => match select(Box::pin(lookup), Box::pin(others)).await {
+                        Either::Left((lookup, _)) => lookup,
+                        Either::Right(_) => panic!("the lookup outlasted the others"),
+                    },
+                    None => lookup.await,
+                };
+                (lookup.facts.tries, lookup.facts.sent)
+            }
+        };
+        let copies = Meanwhile::LOOKUP_COPIES;
+        assert_eq!(tries(None).await, (2, 2 * copies), "a dead resolver");
+        assert_eq!(tries(Some(1)).await, (2, 2 * copies), "a clean link");
+        // Half the copies lost: twelve all lost once in 4,096 lookups.
+        assert_eq!(tries(Some(2)).await, (2, 2 * copies), "half lost");
+        // Three in four lost: 24 all lost once in a thousand.
+        let most = Meanwhile::SILENT_LOOKUP_TRIES;
+        assert_eq!(tries(Some(4)).await, (most, most * copies), "most lost");
     }
 
     #[test]

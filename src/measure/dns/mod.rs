@@ -47,7 +47,7 @@ pub struct Resolver {
     pace: Arc<pace::Pace>,
     /// Its lookups answered lately, and the copies each took, for the checks after a
     /// lookup that failed (see `meanwhile`).
-    answered: Exchanges,
+    pub(super) answered: Exchanges,
 }
 
 enum Transport {
@@ -98,6 +98,8 @@ impl Exchange {
 pub struct Lookup {
     pub facts: DnsFacts,
     late: Option<JoinHandle<Replies>>,
+    /// Copies of the query sent by earlier tries that went unanswered.
+    earlier: u32,
 }
 
 impl Lookup {
@@ -108,9 +110,27 @@ impl Lookup {
             let late = late.await.unwrap_or_default();
             facts.replies.extend(late.kept);
             facts.dropped_replies = late.dropped;
-            facts.sent = late.sent;
+            facts.sent = self.earlier + late.sent;
         }
         facts
+    }
+
+    /// This lookup as a try made after `earlier`: the copies of an earlier try that
+    /// went unanswered count among its own (see `DnsFacts::sent`).
+    pub fn after(mut self, earlier: &Lookup) -> Lookup {
+        if earlier.silent() {
+            self.earlier = earlier.facts.sent;
+            self.facts.sent += self.earlier;
+        }
+        self
+    }
+
+    /// Whether none of its copies was answered (so far, over its tries).
+    pub fn silent(&self) -> bool {
+        self.facts
+            .error
+            .as_ref()
+            .is_some_and(|e| e.failure.is_timeout())
     }
 }
 
@@ -169,7 +189,11 @@ impl Resolver {
             Ok(question) => question,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return Lookup { facts, late: None };
+                return Lookup {
+                    facts,
+                    late: None,
+                    earlier: 0,
+                };
             }
         };
         let mut message = Message::query();
@@ -180,7 +204,11 @@ impl Resolver {
             Ok(bytes) => bytes,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return Lookup { facts, late: None };
+                return Lookup {
+                    facts,
+                    late: None,
+                    earlier: 0,
+                };
             }
         };
         let exchange = match &self.transport {
@@ -198,7 +226,11 @@ impl Resolver {
             Err((server, e)) => {
                 facts.resolver_address = server;
                 facts.error = Some(e);
-                Lookup { facts, late: None }
+                Lookup {
+                    facts,
+                    late: None,
+                    earlier: 0,
+                }
             }
             Ok(exchange) => {
                 facts.resolver_address = Some(exchange.server);
@@ -212,6 +244,7 @@ impl Resolver {
                 Lookup {
                     facts,
                     late: exchange.late,
+                    earlier: 0,
                 }
             }
         }
