@@ -57,6 +57,12 @@ pub enum Fault {
     /// waited out, broken AAAA answers set aside): the censor's verdicts stand; an
     /// uncensored target is `ok`, or `inconclusive` where the fault leaves it in doubt.
     Benign,
+    /// As benign, but the probe's router drops new flows whenever its table is full
+    /// (a home router's NAT table): a censor's blackhole, like a blocked QUIC
+    /// handshake, may then be `inconclusive`, where the evidence shows the network
+    /// failing new connections as the step went on or ended. The probe's rules say so
+    /// (a full table leaves 44 to 70 % of first tries unanswered).
+    NatFull,
     /// The probe's resolver fails, the canary's lookups too: a target with a name is
     /// `inconclusive`, the evidence naming the resolver, unless a forged answer still
     /// shows (an injector, a resolver's own lie).
@@ -352,28 +358,18 @@ impl Case<'_> {
             }
             (Some(Fault::ResolverDead), true) => ok(),
             (Some(Fault::ResolverDead), false) => censored,
-            // A link that loses packets slows the control-SNI twin as well as the
-            // throttled transfer, and now and then the fetch with its own name after it
-            // less, or brings the throttled transfer in bursts between stalls: where the
-            // twin (the first one, or both) falls short of the ratio, the name's fetch
-            // again came faster, or the transfer came in bursts (left as cut off by the
-            // deadline), the honest verdict is a slow path, not a throttle of the name.
-            // A NAT table full now and then leaves a new flow without room: a TCP connect
-            // has six tries to find some, a QUIC handshake two, so a blocked QUIC
-            // handshake's silence may be no longer told from the network's.
-            (Some(Fault::Benign), false) => excused(
-                excused(
-                    censored,
-                    Blocking::Throttled,
-                    &[
-                        "as slow with the control SNI",
-                        "no longer capped once fetched again",
-                        "the first control-SNI twin fell short",
-                        "cut off by the deadline",
-                    ],
-                ),
-                Blocking::QuicBlocked,
-                &["while the probe's network was failing new connections"],
+            (Some(Fault::Benign), false) => benign(censored),
+            // A table full for long, or as the step ended (the canary's connects made at
+            // once right after, or as it was tried again, all unanswered at first), and
+            // a connect's six tries no longer tell a blackhole from the network's.
+            (Some(Fault::NatFull), false) => excused(
+                benign(censored),
+                Blocking::TcpBlackhole,
+                &[
+                    FAILING_NEW_FLOWS,
+                    "the probe's network was down as the step ended",
+                    "while the probe's link was down",
+                ],
             ),
             (Some(Fault::QuicDead), false) => excused(
                 censored,
@@ -381,7 +377,13 @@ impl Case<'_> {
                 &["the probe's QUIC handshake to the canary got no answer either"],
             ),
             (
-                Some(Fault::Benign | Fault::ControlStarved | Fault::QuicDead | Fault::Degraded),
+                Some(
+                    Fault::Benign
+                    | Fault::NatFull
+                    | Fault::ControlStarved
+                    | Fault::QuicDead
+                    | Fault::Degraded,
+                ),
                 true,
             ) => [ok(), vec![inconclusive]].concat(),
             (Some(Fault::Degraded), false) => [censored, vec![inconclusive]].concat(),
@@ -394,6 +396,37 @@ impl Case<'_> {
                 .collect(),
         }
     }
+}
+
+/// How the probe's rules say a network failing new connections: too many of the
+/// connects it answered went unanswered at first.
+const FAILING_NEW_FLOWS: &str = "while the probe's network was failing new connections";
+
+/// `censored` on a benign fault's network, with what such a fault may hide.
+///
+/// A link that loses packets slows the control-SNI twin as well as the throttled
+/// transfer, and now and then the fetch with its own name after it less, or brings the
+/// throttled transfer in bursts between stalls: where the twin (the first one, or both)
+/// falls short of the ratio, the name's fetch again came faster, or the transfer came
+/// in bursts (left as cut off by the deadline), the honest verdict is a slow path, not
+/// a throttle of the name. A NAT table full now and then leaves a new flow without
+/// room: a TCP connect has six tries to find some, a QUIC handshake two, so a blocked
+/// QUIC handshake's silence may be no longer told from the network's.
+fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
+    excused(
+        excused(
+            censored,
+            Blocking::Throttled,
+            &[
+                "as slow with the control SNI",
+                "no longer capped once fetched again",
+                "the first control-SNI twin fell short",
+                "cut off by the deadline",
+            ],
+        ),
+        Blocking::QuicBlocked,
+        &[FAILING_NEW_FLOWS],
+    )
 }
 
 /// `censored`, and `inconclusive` saying one of `reasons` besides where one of them is
@@ -500,5 +533,31 @@ mod tests {
         assert_eq!(dead.allowed("facebook.test").len(), 3);
         assert_eq!(dead.allowed("198.19.1.1:443")[0].verdict, Verdict::Blocked);
         assert!(dead.flagged("smallsite.test").is_none());
+    }
+
+    /// A full NAT table may hide a blackhole, with the network's failing in the
+    /// evidence; a lossy link may not.
+    #[test]
+    fn a_full_nat_table_may_hide_a_blackhole_and_a_lossy_link_may_not() {
+        let catalog = Catalog::load().unwrap();
+        let hidden = |fault: &str, target: &str| {
+            let case = catalog.case(&["all", fault]).unwrap();
+            let allowed = case.allowed(target);
+            assert_eq!(
+                allowed[0].blocking,
+                Some(Blocking::TcpBlackhole),
+                "{allowed:?}"
+            );
+            allowed
+                .iter()
+                .filter(|o| o.verdict == Verdict::Inconclusive)
+                .flat_map(|o| o.evidence.clone())
+                .collect::<Vec<_>>()
+        };
+        let nat = hidden("nat-small", "198.19.1.1:443");
+        assert!(nat.iter().any(|e| e == FAILING_NEW_FLOWS), "{nat:?}");
+        assert!(nat.iter().any(|e| e.contains("down as the step ended")));
+        assert_eq!(hidden("lossy", "198.19.1.1:443"), Vec::<String>::new());
+        assert_eq!(hidden("nat-small", "telegram.test").len(), nat.len());
     }
 }
