@@ -62,13 +62,18 @@ pub fn connect_problem(
     control: Option<&TargetFacts>,
     context: &Context,
 ) -> Problem {
-    let (tries, check) = m.step.tries_and_check();
+    let (tries, check) = match &m.step {
+        Step::TcpConnect(t) => (t.tries, t.check.as_ref()),
+        Step::TlsHandshake(t) => (t.tries, t.check.as_ref()),
+        Step::Http(h) => (1, h.check.as_ref()),
+        _ => (1, None),
+    };
     let what = format!("TCP connect to {address}");
     let mut finding = tcp_finding(&address.to_string(), e);
     if tries > 1 {
         finding.evidence.push_str(&format!(" ({tries} tries)"));
     }
-    let why = explain::connect(&what, e, check, tries)
+    let why = explain::step(&what, e, check)
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at))
         .or_else(|| explain::like_the_canary(&what, address, e, &context.canary_failed));
     Problem::weak(finding, control.map(|c| connect_at(c, address))).unless(why)

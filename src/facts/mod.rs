@@ -314,10 +314,6 @@ impl Meanwhile {
     /// while the resolver was losing so many of its other lookups' copies that all of
     /// this one's going unanswered is no sign yet (see [`Meanwhile::loses_all_of`]).
     pub const SILENT_LOOKUP_TRIES: u32 = 4;
-    /// The dials of a connect none of whose tries was answered, at most: one, and more
-    /// while the run's other connects went unanswered at first so often that all of
-    /// its tries going unanswered is no sign yet (`measure::Again::dialled`).
-    pub const SILENT_DIALS: u32 = 3;
 
     /// These and `other` together.
     pub fn and(self, other: Meanwhile) -> Meanwhile {
@@ -328,49 +324,31 @@ impl Meanwhile {
         }
     }
 
-    /// The fewest tries over which a share is judged alone, where more were counted
-    /// before (see [`Meanwhile::spans`]).
-    pub const SAMPLE: u32 = 30;
-
     /// The counts to judge a failure by, and when they were made: those made while the
-    /// failed step went on, which tell of the network then (where they are [`SAMPLE`]
-    /// tries or more, or none were counted before: fewer may be high by chance, which
-    /// those before then bear out or not); then, where the latest before were counted
-    /// too (see `Check::before`), those with them, more of them, which tell of a
-    /// network failing for longer.
-    ///
-    /// [`SAMPLE`]: Meanwhile::SAMPLE
+    /// failed step went on, which tell of the network then; then, where the latest
+    /// before were counted too (see `Check::before`), those with them, more of them,
+    /// which tell of a network failing for longer.
     pub fn spans(
         self,
         before: Option<Meanwhile>,
     ) -> impl Iterator<Item = (Meanwhile, &'static str)> {
-        let alone = (self.tries >= Self::SAMPLE || before.is_none()).then_some((self, "meanwhile"));
         let with_before = before.map(|before| (self.and(before), "meanwhile and just before"));
-        alone.into_iter().chain(with_before)
+        std::iter::once((self, "meanwhile")).chain(with_before)
     }
 
-    /// The share of these tries (connects', or copies of a resolver's queries) left
-    /// unanswered at first, where it is so high that all `tries` of one step (a
-    /// connect's, over its dials; a lookup's copies, over its tries) go unanswered once
-    /// in a thousand steps or more often, and the step's silence is no sign of a block:
-    /// a full NAT table, a limit on new flows, a saturated link (which the testbed put
-    /// at 44 to 70 % of connects), a resolver dropping most queries. A censor's
-    /// blackhole leaves the other addresses' connects alone, and one that drops a
-    /// name's queries the other names' answered at their first copy; a lossy link (one
-    /// round trip in four lost) left 17 to 31 % of connects unanswered at first.
-    ///
-    /// Judged at the share seen, not at the low end of what so many tries can tell: a
-    /// step's tries are made again on such a network till their silence is a sign
-    /// (`measure::Again::dialled`, `measure::Measurer::lookup`), and a share judged
-    /// low, raised to their number, would take a network losing four tries in five for
-    /// one that singles the target out. None on fewer tries than one dial or lookup
-    /// makes (six), which tell nothing of the network.
-    pub fn loses_all_of(self, tries: u32) -> Option<f64> {
-        let one = Self::CONNECT_TRIES.min(Self::LOOKUP_COPIES);
+    /// For a resolver's lookups: the share of their copies left unanswered, where it is
+    /// so high that all `copies` copies of a lookup go unanswered once in a thousand
+    /// lookups or more often, and a lookup's silence is no sign of a censor (which drops
+    /// the queries naming a target and leaves the others answered at their first copy).
+    /// Judged at the share seen, not under it as a connect's tries are: a lookup's
+    /// copies are many, and a share judged low, raised to their number, would take a
+    /// resolver dropping most queries for one that drops a name's. None on fewer copies
+    /// than one try sends, which tell nothing of the resolver.
+    pub fn loses_all_of(self, copies: u32) -> Option<f64> {
         let share = self
             .unanswered()
-            .filter(|_| tries > 0 && self.tries >= tries.min(one))?;
-        (share.powi(tries as i32) >= 0.001).then_some(share)
+            .filter(|_| copies > 0 && self.tries >= copies.min(Self::LOOKUP_COPIES))?;
+        (share.powi(copies as i32) >= 0.001).then_some(share)
     }
 
     /// The share of the tries that went unanswered at first; none without tries.

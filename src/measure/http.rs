@@ -549,11 +549,7 @@ impl Measurer {
                 let (connected, stream, held) = self.connect_first(target, only).await;
                 match stream {
                     Some(stream) => Ok((stream, only, held)),
-                    None => Err((
-                        only,
-                        connected.step.error().cloned(),
-                        connected.step.tries_and_check().0,
-                    )),
+                    None => Err((only, connected.step.error().cloned())),
                 }
             }
             _ => {
@@ -565,18 +561,13 @@ impl Measurer {
                 out.facts.first_failure = out.facts.first_failure.take().or(again.first_failure);
                 match again.kept.result {
                     Ok((stream, address)) => Ok((stream, address, held)),
-                    Err(e) => Err((again.kept.address, Some(e), again.kept.tries)),
+                    Err(e) => Err((again.kept.address, Some(e))),
                 }
             }
         };
         let (tcp, address, held) = match connection {
             Ok(connection) => connection,
-            Err((address, e, tries)) => {
-                // The connect's tries are the fetch's: how many went unanswered tells a
-                // blackhole from a network failing new connections.
-                out.facts.tries = out.facts.tries.max(tries);
-                return (empty_hop(url, Some(address), e), None);
-            }
+            Err((address, e)) => return (empty_hop(url, Some(address), e), None),
         };
         let mut open = Some(tcp);
         let sni = self

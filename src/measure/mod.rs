@@ -941,14 +941,11 @@ impl Measurer {
     /// was refused or reset (see [`Again`]); with the first failure, where a later try
     /// got through. If every try fails, the first failure is kept.
     async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<'_, tcp::Dialed> {
-        let began = tokio::time::Instant::now();
         let dialed = self
             .alongside(self.dialer().dial(addresses), Some(self.second_try()))
             .await;
         let mut tries = dialed.tries;
-        let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err())
-            .on(self)
-            .dialled(&self.connects, began);
+        let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(self);
         while again.another().await {
             let dialed = self.dialer().dial(addresses).await;
             tries += dialed.tries;
@@ -1450,9 +1447,6 @@ pub(crate) struct Again<'a, T> {
     /// losing packets during one of its tries (see [`Again::on`]); when the last try
     /// began, and whether the link was seen so.
     link: Option<&'a Checks>,
-    /// For a dial: the run's connects answered, and since when this step's count (see
-    /// [`Again::dialled`]).
-    new_flows: Option<(&'a Exchanges, tokio::time::Instant)>,
     last_began: tokio::time::Instant,
     losing: bool,
     settled: bool,
@@ -1473,7 +1467,6 @@ impl<'a, T> Again<'a, T> {
             silences: true,
             flaky: None,
             link: None,
-            new_flows: None,
             last_began: tokio::time::Instant::now(),
             losing: false,
             settled: false,
@@ -1495,39 +1488,11 @@ impl<'a, T> Again<'a, T> {
         }
     }
 
-    /// A dial begun at `began`, whose silence is made again while the run's connects
-    /// answered since then went unanswered at first so often that all of its tries
-    /// going unanswered is no sign yet (see [`Meanwhile::loses_all_of`]): a full NAT
-    /// table, a limit on new flows. A censor's blackhole leaves every dial silent, and
-    /// a dial more makes its silence a sign where the network's share of lost tries
-    /// would have made it none; a dial the network let through shows it was the
-    /// network's.
-    pub(crate) fn dialled(self, connects: &'a Exchanges, began: tokio::time::Instant) -> Self {
-        Again {
-            new_flows: Some((connects, began)),
-            ..self
-        }
-    }
-
-    /// Whether a silent dial is made again (see [`Again::dialled`]): each dial unanswered
-    /// went unanswered at all of its tries.
-    fn new_flows_failing(&self, e: &StepError) -> bool {
-        let tries = self.silent * Meanwhile::CONNECT_TRIES;
-        e.silent()
-            && self.new_flows.is_some_and(|(connects, began)| {
-                let (meanwhile, before) = connects.since(began);
-                meanwhile
-                    .spans(before)
-                    .any(|(counted, _)| counted.loses_all_of(tries).is_some())
-            })
-    }
-
-    /// The tries of a step that failed with `e` (see [`Again::on`], [`Again::dialled`]).
+    /// The tries of a step that failed with `e` (see [`Again::on`]).
     fn tries_for(&self, e: &StepError) -> u32 {
-        match (e.silent(), self.new_flows.is_some(), self.losing) {
-            (true, true, _) => Meanwhile::SILENT_DIALS,
-            (true, false, true) => Meanwhile::LOSSY_SILENT_TRIES,
-            _ => tries_for(Some(e), self.turned_down_tries()),
+        match e.silent() && self.losing {
+            true => Meanwhile::LOSSY_SILENT_TRIES,
+            false => tries_for(Some(e), self.turned_down_tries()),
         }
     }
 
@@ -1566,7 +1531,7 @@ impl<'a, T> Again<'a, T> {
         let due = !self.settled
             && self.last.as_ref().is_some_and(|e| {
                 worth_again(&self.last)
-                    && (self.silences || e.failure.is_turned_down() || self.new_flows_failing(e))
+                    && (self.silences || e.failure.is_turned_down())
                     && self.tries < self.tries_for(e)
             });
         if due {
@@ -1749,41 +1714,6 @@ mod tests {
                 "{refusals} refusals"
             );
         }
-    }
-
-    /// A silent dial is dialled again while the run's other connects meanwhile went
-    /// unanswered at first so often that all of its tries going unanswered is no sign:
-    /// up to three dials where three tries in four were lost, two where half were, one
-    /// on a network that answers its connects at once. One that goes through is kept.
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_dial_is_made_again_while_new_connections_fail() {
-        let timeout = || Some(StepError::timeout(Operation::Connect));
-        // Fifty connects answered since `began`, each at its `at`th try.
-        let answered_at = |at| async move {
-            let connects = Exchanges::default();
-            let began = tokio::time::Instant::now();
-            tokio::time::advance(Duration::from_millis(10)).await;
-            (0..50).for_each(|_| connects.answered(at));
-            (connects, began)
-        };
-        for (at, expected) in [(1, 1), (2, 2), (4, Meanwhile::SILENT_DIALS)] {
-            let (connects, began) = answered_at(at).await;
-            let mut dial =
-                Again::turned_down_only(timeout(), Option::as_ref).dialled(&connects, began);
-            while dial.another().await {
-                dial.took(timeout());
-            }
-            assert_eq!(dial.tries, expected, "answered at try {at}");
-        }
-        let (connects, began) = answered_at(4).await;
-        let mut dial = Again::turned_down_only(timeout(), Option::as_ref).dialled(&connects, began);
-        assert!(dial.another().await);
-        dial.took(None);
-        assert!(!dial.another().await);
-        assert_eq!(
-            (dial.kept, dial.first_failure),
-            (None, Some(Failure::GenericTimeout))
-        );
     }
 
     /// A step silent at every try, with a pulse of the link during each try but the
