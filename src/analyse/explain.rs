@@ -249,9 +249,10 @@ pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<St
 /// Why a lookup none of whose copies was answered is no sign, though the resolver
 /// answered its check: the probe's link was down as it was made again (a pulse of the
 /// link found it so: see `measure::Measurer::pulse`), or the resolver, or the way to
-/// it, was leaving so many of its other lookups' copies unanswered meanwhile that all
-/// of this one's (over its tries: see `DnsFacts::sent`) going unanswered is no
-/// surprise (see [`Meanwhile::loses_all_of`]).
+/// it, was leaving so many of its
+/// other lookups' copies unanswered meanwhile (see `failing`) that all of this one's
+/// going unanswered is no surprise. A censor that drops the queries naming a target
+/// leaves the other names' answered at their first copy.
 fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String> {
     if !e.failure.is_timeout() {
         return None;
@@ -266,7 +267,7 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
             pulse.made
         ));
     }
-    let (counted, when, unanswered) = judged(check, |m| m.loses_all_of(f.sent))?;
+    let (counted, when, unanswered) = judged(check, |m| failing(m, f.sent))?;
     Some(format!(
         "{} {} lookup of {} failed ({}) while the resolver was dropping queries: the {} lookups it had answered {when} took {} copies of the query, {:.0} % of them unanswered, a rate at which all {} copies of a lookup go unanswered once in {:.0}: the resolver or the way to it, not the name",
         f.resolver,
@@ -472,15 +473,20 @@ fn turned_down_at_random(
     ))
 }
 
-/// The counts of a check that `judge` finds failing (see [`Meanwhile::spans`]), when
-/// they were made, and the share it found.
+/// The counts of a check that `judge` finds failing, when they were made, and the share
+/// it found: those made while the failed step went on, which tell of the network then;
+/// or, where they do not, those with the latest before (`Check::before`), more of
+/// them, which tell of a network failing for longer.
 fn judged<T>(
     check: &Check,
     judge: impl Fn(Meanwhile) -> Option<T>,
 ) -> Option<(Meanwhile, &'static str, T)> {
-    check
-        .meanwhile?
-        .spans(check.before)
+    let meanwhile = check.meanwhile?;
+    let with_before = check
+        .before
+        .map(|before| (meanwhile.and(before), "meanwhile and just before"));
+    std::iter::once((meanwhile, "meanwhile"))
+        .chain(with_before)
         .find_map(|(counted, when)| Some((counted, when, judge(counted)?)))
 }
 
@@ -490,11 +496,12 @@ const TURNED_DOWN_SAMPLE: u32 = 30;
 /// How many standard errors under the share seen an unanswered share is judged.
 const LOW: f64 = 2.0;
 
-/// The share of the probe's connects' tries left unanswered at first meanwhile, where
-/// it is so high that all `tries` of one connect go unanswered often enough (once in a
-/// thousand: 32 % of a connect's six tries) for that to be no sign of a block: a full
-/// NAT table, a firewall's limit on new flows, a saturated link (which the testbed put
-/// at 44 to 70 % of connects). A censor's blackhole leaves the other addresses'
+/// The share of the probe's tries (connects, or copies of a resolver's queries) left
+/// unanswered at first meanwhile, where it is so high that all `tries` of one exchange
+/// go unanswered often enough (once in a thousand: 32 % of a connect's six tries) for
+/// that to be no sign of a block: a full NAT table, a firewall's limit on new flows, a
+/// saturated link (which the testbed put at 44 to 70 % of connects), a resolver
+/// dropping half its queries. A censor's blackhole leaves the other addresses'
 /// connects alone; a lossy link (one round trip in four lost) left 17 to 31 %. The
 /// share is judged [`LOW`] standard errors under what was seen (at the low end of what
 /// so many tries can tell), so that a lossy link's, high by chance in a
@@ -775,17 +782,17 @@ mod tests {
         );
     }
 
-    /// A lookup none of whose copies was answered, though the resolver answered its
+    /// A lookup none of whose six copies was answered, though the resolver answered its
     /// check: a censor dropping the name's queries, unless the resolver was leaving
     /// most other lookups' copies unanswered too.
     #[test]
     fn a_resolver_dropping_most_queries_leaves_a_silent_lookup_inconclusive() {
         let resolved = || vec![lookup(&[(FB, None)])];
-        let silent_over = |sent, failure, answered, tries| {
+        let silent = |failure, answered, tries| {
             let mut m = checked(failed_lookup(failure), None);
             if let Step::Dns(d) = &mut m.step {
                 d.replies.clear();
-                d.sent = sent;
+                d.sent = 6;
                 d.check.as_mut().unwrap().meanwhile = Some(Meanwhile {
                     answered,
                     tries,
@@ -794,7 +801,6 @@ mod tests {
             }
             compare(domain(&[]), (vec![m], vec![]), (resolved(), vec![]))
         };
-        let silent = |failure, answered, tries| silent_over(6, failure, answered, tries);
         // Two copies in three unanswered, over 120: all six of one lookup's go
         // unanswered once in 11 lookups.
         let dropping = silent(Failure::GenericTimeout, 40, 120);
@@ -808,20 +814,6 @@ mod tests {
         // One copy in seven unanswered (a lossy link): the name's queries dropped.
         let lossy = silent(Failure::GenericTimeout, 60, 70);
         assert_eq!(kind(&lossy), (Verdict::Blocked, Some(Blocking::DnsFailure)));
-        // Half the copies unanswered (a lossy link to a resolver that forwards over it
-        // again): six copies all unanswered is no sign, the twelve of two tries are.
-        let half = |sent| kind(&silent_over(sent, Failure::GenericTimeout, 19, 39));
-        assert_eq!(half(6), (Verdict::Inconclusive, None));
-        assert_eq!(half(12), (Verdict::Blocked, Some(Blocking::DnsFailure)));
-        // Four copies in five unanswered, over 100: the 24 of four tries go unanswered
-        // once in 212 lookups, though a share judged two standard errors low (72 %)
-        // would make it once in 2,700.
-        let most = silent_over(24, Failure::GenericTimeout, 20, 100);
-        assert_eq!(kind(&most), (Verdict::Inconclusive, None));
-        evidence_of(
-            &most,
-            &["all 24 copies of a lookup go unanswered once in 212"],
-        );
         // Too few copies meanwhile to tell.
         let few = silent(Failure::GenericTimeout, 1, 4);
         assert_eq!(kind(&few), (Verdict::Blocked, Some(Blocking::DnsFailure)));

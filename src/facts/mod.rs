@@ -164,9 +164,7 @@ pub struct DnsFacts {
     /// Datagrams the query went out in (over UDP): resent while unanswered, and during
     /// the listening window after the first reply, so that neither a forged reply nor
     /// the real one lost on the way hides an injection. Replies with the same answer as
-    /// another are copies; different answers are the injection. Over its tries: the
-    /// last try's, and those of the tries before it that went unanswered (which, with
-    /// the last one's, tell how unlikely loss alone left them all so).
+    /// another are copies; different answers are the injection.
     #[serde(default = "one")]
     pub sent: u32,
     /// The addresses of the first reply that matched the query, which is what an
@@ -307,13 +305,6 @@ impl Meanwhile {
     /// The tries of a handshake or fetch silent at each, on a link seen losing packets
     /// during its last try (`measure::Again::on`); two elsewhere.
     pub const LOSSY_SILENT_TRIES: u32 = 4;
-    /// The copies of its query a lookup over UDP sends in a try that goes unanswered
-    /// (`measure::dns::udp`).
-    pub const LOOKUP_COPIES: u32 = 6;
-    /// The tries of a lookup none of whose copies was answered, at most: two, and more
-    /// while the resolver was losing so many of its other lookups' copies that all of
-    /// this one's going unanswered is no sign yet (see [`Meanwhile::loses_all_of`]).
-    pub const SILENT_LOOKUP_TRIES: u32 = 4;
 
     /// These and `other` together.
     pub fn and(self, other: Meanwhile) -> Meanwhile {
@@ -322,33 +313,6 @@ impl Meanwhile {
             tries: self.tries + other.tries,
             packets: self.packets + other.packets,
         }
-    }
-
-    /// The counts to judge a failure by, and when they were made: those made while the
-    /// failed step went on, which tell of the network then; then, where the latest
-    /// before were counted too (see `Check::before`), those with them, more of them,
-    /// which tell of a network failing for longer.
-    pub fn spans(
-        self,
-        before: Option<Meanwhile>,
-    ) -> impl Iterator<Item = (Meanwhile, &'static str)> {
-        let with_before = before.map(|before| (self.and(before), "meanwhile and just before"));
-        std::iter::once((self, "meanwhile")).chain(with_before)
-    }
-
-    /// For a resolver's lookups: the share of their copies left unanswered, where it is
-    /// so high that all `copies` copies of a lookup go unanswered once in a thousand
-    /// lookups or more often, and a lookup's silence is no sign of a censor (which drops
-    /// the queries naming a target and leaves the others answered at their first copy).
-    /// Judged at the share seen, not under it as a connect's tries are: a lookup's
-    /// copies are many, and a share judged low, raised to their number, would take a
-    /// resolver dropping most queries for one that drops a name's. None on fewer copies
-    /// than one try sends, which tell nothing of the resolver.
-    pub fn loses_all_of(self, copies: u32) -> Option<f64> {
-        let share = self
-            .unanswered()
-            .filter(|_| copies > 0 && self.tries >= copies.min(Self::LOOKUP_COPIES))?;
-        (share.powi(copies as i32) >= 0.001).then_some(share)
     }
 
     /// The share of the tries that went unanswered at first; none without tries.

@@ -518,11 +518,9 @@ impl Measurer {
         }
     }
 
-    /// A lookup, made again after a pause if it got no usable answer (silence, a
-    /// SERVFAIL or REFUSED, a broken connection to the resolver): once, and while it
-    /// stays silent on a resolver losing many copies of its other queries, till all of
-    /// its copies going unanswered is a sign (see [`Meanwhile::loses_all_of`]); then,
-    /// if it still failed, followed by a lookup of the canary through the same resolver.
+    /// A lookup, made again once after a pause if it got no usable answer (silence, a
+    /// SERVFAIL or REFUSED, a broken connection to the resolver), then, if it still
+    /// failed, followed by a lookup of the canary through the same resolver.
     async fn lookup(
         &self,
         io: &DnsIo<'_>,
@@ -532,29 +530,18 @@ impl Measurer {
     ) -> dns::Lookup {
         let began = tokio::time::Instant::now();
         let mut lookup = resolver.lookup(io, host, qtype).await;
-        let losing = |lookup: &dns::Lookup| {
-            let (meanwhile, before) = resolver.answered_since(began);
-            lookup.silent()
-                && lookup.facts.tries < Meanwhile::SILENT_LOOKUP_TRIES
-                && meanwhile
-                    .spans(before)
-                    .any(|(counted, _)| counted.loses_all_of(lookup.facts.sent).is_some())
-        };
-        while lookup
+        if lookup
             .facts
             .error
             .as_ref()
             .is_some_and(worth_another_lookup)
-            && (lookup.facts.tries == 1 || losing(&lookup))
         {
             tokio::time::sleep(RETRY_PAUSE).await;
             let pulse = pulse_after(&lookup.facts.error);
-            let tries = lookup.facts.tries + 1;
             lookup = self
                 .alongside(resolver.lookup(io, host, qtype), pulse)
-                .await
-                .after(&lookup);
-            lookup.facts.tries = tries;
+                .await;
+            lookup.facts.tries = 2;
         }
         // An NXDOMAIN is not checked: the check's own name does not exist either, so it
         // could not tell a resolver that denies every name from one that works.
@@ -1859,46 +1846,6 @@ mod tests {
         // A failed lookup is not kept: a check after it looks the canary up again.
         assert_eq!(measurer.canary_address().await, None);
         assert_eq!(datagrams(&dead), one_lookup);
-    }
-
-    /// A lookup none of whose copies is answered is made twice, its copies counted over
-    /// both; more often, up to four times, while the resolver answers its other lookups
-    /// only after losing so many copies that all of this one's going unanswered is no
-    /// sign yet.
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_lookup_is_made_again_while_its_resolver_loses_most_copies() {
-        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let tries = |answered_at: Option<u32>| {
-            let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
-            async move {
-                let resolver = &measurer.resolvers[0];
-                let io = measurer.check_io();
-                let lookup = measurer.lookup(&io, resolver, "blocked.test", QueryType::A);
-                // Other lookups answered meanwhile, at their `answered_at`th copy.
-                let others = async {
-                    for _ in 0..200 {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        resolver.answered.answered(answered_at.unwrap_or_default());
-                    }
-                };
-                let lookup = match answered_at {
-                    Some(_) => match select(Box::pin(lookup), Box::pin(others)).await {
-                        Either::Left((lookup, _)) => lookup,
-                        Either::Right(_) => panic!("the lookup outlasted the others"),
-                    },
-                    None => lookup.await,
-                };
-                (lookup.facts.tries, lookup.facts.sent)
-            }
-        };
-        let copies = Meanwhile::LOOKUP_COPIES;
-        assert_eq!(tries(None).await, (2, 2 * copies), "a dead resolver");
-        assert_eq!(tries(Some(1)).await, (2, 2 * copies), "a clean link");
-        // Half the copies lost: twelve all lost once in 4,096 lookups.
-        assert_eq!(tries(Some(2)).await, (2, 2 * copies), "half lost");
-        // Three in four lost: 24 all lost once in a thousand.
-        let most = Meanwhile::SILENT_LOOKUP_TRIES;
-        assert_eq!(tries(Some(4)).await, (most, most * copies), "most lost");
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub struct Resolver {
     pace: Arc<pace::Pace>,
     /// Its lookups answered lately, and the copies each took, for the checks after a
     /// lookup that failed (see `meanwhile`).
-    pub(super) answered: Exchanges,
+    answered: Exchanges,
 }
 
 enum Transport {
@@ -98,8 +98,6 @@ impl Exchange {
 pub struct Lookup {
     pub facts: DnsFacts,
     late: Option<JoinHandle<Replies>>,
-    /// Copies of the query sent by earlier tries that went unanswered.
-    earlier: u32,
 }
 
 impl Lookup {
@@ -110,27 +108,9 @@ impl Lookup {
             let late = late.await.unwrap_or_default();
             facts.replies.extend(late.kept);
             facts.dropped_replies = late.dropped;
-            facts.sent = self.earlier + late.sent;
+            facts.sent = late.sent;
         }
         facts
-    }
-
-    /// This lookup as a try made after `earlier`: the copies of an earlier try that
-    /// went unanswered count among its own (see `DnsFacts::sent`).
-    pub fn after(mut self, earlier: &Lookup) -> Lookup {
-        if earlier.silent() {
-            self.earlier = earlier.facts.sent;
-            self.facts.sent += self.earlier;
-        }
-        self
-    }
-
-    /// Whether none of its copies was answered (so far, over its tries).
-    pub fn silent(&self) -> bool {
-        self.facts
-            .error
-            .as_ref()
-            .is_some_and(|e| e.failure.is_timeout())
     }
 }
 
@@ -189,11 +169,7 @@ impl Resolver {
             Ok(question) => question,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return Lookup {
-                    facts,
-                    late: None,
-                    earlier: 0,
-                };
+                return Lookup { facts, late: None };
             }
         };
         let mut message = Message::query();
@@ -204,11 +180,7 @@ impl Resolver {
             Ok(bytes) => bytes,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return Lookup {
-                    facts,
-                    late: None,
-                    earlier: 0,
-                };
+                return Lookup { facts, late: None };
             }
         };
         let exchange = match &self.transport {
@@ -226,11 +198,7 @@ impl Resolver {
             Err((server, e)) => {
                 facts.resolver_address = server;
                 facts.error = Some(e);
-                Lookup {
-                    facts,
-                    late: None,
-                    earlier: 0,
-                }
+                Lookup { facts, late: None }
             }
             Ok(exchange) => {
                 facts.resolver_address = Some(exchange.server);
@@ -244,7 +212,6 @@ impl Resolver {
                 Lookup {
                     facts,
                     late: exchange.late,
-                    earlier: 0,
                 }
             }
         }
