@@ -309,10 +309,15 @@ pub fn step_tried(
     }
     let check = check?;
     if !check.passed() {
+        let tried = match &check.checked {
+            CheckTarget::Connect(address) => format!("a connect to the canary at {address}"),
+            CheckTarget::Resolver(canary) => {
+                format!("a lookup of the canary {canary}, to check the network,")
+            }
+        };
         return Some(format!(
-            "{what} failed ({}), and a connect to the canary at {} right after failed too ({}): the probe's own network, not the target",
+            "{what} failed ({}), and {tried} right after failed too ({}): the probe's own network, not the target",
             e.failure,
-            check.checked,
             failure_of(check)
         ));
     }
@@ -929,6 +934,28 @@ mod tests {
         };
         let all = compare(domain(&[]), (dns(), refused()), (dns(), refused()));
         assert_eq!(kind(&all), (Verdict::Down, None));
+    }
+
+    /// A connect that timed out, whose check could not find the canary's address (its
+    /// lookup failed): the probe could not tell its network working, and a link down
+    /// as the check looked the canary up fails a connect as a blackhole does.
+    #[test]
+    fn a_failure_the_canary_could_not_be_found_for_is_not_censorship() {
+        let mut m = checked(timed_out_connect(), Some(Failure::GenericTimeout));
+        if let Step::TcpConnect(t) = &mut m.step {
+            t.check.as_mut().unwrap().checked =
+                crate::facts::CheckTarget::Resolver("canary.test".into());
+        }
+        let dns = || vec![lookup(&[(FB, None)])];
+        let control = (dns(), vec![tcp(FB_443, None)]);
+        let lost = compare(domain(&[]), (dns(), vec![m]), control);
+        assert_eq!(kind(&lost), (Verdict::Inconclusive, None));
+        evidence_of(
+            &lost,
+            &[
+                "and a lookup of the canary canary.test, to check the network, right after failed too (generic_timeout_error): the probe's own network",
+            ],
+        );
     }
 
     #[test]

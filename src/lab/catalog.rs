@@ -65,7 +65,9 @@ pub enum Fault {
     NatFull,
     /// The probe's resolver fails, the canary's lookups too: a target with a name is
     /// `inconclusive`, the evidence naming the resolver, unless a forged answer still
-    /// shows (an injector, a resolver's own lie).
+    /// shows (an injector, a resolver's own lie); an endpoint keeps its verdict, or is
+    /// `inconclusive` where it failed, since no check of the network can find the
+    /// canary.
     ResolverDead,
     /// The probe's network drops all QUIC, the canary's too: a target whose QUIC the
     /// censor blocks may be `inconclusive` (QUIC dark everywhere singles no address out).
@@ -357,7 +359,17 @@ impl Case<'_> {
                 outcomes
             }
             (Some(Fault::ResolverDead), true) => ok(),
-            (Some(Fault::ResolverDead), false) => censored,
+            // A failure of an endpoint gets no working check: the canary's address
+            // cannot be looked up, and the probe cannot tell its link working.
+            (Some(Fault::ResolverDead), false) => [
+                censored,
+                vec![Outcome::new(
+                    Verdict::Inconclusive,
+                    None,
+                    &["a lookup of the canary"],
+                )],
+            ]
+            .concat(),
             (Some(Fault::Benign), false) => benign(censored),
             // A table full for long, or as the step ended (the canary's connects made at
             // once right after, or as it was tried again, all unanswered at first), and

@@ -153,8 +153,9 @@ pub struct Measurer {
     /// The canary's address, for network checks: from its own lookups, or looked up when
     /// first needed (a failed lookup is not kept: the next check tries again).
     canary: OnceCell<SocketAddr>,
-    /// Held through a lookup of the canary's address for the checks: one at a time.
-    canary_lookup: tokio::sync::Mutex<()>,
+    /// Held through a lookup of the canary's address for the checks: one at a time;
+    /// with why the last one found none.
+    canary_lookup: tokio::sync::Mutex<Option<StepError>>,
     /// Those lookups ended, counted: a check that waited for one takes its outcome.
     canary_lookups_ended: AtomicU64,
 }
@@ -203,7 +204,7 @@ impl Measurer {
             turned_down: Exchanges::default(),
             check_limits: Limits::new(1, 1),
             canary: OnceCell::new(),
-            canary_lookup: tokio::sync::Mutex::new(()),
+            canary_lookup: tokio::sync::Mutex::new(None),
             canary_lookups_ended: AtomicU64::new(0),
         })
     }
@@ -603,10 +604,21 @@ impl Measurer {
     /// steps met since `began` (see `meanwhile`): after a silence, the connects answered
     /// and their tries; after a refusal or reset, the connects, handshakes and fetches
     /// that went through, and the tries that were turned down; and the pulse of the link
-    /// answered least during the step's last try (`during`). None at the control,
-    /// without a canary, or when the canary has no address.
+    /// answered least during the step's last try (`during`). None at the control, or
+    /// without a canary. Where the canary's address could not be found: for a silence,
+    /// a failed check of its name, since the probe could not tell its link working,
+    /// and a link down silences a step as a blackhole does (down after the targets'
+    /// lookups, as the canary's own were made, and down again as the check looked it
+    /// up); for a refusal or reset, which came back over the link, none.
     async fn network_check(&self, began: tokio::time::Instant, failure: &Failure) -> Option<Check> {
-        let address = self.canary_address().await?;
+        let address = match self.canary_address().await? {
+            Ok(address) => address,
+            Err(e) if failure.is_unanswered() => {
+                let canary = self.options.control_sni.clone().unwrap_or_default();
+                return Some(checked(CheckTarget::Resolver(canary), Utc::now(), Some(e)));
+            }
+            Err(_) => return None,
+        };
         // Shared only with a check begun as this failure ended (within a second, so that
         // failures ending together share one): one begun while it still waited may
         // have got through before the network failed it.
@@ -648,36 +660,40 @@ impl Measurer {
     }
 
     /// The canary's address, for the network checks and pulses: from its own lookups, or
-    /// looked up when first needed. None at the control, or without a canary.
+    /// looked up when first needed; or why that lookup found none. None at the control,
+    /// or without a canary.
     ///
     /// The checks that wait for a lookup under way take its outcome, a failure too:
     /// with the resolver down, each making its own in turn, the failures of a run
     /// waited out one lookup's deadline after another (a minute for 18 URLs).
-    async fn canary_address(&self) -> Option<SocketAddr> {
+    async fn canary_address(&self) -> Option<Result<SocketAddr, StepError>> {
         let port = self.options.canary_port?;
         let canary = self.options.control_sni.as_deref()?;
         if let Some(address) = self.canary.get() {
-            return Some(*address);
+            return Some(Ok(*address));
         }
+        // An answer with no public address is no address either.
+        let none = || StepError::new(Operation::Resolve, Failure::DnsNoAnswer);
         let ended = self.canary_lookups_ended.load(Ordering::Acquire);
-        let _turn = self.canary_lookup.lock().await;
+        let mut failed = self.canary_lookup.lock().await;
         // Found meanwhile, or a lookup ended while this one waited: its outcome stands.
-        if self.canary.get().is_some() || self.canary_lookups_ended.load(Ordering::Acquire) != ended
+        if self.canary.get().is_none() && self.canary_lookups_ended.load(Ordering::Acquire) == ended
         {
-            return self.canary.get().copied();
+            let facts = self.resolvers[0]
+                .query(&self.check_io(), canary, QueryType::A)
+                .await;
+            let found = facts
+                .addresses
+                .into_iter()
+                .find(|ip| !self.options.policy.is_bogon(*ip));
+            match found {
+                Some(ip) => drop(self.canary.set(SocketAddr::new(ip, port))),
+                None => *failed = Some(facts.error.unwrap_or_else(none)),
+            }
+            self.canary_lookups_ended.fetch_add(1, Ordering::Release);
         }
-        let facts = self.resolvers[0]
-            .query(&self.check_io(), canary, QueryType::A)
-            .await;
-        let found = facts
-            .addresses
-            .into_iter()
-            .find(|ip| !self.options.policy.is_bogon(*ip));
-        if let Some(ip) = found {
-            let _ = self.canary.set(SocketAddr::new(ip, port));
-        }
-        self.canary_lookups_ended.fetch_add(1, Ordering::Release);
-        self.canary.get().copied()
+        let address = self.canary.get().copied();
+        Some(address.ok_or_else(|| failed.clone().unwrap_or_else(none)))
     }
 
     /// A pulse of the probe's link, as a step is tried again after a silence: connects
@@ -688,7 +704,7 @@ impl Measurer {
     /// down, none. One pulse at a time, a second apart at least, shared by the steps
     /// tried meanwhile; made on a task of its own, so that it ends whatever its step does.
     async fn pulse(&self) {
-        let Some(canary) = self.canary_address().await else {
+        let Some(Ok(canary)) = self.canary_address().await else {
             return;
         };
         let Some(pulse) = self.checks.pulse(SHARED_CHECK) else {
@@ -1824,15 +1840,20 @@ mod tests {
     async fn checks_waiting_for_a_lookup_of_the_canary_take_its_failure() {
         let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         dead.set_nonblocking(true).unwrap();
+        let unanswered = Some(Err(Failure::GenericTimeout));
+        let failure = |found: Option<Result<SocketAddr, StepError>>| {
+            found.map(|found| found.map_err(|e| e.failure))
+        };
         let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
-        assert_eq!(measurer.canary_address().await, None);
+        assert_eq!(failure(measurer.canary_address().await), unanswered);
         let one_lookup = datagrams(&dead);
         assert!(one_lookup > 0);
 
         let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
         let began = tokio::time::Instant::now();
         let found = join_all((0..5).map(|_| measurer.canary_address())).await;
-        assert_eq!(found, [None; 5]);
+        let found: Vec<_> = found.into_iter().map(failure).collect();
+        assert_eq!(found, vec![unanswered.clone(); 5]);
         assert_eq!(
             datagrams(&dead),
             one_lookup,
@@ -1844,8 +1865,19 @@ mod tests {
             began.elapsed()
         );
         // A failed lookup is not kept: a check after it looks the canary up again.
-        assert_eq!(measurer.canary_address().await, None);
+        assert_eq!(failure(measurer.canary_address().await), unanswered);
         assert_eq!(datagrams(&dead), one_lookup);
+        // A silent step's network check then fails, naming the canary it could not
+        // find; a refused one, which the link carried, has none.
+        let now = tokio::time::Instant::now;
+        let check = measurer
+            .network_check(now(), &Failure::GenericTimeout)
+            .await
+            .expect("a check");
+        assert_eq!(check.checked, CheckTarget::Resolver("canary.test".into()));
+        assert!(!check.passed());
+        let refused = measurer.network_check(now(), &Failure::ConnectionRefused);
+        assert_eq!(refused.await, None);
     }
 
     #[test]
