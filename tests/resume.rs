@@ -2,11 +2,12 @@
 //! `run --resume`, an unwritable results directory, and a disk that fills up mid-run.
 //!
 //! The slow targets are endpoints on blackholes (ports that never answer a SYN) on
-//! 127.0.0.1: with `--per-host 1`, each connect holds that address's only place for the
-//! whole `--timeout 1`, so they finish one by one, a second apart, and a kill lands
-//! between them. The canary's server is on another address, [`HEALTHY`], so that the
-//! canary (started with the others) is not queued behind them: until it shows the
-//! network, every verdict is held back.
+//! 127.0.0.1: with `--per-host 1`, each connect holds that address's only place for its
+//! two rounds of tries (each the whole [`STEP_TIMEOUT`]) and the pause between them, so
+//! they finish one by one, 1.5 s apart, and a kill lands between them. The canary's
+//! server is on another address, [`HEALTHY`], so that the canary (started with the
+//! others) is not queued behind them: until it shows the network, every verdict is held
+//! back.
 
 #[allow(dead_code)]
 mod common;
@@ -30,6 +31,9 @@ const CANARY: &str = "canary.test";
 /// The slow targets of a run.
 const SLOW: usize = 6;
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The runs' `--timeout`: what the tests wait out is the blackholes' silence, not its
+/// length, and a slow target takes two of it and the pause between the dial's rounds.
+const STEP_TIMEOUT: &str = "0.5";
 /// The address of the healthy server (the canary's, and the names of a lab's domains).
 const HEALTHY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
@@ -120,7 +124,7 @@ impl Lab {
             "--treat-as-public",
             "127.0.0.0/8",
             "--timeout",
-            "1",
+            STEP_TIMEOUT,
             "--per-host",
             "1",
         ];
@@ -550,20 +554,26 @@ async fn ctrl_c_stops_the_run_cleanly_and_says_how_to_finish_it() {
 /// seconds.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_and_max_runtime_stop_the_run_cleanly() {
-    let lab = Lab::new(true, &[], SLOW).await;
-    let out = lab.out();
-    let mut child = lab.start(&out);
-    wait_for_rows(&mut child, &out.join("verdicts.csv"), 2).await;
-    send(&child, "TERM");
-    let output = finish(child).await;
-    assert_eq!(output.status.code(), Some(143), "{}", text(&output));
-    check_stopped(&lab, &output, "interrupted").await;
-
-    let lab = Lab::new(true, &[], SLOW).await;
-    let out = lab.out();
-    let output = finish(lab.start_with(&out, &["--max-runtime", "1"])).await;
-    assert!(output.status.success(), "{}", text(&output));
-    check_stopped(&lab, &output, "stopped at --max-runtime 1").await;
+    // Two runs of their own, side by side: both wait out the stop's grace and the slow
+    // targets left to resume.
+    let terminated = async {
+        let lab = Lab::new(true, &[], SLOW).await;
+        let out = lab.out();
+        let mut child = lab.start(&out);
+        wait_for_rows(&mut child, &out.join("verdicts.csv"), 2).await;
+        send(&child, "TERM");
+        let output = finish(child).await;
+        assert_eq!(output.status.code(), Some(143), "{}", text(&output));
+        check_stopped(&lab, &output, "interrupted").await;
+    };
+    let timed_out = async {
+        let lab = Lab::new(true, &[], SLOW).await;
+        let out = lab.out();
+        let output = finish(lab.start_with(&out, &["--max-runtime", "1"])).await;
+        assert!(output.status.success(), "{}", text(&output));
+        check_stopped(&lab, &output, "stopped at --max-runtime 1").await;
+    };
+    tokio::join!(terminated, timed_out);
 }
 
 /// A Ctrl-C while the probe waits for a control that does not answer ends it at once,

@@ -81,7 +81,21 @@ fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
         )
     };
     let warned = |shown: &str| shown.contains("cannot reach the control http://localhost:1: ");
-    let (output, shown) = on_a_terminal(&args("tty"), &[]).unwrap();
+    // The three runs wait out the same retries of the unreachable control, side by side.
+    let (tty, no_color, to_file) = std::thread::scope(|threads| {
+        let tty = threads.spawn(|| on_a_terminal(&args("tty"), &[]).unwrap());
+        let no_color =
+            threads.spawn(|| on_a_terminal(&args("no-color"), &[("NO_COLOR", "1")]).unwrap());
+        let to_file = Command::new(BIN)
+            .args(args("file").split(' '))
+            .env("CENSORPROBE_YES", "1")
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        (tty.join().unwrap(), no_color.join().unwrap(), to_file)
+    });
+
+    let (output, shown) = tty;
     assert!(warned(&shown), "{}", text(&output));
     // WARN in yellow (the progress bar's own escape codes move the cursor, and colour
     // nothing).
@@ -90,19 +104,13 @@ fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
         "no colour on a terminal:\n{shown}"
     );
 
-    let (output, shown) = on_a_terminal(&args("no-color"), &[("NO_COLOR", "1")]).unwrap();
+    let (output, shown) = no_color;
     assert!(warned(&shown), "{}", text(&output));
     assert!(
         !shown.contains("\x1b[33m"),
         "colour under NO_COLOR:\n{shown}"
     );
 
-    let to_file = Command::new(BIN)
-        .args(args("file").split(' '))
-        .env("CENSORPROBE_YES", "1")
-        .env_remove("NO_COLOR")
-        .output()
-        .unwrap();
     let stderr = String::from_utf8_lossy(&to_file.stderr);
     assert!(warned(&stderr), "{}", text(&to_file));
     assert!(

@@ -35,6 +35,10 @@ fn localhost() -> DnsBehaviour {
     at([127, 0, 0, 1])
 }
 
+/// A 1 s step timeout for the probe, in place of [`run_probe`]'s 2 s, where a test waits
+/// out a silence whose length is not its point.
+const QUICK: [&str; 2] = ["--timeout", "1"];
+
 /// A censored probe and an honest control.
 struct Lab {
     ca: Ca,
@@ -97,9 +101,14 @@ impl Lab {
 
     /// The probe, asking `control` (the lab's server unless another URL is given).
     async fn run(&self, services: &str, control: Option<&str>) -> ProbeRun {
+        self.run_with(services, control, &[]).await
+    }
+
+    /// [`Lab::run`], with `extra` flags besides.
+    async fn run_with(&self, services: &str, control: Option<&str>, extra: &[&str]) -> ProbeRun {
         let resolver = format!("udp://{}", self.probe_dns);
         let control = control.unwrap_or(&self.control.url);
-        let args = [
+        let mut args = vec![
             "--resolver",
             &resolver,
             "--ca-file",
@@ -107,6 +116,7 @@ impl Lab {
             "--control",
             control,
         ];
+        args.extend(extra);
         let run = run_probe(&self.targets(services), &args).await;
         run.assert_verdict(CANARY, "ok", "");
         run
@@ -278,23 +288,25 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
         .await;
     let services = service("sni", "sni.test", censored.port())
         + &service("broken", "broken.test", broken.port());
-    let run = lab.run(&services, None).await;
+    // With the control; and the same pair, to compare offline: a probe run and a run at
+    // the control site. The three runs are independent, and made side by side.
+    let resolver = format!("udp://{}", lab.probe_dns);
+    let alone = [
+        "--resolver",
+        &resolver,
+        "--ca-file",
+        lab.ca_file.to_str().unwrap(),
+    ];
+    let targets = lab.targets(&services);
+    let (run, mut probe_run, control_run) = tokio::join!(
+        lab.run(&services, None),
+        run_probe(&targets, &alone),
+        lab.control_site_run(&services),
+    );
     run.assert_scenario("sni.test", "sni-filter");
     run.assert_scenario("broken.test", "down");
 
-    // The same pair, compared offline: a probe run and a run at the control site.
-    let mut probe_run = run_probe(
-        &lab.targets(&services),
-        &[
-            "--resolver",
-            &format!("udp://{}", lab.probe_dns),
-            "--ca-file",
-            lab.ca_file.to_str().unwrap(),
-        ],
-    )
-    .await;
     probe_run.assert_verdict("sni.test", "anomaly", "tls-reset");
-    let control_run = lab.control_site_run(&services).await;
     control_run.assert_verdict("sni.test", "ok", "");
     let (probe_out, control_out) = (probe_run.out.clone(), control_run.out.clone());
     let written = probe_out.join("verdicts.compared.csv");
@@ -439,7 +451,7 @@ async fn an_endpoint_dark_after_the_first_bytes_on_the_probe_path_is_protocol_fi
     let healthy = lab.healthy.to_string();
     let services =
         format!("[[service]]\nname = \"dc\"\nendpoints = [\"{filtered}\", \"{healthy}\"]\n");
-    let run = lab.run(&services, None).await;
+    let run = lab.run_with(&services, None, &QUICK).await;
     run.assert_scenario(&filtered, "protocol");
     run.assert_verdict(&healthy, "ok", "");
 }
@@ -569,7 +581,12 @@ async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
     let hasty = spawn_control(lab.control_dns, &lab.ca_file, &["--request-deadline", "1"]).await;
     let services = service("good", "good.test", lab.healthy.port())
         + &service("stall", "stall.test", stalled.port());
-    let run = lab.run(&services, Some(&hasty.url)).await;
+    // Both runs wait out the stalled handshakes (the probe's with a 1 s step timeout, the
+    // controls' with 2 s), side by side.
+    let (run, controlled) = tokio::join!(
+        lab.run_with(&services, Some(&hasty.url), &QUICK),
+        lab.run_with(&services, None, &QUICK),
+    );
     run.assert_verdict("good.test", "ok", "");
     run.assert_verdict("stall.test", "inconclusive", "");
     let evidence = &run.row("stall.test").evidence;
@@ -578,8 +595,7 @@ async fn a_target_the_controls_deadline_cuts_off_is_inconclusive_not_down() {
         "{run}"
     );
 
-    let run = lab.run(&services, None).await;
-    run.assert_scenario("stall.test", "down");
+    controlled.assert_scenario("stall.test", "down");
 }
 
 /// A server that stops between two runs is down in the second, not blocked: the
@@ -683,6 +699,8 @@ async fn a_resolver_that_fails_the_canary_too_is_one_finding_not_blocked_names()
         lab.ca_file.to_str().unwrap(),
         "--control",
         &lab.control.url,
+        QUICK[0],
+        QUICK[1],
     ];
     let run = run_probe(&lab.targets(&services), &args).await;
     let catalog = Catalog::load().unwrap();

@@ -56,8 +56,9 @@ pub struct ProbeRun {
 }
 
 /// Runs `censorprobe run` on `targets_toml` with results in a fresh temporary directory
-/// (also its working directory), loopback treated as public, a 2 s step timeout and
-/// consent given (`--yes`: the probe is not run on a terminal).
+/// (also its working directory), loopback treated as public, a 2 s step timeout unless
+/// `extra_args` gives its own `--timeout`, and consent given (`--yes`: the probe is not
+/// run on a terminal).
 ///
 /// It runs as a child process under tokio, so that the test's servers, which are tasks
 /// of the same runtime, keep serving it. Tests must pass a `--resolver`: the default is
@@ -67,6 +68,10 @@ pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
     let targets = dir.path().join("targets.toml");
     std::fs::write(&targets, targets_toml).unwrap();
     let out = dir.path().join("out");
+    let default_timeout: &[&str] = match extra_args.contains(&"--timeout") {
+        true => &[],
+        false => &["--timeout", "2"],
+    };
     let started = Instant::now();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
         .arg("run")
@@ -74,13 +79,8 @@ pub async fn run_probe(targets_toml: &str, extra_args: &[&str]) -> ProbeRun {
         .arg(&targets)
         .arg("--out")
         .arg(&out)
-        .args([
-            "--yes",
-            "--treat-as-public",
-            "127.0.0.0/8",
-            "--timeout",
-            "2",
-        ])
+        .args(["--yes", "--treat-as-public", "127.0.0.0/8"])
+        .args(default_timeout)
         .args(extra_args)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
