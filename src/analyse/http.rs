@@ -534,13 +534,20 @@ fn tls_stall(
                 brought(twin)
             ),
         ),
-        Some(twin) => explained(
-            evidence,
-            &format!(
-                ", and the control-SNI twin from the same address neither read past that point nor froze ({}): nothing tells a freeze from a stall of the path",
-                ending(twin)
-            ),
-        ),
+        // A twin still coming at the deadline may have read past the point, and says
+        // no more than one that stopped short of it.
+        Some(twin) => {
+            let fared = match twin.error {
+                None => format!("read no more than that ({} bytes)", twin.body_length),
+                Some(_) => format!("neither read the whole body nor froze ({})", ending(twin)),
+            };
+            explained(
+                evidence,
+                &format!(
+                    ", and the control-SNI twin from the same address {fared}: nothing tells a freeze from a stall of the path"
+                ),
+            )
+        }
     }
 }
 
@@ -1207,13 +1214,14 @@ mod tests {
             &alone,
             &["no control-SNI twin", "the control read the whole body"],
         );
-        // A twin that neither froze nor read past it (slow, still moving): no telling.
+        // A twin that neither froze nor read the whole body (slow, still moving, past
+        // the point or not): no telling.
         let crawling = cut_at_deadline(twin(0, 0.0), 30_000, 10_000.0, 200.0);
         let unsure = against_the_control(vec![frozen(12_000), crawling]);
         assert_eq!(kind(&unsure), (Verdict::Inconclusive, None));
         evidence_of(
             &unsure,
-            &["neither read past that point nor froze (it was still coming"],
+            &["neither read the whole body nor froze (it was still coming"],
         );
         // The name did not freeze again, but crawled where the twin flowed at the
         // path's speed: a throttle, which loss on the link stalled the first time.

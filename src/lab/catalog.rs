@@ -421,7 +421,9 @@ const FAILING_NEW_FLOWS: &str = "while the probe's network was failing new conne
 /// throttled transfer in bursts between stalls: where the twin (the first one, or both)
 /// falls short of the ratio, the name's fetch again came faster, or the transfer came
 /// in bursts (left as cut off by the deadline), the honest verdict is a slow path, not
-/// a throttle of the name. A NAT table full now and then leaves a new flow without
+/// a throttle of the name; and where it stalled for seconds while the twin, slowed by
+/// the loss too, neither froze nor read the whole body, nothing tells the throttle
+/// from a stall of the path. A NAT table full now and then leaves a new flow without
 /// room: a TCP connect has six tries to find some, a QUIC handshake two, so a blocked
 /// QUIC handshake's silence may be no longer told from the network's. And a lossy link
 /// to a resolver that forwards over it again loses half the copies of the queries: all
@@ -435,6 +437,7 @@ fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
             "no longer capped once fetched again",
             "the first control-SNI twin fell short",
             "cut off by the deadline",
+            "nothing tells a freeze from a stall of the path",
         ],
     );
     let crowded = excused(slow, Blocking::QuicBlocked, &[FAILING_NEW_FLOWS]);
