@@ -425,9 +425,10 @@ const FAILING_NEW_FLOWS: &str = "while the probe's network was failing new conne
 /// the loss too, neither froze nor read the whole body, nothing tells the throttle
 /// from a stall of the path. A NAT table full now and then leaves a new flow without
 /// room: a TCP connect has six tries to find some, a QUIC handshake two, so a blocked
-/// QUIC handshake's silence may be no longer told from the network's. And a lossy link
-/// to a resolver that forwards over it again loses half the copies of the queries: all
-/// of a dropped name's copies going unanswered is then no sign.
+/// QUIC handshake's silence may be no longer told from the network's. And where a
+/// lossy link left many copies of the run's other queries unanswered at first (half,
+/// in a run that showed it), all of a dropped name's copies going unanswered is no
+/// sign.
 fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
     let slow = excused(
         censored,
