@@ -106,20 +106,28 @@ impl Lab {
 
     /// [`Lab::run`], with `extra` flags besides.
     async fn run_with(&self, services: &str, control: Option<&str>, extra: &[&str]) -> ProbeRun {
-        let resolver = format!("udp://{}", self.probe_dns);
         let control = control.unwrap_or(&self.control.url);
-        let mut args = vec![
-            "--resolver",
-            &resolver,
-            "--ca-file",
-            self.ca_file.to_str().unwrap(),
-            "--control",
-            control,
-        ];
-        args.extend(extra);
+        let mut args = self.probe_flags();
+        args.extend(
+            ["--control", control]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = run_probe(&self.targets(services), &args).await;
         run.assert_verdict(CANARY, "ok", "");
         run
+    }
+
+    /// The flags every probe run in the lab has: the probe's resolver and the lab's CA.
+    fn probe_flags(&self) -> Vec<String> {
+        vec![
+            "--resolver".into(),
+            format!("udp://{}", self.probe_dns),
+            "--ca-file".into(),
+            self.ca_file.display().to_string(),
+        ]
     }
 
     /// A run made at the control site, without a control: honest DNS, control source.
@@ -290,13 +298,8 @@ async fn sni_reset_on_the_probe_path_is_blocked_and_everywhere_is_down() {
         + &service("broken", "broken.test", broken.port());
     // With the control; and the same pair, to compare offline: a probe run and a run at
     // the control site. The three runs are independent, and made side by side.
-    let resolver = format!("udp://{}", lab.probe_dns);
-    let alone = [
-        "--resolver",
-        &resolver,
-        "--ca-file",
-        lab.ca_file.to_str().unwrap(),
-    ];
+    let alone = lab.probe_flags();
+    let alone: Vec<&str> = alone.iter().map(String::as_str).collect();
     let targets = lab.targets(&services);
     let (run, mut probe_run, control_run) = tokio::join!(
         lab.run(&services, None),

@@ -583,6 +583,13 @@ mod tests {
         let lossy = catalog.case(&["all", "lossy"]).unwrap();
         let dropped = lossy.allowed("youtube.test");
         assert_eq!(dropped[0].blocking, Some(Blocking::DnsFailure));
-        assert_eq!(dropped[1].verdict, Verdict::Inconclusive);
+        assert_eq!(
+            dropped[1],
+            Outcome::new(
+                Verdict::Inconclusive,
+                None,
+                &["while the resolver was dropping queries"]
+            )
+        );
     }
 }

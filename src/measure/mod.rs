@@ -28,7 +28,6 @@ pub mod unacknowledged;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -154,10 +153,8 @@ pub struct Measurer {
     /// first needed (a failed lookup is not kept: the next check tries again).
     canary: OnceCell<SocketAddr>,
     /// Held through a lookup of the canary's address for the checks: one at a time;
-    /// with why the last one found none.
+    /// with why the last one found none, for the checks that waited for it.
     canary_lookup: tokio::sync::Mutex<Option<StepError>>,
-    /// Those lookups ended, counted: a check that waited for one takes its outcome.
-    canary_lookups_ended: AtomicU64,
 }
 
 impl Measurer {
@@ -205,7 +202,6 @@ impl Measurer {
             check_limits: Limits::new(1, 1),
             canary: OnceCell::new(),
             canary_lookup: tokio::sync::Mutex::new(None),
-            canary_lookups_ended: AtomicU64::new(0),
         })
     }
 
@@ -674,11 +670,15 @@ impl Measurer {
         }
         // An answer with no public address is no address either.
         let none = || StepError::new(Operation::Resolve, Failure::DnsNoAnswer);
-        let ended = self.canary_lookups_ended.load(Ordering::Acquire);
-        let mut failed = self.canary_lookup.lock().await;
-        // Found meanwhile, or a lookup ended while this one waited: its outcome stands.
-        if self.canary.get().is_none() && self.canary_lookups_ended.load(Ordering::Acquire) == ended
-        {
+        let outcome = |failed: &Option<StepError>| {
+            let address = self.canary.get().copied();
+            Some(address.ok_or_else(|| failed.clone().unwrap_or_else(none)))
+        };
+        let Ok(mut failed) = self.canary_lookup.try_lock() else {
+            // A lookup under way: its outcome stands.
+            return outcome(&*self.canary_lookup.lock().await);
+        };
+        if self.canary.get().is_none() {
             let facts = self.resolvers[0]
                 .query(&self.check_io(), canary, QueryType::A)
                 .await;
@@ -690,10 +690,8 @@ impl Measurer {
                 Some(ip) => drop(self.canary.set(SocketAddr::new(ip, port))),
                 None => *failed = Some(facts.error.unwrap_or_else(none)),
             }
-            self.canary_lookups_ended.fetch_add(1, Ordering::Release);
         }
-        let address = self.canary.get().copied();
-        Some(address.ok_or_else(|| failed.clone().unwrap_or_else(none)))
+        outcome(&failed)
     }
 
     /// A pulse of the probe's link, as a step is tried again after a silence: connects
