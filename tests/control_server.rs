@@ -629,10 +629,7 @@ async fn refuses_over_the_cap(https: bool) {
         Duration::from_secs(2),
     )
     .unwrap();
-    let empty = ControlRequest {
-        targets: Vec::new(),
-        control_sni: None,
-    };
+    let empty = ControlRequest::empty();
     let answer = client.measure(&empty).await;
     assert!(
         matches!(answer, Err(ControlClientError::Busy)),

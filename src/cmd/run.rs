@@ -672,11 +672,7 @@ pub async fn run(
 /// Asks the control where the probe is (its ASN and country) with an empty request,
 /// which also finds a wrong token before anything is measured.
 async fn locate(client: &ControlClient, info: &mut RunInfo) -> anyhow::Result<()> {
-    let request = ControlRequest {
-        targets: Vec::new(),
-        control_sni: None,
-    };
-    match client.measure(&request).await {
+    match client.measure(&ControlRequest::empty()).await {
         Ok(response) => {
             info.probe_asn = response.probe_asn.unwrap_or(info.probe_asn.clone());
             info.probe_cc = response.probe_cc.unwrap_or(info.probe_cc.clone());

@@ -7,6 +7,10 @@
 //! control a connection and a request each. A batch is waited for as long as the control
 //! may take over it ([`batch_deadline`]), and not asked again once that has passed: a
 //! control that slow would only get slower.
+//!
+//! A control the probe cannot reach (a censor may block it as well as any target) is
+//! given up on as a whole, not by each request in turn (see `Reach`): otherwise every
+//! batch waits out the same connects and pauses, and a run of seconds takes minutes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -40,6 +44,10 @@ const LINGER: Duration = Duration::from_millis(20);
 /// The wait for an answer beyond the control's deadline for the batch and our TLS
 /// handshake: sending the request, the control reading it, the answer's transfer.
 const TRANSFER: Duration = Duration::from_secs(10);
+/// Dials of one request that may go unanswered: a dial sends its SYN again from fresh
+/// ports over two rounds already (see `tcp::Dialer`), so a second dial is for a burst
+/// of loss or a full NAT table, and a third would only wait out a blackhole once more.
+const UNANSWERED_DIALS: u32 = 2;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlClientError {
@@ -51,6 +59,9 @@ pub enum ControlClientError {
     Busy,
     #[error("cannot reach the control {0}")]
     Transport(String),
+    /// Its connect went unanswered through a whole dial.
+    #[error("cannot reach the control {0}")]
+    Unanswered(String),
     #[error("no answer from the control within {0:?}, the most it may take over this batch")]
     TimedOut(Duration),
 }
@@ -59,6 +70,7 @@ impl From<ExchangeError> for ControlClientError {
     fn from(e: ExchangeError) -> ControlClientError {
         match e {
             ExchangeError::Transport(e) => ControlClientError::Transport(e),
+            ExchangeError::Unanswered(e) => ControlClientError::Unanswered(e),
             ExchangeError::TimedOut(wait) => ControlClientError::TimedOut(wait),
         }
     }
@@ -68,8 +80,72 @@ impl ControlClientError {
     fn retryable(&self) -> bool {
         matches!(
             self,
-            ControlClientError::Busy | ControlClientError::Transport(_)
+            ControlClientError::Busy
+                | ControlClientError::Transport(_)
+                | ControlClientError::Unanswered(_)
         )
+    }
+
+    /// Whether the control could not be reached at all (where a busy, slow or refusing
+    /// control was).
+    fn unreached(&self) -> bool {
+        matches!(
+            self,
+            ControlClientError::Transport(_) | ControlClientError::Unanswered(_)
+        )
+    }
+}
+
+/// The tries of one request so far, and whether to make another.
+#[derive(Default)]
+struct Tries {
+    unanswered: u32,
+}
+
+impl Tries {
+    /// Whether to try again after `error`, when `given_up` says whether the client has
+    /// meanwhile given up on reaching the control (another request's tries failed).
+    fn again(&mut self, error: &ControlClientError, given_up: bool) -> bool {
+        if matches!(error, ControlClientError::Unanswered(_)) {
+            self.unanswered += 1;
+        }
+        error.retryable() && self.unanswered < UNANSWERED_DIALS && !given_up
+    }
+}
+
+/// Whether the control has been reached of late, shared by a client's requests. Once
+/// one request has tried all it may and not reached the control, the others do not
+/// each wait out the same tries: for a step timeout, its failure stands for theirs;
+/// after that, one request at a time tries the control, once, and those that come
+/// meanwhile take that try's outcome. A control that answers anything (even busy) is
+/// reached again, and requests go back to their own tries.
+#[derive(Default)]
+struct Reach {
+    lost: std::sync::Mutex<Option<Lost>>,
+    /// Held by the request trying the control while it is lost.
+    trying: tokio::sync::Mutex<()>,
+}
+
+/// Why the last request that gave up could not reach the control, and when.
+#[derive(Clone)]
+struct Lost {
+    error: ControlClientError,
+    at: Instant,
+}
+
+impl Reach {
+    fn lost(&self) -> Option<Lost> {
+        self.lost.lock().expect("reach lock poisoned").clone()
+    }
+
+    fn learn(&self, outcome: &Result<ControlResponse, ControlClientError>) {
+        *self.lost.lock().expect("reach lock poisoned") = match outcome {
+            Err(e) if e.unreached() => Some(Lost {
+                error: e.clone(),
+                at: Instant::now(),
+            }),
+            _ => None,
+        };
     }
 }
 
@@ -81,6 +157,7 @@ pub struct ControlClient {
     /// control's own by default, from which its deadline for a batch follows.
     timeout: Duration,
     slots: Semaphore,
+    reach: Reach,
 }
 
 impl ControlClient {
@@ -100,6 +177,7 @@ impl ControlClient {
             tls,
             timeout,
             slots: Semaphore::new(MAX_IN_FLIGHT),
+            reach: Reach::default(),
         })
     }
 
@@ -156,15 +234,40 @@ impl ControlClient {
             }
             url
         };
+        let post = || async { self.post(&url(), body.clone(), wait).await };
+        if let Some(lost) = self.reach.lost() {
+            if lost.at.elapsed() < self.timeout {
+                return Err(lost.error);
+            }
+            match self.reach.trying.try_lock() {
+                Ok(_turn) => {
+                    let outcome = post().await;
+                    self.reach.learn(&outcome);
+                    // A busy control is back: this request tries as any other.
+                    if !matches!(outcome, Err(ControlClientError::Busy)) {
+                        return outcome;
+                    }
+                }
+                Err(_) => {
+                    drop(self.reach.trying.lock().await);
+                    if let Some(lost) = self.reach.lost() {
+                        return Err(lost.error);
+                    }
+                }
+            }
+        }
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
             .with_max_times(4)
             .with_jitter();
-        (|| async { self.post(&url(), body.clone(), wait).await })
+        let mut tries = Tries::default();
+        let outcome = post
             .retry(policy)
-            .when(ControlClientError::retryable)
-            .await
+            .when(|e| tries.again(e, self.reach.lost().is_some()))
+            .await;
+        self.reach.learn(&outcome);
+        outcome
     }
 
     async fn post(
@@ -216,6 +319,8 @@ pub struct Exchange<'a> {
 pub enum ExchangeError {
     /// Naming the server's origin and what failed.
     Transport(String),
+    /// As `Transport`: the connect went unanswered through a whole dial.
+    Unanswered(String),
     TimedOut(Duration),
 }
 
@@ -244,10 +349,17 @@ impl Exchange<'_> {
             .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
             .next()
             .ok_or_else(|| transport(format!("{host} has no address")))?;
-        let tcp = Dialer::new(self.timeout, self.source)
-            .connect(address)
+        let (tcp, _) = Dialer::new(self.timeout, self.source)
+            .dial(&[address])
             .await
-            .map_err(|e| transport(format!("connect: {}", e.failure)))?;
+            .result
+            .map_err(|e| {
+                let why = format!("{origin}: connect: {}", e.failure);
+                match !e.local && e.failure.is_unanswered() {
+                    true => ExchangeError::Unanswered(why),
+                    false => ExchangeError::Transport(why),
+                }
+            })?;
         let mut headers = vec![("accept", "application/json")];
         if !body.is_empty() {
             headers.push(("content-type", content_type));
@@ -484,5 +596,110 @@ fn answer(
                 let _ = reply.send(Err(e.to_string()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn a_request_dials_an_unanswering_control_twice_at_most() {
+        let unanswered = ControlClientError::Unanswered("http://control: connect".into());
+        let refused = ControlClientError::Transport("http://control: refused".into());
+        let mut tries = Tries::default();
+        assert!(tries.again(&refused, false));
+        assert!(tries.again(&ControlClientError::Busy, false));
+        assert!(tries.again(&unanswered, false), "the first unanswered dial");
+        assert!(!tries.again(&unanswered, false), "the second");
+        assert!(!tries.again(&refused, false));
+        let mut tries = Tries::default();
+        assert!(!tries.again(&refused, true), "another request gave up");
+        assert!(!tries.again(&ControlClientError::TimedOut(TRANSFER), false));
+    }
+
+    /// A control at `address` that holds each connection a moment and closes it, or,
+    /// while `answering`, answers it as a control answers an empty request; it counts
+    /// the connections.
+    async fn control(answering: Arc<AtomicBool>, connections: Arc<AtomicUsize>) -> Url {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                connections.fetch_add(1, Ordering::SeqCst);
+                let answer = answering.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if answer {
+                        let body = r#"{"results":[]}"#;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             content-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+                    }
+                });
+            }
+        });
+        url.parse().unwrap()
+    }
+
+    /// On paused time: the tries' pauses pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn once_a_request_gives_up_on_the_control_the_others_do_not_wait_it_out_again() {
+        let answering = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let url = control(answering.clone(), connections.clone()).await;
+        let roots = crate::measure::tls::root_store(None).unwrap();
+        let client = ControlClient::new(
+            &url,
+            None,
+            TlsContext::new(roots).unwrap(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let empty = ControlRequest::empty();
+        let unreached = |answer: &Result<ControlResponse, ControlClientError>| matches!(answer, Err(e) if e.unreached() && e.to_string().contains(url.as_str().trim_end_matches('/')));
+
+        let first = client.measure(&empty).await;
+        assert!(unreached(&first), "{first:?}");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            5,
+            "the first request's tries"
+        );
+        let right_after = client.measure(&empty).await;
+        assert!(unreached(&right_after), "{right_after:?}");
+        assert_eq!(connections.load(Ordering::SeqCst), 5, "its failure stands");
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let together = join_all((0..5).map(|_| client.measure(&empty))).await;
+        assert!(together.iter().all(unreached), "{together:?}");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            6,
+            "one try for the five"
+        );
+
+        answering.store(true, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let back = client.measure(&empty).await;
+        assert!(back.is_ok(), "{back:?}");
+        answering.store(false, Ordering::SeqCst);
+        let again = client.measure(&empty).await;
+        assert!(unreached(&again), "{again:?}");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            12,
+            "a control reached again is tried as before"
+        );
     }
 }

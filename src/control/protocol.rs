@@ -69,6 +69,17 @@ pub struct ControlRequest {
     pub control_sni: Option<String>,
 }
 
+impl ControlRequest {
+    /// A request with no targets: the control answers where the probe is, and a wrong
+    /// token shows before anything is measured.
+    pub fn empty() -> ControlRequest {
+        ControlRequest {
+            targets: Vec::new(),
+            control_sni: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlTarget {
