@@ -233,6 +233,8 @@ impl Uploader {
             timeout: CONNECT_TIMEOUT,
             source: self.source,
             wait: UPLOAD_WAIT,
+            redial: false,
+            connected: None,
         };
         let (status, body) = exchange
             .send(Method::POST, "application/gzip", bundle)

@@ -11,6 +11,8 @@
 //! A control the probe cannot reach (a censor may block it as well as any target) is
 //! given up on as a whole, not by each request in turn (see `Reach`): otherwise every
 //! batch waits out the same connects and pauses, and a run of seconds takes minutes.
+//! Its connect is a dial, its SYN sent again from fresh ports over two rounds
+//! (`tcp::Dialer::dial`): a lossy link seldom loses all of them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -103,50 +105,162 @@ struct Tries {
 }
 
 impl Tries {
-    /// Whether to try again after `error`, when `given_up` says whether the client has
-    /// meanwhile given up on reaching the control (another request's tries failed).
-    fn again(&mut self, error: &ControlClientError, given_up: bool) -> bool {
+    /// Whether to try again after `error`, when `silent` says whether the client takes
+    /// the control for silent meanwhile (another request's dials went unanswered): a
+    /// dial costs two step timeouts then, where a refusal costs nothing.
+    fn again(&mut self, error: &ControlClientError, silent: bool) -> bool {
         if matches!(error, ControlClientError::Unanswered(_)) {
             self.unanswered += 1;
+            if silent {
+                return false;
+            }
         }
-        error.retryable() && self.unanswered < UNANSWERED_DIALS && !given_up
+        error.retryable() && self.unanswered < UNANSWERED_DIALS
     }
 }
 
-/// Whether the control has been reached of late, shared by a client's requests. Once
-/// one request has tried all it may and not reached the control, the others do not
-/// each wait out the same tries: for a step timeout, its failure stands for theirs;
-/// after that, one request at a time tries the control, once, and those that come
-/// meanwhile take that try's outcome. A control that answers anything (even busy) is
-/// reached again, and requests go back to their own tries.
+/// Whether the control has been reached of late, shared by a client's requests. Once a
+/// request has tried all it may without a connection, the others do not each wait out
+/// the same tries: a silent control's failure stands for theirs for a step timeout;
+/// after that (and at once for a refusing one), one request at a time tries the
+/// control, once, and those that come meanwhile wait for that try. A connection made
+/// (even for a busy answer) ends it, and requests go back to their own tries.
 #[derive(Default)]
 struct Reach {
-    lost: std::sync::Mutex<Option<Lost>>,
-    /// Held by the request trying the control while it is lost.
-    trying: tokio::sync::Mutex<()>,
+    state: tokio::sync::watch::Sender<ReachState>,
 }
 
-/// Why the last request that gave up could not reach the control, and when.
+#[derive(Default)]
+struct ReachState {
+    /// Why the control could not be reached, since the last connection made.
+    lost: Option<Lost>,
+    /// When a connection to the control was last made.
+    reached: Option<Instant>,
+    /// Whether a request is trying the control while it is lost.
+    trying: bool,
+}
+
 #[derive(Clone)]
 struct Lost {
     error: ControlClientError,
     at: Instant,
 }
 
+impl Lost {
+    fn silent(&self) -> bool {
+        matches!(self.error, ControlClientError::Unanswered(_))
+    }
+}
+
+/// What a request is to do, by [`Reach::turn`].
+enum Turn {
+    /// Its own tries.
+    Own,
+    /// Fail: the control was found silent a moment ago.
+    Fail(ControlClientError),
+    /// Try the control once for every request; [`Reach::tried`] after.
+    Try,
+    /// Wait for the request trying it.
+    Wait,
+}
+
 impl Reach {
-    fn lost(&self) -> Option<Lost> {
-        self.lost.lock().expect("reach lock poisoned").clone()
+    fn turn(&self, standing: Duration) -> Turn {
+        let mut turn = Turn::Own;
+        self.state.send_if_modified(|state| {
+            let Some(lost) = &state.lost else {
+                return false;
+            };
+            turn = if lost.silent() && lost.at.elapsed() < standing {
+                Turn::Fail(lost.error.clone())
+            } else if state.trying {
+                Turn::Wait
+            } else {
+                state.trying = true;
+                Turn::Try
+            };
+            matches!(turn, Turn::Try)
+        });
+        turn
     }
 
-    fn learn(&self, outcome: &Result<ControlResponse, ControlClientError>) {
-        *self.lost.lock().expect("reach lock poisoned") = match outcome {
-            Err(e) if e.unreached() => Some(Lost {
-                error: e.clone(),
-                at: Instant::now(),
-            }),
-            _ => None,
-        };
+    /// Waits until no request is trying the control, or it is reached.
+    async fn wait(&self) {
+        let mut state = self.state.subscribe();
+        let _ = state.wait_for(|s| !s.trying || s.lost.is_none()).await;
     }
+
+    /// A connection to the control was made.
+    fn reached(&self) {
+        self.state.send_modify(|state| {
+            state.lost = None;
+            state.reached = Some(Instant::now());
+        });
+    }
+
+    /// A request that `began` then ended with `outcome`: a failure to reach the control
+    /// stands unless a connection was made since the request began (its own, or
+    /// another's, the control back meanwhile).
+    fn ended(&self, outcome: &Result<ControlResponse, ControlClientError>, began: Instant) {
+        self.state.send_modify(|state| match outcome {
+            Err(error) if error.unreached() && state.reached.is_none_or(|r| r < began) => {
+                state.lost = Some(Lost {
+                    error: error.clone(),
+                    at: Instant::now(),
+                });
+            }
+            _ => {}
+        });
+    }
+
+    /// The request of [`Turn::Try`] ended with `outcome`.
+    fn tried(&self, outcome: &Result<ControlResponse, ControlClientError>, began: Instant) {
+        self.ended(outcome, began);
+        self.state.send_modify(|state| state.trying = false);
+    }
+
+    fn silent(&self) -> bool {
+        self.state.borrow().lost.as_ref().is_some_and(Lost::silent)
+    }
+}
+
+/// One request by `post`, made as `reach` allows and tried again as `policy` says, a
+/// silent control's failure standing for a `standing` while. `post` tells `reach` of
+/// each connection it makes.
+async fn post_reaching<P, F>(
+    reach: &Reach,
+    standing: Duration,
+    policy: ExponentialBuilder,
+    mut post: P,
+) -> Result<ControlResponse, ControlClientError>
+where
+    P: FnMut() -> F,
+    F: Future<Output = Result<ControlResponse, ControlClientError>>,
+{
+    let began = Instant::now();
+    loop {
+        match reach.turn(standing) {
+            Turn::Own => break,
+            Turn::Fail(error) => return Err(error),
+            Turn::Wait => reach.wait().await,
+            Turn::Try => {
+                let outcome = post().await;
+                reach.tried(&outcome, began);
+                // A busy control is back: this request tries as any other.
+                if !matches!(outcome, Err(ControlClientError::Busy)) {
+                    return outcome;
+                }
+                break;
+            }
+        }
+    }
+    let mut tries = Tries::default();
+    let outcome = post
+        .retry(policy)
+        .when(|e| tries.again(e, reach.silent()))
+        .await;
+    reach.ended(&outcome, began);
+    outcome
 }
 
 pub struct ControlClient {
@@ -234,40 +348,15 @@ impl ControlClient {
             }
             url
         };
-        let post = || async { self.post(&url(), body.clone(), wait).await };
-        if let Some(lost) = self.reach.lost() {
-            if lost.at.elapsed() < self.timeout {
-                return Err(lost.error);
-            }
-            match self.reach.trying.try_lock() {
-                Ok(_turn) => {
-                    let outcome = post().await;
-                    self.reach.learn(&outcome);
-                    // A busy control is back: this request tries as any other.
-                    if !matches!(outcome, Err(ControlClientError::Busy)) {
-                        return outcome;
-                    }
-                }
-                Err(_) => {
-                    drop(self.reach.trying.lock().await);
-                    if let Some(lost) = self.reach.lost() {
-                        return Err(lost.error);
-                    }
-                }
-            }
-        }
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
             .with_max_times(4)
             .with_jitter();
-        let mut tries = Tries::default();
-        let outcome = post
-            .retry(policy)
-            .when(|e| tries.again(e, self.reach.lost().is_some()))
-            .await;
-        self.reach.learn(&outcome);
-        outcome
+        post_reaching(&self.reach, self.timeout, policy, || async {
+            self.post(&url(), body.clone(), wait).await
+        })
+        .await
     }
 
     async fn post(
@@ -284,6 +373,8 @@ impl ControlClient {
             timeout: self.timeout,
             source: None,
             wait,
+            redial: true,
+            connected: Some(&|| self.reach.reached()),
         };
         let (status, bytes) = exchange
             .send(Method::POST, "application/json", body)
@@ -306,12 +397,17 @@ pub struct Exchange<'a> {
     /// Sent as a bearer token.
     pub token: Option<&'a str>,
     pub tls: &'a TlsContext,
-    /// Of the connect and of the TLS handshake.
+    /// Of the connect (of each round of a dial) and of the TLS handshake.
     pub timeout: Duration,
     /// The local address to connect from.
     pub source: Option<IpAddr>,
     /// The most the whole exchange may take.
     pub wait: Duration,
+    /// Whether the connect is a dial, its SYN sent again from fresh ports over two
+    /// rounds of `timeout` (`tcp::Dialer::dial`), rather than one connect.
+    pub redial: bool,
+    /// Told when the connection is made.
+    pub connected: Option<&'a (dyn Fn() + Sync)>,
 }
 
 /// Why an exchange got no answer.
@@ -349,17 +445,21 @@ impl Exchange<'_> {
             .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
             .next()
             .ok_or_else(|| transport(format!("{host} has no address")))?;
-        let (tcp, _) = Dialer::new(self.timeout, self.source)
-            .dial(&[address])
-            .await
-            .result
-            .map_err(|e| {
-                let why = format!("{origin}: connect: {}", e.failure);
-                match !e.local && e.failure.is_unanswered() {
-                    true => ExchangeError::Unanswered(why),
-                    false => ExchangeError::Transport(why),
-                }
-            })?;
+        let dialer = Dialer::new(self.timeout, self.source);
+        let connected = match self.redial {
+            true => dialer.dial(&[address]).await.result.map(|(tcp, _)| tcp),
+            false => dialer.connect(address).await,
+        };
+        let tcp = connected.map_err(|e| {
+            let why = format!("{origin}: connect: {}", e.failure);
+            match !e.local && e.failure.is_unanswered() {
+                true => ExchangeError::Unanswered(why),
+                false => ExchangeError::Transport(why),
+            }
+        })?;
+        if let Some(connected) = self.connected {
+            connected();
+        }
         let mut headers = vec![("accept", "application/json")];
         if !body.is_empty() {
             headers.push(("content-type", content_type));
@@ -601,105 +701,166 @@ fn answer(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
+    const STEP: Duration = Duration::from_secs(3);
+    const CONNECT: Duration = Duration::from_millis(100);
+
+    fn unanswered() -> ControlClientError {
+        ControlClientError::Unanswered("http://control: connect: generic_timeout_error".into())
+    }
+
+    fn refused() -> ControlClientError {
+        ControlClientError::Transport("http://control: connect: connection_refused".into())
+    }
+
+    fn answered() -> ControlResponse {
+        serde_json::from_str(r#"{"results":[]}"#).unwrap()
+    }
+
     #[test]
     fn a_request_dials_an_unanswering_control_twice_at_most() {
-        let unanswered = ControlClientError::Unanswered("http://control: connect".into());
-        let refused = ControlClientError::Transport("http://control: refused".into());
         let mut tries = Tries::default();
-        assert!(tries.again(&refused, false));
+        assert!(tries.again(&refused(), false));
         assert!(tries.again(&ControlClientError::Busy, false));
-        assert!(tries.again(&unanswered, false), "the first unanswered dial");
-        assert!(!tries.again(&unanswered, false), "the second");
-        assert!(!tries.again(&refused, false));
+        assert!(
+            tries.again(&unanswered(), false),
+            "the first unanswered dial"
+        );
+        assert!(!tries.again(&unanswered(), false), "the second");
+        assert!(!tries.again(&refused(), false));
         let mut tries = Tries::default();
-        assert!(!tries.again(&refused, true), "another request gave up");
+        assert!(
+            !tries.again(&unanswered(), true),
+            "another request found it silent"
+        );
+        assert!(tries.again(&refused(), true), "a refusal costs nothing");
         assert!(!tries.again(&ControlClientError::TimedOut(TRANSFER), false));
     }
 
-    /// A control at `address` that holds each connection a moment and closes it, or,
-    /// while `answering`, answers it as a control answers an empty request; it counts
-    /// the connections.
-    async fn control(answering: Arc<AtomicBool>, connections: Arc<AtomicUsize>) -> Url {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                connections.fetch_add(1, Ordering::SeqCst);
-                let answer = answering.load(Ordering::SeqCst);
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if answer {
-                        let body = r#"{"results":[]}"#;
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                             content-length: {}\r\nconnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
-                    }
-                });
-            }
-        });
-        url.parse().unwrap()
+    /// A control as `post_reaching` meets it: each post takes `took`, and ends with
+    /// `fails`, or an answer if none; unless `fails` is a failure to reach it, the post
+    /// connects (telling `reach`) [`CONNECT`] into it. The posts are counted.
+    struct Fake {
+        reach: Reach,
+        posts: AtomicUsize,
     }
 
-    /// On paused time: the tries' pauses pass at once.
+    impl Fake {
+        fn new() -> Fake {
+            Fake {
+                reach: Reach::default(),
+                posts: AtomicUsize::new(0),
+            }
+        }
+
+        async fn ask(
+            &self,
+            took: Duration,
+            fails: Option<ControlClientError>,
+        ) -> Result<ControlResponse, ControlClientError> {
+            let policy = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_times(4);
+            post_reaching(&self.reach, STEP, policy, || {
+                let fails = fails.clone();
+                async move {
+                    self.posts.fetch_add(1, Ordering::SeqCst);
+                    if !fails.as_ref().is_some_and(ControlClientError::unreached) {
+                        tokio::time::sleep(CONNECT).await;
+                        self.reach.reached();
+                    }
+                    tokio::time::sleep(took).await;
+                    fails.map_or_else(|| Ok(answered()), Err)
+                }
+            })
+            .await
+        }
+
+        fn posts(&self) -> usize {
+            self.posts.load(Ordering::SeqCst)
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn once_a_request_gives_up_on_the_control_the_others_do_not_wait_it_out_again() {
-        let answering = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let url = control(answering.clone(), connections.clone()).await;
-        let roots = crate::measure::tls::root_store(None).unwrap();
-        let client = ControlClient::new(
-            &url,
-            None,
-            TlsContext::new(roots).unwrap(),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        let empty = ControlRequest::empty();
-        let unreached = |answer: &Result<ControlResponse, ControlClientError>| matches!(answer, Err(e) if e.unreached() && e.to_string().contains(url.as_str().trim_end_matches('/')));
+    async fn a_silent_control_is_not_waited_out_by_every_request() {
+        let control = Fake::new();
+        let dial = STEP * 2;
+        let first = control.ask(dial, Some(unanswered())).await;
+        assert!(matches!(first, Err(ControlClientError::Unanswered(_))));
+        assert_eq!(control.posts(), 2, "two dials");
+        let right_after = control.ask(dial, Some(unanswered())).await;
+        assert!(right_after.is_err());
+        assert_eq!(control.posts(), 2, "the failure stands");
 
-        let first = client.measure(&empty).await;
-        assert!(unreached(&first), "{first:?}");
-        assert_eq!(
-            connections.load(Ordering::SeqCst),
-            5,
-            "the first request's tries"
-        );
-        let right_after = client.measure(&empty).await;
-        assert!(unreached(&right_after), "{right_after:?}");
-        assert_eq!(connections.load(Ordering::SeqCst), 5, "its failure stands");
+        tokio::time::advance(STEP).await;
+        let together = join_all((0..5).map(|_| control.ask(dial, Some(unanswered())))).await;
+        assert!(together.iter().all(Result::is_err));
+        assert_eq!(control.posts(), 3, "one dial for the five");
 
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let together = join_all((0..5).map(|_| client.measure(&empty))).await;
-        assert!(together.iter().all(unreached), "{together:?}");
+        tokio::time::advance(STEP).await;
+        assert!(control.ask(dial, None).await.is_ok(), "the control back");
+        let failing = control.ask(dial, Some(unanswered())).await;
+        assert!(failing.is_err());
         assert_eq!(
-            connections.load(Ordering::SeqCst),
+            control.posts(),
             6,
-            "one try for the five"
+            "a control reached is dialled twice again"
         );
+    }
 
-        answering.store(true, Ordering::SeqCst);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let back = client.measure(&empty).await;
-        assert!(back.is_ok(), "{back:?}");
-        answering.store(false, Ordering::SeqCst);
-        let again = client.measure(&empty).await;
-        assert!(unreached(&again), "{again:?}");
+    #[tokio::test(start_paused = true)]
+    async fn a_refusing_control_is_tried_once_for_the_requests_that_come_meanwhile() {
+        let control = Fake::new();
+        let first = control.ask(Duration::ZERO, Some(refused())).await;
+        assert!(matches!(first, Err(ControlClientError::Transport(_))));
+        assert_eq!(control.posts(), 5, "five tries");
+        let next = control.ask(Duration::ZERO, Some(refused())).await;
+        assert!(next.is_err());
+        assert_eq!(control.posts(), 6, "one try, at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_ends_the_wait_and_an_answered_request_loses_nothing() {
+        let control = Fake::new();
+        assert!(control.ask(STEP, Some(unanswered())).await.is_err());
+        tokio::time::advance(STEP).await;
+        // The one trying connects, then takes a whole batch's time to be answered: the
+        // others go on as soon as it has connected.
+        let slow = control.ask(STEP * 10, None);
+        let others = async {
+            tokio::task::yield_now().await;
+            let started = Instant::now();
+            let answers = join_all((0..3).map(|_| control.ask(Duration::ZERO, None))).await;
+            (started.elapsed(), answers)
+        };
+        let (slow, (waited, answers)) = tokio::join!(slow, others);
+        assert!(slow.is_ok() && answers.iter().all(Result::is_ok));
         assert_eq!(
-            connections.load(Ordering::SeqCst),
-            12,
-            "a control reached again is tried as before"
+            waited,
+            CONNECT * 2,
+            "the wait for the connection, then their own"
         );
+        assert_eq!(control.posts(), 2 + 4);
+
+        // Busy answers, then a connection closed: the control was reached, and the
+        // next request makes its own tries.
+        let busy = Fake::new();
+        let mut outcomes = vec![ControlClientError::Busy; 4];
+        outcomes.push(refused());
+        let outcomes = std::sync::Mutex::new(outcomes.into_iter());
+        let policy = ExponentialBuilder::default().with_max_times(4);
+        let last = post_reaching(&busy.reach, STEP, policy, || {
+            let outcome = outcomes.lock().unwrap().next().unwrap();
+            if !outcome.unreached() {
+                busy.reach.reached();
+            }
+            async move { Err(outcome) }
+        })
+        .await;
+        assert!(matches!(last, Err(ControlClientError::Transport(_))));
+        assert!(matches!(busy.reach.turn(STEP), Turn::Own));
     }
 }
