@@ -123,8 +123,9 @@ impl Tries {
 /// request has tried all it may without a connection, the others do not each wait out
 /// the same tries: a silent control's failure stands for theirs for a step timeout;
 /// after that (and at once for a refusing one), one request at a time tries the
-/// control, once, and those that come meanwhile wait for that try. A connection made
-/// (even for a busy answer) ends it, and requests go back to their own tries.
+/// control, once, and those that come meanwhile wait for that try and fail with it. A
+/// connection made ends it (the request that made it, answered busy or cut off, goes on
+/// to its own tries), and requests go back to theirs.
 #[derive(Default)]
 struct Reach {
     state: tokio::sync::watch::Sender<ReachState>,
@@ -136,10 +137,14 @@ struct ReachState {
     lost: Option<Lost>,
     /// When a connection to the control was last made.
     reached: Option<Instant>,
-    /// Whether a request is trying the control while it is lost.
-    trying: bool,
+    /// The turn of the request trying the control while it is lost, if one is.
+    trying: Option<u64>,
+    /// Turns given so far.
+    turns: u64,
 }
 
+/// Why the last request that ended without a connection could not reach the control,
+/// and when it ended.
 #[derive(Clone)]
 struct Lost {
     error: ControlClientError,
@@ -156,71 +161,96 @@ impl Lost {
 enum Turn {
     /// Its own tries.
     Own,
-    /// Fail: the control was found silent a moment ago.
+    /// Fail: the control was found silent a moment ago, or by the try waited for.
     Fail(ControlClientError),
-    /// Try the control once for every request; [`Reach::tried`] after.
-    Try,
+    /// Try the control once, for itself and those that wait meanwhile.
+    Try(u64),
     /// Wait for the request trying it.
     Wait,
 }
 
 impl Reach {
-    fn turn(&self, standing: Duration) -> Turn {
+    /// What a request is to do now; `waiting` since when it has waited for another's
+    /// try, if it has.
+    fn turn(&self, standing: Duration, waiting: Option<Instant>) -> Turn {
         let mut turn = Turn::Own;
         self.state.send_if_modified(|state| {
             let Some(lost) = &state.lost else {
                 return false;
             };
-            turn = if lost.silent() && lost.at.elapsed() < standing {
+            let tried = waiting.is_some_and(|since| lost.at >= since);
+            turn = if tried || (lost.silent() && lost.at.elapsed() < standing) {
                 Turn::Fail(lost.error.clone())
-            } else if state.trying {
+            } else if state.trying.is_some() {
                 Turn::Wait
             } else {
-                state.trying = true;
-                Turn::Try
+                state.turns += 1;
+                state.trying = Some(state.turns);
+                Turn::Try(state.turns)
             };
-            matches!(turn, Turn::Try)
+            matches!(turn, Turn::Try(_))
         });
         turn
     }
 
-    /// Waits until no request is trying the control, or it is reached.
+    /// Waits until no request is trying the control.
     async fn wait(&self) {
         let mut state = self.state.subscribe();
-        let _ = state.wait_for(|s| !s.trying || s.lost.is_none()).await;
+        let _ = state.wait_for(|s| s.trying.is_none()).await;
     }
 
-    /// A connection to the control was made.
+    /// A connection to the control was made: the request trying it, if one was, no
+    /// longer tries it for the others.
     fn reached(&self) {
         self.state.send_modify(|state| {
             state.lost = None;
             state.reached = Some(Instant::now());
+            state.trying = None;
         });
     }
 
-    /// A request that `began` then ended with `outcome`: a failure to reach the control
-    /// stands unless a connection was made since the request began (its own, or
-    /// another's, the control back meanwhile).
+    fn reached_since(&self, since: Instant) -> bool {
+        self.state.borrow().reached.is_some_and(|r| r >= since)
+    }
+
+    /// Tries that `began` then ended with `outcome`: a failure to reach the control
+    /// stands unless a connection was made since they began (theirs, or another's: the
+    /// control back meanwhile).
     fn ended(&self, outcome: &Result<ControlResponse, ControlClientError>, began: Instant) {
-        self.state.send_modify(|state| match outcome {
+        self.state.send_if_modified(|state| match outcome {
             Err(error) if error.unreached() && state.reached.is_none_or(|r| r < began) => {
                 state.lost = Some(Lost {
                     error: error.clone(),
                     at: Instant::now(),
                 });
+                true
             }
-            _ => {}
+            _ => false,
         });
-    }
-
-    /// The request of [`Turn::Try`] ended with `outcome`.
-    fn tried(&self, outcome: &Result<ControlResponse, ControlClientError>, began: Instant) {
-        self.ended(outcome, began);
-        self.state.send_modify(|state| state.trying = false);
     }
 
     fn silent(&self) -> bool {
         self.state.borrow().lost.as_ref().is_some_and(Lost::silent)
+    }
+}
+
+/// The turn of the request trying the control for the others ([`Turn::Try`]), given
+/// back however that request ends, cut short by a run's stop included: none waits for
+/// it forever.
+struct Trying<'a> {
+    reach: &'a Reach,
+    turn: u64,
+}
+
+impl Drop for Trying<'_> {
+    fn drop(&mut self) {
+        self.reach.state.send_if_modified(|state| {
+            let mine = state.trying == Some(self.turn);
+            if mine {
+                state.trying = None;
+            }
+            mine
+        });
     }
 }
 
@@ -237,23 +267,31 @@ where
     P: FnMut() -> F,
     F: Future<Output = Result<ControlResponse, ControlClientError>>,
 {
-    let began = Instant::now();
+    let mut waiting = None;
     loop {
-        match reach.turn(standing) {
+        match reach.turn(standing, waiting) {
             Turn::Own => break,
             Turn::Fail(error) => return Err(error),
-            Turn::Wait => reach.wait().await,
-            Turn::Try => {
+            Turn::Wait => {
+                waiting.get_or_insert_with(Instant::now);
+                reach.wait().await;
+            }
+            Turn::Try(turn) => {
+                let trying = Trying { reach, turn };
+                let began = Instant::now();
                 let outcome = post().await;
-                reach.tried(&outcome, began);
-                // A busy control is back: this request tries as any other.
-                if !matches!(outcome, Err(ControlClientError::Busy)) {
+                reach.ended(&outcome, began);
+                drop(trying);
+                // Connected, then busy or cut off: it tries as any other.
+                let again = matches!(&outcome, Err(e) if e.retryable());
+                if !(again && reach.reached_since(began)) {
                     return outcome;
                 }
                 break;
             }
         }
     }
+    let began = Instant::now();
     let mut tries = Tries::default();
     let outcome = post
         .retry(policy)
@@ -309,8 +347,8 @@ impl ControlClient {
         batch_deadline(self.timeout, targets) + self.timeout + TRANSFER
     }
 
-    /// Asks the control to measure everything of each target, retrying while it is
-    /// busy or unreachable.
+    /// Asks the control to measure everything of each target, trying again while it is
+    /// busy or unreachable, as far as the client's reach of it allows (see `Reach`).
     pub async fn measure(
         &self,
         request: &ControlRequest,
@@ -440,8 +478,14 @@ impl Exchange<'_> {
             .trim_matches(['[', ']'])
             .to_string();
         let port = self.url.port_or_known_default().unwrap_or(80);
-        let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-            .await
+        // A resolver that does not answer is silence, as a connect that is not answered.
+        let looked_up =
+            tokio::time::timeout(self.timeout, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| {
+                    ExchangeError::Unanswered(format!("{origin}: cannot resolve {host}: no answer"))
+                })?;
+        let address: SocketAddr = looked_up
             .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
             .next()
             .ok_or_else(|| transport(format!("{host} has no address")))?;
@@ -812,14 +856,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refusing_control_is_tried_once_for_the_requests_that_come_meanwhile() {
+    async fn a_try_cut_short_leaves_none_waiting() {
         let control = Fake::new();
-        let first = control.ask(Duration::ZERO, Some(refused())).await;
+        let dial = STEP * 2;
+        assert!(control.ask(dial, Some(unanswered())).await.is_err());
+        tokio::time::advance(STEP).await;
+        let cut = tokio::time::timeout(STEP, control.ask(dial, Some(unanswered())));
+        let waiting = tokio::time::timeout(STEP * 10, async {
+            tokio::task::yield_now().await;
+            control.ask(dial, Some(unanswered())).await
+        });
+        let (cut, waiting) = tokio::join!(cut, waiting);
+        assert!(cut.is_err(), "the first try was cut short");
+        assert!(matches!(waiting, Ok(Err(_))), "{waiting:?}");
+        assert_eq!(control.posts(), 2 + 2, "the one waiting tried in its place");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusing_control_is_tried_once_at_a_time_and_those_waiting_fail_with_it() {
+        let control = Fake::new();
+        let first = control.ask(CONNECT, Some(refused())).await;
         assert!(matches!(first, Err(ControlClientError::Transport(_))));
         assert_eq!(control.posts(), 5, "five tries");
-        let next = control.ask(Duration::ZERO, Some(refused())).await;
-        assert!(next.is_err());
-        assert_eq!(control.posts(), 6, "one try, at once");
+        let together = join_all((0..5).map(|_| control.ask(CONNECT, Some(refused())))).await;
+        assert!(together.iter().all(Result::is_err));
+        assert_eq!(control.posts(), 6, "one try for the five, at once");
+        assert!(control.ask(CONNECT, Some(refused())).await.is_err());
+        assert_eq!(control.posts(), 7, "and one for the next");
     }
 
     #[tokio::test(start_paused = true)]
@@ -845,8 +908,27 @@ mod tests {
         );
         assert_eq!(control.posts(), 2 + 4);
 
-        // Busy answers, then a connection closed: the control was reached, and the
-        // next request makes its own tries.
+        // The one trying connects, and is cut off: it goes on to its own tries.
+        let cut = Fake::new();
+        assert!(cut.ask(STEP, Some(unanswered())).await.is_err());
+        tokio::time::advance(STEP).await;
+        let posts = AtomicUsize::new(0);
+        let outcome = post_reaching(&cut.reach, STEP, ExponentialBuilder::default(), || {
+            let first = posts.fetch_add(1, Ordering::SeqCst) == 0;
+            cut.reach.reached();
+            async move {
+                match first {
+                    true => Err(ControlClientError::Transport("reset".into())),
+                    false => Ok(answered()),
+                }
+            }
+        })
+        .await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(posts.load(Ordering::SeqCst), 2);
+
+        // Busy answers, then a refused connect: the control was reached meanwhile, and
+        // the next request makes its own tries.
         let busy = Fake::new();
         let mut outcomes = vec![ControlClientError::Busy; 4];
         outcomes.push(refused());
@@ -861,6 +943,53 @@ mod tests {
         })
         .await;
         assert!(matches!(last, Err(ControlClientError::Transport(_))));
-        assert!(matches!(busy.reach.turn(STEP), Turn::Own));
+        assert!(matches!(busy.reach.turn(STEP, None), Turn::Own));
+    }
+
+    /// An exchange tells of the connection it made, and of none when refused.
+    #[tokio::test]
+    async fn an_exchange_tells_of_its_connection() {
+        use std::sync::atomic::AtomicBool;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Url = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            stream.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
+        let connected = AtomicBool::new(false);
+        let tell = || connected.store(true, Ordering::SeqCst);
+        let exchange = |url| Exchange {
+            url,
+            token: None,
+            tls: &tls,
+            timeout: STEP,
+            source: None,
+            wait: STEP,
+            redial: true,
+            connected: Some(&tell),
+        };
+        let answer = exchange(&url).send(Method::GET, "", Bytes::new()).await;
+        assert_eq!(answer.unwrap().0, 200);
+        assert!(connected.swap(false, Ordering::SeqCst));
+
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused: Url = format!("http://{}/", closed.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(closed);
+        let answer = exchange(&refused).send(Method::GET, "", Bytes::new()).await;
+        assert!(
+            matches!(answer, Err(ExchangeError::Transport(_))),
+            "{answer:?}"
+        );
+        assert!(!connected.load(Ordering::SeqCst));
     }
 }
