@@ -29,6 +29,7 @@ use super::protocol::{
     ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
     MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER, batch_deadline,
 };
+use crate::facts::failure::Operation;
 use crate::facts::scrub::scrub_addresses;
 use crate::measure::ech::EchPlan;
 use crate::measure::http;
@@ -444,7 +445,8 @@ pub struct Exchange<'a> {
     /// Whether the connect is a dial, its SYN sent again from fresh ports over two
     /// rounds of `timeout` (`tcp::Dialer::dial`), rather than one connect.
     pub redial: bool,
-    /// Told when the connection is made.
+    /// Told when the connection is made: over https://, once its TLS handshake is done
+    /// (a censor may let the connect through and drop the handshake).
     pub connected: Option<&'a (dyn Fn() + Sync)>,
 }
 
@@ -471,6 +473,10 @@ impl Exchange<'_> {
         // the log line (see `crate::facts::scrub`), leaving nothing to recognise.
         let origin = self.url.origin().ascii_serialization();
         let transport = |e: String| ExchangeError::Transport(format!("{origin}: {e}"));
+        let failed = |e: String, silent: bool| match silent {
+            true => ExchangeError::Unanswered(format!("{origin}: {e}")),
+            false => transport(e),
+        };
         let host = self
             .url
             .host_str()
@@ -482,9 +488,7 @@ impl Exchange<'_> {
         let looked_up =
             tokio::time::timeout(self.timeout, tokio::net::lookup_host((host.as_str(), port)))
                 .await
-                .map_err(|_| {
-                    ExchangeError::Unanswered(format!("{origin}: cannot resolve {host}: no answer"))
-                })?;
+                .map_err(|_| failed(format!("cannot resolve {host}: no answer"), true))?;
         let address: SocketAddr = looked_up
             .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
             .next()
@@ -495,15 +499,14 @@ impl Exchange<'_> {
             false => dialer.connect(address).await,
         };
         let tcp = connected.map_err(|e| {
-            let why = format!("{origin}: connect: {}", e.failure);
-            match !e.local && e.failure.is_unanswered() {
-                true => ExchangeError::Unanswered(why),
-                false => ExchangeError::Transport(why),
-            }
+            let silent = !e.local && e.failure.is_unanswered();
+            failed(format!("connect: {}", e.failure), silent)
         })?;
-        if let Some(connected) = self.connected {
-            connected();
-        }
+        let connected = || {
+            if let Some(connected) = self.connected {
+                connected();
+            }
+        };
         let mut headers = vec![("accept", "application/json")];
         if !body.is_empty() {
             headers.push(("content-type", content_type));
@@ -515,11 +518,13 @@ impl Exchange<'_> {
         let exchange = async {
             let sent = if self.url.scheme() == "https" {
                 let tls = self.tls.connect_strict(tcp, &host, self.timeout).await?;
+                connected();
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 let request =
                     http::request(method, self.url, h2, &headers, body).expect("valid request");
                 http::send(tls, h2, request).await?
             } else {
+                connected();
                 let request =
                     http::request(method, self.url, false, &headers, body).expect("valid request");
                 http::send(tcp, false, request).await?
@@ -535,7 +540,12 @@ impl Exchange<'_> {
         tokio::time::timeout(self.wait, exchange)
             .await
             .map_err(|_| ExchangeError::TimedOut(self.wait))?
-            .map_err(|e| transport(format!("{} ({})", e.failure, e.failed_operation)))
+            .map_err(|e| {
+                // A handshake that went unanswered is as silent as a connect: a censor
+                // filtering the server's name drops it.
+                let silent = e.silent() && e.failed_operation == Operation::TlsHandshake;
+                failed(format!("{} ({})", e.failure, e.failed_operation), silent)
+            })
     }
 }
 
@@ -991,5 +1001,44 @@ mod tests {
             "{answer:?}"
         );
         assert!(!connected.load(Ordering::SeqCst));
+    }
+
+    /// A server that takes the connection and never answers the TLS handshake is as
+    /// silent as one that never answers the connect, and no connection is told.
+    #[tokio::test]
+    async fn an_unanswered_handshake_is_silence() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Url = format!(
+            "https://localhost:{}/",
+            listener.local_addr().unwrap().port()
+        )
+        .parse()
+        .unwrap();
+        let held = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(stream);
+        });
+        let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
+        let connected = std::sync::atomic::AtomicBool::new(false);
+        let tell = || connected.store(true, Ordering::SeqCst);
+        let answer = Exchange {
+            url: &url,
+            token: None,
+            tls: &tls,
+            timeout: Duration::from_millis(300),
+            source: None,
+            wait: STEP,
+            redial: true,
+            connected: Some(&tell),
+        }
+        .send(Method::GET, "", Bytes::new())
+        .await;
+        assert!(
+            matches!(answer, Err(ExchangeError::Unanswered(_))),
+            "{answer:?}"
+        );
+        assert!(!connected.load(Ordering::SeqCst));
+        held.abort();
     }
 }
