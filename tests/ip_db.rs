@@ -64,12 +64,16 @@ async fn a_control_labels_its_probes_from_the_ip_database_in_its_data_directory(
             ("asn-ipv4-num.csv", "2130706432,2147483647,64777,Copy\n"),
         ],
     );
+    // Its steps time out as the probe's (`--timeout 1`): its lookups of the targets
+    // through a resolver that never answers would take 10 s a try.
     let control = ControlServer::spawn_with(
         &[
             "--resolver",
             "udp://127.0.0.1:1",
             "--treat-as-public",
             "127.0.0.0/8",
+            "--timeout",
+            "1",
         ],
         &[("XDG_DATA_HOME", &control_data)],
     )
