@@ -81,12 +81,7 @@ impl From<ExchangeError> for ControlClientError {
 
 impl ControlClientError {
     fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ControlClientError::Busy
-                | ControlClientError::Transport(_)
-                | ControlClientError::Unanswered(_)
-        )
+        self.unreached() || matches!(self, ControlClientError::Busy)
     }
 
     /// Whether the control could not be reached at all (where a busy, slow or refusing
@@ -494,14 +489,11 @@ impl Exchange<'_> {
             .next()
             .ok_or_else(|| transport(format!("{host} has no address")))?;
         let dialer = Dialer::new(self.timeout, self.source);
-        let connected = match self.redial {
+        let dialed = match self.redial {
             true => dialer.dial(&[address]).await.result.map(|(tcp, _)| tcp),
             false => dialer.connect(address).await,
         };
-        let tcp = connected.map_err(|e| {
-            let silent = !e.local && e.failure.is_unanswered();
-            failed(format!("connect: {}", e.failure), silent)
-        })?;
+        let tcp = dialed.map_err(|e| failed(format!("connect: {}", e.failure), e.unanswered()))?;
         let connected = || {
             if let Some(connected) = self.connected {
                 connected();

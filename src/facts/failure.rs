@@ -349,6 +349,12 @@ impl StepError {
         !self.local && (self.failure.is_unanswered() || self.failure.is_turned_down())
     }
 
+    /// Nothing came back but, at most, a router's word that the address is
+    /// unreachable, and not for the probe's own machine.
+    pub fn unanswered(&self) -> bool {
+        !self.local && self.failure.is_unanswered()
+    }
+
     /// Nothing came back, and not for the probe's own machine: what loss, a dead link
     /// or a censor's drop leave.
     pub fn silent(&self) -> bool {

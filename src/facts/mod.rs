@@ -508,7 +508,7 @@ impl FirstBytes {
         self.reconnect
             .error
             .as_ref()
-            .is_some_and(|e| !e.local && e.failure.is_unanswered())
+            .is_some_and(StepError::unanswered)
     }
 }
 

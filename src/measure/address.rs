@@ -64,7 +64,7 @@ impl Silence {
             .check
             .as_ref()
             .is_some_and(crate::facts::Check::link_up);
-        (error.failure.is_unanswered() && !error.local && network_fine).then(|| Silence {
+        (error.unanswered() && network_fine).then(|| Silence {
             measured_at,
             runtime_ms,
             facts: facts.clone(),

@@ -162,7 +162,7 @@ impl Dialer {
                                 }
                                 return Dialed { result: Ok((stream, to)), address: to, tries };
                             }
-                            Err(e) if !e.local && e.failure.is_unanswered() => {
+                            Err(e) if e.unanswered() => {
                                 went_silent.push(to);
                                 if !e.failure.is_timeout() {
                                     unreachable = Some((to, e));
