@@ -423,7 +423,8 @@ const FAILING_NEW_FLOWS: &str = "while the probe's network was failing new conne
 /// in bursts (left as cut off by the deadline), the honest verdict is a slow path, not
 /// a throttle of the name; and where it stalled for seconds while the twin, slowed by
 /// the loss too, neither froze nor read the whole body, nothing tells the throttle
-/// from a stall of the path. A NAT table full now and then leaves a new flow without
+/// from a stall of the path; nor where it stopped dead and its fetch again, slowed by
+/// the loss too, was still coming at the deadline. A NAT table full now and then leaves a new flow without
 /// room: a TCP connect has six tries to find some, a QUIC handshake two, so a blocked
 /// QUIC handshake's silence may be no longer told from the network's. And where a
 /// lossy link left many copies of the run's other queries unanswered at first (half,
@@ -439,6 +440,7 @@ fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
             "the first control-SNI twin fell short",
             "cut off by the deadline",
             "nothing tells a freeze from a stall of the path",
+            "a path that stalled for a while, not a freeze of the name",
         ],
     );
     let crowded = excused(slow, Blocking::QuicBlocked, &[FAILING_NEW_FLOWS]);
