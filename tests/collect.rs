@@ -604,7 +604,8 @@ async fn a_collector_out_of_reach_leaves_the_run_queued_for_upload_queued() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let failed = upload(home, Some(&run), &closed, &[]);
+    // One send again, as a flaky link would get; the default's four add 15 s of pauses.
+    let failed = upload(home, Some(&run), &closed, &["--retries", "1"]);
     let queue = home.join("data/censorprobe/upload-queue");
     assert!(!failed.status.success(), "{}", text(&failed));
     assert!(
@@ -619,7 +620,7 @@ async fn a_collector_out_of_reach_leaves_the_run_queued_for_upload_queued() {
     );
 
     // A second failure queues it once.
-    let _ = upload(home, Some(&run), &closed, &[]);
+    let _ = upload(home, Some(&run), &closed, &["--retries", "0"]);
     assert_eq!(std::fs::read_to_string(&queue).unwrap().lines().count(), 1);
 
     let server = collector(home, &[]).await;
@@ -687,7 +688,7 @@ async fn an_https_collector_of_a_private_ca_is_trusted_with_ca_file() {
     let id = run_id(&run);
     let holds_it = || stored(&home.join("store")).iter().any(|p| p.ends_with(&id));
 
-    let untrusted = upload(home, Some(&run), &server.url, &[]);
+    let untrusted = upload(home, Some(&run), &server.url, &["--retries", "0"]);
     assert!(!untrusted.status.success(), "{}", text(&untrusted));
     assert!(
         text(&untrusted).contains("ssl_unknown_authority"),

@@ -1080,6 +1080,7 @@ pub async fn command(cmd: RunCommand, progress: &MultiProgress) -> anyhow::Resul
             bind: cmd.run.bind,
             // A lab's or a campaign's CA signs its collector as it signs its sites.
             ca_file: cmd.run.measure.ca_file.clone(),
+            retries: super::upload::RETRIES,
         });
     let report = run(cmd.run, progress, expected.as_ref()).await;
     if let Some(results) = &results {

@@ -33,6 +33,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const UPLOAD_WAIT: Duration = Duration::from_secs(300);
 /// The queue's file in the data directory: a line `RUN_ID DIR` per run.
 const QUEUE: &str = "upload-queue";
+/// Sends of a bundle again after a transient failure, by default (`--retries`).
+pub const RETRIES: usize = 4;
 
 /// The command line of `upload`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +71,11 @@ pub struct UploadTo {
     /// a private CA issued.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Send the run again this many times, with backoff, while the network or the
+    /// collector fails, before it is queued (0: queue it at the first failure, as a
+    /// scheduled job on a metered link may want).
+    #[arg(long, value_name = "N", default_value_t = RETRIES)]
+    pub retries: usize,
 }
 
 /// Why an upload failed.
@@ -192,6 +199,7 @@ struct Uploader {
     token: String,
     tls: TlsContext,
     source: Option<IpAddr>,
+    retries: usize,
 }
 
 impl Uploader {
@@ -206,6 +214,7 @@ impl Uploader {
             token: to.token.clone(),
             tls: TlsContext::new(root_store(to.ca_file.as_deref())?)?,
             source: to.bind,
+            retries: to.retries,
         })
     }
 
@@ -216,7 +225,7 @@ impl Uploader {
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(500))
             .with_max_delay(Duration::from_secs(8))
-            .with_max_times(4)
+            .with_max_times(self.retries)
             .with_jitter();
         (|| self.post(bundle.clone()))
             .retry(policy)
