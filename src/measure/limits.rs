@@ -71,8 +71,10 @@ impl Limits {
         Limits {
             work: Arc::new(Semaphore::new(concurrency.max(1))),
             beginning: Semaphore::new(1),
-            // Resolvers are built for bursts, but not unbounded ones.
-            queries: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
+            // A query holds its place for a round trip (see `dns::udp`): more at once
+            // only queue at the resolver, and every query's listening window, a multiple
+            // of the slowest answer of late, grows with that queue.
+            queries: Arc::new(Semaphore::new(concurrency.max(1))),
             connects: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             per_host: per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
@@ -146,7 +148,7 @@ impl Limits {
         BEGUN.scope(Cell::new(false), measure).await
     }
 
-    /// A place for a DNS query until its first answer.
+    /// A place for a DNS query until its first answer, or its first copy sent again.
     pub async fn query(&self) -> Permit {
         Permit {
             _held: self

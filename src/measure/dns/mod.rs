@@ -374,4 +374,61 @@ mod tests {
         assert_eq!(facts.replies[2].answers[0].ttl, 60);
         assert!(facts.error.is_none());
     }
+
+    /// A resolver on loopback that answers every query at once (an empty answer, the
+    /// query's own question), or never.
+    async fn loopback_resolver(answers: bool) -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                if answers {
+                    buf[2] |= 0x80;
+                    let _ = socket.send_to(&buf[..len], from).await;
+                }
+            }
+        });
+        address
+    }
+
+    /// A query its resolver leaves unanswered (a censor's silence for the name) holds
+    /// its place among the queries in flight only until its first copy is sent again:
+    /// held to its deadline, a list of silenced names kept every other lookup waiting.
+    #[tokio::test]
+    async fn an_unanswered_query_lets_the_next_one_go_at_its_first_resend() {
+        let limits = Limits::new(1, 1);
+        let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
+        let io = DnsIo {
+            limits: &limits,
+            tls: &tls,
+            dialer: Dialer::new(Duration::from_secs(1), None),
+            timeout: Duration::from_secs(1),
+            window: Duration::ZERO,
+        };
+        let silent = Resolver::new(&ResolverSpec::Udp(loopback_resolver(false).await)).unwrap();
+        let answering = Resolver::new(&ResolverSpec::Udp(loopback_resolver(true).await)).unwrap();
+        let unanswered = async {
+            let facts = silent.query(&io, "silenced.test", QueryType::A).await;
+            (facts, Instant::now())
+        };
+        let next = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let lookup = answering.lookup(&io, "next.test", QueryType::A).await;
+            (lookup.facts, Instant::now())
+        };
+        let ((silenced, silenced_at), (answered, answered_at)) = tokio::join!(unanswered, next);
+        assert!(
+            silenced.replies.is_empty() && silenced.sent > 1,
+            "{silenced:?}"
+        );
+        assert!(
+            answered.replies.iter().any(|r| r.matches_query),
+            "{answered:?}"
+        );
+        assert!(
+            answered_at < silenced_at,
+            "the next query waited for the unanswered one's deadline"
+        );
+    }
 }

@@ -41,7 +41,10 @@ pub(super) async fn exchange(
             StepError::io(Operation::Resolve, &e),
         )
     };
-    let _permit = io.limits.query().await;
+    // Given back at the first answer, or at the first copy sent again: a query its
+    // resolver does not answer at once (lost, or a censor's silence for the name) then
+    // waits out its deadline without keeping another from the resolver.
+    let mut permit = Some(io.limits.query().await);
     let socket = UdpSocket::bind(io.dialer.local_for(server))
         .await
         .map_err(fail)?;
@@ -60,6 +63,7 @@ pub(super) async fn exchange(
         if now >= next_send {
             if replies.sent == 1 {
                 pace.first_copy(started, false);
+                drop(permit.take());
             }
             socket.send_to(copies.next(), server).await.map_err(fail)?;
             replies.sent += 1;
