@@ -1,11 +1,13 @@
 //! Bounds on the work in flight.
 //!
-//! Three kinds: a cap per server address (`--per-host`), held for a whole exchange with
+//! Four kinds: a cap per server address (`--per-host`), held for a whole exchange with
 //! that server, so that no server sees a burst from one probe (impolite, and a burst
 //! can itself trip a censor's rate rules); a global cap on work (`--concurrency`):
-//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth; and a global cap on
+//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth; a global cap on
 //! fresh connection attempts (four per unit of `--concurrency`), so that a home
-//! router's NAT table never sees thousands of new flows at once. Waiting costs
+//! router's NAT table never sees thousands of new flows at once; and one on DNS queries
+//! awaiting their first answer (`--concurrency`), so that a resolver's queue, which
+//! every listening window follows, stays short. Waiting costs
 //! nothing: a connect whose SYN went unanswered holds no work place, and gives its
 //! fresh-attempt place back after a second (see `tcp::Dialer`), so that blackholed
 //! targets cost their timeout in parallel instead of queueing behind each other.
@@ -71,9 +73,10 @@ impl Limits {
         Limits {
             work: Arc::new(Semaphore::new(concurrency.max(1))),
             beginning: Semaphore::new(1),
-            // A query holds its place for a round trip (see `dns::udp`): more at once
-            // only queue at the resolver, and every query's listening window, a multiple
-            // of the slowest answer of late, grows with that queue.
+            // A query holds its place until answered, or for one resend interval
+            // (`dns::udp`): more at once only queue at the resolver, and every query's
+            // listening window, a multiple of the slowest answer of late, grows with
+            // that queue. At a silent resolver, up to six times this many are out.
             queries: Arc::new(Semaphore::new(concurrency.max(1))),
             connects: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             per_host: per_host.max(1),

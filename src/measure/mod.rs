@@ -147,7 +147,8 @@ pub struct Measurer {
     /// a reset.
     turned_down: Exchanges,
     /// Bounds of the checks' own lookups, apart from the run's: a check may be made by a
-    /// task that holds a place on the resolver's address itself.
+    /// task that holds a place on the resolver's address itself. Four lookups at once
+    /// (a place of `Limits::query` a unit of concurrency), one exchange an address.
     check_limits: Limits,
     /// The canary's address, for network checks: from its own lookups, or looked up when
     /// first needed (a failed lookup is not kept: the next check tries again).
@@ -199,7 +200,7 @@ impl Measurer {
             checks: Checks::default(),
             connects: Arc::default(),
             turned_down: Exchanges::default(),
-            check_limits: Limits::new(1, 1),
+            check_limits: Limits::new(4, 1),
             canary: OnceCell::new(),
             canary_lookup: tokio::sync::Mutex::new(None),
         })

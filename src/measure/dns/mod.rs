@@ -392,43 +392,52 @@ mod tests {
         address
     }
 
-    /// A query its resolver leaves unanswered (a censor's silence for the name) holds
-    /// its place among the queries in flight only until its first copy is sent again:
-    /// held to its deadline, a list of silenced names kept every other lookup waiting.
+    /// Queries their resolver leaves unanswered (a censor's silence for the names) hold
+    /// their places among the queries in flight only until their first copies are sent
+    /// again: held to their deadlines, a list of silenced names kept every other lookup
+    /// waiting. Four of them against one place each unit of concurrency, as the run's
+    /// limits have it: the next query is answered while the first still waits.
     #[tokio::test]
-    async fn an_unanswered_query_lets_the_next_one_go_at_its_first_resend() {
+    async fn unanswered_queries_let_the_next_one_go_at_their_first_resends() {
+        const TIMEOUT: Duration = Duration::from_secs(2);
         let limits = Limits::new(1, 1);
         let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
         let io = DnsIo {
             limits: &limits,
             tls: &tls,
-            dialer: Dialer::new(Duration::from_secs(1), None),
-            timeout: Duration::from_secs(1),
+            dialer: Dialer::new(TIMEOUT, None),
+            timeout: TIMEOUT,
             window: Duration::ZERO,
         };
         let silent = Resolver::new(&ResolverSpec::Udp(loopback_resolver(false).await)).unwrap();
         let answering = Resolver::new(&ResolverSpec::Udp(loopback_resolver(true).await)).unwrap();
-        let unanswered = async {
-            let facts = silent.query(&io, "silenced.test", QueryType::A).await;
-            (facts, Instant::now())
+        let unanswered = |name: &'static str| {
+            let (silent, io) = (&silent, &io);
+            async move {
+                let facts = silent.query(io, name, QueryType::A).await;
+                (facts, Instant::now())
+            }
         };
         let next = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let lookup = answering.lookup(&io, "next.test", QueryType::A).await;
             (lookup.facts, Instant::now())
         };
-        let ((silenced, silenced_at), (answered, answered_at)) = tokio::join!(unanswered, next);
-        assert!(
-            silenced.replies.is_empty() && silenced.sent > 1,
-            "{silenced:?}"
+        let ((first, first_at), _, _, _, (answered, answered_at)) = tokio::join!(
+            unanswered("a.silenced.test"),
+            unanswered("b.silenced.test"),
+            unanswered("c.silenced.test"),
+            unanswered("d.silenced.test"),
+            next
         );
+        assert!(first.replies.is_empty() && first.sent > 1, "{first:?}");
         assert!(
             answered.replies.iter().any(|r| r.matches_query),
             "{answered:?}"
         );
         assert!(
-            answered_at < silenced_at,
-            "the next query waited for the unanswered one's deadline"
+            answered_at < first_at,
+            "the next query waited for the first unanswered one's deadline"
         );
     }
 }

@@ -41,9 +41,9 @@ pub(super) async fn exchange(
             StepError::io(Operation::Resolve, &e),
         )
     };
-    // Given back at the first answer, or at the first copy sent again: a query its
-    // resolver does not answer at once (lost, or a censor's silence for the name) then
-    // waits out its deadline without keeping another from the resolver.
+    // Given back at the first matching reply, or when the second copy goes out: a query
+    // unanswered by then (lost, slow, or a censor's silence for the name) waits out its
+    // deadline without keeping another from the resolver.
     let mut permit = Some(io.limits.query().await);
     let socket = UdpSocket::bind(io.dialer.local_for(server))
         .await
