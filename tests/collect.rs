@@ -12,7 +12,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use flate2::Compression;
@@ -633,6 +634,32 @@ async fn a_collector_out_of_reach_leaves_the_run_queued_for_upload_queued() {
     );
     assert_eq!(std::fs::read_to_string(&queue).unwrap(), "");
     assert_eq!(list(&server, ALICE).await.len(), 1);
+}
+
+/// `--retries N`: a collector that fails every time is sent the run N times more, then
+/// the run is queued.
+#[test]
+fn retries_say_how_many_more_times_a_failing_collector_is_sent_the_run() {
+    // A collector that takes each connection and closes it unanswered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = tries.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    for (retries, sent) in [("0", 1), ("2", 3)] {
+        let scratch = tempfile::tempdir().unwrap();
+        let run = copy_run(&runs()[0], scratch.path());
+        tries.store(0, Ordering::SeqCst);
+        let failed = upload(scratch.path(), Some(&run), &url, &["--retries", retries]);
+        assert!(!failed.status.success(), "{}", text(&failed));
+        assert!(text(&failed).contains("queued in"), "{}", text(&failed));
+        assert_eq!(tries.load(Ordering::SeqCst), sent, "--retries {retries}");
+    }
 }
 
 #[tokio::test]
