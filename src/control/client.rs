@@ -948,6 +948,25 @@ mod tests {
         assert!(matches!(busy.reach.turn(STEP, None), Turn::Own));
     }
 
+    /// An exchange with `url` that dials, and tells `tell` of its connection.
+    fn telling_exchange<'a>(
+        url: &'a Url,
+        tls: &'a TlsContext,
+        timeout: Duration,
+        tell: &'a (dyn Fn() + Sync),
+    ) -> Exchange<'a> {
+        Exchange {
+            url,
+            token: None,
+            tls,
+            timeout,
+            source: None,
+            wait: STEP,
+            redial: true,
+            connected: Some(tell),
+        }
+    }
+
     /// An exchange tells of the connection it made, and of none when refused.
     #[tokio::test]
     async fn an_exchange_tells_of_its_connection() {
@@ -968,16 +987,7 @@ mod tests {
         let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
         let connected = AtomicBool::new(false);
         let tell = || connected.store(true, Ordering::SeqCst);
-        let exchange = |url| Exchange {
-            url,
-            token: None,
-            tls: &tls,
-            timeout: STEP,
-            source: None,
-            wait: STEP,
-            redial: true,
-            connected: Some(&tell),
-        };
+        let exchange = |url| telling_exchange(url, &tls, STEP, &tell);
         let answer = exchange(&url).send(Method::GET, "", Bytes::new()).await;
         assert_eq!(answer.unwrap().0, 200);
         assert!(connected.swap(false, Ordering::SeqCst));
@@ -1014,18 +1024,9 @@ mod tests {
         let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
         let connected = std::sync::atomic::AtomicBool::new(false);
         let tell = || connected.store(true, Ordering::SeqCst);
-        let answer = Exchange {
-            url: &url,
-            token: None,
-            tls: &tls,
-            timeout: Duration::from_millis(300),
-            source: None,
-            wait: STEP,
-            redial: true,
-            connected: Some(&tell),
-        }
-        .send(Method::GET, "", Bytes::new())
-        .await;
+        let answer = telling_exchange(&url, &tls, Duration::from_millis(300), &tell)
+            .send(Method::GET, "", Bytes::new())
+            .await;
         assert!(
             matches!(answer, Err(ExchangeError::Unanswered(_))),
             "{answer:?}"

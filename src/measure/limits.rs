@@ -76,7 +76,8 @@ impl Limits {
             // A query holds its place until answered, or for one resend interval
             // (`dns::udp`): more at once only queue at the resolver, and every query's
             // listening window, a multiple of the slowest answer of late, grows with
-            // that queue. At a silent resolver, up to six times this many are out.
+            // that queue. At a silent resolver, as many times this many are out as a
+            // query has sends within its deadline (`dns::udp`'s `RESENDS`).
             queries: Arc::new(Semaphore::new(concurrency.max(1))),
             connects: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             per_host: per_host.max(1),
