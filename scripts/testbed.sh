@@ -304,7 +304,7 @@ kill_lab_processes() {
         local alive=()
         local pid
         for pid in "${pids[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+            running "$pid" && alive+=("$pid")
         done
         ((${#alive[@]})) || return 0
         ((round < 30)) && sleep 0.1
@@ -514,17 +514,26 @@ start_nginx() {
         die "nginx $name did not start: $(tail -n 5 "$log" "$log.start")"
 }
 
+# Whether process $1 runs: a daemon's zombie, which only its reaper (PID 1, the
+# machine's init, a container's runtime) clears, and which some clear only every second
+# or two, has stopped.
+running() {
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
 stop_pidfile() {
     local file=$1 pid round
     [[ -f $file ]] || return 0
     pid=$(cat "$file")
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    if [[ $pid =~ ^[0-9]+$ ]] && running "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for round in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
+        for round in $(seq 1 250); do
+            running "$pid" || break
+            sleep 0.02
         done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+        running "$pid" && kill -KILL "$pid" 2>/dev/null
     fi
     rm -f "$file"
 }
