@@ -997,9 +997,9 @@ outage() {
             sleep "$UP"
         done' </dev/null >>"$STATE/log/outage.log" 2>&1 9>&- &
     local round
-    for round in $(seq 1 100); do
+    for round in $(seq 1 500); do
         [[ -s $OUTAGE_PID ]] && return 0
-        sleep 0.1
+        sleep 0.02
     done
     die "the outage loop did not start: $(tail -n 5 "$STATE/log/outage.log")"
 }
