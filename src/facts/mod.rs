@@ -233,7 +233,8 @@ pub struct Check {
     pub first_tries: Option<Burst>,
     /// The pulse of the link answered least during the failed step's last try (see
     /// `measure::Measurer::pulse`): connects to the canary made at once, as this step or
-    /// another was tried again after a silence, each given a third of the deadline. None
+    /// another was tried again after a silence, each given a third of the deadline or
+    /// 1.5 s, whichever is more, up to the deadline (a third only before 2026-12-06). None
     /// answered: the link was down then, even where it was back for the check after.
     /// None where there was no pulse then (no step tried again after a silence), or in an
     /// earlier version's run.
@@ -242,7 +243,8 @@ pub struct Check {
 }
 
 /// Connects to the canary made at once, and how many of them were answered (connected,
-/// or refused or reset: the link carried them) within a third of the deadline.
+/// or refused or reset: the link carried them) within the time each was given (a third
+/// of the deadline at a check's first tries; for a pulse, see `during`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Burst {
     pub made: u32,

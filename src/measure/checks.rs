@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use crate::facts::{Burst, Check, QueryType};
 
 type Slot = Option<(Instant, Arc<OnceCell<Check>>)>;
-/// Pulses of the link: when each began, and how it fared once done.
-type Pulses = Arc<Mutex<VecDeque<(Instant, Option<Burst>)>>>;
+/// Pulses of the link: when each began, and once done, how it fared and when it ended.
+type Pulses = Arc<Mutex<VecDeque<(Instant, Option<(Burst, Instant)>)>>>;
 
 #[derive(Default)]
 pub struct Checks {
@@ -47,7 +47,7 @@ impl Pulse {
     pub fn fared(self, burst: Burst) {
         let mut pulses = self.pulses.lock().expect("checks lock poisoned");
         if let Some(pulse) = pulses.iter_mut().find(|(began, _)| *began == self.began) {
-            pulse.1 = Some(burst);
+            pulse.1 = Some((burst, Instant::now()));
         }
     }
 }
@@ -87,13 +87,19 @@ impl Checks {
         })
     }
 
-    /// Of the pulses begun from `since` to `until` and done, the one answered least.
+    /// Of the pulses done that were made from `since` to `until`, begun in that span or
+    /// still going on as it began, the one answered least. A pulse going on when a step
+    /// is tried again is that try's too: no other is made meanwhile (see
+    /// [`Checks::pulse`]), and it may have begun more than `shared` before.
     pub fn worst_pulse(&self, since: Instant, until: Instant) -> Option<Burst> {
         let pulses = self.pulses.lock().expect("checks lock poisoned");
         pulses
             .iter()
-            .filter(|(began, _)| (since..=until).contains(began))
-            .filter_map(|(_, fared)| *fared)
+            .filter(|(began, _)| *began <= until)
+            .filter_map(|(began, fared)| {
+                let (burst, ended) = (*fared)?;
+                (*began >= since || ended >= since).then_some(burst)
+            })
             .min_by_key(|fared| fared.answered)
     }
 
@@ -164,5 +170,33 @@ mod tests {
         // A span after the link's bad moment is not told of it; nor one before a pulse.
         assert_eq!(checks.worst_pulse(now, now), None);
         assert_eq!(checks.worst_pulse(step_began, step_began), None);
+    }
+
+    /// A pulse still going on as a step is tried again stands for the try, however long
+    /// before it began: no other pulse is made meanwhile.
+    #[test]
+    fn a_pulse_going_on_as_a_try_began_is_told_of_it() {
+        let checks = Checks::default();
+        let shared = Duration::from_millis(10);
+        let pulse = checks.pulse(shared).unwrap();
+        std::thread::sleep(shared * 3);
+        let try_began = Instant::now();
+        assert!(checks.pulse(shared).is_none(), "one is still going on");
+        std::thread::sleep(shared);
+        pulse.fared(Burst {
+            made: 6,
+            answered: 0,
+        });
+        let now = Instant::now();
+        assert_eq!(
+            checks.worst_pulse(try_began, now),
+            Some(Burst {
+                made: 6,
+                answered: 0
+            })
+        );
+        // One over before the span began is not.
+        std::thread::sleep(shared);
+        assert_eq!(checks.worst_pulse(Instant::now(), Instant::now()), None);
     }
 }

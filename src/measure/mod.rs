@@ -96,8 +96,9 @@ const CHECK_CONNECTS: usize = 6;
 /// 2,000; and a failed step is judged by the worst of the pulses during its last try,
 /// of which a run on such a link has hundreds. With a deadline of 3 s (the testbed's)
 /// and single SYNs, its censor with `lossy` read a blackhole as the link down now and
-/// then. Ten connects at once would do as well, but fill a small NAT table (the
-/// testbed's `nat-small` with the censor read blackholes as its failing network's).
+/// then. Ten single SYNs at once (all lost once in some 370,000) would have fared
+/// nearly as well, but fill a small NAT table (the testbed's `nat-small` with the
+/// censor read blackholes as its failing network's).
 const PULSE_AT_LEAST: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone)]
@@ -708,11 +709,13 @@ impl Measurer {
 
     /// A pulse of the probe's link, as a step is tried again after a silence: connects
     /// to the canary made at once, each given a third of the deadline (when a dial
-    /// would try again), or [`PULSE_AT_LEAST`]. A network check right after a failure finds the link as it is
-    /// then; one that was down while the step was last tried and came back just after
-    /// would pass it. A lossy link answers some of the pulse's connects; a link that is
-    /// down, none. One pulse at a time, a second apart at least, shared by the steps
-    /// tried meanwhile; made on a task of its own, so that it ends whatever its step does.
+    /// would try again) or [`PULSE_AT_LEAST`], whichever is more, but never more than
+    /// the deadline (a pulse must be over by the end of the try it was made beside).
+    /// A network check right after a failure finds the link as it is then; one that
+    /// was down while the step was last tried and came back just after would pass it.
+    /// A lossy link answers some of the pulse's connects; a link that is down, none.
+    /// One pulse at a time, a second apart at least, shared by the steps tried
+    /// meanwhile; made on a task of its own, so that it ends whatever its step does.
     async fn pulse(&self) {
         let Some(Ok(canary)) = self.canary_address().await else {
             return;
@@ -720,8 +723,9 @@ impl Measurer {
         let Some(pulse) = self.checks.pulse(SHARED_CHECK) else {
             return;
         };
+        let timeout = self.options.timeout;
         let dialer = tcp::Dialer::new(
-            (self.options.timeout / 3).max(PULSE_AT_LEAST),
+            (timeout / 3).max(PULSE_AT_LEAST).min(timeout),
             self.options.source,
         );
         tokio::spawn(async move {
