@@ -300,14 +300,14 @@ kill_lab_processes() {
     done
     ((${#pids[@]})) || return 0
     kill -TERM "${pids[@]}" 2>/dev/null || true
-    for round in $(seq 1 30); do
+    for round in $(seq 1 150); do
         local alive=()
         local pid
         for pid in "${pids[@]}"; do
             running "$pid" && alive+=("$pid")
         done
         ((${#alive[@]})) || return 0
-        ((round < 30)) && sleep 0.1
+        ((round < 150)) && sleep 0.02
         pids=("${alive[@]}")
     done
     kill -KILL "${pids[@]}" 2>/dev/null || true
@@ -988,13 +988,18 @@ outage() {
             ip6tables -w -t raw "$1" PREROUTING -i "$LAN_IF" -j DROP
             ip6tables -w -t mangle "$1" POSTROUTING -o "$LAN_IF" -j DROP
         }
+        # Stopped between two commands, never in the middle of a cut: an iptables
+        # left running would add its DROP after the next scenario flushed the tables.
+        # Each sleep is waited for, so that the signal is taken at once.
+        trap "exit 0" TERM
+        pause() { sleep "$1" & wait $!; }
         echo $$ >"$PIDFILE"
-        sleep "$FIRST"
+        pause "$FIRST"
         while :; do
             cut -I
-            sleep "$DOWN"
+            pause "$DOWN"
             cut -D
-            sleep "$UP"
+            pause "$UP"
         done' </dev/null >>"$STATE/log/outage.log" 2>&1 9>&- &
     local round
     for round in $(seq 1 500); do
