@@ -519,8 +519,8 @@ start_nginx() {
 # or two, has stopped.
 running() {
     local state
-    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-    [[ -n $state && $state != Z ]]
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != [ZX] ]]
 }
 
 stop_pidfile() {
