@@ -239,6 +239,45 @@ domains = ["silent.test"]
     expect(&run, "silent.test", "anomaly", "dns-failure");
 }
 
+/// A URL whose own name the resolver leaves unanswered is judged on its lookups, each
+/// checked where it was made; its fetch, which failed at that lookup, makes no check of
+/// its own (with the resolver down, each batch of URLs waited out one more lookup of the
+/// canary for it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_whose_name_goes_unanswered_is_checked_at_its_lookups_only() {
+    let lab = Lab::new(&[("silent.test", DnsBehaviour::Silent)]).await;
+    let url = "https://silent.test/";
+    let run = lab
+        .run(&format!(
+            "[[service]]\nname = \"silent\"\nurls = [\"{url}\"]\n"
+        ))
+        .await;
+    expect(&run, url, "anomaly", "dns-failure");
+    let jsonl = std::fs::read_to_string(run.out.join("measurements.jsonl")).unwrap();
+    let (mut lookups, mut fetches) = (0, 0);
+    for m in jsonl
+        .lines()
+        .map(|line| serde_json::from_str::<Measurement>(line).unwrap())
+        .filter(|m| m.target == url)
+    {
+        match m.step {
+            Step::Dns(d) => {
+                lookups += 1;
+                assert!(
+                    d.check.is_some(),
+                    "a lookup without its check: {d:?}\n{run}"
+                );
+            }
+            Step::Http(h) => {
+                fetches += 1;
+                assert!(h.check.is_none(), "the fetch checked again: {h:?}\n{run}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((lookups, fetches), (2, 1), "{run}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_for_other_names_is_tls_mitm() {
     let lab = Lab::new(&[("wrongname.test", localhost())]).await;
