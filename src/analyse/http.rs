@@ -155,7 +155,7 @@ pub fn problems(
         }
         if let Some(e) = &h.error {
             // The target's own name not resolving is the DNS layer's to judge.
-            if e.failed_operation == Operation::Resolve && h.hops.len() == 1 {
+            if h.own_name_unresolved() {
                 continue;
             }
             let saw = theirs.map(|t| match (t, their_page) {

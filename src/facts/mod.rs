@@ -725,6 +725,16 @@ impl HttpFacts {
     pub fn final_response(&self) -> Option<&HttpHop> {
         self.hops.iter().rev().find(|h| h.status.is_some())
     }
+
+    /// Whether the fetch failed at the lookup of its URL's own name (its first hop):
+    /// that lookup is the target's DNS, measured, checked and judged there.
+    pub fn own_name_unresolved(&self) -> bool {
+        self.hops.len() == 1
+            && self
+                .error
+                .as_ref()
+                .is_some_and(|e| e.failed_operation == Operation::Resolve)
+    }
 }
 
 /// How many times faster than the target's transfer another must run for the target's to

@@ -506,14 +506,13 @@ impl Measurer {
         };
         // Nothing came back: no response, or no more of its body before the deadline (a
         // freeze, or the probe's link gone); or the fetch was turned down. But for the
-        // target's own name not resolving: its lookups were checked where they were
-        // measured, and are the DNS layer's to judge; checked again here, with the
-        // resolver down, each batch of URLs waited out one more lookup of the canary.
-        let own_name = facts.hops.len() == 1;
+        // URL's own name not resolving, whose lookups were checked where measured:
+        // checked again here, with the resolver down, each batch of URLs waited out one
+        // more lookup of the canary.
+        let own_lookup = facts.own_name_unresolved();
         let failed = facts.error.as_ref().filter(|e| {
             let unanswered = e.failure.is_unanswered()
                 && (last.status.is_none() || e.failed_operation == Operation::Read);
-            let own_lookup = own_name && e.failed_operation == Operation::Resolve;
             !own_lookup && (unanswered || (!e.local && e.failure.is_turned_down()))
         });
         if let Some(failure) = failed.map(|e| e.failure.clone()) {
