@@ -89,8 +89,8 @@ impl Checks {
 
     /// Of the pulses done that were made from `since` to `until`, begun in that span or
     /// still going on as it began, the one answered least. A pulse going on when a step
-    /// is tried again is that try's too: no other is made meanwhile (see
-    /// [`Checks::pulse`]), and it may have begun more than `shared` before.
+    /// is tried again is that try's too, however long before it began: no other is made
+    /// meanwhile (see [`Checks::pulse`]).
     pub fn worst_pulse(&self, since: Instant, until: Instant) -> Option<Burst> {
         let pulses = self.pulses.lock().expect("checks lock poisoned");
         pulses

@@ -91,14 +91,11 @@ fn sharing_from(at: tokio::time::Instant) -> tokio::time::Instant {
 const CHECK_CONNECTS: usize = 6;
 /// The least time a pulse's connect is given (a third of the deadline, where that is
 /// more): the kernel sends a SYN again a second after the first, and a connect given
-/// half a second more has two chances to be answered. A link losing 28 % of round trips
-/// then leaves all six of a pulse unanswered once in some 5 million pulses, not once in
-/// 2,000; and a failed step is judged by the worst of the pulses during its last try,
-/// of which a run on such a link has hundreds. With a deadline of 3 s (the testbed's)
-/// and single SYNs, its censor with `lossy` read a blackhole as the link down now and
-/// then. Ten single SYNs at once (all lost once in some 370,000) would have fared
-/// nearly as well, but fill a small NAT table (the testbed's `nat-small` with the
-/// censor read blackholes as its failing network's).
+/// half a second more has two chances to be answered. A failed step is judged by the
+/// worst of the pulses during its last try, and a lossy run makes hundreds: with single
+/// SYNs, a link losing 28 % of round trips left all six unanswered once in some 2,000
+/// pulses, and read as down; with two, once in some 5 million. (More connects at once
+/// would fill a small NAT table instead.)
 const PULSE_AT_LEAST: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone)]
