@@ -294,23 +294,13 @@ lab_namespaces() {
 
 # Ends every process of the lab: those in its namespaces (all started by this script).
 kill_lab_processes() {
-    local ns pids=() round
+    local ns pids=()
     for ns in $(lab_namespaces); do
         mapfile -t -O "${#pids[@]}" pids < <(ip netns pids "$ns" 2>/dev/null || true)
     done
     ((${#pids[@]})) || return 0
     kill -TERM "${pids[@]}" 2>/dev/null || true
-    for round in $(seq 1 150); do
-        local alive=()
-        local pid
-        for pid in "${pids[@]}"; do
-            running "$pid" && alive+=("$pid")
-        done
-        ((${#alive[@]})) || return 0
-        ((round < 150)) && sleep 0.02
-        pids=("${alive[@]}")
-    done
-    kill -KILL "${pids[@]}" 2>/dev/null || true
+    wait_until 3 stopped "${pids[@]}" || kill -KILL "${pids[@]}" 2>/dev/null || true
 }
 
 teardown() {
@@ -514,6 +504,17 @@ start_nginx() {
         die "nginx $name did not start: $(tail -n 5 "$log" "$log.start")"
 }
 
+# wait_until SECONDS COMMAND...: runs COMMAND every 20 ms until it succeeds; fails if
+# it has not within SECONDS.
+wait_until() {
+    local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+    shift
+    until "$@"; do
+        ((${EPOCHREALTIME/./} < end)) || return 1
+        sleep 0.02
+    done
+}
+
 # Whether process $1 runs: a daemon's zombie, which only its reaper (PID 1, the
 # machine's init, a container's runtime) clears, and which some clear only every second
 # or two, has stopped.
@@ -523,17 +524,22 @@ running() {
     [[ -n $state && $state != [ZX] ]]
 }
 
+# Whether none of the processes given runs.
+stopped() {
+    local pid
+    for pid in "$@"; do
+        running "$pid" && return 1
+    done
+    return 0
+}
+
 stop_pidfile() {
-    local file=$1 pid round
+    local file=$1 pid
     [[ -f $file ]] || return 0
     pid=$(cat "$file")
     if [[ $pid =~ ^[0-9]+$ ]] && running "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for round in $(seq 1 250); do
-            running "$pid" || break
-            sleep 0.02
-        done
-        running "$pid" && kill -KILL "$pid" 2>/dev/null
+        wait_until 5 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$file"
 }
@@ -641,12 +647,12 @@ start_http3_server() {
     in_ns "$NS_NET" env HOME="$STATE/caddy" XDG_DATA_HOME="$STATE/caddy" XDG_CONFIG_HOME="$STATE/caddy" \
         setsid caddy run --config "$STATE/caddy/Caddyfile" --adapter caddyfile \
         --pidfile "$STATE/run/caddy.pid" </dev/null >>"$log" 2>&1 9>&- &
-    local round
-    for round in $(seq 1 50); do
-        in_ns "$NS_NET" ss -Hlun "sport = :$HTTP3_PORT" | grep -q . && break
-        ((round < 50)) || die "caddy did not start: $(tail -n 5 "$log")"
-        sleep 0.1
-    done
+    wait_until 5 udp_listening "$NS_NET" "$HTTP3_PORT" || die "caddy did not start: $(tail -n 5 "$log")"
+}
+
+# Whether a UDP port is bound inside a namespace.
+udp_listening() {
+    in_ns "$1" ss -Hlun "sport = :$2" | grep -q .
 }
 
 # UDP 443 to every web address, to the HTTP/3 server (part of the honest internet,
@@ -790,25 +796,16 @@ start_control() {
         --resolver "udp://$AUTH_WORLD:53" --treat-as-public 198.18.0.0/15 --treat-as-public "$LAB_PREFIX6" \
         --ca-file "$STATE/ca.pem" --timeout 3 --max-in-flight 128 \
         </dev/null >"$STATE/log/control.log" 2>&1 9>&- &
-    local round
-    for round in $(seq 1 100); do
-        grep -q '^listening on' "$STATE/log/control.log" 2>/dev/null && break
-        ((round == 100)) && die "the control server did not start: $(tail -n 5 "$STATE/log/control.log")"
-        sleep 0.1
-    done
+    wait_until 10 grep -qs '^listening on' "$STATE/log/control.log" ||
+        die "the control server did not start: $(tail -n 5 "$STATE/log/control.log")"
     ip netns pids "$NS_CONTROL" | head -n 1 >"$STATE/run/control.pid"
 }
 
 # Waits until a TCP port answers from inside a namespace.
 wait_tcp() {
-    local ns=$1 address=$2 port=$3 round
-    for round in $(seq 1 50); do
-        if in_ns "$ns" timeout 1 bash -c "exec 3<>/dev/tcp/$address/$port" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "$address:$port does not answer from $ns"
+    local ns=$1 address=$2 port=$3
+    wait_until 5 in_ns "$ns" timeout 1 bash -c "exec 3<>/dev/tcp/$address/$port" 2>/dev/null ||
+        die "$address:$port does not answer from $ns"
 }
 
 # On any failure of up: leave nothing half-built behind.
@@ -943,15 +940,12 @@ cdn_challenge() { : >"$CDN_CHALLENGE"; }
 # until then a rule with --queue-bypass lets packets through uncensored.
 QUIC_CENSOR_PID=$STATE/run/quic-censor.pid
 quic_censor() {
-    local queue=$1 log=$STATE/log/quic-censor.log round
+    local queue=$1 log=$STATE/log/quic-censor.log
     shift
     rm -f "$QUIC_CENSOR_PID"
     in_ns "$NS_CENSOR" setsid python3 "$LAB/quic-censor.py" --queue "$queue" --log "$log" \
         --pidfile "$QUIC_CENSOR_PID" "$@" </dev/null >>"$log.out" 2>&1 9>&- &
-    for round in $(seq 1 100); do
-        [[ -s $QUIC_CENSOR_PID ]] && return 0
-        sleep 0.1
-    done
+    wait_until 10 test -s "$QUIC_CENSOR_PID" && return 0
     die "the QUIC censor did not start: $(tail -n 5 "$log.out")"
 }
 
@@ -960,14 +954,11 @@ quic_censor() {
 # scenario switch. The pid file is written once its port is bound.
 INTERCEPTOR_PID=$STATE/run/interceptor.pid
 interceptor() {
-    local port=$1 log=$STATE/log/interceptor.log round
+    local port=$1 log=$STATE/log/interceptor.log
     rm -f "$INTERCEPTOR_PID"
     in_ns "$NS_CENSOR" setsid python3 "$LAB/interceptor.py" --port "$port" \
         --pidfile "$INTERCEPTOR_PID" </dev/null >>"$log" 2>&1 9>&- &
-    for round in $(seq 1 100); do
-        [[ -s $INTERCEPTOR_PID ]] && return 0
-        sleep 0.1
-    done
+    wait_until 10 test -s "$INTERCEPTOR_PID" && return 0
     die "the interceptor did not start: $(tail -n 5 "$log")"
 }
 
@@ -1001,11 +992,7 @@ outage() {
             cut -D
             pause "$UP"
         done' </dev/null >>"$STATE/log/outage.log" 2>&1 9>&- &
-    local round
-    for round in $(seq 1 500); do
-        [[ -s $OUTAGE_PID ]] && return 0
-        sleep 0.02
-    done
+    wait_until 10 test -s "$OUTAGE_PID" && return 0
     die "the outage loop did not start: $(tail -n 5 "$STATE/log/outage.log")"
 }
 
