@@ -3,7 +3,7 @@
 # curl, and how many probes one control server takes. Not part of `cargo test`.
 #
 #   sudo scripts/bench.sh [--sizes "1000 10000"] [--kind urls|domains]
-#                         [--blackholed PCT] [--reset PCT] [--addresses N]
+#                         [--blackholed PCT] [--reset PCT] [--stalled PCT] [--addresses N]
 #                         [--concurrency N] [--timeout SECS] [--no-clean] [--no-censored]
 #                         [--no-curl] [--curl-max N] [--control-clients N] [--control-batch N]
 #                         [--control-seconds S] [--no-control-load] [--no-build] [--bin PATH]
@@ -17,8 +17,9 @@
 # (--sizes, e.g. "1000 10000 100000"):
 #   - runs `censorprobe run --control` in the probe's namespace on N targets under
 #     /usr/bin/time -v, once on an honest network ("clean") and once with --blackholed %
-#     of the sites' addresses dropped by the censor and --reset % answered with a RST
-#     ("censored"); prints wall time, targets/s, CPU time (user+sys, and per target),
+#     of the sites' addresses dropped by the censor, --reset % answered with a RST, and
+#     --stalled % of the sites named t<i>-stalled.bench.test, on the honest sites'
+#     addresses, whose TLS ClientHello the censor drops by its server name ("censored"); prints wall time, targets/s, CPU time (user+sys, and per target),
 #     peak RSS, the time to the first measurement and verdict rows, and where the time
 #     went (measurements.jsonl);
 #   - fetches the same URLs with `curl --parallel --parallel-max <concurrency>` from the
@@ -72,6 +73,7 @@ SIZES="1000 10000"
 KIND=urls
 BLACKHOLED=30
 RESET=10
+STALLED=0 # names silenced by SNI: several on each honest address, as on a CDN's
 ADDRESSES=500
 CONCURRENCY=64 # the probe's default
 TIMEOUT=3      # the lab's (scripts/testbed/targets.toml)
@@ -123,6 +125,7 @@ while (($#)); do
     --kind) need_value "$@" && KIND=$2 && shift ;;
     --blackholed) need_value "$@" && BLACKHOLED=$2 && shift ;;
     --reset) need_value "$@" && RESET=$2 && shift ;;
+    --stalled) need_value "$@" && STALLED=$2 && shift ;;
     --addresses) need_value "$@" && ADDRESSES=$2 && shift ;;
     --concurrency) need_value "$@" && CONCURRENCY=$2 && shift ;;
     --timeout) need_value "$@" && TIMEOUT=$2 && shift ;;
@@ -154,10 +157,11 @@ for n in $SIZES; do is_count "$n" || bad "--sizes: '$n' is not a count (want e.g
 SIZES=$(tr -s '[:space:]' '\n' <<<"$SIZES" | grep . | sort -nu | paste -sd' ' -) # in order, once each
 ((RUN_CLEAN + RUN_CENSORED + CONTROL_LOAD > 0)) || bad "--no-clean, --no-censored and --no-control-load: nothing to run"
 [[ $KIND == urls || $KIND == domains ]] || bad "--kind: '$KIND': want urls or domains"
-for v in BLACKHOLED RESET; do
+for v in BLACKHOLED RESET STALLED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || bad "--${v,,}: '${!v}': want a whole percentage"
 done
-((BLACKHOLED + RESET < 100)) || bad "--blackholed and --reset: $BLACKHOLED% + $RESET%: together under 100"
+((BLACKHOLED + RESET + STALLED < 100)) ||
+    bad "--blackholed, --reset and --stalled: $BLACKHOLED% + $RESET% + $STALLED%: together under 100"
 if ! is_count "$ADDRESSES" || ((ADDRESSES < 3 || ADDRESSES > 4000)); then
     bad "--addresses: '$ADDRESSES': want 3 to 4000"
 fi
@@ -297,7 +301,7 @@ time_field() { awk -F': ' -v k="$2" 'index($0, k) { print $2; exit }' "$1" | tr 
 # category's names go round its pool of addresses.
 make_hosts() {
     local max=$1 out=$2
-    awk -v max="$max" -v bh="$BLACKHOLED" -v rst="$RESET" -v total="$ADDRESSES" \
+    awk -v max="$max" -v bh="$BLACKHOLED" -v rst="$RESET" -v st="$STALLED" -v total="$ADDRESSES" \
         -v pok="$POOL_OK" -v pbh="$POOL_BLACKHOLED" -v prst="$POOL_RESET" '
         function ip(base, k) { return sprintf("198.19.%d.%d", base + int(k / 250), 1 + k % 250) }
         BEGIN {
@@ -310,6 +314,7 @@ make_hosts() {
                 m = i % 100
                 if (m < bh)            { print ip(pbh, cbh++ % nbh), "t" i ".bench.test", "blackholed" }
                 else if (m < bh + rst) { print ip(prst, crst++ % nrst), "t" i ".bench.test", "reset" }
+                else if (m < bh + rst + st) { print ip(pok, cok++ % nok), "t" i "-stalled.bench.test", "stalled" }
                 else                   { print ip(pok, cok++ % nok), "t" i ".bench.test", "ok" }
             }
         }' >"$out"
@@ -337,7 +342,7 @@ make_targets() {
         echo 'treat_as_public = ["198.18.0.0/15"]'
         echo "tls_ports = [443]"
         echo "tcp_ports = [80]"
-        for category in ok blackholed reset; do
+        for category in ok blackholed reset stalled; do
             head -n "$n" "$WORK/hosts" | awk -v c="$category" -v kind="$KIND" -v key="$key" '
                 $3 == c { t = (kind == "urls") ? "https://" $2 "/" : $2; list = list sep "\"" t "\""; sep = ", " }
                 END { if (list != "") printf "\n[[service]]\nname = \"bench-%s\"\n%s = [%s]\n", c, key, list }'
@@ -345,13 +350,19 @@ make_targets() {
     } >"$out"
 }
 
-# The censor: honest, or dropping the blackholed pool and resetting the reset pool.
+# The censor: honest, or dropping the blackholed pool, resetting the reset pool, and
+# dropping every TLS packet that names a stalled site (its ClientHello, and the
+# retransmissions of it).
 censor_mode() {
     bash "$TESTBED" scenario none >/dev/null
     [[ $1 == censored ]] || return 0
     in_ns "$NS_CENSOR" iptables -w -A FORWARD -i "$LAN_IF" -d "198.19.$POOL_BLACKHOLED.0/20" -j DROP
     in_ns "$NS_CENSOR" iptables -w -A FORWARD -i "$LAN_IF" -p tcp --syn -d "198.19.$POOL_RESET.0/20" \
         -j REJECT --reject-with tcp-reset
+    if ((STALLED)); then
+        in_ns "$NS_CENSOR" iptables -w -A FORWARD -i "$LAN_IF" -p tcp --dport 443 \
+            -m string --string -stalled.bench.test --algo bm -j DROP
+    fi
 }
 
 # --- Measuring --------------------------------------------------------------------------
@@ -674,7 +685,7 @@ write_json() {
         --argjson memory "$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" \
         --arg kernel "$(uname -r)" --arg kind "$KIND" --argjson timeout "$TIMEOUT" \
         --argjson concurrency "$CONCURRENCY" --argjson addresses "$ADDRESSES" \
-        --argjson blackholed "$BLACKHOLED" --argjson reset "$RESET" \
+        --argjson blackholed "$BLACKHOLED" --argjson reset "$RESET" --argjson stalled "$STALLED" \
         --argjson clients "$CONTROL_CLIENTS" --argjson batch "$CONTROL_BATCH" \
         --argjson seconds "$CONTROL_SECONDS" \
         --slurpfile runs "$WORK/runs.jsonl" --slurpfile control "$WORK/control.jsonl" '{
@@ -683,7 +694,7 @@ write_json() {
             machine: { cores: $cores, memory_gib: $memory, kernel: $kernel },
             settings: {
                 kind: $kind, timeout_s: $timeout, concurrency: $concurrency, addresses: $addresses,
-                blackholed_pct: $blackholed, reset_pct: $reset, control_clients: $clients,
+                blackholed_pct: $blackholed, reset_pct: $reset, stalled_pct: $stalled, control_clients: $clients,
                 control_batch: $batch, control_seconds: $seconds
             },
             runs: $runs, control_load: $control
@@ -696,7 +707,7 @@ write_json() {
 summary_of() {
     local json=$1 fmt='%-7s %-9s %8s %9s %8s %8s %8s %8s %8s %9s %7s %7s %s\n'
     jq -r '"=== censorprobe bench: \(.date[0:10]), \(.machine.cores) cores, \(.machine.memory_gib) GiB, \(.describe) (\(.build))",
-        "    \(.settings.kind) targets; control on; timeout \(.settings.timeout_s)s, concurrency \(.settings.concurrency), per-host 4; \(.settings.addresses) server addresses; censored = \(.settings.blackholed_pct)% blackholed, \(.settings.reset_pct)% reset"' "$json"
+        "    \(.settings.kind) targets; control on; timeout \(.settings.timeout_s)s, concurrency \(.settings.concurrency), per-host 4; \(.settings.addresses) server addresses; censored = \(.settings.blackholed_pct)% blackholed, \(.settings.reset_pct)% reset, \(.settings.stalled_pct // 0)% stalled by name"' "$json"
     # shellcheck disable=SC2059 # the format is the table's
     printf "$fmt" targets network "wall s" targets/s "CPU s" "CPU ms/t" "RSS MiB" "1st row" "1st ver" "curl t/s" "vs curl" "ctl MiB" commit
     jq -r '.runs[] | [.size, .network, .wall_s, .targets_per_s, .cpu_s, .cpu_ms_per_target, .peak_rss_mib,
