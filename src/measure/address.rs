@@ -153,12 +153,19 @@ pub struct Addresses {
 /// make the others on its address wait that long.
 const TURN_HOLD: Duration = Duration::from_secs(1);
 
-/// The turn of one handshake or request to an address, held until dropped.
+/// The turn of one handshake or request to an address, held until dropped (or none:
+/// see [`Turn::none`]).
 pub struct Turn {
-    _held: OwnedMutexGuard<()>,
+    _held: Option<OwnedMutexGuard<()>>,
 }
 
 impl Turn {
+    /// No turn: that of an exchange that sends no name (the control SNI's, which no
+    /// censor blocks for a name, go when they will).
+    pub fn none() -> Turn {
+        Turn { _held: None }
+    }
+
     /// Runs `step`, keeping the turn until it ends or `TURN_HOLD` has passed.
     pub async fn during<F: Future>(self, step: F) -> F::Output {
         tokio::pin!(step);
@@ -261,8 +268,15 @@ impl Addresses {
     pub async fn turn(&self, ip: IpAddr) -> Turn {
         let lock = kept_entry(&self.turns, ip, |lock| Arc::strong_count(lock) > 1);
         Turn {
-            _held: lock.lock_owned().await,
+            _held: Some(lock.lock_owned().await),
         }
+    }
+
+    /// The turn on `ip` if it is free now.
+    pub fn try_turn(&self, ip: IpAddr) -> Option<Turn> {
+        let lock = kept_entry(&self.turns, ip, |lock| Arc::strong_count(lock) > 1);
+        let held = lock.try_lock_owned().ok()?;
+        Some(Turn { _held: Some(held) })
     }
 
     /// Logs a handshake or request to `ip`, part of a step that began at `began` (the

@@ -37,6 +37,7 @@ use rustls::crypto::aws_lc_rs::hpke;
 use tokio::sync::OnceCell;
 
 use super::limits::{Held, Limits};
+use super::received::Watched;
 use super::tls::{self, TlsContext};
 use super::{Measurer, now};
 use crate::facts::{
@@ -287,7 +288,7 @@ impl Measurer {
         offer: EchOffer,
     ) -> EchHandshake {
         let set_out = now();
-        let _work = self.limits.work().await;
+        let work = self.limits.work().await;
         // A connect turned down at random sends no ECH, and would leave the round without
         // its handshake: made again, as any connect is.
         let stream = self.dial_again(&[address]).await.kept.result;
@@ -302,11 +303,14 @@ impl Measurer {
             Ok(stream) => {
                 let config = self.ech.config(offer);
                 let timeout = self.options.timeout;
-                let turn = self.addresses.turn(address.ip()).await;
+                let (turn, work) = self.turn_at_work(work, address.ip(), true).await;
                 let sent = now();
+                let watched = Watched::new(&stream);
+                let stream = watched.counted(stream);
                 let handshake = self
                     .tls
                     .handshake_with(config, stream, address, name, false, timeout);
+                let handshake = self.limits.during(work, &watched, handshake);
                 (turn.during(handshake).await.0, sent)
             }
         };

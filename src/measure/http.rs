@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use url::Url;
 
 use super::address::Ticket;
 use super::limits::Held;
+use super::received::{Counted, Tally, Watched, writes_pass_through};
 use super::{Again, Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
@@ -133,45 +134,6 @@ where
     }
 }
 
-/// The write half of a stream wrapper that only watches its reads: every call passes
-/// straight to the wrapped stream, `io`.
-macro_rules! writes_pass_through {
-    ($wrapper:ident) => {
-        impl<S: AsyncWrite + Unpin> AsyncWrite for $wrapper<S> {
-            fn poll_write(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.io).poll_write(cx, buf)
-            }
-
-            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.io).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.io).poll_shutdown(cx)
-            }
-
-            fn poll_write_vectored(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.io.is_write_vectored()
-            }
-        }
-    };
-}
-
 /// A stream that lets its task give way after every read that brought data.
 ///
 /// hyper parses all it has read in one go, and drops informational (1xx) responses
@@ -202,47 +164,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for Yielding<S> {
 }
 
 writes_pass_through!(Yielding);
-
-/// What a connection has received: raw bytes, and when the last came. Shared between
-/// the [`Counted`] stream under a TLS stream and the fetch, which sees through it a
-/// freeze in the middle of a record: TLS gives nothing of a record until it is whole.
-#[derive(Clone, Default)]
-struct Tally(Arc<Mutex<(u64, Option<tokio::time::Instant>)>>);
-
-impl Tally {
-    fn get(&self) -> (u64, Option<tokio::time::Instant>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A stream that adds what it reads to its [`Tally`].
-struct Counted<S> {
-    io: S,
-    tally: Tally,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.io).poll_read(cx, buf);
-        let came = buf.filled().len() - before;
-        if came > 0 {
-            let mut tally = self.tally.0.lock().unwrap_or_else(|p| p.into_inner());
-            tally.0 += came as u64;
-            tally.1 = Some(tokio::time::Instant::now());
-        }
-        read
-    }
-}
-
-writes_pass_through!(Counted);
 
 /// Records in `hop` what its connection received after the handshake, `handshaken`
 /// bytes in at `sent` (the request), when the deadline ended the round trip: see
@@ -620,21 +541,22 @@ impl Measurer {
         host: &str,
         out: &mut Fetched<'a>,
     ) -> (HttpHop, Option<Url>) {
-        let (_work, tcp) = self.at_work(open, address).await;
+        let (work, tcp) = self.at_work(open, address).await;
         let tcp = match tcp {
             Ok(tcp) => tcp,
             Err(e) => return (empty_hop(url, Some(address), Some(e)), None),
         };
         out.tickets
             .push(self.addresses.open(address.ip(), out.began));
-        let turn = self.addresses.turn(address.ip()).await;
+        let (turn, work) = self.turn_at_work(work, address.ip(), true).await;
+        let watched = Watched::new(&tcp);
         let sent = Utc::now();
         // Boxed: the handshake's and the transfer's state is large, and the futures of
         // the many targets still waiting (for DNS, a connect, the control) should not
         // each have room for it.
-        let (mut hop, next) = turn
-            .during(Box::pin(self.exchange(url, tcp, address, host)))
-            .await;
+        let exchange = Box::pin(self.exchange(url, tcp, address, host, &watched.tally));
+        let exchange = self.limits.during(work, &watched, exchange);
+        let (mut hop, next) = turn.during(exchange).await;
         hop.started_at = Some(sent);
         (hop, next)
     }
@@ -703,7 +625,6 @@ impl Measurer {
     ) -> Measurement {
         let started = now();
         let ticket = (!control_sni).then(|| self.addresses.open(address.ip(), started.0));
-        let work = self.limits.work().await;
         let first = self.refetch_once(url, address, sni, control_sni).await;
         let mut cut_after: Vec<u64> = cut_in_body(&first).into_iter().collect();
         let mut again = Again::new(first, worth_refetching).on(self);
@@ -712,7 +633,6 @@ impl Measurer {
             cut_after.extend(cut_in_body(&next));
             again.took(next);
         }
-        drop(work);
         self.went_through(
             &again,
             Operation::HttpRoundTrip,
@@ -746,29 +666,30 @@ impl Measurer {
         sni: &str,
         control_sni: bool,
     ) -> HttpHop {
+        let work = self.limits.work().await;
         let dialed = self.dialer().dial(&[address]).await;
         let tcp = match dialed.result {
             Ok((tcp, _)) => tcp,
             Err(e) => return empty_hop(url, Some(address), Some(e)),
         };
-        let exchange = Box::pin(self.exchange(url, tcp, address, sni));
-        match control_sni {
-            true => exchange.await.0,
-            false => {
-                let turn = self.addresses.turn(address.ip()).await;
-                turn.during(exchange).await.0
-            }
-        }
+        let (turn, work) = self.turn_at_work(work, address.ip(), !control_sni).await;
+        let watched = Watched::new(&tcp);
+        let exchange = Box::pin(self.exchange(url, tcp, address, sni, &watched.tally));
+        turn.during(self.limits.during(work, &watched, exchange))
+            .await
+            .0
     }
 
     /// TLS if the URL says so (with `server_name` as SNI), the request, and the response
-    /// up to the body cap, on a connection to `address`.
+    /// up to the body cap, on a connection to `address`, whose bytes received are
+    /// counted in `tally`.
     async fn exchange(
         &self,
         url: &Url,
         tcp: TcpStream,
         address: SocketAddr,
         server_name: &str,
+        tally: &Tally,
     ) -> (HttpHop, Option<Url>) {
         let timeout = self.options.timeout;
         let mut hop = empty_hop(url, Some(address), None);
@@ -778,12 +699,8 @@ impl Measurer {
         };
         // The connection's tally at the request, over TLS: see `record_round_trip`.
         let mut counted = None;
+        let tcp = Counted::new(tcp, tally);
         let exchange = if url.scheme() == "https" {
-            let tally = Tally::default();
-            let tcp = Counted {
-                io: tcp,
-                tally: tally.clone(),
-            };
             let (tls_facts, stream) = self
                 .tls
                 .handshake(tcp, address, server_name, false, timeout)
@@ -795,7 +712,7 @@ impl Measurer {
                 return (hop, None);
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            counted = Some((tally.get().0, tokio::time::Instant::now(), tally));
+            counted = Some((tally.get().0, tokio::time::Instant::now()));
             match request(h2) {
                 Ok(req) => tokio::time::timeout(timeout, send(stream, h2, req)).await,
                 Err(e) => Ok(Err(e)),
@@ -809,8 +726,8 @@ impl Measurer {
         let (response, _connection) = match exchange {
             Err(_) => {
                 hop.error = Some(StepError::timeout(Operation::HttpRoundTrip));
-                if let Some((handshaken, sent, tally)) = counted {
-                    record_round_trip(&mut hop, &tally, handshaken, sent);
+                if let Some((handshaken, sent)) = counted {
+                    record_round_trip(&mut hop, tally, handshaken, sent);
                 }
                 return (hop, None);
             }
@@ -1125,10 +1042,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
         let tally = Tally::default();
-        let mut stream = Counted {
-            io: TcpStream::connect(address).await.unwrap(),
-            tally: tally.clone(),
-        };
+        let mut stream = Counted::new(TcpStream::connect(address).await.unwrap(), &tally);
         let mut handshake = [0u8; 4_000];
         stream.read_exact(&mut handshake).await.unwrap();
         let sent = tokio::time::Instant::now();

@@ -3,9 +3,11 @@
 //! Four kinds: a cap per server address (`--per-host`), held for a whole exchange with
 //! that server, so that no server sees a burst from one probe (impolite, and a burst
 //! can itself trip a censor's rate rules); a global cap on work (`--concurrency`):
-//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth; a global cap on
-//! fresh connection attempts (four per unit of `--concurrency`), so that a home
-//! router's NAT table never sees thousands of new flows at once; and one on DNS queries
+//! TLS handshakes and HTTP transfers, which cost CPU and bandwidth (one whose server
+//! has neither answered nor acknowledged it for longer than servers take costs
+//! neither, and gives its place back: see [`Limits::during`]); a global cap on fresh
+//! connection attempts (four per unit of `--concurrency`), so that a home router's NAT
+//! table never sees thousands of new flows at once; and one on DNS queries
 //! awaiting their first answer (`--concurrency`), so that a resolver's queue, which
 //! every listening window follows, stays short. Waiting costs
 //! nothing: a connect whose SYN went unanswered holds no work place, and gives its
@@ -24,8 +26,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::received::Watched;
+use super::round_trips::RoundTrips;
 
 tokio::task_local! {
     /// Whether the target being measured has held a work place (see [`Limits::measuring`]).
@@ -41,12 +47,29 @@ pub struct Limits {
     connects: Arc<Semaphore>,
     per_host: usize,
     hosts: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
+    /// How long after they began the recent exchanges heard their server's first bytes.
+    first_bytes: Mutex<RoundTrips>,
 }
 
 /// A place, held until dropped.
 pub struct Permit {
     _held: OwnedSemaphorePermit,
 }
+
+/// How long a handshake or request keeps its work place while its server has sent
+/// nothing back, at most. One answered by nothing for longer than its server's first
+/// bytes take waits on the network, using neither the CPU nor the link, as a connect
+/// whose SYN went unanswered does (see `tcp::Dialer`): a censor dropping the packets
+/// that carry a forbidden name would otherwise hold a place for a timeout per name and
+/// try, and every target behind them would wait. The hold follows how long the first
+/// bytes of the run's recent exchanges took ([`RoundTrips`]), thrice their median, so
+/// that a slow link's exchanges keep their places until their servers' bytes come
+/// (the median, not the slowest: a place is the probe's bound on its own work, and
+/// the slowest exchanges of a busy run wait on its CPU), and none is let go sooner
+/// than [`SILENT_FLOOR`].
+const SILENT_HOLD: Duration = Duration::from_secs(1);
+const SILENT_FLOOR: Duration = Duration::from_millis(250);
+const SILENT_MARGIN: u32 = 3;
 
 /// The places a target holds on the addresses of the server it exchanges with, kept
 /// from one of its steps to the next there (a fetch, then its twin and its ECH
@@ -82,7 +105,69 @@ impl Limits {
             connects: Arc::new(Semaphore::new(concurrency.max(1) * 4)),
             per_host: per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
+            first_bytes: Mutex::default(),
         }
+    }
+
+    /// Runs `exchange` in the work place `place`: kept until it ends, or let go once
+    /// the hold has passed with nothing received on its connection (`watched`) and what
+    /// it sent unacknowledged (see [`Watched::unheard`]); the hold is three times the
+    /// median time the run's recent exchanges took to hear their servers, 250 ms to
+    /// 1 s. When its first bytes came, early or late, is timed for the holds after it.
+    pub async fn during<F: Future>(
+        &self,
+        place: Permit,
+        watched: &Watched,
+        exchange: F,
+    ) -> F::Output {
+        let began = tokio::time::Instant::now();
+        let hold = self.first_bytes().median().map_or(SILENT_HOLD, |median| {
+            (median * SILENT_MARGIN).clamp(SILENT_FLOOR, SILENT_HOLD)
+        });
+        tokio::pin!(exchange);
+        // The exchange first: what had come by the end of the hold is read, and counted,
+        // before the hold is judged.
+        let output = tokio::select! {
+            biased;
+            output = &mut exchange => output,
+            () = tokio::time::sleep(hold) => match watched.unheard() {
+                false => {
+                    let _kept = place;
+                    exchange.await
+                }
+                true => {
+                    drop(place);
+                    self.again_once_heard(watched, exchange).await
+                }
+            }
+        };
+        if let Some(first) = watched.tally.first() {
+            self.first_bytes()
+                .took(first.saturating_duration_since(began));
+        }
+        output
+    }
+
+    /// The rest of an exchange that gave its place back: a place is taken again once
+    /// its server is heard after all (a lost ClientHello sent again, a late answer), so
+    /// that what it then costs counts, while the exchange goes on meanwhile.
+    async fn again_once_heard<F: Future>(&self, watched: &Watched, exchange: F) -> F::Output {
+        tokio::pin!(exchange);
+        tokio::select! {
+            biased;
+            output = &mut exchange => return output,
+            () = watched.tally.heard() => {}
+        }
+        let _place = tokio::select! {
+            biased;
+            output = &mut exchange => return output,
+            place = self.work() => place,
+        };
+        exchange.await
+    }
+
+    fn first_bytes(&self) -> std::sync::MutexGuard<'_, RoundTrips> {
+        self.first_bytes.lock().expect("limits lock poisoned")
     }
 
     /// A place for an exchange with the server at `host`.
@@ -168,6 +253,146 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::received::Watched;
+    use crate::measure::round_trips::MIN_SAMPLES;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// How a loopback server takes what an exchange sends it.
+    #[derive(Clone, Copy)]
+    enum Server {
+        /// It answers at once.
+        Answers,
+        /// Its kernel acknowledges, and it says nothing.
+        Mute,
+        /// Nothing reaches it: a censor dropping the exchange's packets.
+        Dropped,
+    }
+
+    /// An exchange in one of `limits`' work places that sends a hello to a loopback
+    /// server, taking it as `server` does, and reads until the server closes: the
+    /// server's end, and the exchange's task.
+    async fn exchange_with(
+        limits: &Arc<Limits>,
+        server: Server,
+    ) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        if let Server::Dropped = server {
+            let socket = socket2::SockRef::from(&theirs);
+            crate::lab::blackhole::drop_packets(
+                &socket,
+                crate::lab::blackhole::Blackholed::Everyone,
+            )
+            .unwrap();
+        }
+        let watched = Watched::new(&ours);
+        let place = limits.work().await;
+        let limits = limits.clone();
+        let exchange = tokio::spawn(async move {
+            let mut stream = watched.counted(&mut ours);
+            let waiting = async {
+                stream.write_all(b"hello").await.unwrap();
+                let mut buf = [0u8; 64];
+                while stream.read(&mut buf).await.unwrap_or(0) > 0 {}
+            };
+            limits.during(place, &watched, waiting).await;
+        });
+        (theirs, exchange)
+    }
+
+    /// An exchange (see [`exchange_with`]): how long it kept its place, if it let it go
+    /// `within` that long.
+    async fn kept_place(
+        limits: &Arc<Limits>,
+        server: Server,
+        within: Duration,
+    ) -> Option<Duration> {
+        let (mut theirs, exchange) = exchange_with(limits, server).await;
+        let began = Instant::now();
+        if let Server::Answers = server {
+            let mut hello = [0u8; 5];
+            theirs.read_exact(&mut hello).await.unwrap();
+            theirs.write_all(b"\x16").await.unwrap();
+        }
+        let mut freed = None;
+        while freed.is_none() && began.elapsed() < within {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            freed = limits.try_work().map(|_| began.elapsed());
+        }
+        // Closed, the server ends the exchange, which then times its first bytes.
+        drop(theirs);
+        tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .expect("the exchange ends with its connection")
+            .unwrap();
+        freed
+    }
+
+    /// An exchange whose packets go unacknowledged gives its place back after the hold;
+    /// one its server answered, or only acknowledged (alive, if slow), keeps it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_exchange_the_network_leaves_unanswered_gives_its_work_place_back() {
+        let limits = Arc::new(Limits::new(1, 1));
+        let within = SILENT_HOLD * 2;
+        let dropped = kept_place(&limits, Server::Dropped, within).await;
+        assert!(
+            dropped.is_some_and(|kept| kept >= SILENT_HOLD),
+            "kept {dropped:?}"
+        );
+        for server in [Server::Answers, Server::Mute] {
+            assert_eq!(kept_place(&limits, server, within).await, None);
+        }
+    }
+
+    /// Once the run's servers have answered at once, an exchange whose packets go
+    /// unacknowledged holds its place for less than the most.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_hold_follows_how_soon_servers_answer() {
+        let limits = Arc::new(Limits::new(1, 1));
+        for _ in 0..MIN_SAMPLES {
+            limits.first_bytes().took(Duration::from_millis(1));
+        }
+        let dropped = kept_place(&limits, Server::Dropped, SILENT_HOLD * 2).await;
+        assert!(
+            dropped.is_some_and(|kept| kept >= SILENT_FLOOR && kept < SILENT_HOLD),
+            "kept {dropped:?}"
+        );
+    }
+
+    /// A place given back is taken again once the server is heard after all: the path
+    /// that dropped the exchange's packets lets them through again.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_place_given_back_is_taken_again_once_the_server_is_heard() {
+        let limits = Arc::new(Limits::new(1, 1));
+        let (mut theirs, exchange) = exchange_with(&limits, Server::Dropped).await;
+        tokio::time::sleep(SILENT_HOLD + SILENT_HOLD / 2).await;
+        assert!(limits.try_work().is_some(), "given back while unheard");
+        socket2::SockRef::from(&theirs).detach_filter().unwrap();
+        let mut hello = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(10), theirs.read_exact(&mut hello))
+            .await
+            .expect("the kernel sends the hello again")
+            .unwrap();
+        theirs.write_all(b"\x16").await.unwrap();
+        let again = Instant::now();
+        while limits.try_work().is_some() {
+            assert!(
+                again.elapsed() < Duration::from_secs(2),
+                "taken again once heard"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(theirs);
+        exchange.await.unwrap();
+    }
 
     /// Three targets queue for their first place while another holds the only one; when
     /// that one lets it go and asks again, one of the three at most is served before it.

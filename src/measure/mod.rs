@@ -20,6 +20,8 @@ pub mod http;
 pub mod limits;
 pub mod meanwhile;
 pub mod quic;
+pub mod received;
+pub mod round_trips;
 pub mod tcp;
 pub mod tls;
 pub mod tls_variants;
@@ -48,11 +50,12 @@ use crate::input::asn::AsnDb;
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::ResolverSpec;
 use crate::input::targets::{Target, TargetKind};
-use address::{Addresses, Dial, SharedHandshake, Silence, Transport};
+use address::{Addresses, Dial, SharedHandshake, Silence, Transport, Turn};
 use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
 use meanwhile::Exchanges;
+use received::Watched;
 use tcp::RETRY_PAUSE;
 use tls::TlsContext;
 
@@ -1192,7 +1195,7 @@ impl Measurer {
         server_name: &str,
         control_sni: bool,
     ) -> (TlsFacts, DateTime<Utc>) {
-        let (_work, stream) = self.at_work(open, address).await;
+        let (work, stream) = self.at_work(open, address).await;
         let stream = match stream {
             Ok(stream) => stream,
             Err(error) => {
@@ -1204,17 +1207,45 @@ impl Measurer {
             }
         };
         let timeout = self.options.timeout;
-        let handshake = self
-            .tls
-            .handshake(stream, address, server_name, control_sni, timeout);
+        let (turn, work) = self.turn_at_work(work, address.ip(), !control_sni).await;
+        let watched = Watched::new(&stream);
+        let stream = watched.counted(stream);
+        let handshake = self.limits.during(
+            work,
+            &watched,
+            self.tls
+                .handshake(stream, address, server_name, control_sni, timeout),
+        );
+        let sent = Utc::now();
+        let facts = turn.during(handshake).await.0;
         match control_sni {
-            true => (handshake.await.0, Utc::now()),
-            false => {
-                let turn = self.addresses.turn(address.ip()).await;
-                let sent = Utc::now();
-                (turn.during(handshake).await.0, sent)
-            }
+            true => (facts, Utc::now()),
+            false => (facts, sent),
         }
+    }
+
+    /// The turn on `ip` for an exchange that sends a name (`names`; none for the control
+    /// SNI), and its work place `work`: at once when the turn is free; else the place is
+    /// given back while the exchange waits its turn, and taken again after (ahead of the
+    /// targets still to begin, as this one has begun). A place held in the wait for a
+    /// busy address's turn, behind names a censor silences there, is one the rest of the
+    /// run waits for; and no exchange holds a place while it waits for a turn, so that
+    /// none holds a turn while it waits for a place that such an exchange holds.
+    async fn turn_at_work(
+        &self,
+        work: limits::Permit,
+        ip: IpAddr,
+        names: bool,
+    ) -> (Turn, limits::Permit) {
+        if !names {
+            return (Turn::none(), work);
+        }
+        if let Some(turn) = self.addresses.try_turn(ip) {
+            return (turn, work);
+        }
+        drop(work);
+        let turn = self.addresses.turn(ip).await;
+        (turn, self.limits.work().await)
     }
 
     /// A work place and a connection to `address` to use it on: `open`, if a place is

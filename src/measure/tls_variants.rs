@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use super::received::{Counted, Watched};
 use super::tls::{TlsContext, provider};
 use super::unacknowledged::Unacknowledged;
 use super::{Again, Measurer, now};
@@ -168,7 +169,7 @@ impl Measurer {
         control_sni: bool,
     ) -> HelloTry {
         let started = now();
-        let (_work, stream) = self.at_work(None, address).await;
+        let (work, stream) = self.at_work(None, address).await;
         let (facts, name_at) = match stream {
             Err(error) => {
                 let facts = TlsFacts {
@@ -180,25 +181,19 @@ impl Measurer {
             Ok(stream) => {
                 // A variant that timed out says nothing: it need not wait as long.
                 let timeout = self.options.timeout / 2;
+                let (turn, work) = self.turn_at_work(work, address.ip(), !control_sni).await;
+                let watched = Watched::new(&stream);
                 let handshake = handshake(
                     &self.tls,
                     hello,
-                    stream,
+                    watched.counted(stream),
                     address,
                     server_name,
                     control_sni,
                     timeout,
                 );
-                match control_sni {
-                    true => handshake.await,
-                    false => {
-                        self.addresses
-                            .turn(address.ip())
-                            .await
-                            .during(handshake)
-                            .await
-                    }
-                }
+                turn.during(self.limits.during(work, &watched, handshake))
+                    .await
             }
         };
         HelloTry {
@@ -219,7 +214,7 @@ impl Measurer {
 async fn handshake(
     tls: &TlsContext,
     hello: Hello,
-    stream: TcpStream,
+    stream: Counted<TcpStream>,
     address: SocketAddr,
     server_name: &str,
     control_sni: bool,
@@ -229,7 +224,7 @@ async fn handshake(
     // Without it the kernel may hold the first part until the second joins it. Should
     // it fail, Nagle's algorithm still sends the first part alone (nothing is in flight).
     if split {
-        let _ = stream.set_nodelay(true);
+        let _ = stream.get_ref().set_nodelay(true);
     }
     let name_at = Arc::new(OnceLock::new());
     let io = FirstWrite {

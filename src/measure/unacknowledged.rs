@@ -1,9 +1,12 @@
 //! How many of the bytes written to a TCP connection its peer has not acknowledged
 //! yet: the split ClientHello waits for its first part's acknowledgement before it
-//! writes the rest (see `tls_variants`).
+//! writes the rest (see `tls_variants`), and an exchange whose bytes have gone
+//! unacknowledged gives its work place back (see `received::Watched`).
 //!
 //! Neither the standard library nor socket2 asks the kernel this (Linux's SIOCOUTQ), so
 //! this module holds the crate's one `unsafe` call, and nothing else.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use tokio::net::TcpStream;
 
@@ -14,22 +17,33 @@ pub trait Unacknowledged {
 }
 
 impl Unacknowledged for TcpStream {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[allow(unsafe_code)]
     fn unacknowledged(&self) -> Option<u32> {
-        use std::os::fd::AsRawFd;
-        let mut queued: libc::c_int = 0;
-        // SAFETY: on a socket, TIOCOUTQ (SIOCOUTQ) writes one int through the pointer,
-        // which outlives the call; the descriptor is this stream's own, open while it is
-        // borrowed.
-        let done = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        (done == 0).then(|| queued.max(0) as u32)
+        queued(self.as_fd())
     }
+}
 
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// A duplicate of a connection's descriptor: the same socket, asked from outside the
+/// stream that owns it.
+impl Unacknowledged for OwnedFd {
     fn unacknowledged(&self) -> Option<u32> {
-        None
+        queued(self.as_fd())
     }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+fn queued(socket: BorrowedFd<'_>) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: on a socket, TIOCOUTQ (SIOCOUTQ) writes one int through the pointer, which
+    // outlives the call; the descriptor is open while it is borrowed.
+    let done = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (done == 0).then(|| queued.max(0) as u32)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn queued(_: BorrowedFd<'_>) -> Option<u32> {
+    None
 }
 
 #[cfg(test)]

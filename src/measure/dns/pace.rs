@@ -26,11 +26,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Answers timed before the window follows them.
-const MIN_SAMPLES: usize = 8;
-/// The answers remembered, the slowest of which sets the window; and the first copies
-/// judged, how many of which went unanswered sets the copies sent during it.
-const SAMPLES: usize = 64;
+use crate::measure::round_trips::{MIN_SAMPLES, RoundTrips, SAMPLES};
 /// The window is this many times the slowest recent answer: room for a recursion the
 /// resolver had cached for the others.
 const MARGIN: u32 = 3;
@@ -52,17 +48,9 @@ pub struct Pace {
 #[derive(Default)]
 struct Recent {
     /// How long the first copy's answer took.
-    took: VecDeque<Duration>,
+    took: RoundTrips,
     /// Whether the first copy went unanswered until another was sent.
     unanswered: VecDeque<bool>,
-}
-
-/// Pushes `value`, forgetting the oldest past [`SAMPLES`].
-fn remember<T>(list: &mut VecDeque<T>, value: T) {
-    if list.len() == SAMPLES {
-        list.pop_front();
-    }
-    list.push_back(value);
 }
 
 impl Pace {
@@ -72,24 +60,25 @@ impl Pace {
 
     /// Times an answer to the first copy of a query, `took` after it was sent.
     pub fn answered(&self, took: Duration) {
-        remember(&mut self.recent().took, took);
+        self.recent().took.took(took);
     }
 
     /// The first copy of a query that began at `began` was answered, or went
     /// unanswered until the second was sent.
     pub fn first_copy(&self, began: Instant, answered: bool) {
         self.began.get_or_init(|| began);
-        remember(&mut self.recent().unanswered, !answered);
+        let unanswered = &mut self.recent().unanswered;
+        if unanswered.len() == SAMPLES {
+            unanswered.pop_front();
+        }
+        unanswered.push_back(!answered);
     }
 
     /// How long to listen after a first reply, at most `configured`.
     pub fn window(&self, configured: Duration) -> Duration {
-        let recent = self.recent();
-        if recent.took.len() < MIN_SAMPLES {
-            return configured;
-        }
-        let slowest = recent.took.iter().max().copied().unwrap_or(configured);
-        (slowest * MARGIN).max(FLOOR).min(configured)
+        self.recent().took.slowest().map_or(configured, |slowest| {
+            (slowest * MARGIN).max(FLOOR).min(configured)
+        })
     }
 
     /// How many more copies to send during the window, where a query's second copy
