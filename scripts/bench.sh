@@ -732,7 +732,7 @@ summary_of() {
             ((map(select(.network == "clean"))[0]) as $c | (map(select(.network == "censored"))[0]) as $x |
                 select($c != null and $x != null) |
                 ($x.wall_s / $c.wall_s | r2) as $ratio | ($x.wall_s - $c.wall_s | r2) as $extra |
-                "  \($s.blackholed_pct)% blackholed does not multiply wall time (\($c.size)): censored/clean = x\($ratio) (+\($extra) s; timeout \($s.timeout_s) s): \(mark($ratio <= 1.5 or $extra <= $s.timeout_s + 1))"))' "$json"
+                "  censored (\($s.blackholed_pct)% blackholed, \($s.reset_pct)% reset, \($s.stalled_pct // 0)% stalled) does not multiply wall time (\($c.size)): censored/clean = x\($ratio) (+\($extra) s; timeout \($s.timeout_s) s): \(mark($ratio <= 1.5 or $extra <= $s.timeout_s + 1))"))' "$json"
 }
 
 # Tics of the N axis: 1000 as 1k, 1000000 as 1M.

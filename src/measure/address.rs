@@ -266,17 +266,19 @@ impl Addresses {
     /// time, so that the order in which they were sent is known, and with it which may
     /// have set off a residual block and which met it. See [`Turn::during`].
     pub async fn turn(&self, ip: IpAddr) -> Turn {
-        let lock = kept_entry(&self.turns, ip, |lock| Arc::strong_count(lock) > 1);
         Turn {
-            _held: Some(lock.lock_owned().await),
+            _held: Some(self.turn_lock(ip).lock_owned().await),
         }
     }
 
     /// The turn on `ip` if it is free now.
     pub fn try_turn(&self, ip: IpAddr) -> Option<Turn> {
-        let lock = kept_entry(&self.turns, ip, |lock| Arc::strong_count(lock) > 1);
-        let held = lock.try_lock_owned().ok()?;
+        let held = self.turn_lock(ip).try_lock_owned().ok()?;
         Some(Turn { _held: Some(held) })
+    }
+
+    fn turn_lock(&self, ip: IpAddr) -> Arc<tokio::sync::Mutex<()>> {
+        kept_entry(&self.turns, ip, |lock| Arc::strong_count(lock) > 1)
     }
 
     /// Logs a handshake or request to `ip`, part of a step that began at `began` (the

@@ -37,7 +37,6 @@ use rustls::crypto::aws_lc_rs::hpke;
 use tokio::sync::OnceCell;
 
 use super::limits::{Held, Limits};
-use super::received::Watched;
 use super::tls::{self, TlsContext};
 use super::{Measurer, now};
 use crate::facts::{
@@ -303,15 +302,14 @@ impl Measurer {
             Ok(stream) => {
                 let config = self.ech.config(offer);
                 let timeout = self.options.timeout;
-                let (turn, work) = self.turn_at_work(work, address.ip(), true).await;
-                let sent = now();
-                let watched = Watched::new(&stream);
-                let stream = watched.counted(stream);
-                let handshake = self
-                    .tls
-                    .handshake_with(config, stream, address, name, false, timeout);
-                let handshake = self.limits.during(work, &watched, handshake);
-                (turn.during(handshake).await.0, sent)
+                let handshake = |stream| {
+                    self.tls
+                        .handshake_with(config, stream, address, name, false, timeout)
+                };
+                let ((facts, _), sent) = self
+                    .in_turn_at_work(work, stream, address, true, handshake)
+                    .await;
+                (facts, sent)
             }
         };
         EchHandshake {

@@ -24,7 +24,7 @@ use url::Url;
 
 use super::address::Ticket;
 use super::limits::Held;
-use super::received::{Counted, Tally, Watched, writes_pass_through};
+use super::received::{Counted, Tally, writes_pass_through};
 use super::{Again, Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
@@ -548,16 +548,14 @@ impl Measurer {
         };
         out.tickets
             .push(self.addresses.open(address.ip(), out.began));
-        let (turn, work) = self.turn_at_work(work, address.ip(), true).await;
-        let watched = Watched::new(&tcp);
-        let sent = Utc::now();
         // Boxed: the handshake's and the transfer's state is large, and the futures of
         // the many targets still waiting (for DNS, a connect, the control) should not
         // each have room for it.
-        let exchange = Box::pin(self.exchange(url, tcp, address, host, &watched.tally));
-        let exchange = self.limits.during(work, &watched, exchange);
-        let (mut hop, next) = turn.during(exchange).await;
-        hop.started_at = Some(sent);
+        let exchange = |tcp| Box::pin(self.exchange(url, tcp, address, host));
+        let ((mut hop, next), sent) = self
+            .in_turn_at_work(work, tcp, address, true, exchange)
+            .await;
+        hop.started_at = Some(sent.0);
         (hop, next)
     }
 
@@ -672,25 +670,24 @@ impl Measurer {
             Ok((tcp, _)) => tcp,
             Err(e) => return empty_hop(url, Some(address), Some(e)),
         };
-        let (turn, work) = self.turn_at_work(work, address.ip(), !control_sni).await;
-        let watched = Watched::new(&tcp);
-        let exchange = Box::pin(self.exchange(url, tcp, address, sni, &watched.tally));
-        turn.during(self.limits.during(work, &watched, exchange))
+        let exchange = |tcp| Box::pin(self.exchange(url, tcp, address, sni));
+        self.in_turn_at_work(work, tcp, address, !control_sni, exchange)
             .await
+            .0
             .0
     }
 
     /// TLS if the URL says so (with `server_name` as SNI), the request, and the response
     /// up to the body cap, on a connection to `address`, whose bytes received are
-    /// counted in `tally`.
+    /// counted (see `record_round_trip`).
     async fn exchange(
         &self,
         url: &Url,
-        tcp: TcpStream,
+        tcp: Counted<TcpStream>,
         address: SocketAddr,
         server_name: &str,
-        tally: &Tally,
     ) -> (HttpHop, Option<Url>) {
+        let tally = tcp.tally().clone();
         let timeout = self.options.timeout;
         let mut hop = empty_hop(url, Some(address), None);
         let request = |h2: bool| {
@@ -699,7 +696,6 @@ impl Measurer {
         };
         // The connection's tally at the request, over TLS: see `record_round_trip`.
         let mut counted = None;
-        let tcp = Counted::new(tcp, tally);
         let exchange = if url.scheme() == "https" {
             let (tls_facts, stream) = self
                 .tls
@@ -727,7 +723,7 @@ impl Measurer {
             Err(_) => {
                 hop.error = Some(StepError::timeout(Operation::HttpRoundTrip));
                 if let Some((handshaken, sent)) = counted {
-                    record_round_trip(&mut hop, tally, handshaken, sent);
+                    record_round_trip(&mut hop, &tally, handshaken, sent);
                 }
                 return (hop, None);
             }

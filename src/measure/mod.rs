@@ -55,7 +55,7 @@ use checks::Checks;
 use dns::{DnsIo, Resolver};
 use limits::Limits;
 use meanwhile::Exchanges;
-use received::Watched;
+use received::{Counted, Watched};
 use tcp::RETRY_PAUSE;
 use tls::TlsContext;
 
@@ -1207,45 +1207,55 @@ impl Measurer {
             }
         };
         let timeout = self.options.timeout;
-        let (turn, work) = self.turn_at_work(work, address.ip(), !control_sni).await;
-        let watched = Watched::new(&stream);
-        let stream = watched.counted(stream);
-        let handshake = self.limits.during(
-            work,
-            &watched,
+        let handshake = |stream| {
             self.tls
-                .handshake(stream, address, server_name, control_sni, timeout),
-        );
-        let sent = Utc::now();
-        let facts = turn.during(handshake).await.0;
+                .handshake(stream, address, server_name, control_sni, timeout)
+        };
+        let ((facts, _), sent) = self
+            .in_turn_at_work(work, stream, address, !control_sni, handshake)
+            .await;
         match control_sni {
             true => (facts, Utc::now()),
-            false => (facts, sent),
+            false => (facts, sent.0),
         }
     }
 
-    /// The turn on `ip` for an exchange that sends a name (`names`; none for the control
-    /// SNI), and its work place `work`: at once when the turn is free; else the place is
-    /// given back while the exchange waits its turn, and taken again after (ahead of the
-    /// targets still to begin, as this one has begun). A place held in the wait for a
-    /// busy address's turn, behind names a censor silences there, is one the rest of the
-    /// run waits for; and no exchange holds a place while it waits for a turn, so that
-    /// none holds a turn while it waits for a place that such an exchange holds.
-    async fn turn_at_work(
+    /// `exchange` on `stream` to `address`, its bytes received counted, in the work
+    /// place `work` (let go early where the server leaves it unheard: see
+    /// `Limits::during`) and, when it sends a name (`names`; not the control SNI), in
+    /// the address's turn; with when it began, the turn taken.
+    ///
+    /// A free turn is taken at once; else the place is given back while the exchange
+    /// waits its turn, and taken again after (ahead of the targets still to begin, as
+    /// this one has begun). A place held in the wait for a busy address's turn, behind
+    /// names a censor silences there, is one the rest of the run waits for; and no
+    /// exchange then holds a place while it waits for a turn, nor a turn while it waits
+    /// for a place that such an exchange holds.
+    async fn in_turn_at_work<F: Future>(
         &self,
         work: limits::Permit,
-        ip: IpAddr,
+        stream: TcpStream,
+        address: SocketAddr,
         names: bool,
-    ) -> (Turn, limits::Permit) {
-        if !names {
-            return (Turn::none(), work);
-        }
-        if let Some(turn) = self.addresses.try_turn(ip) {
-            return (turn, work);
-        }
-        drop(work);
-        let turn = self.addresses.turn(ip).await;
-        (turn, self.limits.work().await)
+        exchange: impl FnOnce(Counted<TcpStream>) -> F,
+    ) -> (F::Output, (DateTime<Utc>, Instant)) {
+        let ip = address.ip();
+        let (turn, work) = match (names, self.addresses.try_turn(ip)) {
+            (false, _) => (Turn::none(), work),
+            (true, Some(turn)) => (turn, work),
+            (true, None) => {
+                drop(work);
+                let turn = self.addresses.turn(ip).await;
+                (turn, self.limits.work().await)
+            }
+        };
+        let watched = Watched::new(&stream);
+        let exchange = exchange(watched.counted(stream));
+        let began = now();
+        let output = turn
+            .during(self.limits.during(work, &watched, exchange))
+            .await;
+        (output, began)
     }
 
     /// A work place and a connection to `address` to use it on: `open`, if a place is

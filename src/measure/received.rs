@@ -153,6 +153,10 @@ impl<S> Counted<S> {
     pub fn get_ref(&self) -> &S {
         &self.io
     }
+
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
 }
 
 impl<S: Unacknowledged> Unacknowledged for Counted<S> {

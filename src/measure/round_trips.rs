@@ -11,16 +11,21 @@ pub const SAMPLES: usize = 64;
 /// Round trips timed before a wait follows them.
 pub const MIN_SAMPLES: usize = 8;
 
+/// Pushes `value`, forgetting the oldest past [`SAMPLES`].
+pub fn remember<T>(list: &mut VecDeque<T>, value: T) {
+    if list.len() == SAMPLES {
+        list.pop_front();
+    }
+    list.push_back(value);
+}
+
 #[derive(Default)]
 pub struct RoundTrips(VecDeque<Duration>);
 
 impl RoundTrips {
-    /// Times one more round trip, forgetting the oldest past [`SAMPLES`].
+    /// Times one more round trip.
     pub fn took(&mut self, took: Duration) {
-        if self.0.len() == SAMPLES {
-            self.0.pop_front();
-        }
-        self.0.push_back(took);
+        remember(&mut self.0, took);
     }
 
     /// The slowest of the recent round trips, once [`MIN_SAMPLES`] have been timed.

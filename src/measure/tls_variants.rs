@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::received::{Counted, Watched};
+use super::received::Counted;
 use super::tls::{TlsContext, provider};
 use super::unacknowledged::Unacknowledged;
 use super::{Again, Measurer, now};
@@ -181,19 +181,20 @@ impl Measurer {
             Ok(stream) => {
                 // A variant that timed out says nothing: it need not wait as long.
                 let timeout = self.options.timeout / 2;
-                let (turn, work) = self.turn_at_work(work, address.ip(), !control_sni).await;
-                let watched = Watched::new(&stream);
-                let handshake = handshake(
-                    &self.tls,
-                    hello,
-                    watched.counted(stream),
-                    address,
-                    server_name,
-                    control_sni,
-                    timeout,
-                );
-                turn.during(self.limits.during(work, &watched, handshake))
+                let variant = |stream| {
+                    handshake(
+                        &self.tls,
+                        hello,
+                        stream,
+                        address,
+                        server_name,
+                        control_sni,
+                        timeout,
+                    )
+                };
+                self.in_turn_at_work(work, stream, address, !control_sni, variant)
                     .await
+                    .0
             }
         };
         HelloTry {

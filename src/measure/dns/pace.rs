@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::measure::round_trips::{MIN_SAMPLES, RoundTrips, SAMPLES};
+use crate::measure::round_trips::{MIN_SAMPLES, RoundTrips, remember};
 /// The window is this many times the slowest recent answer: room for a recursion the
 /// resolver had cached for the others.
 const MARGIN: u32 = 3;
@@ -67,11 +67,7 @@ impl Pace {
     /// unanswered until the second was sent.
     pub fn first_copy(&self, began: Instant, answered: bool) {
         self.began.get_or_init(|| began);
-        let unanswered = &mut self.recent().unanswered;
-        if unanswered.len() == SAMPLES {
-            unanswered.pop_front();
-        }
-        unanswered.push_back(!answered);
+        remember(&mut self.recent().unanswered, !answered);
     }
 
     /// How long to listen after a first reply, at most `configured`.
@@ -103,6 +99,7 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::round_trips::SAMPLES;
 
     const SECOND: Duration = Duration::from_secs(1);
 
