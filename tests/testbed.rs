@@ -192,6 +192,7 @@ fn faults() -> Vec<Case> {
             "reset-flaky",
             "intercept-reset",
             "outage",
+            "flow-limit",
         ] {
             cases.push(match with_all {
                 true => Case::new(&["all", name]),
@@ -201,12 +202,7 @@ fn faults() -> Vec<Case> {
     }
     // Faults that leave little for the probe to measure: alone, every target stays
     // unflagged (with the censor on, they hide its blocks as much as anything).
-    for name in [
-        "mtu-blackhole",
-        "flow-limit",
-        "quic-v4-off",
-        "resolver-limited",
-    ] {
+    for name in ["mtu-blackhole", "quic-v4-off", "resolver-limited"] {
         cases.push(Case::new(&[name]));
     }
     cases

@@ -36,6 +36,8 @@ const TRIES_PER_ROUND: u32 = 3;
 const ROUNDS: u32 = 2;
 const _: () = assert!(ROUNDS * TRIES_PER_ROUND == Meanwhile::CONNECT_TRIES);
 /// The pause between rounds: long enough for a burst of loss or a full NAT table to pass.
+/// A dial's own pause is drawn from half to one and a half times this, so that dials
+/// begun together do not try again together.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// An attempt unanswered this long is almost surely lost (or blackholed): it gives back
 /// its place among the fresh attempts (see [`Dialer`]) while it goes on waiting.
@@ -115,16 +117,17 @@ impl Dialer {
         let queued = &queued;
         for round in 0..ROUNDS {
             if round > 0 {
-                tokio::time::sleep(RETRY_PAUSE).await;
+                tokio::time::sleep(spread(RETRY_PAUSE, RETRY_PAUSE / 2)).await;
             }
             let round_start = tokio::time::Instant::now();
             let deadline = round_start + self.timeout;
+            let dues = schedule(self.timeout).map(|after| round_start + after);
             let mut pending = FuturesUnordered::new();
             // The tries of this round not yet answered, in the order they were made.
             let mut waiting: Vec<(u32, SocketAddr)> = Vec::new();
             let mut started = 0;
             loop {
-                let due = round_start + self.timeout * started / TRIES_PER_ROUND;
+                let due = dues.get(started as usize).copied().unwrap_or(deadline);
                 if started < TRIES_PER_ROUND && tokio::time::Instant::now() >= due {
                     address = addresses[tries as usize % addresses.len()];
                     let (to, left, n) = (
@@ -276,10 +279,71 @@ impl Dialer {
     }
 }
 
+/// When a round's tries are made, after its start: the first at once, each later one
+/// a third of the deadline after the one before, give or take a sixth (see [`spread`]).
+fn schedule(timeout: Duration) -> [Duration; TRIES_PER_ROUND as usize] {
+    let third = timeout / TRIES_PER_ROUND;
+    std::array::from_fn(|k| match u32::try_from(k).expect("a try of a round") {
+        0 => Duration::ZERO,
+        k => spread(third * k, third / 2),
+    })
+}
+
+/// `at`, moved by up to `by` either way at random.
+///
+/// Dials begun together (a run's opening burst, the targets on a list's first addresses)
+/// would otherwise make their later tries, and the kernel its SYNs' copies, at the same
+/// instants. A firewall or NAT that lets so many new flows through a second (a token
+/// bucket) serves tries that come one by one as its tokens come back, and drops most of
+/// a burst: the dials made together then lose every try, as if blackholed, while the
+/// run's other connects, and the canary's, went through. Spread out, each try meets the
+/// network's limit as the others do, and the share of tries the run's connects lost
+/// (see `analyse::explain::failing`) tells what one dial's tries all lost is worth.
+fn spread(at: Duration, by: Duration) -> Duration {
+    let by = by.min(at);
+    at - by + by.mul_f64(2.0 * rand::random::<f64>())
+}
+
 /// Whether this machine can send from `source`: an address it does not have fails
 /// every measurement, so it is refused before any is made.
 pub fn check_source(source: IpAddr) -> Result<(), StepError> {
     std::net::UdpSocket::bind(SocketAddr::new(source, 0))
         .map(drop)
         .map_err(|e| StepError::io(Operation::Connect, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dials_begun_together_make_their_later_tries_apart() {
+        let timeout = Duration::from_secs(3);
+        let third = timeout / TRIES_PER_ROUND;
+        let schedules: Vec<_> = (0..200).map(|_| schedule(timeout)).collect();
+        for (k, nominal) in [(1, third), (2, third * 2)] {
+            let at: Vec<Duration> = schedules.iter().map(|s| s[k]).collect();
+            let (first, last) = (at.iter().min().unwrap(), at.iter().max().unwrap());
+            assert!(
+                *first >= nominal - third / 2 && *last <= nominal + third / 2,
+                "try {k} within a sixth of the deadline of its time: {first:?} to {last:?}"
+            );
+            assert!(
+                *last - *first >= third * 4 / 5,
+                "try {k} of 200 dials spread over most of a third of the deadline: {first:?} to {last:?}"
+            );
+        }
+        assert!(
+            schedules.iter().all(|s| s[0].is_zero() && s[1] < s[2]),
+            "the first try at once, the others in order"
+        );
+        let pauses: Vec<_> = (0..200)
+            .map(|_| spread(RETRY_PAUSE, RETRY_PAUSE / 2))
+            .collect();
+        assert!(
+            pauses
+                .iter()
+                .all(|p| *p >= RETRY_PAUSE / 2 && *p <= RETRY_PAUSE * 3 / 2)
+        );
+    }
 }
