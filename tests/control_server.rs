@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use censorprobe::control::client::{ControlClient, ControlClientError};
 use censorprobe::control::protocol::{ControlRequest, ControlResult, HEALTH_PATH, MEASURE_PATH};
 use censorprobe::facts::failure::Failure;
-use censorprobe::facts::{Step, Vantage};
+use censorprobe::facts::{CheckTarget, Step, Vantage};
 use censorprobe::measure::tls::{TlsContext, root_store};
 use common::control::{Reply, exchange, get, measure_request};
 use common::tls::Healthy;
@@ -418,6 +418,69 @@ async fn shares_no_measurement_older_than_the_request_allows_unless_marked() {
         let error = ask(query).await.error(400);
         assert!(names.iter().all(|name| error.contains(name)), "{error}");
     }
+}
+
+/// A connect the control could not make is followed by a check of the control's own
+/// network, on the canary at the port the request names (`?canary_port=`), with the
+/// control's connects meanwhile: a control overloaded, or behind a limit on new flows,
+/// fails targets that are up, and the probe must be able to tell. A request that names
+/// no port gets no check; one that names no port worth the name is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_its_own_network_after_a_failure_on_the_canary_the_request_names() {
+    let canary = Healthy::spawn(&["canary.test"]).await;
+    let dead = blackhole::port().unwrap();
+    let zone = [("canary.test", DnsBehaviour::Answer(vec![canary.addr.ip()]))];
+    let control = Control::start(
+        &zone,
+        &[
+            "--token",
+            TOKEN,
+            "--treat-as-public",
+            "127.0.0.0/8",
+            "--timeout",
+            "1",
+        ],
+    )
+    .await;
+    let body = json!({
+        "targets": [{ "service": "lab", "target": dead.to_string() }],
+        "control_sni": "canary.test",
+    })
+    .to_string();
+    let ask = |query: String| {
+        let mut request = measure_request(control.address, Some(TOKEN), body.clone(), false);
+        *request.uri_mut() = format!("{MEASURE_PATH}{query}").parse().unwrap();
+        control.exchange(request)
+    };
+    let check_of = |reply: Reply| {
+        let result = &reply.results().results[0];
+        let connect = result
+            .measurements
+            .iter()
+            .find_map(|m| match &m.step {
+                Step::TcpConnect(t) if t.address == dead => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no connect to {dead}: {result:?}"));
+        assert_eq!(
+            connect.error.map(|e| e.failure),
+            Some(Failure::GenericTimeout)
+        );
+        connect.check
+    };
+    let checked = check_of(ask(format!("?canary_port={}", canary.addr.port())).await)
+        .expect("a check after the silence");
+    assert_eq!(checked.checked, CheckTarget::Connect(canary.addr));
+    assert!(checked.passed(), "{checked:?}");
+    assert!(checked.meanwhile.is_some(), "{checked:?}");
+    // Measured afresh (`max_age=0`), not shared from the request before.
+    assert_eq!(
+        check_of(ask("?max_age=0".into()).await),
+        None,
+        "no port, no check"
+    );
+    let error = ask("?canary_port=0".into()).await.error(400);
+    assert!(error.contains("canary_port=0"), "{error}");
 }
 
 /// The server's wait for a place in flight before it refuses a request as busy.

@@ -307,7 +307,23 @@ pub fn step_tried(
     if e.local {
         return Some(format!("{what} failed: {}", own_error(e)));
     }
-    let check = check?;
+    network_failed(THE_PROBES, what, e, check?, tries, cut_after)
+}
+
+/// Whose network a check tells of, as the evidence names it.
+const THE_PROBES: &str = "the probe's";
+const THE_CONTROLS: &str = "the control's";
+
+/// Why a failure that `check` followed is `whose` own network's, not the target's (see
+/// [`step`]): the probe's, or the control's, checked alike.
+fn network_failed(
+    whose: &str,
+    what: &str,
+    e: &StepError,
+    check: &Check,
+    tries: u32,
+    cut_after: &[u64],
+) -> Option<String> {
     if !check.passed() {
         let tried = match &check.checked {
             CheckTarget::Connect(address) => format!("a connect to the canary at {address}"),
@@ -316,13 +332,13 @@ pub fn step_tried(
             }
         };
         return Some(format!(
-            "{what} failed ({}), and {tried} right after failed too ({}): the probe's own network, not the target",
+            "{what} failed ({}), and {tried} right after failed too ({}): {whose} own network, not the target",
             e.failure,
             failure_of(check)
         ));
     }
     if e.failure.is_turned_down() {
-        return turned_down_at_random(what, e, check, tries.max(1), cut_after);
+        return turned_down_at_random(whose, what, e, check, tries.max(1), cut_after);
     }
     let silent = e.failure.is_timeout();
     if let Some(first) = check
@@ -330,13 +346,13 @@ pub fn step_tried(
         .filter(|first| silent && first.none_answered())
     {
         return Some(format!(
-            "{what} failed ({}), and the {} connects to the canary at {} made at once right after went unanswered at their first try too (it answered a later one): the probe's network was down as the step ended, not the target",
+            "{what} failed ({}), and the {} connects to the canary at {} made at once right after went unanswered at their first try too (it answered a later one): {whose} network was down as the step ended, not the target",
             e.failure, first.made, check.checked
         ));
     }
     if let Some(pulse) = check.during.filter(|pulse| silent && pulse.none_answered()) {
         return Some(format!(
-            "{what} failed ({}) while the probe's link was down: {} connects to the canary at {}, made at once as a step was tried again meanwhile, went unanswered too, though the canary answered right after: the probe's own network, not the target",
+            "{what} failed ({}) while {whose} link was down: {} connects to the canary at {}, made at once as a step was tried again meanwhile, went unanswered too, though the canary answered right after: {whose} own network, not the target",
             e.failure, pulse.made, check.checked
         ));
     }
@@ -349,7 +365,7 @@ pub fn step_tried(
         silent && exchange && tries < Meanwhile::LOSSY_SILENT_TRIES && pulse.lost_some()
     }) {
         return Some(format!(
-            "{what} failed ({}) at {tries} tries while the probe's link was losing packets: {} of the {} connects to the canary at {}, made at once during its last try, went unanswered at first, and on such a link that many silent tries are loss's now and then (a censor's drop leaves {} silent as well)",
+            "{what} failed ({}) at {tries} tries while {whose} link was losing packets: {} of the {} connects to the canary at {}, made at once during its last try, went unanswered at first, and on such a link that many silent tries are loss's now and then (a censor's drop leaves {} silent as well)",
             e.failure,
             pulse.made - pulse.answered,
             pulse.made,
@@ -359,7 +375,7 @@ pub fn step_tried(
     }
     let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES))?;
     Some(format!(
-        "{what} failed ({}) while the probe's network was failing new connections: the {} connects it had answered {when} took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: the probe's own network, not the target, however the canary fared",
+        "{what} failed ({}) while {whose} network was failing new connections: the {} connects it had answered {when} took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: {whose} own network, not the target, however the canary fared",
         e.failure,
         counted.answered,
         counted.tries,
@@ -410,6 +426,7 @@ pub fn losing_packets(what: &str, check: Option<&Check>) -> Option<String> {
 /// one. So the rate is one per packet the counted tries met, and the step's tries are
 /// weighed by theirs (see [`Operation::packets`]).
 fn turned_down_at_random(
+    whose: &str,
     what: &str,
     e: &StepError,
     check: &Check,
@@ -470,7 +487,7 @@ fn turned_down_at_random(
         }
     };
     Some(format!(
-        "{what} failed ({}) while the probe's network was turning connections down at random: of the {} tries its {} other connects, handshakes and fetches that went through {when} took, {:.1} % were refused or reset and went through when made again, {rate}: the probe's own network, not the target",
+        "{what} failed ({}) while {whose} network was turning connections down at random: of the {} tries its {} other connects, handshakes and fetches that went through {when} took, {:.1} % were refused or reset and went through when made again, {rate}: {whose} own network, not the target",
         e.failure,
         counted.tries,
         counted.answered,
@@ -521,8 +538,11 @@ fn failing(meanwhile: Meanwhile, tries: u32) -> Option<f64> {
     (low.powi(tries as i32) >= 0.001).then_some(share)
 }
 
-/// Why the control's failure says nothing of the target: its own error, or its
-/// resolver failing the canary too.
+/// Why the control's failure says nothing of the target: its own error, or its own
+/// network failing, as its check after the failure tells (its resolver failing the
+/// canary too, or what [`step`] reads of a probe's check: the canary unreachable right
+/// after, its link down during the step, its connects meanwhile failing). A control
+/// overloaded, or behind a full connection table, fails targets that are up.
 pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
     if e.local {
         return Some(format!(
@@ -530,16 +550,29 @@ pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
             e.failure
         ));
     }
-    check.filter(|c| !c.passed()).map(|c| match &c.checked {
-        CheckTarget::Resolver(name) => format!(
-            "the control could not measure it: its resolver did not answer a lookup of {name} (under the canary's name) either ({})",
-            failure_of(c)
+    let check = check?;
+    let why = match (&check.checked, check.passed()) {
+        (CheckTarget::Resolver(name), false) => format!(
+            "its resolver did not answer a lookup of {name} (under the canary's name) either ({})",
+            failure_of(check)
         ),
-        CheckTarget::Connect(address) => format!(
-            "the control could not measure it: its connect to the canary at {address} failed too ({})",
-            failure_of(c)
+        (CheckTarget::Connect(address), false) => format!(
+            "its connect to the canary at {address} failed too ({})",
+            failure_of(check)
         ),
-    })
+        // How a resolver answered the run's other lookups is judged apart (see
+        // `lookup`), for the probe's own resolvers only.
+        (CheckTarget::Resolver(_), true) => return None,
+        (CheckTarget::Connect(_), true) => network_failed(
+            THE_CONTROLS,
+            &format!("its {}", e.failed_operation),
+            e,
+            check,
+            Meanwhile::TURNED_DOWN_TRIES,
+            &[],
+        )?,
+    };
+    Some(format!("the control could not measure it: {why}"))
 }
 
 /// A trigger by another target on the same address before `until` (see
@@ -706,14 +739,17 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
     use super::ResolverHealth;
+    use crate::facts::failure::Operation;
     use crate::facts::failure::{Failure, StepError};
-    use crate::facts::{Burst, Meanwhile, Measurement, QueryType, Sent, Step, Trigger};
+    use crate::facts::{
+        Burst, Check, CheckTarget, Meanwhile, Measurement, QueryType, Sent, Step, Trigger,
+    };
 
     /// A reset kept after a silent first try is judged by its resets alone: the silence
     /// is no try turned down.
     #[test]
     fn a_silent_first_try_is_not_counted_among_those_turned_down() {
-        let at = |failure| StepError::new(super::Operation::TlsHandshake, failure);
+        let at = |failure| StepError::new(Operation::TlsHandshake, failure);
         let (reset, timeout) = (Failure::ConnectionReset, Failure::GenericTimeout);
         let tries_like =
             |e, tries, first: Option<&Failure>| super::tries_like(&at(e), tries, first);
@@ -943,8 +979,7 @@ mod tests {
     fn a_failure_the_canary_could_not_be_found_for_is_not_censorship() {
         let mut m = checked(timed_out_connect(), Some(Failure::GenericTimeout));
         if let Step::TcpConnect(t) = &mut m.step {
-            t.check.as_mut().unwrap().checked =
-                crate::facts::CheckTarget::Resolver("canary.test".into());
+            t.check.as_mut().unwrap().checked = CheckTarget::Resolver("canary.test".into());
         }
         let dns = || vec![lookup(&[(FB, None)])];
         let control = (dns(), vec![tcp(FB_443, None)]);
@@ -1340,6 +1375,81 @@ mod tests {
             (dns(), vec![timed_out_connect()]),
         );
         assert_eq!(kind(&down), (Verdict::Down, None));
+    }
+
+    /// A control overloaded, or behind a limit on new flows, fails targets that are up:
+    /// its check after a failed connect tells, as a probe's does, and the target is not
+    /// called down for everyone.
+    #[test]
+    fn the_controls_own_network_failing_is_no_outage_of_the_target() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let at_control = |check: Check| {
+            let mut m = timed_out_connect();
+            if let Step::TcpConnect(t) = &mut m.step {
+                t.check = Some(check);
+            }
+            compare(
+                domain(&[]),
+                (dns(), vec![timed_out_connect()]),
+                (dns(), vec![m]),
+            )
+        };
+        let canary = || Check {
+            checked: CheckTarget::Connect("93.184.216.34:443".parse().unwrap()),
+            ..check(None)
+        };
+        let cases = [
+            (
+                "its connects made at once right after all unanswered at first",
+                Check {
+                    first_tries: Some(Burst {
+                        made: 6,
+                        answered: 0,
+                    }),
+                    ..canary()
+                },
+                "the control's network was down as the step ended",
+            ),
+            (
+                "its other connects meanwhile answered at a later try",
+                Check {
+                    meanwhile: Some(Meanwhile {
+                        answered: 27,
+                        tries: 90,
+                        packets: 0,
+                    }),
+                    ..canary()
+                },
+                "while the control's network was failing new connections",
+            ),
+            (
+                "the canary unreachable right after",
+                Check {
+                    error: Some(StepError::timeout(Operation::Connect)),
+                    ..canary()
+                },
+                "its connect to the canary at 93.184.216.34:443 failed too",
+            ),
+        ];
+        for (case, check, said) in cases {
+            let outcome = at_control(check);
+            assert_eq!(kind(&outcome), (Verdict::Inconclusive, None), "{case}");
+            let evidence = &outcome.verdict.evidence;
+            assert!(
+                evidence.contains("the control could not measure it") && evidence.contains(said),
+                "{case}: {evidence}"
+            );
+        }
+        // Its network sound (its other connects answered at once): down after all.
+        let sound = Check {
+            meanwhile: Some(Meanwhile {
+                answered: 90,
+                tries: 90,
+                packets: 0,
+            }),
+            ..canary()
+        };
+        assert_eq!(kind(&at_control(sound)), (Verdict::Down, None));
     }
 
     #[test]

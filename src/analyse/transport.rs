@@ -223,13 +223,13 @@ fn connect_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
             Some(e) if no_route(address, e) => {
                 ControlSaw::NotMeasured("the control has no IPv6 route".into())
             }
-            Some(e) if e.local => {
-                ControlSaw::NotMeasured(explain::at_control(e, None).unwrap_or_default())
-            }
-            Some(e) => ControlSaw::Failure(format!(
-                "the control's connect to {address} failed too ({})",
-                e.failure
-            )),
+            Some(e) => match explain::at_control(e, t.check.as_ref()) {
+                Some(why) => ControlSaw::NotMeasured(why),
+                None => ControlSaw::Failure(format!(
+                    "the control's connect to {address} failed too ({})",
+                    e.failure
+                )),
+            },
         },
         None => ControlSaw::NotMeasured(format!("the control did not connect to {address}")),
     }
@@ -255,9 +255,14 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address
         )),
-        Some(c) if c.error.as_ref().is_some_and(|e| e.local) => ControlSaw::NotMeasured(
-            explain::at_control(c.error.as_ref().expect("checked"), None).unwrap_or_default(),
-        ),
+        Some(c)
+            if let Some(why) = c
+                .error
+                .as_ref()
+                .and_then(|e| explain::at_control(e, c.check.as_ref())) =>
+        {
+            ControlSaw::NotMeasured(why)
+        }
         Some(c) => ControlSaw::Failure(format!(
             "the control's handshake with {} to {} failed too ({})",
             c.server_name,

@@ -218,7 +218,8 @@ fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     let tls = TlsContext::new(root_store(ca_file.as_deref())?)?;
     let control = control
         .map(|url| ControlClient::new(&url, args.control_token.clone(), tls.clone(), timeout))
-        .transpose()?;
+        .transpose()?
+        .map(|client| client.with_canary_port(canary_port(&info.targets)));
     let measurer = Measurer::new(
         measure::Options {
             vantage: Vantage::Probe,

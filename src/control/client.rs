@@ -26,8 +26,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::protocol::{
-    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
-    MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER, batch_deadline,
+    CANARY_PORT_PARAMETER, ControlError, ControlRequest, ControlResponse, ControlResult,
+    ControlTarget, ECH_PARAMETER, MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER,
+    batch_deadline,
 };
 use crate::facts::failure::Operation;
 use crate::facts::scrub::scrub_addresses;
@@ -327,6 +328,17 @@ impl ControlClient {
             slots: Semaphore::new(MAX_IN_FLIGHT),
             reach: Reach::default(),
         })
+    }
+
+    /// Tells the control at which port the probe's canary answers, with every batch
+    /// (see [`CANARY_PORT_PARAMETER`]).
+    pub fn with_canary_port(mut self, port: Option<u16>) -> ControlClient {
+        if let Some(port) = port {
+            self.endpoint
+                .query_pairs_mut()
+                .append_pair(CANARY_PORT_PARAMETER, &port.to_string());
+        }
+        self
     }
 
     /// The control's base URL, without credentials, for run.json.

@@ -32,6 +32,12 @@ pub const MAX_AGE_PARAMETER: &str = "max_age";
 pub const OLDER_PARAMETER: &str = "older";
 /// [`OLDER_PARAMETER`]'s value.
 pub const MARK_OLDER: &str = "mark";
+/// The query parameter of [`MEASURE_PATH`] that says at which port the request's
+/// canary (its `control_sni`) answers: the control then checks its own network after a
+/// step it failed, as a probe does, on that canary, so that its failure is not taken
+/// for the target's being down. Without it, no check; a control that predates it
+/// ignores it.
+pub const CANARY_PORT_PARAMETER: &str = "canary_port";
 pub const HEALTH_PATH: &str = "/health";
 
 /// Step timeouts one target may take at the control, one after another: its DNS (a

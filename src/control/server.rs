@@ -46,8 +46,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::collect::{self, Collector};
 use super::protocol::{
-    ControlError, ControlRequest, ControlResponse, ControlResult, ControlTarget, ECH_PARAMETER,
-    HEALTH_PATH, MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER, batch_deadline,
+    CANARY_PORT_PARAMETER, ControlError, ControlRequest, ControlResponse, ControlResult,
+    ControlTarget, ECH_PARAMETER, HEALTH_PATH, MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH,
+    OLDER_PARAMETER, batch_deadline,
 };
 use super::recent::{self, Entry, Recent};
 use crate::facts::TargetFacts;
@@ -58,6 +59,7 @@ use crate::input::settings::{self, MeasureFlags};
 use crate::input::targets::{Target, parse_domain};
 use crate::measure::ech::EchPlan;
 use crate::measure::limits::Limits;
+use crate::measure::meanwhile::Exchanges;
 use crate::measure::tls::{TlsContext, provider, root_store};
 use crate::measure::{self, Measurer};
 
@@ -696,6 +698,7 @@ async fn measure(
     server.authorize(&headers)?;
     require_json(&headers)?;
     let ech = ech_plan(&uri)?;
+    let canary_port = canary_port(&uri)?;
     let arrived = std::time::Instant::now();
     let sharing = Sharing {
         since: max_age(&uri)?.and_then(|age| arrived.checked_sub(age)),
@@ -704,7 +707,7 @@ async fn measure(
     // The body before a place in flight: a client sending slowly must not hold one.
     let request = server.read_request(body).await?;
     server
-        .answer(client.ip(), &request, ech, sharing)
+        .answer(client.ip(), &request, ech, sharing, canary_port)
         .await
         .map(Json)
 }
@@ -759,6 +762,20 @@ fn max_age(uri: &Uri) -> Result<Option<Duration>, ApiError> {
         .transpose()
 }
 
+/// Where the request's canary answers (see [`CANARY_PORT_PARAMETER`]): none, and no
+/// checks, where it does not say.
+fn canary_port(uri: &Uri) -> Result<Option<u16>, ApiError> {
+    parameter(uri, CANARY_PORT_PARAMETER)
+        .map(|value| {
+            value.parse().ok().filter(|port| *port != 0).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{CANARY_PORT_PARAMETER}={value}: expected a port, 1 to 65535"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Whether the request lets older measurements answer, marked (see
 /// [`OLDER_PARAMETER`]).
 fn marks_older(uri: &Uri) -> Result<bool, ApiError> {
@@ -805,6 +822,9 @@ struct Server {
     /// Bytes of the request bodies being read, within [`BODY_BUDGET`].
     body_budget: Semaphore,
     limits: Arc<Limits>,
+    /// The connects answered lately, every request's: what the network checks after a
+    /// silence judge this server's own network by (see `measure::meanwhile`).
+    connects: Arc<Exchanges>,
     tls: TlsContext,
     asn: Option<Arc<AsnDb>>,
     /// The measurement options of every request, but for its control SNI.
@@ -830,6 +850,7 @@ impl Server {
             recent: Recent::new(recent::FRESH, recent::CAPACITY),
             body_budget: Semaphore::new(BODY_BUDGET.max(args.max_body_bytes)),
             limits: Arc::new(Limits::new(args.concurrency, args.per_host)),
+            connects: Arc::default(),
             tls: TlsContext::new(root_store(args.measure.ca_file.as_deref())?)?,
             asn: asn::load(args.measure.asn_db.as_deref(), args.ip_db_dir.clone())?
                 .map(|(_, db)| Arc::new(db)),
@@ -840,7 +861,7 @@ impl Server {
                 per_host: args.per_host,
                 resolvers,
                 control_sni: None,
-                // The control's network is not the one in question.
+                // As the request asks: see `measurer`.
                 canary_port: None,
                 policy: AddressPolicy::new(args.measure.treat_as_public.clone()),
                 // No listening after the first reply: nothing races the control's
@@ -855,16 +876,28 @@ impl Server {
             max_body_bytes: args.max_body_bytes,
         };
         // A resolver that cannot be set up should stop the start, not every request.
-        server.measurer(None, EchPlan::Always)?;
+        server.measurer(None, EchPlan::Always, None)?;
         Ok(server)
     }
 
     /// One measurer per request (its DNS cache is the request's), all of them within
-    /// the same bounds.
-    fn measurer(&self, control_sni: Option<String>, ech: EchPlan) -> anyhow::Result<Measurer> {
+    /// the same bounds, with the request's control SNI, ECH plan and canary.
+    ///
+    /// The control's own network fails too (overloaded, its connection table full, a
+    /// provider's limit on new flows). Where the request says where its canary answers
+    /// (its control SNI, a name the probe's user chose as never blocked), a step the
+    /// control failed is checked as a probe's is, so that the analysis does not take
+    /// the control's failure for the target's being down.
+    fn measurer(
+        &self,
+        control_sni: Option<String>,
+        ech: EchPlan,
+        canary_port: Option<u16>,
+    ) -> anyhow::Result<Measurer> {
         let options = measure::Options {
             control_sni,
             ech,
+            canary_port,
             ..self.options.clone()
         };
         Measurer::with_limits(
@@ -873,6 +906,7 @@ impl Server {
             self.asn.clone(),
             self.limits.clone(),
         )
+        .map(|measurer| measurer.sharing_connects(self.connects.clone()))
     }
 
     /// A place among the requests measuring, waited for up to [`QUEUE_WAIT`], else a
@@ -910,15 +944,18 @@ impl Server {
         request: &ControlRequest,
         ech: EchPlan,
         sharing: Sharing,
+        canary_port: Option<u16>,
     ) -> Result<ControlResponse, ApiError> {
         let (jobs, control_sni) = check(request, self.max_targets, &self.options.policy)?;
-        let measurer = self.measurer(control_sni.clone(), ech).map_err(|e| {
-            tracing::warn!("cannot set up a measurement: {e:#}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot set up the measurement: {e:#}"),
-            )
-        })?;
+        let measurer = self
+            .measurer(control_sni.clone(), ech, canary_port)
+            .map_err(|e| {
+                tracing::warn!("cannot set up a measurement: {e:#}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot set up the measurement: {e:#}"),
+                )
+            })?;
         let keys: Vec<recent::Key> = jobs
             .iter()
             .map(|job| job.key(control_sni.as_deref(), ech))

@@ -218,6 +218,13 @@ impl Measurer {
         })
     }
 
+    /// Counts the connects answered in `connects`, shared with other measurers, and
+    /// judges its checks by them: the control server's, one per request, all on one
+    /// network.
+    pub fn sharing_connects(self, connects: Arc<Exchanges>) -> Measurer {
+        Measurer { connects, ..self }
+    }
+
     /// Tells the measurer which targets are coming, so it can let go of each host's
     /// DNS once the last of them is measured.
     pub fn expect(&self, targets: impl IntoIterator<Item = Target>) {
