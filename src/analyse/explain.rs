@@ -552,8 +552,23 @@ pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
     }
     let check = check?;
     let why = match (&check.checked, check.passed()) {
-        (CheckTarget::Resolver(name), false) => format!(
-            "its resolver did not answer a lookup of {name} (under the canary's name) either ({})",
+        (CheckTarget::Resolver(name), false) if e.failed_operation == Operation::Resolve => {
+            format!(
+                "its resolver did not answer a lookup of {name} (under the canary's name) either ({})",
+                failure_of(check)
+            )
+        }
+        // The canary's own name not found: the control knows it not (a name of the
+        // probe's network, split DNS), which says nothing of its network.
+        (CheckTarget::Resolver(_), false)
+            if check.error.as_ref().is_some_and(|e| {
+                matches!(e.failure, Failure::DnsNxdomain | Failure::DnsNoAnswer)
+            }) =>
+        {
+            return None;
+        }
+        (CheckTarget::Resolver(canary), false) => format!(
+            "a lookup of the canary {canary}, to check its network, failed ({})",
             failure_of(check)
         ),
         (CheckTarget::Connect(address), false) => format!(
@@ -565,7 +580,7 @@ pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
         (CheckTarget::Resolver(_), true) => return None,
         (CheckTarget::Connect(_), true) => network_failed(
             THE_CONTROLS,
-            &format!("its {}", e.failed_operation),
+            &format!("its {}", operation_named(e.failed_operation)),
             e,
             check,
             Meanwhile::TURNED_DOWN_TRIES,
@@ -573,6 +588,18 @@ pub fn at_control(e: &StepError, check: Option<&Check>) -> Option<String> {
         )?,
     };
     Some(format!("the control could not measure it: {why}"))
+}
+
+/// An operation as the evidence names it.
+fn operation_named(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Resolve => "lookup",
+        Operation::Connect => "connect",
+        Operation::TlsHandshake => "TLS handshake",
+        Operation::QuicHandshake => "QUIC handshake",
+        Operation::HttpRoundTrip => "fetch",
+        Operation::Read => "read of the body",
+    }
 }
 
 /// A trigger by another target on the same address before `until` (see
@@ -1450,6 +1477,13 @@ mod tests {
             ..canary()
         };
         assert_eq!(kind(&at_control(sound)), (Verdict::Down, None));
+        // The canary's name unknown to the control: nothing said of its network.
+        let unknown = Check {
+            checked: CheckTarget::Resolver("canary.example".into()),
+            error: Some(StepError::new(Operation::Resolve, Failure::DnsNxdomain)),
+            ..check(None)
+        };
+        assert_eq!(kind(&at_control(unknown)), (Verdict::Down, None));
     }
 
     #[test]

@@ -137,13 +137,13 @@ fn first_bytes_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
             "the control connected to {address} again after the same bytes (the server: {})",
             f.reply.as_str()
         )),
-        Some(e) if e.local => {
-            ControlSaw::NotMeasured(explain::at_control(e, None).unwrap_or_default())
-        }
-        Some(e) => ControlSaw::Failure(format!(
-            "the control could not connect to {address} again after the same bytes either ({})",
-            e.failure
-        )),
+        Some(e) => match explain::at_control(e, f.reconnect.check.as_ref()) {
+            Some(why) => ControlSaw::NotMeasured(why),
+            None => ControlSaw::Failure(format!(
+                "the control could not connect to {address} again after the same bytes either ({})",
+                e.failure
+            )),
+        },
     }
 }
 
@@ -255,22 +255,21 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address
         )),
-        Some(c)
-            if let Some(why) = c
-                .error
-                .as_ref()
-                .and_then(|e| explain::at_control(e, c.check.as_ref())) =>
+        Some(c) => match c
+            .error
+            .as_ref()
+            .and_then(|e| explain::at_control(e, c.check.as_ref()))
         {
-            ControlSaw::NotMeasured(why)
-        }
-        Some(c) => ControlSaw::Failure(format!(
-            "the control's handshake with {} to {} failed too ({})",
-            c.server_name,
-            c.address,
-            c.error
-                .as_ref()
-                .map_or("no error".into(), |e| e.failure.to_string())
-        )),
+            Some(why) => ControlSaw::NotMeasured(why),
+            None => ControlSaw::Failure(format!(
+                "the control's handshake with {} to {} failed too ({})",
+                c.server_name,
+                c.address,
+                c.error
+                    .as_ref()
+                    .map_or("no error".into(), |e| e.failure.to_string())
+            )),
+        },
         None => ControlSaw::NotMeasured(format!(
             "the control did not try {} at {}",
             t.server_name, t.address

@@ -766,7 +766,8 @@ impl Measurer {
     }
 
     /// When a step that tries again by itself after a silence (a dial's second round,
-    /// QUIC's second handshake) makes that try: when the link is pulsed alongside it.
+    /// QUIC's second handshake) makes that try, at the latest (a dial's pause is drawn
+    /// at random, up to `RETRY_PAUSE`): when the link is pulsed alongside it.
     fn second_try(&self) -> Duration {
         self.options.timeout + RETRY_PAUSE
     }
