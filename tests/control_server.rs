@@ -422,13 +422,15 @@ async fn shares_no_measurement_older_than_the_request_allows_unless_marked() {
 
 /// A connect the control could not make is followed by a check of the control's own
 /// network, on the canary at the port the request names (`?canary_port=`), with the
-/// control's connects meanwhile: a control overloaded, or behind a limit on new flows,
-/// fails targets that are up, and the probe must be able to tell. A request that names
-/// no port gets no check; one that names no port worth the name is refused.
+/// connects the control made for every request before: a control overloaded, or behind
+/// a limit on new flows, fails targets that are up, and the probe must be able to tell.
+/// A request that names no port gets no check; one that names no port worth the name
+/// is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn checks_its_own_network_after_a_failure_on_the_canary_the_request_names() {
     let canary = Healthy::spawn(&["canary.test"]).await;
     let dead = blackhole::port().unwrap();
+    let (_listener, open) = listener_on("127.0.0.1");
     let zone = [("canary.test", DnsBehaviour::Answer(vec![canary.addr.ip()]))];
     let control = Control::start(
         &zone,
@@ -442,6 +444,11 @@ async fn checks_its_own_network_after_a_failure_on_the_canary_the_request_names(
         ],
     )
     .await;
+    // Another request's connect, answered: the server's network, counted for all.
+    let answered = control
+        .measure(json!([{ "service": "lab", "target": open.to_string() }]))
+        .await;
+    assert_eq!(connects(&answered.results().results[0])[0], (open, None));
     let body = json!({
         "targets": [{ "service": "lab", "target": dead.to_string() }],
         "control_sni": "canary.test",
@@ -472,7 +479,10 @@ async fn checks_its_own_network_after_a_failure_on_the_canary_the_request_names(
         .expect("a check after the silence");
     assert_eq!(checked.checked, CheckTarget::Connect(canary.addr));
     assert!(checked.passed(), "{checked:?}");
-    assert!(checked.meanwhile.is_some(), "{checked:?}");
+    assert!(
+        checked.before.is_some_and(|before| before.answered >= 1),
+        "the other request's connect counted before the silence: {checked:?}"
+    );
     // Measured afresh (`max_age=0`), not shared from the request before.
     assert_eq!(
         check_of(ask("?max_age=0".into()).await),

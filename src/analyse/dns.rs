@@ -200,10 +200,11 @@ fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
     let Some((c, e)) = theirs.iter().find_map(|c| Some((c, c.error.as_ref()?))) else {
         return ControlSaw::NotMeasured("the control did not look it up".into());
     };
-    match explain::at_control(e, c.check.as_ref()) {
-        Some(why) => ControlSaw::NotMeasured(why),
-        None => ControlSaw::Failure(format!("the control's lookup failed too ({})", e.failure)),
-    }
+    ControlSaw::failed(
+        Some(e),
+        c.check.as_ref(),
+        format!("the control's lookup failed too ({})", e.failure),
+    )
 }
 
 /// An answer consistent with nothing the control knows.

@@ -163,19 +163,16 @@ pub fn problems(
                     "the control fetched it (HTTP {})",
                     page.status.unwrap_or_default()
                 )),
-                (Some(t), None) => match t
-                    .error
-                    .as_ref()
-                    .and_then(|e| explain::at_control(e, t.check.as_ref()))
-                {
-                    Some(why) => ControlSaw::NotMeasured(why),
-                    None => ControlSaw::Failure(format!(
+                (Some(t), None) => ControlSaw::failed(
+                    t.error.as_ref(),
+                    t.check.as_ref(),
+                    format!(
                         "the control's fetch failed too ({})",
                         t.error
                             .as_ref()
                             .map_or("no response".into(), |e| e.failure.to_string())
-                    )),
-                },
+                    ),
+                ),
                 (None, None) => ControlSaw::NotMeasured("the control did not fetch it".into()),
             });
             let last = h.hops.last();

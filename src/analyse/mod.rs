@@ -29,7 +29,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, QuicFacts, Step};
+use crate::facts::failure::StepError;
+use crate::facts::{Check, Measurement, QuicFacts, Step};
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::TargetKind;
 
@@ -350,6 +351,18 @@ pub enum ControlSaw {
     Success(String),
     Failure(String),
     NotMeasured(String),
+}
+
+impl ControlSaw {
+    /// The control's step that failed with `e` and was checked by `check`: not measured
+    /// where the control's own machine or network explains the failure (see
+    /// `explain::at_control`), else a failure, which `said` tells.
+    pub fn failed(e: Option<&StepError>, check: Option<&Check>, said: String) -> ControlSaw {
+        match e.and_then(|e| explain::at_control(e, check)) {
+            Some(why) => ControlSaw::NotMeasured(why),
+            None => ControlSaw::Failure(said),
+        }
+    }
 }
 
 /// Something wrong at the probe, in one layer.

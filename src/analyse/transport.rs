@@ -137,13 +137,14 @@ fn first_bytes_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
             "the control connected to {address} again after the same bytes (the server: {})",
             f.reply.as_str()
         )),
-        Some(e) => match explain::at_control(e, f.reconnect.check.as_ref()) {
-            Some(why) => ControlSaw::NotMeasured(why),
-            None => ControlSaw::Failure(format!(
+        Some(e) => ControlSaw::failed(
+            Some(e),
+            f.reconnect.check.as_ref(),
+            format!(
                 "the control could not connect to {address} again after the same bytes either ({})",
                 e.failure
-            )),
-        },
+            ),
+        ),
     }
 }
 
@@ -223,13 +224,14 @@ fn connect_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
             Some(e) if no_route(address, e) => {
                 ControlSaw::NotMeasured("the control has no IPv6 route".into())
             }
-            Some(e) => match explain::at_control(e, t.check.as_ref()) {
-                Some(why) => ControlSaw::NotMeasured(why),
-                None => ControlSaw::Failure(format!(
+            Some(e) => ControlSaw::failed(
+                Some(e),
+                t.check.as_ref(),
+                format!(
                     "the control's connect to {address} failed too ({})",
                     e.failure
-                )),
-            },
+                ),
+            ),
         },
         None => ControlSaw::NotMeasured(format!("the control did not connect to {address}")),
     }
@@ -255,21 +257,18 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address
         )),
-        Some(c) => match c
-            .error
-            .as_ref()
-            .and_then(|e| explain::at_control(e, c.check.as_ref()))
-        {
-            Some(why) => ControlSaw::NotMeasured(why),
-            None => ControlSaw::Failure(format!(
+        Some(c) => ControlSaw::failed(
+            c.error.as_ref(),
+            c.check.as_ref(),
+            format!(
                 "the control's handshake with {} to {} failed too ({})",
                 c.server_name,
                 c.address,
                 c.error
                     .as_ref()
                     .map_or("no error".into(), |e| e.failure.to_string())
-            )),
-        },
+            ),
+        ),
         None => ControlSaw::NotMeasured(format!(
             "the control did not try {} at {}",
             t.server_name, t.address

@@ -323,7 +323,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dials_begun_together_make_their_later_tries_apart() {
+    fn a_rounds_later_tries_and_its_pause_are_drawn_apart_within_their_bounds() {
         let timeout = Duration::from_secs(3);
         let third = timeout / TRIES_PER_ROUND;
         let schedules: Vec<_> = (0..200).map(|_| schedule(timeout)).collect();
