@@ -60,6 +60,9 @@ LAB_PREFIX6=2001:db8::/32
 # While this file exists, the CDN's edge for the probe's country serves its bot
 # challenge instead of the site (scenario cdn-challenge).
 CDN_CHALLENGE=$STATE/cdn-challenge
+# The offset of the probe's clock from the lab's, for faketime (scenario clock-ahead):
+# `probe`, and the suite, run the probe under faketime while the file holds one.
+PROBE_CLOCK=$STATE/probe-clock
 
 # Every name of the lab's internet: "name address [address in the probe's country]".
 HOSTS=(
@@ -106,12 +109,12 @@ TELEGRAM_DCS=(198.19.1.1 198.19.1.2 198.19.1.3 198.19.1.4)
 # The site that really goes down (scenario "down"): its own web server.
 SMALLSITE_IP=198.19.11.10
 
-REQUIRED_TOOLS=(ip ss iptables ip6tables tc dnsmasq nginx caddy openssl flock setsid prlimit python3)
+REQUIRED_TOOLS=(ip ss iptables ip6tables tc dnsmasq nginx caddy openssl flock setsid prlimit python3 faketime)
 # The nginx modules the lab loads: headers-more sets the Server header of the CDN's
 # challenge page (scenario cdn-challenge), which nginx alone always writes itself.
 REQUIRED_NGINX_MODULES=(ngx_http_headers_more_filter_module)
 # What provides all of them on Debian and Ubuntu.
-PACKAGES="iproute2 iptables dnsmasq-base nginx libnginx-mod-http-headers-more-filter caddy openssl util-linux python3 python3-pip"
+PACKAGES="iproute2 iptables dnsmasq-base nginx libnginx-mod-http-headers-more-filter caddy openssl util-linux faketime python3 python3-pip"
 # The Python modules of the QUIC censor (scenario quic-sni, scripts/testbed/quic-censor.py),
 # from PyPI: NetfilterQueue builds against libnetfilter_queue's headers.
 REQUIRED_PYTHON_MODULES=(netfilterqueue cryptography)
@@ -894,6 +897,8 @@ up() {
 #   stop_server NAME      stop one of the internet's web servers (smallsite)
 #   starve_control FILES  restart the control server with at most FILES open files
 #   cdn_challenge         make the CDN's edge for the probe's country serve its challenge
+#   probe_clock OFFSET    run the probe with its clock OFFSET off the lab's (faketime's
+#                         -f form: +60d), as a device without a battery-backed clock is
 #   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
 #                         flows whose Initial names NAME or a subdomain (the scenario
 #                         adds the rule that queues packets to it)
@@ -933,6 +938,8 @@ starve_control() {
 }
 
 cdn_challenge() { : >"$CDN_CHALLENGE"; }
+
+probe_clock() { printf '%s\n' "$1" >"$PROBE_CLOCK"; }
 
 # The QUIC censor (scripts/testbed/quic-censor.py): a process of its own in the censor's
 # namespace, which reads what iptables queues to it, until the next scenario switch.
@@ -1047,7 +1054,7 @@ apply_scenarios() {
     redirect_http3
     stop_pidfile "$QUIC_CENSOR_PID"
     stop_pidfile "$INTERCEPTOR_PID"
-    rm -f "$CDN_CHALLENGE"
+    rm -f "$CDN_CHALLENGE" "$PROBE_CLOCK"
     if [[ -f $STATE/run/control.nofile ]]; then
         stop_pidfile "$STATE/run/control.pid"
         start_control
@@ -1111,9 +1118,10 @@ status() {
 probe() {
     require_root
     [[ -f $STATE/.cp-testbed ]] || die "the lab is not up: run $SELF up first"
-    local bin
+    local bin clock=()
     bin=$(censorprobe_bin)
-    exec ip netns exec "$NS_PROBE" "$bin" run --targets "$LAB/targets.toml" \
+    [[ -s $PROBE_CLOCK ]] && clock=(faketime -f "$(cat "$PROBE_CLOCK")")
+    exec ip netns exec "$NS_PROBE" "${clock[@]}" "$bin" run --targets "$LAB/targets.toml" \
         --control "$CONTROL_URL" --ca-file "$STATE/ca.pem" "$@"
 }
 

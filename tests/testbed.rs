@@ -193,6 +193,7 @@ fn faults() -> Vec<Case> {
             "intercept-reset",
             "outage",
             "flow-limit",
+            "clock-ahead",
         ] {
             cases.push(match with_all {
                 true => Case::new(&["all", name]),
@@ -805,8 +806,19 @@ impl ProbeRun {
 
     fn start(ns: &str, dir: tempfile::TempDir, flags: &[&str], out: PathBuf) -> ProbeRun {
         let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        // The probe's clock, set off the lab's by a scenario (clock-ahead), as
+        // `testbed.sh probe` runs it.
+        let clock = std::fs::read_to_string(format!("{STATE}/probe-clock"))
+            .map(|offset| offset.trim().to_string())
+            .unwrap_or_default();
+        let faketime: &[&str] = match clock.is_empty() {
+            true => &[],
+            false => &["faketime", "-f", &clock],
+        };
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "run", "--yes"])
+            .args(["netns", "exec", ns])
+            .args(faketime)
+            .args([BIN, "run", "--yes"])
             .args(flags)
             .env("HOME", dir.path())
             .env_remove("XDG_DATA_HOME")

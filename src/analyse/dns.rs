@@ -338,18 +338,13 @@ fn untested(ours: &[IpAddr], probe: &TargetFacts, context: &Context) -> Option<S
     why.map(|why| format!("the probe could not try the answer: {why}"))
 }
 
-/// True when `ip` completed a TLS handshake with a certificate valid for `name`.
-/// The handshake of a URL's fetch counts as much as a domain's own handshakes: a URL
-/// target's measurements hold no `TlsHandshake` step, only the TLS of its hops.
+/// True when `ip` completed a TLS handshake with a certificate that vouches for `name`
+/// (see [`TlsFacts::vouches_for_name`]). The handshake of a URL's fetch counts as much as
+/// a domain's own handshakes.
 fn valid_tls(ip: IpAddr, name: &str, facts: &TargetFacts) -> bool {
-    let valid = |t: &TlsFacts| {
-        t.address.ip() == ip && t.server_name == name && t.handshake_done && t.error.is_none()
-    };
-    facts.measurements.iter().any(|m| match &m.step {
-        Step::TlsHandshake(t) => valid(t),
-        Step::Http(h) => h.hops.iter().filter_map(|hop| hop.tls.as_ref()).any(valid),
-        _ => false,
-    })
+    facts
+        .tcp_tls()
+        .any(|t| t.address.ip() == ip && t.server_name == name && t.vouches_for_name())
 }
 
 fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {

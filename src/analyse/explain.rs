@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
     Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts, Step,
-    TlsFacts, Trigger,
+    TargetFacts, TlsFacts, Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -45,7 +45,7 @@ impl CanaryFailure {
     /// not the network's, and are left out. Nothing blocks the canary (the user chose
     /// it so): a reset of it is the probe's network's (an intercepting proxy, a captive
     /// portal) or its server's, and says nothing of a target reset alike.
-    pub fn of(canary: &crate::facts::TargetFacts) -> Vec<CanaryFailure> {
+    pub fn of(canary: &TargetFacts) -> Vec<CanaryFailure> {
         let mut failed = Vec::new();
         let mut worked = Vec::new();
         let mut add = |address: Option<SocketAddr>, e: Option<&StepError>, done: &[Operation]| {
@@ -291,6 +291,47 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
 /// try going unanswered is no sign.
 pub fn step(what: &str, e: &StepError, check: Option<&Check>) -> Option<String> {
     step_tried(what, e, check, Meanwhile::TURNED_DOWN_TRIES, &[])
+}
+
+/// A certificate refused for its dates alone (see [`TlsFacts::valid_but_for_dates`]),
+/// at `at` by the probe's clock: no interceptor's, whatever the control was shown, but
+/// nothing the probe's check vouched for either. What the control was shown for the
+/// name tells whose clock is off or whether the site's certificate is out of date.
+pub fn dates_only(
+    t: &TlsFacts,
+    at: DateTime<Utc>,
+    control: Option<&TargetFacts>,
+) -> Option<String> {
+    if !t.valid_but_for_dates {
+        return None;
+    }
+    let ours = t.certificate.as_ref();
+    let dates = ours.map_or(String::new(), |c| {
+        format!(" (valid from {} to {})", c.not_before, c.not_after)
+    });
+    let theirs: Vec<&TlsFacts> = control
+        .into_iter()
+        .flat_map(TargetFacts::tcp_tls)
+        .filter(|c| !c.control_sni && c.server_name == t.server_name && c.handshake_done)
+        .collect();
+    let same =
+        |c: &&&TlsFacts| c.certificate.as_ref().map(|c| &c.sha256) == ours.map(|c| &c.sha256);
+    let accepted: Vec<&&TlsFacts> = theirs.iter().filter(|c| c.error.is_none()).collect();
+    let control_said = if accepted.iter().any(same) {
+        ", and the control accepted the same certificate: the two clocks differ (a probe's is the one most often wrong)"
+    } else if !accepted.is_empty() {
+        ", and the control accepted a certificate for the name: the two clocks differ (a probe's is the one most often wrong)"
+    } else if theirs.iter().any(|c| c.valid_but_for_dates) {
+        ", as the control refused it for its dates: the site's certificate is out of date"
+    } else {
+        ""
+    };
+    Some(format!(
+        "the certificate {} presented for {} was refused for its dates alone{dates}, by the probe's clock at {}{control_said}; its issuer and name are the site's, and an interceptor's would fail on them",
+        t.address,
+        t.server_name,
+        at.format("%Y-%m-%d %H:%M:%S UTC")
+    ))
 }
 
 /// As [`step`], for a step made `tries` times (a refusal or reset is made again more
@@ -652,7 +693,7 @@ pub fn residual(
 /// sent before can have set off what this one met); a connect sends none, and is tried
 /// until its end, so for a connect that failed the whole step counts.
 pub fn silent_after_trigger(
-    probe: &crate::facts::TargetFacts,
+    probe: &TargetFacts,
     m: &Measurement,
     address: SocketAddr,
     e: &StepError,

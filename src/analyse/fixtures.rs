@@ -9,8 +9,8 @@ use super::{Blocking, Context, Control, Outcome, Verdict, probe_only};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, EchFacts, EchHandshake, EchOffer,
-    FirstBytes, Hello, HelloTry, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts,
+    CertificateFacts, Check, CheckTarget, DnsAnswer, DnsFacts, DnsReply, EchFacts, EchHandshake,
+    EchOffer, FirstBytes, Hello, HelloTry, HttpFacts, HttpHop, Measurement, QueryType, QuicFacts,
     RATED_SPAN_MS, Reconnect, Reply, Step, TcpFacts, TlsFacts, Vantage,
 };
 use crate::input::targets::{Target, TargetKind};
@@ -266,6 +266,50 @@ pub fn mitm(address: &str) -> Measurement {
         ));
     }
     m
+}
+
+/// A handshake with facebook.com at `address` that finished with the certificate whose
+/// SHA-256 is `sha256`, refused by the clock of whoever made it: for its dates alone
+/// (`only_dates`: valid for the name at another time), or for its dates and more.
+pub fn out_of_date(address: &str, sha256: &str, only_dates: bool) -> Measurement {
+    let mut m = tls(address, false, None);
+    if let Step::TlsHandshake(t) = &mut m.step {
+        dated(t, sha256, only_dates);
+    }
+    m
+}
+
+/// `m`'s hop, fetched over a handshake refused as [`out_of_date`]'s was: the fetch
+/// stopped there.
+pub fn fetched_out_of_date(m: Measurement, sha256: &str, only_dates: bool) -> Measurement {
+    let mut m = over_valid_tls(m);
+    if let Step::Http(h) = &mut m.step {
+        let hop = &mut h.hops[0];
+        let t = hop.tls.as_mut().expect("over TLS");
+        dated(t, sha256, only_dates);
+        (hop.status, hop.body_length, hop.title) = (None, 0, None);
+        hop.body_prefix.clear();
+        hop.error = t.error.clone();
+        h.error = t.error.clone();
+    }
+    m
+}
+
+fn dated(t: &mut TlsFacts, sha256: &str, only_dates: bool) {
+    t.certificate = Some(CertificateFacts {
+        subject: "CN=facebook.com".into(),
+        issuer: "CN=A public CA".into(),
+        san: vec!["facebook.com".into()],
+        not_before: "Jan  1 00:00:00 2026 +00:00".into(),
+        not_after: "Apr  1 00:00:00 2026 +00:00".into(),
+        sha256: sha256.into(),
+        chain: Vec::new(),
+    });
+    t.error = Some(StepError::new(
+        Operation::TlsHandshake,
+        Failure::SslInvalidCertificate,
+    ));
+    t.valid_but_for_dates = only_dates;
 }
 
 pub fn url() -> Target {

@@ -240,7 +240,12 @@ pub fn problems(
             };
             let what = format!("fetching {}", h.url);
             let tries = explain::tries_like(e, h.tries, h.first_failure.as_ref());
-            let why = explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after)
+            let dated = last.and_then(|hop| {
+                let at = hop.started_at.unwrap_or(m.measured_at);
+                explain::dates_only(hop.tls.as_ref()?, at, control)
+            });
+            let why = dated
+                .or_else(|| explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after))
                 .or_else(|| {
                     let hop = last?;
                     let sent = hop.started_at.unwrap_or(m.measured_at);

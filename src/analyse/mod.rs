@@ -621,8 +621,9 @@ fn decide(problems: &[Problem], control_reached: bool) -> Option<Decision<'_>> {
 }
 
 /// Whether the control got through to the target itself, as a user would: a page that
-/// is not a server error for a URL; for a domain, a handshake with its name and a valid
-/// certificate on a TLS port (a connect, if it has none); for an endpoint, a connect.
+/// is not a server error for a URL; for a domain, a handshake with its name and a
+/// certificate that vouches for it on a TLS port (a connect, if it has none); for an
+/// endpoint, a connect.
 /// A step that failed at both while this holds (a missing AAAA record, one dead address
 /// of several) says nothing of the target; when it does not hold, the target is down.
 fn reached_target(control: &TargetFacts) -> bool {
@@ -637,7 +638,7 @@ fn reached_target(control: &TargetFacts) -> bool {
         }),
         TargetKind::Domain(_) if !control.target.tls_ports.is_empty() => {
             steps().any(|step| match step {
-                Step::TlsHandshake(t) => !t.control_sni && t.handshake_done && t.error.is_none(),
+                Step::TlsHandshake(t) => !t.control_sni && t.vouches_for_name(),
                 _ => false,
             })
         }
@@ -1281,6 +1282,74 @@ mod tests {
             (dns(), vec![tcp(FB_443, None), mitm(FB_443)]),
         );
         assert_eq!(kind(&bad_everywhere), (Verdict::Down, None));
+    }
+
+    #[test]
+    fn a_certificate_refused_for_its_dates_alone_is_no_interception() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let probe = |only_dates| {
+            (
+                dns(),
+                vec![tcp(FB_443, None), out_of_date(FB_443, "aa", only_dates)],
+            )
+        };
+        let control = |tls| (dns(), vec![tcp(FB_443, None), tls]);
+        let dates = "refused for its dates alone (valid from Jan  1 00:00:00 2026 +00:00 to Apr  1 00:00:00 2026 +00:00), by the probe's clock at";
+        // The control accepted the same certificate, or another for the name: a clock
+        // is off (the probe's, as a rule), and the probe learnt nothing of the target.
+        let mut same = out_of_date(FB_443, "aa", true);
+        if let Step::TlsHandshake(t) = &mut same.step {
+            t.error = None;
+            t.valid_but_for_dates = false;
+        }
+        for (theirs, said) in [
+            (same, "the control accepted the same certificate"),
+            (
+                tls(FB_443, false, None),
+                "the control accepted a certificate for the name",
+            ),
+            (
+                out_of_date(FB_443, "aa", true),
+                "the site's certificate is out of date",
+            ),
+        ] {
+            let outcome = compare(domain(&[]), probe(true), control(theirs));
+            assert_eq!(kind(&outcome), (Verdict::Inconclusive, None), "{said}");
+            evidence_of(
+                &outcome,
+                &[dates, said, "an interceptor's would fail on them"],
+            );
+        }
+        let alone = judge(domain(&[]), dns(), probe(true).1);
+        assert_eq!(kind(&alone), (Verdict::Inconclusive, None));
+        evidence_of(&alone, &[dates]);
+        // A URL's fetch stopped at such a handshake the same.
+        let page = || {
+            let theirs = over_valid_tls(fetch(200, 4_000, "Facebook", 40.0, None));
+            (dns(), vec![theirs])
+        };
+        let fetched = |only_dates| {
+            let stopped =
+                fetched_out_of_date(fetch(200, 4_000, "Facebook", 40.0, None), "aa", only_dates);
+            compare(url(), (dns(), vec![stopped]), page())
+        };
+        let url_dated = fetched(true);
+        assert_eq!(kind(&url_dated), (Verdict::Inconclusive, None));
+        evidence_of(&url_dated, &[dates, "the control accepted"]);
+        // Out of date and wrong besides (an unknown issuer, another name): what an
+        // interceptor shows, whatever its dates.
+        assert_eq!(
+            kind(&compare(
+                domain(&[]),
+                probe(false),
+                control(tls(FB_443, false, None))
+            )),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
+        assert_eq!(
+            kind(&fetched(false)),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
     }
 
     #[test]

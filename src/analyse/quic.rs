@@ -75,12 +75,9 @@ fn quic(facts: &TargetFacts) -> impl Iterator<Item = (&Measurement, &QuicFacts)>
 
 /// A TCP+TLS handshake with a target's name to `address` that the server answered.
 fn tls_answered(facts: &TargetFacts, address: SocketAddr) -> Option<&TlsFacts> {
-    let tls = facts.measurements.iter().flat_map(|m| match &m.step {
-        Step::TlsHandshake(t) => vec![t],
-        Step::Http(h) => h.hops.iter().filter_map(|hop| hop.tls.as_ref()).collect(),
-        _ => Vec::new(),
-    });
-    tls.filter(|t| !t.control_sni && t.address == address)
+    facts
+        .tcp_tls()
+        .filter(|t| !t.control_sni && t.address == address)
         .find(|t| t.server_answered())
 }
 

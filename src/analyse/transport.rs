@@ -243,7 +243,7 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
     let theirs = handshakes(&control.measurements);
     let same = |c: &&&TlsFacts| !c.control_sni && c.server_name == t.server_name;
     let at = theirs.iter().filter(same).find(|c| c.address == t.address);
-    let valid = |c: &&TlsFacts| c.handshake_done && c.error.is_none();
+    let valid = |c: &&TlsFacts| c.vouches_for_name();
     match at {
         Some(c) if valid(c) => ControlSaw::Success(format!(
             "the control's handshake with {} to {} succeeded",
@@ -301,10 +301,8 @@ fn tls_problem(
                 e.failure
             ),
         );
-        return Some(Problem::strong(
-            finding,
-            control.map(|c| handshake_at(c, t, true)),
-        ));
+        let problem = Problem::strong(finding, control.map(|c| handshake_at(c, t, true)));
+        return Some(problem.unless(explain::dates_only(t, m.measured_at, control)));
     }
     if let Some(problem) = hello::fingerprint(probe, m, t) {
         return Some(problem);

@@ -608,6 +608,13 @@ pub struct TlsFacts {
     /// failed before (see [`Hello`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hellos: Vec<HelloTry>,
+    /// The certificate was refused for its dates alone: at a time within its validity
+    /// the chain is valid for the name. Its issuer and name are then the site's own, and
+    /// what was wrong is a clock (the probe's, most often: a device without a
+    /// battery-backed one, a network that blocks time servers) or a certificate out of
+    /// date, for everyone. No interceptor's certificate is ever this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub valid_but_for_dates: bool,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }
@@ -629,8 +636,15 @@ impl TlsFacts {
             first_failure: None,
             check: None,
             hellos: Vec::new(),
+            valid_but_for_dates: false,
             error: None,
         }
+    }
+
+    /// The handshake finished with a certificate that vouches for the name: valid, or
+    /// valid but for its dates (the name is the site's all the same).
+    pub fn vouches_for_name(&self) -> bool {
+        self.handshake_done && (self.error.is_none() || self.valid_but_for_dates)
     }
 
     /// The server spoke TLS back to us: the handshake finished, or it refused with a
@@ -671,6 +685,9 @@ pub struct CertificateFacts {
     pub subject: String,
     pub issuer: String,
     pub san: Vec<String>,
+    /// Absent from files written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub not_before: String,
     pub not_after: String,
     pub sha256: String,
     /// The peer's chain as base64 DER, leaf first (kept for target-SNI handshakes only).

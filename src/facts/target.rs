@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Measurement, Trigger, Vantage};
+use super::{Measurement, Step, TlsFacts, Trigger, Vantage};
 use crate::input::targets::Target;
 
 /// Everything measured for one target.
@@ -56,5 +56,18 @@ impl TargetFacts {
     pub fn measured_at(&self) -> Option<DateTime<Utc>> {
         let first = |ms: &[Measurement]| ms.iter().map(|m| m.measured_at).min();
         first(&self.measurements).or_else(|| first(&self.dns))
+    }
+
+    /// Every TCP+TLS handshake among the measurements: a domain's own, and each hop's of
+    /// a fetch (a URL target's measurements hold no handshake step of their own).
+    pub fn tcp_tls(&self) -> impl Iterator<Item = &TlsFacts> {
+        self.measurements.iter().flat_map(|m| {
+            let (own, hops) = match &m.step {
+                Step::TlsHandshake(t) => (Some(t), None),
+                Step::Http(h) => (None, Some(h.hops.iter().filter_map(|hop| hop.tls.as_ref()))),
+                _ => (None, None),
+            };
+            own.into_iter().chain(hops.into_iter().flatten())
+        })
     }
 }

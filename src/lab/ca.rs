@@ -67,7 +67,29 @@ impl Ca {
         &self,
         names: &[&str],
     ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-        let (cert, key) = self.leaf(names)?;
+        self.issue_with(names, |_| {})
+    }
+
+    /// The same, valid only from `from` to `until` (year, month, day): a certificate
+    /// out of date, or one that a clock far off reads as such.
+    pub fn issue_valid(
+        &self,
+        names: &[&str],
+        from: (i32, u8, u8),
+        until: (i32, u8, u8),
+    ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        self.issue_with(names, |params| {
+            params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        })
+    }
+
+    fn issue_with(
+        &self,
+        names: &[&str],
+        dates: impl FnOnce(&mut CertificateParams),
+    ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let (cert, key) = self.leaf_with(names, dates)?;
         let key = PrivatePkcs8KeyDer::from(key.serialize_der());
         Ok((vec![cert.der().clone()], key.into()))
     }
@@ -89,8 +111,17 @@ impl Ca {
     }
 
     fn leaf(&self, names: &[&str]) -> anyhow::Result<(Certificate, KeyPair)> {
+        self.leaf_with(names, |_| {})
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        dates: impl FnOnce(&mut CertificateParams),
+    ) -> anyhow::Result<(Certificate, KeyPair)> {
         let sans: Vec<String> = names.iter().map(|name| name.to_string()).collect();
         let mut params = CertificateParams::new(sans)?;
+        dates(&mut params);
         if let Some(first) = names.first() {
             params.distinguished_name.push(DnType::CommonName, *first);
         }

@@ -160,9 +160,10 @@ impl Ech {
 }
 
 /// Whether the comparison can tell anything after a handshake with the target's name:
-/// it went through, with a valid certificate, on TLS 1.3.
+/// it went through on TLS 1.3, with a certificate that vouches for the name (valid, or
+/// valid but for its dates: a probe's clock far off leaves the site's own).
 pub fn informative(facts: &TlsFacts) -> bool {
-    facts.handshake_done && facts.error.is_none() && facts.tls_version.as_deref() == Some("TLSv1.3")
+    facts.vouches_for_name() && facts.tls_version.as_deref() == Some("TLSv1.3")
 }
 
 impl Measurer {

@@ -104,7 +104,25 @@ const VERIFIED_KEPT: usize = 4096;
 struct Verified(Mutex<HashMap<[u8; 32], Kept>>);
 
 /// A verification and when it was made.
-type Kept = (Instant, Result<(), Failure>);
+type Kept = (Instant, Result<(), Refusal>);
+
+/// Why a chain was refused for a name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub failure: Failure,
+    /// Refused for its dates alone: checked again at a time within the leaf's validity,
+    /// the chain is valid for the name (see [`TlsFacts::valid_but_for_dates`]).
+    pub only_dates: bool,
+}
+
+impl Refusal {
+    fn of(failure: Failure) -> Refusal {
+        Refusal {
+            failure,
+            only_dates: false,
+        }
+    }
+}
 
 impl Verified {
     fn key(chain: &[CertificateDer<'_>], name: &ServerName<'_>) -> [u8; 32] {
@@ -124,8 +142,8 @@ impl Verified {
     fn get_or(
         &self,
         key: [u8; 32],
-        verify: impl FnOnce() -> Result<(), Failure>,
-    ) -> Result<(), Failure> {
+        verify: impl FnOnce() -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         let fresh = |(at, _): &Kept| at.elapsed() < VERIFIED_FOR;
         if let Some((_, result)) = self
             .0
@@ -297,27 +315,57 @@ impl TlsContext {
         facts.certificate = chain
             .first()
             .map(|leaf| describe(leaf, if facts.control_sni { &[] } else { chain }));
-        if let Err(failure) = self.verify(chain, name) {
-            facts.error = Some(StepError::new(operation, failure));
+        if let Err(refusal) = self.verify(chain, name) {
+            facts.error = Some(StepError::new(operation, refusal.failure));
+            facts.valid_but_for_dates = refusal.only_dates;
         }
     }
 
     /// Checks a chain for a name, as a browser would have before going on (or gives
     /// the same check made lately: see [`Verified`]).
-    fn verify(&self, chain: &[CertificateDer<'_>], name: &ServerName<'_>) -> Result<(), Failure> {
+    fn verify(&self, chain: &[CertificateDer<'_>], name: &ServerName<'_>) -> Result<(), Refusal> {
         self.verified
             .get_or(Verified::key(chain, name), || self.verify_now(chain, name))
     }
 
+    /// Checks a chain for a name by this machine's clock. A chain refused for its dates
+    /// is checked again at a time within its leaf's validity: valid then, only the dates
+    /// were wrong, which a clock far off does as much as a certificate out of date,
+    /// and an interceptor's certificate never does on its own (it fails on its issuer
+    /// or its name, at any time); refused then too, that other failure is the one given
+    /// (webpki checks the dates first, so they would hide it).
     fn verify_now(
         &self,
         chain: &[CertificateDer<'_>],
         name: &ServerName<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Refusal> {
         let Some((leaf, intermediates)) = chain.split_first() else {
-            return Err(Failure::SslInvalidCertificate);
+            return Err(Refusal::of(Failure::SslInvalidCertificate));
         };
-        let now = UnixTime::now();
+        let at = |now| self.verify_at(leaf, intermediates, name, now);
+        let e = match at(UnixTime::now()) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let then = within_validity(leaf).filter(|_| out_of_date(&e)).map(at);
+        match then {
+            Some(Ok(())) => Err(Refusal {
+                failure: Failure::from_tls(&e),
+                only_dates: true,
+            }),
+            // What else is wrong with it, which its dates hid: the telling failure.
+            Some(Err(other)) => Err(Refusal::of(Failure::from_tls(&other))),
+            None => Err(Refusal::of(Failure::from_tls(&e))),
+        }
+    }
+
+    fn verify_at(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
         let verified = self
             .webpki
             .verify_server_cert(leaf, intermediates, name, &[], now);
@@ -339,7 +387,7 @@ impl TlsContext {
             }
             _ => verified,
         };
-        verified.map(|_| ()).map_err(|e| Failure::from_tls(&e))
+        verified.map(|_| ())
     }
 
     /// A handshake that refuses invalid certificates, for talking to a resolver.
@@ -427,6 +475,29 @@ pub fn server_name_of(name: &str) -> Result<ServerName<'static>, StepError> {
     })
 }
 
+/// Whether a certificate was refused for its dates, or one of its chain's.
+fn out_of_date(e: &rustls::Error) -> bool {
+    use rustls::CertificateError as C;
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. }
+        )
+    )
+}
+
+/// The middle of the leaf's validity, when it can be read.
+fn within_validity(leaf: &CertificateDer<'_>) -> Option<UnixTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let validity = cert.validity();
+    let (from, until) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let middle = u64::try_from(from + (until - from) / 2).ok()?;
+    Some(UnixTime::since_unix_epoch(Duration::from_secs(middle)))
+}
+
 fn describe(leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> CertificateFacts {
     certificate_facts(leaf.as_ref(), chain)
 }
@@ -446,6 +517,7 @@ pub fn certificate_facts(leaf: &[u8], chain: &[impl AsRef<[u8]>]) -> Certificate
         subject: String::new(),
         issuer: String::new(),
         san: Vec::new(),
+        not_before: String::new(),
         not_after: String::new(),
         sha256,
         chain,
@@ -453,6 +525,7 @@ pub fn certificate_facts(leaf: &[u8], chain: &[impl AsRef<[u8]>]) -> Certificate
     if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
         facts.subject = cert.subject().to_string();
         facts.issuer = cert.issuer().to_string();
+        facts.not_before = cert.validity().not_before.to_string();
         facts.not_after = cert.validity().not_after.to_string();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             facts.san = san
@@ -534,6 +607,7 @@ mod tests {
         let check = |names: &[&str], name: &str| {
             let (chain, _) = private.issue(names).unwrap();
             tls.verify(&chain, &server_name_of(name).unwrap())
+                .map_err(|r| r.failure)
         };
         assert_eq!(check(&["chat.private.test"], "chat.private.test"), Ok(()));
         assert_eq!(check(&["private.test"], "private.test"), Ok(()));
@@ -554,6 +628,53 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_refused_for_its_dates_alone_is_told_from_an_interceptors() {
+        let ca = Ca::new().unwrap();
+        let tls = trusting(&ca, "dated.test");
+        let name = server_name_of("www.dated.test").unwrap();
+        let verify = |chain: &[CertificateDer<'_>]| tls.verify(chain, &name);
+        let dates_alone = |failure| {
+            Err(Refusal {
+                failure,
+                only_dates: true,
+            })
+        };
+        // Expired, or not valid yet (as a clock years behind or ahead reads a valid
+        // one): the site's own certificate all the same.
+        let (expired, _) = ca
+            .issue_valid(&["www.dated.test"], (2001, 1, 1), (2002, 1, 1))
+            .unwrap();
+        assert_eq!(
+            verify(&expired),
+            dates_alone(Failure::SslInvalidCertificate)
+        );
+        let (early, _) = ca
+            .issue_valid(&["www.dated.test"], (2200, 1, 1), (2201, 1, 1))
+            .unwrap();
+        assert_eq!(verify(&early), dates_alone(Failure::SslInvalidCertificate));
+        // Out of date and wrong besides: for another name, or from a CA no one trusts,
+        // which is the failure given.
+        let (other_name, _) = ca
+            .issue_valid(&["mail.dated.test"], (2001, 1, 1), (2002, 1, 1))
+            .unwrap();
+        assert_eq!(
+            verify(&other_name),
+            Err(Refusal::of(Failure::SslInvalidHostname))
+        );
+        let (untrusted, _) = Ca::new()
+            .unwrap()
+            .issue_valid(&["www.dated.test"], (2001, 1, 1), (2002, 1, 1))
+            .unwrap();
+        assert_eq!(
+            verify(&untrusted),
+            Err(Refusal::of(Failure::SslUnknownAuthority))
+        );
+        // Valid now: nothing refused.
+        let (valid, _) = ca.issue(&["www.dated.test"]).unwrap();
+        assert_eq!(verify(&valid), Ok(()));
+    }
+
+    #[test]
     fn a_verification_kept_stands_only_for_the_same_chain_and_name() {
         let ca = Ca::new().unwrap();
         let tls = trusting(&ca, "kept.test");
@@ -563,13 +684,13 @@ mod tests {
         // served, until it is older than VERIFIED_FOR, when the chain is checked again.
         let key = Verified::key(&chain, &name("a.kept.test"));
         let plant = |at: Instant| {
-            let planted = (at, Err(Failure::SslInvalidCertificate));
+            let planted = (at, Err(Refusal::of(Failure::SslInvalidCertificate)));
             tls.verified.0.lock().unwrap().insert(key, planted);
         };
         plant(Instant::now());
         assert_eq!(
             tls.verify(&chain, &name("a.kept.test")),
-            Err(Failure::SslInvalidCertificate)
+            Err(Refusal::of(Failure::SslInvalidCertificate))
         );
         plant(Instant::now() - VERIFIED_FOR - Duration::from_secs(1));
         for _ in 0..2 {
@@ -577,7 +698,7 @@ mod tests {
             // The same chain for another name: its own verdict, not the one kept.
             assert_eq!(
                 tls.verify(&chain, &name("b.kept.test")),
-                Err(Failure::SslInvalidHostname)
+                Err(Refusal::of(Failure::SslInvalidHostname))
             );
         }
         // A chain that differs in one byte of its leaf is verified afresh.

@@ -839,6 +839,7 @@ mod tests {
                 subject: "CN=web.test".into(),
                 issuer: "CN=Test CA".into(),
                 san: vec!["web.test".into()],
+                not_before: "2025-01-01".into(),
                 not_after: "2030-01-01".into(),
                 sha256: "00".into(),
                 chain: vec!["MIIB".into(), "MIIC".into()],
@@ -848,6 +849,7 @@ mod tests {
             first_failure: None,
             check: None,
             hellos: Vec::new(),
+            valid_but_for_dates: false,
             error: None,
         };
         let mut redirect = hop("http://web.test/start", 302, None);
