@@ -734,6 +734,27 @@ async fn exchange_at(
     exchange(stream, false, request).await
 }
 
+/// The control's answers carry its clock (`Date`), which the probe reads against its
+/// own: one far off reads every certificate as out of date, and every time it records.
+#[tokio::test(flavor = "multi_thread")]
+async fn tells_the_probe_its_clock() {
+    let control = Control::start(&[], &["--token", TOKEN]).await;
+    let client = ControlClient::new(
+        &control.server.url.parse().unwrap(),
+        Some(TOKEN.into()),
+        TlsContext::new(root_store(None).unwrap()).unwrap(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert_eq!(client.clock_offset(), None);
+    client.measure(&ControlRequest::empty()).await.unwrap();
+    let offset = client
+        .clock_offset()
+        .expect("the control's answer has a Date");
+    // The same clock, read to the second.
+    assert!(offset.num_milliseconds().abs() <= 1_500, "{offset}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tells_the_probe_its_network_but_never_its_address() {
     let dir = tempfile::tempdir().unwrap();

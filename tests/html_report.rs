@@ -203,6 +203,7 @@ fn write_run_as(
         targets: Default::default(),
         no_network,
         resolvers: Vec::new(),
+        clock_offset_s: None,
         compare_warnings: Vec::new(),
     };
     std::fs::write(

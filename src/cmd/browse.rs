@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::analyse::Verdict;
 use crate::error::InputError;
-use crate::output::summary::Tally;
+use crate::output::summary::{Tally, clock_notice};
 use crate::rundir::rows::run_verdicts;
 use crate::rundir::{self, Found, RunInfo};
 
@@ -139,7 +139,8 @@ pub fn summary(dir: &Path, resume_from: Option<&Path>) -> anyhow::Result<String>
         info.probe_cc,
         info.probe_asn,
         crate::analyse::counted(info.targets.len(), "target", "targets"),
-        listed.verdicts.render(info.no_network, &info.resolvers)
+        clock_notice(info.clock_offset_s).map_or(String::new(), |n| n + "\n\n")
+            + &listed.verdicts.render(info.no_network, &info.resolvers)
     ))
 }
 

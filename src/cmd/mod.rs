@@ -307,6 +307,9 @@ pub async fn execute(command: Command, progress: &MultiProgress) -> anyhow::Resu
 }
 
 fn print_report(report: &RunReport) {
+    if let Some(notice) = output::summary::clock_notice(report.clock_offset_s) {
+        outln!("{notice}\n");
+    }
     out!(
         "{}",
         report.verdicts.render(report.no_network, &report.resolvers)

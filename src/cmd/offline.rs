@@ -208,6 +208,7 @@ fn write(run: &RecordedRun, judged: Vec<Judged>, out: &Path) -> anyhow::Result<R
         verdicts,
         no_network,
         resolvers: run.info.resolvers.clone(),
+        clock_offset_s: run.info.clock_offset_s,
         stopped: None,
         planned: run.info.targets.len(),
     })

@@ -37,7 +37,7 @@ use crate::input::testlist;
 use crate::measure::ech::EchPlan;
 use crate::measure::tls::{TlsContext, root_store};
 use crate::measure::{self, Measurer};
-use crate::output::summary::Tally;
+use crate::output::summary::{Tally, clock_notice};
 use crate::rundir::rows::measured_at_column;
 use crate::rundir::writer::ResultsWriter;
 use crate::rundir::{RUN_JSON, ResolverStatus, RunInfo, RunReport, RunSettings, Stopped};
@@ -650,6 +650,7 @@ pub async fn run(
             verdicts,
             no_network: false,
             resolvers,
+            clock_offset_s: info.clock_offset_s,
             stopped: Some(stopped),
             planned,
         });
@@ -665,18 +666,24 @@ pub async fn run(
         verdicts,
         no_network,
         resolvers,
+        clock_offset_s: info.clock_offset_s,
         stopped: None,
         planned,
     })
 }
 
 /// Asks the control where the probe is (its ASN and country) with an empty request,
-/// which also finds a wrong token before anything is measured.
+/// which also finds a wrong token, and a clock far off the control's, before anything
+/// is measured.
 async fn locate(client: &ControlClient, info: &mut RunInfo) -> anyhow::Result<()> {
     match client.measure(&ControlRequest::empty()).await {
         Ok(response) => {
             info.probe_asn = response.probe_asn.unwrap_or(info.probe_asn.clone());
             info.probe_cc = response.probe_cc.unwrap_or(info.probe_cc.clone());
+            info.clock_offset_s = client.clock_offset().map(|o| o.num_seconds());
+            if let Some(notice) = clock_notice(info.clock_offset_s) {
+                tracing::warn!("{notice}");
+            }
             Ok(())
         }
         Err(e @ ControlClientError::Unauthorized(_)) => Err(InputError(e.into()).into()),

@@ -245,9 +245,10 @@ impl Uploader {
             redial: false,
             connected: None,
         };
-        let (status, body) = exchange
+        let answer = exchange
             .send(Method::POST, "application/gzip", bundle)
             .await?;
+        let (status, body) = (answer.status, answer.body);
         match status {
             200 | 201 => serde_json::from_slice(&body)
                 .map_err(|e| UploadError::Failing(status, format!("unreadable answer: {e}"))),

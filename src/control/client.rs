@@ -15,10 +15,12 @@
 //! (`tcp::Dialer::dial`): a lossy link seldom loses all of them.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
 use hyper::Method;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -307,6 +309,8 @@ pub struct ControlClient {
     timeout: Duration,
     slots: Semaphore,
     reach: Reach,
+    /// See [`ControlClient::clock_offset`].
+    clock_offset: OnceLock<TimeDelta>,
 }
 
 impl ControlClient {
@@ -327,7 +331,15 @@ impl ControlClient {
             timeout,
             slots: Semaphore::new(MAX_IN_FLIGHT),
             reach: Reach::default(),
+            clock_offset: OnceLock::new(),
         })
+    }
+
+    /// How far the control's clock was ahead of this machine's (negative: behind) at
+    /// its first answer, to a second or so; None before one, or from a control that
+    /// sent no `Date`.
+    pub fn clock_offset(&self) -> Option<TimeDelta> {
+        self.clock_offset.get().copied()
     }
 
     /// Tells the control at which port the probe's canary answers, with every batch
@@ -422,13 +434,22 @@ impl ControlClient {
             redial: true,
             connected: Some(&|| self.reach.reached()),
         };
-        let (status, bytes) = exchange
+        let answer = exchange
             .send(Method::POST, "application/json", body)
             .await?;
-        let message = || server_message(&bytes);
+        let (status, bytes) = (answer.status, &answer.body);
+        let message = || server_message(bytes);
         match status {
-            200 => serde_json::from_slice(&bytes)
-                .map_err(|e| ControlClientError::Rejected(200, format!("unreadable answer: {e}"))),
+            200 => {
+                let response = serde_json::from_slice(bytes).map_err(|e| {
+                    ControlClientError::Rejected(200, format!("unreadable answer: {e}"))
+                })?;
+                // The control's own answer, not a portal's or a proxy's on the way.
+                if let Some(offset) = answer.clock_offset {
+                    let _ = self.clock_offset.set(offset);
+                }
+                Ok(response)
+            }
             401 | 403 => Err(ControlClientError::Unauthorized(message())),
             503 => Err(ControlClientError::Busy),
             other => Err(ControlClientError::Rejected(other, message())),
@@ -467,15 +488,25 @@ pub enum ExchangeError {
     TimedOut(Duration),
 }
 
+/// A server's answer to an [`Exchange`].
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// At most `MAX_RESPONSE` bytes of the body.
+    pub body: Vec<u8>,
+    /// How far the server's clock was ahead of this machine's (negative: behind), from
+    /// its `Date` header, against the middle of the exchange: to a second or so.
+    pub clock_offset: Option<TimeDelta>,
+}
+
 impl Exchange<'_> {
-    /// Sends `body` (of `content_type`, unless empty) and gives the answer's status and
-    /// body (at most `MAX_RESPONSE` bytes of it).
+    /// Sends `body` (of `content_type`, unless empty) and gives the answer.
     pub async fn send(
         &self,
         method: Method,
         content_type: &str,
         body: Bytes,
-    ) -> Result<(u16, Vec<u8>), ExchangeError> {
+    ) -> Result<Answer, ExchangeError> {
         // Named as the user gave it: the address it resolved to would be scrubbed from
         // the log line (see `crate::facts::scrub`), leaving nothing to recognise.
         let origin = self.url.origin().ascii_serialization();
@@ -520,25 +551,30 @@ impl Exchange<'_> {
             headers.push(("authorization", bearer));
         }
         let exchange = async {
-            let sent = if self.url.scheme() == "https" {
+            let (sent, asked) = if self.url.scheme() == "https" {
                 let tls = self.tls.connect_strict(tcp, &host, self.timeout).await?;
                 connected();
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 let request =
                     http::request(method, self.url, h2, &headers, body).expect("valid request");
-                http::send(tls, h2, request).await?
+                (http::send(tls, h2, request).await?, Utc::now())
             } else {
                 connected();
                 let request =
                     http::request(method, self.url, false, &headers, body).expect("valid request");
-                http::send(tcp, false, request).await?
+                (http::send(tcp, false, request).await?, Utc::now())
             };
             let (response, _connection) = sent;
+            let clock_offset = clock_offset(response.headers(), asked, Utc::now());
             let status = response.status().as_u16();
             let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, self.wait).await;
             match body.error {
                 Some(e) => Err(e),
-                None => Ok((status, body.bytes)),
+                None => Ok(Answer {
+                    status,
+                    body: body.bytes,
+                    clock_offset,
+                }),
             }
         };
         tokio::time::timeout(self.wait, exchange)
@@ -551,6 +587,20 @@ impl Exchange<'_> {
                 failed(format!("{} ({})", e.failure, e.failed_operation), silent)
             })
     }
+}
+
+/// How far the clock of a server whose answer's head has `headers` was ahead of ours,
+/// for a request sent at `asked` and answered at `answered`: its `Date` (to the second,
+/// truncated, so taken at the middle of its second) against the middle of the two.
+fn clock_offset(
+    headers: &hyper::HeaderMap,
+    asked: DateTime<Utc>,
+    answered: DateTime<Utc>,
+) -> Option<TimeDelta> {
+    let date = headers.get(hyper::header::DATE)?.to_str().ok()?;
+    let theirs = DateTime::parse_from_rfc2822(date).ok()?.with_timezone(&Utc);
+    let ours = asked + (answered - asked) / 2;
+    Some(theirs + TimeDelta::milliseconds(500) - ours)
 }
 
 /// A server's refusal in its own words: its JSON error, else the start of its body.
@@ -960,6 +1010,29 @@ mod tests {
         assert!(matches!(busy.reach.turn(STEP, None), Turn::Own));
     }
 
+    #[test]
+    fn a_servers_clock_is_read_from_its_date_against_the_middle_of_the_exchange() {
+        let mut headers = hyper::HeaderMap::new();
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let (asked, answered) = (at("2026-12-06T23:00:00Z"), at("2026-12-06T23:00:02Z"));
+        assert_eq!(clock_offset(&headers, asked, answered), None);
+        headers.insert(
+            hyper::header::DATE,
+            "Thu, 04 Feb 2027 23:00:01 GMT".parse().unwrap(),
+        );
+        // 60 days ahead, give or take the half second its Date leaves out.
+        assert_eq!(
+            clock_offset(&headers, asked, answered),
+            Some(TimeDelta::days(60) + TimeDelta::milliseconds(500))
+        );
+        headers.insert(hyper::header::DATE, "not a date".parse().unwrap());
+        assert_eq!(clock_offset(&headers, asked, answered), None);
+    }
+
     /// An exchange with `url` that dials, and tells `tell` of its connection.
     fn telling_exchange<'a>(
         url: &'a Url,
@@ -1001,7 +1074,7 @@ mod tests {
         let tell = || connected.store(true, Ordering::SeqCst);
         let exchange = |url| telling_exchange(url, &tls, STEP, &tell);
         let answer = exchange(&url).send(Method::GET, "", Bytes::new()).await;
-        assert_eq!(answer.unwrap().0, 200);
+        assert_eq!(answer.unwrap().status, 200);
         assert!(connected.swap(false, Ordering::SeqCst));
 
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

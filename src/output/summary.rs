@@ -27,6 +27,30 @@ pub struct Tally {
     listed: BTreeMap<(String, String, usize), TargetVerdict>,
 }
 
+/// A clock this far from the control's is wrong (seconds): certificates read out of date
+/// by it well before that, and the run's times are off by as much.
+const CLOCK_TOLERANCE_S: i64 = 300;
+
+/// A paragraph on this machine's clock where the control's was far from it (see
+/// [`crate::rundir::RunInfo::clock_offset_s`]).
+pub fn clock_notice(offset_s: Option<i64>) -> Option<String> {
+    let offset = offset_s.filter(|s| s.abs() > CLOCK_TOLERANCE_S)?;
+    let way = if offset > 0 { "behind" } else { "ahead of" };
+    let (seconds, unit) = match offset.unsigned_abs() {
+        s if s >= 86_400 => (86_400, "day"),
+        s if s >= 3_600 => (3_600, "hour"),
+        _ => (60, "minute"),
+    };
+    // To the nearest: a clock read to the second is a second short of 60 days as often.
+    let amount = (offset.unsigned_abs() + seconds / 2) / seconds;
+    let plural = if amount == 1 { "" } else { "s" };
+    Some(format!(
+        "Clock: this machine's clock was {amount} {unit}{plural} {way} the control's. \
+         Certificates read out of date by it (their targets are inconclusive, not blocked), \
+         and every time in the results is off by as much: set the clock and run again."
+    ))
+}
+
 impl Tally {
     pub fn add(&mut self, verdict: TargetVerdict) {
         let place = verdict.verdict.index();
@@ -233,6 +257,24 @@ mod tests {
             text.starts_with("Resolver: resolver udp://192.0.2.53:53 did not answer the canary (generic_timeout_error in resolve)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_clock_far_from_the_controls_is_told_with_its_way_and_size() {
+        assert_eq!(clock_notice(None), None);
+        assert_eq!(clock_notice(Some(-CLOCK_TOLERANCE_S)), None);
+        let ahead = clock_notice(Some(-60 * 86_400 + 1)).unwrap();
+        assert!(
+            ahead.contains("was 60 days ahead of the control's"),
+            "{ahead}"
+        );
+        let behind = clock_notice(Some(3_600 + 59)).unwrap();
+        assert!(
+            behind.contains("was 1 hour behind the control's"),
+            "{behind}"
+        );
+        let minutes = clock_notice(Some(-(CLOCK_TOLERANCE_S + 1))).unwrap();
+        assert!(minutes.contains("5 minutes ahead of"), "{minutes}");
     }
 
     #[test]

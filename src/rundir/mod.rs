@@ -44,6 +44,8 @@ pub struct RunReport {
     pub no_network: bool,
     /// The resolvers as the canary found them (empty without a canary).
     pub resolvers: Vec<ResolverStatus>,
+    /// See [`RunInfo::clock_offset_s`].
+    pub clock_offset_s: Option<i64>,
     /// Why the run stopped before all its targets were done: it is left unfinished,
     /// for `run --resume`.
     pub stopped: Option<Stopped>,
@@ -77,6 +79,12 @@ pub struct RunInfo {
     /// What the canary's lookups said of each resolver (none without a canary).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolvers: Vec<ResolverStatus>,
+    /// How many seconds the control's clock was ahead of this machine's (negative:
+    /// behind) when the run began, from the `Date` of its first answer, to a second or
+    /// so. Every time the run records is this machine's: off by as much. Absent
+    /// without a control's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_s: Option<i64>,
     /// What `compare` warned of when this run was compared with a control run: kept
     /// with the run, so that whoever reads its compared verdicts later sees why they
     /// may say little. One comparison's warnings replace those of an earlier one with
@@ -133,6 +141,7 @@ impl RunInfo {
             targets,
             no_network: false,
             resolvers: Vec::new(),
+            clock_offset_s: None,
             compare_warnings: Vec::new(),
         }
     }
