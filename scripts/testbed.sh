@@ -613,7 +613,7 @@ $listens        $tls
         }
     }
     server {
-        listen $RESOLVER_IP:$MITM_PORT ssl;
+        listen $RESOLVER_IP:$MITM_PORT ssl; listen [$RESOLVER_IP6]:$MITM_PORT ssl;
         ssl_certificate $STATE/pki/mitm.pem; ssl_certificate_key $STATE/pki/mitm.key;
         location / { $SITE_PAGE }
     }"

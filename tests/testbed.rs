@@ -203,7 +203,12 @@ fn faults() -> Vec<Case> {
     }
     // Faults that leave little for the probe to measure: alone, every target stays
     // unflagged (with the censor on, they hide its blocks as much as anything).
-    for name in ["mtu-blackhole", "quic-v4-off", "resolver-limited"] {
+    for name in [
+        "mtu-blackhole",
+        "quic-v4-off",
+        "resolver-limited",
+        "intercept-tls",
+    ] {
         cases.push(Case::new(&[name]));
     }
     cases

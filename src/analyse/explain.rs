@@ -320,7 +320,7 @@ pub fn dates_only(
     let control_said = if accepted.iter().any(same) {
         ", and the control accepted the same certificate: the two clocks differ (a probe's is the one most often wrong)"
     } else if !accepted.is_empty() {
-        ", and the control accepted a certificate for the name: the two clocks differ (a probe's is the one most often wrong)"
+        ", and the control accepted another certificate for the name: a clock off (a probe's, most often), or a certificate out of date on this path"
     } else if theirs.iter().any(|c| c.valid_but_for_dates) {
         ", as the control refused it for its dates: the site's certificate is out of date"
     } else {
@@ -332,6 +332,54 @@ pub fn dates_only(
         t.server_name,
         at.format("%Y-%m-%d %H:%M:%S UTC")
     ))
+}
+
+/// What intercepts the probe's own TLS connections, as a handshake with the canary's
+/// name showed it: nothing blocks the canary (the user chose it so), so a certificate
+/// it was shown from an authority no one trusts is a middlebox's of the probe's own
+/// network (a company's TLS-inspecting proxy, an antivirus's HTTPS scanning).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interceptor {
+    issuer: String,
+    /// The certificate sent after the leaf (the interceptor's CA's, as a rule), when one
+    /// was: two authorities of the same name are told apart by it.
+    ca: Option<String>,
+}
+
+impl Interceptor {
+    /// The interceptor the canary's handshakes met, if any.
+    pub fn of(canary: &TargetFacts) -> Option<Interceptor> {
+        canary
+            .tcp_tls()
+            .filter(|t| !t.control_sni)
+            .find_map(Interceptor::shown)
+    }
+
+    /// Who issued a certificate `t` finished with and refused as no one's it trusts.
+    fn shown(t: &TlsFacts) -> Option<Interceptor> {
+        let unknown = t.error.as_ref()?.failure == Failure::SslUnknownAuthority;
+        let certificate = t
+            .certificate
+            .as_ref()
+            .filter(|_| t.handshake_done && unknown)?;
+        Some(Interceptor {
+            issuer: certificate.issuer.clone(),
+            ca: certificate.chain.get(1).cloned(),
+        })
+    }
+}
+
+/// Why a certificate from the canary's interceptor (see [`Interceptor`]) is no block of
+/// the target: what intercepts the canary's TLS intercepts every target's. One from an
+/// authority of another name, or another certificate, stands as evidence.
+pub fn intercepted_like_the_canary(t: &TlsFacts, canary: Option<&Interceptor>) -> Option<String> {
+    let theirs = Interceptor::shown(t)?;
+    (canary == Some(&theirs)).then(|| {
+        format!(
+            "the certificate {} presented for {} is from {}, an authority no one trusts, as the canary's was: something on the probe's own network intercepts its TLS connections (a company's proxy, an antivirus), not this target's alone",
+            t.address, t.server_name, theirs.issuer
+        )
+    })
 }
 
 /// As [`step`], for a step made `tries` times (a refusal or reset is made again more

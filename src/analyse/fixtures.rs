@@ -268,6 +268,26 @@ pub fn mitm(address: &str) -> Measurement {
     m
 }
 
+/// `m`, a handshake or a fetch over one, shown a certificate from `issuer`.
+pub fn issued_by(mut m: Measurement, issuer: &str) -> Measurement {
+    let tls = match &mut m.step {
+        Step::TlsHandshake(t) => Some(t),
+        Step::Http(h) => h.hops[0].tls.as_mut(),
+        _ => None,
+    };
+    let t = tls.expect("a handshake");
+    t.certificate = Some(CertificateFacts {
+        subject: format!("CN={}", t.server_name),
+        issuer: issuer.into(),
+        san: vec![t.server_name.clone()],
+        not_before: String::new(),
+        not_after: String::new(),
+        sha256: issuer.into(),
+        chain: Vec::new(),
+    });
+    m
+}
+
 /// A handshake with facebook.com at `address` that finished with the certificate whose
 /// SHA-256 is `sha256`, refused by the clock of whoever made it: for its dates alone
 /// (`only_dates`: valid for the name at another time), or for its dates and more.

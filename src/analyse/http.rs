@@ -240,11 +240,13 @@ pub fn problems(
             };
             let what = format!("fetching {}", h.url);
             let tries = explain::tries_like(e, h.tries, h.first_failure.as_ref());
-            let dated = last.and_then(|hop| {
-                let at = hop.started_at.unwrap_or(m.measured_at);
-                explain::dates_only(hop.tls.as_ref()?, at, control)
+            let not_the_targets = last.and_then(|hop| {
+                let (t, at) = (hop.tls.as_ref()?, hop.started_at.unwrap_or(m.measured_at));
+                explain::dates_only(t, at, control).or_else(|| {
+                    explain::intercepted_like_the_canary(t, context.canary_intercepted.as_ref())
+                })
             });
-            let why = dated
+            let why = not_the_targets
                 .or_else(|| explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after))
                 .or_else(|| {
                     let hop = last?;

@@ -323,6 +323,9 @@ pub struct Context {
     /// How the canary's own steps failed: the same failure at a target is the probe's
     /// network's (see `explain::like_the_canary`).
     pub canary_failed: Vec<explain::CanaryFailure>,
+    /// What intercepts the probe's own TLS connections, as the canary's handshakes met
+    /// it (see `explain::intercepted_like_the_canary`).
+    pub canary_intercepted: Option<explain::Interceptor>,
 }
 
 impl Context {
@@ -332,6 +335,7 @@ impl Context {
         self.ipv6 = transport::reached_over(canary, true);
         self.quic = quic::canary(canary);
         self.canary_failed = explain::CanaryFailure::of(canary);
+        self.canary_intercepted = explain::Interceptor::of(canary);
     }
 }
 
@@ -1306,7 +1310,7 @@ mod tests {
             (same, "the control accepted the same certificate"),
             (
                 tls(FB_443, false, None),
-                "the control accepted a certificate for the name",
+                "the control accepted another certificate for the name",
             ),
             (
                 out_of_date(FB_443, "aa", true),
@@ -1348,6 +1352,47 @@ mod tests {
         );
         assert_eq!(
             kind(&fetched(false)),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
+    }
+
+    #[test]
+    fn an_interceptor_of_the_canarys_tls_too_is_the_probes_own_network() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let office = "CN=Office Proxy CA";
+        let shown = |issuer| vec![tcp(FB_443, None), issued_by(mitm(FB_443), issuer)];
+        let mut context = Context::default();
+        context.learn_from_canary(&facts(&domain(&[]), dns(), shown(office)));
+        let control = || (dns(), vec![tcp(FB_443, None), tls(FB_443, false, None)]);
+        let judged = |issuer| compare_in(&context, domain(&[]), (dns(), shown(issuer)), control());
+        let same = judged(office);
+        assert_eq!(kind(&same), (Verdict::Inconclusive, None));
+        evidence_of(
+            &same,
+            &["is from CN=Office Proxy CA, an authority no one trusts, as the canary's was"],
+        );
+        // Another issuer than the canary's interceptor: a block of the target.
+        assert_eq!(
+            kind(&judged("CN=Ministry CA")),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
+        // A URL's fetch over such a handshake, the same.
+        let fetched = |issuer| {
+            let failed = Some(StepError::new(
+                Operation::TlsHandshake,
+                Failure::SslUnknownAuthority,
+            ));
+            let mut m = issued_by(over_valid_tls(fetch(0, 0, "", 0.0, failed.clone())), issuer);
+            if let Step::Http(h) = &mut m.step {
+                let t = h.hops[0].tls.as_mut().unwrap();
+                t.error = failed;
+            }
+            let page = over_valid_tls(fetch(200, 4_000, "Facebook", 40.0, None));
+            compare_in(&context, url(), (dns(), vec![m]), (dns(), vec![page]))
+        };
+        assert_eq!(kind(&fetched(office)), (Verdict::Inconclusive, None));
+        assert_eq!(
+            kind(&fetched("CN=Ministry CA")),
             (Verdict::Blocked, Some(Blocking::TlsMitm))
         );
     }

@@ -302,7 +302,10 @@ fn tls_problem(
             ),
         );
         let problem = Problem::strong(finding, control.map(|c| handshake_at(c, t, true)));
-        return Some(problem.unless(explain::dates_only(t, m.measured_at, control)));
+        let why = explain::dates_only(t, m.measured_at, control).or_else(|| {
+            explain::intercepted_like_the_canary(t, context.canary_intercepted.as_ref())
+        });
+        return Some(problem.unless(why));
     }
     if let Some(problem) = hello::fingerprint(probe, m, t) {
         return Some(problem);
