@@ -557,12 +557,14 @@ impl Exchange<'_> {
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 let request =
                     http::request(method, self.url, h2, &headers, body).expect("valid request");
-                (http::send(tls, h2, request).await?, Utc::now())
+                let asked = Utc::now();
+                (http::send(tls, h2, request).await?, asked)
             } else {
                 connected();
                 let request =
                     http::request(method, self.url, false, &headers, body).expect("valid request");
-                (http::send(tcp, false, request).await?, Utc::now())
+                let asked = Utc::now();
+                (http::send(tcp, false, request).await?, asked)
             };
             let (response, _connection) = sent;
             let clock_offset = clock_offset(response.headers(), asked, Utc::now());

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -401,7 +401,21 @@ impl TlsContext {
         let connector = TlsConnector::from(self.strict.clone());
         match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
             Err(_) => Err(StepError::timeout(Operation::TlsHandshake)),
-            Ok(Err(e)) => Err(StepError::io(Operation::TlsHandshake, &e)),
+            Ok(Err(e)) => {
+                let tls = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+                if let Some(tls) = tls.filter(|tls| out_of_date(tls)) {
+                    // The control and the DoH resolvers are trusted only over a valid
+                    // certificate, so a clock far off leaves them out of reach: said
+                    // once, since every request to them fails alike.
+                    static SAID: Once = Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!(
+                            "{server_name}'s certificate reads as out of date by this machine's clock ({tls}): the clock is probably wrong; set it and run again"
+                        );
+                    });
+                }
+                Err(StepError::io(Operation::TlsHandshake, &e))
+            }
             Ok(Ok(stream)) => Ok(stream),
         }
     }
