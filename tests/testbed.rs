@@ -208,6 +208,7 @@ fn faults() -> Vec<Case> {
         "quic-v4-off",
         "resolver-limited",
         "intercept-tls",
+        "dns-portal",
     ] {
         cases.push(Case::new(&[name]));
     }

@@ -40,8 +40,11 @@ pub fn problems(
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for f in lookups(&probe.dns) {
-        if let Some(finding) = injection(f).or_else(|| forged(f, &context.policy, control)) {
+        let like_the_canary = || explain::answered_like_the_canary(f, &context.resolvers);
+        if let Some(finding) = injection(f) {
             out.push(Problem::proven(finding));
+        } else if let Some(finding) = forged(f, &context.policy, control) {
+            out.push(Problem::proven(finding).unless(like_the_canary()));
         } else if let Some(e) = &f.error {
             // An AAAA query without an answer is normal: many names have no IPv6 address.
             let no_aaaa = e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa;
@@ -72,10 +75,10 @@ pub fn problems(
                 && !context.ipv6
                 && !transport::reached_over(probe, true);
             if let Some(problem) = inconsistent(f, probe, control, context).filter(|_| !untried) {
-                out.push(problem);
+                out.push(problem.unless(like_the_canary()));
             }
         } else if let Some(finding) = outside_asns(f, probe) {
-            out.push(Problem::proven(finding));
+            out.push(Problem::proven(finding).unless(like_the_canary()));
         }
     }
     out

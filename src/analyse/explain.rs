@@ -172,20 +172,30 @@ pub fn connects_only(measurements: &[Measurement], canary: &[CanaryFailure]) -> 
 #[derive(Debug, Clone, Default)]
 pub struct ResolverHealth {
     failed: HashMap<(String, QueryType), StepError>,
+    /// The addresses each resolver answered the canary with (see
+    /// [`answered_like_the_canary`]).
+    answered: HashMap<(String, QueryType), Vec<IpAddr>>,
 }
 
 impl ResolverHealth {
     /// From the canary's DNS measurements (the probe's, or the control's).
     pub fn of(canary_dns: &[Measurement]) -> ResolverHealth {
-        let mut failed = HashMap::new();
+        let mut health = ResolverHealth::default();
         for m in canary_dns {
-            if let Step::Dns(f) = &m.step
-                && let Some(e) = f.error.as_ref().filter(|e| !answered(e))
-            {
-                failed.insert((f.resolver.clone(), f.query_type), e.clone());
+            let Step::Dns(f) = &m.step else { continue };
+            let key = (f.resolver.clone(), f.query_type);
+            match f.error.as_ref().filter(|e| !answered(e)) {
+                Some(e) => {
+                    health.failed.insert(key, e.clone());
+                }
+                None => health
+                    .answered
+                    .entry(key)
+                    .or_default()
+                    .extend(f.all_addresses()),
             }
         }
-        ResolverHealth { failed }
+        health
     }
 
     /// How the canary's lookup of this type through this resolver failed, if it did.
@@ -205,6 +215,25 @@ impl ResolverHealth {
         }
         out
     }
+}
+
+/// Why an answer that would show a forgery (a bogon, one inconsistent with the
+/// control's) is no block of the name: its resolver answered the canary with the very
+/// same addresses, and nothing blocks the canary (the user chose it so). A resolver
+/// that answers every name alike is the probe's own network's: a captive portal before
+/// its login, a company's or a school's filtering resolver.
+pub fn answered_like_the_canary(f: &DnsFacts, health: &ResolverHealth) -> Option<String> {
+    let canarys = health.answered.get(&(f.resolver.clone(), f.query_type))?;
+    let ours = f.all_addresses();
+    let alike = !ours.is_empty() && ours.iter().all(|ip| canarys.contains(ip));
+    alike.then(|| {
+        format!(
+            "{} answered {} for {} as it answered the canary: a resolver that answers every name alike is the probe's own network's (a captive portal before its login, a filtering resolver), not a block of this name",
+            f.resolver,
+            ours.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(" "),
+            f.hostname
+        )
+    })
 }
 
 /// A lookup that got an answer from its resolver, if only "no such record".

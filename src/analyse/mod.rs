@@ -1357,6 +1357,50 @@ mod tests {
     }
 
     #[test]
+    fn a_resolver_that_answers_the_canary_alike_is_the_probes_own_network() {
+        // A captive portal's resolver answers every name, the canary's too, with its
+        // own address.
+        let portal = || vec![lookup(&[("10.10.10.10", None)])];
+        let mut context = Context::default();
+        context.learn_from_canary(&facts(&domain(&[]), portal(), Vec::new()));
+        let control = || (vec![lookup(&[(FB, None)])], vec![tcp(FB_443, None)]);
+        let judged = |answer: &str| {
+            let ours = vec![lookup(&[(answer, None)])];
+            compare_in(&context, domain(&[]), (ours, Vec::new()), control())
+        };
+        let alike = judged("10.10.10.10");
+        assert_eq!(kind(&alike), (Verdict::Inconclusive, None));
+        evidence_of(
+            &alike,
+            &["answered 10.10.10.10 for facebook.com as it answered the canary"],
+        );
+        // A public address the control did not get, the same: the portal's.
+        let mut public = Context::default();
+        public.learn_from_canary(&facts(
+            &domain(&[]),
+            vec![lookup(&[("192.0.9.9", None)])],
+            Vec::new(),
+        ));
+        let ours = vec![lookup(&[("192.0.9.9", None)])];
+        let outcome = compare_in(&public, domain(&[]), (ours, Vec::new()), control());
+        assert_eq!(
+            kind(&outcome),
+            (Verdict::Inconclusive, None),
+            "{}",
+            outcome.verdict.evidence
+        );
+        // Another answer than the canary's stands as evidence.
+        assert_eq!(
+            kind(&judged("10.10.34.34")),
+            (Verdict::Blocked, Some(Blocking::DnsHijack))
+        );
+        assert_eq!(
+            kind(&judged("10.0.0.1")),
+            (Verdict::Blocked, Some(Blocking::DnsHijack))
+        );
+    }
+
+    #[test]
     fn an_interceptor_of_the_canarys_tls_too_is_the_probes_own_network() {
         let dns = || vec![lookup(&[(FB, None)])];
         let office = "CN=Office Proxy CA";
