@@ -13,8 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
-    Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType, QuicFacts, Step,
-    TargetFacts, TlsFacts, Trigger,
+    CertificateFacts, Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType,
+    QuicFacts, Step, TargetFacts, TlsFacts, Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -338,19 +338,19 @@ pub fn dates_only(
     let dates = ours.map_or(String::new(), |c| {
         format!(" (valid from {} to {})", c.not_before, c.not_after)
     });
-    let theirs: Vec<&TlsFacts> = control
-        .into_iter()
-        .flat_map(TargetFacts::tcp_tls)
-        .filter(|c| !c.control_sni && c.server_name == t.server_name && c.handshake_done)
-        .collect();
-    let same =
-        |c: &&&TlsFacts| c.certificate.as_ref().map(|c| &c.sha256) == ours.map(|c| &c.sha256);
-    let accepted: Vec<&&TlsFacts> = theirs.iter().filter(|c| c.error.is_none()).collect();
-    let control_said = if accepted.iter().any(same) {
+    let theirs = || {
+        control
+            .into_iter()
+            .flat_map(TargetFacts::tcp_tls)
+            .filter(|c| !c.control_sni && c.server_name == t.server_name && c.handshake_done)
+    };
+    let sha256 = |c: Option<&CertificateFacts>| c.map(|c| c.sha256.clone());
+    let accepted = || theirs().filter(|c| c.error.is_none());
+    let control_said = if accepted().any(|c| sha256(c.certificate.as_ref()) == sha256(ours)) {
         ", and the control accepted the same certificate: the two clocks differ (a probe's is the one most often wrong)"
-    } else if !accepted.is_empty() {
+    } else if accepted().next().is_some() {
         ", and the control accepted another certificate for the name: a clock off (a probe's, most often), or a certificate out of date on this path"
-    } else if theirs.iter().any(|c| c.valid_but_for_dates) {
+    } else if theirs().any(|c| c.valid_but_for_dates) {
         ", as the control refused it for its dates: the site's certificate is out of date"
     } else {
         ""

@@ -276,16 +276,21 @@ pub fn issued_by(mut m: Measurement, issuer: &str) -> Measurement {
         _ => None,
     };
     let t = tls.expect("a handshake");
-    t.certificate = Some(CertificateFacts {
-        subject: format!("CN={}", t.server_name),
+    t.certificate = Some(certificate(&t.server_name, issuer, issuer));
+    m
+}
+
+/// A leaf for `name` from `issuer`, its fingerprint `sha256`, its dates unread.
+fn certificate(name: &str, issuer: &str, sha256: &str) -> CertificateFacts {
+    CertificateFacts {
+        subject: format!("CN={name}"),
         issuer: issuer.into(),
-        san: vec![t.server_name.clone()],
+        san: vec![name.into()],
         not_before: String::new(),
         not_after: String::new(),
-        sha256: issuer.into(),
+        sha256: sha256.into(),
         chain: Vec::new(),
-    });
-    m
+    }
 }
 
 /// A handshake with facebook.com at `address` that finished with the certificate whose
@@ -299,31 +304,40 @@ pub fn out_of_date(address: &str, sha256: &str, only_dates: bool) -> Measurement
     m
 }
 
-/// `m`'s hop, fetched over a handshake refused as [`out_of_date`]'s was: the fetch
-/// stopped there.
-pub fn fetched_out_of_date(m: Measurement, sha256: &str, only_dates: bool) -> Measurement {
+/// `m`'s hop, fetched over a handshake that finished with a certificate refused with
+/// `failure`: the fetch stopped there.
+pub fn fetched_refused(m: Measurement, failure: Failure) -> Measurement {
     let mut m = over_valid_tls(m);
     if let Step::Http(h) = &mut m.step {
+        let error = Some(StepError::new(Operation::TlsHandshake, failure));
         let hop = &mut h.hops[0];
-        let t = hop.tls.as_mut().expect("over TLS");
-        dated(t, sha256, only_dates);
         (hop.status, hop.body_length, hop.title) = (None, 0, None);
         hop.body_prefix.clear();
-        hop.error = t.error.clone();
-        h.error = t.error.clone();
+        hop.tls.as_mut().expect("over TLS").error = error.clone();
+        hop.error = error.clone();
+        h.error = error;
+    }
+    m
+}
+
+/// `m`'s hop, fetched over a handshake refused as [`out_of_date`]'s was.
+pub fn fetched_out_of_date(m: Measurement, sha256: &str, only_dates: bool) -> Measurement {
+    let mut m = fetched_refused(m, Failure::SslInvalidCertificate);
+    if let Step::Http(h) = &mut m.step {
+        dated(
+            h.hops[0].tls.as_mut().expect("over TLS"),
+            sha256,
+            only_dates,
+        );
     }
     m
 }
 
 fn dated(t: &mut TlsFacts, sha256: &str, only_dates: bool) {
     t.certificate = Some(CertificateFacts {
-        subject: "CN=facebook.com".into(),
-        issuer: "CN=A public CA".into(),
-        san: vec!["facebook.com".into()],
         not_before: "Jan  1 00:00:00 2026 +00:00".into(),
         not_after: "Apr  1 00:00:00 2026 +00:00".into(),
-        sha256: sha256.into(),
-        chain: Vec::new(),
+        ..certificate("facebook.com", "CN=A public CA", sha256)
     });
     t.error = Some(StepError::new(
         Operation::TlsHandshake,

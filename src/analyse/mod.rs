@@ -1422,17 +1422,17 @@ mod tests {
         );
         // A URL's fetch over such a handshake, the same.
         let fetched = |issuer| {
-            let failed = Some(StepError::new(
-                Operation::TlsHandshake,
-                Failure::SslUnknownAuthority,
-            ));
-            let mut m = issued_by(over_valid_tls(fetch(0, 0, "", 0.0, failed.clone())), issuer);
-            if let Step::Http(h) = &mut m.step {
-                let t = h.hops[0].tls.as_mut().unwrap();
-                t.error = failed;
-            }
-            let page = over_valid_tls(fetch(200, 4_000, "Facebook", 40.0, None));
-            compare_in(&context, url(), (dns(), vec![m]), (dns(), vec![page]))
+            let page = || fetch(200, 4_000, "Facebook", 40.0, None);
+            let m = issued_by(
+                fetched_refused(page(), Failure::SslUnknownAuthority),
+                issuer,
+            );
+            compare_in(
+                &context,
+                url(),
+                (dns(), vec![m]),
+                (dns(), vec![over_valid_tls(page())]),
+            )
         };
         assert_eq!(kind(&fetched(office)), (Verdict::Inconclusive, None));
         assert_eq!(
