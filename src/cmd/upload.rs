@@ -96,9 +96,9 @@ pub enum UploadError {
 impl From<ExchangeError> for UploadError {
     fn from(e: ExchangeError) -> UploadError {
         match e {
-            ExchangeError::Transport(e) | ExchangeError::Unanswered(e) => {
-                UploadError::Unreachable(e)
-            }
+            ExchangeError::Transport(e)
+            | ExchangeError::Unanswered(e)
+            | ExchangeError::Stalled(e) => UploadError::Unreachable(e),
             ExchangeError::TimedOut(wait) => UploadError::TimedOut(wait),
         }
     }

@@ -6,7 +6,8 @@
 //! serves many. Targets are sent in batches: one request per target would cost the
 //! control a connection and a request each. A batch is waited for as long as the control
 //! may take over it ([`batch_deadline`]), and not asked again once that has passed: a
-//! control that slow would only get slower.
+//! control that slow would only get slower. An answer that stops coming once begun is
+//! the path's doing, and is asked again (see `Exchange::silence`).
 //!
 //! A control the probe cannot reach (a censor may block it as well as any target) is
 //! given up on as a whole, not by each request in turn (see `Reach`): otherwise every
@@ -22,7 +23,9 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
+use http_body_util::BodyExt;
 use hyper::Method;
+use hyper::body::Incoming;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use url::Url;
@@ -32,7 +35,7 @@ use super::protocol::{
     ControlTarget, ECH_PARAMETER, MARK_OLDER, MAX_AGE_PARAMETER, MEASURE_PATH, OLDER_PARAMETER,
     batch_deadline,
 };
-use crate::facts::failure::Operation;
+use crate::facts::failure::{Operation, StepError};
 use crate::facts::scrub::scrub_addresses;
 use crate::measure::ech::EchPlan;
 use crate::measure::http;
@@ -68,6 +71,10 @@ pub enum ControlClientError {
     /// Its connect went unanswered through a whole dial.
     #[error("cannot reach the control {0}")]
     Unanswered(String),
+    /// Its answer stopped coming: the path's doing (a lossy link, a connection lost),
+    /// which a fresh connection may not meet.
+    #[error("lost the control's answer midway: {0}")]
+    Stalled(String),
     #[error("no answer from the control within {0:?}, the most it may take over this batch")]
     TimedOut(Duration),
 }
@@ -77,6 +84,7 @@ impl From<ExchangeError> for ControlClientError {
         match e {
             ExchangeError::Transport(e) => ControlClientError::Transport(e),
             ExchangeError::Unanswered(e) => ControlClientError::Unanswered(e),
+            ExchangeError::Stalled(e) => ControlClientError::Stalled(e),
             ExchangeError::TimedOut(wait) => ControlClientError::TimedOut(wait),
         }
     }
@@ -84,7 +92,11 @@ impl From<ExchangeError> for ControlClientError {
 
 impl ControlClientError {
     fn retryable(&self) -> bool {
-        self.unreached() || matches!(self, ControlClientError::Busy)
+        self.unreached()
+            || matches!(
+                self,
+                ControlClientError::Busy | ControlClientError::Stalled(_)
+            )
     }
 
     /// Whether the control could not be reached at all (where a busy, slow or refusing
@@ -485,6 +497,8 @@ pub enum ExchangeError {
     Transport(String),
     /// As `Transport`: the connect went unanswered through a whole dial.
     Unanswered(String),
+    /// As `Transport`: the answer began, then stopped coming (see `Exchange::silence`).
+    Stalled(String),
     TimedOut(Duration),
 }
 
@@ -550,45 +564,97 @@ impl Exchange<'_> {
         if let Some(bearer) = &bearer {
             headers.push(("authorization", bearer));
         }
+        let step_failed = |e: StepError| {
+            // A handshake that went unanswered is as silent as a connect: a censor
+            // filtering the server's name drops it.
+            let silent = e.silent() && e.failed_operation == Operation::TlsHandshake;
+            failed(format!("{} ({})", e.failure, e.failed_operation), silent)
+        };
         let exchange = async {
             let (sent, asked) = if self.url.scheme() == "https" {
-                let tls = self.tls.connect_strict(tcp, &host, self.timeout).await?;
+                let tls = self
+                    .tls
+                    .connect_strict(tcp, &host, self.timeout)
+                    .await
+                    .map_err(step_failed)?;
                 connected();
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 let request =
                     http::request(method, self.url, h2, &headers, body).expect("valid request");
                 let asked = Utc::now();
-                (http::send(tls, h2, request).await?, asked)
+                (
+                    http::send(tls, h2, request).await.map_err(step_failed)?,
+                    asked,
+                )
             } else {
                 connected();
                 let request =
                     http::request(method, self.url, false, &headers, body).expect("valid request");
                 let asked = Utc::now();
-                (http::send(tcp, false, request).await?, asked)
+                (
+                    http::send(tcp, false, request).await.map_err(step_failed)?,
+                    asked,
+                )
             };
             let (response, _connection) = sent;
             let clock_offset = clock_offset(response.headers(), asked, Utc::now());
             let status = response.status().as_u16();
-            let body = http::read_to_cap(response.into_body(), MAX_RESPONSE, self.wait).await;
-            match body.error {
-                Some(e) => Err(e),
-                None => Ok(Answer {
-                    status,
-                    body: body.bytes,
-                    clock_offset,
-                }),
-            }
+            let body = match read_answer(response.into_body(), self.silence()).await {
+                Ok(body) => body,
+                Err(Unread::Failed(e)) => return Err(step_failed(e)),
+                Err(Unread::Stalled(silence)) => {
+                    return Err(ExchangeError::Stalled(format!(
+                        "{origin}: nothing came for {silence:?}"
+                    )));
+                }
+            };
+            Ok(Answer {
+                status,
+                body,
+                clock_offset,
+            })
         };
         tokio::time::timeout(self.wait, exchange)
             .await
             .map_err(|_| ExchangeError::TimedOut(self.wait))?
-            .map_err(|e| {
-                // A handshake that went unanswered is as silent as a connect: a censor
-                // filtering the server's name drops it.
-                let silent = e.silent() && e.failed_operation == Operation::TlsHandshake;
-                failed(format!("{} ({})", e.failure, e.failed_operation), silent)
-            })
     }
+
+    /// The longest silence within an answer once its head has come: by then the server
+    /// has done its work, and the rest is the path's. Two step timeouts outlast the
+    /// retransmissions of a lossy link backing off (0.2 s doubled, six times in a row,
+    /// is 12.6 s), where a connection lost at its end would otherwise hold the exchange
+    /// for the rest of its `wait`, minutes for a control's batch.
+    fn silence(&self) -> Duration {
+        self.timeout * 2
+    }
+}
+
+/// Why an answer's body was not read whole.
+enum Unread {
+    Failed(StepError),
+    /// Nothing came for this long.
+    Stalled(Duration),
+}
+
+/// Reads an answer's body, at most `MAX_RESPONSE` bytes of it (more makes no answer the
+/// caller can read), failing at a `silence` between two of its parts.
+async fn read_answer(mut body: Incoming, silence: Duration) -> Result<Vec<u8>, Unread> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = tokio::time::timeout(silence, body.frame())
+        .await
+        .map_err(|_| Unread::Stalled(silence))?
+    {
+        let frame = frame.map_err(|e| Unread::Failed(http::classify(&e, Operation::Read)))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let room = MAX_RESPONSE - bytes.len();
+        bytes.extend_from_slice(&data[..data.len().min(room)]);
+        if data.len() > room {
+            break;
+        }
+    }
+    Ok(bytes)
 }
 
 /// How far the clock of a server whose answer's head has `headers` was ahead of ours,
@@ -1090,6 +1156,62 @@ mod tests {
             "{answer:?}"
         );
         assert!(!connected.load(Ordering::SeqCst));
+    }
+
+    /// An answer that stops coming midway (its connection lost on a lossy link) is given
+    /// up after its silence, not after the batch's wait, and the request is made again.
+    #[tokio::test]
+    async fn an_answer_that_stops_midway_is_asked_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base: Url = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move {
+            let body = br#"{"results":[]}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let mut held = Vec::new();
+            for connection in 0.. {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                stream.write_all(head.as_bytes()).await.unwrap();
+                match connection {
+                    // Half the body, then nothing: the rest lost on the way.
+                    0 => {
+                        stream.write_all(&body[..5]).await.unwrap();
+                        held.push(stream);
+                    }
+                    _ => {
+                        stream.write_all(body).await.unwrap();
+                        return connection + 1;
+                    }
+                }
+            }
+            unreachable!()
+        });
+        let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
+        let timeout = Duration::from_millis(200);
+        let client = ControlClient::new(&base, None, tls, timeout).unwrap();
+        let began = Instant::now();
+        let answer = client.measure(&ControlRequest::empty()).await;
+        assert!(answer.unwrap().results.is_empty());
+        assert_eq!(
+            server.await.unwrap(),
+            2,
+            "one request lost midway, one answered"
+        );
+        // The batch's wait is many seconds; the silence, two step timeouts.
+        assert!(client.wait(0) > Duration::from_secs(10));
+        assert!(
+            began.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            began.elapsed()
+        );
     }
 
     /// A server that takes the connection and never answers the TLS handshake is as

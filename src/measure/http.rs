@@ -183,7 +183,7 @@ fn record_round_trip(
 }
 
 /// A hyper error as one of our failures: the I/O error underneath when there is one.
-fn classify(err: &hyper::Error, operation: Operation) -> StepError {
+pub fn classify(err: &hyper::Error, operation: Operation) -> StepError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<io::Error>() {
