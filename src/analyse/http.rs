@@ -249,6 +249,10 @@ pub fn problems(
             let why = not_the_targets
                 .or_else(|| explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after))
                 .or_else(|| {
+                    last.filter(|hop| silent_over_own_session(hop, e))
+                        .and_then(|_| explain::silent_over_its_session(&what, h.check.as_ref()))
+                })
+                .or_else(|| {
                     let hop = last?;
                     let sent = hop.started_at.unwrap_or(m.measured_at);
                     explain::silent_after_trigger(probe, m, hop.address?, e, sent)
@@ -729,6 +733,17 @@ fn failure_finding(h: &HttpFacts, m: &Measurement, probe: &TargetFacts) -> (Find
         ),
     };
     (finding, false)
+}
+
+/// A round trip that timed out over a TLS session whose handshake with the target's own
+/// name went through.
+fn silent_over_own_session(hop: &HttpHop, e: &StepError) -> bool {
+    e.failure.is_timeout()
+        && e.failed_operation == Operation::HttpRoundTrip
+        && hop
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.handshake_done && !t.control_sni)
 }
 
 /// A body the deadline cut off after some of it came.
@@ -1325,6 +1340,59 @@ mod tests {
                 other.verdict.evidence
             );
             evidence_of(&other, &["http_round_trip"]);
+        }
+    }
+
+    #[test]
+    fn a_round_trip_silent_over_its_own_session_on_a_lossy_link_is_no_sign() {
+        // Four tries, each with its TLS handshake done with the target's own name and
+        // 2 kB after it, then no response head before the deadline.
+        let silent = |tls: bool, during: Burst| {
+            let mut m = head_frozen(fetch(0, 0, "", 0.0, None), 2_000, 9_900.0);
+            if tls {
+                m = over_valid_tls(m);
+            }
+            let mut check = check(None);
+            check.during = Some(during);
+            if let Step::Http(h) = &mut m.step {
+                h.tries = 4;
+                h.check = Some(check);
+            }
+            m
+        };
+        let lossy = Burst {
+            made: 6,
+            answered: 4,
+        };
+        let sound = Burst {
+            made: 6,
+            answered: 6,
+        };
+        let outcome = against_the_control(vec![silent(true, lossy)]);
+        assert_eq!(
+            kind(&outcome),
+            (Verdict::Inconclusive, None),
+            "{}",
+            outcome.verdict.evidence
+        );
+        evidence_of(
+            &outcome,
+            &[
+                "TLS handshakes with the target's own name went through",
+                "2 of the 6 connects to the canary",
+                "nothing singled the name out",
+            ],
+        );
+        // A link that lost nothing meanwhile, or no handshake with the name on record
+        // (the name may be what the silence follows): the round trip's failure stands.
+        for other in [silent(true, sound), silent(false, lossy)] {
+            let outcome = against_the_control(vec![other]);
+            assert_eq!(
+                kind(&outcome),
+                (Verdict::Blocked, Some(Blocking::HttpFailure)),
+                "{}",
+                outcome.verdict.evidence
+            );
         }
     }
 
