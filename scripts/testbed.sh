@@ -894,6 +894,7 @@ up() {
 #   isp_dns LINE          add a dnsmasq line to the ISP resolver's configuration
 #   throttle SNI RATE     shape what comes back to the probe on TLS connections whose
 #                         ClientHello names SNI to RATE (tc tbf)
+#   slow_link DOWN UP     make the probe's link carry DOWN toward it and UP from it
 #   stop_server NAME      stop one of the internet's web servers (smallsite)
 #   starve_control FILES  restart the control server with at most FILES open files
 #   cdn_challenge         make the CDN's edge for the probe's country serve its challenge
@@ -913,14 +914,21 @@ internet() { in_ns "$NS_NET" "$@"; }
 
 isp_dns() { printf '%s\n' "$@" >>"$STATE/isp-scenario.conf"; }
 
+# The LAN link's shaping toward the probe (htb): class 1:10 for every packet, 1:20 for
+# the throttled connections; each at the link's rate, 10 Gbit/s unless slow_link.
+lan_htb() {
+    censor tc qdisc show dev "$LAN_IF" | grep -q 'htb 1:' && return
+    censor tc qdisc add dev "$LAN_IF" root handle 1: htb default 10 r2q 100000
+    censor tc class add dev "$LAN_IF" parent 1: classid 1:10 htb rate 10gbit
+    censor tc class add dev "$LAN_IF" parent 1: classid 1:20 htb rate 10gbit
+}
+
 # The connection mark of the throttled connections, and their tc class on the LAN link.
 THROTTLE_MARK=0x20
 throttle() {
     local sni=$1 rate=$2
-    if ! censor tc qdisc show dev "$LAN_IF" | grep -q 'htb 1:'; then
-        censor tc qdisc add dev "$LAN_IF" root handle 1: htb default 10 r2q 100000
-        censor tc class add dev "$LAN_IF" parent 1: classid 1:10 htb rate 10gbit
-        censor tc class add dev "$LAN_IF" parent 1: classid 1:20 htb rate 10gbit
+    lan_htb
+    if ! censor tc qdisc show dev "$LAN_IF" | grep -q 'tbf 20:'; then
         censor tc qdisc add dev "$LAN_IF" parent 1:20 handle 20: tbf rate "$rate" burst 32kb latency 1s
         # Every packet to the probe of a marked connection, forwarded or the censor's own.
         censor iptables -w -t mangle -A POSTROUTING -o "$LAN_IF" \
@@ -930,6 +938,18 @@ throttle() {
     # conntrack entry, so the server's replies carry it.
     censor iptables -w -t mangle -A PREROUTING -i "$LAN_IF" -p tcp --dport 443 \
         -m string --algo bm --string "$sni" -j CONNMARK --set-mark "$THROTTLE_MARK/$THROTTLE_MARK"
+}
+
+# slow_link DOWN UP: the probe's link carries DOWN toward it and UP from it (tc rates),
+# each behind a queue of about a second at that rate (a congested link's buffers).
+slow_link() {
+    local down=$1 up=$2 class
+    lan_htb
+    for class in 1:10 1:20; do
+        censor tc class change dev "$LAN_IF" parent 1: classid "$class" htb rate "$down" ceil "$down" quantum 1514
+    done
+    censor tc qdisc add dev "$LAN_IF" parent 1:10 handle 10: pfifo limit 100
+    in_ns "$NS_PROBE" tc qdisc replace dev to-censor root tbf rate "$up" burst 16kb latency 1s
 }
 
 starve_control() {
@@ -1046,6 +1066,7 @@ apply_scenarios() {
         internet ip6tables -w -t "$table" -F
     done
     censor tc qdisc del dev "$LAN_IF" root 2>/dev/null || true
+    in_ns "$NS_PROBE" tc qdisc del dev to-censor root 2>/dev/null || true
     : >"$STATE/isp-scenario.conf"
     # The internet and the control as they are without a scenario: the small site up,
     # the sites' HTTP/3, the CDN's edge serving the site, the control with the open

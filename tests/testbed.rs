@@ -264,7 +264,7 @@ fn run_cases(lab: &Lab, cases: &[Case]) -> (String, Vec<Tally>, Vec<String>) {
 }
 
 /// Scenarios run by hand only (docs/testbed.md says why), with no case here.
-const BY_HAND: &[&str] = &["lossy-heavy"];
+const BY_HAND: &[&str] = &["lossy-heavy", "slow-link"];
 
 /// Every scenario file, and only those, has a case here or is run by hand.
 fn assert_every_scenario_is_tested() {
