@@ -44,6 +44,7 @@ AUTH_WORLD=198.19.0.53  # authoritative DNS, the view the rest of the world gets
 AUTH_LOCAL=198.19.0.54  # authoritative DNS, the view the probe's country gets (CDN)
 REFUSER_IP=198.19.0.55  # a dnsmasq with no upstream, which refuses every query (aaaa-broken)
 BLOCKPAGE_PORT=8080     # the censor's blockpage server, on RESOLVER_IP
+PORTAL_PORT=8081        # a captive portal's login page (scenario http-portal), on RESOLVER_IP
 MITM_PORT=8443          # the censor's intercepting TLS server, on RESOLVER_IP
 FORGED_IP=198.19.255.1  # what the injector answers: a public-looking host running nothing
 LAN_IF=to-probe         # the censor's interface toward the probe
@@ -603,8 +604,16 @@ $listens        $tls
         location / { $SITE_PAGE }
     }"
     # The censor's servers: Iran's blockpage (OONI fingerprint: an iframe to
-    # 10.10.34.34, served with 403), and TLS interception with the rogue CA.
+    # 10.10.34.34, served with 403), TLS interception with the rogue CA, and a captive
+    # portal's login page (511 Network Authentication Required, RFC 6585).
     nginx_conf censor "    server {
+        listen $RESOLVER_IP:$PORTAL_PORT;
+        location / {
+            default_type text/html;
+            return 511 '<!doctype html><html><head><title>CafeNet: log in to use the internet</title></head><body><form action=\"/login\" method=\"post\">Voucher <input name=\"voucher\"> <button>Connect</button></form></body></html>\n';
+        }
+    }
+    server {
         listen $RESOLVER_IP:$BLOCKPAGE_PORT;
         location / {
             default_type text/html;

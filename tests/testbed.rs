@@ -209,6 +209,7 @@ fn faults() -> Vec<Case> {
         "resolver-limited",
         "intercept-tls",
         "dns-portal",
+        "http-portal",
     ] {
         cases.push(Case::new(&[name]));
     }

@@ -139,6 +139,71 @@ pub fn like_the_canary(
     ))
 }
 
+/// How the canary's TLS went unreached over one family in the run: none of its
+/// handshakes there completed, and its connects or handshakes on its TLS ports failed,
+/// the first as this. A plain connect elsewhere (port 80, which a captive portal
+/// answers) does not reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryUnreached {
+    ipv6: bool,
+    operation: Operation,
+    failure: Failure,
+}
+
+impl CanaryUnreached {
+    pub fn of(canary: &TargetFacts) -> Vec<CanaryUnreached> {
+        let tls_port = |address: &SocketAddr| canary.target.tls_ports.contains(&address.port());
+        [false, true]
+            .into_iter()
+            .filter_map(|ipv6| {
+                let mine = |address: &SocketAddr| address.is_ipv6() == ipv6 && tls_port(address);
+                let mut first = None;
+                for m in &canary.measurements {
+                    let (e, done) = match &m.step {
+                        Step::TcpConnect(t) if mine(&t.address) => (t.error.as_ref(), false),
+                        Step::TlsHandshake(t) if mine(&t.address) => {
+                            (t.error.as_ref(), t.handshake_done)
+                        }
+                        _ => continue,
+                    };
+                    if done {
+                        return None;
+                    }
+                    first = first.or(e.filter(|e| e.by_network()));
+                }
+                first.map(|e| CanaryUnreached {
+                    ipv6,
+                    operation: e.failed_operation,
+                    failure: e.failure.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Why a page unlike the control's, from `address`, is no evidence against its target:
+/// the canary's TLS could not be reached over the same family in this run (see
+/// [`CanaryUnreached`]), so something on the probe's network stands between it and the
+/// sites, and a page in place of a site's is that thing's as likely as a censor's: a
+/// captive portal before its login answers every plain HTTP request with its own page
+/// (511, as RFC 6585 asks, or a redirect to it) and refuses the rest; a network out of
+/// credit sends every request to its operator's notice. A known blockpage is judged
+/// before this, and stands.
+pub fn page_where_the_canary_failed(
+    url: &str,
+    address: SocketAddr,
+    canary: &[CanaryUnreached],
+) -> Option<String> {
+    let ipv6 = address.is_ipv6();
+    let theirs = canary.iter().find(|c| c.ipv6 == ipv6)?;
+    Some(format!(
+        "{url} gave a page unlike the control's, while the canary's TLS could not be reached over IPv{} in this run ({} in {}): something on the probe's network (a captive portal, an operator's notice) stands in front of the sites, and a page in place of the site's is its own as likely as a censor's",
+        if ipv6 { 6 } else { 4 },
+        theirs.failure,
+        theirs.operation
+    ))
+}
+
 /// Why a target of which nothing but TCP connects got through (a fixed endpoint) is no
 /// `ok`: in this run the canary's connects got through and its flows were torn down
 /// after (see [`CanaryFailure::of`]), over the same family. A middlebox that takes every

@@ -277,7 +277,9 @@ pub fn problems(
                         finding.evidence.push_str(SITE_SERVED);
                         Problem::not_interference(finding, saw())
                     }
-                    false => Problem::weak(finding, saw()),
+                    false => Problem::weak(finding, saw()).unless(ours.address.and_then(|at| {
+                        explain::page_where_the_canary_failed(&h.url, at, &context.canary_unreached)
+                    })),
                 });
             }
         }
@@ -1340,6 +1342,63 @@ mod tests {
                 other.verdict.evidence
             );
             evidence_of(&other, &["http_round_trip"]);
+        }
+    }
+
+    /// A captive portal before its login answers every plain HTTP request with its own
+    /// page and refuses the rest, the canary's connects too: a page unlike the control's
+    /// is then no sign against the site. Where the canary went through, or failed only
+    /// over the other family, the page is the site's network's doing as before.
+    #[test]
+    fn a_page_in_place_of_the_sites_where_the_canary_was_refused_is_no_sign() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let mut page = fetch(200, 180, "Welcome - please log in", 5.0, None);
+        if let Step::Http(h) = &mut page.step {
+            h.hops[0]
+                .headers
+                .push(("x-portal".into(), "cafenet".into()));
+        }
+        let mut site = fetch(200, 9000, "Facebook - log in", 5.0, None);
+        if let Step::Http(h) = &mut site.step {
+            h.hops[0].headers.push(("x-fb-debug".into(), "1".into()));
+        }
+        let judged = |canary: Vec<Measurement>| {
+            let mut context = super::super::Context::default();
+            context.learn_from_canary(&facts(&domain(&[]), dns(), canary));
+            compare_in(
+                &context,
+                url(),
+                (dns(), vec![page.clone()]),
+                (dns(), vec![site.clone()]),
+            )
+        };
+        // Its connects to port 443 refused; to port 80, which the portal answers, not.
+        let refused = |address| {
+            vec![
+                tcp(address, Some(Failure::ConnectionRefused)),
+                tcp("198.18.0.10:80", None),
+            ]
+        };
+        let portal = judged(refused("198.18.0.10:443"));
+        assert_eq!(
+            kind(&portal),
+            (Verdict::Inconclusive, None),
+            "{}",
+            portal.verdict.evidence
+        );
+        evidence_of(
+            &portal,
+            &[
+                "the canary's TLS could not be reached over IPv4 in this run (connection_refused in connect)",
+            ],
+        );
+        let answered = vec![
+            tcp("198.18.0.10:443", None),
+            tls("198.18.0.10:443", false, None),
+        ];
+        for canary in [answered, refused("[2001:db8::10]:443")] {
+            let outcome = judged(canary);
+            assert_eq!(kind(&outcome), (Verdict::Blocked, Some(Blocking::HttpDiff)));
         }
     }
 

@@ -326,6 +326,9 @@ pub struct Context {
     /// What intercepts the probe's own TLS connections, as the canary's handshakes met
     /// it (see `explain::intercepted_like_the_canary`).
     pub canary_intercepted: Option<explain::Interceptor>,
+    /// Over which families the canary's TLS could not be reached (see
+    /// `explain::page_where_the_canary_failed`).
+    pub canary_unreached: Vec<explain::CanaryUnreached>,
 }
 
 impl Context {
@@ -336,6 +339,7 @@ impl Context {
         self.quic = quic::canary(canary);
         self.canary_failed = explain::CanaryFailure::of(canary);
         self.canary_intercepted = explain::Interceptor::of(canary);
+        self.canary_unreached = explain::CanaryUnreached::of(canary);
     }
 }
 
