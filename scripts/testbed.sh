@@ -903,7 +903,7 @@ up() {
 #   isp_dns LINE          add a dnsmasq line to the ISP resolver's configuration
 #   throttle SNI RATE     shape what comes back to the probe on TLS connections whose
 #                         ClientHello names SNI to RATE (tc tbf)
-#   slow_link DOWN UP     make the probe's link carry DOWN toward it and UP from it
+#   slow_link DOWN UP     make the probe's link carry DOWN kbit/s toward it and UP from it
 #   stop_server NAME      stop one of the internet's web servers (smallsite)
 #   starve_control FILES  restart the control server with at most FILES open files
 #   cdn_challenge         make the CDN's edge for the probe's country serve its challenge
@@ -949,16 +949,16 @@ throttle() {
         -m string --algo bm --string "$sni" -j CONNMARK --set-mark "$THROTTLE_MARK/$THROTTLE_MARK"
 }
 
-# slow_link DOWN UP: the probe's link carries DOWN toward it and UP from it (tc rates),
-# each behind a queue of about a second at that rate (a congested link's buffers).
+# slow_link DOWN UP: the probe's link carries DOWN kbit/s toward it and UP kbit/s from
+# it, each behind a queue of a second at that rate (a congested link's buffers).
 slow_link() {
     local down=$1 up=$2 class
     lan_htb
     for class in 1:10 1:20; do
-        censor tc class change dev "$LAN_IF" parent 1: classid "$class" htb rate "$down" ceil "$down" quantum 1514
+        censor tc class change dev "$LAN_IF" parent 1: classid "$class" htb rate "${down}kbit" ceil "${down}kbit" quantum 1514
     done
-    censor tc qdisc add dev "$LAN_IF" parent 1:10 handle 10: pfifo limit 100
-    in_ns "$NS_PROBE" tc qdisc replace dev to-censor root tbf rate "$up" burst 16kb latency 1s
+    censor tc qdisc add dev "$LAN_IF" parent 1:10 handle 10: bfifo limit $((down * 1000 / 8))
+    in_ns "$NS_PROBE" tc qdisc replace dev to-censor root tbf rate "${up}kbit" burst 16kb latency 1s
 }
 
 starve_control() {

@@ -13,8 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
-    CertificateFacts, Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement, QueryType,
-    QuicFacts, Step, TargetFacts, TlsFacts, Trigger,
+    Burst, CertificateFacts, Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement,
+    QueryType, QuicFacts, Step, TargetFacts, TlsFacts, Trigger,
 };
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
@@ -139,10 +139,12 @@ pub fn like_the_canary(
     ))
 }
 
-/// How the canary's TLS went unreached over one family in the run: none of its
-/// handshakes there completed, and its connects or handshakes on its TLS ports failed,
-/// the first as this. A plain connect elsewhere (port 80, which a captive portal
-/// answers) does not reach it.
+/// How the canary's TLS went unreached over one family in the run, where its plain
+/// TCP did not: none of its handshakes there completed, its connects or handshakes on
+/// its TLS ports failed (the first as this), and a connect of its to another port (80)
+/// went through. That is what a captive portal before its login does, which answers
+/// plain HTTP and refuses the rest; a link down or losing full-size packets as the
+/// canary was measured, or a censor that blocks the canary's address, is not this.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanaryUnreached {
     ipv6: bool,
@@ -156,22 +158,27 @@ impl CanaryUnreached {
         [false, true]
             .into_iter()
             .filter_map(|ipv6| {
-                let mine = |address: &SocketAddr| address.is_ipv6() == ipv6 && tls_port(address);
                 let mut first = None;
+                let mut plain = false;
                 for m in &canary.measurements {
-                    let (e, done) = match &m.step {
-                        Step::TcpConnect(t) if mine(&t.address) => (t.error.as_ref(), false),
-                        Step::TlsHandshake(t) if mine(&t.address) => {
-                            (t.error.as_ref(), t.handshake_done)
-                        }
+                    let (address, e, done) = match &m.step {
+                        Step::TcpConnect(t) => (t.address, t.error.as_ref(), false),
+                        Step::TlsHandshake(t) => (t.address, t.error.as_ref(), t.handshake_done),
                         _ => continue,
                     };
+                    if address.is_ipv6() != ipv6 {
+                        continue;
+                    }
+                    if !tls_port(&address) {
+                        plain |= e.is_none();
+                        continue;
+                    }
                     if done {
                         return None;
                     }
                     first = first.or(e.filter(|e| e.by_network()));
                 }
-                first.map(|e| CanaryUnreached {
+                first.filter(|_| plain).map(|e| CanaryUnreached {
                     ipv6,
                     operation: e.failed_operation,
                     failure: e.failure.clone(),
@@ -182,9 +189,10 @@ impl CanaryUnreached {
 }
 
 /// Why a page unlike the control's, from `address`, is no evidence against its target:
-/// the canary's TLS could not be reached over the same family in this run (see
-/// [`CanaryUnreached`]), so something on the probe's network stands between it and the
-/// sites, and a page in place of a site's is that thing's as likely as a censor's: a
+/// the canary's TLS could not be reached over the same family in this run, though its
+/// plain TCP could (see [`CanaryUnreached`]), so something on the probe's network
+/// stands between it and the sites, and a page in place of a site's is that thing's as
+/// likely as a censor's: a
 /// captive portal before its login answers every plain HTTP request with its own page
 /// (511, as RFC 6585 asks, or a redirect to it) and refuses the rest; a network out of
 /// credit sends every request to its operator's notice. A known blockpage is judged
@@ -197,7 +205,7 @@ pub fn page_where_the_canary_failed(
     let ipv6 = address.is_ipv6();
     let theirs = canary.iter().find(|c| c.ipv6 == ipv6)?;
     Some(format!(
-        "{url} gave a page unlike the control's, while the canary's TLS could not be reached over IPv{} in this run ({} in {}): something on the probe's network (a captive portal, an operator's notice) stands in front of the sites, and a page in place of the site's is its own as likely as a censor's",
+        "{url} gave a page unlike the control's, while the canary's TLS could not be reached over IPv{} in this run ({} in {}), though its plain TCP could: something on the probe's network (a captive portal, an operator's notice) stands in front of the sites, and a page in place of the site's is its own as likely as a censor's",
         if ipv6 { 6 } else { 4 },
         theirs.failure,
         theirs.operation
@@ -591,16 +599,25 @@ pub fn losing_packets(what: &str, check: Option<&Check>) -> Option<String> {
 }
 
 /// Why an HTTPS round trip silent at every try, over sessions whose TLS handshakes with
-/// the target's own name went through, is no sign on a link seen losing packets (see
-/// [`losing_packets`]): the name passed, and the request inside TLS is hidden, so
-/// nothing singled the target out; and on such a link a response's first record, a
-/// dozen full-size packets behind a fresh connection's window, misses the deadline try
-/// after try now and then (the testbed's `all lossy-heavy`, 30 % loss each way: once
-/// in ten runs, for its 48 KiB page).
+/// the target's own name went through, is no sign on a link seen losing packets both
+/// during its last try and right after (see [`losing_packets`]): the name passed, and
+/// the request inside TLS is hidden, so nothing singled the target out; and on such a
+/// link a response's first record, a dozen full-size packets behind a fresh
+/// connection's window, misses the deadline try after try now and then (the testbed's
+/// `all lossy-heavy`, 30 % loss each way: once in ten runs, for its 48 KiB page). Loss
+/// seen once is not enough: a link losing one packet in fifty loses a connect of six
+/// now and then.
 pub fn silent_over_its_session(what: &str, check: Option<&Check>) -> Option<String> {
-    let seen = loss_seen(check?)?;
+    let check = check?;
+    let lossy = |burst: Option<Burst>| burst.filter(|b| b.lost_some());
+    let (during, after) = (lossy(check.during)?, lossy(check.first_tries)?);
     Some(format!(
-        "{what} got no response at any try, though its TLS handshakes with the target's own name went through, while the probe's link was losing packets: {seen}; nothing singled the name out, and on such a link a response's first record misses the deadline at try after try now and then"
+        "{what} got no response at any try, though its TLS handshakes with the target's own name went through, while the probe's link was losing packets: {} of the {} connects to the canary at {} made at once during its last try, and {} of the {} made at once right after, went unanswered at first; nothing singled the name out, and on such a link a response's first record misses the deadline at try after try now and then",
+        during.made - during.answered,
+        during.made,
+        check.checked,
+        after.made - after.answered,
+        after.made
     ))
 }
 

@@ -26,7 +26,7 @@ use super::{Blocking, Context, ControlSaw, Finding, Problem, explain, fingerprin
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
-    HttpFacts, HttpHop, Measurement, RATED_SPAN_MS, STALL_BYTES, Step, THROTTLE_RATIO,
+    HttpFacts, HttpHop, Meanwhile, Measurement, RATED_SPAN_MS, STALL_BYTES, Step, THROTTLE_RATIO,
 };
 
 /// Below this many bytes a transfer is too short for its rate to mean anything.
@@ -249,8 +249,10 @@ pub fn problems(
             let why = not_the_targets
                 .or_else(|| explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after))
                 .or_else(|| {
-                    last.filter(|hop| silent_over_own_session(hop, e))
-                        .and_then(|_| explain::silent_over_its_session(&what, h.check.as_ref()))
+                    last.filter(|hop| {
+                        h.tries >= Meanwhile::LOSSY_SILENT_TRIES && silent_over_own_session(hop, e)
+                    })
+                    .and_then(|_| explain::silent_over_its_session(&what, h.check.as_ref()))
                 })
                 .or_else(|| {
                     let hop = last?;
@@ -1389,14 +1391,17 @@ mod tests {
         evidence_of(
             &portal,
             &[
-                "the canary's TLS could not be reached over IPv4 in this run (connection_refused in connect)",
+                "the canary's TLS could not be reached over IPv4 in this run (connection_refused in connect), though its plain TCP could",
             ],
         );
         let answered = vec![
             tcp("198.18.0.10:443", None),
             tls("198.18.0.10:443", false, None),
         ];
-        for canary in [answered, refused("[2001:db8::10]:443")] {
+        // Its TLS port silent and nothing else tried: the link down as the canary was
+        // measured, or its address blocked, says nothing of a portal.
+        let silent = vec![tcp("198.18.0.10:443", Some(Failure::GenericTimeout))];
+        for canary in [answered, silent, refused("[2001:db8::10]:443")] {
             let outcome = judged(canary);
             assert_eq!(kind(&outcome), (Verdict::Blocked, Some(Blocking::HttpDiff)));
         }
@@ -1413,6 +1418,10 @@ mod tests {
             }
             let mut check = check(None);
             check.during = Some(during);
+            check.first_tries = Some(Burst {
+                made: 6,
+                answered: 5,
+            });
             if let Step::Http(h) = &mut m.step {
                 h.tries = 4;
                 h.check = Some(check);
@@ -1442,8 +1451,8 @@ mod tests {
                 "nothing singled the name out",
             ],
         );
-        // A link that lost nothing meanwhile, or no handshake with the name on record
-        // (the name may be what the silence follows): the round trip's failure stands.
+        // Loss seen right after only, or no handshake with the name on record (the name
+        // may be what the silence follows): the round trip's failure stands.
         for other in [silent(true, sound), silent(false, lossy)] {
             let outcome = against_the_control(vec![other]);
             assert_eq!(

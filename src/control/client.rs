@@ -7,7 +7,7 @@
 //! control a connection and a request each. A batch is waited for as long as the control
 //! may take over it ([`batch_deadline`]), and not asked again once that has passed: a
 //! control that slow would only get slower. An answer that stops coming once begun is
-//! the path's doing, and is asked again (see `Exchange::silence`).
+//! the path's doing, and is asked again, once (see `Exchange::silence`).
 //!
 //! A control the probe cannot reach (a censor may block it as well as any target) is
 //! given up on as a whole, not by each request in turn (see `Reach`): otherwise every
@@ -57,6 +57,10 @@ const TRANSFER: Duration = Duration::from_secs(10);
 /// ports over two rounds already (see `tcp::Dialer`), so a second dial is for a burst
 /// of loss or a full NAT table, and a third would only wait out a blackhole once more.
 const UNANSWERED_DIALS: u32 = 2;
+/// Answers of one request that may stop coming midway: each try waits its whole batch's
+/// wait at most and has the control measure the batch again, so a second loss of the
+/// answer (a path that loses it every time) ends the request.
+const STALLED_ANSWERS: u32 = 2;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlClientError {
@@ -73,7 +77,7 @@ pub enum ControlClientError {
     Unanswered(String),
     /// Its answer stopped coming: the path's doing (a lossy link, a connection lost),
     /// which a fresh connection may not meet.
-    #[error("lost the control's answer midway: {0}")]
+    #[error("lost the control's answer: {0}")]
     Stalled(String),
     #[error("no answer from the control within {0:?}, the most it may take over this batch")]
     TimedOut(Duration),
@@ -113,6 +117,7 @@ impl ControlClientError {
 #[derive(Default)]
 struct Tries {
     unanswered: u32,
+    stalled: u32,
 }
 
 impl Tries {
@@ -126,7 +131,10 @@ impl Tries {
                 return false;
             }
         }
-        error.retryable() && self.unanswered < UNANSWERED_DIALS
+        if matches!(error, ControlClientError::Stalled(_)) {
+            self.stalled += 1;
+        }
+        error.retryable() && self.unanswered < UNANSWERED_DIALS && self.stalled < STALLED_ANSWERS
     }
 }
 
@@ -604,7 +612,7 @@ impl Exchange<'_> {
                 Err(Unread::Failed(e)) => return Err(step_failed(e)),
                 Err(Unread::Stalled(silence)) => {
                     return Err(ExchangeError::Stalled(format!(
-                        "{origin}: nothing came for {silence:?}"
+                        "{origin}: its answer stopped for {silence:?} midway"
                     )));
                 }
             };
@@ -620,10 +628,11 @@ impl Exchange<'_> {
     }
 
     /// The longest silence within an answer once its head has come: by then the server
-    /// has done its work, and the rest is the path's. Two step timeouts outlast the
-    /// retransmissions of a lossy link backing off (0.2 s doubled, six times in a row,
-    /// is 12.6 s), where a connection lost at its end would otherwise hold the exchange
-    /// for the rest of its `wait`, minutes for a control's batch.
+    /// has done its work, and the rest is the path's (a lossy link's retransmissions
+    /// backing off, a connection lost at its end), which would otherwise hold the
+    /// exchange for the rest of its `wait`, minutes for a control's batch. Two step
+    /// timeouts: at the default 10 s, longer than six retransmissions in a row lost
+    /// (0.2 s doubled, 12.6 s); a shorter timeout gives up on a slow answer sooner.
     fn silence(&self) -> Duration {
         self.timeout * 2
     }
@@ -1159,59 +1168,63 @@ mod tests {
     }
 
     /// An answer that stops coming midway (its connection lost on a lossy link) is given
-    /// up after its silence, not after the batch's wait, and the request is made again.
+    /// up after its silence, not after the batch's wait, and the request is made again,
+    /// once: a path that loses it every time ends the request.
     #[tokio::test]
-    async fn an_answer_that_stops_midway_is_asked_again() {
+    async fn an_answer_that_stops_midway_is_asked_again_once() {
+        use std::sync::atomic::AtomicUsize;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base: Url = format!("http://{}/", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        let server = tokio::spawn(async move {
-            let body = br#"{"results":[]}"#;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let mut held = Vec::new();
-            for connection in 0.. {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                stream.write_all(head.as_bytes()).await.unwrap();
-                match connection {
-                    // Half the body, then nothing: the rest lost on the way.
-                    0 => {
-                        stream.write_all(&body[..5]).await.unwrap();
-                        held.push(stream);
-                    }
-                    _ => {
-                        stream.write_all(body).await.unwrap();
-                        return connection + 1;
-                    }
+        /// A control whose first `stalls` answers stop after half their body; the number
+        /// of requests it took, and the client's outcome.
+        async fn ask(stalls: usize) -> (usize, Result<ControlResponse, ControlClientError>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base: Url = format!("http://{}/", listener.local_addr().unwrap())
+                .parse()
+                .unwrap();
+            let taken = std::sync::Arc::new(AtomicUsize::new(0));
+            let counted = taken.clone();
+            let server = tokio::spawn(async move {
+                let body = br#"{"results":[]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let mut held = Vec::new();
+                loop {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let mut request = [0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    stream.write_all(head.as_bytes()).await.unwrap();
+                    let cut = counted.fetch_add(1, Ordering::SeqCst) < stalls;
+                    let sent = if cut { &body[..5] } else { &body[..] };
+                    stream.write_all(sent).await.unwrap();
+                    held.push(stream);
                 }
-            }
-            unreachable!()
-        });
-        let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
-        let timeout = Duration::from_millis(200);
-        let client = ControlClient::new(&base, None, tls, timeout).unwrap();
-        let began = Instant::now();
-        let answer = client.measure(&ControlRequest::empty()).await;
-        assert!(answer.unwrap().results.is_empty());
-        assert_eq!(
-            server.await.unwrap(),
-            2,
-            "one request lost midway, one answered"
-        );
-        // The batch's wait is many seconds; the silence, two step timeouts.
-        assert!(client.wait(0) > Duration::from_secs(10));
+            });
+            let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
+            let client = ControlClient::new(&base, None, tls, Duration::from_millis(200)).unwrap();
+            // The batch's wait is many seconds; the silence, two step timeouts.
+            assert!(client.wait(0) > Duration::from_secs(10));
+            let began = Instant::now();
+            let outcome = client.measure(&ControlRequest::empty()).await;
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                began.elapsed()
+            );
+            server.abort();
+            (taken.load(Ordering::SeqCst), outcome)
+        }
+        let (taken, once) = ask(1).await;
+        assert!(once.unwrap().results.is_empty());
+        assert_eq!(taken, 2, "one answer lost midway, one read whole");
+        let (taken, always) = ask(usize::MAX).await;
         assert!(
-            began.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            began.elapsed()
+            matches!(always, Err(ControlClientError::Stalled(_))),
+            "{always:?}"
         );
+        assert_eq!(taken, 2, "asked again once, not more");
     }
 
     /// A server that takes the connection and never answers the TLS handshake is as

@@ -8,4 +8,4 @@
 # control SNI: a slow path); with all, the censor's verdicts, but that a blackhole, a
 # dropped lookup or QUIC may read inconclusive where the canary's connects made at once
 # went unanswered at their first try too (the queue outlasts a first try's wait).
-slow_link 1mbit 512kbit
+slow_link 1000 512
