@@ -32,7 +32,12 @@ const RIGHT_AFTER: TimeDelta = TimeDelta::seconds(10);
 /// operation, with one failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanaryFailure {
+    /// The family it stands for.
     ipv6: bool,
+    /// The family it was seen over: the other one where the canary could not be tried
+    /// over `ipv6` at all (its name gave only private addresses there, a captive
+    /// portal's resolver's way), whose failure is then the best word on the network.
+    seen_over_ipv6: bool,
     operation: Operation,
     failure: Failure,
 }
@@ -45,16 +50,26 @@ impl CanaryFailure {
     /// not the network's, and are left out. Nothing blocks the canary (the user chose
     /// it so): a reset of it is the probe's network's (an intercepting proxy, a captive
     /// portal) or its server's, and says nothing of a target reset alike.
+    ///
+    /// A family over which the canary's name was answered but no step of its made (every
+    /// address given was one the probe does not connect to, a private one) takes the
+    /// other family's failures: a captive portal's resolver answers the canary's name
+    /// with a private address over IPv4 and passes its IPv6 on, and then refuses the
+    /// canary's IPv6 connects as it refuses every target's IPv4 ones. A family the
+    /// canary's name has no address in stays without.
     pub fn of(canary: &TargetFacts) -> Vec<CanaryFailure> {
         let mut failed = Vec::new();
         let mut worked = Vec::new();
+        let mut tried = [false; 2];
         let mut add = |address: Option<SocketAddr>, e: Option<&StepError>, done: &[Operation]| {
             let Some(address) = address else { return };
             let ipv6 = address.is_ipv6();
+            tried[usize::from(ipv6)] = true;
             worked.extend(done.iter().map(|operation| (ipv6, *operation)));
             if let Some(e) = e.filter(|e| e.by_network()) {
                 failed.push(CanaryFailure {
                     ipv6,
+                    seen_over_ipv6: ipv6,
                     operation: e.failed_operation,
                     failure: e.failure.clone(),
                 });
@@ -96,7 +111,38 @@ impl CanaryFailure {
                 out.push(f);
             }
         }
+        let mut answered = [false; 2];
+        for m in &canary.measurements {
+            if let Step::Dns(d) = &m.step {
+                for ip in &d.addresses {
+                    answered[usize::from(ip.is_ipv6())] = true;
+                }
+            }
+        }
+        let untried = |ipv6: bool| answered[usize::from(ipv6)] && !tried[usize::from(ipv6)];
+        let untried: Vec<CanaryFailure> = out
+            .iter()
+            .filter(|f| untried(!f.ipv6))
+            .map(|f| CanaryFailure {
+                ipv6: !f.ipv6,
+                ..f.clone()
+            })
+            .collect();
+        out.extend(untried);
         out
+    }
+
+    /// Where it was seen, in words: over its family, or over the other one.
+    fn seen(&self) -> String {
+        let family = |ipv6: bool| if ipv6 { 6 } else { 4 };
+        match self.seen_over_ipv6 == self.ipv6 {
+            true => format!("over IPv{}", family(self.ipv6)),
+            false => format!(
+                "over IPv{} (it could not be tried over IPv{})",
+                family(self.seen_over_ipv6),
+                family(self.ipv6)
+            ),
+        }
     }
 }
 
@@ -130,10 +176,10 @@ pub fn like_the_canary(
     };
     let theirs = canary.iter().find(alike)?;
     Some(format!(
-        "{what} failed ({} in {}), as the canary's own did over IPv{} in this run ({} in {}): the probe's own network, not the target",
+        "{what} failed ({} in {}), as the canary's own did {} in this run ({} in {}): the probe's own network, not the target",
         e.failure,
         e.failed_operation,
-        if ipv6 { 6 } else { 4 },
+        theirs.seen(),
         theirs.failure,
         theirs.operation
     ))
@@ -1518,6 +1564,46 @@ mod tests {
         assert_eq!(
             kind(&unlike),
             (Verdict::Blocked, Some(Blocking::TlsFailure))
+        );
+    }
+
+    /// A captive portal's resolver answers the canary's name with a private address
+    /// over IPv4, which the probe does not connect to, and passes its IPv6 on; the
+    /// portal refuses the canary's IPv6 connects as it refuses a target's IPv4 ones. The
+    /// canary's failure over the other family then stands for the one it could not be
+    /// tried over; where its name has no IPv4 address at all, it stands for nothing.
+    #[test]
+    fn a_family_the_canary_could_not_be_tried_over_takes_the_others_failures() {
+        let refused = |address| tcp(address, Some(Failure::ConnectionRefused));
+        let judged = |canary_dns: Measurement| {
+            let mut context = Context::default();
+            let canary = vec![refused("[2001:db8::10]:443"), refused("[2001:db8::10]:80")];
+            context.learn_from_canary(&facts(&domain(&[]), vec![canary_dns], canary));
+            compare_in(
+                &context,
+                domain(&[]),
+                (vec![lookup(&[(FB, None)])], vec![refused(FB_443)]),
+                (
+                    vec![lookup(&[(FB, None)])],
+                    vec![tcp(FB_443, None), tls(FB_443, false, None)],
+                ),
+            )
+        };
+        let portal = judged(lookup(&[("10.10.10.10", None), ("2001:db8::10", None)]));
+        assert_eq!(
+            kind(&portal),
+            (Verdict::Inconclusive, None),
+            "{}",
+            portal.verdict.evidence
+        );
+        evidence_of(
+            &portal,
+            &["as the canary's own did over IPv6 (it could not be tried over IPv4) in this run"],
+        );
+        let no_ipv4 = judged(lookup(&[("2001:db8::10", None)]));
+        assert_eq!(
+            kind(&no_ipv4),
+            (Verdict::Blocked, Some(Blocking::TcpRefused))
         );
     }
 
