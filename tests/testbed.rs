@@ -213,6 +213,9 @@ fn faults() -> Vec<Case> {
     ] {
         cases.push(Case::new(&[name]));
     }
+    // The commonest captive portal: its resolver answers the canary's A query with a
+    // private address, and it refuses what it does not answer itself.
+    cases.push(Case::new(&["dns-portal", "http-portal"]));
     cases
 }
 
