@@ -20,7 +20,7 @@ use hyper::Method;
 use url::Url;
 
 use super::{browse, bundle, places};
-use crate::control::client::{Exchange, ExchangeError, server_message};
+use crate::control::client::{Exchange, ExchangeError, answer_silence, server_message};
 use crate::control::collect::{RUN_FILES, RUNS_PATH, StoredRun};
 use crate::control::protocol::ControlError;
 use crate::error::InputError;
@@ -242,6 +242,7 @@ impl Uploader {
             timeout: CONNECT_TIMEOUT,
             source: self.source,
             wait: UPLOAD_WAIT,
+            silence: answer_silence(CONNECT_TIMEOUT),
             redial: false,
             connected: None,
         };
