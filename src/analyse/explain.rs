@@ -120,7 +120,7 @@ impl CanaryFailure {
             }
         }
         let untried = |ipv6: bool| answered[usize::from(ipv6)] && !tried[usize::from(ipv6)];
-        let untried: Vec<CanaryFailure> = out
+        let standing_in: Vec<CanaryFailure> = out
             .iter()
             .filter(|f| untried(!f.ipv6))
             .map(|f| CanaryFailure {
@@ -128,13 +128,12 @@ impl CanaryFailure {
                 ..f.clone()
             })
             .collect();
-        out.extend(untried);
+        out.extend(standing_in);
         out
     }
 
     /// Where it was seen, in words: over its family, or over the other one.
     fn seen(&self) -> String {
-        let family = |ipv6: bool| if ipv6 { 6 } else { 4 };
         match self.seen_over_ipv6 == self.ipv6 {
             true => format!("over IPv{}", family(self.ipv6)),
             false => format!(
@@ -144,6 +143,11 @@ impl CanaryFailure {
             ),
         }
     }
+}
+
+/// An IP family's version number, as the evidence names it.
+fn family(ipv6: bool) -> u8 {
+    if ipv6 { 6 } else { 4 }
 }
 
 /// Why a failure at `address` is no evidence against its target: the canary, which
@@ -252,7 +256,7 @@ pub fn page_where_the_canary_failed(
     let theirs = canary.iter().find(|c| c.ipv6 == ipv6)?;
     Some(format!(
         "{url} gave a page unlike the control's, while the canary's TLS could not be reached over IPv{} in this run ({} in {}), though its plain TCP could: something on the probe's network (a captive portal, an operator's notice) stands in front of the sites, and a page in place of the site's is its own as likely as a censor's",
-        if ipv6 { 6 } else { 4 },
+        family(ipv6),
         theirs.failure,
         theirs.operation
     ))
@@ -604,7 +608,7 @@ fn network_failed(
         return Some(format!(
             "{what} failed ({}) at {tries} tries while {whose} link was losing packets: {} of the {} connects to the canary at {}, made at once during its last try, went unanswered at first, and on such a link that many silent tries are loss's now and then (a censor's drop leaves {} silent as well)",
             e.failure,
-            pulse.made - pulse.answered,
+            pulse.lost(),
             pulse.made,
             check.checked,
             Meanwhile::LOSSY_SILENT_TRIES
@@ -659,10 +663,10 @@ pub fn silent_over_its_session(what: &str, check: Option<&Check>) -> Option<Stri
     let (during, after) = (lossy(check.during)?, lossy(check.first_tries)?);
     Some(format!(
         "{what} got no response at any try, though its TLS handshakes with the target's own name went through, while the probe's link was losing packets: {} of the {} connects to the canary at {} made at once during its last try, and {} of the {} made at once right after, went unanswered at first; nothing singled the name out, and on such a link a response's first record misses the deadline at try after try now and then",
-        during.made - during.answered,
+        during.lost(),
         during.made,
         check.checked,
-        after.made - after.answered,
+        after.lost(),
         after.made
     ))
 }
@@ -678,7 +682,7 @@ fn loss_seen(check: &Check) -> Option<String> {
     .find_map(|(burst, when)| Some((burst.filter(|b| b.lost_some())?, when)))?;
     Some(format!(
         "{} of the {} connects to the canary at {} {when} went unanswered at first",
-        burst.made - burst.answered,
+        burst.lost(),
         burst.made,
         check.checked
     ))
@@ -1576,11 +1580,9 @@ mod tests {
     fn a_family_the_canary_could_not_be_tried_over_takes_the_others_failures() {
         let refused = |address| tcp(address, Some(Failure::ConnectionRefused));
         let judged = |canary_dns: Measurement| {
-            let mut context = Context::default();
             let canary = vec![refused("[2001:db8::10]:443"), refused("[2001:db8::10]:80")];
-            context.learn_from_canary(&facts(&domain(&[]), vec![canary_dns], canary));
             compare_in(
-                &context,
+                &canary_context(vec![canary_dns], canary),
                 domain(&[]),
                 (vec![lookup(&[(FB, None)])], vec![refused(FB_443)]),
                 (
@@ -1589,15 +1591,8 @@ mod tests {
                 ),
             )
         };
-        let portal = judged(lookup(&[("10.10.10.10", None), ("2001:db8::10", None)]));
-        assert_eq!(
-            kind(&portal),
-            (Verdict::Inconclusive, None),
-            "{}",
-            portal.verdict.evidence
-        );
-        evidence_of(
-            &portal,
+        inconclusive_saying(
+            &judged(lookup(&[("10.10.10.10", None), ("2001:db8::10", None)])),
             &["as the canary's own did over IPv6 (it could not be tried over IPv4) in this run"],
         );
         let no_ipv4 = judged(lookup(&[("2001:db8::10", None)]));

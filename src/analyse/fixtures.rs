@@ -553,6 +553,25 @@ pub fn hellos(mut m: Measurement, tries: &[(Hello, bool, Option<Failure>)]) -> M
 }
 
 /// Asserts that `outcome`'s evidence says each of `said`.
+/// What a run learns from a canary whose lookups were `dns` and whose other steps were
+/// `rest`.
+pub fn canary_context(dns: Vec<Measurement>, rest: Vec<Measurement>) -> Context {
+    let mut context = Context::default();
+    context.learn_from_canary(&facts(&domain(&[]), dns, rest));
+    context
+}
+
+/// Asserts `outcome` is `inconclusive`, its evidence saying each of `said`.
+pub fn inconclusive_saying(outcome: &Outcome, said: &[&str]) {
+    assert_eq!(
+        kind(outcome),
+        (Verdict::Inconclusive, None),
+        "{}",
+        outcome.verdict.evidence
+    );
+    evidence_of(outcome, said);
+}
+
 pub fn evidence_of(outcome: &Outcome, said: &[&str]) {
     for words in said {
         assert!(

@@ -249,10 +249,8 @@ pub fn problems(
             let why = not_the_targets
                 .or_else(|| explain::step_tried(&what, e, h.check.as_ref(), tries, &h.cut_after))
                 .or_else(|| {
-                    last.filter(|hop| {
-                        h.tries >= Meanwhile::LOSSY_SILENT_TRIES && silent_over_own_session(hop, e)
-                    })
-                    .and_then(|_| explain::silent_over_its_session(&what, h.check.as_ref()))
+                    silent_over_own_session(h, e)
+                        .then(|| explain::silent_over_its_session(&what, h.check.as_ref()))?
                 })
                 .or_else(|| {
                     let hop = last?;
@@ -739,14 +737,16 @@ fn failure_finding(h: &HttpFacts, m: &Measurement, probe: &TargetFacts) -> (Find
     (finding, false)
 }
 
-/// A round trip that timed out over a TLS session whose handshake with the target's own
-/// name went through.
-fn silent_over_own_session(hop: &HttpHop, e: &StepError) -> bool {
-    e.failure.is_timeout()
+/// A fetch whose round trip timed out at every try of a lossy link's (see
+/// `Meanwhile::LOSSY_SILENT_TRIES`), its kept try over a TLS session whose handshake
+/// with the target's own name went through.
+fn silent_over_own_session(h: &HttpFacts, e: &StepError) -> bool {
+    h.tries >= Meanwhile::LOSSY_SILENT_TRIES
+        && e.failure.is_timeout()
         && e.failed_operation == Operation::HttpRoundTrip
-        && hop
-            .tls
-            .as_ref()
+        && h.hops
+            .last()
+            .and_then(|hop| hop.tls.as_ref())
             .is_some_and(|t| t.handshake_done && !t.control_sni)
 }
 
@@ -1365,10 +1365,8 @@ mod tests {
             h.hops[0].headers.push(("x-fb-debug".into(), "1".into()));
         }
         let judged = |canary: Vec<Measurement>| {
-            let mut context = super::super::Context::default();
-            context.learn_from_canary(&facts(&domain(&[]), dns(), canary));
             compare_in(
-                &context,
+                &canary_context(dns(), canary),
                 url(),
                 (dns(), vec![page.clone()]),
                 (dns(), vec![site.clone()]),
@@ -1381,15 +1379,8 @@ mod tests {
                 tcp("198.18.0.10:80", None),
             ]
         };
-        let portal = judged(refused("198.18.0.10:443"));
-        assert_eq!(
-            kind(&portal),
-            (Verdict::Inconclusive, None),
-            "{}",
-            portal.verdict.evidence
-        );
-        evidence_of(
-            &portal,
+        inconclusive_saying(
+            &judged(refused("198.18.0.10:443")),
             &[
                 "the canary's TLS could not be reached over IPv4 in this run (connection_refused in connect), though its plain TCP could",
             ],
@@ -1436,15 +1427,8 @@ mod tests {
             made: 6,
             answered: 6,
         };
-        let outcome = against_the_control(vec![silent(true, lossy)]);
-        assert_eq!(
-            kind(&outcome),
-            (Verdict::Inconclusive, None),
-            "{}",
-            outcome.verdict.evidence
-        );
-        evidence_of(
-            &outcome,
+        inconclusive_saying(
+            &against_the_control(vec![silent(true, lossy)]),
             &[
                 "TLS handshakes with the target's own name went through",
                 "2 of the 6 connects to the canary",

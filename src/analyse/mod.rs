@@ -1364,35 +1364,21 @@ mod tests {
     fn a_resolver_that_answers_the_canary_alike_is_the_probes_own_network() {
         // A captive portal's resolver answers every name, the canary's too, with its
         // own address.
-        let portal = || vec![lookup(&[("10.10.10.10", None)])];
-        let mut context = Context::default();
-        context.learn_from_canary(&facts(&domain(&[]), portal(), Vec::new()));
+        let context = canary_context(vec![lookup(&[("10.10.10.10", None)])], Vec::new());
         let control = || (vec![lookup(&[(FB, None)])], vec![tcp(FB_443, None)]);
         let judged = |answer: &str| {
             let ours = vec![lookup(&[(answer, None)])];
             compare_in(&context, domain(&[]), (ours, Vec::new()), control())
         };
-        let alike = judged("10.10.10.10");
-        assert_eq!(kind(&alike), (Verdict::Inconclusive, None));
-        evidence_of(
-            &alike,
+        inconclusive_saying(
+            &judged("10.10.10.10"),
             &["answered 10.10.10.10 for facebook.com as it answered the canary"],
         );
         // A public address the control did not get, the same: the portal's.
-        let mut public = Context::default();
-        public.learn_from_canary(&facts(
-            &domain(&[]),
-            vec![lookup(&[("192.0.9.9", None)])],
-            Vec::new(),
-        ));
+        let public = canary_context(vec![lookup(&[("192.0.9.9", None)])], Vec::new());
         let ours = vec![lookup(&[("192.0.9.9", None)])];
         let outcome = compare_in(&public, domain(&[]), (ours, Vec::new()), control());
-        assert_eq!(
-            kind(&outcome),
-            (Verdict::Inconclusive, None),
-            "{}",
-            outcome.verdict.evidence
-        );
+        inconclusive_saying(&outcome, &[]);
         // Another answer than the canary's stands as evidence.
         assert_eq!(
             kind(&judged("10.10.34.34")),
@@ -1409,14 +1395,11 @@ mod tests {
         let dns = || vec![lookup(&[(FB, None)])];
         let office = "CN=Office Proxy CA";
         let shown = |issuer| vec![tcp(FB_443, None), issued_by(mitm(FB_443), issuer)];
-        let mut context = Context::default();
-        context.learn_from_canary(&facts(&domain(&[]), dns(), shown(office)));
+        let context = canary_context(dns(), shown(office));
         let control = || (dns(), vec![tcp(FB_443, None), tls(FB_443, false, None)]);
         let judged = |issuer| compare_in(&context, domain(&[]), (dns(), shown(issuer)), control());
-        let same = judged(office);
-        assert_eq!(kind(&same), (Verdict::Inconclusive, None));
-        evidence_of(
-            &same,
+        inconclusive_saying(
+            &judged(office),
             &["is from CN=Office Proxy CA, an authority no one trusts, as the canary's was"],
         );
         // Another issuer than the canary's interceptor: a block of the target.
@@ -1438,7 +1421,7 @@ mod tests {
                 (dns(), vec![over_valid_tls(page())]),
             )
         };
-        assert_eq!(kind(&fetched(office)), (Verdict::Inconclusive, None));
+        inconclusive_saying(&fetched(office), &[]);
         assert_eq!(
             kind(&fetched("CN=Ministry CA")),
             (Verdict::Blocked, Some(Blocking::TlsMitm))

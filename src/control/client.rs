@@ -7,7 +7,7 @@
 //! control a connection and a request each. A batch is waited for as long as the control
 //! may take over it ([`batch_deadline`]), and not asked again once that has passed: a
 //! control that slow would only get slower. An answer that stops coming once begun is
-//! the path's doing, and is asked again, twice at most (see `Exchange::silence`).
+//! the path's doing, and is asked again, twice at most (see [`answer_silence`]).
 //!
 //! A control the probe cannot reach (a censor may block it as well as any target) is
 //! given up on as a whole, not by each request in turn (see `Reach`): otherwise every
@@ -513,7 +513,7 @@ pub enum ExchangeError {
     Transport(String),
     /// As `Transport`: the connect went unanswered through a whole dial.
     Unanswered(String),
-    /// As `Transport`: the answer began, then stopped coming (see `Exchange::silence`).
+    /// As `Transport`: the answer began, then stopped coming (see [`answer_silence`]).
     Stalled(String),
     TimedOut(Duration),
 }
@@ -618,9 +618,10 @@ impl Exchange<'_> {
             let body = match read_answer(response.into_body(), self.silence).await {
                 Ok(body) => body,
                 Err(Unread::Failed(e)) => return Err(step_failed(e)),
-                Err(Unread::Stalled(silence)) => {
+                Err(Unread::Stalled) => {
                     return Err(ExchangeError::Stalled(format!(
-                        "{origin}: its answer stopped for {silence:?} midway"
+                        "{origin}: its answer stopped for {:?} midway",
+                        self.silence
                     )));
                 }
             };
@@ -655,8 +656,8 @@ const SILENCE_FLOOR: Duration = Duration::from_secs(15);
 /// Why an answer's body was not read whole.
 enum Unread {
     Failed(StepError),
-    /// Nothing came for this long.
-    Stalled(Duration),
+    /// Nothing came for the silence allowed.
+    Stalled,
 }
 
 /// Reads an answer's body, at most `MAX_RESPONSE` bytes of it (more makes no answer the
@@ -665,7 +666,7 @@ async fn read_answer(mut body: Incoming, silence: Duration) -> Result<Vec<u8>, U
     let mut bytes = Vec::new();
     while let Some(frame) = tokio::time::timeout(silence, body.frame())
         .await
-        .map_err(|_| Unread::Stalled(silence))?
+        .map_err(|_| Unread::Stalled)?
     {
         let frame = frame.map_err(|e| Unread::Failed(http::classify(&e, Operation::Read)))?;
         let Ok(data) = frame.into_data() else {

@@ -274,7 +274,12 @@ impl Burst {
     /// Some of the connects went unanswered: the link was losing packets then (or was
     /// down, where none answered).
     pub fn lost_some(self) -> bool {
-        self.answered < self.made
+        self.lost() > 0
+    }
+
+    /// How many of the connects went unanswered at their first try.
+    pub fn lost(self) -> u32 {
+        self.made.saturating_sub(self.answered)
     }
 }
 
