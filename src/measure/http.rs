@@ -439,7 +439,9 @@ impl Measurer {
         if let Some(failure) = failed.map(|e| e.failure.clone()) {
             // Nothing is sent to the server meanwhile: its places are for others.
             out.held = Held::default();
-            out.facts.check = self.network_check(began, &failure).await;
+            if out.facts.check.is_none() {
+                out.facts.check = self.network_check(began, &failure).await;
+            }
         }
         out
     }
@@ -472,9 +474,16 @@ impl Measurer {
         let connection = match candidates[..] {
             [only] => {
                 let (connected, stream, held) = self.connect_first(target, only).await;
-                match stream {
-                    Some(stream) => Ok((stream, only, held)),
-                    None => Err((only, connected.step.error().cloned())),
+                match (stream, connected.step) {
+                    (Some(stream), _) => Ok((stream, only, held)),
+                    // The check made as the connect failed judges it: one made when the
+                    // fetch ends, a check's time later, may miss the link found down
+                    // during its tries.
+                    (None, Step::TcpConnect(facts)) => {
+                        out.facts.check = facts.check;
+                        Err((only, facts.error))
+                    }
+                    (None, step) => Err((only, step.error().cloned())),
                 }
             }
             _ => {
