@@ -493,12 +493,20 @@ impl Measurer {
 
     async fn measure_dns(&self, target: &Target, host: &str) -> HostDns {
         let io = self.dns_io(self.options.dns_window);
+        let is_canary = self
+            .options
+            .control_sni
+            .as_deref()
+            .is_some_and(|canary| canary.eq_ignore_ascii_case(host));
         let queries = self.resolvers.iter().flat_map(|resolver| {
             [QueryType::A, QueryType::Aaaa].map(|qtype| {
                 let io = &io;
                 async move {
                     let started = now();
                     let lookup = self.lookup(io, resolver, host, qtype).await;
+                    if is_canary && qtype == QueryType::A {
+                        self.canary_answered(&lookup.facts.addresses);
+                    }
                     let measurement = self.record(target, started, Step::Dns(lookup.facts.clone()));
                     (measurement, lookup)
                 }
@@ -517,21 +525,23 @@ impl Measurer {
             }
             Arc::new(complete)
         };
-        let usable = self.usable_addresses(&early);
-        let is_canary = self
-            .options
-            .control_sni
-            .as_deref()
-            .is_some_and(|canary| canary.eq_ignore_ascii_case(host));
-        if let (true, Some(port), Ok(addresses)) = (is_canary, self.options.canary_port, &usable)
-            && let Some(ip) = addresses.iter().find(|ip| ip.is_ipv4())
-        {
-            let _ = self.canary.set(SocketAddr::new(*ip, port));
-        }
         HostDns {
             answered: answered_addresses(&early),
-            usable,
+            usable: self.usable_addresses(&early),
             complete: complete.boxed().shared(),
+        }
+    }
+
+    /// Takes the canary's address for the checks and pulses from its own A lookup as
+    /// soon as that answers: not once its AAAA lookup is done too, which a link down
+    /// for a moment may hold for seconds, with the pulses of the steps failing
+    /// meanwhile waiting on it (and missing the moment the link was down).
+    fn canary_answered(&self, addresses: &[IpAddr]) {
+        let public = addresses
+            .iter()
+            .find(|ip| ip.is_ipv4() && !self.options.policy.is_bogon(**ip));
+        if let (Some(port), Some(ip)) = (self.options.canary_port, public) {
+            let _ = self.canary.set(SocketAddr::new(*ip, port));
         }
     }
 
@@ -1878,8 +1888,8 @@ mod tests {
         target
     }
 
-    /// A measurer whose one resolver, `resolver`, never answers, with a canary.
-    fn with_a_dead_resolver(resolver: SocketAddr) -> Measurer {
+    /// A measurer with one resolver, `resolver`, and a canary.
+    fn with_one_resolver(resolver: SocketAddr) -> Measurer {
         let options = Options {
             vantage: Vantage::Probe,
             timeout: Duration::from_secs(3),
@@ -1911,12 +1921,12 @@ mod tests {
         let failure = |found: Option<Result<SocketAddr, StepError>>| {
             found.map(|found| found.map_err(|e| e.failure))
         };
-        let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
+        let measurer = with_one_resolver(dead.local_addr().unwrap());
         assert_eq!(failure(measurer.canary_address().await), unanswered);
         let one_lookup = datagrams(&dead);
         assert!(one_lookup > 0);
 
-        let measurer = with_a_dead_resolver(dead.local_addr().unwrap());
+        let measurer = with_one_resolver(dead.local_addr().unwrap());
         let began = tokio::time::Instant::now();
         let found = join_all((0..5).map(|_| measurer.canary_address())).await;
         let found: Vec<_> = found.into_iter().map(failure).collect();
@@ -1945,6 +1955,34 @@ mod tests {
         assert!(!check.passed());
         let refused = measurer.network_check(now(), &Failure::ConnectionRefused);
         assert_eq!(refused.await, None);
+    }
+
+    /// The canary's A answer gives the checks and pulses its address at once, while its
+    /// AAAA query, lost (a link down for a moment), still waits for an answer: the
+    /// pulses of steps failing meanwhile must not wait for it, and miss the moment the
+    /// link was down.
+    #[tokio::test]
+    async fn the_canarys_address_is_known_once_its_a_query_is_answered() {
+        use hickory_proto::op::ResponseCode;
+        use hickory_proto::rr::RecordType;
+        let canary: IpAddr = "93.184.216.34".parse().unwrap();
+        let resolver = crate::lab::dns::spawn_udp(move |socket, peer, query| async move {
+            if query.queries.first().map(|q| q.query_type()) == Some(RecordType::A) {
+                let reply = crate::lab::dns::reply(&query, ResponseCode::NoError, &[canary]);
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        })
+        .unwrap();
+        let measurer = with_one_resolver(resolver);
+        let target = url("canary", "https://canary.test/");
+        let lookups = measurer.measure_dns(&target, "canary.test");
+        tokio::pin!(lookups);
+        let soon = tokio::time::sleep(measurer.options.dns_window + Duration::from_millis(500));
+        tokio::select! {
+            _ = &mut lookups => panic!("the AAAA query was answered, or given up at once"),
+            _ = soon => {}
+        }
+        assert_eq!(measurer.canary.get(), Some(&SocketAddr::new(canary, 443)));
     }
 
     #[test]
