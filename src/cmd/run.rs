@@ -539,6 +539,7 @@ pub async fn run(
         sink.resolvers = Some(Vec::new());
     }
     measurer.expect(order.iter().map(|&i| info.targets.get(i)));
+    measurer.find_canary().await;
     let measurer = Arc::new(measurer);
     let control = control
         .map(|client| Batcher::start(Arc::new(client), measurer.options().control_sni.clone()));

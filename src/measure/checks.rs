@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
 use crate::facts::{Burst, Check, QueryType};
@@ -32,6 +32,8 @@ pub struct Checks {
     /// The pulses of the link (see [`Checks::pulse`]), shared with the tasks that make
     /// them.
     pulses: Pulses,
+    /// Told each time a pulse has fared.
+    fared: Arc<Notify>,
 }
 
 /// How long the pulses are kept: longer than any step's last try.
@@ -40,6 +42,7 @@ const PULSES_KEPT: Duration = Duration::from_secs(60);
 /// A pulse begun, to be told how it fared.
 pub struct Pulse {
     pulses: Pulses,
+    fared: Arc<Notify>,
     began: Instant,
 }
 
@@ -49,6 +52,7 @@ impl Pulse {
         if let Some(pulse) = pulses.iter_mut().find(|(began, _)| *began == self.began) {
             pulse.1 = Some((burst, Instant::now()));
         }
+        self.fared.notify_waiters();
     }
 }
 
@@ -83,8 +87,32 @@ impl Checks {
         pulses.push_back((now, None));
         Some(Pulse {
             pulses: self.pulses.clone(),
+            fared: self.fared.clone(),
             began: now,
         })
+    }
+
+    /// Returns once the pulses begun by `until` have fared: one still going on as a
+    /// step failed was made during its last try, and tells of it as much as one over
+    /// (a pulse begun as the link came back, a second before the failure, may still
+    /// wait on a connect lost then). A pulse's connects have a deadline, so this
+    /// ends; the caller bounds it all the same.
+    pub async fn pulses_over(&self, until: Instant) {
+        loop {
+            let notified = self.fared.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let going_on = self
+                .pulses
+                .lock()
+                .expect("checks lock poisoned")
+                .iter()
+                .any(|(began, fared)| *began <= until && fared.is_none());
+            if !going_on {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Of the pulses done that were made from `since` to `until`, begun in that span or
@@ -170,6 +198,33 @@ mod tests {
         // A span after the link's bad moment is not told of it; nor one before a pulse.
         assert_eq!(checks.worst_pulse(now, now), None);
         assert_eq!(checks.worst_pulse(step_began, step_began), None);
+    }
+
+    /// A step that fails while a pulse is still going on waits for it (a pulse begun as
+    /// the link came back may still wait on a connect lost then), and only for those
+    /// begun by then.
+    #[tokio::test]
+    async fn a_pulse_going_on_as_a_step_failed_is_waited_for() {
+        let checks = Arc::new(Checks::default());
+        let pulse = checks.pulse(Duration::ZERO).unwrap();
+        let failed = Instant::now();
+        let waiting = tokio::spawn({
+            let checks = checks.clone();
+            async move { checks.pulses_over(failed).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the pulse has not fared yet");
+        // One begun after the failure is not waited for.
+        std::thread::sleep(Duration::from_millis(5));
+        checks.pulses.lock().unwrap().push_back((Instant::now(), None));
+        pulse.fared(Burst {
+            made: 6,
+            answered: 0,
+        });
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("over once the pulse fared")
+            .unwrap();
     }
 
     /// A pulse still going on as a step is tried again stands for the try, however long

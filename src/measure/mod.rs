@@ -575,16 +575,13 @@ impl Measurer {
         let failed = lookup.facts.error.as_ref().is_some_and(|e| {
             !e.local && !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
         });
-        if failed {
-            let check = self.resolver_check(resolver, host, qtype, began).await;
-            lookup.facts.check = check.map(|check| {
-                let (meanwhile, before) = resolver.answered_since(began);
-                Check {
-                    meanwhile: Some(meanwhile),
-                    before,
-                    during: self.pulse_during_last_try(began),
-                    ..check
-                }
+        if failed && let Some(check) = self.resolver_check(resolver, host, qtype, began).await {
+            let (meanwhile, before) = resolver.answered_since(began);
+            lookup.facts.check = Some(Check {
+                meanwhile: Some(meanwhile),
+                before,
+                during: self.pulse_during_last_try(began).await,
+                ..check
             });
         }
         lookup
@@ -680,9 +677,19 @@ impl Measurer {
         Some(Check {
             meanwhile: Some(meanwhile),
             before,
-            during: self.pulse_during_last_try(began),
+            during: self.pulse_during_last_try(began).await,
             ..check.clone()
         })
+    }
+
+    /// Looks the canary up before any target is measured (a round trip to the resolver
+    /// on a network that works). The pulses and checks of the first targets' steps
+    /// connect to it: with a link down as the run began, the canary's own lookup went
+    /// unanswered with theirs, the pulses due meanwhile waited for the address, and
+    /// began only once the link was back, passing for its state during the steps' last
+    /// tries. A lookup that fails leaves the address to be looked up when first needed.
+    pub async fn find_canary(&self) {
+        let _ = self.canary_address().await;
     }
 
     /// The canary's address, for the network checks and pulses: from its own lookups, or
@@ -784,12 +791,15 @@ impl Measurer {
 
     /// The pulse of the link answered least during the last try of a step that began
     /// at `began` and failed just now: begun within a deadline (and the second by which
-    /// pulses are shared) before now.
-    fn pulse_during_last_try(&self, began: tokio::time::Instant) -> Option<Burst> {
+    /// pulses are shared) before now, those still going on waited for (a deadline at
+    /// most).
+    async fn pulse_during_last_try(&self, began: tokio::time::Instant) -> Option<Burst> {
         let now = tokio::time::Instant::now();
         let last_try = now
             .checked_sub(self.options.timeout + SHARED_CHECK)
             .map_or(began, |at| at.max(began));
+        let over = self.checks.pulses_over(now);
+        let _ = tokio::time::timeout(self.options.timeout, over).await;
         self.checks.worst_pulse(last_try, now)
     }
 
