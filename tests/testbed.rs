@@ -216,6 +216,9 @@ fn faults() -> Vec<Case> {
     // The commonest captive portal: its resolver answers the canary's A query with a
     // private address, and it refuses what it does not answer itself.
     cases.push(Case::new(&["dns-portal", "http-portal"]));
+    // A bad mobile link: losing packets, and down for seconds now and then, the run
+    // beginning in a cut.
+    cases.push(Case::new(&["lossy", "outage"]));
     cases
 }
 
