@@ -216,7 +216,11 @@ mod tests {
         assert!(!waiting.is_finished(), "the pulse has not fared yet");
         // One begun after the failure is not waited for.
         std::thread::sleep(Duration::from_millis(5));
-        checks.pulses.lock().unwrap().push_back((Instant::now(), None));
+        checks
+            .pulses
+            .lock()
+            .unwrap()
+            .push_back((Instant::now(), None));
         pulse.fared(Burst {
             made: 6,
             answered: 0,

@@ -498,13 +498,14 @@ impl Measurer {
             .control_sni
             .as_deref()
             .is_some_and(|canary| canary.eq_ignore_ascii_case(host));
-        let queries = self.resolvers.iter().flat_map(|resolver| {
+        let queries = self.resolvers.iter().enumerate().flat_map(|(i, resolver)| {
             [QueryType::A, QueryType::Aaaa].map(|qtype| {
                 let io = &io;
                 async move {
                     let started = now();
                     let lookup = self.lookup(io, resolver, host, qtype).await;
-                    if is_canary && qtype == QueryType::A {
+                    // The first resolver's, as the checks' own lookups of the canary.
+                    if is_canary && i == 0 && qtype == QueryType::A {
                         self.canary_answered(&lookup.facts.addresses);
                     }
                     let measurement = self.record(target, started, Step::Dns(lookup.facts.clone()));
@@ -575,12 +576,13 @@ impl Measurer {
         let failed = lookup.facts.error.as_ref().is_some_and(|e| {
             !e.local && !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
         });
+        let failed_at = tokio::time::Instant::now();
         if failed && let Some(check) = self.resolver_check(resolver, host, qtype, began).await {
             let (meanwhile, before) = resolver.answered_since(began);
             lookup.facts.check = Some(Check {
                 meanwhile: Some(meanwhile),
                 before,
-                during: self.pulse_during_last_try(began).await,
+                during: self.pulse_during_last_try(began, failed_at).await,
                 ..check
             });
         }
@@ -627,13 +629,15 @@ impl Measurer {
     /// steps met since `began` (see `meanwhile`): after a silence, the connects answered
     /// and their tries; after a refusal or reset, the connects, handshakes and fetches
     /// that went through, and the tries that were turned down; and the pulse of the link
-    /// answered least during the step's last try (`during`). None at the control, or
-    /// without a canary. Where the canary's address could not be found: for a silence,
-    /// a failed check of its name, since the probe could not tell its link working,
-    /// and a link down silences a step as a blackhole does (down after the targets'
-    /// lookups, as the canary's own were made, and down again as the check looked it
-    /// up); for a refusal or reset, which came back over the link, none.
+    /// answered least during the step's last try (`during`). None without a canary (a
+    /// control has one where the probe's request names its port). Where the canary's
+    /// address could not be found: for a silence, a failed check of its name, since the
+    /// probe could not tell its link working, and a link down silences a step as a
+    /// blackhole does (down after the targets' lookups, as the canary's own were made,
+    /// and down again as the check looked it up); for a refusal or reset, which came
+    /// back over the link, none.
     async fn network_check(&self, began: tokio::time::Instant, failure: &Failure) -> Option<Check> {
+        let failed_at = tokio::time::Instant::now();
         let address = match self.canary_address().await? {
             Ok(address) => address,
             Err(e) if failure.is_unanswered() => {
@@ -677,7 +681,7 @@ impl Measurer {
         Some(Check {
             meanwhile: Some(meanwhile),
             before,
-            during: self.pulse_during_last_try(began).await,
+            during: self.pulse_during_last_try(began, failed_at).await,
             ..check.clone()
         })
     }
@@ -687,14 +691,16 @@ impl Measurer {
     /// connect to it: with a link down as the run began, the canary's own lookup went
     /// unanswered with theirs, the pulses due meanwhile waited for the address, and
     /// began only once the link was back, passing for its state during the steps' last
-    /// tries. A lookup that fails leaves the address to be looked up when first needed.
+    /// tries. A lookup that fails leaves the address to be looked up when first needed;
+    /// it holds the run's start for its deadline at most (one query's, or for DNS over
+    /// TLS or HTTPS, its connect's, handshake's and exchange's).
     pub async fn find_canary(&self) {
         let _ = self.canary_address().await;
     }
 
     /// The canary's address, for the network checks and pulses: from its own lookups, or
-    /// looked up when first needed; or why that lookup found none. None at the control,
-    /// or without a canary.
+    /// looked up when first needed; or why that lookup found none. None without a
+    /// canary (a control has one where the probe's request names its port).
     ///
     /// The checks that wait for a lookup under way take its outcome, a failure too:
     /// with the resolver down, each making its own in turn, the failures of a run
@@ -790,17 +796,21 @@ impl Measurer {
     }
 
     /// The pulse of the link answered least during the last try of a step that began
-    /// at `began` and failed just now: begun within a deadline (and the second by which
-    /// pulses are shared) before now, those still going on waited for (a deadline at
-    /// most).
-    async fn pulse_during_last_try(&self, began: tokio::time::Instant) -> Option<Burst> {
-        let now = tokio::time::Instant::now();
-        let last_try = now
+    /// at `began` and failed at `failed`: begun within a deadline (and the second by
+    /// which pulses are shared) before that, those still going on then waited for (a
+    /// deadline at most). Not those begun after, while its check went on: they tell of
+    /// the link after the step, as the check does.
+    async fn pulse_during_last_try(
+        &self,
+        began: tokio::time::Instant,
+        failed: tokio::time::Instant,
+    ) -> Option<Burst> {
+        let last_try = failed
             .checked_sub(self.options.timeout + SHARED_CHECK)
             .map_or(began, |at| at.max(began));
-        let over = self.checks.pulses_over(now);
+        let over = self.checks.pulses_over(failed);
         let _ = tokio::time::timeout(self.options.timeout, over).await;
-        self.checks.worst_pulse(last_try, now)
+        self.checks.worst_pulse(last_try, failed)
     }
 
     /// Every address any resolver gave, bogons excepted; when there are none, why.
@@ -1993,6 +2003,33 @@ mod tests {
             _ = soon => {}
         }
         assert_eq!(measurer.canary.get(), Some(&SocketAddr::new(canary, 443)));
+    }
+
+    /// A step that failed while a pulse begun during its last try was still going on is
+    /// judged by that pulse, once it fared; not by one begun after it failed, while its
+    /// check went on.
+    #[tokio::test]
+    async fn a_pulse_going_on_as_a_step_failed_is_its_last_tries() {
+        let measurer = with_one_resolver("127.0.0.1:9".parse().unwrap());
+        let checks = &measurer.checks;
+        let burst = |answered| Burst { made: 6, answered };
+        let began = tokio::time::Instant::now();
+        let pulse = checks.pulse(Duration::ZERO).unwrap();
+        let failed = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            pulse.fared(burst(0));
+        });
+        let during = measurer.pulse_during_last_try(began, failed).await;
+        assert_eq!(during, Some(burst(0)));
+
+        let began = tokio::time::Instant::now();
+        checks.pulse(Duration::ZERO).unwrap().fared(burst(6));
+        let failed = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        checks.pulse(Duration::ZERO).unwrap().fared(burst(0));
+        let during = measurer.pulse_during_last_try(began, failed).await;
+        assert_eq!(during, Some(burst(6)));
     }
 
     #[test]
