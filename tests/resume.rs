@@ -602,6 +602,49 @@ async fn ctrl_c_while_the_control_is_asked_where_the_probe_is_writes_nothing() {
     assert!(!out.exists(), "a results directory was made");
 }
 
+/// A Ctrl-C while the canary is looked up, before the first target (a resolver that
+/// does not answer holds that lookup its deadline), stops the run at once: no target
+/// has started, and all are left to --resume.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_the_canary_is_looked_up_stops_before_any_target() {
+    let lab = Lab::new(false, &[], 1).await;
+    let out = lab.out();
+    let child = probe(&[
+        "run",
+        "--yes",
+        "--targets",
+        lab.targets.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resolver",
+        &lab.resolver,
+        "--ca-file",
+        &lab.ca_file,
+        "--treat-as-public",
+        "127.0.0.0/8",
+        "--timeout",
+        "10",
+    ]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&child, "INT");
+    let interrupted = Instant::now();
+    let output = finish(child).await;
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "the Ctrl-C waited for the canary's lookup: {:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "interrupted: 0 of 2 targets done; finish with: censorprobe run --resume {}",
+            out.display()
+        )),
+        "{}",
+        text(&output)
+    );
+}
+
 #[tokio::test]
 async fn resume_refuses_a_newer_run_and_a_directory_that_is_no_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -539,7 +539,6 @@ pub async fn run(
         sink.resolvers = Some(Vec::new());
     }
     measurer.expect(order.iter().map(|&i| info.targets.get(i)));
-    measurer.find_canary().await;
     let measurer = Arc::new(measurer);
     let control = control
         .map(|client| Batcher::start(Arc::new(client), measurer.options().control_sni.clone()));
@@ -563,6 +562,16 @@ pub async fn run(
     // holds verdicts back until the canary has shown how the resolvers fare, and until
     // some target, the canary or another, shows a network.
     let stopping = Arc::new(AtomicBool::new(false));
+    let mut stopped = None;
+    // A stop while the canary is looked up (a dead resolver holds that a deadline) is
+    // one before any target has started: none does.
+    tokio::select! {
+        () = measurer.find_canary() => {}
+        signal = signals.next() => {
+            stopped = Some(Stopped::Signal(signal));
+            stopping.store(true, Ordering::Relaxed);
+        }
+    }
     // Kept to cut the targets still in flight when a stop's grace ends: a detached task
     // would go on sending names and asking the control while the run ends.
     let in_flight_tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -596,7 +605,6 @@ pub async fn run(
         }
     };
     tokio::pin!(max_runtime);
-    let mut stopped = None;
     let mut left_out = false;
     let cut = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(cut);
