@@ -576,6 +576,22 @@ async fn sigterm_and_max_runtime_stop_the_run_cleanly() {
     tokio::join!(terminated, timed_out);
 }
 
+/// Half a second into a run, a Ctrl-C, which must end it within two seconds (not
+/// waiting for `what`), with exit 130.
+async fn ctrl_c_at_once(child: Child, what: &str) -> Output {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&child, "INT");
+    let interrupted = Instant::now();
+    let output = finish(child).await;
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "the Ctrl-C waited for {what}: {:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    output
+}
+
 /// A Ctrl-C while the probe waits for a control that does not answer ends it at once,
 /// before anything is written.
 #[tokio::test(flavor = "multi_thread")]
@@ -584,16 +600,7 @@ async fn ctrl_c_while_the_control_is_asked_where_the_probe_is_writes_nothing() {
     let out = lab.out();
     let control = format!("http://{}/", blackhole::port().unwrap());
     let child = lab.start_with(&out, &["--control", &control]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    send(&child, "INT");
-    let interrupted = Instant::now();
-    let output = finish(child).await;
-    assert!(
-        interrupted.elapsed() < Duration::from_secs(2),
-        "the Ctrl-C waited for the control: {:?}",
-        interrupted.elapsed()
-    );
-    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    let output = ctrl_c_at_once(child, "the control").await;
     assert!(
         text(&output).contains("interrupted before anything was measured"),
         "{}",
@@ -625,16 +632,7 @@ async fn ctrl_c_while_the_canary_is_looked_up_stops_before_any_target() {
         "--timeout",
         "10",
     ]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    send(&child, "INT");
-    let interrupted = Instant::now();
-    let output = finish(child).await;
-    assert!(
-        interrupted.elapsed() < Duration::from_secs(2),
-        "the Ctrl-C waited for the canary's lookup: {:?}",
-        interrupted.elapsed()
-    );
-    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    let output = ctrl_c_at_once(child, "the canary's lookup").await;
     assert!(
         text(&output).contains(&format!(
             "interrupted: 0 of 2 targets done; finish with: censorprobe run --resume {}",
