@@ -523,6 +523,41 @@ async fn a_blockpage_on_the_probe_path_is_blocked_and_a_dead_server_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_at_the_probe_only_is_fetched_again_and_never_blocked() {
+    let names = [("flaky.test", localhost()), ("erring.test", localhost())];
+    let lab = Lab::new(&names, &names).await;
+    let page = page("a site", "<p>news</p>");
+    let flaky = HttpServer::spawn_erring(PROBE, 1, &page).await.unwrap();
+    let erring = HttpServer::spawn_erring(PROBE, usize::MAX, &page)
+        .await
+        .unwrap();
+    let (flaky, erring) = (
+        format!("http://flaky.test:{}/", flaky.port()),
+        format!("http://erring.test:{}/", erring.port()),
+    );
+    let services = format!("[[service]]\nname = \"web\"\nurls = [\"{flaky}\", \"{erring}\"]\n");
+    let run = lab.run(&services, None).await;
+    // Its one 503, then its page.
+    run.assert_verdict(&flaky, "ok", "");
+    let fetched = |target: &str, vantage: &str| -> Vec<String> {
+        let rows = run.measured(target).into_iter();
+        rows.filter(|row| row.vantage == vantage && row.step == "http")
+            .map(|row| row.http_status)
+            .collect()
+    };
+    assert_eq!(fetched(&flaky, "probe"), ["503", "200"]);
+    assert_eq!(fetched(&flaky, "control"), ["200"]);
+    assert_eq!(fetched(&erring, "probe"), ["503", "503", "503"]);
+    // A 503 at each of its three fetches, while the control got the page.
+    run.assert_verdict(&erring, "inconclusive", "");
+    let evidence = &run.row(&erring).evidence;
+    assert!(
+        evidence.contains("answered HTTP 503 at each of 3 fetches while the control got HTTP 200"),
+        "{evidence}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cdn_answering_differently_is_ok_but_an_unvouched_address_is_hijack() {
     let lab = Lab::new(
         &[

@@ -399,11 +399,15 @@ pub fn twin(body: u64, transfer_ms: f64) -> Measurement {
 
 /// The target's URL fetched again after a fast twin, `body` bytes in `transfer_ms`.
 pub fn again(body: u64, transfer_ms: f64) -> Measurement {
-    let mut m = fetch(200, body, "Video", transfer_ms, None);
-    if let Step::Http(h) = &mut m.step {
+    fetched_again(fetch(200, body, "Video", transfer_ms, None))
+}
+
+/// `fetch` as the target's URL fetched again with its own name (see `measure::http`).
+pub fn fetched_again(mut fetch: Measurement) -> Measurement {
+    if let Step::Http(h) = &mut fetch.step {
         h.again = true;
     }
-    m
+    fetch
 }
 
 pub fn kind(outcome: &Outcome) -> (Verdict, Option<Blocking>) {

@@ -142,7 +142,9 @@ pub fn problems(
     let their_page = theirs
         .flatten()
         .filter(|t| t.error.is_none())
-        .and_then(|t| t.final_response());
+        .and_then(|t| t.final_response())
+        .zip(control)
+        .map(|(page, control)| best_page(page, control));
     let mut out = Vec::new();
     for (m, h) in fetches(probe) {
         if let Some(problem) = blockpage(h) {
@@ -264,10 +266,13 @@ pub fn problems(
                 .or_else(|| read_again(probe, &h.url, e));
             out.push(problem.unless(why));
         } else if let (Some(ours), Some(page)) = (h.final_response(), their_page) {
+            let ours = best_page(ours, probe);
             let saw = || Some(ControlSaw::Success("the control fetched it".into()));
             if let Some(name) = fingerprints::cdn_page(page) {
                 out.extend(unseen_page(ours, page, name));
             } else if let Some(problem) = server_error(ours, page) {
+                out.push(problem);
+            } else if let Some(problem) = server_error_here(ours, page, probe) {
                 out.push(problem);
             } else if let Some(slow) = throttled(h, page, refetches(probe)) {
                 out.push(slow.with_control(saw()));
@@ -635,11 +640,33 @@ fn cdn_page(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
     Some(Problem::not_interference(finding, None))
 }
 
+/// The page a side got: its fetch's, or, where the site answered that with an error of
+/// its own (5xx), the first of its fetches again that it answered otherwise (see
+/// `measure::http`): a flaky site's one 503 is not its page.
+fn best_page<'a>(first: &'a HttpHop, facts: &'a TargetFacts) -> &'a HttpHop {
+    match first.server_error() {
+        Some(_) => fetched_again(facts)
+            .find(|hop| hop.server_error().is_none())
+            .unwrap_or(first),
+        None => first,
+    }
+}
+
+/// The final responses of the URL fetched again with its own name, whole.
+fn fetched_again(facts: &TargetFacts) -> impl Iterator<Item = &HttpHop> {
+    facts.measurements.iter().filter_map(|m| match &m.step {
+        Step::Http(h) if h.again && h.control_sni.is_none() && h.error.is_none() => {
+            h.final_response()
+        }
+        _ => None,
+    })
+}
+
 /// Both sides got a server error (5xx) from the site: an outage, if nothing else
 /// reached it.
 fn server_error(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
-    let our_status = ours.status.filter(|s| *s >= 500)?;
-    let their_status = theirs.status.filter(|s| *s >= 500)?;
+    let our_status = ours.server_error()?;
+    let their_status = theirs.server_error()?;
     Some(Problem::weak(
         Finding::new(
             Blocking::HttpFailure,
@@ -649,6 +676,31 @@ fn server_error(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
             "the control got HTTP {their_status} too"
         ))),
     ))
+}
+
+/// The site answered the probe with an error of its own (5xx) at every fetch, and the
+/// control with a page: a site overloaded whenever the probe asked, or one that turns
+/// the probe's network away, answers so, and so could a censor's page unlike any known
+/// one (a known one is a blockpage). Nothing tells them apart: no evidence either way.
+fn server_error_here(ours: &HttpHop, theirs: &HttpHop, probe: &TargetFacts) -> Option<Problem> {
+    let status = ours.server_error()?;
+    let erred = fetched_again(probe)
+        .filter(|hop| hop.server_error().is_some())
+        .count();
+    let finding = Finding::new(
+        Blocking::HttpDiff,
+        format!("{} answered HTTP {status}", ours.url),
+    );
+    let each = match erred {
+        0 => String::new(),
+        n => format!(" at each of {} fetches", n + 1),
+    };
+    let why = format!(
+        "{} answered HTTP {status}{each} while the control got HTTP {}: a server error, which a site overloaded whenever the probe asked, or one turning the probe's network away, answers as much as a censor could",
+        ours.url,
+        theirs.status.unwrap_or_default()
+    );
+    Some(Problem::explained(finding, why))
 }
 
 /// A hop that answered with a known blockpage: proof of interference, unless it came
@@ -1126,6 +1178,92 @@ mod tests {
             (Verdict::Down, None),
             "{}",
             outage.verdict.evidence
+        );
+        // Fetched again, at both sides, erring each time.
+        let thrice = || vec![error(), fetched_again(error()), fetched_again(error())];
+        let outage = compare(url(), (dns(), thrice()), (dns(), thrice()));
+        assert_eq!(
+            kind(&outage),
+            (Verdict::Down, None),
+            "{}",
+            outage.verdict.evidence
+        );
+    }
+
+    #[test]
+    fn a_server_error_at_the_probe_only_is_no_evidence() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
+        let error = || fetch(503, 300, "Service Unavailable", 5.0, None);
+        let thrice = || vec![error(), fetched_again(error()), fetched_again(error())];
+        // A flaky site's one error, its page the next time: nothing wrong.
+        let passing = compare(
+            url(),
+            (dns(), vec![error(), fetched_again(page())]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(
+            kind(&passing),
+            (Verdict::Ok, None),
+            "{}",
+            passing.verdict.evidence
+        );
+        // An error at every fetch where the control got the page, at its first fetch or
+        // its next, over plain HTTP or a valid TLS session: the site's own, or a page
+        // unlike any blockpage known; nothing tells.
+        for (ours, theirs) in [
+            (thrice(), vec![page()]),
+            (thrice(), vec![error(), fetched_again(page())]),
+            (
+                thrice().into_iter().map(over_valid_tls).collect(),
+                vec![page()],
+            ),
+        ] {
+            let erring = compare(url(), (dns(), ours), (dns(), theirs));
+            assert_eq!(kind(&erring), (Verdict::Inconclusive, None));
+            assert!(
+                erring.verdict.evidence.contains(
+                    "answered HTTP 503 at each of 3 fetches while the control got HTTP 200"
+                ),
+                "{}",
+                erring.verdict.evidence
+            );
+        }
+        // A page after the error is compared as any: one unlike the control's still is.
+        let moved = fetch(404, 300, "Not here", 5.0, None);
+        let unlike = compare(
+            url(),
+            (dns(), vec![error(), fetched_again(moved)]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(
+            kind(&unlike),
+            (Verdict::Blocked, Some(Blocking::HttpDiff)),
+            "{}",
+            unlike.verdict.evidence
+        );
+        // A captive portal's 511 is the network's answer, not the site's error: a page
+        // unlike the control's (`explain::page_where_the_canary_failed` tells a
+        // portal's).
+        let portal = fetch(511, 300, "CafeNet: log in", 5.0, None);
+        let portal = compare(url(), (dns(), vec![portal]), (dns(), vec![page()]));
+        assert_eq!(
+            kind(&portal),
+            (Verdict::Blocked, Some(Blocking::HttpDiff)),
+            "{}",
+            portal.verdict.evidence
+        );
+        // A known blockpage served as an error stays proof.
+        let mut iran = fetch(503, 300, "M1-6", 5.0, None);
+        if let Step::Http(h) = &mut iran.step {
+            h.hops[0].body_prefix = r#"<iframe src="http://10.10.34.34?type=Invalid Site">"#.into();
+        }
+        let blockpage = compare(url(), (dns(), vec![iran]), (dns(), vec![page()]));
+        assert_eq!(
+            kind(&blockpage),
+            (Verdict::Blocked, Some(Blocking::HttpBlockpage)),
+            "{}",
+            blockpage.verdict.evidence
         );
     }
 

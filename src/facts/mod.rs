@@ -711,8 +711,10 @@ pub struct HttpFacts {
     /// one keyed on the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_sni: Option<String>,
-    /// Set on the fetch made with the target's own name again right after a control-SNI
-    /// twin that ran far faster: whether the first transfer's slowness held.
+    /// Set on a fetch of the URL made again with the target's own name: right after a
+    /// control-SNI twin that ran far faster (whether the first transfer's slowness
+    /// held), or after the site answered with an error of its own (5xx; whether it
+    /// answers otherwise the next time).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
     /// Times the fetch was made: one that timed out, or was torn down, before any
@@ -879,6 +881,13 @@ impl HttpHop {
             reads: Vec::new(),
             error: None,
         }
+    }
+
+    /// The status, where the server answered with an error of its own: 5xx, but 511
+    /// Network Authentication Required, which a captive portal answers for the network
+    /// (RFC 6585), not the site.
+    pub fn server_error(&self) -> Option<u16> {
+        self.status.filter(|s| *s >= 500 && *s != 511)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -4,6 +4,7 @@
 //! pieces other lab servers make their answers from.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -78,6 +79,27 @@ impl HttpServer {
         Ok(addr)
     }
 
+    /// Answers the first `errors` requests from `peer` with 503 Service Unavailable,
+    /// and every other request with 200 and `body`: a site overloaded whenever the
+    /// probe asks (for a time, or for good).
+    pub async fn spawn_erring(
+        peer: IpAddr,
+        errors: usize,
+        body: &str,
+    ) -> std::io::Result<SocketAddr> {
+        let (listener, addr) = listen().await?;
+        let body: Arc<str> = body.into();
+        let erred = Arc::new(AtomicUsize::new(0));
+        accept_each(listener, move |stream, from| {
+            let errs = from.ip() == peer && erred.fetch_add(1, Ordering::Relaxed) < errors;
+            match errs {
+                true => respond(stream, 503, "<h1>Service Unavailable</h1>".into()),
+                false => respond(stream, 200, body.clone()),
+            }
+        });
+        Ok(addr)
+    }
+
     /// Answers a request for each path with a 302 to wherever `route` says, or 404.
     pub fn spawn_redirector(
         listener: TcpListener,
@@ -121,6 +143,7 @@ async fn answer<S: AsyncWrite + Unpin>(stream: S, status: u16, body: &str) {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        503 => "Service Unavailable",
         _ => "",
     };
     let response = format!(

@@ -25,6 +25,7 @@ use url::Url;
 use super::address::Ticket;
 use super::limits::Held;
 use super::received::{Counted, Tally, writes_pass_through};
+use super::tcp::RETRY_PAUSE;
 use super::{Again, Measurer, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
@@ -339,6 +340,11 @@ pub(super) struct Fetched<'a> {
     began: DateTime<Utc>,
 }
 
+/// Fetches in all of a URL the site answered with an error of its own (see
+/// [`Measurer::after_server_error`]): a site that errs at one request in three errs
+/// at three in a row once in 27 fetches, and at both sides' three once in 729.
+const SERVER_ERROR_FETCHES: usize = 3;
+
 /// A transfer of at least this many bytes, or one cut off by the deadline, that ran
 /// slower than [`SLOW_RATE`] is fetched again with the control SNI, for throttling to
 /// be told from a slow path.
@@ -604,6 +610,37 @@ impl Measurer {
         out
     }
 
+    /// A URL the site answered with an error of its own (5xx) fetched again with its
+    /// own name, from the same address after a pause, until it answers otherwise, up to
+    /// [`SERVER_ERROR_FETCHES`] fetches in all. An overloaded or flaky site errs now and
+    /// then, for the control as for the probe, and the one 503 of a site that served
+    /// the other side its page says nothing of a censor; a site that errs at every try
+    /// is down, or turns one side away. Made at both ends, each side's best page then
+    /// compared (see `analyse::http`).
+    pub(super) async fn after_server_error(
+        &self,
+        target: &Target,
+        facts: &HttpFacts,
+        held: &mut Held,
+    ) -> Vec<Measurement> {
+        let Some((url, address)) = server_erred(facts) else {
+            return Vec::new();
+        };
+        held.on(&self.limits, address.ip()).await;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let mut out: Vec<Measurement> = Vec::new();
+        while out.len() + 1 < SERVER_ERROR_FETCHES {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            let again = self.refetch(target, &url, address, host, false).await;
+            let erred = matches!(&again.step, Step::Http(h) if server_erred(h).is_some());
+            out.push(again);
+            if !erred {
+                break;
+            }
+        }
+        out
+    }
+
     /// A transfer's final URL, address, rate while it flowed and the control SNI to
     /// fetch it with, when it was slow enough to look for a throttle or a freeze (see
     /// [`worth_a_twin`]), at the probe: a control-SNI fetch over TCP, which the control
@@ -831,6 +868,16 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
         error,
         ..HttpHop::new(url.as_str())
     }
+}
+
+/// The URL and address of a fetch that ended in the site's own error (5xx), its whole
+/// answer read.
+fn server_erred(facts: &HttpFacts) -> Option<(Url, SocketAddr)> {
+    let hop = facts
+        .final_response()
+        .filter(|hop| hop.server_error().is_some())?;
+    facts.error.is_none().then_some(())?;
+    Some((Url::parse(&hop.url).ok()?, hop.address?))
 }
 
 /// A hop's URL and the rate its body flowed at, when it was slow enough to look for a

@@ -369,11 +369,18 @@ impl Measurer {
                 for ticket in fetched.tickets {
                     ticket.end(triggers.clone());
                 }
-                let (twin, ech) = match &fetch.step {
-                    Step::Http(facts) => (
-                        Box::pin(self.twin(target, facts, &mut held)).await,
-                        Box::pin(self.ech_after(target, facts, &mut held)).await,
-                    ),
+                let (again, ech) = match &fetch.step {
+                    Step::Http(facts) => {
+                        let mut again = Box::pin(self.twin(target, facts, &mut held)).await;
+                        if again.is_empty() {
+                            again =
+                                Box::pin(self.after_server_error(target, facts, &mut held)).await;
+                        }
+                        (
+                            again,
+                            Box::pin(self.ech_after(target, facts, &mut held)).await,
+                        )
+                    }
                     _ => (Vec::new(), None),
                 };
                 // QUIC does not load the server's TCP side, as in `tls_chain`.
@@ -389,7 +396,7 @@ impl Measurer {
                     None => Vec::new(),
                 };
                 measurements.push(fetch);
-                measurements.extend(twin);
+                measurements.extend(again);
                 measurements.extend(ech);
                 measurements.extend(quic);
             }

@@ -250,6 +250,17 @@ impl ProbeRun {
             .collect()
     }
 
+    /// [`ProbeRun::measurements_of`], read as the rows they are.
+    pub fn measured(&self, target: &str) -> Vec<censorprobe::rundir::rows::MeasurementRow> {
+        let path = self.out.join("measurements.csv");
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let header = reader.headers().unwrap().clone();
+        self.measurements_of(target)
+            .iter()
+            .map(|record| record.deserialize(Some(&header)).unwrap())
+            .collect()
+    }
+
     pub fn assert_measured(&self, target: &str) {
         assert!(
             !self.measurements_of(target).is_empty(),
