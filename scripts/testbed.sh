@@ -61,6 +61,9 @@ LAB_PREFIX6=2001:db8::/32
 # While this file exists, the CDN's edge for the probe's country serves its bot
 # challenge instead of the site (scenario cdn-challenge).
 CDN_CHALLENGE=$STATE/cdn-challenge
+# While this file exists, the small site answers one request in four with 503 Service
+# Unavailable (scenario site-flaky).
+SITE_FLAKY=$STATE/site-flaky
 # The offset of the probe's clock from the lab's, for faketime (scenario clock-ahead):
 # `probe`, and the suite, run the probe under faketime while the file holds one.
 PROBE_CLOCK=$STATE/probe-clock
@@ -598,10 +601,16 @@ $listens        $tls
             $SITE_PAGE
         }
     }" 1 1024 ngx_http_headers_more_filter_module
-    nginx_conf smallsite "    server {
+    nginx_conf smallsite "    split_clients \$request_id \$overloaded { 25% 503; * 200; }
+    server {
         listen $SMALLSITE_IP:80; listen $SMALLSITE_IP:443 ssl;
         $tls
-        location / { $SITE_PAGE }
+        location / {
+            set \$answer 200;
+            if (-f $SITE_FLAKY) { set \$answer \$overloaded; }
+            if (\$answer = 503) { return 503 '<!doctype html><html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>\n'; }
+            $SITE_PAGE
+        }
     }"
     # The censor's servers: Iran's blockpage (OONI fingerprint: an iframe to
     # 10.10.34.34, served with 403), TLS interception with the rogue CA, and a captive
@@ -907,6 +916,7 @@ up() {
 #   stop_server NAME      stop one of the internet's web servers (smallsite)
 #   starve_control FILES  restart the control server with at most FILES open files
 #   cdn_challenge         make the CDN's edge for the probe's country serve its challenge
+#   site_flaky            make the small site answer one request in four with 503
 #   probe_clock OFFSET    run the probe with its clock OFFSET off the lab's (faketime's
 #                         -f form: +60d), as a device without a battery-backed clock is
 #   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
@@ -967,6 +977,8 @@ starve_control() {
 }
 
 cdn_challenge() { : >"$CDN_CHALLENGE"; }
+
+site_flaky() { : >"$SITE_FLAKY"; }
 
 probe_clock() { printf '%s\n' "$1" >"$PROBE_CLOCK"; }
 
@@ -1078,13 +1090,13 @@ apply_scenarios() {
     in_ns "$NS_PROBE" tc qdisc del dev to-censor root 2>/dev/null || true
     : >"$STATE/isp-scenario.conf"
     # The internet and the control as they are without a scenario: the small site up,
-    # the sites' HTTP/3, the CDN's edge serving the site, the control with the open
-    # files it asks for; no QUIC censor, no interceptor.
+    # the sites' HTTP/3, the CDN's edge and the small site serving their pages, the
+    # control with the open files it asks for; no QUIC censor, no interceptor.
     [[ -f $STATE/run/nginx-smallsite.pid ]] || start_nginx "$NS_NET" smallsite
     redirect_http3
     stop_pidfile "$QUIC_CENSOR_PID"
     stop_pidfile "$INTERCEPTOR_PID"
-    rm -f "$CDN_CHALLENGE" "$PROBE_CLOCK"
+    rm -f "$CDN_CHALLENGE" "$SITE_FLAKY" "$PROBE_CLOCK"
     if [[ -f $STATE/run/control.nofile ]]; then
         stop_pidfile "$STATE/run/control.pid"
         start_control

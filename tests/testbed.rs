@@ -92,6 +92,7 @@ const TARGETS: &[&str] = &[
     "https://pbs.twimg.test/media/large.jpg",
     "smallsite.test",
     "https://smallsite.test/",
+    "http://smallsite.test/",
     "cdn.test",
     "https://cdn.test/",
     "shared.test",
@@ -219,6 +220,8 @@ fn faults() -> Vec<Case> {
     // A bad mobile link: losing packets, and down for seconds now and then, the run
     // beginning in a cut.
     cases.push(Case::new(&["lossy", "outage"]));
+    // A site overloaded now and then: alone, as the down trap of all stops the same site.
+    cases.push(Case::new(&["site-flaky"]));
     cases
 }
 
