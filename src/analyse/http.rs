@@ -165,16 +165,7 @@ pub fn problems(
                     "the control fetched it (HTTP {})",
                     page.status.unwrap_or_default()
                 )),
-                (Some(t), None) => ControlSaw::failed(
-                    t.error.as_ref(),
-                    t.check.as_ref(),
-                    format!(
-                        "the control's fetch failed too ({})",
-                        t.error
-                            .as_ref()
-                            .map_or("no response".into(), |e| e.failure.to_string())
-                    ),
-                ),
+                (Some(t), None) => control_failed(t),
                 (None, None) => ControlSaw::NotMeasured("the control did not fetch it".into()),
             });
             let last = h.hops.last();
@@ -287,9 +278,39 @@ pub fn problems(
                     })),
                 });
             }
+        } else if let (Some(ours), Some(Some(t))) = (h.final_response(), theirs) {
+            out.extend(server_error_where_the_control_failed(
+                best_page(ours, probe),
+                t,
+            ));
         }
     }
     out
+}
+
+/// The control's fetch, which failed.
+fn control_failed(theirs: &HttpFacts) -> ControlSaw {
+    let e = theirs.error.as_ref();
+    let what = e.map_or("no response".into(), |e| e.failure.to_string());
+    ControlSaw::failed(
+        e,
+        theirs.check.as_ref(),
+        format!("the control's fetch failed too ({what})"),
+    )
+}
+
+/// The site answered the probe with an error of its own (5xx) at every fetch, and the
+/// control not at all: down, unless the control reached it otherwise (then nothing), or
+/// its own network accounts for its failure (then not measured).
+fn server_error_where_the_control_failed(ours: &HttpHop, theirs: &HttpFacts) -> Option<Problem> {
+    let status = ours.server_error()?;
+    Some(Problem::weak(
+        Finding::new(
+            Blocking::HttpFailure,
+            format!("{} answered HTTP {status}", ours.url),
+        ),
+        Some(control_failed(theirs)),
+    ))
 }
 
 /// The server answered, and the fetch then failed on what it answered (a redirect to a
@@ -1179,15 +1200,24 @@ mod tests {
             "{}",
             outage.verdict.evidence
         );
-        // Fetched again, at both sides, erring each time.
+        // Fetched again, at both sides, erring each time; or the control's fetch failed.
         let thrice = || vec![error(), fetched_again(error()), fetched_again(error())];
-        let outage = compare(url(), (dns(), thrice()), (dns(), thrice()));
-        assert_eq!(
-            kind(&outage),
-            (Verdict::Down, None),
-            "{}",
-            outage.verdict.evidence
-        );
+        let refused = StepError::new(Operation::Connect, Failure::ConnectionRefused);
+        let failed = fetch(0, 0, "", 0.0, Some(refused));
+        for theirs in [thrice(), vec![failed]] {
+            let outage = compare(url(), (dns(), thrice()), (dns(), theirs));
+            assert_eq!(
+                kind(&outage),
+                (Verdict::Down, None),
+                "{}",
+                outage.verdict.evidence
+            );
+            assert!(
+                outage.verdict.evidence.contains("answered HTTP 503"),
+                "{}",
+                outage.verdict.evidence
+            );
+        }
     }
 
     #[test]
