@@ -67,7 +67,8 @@ pub fn problems(
             }
             let finding = Finding::new(blocking, evidence);
             let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
-            out.push(problem.unless(explain::lookup(f, e, &context.resolvers)));
+            let why = explain::lookup(f, e, &context.resolvers, context.deadline);
+            out.push(problem.unless(why));
         } else if let Some(control) = control {
             // IPv6 answers the probe could not try (it reached no IPv6 address in the
             // run) are neither vouched for nor used by its users.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -366,15 +367,21 @@ fn answered(e: &StepError) -> bool {
 
 /// Why a failed lookup is no evidence against the name: the probe's own error, or a
 /// resolver that failed the canary too (at the start of the run, or right after), or
-/// one that was dropping most queries meanwhile (see `dropping_queries`). A check right
+/// one that was dropping most queries meanwhile (see `dropping_queries`), or so slow
+/// that its answers came near the run's `deadline` (see `slow_resolver`). A check right
 /// after that the resolver passed outweighs the start of the run: it had recovered by
 /// then.
-pub fn lookup(f: &DnsFacts, e: &StepError, health: &ResolverHealth) -> Option<String> {
+pub fn lookup(
+    f: &DnsFacts,
+    e: &StepError,
+    health: &ResolverHealth,
+    deadline: Option<Duration>,
+) -> Option<String> {
     if e.local {
         return Some(own_error(e));
     }
     if let Some(check) = f.check.as_ref().filter(|c| c.passed()) {
-        return dropping_queries(f, e, check);
+        return dropping_queries(f, e, check).or_else(|| slow_resolver(f, e, check, deadline?));
     }
     if let Some(canary) = health.failure(&f.resolver, f.query_type) {
         return Some(format!(
@@ -431,6 +438,27 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
         unanswered * 100.0,
         f.sent,
         1.0 / unanswered.powi(f.sent as i32)
+    ))
+}
+
+/// Why a lookup that timed out is no sign, though the resolver answered its check: the
+/// resolver's slowest answer of late took half the `deadline` or more. A resolver
+/// that slow (overloaded, or far away over a congested link) answers a query now and
+/// then after its deadline, every copy too late; a censor that drops a name's queries
+/// leaves the other names' answered as fast as ever.
+fn slow_resolver(f: &DnsFacts, e: &StepError, check: &Check, deadline: Duration) -> Option<String> {
+    let deadline_ms = deadline.as_secs_f64() * 1000.0;
+    let slowest = check
+        .slowest_answer_ms
+        .filter(|ms| e.failure.is_timeout() && *ms >= deadline_ms / 2.0)?;
+    Some(format!(
+        "{} {} lookup of {} failed ({}) while the resolver was slow: its slowest answer of late took {:.1} s, against a deadline of {:.1} s, so that a query it answered a little slower went unanswered in time: the resolver or the way to it, not the name",
+        f.resolver,
+        f.query_type.as_str(),
+        f.hostname,
+        e.failure,
+        slowest / 1000.0,
+        deadline_ms / 1000.0
     ))
 }
 
@@ -1032,6 +1060,7 @@ pub fn triggers_by_address<'a>(
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
 
     use chrono::{TimeDelta, Utc};
 
@@ -1184,6 +1213,63 @@ mod tests {
         assert_eq!(
             kind(&pulsed(1)),
             (Verdict::Blocked, Some(Blocking::DnsFailure))
+        );
+    }
+
+    /// A lookup none of whose copies was answered in time, though the resolver answered
+    /// its check: a censor dropping the name's queries, unless the resolver's answers
+    /// of late took half the deadline or more.
+    #[test]
+    fn a_resolver_answering_near_the_deadline_leaves_a_silent_lookup_inconclusive() {
+        let resolved = || vec![lookup(&[(FB, None)])];
+        let deadline = Context {
+            deadline: Some(Duration::from_secs(3)),
+            ..Context::default()
+        };
+        let silent = |failure, slowest_ms, context: &Context| {
+            let mut m = checked(failed_lookup(failure), None);
+            if let Step::Dns(d) = &mut m.step {
+                d.replies.clear();
+                d.check.as_mut().unwrap().slowest_answer_ms = slowest_ms;
+            }
+            compare_in(
+                context,
+                domain(&[]),
+                (vec![m], vec![]),
+                (resolved(), vec![]),
+            )
+        };
+        let slow = silent(Failure::GenericTimeout, Some(1600.0), &deadline);
+        assert_eq!(kind(&slow), (Verdict::Inconclusive, None));
+        evidence_of(
+            &slow,
+            &[
+                "system A lookup of facebook.com failed (generic_timeout_error) while the resolver was slow: its slowest answer of late took 1.6 s, against a deadline of 3.0 s",
+            ],
+        );
+        let dropped = (Verdict::Blocked, Some(Blocking::DnsFailure));
+        // Its answers quick: the name's queries dropped.
+        assert_eq!(
+            kind(&silent(Failure::GenericTimeout, Some(40.0), &deadline)),
+            dropped
+        );
+        // Not timed, or the deadline unknown: nothing tells.
+        assert_eq!(
+            kind(&silent(Failure::GenericTimeout, None, &deadline)),
+            dropped
+        );
+        assert_eq!(
+            kind(&silent(
+                Failure::GenericTimeout,
+                Some(1600.0),
+                &Context::default()
+            )),
+            dropped
+        );
+        // A lookup the resolver answered, if with a failure, was not too slow.
+        assert_eq!(
+            kind(&silent(Failure::DnsServfail, Some(1600.0), &deadline)),
+            dropped
         );
     }
 

@@ -446,6 +446,7 @@ mod tests {
                 before: None,
                 first_tries: None,
                 during,
+                slowest_answer_ms: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

@@ -590,6 +590,9 @@ impl Measurer {
                 meanwhile: Some(meanwhile),
                 before,
                 during: self.pulse_during_last_try(began, failed_at).await,
+                slowest_answer_ms: resolver
+                    .slowest_answer()
+                    .map(|took| took.as_secs_f64() * 1000.0),
                 ..check
             });
         }
@@ -689,6 +692,7 @@ impl Measurer {
             meanwhile: Some(meanwhile),
             before,
             during: self.pulse_during_last_try(began, failed_at).await,
+            slowest_answer_ms: None,
             ..check.clone()
         })
     }
@@ -1474,6 +1478,7 @@ fn checked(what: CheckTarget, measured_at: DateTime<Utc>, error: Option<StepErro
         before: None,
         first_tries: None,
         during: None,
+        slowest_answer_ms: None,
     }
 }
 

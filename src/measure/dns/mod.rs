@@ -145,6 +145,11 @@ impl Resolver {
         self.answered.since(since)
     }
 
+    /// How long its slowest recent answer to a query's first copy took (see `pace`).
+    pub fn slowest_answer(&self) -> Option<Duration> {
+        self.pace.slowest()
+    }
+
     /// One query for `hostname` and `qtype`, with every reply of its listening window.
     pub async fn query(&self, io: &DnsIo<'_>, hostname: &str, qtype: QueryType) -> DnsFacts {
         self.lookup(io, hostname, qtype).await.finish().await

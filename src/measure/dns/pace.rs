@@ -70,6 +70,11 @@ impl Pace {
         remember(&mut self.recent().unanswered, !answered);
     }
 
+    /// How long the slowest recent answer to a first copy took, once a few were timed.
+    pub fn slowest(&self) -> Option<Duration> {
+        self.recent().took.slowest()
+    }
+
     /// How long to listen after a first reply, at most `configured`.
     pub fn window(&self, configured: Duration) -> Duration {
         self.recent().took.slowest().map_or(configured, |slowest| {
