@@ -208,6 +208,7 @@ fn faults() -> Vec<Case> {
         "mtu-blackhole",
         "quic-v4-off",
         "resolver-limited",
+        "resolver-slow",
         "intercept-tls",
         "dns-portal",
         "http-portal",

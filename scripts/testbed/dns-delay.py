@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""A slow resolver for the testbed (scenario resolver-slow): an overloaded one, or one
+far away over a congested link, which answers every query, late.
+
+    dns-delay.py --listen ADDR --upstream ADDR --delay LOW HIGH --pidfile FILE
+
+Takes every UDP query that iptables sends to ADDR port 53, asks the resolver at
+UPSTREAM port 53 the same, and sends its answer back after a delay drawn at random
+between LOW and HIGH seconds, each copy of a query on its own. The pid file is written
+once the port is bound.
+"""
+
+import argparse
+import os
+import random
+import socket
+import threading
+import time
+
+# How long to wait for the upstream resolver's answer.
+UPSTREAM_SECONDS = 5
+
+
+def answer_late(
+    server: socket.socket, query: bytes, client, upstream: str, low: float, high: float
+) -> None:
+    """Asks `upstream`, then answers `client` after the delay."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as asking:
+        asking.settimeout(UPSTREAM_SECONDS)
+        try:
+            asking.sendto(query, (upstream, 53))
+            answer, _ = asking.recvfrom(65535)
+        except OSError:
+            return
+    time.sleep(random.uniform(low, high))
+    server.sendto(answer, client)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--delay", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
+    parser.add_argument("--pidfile", required=True)
+    args = parser.parse_args()
+    low, high = args.delay
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((args.listen, 53))
+    with open(args.pidfile, "w", encoding="ascii") as pidfile:
+        pidfile.write(f"{os.getpid()}\n")
+    while True:
+        query, client = server.recvfrom(65535)
+        threading.Thread(
+            target=answer_late,
+            args=(server, query, client, args.upstream, low, high),
+            daemon=True,
+        ).start()
+
+
+if __name__ == "__main__":
+    main()
