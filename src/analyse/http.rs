@@ -147,11 +147,14 @@ pub fn problems(
         .map(|(page, control)| best_page(page, control));
     let mut out = Vec::new();
     for (m, h) in fetches(probe) {
-        if let Some(problem) = blockpage(h) {
+        // The fetches again are the same URL's: a page of a censor's or a CDN's in one
+        // counts as in the first.
+        let fetched = || std::iter::once(h).chain(refetched(probe));
+        if let Some(problem) = fetched().find_map(blockpage) {
             out.push(problem);
             continue;
         }
-        if let Some(problem) = cdn_page(h, their_page) {
+        if let Some(problem) = fetched().find_map(|h| cdn_page(h, their_page)) {
             out.push(problem);
             continue;
         }
@@ -662,25 +665,32 @@ fn cdn_page(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
 }
 
 /// The page a side got: its fetch's, or, where the site answered that with an error of
-/// its own (5xx), the first of its fetches again that it answered otherwise (see
-/// `measure::http`): a flaky site's one 503 is not its page.
+/// its own (5xx), the first of its fetches again that it answered with a page, neither
+/// an error nor a redirect (a fetch again follows none), (see `measure::http`): a flaky
+/// site's one 503 is not its page.
 fn best_page<'a>(first: &'a HttpHop, facts: &'a TargetFacts) -> &'a HttpHop {
+    let page = |hop: &&HttpHop| {
+        hop.server_error().is_none() && !hop.status.is_some_and(|s| (300..400).contains(&s))
+    };
     match first.server_error() {
-        Some(_) => fetched_again(facts)
-            .find(|hop| hop.server_error().is_none())
-            .unwrap_or(first),
+        Some(_) => fetched_again(facts).find(page).unwrap_or(first),
         None => first,
     }
 }
 
-/// The final responses of the URL fetched again with its own name, whole.
-fn fetched_again(facts: &TargetFacts) -> impl Iterator<Item = &HttpHop> {
+/// The URL's fetches again with its own name (see `measure::http`).
+fn refetched(facts: &TargetFacts) -> impl Iterator<Item = &HttpFacts> {
     facts.measurements.iter().filter_map(|m| match &m.step {
-        Step::Http(h) if h.again && h.control_sni.is_none() && h.error.is_none() => {
-            h.final_response()
-        }
+        Step::Http(h) if h.again && h.control_sni.is_none() => Some(h),
         _ => None,
     })
+}
+
+/// The final responses of the URL's fetches again, whole.
+fn fetched_again(facts: &TargetFacts) -> impl Iterator<Item = &HttpHop> {
+    refetched(facts)
+        .filter(|h| h.error.is_none())
+        .filter_map(HttpFacts::final_response)
 }
 
 /// Both sides got a server error (5xx) from the site: an outage, if nothing else
@@ -1283,17 +1293,36 @@ mod tests {
             "{}",
             portal.verdict.evidence
         );
-        // A known blockpage served as an error stays proof.
-        let mut iran = fetch(503, 300, "M1-6", 5.0, None);
-        if let Step::Http(h) = &mut iran.step {
-            h.hops[0].body_prefix = r#"<iframe src="http://10.10.34.34?type=Invalid Site">"#.into();
+        // A known blockpage stays proof, served as an error, or at a fetch again.
+        let iran = |status| {
+            let mut iran = fetch(status, 300, "M1-6", 5.0, None);
+            if let Step::Http(h) = &mut iran.step {
+                h.hops[0].body_prefix =
+                    r#"<iframe src="http://10.10.34.34?type=Invalid Site">"#.into();
+            }
+            iran
+        };
+        for ours in [vec![iran(503)], vec![error(), fetched_again(iran(200))]] {
+            let blockpage = compare(url(), (dns(), ours), (dns(), vec![page()]));
+            assert_eq!(
+                kind(&blockpage),
+                (Verdict::Blocked, Some(Blocking::HttpBlockpage)),
+                "{}",
+                blockpage.verdict.evidence
+            );
         }
-        let blockpage = compare(url(), (dns(), vec![iran]), (dns(), vec![page()]));
+        // A redirect at a fetch again, which follows none, is no page.
+        let redirect = fetch(302, 0, "", 5.0, None);
+        let moved = compare(
+            url(),
+            (dns(), vec![error(), fetched_again(redirect)]),
+            (dns(), vec![page()]),
+        );
         assert_eq!(
-            kind(&blockpage),
-            (Verdict::Blocked, Some(Blocking::HttpBlockpage)),
+            kind(&moved),
+            (Verdict::Inconclusive, None),
             "{}",
-            blockpage.verdict.evidence
+            moved.verdict.evidence
         );
     }
 
