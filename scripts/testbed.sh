@@ -922,7 +922,7 @@ up() {
 #   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
 #                         flows whose Initial names NAME or a subdomain (the scenario
 #                         adds the rule that queues packets to it)
-#   slow_resolver LOW HIGH  answer every query the probe sends the ISP resolver LOW to
+#   slow_resolver LOW HIGH  answer every UDP query the probe sends the ISP resolver LOW to
 #                         HIGH seconds late, until the next scenario switch
 #   outage FIRST DOWN UP  cut the probe's link off for DOWN seconds every DOWN + UP,
 #                         the first cut FIRST seconds on, until the next scenario switch
@@ -1013,13 +1013,14 @@ interceptor() {
 }
 
 # The slow resolver (scripts/testbed/dns-delay.py): a process of its own in the censor's
-# namespace, on an address of its own there (SLOW_RESOLVER_IP, on lo), which asks the
-# ISP resolver every query it is sent and answers late, until the next scenario switch.
-# The probe's queries to the ISP resolver are sent to it by DNAT, port 53 kept, so that
+# namespace, on an address of its own there (SLOW_RESOLVER_IP, on lo, outside the
+# probe's LAN), which asks the ISP resolver every UDP query it is sent and answers late,
+# until the next scenario switch, which stops it and takes its address away. The
+# probe's UDP queries to the ISP resolver are sent to it by DNAT, port 53 kept, so that
 # the censor's rules on that port still see them. The pid file is written once its port
 # is bound.
 SLOW_RESOLVER_PID=$STATE/run/dns-delay.pid
-SLOW_RESOLVER_IP=198.18.1.53
+SLOW_RESOLVER_IP=198.18.4.53
 slow_resolver() {
     local low=$1 high=$2 log=$STATE/log/dns-delay.log
     rm -f "$SLOW_RESOLVER_PID"
@@ -1121,6 +1122,7 @@ apply_scenarios() {
     stop_pidfile "$QUIC_CENSOR_PID"
     stop_pidfile "$INTERCEPTOR_PID"
     stop_pidfile "$SLOW_RESOLVER_PID"
+    censor ip addr del "$SLOW_RESOLVER_IP/32" dev lo 2>/dev/null || true
     rm -f "$CDN_CHALLENGE" "$SITE_FLAKY" "$PROBE_CLOCK"
     if [[ -f $STATE/run/control.nofile ]]; then
         stop_pidfile "$STATE/run/control.pid"

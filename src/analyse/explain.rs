@@ -441,23 +441,23 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
     ))
 }
 
-/// Why a lookup that timed out is no sign, though the resolver answered its check: the
-/// resolver's slowest answer of late took half the `deadline` or more. A resolver
-/// that slow (overloaded, or far away over a congested link) answers a query now and
-/// then after its deadline, every copy too late; a censor that drops a name's queries
-/// leaves the other names' answered as fast as ever.
+/// Why a lookup that timed out is no sign, though the resolver answered its check: a
+/// quarter of the resolver's answers of late took half the `deadline` or more. A
+/// resolver that slow so often (overloaded, or far away over a congested link) answers
+/// a query now and then after its deadline, every copy too late; a censor that drops a
+/// name's queries leaves the other names' answered as fast as ever.
 fn slow_resolver(f: &DnsFacts, e: &StepError, check: &Check, deadline: Duration) -> Option<String> {
     let deadline_ms = deadline.as_secs_f64() * 1000.0;
-    let slowest = check
-        .slowest_answer_ms
+    let slow = check
+        .slow_quarter_ms
         .filter(|ms| e.failure.is_timeout() && *ms >= deadline_ms / 2.0)?;
     Some(format!(
-        "{} {} lookup of {} failed ({}) while the resolver was slow: its slowest answer of late took {:.1} s, against a deadline of {:.1} s, so that a query it answered a little slower went unanswered in time: the resolver or the way to it, not the name",
+        "{} {} lookup of {} failed ({}) while the resolver was slow: a quarter of its answers of late took {:.1} s or more, against a deadline of {:.1} s, so that a query it answered a little slower went unanswered in time: the resolver or the way to it, not the name",
         f.resolver,
         f.query_type.as_str(),
         f.hostname,
         e.failure,
-        slowest / 1000.0,
+        slow / 1000.0,
         deadline_ms / 1000.0
     ))
 }
@@ -1217,8 +1217,8 @@ mod tests {
     }
 
     /// A lookup none of whose copies was answered in time, though the resolver answered
-    /// its check: a censor dropping the name's queries, unless the resolver's answers
-    /// of late took half the deadline or more.
+    /// its check: a censor dropping the name's queries, unless a quarter of the
+    /// resolver's answers of late took half the deadline or more.
     #[test]
     fn a_resolver_answering_near_the_deadline_leaves_a_silent_lookup_inconclusive() {
         let resolved = || vec![lookup(&[(FB, None)])];
@@ -1230,7 +1230,7 @@ mod tests {
             let mut m = checked(failed_lookup(failure), None);
             if let Step::Dns(d) = &mut m.step {
                 d.replies.clear();
-                d.check.as_mut().unwrap().slowest_answer_ms = slowest_ms;
+                d.check.as_mut().unwrap().slow_quarter_ms = slowest_ms;
             }
             compare_in(
                 context,
@@ -1244,7 +1244,7 @@ mod tests {
         evidence_of(
             &slow,
             &[
-                "system A lookup of facebook.com failed (generic_timeout_error) while the resolver was slow: its slowest answer of late took 1.6 s, against a deadline of 3.0 s",
+                "system A lookup of facebook.com failed (generic_timeout_error) while the resolver was slow: a quarter of its answers of late took 1.6 s or more, against a deadline of 3.0 s",
             ],
         );
         let dropped = (Verdict::Blocked, Some(Blocking::DnsFailure));

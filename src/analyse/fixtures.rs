@@ -425,7 +425,7 @@ pub fn check(error: Option<Failure>) -> Check {
         before: None,
         first_tries: None,
         during: None,
-        slowest_answer_ms: None,
+        slow_quarter_ms: None,
     }
 }
 

@@ -1451,7 +1451,7 @@ mod tests {
                 before: None,
                 first_tries: None,
                 during: None,
-                slowest_answer_ms: None,
+                slow_quarter_ms: None,
             });
         }
         let lost = compare(url(), (dns(), vec![own]), their_page());

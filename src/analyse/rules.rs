@@ -280,7 +280,7 @@ impl Blocking {
             Blocking::HttpDiff => (
                 Layer::Http,
                 &[Form {
-                    fires: "a page unlike the control's by OONI's rule (the status, or all of length, uncommon header names and title words), not over a TLS session valid for the name",
+                    fires: "a page unlike the control's by OONI's rule (the status, or all of length, uncommon header names and title words), not over a TLS session valid for the name; each side's page its first that is not a server error (a 5xx at each of the probe's fetches is no evidence)",
                     needs: ControlFacts,
                     decided_in: &["analyse::http::differs"],
                 }],

@@ -240,13 +240,15 @@ pub struct Check {
     /// earlier version's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during: Option<Burst>,
-    /// For a resolver's check: how long the slowest of the resolver's recent answers to
-    /// a query's first copy took (up to 64, once a few were timed), in milliseconds. A
-    /// resolver that takes most of the deadline to answer lets a lookup's deadline pass
-    /// now and then, all its copies answered too late. None for a connect check, or in
-    /// an earlier version's run.
+    /// For a resolver's check: how long a quarter of the resolver's recent answers to a
+    /// query's first copy took or longer (their upper quartile, of up to 64, once a few
+    /// were timed), in milliseconds. A resolver that takes much of the deadline to
+    /// answer so often lets a lookup's deadline pass now and then, all its copies
+    /// answered too late; one slow answer (a SERVFAIL after the resolver's own
+    /// recursion timed out) does not move it. None for a connect check, or in an
+    /// earlier version's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slowest_answer_ms: Option<f64>,
+    pub slow_quarter_ms: Option<f64>,
 }
 
 /// Connects to the canary made at once, and how many of them were answered (connected,

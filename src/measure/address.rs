@@ -446,7 +446,7 @@ mod tests {
                 before: None,
                 first_tries: None,
                 during,
-                slowest_answer_ms: None,
+                slow_quarter_ms: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

@@ -590,8 +590,8 @@ impl Measurer {
                 meanwhile: Some(meanwhile),
                 before,
                 during: self.pulse_during_last_try(began, failed_at).await,
-                slowest_answer_ms: resolver
-                    .slowest_answer()
+                slow_quarter_ms: resolver
+                    .slow_quarter()
                     .map(|took| took.as_secs_f64() * 1000.0),
                 ..check
             });
@@ -692,7 +692,7 @@ impl Measurer {
             meanwhile: Some(meanwhile),
             before,
             during: self.pulse_during_last_try(began, failed_at).await,
-            slowest_answer_ms: None,
+            slow_quarter_ms: None,
             ..check.clone()
         })
     }
@@ -1478,7 +1478,7 @@ fn checked(what: CheckTarget, measured_at: DateTime<Utc>, error: Option<StepErro
         before: None,
         first_tries: None,
         during: None,
-        slowest_answer_ms: None,
+        slow_quarter_ms: None,
     }
 }
 

@@ -35,9 +35,20 @@ impl RoundTrips {
 
     /// The median of the recent round trips, once [`MIN_SAMPLES`] have been timed.
     pub fn median(&self) -> Option<Duration> {
+        self.quantile(2)
+    }
+
+    /// The round trip a quarter of the recent ones took as long as or longer, once
+    /// [`MIN_SAMPLES`] have been timed: one slow outlier does not move it.
+    pub fn upper_quartile(&self) -> Option<Duration> {
+        self.quantile(4)
+    }
+
+    /// The round trip about `1 / of` of the recent ones took as long as or longer.
+    fn quantile(&self, of: usize) -> Option<Duration> {
         let mut sorted: Vec<Duration> = self.known()?.iter().copied().collect();
         sorted.sort_unstable();
-        sorted.get(sorted.len() / 2).copied()
+        sorted.get(sorted.len() * (of - 1) / of).copied()
     }
 
     fn known(&self) -> Option<&VecDeque<Duration>> {
@@ -60,9 +71,12 @@ mod tests {
         assert_eq!((trips.slowest(), trips.median()), (None, None));
         trips.took(900 * MS);
         assert_eq!(
-            (trips.slowest(), trips.median()),
-            (Some(900 * MS), Some(2 * MS))
+            (trips.slowest(), trips.median(), trips.upper_quartile()),
+            (Some(900 * MS), Some(2 * MS), Some(2 * MS))
         );
+        trips.took(700 * MS);
+        trips.took(800 * MS);
+        assert_eq!(trips.upper_quartile(), Some(700 * MS), "a quarter as slow");
         for _ in 0..SAMPLES {
             trips.took(100 * MS);
         }

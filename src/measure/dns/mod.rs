@@ -145,9 +145,10 @@ impl Resolver {
         self.answered.since(since)
     }
 
-    /// How long its slowest recent answer to a query's first copy took (see `pace`).
-    pub fn slowest_answer(&self) -> Option<Duration> {
-        self.pace.slowest()
+    /// How long a quarter of its recent answers to a query's first copy took or longer
+    /// (see `pace`).
+    pub fn slow_quarter(&self) -> Option<Duration> {
+        self.pace.slow_quarter()
     }
 
     /// One query for `hostname` and `qtype`, with every reply of its listening window.

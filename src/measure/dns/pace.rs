@@ -70,9 +70,10 @@ impl Pace {
         remember(&mut self.recent().unanswered, !answered);
     }
 
-    /// How long the slowest recent answer to a first copy took, once a few were timed.
-    pub fn slowest(&self) -> Option<Duration> {
-        self.recent().took.slowest()
+    /// How long a quarter of the recent answers to a first copy took or longer, once a
+    /// few were timed.
+    pub fn slow_quarter(&self) -> Option<Duration> {
+        self.recent().took.upper_quartile()
     }
 
     /// How long to listen after a first reply, at most `configured`.
