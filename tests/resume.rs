@@ -110,6 +110,11 @@ impl Lab {
 
     /// Starts a run into `out`, with these flags besides.
     fn start_with(&self, out: &Path, flags: &[&str]) -> Child {
+        self.start_timed(out, STEP_TIMEOUT, flags)
+    }
+
+    /// [`Lab::start_with`], with a step timeout of `timeout` seconds.
+    fn start_timed(&self, out: &Path, timeout: &str, flags: &[&str]) -> Child {
         let mut args = vec![
             "run",
             "--yes",
@@ -124,7 +129,7 @@ impl Lab {
             "--treat-as-public",
             "127.0.0.0/8",
             "--timeout",
-            STEP_TIMEOUT,
+            timeout,
             "--per-host",
             "1",
         ];
@@ -616,22 +621,7 @@ async fn ctrl_c_while_the_control_is_asked_where_the_probe_is_writes_nothing() {
 async fn ctrl_c_while_the_canary_is_looked_up_stops_before_any_target() {
     let lab = Lab::new(false, &[], 1).await;
     let out = lab.out();
-    let child = probe(&[
-        "run",
-        "--yes",
-        "--targets",
-        lab.targets.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--resolver",
-        &lab.resolver,
-        "--ca-file",
-        &lab.ca_file,
-        "--treat-as-public",
-        "127.0.0.0/8",
-        "--timeout",
-        "10",
-    ]);
+    let child = lab.start_timed(&out, "10", &[]);
     let output = ctrl_c_at_once(child, "the canary's lookup").await;
     assert!(
         text(&output).contains(&format!(

@@ -447,10 +447,13 @@ fn dropping_queries(f: &DnsFacts, e: &StepError, check: &Check) -> Option<String
 /// a query now and then after its deadline, every copy too late; a censor that drops a
 /// name's queries leaves the other names' answered as fast as ever.
 fn slow_resolver(f: &DnsFacts, e: &StepError, check: &Check, deadline: Duration) -> Option<String> {
+    if !e.failure.is_timeout() {
+        return None;
+    }
     let deadline_ms = deadline.as_secs_f64() * 1000.0;
     let slow = check
         .slow_quarter_ms
-        .filter(|ms| e.failure.is_timeout() && *ms >= deadline_ms / 2.0)?;
+        .filter(|ms| *ms >= deadline_ms / 2.0)?;
     Some(format!(
         "{} {} lookup of {} failed ({}) while the resolver was slow: a quarter of its answers of late took {:.1} s or more, against a deadline of {:.1} s, so that a query it answered a little slower went unanswered in time: the resolver or the way to it, not the name",
         f.resolver,

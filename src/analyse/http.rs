@@ -264,7 +264,7 @@ pub fn problems(
             let saw = || Some(ControlSaw::Success("the control fetched it".into()));
             if let Some(name) = fingerprints::cdn_page(page) {
                 out.extend(unseen_page(ours, page, name));
-            } else if let Some(problem) = server_error(ours, page) {
+            } else if let Some(problem) = server_error(ours, their_server_error(page)) {
                 out.push(problem);
             } else if let Some(problem) = server_error_here(ours, page, probe) {
                 out.push(problem);
@@ -282,9 +282,9 @@ pub fn problems(
                 });
             }
         } else if let (Some(ours), Some(Some(t))) = (h.final_response(), theirs) {
-            out.extend(server_error_where_the_control_failed(
+            out.extend(server_error(
                 best_page(ours, probe),
-                t,
+                Some(control_failed(t)),
             ));
         }
     }
@@ -300,20 +300,6 @@ fn control_failed(theirs: &HttpFacts) -> ControlSaw {
         theirs.check.as_ref(),
         format!("the control's fetch failed too ({what})"),
     )
-}
-
-/// The site answered the probe with an error of its own (5xx) at every fetch, and the
-/// control not at all: down, unless the control reached it otherwise (then nothing), or
-/// its own network accounts for its failure (then not measured).
-fn server_error_where_the_control_failed(ours: &HttpHop, theirs: &HttpFacts) -> Option<Problem> {
-    let status = ours.server_error()?;
-    Some(Problem::weak(
-        Finding::new(
-            Blocking::HttpFailure,
-            format!("{} answered HTTP {status}", ours.url),
-        ),
-        Some(control_failed(theirs)),
-    ))
 }
 
 /// The server answered, and the fetch then failed on what it answered (a redirect to a
@@ -665,13 +651,11 @@ fn cdn_page(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
 }
 
 /// The page a side got: its fetch's, or, where the site answered that with an error of
-/// its own (5xx), the first of its fetches again that it answered with a page, neither
-/// an error nor a redirect (a fetch again follows none), (see `measure::http`): a flaky
+/// its own (5xx), the first of its fetches again (see `measure::http`) that it answered
+/// with a page, neither an error nor a redirect (a fetch again follows none): a flaky
 /// site's one 503 is not its page.
 fn best_page<'a>(first: &'a HttpHop, facts: &'a TargetFacts) -> &'a HttpHop {
-    let page = |hop: &&HttpHop| {
-        hop.server_error().is_none() && !hop.status.is_some_and(|s| (300..400).contains(&s))
-    };
+    let page = |hop: &&HttpHop| hop.server_error().is_none() && !hop.redirects();
     match first.server_error() {
         Some(_) => fetched_again(facts).find(page).unwrap_or(first),
         None => first,
@@ -693,20 +677,27 @@ fn fetched_again(facts: &TargetFacts) -> impl Iterator<Item = &HttpHop> {
         .filter_map(HttpFacts::final_response)
 }
 
-/// Both sides got a server error (5xx) from the site: an outage, if nothing else
-/// reached it.
-fn server_error(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
-    let our_status = ours.server_error()?;
-    let their_status = theirs.server_error()?;
+/// The site answered the probe with an error of its own (5xx) at every fetch, and the
+/// control with one too, or not at all (`control`, what it saw; none: neither): down,
+/// unless the control reached it otherwise (then nothing), or its own network accounts
+/// for its failure (then not measured).
+fn server_error(ours: &HttpHop, control: Option<ControlSaw>) -> Option<Problem> {
+    let status = ours.server_error()?;
     Some(Problem::weak(
         Finding::new(
             Blocking::HttpFailure,
-            format!("{} answered HTTP {our_status}", ours.url),
+            format!("{} answered HTTP {status}", ours.url),
         ),
-        Some(ControlSaw::Failure(format!(
-            "the control got HTTP {their_status} too"
-        ))),
+        Some(control?),
     ))
+}
+
+/// The control's page, where the site answered it with an error of its own too.
+fn their_server_error(theirs: &HttpHop) -> Option<ControlSaw> {
+    let status = theirs.server_error()?;
+    Some(ControlSaw::Failure(format!(
+        "the control got HTTP {status} too"
+    )))
 }
 
 /// The site answered the probe with an error of its own (5xx) at every fetch, and the
@@ -1199,99 +1190,97 @@ mod tests {
         assert_eq!(kind(&served), (Verdict::Ok, None));
     }
 
+    /// The target's URL judged from the probe's fetches `ours` and the control's
+    /// `theirs`, both after the same lookup.
+    fn fetched(ours: Vec<Measurement>, theirs: Vec<Measurement>) -> Outcome {
+        let dns = || vec![lookup(&[(FB, None)])];
+        compare(url(), (dns(), ours), (dns(), theirs))
+    }
+
+    /// `outcome`'s verdict and blocking kind are `expected`, its evidence says `said`.
+    fn judged(outcome: &Outcome, expected: (Verdict, Option<Blocking>), said: &str) {
+        assert_eq!(kind(outcome), expected, "{}", outcome.verdict.evidence);
+        evidence_of(outcome, &[said]);
+    }
+
+    fn unavailable() -> Measurement {
+        fetch(503, 300, "Service Unavailable", 5.0, None)
+    }
+
+    /// The site's 503 at a fetch and its two fetches again.
+    fn unavailable_thrice() -> Vec<Measurement> {
+        vec![
+            unavailable(),
+            fetched_again(unavailable()),
+            fetched_again(unavailable()),
+        ]
+    }
+
     #[test]
     fn a_server_error_for_everyone_is_down() {
-        let dns = || vec![lookup(&[(FB, None)])];
-        let error = || fetch(503, 300, "Service Unavailable", 5.0, None);
-        let outage = compare(url(), (dns(), vec![error()]), (dns(), vec![error()]));
-        assert_eq!(
-            kind(&outage),
-            (Verdict::Down, None),
-            "{}",
-            outage.verdict.evidence
-        );
+        let down = (Verdict::Down, None);
+        let outage = fetched(vec![unavailable()], vec![unavailable()]);
+        judged(&outage, down, "answered HTTP 503");
         // Fetched again, at both sides, erring each time; or the control's fetch failed.
-        let thrice = || vec![error(), fetched_again(error()), fetched_again(error())];
         let refused = StepError::new(Operation::Connect, Failure::ConnectionRefused);
         let failed = fetch(0, 0, "", 0.0, Some(refused));
-        for theirs in [thrice(), vec![failed]] {
-            let outage = compare(url(), (dns(), thrice()), (dns(), theirs));
-            assert_eq!(
-                kind(&outage),
-                (Verdict::Down, None),
-                "{}",
-                outage.verdict.evidence
-            );
-            assert!(
-                outage.verdict.evidence.contains("answered HTTP 503"),
-                "{}",
-                outage.verdict.evidence
+        for theirs in [unavailable_thrice(), vec![failed]] {
+            judged(
+                &fetched(unavailable_thrice(), theirs),
+                down,
+                "answered HTTP 503",
             );
         }
     }
 
     #[test]
     fn a_server_error_at_the_probe_only_is_no_evidence() {
-        let dns = || vec![lookup(&[(FB, None)])];
         let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
-        let error = || fetch(503, 300, "Service Unavailable", 5.0, None);
-        let thrice = || vec![error(), fetched_again(error()), fetched_again(error())];
         // A flaky site's one error, its page the next time: nothing wrong.
-        let passing = compare(
-            url(),
-            (dns(), vec![error(), fetched_again(page())]),
-            (dns(), vec![page()]),
-        );
-        assert_eq!(
-            kind(&passing),
+        let passing = fetched(vec![unavailable(), fetched_again(page())], vec![page()]);
+        judged(
+            &passing,
             (Verdict::Ok, None),
-            "{}",
-            passing.verdict.evidence
+            "fetched with HTTP status 200",
         );
         // An error at every fetch where the control got the page, at its first fetch or
         // its next, over plain HTTP or a valid TLS session: the site's own, or a page
         // unlike any blockpage known; nothing tells.
         for (ours, theirs) in [
-            (thrice(), vec![page()]),
-            (thrice(), vec![error(), fetched_again(page())]),
+            (unavailable_thrice(), vec![page()]),
             (
-                thrice().into_iter().map(over_valid_tls).collect(),
+                unavailable_thrice(),
+                vec![unavailable(), fetched_again(page())],
+            ),
+            (
+                unavailable_thrice()
+                    .into_iter()
+                    .map(over_valid_tls)
+                    .collect(),
                 vec![page()],
             ),
         ] {
-            let erring = compare(url(), (dns(), ours), (dns(), theirs));
-            assert_eq!(kind(&erring), (Verdict::Inconclusive, None));
-            assert!(
-                erring.verdict.evidence.contains(
-                    "answered HTTP 503 at each of 3 fetches while the control got HTTP 200"
-                ),
-                "{}",
-                erring.verdict.evidence
+            judged(
+                &fetched(ours, theirs),
+                (Verdict::Inconclusive, None),
+                "answered HTTP 503 at each of 3 fetches while the control got HTTP 200",
             );
         }
         // A page after the error is compared as any: one unlike the control's still is.
         let moved = fetch(404, 300, "Not here", 5.0, None);
-        let unlike = compare(
-            url(),
-            (dns(), vec![error(), fetched_again(moved)]),
-            (dns(), vec![page()]),
-        );
-        assert_eq!(
-            kind(&unlike),
+        judged(
+            &fetched(vec![unavailable(), fetched_again(moved)], vec![page()]),
             (Verdict::Blocked, Some(Blocking::HttpDiff)),
-            "{}",
-            unlike.verdict.evidence
+            "status 404 vs 200",
         );
         // A captive portal's 511 is the network's answer, not the site's error: a page
         // unlike the control's (`explain::page_where_the_canary_failed` tells a
         // portal's).
         let portal = fetch(511, 300, "CafeNet: log in", 5.0, None);
-        let portal = compare(url(), (dns(), vec![portal]), (dns(), vec![page()]));
-        assert_eq!(
-            kind(&portal),
+        judged(
+            &fetched(vec![portal], vec![page()]),
             (Verdict::Blocked, Some(Blocking::HttpDiff)),
-            "{}",
-            portal.verdict.evidence
+            "status 511 vs 200",
         );
         // A known blockpage stays proof, served as an error, or at a fetch again.
         let iran = |status| {
@@ -1302,27 +1291,22 @@ mod tests {
             }
             iran
         };
-        for ours in [vec![iran(503)], vec![error(), fetched_again(iran(200))]] {
-            let blockpage = compare(url(), (dns(), ours), (dns(), vec![page()]));
-            assert_eq!(
-                kind(&blockpage),
+        for ours in [
+            vec![iran(503)],
+            vec![unavailable(), fetched_again(iran(200))],
+        ] {
+            judged(
+                &fetched(ours, vec![page()]),
                 (Verdict::Blocked, Some(Blocking::HttpBlockpage)),
-                "{}",
-                blockpage.verdict.evidence
+                "Iran's national blockpage",
             );
         }
         // A redirect at a fetch again, which follows none, is no page.
         let redirect = fetch(302, 0, "", 5.0, None);
-        let moved = compare(
-            url(),
-            (dns(), vec![error(), fetched_again(redirect)]),
-            (dns(), vec![page()]),
-        );
-        assert_eq!(
-            kind(&moved),
+        judged(
+            &fetched(vec![unavailable(), fetched_again(redirect)], vec![page()]),
             (Verdict::Inconclusive, None),
-            "{}",
-            moved.verdict.evidence
+            "answered HTTP 503 while the control got HTTP 200",
         );
     }
 

@@ -899,6 +899,11 @@ impl HttpHop {
         self.status.filter(|s| *s >= 500 && *s != 511)
     }
 
+    /// Whether its status is a redirect that a fetch follows.
+    pub fn redirects(&self) -> bool {
+        matches!(self.status, Some(301 | 302 | 303 | 307 | 308))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -418,7 +418,7 @@ impl Measurer {
                 Operation::HttpRoundTrip,
                 Failure::unknown("redirect loop"),
             ))
-        } else if last.status.is_some_and(is_redirect) && facts.hops.len() > MAX_REDIRECTS {
+        } else if last.redirects() && facts.hops.len() > MAX_REDIRECTS {
             Some(StepError::new(
                 Operation::HttpRoundTrip,
                 Failure::unknown("too many redirects"),
@@ -465,11 +465,7 @@ impl Measurer {
         out: &mut Fetched<'a>,
     ) -> (HttpHop, Option<Url>) {
         let port = url.port_or_known_default().unwrap_or(80);
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_string();
+        let host = host_of(url).to_string();
         let candidates: Vec<SocketAddr> = addresses
             .iter()
             .take(MAX_ATTEMPTS)
@@ -584,12 +580,7 @@ impl Measurer {
     /// is not. Only at the probe: the control's speed is the other yardstick. A twin that
     /// was not [`THROTTLE_RATIO`] times as fast, or did not read the whole body, is made
     /// once more (see [`another_twin`]).
-    pub(super) async fn twin(
-        &self,
-        target: &Target,
-        facts: &HttpFacts,
-        held: &mut Held,
-    ) -> Vec<Measurement> {
+    async fn twin(&self, target: &Target, facts: &HttpFacts, held: &mut Held) -> Vec<Measurement> {
         let Some((url, address, flowed, sni)) = self.slow_https(facts) else {
             return Vec::new();
         };
@@ -610,6 +601,23 @@ impl Measurer {
         out
     }
 
+    /// The URL fetched again after `facts`, its fetch: the control-SNI twins of a slow
+    /// or stalled transfer (see [`Measurer::twin`]), or else, after a server error, the
+    /// fetches again with its own name (see [`Measurer::after_server_error`]); never
+    /// both, which the analysis reads apart by that.
+    pub(super) async fn refetches(
+        &self,
+        target: &Target,
+        facts: &HttpFacts,
+        held: &mut Held,
+    ) -> Vec<Measurement> {
+        let twins = self.twin(target, facts, held).await;
+        match twins.is_empty() {
+            true => self.after_server_error(target, facts, held).await,
+            false => twins,
+        }
+    }
+
     /// A URL the site answered with an error of its own (5xx) fetched again with its
     /// own name, from the same address after a pause, until it answers otherwise, up to
     /// [`SERVER_ERROR_FETCHES`] fetches in all. An overloaded or flaky site errs now and
@@ -617,7 +625,7 @@ impl Measurer {
     /// the other side its page says nothing of a censor; a site that errs at every try
     /// is down, or turns one side away. Made at both ends, each side's best page then
     /// compared (see `analyse::http`).
-    pub(super) async fn after_server_error(
+    async fn after_server_error(
         &self,
         target: &Target,
         facts: &HttpFacts,
@@ -627,7 +635,7 @@ impl Measurer {
             return Vec::new();
         };
         held.on(&self.limits, address.ip()).await;
-        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let host = host_of(&url);
         let mut out: Vec<Measurement> = Vec::new();
         while out.len() + 1 < SERVER_ERROR_FETCHES {
             tokio::time::sleep(RETRY_PAUSE).await;
@@ -791,7 +799,7 @@ impl Measurer {
                 )
             })
             .collect();
-        if is_redirect(status) {
+        if hop.redirects() {
             let next = hop.header("location").and_then(|loc| url.join(loc).ok());
             if next
                 .as_ref()
@@ -858,10 +866,6 @@ fn cut_in_body(hop: &HttpHop) -> Option<u64> {
         .map(|_| hop.body_length)
 }
 
-fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
 fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -> HttpHop {
     HttpHop {
         address,
@@ -875,9 +879,13 @@ fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -
 fn server_erred(facts: &HttpFacts) -> Option<(Url, SocketAddr)> {
     let hop = facts
         .final_response()
-        .filter(|hop| hop.server_error().is_some())?;
-    facts.error.is_none().then_some(())?;
+        .filter(|hop| facts.error.is_none() && hop.server_error().is_some())?;
     Some((Url::parse(&hop.url).ok()?, hop.address?))
+}
+
+/// A URL's host as a server name: an IPv6 literal without its brackets.
+fn host_of(url: &Url) -> &str {
+    url.host_str().unwrap_or_default().trim_matches(['[', ']'])
 }
 
 /// A hop's URL and the rate its body flowed at, when it was slow enough to look for a

@@ -370,17 +370,10 @@ impl Measurer {
                     ticket.end(triggers.clone());
                 }
                 let (again, ech) = match &fetch.step {
-                    Step::Http(facts) => {
-                        let mut again = Box::pin(self.twin(target, facts, &mut held)).await;
-                        if again.is_empty() {
-                            again =
-                                Box::pin(self.after_server_error(target, facts, &mut held)).await;
-                        }
-                        (
-                            again,
-                            Box::pin(self.ech_after(target, facts, &mut held)).await,
-                        )
-                    }
+                    Step::Http(facts) => (
+                        Box::pin(self.refetches(target, facts, &mut held)).await,
+                        Box::pin(self.ech_after(target, facts, &mut held)).await,
+                    ),
                     _ => (Vec::new(), None),
                 };
                 // QUIC does not load the server's TCP side, as in `tls_chain`.

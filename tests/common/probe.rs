@@ -250,14 +250,14 @@ impl ProbeRun {
             .collect()
     }
 
-    /// [`ProbeRun::measurements_of`], read as the rows they are.
+    /// The rows of measurements.csv for `target`, read as the rows they are.
     pub fn measured(&self, target: &str) -> Vec<censorprobe::rundir::rows::MeasurementRow> {
         let path = self.out.join("measurements.csv");
-        let mut reader = csv::Reader::from_path(&path).unwrap();
-        let header = reader.headers().unwrap().clone();
-        self.measurements_of(target)
-            .iter()
-            .map(|record| record.deserialize(Some(&header)).unwrap())
+        csv::Reader::from_path(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}\n{self}", path.display()))
+            .deserialize()
+            .map(|row| row.unwrap())
+            .filter(|row: &censorprobe::rundir::rows::MeasurementRow| row.target == target)
             .collect()
     }
 
