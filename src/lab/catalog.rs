@@ -429,10 +429,12 @@ const FAILING_NEW_FLOWS: &str = "while the probe's network was failing new conne
 /// QUIC handshake's silence may be no longer told from the network's. And where a
 /// lossy link left many copies of the run's other queries unanswered at first (half,
 /// in a run that showed it), all of a dropped name's copies going unanswered is no
-/// sign.
+/// sign. Nor need a split ClientHello get through a stateless filter of the name: it
+/// gets as many tries as any step, and a lost packet in each leaves it silent, which
+/// says nothing of the censor (the block itself is still shown).
 fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
     let slow = excused(
-        censored,
+        unproven(censored, SPLIT_PASSED),
         Blocking::Throttled,
         &[
             "as slow with the control SNI",
@@ -449,6 +451,28 @@ fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
         Blocking::DnsFailure,
         &["while the resolver was dropping queries"],
     )
+}
+
+/// The evidence that a split ClientHello passed a filter of the name.
+const SPLIT_PASSED: &str = "a split ClientHello passed: stateless DPI";
+
+/// `outcomes`, and each that asks for `evidence` once more without it: a fault that can
+/// keep the probe from showing that much, and not more.
+fn unproven(outcomes: Vec<Outcome>, evidence: &str) -> Vec<Outcome> {
+    let lesser: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.evidence.iter().any(|e| e == evidence))
+        .map(|o| Outcome {
+            evidence: o
+                .evidence
+                .iter()
+                .filter(|e| *e != evidence)
+                .cloned()
+                .collect(),
+            ..o.clone()
+        })
+        .collect();
+    [outcomes, lesser].concat()
 }
 
 /// `censored`, and `inconclusive` saying one of `reasons` besides where one of them is
@@ -592,6 +616,34 @@ mod tests {
                 None,
                 &["while the resolver was dropping queries"]
             )
+        );
+    }
+
+    /// A lossy link may keep a split ClientHello from showing a stateless filter, never
+    /// the block itself; without a fault, the split one must show it.
+    #[test]
+    fn a_lossy_link_may_hide_what_a_split_hello_shows_and_not_the_block() {
+        let catalog = Catalog::load().unwrap();
+        let evidence = |case: &[&str]| {
+            let case = catalog.case(case).unwrap();
+            let allowed = case.allowed("signal.test");
+            assert!(
+                allowed
+                    .iter()
+                    .all(|o| o.blocking == Some(Blocking::TlsReset))
+            );
+            allowed.into_iter().map(|o| o.evidence).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            evidence(&["sni-filter"]),
+            [vec!["canary.test".to_string(), SPLIT_PASSED.into()]]
+        );
+        assert_eq!(
+            evidence(&["all", "lossy"]),
+            [
+                vec!["canary.test".to_string(), SPLIT_PASSED.into()],
+                vec!["canary.test".to_string()]
+            ]
         );
     }
 }
