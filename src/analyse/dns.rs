@@ -24,7 +24,7 @@ use super::{
 };
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, StepError};
-use crate::facts::{Check, DnsFacts, Measurement, QueryType, Step, TlsFacts};
+use crate::facts::{Check, DnsFacts, DnsReply, Measurement, QueryType, Step, TlsFacts};
 
 fn lookups(measurements: &[Measurement]) -> impl Iterator<Item = &DnsFacts> {
     measurements.iter().filter_map(|m| match &m.step {
@@ -41,7 +41,7 @@ pub fn problems(
     let mut out = Vec::new();
     for f in lookups(&probe.dns) {
         let like_the_canary = || explain::answered_like_the_canary(f, &context.resolvers);
-        if let Some(finding) = injection(f) {
+        if let Some(finding) = injection(f, probe, control) {
             out.push(Problem::proven(finding));
         } else if let Some(finding) = forged(f, &context.policy, control) {
             out.push(Problem::proven(finding).unless(like_the_canary()));
@@ -87,21 +87,19 @@ pub fn problems(
 
 /// Two replies to one copy of the query (one ID: the query goes out again in the
 /// listening window, each copy with an ID of its own) with different addresses, both
-/// with some: a resolver answers a copy once, an injector races it. A reply without
-/// addresses beside one with is no proof: a resolver that answered a retransmission
-/// again (a SERVFAIL, then what it had since cached) gives that too.
-fn injection(f: &DnsFacts) -> Option<Finding> {
-    let matching: Vec<&crate::facts::DnsReply> =
-        f.replies.iter().filter(|r| r.matches_query).collect();
-    let (first, other) = matching.iter().enumerate().find_map(|(i, a)| {
-        let a_set: BTreeSet<IpAddr> = a.addresses().collect();
-        matching[i + 1..].iter().find_map(|b| {
-            let b_set: BTreeSet<IpAddr> = b.addresses().collect();
-            let differ = a.id == b.id && !a_set.is_empty() && !b_set.is_empty() && a_set != b_set;
-            differ.then(|| (a_set.clone(), b_set))
-        })
-    })?;
-    let replies = matching.len();
+/// with some, one of them vouched for by nothing (see [`vouched`]): a resolver answers
+/// a copy once, an injector races it. A reply without addresses beside one with is no
+/// proof: a resolver that answered a retransmission again (a SERVFAIL, then what it had
+/// since cached) gives that too. Nor are two replies that something vouches for each: a
+/// relay that asks two resolvers and passes on both answers (a home router asking both
+/// of its upstreams) gives those, a CDN having sent each resolver to a node of its own.
+fn injection(f: &DnsFacts, probe: &TargetFacts, control: Option<&TargetFacts>) -> Option<Finding> {
+    let (first, other) = f
+        .raced()
+        .find(|(a, b)| !(vouched(&[a], f, probe, control) && vouched(&[b], f, probe, control)))?;
+    let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
+    let (first, other) = (set(first), set(other));
+    let replies = f.replies.iter().filter(|r| r.matches_query).count();
     Some(Finding::new(
         Blocking::DnsInjection,
         format!(
@@ -192,9 +190,7 @@ fn other_type_answered(f: &DnsFacts, probe: &TargetFacts) -> bool {
 
 /// What the control's lookup of the same name and type gave.
 fn same_lookup(f: &DnsFacts, control: &TargetFacts) -> ControlSaw {
-    let theirs: Vec<&DnsFacts> = lookups(&control.dns)
-        .filter(|c| c.hostname == f.hostname && c.query_type == f.query_type)
-        .collect();
+    let theirs = their_lookups(f, control);
     if let Some(ok) = theirs.iter().find(|c| c.error.is_none()) {
         return ControlSaw::Success(format!(
             "the control resolved it to {}",
@@ -219,30 +215,12 @@ fn inconsistent(
     context: &Context,
 ) -> Option<Problem> {
     let ours = f.all_addresses();
-    let theirs: Vec<&DnsFacts> = lookups(&control.dns)
-        .filter(|c| c.hostname == f.hostname && c.query_type == f.query_type)
-        .collect();
-    let their_addresses: Vec<IpAddr> = theirs.iter().flat_map(|c| c.all_addresses()).collect();
-    let asns = |facts: &[&DnsFacts]| -> BTreeSet<u32> {
-        facts
-            .iter()
-            .flat_map(|c| c.replies.iter().filter(|r| r.matches_query))
-            .flat_map(|r| r.answers.iter().filter_map(|a| a.asn))
-            .filter(|asn| *asn != 0)
-            .collect()
-    };
-    let consistent = ours.iter().any(|ip| their_addresses.contains(ip))
-        || !asns(&[f]).is_disjoint(&asns(&theirs))
-        || asns(&[f]).iter().any(|asn| probe.target.asns.contains(asn))
-        || ours
-            .iter()
-            .any(|ip| valid_tls(*ip, &f.hostname, probe) || valid_tls(*ip, &f.hostname, control))
-        || ours
-            .iter()
-            .any(|ip| http::same_page_from(*ip, probe, control));
-    if consistent {
+    let replies: Vec<&DnsReply> = f.replies.iter().filter(|r| r.matches_query).collect();
+    if vouched(&replies, f, probe, Some(control)) {
         return None;
     }
+    let theirs = their_lookups(f, control);
+    let their_addresses: Vec<IpAddr> = theirs.iter().flat_map(|c| c.all_addresses()).collect();
     let finding = Finding::new(
         Blocking::DnsHijack,
         format!(
@@ -286,6 +264,53 @@ fn inconsistent(
         ),
     };
     Some(problem.unless(untested))
+}
+
+/// The control's lookups of `f`'s name and record type.
+fn their_lookups<'a>(f: &DnsFacts, control: &'a TargetFacts) -> Vec<&'a DnsFacts> {
+    lookups(&control.dns)
+        .filter(|c| c.hostname == f.hostname && c.query_type == f.query_type)
+        .collect()
+}
+
+/// Whether something vouches for the addresses of `replies` to the lookup `f` (OONI's
+/// consistency): one of them is among the control's answers of the same type, or
+/// shares an ASN with those or with the service's networks, or completed a TLS
+/// handshake valid for the name (from either side), or served the probe the control's
+/// page.
+fn vouched(
+    replies: &[&DnsReply],
+    f: &DnsFacts,
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+) -> bool {
+    let ours: BTreeSet<IpAddr> = replies.iter().flat_map(|r| r.addresses()).collect();
+    let our_asns = asns(replies.iter().copied());
+    let by_tls = |facts: &TargetFacts| ours.iter().any(|ip| valid_tls(*ip, &f.hostname, facts));
+    let by_control = |control: &TargetFacts| {
+        let theirs = their_lookups(f, control);
+        theirs
+            .iter()
+            .flat_map(|c| c.all_addresses())
+            .any(|ip| ours.contains(&ip))
+            || !our_asns.is_disjoint(&asns(theirs.iter().flat_map(|c| &c.replies)))
+            || by_tls(control)
+            || ours
+                .iter()
+                .any(|ip| http::same_page_from(*ip, probe, control))
+    };
+    our_asns.iter().any(|asn| probe.target.asns.contains(asn))
+        || by_tls(probe)
+        || control.is_some_and(by_control)
+}
+
+/// The ASNs of the addresses in `replies` that answer the query.
+fn asns<'a>(replies: impl Iterator<Item = &'a DnsReply>) -> BTreeSet<u32> {
+    replies
+        .filter(|r| r.matches_query)
+        .flat_map(|r| r.answers.iter().filter_map(|a| a.asn))
+        .filter(|asn| *asn != 0)
+        .collect()
 }
 
 /// Why the probe could not put an answer to the test (a certificate, a page): it got
@@ -357,8 +382,9 @@ fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{FB, FB_443, domain, facts, lookup as answered, tls};
     use super::*;
-    use crate::facts::{DnsAnswer, DnsReply};
+    use crate::facts::DnsAnswer;
 
     fn reply(id: u16, rcode: &str, addresses: &[&str]) -> DnsReply {
         DnsReply {
@@ -397,6 +423,8 @@ mod tests {
 
     #[test]
     fn only_two_answers_to_one_copy_of_the_query_are_an_injection() {
+        let probe = facts(&domain(&[]), vec![], vec![]);
+        let injection = |f: &DnsFacts| injection(f, &probe, None);
         let raced = lookup(vec![
             reply(7, "NoError", &["198.51.100.1"]),
             reply(7, "NoError", &["157.240.1.35"]),
@@ -420,5 +448,50 @@ mod tests {
             reply(7, "NoError", &["157.240.1.35"]),
         ]);
         assert_eq!(injection(&retried), None);
+    }
+
+    /// A relay that asks two resolvers and passes on both answers, each the site's own
+    /// (a CDN's node for each), injects nothing; where one answer is vouched for by
+    /// nothing, the two are an injection, as without the control.
+    #[test]
+    fn two_answers_the_site_vouches_for_are_a_relays_not_an_injection() {
+        let other_node = "157.240.2.2";
+        let target = domain(&[]);
+        let twice = |second: &str| {
+            let mut m = answered(&[(FB, None)]);
+            if let Step::Dns(d) = &mut m.step {
+                let mut again = d.replies[0].clone();
+                again.answers[0].data = second.into();
+                d.replies.push(again);
+            }
+            m
+        };
+        let judged = |second: &str, control_node: &str| {
+            let probe = facts(&target, vec![twice(second)], vec![tls(FB_443, false, None)]);
+            let control = facts(&target, vec![answered(&[(control_node, None)])], vec![]);
+            let Step::Dns(f) = &probe.dns[0].step else {
+                unreachable!()
+            };
+            (
+                injection(f, &probe, Some(&control)),
+                injection(f, &probe, None),
+            )
+        };
+        // The probe's node gave a valid handshake; the control was sent to the other.
+        let (with_control, alone) = judged(other_node, other_node);
+        assert_eq!(with_control, None);
+        // Without the control, nothing vouches for the other node.
+        let alone = alone.expect("an injection without the control");
+        assert!(
+            alone
+                .evidence
+                .contains("first 157.240.1.35, then 157.240.2.2")
+        );
+        // An answer of nobody's beside the site's: an injector's.
+        let (with_control, _) = judged("198.51.100.1", other_node);
+        assert_eq!(
+            with_control.map(|f| f.blocking),
+            Some(Blocking::DnsInjection)
+        );
     }
 }

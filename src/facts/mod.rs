@@ -12,6 +12,7 @@ pub use ech::{EchFacts, EchHandshake, EchOffer};
 pub use hello::{Hello, HelloTry};
 pub use target::TargetFacts;
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,24 @@ pub enum Step {
 }
 
 impl Step {
+    /// The addresses the step was made to: none for a lookup, each hop's for a fetch.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        match self {
+            Step::TcpConnect(t) => vec![t.address.ip()],
+            Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
+                vec![t.address.ip()]
+            }
+            Step::Ech(f) => vec![f.address.ip()],
+            Step::Http(h) => h
+                .hops
+                .iter()
+                .filter_map(|hop| hop.address)
+                .map(|a| a.ip())
+                .collect(),
+            Step::Dns(_) => Vec::new(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Step::Dns(_) => "dns",
@@ -190,6 +209,24 @@ impl DnsFacts {
                 .filter(|r| r.matches_query)
                 .flat_map(DnsReply::addresses),
         )
+    }
+
+    /// Pairs of matching replies to one copy of the query (one ID) that give different
+    /// addresses, both some, in arrival order: an injector racing the resolver gives
+    /// those, and so does a relay that asks two resolvers and passes on both answers.
+    pub fn raced(&self) -> impl Iterator<Item = (&DnsReply, &DnsReply)> {
+        let matching: Vec<&DnsReply> = self.replies.iter().filter(|r| r.matches_query).collect();
+        let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
+        let mut pairs = Vec::new();
+        for (i, a) in matching.iter().enumerate() {
+            for b in &matching[i + 1..] {
+                let (x, y) = (set(a), set(b));
+                if a.id == b.id && !x.is_empty() && !y.is_empty() && x != y {
+                    pairs.push((*a, *b));
+                }
+            }
+        }
+        pairs.into_iter()
     }
 }
 

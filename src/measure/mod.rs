@@ -79,6 +79,11 @@ pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
 /// How long a connection may wait unused before a handshake is made on it: servers
 /// close idle connections after seconds (nginx: 60, many CDNs less).
 const IDLE_AT_MOST: Duration = Duration::from_secs(2);
+
+/// Addresses of raced DNS answers that a target's handshakes go to besides its own
+/// (see `Measurer::raced_untried`): an injector's flood of forged replies must not
+/// become as many handshakes.
+const RACED_TRIED_AT_MOST: usize = 2;
 /// How long before a failure ended a network check may have begun and still be its.
 const SHARED_CHECK: Duration = Duration::from_secs(1);
 
@@ -397,6 +402,8 @@ impl Measurer {
         let mut dns = Arc::new(Vec::new());
         if let Some((host_dns, first)) = resolved {
             dns = host_dns.complete.clone().await;
+            let raced = self.raced_untried(target, &dns, &measurements).await;
+            measurements.extend(raced);
             if first {
                 measurements.splice(0..0, dns.iter().cloned());
             }
@@ -412,6 +419,52 @@ impl Measurer {
             dns,
             triggers,
         }
+    }
+
+    /// At the probe, where one copy of a query got replies with different addresses
+    /// (see [`DnsFacts::raced`]): the name's TCP+TLS handshakes, on the target's TLS
+    /// ports, to the addresses of those replies that no step tried (the target's steps
+    /// went to the first answer's, before the listening window closed). Whether the site
+    /// vouches for each answer tells an injector's from a relay that passes on two
+    /// resolvers' answers; a plain-HTTP URL has no handshake to make.
+    async fn raced_untried(
+        &self,
+        target: &Target,
+        dns: &[Measurement],
+        measurements: &[Measurement],
+    ) -> Vec<Measurement> {
+        let name = target.hostname().unwrap_or_default();
+        let ports: Vec<u16> = match &target.kind {
+            TargetKind::Domain(_) => target.tls_ports.to_vec(),
+            TargetKind::Url(url) if url.scheme() == "https" => {
+                url.port_or_known_default().into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
+        if self.options.vantage != Vantage::Probe || ports.is_empty() {
+            return Vec::new();
+        }
+        let tried: Vec<IpAddr> = measurements
+            .iter()
+            .flat_map(|m| m.step.addresses())
+            .collect();
+        let raced = distinct(dns.iter().flat_map(|m| {
+            match &m.step {
+                Step::Dns(f) => f
+                    .raced()
+                    .flat_map(|(a, b)| a.addresses().chain(b.addresses()))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }));
+        let untried = raced
+            .into_iter()
+            .filter(|ip| !tried.contains(ip) && !self.options.policy.is_bogon(*ip))
+            .take(RACED_TRIED_AT_MOST);
+        let chains = untried
+            .flat_map(|ip| ports.iter().map(move |port| SocketAddr::new(ip, *port)))
+            .map(|address| self.tls_chain(target, name, address));
+        join_all(chains).await.into_iter().flatten().collect()
     }
 
     /// The triggers logged on the addresses `measurements` failed at, from before each

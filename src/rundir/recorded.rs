@@ -15,7 +15,7 @@ use super::{MEASUREMENTS_JSONL, ResolverStatus, RunInfo, read_info};
 use crate::analyse::Context;
 use crate::analyse::explain;
 use crate::facts::TargetFacts;
-use crate::facts::{Measurement, QuicFacts, Step, Trigger, Vantage};
+use crate::facts::{Measurement, Step, Trigger, Vantage};
 use crate::input::bogon::AddressPolicy;
 use crate::input::targets::Target;
 
@@ -221,20 +221,7 @@ impl RecordedRun {
     fn triggers_near(&self, origin: &str, measurements: &[Measurement]) -> Vec<Trigger> {
         let mut addresses: Vec<IpAddr> = measurements
             .iter()
-            .flat_map(|m| match &m.step {
-                Step::TcpConnect(t) => vec![t.address.ip()],
-                Step::TlsHandshake(t) | Step::QuicHandshake(QuicFacts { handshake: t, .. }) => {
-                    vec![t.address.ip()]
-                }
-                Step::Ech(f) => vec![f.address.ip()],
-                Step::Http(h) => h
-                    .hops
-                    .iter()
-                    .filter_map(|hop| hop.address)
-                    .map(|a| a.ip())
-                    .collect(),
-                Step::Dns(_) => Vec::new(),
-            })
+            .flat_map(|m| m.step.addresses())
             .collect();
         addresses.sort();
         addresses.dedup();
