@@ -922,8 +922,9 @@ up() {
 #   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
 #                         flows whose Initial names NAME or a subdomain (the scenario
 #                         adds the rule that queues packets to it)
-#   slow_resolver LOW HIGH  answer every UDP query the probe sends the ISP resolver LOW to
-#                         HIGH seconds late, until the next scenario switch
+#   relay_resolver LOW HIGH UPSTREAM...  answer every UDP query the probe sends the ISP
+#                         resolver with each UPSTREAM resolver's answer, LOW to HIGH
+#                         seconds late, until the next scenario switch
 #   outage FIRST DOWN UP  cut the probe's link off for DOWN seconds every DOWN + UP,
 #                         the first cut FIRST seconds on, until the next scenario switch
 #   include NAME...       apply other scenarios too
@@ -1012,26 +1013,29 @@ interceptor() {
     die "the interceptor did not start: $(tail -n 5 "$log")"
 }
 
-# The slow resolver (scripts/testbed/dns-delay.py): a process of its own in the censor's
-# namespace, on an address of its own there (SLOW_RESOLVER_IP, on lo, outside the
-# probe's LAN), which asks the ISP resolver every UDP query it is sent and answers late,
-# until the next scenario switch, which stops it and takes its address away. The
-# probe's UDP queries to the ISP resolver are sent to it by DNAT, port 53 kept, so that
-# the censor's rules on that port still see them. The pid file is written once its port
-# is bound.
-SLOW_RESOLVER_PID=$STATE/run/dns-delay.pid
-SLOW_RESOLVER_IP=198.18.4.53
-slow_resolver() {
-    local low=$1 high=$2 log=$STATE/log/dns-delay.log
-    rm -f "$SLOW_RESOLVER_PID"
-    censor ip addr replace "$SLOW_RESOLVER_IP/32" dev lo
-    in_ns "$NS_CENSOR" setsid python3 "$LAB/dns-delay.py" --listen "$SLOW_RESOLVER_IP" \
-        --upstream "$RESOLVER_IP" --delay "$low" "$high" --pidfile "$SLOW_RESOLVER_PID" \
+# The relaying resolver (scripts/testbed/dns-relay.py): a process of its own in the
+# censor's namespace, on an address of its own there (RELAY_RESOLVER_IP, on lo, outside
+# the probe's LAN), which asks each UPSTREAM every UDP query it is sent and passes on
+# each answer LOW to HIGH seconds late, until the next scenario switch, which stops it
+# and takes its address away. The probe's UDP queries to the ISP resolver are sent to it
+# by DNAT, port 53 kept, so that the censor's rules on that port still see them. The pid
+# file is written once its port is bound.
+RELAY_RESOLVER_PID=$STATE/run/dns-relay.pid
+RELAY_RESOLVER_IP=198.18.4.53
+relay_resolver() {
+    local low=$1 high=$2 log=$STATE/log/dns-relay.log upstream
+    shift 2
+    local args=()
+    for upstream in "$@"; do args+=(--upstream "$upstream"); done
+    rm -f "$RELAY_RESOLVER_PID"
+    censor ip addr replace "$RELAY_RESOLVER_IP/32" dev lo
+    in_ns "$NS_CENSOR" setsid python3 "$LAB/dns-relay.py" --listen "$RELAY_RESOLVER_IP" \
+        "${args[@]}" --delay "$low" "$high" --pidfile "$RELAY_RESOLVER_PID" \
         </dev/null >>"$log" 2>&1 9>&- &
-    wait_until 10 test -s "$SLOW_RESOLVER_PID" ||
-        die "the slow resolver did not start: $(tail -n 5 "$log")"
+    wait_until 10 test -s "$RELAY_RESOLVER_PID" ||
+        die "the relaying resolver did not start: $(tail -n 5 "$log")"
     censor iptables -w -t nat -A PREROUTING -i "$LAN_IF" -p udp -d "$RESOLVER_IP" --dport 53 \
-        -j DNAT --to-destination "$SLOW_RESOLVER_IP"
+        -j DNAT --to-destination "$RELAY_RESOLVER_IP"
 }
 
 # The link's outages: a loop of its own in the censor's namespace, which drops every
@@ -1115,14 +1119,14 @@ apply_scenarios() {
     : >"$STATE/isp-scenario.conf"
     # The internet and the control as they are without a scenario: the small site up,
     # the sites' HTTP/3, the CDN's edge and the small site serving their pages, the
-    # control with the open files it asks for; no QUIC censor, no interceptor, no slow
+    # control with the open files it asks for; no QUIC censor, no interceptor, no relaying
     # resolver.
     [[ -f $STATE/run/nginx-smallsite.pid ]] || start_nginx "$NS_NET" smallsite
     redirect_http3
     stop_pidfile "$QUIC_CENSOR_PID"
     stop_pidfile "$INTERCEPTOR_PID"
-    stop_pidfile "$SLOW_RESOLVER_PID"
-    censor ip addr del "$SLOW_RESOLVER_IP/32" dev lo 2>/dev/null || true
+    stop_pidfile "$RELAY_RESOLVER_PID"
+    censor ip addr del "$RELAY_RESOLVER_IP/32" dev lo 2>/dev/null || true
     rm -f "$CDN_CHALLENGE" "$SITE_FLAKY" "$PROBE_CLOCK"
     if [[ -f $STATE/run/control.nofile ]]; then
         stop_pidfile "$STATE/run/control.pid"

@@ -223,6 +223,9 @@ fn faults() -> Vec<Case> {
     cases.push(Case::new(&["lossy", "outage"]));
     // A site overloaded now and then: alone, as the down trap of all stops the same site.
     cases.push(Case::new(&["site-flaky"]));
+    // A router passing on two resolvers' answers: alone, as the public resolver's honest
+    // answers would lift the censor's DNS blocks.
+    cases.push(Case::new(&["resolver-relay"]));
     cases
 }
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""A slow resolver for the testbed (scenario resolver-slow): an overloaded one, or one
-far away over a congested link, which answers every query, late.
+"""A relaying resolver for the testbed: one that asks other resolvers and passes on
+every answer, late or not (scenarios resolver-slow and resolver-relay).
 
-    dns-delay.py --listen ADDR --upstream ADDR --delay LOW HIGH --pidfile FILE
+    dns-relay.py --listen ADDR --upstream ADDR [--upstream ADDR ...] --delay LOW HIGH
+                 --pidfile FILE
 
-Takes every UDP query that iptables sends to ADDR port 53, asks the resolver at
-UPSTREAM port 53 the same, and sends its answer back after a delay drawn at random
-between LOW and HIGH seconds, each copy of a query on its own. The pid file is written
-once the port is bound.
+Takes every UDP query that iptables sends to ADDR port 53, asks each resolver at an
+UPSTREAM address, port 53, the same, and sends each one's answer back after a delay
+drawn at random between LOW and HIGH seconds, each copy of a query on its own. With one
+upstream and a delay of seconds, it is an overloaded or far-away resolver; with two and
+none, a home router that asks both of its upstream resolvers and passes on both answers.
+The pid file is written once the port is bound.
 """
 
 import argparse
@@ -17,11 +20,11 @@ import socket
 import threading
 import time
 
-# How long to wait for the upstream resolver's answer.
+# How long to wait for an upstream resolver's answer.
 UPSTREAM_SECONDS = 5
 
 
-def answer_late(
+def relay(
     server: socket.socket, query: bytes, client, upstream: str, low: float, high: float
 ) -> None:
     """Asks `upstream`, then answers `client` after the delay."""
@@ -39,7 +42,7 @@ def answer_late(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True)
-    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--upstream", required=True, action="append")
     parser.add_argument("--delay", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     parser.add_argument("--pidfile", required=True)
     args = parser.parse_args()
@@ -50,11 +53,12 @@ def main() -> None:
         pidfile.write(f"{os.getpid()}\n")
     while True:
         query, client = server.recvfrom(65535)
-        threading.Thread(
-            target=answer_late,
-            args=(server, query, client, args.upstream, low, high),
-            daemon=True,
-        ).start()
+        for upstream in args.upstream:
+            threading.Thread(
+                target=relay,
+                args=(server, query, client, upstream, low, high),
+                daemon=True,
+            ).start()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Own-network fault, not censorship: the probe's resolver is slow (overloaded, or far
 # away over a congested link): it answers every UDP query, each copy of it 1.5 to 4.5 s
-# late, drawn at random (scripts/testbed/dns-delay.py, in the censor's namespace, which
+# late, drawn at random (scripts/testbed/dns-relay.py, in the censor's namespace, which
 # the probe's queries to the ISP resolver are sent to), against the lab's 3 s deadline.
 # Many lookups, the canary's too, get their answer in time only at a later copy or try,
 # and some at none.
@@ -11,4 +11,4 @@
 # check through the same resolver went unanswered too. Alone only: with all, the
 # injector's forged answer comes seconds before the real one, past the listening
 # window, and reads as the resolver's own lie.
-slow_resolver 1.5 4.5
+relay_resolver 1.5 4.5 "$RESOLVER_IP"
