@@ -41,7 +41,13 @@ pub fn problems(
     let mut out = Vec::new();
     for f in lookups(&probe.dns) {
         let like_the_canary = || explain::answered_like_the_canary(f, &context.resolvers);
-        if let Some(finding) = injection(f, probe, control) {
+        // IPv6 answers the probe could not try (it reached no IPv6 address in the run)
+        // are neither vouched for by the site, nor used by its users.
+        let untried = f.query_type == QueryType::Aaaa
+            && !context.ipv6
+            && !transport::reached_over(probe, true);
+        let injected = || injection(f, probe, control).filter(|_| !untried);
+        if let Some(finding) = injected() {
             out.push(Problem::proven(finding));
         } else if let Some(finding) = forged(f, &context.policy, control) {
             out.push(Problem::proven(finding).unless(like_the_canary()));
@@ -70,11 +76,6 @@ pub fn problems(
             let why = explain::lookup(f, e, &context.resolvers, context.deadline);
             out.push(problem.unless(why));
         } else if let Some(control) = control {
-            // IPv6 answers the probe could not try (it reached no IPv6 address in the
-            // run) are neither vouched for nor used by its users.
-            let untried = f.query_type == QueryType::Aaaa
-                && !context.ipv6
-                && !transport::reached_over(probe, true);
             if let Some(problem) = inconsistent(f, probe, control, context).filter(|_| !untried) {
                 out.push(problem.unless(like_the_canary()));
             }
@@ -87,16 +88,16 @@ pub fn problems(
 
 /// Two replies to one copy of the query (one ID: the query goes out again in the
 /// listening window, each copy with an ID of its own) with different addresses, both
-/// with some, one of them vouched for by nothing (see [`vouched`]): a resolver answers
-/// a copy once, an injector races it. A reply without addresses beside one with is no
-/// proof: a resolver that answered a retransmission again (a SERVFAIL, then what it had
-/// since cached) gives that too. Nor are two replies that something vouches for each: a
-/// relay that asks two resolvers and passes on both answers (a home router asking both
-/// of its upstreams) gives those, a CDN having sent each resolver to a node of its own.
+/// with some, one of them not vouched for by the site itself (see [`site_vouches`]): a
+/// resolver answers a copy once, an injector races it. A reply without addresses beside
+/// one with is no proof: a resolver that answered a retransmission again (a SERVFAIL,
+/// then what it had since cached) gives that too. Nor are two replies the site vouches
+/// for each: a relay that asks two resolvers and passes on both answers (a home router
+/// asking both of its upstreams) gives those, a CDN having sent each resolver to a node
+/// of its own.
 fn injection(f: &DnsFacts, probe: &TargetFacts, control: Option<&TargetFacts>) -> Option<Finding> {
-    let (first, other) = f
-        .raced()
-        .find(|(a, b)| !(vouched(&[a], f, probe, control) && vouched(&[b], f, probe, control)))?;
+    let site = |r: &DnsReply| site_vouches(&[r], f, probe, control);
+    let (first, other) = f.raced().find(|(a, b)| !(site(a) && site(b)))?;
     let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
     let (first, other) = (set(first), set(other));
     let replies = f.replies.iter().filter(|r| r.matches_query).count();
@@ -274,10 +275,9 @@ fn their_lookups<'a>(f: &DnsFacts, control: &'a TargetFacts) -> Vec<&'a DnsFacts
 }
 
 /// Whether something vouches for the addresses of `replies` to the lookup `f` (OONI's
-/// consistency): one of them is among the control's answers of the same type, or
-/// shares an ASN with those or with the service's networks, or completed a TLS
-/// handshake valid for the name (from either side), or served the probe the control's
-/// page.
+/// consistency): the site itself (see [`site_vouches`]), or one of them is among the
+/// control's answers of the same type, or shares an ASN with those or with the
+/// service's networks.
 fn vouched(
     replies: &[&DnsReply],
     f: &DnsFacts,
@@ -286,7 +286,6 @@ fn vouched(
 ) -> bool {
     let ours: BTreeSet<IpAddr> = replies.iter().flat_map(|r| r.addresses()).collect();
     let our_asns = asns(replies.iter().copied());
-    let by_tls = |facts: &TargetFacts| ours.iter().any(|ip| valid_tls(*ip, &f.hostname, facts));
     let by_control = |control: &TargetFacts| {
         let theirs = their_lookups(f, control);
         theirs
@@ -294,14 +293,30 @@ fn vouched(
             .flat_map(|c| c.all_addresses())
             .any(|ip| ours.contains(&ip))
             || !our_asns.is_disjoint(&asns(theirs.iter().flat_map(|c| &c.replies)))
-            || by_tls(control)
-            || ours
-                .iter()
-                .any(|ip| http::same_page_from(*ip, probe, control))
     };
     our_asns.iter().any(|asn| probe.target.asns.contains(asn))
-        || by_tls(probe)
+        || site_vouches(replies, f, probe, control)
         || control.is_some_and(by_control)
+}
+
+/// Whether the site itself vouches for the addresses of `replies` to the lookup `f`: one
+/// of them completed a TLS handshake valid for the name (from either side), or served
+/// the probe the control's page. Neither a shared network nor the control's own answer
+/// will do for an injection: a censor's forged address may lie in a large cloud's or
+/// CDN's network, and its poison leaks into resolvers abroad.
+fn site_vouches(
+    replies: &[&DnsReply],
+    f: &DnsFacts,
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+) -> bool {
+    let ours: BTreeSet<IpAddr> = replies.iter().flat_map(|r| r.addresses()).collect();
+    let by_tls = |facts: &TargetFacts| ours.iter().any(|ip| valid_tls(*ip, &f.hostname, facts));
+    let by_page = |control: &TargetFacts| {
+        ours.iter()
+            .any(|ip| http::same_page_from(*ip, probe, control))
+    };
+    by_tls(probe) || control.is_some_and(|c| by_tls(c) || by_page(c))
 }
 
 /// The ASNs of the addresses in `replies` that answer the query.
@@ -402,6 +417,7 @@ mod tests {
                     asn: None,
                 })
                 .collect(),
+            truncated: false,
         }
     }
 
@@ -450,6 +466,40 @@ mod tests {
         assert_eq!(injection(&retried), None);
     }
 
+    /// Two IPv6 answers to one AAAA query, where the probe's IPv6 reaches nothing: the
+    /// site can vouch for neither, and no user there takes either; with IPv6 working,
+    /// an answer of nobody's is an injection as over IPv4.
+    #[test]
+    fn raced_ipv6_answers_the_probe_cannot_try_are_no_injection() {
+        let mut m = answered(&[]);
+        if let Step::Dns(d) = &mut m.step {
+            d.query_type = QueryType::Aaaa;
+            d.replies = ["2a03:2880:f10c:83::25", "2a03:2880:f10c:83::26"]
+                .iter()
+                .map(|ip| {
+                    let mut r = reply(1, "NoError", &[]);
+                    r.answers.push(DnsAnswer {
+                        answer_type: "AAAA".into(),
+                        data: ip.to_string(),
+                        ttl: 60,
+                        asn: None,
+                    });
+                    r
+                })
+                .collect();
+        }
+        let probe = facts(&domain(&[]), vec![m], vec![]);
+        let mut context = Context::default();
+        assert!(problems(&probe, None, &context).is_empty());
+        context.ipv6 = true;
+        let found = problems(&probe, None, &context);
+        assert_eq!(
+            found[0].finding.blocking,
+            Blocking::DnsInjection,
+            "{found:?}"
+        );
+    }
+
     /// A relay that asks two resolvers and passes on both answers, each the site's own
     /// (a CDN's node for each), injects nothing; where one answer is vouched for by
     /// nothing, the two are an injection, as without the control.
@@ -466,9 +516,15 @@ mod tests {
             }
             m
         };
+        // The control's lookup gave `control_node`, and its handshake there was valid.
         let judged = |second: &str, control_node: &str| {
             let probe = facts(&target, vec![twice(second)], vec![tls(FB_443, false, None)]);
-            let control = facts(&target, vec![answered(&[(control_node, None)])], vec![]);
+            let theirs = tls(&format!("{control_node}:443"), false, None);
+            let control = facts(
+                &target,
+                vec![answered(&[(control_node, None)])],
+                vec![theirs],
+            );
             let Step::Dns(f) = &probe.dns[0].step else {
                 unreachable!()
             };
@@ -477,7 +533,7 @@ mod tests {
                 injection(f, &probe, None),
             )
         };
-        // The probe's node gave a valid handshake; the control was sent to the other.
+        // The probe's node gave a valid handshake, and the control's the other.
         let (with_control, alone) = judged(other_node, other_node);
         assert_eq!(with_control, None);
         // Without the control, nothing vouches for the other node.
@@ -493,5 +549,24 @@ mod tests {
             with_control.map(|f| f.blocking),
             Some(Blocking::DnsInjection)
         );
+        // The control's resolver given the forged answer too (a censor's poison leaks
+        // abroad), its handshake at the site's: the forged answer is still nobody's.
+        let leaked = {
+            let probe = facts(
+                &target,
+                vec![twice("198.51.100.1")],
+                vec![tls(FB_443, false, None)],
+            );
+            let control = facts(
+                &target,
+                vec![answered(&[("198.51.100.1", None), (FB, None)])],
+                vec![tls(FB_443, false, None)],
+            );
+            let Step::Dns(f) = &probe.dns[0].step else {
+                unreachable!()
+            };
+            injection(f, &probe, Some(&control))
+        };
+        assert_eq!(leaked.map(|f| f.blocking), Some(Blocking::DnsInjection));
     }
 }

@@ -68,6 +68,7 @@ pub fn lookup(answers: &[(&str, Option<u32>)]) -> Measurement {
             matches_query: true,
             rcode: "NoError".into(),
             answers,
+            truncated: false,
         }],
         error: None,
     }))

@@ -213,9 +213,14 @@ impl DnsFacts {
 
     /// Pairs of matching replies to one copy of the query (one ID) that give different
     /// addresses, both some, in arrival order: an injector racing the resolver gives
-    /// those, and so does a relay that asks two resolvers and passes on both answers.
+    /// those, and so does a relay that asks two resolvers and passes on both answers. A
+    /// truncated reply is left out: its answers are a part of the whole one's.
     pub fn raced(&self) -> impl Iterator<Item = (&DnsReply, &DnsReply)> {
-        let matching: Vec<&DnsReply> = self.replies.iter().filter(|r| r.matches_query).collect();
+        let matching: Vec<&DnsReply> = self
+            .replies
+            .iter()
+            .filter(|r| r.matches_query && !r.truncated)
+            .collect();
         let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
         let mut pairs = Vec::new();
         for (i, a) in matching.iter().enumerate() {
@@ -469,6 +474,10 @@ pub struct DnsReply {
     pub matches_query: bool,
     pub rcode: String,
     pub answers: Vec<DnsAnswer>,
+    /// The server cut the reply short to fit a datagram (the TC flag): its answers are
+    /// partial, and a stub resolver asks again over TCP (see `measure::dns`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl DnsReply {

@@ -452,6 +452,7 @@ fn reply(resolver_address: &Option<String>, arrival_ms: f64, answers: Vec<DnsAns
         matches_query: true,
         rcode: "NoError".into(),
         answers,
+        truncated: false,
     }
 }
 

@@ -41,6 +41,9 @@ pub enum DnsBehaviour {
     NxDomain,
     /// Never replies, like a resolver whose packets are dropped.
     Silent,
+    /// Over UDP, a reply with the TC flag and no answer, as from a resolver whose answer
+    /// does not fit a datagram; over TCP, the addresses.
+    Truncated(Vec<IpAddr>),
 }
 
 pub struct DnsServer;
@@ -123,8 +126,21 @@ pub fn framed(message: Vec<u8>) -> Vec<u8> {
 impl DnsServer {
     /// Serves `zone` over TCP on a port of 127.0.0.1, one query per connection.
     pub async fn spawn_tcp(zone: &[(&str, DnsBehaviour)]) -> std::io::Result<SocketAddr> {
-        let zone = zone_map(zone);
         let (listener, addr) = listen().await?;
+        Self::serve_tcp(listener, zone);
+        Ok(addr)
+    }
+
+    /// Serves `zone` over UDP and TCP on one port of 127.0.0.1, as a resolver does
+    /// (a stub asks again over TCP where the UDP reply was truncated).
+    pub async fn spawn_udp_and_tcp(zone: &[(&str, DnsBehaviour)]) -> std::io::Result<SocketAddr> {
+        let addr = Self::spawn(zone)?;
+        Self::serve_tcp(tokio::net::TcpListener::bind(addr).await?, zone);
+        Ok(addr)
+    }
+
+    fn serve_tcp(listener: tokio::net::TcpListener, zone: &[(&str, DnsBehaviour)]) {
+        let zone = zone_map(zone);
         accept_each(listener, move |mut stream, _| {
             let zone = zone.clone();
             async move {
@@ -136,7 +152,6 @@ impl DnsServer {
                 }
             }
         });
-        Ok(addr)
     }
 
     /// Serves `zone` as DNS over HTTPS (POST /dns-query) on a port of 127.0.0.1, with
@@ -213,7 +228,9 @@ fn single_reply(query: &Message, zone: &HashMap<String, DnsBehaviour>) -> Option
     match zone.get(&question_name(query)?) {
         None | Some(DnsBehaviour::NxDomain) => Some(reply(query, ResponseCode::NXDomain, &[])),
         Some(DnsBehaviour::Silent) => None,
-        Some(DnsBehaviour::Answer(ips)) => Some(reply(query, ResponseCode::NoError, ips)),
+        Some(DnsBehaviour::Answer(ips) | DnsBehaviour::Truncated(ips)) => {
+            Some(reply(query, ResponseCode::NoError, ips))
+        }
         Some(DnsBehaviour::Inject { real, .. }) => {
             Some(reply(query, ResponseCode::NoError, &[*real]))
         }
@@ -238,6 +255,7 @@ async fn answer(
         }
         Some(DnsBehaviour::Silent) => {}
         Some(DnsBehaviour::Answer(ips)) => send(reply(&query, ResponseCode::NoError, &ips)).await,
+        Some(DnsBehaviour::Truncated(_)) => send(truncated(&query)).await,
         Some(DnsBehaviour::Inject { fake, real }) => {
             send(reply(&query, ResponseCode::NoError, &[fake])).await;
             tokio::time::sleep(INJECTION_DELAY).await;
@@ -265,6 +283,14 @@ pub fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
         };
         reply.add_answer(Record::from_rdata(question.name().clone(), TTL, data));
     }
+    encode(&reply)
+}
+
+/// A reply to `query` with the TC flag and no answer.
+fn truncated(query: &Message) -> Vec<u8> {
+    let mut reply = Message::from_vec(&reply(query, ResponseCode::NoError, &[]))
+        .expect("a reply just encoded decodes");
+    reply.metadata.truncation = true;
     encode(&reply)
 }
 

@@ -80,8 +80,8 @@ pub const DNS_WINDOW: Duration = Duration::from_millis(1000);
 /// close idle connections after seconds (nginx: 60, many CDNs less).
 const IDLE_AT_MOST: Duration = Duration::from_secs(2);
 
-/// Addresses of raced DNS answers that a target's handshakes go to besides its own
-/// (see `Measurer::raced_untried`): an injector's flood of forged replies must not
+/// Raced DNS answers whose addresses a target's handshakes go to besides its own, at
+/// most (see `Measurer::raced_untried`): an injector's flood of forged replies must not
 /// become as many handshakes.
 const RACED_TRIED_AT_MOST: usize = 2;
 /// How long before a failure ended a network check may have begun and still be its.
@@ -423,10 +423,11 @@ impl Measurer {
 
     /// At the probe, where one copy of a query got replies with different addresses
     /// (see [`DnsFacts::raced`]): the name's TCP+TLS handshakes, on the target's TLS
-    /// ports, to the addresses of those replies that no step tried (the target's steps
-    /// went to the first answer's, before the listening window closed). Whether the site
-    /// vouches for each answer tells an injector's from a relay that passes on two
-    /// resolvers' answers; a plain-HTTP URL has no handshake to make.
+    /// ports, to an address of each of those replies none of whose addresses a step tried
+    /// (the target's steps went to the first answer's, before the listening window
+    /// closed). Whether the site vouches for each answer tells an injector's from a
+    /// relay that passes on two resolvers' answers; a plain-HTTP URL has no handshake to
+    /// make.
     async fn raced_untried(
         &self,
         target: &Target,
@@ -448,18 +449,26 @@ impl Measurer {
             .iter()
             .flat_map(|m| m.step.addresses())
             .collect();
-        let raced = distinct(dns.iter().flat_map(|m| {
+        // One address of each raced answer none of whose addresses a step tried: the
+        // site vouches for an answer at any one of them.
+        let answers = distinct(dns.iter().flat_map(|m| {
             match &m.step {
                 Step::Dns(f) => f
                     .raced()
-                    .flat_map(|(a, b)| a.addresses().chain(b.addresses()))
+                    .flat_map(|(a, b)| [a, b])
+                    .map(|r| r.addresses().collect::<Vec<IpAddr>>())
                     .collect(),
                 _ => Vec::new(),
             }
         }));
-        let untried = raced
+        let untried = answers
             .into_iter()
-            .filter(|ip| !tried.contains(ip) && !self.options.policy.is_bogon(*ip))
+            .filter(|answer| !answer.iter().any(|ip| tried.contains(ip)))
+            .filter_map(|answer| {
+                answer
+                    .into_iter()
+                    .find(|ip| !self.options.policy.is_bogon(*ip))
+            })
             .take(RACED_TRIED_AT_MOST);
         let chains = untried
             .flat_map(|ip| ports.iter().map(move |port| SocketAddr::new(ip, *port)))

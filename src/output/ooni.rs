@@ -715,6 +715,7 @@ mod tests {
                 ttl: 300,
                 asn: None,
             }],
+            truncated: false,
         }
     }
 

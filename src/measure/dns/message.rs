@@ -86,6 +86,7 @@ pub(super) fn reply_of(
             matches_query: false,
             rcode: "malformed".into(),
             answers: Vec::new(),
+            truncated: false,
         };
     };
     let matches_query = message.metadata.id == question.id
@@ -116,6 +117,7 @@ pub(super) fn reply_of(
         matches_query,
         rcode: rcode_name(message.metadata.response_code),
         answers,
+        truncated: message.metadata.truncation,
     }
 }
 

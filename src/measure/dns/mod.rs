@@ -73,6 +73,8 @@ struct Exchange {
     answered_copy: u32,
     /// The task still listening for replies after the first matching one (UDP only).
     late: Option<JoinHandle<Replies>>,
+    /// Why the whole answer could not be had over TCP, where the UDP one was truncated.
+    whole_failed: Option<StepError>,
 }
 
 impl Exchange {
@@ -90,6 +92,7 @@ impl Exchange {
             sent: 1,
             answered_copy: 1,
             late: None,
+            whole_failed: None,
         }
     }
 }
@@ -191,7 +194,11 @@ impl Resolver {
         };
         let exchange = match &self.transport {
             Transport::Udp(server) => {
-                udp::exchange(io, &self.pace, *server, &bytes, &question).await
+                let exchange = udp::exchange(io, &self.pace, *server, &bytes, &question).await;
+                Box::pin(over_tcp_if_truncated(
+                    io, *server, &bytes, &question, exchange,
+                ))
+                .await
             }
             // Boxed: a lookup's future is as large as its largest transport's, and a
             // run holds thousands of UDP ones at once, which need a fraction of it.
@@ -215,6 +222,9 @@ impl Resolver {
                     self.answered.answered(exchange.answered_copy);
                 }
                 judge(&mut facts, question.record_type);
+                if let Some(e) = exchange.whole_failed {
+                    facts.error = Some(e);
+                }
                 Lookup {
                     facts,
                     late: exchange.late,
@@ -235,10 +245,39 @@ pub struct DnsIo<'a> {
     pub window: Duration,
 }
 
-/// Sets the addresses and the failure from the first reply that matches the query,
-/// which is the one an ordinary client would have believed.
+/// Where the first matching reply over UDP was truncated (the answer did not fit a
+/// datagram), the same query over TCP to the same server, its reply added, as a stub
+/// resolver asks again (RFC 7766): the whole answer, which a partial or empty one must
+/// not stand for. Where that exchange fails, its failure is the lookup's, as a stub
+/// resolver's lookup fails then.
+async fn over_tcp_if_truncated(
+    io: &DnsIo<'_>,
+    server: SocketAddr,
+    query: &[u8],
+    question: &Question,
+    exchange: Result<Exchange, (Option<String>, StepError)>,
+) -> Result<Exchange, (Option<String>, StepError)> {
+    let mut exchange = exchange?;
+    let truncated = exchange
+        .replies
+        .iter()
+        .find(|r| r.matches_query)
+        .is_some_and(|r| r.truncated);
+    if truncated {
+        match tcp::exchange(io, server, query, question).await {
+            Ok(whole) => exchange.replies.extend(whole.replies),
+            Err((_, e)) => exchange.whole_failed = Some(e),
+        }
+    }
+    Ok(exchange)
+}
+
+/// Sets the addresses and the failure from the first reply that matches the query and
+/// is whole (the first matching one where none is), which is the one an ordinary
+/// client would have believed.
 fn judge(facts: &mut DnsFacts, record_type: RecordType) {
-    let Some(reply) = facts.replies.iter().find(|r| r.matches_query) else {
+    let matching = || facts.replies.iter().filter(|r| r.matches_query);
+    let Some(reply) = matching().find(|r| !r.truncated).or(matching().next()) else {
         facts.error = Some(StepError::timeout(Operation::Resolve));
         return;
     };
@@ -322,6 +361,7 @@ mod tests {
             matches_query,
             rcode: "NoError".into(),
             answers: Vec::new(),
+            truncated: false,
         };
         let mut replies = Replies::default();
         for _ in 0..1000 {
@@ -381,6 +421,56 @@ mod tests {
         assert!(facts.error.is_none());
     }
 
+    /// The deadline of the tests' lookups.
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    fn tls() -> TlsContext {
+        TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap()
+    }
+
+    /// What the tests' lookups need, listening `window` after a first reply.
+    fn io<'a>(limits: &'a Limits, tls: &'a TlsContext, window: Duration) -> DnsIo<'a> {
+        DnsIo {
+            limits,
+            tls,
+            dialer: Dialer::new(TIMEOUT, None),
+            timeout: TIMEOUT,
+            window,
+        }
+    }
+
+    /// A UDP reply cut short (TC) is asked again over TCP, as a stub resolver does: the
+    /// whole answer is the lookup's, never the empty one, nor a race of the two.
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        use crate::lab::dns::{DnsBehaviour, DnsServer};
+
+        let (limits, tls) = (Limits::new(4, 4), tls());
+        let io = io(&limits, &tls, Duration::from_millis(200));
+        let whole: Vec<IpAddr> = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+        let zone = [("big.test", DnsBehaviour::Truncated(whole.clone()))];
+        let server = DnsServer::spawn_udp_and_tcp(&zone).await.unwrap();
+        let resolver = Resolver::new(&ResolverSpec::Udp(server)).unwrap();
+        let facts = resolver.query(&io, "big.test", QueryType::A).await;
+        assert_eq!(facts.addresses, whole, "{facts:?}");
+        assert!(facts.error.is_none(), "{facts:?}");
+        assert!(facts.replies[0].truncated && facts.replies[0].answers.is_empty());
+        assert!(
+            facts
+                .replies
+                .iter()
+                .any(|r| !r.truncated && r.id == facts.replies[0].id)
+        );
+        assert_eq!(facts.raced().count(), 0);
+        // A resolver that does not take TCP: the lookup fails as the exchange over TCP
+        // did, not as a name without an address.
+        let udp_only = DnsServer::spawn(&zone).unwrap();
+        let resolver = Resolver::new(&ResolverSpec::Udp(udp_only)).unwrap();
+        let facts = resolver.query(&io, "big.test", QueryType::A).await;
+        let failure = facts.error.as_ref().map(|e| e.failure.clone());
+        assert_eq!(failure, Some(Failure::ConnectionRefused), "{facts:?}");
+    }
+
     /// Queries their resolver leaves unanswered (a censor's silence for the names) hold
     /// their places among the queries in flight only until their first copies are sent
     /// again: held to their deadlines, a list of silenced names kept every other lookup
@@ -390,16 +480,8 @@ mod tests {
     async fn unanswered_queries_give_their_places_back_before_their_deadlines() {
         use crate::lab::dns::{DnsBehaviour, DnsServer};
 
-        const TIMEOUT: Duration = Duration::from_secs(2);
-        let limits = Limits::new(1, 1);
-        let tls = TlsContext::new(crate::measure::tls::root_store(None).unwrap()).unwrap();
-        let io = DnsIo {
-            limits: &limits,
-            tls: &tls,
-            dialer: Dialer::new(TIMEOUT, None),
-            timeout: TIMEOUT,
-            window: Duration::ZERO,
-        };
+        let (limits, tls) = (Limits::new(1, 1), tls());
+        let io = io(&limits, &tls, Duration::ZERO);
         let silenced = ["a", "b", "c", "d"].map(|n| format!("{n}.silenced.test"));
         let mut zone: Vec<(&str, DnsBehaviour)> = silenced
             .iter()

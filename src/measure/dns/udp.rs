@@ -108,6 +108,7 @@ pub(super) async fn exchange(
                         sent,
                         answered_copy: copy,
                         late: Some(tokio::spawn(late.listen(replies))),
+                        whole_failed: None,
                     });
                 }
             }
@@ -120,6 +121,7 @@ pub(super) async fn exchange(
         sent: replies.sent,
         answered_copy: 0,
         late: None,
+        whole_failed: None,
     })
 }
 
