@@ -546,7 +546,12 @@ stop_pidfile() {
     pid=$(cat "$file")
     if [[ $pid =~ ^[0-9]+$ ]] && running "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        wait_until 5 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
+        if ! wait_until 5 stopped "$pid"; then
+            # Gone only once it has exited: until then it holds its ports, and a server
+            # started again at once on them fails (the control, after a slow drain).
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_until 5 stopped "$pid" || true
+        fi
     fi
     rm -f "$file"
 }
@@ -819,7 +824,12 @@ start_control() {
         </dev/null >"$STATE/log/control.log" 2>&1 9>&- &
     wait_until 10 grep -qs '^listening on' "$STATE/log/control.log" ||
         die "the control server did not start: $(tail -n 5 "$STATE/log/control.log")"
-    ip netns pids "$NS_CONTROL" | head -n 1 >"$STATE/run/control.pid"
+    # The one running there: the control stopped before it may linger as a zombie
+    # until its reaper clears it, with a lower pid, and would be stopped in its place.
+    local pid
+    for pid in $(ip netns pids "$NS_CONTROL"); do
+        running "$pid" && echo "$pid"
+    done | tail -n 1 >"$STATE/run/control.pid"
 }
 
 # Waits until a TCP port answers from inside a namespace.
@@ -922,9 +932,10 @@ up() {
 #   quic_censor QUEUE NAME...  start the QUIC censor on NFQUEUE QUEUE: it drops the QUIC
 #                         flows whose Initial names NAME or a subdomain (the scenario
 #                         adds the rule that queues packets to it)
-#   relay_resolver LOW HIGH UPSTREAM...  answer every UDP query the probe sends the ISP
-#                         resolver with each UPSTREAM resolver's answer, LOW to HIGH
-#                         seconds late, until the next scenario switch
+#   relay_resolver ARG... answer every UDP query the probe sends the ISP resolver with
+#                         each --upstream resolver's answer, --delay LOW HIGH seconds
+#                         late, cut short for each --truncate NAME (the arguments of
+#                         scripts/testbed/dns-relay.py), until the next scenario switch
 #   outage FIRST DOWN UP  cut the probe's link off for DOWN seconds every DOWN + UP,
 #                         the first cut FIRST seconds on, until the next scenario switch
 #   include NAME...       apply other scenarios too
@@ -1013,25 +1024,21 @@ interceptor() {
     die "the interceptor did not start: $(tail -n 5 "$log")"
 }
 
-# The relaying resolver (scripts/testbed/dns-relay.py): a process of its own in the
-# censor's namespace, on an address of its own there (RELAY_RESOLVER_IP, on lo, outside
-# the probe's LAN), which asks each UPSTREAM every UDP query it is sent and passes on
-# each answer LOW to HIGH seconds late, until the next scenario switch, which stops it
-# and takes its address away. The probe's UDP queries to the ISP resolver are sent to it
+# The relaying resolver (scripts/testbed/dns-relay.py, which its arguments are given
+# to): a process of its own in the censor's namespace, on an address of its own there
+# (RELAY_RESOLVER_IP, on lo, outside the probe's LAN), which asks each upstream every
+# UDP query it is sent and passes on each answer, late, or cut short, until the next
+# scenario switch, which stops it and takes its address away. The probe's UDP queries to the ISP resolver are sent to it
 # by DNAT, port 53 kept, so that the censor's rules on that port still see them. The pid
 # file is written once its port is bound.
 RELAY_RESOLVER_PID=$STATE/run/dns-relay.pid
 RELAY_RESOLVER_IP=198.18.4.53
 relay_resolver() {
-    local low=$1 high=$2 log=$STATE/log/dns-relay.log upstream
-    shift 2
-    local args=()
-    for upstream in "$@"; do args+=(--upstream "$upstream"); done
+    local log=$STATE/log/dns-relay.log
     rm -f "$RELAY_RESOLVER_PID"
     censor ip addr replace "$RELAY_RESOLVER_IP/32" dev lo
     in_ns "$NS_CENSOR" setsid python3 "$LAB/dns-relay.py" --listen "$RELAY_RESOLVER_IP" \
-        "${args[@]}" --delay "$low" "$high" --pidfile "$RELAY_RESOLVER_PID" \
-        </dev/null >>"$log" 2>&1 9>&- &
+        "$@" --pidfile "$RELAY_RESOLVER_PID" </dev/null >>"$log" 2>&1 9>&- &
     wait_until 10 test -s "$RELAY_RESOLVER_PID" ||
         die "the relaying resolver did not start: $(tail -n 5 "$log")"
     censor iptables -w -t nat -A PREROUTING -i "$LAN_IF" -p udp -d "$RESOLVER_IP" --dport 53 \

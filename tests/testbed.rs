@@ -226,6 +226,9 @@ fn faults() -> Vec<Case> {
     // A router passing on two resolvers' answers: alone, as the public resolver's honest
     // answers would lift the censor's DNS blocks.
     cases.push(Case::new(&["resolver-relay"]));
+    // A resolver whose answers for some names do not fit a datagram: alone, as its
+    // queries upstream come from the censor itself, past the rules that watch the probe's.
+    cases.push(Case::new(&["resolver-truncating"]));
     cases
 }
 

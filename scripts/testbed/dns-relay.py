@@ -3,14 +3,17 @@
 every answer, late or not (scenarios resolver-slow and resolver-relay).
 
     dns-relay.py --listen ADDR --upstream ADDR [--upstream ADDR ...] --delay LOW HIGH
-                 --pidfile FILE
+                 [--truncate NAME ...] --pidfile FILE
 
 Takes every UDP query that iptables sends to ADDR port 53, asks each resolver at an
 UPSTREAM address, port 53, the same, and sends each one's answer back after a delay
 drawn at random between LOW and HIGH seconds, each copy of a query on its own. With one
 upstream and a delay of seconds, it is an overloaded or far-away resolver; with two and
 none, a home router that asks both of its upstream resolvers and passes on both answers.
-The pid file is written once the port is bound.
+The answers for each --truncate NAME are cut short as a resolver cuts an answer too big
+for a datagram: the TC flag set, the question kept, every record left out (a stub asks
+again over TCP, which goes to the upstream itself). The pid file is written once the
+port is bound.
 """
 
 import argparse
@@ -24,10 +27,41 @@ import time
 UPSTREAM_SECONDS = 5
 
 
+def question_end(message: bytes) -> int:
+    """Where the (one) question of a DNS message ends: its name's labels, then type and
+    class."""
+    at = 12
+    while at < len(message) and message[at] != 0:
+        at += 1 + message[at]
+    return at + 1 + 4
+
+
+def question_name(message: bytes) -> str:
+    """The name the (one) question asks about, in lower case, without the final dot."""
+    labels, at = [], 12
+    while at < len(message) and message[at] != 0:
+        labels.append(message[at + 1 : at + 1 + message[at]].decode("ascii", "replace"))
+        at += 1 + message[at]
+    return ".".join(labels).lower()
+
+
+def truncated(answer: bytes) -> bytes:
+    """`answer` with the TC flag set and nothing but its header and question."""
+    flags = int.from_bytes(answer[2:4], "big") | 0x0200
+    counts = answer[4:6] + bytes(6)
+    return answer[:2] + flags.to_bytes(2, "big") + counts + answer[12 : question_end(answer)]
+
+
 def relay(
-    server: socket.socket, query: bytes, client, upstream: str, low: float, high: float
+    server: socket.socket,
+    query: bytes,
+    client,
+    upstream: str,
+    low: float,
+    high: float,
+    truncate: bool,
 ) -> None:
-    """Asks `upstream`, then answers `client` after the delay."""
+    """Asks `upstream`, then answers `client` after the delay, cut short if `truncate`."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as asking:
         asking.settimeout(UPSTREAM_SECONDS)
         try:
@@ -36,7 +70,7 @@ def relay(
         except OSError:
             return
     time.sleep(random.uniform(low, high))
-    server.sendto(answer, client)
+    server.sendto(truncated(answer) if truncate else answer, client)
 
 
 def main() -> None:
@@ -44,8 +78,10 @@ def main() -> None:
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", required=True, action="append")
     parser.add_argument("--delay", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
+    parser.add_argument("--truncate", action="append", default=[], metavar="NAME")
     parser.add_argument("--pidfile", required=True)
     args = parser.parse_args()
+    cut = {name.lower().rstrip(".") for name in args.truncate}
     low, high = args.delay
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind((args.listen, 53))
@@ -53,10 +89,11 @@ def main() -> None:
         pidfile.write(f"{os.getpid()}\n")
     while True:
         query, client = server.recvfrom(65535)
+        truncate = question_name(query) in cut
         for upstream in args.upstream:
             threading.Thread(
                 target=relay,
-                args=(server, query, client, upstream, low, high),
+                args=(server, query, client, upstream, low, high, truncate),
                 daemon=True,
             ).start()
 

@@ -10,4 +10,4 @@
 # makes the name's handshake to the addresses its steps did not try), so neither is a
 # forgery. Alone only: with all, the public resolver's honest answers would come beside
 # the censor's lies, and lift its DNS blocks.
-relay_resolver 0 0.05 "$RESOLVER_IP" "$AUTH_WORLD"
+relay_resolver --delay 0 0.05 --upstream "$RESOLVER_IP" --upstream "$AUTH_WORLD"

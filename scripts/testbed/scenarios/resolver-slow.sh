@@ -11,4 +11,4 @@
 # check through the same resolver went unanswered too. Alone only: with all, the
 # injector's forged answer comes seconds before the real one, past the listening
 # window, and reads as the resolver's own lie.
-relay_resolver 1.5 4.5 "$RESOLVER_IP"
+relay_resolver --delay 1.5 4.5 --upstream "$RESOLVER_IP"
