@@ -73,7 +73,8 @@ pub fn problems(
             }
             let finding = Finding::new(blocking, evidence);
             let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
-            let why = explain::lookup(f, e, &context.resolvers, context.deadline);
+            let why = cut_short(f)
+                .or_else(|| explain::lookup(f, e, &context.resolvers, context.deadline));
             out.push(problem.unless(why));
         } else if let Some(control) = control {
             if let Some(problem) = inconsistent(f, probe, control, context).filter(|_| !untried) {
@@ -112,6 +113,21 @@ fn injection(f: &DnsFacts, probe: &TargetFacts, control: Option<&TargetFacts>) -
             join(other.iter())
         ),
     ))
+}
+
+/// Where a lookup failed after its resolver answered it over UDP cut short (the TC
+/// flag), no whole answer coming over TCP: the resolver answered the name, and what
+/// failed is TCP to it, which a home router's forwarder may not serve at all, or a
+/// link losing packets. No evidence of the name's blocking.
+fn cut_short(f: &DnsFacts) -> Option<String> {
+    let matching = || f.replies.iter().filter(|r| r.matches_query);
+    let cut = matching().any(|r| r.truncated) && matching().all(|r| r.truncated);
+    cut.then(|| {
+        format!(
+            "{} answered over UDP, but cut short (truncated), and the same query over TCP got no whole answer: the resolver's TCP, not the name",
+            f.resolver
+        )
+    })
 }
 
 /// An answer that is a known blockpage address (even if the control got it too: a
@@ -464,6 +480,37 @@ mod tests {
             reply(7, "NoError", &["157.240.1.35"]),
         ]);
         assert_eq!(injection(&retried), None);
+        // A reply cut short holds a part of the whole one: no race between them, but
+        // one with an address of nobody's before it races it.
+        let cut = || DnsReply {
+            truncated: true,
+            ..reply(7, "NoError", &["157.240.1.35"])
+        };
+        let whole = reply(7, "NoError", &["157.240.1.35", "157.240.1.36"]);
+        assert_eq!(injection(&lookup(vec![cut(), whole])), None);
+        let forged = reply(7, "NoError", &["198.51.100.1"]);
+        assert!(injection(&lookup(vec![forged, cut()])).is_some());
+    }
+
+    /// A lookup answered over UDP cut short, whose TCP exchange failed (a forwarder that
+    /// serves no TCP), is no evidence of a block, even where the control resolved it.
+    #[test]
+    fn a_truncated_answer_without_its_whole_is_no_failure_of_the_name() {
+        let mut m = answered(&[]);
+        if let Step::Dns(d) = &mut m.step {
+            d.replies[0].truncated = true;
+            d.error = Some(StepError::new(
+                crate::facts::failure::Operation::Resolve,
+                Failure::ConnectionRefused,
+            ));
+        }
+        let target = domain(&[]);
+        let probe = facts(&target, vec![m], vec![]);
+        let control = facts(&target, vec![answered(&[(FB, None)])], vec![]);
+        let found = problems(&probe, Some(&control), &Context::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        let why = found[0].explained.as_deref().unwrap_or_default();
+        assert!(why.contains("cut short"), "{found:?}");
     }
 
     /// Two IPv6 answers to one AAAA query, where the probe's IPv6 reaches nothing: the

@@ -214,19 +214,20 @@ impl DnsFacts {
     /// Pairs of matching replies to one copy of the query (one ID) that give different
     /// addresses, both some, in arrival order: an injector racing the resolver gives
     /// those, and so does a relay that asks two resolvers and passes on both answers. A
-    /// truncated reply is left out: its answers are a part of the whole one's.
+    /// truncated reply holds a part of the whole answer: it races another only where
+    /// they share no address.
     pub fn raced(&self) -> impl Iterator<Item = (&DnsReply, &DnsReply)> {
-        let matching: Vec<&DnsReply> = self
-            .replies
-            .iter()
-            .filter(|r| r.matches_query && !r.truncated)
-            .collect();
+        let matching: Vec<&DnsReply> = self.replies.iter().filter(|r| r.matches_query).collect();
         let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
         let mut pairs = Vec::new();
         for (i, a) in matching.iter().enumerate() {
             for b in &matching[i + 1..] {
                 let (x, y) = (set(a), set(b));
-                if a.id == b.id && !x.is_empty() && !y.is_empty() && x != y {
+                let differ = match a.truncated || b.truncated {
+                    true => x.is_disjoint(&y),
+                    false => x != y,
+                };
+                if a.id == b.id && !x.is_empty() && !y.is_empty() && differ {
                     pairs.push((*a, *b));
                 }
             }

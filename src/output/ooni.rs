@@ -476,11 +476,22 @@ impl Archival {
             t0,
             t: reply.map_or(t, |r| microseconds(t0 + r.arrival_ms / 1000.0)),
         };
-        let mut matching = facts.replies.iter().filter(|r| r.matches_query);
+        // The reply the lookup was judged by: the first whole one (a truncated reply
+        // was asked again over TCP), which OONI's format has no flag for.
+        let whole = || {
+            facts
+                .replies
+                .iter()
+                .filter(|r| r.matches_query && !r.truncated)
+        };
+        let judged = whole()
+            .next()
+            .or(facts.replies.iter().find(|r| r.matches_query));
         self.queries
-            .push(entry(matching.next(), failure(facts.error.as_ref())));
+            .push(entry(judged, failure(facts.error.as_ref())));
         // A duplicate is judged as the first reply was (measure::dns).
-        self.x_dns_duplicate_responses.extend(matching.map(|reply| {
+        let others = whole().filter(|r| judged.is_none_or(|j| !std::ptr::eq(*r, j)));
+        self.x_dns_duplicate_responses.extend(others.map(|reply| {
             let answered = reply
                 .answers
                 .iter()
