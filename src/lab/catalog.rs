@@ -431,10 +431,23 @@ const FAILING_NEW_FLOWS: &str = "while the probe's network was failing new conne
 /// in a run that showed it), all of a dropped name's copies going unanswered is no
 /// sign. Nor need a split ClientHello get through a stateless filter of the name: it
 /// gets as many tries as any step, and a lost packet in each leaves it silent, which
-/// says nothing of the censor (the block itself is still shown).
+/// says nothing of the censor (the block itself is still shown). And where every copy's
+/// real answer was lost while the injector's forged ones came, the race is not seen:
+/// the forged answer alone reads as a resolver's lie (`dns-hijack`), blocked still.
 fn benign(censored: Vec<Outcome>) -> Vec<Outcome> {
+    let mut censored = unproven(censored, SPLIT_PASSED);
+    if censored
+        .iter()
+        .any(|o| o.blocking == Some(Blocking::DnsInjection))
+    {
+        censored.push(Outcome::new(
+            Verdict::Blocked,
+            Some(Blocking::DnsHijack),
+            &["consistent with neither the control's answers"],
+        ));
+    }
     let slow = excused(
-        unproven(censored, SPLIT_PASSED),
+        censored,
         Blocking::Throttled,
         &[
             "as slow with the control SNI",
@@ -645,5 +658,15 @@ mod tests {
                 vec!["canary.test".to_string()]
             ]
         );
+        // An injection whose real answers were all lost shows as the forged one alone.
+        let kinds = |case: &[&str]| -> Vec<Option<Blocking>> {
+            let case = catalog.case(case).unwrap();
+            case.allowed("facebook.test")
+                .iter()
+                .map(|o| o.blocking)
+                .collect()
+        };
+        assert_eq!(kinds(&["dns-injection"]), [Some(Blocking::DnsInjection)]);
+        assert!(kinds(&["all", "lossy"]).contains(&Some(Blocking::DnsHijack)));
     }
 }
