@@ -97,10 +97,8 @@ pub fn problems(
 /// asking both of its upstreams) gives those, a CDN having sent each resolver to a node
 /// of its own.
 fn injection(f: &DnsFacts, probe: &TargetFacts, control: Option<&TargetFacts>) -> Option<Finding> {
-    let site = |r: &DnsReply| site_vouches(&[r], f, probe, control);
+    let site = |ours: &BTreeSet<IpAddr>| site_vouches(ours, f, probe, control);
     let (first, other) = f.raced().find(|(a, b)| !(site(a) && site(b)))?;
-    let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
-    let (first, other) = (set(first), set(other));
     let replies = f.replies.iter().filter(|r| r.matches_query).count();
     Some(Finding::new(
         Blocking::DnsInjection,
@@ -232,12 +230,19 @@ fn inconsistent(
     context: &Context,
 ) -> Option<Problem> {
     let ours = f.all_addresses();
-    let replies: Vec<&DnsReply> = f.replies.iter().filter(|r| r.matches_query).collect();
-    if vouched(&replies, f, probe, Some(control)) {
-        return None;
-    }
     let theirs = their_lookups(f, control);
     let their_addresses: Vec<IpAddr> = theirs.iter().flat_map(|c| c.all_addresses()).collect();
+    let our_asns = asns(f.replies.iter());
+    // OONI's consistency: the site itself vouches for an address, or one is among the
+    // control's answers of the same type, or shares an ASN with those or with the
+    // service's networks.
+    let consistent = site_vouches(&ours.iter().copied().collect(), f, probe, Some(control))
+        || ours.iter().any(|ip| their_addresses.contains(ip))
+        || !our_asns.is_disjoint(&asns(theirs.iter().flat_map(|c| &c.replies)))
+        || our_asns.iter().any(|asn| probe.target.asns.contains(asn));
+    if consistent {
+        return None;
+    }
     let finding = Finding::new(
         Blocking::DnsHijack,
         format!(
@@ -290,43 +295,17 @@ fn their_lookups<'a>(f: &DnsFacts, control: &'a TargetFacts) -> Vec<&'a DnsFacts
         .collect()
 }
 
-/// Whether something vouches for the addresses of `replies` to the lookup `f` (OONI's
-/// consistency): the site itself (see [`site_vouches`]), or one of them is among the
-/// control's answers of the same type, or shares an ASN with those or with the
-/// service's networks.
-fn vouched(
-    replies: &[&DnsReply],
-    f: &DnsFacts,
-    probe: &TargetFacts,
-    control: Option<&TargetFacts>,
-) -> bool {
-    let ours: BTreeSet<IpAddr> = replies.iter().flat_map(|r| r.addresses()).collect();
-    let our_asns = asns(replies.iter().copied());
-    let by_control = |control: &TargetFacts| {
-        let theirs = their_lookups(f, control);
-        theirs
-            .iter()
-            .flat_map(|c| c.all_addresses())
-            .any(|ip| ours.contains(&ip))
-            || !our_asns.is_disjoint(&asns(theirs.iter().flat_map(|c| &c.replies)))
-    };
-    our_asns.iter().any(|asn| probe.target.asns.contains(asn))
-        || site_vouches(replies, f, probe, control)
-        || control.is_some_and(by_control)
-}
-
-/// Whether the site itself vouches for the addresses of `replies` to the lookup `f`: one
-/// of them completed a TLS handshake valid for the name (from either side), or served
-/// the probe the control's page. Neither a shared network nor the control's own answer
+/// Whether the site itself vouches for `ours`, addresses the lookup `f` gave: one of
+/// them completed a TLS handshake valid for the name (from either side), or served the
+/// probe the control's page. Neither a shared network nor the control's own answer
 /// will do for an injection: a censor's forged address may lie in a large cloud's or
 /// CDN's network, and its poison leaks into resolvers abroad.
 fn site_vouches(
-    replies: &[&DnsReply],
+    ours: &BTreeSet<IpAddr>,
     f: &DnsFacts,
     probe: &TargetFacts,
     control: Option<&TargetFacts>,
 ) -> bool {
-    let ours: BTreeSet<IpAddr> = replies.iter().flat_map(|r| r.addresses()).collect();
     let by_tls = |facts: &TargetFacts| ours.iter().any(|ip| valid_tls(*ip, &f.hostname, facts));
     let by_page = |control: &TargetFacts| {
         ours.iter()

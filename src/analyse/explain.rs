@@ -1229,11 +1229,11 @@ mod tests {
             deadline: Some(Duration::from_secs(3)),
             ..Context::default()
         };
-        let silent = |failure, slowest_ms, context: &Context| {
+        let silent = |failure, slow_quarter_ms, context: &Context| {
             let mut m = checked(failed_lookup(failure), None);
             if let Step::Dns(d) = &mut m.step {
                 d.replies.clear();
-                d.check.as_mut().unwrap().slow_quarter_ms = slowest_ms;
+                d.check.as_mut().unwrap().slow_quarter_ms = slow_quarter_ms;
             }
             compare_in(
                 context,

@@ -99,21 +99,21 @@ impl<'a> Refetches<'a> {
 }
 
 fn refetches(facts: &TargetFacts) -> Refetches<'_> {
-    let found = |twin: bool| {
-        facts
-            .measurements
-            .iter()
-            .filter_map(move |m| match &m.step {
-                Step::Http(h) if h.control_sni.is_some() == twin && h.again != twin => h
-                    .final_response()
-                    .or_else(|| h.hops.last().filter(|hop| before_head(hop).is_some())),
-                _ => None,
-            })
-    };
+    let twins = facts.measurements.iter().filter_map(|m| match &m.step {
+        Step::Http(h) if h.control_sni.is_some() && !h.again => compared(h),
+        _ => None,
+    });
     Refetches {
-        twins: found(true).collect(),
-        again: found(false).next(),
+        twins: twins.collect(),
+        again: refetched(facts).find_map(compared),
     }
+}
+
+/// What a fetch made again brings to the comparison: its final response, or a round
+/// trip that froze before its head.
+fn compared(h: &HttpFacts) -> Option<&HttpHop> {
+    h.final_response()
+        .or_else(|| h.hops.last().filter(|hop| before_head(hop).is_some()))
 }
 
 /// Why a fetch that timed out says nothing against its name: the same URL, fetched
@@ -264,7 +264,9 @@ pub fn problems(
             let saw = || Some(ControlSaw::Success("the control fetched it".into()));
             if let Some(name) = fingerprints::cdn_page(page) {
                 out.extend(unseen_page(ours, page, name));
-            } else if let Some(problem) = server_error(ours, their_server_error(page)) {
+            } else if let Some(problem) =
+                their_server_error(page).and_then(|saw| server_error(ours, saw))
+            {
                 out.push(problem);
             } else if let Some(problem) = server_error_here(ours, page, probe) {
                 out.push(problem);
@@ -282,10 +284,7 @@ pub fn problems(
                 });
             }
         } else if let (Some(ours), Some(Some(t))) = (h.final_response(), theirs) {
-            out.extend(server_error(
-                best_page(ours, probe),
-                Some(control_failed(t)),
-            ));
+            out.extend(server_error(best_page(ours, probe), control_failed(t)));
         }
     }
     out
@@ -678,17 +677,17 @@ fn fetched_again(facts: &TargetFacts) -> impl Iterator<Item = &HttpHop> {
 }
 
 /// The site answered the probe with an error of its own (5xx) at every fetch, and the
-/// control with one too, or not at all (`control`, what it saw; none: neither): down,
-/// unless the control reached it otherwise (then nothing), or its own network accounts
-/// for its failure (then not measured).
-fn server_error(ours: &HttpHop, control: Option<ControlSaw>) -> Option<Problem> {
+/// control with one too, or not at all (`control`, what it saw): down, unless the
+/// control reached it otherwise (then nothing), or its own network accounts for its
+/// failure (then not measured).
+fn server_error(ours: &HttpHop, control: ControlSaw) -> Option<Problem> {
     let status = ours.server_error()?;
     Some(Problem::weak(
         Finding::new(
             Blocking::HttpFailure,
             format!("{} answered HTTP {status}", ours.url),
         ),
-        Some(control?),
+        Some(control),
     ))
 }
 

@@ -545,12 +545,7 @@ impl Exchange<'_> {
             true => ExchangeError::Unanswered(format!("{origin}: {e}")),
             false => transport(e),
         };
-        let host = self
-            .url
-            .host_str()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_string();
+        let host = http::host_of(self.url).to_string();
         let port = self.url.port_or_known_default().unwrap_or(80);
         // A resolver that does not answer is silence, as a connect that is not answered.
         let looked_up =

@@ -211,12 +211,12 @@ impl DnsFacts {
         )
     }
 
-    /// Pairs of matching replies to one copy of the query (one ID) that give different
-    /// addresses, both some, in arrival order: an injector racing the resolver gives
-    /// those, and so does a relay that asks two resolvers and passes on both answers. A
-    /// truncated reply holds a part of the whole answer: it races another only where
-    /// they share no address.
-    pub fn raced(&self) -> impl Iterator<Item = (&DnsReply, &DnsReply)> {
+    /// The addresses of pairs of matching replies to one copy of the query (one ID) that
+    /// give different addresses, both some, in arrival order: an injector racing the
+    /// resolver gives those, and so does a relay that asks two resolvers and passes on
+    /// both answers. A truncated reply holds a part of the whole answer: it races another
+    /// only where they share no address.
+    pub fn raced(&self) -> impl Iterator<Item = (BTreeSet<IpAddr>, BTreeSet<IpAddr>)> {
         let matching: Vec<&DnsReply> = self.replies.iter().filter(|r| r.matches_query).collect();
         let set = |r: &DnsReply| r.addresses().collect::<BTreeSet<IpAddr>>();
         let mut pairs = Vec::new();
@@ -228,7 +228,7 @@ impl DnsFacts {
                     false => x != y,
                 };
                 if a.id == b.id && !x.is_empty() && !y.is_empty() && differ {
-                    pairs.push((*a, *b));
+                    pairs.push((x, y));
                 }
             }
         }

@@ -267,12 +267,16 @@ async fn answer(
 /// A reply to `query` carrying those of `ips` that match the question's type (none
 /// for a query without a question).
 pub fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
+    encode(&reply_message(query, code, ips))
+}
+
+fn reply_message(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Message {
     let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
     reply.metadata.response_code = code;
     reply.metadata.recursion_desired = query.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
     let Some(question) = query.queries.first() else {
-        return encode(&reply);
+        return reply;
     };
     reply.add_query(question.clone());
     for ip in ips {
@@ -283,13 +287,12 @@ pub fn reply(query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Vec<u8> {
         };
         reply.add_answer(Record::from_rdata(question.name().clone(), TTL, data));
     }
-    encode(&reply)
+    reply
 }
 
 /// A reply to `query` with the TC flag and no answer.
 fn truncated(query: &Message) -> Vec<u8> {
-    let mut reply = Message::from_vec(&reply(query, ResponseCode::NoError, &[]))
-        .expect("a reply just encoded decodes");
+    let mut reply = reply_message(query, ResponseCode::NoError, &[]);
     reply.metadata.truncation = true;
     encode(&reply)
 }

@@ -884,7 +884,7 @@ fn server_erred(facts: &HttpFacts) -> Option<(Url, SocketAddr)> {
 }
 
 /// A URL's host as a server name: an IPv6 literal without its brackets.
-fn host_of(url: &Url) -> &str {
+pub fn host_of(url: &Url) -> &str {
     url.host_str().unwrap_or_default().trim_matches(['[', ']'])
 }
 

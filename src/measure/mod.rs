@@ -451,15 +451,9 @@ impl Measurer {
             .collect();
         // One address of each raced answer none of whose addresses a step tried: the
         // site vouches for an answer at any one of them.
-        let answers = distinct(dns.iter().flat_map(|m| {
-            match &m.step {
-                Step::Dns(f) => f
-                    .raced()
-                    .flat_map(|(a, b)| [a, b])
-                    .map(|r| r.addresses().collect::<Vec<IpAddr>>())
-                    .collect(),
-                _ => Vec::new(),
-            }
+        let answers = distinct(dns.iter().flat_map(|m| match &m.step {
+            Step::Dns(f) => f.raced().flat_map(|(a, b)| [a, b]).collect(),
+            _ => Vec::new(),
         }));
         let untried = answers
             .into_iter()

@@ -235,9 +235,7 @@ impl ProbeRun {
     /// The rows of measurements.csv whose `target` column is `target`; panics if the
     /// file or the column is missing.
     pub fn measurements_of(&self, target: &str) -> Vec<csv::StringRecord> {
-        let path = self.out.join("measurements.csv");
-        let mut reader = csv::Reader::from_path(&path)
-            .unwrap_or_else(|error| panic!("{}: {error}\n{self}", path.display()));
+        let mut reader = self.measurements_csv();
         let header = reader.headers().unwrap().clone();
         let column = header
             .iter()
@@ -252,13 +250,18 @@ impl ProbeRun {
 
     /// The rows of measurements.csv for `target`, read as the rows they are.
     pub fn measured(&self, target: &str) -> Vec<censorprobe::rundir::rows::MeasurementRow> {
+        self.measurements_csv()
+            .deserialize()
+            .map(|row| row.unwrap_or_else(|error| panic!("measurements.csv: {error}\n{self}")))
+            .filter(|row: &censorprobe::rundir::rows::MeasurementRow| row.target == target)
+            .collect()
+    }
+
+    /// measurements.csv, open to read; panics if it is missing.
+    fn measurements_csv(&self) -> csv::Reader<std::fs::File> {
         let path = self.out.join("measurements.csv");
         csv::Reader::from_path(&path)
             .unwrap_or_else(|error| panic!("{}: {error}\n{self}", path.display()))
-            .deserialize()
-            .map(|row| row.unwrap())
-            .filter(|row: &censorprobe::rundir::rows::MeasurementRow| row.target == target)
-            .collect()
     }
 
     pub fn assert_measured(&self, target: &str) {

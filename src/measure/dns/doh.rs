@@ -24,11 +24,7 @@ pub(super) async fn exchange(
     query: Vec<u8>,
     question: &Question,
 ) -> Result<Exchange, (Option<String>, StepError)> {
-    let host = url
-        .host_str()
-        .unwrap_or_default()
-        .trim_matches(['[', ']'])
-        .to_string();
+    let host = http::host_of(url).to_string();
     let port = url.port_or_known_default().unwrap_or(443);
     let server = address
         .get_or_init(|| async {

@@ -194,11 +194,12 @@ impl Resolver {
         };
         let exchange = match &self.transport {
             Transport::Udp(server) => {
-                let exchange = udp::exchange(io, &self.pace, *server, &bytes, &question).await;
-                Box::pin(over_tcp_if_truncated(
-                    io, *server, &bytes, &question, exchange,
-                ))
-                .await
+                match udp::exchange(io, &self.pace, *server, &bytes, &question).await {
+                    Ok(udp) => {
+                        Ok(Box::pin(whole_if_truncated(io, *server, &bytes, &question, udp)).await)
+                    }
+                    failed => failed,
+                }
             }
             // Boxed: a lookup's future is as large as its largest transport's, and a
             // run holds thousands of UDP ones at once, which need a fraction of it.
@@ -250,14 +251,13 @@ pub struct DnsIo<'a> {
 /// resolver asks again (RFC 7766): the whole answer, which a partial or empty one must
 /// not stand for. Where that exchange fails, its failure is the lookup's, as a stub
 /// resolver's lookup fails then.
-async fn over_tcp_if_truncated(
+async fn whole_if_truncated(
     io: &DnsIo<'_>,
     server: SocketAddr,
     query: &[u8],
     question: &Question,
-    exchange: Result<Exchange, (Option<String>, StepError)>,
-) -> Result<Exchange, (Option<String>, StepError)> {
-    let mut exchange = exchange?;
+    mut exchange: Exchange,
+) -> Exchange {
     let truncated = exchange
         .replies
         .iter()
@@ -269,7 +269,7 @@ async fn over_tcp_if_truncated(
             Err((_, e)) => exchange.whole_failed = Some(e),
         }
     }
-    Ok(exchange)
+    exchange
 }
 
 /// Sets the addresses and the failure from the first reply that matches the query and
