@@ -934,7 +934,8 @@ up() {
 #                         adds the rule that queues packets to it)
 #   relay_resolver ARG... answer every UDP query the probe sends the ISP resolver with
 #                         each --upstream resolver's answer, --delay LOW HIGH seconds
-#                         late, cut short for each --truncate NAME (the arguments of
+#                         late, cut short for each --truncate NAME, --late-by LOW HIGH
+#                         seconds late for each --late NAME (the arguments of
 #                         scripts/testbed/dns-relay.py), until the next scenario switch
 #   outage FIRST DOWN UP  cut the probe's link off for DOWN seconds every DOWN + UP,
 #                         the first cut FIRST seconds on, until the next scenario switch

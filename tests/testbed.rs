@@ -209,6 +209,7 @@ fn faults() -> Vec<Case> {
         "quic-v4-off",
         "resolver-limited",
         "resolver-slow",
+        "resolver-uncached",
         "intercept-tls",
         "dns-portal",
         "http-portal",

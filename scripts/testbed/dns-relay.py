@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A relaying resolver for the testbed: one that asks other resolvers and passes on
-every answer, late or not (scenarios resolver-slow and resolver-relay).
+every answer, late or not (scenarios resolver-slow, resolver-relay, resolver-truncating
+and resolver-uncached).
 
     dns-relay.py --listen ADDR --upstream ADDR [--upstream ADDR ...] --delay LOW HIGH
-                 [--truncate NAME ...] --pidfile FILE
+                 [--truncate NAME ...] [--late NAME ... --late-by LOW HIGH] --pidfile FILE
 
 Takes every UDP query that iptables sends to ADDR port 53, asks each resolver at an
 UPSTREAM address, port 53, the same, and sends each one's answer back after a delay
@@ -12,7 +13,9 @@ upstream and a delay of seconds, it is an overloaded or far-away resolver; with 
 none, a home router that asks both of its upstream resolvers and passes on both answers.
 The answers for each --truncate NAME are cut short as a resolver cuts an answer too big
 for a datagram: the TC flag set, the question kept, every record left out (a stub asks
-again over TCP, which goes to the upstream itself). The pid file is written once the
+again over TCP, which goes to the upstream itself). The answers for each --late NAME
+are sent after a delay drawn between the LOW and HIGH of --late-by instead, as by a
+resolver whose recursion for those names is slow. The pid file is written once the
 port is bound.
 """
 
@@ -57,8 +60,7 @@ def relay(
     query: bytes,
     client,
     upstream: str,
-    low: float,
-    high: float,
+    delay: tuple,
     truncate: bool,
 ) -> None:
     """Asks `upstream`, then answers `client` after the delay, cut short if `truncate`."""
@@ -69,7 +71,7 @@ def relay(
             answer, _ = asking.recvfrom(65535)
         except OSError:
             return
-    time.sleep(random.uniform(low, high))
+    time.sleep(random.uniform(*delay))
     server.sendto(truncated(answer) if truncate else answer, client)
 
 
@@ -79,21 +81,24 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, action="append")
     parser.add_argument("--delay", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     parser.add_argument("--truncate", action="append", default=[], metavar="NAME")
+    parser.add_argument("--late", action="append", default=[], metavar="NAME")
+    parser.add_argument("--late-by", type=float, nargs=2, default=(0, 0), metavar=("LOW", "HIGH"))
     parser.add_argument("--pidfile", required=True)
     args = parser.parse_args()
     cut = {name.lower().rstrip(".") for name in args.truncate}
-    low, high = args.delay
+    late = {name.lower().rstrip(".") for name in args.late}
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind((args.listen, 53))
     with open(args.pidfile, "w", encoding="ascii") as pidfile:
         pidfile.write(f"{os.getpid()}\n")
     while True:
         query, client = server.recvfrom(65535)
-        truncate = question_name(query) in cut
+        name = question_name(query)
+        delay = args.late_by if name in late else args.delay
         for upstream in args.upstream:
             threading.Thread(
                 target=relay,
-                args=(server, query, client, upstream, low, high, truncate),
+                args=(server, query, client, upstream, delay, name in cut),
                 daemon=True,
             ).start()
 

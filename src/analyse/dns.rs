@@ -73,8 +73,10 @@ pub fn problems(
             }
             let finding = Finding::new(blocking, evidence);
             let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
-            let why = cut_short(f)
-                .or_else(|| explain::lookup(f, e, &context.resolvers, context.deadline));
+            let why = cut_short(f).or_else(|| {
+                let late = answered_late(f, probe);
+                explain::lookup(f, e, &context.resolvers, context.deadline, late)
+            });
             out.push(problem.unless(why));
         } else if let Some(control) = control {
             if let Some(problem) = inconsistent(f, probe, control, context).filter(|_| !untried) {
@@ -201,6 +203,18 @@ fn other_type_answered(f: &DnsFacts, probe: &TargetFacts) -> bool {
                 && g.query_type != f.query_type
                 && !g.addresses.is_empty()
         })
+}
+
+/// The lookup of `f`'s name through the same resolver, `f` itself first, that got an
+/// answer past its deadline (see `DnsFacts::overdue`): a resolver slow for a name is
+/// slow for both its types, where a censor that drops the name's queries drops both.
+fn answered_late<'a>(f: &'a DnsFacts, probe: &'a TargetFacts) -> Option<&'a DnsFacts> {
+    let siblings = lookups(&probe.dns).filter(|g| {
+        g.resolver == f.resolver && g.hostname == f.hostname && g.query_type != f.query_type
+    });
+    std::iter::once(f)
+        .chain(siblings)
+        .find(|g| g.overdue.is_some())
 }
 
 /// What the control's lookup of the same name and type gave.
@@ -428,6 +442,7 @@ mod tests {
             addresses: Vec::new(),
             tries: 1,
             check: None,
+            overdue: None,
             error: None,
         }
     }

@@ -365,20 +365,25 @@ fn answered(e: &StepError) -> bool {
     e.failure == Failure::DnsNoAnswer
 }
 
-/// Why a failed lookup is no evidence against the name: the probe's own error, or a
-/// resolver that failed the canary too (at the start of the run, or right after), or
-/// one that was dropping most queries meanwhile (see `dropping_queries`), or so slow
-/// that its answers came near the run's `deadline` (see `slow_resolver`). A check right
-/// after that the resolver passed outweighs the start of the run: it had recovered by
-/// then.
+/// Why a failed lookup is no evidence against the name: the probe's own error, or an
+/// answer that came after the deadline, to it or to a lookup of the name's other type
+/// through the same resolver (`answered_late`; see `overdue`), or a resolver that failed the
+/// canary too (at the start of the run, or right after), or one that was dropping most
+/// queries meanwhile (see `dropping_queries`), or so slow that its answers came near
+/// the run's `deadline` (see `slow_resolver`). A check right after that the resolver
+/// passed outweighs the start of the run: it had recovered by then.
 pub fn lookup(
     f: &DnsFacts,
     e: &StepError,
     health: &ResolverHealth,
     deadline: Option<Duration>,
+    answered_late: Option<&DnsFacts>,
 ) -> Option<String> {
     if e.local {
         return Some(own_error(e));
+    }
+    if let Some(why) = answered_late.and_then(|late| overdue(f, e, late)) {
+        return Some(why);
     }
     if let Some(check) = f.check.as_ref().filter(|c| c.passed()) {
         return dropping_queries(f, e, check).or_else(|| slow_resolver(f, e, check, deadline?));
@@ -402,6 +407,32 @@ pub fn lookup(
         e.failure,
         check.checked,
         failure_of(check)
+    ))
+}
+
+/// Why a lookup that timed out is no sign: the resolver did answer the name, after the
+/// deadline, as the probe went on with it: this query (`late` is `f`), or the name's
+/// query of the other type (`late`). The name was not left unanswered, as a censor that
+/// drops its queries leaves it; the resolver (overloaded, its recursion for the name
+/// slow) was too slow for the deadline. Its fast answers to other names do not tell
+/// that apart (see `slow_resolver`): a resolver answers names it has cached at once.
+fn overdue(f: &DnsFacts, e: &StepError, late: &DnsFacts) -> Option<String> {
+    let reply = late.overdue.as_ref().filter(|_| e.failure.is_timeout())?;
+    let answer = match reply.answers.iter().filter_map(|a| a.address()).next() {
+        Some(address) => format!("{}, {address}", reply.rcode),
+        None => reply.rcode.clone(),
+    };
+    let query = match late.query_type == f.query_type {
+        true => "it".to_string(),
+        false => format!("its {} query", late.query_type.as_str()),
+    };
+    Some(format!(
+        "{} {} lookup of {} failed ({}), but the resolver answered {query} {:.1} s after the query was sent ({answer}), past the deadline: a resolver too slow for the deadline, not a name it leaves unanswered",
+        f.resolver,
+        f.query_type.as_str(),
+        f.hostname,
+        e.failure,
+        reply.arrival_ms / 1000.0
     ))
 }
 
@@ -1073,7 +1104,7 @@ mod tests {
     use crate::facts::failure::Operation;
     use crate::facts::failure::{Failure, StepError};
     use crate::facts::{
-        Burst, Check, CheckTarget, Meanwhile, Measurement, QueryType, Sent, Step, Trigger,
+        Burst, Check, CheckTarget, DnsReply, Meanwhile, Measurement, QueryType, Sent, Step, Trigger,
     };
 
     /// A reset kept after a silent first try is judged by its resets alone: the silence
@@ -1272,6 +1303,64 @@ mod tests {
         // A lookup the resolver answered, if with a failure, was not too slow.
         assert_eq!(
             kind(&silent(Failure::DnsServfail, Some(1600.0), &deadline)),
+            dropped
+        );
+    }
+
+    /// A lookup that timed out though the resolver answered its check: a censor
+    /// dropping the name's queries, unless the resolver's answer to it, or to the name's
+    /// query of the other type, came after all, past the deadline (its fast answers to
+    /// other names notwithstanding).
+    #[test]
+    fn an_answer_past_the_deadline_leaves_a_silent_lookup_inconclusive() {
+        let resolved = || vec![lookup(&[(FB, None)])];
+        let answer = |arrival_ms| {
+            let Step::Dns(mut d) = lookup(&[(FB, None)]).step else {
+                unreachable!()
+            };
+            DnsReply {
+                arrival_ms,
+                ..d.replies.remove(0)
+            }
+        };
+        // The failed A lookup, and the AAAA one where `overdue_aaaa` is set.
+        let silent = |failure, overdue: Option<DnsReply>, overdue_aaaa: Option<DnsReply>| {
+            let mut m = checked(failed_lookup(failure), None);
+            if let Step::Dns(d) = &mut m.step {
+                d.replies.clear();
+                d.check.as_mut().unwrap().slow_quarter_ms = Some(20.0);
+                d.overdue = overdue;
+            }
+            let mut aaaa = m.clone();
+            if let Step::Dns(d) = &mut aaaa.step {
+                d.query_type = QueryType::Aaaa;
+                d.overdue = overdue_aaaa.clone();
+            }
+            let ours = match overdue_aaaa {
+                Some(_) => vec![m, aaaa],
+                None => vec![m],
+            };
+            compare(domain(&[]), (ours, vec![]), (resolved(), vec![]))
+        };
+        let late = silent(Failure::GenericTimeout, Some(answer(4500.0)), None);
+        assert_eq!(kind(&late), (Verdict::Inconclusive, None));
+        evidence_of(
+            &late,
+            &[
+                "system A lookup of facebook.com failed (generic_timeout_error), but the resolver answered it 4.5 s after the query was sent (NoError, 157.240.1.35), past the deadline",
+            ],
+        );
+        let other_type = silent(Failure::GenericTimeout, None, Some(answer(5100.0)));
+        assert_eq!(kind(&other_type), (Verdict::Inconclusive, None));
+        evidence_of(
+            &other_type,
+            &["but the resolver answered its AAAA query 5.1 s after the query was sent"],
+        );
+        let dropped = (Verdict::Blocked, Some(Blocking::DnsFailure));
+        assert_eq!(kind(&silent(Failure::GenericTimeout, None, None)), dropped);
+        // A lookup the resolver answered in time, with a failure, is judged by that.
+        assert_eq!(
+            kind(&silent(Failure::DnsServfail, Some(answer(4500.0)), None)),
             dropped
         );
     }

@@ -60,6 +60,7 @@ pub fn lookup(answers: &[(&str, Option<u32>)]) -> Measurement {
         tries: 1,
         check: None,
         dropped_replies: 0,
+        overdue: None,
         sent: 1,
         replies: vec![DnsReply {
             source: "198.18.0.53:53".into(),

@@ -196,6 +196,13 @@ pub struct DnsFacts {
     /// After a failed lookup: the canary looked up through the same resolver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
+    /// Where no copy of a UDP query was answered by its deadline: the first reply to it
+    /// that came after, while the probe went on with the name (made the lookup again,
+    /// checked the resolver), its `arrival_ms` counted from the start of the try it
+    /// answered. A slow resolver's answer comes late; a censor's silence for a name
+    /// does not end. None where none came, or in an earlier version's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overdue: Option<DnsReply>,
     #[serde(flatten)]
     pub error: Option<StepError>,
 }

@@ -429,6 +429,7 @@ impl Lookup {
             addresses,
             tries: 1,
             check: None,
+            overdue: None,
             error,
         }
     }

@@ -44,6 +44,9 @@ pub enum DnsBehaviour {
     /// Over UDP, a reply with the TC flag and no answer, as from a resolver whose answer
     /// does not fit a datagram; over TCP, the addresses.
     Truncated(Vec<IpAddr>),
+    /// The addresses, each copy of the query answered this late, as by an overloaded
+    /// resolver whose recursion for the name is slow.
+    Late(Duration, Vec<IpAddr>),
 }
 
 pub struct DnsServer;
@@ -228,9 +231,9 @@ fn single_reply(query: &Message, zone: &HashMap<String, DnsBehaviour>) -> Option
     match zone.get(&question_name(query)?) {
         None | Some(DnsBehaviour::NxDomain) => Some(reply(query, ResponseCode::NXDomain, &[])),
         Some(DnsBehaviour::Silent) => None,
-        Some(DnsBehaviour::Answer(ips) | DnsBehaviour::Truncated(ips)) => {
-            Some(reply(query, ResponseCode::NoError, ips))
-        }
+        Some(
+            DnsBehaviour::Answer(ips) | DnsBehaviour::Truncated(ips) | DnsBehaviour::Late(_, ips),
+        ) => Some(reply(query, ResponseCode::NoError, ips)),
         Some(DnsBehaviour::Inject { real, .. }) => {
             Some(reply(query, ResponseCode::NoError, &[*real]))
         }
@@ -256,6 +259,10 @@ async fn answer(
         Some(DnsBehaviour::Silent) => {}
         Some(DnsBehaviour::Answer(ips)) => send(reply(&query, ResponseCode::NoError, &ips)).await,
         Some(DnsBehaviour::Truncated(_)) => send(truncated(&query)).await,
+        Some(DnsBehaviour::Late(after, ips)) => {
+            tokio::time::sleep(after).await;
+            send(reply(&query, ResponseCode::NoError, &ips)).await
+        }
         Some(DnsBehaviour::Inject { fake, real }) => {
             send(reply(&query, ResponseCode::NoError, &[fake])).await;
             tokio::time::sleep(INJECTION_DELAY).await;

@@ -622,9 +622,8 @@ impl Measurer {
         {
             tokio::time::sleep(RETRY_PAUSE).await;
             let pulse = pulse_after(&lookup.facts.error);
-            lookup = self
-                .alongside(resolver.lookup(io, host, qtype), pulse)
-                .await;
+            let again = self.alongside(resolver.lookup(io, host, qtype), pulse);
+            lookup = again.await.again_after(lookup);
             lookup.facts.tries = 2;
         }
         // An NXDOMAIN is not checked: the check's own name does not exist either, so it

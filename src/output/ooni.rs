@@ -780,6 +780,7 @@ mod tests {
             addresses: vec!["10.10.34.34".parse().unwrap()],
             tries: 1,
             check: None,
+            overdue: None,
             error: None,
         };
         let steps = [&step(500, 1000.0, Step::Dns(dns))];
@@ -825,6 +826,7 @@ mod tests {
             addresses: Vec::new(),
             tries: 1,
             check: None,
+            overdue: None,
             error: Some(StepError::new(Operation::Resolve, Failure::DnsNxdomain)),
         };
         let steps = [&step(0, 3.0, Step::Dns(dns))];

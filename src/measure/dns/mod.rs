@@ -73,6 +73,8 @@ struct Exchange {
     answered_copy: u32,
     /// The task still listening for replies after the first matching one (UDP only).
     late: Option<JoinHandle<Replies>>,
+    /// Listening on past the deadline, where no copy was answered by then (UDP only).
+    overdue: Option<udp::Overdue>,
     /// Why the whole answer could not be had over TCP, where the UDP one was truncated.
     whole_failed: Option<StepError>,
 }
@@ -92,6 +94,7 @@ impl Exchange {
             sent: 1,
             answered_copy: 1,
             late: None,
+            overdue: None,
             whole_failed: None,
         }
     }
@@ -101,10 +104,31 @@ impl Exchange {
 pub struct Lookup {
     pub facts: DnsFacts,
     late: Option<JoinHandle<Replies>>,
+    /// Its queries unanswered by their deadlines, still listened to: this try's, and
+    /// an earlier one's (see [`Lookup::again_after`]).
+    overdue: Vec<udp::Overdue>,
 }
 
 impl Lookup {
-    /// The facts with every reply of the listening window.
+    fn failed(facts: DnsFacts) -> Lookup {
+        Lookup {
+            facts,
+            late: None,
+            overdue: Vec::new(),
+        }
+    }
+
+    /// This lookup, made again after `earlier` failed: the earlier query's overdue
+    /// answer, which has had the longest to come, counts for it.
+    pub fn again_after(mut self, earlier: Lookup) -> Lookup {
+        let mut overdue = earlier.overdue;
+        overdue.append(&mut self.overdue);
+        self.overdue = overdue;
+        self
+    }
+
+    /// The facts with every reply of the listening window, and the first answer to come
+    /// past a deadline by now.
     pub async fn finish(self) -> DnsFacts {
         let mut facts = self.facts;
         if let Some(late) = self.late {
@@ -112,6 +136,11 @@ impl Lookup {
             facts.replies.extend(late.kept);
             facts.dropped_replies = late.dropped;
             facts.sent = late.sent;
+        }
+        for overdue in self.overdue {
+            if let Some(reply) = overdue.stop().await {
+                facts.overdue.get_or_insert(reply);
+            }
         }
         facts
     }
@@ -172,13 +201,14 @@ impl Resolver {
             addresses: Vec::new(),
             tries: 1,
             check: None,
+            overdue: None,
             error: None,
         };
         let question = match Question::new(rand::random(), hostname, qtype) {
             Ok(question) => question,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return Lookup { facts, late: None };
+                return Lookup::failed(facts);
             }
         };
         let mut message = Message::query();
@@ -189,7 +219,7 @@ impl Resolver {
             Ok(bytes) => bytes,
             Err(e) => {
                 facts.error = Some(StepError::new(Operation::Resolve, Failure::unknown(e)));
-                return Lookup { facts, late: None };
+                return Lookup::failed(facts);
             }
         };
         let exchange = match &self.transport {
@@ -212,7 +242,7 @@ impl Resolver {
             Err((server, e)) => {
                 facts.resolver_address = server;
                 facts.error = Some(e);
-                Lookup { facts, late: None }
+                Lookup::failed(facts)
             }
             Ok(exchange) => {
                 facts.resolver_address = Some(exchange.server);
@@ -229,6 +259,7 @@ impl Resolver {
                 Lookup {
                     facts,
                     late: exchange.late,
+                    overdue: exchange.overdue.into_iter().collect(),
                 }
             }
         }
@@ -411,6 +442,7 @@ mod tests {
             addresses: vec![],
             tries: 1,
             check: None,
+            overdue: None,
             error: None,
         };
         assert!(!facts.replies[0].matches_query);
@@ -469,6 +501,53 @@ mod tests {
         let facts = resolver.query(&io, "big.test", QueryType::A).await;
         let failure = facts.error.as_ref().map(|e| e.failure.clone());
         assert_eq!(failure, Some(Failure::ConnectionRefused), "{facts:?}");
+    }
+
+    /// A query none of whose copies was answered by its deadline is listened to while
+    /// the probe goes on with the name: a slow resolver's answer that comes meanwhile
+    /// is kept, for the earlier try where the lookup was made again; a silent name's
+    /// never comes; and finishing the facts does not wait for the listening's end.
+    #[tokio::test]
+    async fn an_answer_past_the_deadline_is_kept_as_overdue() {
+        use crate::lab::dns::{DnsBehaviour, DnsServer};
+
+        let (limits, tls) = (Limits::new(4, 4), tls());
+        let deadline = Duration::from_millis(300);
+        let io = DnsIo {
+            timeout: deadline,
+            ..io(&limits, &tls, Duration::ZERO)
+        };
+        let ip: IpAddr = [127, 0, 0, 2].into();
+        let late = Duration::from_millis(450);
+        let zone = [
+            ("late.test", DnsBehaviour::Late(late, vec![ip])),
+            ("silent.test", DnsBehaviour::Silent),
+        ];
+        let resolver = Resolver::new(&ResolverSpec::Udp(DnsServer::spawn(&zone).unwrap())).unwrap();
+        let first = resolver.lookup(&io, "late.test", QueryType::A).await;
+        let again = resolver.lookup(&io, "late.test", QueryType::A).await;
+        let silent = resolver.lookup(&io, "silent.test", QueryType::A).await;
+        let timed_out = |facts: &DnsFacts| {
+            facts.error.as_ref().map(|e| e.failure.clone()) == Some(Failure::GenericTimeout)
+        };
+        assert!(timed_out(&first.facts) && timed_out(&again.facts));
+        let facts = again.again_after(first).finish().await;
+        let overdue = facts
+            .overdue
+            .expect("the first try's answer came meanwhile");
+        assert_eq!(overdue.answers[0].address(), Some(ip));
+        assert!(
+            overdue.arrival_ms >= late.as_secs_f64() * 1000.0,
+            "{overdue:?}"
+        );
+        assert!(facts.error.is_some() && facts.addresses.is_empty());
+        let waited = Instant::now();
+        let silent = silent.finish().await;
+        assert!(timed_out(&silent) && silent.overdue.is_none(), "{silent:?}");
+        assert!(
+            waited.elapsed() < deadline,
+            "finishing waited for the listening"
+        );
     }
 
     /// Queries their resolver leaves unanswered (a censor's silence for the names) hold

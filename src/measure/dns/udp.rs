@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::message::{Question, Replies, reply_of};
 use super::pace::Pace;
@@ -20,6 +22,9 @@ const MAX_DATAGRAM: usize = 4096;
 const RESENDS: u32 = 6;
 /// Sends of one UDP query are at least this far apart.
 const MIN_RESEND: Duration = Duration::from_millis(100);
+/// How many deadlines past its own a query none of whose copies was answered in time is
+/// listened to at most, while the probe goes on with the name (see [`Overdue`]).
+const OVERDUE_DEADLINES: u32 = 2;
 
 /// Sends the query (again every sixth of the deadline, each copy with an ID of its own
 /// (see [`Copies`]): stub resolvers resend too, and a link losing one packet in six
@@ -108,12 +113,17 @@ pub(super) async fn exchange(
                         sent,
                         answered_copy: copy,
                         late: Some(tokio::spawn(late.listen(replies))),
+                        overdue: None,
                         whole_failed: None,
                     });
                 }
             }
         }
     }
+    let overdue = (tokio::time::Instant::now() >= deadline).then(|| {
+        let until = deadline + io.timeout * OVERDUE_DEADLINES;
+        Overdue::listen(socket, copies, started, pace.clone(), until)
+    });
     Ok(Exchange {
         server: server.to_string(),
         replies: replies.kept,
@@ -121,8 +131,57 @@ pub(super) async fn exchange(
         sent: replies.sent,
         answered_copy: 0,
         late: None,
+        overdue,
         whole_failed: None,
     })
+}
+
+/// Listening on past the deadline of a query none of whose copies was answered in time,
+/// until told to stop (when the lookup's facts are finished, once the probe is done
+/// with the name: the lookup made again, the resolver checked) or a few deadlines on.
+/// A resolver too slow for the deadline still answers, and its answer shows that the
+/// name was not the reason; a censor's silence for the name does not end.
+pub(super) struct Overdue {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Option<DnsReply>>,
+}
+
+impl Overdue {
+    fn listen(
+        socket: UdpSocket,
+        copies: Copies,
+        started: Instant,
+        pace: Arc<Pace>,
+        until: tokio::time::Instant,
+    ) -> Overdue {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                tokio::select! {
+                    biased;
+                    got = tokio::time::timeout_at(until, socket.recv_from(&mut buf)) => {
+                        let (len, source) = got.ok()?.ok()?;
+                        let reply = copies.reply(&buf[..len], source.to_string(), started);
+                        // Timed too: the resolver's pace is its late answers' as well.
+                        copies.time(&reply, started, &pace);
+                        if reply.matches_query {
+                            return Some(reply);
+                        }
+                    }
+                    _ = &mut stopped => return None,
+                }
+            }
+        });
+        Overdue { stop, task }
+    }
+
+    /// The first reply that matched the query, if one came by now.
+    pub(super) async fn stop(self) -> Option<DnsReply> {
+        // The task may have ended already, its receiver gone with it.
+        let _ = self.stop.send(());
+        self.task.await.ok().flatten()
+    }
 }
 
 /// The copies of a UDP query sent so far, each after the first with an ID of its own:
