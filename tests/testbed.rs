@@ -222,8 +222,10 @@ fn faults() -> Vec<Case> {
     // A bad mobile link: losing packets, and down for seconds now and then, the run
     // beginning in a cut.
     cases.push(Case::new(&["lossy", "outage"]));
-    // A site overloaded now and then: alone, as the down trap of all stops the same site.
+    // A site overloaded now and then, and sites that turn the probe away after a burst
+    // of connections: alone, as the down trap of all stops the small site.
     cases.push(Case::new(&["site-flaky"]));
+    cases.push(Case::new(&["site-ban"]));
     // A router passing on two resolvers' answers: alone, as the public resolver's honest
     // answers would lift the censor's DNS blocks.
     cases.push(Case::new(&["resolver-relay"]));

@@ -1011,6 +1011,21 @@ pub fn silent_after_trigger(
     )
 }
 
+/// Why a connect that failed at `address` is no sign of a blocked address: the address
+/// and port had answered the probe's connects in the run by the time of the failure's
+/// check (`Check::answered_at`: another target's, or an earlier one's). A censor's block
+/// of an address holds from the run's start, and one set off by a name sent there
+/// follows a trigger (see [`residual`]); a server that turns away a client after a
+/// burst of connections (a rate limit, a ban by a firewall) starts so, and so does one
+/// that goes down.
+pub fn answered_before(address: SocketAddr, check: Option<&Check>) -> Option<String> {
+    let answered = check?.answered_at?;
+    Some(format!(
+        "{address} had answered the probe's connects in the run (first at {}) and stopped only later: a server turning away a client after many connections (a rate limit, a ban) or going down does that, where a censor's block of an address holds from the start",
+        answered.format("%H:%M:%S%.3f")
+    ))
+}
+
 /// Where a target's own measurements got through to a server, and when each began: a
 /// connect, a handshake the server answered, a response, a network check.
 pub fn answers(measurements: &[Measurement]) -> Vec<(SocketAddr, DateTime<Utc>)> {
@@ -1096,7 +1111,7 @@ mod tests {
     use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
 
-    use chrono::{TimeDelta, Utc};
+    use chrono::{DateTime, TimeDelta, Utc};
 
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
@@ -1965,6 +1980,43 @@ mod tests {
             ..check(None)
         };
         assert_eq!(kind(&at_control(unknown)), (Verdict::Down, None));
+    }
+
+    /// A connect that failed at an address and port that had answered the probe's
+    /// connects in the run: a server that began to turn the probe away (a rate limit, a
+    /// ban), not a block of the address, which holds from the start.
+    #[test]
+    fn an_address_that_answered_in_the_run_is_no_blackhole() {
+        let judge_with = |failure, answered_at: Option<DateTime<Utc>>| {
+            let mut connect = checked(tcp(FB_443, Some(failure)), None);
+            if let Step::TcpConnect(t) = &mut connect.step {
+                t.check.as_mut().unwrap().answered_at = answered_at;
+            }
+            let dns = || vec![lookup(&[(FB, None)])];
+            let ours = facts(&domain(&[]), dns(), vec![connect]);
+            let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
+            super::super::judge(
+                &ours,
+                super::super::Control::Measured(&theirs),
+                &Context::default(),
+            )
+        };
+        let first = "2026-12-07T14:19:03.042Z".parse().unwrap();
+        let banned = judge_with(Failure::GenericTimeout, Some(first));
+        assert_eq!(kind(&banned), (Verdict::Inconclusive, None));
+        evidence_of(
+            &banned,
+            &[
+                "157.240.1.35:443 had answered the probe's connects in the run (first at 14:19:03.042) and stopped only later",
+            ],
+        );
+        let refused = judge_with(Failure::ConnectionRefused, Some(first));
+        assert_eq!(kind(&refused), (Verdict::Inconclusive, None));
+        // Never answered: a block from the start.
+        assert_eq!(
+            kind(&judge_with(Failure::GenericTimeout, None)),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
     }
 
     #[test]

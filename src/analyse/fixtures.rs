@@ -428,6 +428,7 @@ pub fn check(error: Option<Failure>) -> Check {
         first_tries: None,
         during: None,
         slow_quarter_ms: None,
+        answered_at: None,
     }
 }
 

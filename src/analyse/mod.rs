@@ -1452,6 +1452,7 @@ mod tests {
                 first_tries: None,
                 during: None,
                 slow_quarter_ms: None,
+                answered_at: None,
             });
         }
         let lost = compare(url(), (dns(), vec![own]), their_page());

@@ -299,6 +299,13 @@ pub struct Check {
     /// earlier version's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_quarter_ms: Option<f64>,
+    /// For a connect check after a connect that failed: when the same address and port
+    /// first answered a connect of the probe's in the run (another target's, or an
+    /// earlier one's), where it had by the time of the check. One that answered and
+    /// then stopped was not blocked from the start. None where it had not, for a
+    /// resolver's check, or in an earlier version's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 /// Connects to the canary made at once, and how many of them were answered (connected,

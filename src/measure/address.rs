@@ -143,6 +143,9 @@ pub struct Addresses {
     /// Whose turn it is to send a name to each address (see [`Addresses::turn`]).
     turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     log: Mutex<Log>,
+    /// When each address and port first answered a target's connect (see
+    /// [`Addresses::answered`]).
+    first_answers: Mutex<HashMap<SocketAddr, DateTime<Utc>>>,
     /// Bumped whenever a handshake in progress ends.
     ended: watch::Sender<u64>,
 }
@@ -194,6 +197,7 @@ impl Default for Addresses {
             dials: Mutex::default(),
             turns: Mutex::default(),
             log: Mutex::default(),
+            first_answers: Mutex::default(),
             ended: watch::Sender::new(0),
         }
     }
@@ -259,6 +263,31 @@ impl Addresses {
             Last::Answered => Dial::Mine(DialTurn { held: None }),
             _ => Dial::Mine(DialTurn { held: Some(last) }),
         }
+    }
+
+    /// Notes that `address` answered a target's connect by `at`. An address and port
+    /// that answered the probe, and later went silent or refused it, was not blocked
+    /// from the start: a server turning away a client that made many connections (a
+    /// rate limit, a ban) does that, and so does one that goes down. The first answer
+    /// is what tells; addresses first answered long ago are let go of in a long run.
+    /// Another port's answer would not tell: a middlebox may take the connects to one
+    /// port (to serve a blockpage over HTTP) where those to another are dropped.
+    pub fn answered(&self, address: SocketAddr, at: DateTime<Utc>) {
+        let mut first = self.first_answers.lock().expect("address lock poisoned");
+        if first.len() >= MAX_KEPT {
+            let old = Utc::now() - KEEP;
+            first.retain(|_, answered| *answered > old);
+        }
+        first
+            .entry(address)
+            .and_modify(|answered| *answered = (*answered).min(at))
+            .or_insert(at);
+    }
+
+    /// When `address` first answered a target's connect, if it has.
+    pub fn first_answer(&self, address: SocketAddr) -> Option<DateTime<Utc>> {
+        let first = self.first_answers.lock().expect("address lock poisoned");
+        first.get(&address).copied()
     }
 
     /// The turn to send a name (a ClientHello, a request) to `ip`, taken once the
@@ -373,6 +402,21 @@ mod tests {
     use crate::facts::TlsFacts;
     use crate::facts::failure::Failure;
 
+    /// The first answer is what is kept, whatever the order targets note theirs in.
+    #[test]
+    fn an_address_keeps_its_first_answer() {
+        let addresses = Addresses::default();
+        let ip = SocketAddr::from(([192, 0, 2, 1], 443));
+        let other = SocketAddr::from(([192, 0, 2, 1], 80));
+        let now = Utc::now();
+        let earlier = now - chrono::TimeDelta::seconds(5);
+        addresses.answered(ip, now);
+        addresses.answered(ip, earlier);
+        addresses.answered(ip, now + chrono::TimeDelta::seconds(5));
+        assert_eq!(addresses.first_answer(ip), Some(earlier));
+        assert_eq!(addresses.first_answer(other), None);
+    }
+
     fn trigger(ip: IpAddr, at: DateTime<Utc>) -> Trigger {
         Trigger {
             address: SocketAddr::new(ip, 443),
@@ -447,6 +491,7 @@ mod tests {
                 first_tries: None,
                 during,
                 slow_quarter_ms: None,
+                answered_at: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

@@ -446,7 +446,11 @@ impl Measurer {
             // Nothing is sent to the server meanwhile: its places are for others.
             out.held = Held::default();
             if out.facts.check.is_none() {
-                out.facts.check = self.network_check(began, &failure).await;
+                let at_connect = out.facts.hops.last().and_then(|hop| {
+                    let connect = hop.error.as_ref()?.failed_operation == Operation::Connect;
+                    hop.address.filter(|_| connect)
+                });
+                out.facts.check = self.network_check(began, &failure, at_connect).await;
             }
         }
         out
@@ -719,7 +723,7 @@ impl Measurer {
         control_sni: bool,
     ) -> HttpHop {
         let work = self.limits.work().await;
-        let dialed = self.dialer().dial(&[address]).await;
+        let dialed = self.dial(&[address]).await;
         let tcp = match dialed.result {
             Ok((tcp, _)) => tcp,
             Err(e) => return empty_hop(url, Some(address), Some(e)),

@@ -694,7 +694,15 @@ impl Measurer {
     /// blackhole does (down after the targets' lookups, as the canary's own were made,
     /// and down again as the check looked it up); for a refusal or reset, which came
     /// back over the link, none.
-    async fn network_check(&self, began: tokio::time::Instant, failure: &Failure) -> Option<Check> {
+    ///
+    /// Where the step failed to connect to `at_connect`, the check says when that address
+    /// and port first answered the run's connects, if it has (`Check::answered_at`).
+    async fn network_check(
+        &self,
+        began: tokio::time::Instant,
+        failure: &Failure,
+        at_connect: Option<SocketAddr>,
+    ) -> Option<Check> {
         let failed_at = tokio::time::Instant::now();
         let address = match self.canary_address().await? {
             Ok(address) => address,
@@ -741,6 +749,7 @@ impl Measurer {
             before,
             during: self.pulse_during_last_try(began, failed_at).await,
             slow_quarter_ms: None,
+            answered_at: at_connect.and_then(|address| self.addresses.first_answer(address)),
             ..check.clone()
         })
     }
@@ -1041,7 +1050,7 @@ impl Measurer {
         facts.tries = dialed.tries;
         facts.first_failure = again.first_failure;
         if let Some(failure) = worth_a_check(&facts.error) {
-            facts.check = self.network_check(began, failure).await;
+            facts.check = self.network_check(began, failure, Some(address)).await;
         }
         (facts, dialed.result.ok().map(|(stream, _)| stream))
     }
@@ -1063,7 +1072,7 @@ impl Measurer {
     /// got through. If every try fails, the first failure is kept.
     async fn dial_again(&self, addresses: &[SocketAddr]) -> Again<'_, tcp::Dialed> {
         let dialed = self
-            .alongside(self.dialer().dial(addresses), Some(self.second_try()))
+            .alongside(self.dial(addresses), Some(self.second_try()))
             .await;
         let mut tries = dialed.tries;
         let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(self);
@@ -1230,7 +1239,7 @@ impl Measurer {
             .map(|e| &e.failure)
             .filter(|f| f.is_timeout())
         {
-            facts.handshake.check = self.network_check(began, failure).await;
+            facts.handshake.check = self.network_check(began, failure, None).await;
         }
         facts
     }
@@ -1264,7 +1273,10 @@ impl Measurer {
         // Checked after the failures made again (a silence, a refusal or reset), as those
         // are what the network alone can cause.
         if let Some(failure) = kept.error.clone().filter(|_| worth_again(&kept.error)) {
-            kept.check = self.network_check(began, &failure.failure).await;
+            let at_connect = (failure.failed_operation == Operation::Connect).then_some(address);
+            kept.check = self
+                .network_check(began, &failure.failure, at_connect)
+                .await;
         }
         (kept, sent)
     }
@@ -1366,8 +1378,18 @@ impl Measurer {
             return (work, Ok(stream));
         }
         let work = self.limits.work().await;
-        let dialed = self.dialer().dial(&[address]).await;
+        let dialed = self.dial(&[address]).await;
         (work, dialed.result.map(|(stream, _)| stream))
+    }
+
+    /// A dial to the first of `addresses` that answers, noted for the address it
+    /// reached (see `address::Addresses::answered`).
+    async fn dial(&self, addresses: &[SocketAddr]) -> tcp::Dialed {
+        let dialed = self.dialer().dial(addresses).await;
+        if let Ok((_, address)) = &dialed.result {
+            self.addresses.answered(*address, Utc::now());
+        }
+        dialed
     }
 
     /// TCP connect, at the probe the control-SNI handshake (once per address and port in
@@ -1527,6 +1549,7 @@ fn checked(what: CheckTarget, measured_at: DateTime<Utc>, error: Option<StepErro
         first_tries: None,
         during: None,
         slow_quarter_ms: None,
+        answered_at: None,
     }
 }
 
@@ -2028,12 +2051,12 @@ mod tests {
         // find; a refused one, which the link carried, has none.
         let now = tokio::time::Instant::now;
         let check = measurer
-            .network_check(now(), &Failure::GenericTimeout)
+            .network_check(now(), &Failure::GenericTimeout, None)
             .await
             .expect("a check");
         assert_eq!(check.checked, CheckTarget::Resolver("canary.test".into()));
         assert!(!check.passed());
-        let refused = measurer.network_check(now(), &Failure::ConnectionRefused);
+        let refused = measurer.network_check(now(), &Failure::ConnectionRefused, None);
         assert_eq!(refused.await, None);
     }
 
