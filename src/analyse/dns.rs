@@ -25,6 +25,7 @@ use super::{
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, StepError};
 use crate::facts::{Check, DnsFacts, DnsReply, Measurement, QueryType, Step, TlsFacts};
+use crate::input::bogon::AddressPolicy;
 
 fn lookups(measurements: &[Measurement]) -> impl Iterator<Item = &DnsFacts> {
     measurements.iter().filter_map(|m| match &m.step {
@@ -74,7 +75,7 @@ pub fn problems(
             let finding = Finding::new(blocking, evidence);
             let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
             let why = cut_short(f).or_else(|| {
-                let late = answered_late(f, probe);
+                let late = answered_late(f, probe, &context.policy);
                 explain::lookup(f, e, &context.resolvers, context.deadline, late)
             });
             out.push(problem.unless(why));
@@ -133,11 +134,7 @@ fn cut_short(f: &DnsFacts) -> Option<String> {
 /// An answer that is a known blockpage address (even if the control got it too: a
 /// censor's poison leaks into resolvers abroad) or a bogon the control did not get (a
 /// site whose own record points at 127.0.0.1 is broken for everyone, not censored).
-fn forged(
-    f: &DnsFacts,
-    policy: &crate::input::bogon::AddressPolicy,
-    control: Option<&TargetFacts>,
-) -> Option<Finding> {
+fn forged(f: &DnsFacts, policy: &AddressPolicy, control: Option<&TargetFacts>) -> Option<Finding> {
     let theirs: Vec<IpAddr> = control
         .map(|c| {
             lookups(&c.dns)
@@ -205,16 +202,30 @@ fn other_type_answered(f: &DnsFacts, probe: &TargetFacts) -> bool {
         })
 }
 
-/// The lookup of `f`'s name through the same resolver, `f` itself first, that got an
-/// answer past its deadline (see `DnsFacts::overdue`): a resolver slow for a name is
-/// slow for both its types, where a censor that drops the name's queries drops both.
-fn answered_late<'a>(f: &'a DnsFacts, probe: &'a TargetFacts) -> Option<&'a DnsFacts> {
+/// The lookup of `f`'s name through the same resolver, `f` itself first, that the
+/// resolver answered past its deadline (see `DnsFacts::overdue`) as it answers a name it
+/// resolved: NOERROR, from the server asked, with no address a censor's. A resolver slow
+/// for a name is slow for both its types, where a censor that drops the name's queries
+/// drops both. A late failure is no such answer: a resolver answers SERVFAIL once its
+/// own queries went unanswered, which a censor dropping them upstream makes happen.
+fn answered_late<'a>(
+    f: &'a DnsFacts,
+    probe: &'a TargetFacts,
+    policy: &AddressPolicy,
+) -> Option<&'a DnsFacts> {
     let siblings = lookups(&probe.dns).filter(|g| {
         g.resolver == f.resolver && g.hostname == f.hostname && g.query_type != f.query_type
     });
-    std::iter::once(f)
-        .chain(siblings)
-        .find(|g| g.overdue.is_some())
+    let resolved = |g: &DnsFacts| {
+        g.overdue.as_ref().is_some_and(|reply| {
+            let forged =
+                |ip: IpAddr| fingerprints::dns_blockpage(ip).is_some() || policy.proves_forgery(ip);
+            Failure::from_rcode(&reply.rcode).is_none()
+                && g.resolver_address.as_deref() == Some(reply.source.as_str())
+                && !reply.answers.iter().filter_map(|a| a.address()).any(forged)
+        })
+    };
+    std::iter::once(f).chain(siblings).find(|g| resolved(g))
 }
 
 /// What the control's lookup of the same name and type gave.

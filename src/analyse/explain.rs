@@ -1011,19 +1011,31 @@ pub fn silent_after_trigger(
     )
 }
 
-/// Why a connect that failed at `address` is no sign of a blocked address: the address
-/// and port had answered the probe's connects in the run by the time of the failure's
-/// check (`Check::answered_at`: another target's, or an earlier one's). A censor's block
-/// of an address holds from the run's start, and one set off by a name sent there
-/// follows a trigger (see [`residual`]); a server that turns away a client after a
-/// burst of connections (a rate limit, a ban by a firewall) starts so, and so does one
-/// that goes down.
-pub fn answered_before(address: SocketAddr, check: Option<&Check>) -> Option<String> {
+/// Why a connect that failed at `address`, in the step `m`, is no sign of a blocked
+/// address: the address and port had answered the probe's connects in the run by the
+/// time of the failure's check (`Check::answered_at`: another target's, or an earlier
+/// one's). A censor's block of an address holds from the run's start; a server that
+/// turns away a client after a burst of connections (a rate limit, a ban by a firewall)
+/// starts so, and so does one that goes down. Not where a name was sent there since
+/// (a trigger, this target's too): a block it set off is judged as such (see
+/// [`residual`]), and the target whose name it was keeps its verdict.
+pub fn answered_before(
+    probe: &TargetFacts,
+    m: &Measurement,
+    address: SocketAddr,
+    check: Option<&Check>,
+) -> Option<String> {
     let answered = check?.answered_at?;
-    Some(format!(
-        "{address} had answered the probe's connects in the run (first at {}) and stopped only later: a server turning away a client after many connections (a rate limit, a ban) or going down does that, where a censor's block of an address holds from the start",
-        answered.format("%H:%M:%S%.3f")
-    ))
+    let triggered = probe
+        .triggers
+        .iter()
+        .any(|t| t.address.ip() == address.ip() && t.at >= answered && t.at < m.ended_at());
+    (!triggered).then(|| {
+        format!(
+            "{address} had answered the probe's connects in the run (first at {}), then failed this one: a server turning away a client after many connections (a rate limit, a ban) or going down does that, where a censor's block of an address holds from the start",
+            answered.format("%H:%M:%S%.3f")
+        )
+    })
 }
 
 /// Where a target's own measurements got through to a server, and when each began: a
@@ -1325,12 +1337,13 @@ mod tests {
     /// A lookup that timed out though the resolver answered its check: a censor
     /// dropping the name's queries, unless the resolver's answer to it, or to the name's
     /// query of the other type, came after all, past the deadline (its fast answers to
-    /// other names notwithstanding).
+    /// other names notwithstanding), as it answers a name it resolved.
     #[test]
     fn an_answer_past_the_deadline_leaves_a_silent_lookup_inconclusive() {
+        const SERVER: &str = "198.18.0.53:53";
         let resolved = || vec![lookup(&[(FB, None)])];
-        let answer = |arrival_ms| {
-            let Step::Dns(mut d) = lookup(&[(FB, None)]).step else {
+        let reply = |arrival_ms, address: &str| {
+            let Step::Dns(mut d) = lookup(&[(address, None)]).step else {
                 unreachable!()
             };
             DnsReply {
@@ -1338,11 +1351,13 @@ mod tests {
                 ..d.replies.remove(0)
             }
         };
+        let answer = |arrival_ms| reply(arrival_ms, FB);
         // The failed A lookup, and the AAAA one where `overdue_aaaa` is set.
         let silent = |failure, overdue: Option<DnsReply>, overdue_aaaa: Option<DnsReply>| {
             let mut m = checked(failed_lookup(failure), None);
             if let Step::Dns(d) = &mut m.step {
                 d.replies.clear();
+                d.resolver_address = Some(SERVER.into());
                 d.check.as_mut().unwrap().slow_quarter_ms = Some(20.0);
                 d.overdue = overdue;
             }
@@ -1373,6 +1388,21 @@ mod tests {
         );
         let dropped = (Verdict::Blocked, Some(Blocking::DnsFailure));
         assert_eq!(kind(&silent(Failure::GenericTimeout, None, None)), dropped);
+        // No answer of a name resolved: a late failure (the resolver's own queries
+        // upstream unanswered), a censor's blockpage address, a reply from elsewhere.
+        let servfail = DnsReply {
+            rcode: "ServFail".into(),
+            answers: Vec::new(),
+            ..answer(9000.0)
+        };
+        let elsewhere = DnsReply {
+            source: "203.0.113.9:53".into(),
+            ..answer(4500.0)
+        };
+        for overdue in [servfail, reply(4500.0, "10.10.34.34"), elsewhere] {
+            let judged = silent(Failure::GenericTimeout, Some(overdue.clone()), None);
+            assert_eq!(kind(&judged), dropped, "{overdue:?}");
+        }
         // A lookup the resolver answered in time, with a failure, is judged by that.
         assert_eq!(
             kind(&silent(Failure::DnsServfail, Some(answer(4500.0)), None)),
@@ -1987,13 +2017,14 @@ mod tests {
     /// ban), not a block of the address, which holds from the start.
     #[test]
     fn an_address_that_answered_in_the_run_is_no_blackhole() {
-        let judge_with = |failure, answered_at: Option<DateTime<Utc>>| {
+        let judge_triggered = |failure, answered_at: Option<DateTime<Utc>>, triggers| {
             let mut connect = checked(tcp(FB_443, Some(failure)), None);
             if let Step::TcpConnect(t) = &mut connect.step {
                 t.check.as_mut().unwrap().answered_at = answered_at;
             }
             let dns = || vec![lookup(&[(FB, None)])];
-            let ours = facts(&domain(&[]), dns(), vec![connect]);
+            let mut ours = facts(&domain(&[]), dns(), vec![connect]);
+            ours.triggers = triggers;
             let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
             super::super::judge(
                 &ours,
@@ -2001,22 +2032,31 @@ mod tests {
                 &Context::default(),
             )
         };
+        let judge_with = |failure, answered_at| judge_triggered(failure, answered_at, vec![]);
         let first = "2026-12-07T14:19:03.042Z".parse().unwrap();
         let banned = judge_with(Failure::GenericTimeout, Some(first));
         assert_eq!(kind(&banned), (Verdict::Inconclusive, None));
         evidence_of(
             &banned,
             &[
-                "157.240.1.35:443 had answered the probe's connects in the run (first at 14:19:03.042) and stopped only later",
+                "157.240.1.35:443 had answered the probe's connects in the run (first at 14:19:03.042), then failed this one",
             ],
         );
         let refused = judge_with(Failure::ConnectionRefused, Some(first));
         assert_eq!(kind(&refused), (Verdict::Inconclusive, None));
-        // Never answered: a block from the start.
-        assert_eq!(
-            kind(&judge_with(Failure::GenericTimeout, None)),
-            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
-        );
+        // Never answered: a block from the start. Or this target's name sent there since
+        // (a failed handshake): a block it set off, which its target keeps.
+        let blackhole = (Verdict::Blocked, Some(Blocking::TcpBlackhole));
+        assert_eq!(kind(&judge_with(Failure::GenericTimeout, None)), blackhole);
+        let own = Trigger {
+            address: FB_443.parse().unwrap(),
+            sent: Sent::Name("facebook.com".into()),
+            target: "facebook.com".into(),
+            at: Utc::now() - TimeDelta::seconds(10),
+            failure: Failure::ConnectionReset,
+        };
+        let triggered = judge_triggered(Failure::GenericTimeout, Some(first), vec![own]);
+        assert_eq!(kind(&triggered), blackhole);
     }
 
     #[test]

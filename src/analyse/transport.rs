@@ -76,7 +76,7 @@ pub fn connect_problem(
     let why = explain::step(&what, e, check)
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.measured_at))
         .or_else(|| explain::like_the_canary(&what, address, e, &context.canary_failed))
-        .or_else(|| explain::answered_before(address, check));
+        .or_else(|| explain::answered_before(probe, m, address, check));
     Problem::weak(finding, control.map(|c| connect_at(c, address))).unless(why)
 }
 

@@ -749,7 +749,10 @@ impl Measurer {
             before,
             during: self.pulse_during_last_try(began, failed_at).await,
             slow_quarter_ms: None,
-            answered_at: at_connect.and_then(|address| self.addresses.first_answer(address)),
+            // The probe's own: a control's connects are not what its verdicts read.
+            answered_at: at_connect
+                .filter(|_| self.options.vantage == Vantage::Probe)
+                .and_then(|address| self.addresses.first_answer(address)),
             ..check.clone()
         })
     }
@@ -1077,7 +1080,7 @@ impl Measurer {
         let mut tries = dialed.tries;
         let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(self);
         while again.another().await {
-            let dialed = self.dialer().dial(addresses).await;
+            let dialed = self.dial(addresses).await;
             tries += dialed.tries;
             again.took(dialed);
         }

@@ -121,9 +121,7 @@ impl Lookup {
     /// This lookup, made again after `earlier` failed: the earlier query's overdue
     /// answer, which has had the longest to come, counts for it.
     pub fn again_after(mut self, earlier: Lookup) -> Lookup {
-        let mut overdue = earlier.overdue;
-        overdue.append(&mut self.overdue);
-        self.overdue = overdue;
+        self.overdue.splice(0..0, earlier.overdue);
         self
     }
 

@@ -13,7 +13,7 @@ use super::message::{Question, Replies, reply_of};
 use super::pace::Pace;
 use super::{DnsIo, Exchange};
 use crate::facts::DnsReply;
-use crate::facts::failure::{Operation, StepError};
+use crate::facts::failure::{Failure, Operation, StepError};
 
 /// The largest UDP reply we read: our queries carry no EDNS, so a server sends at most
 /// 512 bytes (truncating larger answers); anything beyond is someone else's datagram.
@@ -163,8 +163,13 @@ impl Overdue {
                     got = tokio::time::timeout_at(until, socket.recv_from(&mut buf)) => {
                         let (len, source) = got.ok()?.ok()?;
                         let reply = copies.reply(&buf[..len], source.to_string(), started);
-                        // Timed too: the resolver's pace is its late answers' as well.
-                        copies.time(&reply, started, &pace);
+                        // A late answer is timed too: the resolver's pace is its late
+                        // answers' as well. Not a late failure: a resolver's SERVFAIL
+                        // after a censor dropped its queries upstream would pass for a
+                        // slow resolver, and excuse every name's silence.
+                        if Failure::from_rcode(&reply.rcode).is_none() {
+                            copies.time(&reply, started, &pace);
+                        }
                         if reply.matches_query {
                             return Some(reply);
                         }
