@@ -340,8 +340,9 @@ fn every_scenario_gives_every_target_its_verdict() {
     lab.conclude(started, &timings, &tallies, &failures);
 }
 
-/// How often the censor with a lossy link runs: its verdicts may not change.
-const LOSSY_RUNS: usize = 3;
+/// How often the censor with a lossy link runs: its verdicts may not change. Two, to
+/// keep the whole suite under 15 minutes (it took 15 min 10 s with three, 2026-12-07).
+const LOSSY_RUNS: usize = 2;
 
 #[test]
 fn the_probes_own_faults_are_never_censorship() {
