@@ -11,7 +11,7 @@
 //! target may come out `blocked` or `anomaly` (but the CDN's page, an `anomaly` with no
 //! blocking kind); with the censor on too, every censored target keeps its blocking kind
 //! where the fault leaves its layer measurable, and every other stays `ok` or
-//! `inconclusive`. The censor with a lossy link runs three times, and no verdict may
+//! `inconclusive`. The censor with a lossy link runs twice, and no verdict may
 //! change. Each test prints a table of false positives and negatives per scenario.
 //! Then the built-in targets (the shipped targets.toml) run in a namespace with no
 //! network at all, as a volunteer's first run would (no targets file, results under the

@@ -144,18 +144,24 @@ fn forged(f: &DnsFacts, policy: &AddressPolicy, control: Option<&TargetFacts>) -
         })
         .unwrap_or_default();
     f.all_addresses().into_iter().find_map(|ip| {
-        let why = match fingerprints::dns_blockpage(ip) {
-            Some(name) => format!("the address of {name}"),
-            None if policy.proves_forgery(ip) && !theirs.contains(&ip) => {
-                "a bogon (private or reserved) address".into()
-            }
-            None => return None,
-        };
+        let why = forged_address(ip, policy, &theirs)?;
         Some(Finding::new(
             Blocking::DnsHijack,
             format!("{} answered {} for {}, {why}", f.resolver, ip, f.hostname),
         ))
     })
+}
+
+/// What makes `ip` an answer that cannot be true, if anything: a known blockpage's
+/// address, or a bogon that is not among `theirs`, the control's answers.
+fn forged_address(ip: IpAddr, policy: &AddressPolicy, theirs: &[IpAddr]) -> Option<String> {
+    match fingerprints::dns_blockpage(ip) {
+        Some(name) => Some(format!("the address of {name}")),
+        None if policy.proves_forgery(ip) && !theirs.contains(&ip) => {
+            Some("a bogon (private or reserved) address".into())
+        }
+        None => None,
+    }
 }
 
 /// Without a control: an answer whose ASN (from the IP database) is not one of the
@@ -193,13 +199,14 @@ fn outside_asns(f: &DnsFacts, probe: &TargetFacts) -> Option<Finding> {
 /// the target: the name resolves there, and works. (An injector that answers only one
 /// type, A say, still blocks the users who need it when nothing else got through.)
 fn other_type_answered(f: &DnsFacts, probe: &TargetFacts) -> bool {
-    super::reached(&probe.measurements)
-        && lookups(&probe.dns).any(|g| {
-            g.resolver == f.resolver
-                && g.hostname == f.hostname
-                && g.query_type != f.query_type
-                && !g.addresses.is_empty()
-        })
+    super::reached(&probe.measurements) && other_types(f, probe).any(|g| !g.addresses.is_empty())
+}
+
+/// The lookups of `f`'s name through the same resolver with another record type.
+fn other_types<'a>(f: &'a DnsFacts, probe: &'a TargetFacts) -> impl Iterator<Item = &'a DnsFacts> {
+    lookups(&probe.dns).filter(|g| {
+        g.resolver == f.resolver && g.hostname == f.hostname && g.query_type != f.query_type
+    })
 }
 
 /// The lookup of `f`'s name through the same resolver, `f` itself first, that the
@@ -213,19 +220,18 @@ fn answered_late<'a>(
     probe: &'a TargetFacts,
     policy: &AddressPolicy,
 ) -> Option<&'a DnsFacts> {
-    let siblings = lookups(&probe.dns).filter(|g| {
-        g.resolver == f.resolver && g.hostname == f.hostname && g.query_type != f.query_type
-    });
     let resolved = |g: &DnsFacts| {
         g.overdue.as_ref().is_some_and(|reply| {
-            let forged =
-                |ip: IpAddr| fingerprints::dns_blockpage(ip).is_some() || policy.proves_forgery(ip);
             Failure::from_rcode(&reply.rcode).is_none()
                 && g.resolver_address.as_deref() == Some(reply.source.as_str())
-                && !reply.answers.iter().filter_map(|a| a.address()).any(forged)
+                && !reply
+                    .addresses()
+                    .any(|ip| forged_address(ip, policy, &[]).is_some())
         })
     };
-    std::iter::once(f).chain(siblings).find(|g| resolved(g))
+    std::iter::once(f)
+        .chain(other_types(f, probe))
+        .find(|g| resolved(g))
 }
 
 /// What the control's lookup of the same name and type gave.

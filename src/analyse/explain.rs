@@ -418,7 +418,7 @@ pub fn lookup(
 /// that apart (see `slow_resolver`): a resolver answers names it has cached at once.
 fn overdue(f: &DnsFacts, e: &StepError, late: &DnsFacts) -> Option<String> {
     let reply = late.overdue.as_ref().filter(|_| e.failure.is_timeout())?;
-    let answer = match reply.answers.iter().filter_map(|a| a.address()).next() {
+    let answer = match reply.addresses().next() {
         Some(address) => format!("{}, {address}", reply.rcode),
         None => reply.rcode.clone(),
     };
@@ -1126,7 +1126,7 @@ mod tests {
     use chrono::{DateTime, TimeDelta, Utc};
 
     use super::super::fixtures::*;
-    use super::super::{Blocking, Context, Verdict};
+    use super::super::{Blocking, Context, Outcome, Verdict};
     use super::ResolverHealth;
     use crate::facts::failure::Operation;
     use crate::facts::failure::{Failure, StepError};
@@ -2012,6 +2012,20 @@ mod tests {
         assert_eq!(kind(&at_control(unknown)), (Verdict::Down, None));
     }
 
+    /// A domain's `steps` at facebook.com's address, with `triggers` logged there,
+    /// judged against a control that connected to it.
+    fn judge_connect(steps: Vec<Measurement>, triggers: Vec<Trigger>) -> Outcome {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let mut ours = facts(&domain(&[]), dns(), steps);
+        ours.triggers = triggers;
+        let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
+        super::super::judge(
+            &ours,
+            super::super::Control::Measured(&theirs),
+            &Context::default(),
+        )
+    }
+
     /// A connect that failed at an address and port that had answered the probe's
     /// connects in the run: a server that began to turn the probe away (a rate limit, a
     /// ban), not a block of the address, which holds from the start.
@@ -2022,25 +2036,18 @@ mod tests {
             if let Step::TcpConnect(t) = &mut connect.step {
                 t.check.as_mut().unwrap().answered_at = answered_at;
             }
-            let dns = || vec![lookup(&[(FB, None)])];
-            let mut ours = facts(&domain(&[]), dns(), vec![connect]);
-            ours.triggers = triggers;
-            let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
-            super::super::judge(
-                &ours,
-                super::super::Control::Measured(&theirs),
-                &Context::default(),
-            )
+            judge_connect(vec![connect], triggers)
         };
         let judge_with = |failure, answered_at| judge_triggered(failure, answered_at, vec![]);
-        let first = "2026-12-07T14:19:03.042Z".parse().unwrap();
+        let first = Utc::now() - TimeDelta::seconds(60);
         let banned = judge_with(Failure::GenericTimeout, Some(first));
         assert_eq!(kind(&banned), (Verdict::Inconclusive, None));
         evidence_of(
             &banned,
-            &[
-                "157.240.1.35:443 had answered the probe's connects in the run (first at 14:19:03.042), then failed this one",
-            ],
+            &[&format!(
+                "157.240.1.35:443 had answered the probe's connects in the run (first at {}), then failed this one",
+                first.format("%H:%M:%S%.3f")
+            )],
         );
         let refused = judge_with(Failure::ConnectionRefused, Some(first));
         assert_eq!(kind(&refused), (Verdict::Inconclusive, None));
@@ -2069,18 +2076,10 @@ mod tests {
             at: Utc::now() - TimeDelta::seconds(seconds_before),
             failure: Failure::GenericTimeout,
         };
-        let dns = || vec![lookup(&[(FB, None)])];
         let judge_with = |triggers: Vec<Trigger>, also: Vec<Measurement>| {
             let mut steps = vec![at(timed_out_connect(), 0)];
             steps.extend(also);
-            let mut ours = facts(&domain(&[]), dns(), steps);
-            ours.triggers = triggers;
-            let theirs = facts(&domain(&[]), dns(), vec![tcp(FB_443, None)]).into_control();
-            super::super::judge(
-                &ours,
-                super::super::Control::Measured(&theirs),
-                &Context::default(),
-            )
+            judge_connect(steps, triggers)
         };
         let explained = judge_with(vec![trigger("forbidden.test", 443, 10)], vec![]);
         assert_eq!(kind(&explained), (Verdict::Inconclusive, None));

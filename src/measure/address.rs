@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -122,6 +122,9 @@ pub struct SharedHandshake {
 /// Where a shared handshake is, once made: the targets after the first wait on it.
 type SharedCell = Arc<OnceCell<Arc<SharedHandshake>>>;
 
+/// When an address and port first answered, once it has.
+type FirstAnswer = Arc<OnceLock<DateTime<Utc>>>;
+
 /// What a shared handshake is carried over: the same port number is two endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -145,7 +148,7 @@ pub struct Addresses {
     log: Mutex<Log>,
     /// When each address and port first answered a target's connect (see
     /// [`Addresses::answered`]).
-    first_answers: Mutex<HashMap<SocketAddr, DateTime<Utc>>>,
+    first_answers: Mutex<HashMap<SocketAddr, FirstAnswer>>,
     /// Bumped whenever a handshake in progress ends.
     ended: watch::Sender<u64>,
 }
@@ -265,29 +268,31 @@ impl Addresses {
         }
     }
 
-    /// Notes that `address` answered a target's connect by `at`. An address and port
+    /// Notes that `address` answered a target's connect just now. An address and port
     /// that answered the probe, and later went silent or refused it, was not blocked
     /// from the start: a server turning away a client that made many connections (a
     /// rate limit, a ban) does that, and so does one that goes down. The first answer
-    /// is what tells; addresses first answered long ago are let go of in a long run.
-    /// Another port's answer would not tell: a middlebox may take the connects to one
-    /// port (to serve a blockpage over HTTP) where those to another are dropped.
-    pub fn answered(&self, address: SocketAddr, at: DateTime<Utc>) {
-        let mut first = self.first_answers.lock().expect("address lock poisoned");
-        if first.len() >= MAX_KEPT {
-            let old = Utc::now() - KEEP;
-            first.retain(|_, answered| *answered > old);
-        }
-        first
-            .entry(address)
-            .and_modify(|answered| *answered = (*answered).min(at))
-            .or_insert(at);
+    /// is what tells; addresses first answered longer ago than triggers are kept are
+    /// let go of in a long run. Another port's answer would not tell: a middlebox may
+    /// take the connects to one port (to serve a blockpage over HTTP) where those to
+    /// another are dropped.
+    pub fn answered(&self, address: SocketAddr) {
+        let old = Utc::now() - KEEP;
+        let first = kept_entry(&self.first_answers, address, |first| {
+            first.get().is_some_and(|answered| *answered > old)
+        });
+        first.get_or_init(Utc::now);
     }
 
     /// When `address` first answered a target's connect, if it has.
     pub fn first_answer(&self, address: SocketAddr) -> Option<DateTime<Utc>> {
-        let first = self.first_answers.lock().expect("address lock poisoned");
-        first.get(&address).copied()
+        let first = self
+            .first_answers
+            .lock()
+            .expect("per-address map lock poisoned");
+        first
+            .get(&address)
+            .and_then(|answered| answered.get().copied())
     }
 
     /// The turn to send a name (a ClientHello, a request) to `ip`, taken once the
@@ -402,18 +407,19 @@ mod tests {
     use crate::facts::TlsFacts;
     use crate::facts::failure::Failure;
 
-    /// The first answer is what is kept, whatever the order targets note theirs in.
+    /// The first answer is what is kept; another port of the address has none.
     #[test]
     fn an_address_keeps_its_first_answer() {
         let addresses = Addresses::default();
         let ip = SocketAddr::from(([192, 0, 2, 1], 443));
         let other = SocketAddr::from(([192, 0, 2, 1], 80));
-        let now = Utc::now();
-        let earlier = now - chrono::TimeDelta::seconds(5);
-        addresses.answered(ip, now);
-        addresses.answered(ip, earlier);
-        addresses.answered(ip, now + chrono::TimeDelta::seconds(5));
-        assert_eq!(addresses.first_answer(ip), Some(earlier));
+        let before = Utc::now();
+        addresses.answered(ip);
+        let first = addresses.first_answer(ip).expect("an answer noted");
+        assert!(first >= before && first <= Utc::now());
+        std::thread::sleep(Duration::from_millis(5));
+        addresses.answered(ip);
+        assert_eq!(addresses.first_answer(ip), Some(first));
         assert_eq!(addresses.first_answer(other), None);
     }
 

@@ -26,7 +26,7 @@ use super::address::Ticket;
 use super::limits::Held;
 use super::received::{Counted, Tally, writes_pass_through};
 use super::tcp::RETRY_PAUSE;
-use super::{Again, Measurer, now};
+use super::{Again, Measurer, failed_to_connect, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
     HttpFacts, HttpHop, Measurement, RATE_WINDOW, RATED_WINDOWS, READ_EVENTS, ReadEvent,
@@ -446,10 +446,11 @@ impl Measurer {
             // Nothing is sent to the server meanwhile: its places are for others.
             out.held = Held::default();
             if out.facts.check.is_none() {
-                let at_connect = out.facts.hops.last().and_then(|hop| {
-                    let connect = hop.error.as_ref()?.failed_operation == Operation::Connect;
-                    hop.address.filter(|_| connect)
-                });
+                let at_connect = out
+                    .facts
+                    .hops
+                    .last()
+                    .and_then(|hop| failed_to_connect(hop.error.as_ref()?, hop.address?));
                 out.facts.check = self.network_check(began, &failure, at_connect).await;
             }
         }

@@ -1276,7 +1276,7 @@ impl Measurer {
         // Checked after the failures made again (a silence, a refusal or reset), as those
         // are what the network alone can cause.
         if let Some(failure) = kept.error.clone().filter(|_| worth_again(&kept.error)) {
-            let at_connect = (failure.failed_operation == Operation::Connect).then_some(address);
+            let at_connect = failed_to_connect(&failure, address);
             kept.check = self
                 .network_check(began, &failure.failure, at_connect)
                 .await;
@@ -1390,7 +1390,7 @@ impl Measurer {
     async fn dial(&self, addresses: &[SocketAddr]) -> tcp::Dialed {
         let dialed = self.dialer().dial(addresses).await;
         if let Ok((_, address)) = &dialed.result {
-            self.addresses.answered(*address, Utc::now());
+            self.addresses.answered(*address);
         }
         dialed
     }
@@ -1767,6 +1767,12 @@ fn worth_a_check(error: &Option<StepError>) -> Option<&Failure> {
         .as_ref()
         .filter(|e| e.by_network())
         .map(|e| &e.failure)
+}
+
+/// `address`, where the step failed `e` connecting to it: what a network check after a
+/// failure there says when it first answered (see `Check::answered_at`).
+fn failed_to_connect(e: &StepError, address: SocketAddr) -> Option<SocketAddr> {
+    (e.failed_operation == Operation::Connect).then_some(address)
 }
 
 /// Whether a failed lookup is made again: not for an answer (NXDOMAIN, no data), nor
