@@ -266,10 +266,13 @@ async fn requests_look_like_a_browsers() {
         ("plain.test", DnsBehaviour::Answer(vec![LOCALHOST])),
     ])
     .unwrap();
+    // The canary on a server of its own, whose requests are not the ones recorded.
+    let canary = HttpServer::spawn(200, &page).await.unwrap();
     let url = format!("http://plain.test:{}/news?id=1", server.port());
     let targets = format!(
-        "[settings]\ncanary = \"{CANARY}\"\ntls_ports = []\ntcp_ports = []\n\n\
-         [[service]]\nname = \"web\"\nurls = [\"{url}\"]\n"
+        "[settings]\ncanary = \"{CANARY}\"\ntls_ports = []\ntcp_ports = [{}]\n\n\
+         [[service]]\nname = \"web\"\nurls = [\"{url}\"]\n",
+        canary.port()
     );
     let run = probe::run_probe(&targets, &["--resolver", &format!("udp://{resolver}")]).await;
     run.assert_verdict(&url, "ok", "");

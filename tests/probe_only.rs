@@ -532,3 +532,31 @@ colour = "blue"
         .collect();
     assert_eq!(left, ["targets.toml"], "files left by a failed run\n{run}");
 }
+
+/// Without a canary the probe could not check its own network when a step fails, and a
+/// link that drops its connects for a while would read as blackholes: such a run is
+/// refused before anything is measured, as is a canary with no port to connect to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_without_a_canary_to_check_the_network_on_is_refused() {
+    // Nothing should be measured, but if it were, every name is NXDOMAIN here.
+    let resolver = format!("udp://{}", DnsServer::spawn(&[]).unwrap());
+    let service = "\n[[service]]\nname = \"s\"\ndomains = [\"s.test\"]\ntls_ports = [443]\n";
+    for (settings, said) in [
+        ("[settings]\ntls_ports = [443]\n", "has no canary"),
+        (
+            "[settings]\ncanary = \"canary.test\"\ntls_ports = []\ntcp_ports = []\n",
+            "the canary has no port",
+        ),
+    ] {
+        let run = run_probe(&format!("{settings}{service}"), &["--resolver", &resolver]).await;
+        assert_eq!(
+            run.status.code(),
+            Some(i32::from(censorprobe::error::EXIT_INPUT_ERROR)),
+            "{run}"
+        );
+        let file = run.targets.display().to_string();
+        assert!(run.stderr.contains(&file), "stderr must name {file}\n{run}");
+        assert!(run.stderr.contains(said), "stderr must say {said:?}\n{run}");
+        assert!(!run.out.exists(), "a results dir was created\n{run}");
+    }
+}

@@ -282,6 +282,7 @@ fn plan_run(args: &RunArgs) -> anyhow::Result<Plan> {
             named.display()
         );
     }
+    refuse_without_canary(&targets, &named)?;
     refuse_bogon_targets(&targets, &policy, &named)?;
     let order = (0..targets.len()).collect();
     Ok(Plan {
@@ -425,6 +426,27 @@ fn unfinished_elsewhere(dir: &Path) -> anyhow::Result<()> {
 
 /// A fixed address in a private or reserved range is almost always a mistake (and the
 /// probe would refuse to connect to it anyway): say so before anything runs.
+/// A run needs a canary with a port: each failed step's check of the probe's own network
+/// is a connect to it, its name is the control SNI, and its lookups judge each
+/// resolver. Without it a link that drops the probe's connects for a while (a router's
+/// flood limit, a full NAT table) would read as a blackhole of every address it met.
+fn refuse_without_canary(targets: &TargetList, file: &Path) -> anyhow::Result<()> {
+    let why = "the probe checks its own network on the canary (a site nothing blocks) whenever a step fails; without it a fault of the probe's own link would read as censorship";
+    if targets.is_empty() || !targets.is_canary(0) {
+        anyhow::bail!(
+            "{}: [settings] has no canary: {why}; name one, as canary = \"example.com\"",
+            file.display()
+        );
+    }
+    if canary_port(targets).is_none() {
+        anyhow::bail!(
+            "{}: [settings]: the canary has no port to connect to (tls_ports and tcp_ports are both empty): {why}",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 fn refuse_bogon_targets(
     targets: &TargetList,
     policy: &AddressPolicy,
