@@ -338,6 +338,75 @@ async fn a_run_exports_as_ooni_measurements_one_per_target() {
     );
     assert_eq!(hops[0]["response"]["headers"]["content-type"], "text/html");
 
+    // Our facts ride along whole: every measurement of measurements.jsonl, as written
+    // there, is among the exported ones of some target (a host's lookups, shared, go
+    // with each of its targets), and none is exported that the run did not record.
+    let without_origin = |mut m: Value| {
+        m.as_object_mut().unwrap().remove("run_id");
+        m.to_string()
+    };
+    let recorded: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(run.out.join("measurements.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| without_origin(serde_json::from_str(line).unwrap()))
+            .collect();
+    let exported: std::collections::BTreeSet<String> = by_input
+        .values()
+        .flat_map(|m| {
+            m["test_keys"]["x_censorprobe_facts"]["probe"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no facts: {m}"))
+                .clone()
+        })
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(exported, recorded, "{run}");
+
+    // Imported back, and the import analysed again: every target keeps its verdict.
+    let imported = run.dir.path().join("imported");
+    let censorprobe = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "censorprobe {args:?}: {stderr}");
+    };
+    let written = run.out.join("ooni.jsonl");
+    censorprobe(&[
+        "import".as_ref(),
+        "--ooni".as_ref(),
+        written.as_os_str(),
+        "--out".as_ref(),
+        imported.as_os_str(),
+    ]);
+    censorprobe(&["analyse".as_ref(), "-q".as_ref(), imported.as_os_str()]);
+    let verdicts = |path: &Path| -> std::collections::BTreeMap<String, (String, String)> {
+        csv::Reader::from_path(path)
+            .unwrap()
+            .deserialize::<HashMap<String, String>>()
+            .map(|row| {
+                let row = row.unwrap();
+                (
+                    row["target"].clone(),
+                    (row["verdict"].clone(), row["blocking"].clone()),
+                )
+            })
+            .collect()
+    };
+    let ran = verdicts(&run.out.join("verdicts.csv"));
+    assert_eq!(
+        verdicts(&imported.join("verdicts.csv")),
+        ran,
+        "imported\n{run}"
+    );
+    assert_eq!(
+        verdicts(&imported.join("verdicts.analysed.csv")),
+        ran,
+        "analysed\n{run}"
+    );
+
     // --out writes elsewhere, the same measurements.
     let elsewhere = run.dir.path().join("elsewhere.jsonl");
     let again = export(&run, &["--out", elsewhere.to_str().unwrap()], &elsewhere).await;
@@ -392,6 +461,22 @@ async fn a_live_controls_facts_go_under_x_control_and_its_location_in_the_envelo
         "{good}"
     );
     assert!(theirs.get("x_control").is_none());
+    // The control's facts whole too, its own, beside the probe's.
+    let facts = &good["test_keys"]["x_censorprobe_facts"];
+    let vantages = |who: &str| -> Vec<String> {
+        facts[who]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {who} facts: {good}"))
+            .iter()
+            .map(|m| m["vantage"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (ours, control) = (vantages("probe"), vantages("control"));
+    assert!(
+        !control.is_empty() && control.iter().all(|v| v == "control"),
+        "{good}"
+    );
+    assert!(ours.iter().all(|v| v == "probe"), "{good}");
     let page = &by_input[&format!("https://good.test:{}/", lab.healthy.port())];
     assert_eq!(
         page["test_keys"]["x_control"]["requests"][0]["response"]["code"], 200,

@@ -241,45 +241,53 @@ fn run_cases(lab: &Lab, cases: &[Case]) -> (String, Vec<Tally>, Vec<String>) {
     let mut failures = String::new();
     let mut tallies = Vec::new();
     let mut timings = Vec::new();
-    for case in cases {
-        let mut command = vec!["scenario"];
-        command.extend(&case.scenarios);
-        lab.script(&command);
-        let started = Instant::now();
-        let mut run = ProbeRun::new(
-            PROBE_NS,
-            LAB_TARGETS,
-            &[
-                "--control",
-                CONTROL,
-                "--ca-file",
-                &format!("{STATE}/ca.pem"),
-            ],
-        );
-        timings.push(format!(
-            "{} {:.1}s",
-            case.name(),
-            started.elapsed().as_secs_f64()
-        ));
-        if let Some(problems) = run.check(case) {
-            let kept = run.keep();
-            let _ = writeln!(
-                failures,
-                "=== scenario {}:\n{problems}\n(the run is kept in {})\n{run}",
+    // Each run's round trip through OONI's format (a few tenths of a second of work)
+    // goes on beside the next case, mostly while its scenario is set up.
+    let round_trips: Vec<String> = std::thread::scope(|scope| {
+        let mut round_trips = Vec::new();
+        for case in cases {
+            let mut command = vec!["scenario"];
+            command.extend(&case.scenarios);
+            lab.script(&command);
+            let started = Instant::now();
+            let mut run = ProbeRun::new(
+                PROBE_NS,
+                LAB_TARGETS,
+                &[
+                    "--control",
+                    CONTROL,
+                    "--ca-file",
+                    &format!("{STATE}/ca.pem"),
+                ],
+            );
+            timings.push(format!(
+                "{} {:.1}s",
                 case.name(),
-                kept.display()
-            );
+                started.elapsed().as_secs_f64()
+            ));
+            if let Some(problems) = run.check(case) {
+                let kept = run.keep();
+                let _ = writeln!(
+                    failures,
+                    "=== scenario {}:\n{problems}\n(the run is kept in {})\n{run}",
+                    case.name(),
+                    kept.display()
+                );
+            }
+            tallies.push(run.tally(case));
+            let name = case.name();
+            round_trips.push(scope.spawn(move || {
+                run.round_trip().map(|problems| {
+                    format!("=== scenario {name}, exported to OONI's format and imported back:\n{problems}\n")
+                })
+            }));
         }
-        if case.scenarios == ["all"]
-            && let Some(problems) = run.round_trip()
-        {
-            let _ = writeln!(
-                failures,
-                "=== all, exported to OONI's format and imported back:\n{problems}"
-            );
-        }
-        tallies.push(run.tally(case));
-    }
+        round_trips
+            .into_iter()
+            .filter_map(|round_trip| round_trip.join().unwrap())
+            .collect()
+    });
+    failures.extend(round_trips);
     (failures, tallies, timings)
 }
 
@@ -896,10 +904,11 @@ impl ProbeRun {
         }
     }
 
-    /// `export --ooni`, then `import --ooni` of what it wrote: every target keeps its
-    /// verdict and blocking kind, but one `ech-blocked`, which comes back `ok`: the export
-    /// leaves the ECH comparison out (web_connectivity has no place for it), and the rest
-    /// of its facts show the target reached. What differs, if anything.
+    /// `export --ooni`, then `import --ooni` of what it wrote, then `analyse` of the
+    /// imported run: every target keeps its verdict and blocking kind through both,
+    /// whatever the faults of the probe's network, since the export carries the facts
+    /// that told them from censorship (the checks of the network, late answers, other
+    /// targets' triggers, what the canary showed). What differs, if anything.
     fn round_trip(&self) -> Option<String> {
         let jsonl = self.out.with_extension("ooni.jsonl");
         let imported = self.out.with_extension("imported");
@@ -925,31 +934,27 @@ impl ProbeRun {
             "--out".as_ref(),
             imported.as_os_str(),
         ]);
-        let back: Vec<VerdictRow> = csv::Reader::from_path(imported.join("verdicts.csv"))
-            .unwrap()
-            .deserialize()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let exported = |(target, verdict, blocking)| match blocking {
-            Some(Blocking::EchBlocked) => (target, Verdict::Ok, None),
-            _ => (target, verdict, blocking),
-        };
-        let before: Judged = judged(&self.verdicts).into_iter().map(exported).collect();
-        let after = judged(&back);
-        let changed: Vec<String> = before
-            .symmetric_difference(&after)
-            .map(|(t, v, b)| {
-                format!(
-                    "{t}: {v} {} ({})",
-                    kind(*b),
-                    if before.contains(&(t.clone(), *v, *b)) {
-                        "before"
-                    } else {
-                        "after"
-                    }
-                )
-            })
-            .collect();
+        run(&["analyse".as_ref(), "-q".as_ref(), imported.as_os_str()]);
+        let before = judged(&self.verdicts);
+        let mut changed = Vec::new();
+        for (file, step) in [
+            ("verdicts.csv", "imported"),
+            ("verdicts.analysed.csv", "analysed"),
+        ] {
+            let back: Vec<VerdictRow> = csv::Reader::from_path(imported.join(file))
+                .unwrap()
+                .deserialize()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let after = judged(&back);
+            changed.extend(before.symmetric_difference(&after).map(|(t, v, b)| {
+                let when = match before.contains(&(t.clone(), *v, *b)) {
+                    true => "run",
+                    false => step,
+                };
+                format!("{t}: {v} {} ({when})", kind(*b))
+            }));
+        }
         (!changed.is_empty()).then(|| changed.join("\n"))
     }
 

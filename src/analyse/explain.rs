@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
 use crate::facts::{
@@ -31,7 +32,7 @@ const RIGHT_AFTER: TimeDelta = TimeDelta::seconds(10);
 
 /// A way the canary's own steps failed in the run: at an address of one family, in one
 /// operation, with one failure.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryFailure {
     /// The family it stands for.
     ipv6: bool,
@@ -196,7 +197,7 @@ pub fn like_the_canary(
 /// went through. That is what a captive portal before its login does, which answers
 /// plain HTTP and refuses the rest; a link down or losing full-size packets as the
 /// canary was measured, or a censor that blocks the canary's address, is not this.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryUnreached {
     ipv6: bool,
     operation: Operation,
@@ -292,13 +293,60 @@ pub fn connects_only(measurements: &[Measurement], canary: &[CanaryFailure]) -> 
 }
 
 /// What the canary's own lookups said of each resolver and record type, at the start
-/// of the run.
-#[derive(Debug, Clone, Default)]
+/// of the run. Written (in an export) as a list of [`ResolverHealthEntry`], one per
+/// resolver and type.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "Vec<ResolverHealthEntry>", from = "Vec<ResolverHealthEntry>")]
 pub struct ResolverHealth {
     failed: HashMap<(String, QueryType), StepError>,
     /// The addresses each resolver answered the canary with (see
     /// [`answered_like_the_canary`]).
     answered: HashMap<(String, QueryType), Vec<IpAddr>>,
+}
+
+/// What the canary's lookup of one type through one resolver said: how it failed, or
+/// the addresses it answered.
+#[derive(Serialize, Deserialize)]
+pub struct ResolverHealthEntry {
+    resolver: String,
+    query_type: QueryType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed: Option<StepError>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    answered: Vec<IpAddr>,
+}
+
+impl From<ResolverHealth> for Vec<ResolverHealthEntry> {
+    fn from(mut health: ResolverHealth) -> Vec<ResolverHealthEntry> {
+        let mut keys: Vec<(String, QueryType)> = health.failed.keys().cloned().collect();
+        keys.extend(health.answered.keys().cloned());
+        keys.sort_by(|(r1, q1), (r2, q2)| (r1, q1.as_str()).cmp(&(r2, q2.as_str())));
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| ResolverHealthEntry {
+                failed: health.failed.remove(&key),
+                answered: health.answered.remove(&key).unwrap_or_default(),
+                resolver: key.0,
+                query_type: key.1,
+            })
+            .collect()
+    }
+}
+
+impl From<Vec<ResolverHealthEntry>> for ResolverHealth {
+    fn from(entries: Vec<ResolverHealthEntry>) -> ResolverHealth {
+        let mut health = ResolverHealth::default();
+        for e in entries {
+            let key = (e.resolver, e.query_type);
+            if let Some(failed) = e.failed {
+                health.failed.insert(key.clone(), failed);
+            }
+            if !e.answered.is_empty() {
+                health.answered.insert(key, e.answered);
+            }
+        }
+        health
+    }
 }
 
 impl ResolverHealth {
@@ -552,7 +600,7 @@ pub fn dates_only(
 /// name showed it: nothing blocks the canary (the user chose it so), so a certificate
 /// it was shown from an authority no one trusts is a middlebox's of the probe's own
 /// network (a company's TLS-inspecting proxy, an antivirus's HTTPS scanning).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interceptor {
     issuer: String,
     /// The certificate sent after the leaf (the interceptor's CA's, as a rule), when one

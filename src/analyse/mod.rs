@@ -303,8 +303,10 @@ pub struct TargetVerdict {
     pub controlled: bool,
 }
 
-/// What analysis needs besides the facts.
-#[derive(Debug, Clone, Default)]
+/// What analysis needs besides the facts. An export carries it (see
+/// `output::ooni`), so that an import judges as the run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Context {
     pub policy: AddressPolicy,
     /// What the canary's lookups said of each resolver (empty when unknown).
@@ -319,6 +321,7 @@ pub struct Context {
     pub quic: Option<bool>,
     /// The run's deadline for a step (`--timeout`), when known: what a slow step is
     /// measured against.
+    #[serde(with = "seconds")]
     pub deadline: Option<std::time::Duration>,
     /// How the canary's own steps failed: the same failure at a target is the probe's
     /// network's (see `explain::like_the_canary`).
@@ -340,6 +343,40 @@ impl Context {
         self.canary_failed = explain::CanaryFailure::of(canary);
         self.canary_intercepted = explain::Interceptor::of(canary);
         self.canary_unreached = explain::CanaryUnreached::of(canary);
+    }
+
+    /// The context to judge `facts` in: this one, but for a canary, what its own
+    /// measurements say of the network (the same as a run learns from it; an imported
+    /// canary's run is not the run that holds it).
+    pub fn for_target(&self, facts: &TargetFacts) -> std::borrow::Cow<'_, Context> {
+        match facts.target.is_canary() {
+            true => {
+                let mut context = self.clone();
+                context.learn_from_canary(facts);
+                std::borrow::Cow::Owned(context)
+            }
+            false => std::borrow::Cow::Borrowed(self),
+        }
+    }
+}
+
+/// A deadline written as seconds.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let secs = Option::<f64>::deserialize(d)?;
+        secs.map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

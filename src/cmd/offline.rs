@@ -20,15 +20,9 @@ use crate::rundir::{self, CompareProblem, CompareWarning, RUN_JSON, RunReport};
 /// Recomputes a run's verdicts, with its recorded control facts if it had a control.
 pub fn analyse(dir: &Path, out: Option<&Path>) -> anyhow::Result<RunReport> {
     let run = RecordedRun::load(dir).map_err(InputError)?;
-    let had_control = run.info.settings.control.is_some();
     let judged = run.units.iter().map(|unit| {
         let theirs = run.facts(unit, Vantage::Control);
-        let control = match (&theirs, had_control) {
-            (Some(facts), _) => Control::Measured(facts),
-            (None, true) => Control::Unavailable("no control facts were recorded for this target"),
-            (None, false) => Control::None,
-        };
-        judge(&run, unit, control)
+        judge(&run, unit, run.control(unit, theirs.as_ref()))
     });
     let judged: Vec<_> = judged.collect();
     let out = out.map_or_else(|| dir.join("verdicts.analysed.csv"), Path::to_path_buf);
@@ -184,15 +178,17 @@ fn judge(run: &RecordedRun, unit: &Unit, control: Control<'_>) -> Judged {
         origin: unit.origin.clone(),
         measured_at,
         control_answered: matches!(control, Control::Measured(_)),
-        outcome: analyse::judge(&ours, control, &run.context),
+        outcome: analyse::judge(&ours, control, &run.context_of(unit, &ours)),
     }
 }
 
 /// Writes the verdicts, all of them inconclusive if the probe had no network at all.
 fn write(run: &RecordedRun, judged: Vec<Judged>, out: &Path) -> anyhow::Result<RunReport> {
-    let no_network = !judged
-        .iter()
-        .any(|j| analyse::shows_network(&j.outcome, j.control_answered));
+    // An import's lines come from many networks and were judged one by one.
+    let no_network = !run.imported()
+        && !judged
+            .iter()
+            .any(|j| analyse::shows_network(&j.outcome, j.control_answered));
     let mut writer = VerdictsWriter::create(out, &run.info, true)?;
     let mut verdicts = Tally::default();
     for j in judged {

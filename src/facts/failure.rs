@@ -145,9 +145,7 @@ impl Failure {
             "dns_refused_error" => Failure::DnsRefused,
             "connection_refused_error" => Failure::ConnectionRefused,
             "connection_reset_error" => Failure::ConnectionReset,
-            _ => s
-                .parse()
-                .unwrap_or_else(|_| Failure::Unknown(s.to_string())),
+            _ => s.parse().unwrap_or_else(|_| Failure::unknown(s)),
         }
     }
 
@@ -247,8 +245,11 @@ impl FromStr for Failure {
         if let Some((failure, _)) = Failure::NAMED.iter().find(|(_, name)| *name == s) {
             return Ok(failure.clone());
         }
+        // Scrubbed as read too: a run written before failures were scrubbed, or
+        // measurements from elsewhere, may name an address, and what is read goes on
+        // into exports.
         s.strip_prefix("unknown_failure: ")
-            .map(|text| Failure::Unknown(text.to_string()))
+            .map(Failure::unknown)
             .ok_or_else(|| format!("unknown failure string {s:?}"))
     }
 }
@@ -405,6 +406,14 @@ mod tests {
         let odd = Failure::Unknown("weird thing".into());
         assert_eq!(odd.to_string(), "unknown_failure: weird thing");
         assert_eq!(odd.to_string().parse::<Failure>().unwrap(), odd);
+        // An address in one read back (an older run's, another tool's) is scrubbed.
+        let leaky = "unknown_failure: bind 203.0.113.77:40000 failed";
+        let read: Failure = serde_json::from_value(serde_json::json!(leaky)).unwrap();
+        assert_eq!(read.to_string(), "unknown_failure: bind [scrubbed] failed");
+        assert_eq!(
+            Failure::from_ooni("bind 203.0.113.77:40000 failed").to_string(),
+            "unknown_failure: bind [scrubbed] failed"
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ impl Measurement {
 
 /// When a step begun at `at` that took `runtime_ms` ended.
 fn ended(at: DateTime<Utc>, runtime_ms: f64) -> DateTime<Utc> {
-    at + chrono::TimeDelta::microseconds((runtime_ms * 1000.0) as i64)
+    // Saturating: a time past the calendar's end is read (a hostile import's), not made.
+    at.checked_add_signed(chrono::TimeDelta::microseconds(
+        (runtime_ms * 1000.0) as i64,
+    ))
+    .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -978,7 +982,7 @@ impl HttpHop {
 /// censor with residual blocking (the GFW for 90 to 180 s, Iran for about a minute)
 /// begins to block the whole address, whatever comes next. A later failure of another
 /// target on the same address may be its echo.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
     pub address: SocketAddr,
     /// What was sent.
@@ -991,7 +995,8 @@ pub struct Trigger {
 }
 
 /// What a trigger sent to its address.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sent {
     /// A ClientHello or a request naming this.
     Name(String),

@@ -18,8 +18,9 @@ pub struct TargetFacts {
     /// target of the same host (measured once, written once, read by both verdicts).
     pub dns: Arc<Vec<Measurement>>,
     /// Other targets' failed handshakes on the addresses this target failed to reach,
-    /// from before its failures: what may explain them (see `address`). Not written:
-    /// `analyse` finds them again among the run's measurements.
+    /// from before its failures: what may explain them (see `address`). Not in the
+    /// run's rows: `analyse` finds them again among the run's measurements; an export
+    /// carries them, and an import keeps them in contexts.jsonl.
     pub triggers: Vec<Trigger>,
 }
 

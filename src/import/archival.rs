@@ -13,6 +13,10 @@ use std::fmt;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::analyse::Context;
+use crate::facts::{Measurement, Trigger};
+use crate::input::targets::Target;
+
 /// df-000, and the test keys every test read here shares (read in the same pass).
 #[derive(Deserialize)]
 pub struct Envelope {
@@ -63,6 +67,26 @@ pub struct TestKeys {
     #[serde(deserialize_with = "failure")]
     pub control_failure: Option<String>,
     pub x_control: Option<Box<TestKeys>>,
+    pub x_censorprobe_facts: Option<ExportedFacts>,
+}
+
+/// censorprobe's own facts, whole, as its export writes them beside the OONI shapes:
+/// judged in their place, since those shapes have no room for the checks of the probe's
+/// network, the retries, late answers, other targets' triggers and the canary's
+/// findings its verdicts weigh. A run's facts are all there as written, or the line is
+/// malformed.
+#[derive(Deserialize)]
+pub struct ExportedFacts {
+    pub target: Target,
+    pub context: Context,
+    pub probe: Vec<Measurement>,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    #[serde(default)]
+    pub control: Option<Vec<Measurement>>,
+    /// Why the run's control had nothing for the target, where it had a control.
+    #[serde(default)]
+    pub control_unavailable: Option<String>,
 }
 
 /// df-002: one query and its answers.

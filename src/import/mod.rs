@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -27,6 +27,7 @@ use crate::analyse::{self, Blocking, Control, Verdict};
 use crate::error::InputError;
 use crate::input::plan::TargetList;
 use crate::input::targets::Target;
+use crate::rundir::carried::{Carried, CarriedWriter};
 use crate::rundir::rows::{RunColumns, measured_at_column};
 use crate::rundir::writer::{EncodedRows, ResultsWriter};
 use crate::rundir::{RunInfo, RunSettings};
@@ -54,6 +55,8 @@ struct Line {
 /// A line judged: its rows, or why it was left out.
 struct Judged {
     target: Target,
+    /// What its run carried besides the facts (contexts.jsonl), for `analyse`.
+    carried: Option<Carried>,
     verdict: (Verdict, Option<Blocking>),
     origin: RunColumns,
     started: chrono::DateTime<Utc>,
@@ -86,7 +89,8 @@ pub fn import(files: &[PathBuf], out: &Path) -> anyhow::Result<ImportReport> {
         let (lines_out, lines_in) = mpsc::sync_channel::<anyhow::Result<Vec<Line>>>(2);
         let (judged_out, judged_in) = mpsc::sync_channel::<Vec<Result<Judged, String>>>(2);
         scope.spawn(move || read(readers, files, lines_out));
-        let writing = scope.spawn(move || Collected::write(writer, judged_in));
+        let carried = CarriedWriter::new(out);
+        let writing = scope.spawn(move || Collected::write(writer, carried, judged_in));
         for batch in lines_in {
             let judged = batch?.par_iter().map(|line| judge(line, files)).collect();
             if judged_out.send(judged).is_err() {
@@ -100,6 +104,7 @@ pub fn import(files: &[PathBuf], out: &Path) -> anyhow::Result<ImportReport> {
     })?;
     let Collected {
         writer,
+        carried: _,
         report,
         targets,
         network,
@@ -144,6 +149,7 @@ fn read(
 /// What the writing stage gathers for run.json and the summary.
 struct Collected {
     writer: ResultsWriter,
+    carried: CarriedWriter,
     report: ImportReport,
     targets: BTreeMap<String, Target>,
     /// The one network every measurement came from (`None` inside once they differ).
@@ -154,10 +160,12 @@ struct Collected {
 impl Collected {
     fn write(
         writer: ResultsWriter,
+        carried: CarriedWriter,
         batches: mpsc::Receiver<Vec<Result<Judged, String>>>,
     ) -> anyhow::Result<Collected> {
         let mut c = Collected {
             writer,
+            carried,
             report: ImportReport::default(),
             targets: BTreeMap::new(),
             network: None,
@@ -178,6 +186,11 @@ impl Collected {
     }
 
     fn add(&mut self, j: Judged) -> anyhow::Result<()> {
+        // Before its rows: rows whose context was lost would be judged without it.
+        if let Some(carried) = &j.carried {
+            self.carried
+                .write(&j.origin.run_id, &j.target.to_string(), carried)?;
+        }
         self.writer.write_encoded(&j.rows)?;
         *self.report.counts.entry(j.verdict).or_default() += 1;
         self.report.imported += 1;
@@ -207,6 +220,7 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
         measurement_uid,
         report_id,
         context,
+        carried,
     } = imported;
     let run_id = measurement_uid
         .or_else(|| report_id.as_ref().map(|id| format!("{id}/{target}")))
@@ -219,11 +233,16 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
         probe_cc,
         probe_asn,
     };
+    // A canary's context, where its run's was not carried, is what its own facts say.
+    let judging = match carried {
+        true => std::borrow::Cow::Borrowed(&context),
+        false => context.for_target(&probe),
+    };
     let outcome = match &control {
-        ControlFacts::None => analyse::judge(&probe, Control::None, &context),
-        ControlFacts::Measured(facts) => analyse::judge(&probe, Control::Measured(facts), &context),
+        ControlFacts::None => analyse::judge(&probe, Control::None, &judging),
+        ControlFacts::Measured(facts) => analyse::judge(&probe, Control::Measured(facts), &judging),
         ControlFacts::Unavailable(why) => {
-            analyse::judge(&probe, Control::Unavailable(why), &context)
+            analyse::judge(&probe, Control::Unavailable(why), &judging)
         }
     };
     let verdict = outcome.verdict;
@@ -245,8 +264,17 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
         &verdict,
     )
     .map_err(|e| format!("{place}: {e}"))?;
+    let carried = carried.then(|| Carried {
+        control_unavailable: match &control {
+            ControlFacts::Unavailable(why) => Some(why.clone()),
+            ControlFacts::None | ControlFacts::Measured(_) => None,
+        },
+        triggers: probe.triggers.clone(),
+        context: Arc::new(context.clone()),
+    });
     Ok(Judged {
         target,
+        carried,
         verdict: (verdict.verdict, verdict.blocking),
         origin,
         started: measured_at,

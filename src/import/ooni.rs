@@ -15,7 +15,8 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use url::Url;
 
 use super::archival::{
-    Answer, Connect, Envelope, Handshake, HelperControl, Query, TestKeys, Transaction,
+    Answer, Connect, Envelope, ExportedFacts, Handshake, HelperControl, Query, TestKeys,
+    Transaction,
 };
 use crate::analyse::Context;
 use crate::facts::TargetFacts;
@@ -28,6 +29,10 @@ use crate::input::bogon::AddressPolicy;
 use crate::input::targets::{self, Target, TargetKind};
 use crate::measure::http::{BODY_PREFIX, title_of};
 use crate::measure::tls::certificate_facts;
+
+/// The longest step an export may hold: a day. A run's steps end within its deadline's
+/// few multiples; a time past this is no run's.
+const MAX_RUNTIME_MS: f64 = 86_400_000.0;
 
 /// Facebook's own network: OONI's facebook_messenger test calls an answer outside it
 /// inconsistent.
@@ -52,9 +57,13 @@ pub struct Imported {
     pub control: ControlFacts,
     pub measurement_uid: Option<String>,
     pub report_id: Option<String>,
-    /// What judging it needs besides the facts: the lab networks a censorprobe run
-    /// took for public.
+    /// What judging it needs besides the facts: from censorprobe's export, its run's
+    /// context; else the lab networks a censorprobe run took for public and what its
+    /// canary showed of QUIC and IPv6, from the annotations (none in OONI's data).
     pub context: Context,
+    /// Whether `context` and the probe's triggers are what its run knew, carried whole
+    /// by censorprobe's export (its `x_censorprobe_facts`), not pieced together here.
+    pub carried: bool,
 }
 
 /// Why a measurement was left out.
@@ -116,7 +125,7 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
         .as_deref()
         .and_then(ooni_time)
         .ok_or_else(|| Skip::Unusable("no measurement_start_time".into()))?;
-    let keys = envelope.test_keys.take().unwrap_or_default();
+    let mut keys = envelope.test_keys.take().unwrap_or_default();
     let clock = Clock {
         start,
         target: target.to_string(),
@@ -136,22 +145,31 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
         ipv6: annotation(&envelope, "censorprobe_probe_ipv6") == Some("true"),
         ..Context::default()
     };
-    let probe = facts(&target, &keys, &clock, Vantage::Probe);
-    let control = match (&keys.x_control, &keys.control, &keys.control_failure) {
-        (Some(ours), _, _) => {
-            ControlFacts::Measured(Box::new(facts(&target, ours, &clock, Vantage::Control)))
+    let (target, probe, control, context, carried) = match keys.x_censorprobe_facts.take() {
+        Some(exported) => {
+            let (target, probe, control, context) = exported_facts(&target, exported)?;
+            (target, probe, control, context, true)
         }
-        (None, _, Some(failure)) => {
-            ControlFacts::Unavailable(format!("OONI's test helper failed ({failure})"))
-        }
-        (None, Some(helper), None) => {
-            ControlFacts::Measured(Box::new(helper_facts(&target, helper, &clock)))
-        }
-        (None, None, None) if envelope.software_name.as_deref() == Some("censorprobe") => {
-            ControlFacts::None
-        }
-        (None, None, None) => {
-            ControlFacts::Unavailable(format!("OONI's {test_name} test has no control"))
+        None => {
+            let probe = facts(&target, &keys, &clock, Vantage::Probe);
+            let control = match (&keys.x_control, &keys.control, &keys.control_failure) {
+                (Some(ours), _, _) => {
+                    ControlFacts::Measured(Box::new(facts(&target, ours, &clock, Vantage::Control)))
+                }
+                (None, _, Some(failure)) => {
+                    ControlFacts::Unavailable(format!("OONI's test helper failed ({failure})"))
+                }
+                (None, Some(helper), None) => {
+                    ControlFacts::Measured(Box::new(helper_facts(&target, helper, &clock)))
+                }
+                (None, None, None) if envelope.software_name.as_deref() == Some("censorprobe") => {
+                    ControlFacts::None
+                }
+                (None, None, None) => {
+                    ControlFacts::Unavailable(format!("OONI's {test_name} test has no control"))
+                }
+            };
+            (target, probe, control, context, false)
         }
     };
     Ok(Imported {
@@ -162,9 +180,60 @@ pub fn read(text: &str) -> Result<Imported, Skip> {
         probe,
         control,
         context,
+        carried,
         measurement_uid: envelope.measurement_uid.filter(|id| !id.is_empty()),
         report_id: envelope.report_id.filter(|id| !id.is_empty()),
     })
+}
+
+/// censorprobe's own facts as its export wrote them (see [`ExportedFacts`]): the target
+/// as the run planned it, which must be the line's input; its lookups apart from its
+/// other steps, as a run holds them; the control's likewise, or why it had none; the
+/// context the run judged it in. Every step is this measurement's, named for its
+/// target, and ends within the calendar.
+fn exported_facts(
+    input: &Target,
+    exported: ExportedFacts,
+) -> Result<(Target, TargetFacts, ControlFacts, Context), Skip> {
+    let target = exported.target;
+    if target.to_string() != input.to_string() {
+        return Err(Skip::Unusable(format!(
+            "x_censorprobe_facts: the target {target} is not the measurement's input {input}"
+        )));
+    }
+    let name = target.to_string();
+    let split = |mut steps: Vec<Measurement>, vantage: Vantage| {
+        for m in &mut steps {
+            if m.vantage != vantage {
+                return Err(Skip::Unusable(format!(
+                    "x_censorprobe_facts: a {:?} measurement among the {vantage:?}'s",
+                    m.vantage
+                )));
+            }
+            if !(0.0..=MAX_RUNTIME_MS).contains(&m.runtime_ms) {
+                return Err(Skip::Unusable(format!(
+                    "x_censorprobe_facts: a step of {} ms",
+                    m.runtime_ms
+                )));
+            }
+            // Each is this measurement's, as the rows written for it say: a lookup
+            // shared with another target of the host names that target.
+            m.target.clone_from(&name);
+            m.service = target.service.clone();
+        }
+        let (dns, rest) = steps
+            .into_iter()
+            .partition(|m| matches!(m.step, Step::Dns(_)));
+        Ok(TargetFacts::new(&target, rest, dns))
+    };
+    let mut probe = split(exported.probe, Vantage::Probe)?;
+    probe.triggers = exported.triggers;
+    let control = match (exported.control, exported.control_unavailable) {
+        (Some(steps), _) => ControlFacts::Measured(Box::new(split(steps, Vantage::Control)?)),
+        (None, Some(why)) => ControlFacts::Unavailable(why),
+        (None, None) => ControlFacts::None,
+    };
+    Ok((target, probe, control, exported.context))
 }
 
 /// Web Connectivity 0.4 (test helper summaries) and 0.5 (the same, with TLS).
@@ -208,7 +277,10 @@ impl Clock {
             vantage,
             service: self.service.clone(),
             target: self.target.clone(),
-            measured_at: self.start + TimeDelta::microseconds((t0 * 1e6) as i64),
+            measured_at: self
+                .start
+                .checked_add_signed(TimeDelta::microseconds((t0 * 1e6) as i64))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             runtime_ms,
             step,
         }
@@ -797,5 +869,135 @@ fn failed(status: Option<bool>, failure: Option<&str>, operation: Operation) -> 
             Failure::Unknown("the test helper gave no reason".into()),
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::analyse::fixtures::{FB_443, checked, domain, kind, tcp, timed_out_connect};
+    use crate::analyse::{self, Blocking, Control, Verdict};
+
+    /// A line as censorprobe's export writes it for facebook.com, whose connect timed
+    /// out at the probe where the control connected; with the probe's facts whole, or
+    /// not (as an older export, or one whose facts a tool dropped).
+    fn line(probe: &Measurement, whole: bool) -> String {
+        let mut control = tcp(FB_443, None);
+        control.vantage = Vantage::Control;
+        let connect = |success: bool| {
+            json!([{"ip": "157.240.1.35", "port": 443, "t0": 0.0, "t": 1.0,
+                    "status": {"success": success, "failure": (!success).then_some("generic_timeout_error")}}])
+        };
+        let mut keys = json!({
+            "queries": [], "tls_handshakes": [], "requests": [],
+            "tcp_connect": connect(false),
+            "x_control": {"queries": [], "tls_handshakes": [], "requests": [], "tcp_connect": connect(true)},
+        });
+        if whole {
+            keys["x_censorprobe_facts"] = json!({
+                "target": domain(&[]), "context": Context::default(),
+                "probe": [probe], "control": [control],
+            });
+        }
+        json!({
+            "test_name": "censorprobe_domain", "input": "facebook.com",
+            "software_name": "censorprobe",
+            "measurement_start_time": "2026-12-07 17:00:00",
+            "annotations": {"censorprobe_service": "facebook"},
+            "test_keys": keys,
+        })
+        .to_string()
+    }
+
+    fn judged(line: &str) -> (Verdict, Option<Blocking>) {
+        let imported = read(line).unwrap_or_else(|e| panic!("{e}"));
+        let control = match &imported.control {
+            ControlFacts::Measured(facts) => Control::Measured(facts),
+            _ => panic!("the control's facts were not read"),
+        };
+        kind(&analyse::judge(&imported.probe, control, &imported.context))
+    }
+
+    #[test]
+    fn the_exports_own_facts_are_judged_with_the_check_of_the_probes_network() {
+        // The check after the timeout found the probe's link down.
+        let down = checked(timed_out_connect(), Some(Failure::GenericTimeout));
+        assert_eq!(judged(&line(&down, true)), (Verdict::Inconclusive, None));
+        // OONI's shapes alone have no place for the check: the same line without the
+        // facts reads as a blackhole, which is why the export carries them.
+        assert_eq!(
+            judged(&line(&down, false)),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        // The check passed: the facts say a blackhole, and the import says so too.
+        let up = checked(timed_out_connect(), None);
+        assert_eq!(
+            judged(&line(&up, true)),
+            (Verdict::Blocked, Some(Blocking::TcpBlackhole))
+        );
+        let imported = read(&line(&up, true)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(imported.probe.measurements, [up], "read back as written");
+    }
+
+    /// Facts that are not the line's, or not a run's, leave it out with a reason; a
+    /// time past the calendar in OONI's shapes is read, not a crash.
+    #[test]
+    fn exported_facts_that_cannot_be_a_runs_leave_the_line_out() {
+        let refused = |edit: &dyn Fn(&mut serde_json::Value), said: &str| {
+            let mut m: serde_json::Value =
+                serde_json::from_str(&line(&timed_out_connect(), true)).unwrap();
+            edit(&mut m["test_keys"]["x_censorprobe_facts"]);
+            let err = read(&m.to_string())
+                .err()
+                .expect("a line left out")
+                .to_string();
+            assert!(err.contains(said), "{err}");
+        };
+        refused(
+            &|f| f["target"]["value"] = json!("other.example"),
+            "not the measurement's input",
+        );
+        refused(&|f| f["probe"][0]["runtime_ms"] = json!(1e300), "a step of");
+        refused(&|f| f["probe"][0]["runtime_ms"] = json!(-1.0), "a step of");
+        refused(
+            &|f| {
+                f.as_object_mut()
+                    .unwrap()
+                    .remove("context")
+                    .map(drop)
+                    .unwrap()
+            },
+            "context",
+        );
+
+        let mut far: serde_json::Value =
+            serde_json::from_str(&line(&timed_out_connect(), false)).unwrap();
+        far["test_keys"]["tcp_connect"][0]["t0"] = json!(1e300);
+        read(&far.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A run whose control gave nothing for the target: judged so after import too.
+    #[test]
+    fn a_control_that_gave_nothing_is_carried() {
+        let mut m: serde_json::Value =
+            serde_json::from_str(&line(&timed_out_connect(), true)).unwrap();
+        let facts = &mut m["test_keys"]["x_censorprobe_facts"];
+        facts.as_object_mut().unwrap().remove("control");
+        facts["control_unavailable"] = json!("the control timed out");
+        let imported = read(&m.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&imported.control, ControlFacts::Unavailable(why) if why == "the control timed out")
+        );
+        assert!(imported.carried);
+    }
+
+    #[test]
+    fn exported_facts_of_the_wrong_vantage_leave_the_line_out() {
+        let mut theirs = timed_out_connect();
+        theirs.vantage = Vantage::Control;
+        let err = read(&line(&theirs, true)).err().expect("a line left out");
+        assert!(err.to_string().contains("x_censorprobe_facts"), "{err}");
     }
 }

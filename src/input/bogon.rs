@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 /// NAT64 for a network's own use (RFC 8215): where the IPv4 address sits depends on the
 /// network's prefix length, so it cannot be told whether it is a bogon. Never connected
@@ -48,7 +49,7 @@ static BOGONS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
 });
 
 /// Decides whether an address is a bogon, given the lab ranges to treat as public.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AddressPolicy {
     treat_as_public: Vec<IpNet>,
 }

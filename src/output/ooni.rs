@@ -7,9 +7,15 @@
 //! `requests`), the probe's facts at the top and the control's, when the run had a
 //! live control, under `x_control` in the same shapes. Our verdict rides along as
 //! `x_censorprobe_verdict` and `x_censorprobe_blocking` (OONI's `x_` keys are
-//! experimental ones). The probe's address never appears: `probe_ip` is 127.0.0.1, as
-//! in every published OONI measurement, and addresses in failure texts are scrubbed.
+//! experimental ones), and our facts themselves, whole, as `x_censorprobe_facts`: the
+//! network checks, retries, late answers, other targets' triggers and the canary's
+//! findings that OONI's shapes have no place for, without which `import --ooni` would
+//! judge a failure of the probe's own network as censorship. The probe's address never
+//! appears: `probe_ip` is 127.0.0.1, as in every published OONI measurement, and
+//! addresses in failure texts are scrubbed (as they are measured, and again as they
+//! are read back).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,12 +25,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hickory_proto::op::ResponseCode;
 use serde::Serialize;
 
+use crate::analyse::{Context, Control};
 use crate::error::InputError;
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::scrub::scrub_addresses;
-use crate::facts::{DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, TlsFacts, Vantage};
-use crate::input::targets::TargetKind;
+use crate::facts::{
+    DnsFacts, DnsReply, HttpFacts, HttpHop, Measurement, Step, TlsFacts, Trigger, Vantage,
+};
+use crate::input::targets::{Target, TargetKind};
 use crate::measure::http::BROWSER_HEADERS;
 use crate::rundir::recorded::{RecordedRun, Unit};
 use crate::rundir::rows::{VerdictRow, read_verdicts};
@@ -81,7 +90,7 @@ fn verdicts_by_target(path: &Path) -> anyhow::Result<HashMap<(String, String), V
 
 /// df-000, the envelope of every OONI measurement.
 #[derive(Serialize)]
-struct OoniMeasurement {
+struct OoniMeasurement<'a> {
     annotations: BTreeMap<&'static str, String>,
     data_format_version: &'static str,
     input: String,
@@ -92,7 +101,7 @@ struct OoniMeasurement {
     report_id: String,
     software_name: String,
     software_version: String,
-    test_keys: TestKeys,
+    test_keys: TestKeys<'a>,
     test_name: &'static str,
     test_runtime: f64,
     test_start_time: String,
@@ -100,13 +109,33 @@ struct OoniMeasurement {
 }
 
 #[derive(Serialize)]
-struct TestKeys {
+struct TestKeys<'a> {
     #[serde(flatten)]
     probe: Archival,
     x_censorprobe_verdict: Option<String>,
     x_censorprobe_blocking: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     x_control: Option<Archival>,
+    x_censorprobe_facts: ExportedFacts<'a>,
+}
+
+/// The target's facts as the run judged them: the target itself (its ports and its
+/// service's networks), what the run's canary showed of the probe's network, its
+/// measurements as measurements.jsonl holds them (its host's shared lookups included),
+/// the other targets' triggers on its addresses, and the control's measurements, or
+/// why there were none. `import --ooni` judges these where they are present, the OONI
+/// shapes only where they are not (OONI's own data, an older export).
+#[derive(Serialize)]
+struct ExportedFacts<'a> {
+    target: &'a Target,
+    context: Cow<'a, Context>,
+    probe: Vec<&'a Measurement>,
+    #[serde(skip_serializing_if = "<[Trigger]>::is_empty")]
+    triggers: &'a [Trigger],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control: Option<Vec<&'a Measurement>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_unavailable: Option<&'a str>,
 }
 
 /// The event lists OONI's experiments share, each in time order but `requests`, which
@@ -296,14 +325,15 @@ struct HttpResponse {
     body_is_truncated: bool,
 }
 
-fn measurement(
-    run: &RecordedRun,
+fn measurement<'a>(
+    run: &'a RecordedRun,
     unit: &Unit,
-    probe: &TargetFacts,
-    control: Option<&TargetFacts>,
+    probe: &'a TargetFacts,
+    control: Option<&'a TargetFacts>,
     verdict: Option<&VerdictRow>,
-) -> OoniMeasurement {
+) -> OoniMeasurement<'a> {
     let info = &run.info;
+    let context = run.context_of(unit, probe);
     let target = &probe.target;
     let steps = steps_of(probe);
     let start = steps
@@ -336,9 +366,9 @@ fn measurement(
         // measure again: whether an address dark to QUIC or IPv6 is evidence.
         (
             "censorprobe_probe_quic",
-            run.context.quic.map_or("unknown".into(), |q| q.to_string()),
+            context.quic.map_or("unknown".into(), |q| q.to_string()),
         ),
-        ("censorprobe_probe_ipv6", run.context.ipv6.to_string()),
+        ("censorprobe_probe_ipv6", context.ipv6.to_string()),
     ]);
     OoniMeasurement {
         annotations,
@@ -363,6 +393,17 @@ fn measurement(
                 let start = steps.iter().map(|m| m.measured_at).min();
                 Archival::of(&steps, start.unwrap_or(info.started_at))
             }),
+            x_censorprobe_facts: ExportedFacts {
+                target,
+                probe: steps,
+                triggers: &probe.triggers,
+                control: control.map(steps_of),
+                control_unavailable: match run.control(unit, control) {
+                    Control::Unavailable(why) => Some(why),
+                    Control::None | Control::Measured(_) => None,
+                },
+                context,
+            },
         },
         test_name,
         test_runtime,

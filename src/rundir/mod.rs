@@ -4,6 +4,7 @@
 //! reads and writes runs through here, so that what a run is, and which runs can be
 //! read, is decided once.
 
+pub mod carried;
 pub mod recorded;
 pub mod repair;
 pub mod rows;
@@ -32,9 +33,35 @@ pub const MEASUREMENTS_CSV: &str = "measurements.csv";
 pub const MEASUREMENTS_JSONL: &str = "measurements.jsonl";
 pub const VERDICTS_CSV: &str = "verdicts.csv";
 pub const RUN_JSON: &str = "run.json";
+/// In an imported run only: what censorprobe's own exports carried besides the facts
+/// (see [`carried`]).
+pub const CONTEXTS_JSONL: &str = "contexts.jsonl";
 /// What a bundle adds to a run's files: its HTML report, and its summary in words.
 pub const REPORT_HTML: &str = "report.html";
 pub const SUMMARY_TXT: &str = "summary.txt";
+
+/// Reads the JSON Lines file `file`, at `path`, each line with `each`. A run or an
+/// import killed mid-write can leave its last line torn: that line is lost with the
+/// kill, and left out with a warning; the rest is whole.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    file: File,
+    mut each: impl FnMut(T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(file).lines().enumerate().peekable();
+    while let Some((index, line)) = lines.next() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        match serde_json::from_str(&line) {
+            Ok(record) => each(record)?,
+            Err(_) if lines.peek().is_none() => {
+                tracing::warn!("{}:{}: torn last line left out", path.display(), index + 1);
+            }
+            Err(e) => bail!("{}:{}: {e}", path.display(), index + 1),
+        }
+    }
+    Ok(())
+}
 
 /// A run as written: where, its verdicts, and what the summary says of its network.
 pub struct RunReport {

@@ -1,19 +1,20 @@
 //! A run read back from disk: run.json and measurements.jsonl, the measurements grouped
 //! by target and vantage point for `analyse` (offline analysis, comparison, export).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
+use super::carried::{self, Carried};
 use super::rows::RunColumns;
 use super::writer::JsonlRecord;
 use super::{MEASUREMENTS_JSONL, ResolverStatus, RunInfo, read_info};
-use crate::analyse::Context;
 use crate::analyse::explain;
+use crate::analyse::{Context, Control};
 use crate::facts::TargetFacts;
 use crate::facts::{Measurement, Step, Trigger, Vantage};
 use crate::input::bogon::AddressPolicy;
@@ -33,6 +34,9 @@ pub struct RecordedRun {
     triggers: HashMap<(String, IpAddr), Vec<Trigger>>,
     /// What the run's canary taught the analysis (how each resolver fares).
     pub context: Context,
+    /// What censorprobe's exports carried for the measurements imported from them, by
+    /// origin and target (contexts.jsonl): their runs' contexts and triggers.
+    carried: HashMap<(String, String), Carried>,
     /// Whether any line was the run's own.
     own_lines: bool,
 }
@@ -68,25 +72,15 @@ impl RecordedRun {
             dns_by_host: HashMap::new(),
             triggers: HashMap::new(),
             context: Context::default(),
+            carried: carried::read(dir)?,
             own_lines: false,
         };
         let path = dir.join(MEASUREMENTS_JSONL);
         let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut lines = BufReader::new(file).lines().enumerate().peekable();
-        while let Some((index, line)) = lines.next() {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-            let record: JsonlRecord = match serde_json::from_str(&line) {
-                Ok(record) => record,
-                // A run killed mid-write can leave its last line torn; that line is lost
-                // with the kill, the rest is whole.
-                Err(_) if lines.peek().is_none() => {
-                    tracing::warn!("{}:{}: torn last line left out", path.display(), index + 1);
-                    break;
-                }
-                Err(e) => bail!("{}:{}: {e}", path.display(), index + 1),
-            };
+        super::read_jsonl(&path, file, |record: JsonlRecord| {
             run.add(record);
-        }
+            Ok(())
+        })?;
         // An import holds only measurements made elsewhere: they are what is judged.
         if !run.own_lines && run.units.len() > run.info.targets.len() {
             let own = run.info.run_id.clone();
@@ -212,9 +206,57 @@ impl RecordedRun {
         );
         let mut facts = TargetFacts::new(target, measurements, dns);
         if vantage == Vantage::Probe {
-            facts.triggers = self.triggers_near(origin, &facts.measurements);
+            facts.triggers = match self.carried_of(origin, target) {
+                Some(carried) => carried.triggers.clone(),
+                None => self.triggers_near(origin, &facts.measurements),
+            };
         }
         Some(facts)
+    }
+
+    fn carried_of(&self, origin: &str, target: &Target) -> Option<&Carried> {
+        self.carried.get(&(origin.to_string(), target.to_string()))
+    }
+
+    /// What a measurement imported from censorprobe's export carried (see
+    /// [`carried`]), if `unit` is one.
+    pub fn carried(&self, unit: &Unit) -> Option<&Carried> {
+        self.carried_of(&unit.origin.run_id, &unit.target)
+    }
+
+    /// The context `probe`, the facts of `unit`, is judged in: what its run carried, for
+    /// a measurement imported from censorprobe's export; else what this run's canary
+    /// taught (a canary's, as the run learnt it, from its own facts).
+    pub fn context_of<'a>(&'a self, unit: &Unit, probe: &TargetFacts) -> Cow<'a, Context> {
+        match self.carried(unit) {
+            Some(carried) => Cow::Borrowed(&carried.context),
+            None => self.context.for_target(probe),
+        }
+    }
+
+    /// How the control stood for `unit`, whose control facts are `theirs`: measured;
+    /// else, for a measurement imported from censorprobe's export, as its run had it
+    /// (no control, or one that gave nothing); else a control that gave nothing where
+    /// the run had one.
+    pub fn control<'a>(&'a self, unit: &Unit, theirs: Option<&'a TargetFacts>) -> Control<'a> {
+        const NONE_RECORDED: &str = "no control facts were recorded for this target";
+        match (theirs, self.carried(unit)) {
+            (Some(facts), _) => Control::Measured(facts),
+            (None, Some(carried)) => carried
+                .control_unavailable
+                .as_deref()
+                .map_or(Control::None, Control::Unavailable),
+            (None, None) if self.info.settings.control.is_some() => {
+                Control::Unavailable(NONE_RECORDED)
+            }
+            (None, None) => Control::None,
+        }
+    }
+
+    /// Whether every line was measured elsewhere (an import): its measurements are not
+    /// one network's, and none of them says whether another had a network.
+    pub fn imported(&self) -> bool {
+        !self.own_lines
     }
 
     /// The triggers logged on the addresses `measurements` were made to.
