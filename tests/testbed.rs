@@ -936,7 +936,8 @@ impl ProbeRun {
         ]);
         run(&["analyse".as_ref(), "-q".as_ref(), imported.as_os_str()]);
         let before = judged(&self.verdicts);
-        let mut changed = Vec::new();
+        // A row of the run's that both steps lost is said once.
+        let mut changed = BTreeSet::new();
         for (file, step) in [
             ("verdicts.csv", "imported"),
             ("verdicts.analysed.csv", "analysed"),
@@ -955,7 +956,7 @@ impl ProbeRun {
                 format!("{t}: {v} {} ({when})", kind(*b))
             }));
         }
-        (!changed.is_empty()).then(|| changed.join("\n"))
+        (!changed.is_empty()).then(|| Vec::from_iter(changed).join("\n"))
     }
 
     /// Keeps the run's directory (its facts, for a failure that does not come back

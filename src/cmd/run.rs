@@ -424,8 +424,6 @@ fn unfinished_elsewhere(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// A fixed address in a private or reserved range is almost always a mistake (and the
-/// probe would refuse to connect to it anyway): say so before anything runs.
 /// A run needs a canary with a port: each failed step's check of the probe's own network
 /// is a connect to it, its name is the control SNI, and its lookups judge each
 /// resolver. Without it a link that drops the probe's connects for a while (a router's
@@ -447,6 +445,8 @@ fn refuse_without_canary(targets: &TargetList, file: &Path) -> anyhow::Result<()
     Ok(())
 }
 
+/// A fixed address in a private or reserved range is almost always a mistake (and the
+/// probe would refuse to connect to it anyway): say so before anything runs.
 fn refuse_bogon_targets(
     targets: &TargetList,
     policy: &AddressPolicy,

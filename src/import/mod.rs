@@ -270,7 +270,7 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
             ControlFacts::None | ControlFacts::Measured(_) => None,
         },
         triggers: probe.triggers.clone(),
-        context: Arc::new(context.clone()),
+        context: Arc::new(context),
     });
     Ok(Judged {
         target,

@@ -215,6 +215,9 @@ impl RecordedRun {
     }
 
     fn carried_of(&self, origin: &str, target: &Target) -> Option<&Carried> {
+        if self.carried.is_empty() {
+            return None;
+        }
         self.carried.get(&(origin.to_string(), target.to_string()))
     }
 
@@ -253,10 +256,12 @@ impl RecordedRun {
         }
     }
 
-    /// Whether every line was measured elsewhere (an import): its measurements are not
-    /// one network's, and none of them says whether another had a network.
+    /// Whether what is judged was measured elsewhere (an import): its measurements are
+    /// not one network's, and none of them says whether another had a network.
     pub fn imported(&self) -> bool {
-        !self.own_lines
+        self.units
+            .iter()
+            .any(|unit| unit.origin.run_id != self.info.run_id)
     }
 
     /// The triggers logged on the addresses `measurements` were made to.
