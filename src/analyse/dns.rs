@@ -51,7 +51,10 @@ pub fn problems(
         if let Some(finding) = injected() {
             out.push(Problem::proven(finding));
         } else if let Some(finding) = forged(f, &context.policy, control) {
-            out.push(Problem::proven(finding).unless(like_the_canary()));
+            let why = like_the_canary().or_else(|| {
+                explain::private_like_the_canary(f, &context.resolvers, &context.policy)
+            });
+            out.push(Problem::proven(finding).unless(why));
         } else if let Some(e) = &f.error {
             // An AAAA query without an answer is normal: many names have no IPv6 address.
             let no_aaaa = e.failure == Failure::DnsNoAnswer && f.query_type == QueryType::Aaaa;
@@ -74,13 +77,15 @@ pub fn problems(
             }
             let finding = Finding::new(blocking, evidence);
             let problem = Problem::weak(finding, control.map(|c| same_lookup(f, c)));
-            let why = cut_short(f).or_else(|| {
+            let why = cut_short(f).or_else(|| answered_another_copy(f, &context.policy));
+            let why = why.or_else(|| {
                 let late = answered_late(f, probe, &context.policy);
                 explain::lookup(f, e, &context.resolvers, context.deadline, late)
             });
             out.push(problem.unless(why));
         } else if let Some(control) = control {
-            if let Some(problem) = inconsistent(f, probe, control, context).filter(|_| !untried) {
+            let judged = |_: &Problem| !untried && !unused(f, probe);
+            if let Some(problem) = inconsistent(f, probe, control, context).filter(judged) {
                 out.push(problem.unless(like_the_canary()));
             }
         } else if let Some(finding) = outside_asns(f, probe) {
@@ -129,6 +134,35 @@ fn cut_short(f: &DnsFacts) -> Option<String> {
             f.resolver
         )
     })
+}
+
+/// Where a lookup failed with its resolver's own error (SERVFAIL, REFUSED) while the
+/// server asked answered another copy of its query, in the listening window, with
+/// addresses: a resolver that fails now and then (a pool with one bad member, an
+/// overloaded home router) answered the name. A censor that drops the name's queries
+/// upstream leaves the resolver nothing to answer with; no address of the answer may be
+/// a censor's (a bogon, a known blockpage's).
+fn answered_another_copy(f: &DnsFacts, policy: &AddressPolicy) -> Option<String> {
+    let e = f.error.as_ref()?;
+    if !matches!(e.failure, Failure::DnsServfail | Failure::DnsRefused) {
+        return None;
+    }
+    let answered = |r: &&DnsReply| {
+        r.matches_query
+            && Failure::from_rcode(&r.rcode).is_none()
+            && f.resolver_address.as_deref() == Some(r.source.as_str())
+            && r.addresses().next().is_some()
+            && !r
+                .addresses()
+                .any(|ip| forged_address(ip, policy, &[]).is_some())
+    };
+    let reply = f.replies.iter().find(answered)?;
+    Some(format!(
+        "{} answered one copy of the query {} and another with {}: a resolver that fails now and then, not the name",
+        f.resolver,
+        e.failure,
+        join(reply.addresses())
+    ))
 }
 
 /// An answer that is a known blockpage address (even if the control got it too: a
@@ -193,6 +227,24 @@ fn outside_asns(f: &DnsFacts, probe: &TargetFacts) -> Option<Finding> {
             join(expected.iter().map(|a| format!("AS{a}")))
         ),
     ))
+}
+
+/// An answer the probe had no use for: none of its addresses did a step try, and the
+/// probe reached the target as a user would through others (a URL is fetched from its
+/// first address, an IPv4 one as a rule). Nothing vouches for such an answer or against
+/// it: a CDN's IPv6 node in the probe's ISP, which the control was not sent to, reads
+/// inconsistent with no ASN to share. A forged one still shows as a bogon, a known
+/// blockpage's address or a raced reply; one the probe tried, by what it met there.
+fn unused(f: &DnsFacts, probe: &TargetFacts) -> bool {
+    let ours = f.all_addresses();
+    let tried = || {
+        probe
+            .measurements
+            .iter()
+            .flat_map(|m| m.step.addresses())
+            .any(|ip| ours.contains(&ip))
+    };
+    !ours.is_empty() && !tried() && super::reached_target(probe)
 }
 
 /// The same resolver gave addresses for the other record type, and the probe reached
@@ -355,23 +407,39 @@ fn asns<'a>(replies: impl Iterator<Item = &'a DnsReply>) -> BTreeSet<u32> {
 }
 
 /// Why the probe could not put an answer to the test (a certificate, a page): it got
-/// no TLS or HTTP answer from any of `ours`, and what failed there its own network
+/// no TLS or HTTP answer from any of `ours` (an interceptor of its own network answering
+/// in their place, as it did the canary's), and what failed there its own network
 /// explains (see `explain::step`, `explain::like_the_canary`). Such an answer says
 /// nothing either way: a censor's, or a CDN's node the control was not sent to. A
 /// failure its network does not explain stands: a censor's answer may lead nowhere.
 fn untested(ours: &[IpAddr], probe: &TargetFacts, context: &Context) -> Option<String> {
     let mut why = None;
+    // A handshake shown the certificate of the canary's interceptor met the probe's own
+    // network, not the server at the address.
+    let intercepted =
+        |t: &TlsFacts| explain::intercepted_like_the_canary(t, context.canary_intercepted.as_ref());
     for m in &probe.measurements {
         // Each try at an address: whether the server answered at TLS or HTTP (which
-        // would have vouched for it or not), and what failed otherwise.
-        let tried: Vec<(SocketAddr, bool, Option<&StepError>, Option<&Check>)> = match &m.step {
-            Step::TcpConnect(t) => vec![(t.address, false, t.error.as_ref(), t.check.as_ref())],
+        // would have vouched for it or not), what failed otherwise, and whether an
+        // interceptor answered in its place.
+        type Try<'a> = (
+            SocketAddr,
+            bool,
+            Option<&'a StepError>,
+            Option<&'a Check>,
+            Option<String>,
+        );
+        let tried: Vec<Try> = match &m.step {
+            Step::TcpConnect(t) => {
+                vec![(t.address, false, t.error.as_ref(), t.check.as_ref(), None)]
+            }
             Step::TlsHandshake(t) if !t.control_sni => {
                 vec![(
                     t.address,
                     t.server_answered(),
                     t.error.as_ref(),
                     t.check.as_ref(),
+                    intercepted(t),
                 )]
             }
             Step::Http(h) => h
@@ -382,13 +450,18 @@ fn untested(ours: &[IpAddr], probe: &TargetFacts, context: &Context) -> Option<S
                     let answered =
                         hop.status.is_some() || tls.is_some_and(TlsFacts::server_answered);
                     let e = hop.error.as_ref().or(tls.and_then(|t| t.error.as_ref()));
-                    Some((hop.address?, answered, e, h.check.as_ref()))
+                    let instead = tls.and_then(intercepted);
+                    Some((hop.address?, answered, e, h.check.as_ref(), instead))
                 })
                 .collect(),
             _ => Vec::new(),
         };
-        for (address, answered, e, check) in tried {
+        for (address, answered, e, check, instead) in tried {
             if !ours.contains(&address.ip()) {
+                continue;
+            }
+            if let Some(instead) = instead {
+                why = why.or(Some(instead));
                 continue;
             }
             if answered {
@@ -426,6 +499,7 @@ mod tests {
     use super::super::fixtures::{FB, FB_443, domain, facts, lookup as answered, tls};
     use super::*;
     use crate::facts::DnsAnswer;
+    use crate::facts::failure::Operation;
 
     fn reply(id: u16, rcode: &str, addresses: &[&str]) -> DnsReply {
         DnsReply {
@@ -511,7 +585,7 @@ mod tests {
         if let Step::Dns(d) = &mut m.step {
             d.replies[0].truncated = true;
             d.error = Some(StepError::new(
-                crate::facts::failure::Operation::Resolve,
+                Operation::Resolve,
                 Failure::ConnectionRefused,
             ));
         }
@@ -554,6 +628,79 @@ mod tests {
         assert_eq!(
             found[0].finding.blocking,
             Blocking::DnsInjection,
+            "{found:?}"
+        );
+    }
+
+    /// A resolver that fails now and then: one copy of the query answered SERVFAIL,
+    /// another, in the listening window, the name's address.
+    #[test]
+    fn a_failure_the_resolver_answered_otherwise_is_no_evidence() {
+        let failed = |second: DnsReply| {
+            let mut m = answered(&[]);
+            if let Step::Dns(d) = &mut m.step {
+                d.resolver_address = Some("192.0.2.53:53".into());
+                d.replies = vec![reply(1, "ServFail", &[]), second];
+                d.error = Some(StepError::new(Operation::Resolve, Failure::DnsServfail));
+                d.check = Some(super::super::fixtures::check(None));
+            }
+            m
+        };
+        let target = domain(&[]);
+        let control = facts(&target, vec![answered(&[(FB, None)])], vec![]);
+        let judged = |second| {
+            let probe = facts(&target, vec![failed(second)], vec![]);
+            let found = problems(&probe, Some(&control), &Context::default());
+            assert_eq!(found.len(), 1, "{found:?}");
+            found[0].explained.clone()
+        };
+        let why = judged(reply(2, "NoError", &[FB])).expect("explained");
+        assert!(why.contains("fails now and then"), "{why}");
+        // Every copy failed, or the other answer is a bogon: the failure stands.
+        assert_eq!(judged(reply(2, "ServFail", &[])), None);
+        assert_eq!(judged(reply(2, "NoError", &["10.0.0.1"])), None);
+    }
+
+    /// A URL is fetched from its first address: the IPv6 answer of a CDN that sends the
+    /// probe and the control to nodes of their own goes untried, and says nothing where
+    /// the page came (with no ASN to compare). Tried, and it stands.
+    #[test]
+    fn an_answer_the_probe_had_no_use_for_is_no_inconsistency() {
+        use super::super::fixtures::{fetch, over_valid_tls, url};
+        let aaaa = |ip: &str| {
+            let mut m = answered(&[]);
+            if let Step::Dns(d) = &mut m.step {
+                d.query_type = QueryType::Aaaa;
+                d.addresses = vec![ip.parse().unwrap()];
+                d.replies[0].answers.push(DnsAnswer {
+                    answer_type: "AAAA".into(),
+                    data: ip.into(),
+                    ttl: 60,
+                    asn: None,
+                });
+            }
+            m
+        };
+        let lookups = |node: &str| vec![answered(&[(FB, None)]), aaaa(node)];
+        let page = || over_valid_tls(fetch(200, 4_000, "Facebook", 40.0, None));
+        let control = facts(&url(), lookups("2a03:2880::1"), vec![page()]);
+        let context = Context {
+            ipv6: true,
+            ..Context::default()
+        };
+        let probe = facts(&url(), lookups("2a03:2880:f0::1"), vec![page()]);
+        assert!(problems(&probe, Some(&control), &context).is_empty());
+        // The probe's fetch went to that address, and failed: the answer is judged.
+        let mut there = fetch(0, 0, "", 0.0, Some(StepError::timeout(Operation::Connect)));
+        if let Step::Http(h) = &mut there.step {
+            h.hops[0].address = Some("[2a03:2880:f0::1]:443".parse().unwrap());
+        }
+        let probe = facts(&url(), lookups("2a03:2880:f0::1"), vec![there]);
+        let found = problems(&probe, Some(&control), &context);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.finding.blocking == Blocking::DnsHijack),
             "{found:?}"
         );
     }

@@ -18,6 +18,7 @@ use crate::facts::{
     Burst, CertificateFacts, Check, CheckTarget, DnsFacts, HttpHop, Meanwhile, Measurement,
     QueryType, QuicFacts, Step, TargetFacts, TlsFacts, Trigger,
 };
+use crate::input::bogon::AddressPolicy;
 
 /// How long after a trigger a failure on the same address is taken for its echo: the
 /// longest residual blocking reported for TLS and HTTP (the GFW's 90 to 180 s; Iran's
@@ -408,6 +409,40 @@ pub fn answered_like_the_canary(f: &DnsFacts, health: &ResolverHealth) -> Option
     })
 }
 
+/// Why a private or reserved address a resolver answered for a name is no censor's
+/// forgery: the resolver answered the canary, which nothing blocks, with such an address
+/// too (of either type). A resolver that answers names with addresses of its own is the
+/// probe's own network's: a proxy's "fake IP" DNS (an address of 198.18.0.0/15 for each
+/// name), a captive portal's, a filtering resolver's. Not where an answer is a known
+/// blockpage's address: that names its censor.
+pub fn private_like_the_canary(
+    f: &DnsFacts,
+    health: &ResolverHealth,
+    policy: &AddressPolicy,
+) -> Option<String> {
+    let ours = f.all_addresses();
+    if ours
+        .iter()
+        .any(|ip| super::fingerprints::dns_blockpage(*ip).is_some())
+    {
+        return None;
+    }
+    let canarys = [QueryType::A, QueryType::Aaaa]
+        .into_iter()
+        .filter_map(|t| health.answered.get(&(f.resolver.clone(), t)))
+        .flatten()
+        .find(|ip| policy.proves_forgery(**ip))?;
+    Some(format!(
+        "{} answered {} for {}, and the canary, which nothing blocks, with {canarys}, a private or reserved address too: a resolver that answers with addresses of its own is the probe's own network's (a proxy's fake-IP DNS, a captive portal, a filtering resolver), not a block of this name",
+        f.resolver,
+        ours.iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+        f.hostname
+    ))
+}
+
 /// A lookup that got an answer from its resolver, if only "no such record".
 fn answered(e: &StepError) -> bool {
     e.failure == Failure::DnsNoAnswer
@@ -598,14 +633,28 @@ pub fn dates_only(
 
 /// What intercepts the probe's own TLS connections, as a handshake with the canary's
 /// name showed it: nothing blocks the canary (the user chose it so), so a certificate
-/// it was shown from an authority no one trusts is a middlebox's of the probe's own
-/// network (a company's TLS-inspecting proxy, an antivirus's HTTPS scanning).
+/// it refused is a middlebox's of the probe's own network. Either one from an authority
+/// no one trusts, minted for each name (a company's TLS-inspecting proxy, an
+/// antivirus's HTTPS scanning), told by its authority; or one certificate shown for
+/// every name (a captive portal's or a proxy's own, valid for its own name only), told
+/// by itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interceptor {
     issuer: String,
     /// The certificate sent after the leaf (the interceptor's CA's, as a rule), when one
     /// was: two authorities of the same name are told apart by it.
     ca: Option<String>,
+    /// Refused as from an authority no one trusts. Contexts written before the other
+    /// kind was known hold this kind alone.
+    #[serde(default = "unknown_authority")]
+    unknown_authority: bool,
+    /// The leaf's SHA-256 (absent from contexts written before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    leaf: String,
+}
+
+fn unknown_authority() -> bool {
+    true
 }
 
 impl Interceptor {
@@ -617,17 +666,30 @@ impl Interceptor {
             .find_map(Interceptor::shown)
     }
 
-    /// Who issued a certificate `t` finished with and refused as no one's it trusts.
+    /// Who showed the certificate `t` finished with and refused (for more than its
+    /// dates: a wrong clock intercepts nothing).
     fn shown(t: &TlsFacts) -> Option<Interceptor> {
-        let unknown = t.error.as_ref()?.failure == Failure::SslUnknownAuthority;
+        let failure = &t.error.as_ref()?.failure;
+        let refused = failure.is_certificate_error() && !t.valid_but_for_dates;
         let certificate = t
             .certificate
             .as_ref()
-            .filter(|_| t.handshake_done && unknown)?;
+            .filter(|_| t.handshake_done && refused)?;
         Some(Interceptor {
             issuer: certificate.issuer.clone(),
             ca: certificate.chain.get(1).cloned(),
+            unknown_authority: *failure == Failure::SslUnknownAuthority,
+            leaf: certificate.sha256.clone(),
         })
+    }
+
+    /// Whether `other` is this interceptor at work: the same certificate, or one from the
+    /// same untrusted authority.
+    fn is(&self, other: &Interceptor) -> bool {
+        let authority = self.unknown_authority
+            && other.unknown_authority
+            && (&self.issuer, &self.ca) == (&other.issuer, &other.ca);
+        authority || (!self.leaf.is_empty() && self.leaf == other.leaf)
     }
 }
 
@@ -636,10 +698,20 @@ impl Interceptor {
 /// authority of another name, or another certificate, stands as evidence.
 pub fn intercepted_like_the_canary(t: &TlsFacts, canary: Option<&Interceptor>) -> Option<String> {
     let theirs = Interceptor::shown(t)?;
-    (canary == Some(&theirs)).then(|| {
+    let how = match theirs.unknown_authority {
+        true => format!(
+            "is from {}, an authority no one trusts, as the canary's was",
+            theirs.issuer
+        ),
+        false => format!(
+            "(issued by {}) is the very one the canary's name was shown",
+            theirs.issuer
+        ),
+    };
+    canary.filter(|canary| canary.is(&theirs)).map(|_| {
         format!(
-            "the certificate {} presented for {} is from {}, an authority no one trusts, as the canary's was: something on the probe's own network intercepts its TLS connections (a company's proxy, an antivirus), not this target's alone",
-            t.address, t.server_name, theirs.issuer
+            "the certificate {} presented for {} {how}: something on the probe's own network answers its TLS connections (a company's proxy, an antivirus, a captive portal), not this target's alone",
+            t.address, t.server_name
         )
     })
 }
@@ -1175,7 +1247,7 @@ mod tests {
 
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Outcome, Verdict};
-    use super::ResolverHealth;
+    use super::{Interceptor, ResolverHealth, intercepted_like_the_canary};
     use crate::facts::failure::Operation;
     use crate::facts::failure::{Failure, StepError};
     use crate::facts::{
@@ -2156,5 +2228,23 @@ mod tests {
         assert_eq!(kind(&other_port), blackhole);
         let same_port = judge_with(vec![trigger("forbidden.test", 443, 10)], answered_on_80());
         assert_eq!(kind(&same_port), (Verdict::Inconclusive, None));
+    }
+
+    /// A context written before the portal's kind of interceptor was known names an
+    /// untrusted authority: read back, it is still that, and still told by it.
+    #[test]
+    fn an_interceptor_of_an_older_context_is_an_untrusted_authority() {
+        let older: Interceptor =
+            serde_json::from_str(r#"{"issuer":"CN=Office Proxy CA","ca":null}"#).unwrap();
+        let m = issued_by(mitm(FB_443), "CN=Office Proxy CA");
+        let Step::TlsHandshake(t) = &m.step else {
+            unreachable!()
+        };
+        assert!(intercepted_like_the_canary(t, Some(&older)).is_some());
+        let other = issued_by(mitm(FB_443), "CN=Ministry CA");
+        let Step::TlsHandshake(t) = &other.step else {
+            unreachable!()
+        };
+        assert_eq!(intercepted_like_the_canary(t, Some(&older)), None);
     }
 }

@@ -150,7 +150,7 @@ pub fn problems(
         // The fetches again are the same URL's: a page of a censor's or a CDN's in one
         // counts as in the first.
         let fetched = || std::iter::once(h).chain(refetched(probe));
-        if let Some(problem) = fetched().find_map(blockpage) {
+        if let Some(problem) = fetched().find_map(|h| blockpage(h, their_page)) {
             out.push(problem);
             continue;
         }
@@ -726,20 +726,27 @@ fn server_error_here(ours: &HttpHop, theirs: &HttpHop, probe: &TargetFacts) -> O
 
 /// A hop that answered with a known blockpage: proof of interference, unless it came
 /// over a TLS session with a valid certificate for the name, which no censor can write
-/// into (a site's own legal block, or a page that looks like one).
-fn blockpage(h: &HttpFacts) -> Option<Problem> {
+/// into (a site's own legal block, or a page that looks like one), or the control's page
+/// (`theirs`), from outside the censor, matches it too (a site's own 451, a page that
+/// quotes a blockpage's words).
+fn blockpage(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
     h.hops.iter().find_map(|hop| {
         let name = fingerprints::http_blockpage(hop)?;
         let mut finding = Finding::new(
             Blocking::HttpBlockpage,
             format!("{} answered with {name}", hop.url),
         );
-        Some(match site_served(hop) {
-            true => {
+        let everyone = theirs.and_then(fingerprints::http_blockpage) == Some(name);
+        Some(match (site_served(hop), everyone) {
+            (true, _) => {
                 finding.evidence.push_str(SITE_SERVED);
                 Problem::not_interference(finding, None)
             }
-            false => Problem::proven(finding),
+            (false, true) => {
+                finding.evidence.push_str(", as the control's page did: the site's own answer to everyone, not a censor's");
+                Problem::not_interference(finding, None)
+            }
+            (false, false) => Problem::proven(finding),
         })
     })
 }
@@ -1153,6 +1160,18 @@ mod tests {
         );
         assert_eq!(kind(&served), (Verdict::Anomaly, None));
         assert!(served.verdict.evidence.contains("the site's own answer"));
+        // Over plain HTTP, where the control was answered the same: the site's own block
+        // of both countries.
+        let everyone = compare(url(), (dns(), vec![legal()]), (dns(), vec![legal()]));
+        assert_eq!(kind(&everyone), (Verdict::Anomaly, None));
+        assert!(
+            everyone
+                .verdict
+                .evidence
+                .contains("as the control's page did"),
+            "{}",
+            everyone.verdict.evidence
+        );
         // Any other difference over one is the site's too.
         let moved = || fetch(404, 300, "Not here", 5.0, None);
         let other = compare(

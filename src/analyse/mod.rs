@@ -1327,6 +1327,33 @@ mod tests {
             (dns(), vec![tcp(FB_443, None), mitm(FB_443)]),
         );
         assert_eq!(kind(&bad_everywhere), (Verdict::Down, None));
+        // One of the site's addresses shows everyone a certificate for another name (a
+        // default host), the other its own: the site's fault there, not an interceptor's.
+        const OTHER: &str = "157.240.1.36:443";
+        let one_bad = |bad: crate::facts::Measurement| {
+            (
+                vec![lookup(&[(FB, None), ("157.240.1.36", None)])],
+                vec![
+                    tcp(FB_443, None),
+                    tls(FB_443, false, None),
+                    tcp(OTHER, None),
+                    bad,
+                ],
+            )
+        };
+        let site_bad = compare(domain(&[]), one_bad(mitm(OTHER)), one_bad(mitm(OTHER)));
+        assert_eq!(kind(&site_bad), (Verdict::Ok, None));
+        // Where the control was shown a valid one at that address, the probe's was
+        // another's.
+        let intercepted = compare(
+            domain(&[]),
+            one_bad(mitm(OTHER)),
+            one_bad(tls(OTHER, false, None)),
+        );
+        assert_eq!(
+            kind(&intercepted),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
     }
 
     #[test]
@@ -1416,13 +1443,30 @@ mod tests {
         let ours = vec![lookup(&[("192.0.9.9", None)])];
         let outcome = compare_in(&public, domain(&[]), (ours, Vec::new()), control());
         inconclusive_saying(&outcome, &[]);
-        // Another answer than the canary's stands as evidence.
+        // Another private address than the canary's, the same: a resolver that answers
+        // the canary with one of its own (here a proxy's fake-IP DNS, an address of
+        // 198.18.0.0/15 for each name) gives no evidence with such answers.
+        inconclusive_saying(
+            &judged("10.0.0.1"),
+            &[
+                "and the canary, which nothing blocks, with 10.10.10.10, a private or reserved address too",
+            ],
+        );
+        let fake_ip = canary_context(vec![lookup(&[("198.18.0.3", None)])], Vec::new());
+        let ours = vec![lookup(&[("198.18.0.7", None)])];
+        let outcome = compare_in(&fake_ip, domain(&[]), (ours, Vec::new()), control());
+        inconclusive_saying(&outcome, &["fake-IP"]);
+        // A known blockpage's address stands as evidence, as does a private address
+        // where the canary got its own.
         assert_eq!(
             kind(&judged("10.10.34.34")),
             (Verdict::Blocked, Some(Blocking::DnsHijack))
         );
+        let honest = canary_context(vec![lookup(&[("192.0.9.9", None)])], Vec::new());
+        let ours = vec![lookup(&[("10.0.0.1", None)])];
+        let outcome = compare_in(&honest, domain(&[]), (ours, Vec::new()), control());
         assert_eq!(
-            kind(&judged("10.0.0.1")),
+            kind(&outcome),
             (Verdict::Blocked, Some(Blocking::DnsHijack))
         );
     }
@@ -1461,6 +1505,49 @@ mod tests {
         inconclusive_saying(&fetched(office), &[]);
         assert_eq!(
             kind(&fetched("CN=Ministry CA")),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
+    }
+
+    #[test]
+    fn a_portals_certificate_shown_for_the_canary_too_is_the_probes_own_network() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        // A captive portal's own certificate, valid for its name alone, shown to every
+        // connection on port 443 (the canary's too).
+        let shown = |leaf| {
+            let mut m = issued_by(mitm(FB_443), leaf);
+            if let Step::TlsHandshake(t) = &mut m.step {
+                t.error = Some(StepError::new(
+                    Operation::TlsHandshake,
+                    Failure::SslInvalidHostname,
+                ));
+            }
+            vec![tcp(FB_443, None), m]
+        };
+        let context = canary_context(dns(), shown("CN=Portal"));
+        let control = || (dns(), vec![tcp(FB_443, None), tls(FB_443, false, None)]);
+        let judged = |leaf| compare_in(&context, domain(&[]), (dns(), shown(leaf)), control());
+        inconclusive_saying(
+            &judged("CN=Portal"),
+            &["is the very one the canary's name was shown"],
+        );
+        // A CDN's node the control was not sent to: the handshake that would have
+        // vouched for it met the portal, and its answer is untested, not forged.
+        let node = "157.240.9.9";
+        let mut at_node = shown("CN=Portal");
+        for m in &mut at_node {
+            match &mut m.step {
+                Step::TcpConnect(t) => t.address = format!("{node}:443").parse().unwrap(),
+                Step::TlsHandshake(t) => t.address = format!("{node}:443").parse().unwrap(),
+                _ => {}
+            }
+        }
+        let probe = (vec![lookup(&[(node, None)])], at_node);
+        let outcome = compare_in(&context, domain(&[]), probe, control());
+        inconclusive_saying(&outcome, &["the probe could not try the answer"]);
+        // Another certificate than the canary's: a block of the target.
+        assert_eq!(
+            kind(&judged("CN=Ministry")),
             (Verdict::Blocked, Some(Blocking::TlsMitm))
         );
     }

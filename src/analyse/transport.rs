@@ -239,7 +239,8 @@ fn connect_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
 }
 
 /// What the control's handshake with the same name to the same address gave; for a
-/// certificate, any address of the control's will do (CDNs hand out different ones).
+/// certificate, any address of the control's will do (CDNs hand out different ones),
+/// unless the control refused the certificate shown at the same one.
 fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> ControlSaw {
     let theirs = handshakes(&control.measurements);
     let same = |c: &&&TlsFacts| !c.control_sni && c.server_name == t.server_name;
@@ -250,10 +251,18 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address
         )),
-        _ if any_address && theirs.iter().filter(same).any(valid) => ControlSaw::Success(format!(
-            "the control got a valid certificate for {}",
-            t.server_name
-        )),
+        // A certificate the control refused at the same address is the site's own there
+        // (a default host on one of its addresses, a node serving a broken chain): what
+        // the site's other addresses show says nothing of this one.
+        _ if any_address
+            && !at.is_some_and(|c| c.handshake_done)
+            && theirs.iter().filter(same).any(valid) =>
+        {
+            ControlSaw::Success(format!(
+                "the control got a valid certificate for {}",
+                t.server_name
+            ))
+        }
         Some(c) if !any_address && c.server_answered() => ControlSaw::Success(format!(
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address

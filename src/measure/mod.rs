@@ -632,7 +632,15 @@ impl Measurer {
             !e.local && !matches!(e.failure, Failure::DnsNoAnswer | Failure::DnsNxdomain)
         });
         let failed_at = tokio::time::Instant::now();
-        if failed && let Some(check) = self.resolver_check(resolver, host, qtype, began).await {
+        // A check shared with failures that ended as this one did, as a network check is:
+        // one begun while this lookup still waited may have found the resolver working
+        // before it stopped (a resolver that dies mid-run).
+        let shared_from = sharing_from(failed_at);
+        if failed
+            && let Some(check) = self
+                .resolver_check(resolver, host, qtype, shared_from)
+                .await
+        {
             let (meanwhile, before) = resolver.answered_since(began);
             lookup.facts.check = Some(Check {
                 meanwhile: Some(meanwhile),
@@ -651,8 +659,8 @@ impl Measurer {
     /// through `resolver` with `qtype`: it makes the resolver recurse, as the failed
     /// lookup needed, where the canary's own name may be answered from its cache. Any
     /// answer, NXDOMAIN included, shows the resolver works. Shared with failures of the
-    /// same type that began at `after` or later; none without a canary, or for the
-    /// canary itself.
+    /// same type for which it began at `after` or later; none without a canary, or for
+    /// the canary itself.
     async fn resolver_check(
         &self,
         resolver: &Resolver,
@@ -2095,6 +2103,47 @@ mod tests {
             _ = soon => {}
         }
         assert_eq!(measurer.canary.get(), Some(&SocketAddr::new(canary, 443)));
+    }
+
+    /// A resolver that stops answering mid-run: a lookup that failed after it stopped is
+    /// not vouched for by the check of another lookup, made while it still answered.
+    #[tokio::test]
+    async fn a_lookup_failed_after_its_resolver_stopped_gets_a_check_of_its_own() {
+        use hickory_proto::op::ResponseCode;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let answering = Arc::new(AtomicBool::new(true));
+        let up = answering.clone();
+        let resolver = crate::lab::dns::spawn_udp(move |socket, peer, query| {
+            let up = up.clone();
+            async move {
+                let name = query.queries.first().map(|q| q.name().to_string());
+                let code = match name.unwrap_or_default() {
+                    _ if !up.load(Ordering::SeqCst) => return,
+                    name if name.starts_with("silent.") => return,
+                    name if name.starts_with("servfail.") => ResponseCode::ServFail,
+                    _ => ResponseCode::NXDomain,
+                };
+                let reply = crate::lab::dns::reply(&query, code, &[]);
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        })
+        .unwrap();
+        let measurer = with_one_resolver(resolver);
+        let io = measurer.dns_io(measurer.options.dns_window);
+        let spec = &measurer.resolvers[0];
+        let silent = measurer.lookup(&io, spec, "silent.test", QueryType::A);
+        let early = async {
+            let early = measurer
+                .lookup(&io, spec, "servfail.test", QueryType::A)
+                .await;
+            answering.store(false, Ordering::SeqCst);
+            early
+        };
+        let (silent, early) = tokio::join!(silent, early);
+        let early = early.facts.check.expect("a check of the early failure");
+        assert!(early.passed(), "the resolver answered then: {early:?}");
+        let late = silent.facts.check.expect("a check of the late failure");
+        assert!(!late.passed(), "the resolver had stopped: {late:?}");
     }
 
     /// A step that failed while a pulse begun during its last try was still going on is
