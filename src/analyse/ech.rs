@@ -22,23 +22,50 @@ use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 
-use super::{Blocking, ControlSaw, Finding, Problem, explain};
+use super::{Blocking, Context, ControlSaw, Finding, Problem, explain};
 use crate::facts::failure::Operation;
 use crate::facts::{EchFacts, EchHandshake, EchOffer, Step, TargetFacts};
 
 /// The problems of the target's ECH comparisons.
-pub fn problems(probe: &TargetFacts, control: Option<&TargetFacts>) -> Vec<Problem> {
+pub fn problems(
+    probe: &TargetFacts,
+    control: Option<&TargetFacts>,
+    context: &Context,
+) -> Vec<Problem> {
     let answers = explain::answers(&probe.measurements);
     probe
         .measurements
         .iter()
         .filter_map(|m| match &m.step {
-            Step::Ech(f) => {
-                ech_problem(f, control).map(|p| p.unless(residual(probe, &m.target, f, &answers)))
-            }
+            Step::Ech(f) => ech_problem(f, control).map(|p| {
+                let why =
+                    residual(probe, &m.target, f, &answers).or_else(|| like_the_canary(f, context));
+                p.unless(why)
+            }),
             _ => None,
         })
         .collect()
+}
+
+/// Whether the canary's comparison tore down its handshakes offering ECH, where those
+/// without it went through (see [`EchFacts::ech_torn_down`]).
+pub fn canary(canary: &TargetFacts) -> bool {
+    canary
+        .measurements
+        .iter()
+        .any(|m| matches!(&m.step, Step::Ech(f) if f.ech_torn_down()))
+}
+
+/// Why ECH torn down at the target is no block of it: the canary's was too. A network
+/// that blocks every ECH hello (a censor's, or a firewall of the probe's own network)
+/// cannot be told from a block of this target's, as one that drops all QUIC cannot.
+fn like_the_canary(f: &EchFacts, context: &Context) -> Option<String> {
+    context.canary_ech_torn_down.then(|| {
+        format!(
+            "the canary's handshakes offering ECH were torn down too, where those without it went through: a network that blocks every ECH hello (a censor's, or a firewall of the probe's own) cannot be told from a block of {}",
+            f.server_name
+        )
+    })
 }
 
 /// A residual block that another target set off on the address before a handshake of
@@ -263,6 +290,32 @@ mod tests {
         // Without a control, a sign.
         let alone = judge(domain(&[]), dns(), singled_out(Failure::GenericTimeout));
         assert_eq!(kind(&alone), (Verdict::Anomaly, Some(Blocking::EchBlocked)));
+        // The canary's ECH torn down as much (a network that blocks every ECH hello):
+        // no block of this target's.
+        let everywhere = canary_context(dns(), singled_out(Failure::ConnectionReset));
+        assert!(everywhere.canary_ech_torn_down);
+        let outcome = compare_in(
+            &everywhere,
+            domain(&[]),
+            (dns(), singled_out(Failure::ConnectionReset)),
+            (dns(), passes()),
+        );
+        inconclusive_saying(
+            &outcome,
+            &["the canary's handshakes offering ECH were torn down too"],
+        );
+        // Where the canary's ECH went through, the block stands.
+        let spared = canary_context(dns(), passes());
+        let outcome = compare_in(
+            &spared,
+            domain(&[]),
+            (dns(), singled_out(Failure::ConnectionReset)),
+            (dns(), passes()),
+        );
+        assert_eq!(
+            kind(&outcome),
+            (Verdict::Blocked, Some(Blocking::EchBlocked))
+        );
     }
 
     /// A handshake offering ECH whose connect was turned down (a flaky path resets one

@@ -270,6 +270,8 @@ pub fn problems(
                 out.push(problem);
             } else if let Some(problem) = server_error_here(ours, page, probe) {
                 out.push(problem);
+            } else if let Some(problem) = rate_limited(ours, page) {
+                out.push(problem);
             } else if let Some(slow) = throttled(h, page, refetches(probe)) {
                 out.push(slow.with_control(saw()));
             } else if let Some(mut finding) = differs(ours, page) {
@@ -724,6 +726,25 @@ fn server_error_here(ours: &HttpHop, theirs: &HttpHop, probe: &TargetFacts) -> O
     Some(Problem::explained(finding, why))
 }
 
+/// The site answered the probe 429 Too Many Requests, and the control with a page: a
+/// site limits how often one address may ask, and the probe asks for a URL several
+/// times (fetched again, its twins), from an address a carrier's NAT may share with
+/// many users. A censor's page with this status is missed so: nothing tells them apart.
+fn rate_limited(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
+    (ours.status == Some(429) && theirs.status != Some(429)).then(|| {
+        let finding = Finding::new(
+            Blocking::HttpDiff,
+            format!("{} answered HTTP 429", ours.url),
+        );
+        let why = format!(
+            "{} answered HTTP 429 Too Many Requests while the control got HTTP {}: a site's limit on how often one address asks (the probe asks several times, from an address many may share), not a censor's page",
+            ours.url,
+            theirs.status.unwrap_or_default()
+        );
+        Problem::explained(finding, why)
+    })
+}
+
 /// A hop that answered with a known blockpage: proof of interference, unless it came
 /// over a TLS session with a valid certificate for the name, which no censor can write
 /// into (a site's own legal block, or a page that looks like one), or the control's page
@@ -1160,6 +1181,10 @@ mod tests {
         );
         assert_eq!(kind(&served), (Verdict::Anomaly, None));
         assert!(served.verdict.evidence.contains("the site's own answer"));
+        // Too many requests: the site's limit, not a censor's page.
+        let limited = || fetch(429, 200, "Too Many Requests", 5.0, None);
+        let outcome = compare(url(), (dns(), vec![limited()]), (dns(), vec![page()]));
+        inconclusive_saying(&outcome, &["HTTP 429 Too Many Requests"]);
         // Over plain HTTP, where the control was answered the same: the site's own block
         // of both countries.
         let everyone = compare(url(), (dns(), vec![legal()]), (dns(), vec![legal()]));

@@ -332,6 +332,9 @@ pub struct Context {
     /// Over which families the canary's TLS could not be reached (see
     /// `explain::page_where_the_canary_failed`).
     pub canary_unreached: Vec<explain::CanaryUnreached>,
+    /// Whether the canary's handshakes offering ECH were torn down where those without
+    /// it went through (see `ech::canary`).
+    pub canary_ech_torn_down: bool,
 }
 
 impl Context {
@@ -343,6 +346,7 @@ impl Context {
         self.canary_failed = explain::CanaryFailure::of(canary);
         self.canary_intercepted = explain::Interceptor::of(canary);
         self.canary_unreached = explain::CanaryUnreached::of(canary);
+        self.canary_ech_torn_down = ech::canary(canary);
     }
 
     /// The context to judge `facts` in: this one, but for a canary, what its own
@@ -498,7 +502,7 @@ pub fn problems(
         TargetKind::Url(_) => out.extend(http::problems(probe, control, context)),
         _ => out.extend(transport::problems(probe, control, context)),
     }
-    out.extend(ech::problems(probe, control));
+    out.extend(ech::problems(probe, control, context));
     // Last: a browser falls back from QUIC to TCP, so a block of TCP or TLS is the one
     // that users meet, and the finding that counts.
     out.extend(quic::problems(probe, control, context));

@@ -127,7 +127,7 @@ fn quic_problem(
         None => "QUIC blocked by address".to_string(),
     };
     let e = failed.handshake.error.as_ref()?;
-    let saw = control.map(|c| quic_at(c, name, address));
+    let saw = control.map(|c| quic_at(c, name, address, by_name.is_some()));
     // UDP to the address dropped and an address that does not speak QUIC look the same
     // from the probe: only the control's answer there makes it a finding, and where the
     // control could not try (its own machine failed, it measured no QUIC there) nothing
@@ -192,15 +192,16 @@ fn tries(q: &TlsFacts) -> String {
 }
 
 /// What the control's QUIC handshakes to `address` gave: the one with `name` if it made
-/// it, else the control name's (a QUIC answer from the address all the same).
-fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr) -> ControlSaw {
+/// it, else the control name's (a QUIC answer from the address all the same). For a
+/// block by name, the name's alone: a front end that answers QUIC for any name while
+/// the site behind it is dark for everyone answers the control name too.
+fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr, by_name: bool) -> ControlSaw {
+    let is_named = |q: &TlsFacts| !q.control_sni && q.server_name == name;
     let theirs: Vec<&TlsFacts> = quic(control)
         .map(|(_, q)| &q.handshake)
-        .filter(|q| q.address == address)
+        .filter(|q| q.address == address && (!by_name || is_named(q)))
         .collect();
-    let named = theirs
-        .iter()
-        .find(|q| !q.control_sni && q.server_name == name);
+    let named = theirs.iter().find(|q| is_named(q));
     let answered = named
         .filter(|q| q.server_answered())
         .or(theirs.iter().find(|q| q.server_answered()));
@@ -289,6 +290,15 @@ mod tests {
         let (verdict, evidence) = judged(probe.clone(), control_answered());
         assert_eq!(verdict, BLOCKED, "{evidence}");
         assert!(evidence.contains("by name"), "{evidence}");
+        // The control's handshake with the name dark too, though its control name's was
+        // answered (a front end answering QUIC for any name, the site behind it dark):
+        // no block.
+        let front_end = reached_then(vec![
+            quic(FB_443, true, None, 6),
+            quic(FB_443, false, TIMEOUT, 0),
+        ]);
+        let (verdict, evidence) = judged(probe.clone(), front_end);
+        assert_ne!(verdict.0, Verdict::Blocked, "{evidence}");
         // Without a control, a sign.
         let alone = judge(domain(&[]), dns(), probe);
         assert_eq!(

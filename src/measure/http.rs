@@ -407,7 +407,11 @@ impl Measurer {
                     .map(|a| vec![a.ip()])
                     .unwrap_or_default())
             } else {
-                self.addresses_for(&next).await
+                let (found, check) = self.addresses_for(&next).await;
+                if found.is_err() {
+                    out.facts.check = check;
+                }
+                found
             };
             current = next;
         }

@@ -360,7 +360,7 @@ impl Measurer {
             TargetKind::Url(url) => {
                 let addresses = match url.host() {
                     Some(url::Host::Domain(_)) => usable,
-                    _ => self.addresses_for(url).await,
+                    _ => self.addresses_for(url).await.0,
                 };
                 let started = now();
                 // Boxed, as the exchange is: a fetch's state and its refetches' are large,
@@ -910,11 +910,12 @@ impl Measurer {
         Err(first_failure.unwrap_or(StepError::new(Operation::Resolve, Failure::DnsNoAnswer)))
     }
 
-    /// The addresses to fetch a URL's host from: the literal address, or its DNS.
-    async fn addresses_for(&self, url: &Url) -> Result<Vec<IpAddr>, StepError> {
+    /// The addresses to fetch a URL's host from: the literal address, or its DNS; with
+    /// the check of the resolver where its lookup failed.
+    async fn addresses_for(&self, url: &Url) -> (Result<Vec<IpAddr>, StepError>, Option<Check>) {
         match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.public_only(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => self.public_only(IpAddr::V6(ip)),
+            Some(url::Host::Ipv4(ip)) => (self.public_only(IpAddr::V4(ip)), None),
+            Some(url::Host::Ipv6(ip)) => (self.public_only(IpAddr::V6(ip)), None),
             Some(url::Host::Domain(host)) => {
                 // Looked up, not inserted: a redirect must not leave an empty cell for
                 // a host the plan is done with.
@@ -925,17 +926,26 @@ impl Measurer {
                     .get(host)
                     .and_then(|cell| cell.get().cloned());
                 if let Some(known) = known {
-                    return known.usable.clone();
+                    return (known.usable.clone(), None);
                 }
                 // A redirect to a host outside the plan: its DNS is part of this fetch,
-                // not a measurement of its own.
+                // not a measurement of its own. Its A lookup is made as a target's is,
+                // again after a pause and its resolver checked where it still fails: a
+                // hop's host not resolving weighs as much as a target's name. The
+                // check's counts of the resolver's answers are a lookup's, not the
+                // fetch's, and are left out.
                 let io = self.dns_io(Duration::ZERO);
                 let resolver = &self.resolvers[0];
                 // Boxed: a DoH query's state is large, and every fetch's future would
                 // otherwise keep room for two of them.
                 let (a, aaaa) = Box::pin(async {
                     tokio::join!(
-                        resolver.query(&io, host, QueryType::A),
+                        async {
+                            self.lookup(&io, resolver, host, QueryType::A)
+                                .await
+                                .finish()
+                                .await
+                        },
                         resolver.query(&io, host, QueryType::Aaaa)
                     )
                 })
@@ -944,16 +954,26 @@ impl Measurer {
                 addresses.extend(aaaa.addresses);
                 addresses.retain(|ip| !self.options.policy.is_bogon(*ip));
                 if addresses.is_empty() {
-                    return Err(a
+                    let e = a
                         .error
-                        .unwrap_or(StepError::new(Operation::Resolve, Failure::DnsBogon)));
+                        .unwrap_or(StepError::new(Operation::Resolve, Failure::DnsBogon));
+                    let check = a.check.map(|check| Check {
+                        meanwhile: None,
+                        before: None,
+                        slow_quarter_ms: None,
+                        ..check
+                    });
+                    return (Err(e), check);
                 }
-                Ok(addresses)
+                (Ok(addresses), None)
             }
-            None => Err(StepError::new(
-                Operation::Resolve,
-                Failure::unknown("URL without a host"),
-            )),
+            None => (
+                Err(StepError::new(
+                    Operation::Resolve,
+                    Failure::unknown("URL without a host"),
+                )),
+                None,
+            ),
         }
     }
 
@@ -2144,6 +2164,48 @@ mod tests {
         assert!(early.passed(), "the resolver answered then: {early:?}");
         let late = silent.facts.check.expect("a check of the late failure");
         assert!(!late.passed(), "the resolver had stopped: {late:?}");
+    }
+
+    /// A redirect's host outside the plan is looked up as a target's name is: its A
+    /// lookup made again after a failure, and its resolver checked; the check goes with
+    /// the failure to the fetch.
+    #[tokio::test]
+    async fn a_redirects_host_that_fails_to_resolve_is_looked_up_again_and_checked() {
+        use hickory_proto::op::ResponseCode;
+        use hickory_proto::rr::RecordType;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let resolver = crate::lab::dns::spawn_udp(move |socket, peer, query| {
+            let count = count.clone();
+            async move {
+                let question = query.queries.first();
+                let name = question.map(|q| q.name().to_string()).unwrap_or_default();
+                let code = match name.starts_with("gone.") {
+                    true => ResponseCode::ServFail,
+                    false => ResponseCode::NXDomain,
+                };
+                if code == ResponseCode::ServFail
+                    && question.map(|q| q.query_type()) == Some(RecordType::A)
+                {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                let reply = crate::lab::dns::reply(&query, code, &[]);
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        })
+        .unwrap();
+        let measurer = with_one_resolver(resolver);
+        let url = Url::parse("http://gone.test/").unwrap();
+        let (found, check) = measurer.addresses_for(&url).await;
+        assert_eq!(found.unwrap_err().failure, Failure::DnsServfail);
+        let check = check.expect("the resolver checked");
+        assert!(check.passed(), "{check:?}");
+        assert_eq!(check.meanwhile, None, "a lookup's counts are not a fetch's");
+        assert!(
+            asked.load(Ordering::SeqCst) >= 2,
+            "the A lookup made again: {asked:?}"
+        );
     }
 
     /// A step that failed while a pulse begun during its last try was still going on is
