@@ -147,9 +147,17 @@ fn answered_another_copy(f: &DnsFacts, policy: &AddressPolicy) -> Option<String>
     if !matches!(e.failure, Failure::DnsServfail | Failure::DnsRefused) {
         return None;
     }
+    // Another copy: no error came on the same ID, where an injector racing the
+    // resolver's answer with a forged error would put it.
+    let erred_on = |id: u16| {
+        f.replies
+            .iter()
+            .any(|o| o.matches_query && o.id == id && Failure::from_rcode(&o.rcode).is_some())
+    };
     let answered = |r: &&DnsReply| {
         r.matches_query
             && Failure::from_rcode(&r.rcode).is_none()
+            && !erred_on(r.id)
             && f.resolver_address.as_deref() == Some(r.source.as_str())
             && r.addresses().next().is_some()
             && !r
@@ -230,21 +238,25 @@ fn outside_asns(f: &DnsFacts, probe: &TargetFacts) -> Option<Finding> {
 }
 
 /// An answer the probe had no use for: none of its addresses did a step try, and the
-/// probe reached the target as a user would through others (a URL is fetched from its
-/// first address, an IPv4 one as a rule). Nothing vouches for such an answer or against
+/// probe reached the target as a user would through the same resolver's answer of the
+/// other type (a URL is fetched from its first address, an IPv4 one as a rule). Nothing vouches for such an answer or against
 /// it: a CDN's IPv6 node in the probe's ISP, which the control was not sent to, reads
 /// inconsistent with no ASN to share. A forged one still shows as a bogon, a known
 /// blockpage's address or a raced reply; one the probe tried, by what it met there.
 fn unused(f: &DnsFacts, probe: &TargetFacts) -> bool {
-    let ours = f.all_addresses();
-    let tried = || {
-        probe
-            .measurements
-            .iter()
-            .flat_map(|m| m.step.addresses())
-            .any(|ip| ours.contains(&ip))
-    };
-    !ours.is_empty() && !tried() && super::reached_target(probe)
+    let tried: Vec<IpAddr> = probe
+        .measurements
+        .iter()
+        .flat_map(|m| m.step.addresses())
+        .collect();
+    let tried_any = |g: &DnsFacts| g.all_addresses().iter().any(|ip| tried.contains(ip));
+    // The probe went by this resolver's answers for the name (its other type's): a
+    // second resolver's answer, which the probe never went by, is judged as ever.
+    let went_by_this_resolver = other_types(f, probe).any(tried_any);
+    !f.all_addresses().is_empty()
+        && !tried_any(f)
+        && went_by_this_resolver
+        && super::reached_target(probe)
 }
 
 /// The same resolver gave addresses for the other record type, and the probe reached
@@ -659,6 +671,9 @@ mod tests {
         // Every copy failed, or the other answer is a bogon: the failure stands.
         assert_eq!(judged(reply(2, "ServFail", &[])), None);
         assert_eq!(judged(reply(2, "NoError", &["10.0.0.1"])), None);
+        // The answer and the error to one copy: an injector's forged error racing the
+        // resolver's answer, which stands.
+        assert_eq!(judged(reply(1, "NoError", &[FB])), None);
     }
 
     /// A URL is fetched from its first address: the IPv6 answer of a CDN that sends the
@@ -690,6 +705,22 @@ mod tests {
         };
         let probe = facts(&url(), lookups("2a03:2880:f0::1"), vec![page()]);
         assert!(problems(&probe, Some(&control), &context).is_empty());
+        // A second resolver's answer, which the probe did not go by: judged as ever.
+        let mut second = answered(&[("203.0.113.9", None)]);
+        if let Step::Dns(d) = &mut second.step {
+            d.resolver = "udp://192.0.2.8:53".into();
+        }
+        let mut ours = lookups("2a03:2880::1");
+        ours.push(second);
+        let probe = facts(&url(), ours, vec![page()]);
+        let found = problems(&probe, Some(&control), &context);
+        assert!(
+            found.iter().any(|p| p
+                .finding
+                .evidence
+                .starts_with("udp://192.0.2.8:53 answered")),
+            "{found:?}"
+        );
         // The probe's fetch went to that address, and failed: the answer is judged.
         let mut there = fetch(0, 0, "", 0.0, Some(StepError::timeout(Operation::Connect)));
         if let Step::Http(h) = &mut there.step {

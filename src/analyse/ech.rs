@@ -47,13 +47,19 @@ pub fn problems(
         .collect()
 }
 
-/// Whether the canary's comparison tore down its handshakes offering ECH, where those
-/// without it went through (see [`EchFacts::ech_torn_down`]).
+/// Whether the canary's comparison showed the whole pattern of a block of ECH: its
+/// handshakes offering ECH torn down every time, at least twice, and those without it
+/// through, with no residual block to account for it (a loss, or a path failing for
+/// every handshake, must not excuse every target's block for the run).
 pub fn canary(canary: &TargetFacts) -> bool {
-    canary
-        .measurements
-        .iter()
-        .any(|m| matches!(&m.step, Step::Ech(f) if f.ech_torn_down()))
+    let answers = explain::answers(&canary.measurements);
+    canary.measurements.iter().any(|m| match &m.step {
+        Step::Ech(f) => {
+            ech_problem(f, None).is_some_and(|p| p.explained.is_none())
+                && residual(canary, &m.target, f, &answers).is_none()
+        }
+        _ => false,
+    })
 }
 
 /// Why ECH torn down at the target is no block of it: the canary's was too. A network
@@ -304,6 +310,18 @@ mod tests {
             &outcome,
             &["the canary's handshakes offering ECH were torn down too"],
         );
+        // Every handshake of the canary's torn down, those without ECH too (the path
+        // failing): no sign of a network blocking ECH, and the block stands.
+        let all_failed = canary_context(
+            dns(),
+            with_ech(&[
+                (Plain, Some(Failure::ConnectionReset)),
+                (Grease, Some(Failure::ConnectionReset)),
+                (Grease, Some(Failure::ConnectionReset)),
+                (Plain, Some(Failure::ConnectionReset)),
+            ]),
+        );
+        assert!(!all_failed.canary_ech_torn_down);
         // Where the canary's ECH went through, the block stands.
         let spared = canary_context(dns(), passes());
         let outcome = compare_in(

@@ -411,7 +411,7 @@ pub fn answered_like_the_canary(f: &DnsFacts, health: &ResolverHealth) -> Option
 
 /// Why a private or reserved address a resolver answered for a name is no censor's
 /// forgery: the resolver answered the canary, which nothing blocks, with such an address
-/// too (of either type). A resolver that answers names with addresses of its own is the
+/// too, for the same record type. A resolver that answers names with addresses of its own is the
 /// probe's own network's: a proxy's "fake IP" DNS (an address of 198.18.0.0/15 for each
 /// name), a captive portal's, a filtering resolver's. Not where an answer is a known
 /// blockpage's address: that names its censor.
@@ -427,10 +427,10 @@ pub fn private_like_the_canary(
     {
         return None;
     }
-    let canarys = [QueryType::A, QueryType::Aaaa]
-        .into_iter()
-        .filter_map(|t| health.answered.get(&(f.resolver.clone(), t)))
-        .flatten()
+    let canarys = health
+        .answered
+        .get(&(f.resolver.clone(), f.query_type))?
+        .iter()
         .find(|ip| policy.proves_forgery(**ip))?;
     Some(format!(
         "{} answered {} for {}, and the canary, which nothing blocks, with {canarys}, a private or reserved address too: a resolver that answers with addresses of its own is the probe's own network's (a proxy's fake-IP DNS, a captive portal, a filtering resolver), not a block of this name",

@@ -726,12 +726,14 @@ fn server_error_here(ours: &HttpHop, theirs: &HttpHop, probe: &TargetFacts) -> O
     Some(Problem::explained(finding, why))
 }
 
-/// The site answered the probe 429 Too Many Requests, and the control with a page: a
-/// site limits how often one address may ask, and the probe asks for a URL several
+/// The site answered the probe 429 Too Many Requests, and the control with a page (over
+/// a session valid for the name, the site's own answer as any other): a site limits how
+/// often one address may ask, and the probe asks for a URL several
 /// times (fetched again, its twins), from an address a carrier's NAT may share with
 /// many users. A censor's page with this status is missed so: nothing tells them apart.
 fn rate_limited(ours: &HttpHop, theirs: &HttpHop) -> Option<Problem> {
-    (ours.status == Some(429) && theirs.status != Some(429)).then(|| {
+    let limited = ours.status == Some(429) && theirs.status != Some(429) && !site_served(ours);
+    limited.then(|| {
         let finding = Finding::new(
             Blocking::HttpDiff,
             format!("{} answered HTTP 429", ours.url),
@@ -757,7 +759,16 @@ fn blockpage(h: &HttpFacts, theirs: Option<&HttpHop>) -> Option<Problem> {
             Blocking::HttpBlockpage,
             format!("{} answered with {name}", hop.url),
         );
-        let everyone = theirs.and_then(fingerprints::http_blockpage) == Some(name);
+        // Not from the address the probe got it from (the control tries the probe's
+        // addresses too, and only those where its own DNS failed), nor from a known
+        // blockpage's: the censor's own page, fetched from abroad.
+        let elsewhere = |page: &&HttpHop| {
+            page.address != hop.address
+                && page
+                    .address
+                    .is_none_or(|a| fingerprints::dns_blockpage(a.ip()).is_none())
+        };
+        let everyone = theirs.filter(elsewhere).and_then(fingerprints::http_blockpage) == Some(name);
         Some(match (site_served(hop), everyone) {
             (true, _) => {
                 finding.evidence.push_str(SITE_SERVED);
@@ -1185,9 +1196,27 @@ mod tests {
         let limited = || fetch(429, 200, "Too Many Requests", 5.0, None);
         let outcome = compare(url(), (dns(), vec![limited()]), (dns(), vec![page()]));
         inconclusive_saying(&outcome, &["HTTP 429 Too Many Requests"]);
-        // Over plain HTTP, where the control was answered the same: the site's own block
-        // of both countries.
-        let everyone = compare(url(), (dns(), vec![legal()]), (dns(), vec![legal()]));
+        // Over a valid session, the site's own limit: an anomaly, as its other answers.
+        let outcome = compare(
+            url(),
+            (dns(), vec![over_valid_tls(limited())]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(kind(&outcome), (Verdict::Anomaly, None));
+        // Over plain HTTP, where the control was answered the same from an address of
+        // its own: the site's own block of both countries.
+        let from = |address: &str| {
+            let mut m = legal();
+            if let Step::Http(h) = &mut m.step {
+                h.hops[0].address = Some(address.parse().unwrap());
+            }
+            m
+        };
+        let everyone = compare(
+            url(),
+            (dns(), vec![legal()]),
+            (dns(), vec![from("157.240.2.2:80")]),
+        );
         assert_eq!(kind(&everyone), (Verdict::Anomaly, None));
         assert!(
             everyone
@@ -1197,6 +1226,16 @@ mod tests {
             "{}",
             everyone.verdict.evidence
         );
+        // From the address the probe got it from, or from a known blockpage's: the
+        // censor's page, fetched from abroad.
+        for censors in [FB_443, "10.10.34.34:80"] {
+            let outcome = compare(url(), (dns(), vec![legal()]), (dns(), vec![from(censors)]));
+            assert_eq!(
+                kind(&outcome),
+                (Verdict::Blocked, Some(Blocking::HttpBlockpage)),
+                "{censors}"
+            );
+        }
         // Any other difference over one is the site's too.
         let moved = || fetch(404, 300, "Not here", 5.0, None);
         let other = compare(

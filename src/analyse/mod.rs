@@ -1345,8 +1345,23 @@ mod tests {
                 ],
             )
         };
-        let site_bad = compare(domain(&[]), one_bad(mitm(OTHER)), one_bad(mitm(OTHER)));
+        let default_host = || issued_by(mitm(OTHER), "CN=Default Host");
+        let site_bad = compare(
+            domain(&[]),
+            one_bad(default_host()),
+            one_bad(default_host()),
+        );
         assert_eq!(kind(&site_bad), (Verdict::Ok, None));
+        // Another certificate there than the one the control refused: another party's.
+        let other_party = compare(
+            domain(&[]),
+            one_bad(issued_by(mitm(OTHER), "CN=Ministry CA")),
+            one_bad(default_host()),
+        );
+        assert_eq!(
+            kind(&other_party),
+            (Verdict::Blocked, Some(Blocking::TlsMitm))
+        );
         // Where the control was shown a valid one at that address, the probe's was
         // another's.
         let intercepted = compare(
@@ -1549,11 +1564,18 @@ mod tests {
         let probe = (vec![lookup(&[(node, None)])], at_node);
         let outcome = compare_in(&context, domain(&[]), probe, control());
         inconclusive_saying(&outcome, &["the probe could not try the answer"]);
-        // Another certificate than the canary's: a block of the target.
+        // Another certificate than the canary's: a block of the target, from another
+        // issuer or from the same one.
         assert_eq!(
             kind(&judged("CN=Ministry")),
             (Verdict::Blocked, Some(Blocking::TlsMitm))
         );
+        let mut reissued = shown("CN=Portal");
+        if let Step::TlsHandshake(t) = &mut reissued[1].step {
+            t.certificate.as_mut().unwrap().sha256 = "another leaf".into();
+        }
+        let outcome = compare_in(&context, domain(&[]), (dns(), reissued), control());
+        assert_eq!(kind(&outcome), (Verdict::Blocked, Some(Blocking::TlsMitm)));
     }
 
     #[test]

@@ -220,6 +220,9 @@ fn quic_at(control: &TargetFacts, name: &str, address: SocketAddr, by_name: bool
             q.server_name,
             failure(q)
         )),
+        None if by_name => ControlSaw::NotMeasured(format!(
+            "the control made no QUIC handshake with {name} to {address}"
+        )),
         None => ControlSaw::NotMeasured(format!("the control made no QUIC handshake to {address}")),
     }
 }
@@ -298,7 +301,7 @@ mod tests {
             quic(FB_443, false, TIMEOUT, 0),
         ]);
         let (verdict, evidence) = judged(probe.clone(), front_end);
-        assert_ne!(verdict.0, Verdict::Blocked, "{evidence}");
+        assert_eq!(verdict, OK, "{evidence}");
         // Without a control, a sign.
         let alone = judge(domain(&[]), dns(), probe);
         assert_eq!(

@@ -240,7 +240,7 @@ fn connect_at(control: &TargetFacts, address: SocketAddr) -> ControlSaw {
 
 /// What the control's handshake with the same name to the same address gave; for a
 /// certificate, any address of the control's will do (CDNs hand out different ones),
-/// unless the control refused the certificate shown at the same one.
+/// unless the control refused the very certificate shown at the same one.
 fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> ControlSaw {
     let theirs = handshakes(&control.measurements);
     let same = |c: &&&TlsFacts| !c.control_sni && c.server_name == t.server_name;
@@ -251,11 +251,12 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             "the control's handshake with {} to {} succeeded",
             c.server_name, c.address
         )),
-        // A certificate the control refused at the same address is the site's own there
-        // (a default host on one of its addresses, a node serving a broken chain): what
-        // the site's other addresses show says nothing of this one.
+        // The very certificate the control refused at the same address is the site's own
+        // there (a default host on one of its addresses, a node serving a broken chain):
+        // what the site's other addresses show says nothing of this one. Another one
+        // there is another party's.
         _ if any_address
-            && !at.is_some_and(|c| c.handshake_done)
+            && !at.is_some_and(|c| c.handshake_done && same_leaf(c, t))
             && theirs.iter().filter(same).any(valid) =>
         {
             ControlSaw::Success(format!(
@@ -284,6 +285,12 @@ fn handshake_at(control: &TargetFacts, t: &TlsFacts, any_address: bool) -> Contr
             t.server_name, t.address
         )),
     }
+}
+
+/// Whether two handshakes were shown the same certificate.
+fn same_leaf(a: &TlsFacts, b: &TlsFacts) -> bool {
+    let leaf = |t: &TlsFacts| t.certificate.as_ref().map(|c| c.sha256.clone());
+    leaf(a).is_some() && leaf(a) == leaf(b)
 }
 
 fn tls_problem(
