@@ -46,6 +46,7 @@ REFUSER_IP=198.19.0.55  # a dnsmasq with no upstream, which refuses every query 
 BLOCKPAGE_PORT=8080     # the censor's blockpage server, on RESOLVER_IP
 PORTAL_PORT=8081        # a captive portal's login page (scenario http-portal), on RESOLVER_IP
 MITM_PORT=8443          # the censor's intercepting TLS server, on RESOLVER_IP
+PORTAL_TLS_PORT=9443    # a captive portal's HTTPS, with its own name's certificate (scenario intercept-portal), on RESOLVER_IP
 FORGED_IP=198.19.255.1  # what the injector answers: a public-looking host running nothing
 LAN_IF=to-probe         # the censor's interface toward the probe
 CONTROL_URL=http://$CONTROL_IP:$CONTROL_PORT
@@ -462,6 +463,9 @@ make_pki() {
     # The censor's own CA, which no probe trusts: the interception certificates.
     new_ca "$d/rogue-ca" "/O=Ministry of Lab Security/CN=Lab Interception CA"
     issue "$d/rogue-ca" "$d/mitm" google.test www.google.test
+    # A captive portal's own certificate, from the CA every probe trusts, valid for the
+    # portal's name alone.
+    issue "$d/ca" "$d/portal" portal.test
     if bench_mode; then
         issue "$d/ca" "$d/bench" "*.$BENCH_ZONE" "$BENCH_ZONE"
     fi
@@ -619,7 +623,8 @@ $listens        $tls
     }"
     # The censor's servers: Iran's blockpage (OONI fingerprint: an iframe to
     # 10.10.34.34, served with 403), TLS interception with the rogue CA, and a captive
-    # portal's login page (511 Network Authentication Required, RFC 6585).
+    # portal's login page (511 Network Authentication Required, RFC 6585), over plain
+    # HTTP and over HTTPS with the portal's own certificate.
     nginx_conf censor "    server {
         listen $RESOLVER_IP:$PORTAL_PORT;
         location / {
@@ -639,6 +644,14 @@ $listens        $tls
         listen $RESOLVER_IP:$MITM_PORT ssl; listen [$RESOLVER_IP6]:$MITM_PORT ssl;
         ssl_certificate $STATE/pki/mitm.pem; ssl_certificate_key $STATE/pki/mitm.key;
         location / { $SITE_PAGE }
+    }
+    server {
+        listen $RESOLVER_IP:$PORTAL_TLS_PORT ssl; listen [$RESOLVER_IP6]:$PORTAL_TLS_PORT ssl;
+        ssl_certificate $STATE/pki/portal.pem; ssl_certificate_key $STATE/pki/portal.key;
+        location / {
+            default_type text/html;
+            return 511 '<!doctype html><html><head><title>CafeNet: log in to use the internet</title></head><body><form action=\"/login\" method=\"post\">Voucher <input name=\"voucher\"> <button>Connect</button></form></body></html>\n';
+        }
     }"
     bench_mode && write_bench_server
     write_http3_server

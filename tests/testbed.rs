@@ -211,6 +211,7 @@ fn faults() -> Vec<Case> {
         "resolver-slow",
         "resolver-uncached",
         "intercept-tls",
+        "intercept-portal",
         "dns-portal",
         "http-portal",
     ] {
