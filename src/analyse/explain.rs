@@ -872,7 +872,7 @@ fn loss_seen(check: &Check) -> Option<String> {
 
 /// Why a step refused or torn down at every try is no sign: the probe's other connects,
 /// handshakes and fetches meanwhile were turned down at a try, and went through at a
-/// later one, so often that all `tries` of one step like it (three, or five on a
+/// later one, so often that all `tries` of one step like it (three, or seven on a
 /// network seen doing so) fail so once in a thousand or more often. A censor turns a target down at every try, and leaves the
 /// others alone; a flaky middlebox or NAT turns any flow down now and then, and the
 /// more packets a flow met, the more often: a fetch's try more often than a connect's,
