@@ -156,13 +156,9 @@ fn answered_another_copy(f: &DnsFacts, policy: &AddressPolicy) -> Option<String>
     };
     let answered = |r: &&DnsReply| {
         r.matches_query
-            && Failure::from_rcode(&r.rcode).is_none()
+            && resolved_by(f, r, policy)
             && !erred_on(r.id)
-            && f.resolver_address.as_deref() == Some(r.source.as_str())
             && r.addresses().next().is_some()
-            && !r
-                .addresses()
-                .any(|ip| forged_address(ip, policy, &[]).is_some())
     };
     let reply = f.replies.iter().find(answered)?;
     Some(format!(
@@ -285,17 +281,24 @@ fn answered_late<'a>(
     policy: &AddressPolicy,
 ) -> Option<&'a DnsFacts> {
     let resolved = |g: &DnsFacts| {
-        g.overdue.as_ref().is_some_and(|reply| {
-            Failure::from_rcode(&reply.rcode).is_none()
-                && g.resolver_address.as_deref() == Some(reply.source.as_str())
-                && !reply
-                    .addresses()
-                    .any(|ip| forged_address(ip, policy, &[]).is_some())
-        })
+        g.overdue
+            .as_ref()
+            .is_some_and(|reply| resolved_by(g, reply, policy))
     };
     std::iter::once(f)
         .chain(other_types(f, probe))
         .find(|g| resolved(g))
+}
+
+/// Whether `reply` is `f`'s resolver answering as it answers a name it resolved:
+/// NOERROR, from the server asked, with no address a censor's (a bogon, a known
+/// blockpage's).
+fn resolved_by(f: &DnsFacts, reply: &DnsReply, policy: &AddressPolicy) -> bool {
+    Failure::from_rcode(&reply.rcode).is_none()
+        && f.resolver_address.as_deref() == Some(reply.source.as_str())
+        && !reply
+            .addresses()
+            .any(|ip| forged_address(ip, policy, &[]).is_some())
 }
 
 /// What the control's lookup of the same name and type gave.

@@ -403,7 +403,7 @@ pub fn answered_like_the_canary(f: &DnsFacts, health: &ResolverHealth) -> Option
         format!(
             "{} answered {} for {} as it answered the canary: a resolver that answers every name alike is the probe's own network's (a captive portal before its login, a filtering resolver), not a block of this name",
             f.resolver,
-            ours.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(" "),
+            spaced(&ours),
             f.hostname
         )
     })
@@ -435,12 +435,17 @@ pub fn private_like_the_canary(
     Some(format!(
         "{} answered {} for {}, and the canary, which nothing blocks, with {canarys}, a private or reserved address too: a resolver that answers with addresses of its own is the probe's own network's (a proxy's fake-IP DNS, a captive portal, a filtering resolver), not a block of this name",
         f.resolver,
-        ours.iter()
-            .map(IpAddr::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
+        spaced(&ours),
         f.hostname
     ))
+}
+
+/// Addresses as the evidence lists them: separated by spaces.
+fn spaced(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A lookup that got an answer from its resolver, if only "no such record".
