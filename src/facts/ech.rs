@@ -89,7 +89,7 @@ pub struct EchHandshake {
 impl EchHandshake {
     /// When the handshake ended.
     pub fn ended_at(&self) -> DateTime<Utc> {
-        super::ended(self.measured_at, self.runtime_ms)
+        super::after_ms(self.measured_at, self.runtime_ms)
     }
 
     /// Whether it connected (and so sent its ClientHello).

@@ -55,17 +55,16 @@ pub struct Measurement {
 impl Measurement {
     /// When the step ended.
     pub fn ended_at(&self) -> DateTime<Utc> {
-        ended(self.measured_at, self.runtime_ms)
+        after_ms(self.measured_at, self.runtime_ms)
     }
 }
 
-/// When a step begun at `at` that took `runtime_ms` ended.
-fn ended(at: DateTime<Utc>, runtime_ms: f64) -> DateTime<Utc> {
+/// The time `ms` milliseconds after `at`: when a step begun at `at` that took so long
+/// ended.
+pub(crate) fn after_ms(at: DateTime<Utc>, ms: f64) -> DateTime<Utc> {
     // Saturating: a time past the calendar's end is read (a hostile import's), not made.
-    at.checked_add_signed(chrono::TimeDelta::microseconds(
-        (runtime_ms * 1000.0) as i64,
-    ))
-    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    at.checked_add_signed(chrono::TimeDelta::microseconds((ms * 1000.0) as i64))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -643,7 +642,7 @@ pub struct Reconnect {
 
 impl Reconnect {
     pub fn ended_at(&self) -> DateTime<Utc> {
-        ended(self.measured_at, self.runtime_ms)
+        after_ms(self.measured_at, self.runtime_ms)
     }
 }
 

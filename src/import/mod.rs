@@ -31,7 +31,7 @@ use crate::rundir::carried::{Carried, CarriedWriter};
 use crate::rundir::rows::{RunColumns, measured_at_column};
 use crate::rundir::writer::{EncodedRows, ResultsWriter};
 use crate::rundir::{RunInfo, RunSettings};
-use ooni::{ControlFacts, Imported};
+use ooni::Imported;
 
 /// Lines judged together, on every core, between two writes.
 const BATCH: usize = 1024;
@@ -238,17 +238,10 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
         true => std::borrow::Cow::Borrowed(&context),
         false => context.for_target(&probe),
     };
-    let outcome = match &control {
-        ControlFacts::None => analyse::judge(&probe, Control::None, &judging),
-        ControlFacts::Measured(facts) => analyse::judge(&probe, Control::Measured(facts), &judging),
-        ControlFacts::Unavailable(why) => {
-            analyse::judge(&probe, Control::Unavailable(why), &judging)
-        }
-    };
-    let verdict = outcome.verdict;
-    let control_measurements = match &control {
-        ControlFacts::Measured(facts) => facts.measurements.iter().chain(facts.dns.iter()),
-        ControlFacts::Unavailable(_) | ControlFacts::None => [].iter().chain([].iter()),
+    let verdict = analyse::judge(&probe, control.as_control(), &judging).verdict;
+    let control_measurements = match control.as_control() {
+        Control::Measured(facts) => facts.measurements.iter().chain(facts.dns.iter()),
+        Control::Unavailable(_) | Control::None => [].iter().chain([].iter()),
     };
     let measurements = probe
         .dns
@@ -265,9 +258,9 @@ fn judge(line: &Line, files: &[PathBuf]) -> Result<Judged, String> {
     )
     .map_err(|e| format!("{place}: {e}"))?;
     let carried = carried.then(|| Carried {
-        control_unavailable: match &control {
-            ControlFacts::Unavailable(why) => Some(why.clone()),
-            ControlFacts::None | ControlFacts::Measured(_) => None,
+        control_unavailable: match control.as_control() {
+            Control::Unavailable(why) => Some(why.to_string()),
+            Control::None | Control::Measured(_) => None,
         },
         triggers: probe.triggers.clone(),
         context: Arc::new(context),

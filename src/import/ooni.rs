@@ -11,14 +11,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use url::Url;
 
 use super::archival::{
     Answer, Connect, Envelope, ExportedFacts, Handshake, HelperControl, Query, TestKeys,
     Transaction,
 };
-use crate::analyse::Context;
+use crate::analyse::{Context, Control};
 use crate::facts::TargetFacts;
 use crate::facts::failure::{Failure, Operation, StepError};
 use crate::facts::{
@@ -45,6 +45,17 @@ pub enum ControlFacts {
     Measured(Box<TargetFacts>),
     /// The test has no control (telegram, facebook_messenger) or its helper failed.
     Unavailable(String),
+}
+
+impl ControlFacts {
+    /// The control as analysis takes it.
+    pub fn as_control(&self) -> Control<'_> {
+        match self {
+            ControlFacts::None => Control::None,
+            ControlFacts::Measured(facts) => Control::Measured(facts),
+            ControlFacts::Unavailable(why) => Control::Unavailable(why),
+        }
+    }
 }
 
 /// One OONI measurement, read.
@@ -210,12 +221,12 @@ fn exported_facts(
     exported: ExportedFacts,
 ) -> Result<(Target, TargetFacts, ControlFacts, Context), Skip> {
     let target = exported.target;
-    if target.to_string() != input.to_string() {
+    let name = target.to_string();
+    if name != input.to_string() {
         return Err(Skip::Unusable(format!(
             "x_censorprobe_facts: the target {target} is not the measurement's input {input}"
         )));
     }
-    let name = target.to_string();
     let split = |mut steps: Vec<Measurement>, vantage: Vantage| {
         for m in &mut steps {
             if m.vantage != vantage {
@@ -291,10 +302,7 @@ impl Clock {
             vantage,
             service: self.service.clone(),
             target: self.target.clone(),
-            measured_at: self
-                .start
-                .checked_add_signed(TimeDelta::microseconds((t0 * 1e6) as i64))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            measured_at: crate::facts::after_ms(self.start, t0 * 1000.0),
             runtime_ms,
             step,
         }

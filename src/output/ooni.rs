@@ -336,6 +336,7 @@ fn measurement<'a>(
     let context = run.context_of(unit, probe);
     let target = &probe.target;
     let steps = steps_of(probe);
+    let control_steps = control.map(steps_of);
     let start = steps
         .iter()
         .map(|m| m.measured_at)
@@ -388,16 +389,15 @@ fn measurement<'a>(
                 .filter(|v| !v.blocking.is_empty())
                 .map(|v| v.blocking.clone()),
             // The control's times count from its own first step, by its own clock.
-            x_control: control.map(|facts| {
-                let steps = steps_of(facts);
+            x_control: control_steps.as_ref().map(|steps| {
                 let start = steps.iter().map(|m| m.measured_at).min();
-                Archival::of(&steps, start.unwrap_or(info.started_at))
+                Archival::of(steps, start.unwrap_or(info.started_at))
             }),
             x_censorprobe_facts: ExportedFacts {
                 target,
                 probe: steps,
                 triggers: &probe.triggers,
-                control: control.map(steps_of),
+                control: control_steps,
                 control_unavailable: match run.control(unit, control) {
                     Control::Unavailable(why) => Some(why),
                     Control::None | Control::Measured(_) => None,
