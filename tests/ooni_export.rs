@@ -5,14 +5,14 @@
 #[allow(dead_code)]
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use common::probe::{ProbeRun, run_probe};
+use common::probe::{ProbeRun, VerdictRow, run_offline, run_probe};
 use common::*;
 
 const CANARY: &str = "canary.test";
@@ -175,7 +175,7 @@ urls = ["https://good.test:{port}/", "{moved}"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_exports_as_ooni_measurements_one_per_target() {
     let lab = Lab::new().await;
-    let run = lab.run(&["--bind", PROBE_SOURCE]).await;
+    let mut run = lab.run(&["--bind", PROBE_SOURCE]).await;
     let by_input = export(&run, &[], &run.out.join("ooni.jsonl")).await;
     let https = format!("https://good.test:{}/", lab.healthy.port());
     let endpoint = lab.healthy.to_string();
@@ -364,48 +364,21 @@ async fn a_run_exports_as_ooni_measurements_one_per_target() {
     assert_eq!(exported, recorded, "{run}");
 
     // Imported back, and the import analysed again: every target keeps its verdict.
-    let imported = run.dir.path().join("imported");
-    let censorprobe = |args: &[&std::ffi::OsStr]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_censorprobe"))
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "censorprobe {args:?}: {stderr}");
-    };
-    let written = run.out.join("ooni.jsonl");
-    censorprobe(&[
-        "import".as_ref(),
-        "--ooni".as_ref(),
-        written.as_os_str(),
-        "--out".as_ref(),
-        imported.as_os_str(),
-    ]);
-    censorprobe(&["analyse".as_ref(), "-q".as_ref(), imported.as_os_str()]);
-    let verdicts = |path: &Path| -> std::collections::BTreeMap<String, (String, String)> {
-        csv::Reader::from_path(path)
-            .unwrap()
-            .deserialize::<HashMap<String, String>>()
-            .map(|row| {
-                let row = row.unwrap();
-                (
-                    row["target"].clone(),
-                    (row["verdict"].clone(), row["blocking"].clone()),
-                )
-            })
+    let verdicts = |rows: &[VerdictRow]| -> BTreeMap<String, (String, String)> {
+        rows.iter()
+            .map(|r| (r.target.clone(), (r.verdict.clone(), r.blocking.clone())))
             .collect()
     };
-    let ran = verdicts(&run.out.join("verdicts.csv"));
-    assert_eq!(
-        verdicts(&imported.join("verdicts.csv")),
-        ran,
-        "imported\n{run}"
-    );
-    assert_eq!(
-        verdicts(&imported.join("verdicts.analysed.csv")),
-        ran,
-        "analysed\n{run}"
-    );
+    let ran = verdicts(&run.verdicts);
+    let written = run.out.join("ooni.jsonl");
+    let imported = run.dir.path().join("imported");
+    let (written, imported_dir) = (written.to_str().unwrap(), imported.to_str().unwrap());
+    let import = ["import", "--ooni", written, "--out", imported_dir];
+    run_offline(&mut run, &import, &imported.join("verdicts.csv")).await;
+    assert_eq!(verdicts(&run.verdicts), ran, "imported\n{run}");
+    let analyse = ["analyse", "-q", imported_dir];
+    run_offline(&mut run, &analyse, &imported.join("verdicts.analysed.csv")).await;
+    assert_eq!(verdicts(&run.verdicts), ran, "analysed\n{run}");
 
     // --out writes elsewhere, the same measurements.
     let elsewhere = run.dir.path().join("elsewhere.jsonl");
