@@ -37,9 +37,16 @@ pub fn port() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// As [`listener`], on `addr` (0.0.0.0 blackholes a port on every local address).
+/// As [`listener`], on `addr` (0.0.0.0 blackholes a port on every local address; an
+/// IPv6 address, a port there, for everyone: a source is an IPv4 address).
 pub fn listener_at(addr: SocketAddr, blackholed: Blackholed) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    if addr.is_ipv6() && matches!(blackholed, Blackholed::Source(_)) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "an IPv6 listener cannot drop an IPv4 source's packets",
+        ));
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     drop_packets(&socket, blackholed)?;
     socket.bind(&addr.into())?;
     socket.listen(128)?;

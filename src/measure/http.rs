@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::address::Ticket;
+use super::checks::Family;
 use super::limits::Held;
 use super::received::{Counted, Tally, writes_pass_through};
 use super::tcp::RETRY_PAUSE;
@@ -450,12 +451,15 @@ impl Measurer {
             // Nothing is sent to the server meanwhile: its places are for others.
             out.held = Held::default();
             if out.facts.check.is_none() {
-                let at_connect = out
-                    .facts
-                    .hops
-                    .last()
-                    .and_then(|hop| failed_to_connect(hop.error.as_ref()?, hop.address?));
-                out.facts.check = self.network_check(began, &failure, at_connect).await;
+                let last = out.facts.hops.last();
+                let address = last.and_then(|hop| hop.address);
+                let at_connect =
+                    last.and_then(|hop| failed_to_connect(hop.error.as_ref()?, hop.address?));
+                // Over IPv4 where the hop had no address to connect to.
+                let family = address.map_or(Family::Ipv4, |a| Family::of(a.ip()));
+                out.facts.check = self
+                    .network_check(began, &failure, family, at_connect)
+                    .await;
             }
         }
         out
@@ -531,7 +535,8 @@ impl Measurer {
         let besides = super::counted_connect(&open);
         let first = self.exchange_at_work(url, open, address, &host, out).await;
         out.facts.cut_after = cut_in_body(&first.0).into_iter().collect();
-        let mut again = Again::new(first, |exchanged| worth_refetching(&exchanged.0)).on(self);
+        let mut again = Again::new(first, |exchanged| worth_refetching(&exchanged.0))
+            .on(self, Family::of(address.ip()));
         while again.another().await {
             let next = self.exchange_at_work(url, None, address, &host, out);
             let next = self.alongside(next, again.pulse_after()).await;
@@ -688,7 +693,7 @@ impl Measurer {
         let ticket = (!control_sni).then(|| self.addresses.open(address.ip(), started.0));
         let first = self.refetch_once(url, address, sni, control_sni).await;
         let mut cut_after: Vec<u64> = cut_in_body(&first).into_iter().collect();
-        let mut again = Again::new(first, worth_refetching).on(self);
+        let mut again = Again::new(first, worth_refetching).on(self, Family::of(address.ip()));
         while again.another().await {
             let next = self.refetch_once(url, address, sni, control_sni).await;
             cut_after.extend(cut_in_body(&next));

@@ -51,7 +51,7 @@ use crate::input::bogon::AddressPolicy;
 use crate::input::targets::ResolverSpec;
 use crate::input::targets::{Target, TargetKind};
 use address::{Addresses, Dial, SharedHandshake, Silence, Transport, Turn};
-use checks::Checks;
+use checks::{Checks, Family};
 use dns::{DnsIo, Resolver};
 use limits::Limits;
 use meanwhile::Exchanges;
@@ -167,9 +167,13 @@ pub struct Measurer {
     /// task that holds a place on the resolver's address itself. Four lookups at once
     /// (a place of `Limits::query` a unit of concurrency), one exchange an address.
     check_limits: Limits,
-    /// The canary's address, for network checks: from its own lookups, or looked up when
-    /// first needed (a failed lookup is not kept: the next check tries again).
+    /// The canary's IPv4 address, for network checks: from its own lookups, or looked
+    /// up when first needed (a failed lookup is not kept: the next check tries again).
     canary: OnceCell<SocketAddr>,
+    /// Its IPv6 address, from its own AAAA lookup, for the checks and pulses of IPv6
+    /// (see `checks`); without one, IPv6 is checked over IPv4, as a network is whose
+    /// canary has no IPv6.
+    canary_ipv6: OnceCell<SocketAddr>,
     /// Held through a lookup of the canary's address for the checks: one at a time;
     /// with why the last one found none, for the checks that waited for it.
     canary_lookup: tokio::sync::Mutex<Option<StepError>>,
@@ -219,6 +223,7 @@ impl Measurer {
             turned_down: Exchanges::default(),
             check_limits: Limits::new(4, 1),
             canary: OnceCell::new(),
+            canary_ipv6: OnceCell::new(),
             canary_lookup: tokio::sync::Mutex::new(None),
         })
     }
@@ -561,7 +566,7 @@ impl Measurer {
                     let started = now();
                     let lookup = self.lookup(io, resolver, host, qtype).await;
                     // The first resolver's, as the checks' own lookups of the canary.
-                    if is_canary && i == 0 && qtype == QueryType::A {
+                    if is_canary && i == 0 {
                         self.canary_answered(&lookup.facts.addresses);
                     }
                     let measurement = self.record(target, started, Step::Dns(lookup.facts.clone()));
@@ -589,16 +594,25 @@ impl Measurer {
         }
     }
 
-    /// Takes the canary's address for the checks and pulses from its own A lookup as
-    /// soon as that answers: not once its AAAA lookup is done too, which a link down
+    /// Takes the canary's addresses for the checks and pulses from its own A and AAAA
+    /// lookups, each as soon as it answers: not once both are done, which a link down
     /// for a moment may hold for seconds, with the pulses of the steps failing
-    /// meanwhile waiting on it (and missing the moment the link was down).
+    /// meanwhile waiting on them (and missing the moment the link was down).
     fn canary_answered(&self, addresses: &[IpAddr]) {
-        let public = addresses
-            .iter()
-            .find(|ip| ip.is_ipv4() && !self.options.policy.is_bogon(**ip));
-        if let (Some(port), Some(ip)) = (self.options.canary_port, public) {
-            let _ = self.canary.set(SocketAddr::new(*ip, port));
+        let Some(port) = self.options.canary_port else {
+            return;
+        };
+        for family in Family::BOTH {
+            let public = addresses
+                .iter()
+                .find(|ip| Family::of(**ip) == family && !self.options.policy.is_bogon(**ip));
+            let cell = match family {
+                Family::Ipv4 => &self.canary,
+                Family::Ipv6 => &self.canary_ipv6,
+            };
+            if let Some(ip) = public {
+                let _ = cell.set(SocketAddr::new(*ip, port));
+            }
         }
     }
 
@@ -645,7 +659,9 @@ impl Measurer {
             lookup.facts.check = Some(Check {
                 meanwhile: Some(meanwhile),
                 before,
-                during: self.pulse_during_last_try(began, failed_at).await,
+                during: self
+                    .pulse_during_last_try(resolver.family(), began, failed_at)
+                    .await,
                 slow_quarter_ms: resolver
                     .slow_quarter()
                     .map(|took| took.as_secs_f64() * 1000.0),
@@ -703,16 +719,20 @@ impl Measurer {
     /// and down again as the check looked it up); for a refusal or reset, which came
     /// back over the link, none.
     ///
+    /// The canary is connected to over the family of the step's address, `family`, and
+    /// the pulse is that family's.
+    ///
     /// Where the step failed to connect to `at_connect`, the check says when that address
     /// and port first answered the run's connects, if it has (`Check::answered_at`).
     async fn network_check(
         &self,
         began: tokio::time::Instant,
         failure: &Failure,
+        family: Family,
         at_connect: Option<SocketAddr>,
     ) -> Option<Check> {
         let failed_at = tokio::time::Instant::now();
-        let address = match self.canary_address().await? {
+        let address = match self.canary_over(family).await? {
             Ok(address) => address,
             Err(e) if failure.is_unanswered() => {
                 let canary = self.options.control_sni.clone().unwrap_or_default();
@@ -725,7 +745,7 @@ impl Measurer {
         // have got through before the network failed it.
         let cell = self
             .checks
-            .network(sharing_from(tokio::time::Instant::now()));
+            .network(family, sharing_from(tokio::time::Instant::now()));
         let check = cell
             .get_or_init(|| async {
                 let measured_at = Utc::now();
@@ -755,7 +775,7 @@ impl Measurer {
         Some(Check {
             meanwhile: Some(meanwhile),
             before,
-            during: self.pulse_during_last_try(began, failed_at).await,
+            during: self.pulse_during_last_try(family, began, failed_at).await,
             slow_quarter_ms: None,
             // The probe's own: a control's connects are not what its verdicts read.
             answered_at: at_connect
@@ -777,7 +797,16 @@ impl Measurer {
         let _ = self.canary_address().await;
     }
 
-    /// The canary's address, for the network checks and pulses: from its own lookups, or
+    /// The canary's address over `family`: over IPv6, its own AAAA answer's where it had
+    /// one, else its IPv4 address (see [`Measurer::canary_address`]).
+    async fn canary_over(&self, family: Family) -> Option<Result<SocketAddr, StepError>> {
+        match (family, self.canary_ipv6.get()) {
+            (Family::Ipv6, Some(address)) => Some(Ok(*address)),
+            _ => self.canary_address().await,
+        }
+    }
+
+    /// The canary's IPv4 address, for the network checks and pulses: from its own lookups, or
     /// looked up when first needed; or why that lookup found none. None without a
     /// canary (a control has one where the probe's request names its port).
     ///
@@ -825,6 +854,8 @@ impl Measurer {
     /// A lossy link answers some of the pulse's connects; a link that is down, none.
     /// One pulse at a time, a second apart at least, shared by the steps tried
     /// meanwhile; made on a task of its own, so that it ends whatever its step does.
+    /// Over both families where the canary has an IPv6 address, each told of apart;
+    /// where it has none, the IPv4 pulse stands for IPv6 too.
     async fn pulse(&self) {
         let Some(Ok(canary)) = self.canary_address().await else {
             return;
@@ -832,6 +863,7 @@ impl Measurer {
         let Some(pulse) = self.checks.pulse(SHARED_CHECK) else {
             return;
         };
+        let canary_ipv6 = self.canary_ipv6.get().copied();
         let timeout = self.options.timeout;
         let dialer = tcp::Dialer::new(
             (timeout / 3).max(PULSE_AT_LEAST).min(timeout),
@@ -840,10 +872,20 @@ impl Measurer {
         tokio::spawn(async move {
             // Each connection closed as soon as it is made: held until the slowest of
             // them was done, they would fill a small NAT table for the steps and the
-            // check that come next.
-            let tries =
-                (0..CHECK_CONNECTS).map(|_| async { carried(&dialer.connect(canary).await) });
-            pulse.fared(Burst::of(join_all(tries).await));
+            // check that come next (see `burst`).
+            let ipv4 = async {
+                let fared = burst(&dialer, canary).await;
+                pulse.fared(Family::Ipv4, fared);
+                if canary_ipv6.is_none() {
+                    pulse.fared(Family::Ipv6, fared);
+                }
+            };
+            let ipv6 = async {
+                if let Some(address) = canary_ipv6 {
+                    pulse.fared(Family::Ipv6, burst(&dialer, address).await);
+                }
+            };
+            futures_util::future::join(ipv4, ipv6).await;
         });
     }
 
@@ -881,15 +923,16 @@ impl Measurer {
     /// the link after the step, as the check does.
     async fn pulse_during_last_try(
         &self,
+        family: Family,
         began: tokio::time::Instant,
         failed: tokio::time::Instant,
     ) -> Option<Burst> {
         let last_try = failed
             .checked_sub(self.options.timeout + SHARED_CHECK)
             .map_or(began, |at| at.max(began));
-        let over = self.checks.pulses_over(failed);
+        let over = self.checks.pulses_over(family, failed);
         let _ = tokio::time::timeout(self.options.timeout, over).await;
-        self.checks.worst_pulse(last_try, failed)
+        self.checks.worst_pulse(family, last_try, failed)
     }
 
     /// Every address any resolver gave, bogons excepted; when there are none, why.
@@ -1081,7 +1124,10 @@ impl Measurer {
         facts.tries = dialed.tries;
         facts.first_failure = again.first_failure;
         if let Some(failure) = worth_a_check(&facts.error) {
-            facts.check = self.network_check(began, failure, Some(address)).await;
+            let family = Family::of(address.ip());
+            facts.check = self
+                .network_check(began, failure, family, Some(address))
+                .await;
         }
         (facts, dialed.result.ok().map(|(stream, _)| stream))
     }
@@ -1106,7 +1152,12 @@ impl Measurer {
             .alongside(self.dial(addresses), Some(self.second_try()))
             .await;
         let mut tries = dialed.tries;
-        let mut again = Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(self);
+        // A dial tries its silences itself: the family read for them is none's in particular.
+        let family = addresses
+            .first()
+            .map_or(Family::Ipv4, |a| Family::of(a.ip()));
+        let mut again =
+            Again::turned_down_only(dialed, |d| d.result.as_ref().err()).on(self, family);
         while again.another().await {
             let dialed = self.dial(addresses).await;
             tries += dialed.tries;
@@ -1270,7 +1321,8 @@ impl Measurer {
             .map(|e| &e.failure)
             .filter(|f| f.is_timeout())
         {
-            facts.handshake.check = self.network_check(began, failure, None).await;
+            let family = Family::of(address.ip());
+            facts.handshake.check = self.network_check(began, failure, family, None).await;
         }
         facts
     }
@@ -1295,7 +1347,8 @@ impl Measurer {
             .handshake_once(open, address, server_name, control_sni)
             .await;
         let sent = first.1;
-        let mut again = Again::new(first, |first| first.0.error.as_ref()).on(self);
+        let family = Family::of(address.ip());
+        let mut again = Again::new(first, |first| first.0.error.as_ref()).on(self, family);
         while again.another().await {
             let next = self.handshake_once(None, address, server_name, control_sni);
             again.took(self.alongside(next, again.pulse_after()).await);
@@ -1305,8 +1358,9 @@ impl Measurer {
         // are what the network alone can cause.
         if let Some(failure) = kept.error.clone().filter(|_| worth_again(&kept.error)) {
             let at_connect = failed_to_connect(&failure, address);
+            let family = Family::of(address.ip());
             kept.check = self
-                .network_check(began, &failure.failure, at_connect)
+                .network_check(began, &failure.failure, family, at_connect)
                 .await;
         }
         (kept, sent)
@@ -1508,7 +1562,7 @@ impl Measurer {
             true => Again::new(first, error),
             false => Again::turned_down_only(first, error),
         };
-        let mut again = again.on(self);
+        let mut again = again.on(self, Family::of(address.ip()));
         while again.another().await {
             again.took(self.handshake_once(None, address, sni, true).await);
         }
@@ -1558,6 +1612,12 @@ async fn check_dial(dialer: &tcp::Dialer, address: SocketAddr) -> (Result<(), St
         again.took(dialer.dial(&[address]).await);
     }
     (again.kept.result.map(drop), answered)
+}
+
+/// A pulse's connects to `address`, made at once, each closed as soon as it is made.
+async fn burst(dialer: &tcp::Dialer, address: SocketAddr) -> Burst {
+    let tries = (0..CHECK_CONNECTS).map(|_| async { carried(&dialer.connect(address).await) });
+    Burst::of(join_all(tries).await)
 }
 
 /// Whether a connect's packets were carried both ways: it connected, or was refused or
@@ -1658,9 +1718,9 @@ pub(crate) struct Again<'a, T> {
     /// is made more often on a network seen turning steps down (see [`Again::on`]).
     flaky: Option<&'a Exchanges>,
     /// The pulses of the link, where a silent step is made more often on a link seen
-    /// losing packets during one of its tries (see [`Again::on`]); when the last try
-    /// began, and whether the link was seen so.
-    link: Option<&'a Checks>,
+    /// losing packets during one of its tries (see [`Again::on`]), over the step's
+    /// family; when the last try began, and whether the link was seen so.
+    link: Option<(&'a Checks, Family)>,
     last_began: tokio::time::Instant,
     losing: bool,
     settled: bool,
@@ -1694,10 +1754,11 @@ impl<'a, T> Again<'a, T> {
     /// while a pulse of the link during the last try (see [`Measurer::pulse`]) went
     /// unanswered in part: on a link losing packets two silent tries are loss's now and
     /// then, four seldom are, and a censor that drops a step leaves every one silent.
-    pub(crate) fn on(self, measurer: &'a Measurer) -> Again<'a, T> {
+    /// The pulses read are those over `family`, the step's address's.
+    pub(crate) fn on(self, measurer: &'a Measurer, family: Family) -> Again<'a, T> {
         Again {
             flaky: Some(&measurer.turned_down),
-            link: Some(&measurer.checks),
+            link: Some((&measurer.checks, family)),
             ..self
         }
     }
@@ -1738,9 +1799,9 @@ impl<'a, T> Again<'a, T> {
         // From a pulse's sharing before the try on: one begun within it stood for this
         // try's own, as the analysis reads it (`Measurer::pulse_during_last_try`).
         let now = tokio::time::Instant::now();
-        let pulse = self
-            .link
-            .and_then(|checks| checks.worst_pulse(sharing_from(self.last_began), now));
+        let pulse = self.link.and_then(|(checks, family)| {
+            checks.worst_pulse(family, sharing_from(self.last_began), now)
+        });
         self.losing |= pulse.is_some_and(Burst::lost_some);
         let due = !self.settled
             && self.last.as_ref().is_some_and(|e| {
@@ -1947,10 +2008,12 @@ mod tests {
         };
         let checks = Checks::default();
         let mut again = Again::new(silence(), Option::as_ref);
-        again.link = Some(&checks);
+        again.link = Some((&checks, Family::Ipv4));
         while again.another().await {
             if let (Some(burst), Some(during)) = (pulse, checks.pulse(Duration::ZERO)) {
-                during.fared(burst);
+                for family in Family::BOTH {
+                    during.fared(family, burst);
+                }
             }
             again.took(silence());
         }
@@ -1965,13 +2028,16 @@ mod tests {
         let silence = || Some(StepError::timeout(Operation::TlsHandshake));
         let checks = Checks::default();
         let pulse = checks.pulse(Duration::ZERO).expect("none before");
-        pulse.fared(Burst {
-            made: 6,
-            answered: 4,
-        });
+        pulse.fared(
+            Family::Ipv4,
+            Burst {
+                made: 6,
+                answered: 4,
+            },
+        );
         tokio::time::advance(SHARED_CHECK / 2).await;
         let mut again = Again::new(silence(), Option::as_ref);
-        again.link = Some(&checks);
+        again.link = Some((&checks, Family::Ipv4));
         while again.another().await {
             again.took(silence());
         }
@@ -2088,12 +2154,13 @@ mod tests {
         // find; a refused one, which the link carried, has none.
         let now = tokio::time::Instant::now;
         let check = measurer
-            .network_check(now(), &Failure::GenericTimeout, None)
+            .network_check(now(), &Failure::GenericTimeout, Family::Ipv4, None)
             .await
             .expect("a check");
         assert_eq!(check.checked, CheckTarget::Resolver("canary.test".into()));
         assert!(!check.passed());
-        let refused = measurer.network_check(now(), &Failure::ConnectionRefused, None);
+        let refused =
+            measurer.network_check(now(), &Failure::ConnectionRefused, Family::Ipv4, None);
         assert_eq!(refused.await, None);
     }
 
@@ -2123,6 +2190,52 @@ mod tests {
             _ = soon => {}
         }
         assert_eq!(measurer.canary.get(), Some(&SocketAddr::new(canary, 443)));
+    }
+
+    /// IPv6 failing mid-run (a tunnel down, a prefix lost): a connect to an IPv6 address
+    /// that goes unanswered is checked over IPv6, at the canary's AAAA answer, which is
+    /// silent too; its IPv4 address, which answers, vouches for IPv4's connects only.
+    #[tokio::test]
+    async fn a_connect_is_checked_over_its_own_family() {
+        use crate::lab::blackhole::{Blackholed, listener_at};
+        let everyone = Blackholed::Everyone;
+        // The canary: one port, silent at ::1 and listening at 127.0.0.1.
+        let (_silent, _listening, port) = (0..20)
+            .find_map(|_| {
+                let silent = listener_at("[::1]:0".parse().unwrap(), everyone).ok()?;
+                let port = silent.local_addr().ok()?.port();
+                let listening = std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
+                Some((silent, listening, port))
+            })
+            .expect("a port free on both loopback addresses");
+        let mut measurer = with_one_resolver("127.0.0.1:9".parse().unwrap());
+        measurer.options.timeout = Duration::from_secs(1);
+        measurer.options.canary_port = Some(port);
+        measurer.options.policy = AddressPolicy::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
+        let canary: [IpAddr; 2] = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        measurer.canary_answered(&canary);
+        let dead_ipv4 = listener_at("127.0.0.1:0".parse().unwrap(), everyone).unwrap();
+        let dead_ipv6 = listener_at("[::1]:0".parse().unwrap(), everyone).unwrap();
+        let ((ipv4, _), (ipv6, _)) = tokio::join!(
+            measurer.connect(dead_ipv4.local_addr().unwrap()),
+            measurer.connect(dead_ipv6.local_addr().unwrap()),
+        );
+        for (facts, canary) in [(&ipv4, canary[0]), (&ipv6, canary[1])] {
+            let failure = facts.error.as_ref().map(|e| &e.failure);
+            assert_eq!(failure, Some(&Failure::GenericTimeout), "{facts:?}");
+            let check = facts.check.as_ref().expect("a check after a silence");
+            assert_eq!(check.checked, CheckTarget::Connect((canary, port).into()));
+        }
+        assert!(ipv4.check.as_ref().unwrap().passed(), "{ipv4:?}");
+        assert!(!ipv6.check.as_ref().unwrap().passed(), "{ipv6:?}");
+        // The link pulsed as the dials tried again, each family told of its own.
+        let during = |facts: &TcpFacts| facts.check.as_ref().and_then(|c| c.during);
+        let burst = |answered| Some(Burst { made: 6, answered });
+        assert_eq!(during(&ipv4), burst(6), "{ipv4:?}");
+        assert_eq!(during(&ipv6), burst(0), "{ipv6:?}");
     }
 
     /// A resolver that stops answering mid-run: a lookup that failed after it stopped is
@@ -2221,17 +2334,29 @@ mod tests {
         let failed = tokio::time::Instant::now();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            pulse.fared(burst(0));
+            for family in Family::BOTH {
+                pulse.fared(family, burst(0));
+            }
         });
-        let during = measurer.pulse_during_last_try(began, failed).await;
+        let during = measurer
+            .pulse_during_last_try(Family::Ipv4, began, failed)
+            .await;
         assert_eq!(during, Some(burst(0)));
 
         let began = tokio::time::Instant::now();
-        checks.pulse(Duration::ZERO).unwrap().fared(burst(6));
+        let fared = |answered| {
+            let pulse = checks.pulse(Duration::ZERO).unwrap();
+            for family in Family::BOTH {
+                pulse.fared(family, burst(answered));
+            }
+        };
+        fared(6);
         let failed = tokio::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        checks.pulse(Duration::ZERO).unwrap().fared(burst(0));
-        let during = measurer.pulse_during_last_try(began, failed).await;
+        fared(0);
+        let during = measurer
+            .pulse_during_last_try(Family::Ipv4, began, failed)
+            .await;
         assert_eq!(during, Some(burst(6)));
     }
 

@@ -26,6 +26,7 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use super::checks::Family;
 use super::limits::Limits;
 use super::meanwhile::Exchanges;
 use super::tcp::Dialer;
@@ -166,6 +167,16 @@ impl Resolver {
     /// The resolver as configured (`system`, `udp://IP:PORT`, ...).
     pub fn name(&self) -> String {
         self.spec.to_string()
+    }
+
+    /// The address family its queries go over: a DNS-over-HTTPS server's once its
+    /// name has been looked up, IPv4 until then.
+    pub fn family(&self) -> Family {
+        let address = match &self.transport {
+            Transport::Udp(address) | Transport::Tcp(address) => Some(*address),
+            Transport::Doh { address, .. } => address.get().and_then(|a| a.as_ref().ok()).copied(),
+        };
+        address.map_or(Family::Ipv4, |a| Family::of(a.ip()))
     }
 
     /// Its lookups answered since `since`, and the copies of the query they took before
