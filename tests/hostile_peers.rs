@@ -433,3 +433,35 @@ async fn tcp_resolver_stalling_mid_message_times_out() {
     run.assert_verdict(HOSTILE, "anomaly", "dns-failure");
     assert_eq!(a_lookup(&run)["failure"], "generic_timeout_error");
 }
+
+/// A server that ends its TLS session after reading the request, with no response:
+/// with its `close_notify` alert (Caddy's `abort`), the fetch records it and reads as
+/// the site's own close; with a bare FIN, which anyone on the path can
+/// send, it records none and the failure stands. A censor cannot write the alert into
+/// the session, so the one must never pass for the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_the_server_closes_is_told_from_a_bare_fin() {
+    for close_notify in [true, false] {
+        let lab = Lab::new().await;
+        let (chain, key) = lab.https.ca.issue(&[CANARY, HOSTILE]).unwrap();
+        let config = censorprobe::lab::tls::server_config(chain, key).unwrap();
+        let server = servers::spawn_tls_closing(config, close_notify).await;
+        let target = format!("https://{HOSTILE}:{}/", server.port());
+        let case = format!("TLS closed, close_notify {close_notify}");
+        let run = lab.run(&case, &urls(&target)).await;
+        let fetched = fetch(&run, &target);
+        let hop = &fetched["hops"][0];
+        assert_eq!(fetched["failure"], "eof_error", "{case}: {fetched}");
+        assert_eq!(hop["tls"]["handshake_done"], true, "{case}: {hop}");
+        assert_eq!(hop["close_notify"] == true, close_notify, "{case}: {hop}");
+        let row = run.row(&target);
+        assert_eq!(
+            row.evidence.contains("the site's own close"),
+            close_notify,
+            "{case}: {row:?}"
+        );
+        if close_notify {
+            run.assert_verdict(&target, "anomaly", "");
+        }
+    }
+}

@@ -180,6 +180,12 @@ pub fn problems(
                 out.push(problem);
                 continue;
             }
+            if last.is_some_and(|hop| hop.close_notify && site_served(hop)) {
+                let mut finding = failure_finding(h, m, probe).0;
+                finding.evidence.push_str(SITE_CLOSED);
+                out.push(Problem::not_interference(finding, saw));
+                continue;
+            }
             if let Some(problem) =
                 last.and_then(|hop| tls_stall(hop, their_page, saw.clone(), &refetches(probe)))
             {
@@ -594,6 +600,11 @@ fn unrepeated(mut evidence: String, why: &str, control: Option<ControlSaw>) -> P
 /// Appended to a page difference seen over a TLS session with a valid certificate for
 /// the name: no censor can write into one, so the site chose to answer so.
 const SITE_SERVED: &str = ", over a TLS session with a valid certificate for the name: the site's own answer (a page by country, a legal block), not a censor's";
+
+/// Appended to a fetch that failed as the server ended its TLS session (a
+/// `close_notify`), over a session with a valid certificate for the name: a censor can
+/// tear a connection down, but cannot write that alert into the session.
+const SITE_CLOSED: &str = ": the server ended its TLS session (close_notify) first, over a session with a valid certificate for the name; the site's own close (a server turning the probe's address away, a bot rule), which no censor can write into the session";
 
 /// Whether `hop` came over a TLS session with a valid certificate for its name.
 fn site_served(hop: &HttpHop) -> bool {
@@ -1706,6 +1717,52 @@ mod tests {
                 kind(&outcome),
                 (Verdict::Blocked, Some(Blocking::HttpFailure)),
                 "{}",
+                outcome.verdict.evidence
+            );
+        }
+    }
+
+    /// A fetch the server ended with its TLS `close_notify` (Caddy's `abort`, as Go's
+    /// servers close a connection they turn away) over a session valid for the name is
+    /// the site's own close; without the alert (a FIN or reset, which anyone on the path
+    /// can send), or over a session not valid for the name, the failure stands against
+    /// the control's page.
+    #[test]
+    fn a_session_the_site_closed_is_the_sites_own() {
+        let dns = || vec![lookup(&[(FB, None)])];
+        let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
+        let closed = |close_notify: bool, valid: bool| {
+            let eof = StepError::new(Operation::HttpRoundTrip, Failure::Eof);
+            let mut m = fetch(0, 0, "", 0.0, Some(eof));
+            if valid {
+                m = over_valid_tls(m);
+            }
+            if let Step::Http(h) = &mut m.step {
+                h.hops[0].close_notify = close_notify;
+            }
+            m
+        };
+        let outcome = compare(
+            url(),
+            (dns(), vec![closed(true, true)]),
+            (dns(), vec![page()]),
+        );
+        assert_eq!(kind(&outcome), (Verdict::Anomaly, None));
+        assert!(
+            outcome.verdict.evidence.contains("the site's own close"),
+            "{}",
+            outcome.verdict.evidence
+        );
+        for (close_notify, valid) in [(false, true), (true, false)] {
+            let outcome = compare(
+                url(),
+                (dns(), vec![closed(close_notify, valid)]),
+                (dns(), vec![page()]),
+            );
+            assert_eq!(
+                kind(&outcome),
+                (Verdict::Blocked, Some(Blocking::HttpFailure)),
+                "close_notify {close_notify}, valid {valid}: {}",
                 outcome.verdict.evidence
             );
         }

@@ -917,6 +917,12 @@ pub struct HttpHop {
     /// leaves no head to decrypt: many bytes here show the response was flowing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_after_handshake: Option<u64>,
+    /// Over HTTPS, where the fetch failed: whether the server ended its TLS session (a
+    /// `close_notify` alert) before the response, or its body, was whole. Only the
+    /// holder of the session's keys can send one: a censor's FIN or reset cannot pass for
+    /// it, so it is the site's (or its CDN's) own close.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close_notify: bool,
     /// The body's first reads (at most [`READ_EVENTS`]), as OONI's throttling
     /// measurements keep them (dd-007): how the transfer moved, read by read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -956,6 +962,7 @@ impl HttpHop {
             read_ms: None,
             silent_ms: None,
             received_after_handshake: None,
+            close_notify: false,
             reads: Vec::new(),
             error: None,
         }

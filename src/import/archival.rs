@@ -220,6 +220,7 @@ pub struct HopFacts {
     pub read_ms: Option<f64>,
     pub silent_ms: Option<f64>,
     pub received_after_handshake: Option<u64>,
+    pub close_notify: bool,
     pub failed_operation: Option<crate::facts::failure::Operation>,
     pub fetch_error: Option<crate::facts::failure::StepError>,
 }

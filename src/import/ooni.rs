@@ -744,6 +744,7 @@ fn hop(r: &Transaction, keys: &TestKeys, hosts: &[String]) -> Option<HttpHop> {
         hop.read_ms = x.read_ms;
         hop.silent_ms = x.silent_ms;
         hop.received_after_handshake = x.received_after_handshake;
+        hop.close_notify = x.close_notify;
     }
     Some(hop)
 }

@@ -6,6 +6,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use url::Url;
 use super::address::Ticket;
 use super::checks::Family;
 use super::limits::Held;
-use super::received::{Counted, Tally, writes_pass_through};
+use super::received::{Counted, Ended, Tally, writes_pass_through};
 use super::tcp::RETRY_PAUSE;
 use super::{Again, Measurer, failed_to_connect, now};
 use crate::facts::failure::{Failure, Operation, StepError, body_packets};
@@ -764,6 +765,8 @@ impl Measurer {
         };
         // The connection's tally at the request, over TLS: see `record_round_trip`.
         let mut counted = None;
+        // Whether the server ended the TLS session: see `HttpHop::close_notify`.
+        let mut closed = None;
         let exchange = if url.scheme() == "https" {
             let (tls_facts, stream) = self
                 .tls
@@ -777,6 +780,8 @@ impl Measurer {
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             counted = Some((tally.get().0, tokio::time::Instant::now()));
+            let (stream, ended) = Ended::new(stream);
+            closed = Some(ended);
             match request(h2) {
                 Ok(req) => tokio::time::timeout(timeout, send(stream, h2, req)).await,
                 Err(e) => Ok(Err(e)),
@@ -797,6 +802,7 @@ impl Measurer {
             }
             Ok(Err(e)) => {
                 hop.error = Some(e);
+                hop.close_notify = closed.is_some_and(|c| c.load(Ordering::Relaxed));
                 return (hop, None);
             }
             Ok(Ok(pair)) => pair,
@@ -845,6 +851,8 @@ impl Measurer {
                 ..read
             })
             .collect();
+        hop.close_notify =
+            body.error.is_some() && closed.is_some_and(|c| c.load(Ordering::Relaxed));
         hop.error = body.error;
         (hop, None)
     }

@@ -1,11 +1,13 @@
 //! What a connection has received, watched from under the TLS or HTTP stream that
 //! reads it: whether the server has answered at all (an exchange's work place, see
 //! `limits::Limits::during`), and a freeze in the middle of a TLS record, of which TLS
-//! gives nothing until it is whole (the fetch's `record_round_trip`).
+//! gives nothing until it is whole (the fetch's `record_round_trip`); and, from over
+//! the TLS stream, whether the server ended its session (see [`Ended`]).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -190,3 +192,41 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 }
 
 writes_pass_through!(Counted);
+
+/// A stream that tells whether it came to a clean end: a read that brought nothing and
+/// no error. Over rustls that is the server's `close_notify` alert (a FIN without one
+/// is an error, `UnexpectedEof`); the flag is shared with whoever made the stream, as
+/// hyper owns it once the exchange begins.
+pub struct Ended<S> {
+    io: S,
+    ended: Arc<AtomicBool>,
+}
+
+impl<S> Ended<S> {
+    /// `io`, and the flag set once it ends.
+    pub fn new(io: S) -> (Ended<S>, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(false));
+        let stream = Ended {
+            io,
+            ended: ended.clone(),
+        };
+        (stream, ended)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Ended<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let (before, room) = (buf.filled().len(), buf.remaining());
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && room > 0 && buf.filled().len() == before {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+writes_pass_through!(Ended);

@@ -295,6 +295,8 @@ struct HopFacts {
     silent_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     received_after_handshake: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    close_notify: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     failed_operation: Option<Operation>,
     /// The fetch's own error, on its last hop, when the hop has none (a certificate
@@ -717,6 +719,7 @@ impl HttpTransaction {
                 read_ms: hop.read_ms,
                 silent_ms: hop.silent_ms,
                 received_after_handshake: hop.received_after_handshake,
+                close_notify: hop.close_notify,
                 failed_operation: hop.error.as_ref().map(|e| e.failed_operation),
                 fetch_error: None,
             },

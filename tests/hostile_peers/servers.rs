@@ -209,6 +209,34 @@ pub async fn spawn_tls(hostility: TlsHostility) -> SocketAddr {
     addr
 }
 
+/// A server that completes the TLS handshake with `config`, reads the request's head,
+/// and ends the connection without a response: with a `close_notify` alert first (as
+/// Go's servers end a session they turn away, Caddy's `abort`; nginx's `return 444`
+/// sends none), or with a bare FIN (which anyone on the path can send).
+pub async fn spawn_tls_closing(
+    config: Arc<rustls::ServerConfig>,
+    close_notify: bool,
+) -> SocketAddr {
+    let (listener, addr) = listen().await.unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    accept_each(listener, move |stream, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            if read_head(&mut tls).await.is_none() {
+                return;
+            }
+            match close_notify {
+                true => drop(tls.shutdown().await),
+                false => drop(tls.into_inner().0.shutdown().await),
+            }
+        }
+    });
+    addr
+}
+
 /// The first TLS record the client sends, read whole however it comes: the probe's
 /// split ClientHello comes in two segments, 200 ms apart. None if the client closes
 /// first.
