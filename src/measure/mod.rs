@@ -30,6 +30,7 @@ pub mod unacknowledged;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,9 +172,16 @@ pub struct Measurer {
     /// up when first needed (a failed lookup is not kept: the next check tries again).
     canary: OnceCell<SocketAddr>,
     /// Its IPv6 address, from its own AAAA lookup, for the checks and pulses of IPv6
-    /// (see `checks`); without one, IPv6 is checked over IPv4, as a network is whose
-    /// canary has no IPv6.
+    /// (see `checks`), once the probe's IPv6 has carried a connect (`ipv6_carried`);
+    /// until then, IPv6 is checked over IPv4, as a network is whose canary has no IPv6.
     canary_ipv6: OnceCell<SocketAddr>,
+    /// Whether a connect over IPv6 was answered in the run. A network whose IPv6 never
+    /// worked (a route to nowhere, a tunnel down from the start) fails every IPv6 step
+    /// and the canary's too, which the analysis reads as the vantage point's (see
+    /// `analyse::transport`); a check over IPv6 there would wait out a dead path after
+    /// each wave of failures, for nothing it can tell. It tells of IPv6 that stops
+    /// working once it did.
+    ipv6_carried: AtomicBool,
     /// Held through a lookup of the canary's address for the checks: one at a time;
     /// with why the last one found none, for the checks that waited for it.
     canary_lookup: tokio::sync::Mutex<Option<StepError>>,
@@ -224,6 +232,7 @@ impl Measurer {
             check_limits: Limits::new(4, 1),
             canary: OnceCell::new(),
             canary_ipv6: OnceCell::new(),
+            ipv6_carried: AtomicBool::new(false),
             canary_lookup: tokio::sync::Mutex::new(None),
         })
     }
@@ -798,12 +807,20 @@ impl Measurer {
     }
 
     /// The canary's address over `family`: over IPv6, its own AAAA answer's where it had
-    /// one, else its IPv4 address (see [`Measurer::canary_address`]).
+    /// one (see [`Measurer::canary_ipv6`]), else its IPv4 address (see
+    /// [`Measurer::canary_address`]).
     async fn canary_over(&self, family: Family) -> Option<Result<SocketAddr, StepError>> {
-        match (family, self.canary_ipv6.get()) {
-            (Family::Ipv6, Some(address)) => Some(Ok(*address)),
+        match (family, self.canary_ipv6()) {
+            (Family::Ipv6, Some(address)) => Some(Ok(address)),
             _ => self.canary_address().await,
         }
+    }
+
+    /// The canary's IPv6 address, for IPv6's checks and pulses, once the probe's IPv6 has
+    /// carried a connect in the run.
+    fn canary_ipv6(&self) -> Option<SocketAddr> {
+        let carried = self.ipv6_carried.load(Ordering::Relaxed);
+        self.canary_ipv6.get().copied().filter(|_| carried)
     }
 
     /// The canary's IPv4 address, for the network checks and pulses: from its own lookups, or
@@ -854,8 +871,9 @@ impl Measurer {
     /// A lossy link answers some of the pulse's connects; a link that is down, none.
     /// One pulse at a time, a second apart at least, shared by the steps tried
     /// meanwhile; made on a task of its own, so that it ends whatever its step does.
-    /// Over both families where the canary has an IPv6 address, each told of apart;
-    /// where it has none, the IPv4 pulse stands for IPv6 too.
+    /// Over both families where the canary has an IPv6 address (see
+    /// [`Measurer::canary_ipv6`]), each told of apart; where it has none, the IPv4 pulse
+    /// stands for IPv6 too.
     async fn pulse(&self) {
         let Some(Ok(canary)) = self.canary_address().await else {
             return;
@@ -863,7 +881,7 @@ impl Measurer {
         let Some(pulse) = self.checks.pulse(SHARED_CHECK) else {
             return;
         };
-        let canary_ipv6 = self.canary_ipv6.get().copied();
+        let canary_ipv6 = self.canary_ipv6();
         let timeout = self.options.timeout;
         let dialer = tcp::Dialer::new(
             (timeout / 3).max(PULSE_AT_LEAST).min(timeout),
@@ -1473,6 +1491,9 @@ impl Measurer {
         let dialed = self.dialer().dial(addresses).await;
         if let Ok((_, address)) = &dialed.result {
             self.addresses.answered(*address);
+            if address.is_ipv6() {
+                self.ipv6_carried.store(true, Ordering::Relaxed);
+            }
         }
         dialed
     }
@@ -2192,9 +2213,10 @@ mod tests {
         assert_eq!(measurer.canary.get(), Some(&SocketAddr::new(canary, 443)));
     }
 
-    /// IPv6 failing mid-run (a tunnel down, a prefix lost): a connect to an IPv6 address
-    /// that goes unanswered is checked over IPv6, at the canary's AAAA answer, which is
-    /// silent too; its IPv4 address, which answers, vouches for IPv4's connects only.
+    /// IPv6 failing mid-run (a tunnel down, a prefix lost): once the probe's IPv6 has
+    /// carried a connect, one to an IPv6 address that goes unanswered is checked over
+    /// IPv6, at the canary's AAAA answer, which is silent too; its IPv4 address, which
+    /// answers, vouches for IPv4's connects only. Before, IPv6 is checked over IPv4.
     #[tokio::test]
     async fn a_connect_is_checked_over_its_own_family() {
         use crate::lab::blackhole::{Blackholed, listener_at};
@@ -2217,6 +2239,15 @@ mod tests {
         ]);
         let canary: [IpAddr; 2] = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         measurer.canary_answered(&canary);
+        let over_ipv6 = || async {
+            let address = measurer.canary_over(Family::Ipv6).await;
+            address.and_then(Result::ok).map(|a| a.ip())
+        };
+        assert_eq!(over_ipv6().await, Some(canary[0]), "no IPv6 carried yet");
+        let live = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let (carried, _) = measurer.connect(live.local_addr().unwrap()).await;
+        assert_eq!(carried.error, None);
+        assert_eq!(over_ipv6().await, Some(canary[1]));
         let dead_ipv4 = listener_at("127.0.0.1:0".parse().unwrap(), everyone).unwrap();
         let dead_ipv6 = listener_at("[::1]:0".parse().unwrap(), everyone).unwrap();
         let ((ipv4, _), (ipv6, _)) = tokio::join!(
