@@ -801,6 +801,30 @@ fn network_failed(
             Meanwhile::LOSSY_SILENT_TRIES
         ));
     }
+    if e.failed_operation == Operation::QuicHandshake {
+        // The run's QUIC handshakes, with those made at once to the canary right after:
+        // the canary's alone cannot tell a link losing one datagram in four from one
+        // losing most.
+        // None of them answered is no loss: the canary does not answer QUIC there.
+        let burst = check
+            .quic
+            .filter(|b| !b.none_answered())
+            .map_or(Meanwhile::default(), |b| Meanwhile {
+                answered: b.answered,
+                tries: b.made,
+                packets: 0,
+            });
+        let (counted, when, dark) = judged(check, |m| failing(m.and(burst), tries))?;
+        let counted = counted.and(burst);
+        return Some(format!(
+            "{what} failed ({}) at {tries} tries while {whose} path was losing QUIC's datagrams: the QUIC handshakes it had answered {when}, with the {} made at once to the canary right after, took {} tries, {:.0} % of them unanswered, a rate at which all {tries} tries of a handshake go unanswered once in {:.0} (a censor's drop of one name's or address's QUIC leaves the others alone): {whose} own network, not the target",
+            e.failure,
+            burst.tries,
+            counted.tries,
+            dark * 100.0,
+            1.0 / dark.powi(tries as i32)
+        ));
+    }
     let (counted, when, unanswered) = judged(check, |m| failing(m, Meanwhile::CONNECT_TRIES))?;
     Some(format!(
         "{what} failed ({}) while {whose} network was failing new connections: the {} connects it had answered {when} took {} tries, {:.0} % of them unanswered at first, a rate at which all {} tries of a connect go unanswered once in {:.0}: {whose} own network, not the target, however the canary fared",

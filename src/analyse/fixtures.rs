@@ -429,6 +429,7 @@ pub fn check(error: Option<Failure>) -> Check {
         during: None,
         slow_quarter_ms: None,
         answered_at: None,
+        quic: None,
     }
 }
 

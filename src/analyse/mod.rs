@@ -1603,6 +1603,7 @@ mod tests {
                 during: None,
                 slow_quarter_ms: None,
                 answered_at: None,
+                quic: None,
             });
         }
         let lost = compare(url(), (dns(), vec![own]), their_page());

@@ -159,7 +159,8 @@ fn quic_problem(
     );
     // Its tries span the whole step, as a connect's do (and the control name's sends no
     // name that could set a block off): a trigger any time before its end may explain it.
-    let why = explain::step(&what, e, failed.handshake.check.as_ref())
+    let check = failed.handshake.check.as_ref();
+    let why = explain::step_tried(&what, e, check, failed.handshake.tries, &[])
         .or_else(|| explain::silent_after_trigger(probe, m, address, e, m.ended_at()))
         .or_else(|| {
             let unseen =
@@ -232,7 +233,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Blocking, Context, Verdict};
     use crate::facts::failure::Failure;
-    use crate::facts::{Burst, Measurement, Step};
+    use crate::facts::{Burst, Meanwhile, Measurement, Step};
 
     const TIMEOUT: Option<Failure> = Some(Failure::GenericTimeout);
 
@@ -431,6 +432,71 @@ mod tests {
         );
         let (verdict, evidence) = pulsed(1);
         assert_eq!(verdict, BLOCKED, "{evidence}");
+    }
+
+    /// A path that loses most of QUIC's datagrams (a policer, a firewall's UDP table)
+    /// leaves a handshake dark at both its tries now and then, between the control
+    /// name's answered ones: the run's other QUIC handshakes, and those made at once to
+    /// the canary right after, needing more than one try as often tell it from a censor's
+    /// drop of the name, which leaves the others answered at once.
+    #[test]
+    fn the_name_dark_on_a_path_losing_quic_is_inconclusive() {
+        let lossy = |meanwhile: Meanwhile, burst: Burst| {
+            let mut name = checked(quic(FB_443, false, TIMEOUT, 0), None);
+            if let Step::QuicHandshake(q) = &mut name.step {
+                q.handshake.tries = 2;
+                let check = q.handshake.check.as_mut().unwrap();
+                (check.meanwhile, check.quic) = (Some(meanwhile), Some(burst));
+            }
+            judged(
+                around(name, quic(FB_443, true, None, 6)),
+                control_answered(),
+            )
+        };
+        let counts = |answered, tries| Meanwhile {
+            answered,
+            tries,
+            packets: 0,
+        };
+        // Four handshakes answered in seven tries, three of the canary's six unanswered.
+        let (verdict, evidence) = lossy(
+            counts(4, 7),
+            Burst {
+                made: 6,
+                answered: 3,
+            },
+        );
+        assert_eq!(verdict, INCONCLUSIVE, "{evidence}");
+        assert!(evidence.contains("losing QUIC's datagrams"), "{evidence}");
+        // One of the canary's six lost, the others answered at once: a lossy link's
+        // now and then, no sign that two tries of one handshake went dark by chance.
+        // Nor where none of the canary's six was answered (no QUIC at that port of its).
+        for (meanwhile, burst) in [
+            (
+                counts(10, 10),
+                Burst {
+                    made: 6,
+                    answered: 5,
+                },
+            ),
+            (
+                counts(4, 4),
+                Burst {
+                    made: 6,
+                    answered: 6,
+                },
+            ),
+            (
+                counts(4, 4),
+                Burst {
+                    made: 6,
+                    answered: 0,
+                },
+            ),
+        ] {
+            let (verdict, evidence) = lossy(meanwhile, burst);
+            assert_eq!(verdict, BLOCKED, "{meanwhile:?} {burst:?}: {evidence}");
+        }
     }
 
     #[test]

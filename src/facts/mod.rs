@@ -265,8 +265,8 @@ pub struct Check {
     #[serde(flatten)]
     pub error: Option<StepError>,
     /// The probe's other exchanges of the same kind while the step that failed went
-    /// on: its connects for a connect check, its lookups through the same resolver
-    /// for a resolver check. A canary reached once says little of a network or a
+    /// on: its connects for a connect check (its QUIC handshakes where a QUIC
+    /// handshake failed), its lookups through the same resolver for a resolver check. A canary reached once says little of a network or a
     /// resolver that drops most of what it is sent, and these say how much it dropped
     /// then. None where not counted (an earlier version's run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +293,14 @@ pub struct Check {
     /// earlier version's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during: Option<Burst>,
+    /// For a QUIC handshake that went unanswered: QUIC handshakes with the canary's name
+    /// to its address (over the step's family, at the step's port), made at once right
+    /// after, and how many were answered at their one try. Some unanswered while others
+    /// were answered: the path was losing QUIC's datagrams then (a policer, a lossy
+    /// link), which a censor's drop of one name's or address's QUIC does not do to the
+    /// canary. None where not made (no canary; an earlier version's run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<Burst>,
     /// For a resolver's check: how long a quarter of the resolver's recent answers to a
     /// query's first copy took or longer (their upper quartile, of up to 64, once a few
     /// were timed), in milliseconds. A resolver that takes much of the deadline to
@@ -384,7 +392,9 @@ impl Meanwhile {
     /// try more makes that some five times rarer, where a censor turns down every try.
     pub const FLAKY_TURNED_DOWN_TRIES: u32 = 7;
     /// The tries of a handshake or fetch silent at each, on a link seen losing packets
-    /// during its last try (`measure::Again::on`); two elsewhere.
+    /// during its last try (`measure::Again::on`), and of a QUIC handshake where one of
+    /// the run's was answered only when made again (`Measurer::quic_tries`); two
+    /// elsewhere.
     pub const LOSSY_SILENT_TRIES: u32 = 4;
 
     /// These and `other` together.

@@ -498,6 +498,7 @@ mod tests {
                 during,
                 slow_quarter_ms: None,
                 answered_at: None,
+                quic: None,
             }),
             ..TcpFacts::new(address, Some(timeout))
         };

@@ -28,7 +28,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::tls::{TlsContext, server_name_of};
 use crate::facts::failure::{Failure, Operation, StepError};
-use crate::facts::{QuicFacts, TlsFacts};
+use crate::facts::{Burst, QuicFacts, TlsFacts};
 
 /// How long a finished connection may take to tell the server it is closed: its
 /// endpoint is let go in the background, so the probe never waits for it.
@@ -37,11 +37,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A QUIC handshake with `server_name` to `address`, from a new UDP socket bound to
 /// `local`. The handshake's deadline is `timeout`; within it, quinn sends
 /// the Initial again as its loss timer says, as a TCP connect does its SYN. One that
-/// timed out is made again once after `retry_after`, from the same socket: every flow
-/// a probe opens takes a place in its router's connection table for as long as the
-/// router keeps it (half a minute to two for UDP, which a router cannot see close), and
-/// a router with a small table must not be filled by the probe's own tries. Of two
-/// timed-out tries the first is kept, with the datagrams both got back.
+/// timed out is made again after `retry_after`, up to `tries` in all, from the same
+/// socket: every flow a probe opens takes a place in its router's connection table for
+/// as long as the router keeps it (half a minute to two for UDP, which a router cannot
+/// see close), and a router with a small table must not be filled by the probe's own
+/// tries. Of tries that all timed out the first is kept, with the datagrams all got back.
+#[allow(clippy::too_many_arguments)]
 pub async fn handshake(
     tls: &TlsContext,
     address: SocketAddr,
@@ -50,6 +51,7 @@ pub async fn handshake(
     timeout: Duration,
     local: SocketAddr,
     retry_after: Duration,
+    tries: u32,
 ) -> QuicFacts {
     let mut facts = QuicFacts {
         handshake: TlsFacts::new(address, server_name, control_sni),
@@ -77,24 +79,18 @@ pub async fn handshake(
     facts.local_port = endpoint.local_addr().ok().map(|a| a.port());
     let first = connect(tls, &endpoint, facts.clone(), &name, timeout).await;
     let timed_out = |f: &QuicFacts| super::timed_out(&f.handshake.error);
-    let facts = match timed_out(&first) {
-        false => first,
-        true => {
-            tokio::time::sleep(retry_after).await;
-            let mut second = connect(tls, &endpoint, facts, &name, timeout).await;
-            second.handshake.tries = 2;
-            match timed_out(&second) {
-                false => second,
-                true => QuicFacts {
-                    handshake: TlsFacts {
-                        tries: 2,
-                        ..first.handshake
-                    },
-                    ..first
-                },
-            }
-        }
-    };
+    let mut kept = first.clone();
+    while timed_out(&kept) && kept.handshake.tries < tries {
+        tokio::time::sleep(retry_after).await;
+        let made = kept.handshake.tries + 1;
+        let next = connect(tls, &endpoint, facts.clone(), &name, timeout).await;
+        kept = match timed_out(&next) {
+            false => next,
+            true => first.clone(),
+        };
+        kept.handshake.tries = made;
+    }
+    let facts = kept;
     let datagrams_received = received.load(Ordering::Relaxed);
     tokio::spawn(async move {
         let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
@@ -103,6 +99,42 @@ pub async fn handshake(
         datagrams_received: Some(datagrams_received),
         ..facts
     }
+}
+
+/// QUIC handshakes with `server_name` to `address` made at once, `count` of them, each
+/// from a socket of its own (a flow of its own for every router on the way) and given
+/// one try within `timeout`: how many the server answered. A path that loses most UDP
+/// leaves some unanswered, and answers others; one that drops the address's QUIC, none.
+pub async fn burst(
+    tls: &TlsContext,
+    address: SocketAddr,
+    server_name: &str,
+    timeout: Duration,
+    local: SocketAddr,
+    count: usize,
+) -> Burst {
+    let Ok(name) = server_name_of(server_name) else {
+        return Burst::of([]);
+    };
+    let once = |_| async {
+        let Ok(endpoint) = counting_endpoint(local, Arc::default()) else {
+            return false;
+        };
+        let facts = QuicFacts {
+            handshake: TlsFacts::new(address, server_name, true),
+            local_port: None,
+            datagrams_received: None,
+        };
+        let answered = connect(tls, &endpoint, facts, &name, timeout)
+            .await
+            .handshake
+            .server_answered();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
+        });
+        answered
+    };
+    Burst::of(futures_util::future::join_all((0..count).map(once)).await)
 }
 
 /// The handshake on `endpoint`, its outcome recorded in `facts`.
