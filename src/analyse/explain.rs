@@ -801,23 +801,29 @@ fn network_failed(
             Meanwhile::LOSSY_SILENT_TRIES
         ));
     }
-    if e.failed_operation == Operation::QuicHandshake {
-        // The run's QUIC handshakes, with those made at once to the canary right after:
-        // the canary's alone cannot tell a link losing one datagram in four from one
-        // losing most.
-        // None of them answered is no loss: the canary does not answer QUIC there.
-        let burst = check
-            .quic
-            .filter(|b| !b.none_answered())
-            .map_or(Meanwhile::default(), |b| Meanwhile {
-                answered: b.answered,
-                tries: b.made,
+    // A QUIC handshake's check counts QUIC handshakes (`quic` set); an earlier
+    // version's counted connects, judged as such below.
+    if let (Some(made), Operation::QuicHandshake) = (check.quic, e.failed_operation) {
+        // The run's QUIC handshakes meanwhile and just before, with those made at once to
+        // the canary right after, all together: the canary's alone cannot tell a link
+        // losing one datagram in four from one losing most, nor a path losing the
+        // canary's alone from one losing all. None of the canary's answered is no loss:
+        // it does not answer QUIC there.
+        let burst = match made.none_answered() {
+            true => Meanwhile::default(),
+            false => Meanwhile {
+                answered: made.answered,
+                tries: made.made,
                 packets: 0,
-            });
-        let (counted, when, dark) = judged(check, |m| failing(m.and(burst), tries))?;
-        let counted = counted.and(burst);
+            },
+        };
+        let counted = [check.meanwhile, check.before, Some(burst)]
+            .into_iter()
+            .flatten()
+            .fold(Meanwhile::default(), Meanwhile::and);
+        let dark = failing(counted, tries)?;
         return Some(format!(
-            "{what} failed ({}) at {tries} tries while {whose} path was losing QUIC's datagrams: the QUIC handshakes it had answered {when}, with the {} made at once to the canary right after, took {} tries, {:.0} % of them unanswered, a rate at which all {tries} tries of a handshake go unanswered once in {:.0} (a censor's drop of one name's or address's QUIC leaves the others alone): {whose} own network, not the target",
+            "{what} failed ({}) at {tries} tries while {whose} path was losing QUIC's datagrams: its QUIC handshakes answered meanwhile and just before, with the {} made at once to the canary right after, took {} tries, {:.0} % of them unanswered, a rate at which all {tries} tries of a handshake go unanswered once in {:.0} (a censor's drop of one name's or address's QUIC leaves the others alone): {whose} own network, not the target",
             e.failure,
             burst.tries,
             counted.tries,

@@ -181,9 +181,9 @@ pub fn problems(
                 continue;
             }
             if last.is_some_and(|hop| hop.close_notify && site_served(hop)) {
-                let mut finding = failure_finding(h, m, probe).0;
-                finding.evidence.push_str(SITE_CLOSED);
-                out.push(Problem::not_interference(finding, saw));
+                let finding = failure_finding(h, m, probe).0;
+                let why = format!("{}{SITE_CLOSED}", finding.evidence);
+                out.push(Problem::explained(finding, why));
                 continue;
             }
             if let Some(problem) =
@@ -603,8 +603,10 @@ const SITE_SERVED: &str = ", over a TLS session with a valid certificate for the
 
 /// Appended to a fetch that failed as the server ended its TLS session (a
 /// `close_notify`), over a session with a valid certificate for the name: a censor can
-/// tear a connection down, but cannot write that alert into the session.
-const SITE_CLOSED: &str = ": the server ended its TLS session (close_notify) first, over a session with a valid certificate for the name; the site's own close (a server turning the probe's address away, a bot rule), which no censor can write into the session";
+/// tear a connection down, but cannot write that alert into the session. It could make
+/// the server send it (a FIN forged toward the server, which a server reads as the
+/// client leaving), so the close is no evidence either way, not the site's answer.
+const SITE_CLOSED: &str = ": the server ended its TLS session (close_notify) first, over a session with a valid certificate for the name; the site's own close as a rule (a server turning the probe's address away, a bot rule), which no censor can write into the session, though one could provoke it (a FIN forged toward the server)";
 
 /// Whether `hop` came over a TLS session with a valid certificate for its name.
 fn site_served(hop: &HttpHop) -> bool {
@@ -1724,7 +1726,8 @@ mod tests {
 
     /// A fetch the server ended with its TLS `close_notify` (Caddy's `abort`, as Go's
     /// servers close a connection they turn away) over a session valid for the name is
-    /// the site's own close; without the alert (a FIN or reset, which anyone on the path
+    /// the site's own close as a rule, which a censor could only provoke: no evidence
+    /// (`inconclusive`); without the alert (a FIN or reset, which anyone on the path
     /// can send), or over a session not valid for the name, the failure stands against
     /// the control's page.
     #[test]
@@ -1747,7 +1750,7 @@ mod tests {
             (dns(), vec![closed(true, true)]),
             (dns(), vec![page()]),
         );
-        assert_eq!(kind(&outcome), (Verdict::Anomaly, None));
+        assert_eq!(kind(&outcome), (Verdict::Inconclusive, None));
         assert!(
             outcome.verdict.evidence.contains("the site's own close"),
             "{}",

@@ -298,7 +298,9 @@ pub struct Check {
     /// after, and how many were answered at their one try. Some unanswered while others
     /// were answered: the path was losing QUIC's datagrams then (a policer, a lossy
     /// link), which a censor's drop of one name's or address's QUIC does not do to the
-    /// canary. None where not made (no canary; an earlier version's run).
+    /// canary. Made none (`made` 0) where no QUIC handshake was answered lately, or the
+    /// canary's address is unknown; None in an earlier version's run, whose counts
+    /// (`meanwhile`, `before`) are then its connects'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quic: Option<Burst>,
     /// For a resolver's check: how long a quarter of the resolver's recent answers to a
@@ -930,7 +932,8 @@ pub struct HttpHop {
     /// Over HTTPS, where the fetch failed: whether the server ended its TLS session (a
     /// `close_notify` alert) before the response, or its body, was whole. Only the
     /// holder of the session's keys can send one: a censor's FIN or reset cannot pass for
-    /// it, so it is the site's (or its CDN's) own close.
+    /// it, so it is the site's (or its CDN's) close, as a rule its own, though a censor
+    /// could provoke it (a FIN forged toward the server).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub close_notify: bool,
     /// The body's first reads (at most [`READ_EVENTS`]), as OONI's throttling

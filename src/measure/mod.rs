@@ -102,8 +102,10 @@ const CHECK_CONNECTS: usize = 6;
 /// [`Measurer::quic_burst`]): a run has few QUIC handshakes of its own, and a share of
 /// tries left unanswered is judged two standard errors low. A path losing a quarter of
 /// QUIC's tries shows it over some sixteen tries or more; twelve here, with the run's
-/// own, make that, where six did not (2 of 6 runs with 70 % of UDP to port 443 dropped
-/// read a QUIC site `blocked`). UDP flows, which a router keeps half a minute to two.
+/// own, make that more often than six (on the testbed, with 70 % of UDP to port 443
+/// dropped and two tries a handshake, 2 runs of 6 read a QUIC site `blocked` with six,
+/// 2 of 10 with twelve; the four tries of [`Measurer::quic_tries`] did the rest). UDP
+/// flows, which a router keeps half a minute to two.
 const QUIC_BURST: usize = 12;
 /// The least time a pulse's connect is given (a third of the deadline, where that is
 /// more): the kernel sends a SYN again a second after the first, and a connect given
@@ -183,15 +185,16 @@ pub struct Measurer {
     /// up when first needed (a failed lookup is not kept: the next check tries again).
     canary: OnceCell<SocketAddr>,
     /// Its IPv6 address, from its own AAAA lookup, for the checks and pulses of IPv6
-    /// (see `checks`), once the probe's IPv6 has carried a connect (`ipv6_carried`);
+    /// (see `checks`), once that address has answered a connect (`ipv6_carried`);
     /// until then, IPv6 is checked over IPv4, as a network is whose canary has no IPv6.
     canary_ipv6: OnceCell<SocketAddr>,
-    /// Whether a connect over IPv6 was answered in the run. A network whose IPv6 never
-    /// worked (a route to nowhere, a tunnel down from the start) fails every IPv6 step
-    /// and the canary's too, which the analysis reads as the vantage point's (see
-    /// `analyse::transport`); a check over IPv6 there would wait out a dead path after
-    /// each wave of failures, for nothing it can tell. It tells of IPv6 that stops
-    /// working once it did.
+    /// Whether the canary's IPv6 address answered a connect of the run (its own target's).
+    /// A network whose IPv6 never worked (a route to nowhere, a tunnel down from the
+    /// start) fails every IPv6 step and the canary's too, which the analysis reads as the
+    /// vantage point's (see `analyse::transport`); a check over IPv6 there would wait out
+    /// a dead path after each wave of failures, for nothing it can tell; and a canary
+    /// whose AAAA answer is stale would blame the probe's network for every IPv6 block.
+    /// It tells of IPv6 that stops working once it did.
     ipv6_carried: AtomicBool,
     /// Held through a lookup of the canary's address for the checks: one at a time;
     /// with why the last one found none, for the checks that waited for it.
@@ -828,8 +831,8 @@ impl Measurer {
         }
     }
 
-    /// The canary's IPv6 address, for IPv6's checks and pulses, once the probe's IPv6 has
-    /// carried a connect in the run.
+    /// The canary's IPv6 address, for IPv6's checks and pulses, once it has answered a
+    /// connect of the run (see [`Measurer::ipv6_carried`]).
     fn canary_ipv6(&self) -> Option<SocketAddr> {
         let carried = self.ipv6_carried.load(Ordering::Relaxed);
         self.canary_ipv6.get().copied().filter(|_| carried)
@@ -1361,11 +1364,13 @@ impl Measurer {
             // answered lately, QUIC does not get through at all (or the sites do not
             // speak it), and the canary's would only wait out its deadline.
             let (meanwhile, before) = self.quic.since(began);
+            // Made or not, the check says its counts are QUIC's (see `Check::quic`).
             let burst = async {
-                match meanwhile.answered > 0 || before.is_some() {
+                let made = match meanwhile.answered > 0 || before.is_some() {
                     true => self.quic_burst(family, address.port()).await,
                     false => None,
-                }
+                };
+                Some(made.unwrap_or(Burst::of([])))
             };
             let (check, quic) =
                 futures_util::future::join(self.network_check(began, failure, family, None), burst)
@@ -1395,7 +1400,7 @@ impl Measurer {
     /// made at once after a QUIC handshake went unanswered (see `quic::burst`), each
     /// given what a pulse's connect is (see [`Measurer::pulse`]): some answered and some
     /// not, the path was losing QUIC's datagrams, which a censor's drop of one name or
-    /// address does not do to the canary. None without a canary, or for the canary's own.
+    /// address does not do to the canary. None without a canary or its address.
     async fn quic_burst(&self, family: Family, port: u16) -> Option<Burst> {
         let canary = self.options.control_sni.as_deref()?;
         let address = SocketAddr::new(self.canary_over(family).await?.ok()?.ip(), port);
@@ -1551,7 +1556,11 @@ impl Measurer {
         let dialed = self.dialer().dial(addresses).await;
         if let Ok((_, address)) = &dialed.result {
             self.addresses.answered(*address);
-            if address.is_ipv6() {
+            if self
+                .canary_ipv6
+                .get()
+                .is_some_and(|c| c.ip() == address.ip())
+            {
                 self.ipv6_carried.store(true, Ordering::Relaxed);
             }
         }
@@ -2274,10 +2283,11 @@ mod tests {
         assert_eq!(measurer.canary.get(), Some(&SocketAddr::new(canary, 443)));
     }
 
-    /// IPv6 failing mid-run (a tunnel down, a prefix lost): once the probe's IPv6 has
-    /// carried a connect, one to an IPv6 address that goes unanswered is checked over
-    /// IPv6, at the canary's AAAA answer, which is silent too; its IPv4 address, which
-    /// answers, vouches for IPv4's connects only. Before, IPv6 is checked over IPv4.
+    /// IPv6 failing mid-run (a tunnel down, a prefix lost): once the canary's IPv6
+    /// address has answered a connect, one to an IPv6 address that goes unanswered is
+    /// checked over IPv6, at the canary's AAAA answer, which is silent too; its IPv4
+    /// address, which answers, vouches for IPv4's connects only. Before, IPv6 is checked
+    /// over IPv4.
     #[tokio::test]
     async fn a_connect_is_checked_over_its_own_family() {
         use crate::lab::blackhole::{Blackholed, listener_at};
@@ -2305,6 +2315,7 @@ mod tests {
             address.and_then(Result::ok).map(|a| a.ip())
         };
         assert_eq!(over_ipv6().await, Some(canary[0]), "no IPv6 carried yet");
+        // The canary's IPv6 address answers a connect (at another port of its).
         let live = std::net::TcpListener::bind("[::1]:0").unwrap();
         let (carried, _) = measurer.connect(live.local_addr().unwrap()).await;
         assert_eq!(carried.error, None);
