@@ -1731,7 +1731,7 @@ mod tests {
     /// can send), or over a session not valid for the name, the failure stands against
     /// the control's page.
     #[test]
-    fn a_session_the_site_closed_is_the_sites_own() {
+    fn a_session_the_site_closed_is_no_evidence_either_way() {
         let dns = || vec![lookup(&[(FB, None)])];
         let page = || fetch(200, 9000, "Facebook - log in", 5.0, None);
         let closed = |close_notify: bool, valid: bool| {

@@ -5,8 +5,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::LazyLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -448,7 +448,7 @@ impl Measurer {
                 && (last.status.is_none() || e.failed_operation == Operation::Read);
             !own_lookup && (unanswered || (!e.local && e.failure.is_turned_down()))
         });
-        if let Some(failure) = failed.map(|e| e.failure.clone()) {
+        if let Some(failed) = failed.cloned() {
             // Nothing is sent to the server meanwhile: its places are for others.
             out.held = Held::default();
             if out.facts.check.is_none() {
@@ -458,9 +458,7 @@ impl Measurer {
                     last.and_then(|hop| failed_to_connect(hop.error.as_ref()?, hop.address?));
                 // Over IPv4 where the hop had no address to connect to.
                 let family = address.map_or(Family::Ipv4, |a| Family::of(a.ip()));
-                out.facts.check = self
-                    .network_check(began, &failure, family, at_connect)
-                    .await;
+                out.facts.check = self.network_check(began, &failed, family, at_connect).await;
             }
         }
         out
@@ -802,7 +800,7 @@ impl Measurer {
             }
             Ok(Err(e)) => {
                 hop.error = Some(e);
-                hop.close_notify = closed.is_some_and(|c| c.load(Ordering::Relaxed));
+                hop.close_notify = ended(&closed);
                 return (hop, None);
             }
             Ok(Ok(pair)) => pair,
@@ -851,8 +849,7 @@ impl Measurer {
                 ..read
             })
             .collect();
-        hop.close_notify =
-            body.error.is_some() && closed.is_some_and(|c| c.load(Ordering::Relaxed));
+        hop.close_notify = body.error.is_some() && ended(&closed);
         hop.error = body.error;
         (hop, None)
     }
@@ -886,6 +883,12 @@ fn cut_in_body(hop: &HttpHop) -> Option<u64> {
         .as_ref()
         .filter(|e| hop.status.is_some() && !e.local && e.failure.is_turned_down())
         .map(|_| hop.body_length)
+}
+
+/// Whether the TLS stream watched by `closed` ended cleanly: the server's
+/// `close_notify` (see `received::Ended`); never over plain HTTP.
+fn ended(closed: &Option<Arc<AtomicBool>>) -> bool {
+    closed.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 fn empty_hop(url: &Url, address: Option<SocketAddr>, error: Option<StepError>) -> HttpHop {

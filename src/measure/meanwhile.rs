@@ -84,6 +84,14 @@ impl Exchanges {
         }
     }
 
+    /// Whether an exchange was answered in the last `KEPT`.
+    pub fn any_answered(&self) -> bool {
+        let answered = self.answered.lock().expect("exchanges lock poisoned");
+        answered
+            .back()
+            .is_some_and(|last| last.at.elapsed() <= KEPT)
+    }
+
     /// Whether an exchange of the last `KEPT` took more than one try.
     pub fn any_made_again(&self) -> bool {
         let made_again = self.made_again.lock().expect("exchanges lock poisoned");

@@ -751,10 +751,11 @@ impl Measurer {
     async fn network_check(
         &self,
         began: tokio::time::Instant,
-        failure: &Failure,
+        failed: &StepError,
         family: Family,
         at_connect: Option<SocketAddr>,
     ) -> Option<Check> {
+        let failure = &failed.failure;
         let failed_at = tokio::time::Instant::now();
         let address = match self.canary_over(family).await? {
             Ok(address) => address,
@@ -791,9 +792,12 @@ impl Measurer {
                 }
             })
             .await;
-        let others = match failure.is_turned_down() {
-            true => &self.turned_down,
-            false => &self.connects,
+        // A QUIC handshake's own kind: UDP may be lost where TCP is not (a policer, a
+        // firewall's UDP table).
+        let others = match (failed.failed_operation, failure.is_turned_down()) {
+            (Operation::QuicHandshake, _) => &self.quic,
+            (_, true) => &self.turned_down,
+            (_, false) => &*self.connects,
         };
         let (meanwhile, before) = others.since(began);
         Some(Check {
@@ -897,17 +901,13 @@ impl Measurer {
             return;
         };
         let canary_ipv6 = self.canary_ipv6();
-        let timeout = self.options.timeout;
-        let dialer = tcp::Dialer::new(
-            (timeout / 3).max(PULSE_AT_LEAST).min(timeout),
-            self.options.source,
-        );
+        let dialer = tcp::Dialer::new(self.pulse_deadline(), self.options.source);
         tokio::spawn(async move {
             // Each connection closed as soon as it is made: held until the slowest of
             // them was done, they would fill a small NAT table for the steps and the
-            // check that come next (see `burst`).
+            // check that come next (see `pulse_connects`).
             let ipv4 = async {
-                let fared = burst(&dialer, canary).await;
+                let fared = pulse_connects(&dialer, canary).await;
                 pulse.fared(Family::Ipv4, fared);
                 if canary_ipv6.is_none() {
                     pulse.fared(Family::Ipv6, fared);
@@ -915,11 +915,18 @@ impl Measurer {
             };
             let ipv6 = async {
                 if let Some(address) = canary_ipv6 {
-                    pulse.fared(Family::Ipv6, burst(&dialer, address).await);
+                    pulse.fared(Family::Ipv6, pulse_connects(&dialer, address).await);
                 }
             };
             futures_util::future::join(ipv4, ipv6).await;
         });
+    }
+
+    /// What each of a pulse's connects is given (see [`Measurer::pulse`]): a third of the
+    /// deadline or [`PULSE_AT_LEAST`], whichever is more, but never more than the deadline.
+    fn pulse_deadline(&self) -> Duration {
+        let timeout = self.options.timeout;
+        (timeout / 3).max(PULSE_AT_LEAST).min(timeout)
     }
 
     /// `step`, with a pulse of the link (see [`Measurer::pulse`]) begun alongside it
@@ -1156,10 +1163,10 @@ impl Measurer {
         let mut facts = TcpFacts::new(address, dialed.result.as_ref().err().cloned());
         facts.tries = dialed.tries;
         facts.first_failure = again.first_failure;
-        if let Some(failure) = worth_a_check(&facts.error) {
+        if let Some(failed) = worth_a_check(&facts.error) {
             let family = Family::of(address.ip());
             facts.check = self
-                .network_check(began, failure, family, Some(address))
+                .network_check(began, failed, family, Some(address))
                 .await;
         }
         (facts, dialed.result.ok().map(|(stream, _)| stream))
@@ -1326,8 +1333,9 @@ impl Measurer {
         out
     }
 
-    /// A QUIC handshake (made again once after a pause if it timed out, as a TCP+TLS one
-    /// is), followed by a network check if it still timed out.
+    /// A QUIC handshake (made again after a pause if it timed out, as a TCP+TLS one is:
+    /// see [`Measurer::quic_tries`]), followed by a network check and a burst of QUIC
+    /// handshakes to the canary if it still timed out.
     async fn quic_handshake(
         &self,
         address: SocketAddr,
@@ -1351,34 +1359,28 @@ impl Measurer {
         if facts.handshake.server_answered() {
             self.quic.answered(facts.handshake.tries);
         }
-        if let Some(failure) = facts
+        if let Some(failed) = facts
             .handshake
             .error
             .as_ref()
-            .map(|e| &e.failure)
-            .filter(|f| f.is_timeout())
+            .filter(|e| e.failure.is_timeout())
         {
             let family = Family::of(address.ip());
-            // Counted over the run's QUIC handshakes, not its connects: UDP may be lost
-            // where TCP is not (a policer, a firewall's UDP table). Where none was
-            // answered lately, QUIC does not get through at all (or the sites do not
-            // speak it), and the canary's would only wait out its deadline.
-            let (meanwhile, before) = self.quic.since(began);
-            // Made or not, the check says its counts are QUIC's (see `Check::quic`).
+            // Where no QUIC handshake was answered lately, QUIC does not get through at
+            // all (or the sites do not speak it), and the canary's would only wait out
+            // its deadline. Made or not, the check says its counts are QUIC's (see
+            // `Check::quic`).
             let burst = async {
-                let made = match meanwhile.answered > 0 || before.is_some() {
+                let made = match self.quic.any_answered() {
                     true => self.quic_burst(family, address.port()).await,
                     false => None,
                 };
-                Some(made.unwrap_or(Burst::of([])))
+                made.unwrap_or(Burst::of([]))
             };
-            let (check, quic) =
-                futures_util::future::join(self.network_check(began, failure, family, None), burst)
-                    .await;
+            let check = self.network_check(began, failed, family, None);
+            let (check, quic) = futures_util::future::join(check, burst).await;
             facts.handshake.check = check.map(|check| Check {
-                meanwhile: Some(meanwhile),
-                before,
-                quic,
+                quic: Some(quic),
                 ..check
             });
         }
@@ -1404,9 +1406,7 @@ impl Measurer {
     async fn quic_burst(&self, family: Family, port: u16) -> Option<Burst> {
         let canary = self.options.control_sni.as_deref()?;
         let address = SocketAddr::new(self.canary_over(family).await?.ok()?.ip(), port);
-        let timeout = self.options.timeout;
-        let each = (timeout / 3).max(PULSE_AT_LEAST).min(timeout);
-        let local = self.dialer().local_for(address);
+        let (each, local) = (self.pulse_deadline(), self.dialer().local_for(address));
         Some(quic::burst(&self.tls, address, canary, each, local, QUIC_BURST).await)
     }
 
@@ -1441,9 +1441,8 @@ impl Measurer {
         // are what the network alone can cause.
         if let Some(failure) = kept.error.clone().filter(|_| worth_again(&kept.error)) {
             let at_connect = failed_to_connect(&failure, address);
-            let family = Family::of(address.ip());
             kept.check = self
-                .network_check(began, &failure.failure, family, at_connect)
+                .network_check(began, &failure, family, at_connect)
                 .await;
         }
         (kept, sent)
@@ -1705,7 +1704,7 @@ async fn check_dial(dialer: &tcp::Dialer, address: SocketAddr) -> (Result<(), St
 }
 
 /// A pulse's connects to `address`, made at once, each closed as soon as it is made.
-async fn burst(dialer: &tcp::Dialer, address: SocketAddr) -> Burst {
+async fn pulse_connects(dialer: &tcp::Dialer, address: SocketAddr) -> Burst {
     let tries = (0..CHECK_CONNECTS).map(|_| async { carried(&dialer.connect(address).await) });
     Burst::of(join_all(tries).await)
 }
@@ -1942,11 +1941,8 @@ impl<'a, T> Again<'a, T> {
 
 /// The failure of a step that is followed by a network check: one that went unanswered,
 /// or was turned down, and not by the probe's own machine.
-fn worth_a_check(error: &Option<StepError>) -> Option<&Failure> {
-    error
-        .as_ref()
-        .filter(|e| e.by_network())
-        .map(|e| &e.failure)
+fn worth_a_check(error: &Option<StepError>) -> Option<&StepError> {
+    error.as_ref().filter(|e| e.by_network())
 }
 
 /// `address`, where the step failed `e` connecting to it: what a network check after a
@@ -2245,13 +2241,18 @@ mod tests {
         // find; a refused one, which the link carried, has none.
         let now = tokio::time::Instant::now;
         let check = measurer
-            .network_check(now(), &Failure::GenericTimeout, Family::Ipv4, None)
+            .network_check(
+                now(),
+                &StepError::timeout(Operation::Connect),
+                Family::Ipv4,
+                None,
+            )
             .await
             .expect("a check");
         assert_eq!(check.checked, CheckTarget::Resolver("canary.test".into()));
         assert!(!check.passed());
-        let refused =
-            measurer.network_check(now(), &Failure::ConnectionRefused, Family::Ipv4, None);
+        let refusal = StepError::new(Operation::Connect, Failure::ConnectionRefused);
+        let refused = measurer.network_check(now(), &refusal, Family::Ipv4, None);
         assert_eq!(refused.await, None);
     }
 

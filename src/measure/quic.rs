@@ -113,26 +113,18 @@ pub async fn burst(
     local: SocketAddr,
     count: usize,
 ) -> Burst {
-    let Ok(name) = server_name_of(server_name) else {
-        return Burst::of([]);
-    };
     let once = |_| async {
-        let Ok(endpoint) = counting_endpoint(local, Arc::default()) else {
-            return false;
-        };
-        let facts = QuicFacts {
-            handshake: TlsFacts::new(address, server_name, true),
-            local_port: None,
-            datagrams_received: None,
-        };
-        let answered = connect(tls, &endpoint, facts, &name, timeout)
-            .await
-            .handshake
-            .server_answered();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
-        });
-        answered
+        let once = handshake(
+            tls,
+            address,
+            server_name,
+            true,
+            timeout,
+            local,
+            Duration::ZERO,
+            1,
+        );
+        once.await.handshake.server_answered()
     };
     Burst::of(futures_util::future::join_all((0..count).map(once)).await)
 }
